@@ -1,0 +1,27 @@
+// Package v1alpha1 holds the persistence.yawp.dev/v1alpha1 API: the
+// PersistenceRollout resource with which a platform team moves schools
+// (tenants), cohort by cohort, from write-through to local-first persistence.
+//
+// The package owns the wire types, their validation markers and the documented
+// constants (stages, condition types, reasons). It must not import controller
+// or data-plane code.
+//
+// +kubebuilder:object:generate=true
+// +groupName=persistence.yawp.dev
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is the group and version of this API.
+	GroupVersion = schema.GroupVersion{Group: "persistence.yawp.dev", Version: "v1alpha1"}
+
+	// SchemeBuilder registers this API's types with a runtime.Scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds this API's types to a scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

@@ -1,0 +1,108 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "persistence-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name.
+We truncate at 63 chars because some Kubernetes name fields are limited to this (by the DNS naming spec).
+If release name contains chart name it will be used as a full name.
+*/}}
+{{- define "persistence-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Create chart name and version as used by the chart label.
+*/}}
+{{- define "persistence-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels
+*/}}
+{{- define "persistence-operator.labels" -}}
+helm.sh/chart: {{ include "persistence-operator.chart" . }}
+{{ include "persistence-operator.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: persistence-operator
+{{- end }}
+
+{{/*
+Selector labels
+*/}}
+{{- define "persistence-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "persistence-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Labels of the manager (the operator's Deployment, its pods and its Service).
+*/}}
+{{- define "persistence-operator.managerSelectorLabels" -}}
+{{ include "persistence-operator.selectorLabels" . }}
+app.kubernetes.io/component: manager
+control-plane: controller-manager
+{{- end }}
+
+{{/*
+Create the name of the service account to use
+*/}}
+{{- define "persistence-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "persistence-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator image: repository:tag, the tag defaulting to the chart's appVersion.
+*/}}
+{{- define "persistence-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/*
+The image the PersistenceRollout's gateway pods run: the operator image unless
+rollout.gateway.image overrides it (the image holds the gateway and syncer).
+*/}}
+{{- define "persistence-operator.gatewayImage" -}}
+{{- $repo := default .Values.image.repository .Values.rollout.gateway.image.repository }}
+{{- $tag := default (default .Chart.AppVersion .Values.image.tag) .Values.rollout.gateway.image.tag }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{/*
+The namespace of the PersistenceRollout and its database Secret.
+*/}}
+{{- define "persistence-operator.rolloutNamespace" -}}
+{{- default .Release.Namespace .Values.rollout.namespace }}
+{{- end }}
+
+{{/*
+The name of the Secret holding the rollout's PostgreSQL DSN: the existing one,
+or the one this chart creates from rollout.database.dsn.
+*/}}
+{{- define "persistence-operator.databaseSecretName" -}}
+{{- if .Values.rollout.database.existingSecret }}
+{{- .Values.rollout.database.existingSecret }}
+{{- else }}
+{{- printf "%s-database" .Values.rollout.name | trunc 253 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,18 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// newRootCommand builds the yawpctl command tree. Command groups live in
+// one file each and register here.
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "yawpctl",
+		Short:         "Admin and support CLI for yawp's local-first persistence",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newTraceCommand(), newDocCommand())
+	return root
+}

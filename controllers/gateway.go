@@ -1,0 +1,205 @@
+package controllers
+
+import (
+	"fmt"
+	"strconv"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/contract"
+)
+
+// This file builds the gateway's StatefulSet and Services as server-side
+// apply configurations. Applying them with a forced field owner every
+// reconcile repairs any drift in the fields we own.
+
+// LabelRollout marks every object the controller makes for a rollout.
+const LabelRollout = "persistence.yawp.dev/rollout"
+
+// Names of the objects the controller owns for a rollout.
+func gatewayName(r *persistencev1alpha1.PersistenceRollout) string { return r.Name + "-gateway" }
+func headlessName(r *persistencev1alpha1.PersistenceRollout) string {
+	return r.Name + "-gateway-headless"
+}
+
+// rolloutKey is how the data plane names a rollout.
+func rolloutKey(r *persistencev1alpha1.PersistenceRollout) string { return r.Namespace + "/" + r.Name }
+
+func gatewayLabels(r *persistencev1alpha1.PersistenceRollout) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":       "yawp-gateway",
+		"app.kubernetes.io/instance":   r.Name,
+		"app.kubernetes.io/component":  "sync-gateway",
+		"app.kubernetes.io/managed-by": "persistence-operator",
+		LabelRollout:                   r.Name,
+	}
+}
+
+func selectorLabels(r *persistencev1alpha1.PersistenceRollout) map[string]string {
+	return map[string]string{"app.kubernetes.io/instance": r.Name, LabelRollout: r.Name}
+}
+
+func ownerRef(r *persistencev1alpha1.PersistenceRollout) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().
+		WithAPIVersion(persistencev1alpha1.GroupVersion.String()).
+		WithKind("PersistenceRollout").
+		WithName(r.Name).
+		WithUID(r.UID).
+		WithController(true).
+		WithBlockOwnerDeletion(true)
+}
+
+func hardenedContainer() *corev1ac.SecurityContextApplyConfiguration {
+	return corev1ac.SecurityContext().
+		WithAllowPrivilegeEscalation(false).
+		WithReadOnlyRootFilesystem(true).
+		WithRunAsNonRoot(true).
+		WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
+		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
+}
+
+func httpProbe(path, port string, period int32) *corev1ac.ProbeApplyConfiguration {
+	return corev1ac.Probe().
+		WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(port))).
+		WithPeriodSeconds(period).
+		WithTimeoutSeconds(2).
+		WithFailureThreshold(3)
+}
+
+func fieldEnv(name, path string) *corev1ac.EnvVarApplyConfiguration {
+	return corev1ac.EnvVar().WithName(name).WithValueFrom(corev1ac.EnvVarSource().
+		WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath(path)))
+}
+
+func secretEnv(name string, ref persistencev1alpha1.SecretKeyRef) *corev1ac.EnvVarApplyConfiguration {
+	return corev1ac.EnvVar().WithName(name).WithValueFrom(corev1ac.EnvVarSource().
+		WithSecretKeyRef(corev1ac.SecretKeySelector().WithName(ref.Name).WithKey(ref.Key)))
+}
+
+func resources(r *persistencev1alpha1.PersistenceRollout) *corev1ac.ResourceRequirementsApplyConfiguration {
+	res := corev1ac.ResourceRequirements()
+	if len(r.Spec.Gateway.Resources.Requests) > 0 {
+		res.WithRequests(r.Spec.Gateway.Resources.Requests)
+	}
+	if len(r.Spec.Gateway.Resources.Limits) > 0 {
+		res.WithLimits(r.Spec.Gateway.Resources.Limits)
+	}
+	return res
+}
+
+// gatewayStatefulSet is the desired StatefulSet: one pod per shard, the
+// gateway and its syncer sidecar from the one project image. owned=false
+// leaves out the owner reference (the rollout is being deleted with the
+// Retain policy and the gateway must outlive it).
+func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *appsv1ac.StatefulSetApplyConfiguration {
+	shards := r.Spec.Gateway.Shards
+	pull := r.Spec.Gateway.ImagePullPolicy
+	if pull == "" {
+		pull = corev1.PullIfNotPresent
+	}
+	common := []*corev1ac.EnvVarApplyConfiguration{
+		fieldEnv(contract.EnvPodName, "metadata.name"),
+		fieldEnv(contract.EnvNamespace, "metadata.namespace"),
+		corev1ac.EnvVar().WithName(contract.EnvRollout).WithValue(rolloutKey(r)),
+		corev1ac.EnvVar().WithName(contract.EnvShards).WithValue(strconv.Itoa(int(shards))),
+	}
+	gatewayEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
+	gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvPeerPattern).
+		WithValue(fmt.Sprintf("http://%s-%%d.%s.%s.svc:%d", gatewayName(r), headlessName(r), r.Namespace, contract.GatewayPort)))
+	if ref := r.Spec.Gateway.TokenSecretRef; ref != nil {
+		gatewayEnv = append(gatewayEnv, secretEnv(contract.EnvTokenKey, *ref))
+	}
+	syncerEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
+	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, r.Spec.Database.SecretRef))
+	tmp := corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp")
+
+	gateway := corev1ac.Container().
+		WithName(contract.ContainerGateway).
+		WithImage(r.Spec.Gateway.Image).
+		WithImagePullPolicy(pull).
+		WithCommand(contract.BinaryGateway).
+		WithArgs(fmt.Sprintf("--listen=:%d", contract.GatewayPort),
+			fmt.Sprintf("--syncer=http://127.0.0.1:%d", contract.SyncerPort),
+			fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort)).
+		WithPorts(
+			corev1ac.ContainerPort().WithName(contract.GatewayPortName).WithContainerPort(contract.GatewayPort),
+			corev1ac.ContainerPort().WithName(contract.MetricsPortName).WithContainerPort(contract.GatewayMetricsPort)).
+		WithEnv(gatewayEnv...).
+		WithReadinessProbe(httpProbe(contract.PathReadyz, contract.GatewayPortName, 5)).
+		WithLivenessProbe(httpProbe(contract.PathHealthz, contract.GatewayPortName, 10)).
+		WithResources(resources(r)).
+		WithSecurityContext(hardenedContainer()).
+		WithVolumeMounts(tmp)
+	syncer := corev1ac.Container().
+		WithName(contract.ContainerSyncer).
+		WithImage(r.Spec.Gateway.Image).
+		WithImagePullPolicy(pull).
+		WithCommand(contract.BinarySyncer).
+		WithArgs(fmt.Sprintf("--listen=:%d", contract.SyncerPort),
+			fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)).
+		WithPorts(corev1ac.ContainerPort().WithName(contract.SyncerPortName).WithContainerPort(contract.SyncerPort)).
+		WithEnv(syncerEnv...).
+		WithReadinessProbe(httpProbe(contract.PathReadyz, contract.SyncerPortName, 5)).
+		WithLivenessProbe(httpProbe(contract.PathHealthz, contract.SyncerPortName, 10)).
+		WithResources(resources(r)).
+		WithSecurityContext(hardenedContainer()).
+		WithVolumeMounts(tmp)
+
+	sts := appsv1ac.StatefulSet(gatewayName(r), r.Namespace).
+		WithLabels(gatewayLabels(r)).
+		WithSpec(appsv1ac.StatefulSetSpec().
+			WithReplicas(shards).
+			WithServiceName(headlessName(r)).
+			WithPodManagementPolicy("Parallel").
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(r))).
+			WithTemplate(corev1ac.PodTemplateSpec().
+				WithLabels(gatewayLabels(r)).
+				WithSpec(corev1ac.PodSpec().
+					WithAutomountServiceAccountToken(false).
+					WithTerminationGracePeriodSeconds(30).
+					WithSecurityContext(corev1ac.PodSecurityContext().
+						WithRunAsNonRoot(true).
+						WithRunAsUser(65532).
+						WithRunAsGroup(65532).
+						WithFSGroup(65532).
+						WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+					WithContainers(gateway, syncer).
+					WithVolumes(corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource())))))
+	if owned {
+		sts.WithOwnerReferences(ownerRef(r))
+	}
+	return sts
+}
+
+// gatewayServices are the headless Service (stable pod names for
+// forwarding between shards) and the client Service.
+func gatewayServices(r *persistencev1alpha1.PersistenceRollout, owned bool) []*corev1ac.ServiceApplyConfiguration {
+	headless := corev1ac.Service(headlessName(r), r.Namespace).
+		WithLabels(gatewayLabels(r)).
+		WithSpec(corev1ac.ServiceSpec().
+			WithClusterIP(corev1.ClusterIPNone).
+			WithPublishNotReadyAddresses(true).
+			WithSelector(selectorLabels(r)).
+			WithPorts(
+				corev1ac.ServicePort().WithName(contract.GatewayPortName).WithPort(contract.GatewayPort).
+					WithTargetPort(intstr.FromString(contract.GatewayPortName)),
+				corev1ac.ServicePort().WithName(contract.SyncerPortName).WithPort(contract.SyncerPort).
+					WithTargetPort(intstr.FromString(contract.SyncerPortName))))
+	client := corev1ac.Service(gatewayName(r), r.Namespace).
+		WithLabels(gatewayLabels(r)).
+		WithSpec(corev1ac.ServiceSpec().
+			WithType(corev1.ServiceTypeClusterIP).
+			WithSelector(selectorLabels(r)).
+			WithPorts(corev1ac.ServicePort().WithName(contract.GatewayPortName).WithPort(80).
+				WithTargetPort(intstr.FromString(contract.GatewayPortName))))
+	if owned {
+		headless.WithOwnerReferences(ownerRef(r))
+		client.WithOwnerReferences(ownerRef(r))
+	}
+	return []*corev1ac.ServiceApplyConfiguration{headless, client}
+}

@@ -1,0 +1,325 @@
+// Package controllers holds the PersistenceRollout controller: it runs the
+// sync gateway, walks cohorts through their stages in PostgreSQL (through
+// internal/dataplane, never with SQL of its own), gates every promotion on the
+// shards' integrity reports, and reports what it sees in status, Events and
+// metrics.
+//
+// The files split the work: persistencerollout_controller.go wires and does
+// I/O, stages.go decides (pure), status.go derives status and conditions
+// (pure), gateway.go builds the owned objects, finalizer.go handles deletion.
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+// Finalizer keeps a rollout until its deletion policy has been carried out.
+const Finalizer = "persistence.yawp.dev/deletion-policy"
+
+// FieldOwner is the server-side apply field manager of the controller.
+const FieldOwner = client.FieldOwner("persistence-operator")
+
+// StoreSource opens the data plane behind a DSN.
+type StoreSource interface {
+	Get(ctx context.Context, dsn string) (dataplane.Store, error)
+}
+
+// PersistenceRolloutReconciler reconciles PersistenceRollouts.
+type PersistenceRolloutReconciler struct {
+	client.Client
+	// Recorder records Events on rollouts.
+	Recorder events.EventRecorder
+	// Clock is the time source of every decision.
+	Clock clock.PassiveClock
+	// Stores opens the data plane named by a rollout's database Secret.
+	Stores StoreSource
+	// PollInterval is how often shard reports are re-read while a rollout
+	// is in progress. Defaults to 5s.
+	PollInterval time.Duration
+}
+
+// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// errRequeue asks for a prompt requeue after a data-plane write.
+var errRequeue = errors.New("requeue")
+
+// Reconcile moves one rollout one step.
+func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx).WithValues("rollout", req.NamespacedName)
+	ctx = logf.IntoContext(ctx, log)
+
+	// 1. Read the rollout.
+	var ro persistencev1alpha1.PersistenceRollout
+	if err := r.Get(ctx, req.NamespacedName, &ro); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	original := ro.DeepCopy()
+
+	// 2. Deletion carries out the deletion policy.
+	if !ro.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, &ro, original)
+	}
+	if controllerutil.AddFinalizer(&ro, Finalizer) {
+		if err := r.Update(ctx, &ro); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
+		}
+		original = ro.DeepCopy()
+	}
+
+	// 3. The gateway StatefulSet and Services.
+	readyShards, err := r.applyGateway(ctx, &ro, true)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	// 4. Read the data plane.
+	now := r.Clock.Now()
+	obs, err := r.observe(ctx, &ro)
+	if err != nil {
+		log.Error(err, "data plane unreachable")
+		setDataPlaneError(&ro, err, now)
+		ro.Status.ReadyShards = readyShards
+		return ctrl.Result{RequeueAfter: r.poll()}, r.patchStatus(ctx, original, &ro)
+	}
+
+	// 5. Decide, 6. act, 7. report.
+	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
+	executed, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
+	if len(executed) > 0 {
+		// Re-read what was written so status shows the new stages.
+		if obs2, err := r.observe(ctx, &ro); err == nil {
+			obs = obs2
+			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
+		}
+	}
+	applyStatus(&ro, obs, out, executed, readyShards, now)
+	if actErr != nil && !errors.Is(actErr, errRequeue) {
+		setDataPlaneError(&ro, actErr, now)
+	}
+	recordCohortMetrics(&ro)
+	if err := r.patchStatus(ctx, original, &ro); err != nil {
+		return ctrl.Result{}, err
+	}
+	if actErr != nil && !errors.Is(actErr, errRequeue) {
+		return ctrl.Result{}, actErr
+	}
+	return r.next(out, len(executed) > 0), nil
+}
+
+func (r *PersistenceRolloutReconciler) poll() time.Duration {
+	if r.PollInterval > 0 {
+		return r.PollInterval
+	}
+	return 5 * time.Second
+}
+
+// next says when to look again: at once after a write (the next stage may
+// already be due), at the end of a soak, and at the poll interval while
+// anything is in flight, since shard reports arrive in PostgreSQL, which
+// cannot be watched.
+func (r *PersistenceRolloutReconciler) next(out planOutput, wrote bool) ctrl.Result {
+	if wrote {
+		return ctrl.Result{RequeueAfter: time.Millisecond}
+	}
+	after := r.poll()
+	if out.requeue > 0 && out.requeue < after {
+		after = out.requeue
+	}
+	return ctrl.Result{RequeueAfter: after}
+}
+
+// observation is what the controller read from the data plane.
+type observation struct {
+	store   dataplane.Store
+	cohorts []cohortInput
+	// alive counts shards whose own report (their heartbeat) is fresh.
+	alive int
+}
+
+// observe opens the data plane, registers the rollout and reads every
+// cohort's row and the shards' reports.
+func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (observation, error) {
+	dsn, err := r.databaseURL(ctx, ro)
+	if err != nil {
+		return observation{}, err
+	}
+	store, err := r.Stores.Get(ctx, dsn)
+	if err != nil {
+		return observation{}, err
+	}
+	key := rolloutKey(ro)
+	if err := store.RegisterRollout(ctx, key, int(ro.Spec.Gateway.Shards)); err != nil {
+		return observation{}, err
+	}
+	states, err := store.Cohorts(ctx, key)
+	if err != nil {
+		return observation{}, err
+	}
+	reports, err := store.ShardReports(ctx, key)
+	if err != nil {
+		return observation{}, err
+	}
+	now := r.Clock.Now()
+	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts))}
+	for _, rep := range reports {
+		if rep.Shard < int(ro.Spec.Gateway.Shards) && now.Sub(rep.ReportedAt) <= ro.Spec.Gates.MaxReportAge.Duration {
+			obs.alive++
+		}
+	}
+	for i, c := range ro.Spec.Cohorts {
+		in := cohortInput{spec: c, index: i}
+		if st, ok := states[c.Name]; ok {
+			in.state = &st
+			in.sum = summarize(reports, int(ro.Spec.Gateway.Shards), c.Name, st.Epoch, now, ro.Spec.Gates.MaxReportAge.Duration)
+		} else {
+			in.sum = summary{shards: int(ro.Spec.Gateway.Shards)}
+		}
+		obs.cohorts[i] = in
+	}
+	return obs, nil
+}
+
+// databaseURL reads the DSN from the rollout's database Secret.
+func (r *PersistenceRolloutReconciler) databaseURL(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+	ref := ro.Spec.Database.SecretRef
+	var s corev1.Secret
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s); err != nil {
+		return "", fmt.Errorf("database secret %s: %w", ref.Name, err)
+	}
+	dsn, ok := s.Data[ref.Key]
+	if !ok || len(dsn) == 0 {
+		return "", fmt.Errorf("database secret %s has no key %q", ref.Name, ref.Key)
+	}
+	return string(dsn), nil
+}
+
+// execute carries out the plan's actions in order and records each in
+// Events and history. It stops at the first error.
+func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store, actions []action, now time.Time) ([]executedAction, error) {
+	log := logf.FromContext(ctx)
+	var done []executedAction
+	for _, a := range actions {
+		key := dataplane.CohortKey{Rollout: rolloutKey(ro), Cohort: a.cohort}
+		var epoch int64
+		switch a.kind {
+		case actFreeze:
+			st, err := store.FreezeCohort(ctx, key, a.position, a.selector, now)
+			if err != nil {
+				return done, err
+			}
+			epoch = st.Epoch
+			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
+		case actSetStage:
+			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, Stage: string(a.stage),
+				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, At: now})
+			if errors.Is(err, dataplane.ErrEpochConflict) {
+				// Someone else moved the cohort: decide again on fresh data.
+				log.Info("cohort epoch moved under us; re-reading", "cohort", a.cohort)
+				return done, errRequeue
+			}
+			if err != nil {
+				return done, err
+			}
+			epoch = st.Epoch
+		case actHalt:
+			if err := store.HaltAttempt(ctx, key, a.expectEpoch, a.reason, now); err != nil {
+				if errors.Is(err, dataplane.ErrEpochConflict) {
+					return done, errRequeue
+				}
+				return done, err
+			}
+			epoch = a.expectEpoch
+		case actRestartSoak:
+			if err := store.RestartSoak(ctx, key, a.expectEpoch, now); err != nil && !errors.Is(err, dataplane.ErrEpochConflict) {
+				return done, err
+			}
+			continue // not a decision people need to hear about
+		}
+		log.Info(a.message, "cohort", a.cohort, "stage", a.stage, "epoch", epoch, "attempt", a.attempt, "reason", a.reason)
+		eventType := corev1.EventTypeNormal
+		if a.outcome == persistencev1alpha1.OutcomeRolledBack || a.outcome == persistencev1alpha1.OutcomeHalted {
+			eventType = corev1.EventTypeWarning
+		}
+		if r.Recorder != nil {
+			r.Recorder.Eventf(ro, nil, eventType, a.reason, "StageChange", "%s (epoch %d)", a.message, epoch)
+		}
+		done = append(done, executedAction{action: a, epoch: epoch})
+	}
+	return done, nil
+}
+
+// executedAction is an action that was carried out, with its epoch.
+type executedAction struct {
+	action
+	epoch int64
+}
+
+// applyGateway applies the StatefulSet and Services and returns how many
+// gateway pods are ready.
+func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (int32, error) {
+	if err := r.Apply(ctx, gatewayStatefulSet(ro, owned), FieldOwner, client.ForceOwnership); err != nil {
+		return 0, fmt.Errorf("apply gateway statefulset: %w", err)
+	}
+	for _, svc := range gatewayServices(ro, owned) {
+		if err := r.Apply(ctx, svc, FieldOwner, client.ForceOwnership); err != nil {
+			return 0, fmt.Errorf("apply service %s: %w", *svc.Name, err)
+		}
+	}
+	var sts appsv1.StatefulSet
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: gatewayName(ro)}, &sts); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	return sts.Status.ReadyReplicas, nil
+}
+
+// patchStatus writes status with an optimistic lock, skipping no-op writes.
+func (r *PersistenceRolloutReconciler) patchStatus(ctx context.Context, original, ro *persistencev1alpha1.PersistenceRollout) error {
+	if statusEqual(original.Status, ro.Status) {
+		return nil
+	}
+	patch := client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})
+	if err := r.Status().Patch(ctx, ro, patch); err != nil {
+		if apierrors.IsConflict(err) {
+			// A newer version exists; its reconcile will report.
+			return nil
+		}
+		return fmt.Errorf("patch status: %w", err)
+	}
+	return nil
+}
+
+// SetupWithManager registers the controller.
+func (r *PersistenceRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&persistencev1alpha1.PersistenceRollout{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Named("persistencerollout").
+		Complete(r)
+}

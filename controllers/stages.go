@@ -1,0 +1,362 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+// This file decides. Nothing here does I/O: plan takes what the controller
+// read (the spec, the cohorts' rows in PostgreSQL, the shards' reports, the
+// time) and returns what to write and what to tell people.
+
+// actionKind is one kind of data-plane write.
+type actionKind int
+
+const (
+	actFreeze actionKind = iota + 1
+	actSetStage
+	actHalt
+	actRestartSoak
+)
+
+// action is one data-plane write the controller should make.
+type action struct {
+	kind        actionKind
+	cohort      string
+	position    int
+	selector    dataplane.Selector
+	expectEpoch int64
+	from        persistencev1alpha1.Stage
+	stage       persistencev1alpha1.Stage
+	attempt     int32
+	outcome     persistencev1alpha1.Outcome
+	reason      string
+	message     string
+}
+
+// summary condenses the shards' reports about one cohort at its current
+// epoch.
+type summary struct {
+	shards   int
+	observed int // shards whose observed rollout epoch is >= the cohort epoch
+	fresh    int // shards with a fresh report for this cohort at its epoch
+	// Totals over the fresh reports.
+	documents, backfilled, verified, mismatched, divergences, gaps int64
+	backfillDone                                                   int // fresh reports saying backfill is complete
+	oldest                                                         time.Time
+	samples                                                        []string
+}
+
+func (s summary) allObserved() bool { return s.observed >= s.shards }
+func (s summary) allFresh() bool    { return s.fresh >= s.shards }
+
+// summarize reads the reports of every shard in [0, shards) for a cohort at
+// epoch; reports older than maxAge (relative to now) are not fresh.
+func summarize(reports []dataplane.ShardReport, shards int, cohort string, epoch int64, now time.Time, maxAge time.Duration) summary {
+	s := summary{shards: shards}
+	for _, r := range reports {
+		if r.Shard < 0 || r.Shard >= shards {
+			continue
+		}
+		if r.ObservedEpoch >= epoch {
+			s.observed++
+		}
+		for _, c := range r.Cohorts {
+			if c.Cohort != cohort || c.Epoch != epoch || now.Sub(c.ReportedAt) > maxAge {
+				continue
+			}
+			s.fresh++
+			s.documents += c.Documents
+			s.backfilled += c.Backfilled
+			s.verified += c.Verified
+			s.mismatched += c.Mismatched
+			s.divergences += c.OpenDivergences
+			s.gaps += c.EvidenceGaps
+			if c.BackfillComplete {
+				s.backfillDone++
+			}
+			if s.oldest.IsZero() || c.ReportedAt.Before(s.oldest) {
+				s.oldest = c.ReportedAt
+			}
+			for _, id := range c.SampleMismatches {
+				if len(s.samples) < 5 {
+					s.samples = append(s.samples, id)
+				}
+			}
+		}
+	}
+	return s
+}
+
+// gateFailure says which gate a summary breaks, or "" when all hold.
+func gateFailure(s summary, g persistencev1alpha1.IntegrityGates) string {
+	switch {
+	case s.mismatched > g.MaxMismatches:
+		msg := fmt.Sprintf("%d mismatched documents (gate allows %d)", s.mismatched, g.MaxMismatches)
+		if len(s.samples) > 0 {
+			msg += fmt.Sprintf(", for example %v", s.samples)
+		}
+		return msg
+	case s.divergences > g.MaxOpenDivergences:
+		return fmt.Sprintf("%d open divergences (gate allows %d)", s.divergences, g.MaxOpenDivergences)
+	case s.gaps > g.MaxEvidenceGaps:
+		return fmt.Sprintf("%d evidence gaps (gate allows %d)", s.gaps, g.MaxEvidenceGaps)
+	}
+	return ""
+}
+
+// cohortInput is everything plan knows about one cohort.
+type cohortInput struct {
+	spec  persistencev1alpha1.CohortSpec
+	index int
+	state *dataplane.CohortState // nil until frozen
+	sum   summary
+}
+
+// cohortPlan is plan's verdict on one cohort.
+type cohortPlan struct {
+	act        *action
+	waitingFor string // what the cohort waits for, "" when it moves or is done
+	reason     string // condition reason describing the wait
+	soakEndsAt time.Time
+	failing    string // a gate failure seen now, "" if none
+	failed     bool   // the attempt ended in rollback or halt
+	done       bool   // Complete or LegacyRetired
+	requeue    time.Duration
+}
+
+// planInput is what plan reads.
+type planInput struct {
+	now     time.Time
+	spec    persistencev1alpha1.PersistenceRolloutSpec
+	cohorts []cohortInput
+}
+
+// planOutput is what plan decides.
+type planOutput struct {
+	cohorts []cohortPlan
+	current int // index of the cohort people should look at
+	actions []action
+	requeue time.Duration
+}
+
+// isDone reports whether a stage ends the cohort's journey.
+func isDone(st persistencev1alpha1.Stage) bool {
+	return st == persistencev1alpha1.StageComplete || st == persistencev1alpha1.StageLegacyRetired
+}
+
+// plan decides the next data-plane writes for a rollout.
+func plan(in planInput) planOutput {
+	out := planOutput{cohorts: make([]cohortPlan, len(in.cohorts)), current: -1}
+	// earlierDone: every cohort before this one is Complete (or retired).
+	earlierDone := true
+	for i, c := range in.cohorts {
+		var mayStart, mayFlip bool
+		switch in.spec.Strategy {
+		case persistencev1alpha1.StrategyDualWriteFirst:
+			mayStart, mayFlip = true, earlierDone
+		default:
+			mayStart, mayFlip = earlierDone, earlierDone
+		}
+		cp := planCohort(in, c, mayStart, mayFlip)
+		out.cohorts[i] = cp
+		if cp.act != nil {
+			out.actions = append(out.actions, *cp.act)
+		}
+		if out.current < 0 && !cp.done {
+			out.current = i
+		}
+		if !cp.done {
+			earlierDone = false
+		}
+		if cp.requeue > 0 && (out.requeue == 0 || cp.requeue < out.requeue) {
+			out.requeue = cp.requeue
+		}
+	}
+	if out.current < 0 {
+		out.current = len(in.cohorts) - 1
+	}
+	return out
+}
+
+func stageOf(st *dataplane.CohortState) persistencev1alpha1.Stage {
+	if st == nil {
+		return ""
+	}
+	return persistencev1alpha1.Stage(st.Stage)
+}
+
+// planCohort decides for one cohort. mayStart says whether the strategy lets
+// it leave Legacy, mayFlip whether it may flip to LocalFirst.
+func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan {
+	spec, st, sum, now := c.spec, c.state, c.sum, in.now
+	gates := in.spec.Gates
+	intent := spec.Intent
+	if intent == "" {
+		intent = persistencev1alpha1.IntentProceed
+	}
+	wantAttempt := max(spec.Attempt, 1)
+	set := func(to persistencev1alpha1.Stage, attempt int32, outcome persistencev1alpha1.Outcome, reason, msg string) *action {
+		return &action{kind: actSetStage, cohort: spec.Name, expectEpoch: st.Epoch, from: stageOf(st), stage: to,
+			attempt: attempt, outcome: outcome, reason: reason, message: msg}
+	}
+
+	// Not started yet.
+	if st == nil {
+		switch {
+		case intent != persistencev1alpha1.IntentProceed:
+			return cohortPlan{waitingFor: fmt.Sprintf("intent %s on cohort %s", intent, spec.Name), reason: persistencev1alpha1.ReasonHeld}
+		case !mayStart:
+			return cohortPlan{waitingFor: "earlier cohorts to complete", reason: persistencev1alpha1.ReasonWaitingForCohort}
+		case in.spec.Paused:
+			return cohortPlan{waitingFor: "unpause", reason: persistencev1alpha1.ReasonPaused}
+		}
+		return cohortPlan{act: &action{kind: actFreeze, cohort: spec.Name, position: c.index, selector: selectorOf(spec),
+			stage: persistencev1alpha1.StageLegacy, attempt: 1, reason: "CohortStarted",
+			message: fmt.Sprintf("froze the membership of cohort %s", spec.Name)}}
+	}
+
+	stage := stageOf(st)
+	if stage == persistencev1alpha1.StageLegacyRetired {
+		cp := cohortPlan{done: true}
+		if intent == persistencev1alpha1.IntentRollback {
+			cp.failing = fmt.Sprintf("cohort %s retired legacy writes: a rollback would lose work and is refused", spec.Name)
+			cp.reason = persistencev1alpha1.ReasonRollbackRefused
+		}
+		return cp
+	}
+
+	// A person's rollback acts even while paused.
+	if intent == persistencev1alpha1.IntentRollback {
+		if stage == persistencev1alpha1.StageLegacy && st.Outcome == dataplane.OutcomeRolledBack {
+			return cohortPlan{failed: true, waitingFor: fmt.Sprintf("intent Rollback on cohort %s", spec.Name), reason: persistencev1alpha1.ReasonHeld}
+		}
+		return cohortPlan{failed: true, act: set(persistencev1alpha1.StageLegacy, st.Attempt, persistencev1alpha1.OutcomeRolledBack,
+			"RollbackRequested", fmt.Sprintf("rolled cohort %s back to Legacy as its intent asks", spec.Name))}
+	}
+
+	// A finished attempt waits for a new one.
+	if st.Outcome != "" {
+		cp := cohortPlan{failed: true, reason: persistencev1alpha1.ReasonAwaitingNewAttempt,
+			waitingFor: fmt.Sprintf("attempt %d %s: set attempt: %d to try again", st.Attempt, lower(st.Outcome), st.Attempt+1)}
+		if wantAttempt <= st.Attempt || intent != persistencev1alpha1.IntentProceed || in.spec.Paused || !mayStart {
+			return cp
+		}
+		to := stage
+		if st.Outcome == dataplane.OutcomeRolledBack {
+			to = persistencev1alpha1.StageDualWrite
+		}
+		cp.act = set(to, wantAttempt, "", "NewAttempt", fmt.Sprintf("started attempt %d of cohort %s at %s", wantAttempt, spec.Name, to))
+		return cp
+	}
+
+	if isDone(stage) {
+		if stage == persistencev1alpha1.StageComplete && spec.StopLegacyWrites && !in.spec.Paused && intent == persistencev1alpha1.IntentProceed {
+			return cohortPlan{done: true, act: set(persistencev1alpha1.StageLegacyRetired, st.Attempt, "", "LegacyWritesStopped",
+				fmt.Sprintf("stopped legacy writes for cohort %s as stopLegacyWrites asks (point of no return)", spec.Name))}
+		}
+		return cohortPlan{done: true}
+	}
+
+	// Gates watch every stage that has a Yjs side under observation.
+	var cp cohortPlan
+	watched := stage != persistencev1alpha1.StageLegacy
+	if watched && sum.allFresh() {
+		cp.failing = gateFailure(sum, gates)
+	}
+	if cp.failing != "" && !in.spec.Paused {
+		cp.failed = true
+		if in.spec.RollbackPolicy == persistencev1alpha1.RollbackManual {
+			cp.act = &action{kind: actHalt, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage, attempt: st.Attempt,
+				outcome: persistencev1alpha1.OutcomeHalted, reason: persistencev1alpha1.ReasonGateFailed,
+				message: fmt.Sprintf("halted cohort %s at %s: %s", spec.Name, stage, cp.failing)}
+			return cp
+		}
+		cp.act = set(persistencev1alpha1.StageLegacy, st.Attempt, persistencev1alpha1.OutcomeRolledBack, persistencev1alpha1.ReasonGateFailed,
+			fmt.Sprintf("rolled cohort %s back from %s to Legacy: %s", spec.Name, stage, cp.failing))
+		return cp
+	}
+
+	wait := func(reason, format string, args ...any) cohortPlan {
+		cp.reason, cp.waitingFor = reason, fmt.Sprintf(format, args...)
+		return cp
+	}
+	if intent == persistencev1alpha1.IntentHold {
+		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s", spec.Name)
+	}
+	if in.spec.Paused {
+		return wait(persistencev1alpha1.ReasonPaused, "unpause")
+	}
+	// Every stage after Legacy waits for its barrier first.
+	if stage != persistencev1alpha1.StageLegacy && !sum.allObserved() {
+		return wait(persistencev1alpha1.ReasonWaitingForBarrier, "%d/%d shards to observe epoch %d", sum.observed, sum.shards, st.Epoch)
+	}
+
+	switch stage {
+	case persistencev1alpha1.StageLegacy:
+		cp.act = set(persistencev1alpha1.StageDualWrite, st.Attempt, "", "DualWriteStarted",
+			fmt.Sprintf("cohort %s writes both representations", spec.Name))
+	case persistencev1alpha1.StageDualWrite:
+		cp.act = set(persistencev1alpha1.StageBackfill, st.Attempt, "", "BarrierPassed",
+			fmt.Sprintf("all %d shards observed epoch %d; backfilling cohort %s", sum.shards, st.Epoch, spec.Name))
+	case persistencev1alpha1.StageBackfill:
+		if !sum.allFresh() || sum.backfillDone < sum.shards {
+			return wait(persistencev1alpha1.ReasonBackfilling, "backfill to complete on %d/%d shards (%d/%d documents)",
+				sum.shards-min(sum.shards, sum.backfillDone), sum.shards, sum.backfilled, sum.documents)
+		}
+		cp.act = set(persistencev1alpha1.StageVerify, st.Attempt, "", "BackfillComplete",
+			fmt.Sprintf("backfilled %d documents of cohort %s; verifying", sum.backfilled, spec.Name))
+	case persistencev1alpha1.StageVerify, persistencev1alpha1.StageLocalFirst:
+		soak := spec.Soak.Duration
+		if stage == persistencev1alpha1.StageLocalFirst && spec.PostFlipSoak != nil {
+			soak = spec.PostFlipSoak.Duration
+		}
+		if !sum.allFresh() {
+			// Without fresh reports nobody can say the gates held: the
+			// soak window starts again once they are back.
+			if st.SoakStartedAt.Before(now) {
+				cp.act = &action{kind: actRestartSoak, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage}
+			}
+			return wait(persistencev1alpha1.ReasonWaitingForReports, "fresh reports from %d/%d shards", sum.shards-sum.fresh, sum.shards)
+		}
+		cp.soakEndsAt = st.SoakStartedAt.Add(soak)
+		if now.Before(cp.soakEndsAt) {
+			cp.requeue = cp.soakEndsAt.Sub(now)
+			return wait(persistencev1alpha1.ReasonSoaking, "soak until %s", cp.soakEndsAt.UTC().Format(time.RFC3339))
+		}
+		if stage == persistencev1alpha1.StageLocalFirst {
+			cp.act = set(persistencev1alpha1.StageComplete, st.Attempt, "", "PostFlipSoakPassed",
+				fmt.Sprintf("cohort %s soaked local-first for %s with every gate holding", spec.Name, soak))
+			break
+		}
+		if !mayFlip {
+			return wait(persistencev1alpha1.ReasonWaitingForCohort, "earlier cohorts to complete before the flip")
+		}
+		if spec.RequireApproval && spec.ApprovedAttempt != st.Attempt {
+			return wait(persistencev1alpha1.ReasonAwaitingApproval, "approval: set approvedAttempt: %d on cohort %s", st.Attempt, spec.Name)
+		}
+		cp.act = set(persistencev1alpha1.StageLocalFirst, st.Attempt, "", "Flipped",
+			fmt.Sprintf("cohort %s verified for %s; clients switch to local-first", spec.Name, soak))
+	}
+	return cp
+}
+
+func selectorOf(c persistencev1alpha1.CohortSpec) dataplane.Selector {
+	if c.Buckets != nil {
+		return dataplane.Selector{Buckets: &dataplane.BucketRange{From: int(c.Buckets.From), To: int(c.Buckets.To)}}
+	}
+	return dataplane.Selector{Tenants: append([]string(nil), c.Tenants...)}
+}
+
+func lower(outcome string) string {
+	switch outcome {
+	case dataplane.OutcomeRolledBack:
+		return "was rolled back"
+	case dataplane.OutcomeHalted:
+		return "was halted"
+	}
+	return outcome
+}

@@ -1,0 +1,196 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+)
+
+// This file derives status from what was observed and decided. It is pure:
+// the reconciler writes the result with one optimistic-lock patch.
+
+// setCondition sets one condition, stamped with the rollout's generation;
+// meta.SetStatusCondition keeps the transition time unless the status flips.
+func setCondition(ro *persistencev1alpha1.PersistenceRollout, typ string, status metav1.ConditionStatus, reason, msg string, now time.Time) {
+	meta.SetStatusCondition(&ro.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg,
+		ObservedGeneration: ro.Generation, LastTransitionTime: metav1.NewTime(now),
+	})
+}
+
+// setDataPlaneError marks the rollout Degraded and not Ready because
+// PostgreSQL could not be read or written.
+func setDataPlaneError(ro *persistencev1alpha1.PersistenceRollout, err error, now time.Time) {
+	msg := fmt.Sprintf("data plane: %v", err)
+	setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionTrue, persistencev1alpha1.ReasonDataPlaneError, msg, now)
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonDataPlaneError, msg, now)
+	ro.Status.WaitingFor = "the data plane: " + err.Error()
+	ro.Status.ObservedGeneration = ro.Generation
+}
+
+func timePtr(t time.Time) *metav1.Time {
+	if t.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(t)
+	return &mt
+}
+
+// cohortStatus derives one cohort's status.
+func cohortStatus(in cohortInput, cp cohortPlan) persistencev1alpha1.CohortStatus {
+	cs := persistencev1alpha1.CohortStatus{Name: in.spec.Name, ShardsTotal: int32(in.sum.shards)}
+	if in.state == nil {
+		cs.Message = "not started"
+		if cp.waitingFor != "" {
+			cs.Message = "not started: waiting for " + cp.waitingFor
+		}
+		return cs
+	}
+	st := in.state
+	cs.Stage = persistencev1alpha1.Stage(st.Stage)
+	cs.Epoch = st.Epoch
+	cs.Attempt = st.Attempt
+	cs.Outcome = persistencev1alpha1.Outcome(st.Outcome)
+	if cs.Stage == persistencev1alpha1.StageComplete {
+		cs.Outcome = persistencev1alpha1.OutcomeCompleted
+	}
+	if cs.Stage == persistencev1alpha1.StageLegacyRetired {
+		cs.Outcome = persistencev1alpha1.OutcomeLegacyRetired
+	}
+	cs.Since = timePtr(st.StageSince)
+	cs.SoakEndsAt = timePtr(cp.soakEndsAt)
+	cs.Members = st.Members
+	s := in.sum
+	cs.ShardsObserved = int32(min(s.observed, s.shards))
+	cs.Documents, cs.Backfilled, cs.Verified = s.documents, s.backfilled, s.verified
+	cs.Mismatched, cs.OpenDivergences, cs.EvidenceGaps = s.mismatched, s.divergences, s.gaps
+	cs.ReportedAt = timePtr(s.oldest)
+	switch {
+	case cp.failing != "":
+		cs.Message = cp.failing
+	case cp.waitingFor != "":
+		cs.Message = "waiting for " + cp.waitingFor
+	case cp.done:
+		cs.Message = "done"
+	default:
+		cs.Message = "moving"
+	}
+	return cs
+}
+
+// applyStatus writes the observed and decided state into ro.Status.
+func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, out planOutput, executed []executedAction, readyShards int32, now time.Time) {
+	st := &ro.Status
+	st.ObservedGeneration = ro.Generation
+	st.ReadyShards = readyShards
+	st.Cohorts = make([]persistencev1alpha1.CohortStatus, len(obs.cohorts))
+	for i, in := range obs.cohorts {
+		st.Cohorts[i] = cohortStatus(in, out.cohorts[i])
+	}
+	for _, e := range executed {
+		st.History = append(st.History, persistencev1alpha1.AttemptRecord{
+			Cohort: e.cohort, Attempt: e.attempt, Stage: e.stage, Epoch: e.epoch, Outcome: e.outcome,
+			Reason: e.reason, Message: e.message, Time: metav1.NewTime(now),
+		})
+	}
+	if n := len(st.History); n > persistencev1alpha1.MaxHistory {
+		st.History = append([]persistencev1alpha1.AttemptRecord(nil), st.History[n-persistencev1alpha1.MaxHistory:]...)
+	}
+
+	cur := out.current
+	curIn, curPlan, curStatus := obs.cohorts[cur], out.cohorts[cur], st.Cohorts[cur]
+	st.CurrentCohort = curIn.spec.Name
+	st.Progress = fmt.Sprintf("%d/%d", cur+1, len(obs.cohorts))
+	st.Stage = curStatus.Stage
+	st.Epoch = curStatus.Epoch
+	st.WaitingFor = curPlan.waitingFor
+
+	// Degraded: any cohort failing, failed or refused.
+	degradedReason, degradedMsg := persistencev1alpha1.ReasonAsExpected, "every cohort is healthy"
+	for i, cp := range out.cohorts {
+		name := obs.cohorts[i].spec.Name
+		switch {
+		case cp.reason == persistencev1alpha1.ReasonRollbackRefused:
+			degradedReason, degradedMsg = persistencev1alpha1.ReasonRollbackRefused, cp.failing
+		case cp.failing != "":
+			degradedReason, degradedMsg = persistencev1alpha1.ReasonGateFailed, fmt.Sprintf("cohort %s: %s", name, cp.failing)
+		case cp.failed && obs.cohorts[i].state != nil:
+			s := obs.cohorts[i].state
+			reason := persistencev1alpha1.ReasonRolledBack
+			if s.Outcome == string(persistencev1alpha1.OutcomeHalted) {
+				reason = persistencev1alpha1.ReasonHalted
+			}
+			degradedReason, degradedMsg = reason, fmt.Sprintf("cohort %s: %s", name, cp.waitingFor)
+		default:
+			continue
+		}
+		break
+	}
+	if degradedReason == persistencev1alpha1.ReasonAsExpected {
+		setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionFalse, degradedReason, degradedMsg, now)
+	} else {
+		setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionTrue, degradedReason, degradedMsg, now)
+	}
+
+	// Verified: the current cohort's fresh reports pass every gate.
+	switch {
+	case curIn.state == nil || curIn.state.Stage == string(persistencev1alpha1.StageLegacy):
+		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionUnknown, persistencev1alpha1.ReasonNoReports,
+			fmt.Sprintf("cohort %s has nothing to verify at Legacy", curIn.spec.Name), now)
+	case !curIn.sum.allFresh():
+		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionUnknown, persistencev1alpha1.ReasonNoReports,
+			fmt.Sprintf("fresh reports from %d/%d shards at epoch %d", curIn.sum.fresh, curIn.sum.shards, curIn.state.Epoch), now)
+	case curPlan.failing != "" || gateFailure(curIn.sum, ro.Spec.Gates) != "":
+		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionFalse, persistencev1alpha1.ReasonGateFailed,
+			gateFailure(curIn.sum, ro.Spec.Gates), now)
+	default:
+		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionTrue, persistencev1alpha1.ReasonGatesPassing,
+			fmt.Sprintf("%d documents verified, %d mismatched, %d open divergences, %d evidence gaps",
+				curIn.sum.verified, curIn.sum.mismatched, curIn.sum.divergences, curIn.sum.gaps), now)
+	}
+
+	// Progressing: the current cohort is moving or waiting on the system,
+	// not on a person.
+	allDone := curPlan.done
+	switch {
+	case allDone:
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete,
+			fmt.Sprintf("all %d cohorts are complete", len(obs.cohorts)), now)
+	case curPlan.failed:
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonAwaitingNewAttempt, curPlan.waitingFor, now)
+	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld:
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, curPlan.reason, "waiting for "+curPlan.waitingFor, now)
+	case curPlan.reason != "":
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionTrue, curPlan.reason, "waiting for "+curPlan.waitingFor, now)
+	default:
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionTrue, persistencev1alpha1.ReasonReconciling,
+			fmt.Sprintf("cohort %s is moving", curIn.spec.Name), now)
+	}
+
+	// Ready: every shard is alive (reporting) and nothing is degraded.
+	alive := obs.alive
+	shards := int(ro.Spec.Gateway.Shards)
+	switch {
+	case degradedReason != persistencev1alpha1.ReasonAsExpected:
+		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, degradedReason, degradedMsg, now)
+	case alive < shards:
+		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonGatewayNotReady,
+			fmt.Sprintf("%d/%d shards reporting, %d/%d gateway pods ready", alive, shards, readyShards, shards), now)
+	case allDone:
+		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonComplete,
+			fmt.Sprintf("all %d cohorts are complete and %d/%d shards report", len(obs.cohorts), alive, shards), now)
+	default:
+		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonGatewayReady,
+			fmt.Sprintf("%d/%d shards report", alive, shards), now)
+	}
+}
+
+// statusEqual reports whether two statuses are the same for writing.
+func statusEqual(a, b persistencev1alpha1.PersistenceRolloutStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}

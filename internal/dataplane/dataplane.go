@@ -1,0 +1,160 @@
+// Package dataplane is the controller's one door into PostgreSQL: freezing a
+// cohort's membership, setting a cohort's stage under a new epoch, and reading
+// what the shards report. Syncers use the same package to observe stages and
+// write their reports, so both sides agree on the tables' meaning.
+//
+// The package owns the queries on the rollout control tables created by
+// internal/migrations (rollouts, tenants, rollout_cohorts, cohort_members,
+// stage_changes, shard_reports, shard_cohort_reports). It must not know about
+// Kubernetes objects, and nothing outside it may query those tables.
+//
+// Fencing: every stage change increments the rollout's epoch in the same
+// transaction as the cohort row it changes, and only if the cohort is still at
+// the epoch the caller expects (compare-and-set), so a stale controller can
+// never overwrite a newer decision. Save transactions read their cohort's row
+// FOR SHARE; a stage change therefore waits for the saves in flight, and each
+// save commits under exactly one (stage, epoch).
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Stage names as stored in PostgreSQL; they equal the API's stage names.
+const (
+	StageLegacy        = "Legacy"
+	StageDualWrite     = "DualWrite"
+	StageBackfill      = "Backfill"
+	StageVerify        = "Verify"
+	StageLocalFirst    = "LocalFirst"
+	StageComplete      = "Complete"
+	StageLegacyRetired = "LegacyRetired"
+)
+
+// Attempt outcomes recorded on a cohort.
+const (
+	OutcomeRolledBack = "RolledBack"
+	OutcomeHalted     = "Halted"
+)
+
+// ErrEpochConflict is returned by SetStage when the cohort's epoch is no
+// longer the one the caller expected: someone else changed the stage.
+var ErrEpochConflict = errors.New("dataplane: cohort epoch changed concurrently")
+
+// ErrUnknownCohort is returned when a cohort has not been frozen yet.
+var ErrUnknownCohort = errors.New("dataplane: cohort not frozen")
+
+// ErrShardsChanged is returned when a rollout is registered again with a
+// different shard count: documents are placed by hash mod shards.
+var ErrShardsChanged = errors.New("dataplane: shard count differs from the one recorded")
+
+// CohortKey names a cohort of a rollout. Rollout is "namespace/name".
+type CohortKey struct {
+	Rollout string
+	Cohort  string
+}
+
+// Selector is the rule a cohort's membership is frozen with: an explicit
+// tenant list, or a range [From, To) of percentage buckets.
+type Selector struct {
+	Tenants []string     `json:"tenants,omitempty"`
+	Buckets *BucketRange `json:"buckets,omitempty"`
+}
+
+// BucketRange is [From, To) out of placement.Buckets.
+type BucketRange struct {
+	From int `json:"from"`
+	To   int `json:"to"`
+}
+
+// CohortState is a cohort's row as recorded in PostgreSQL.
+type CohortState struct {
+	Cohort        string
+	Position      int
+	Stage         string
+	Epoch         int64
+	Attempt       int32
+	// Outcome is "" while the attempt runs, else OutcomeRolledBack or
+	// OutcomeHalted.
+	Outcome       string
+	StageSince    time.Time
+	SoakStartedAt time.Time
+	FrozenAt      time.Time
+	Members       int64
+}
+
+// StageChange asks SetStage for one transition.
+type StageChange struct {
+	Key CohortKey
+	// ExpectEpoch is the cohort epoch the decision was made on.
+	ExpectEpoch int64
+	Stage       string
+	Attempt     int32
+	// Outcome ends the attempt ("" for a stage change within it).
+	Outcome string
+	Reason  string
+	At      time.Time
+}
+
+// ShardReport is what a shard last said about itself: the rollout epoch it
+// has observed, and per cohort its counts.
+type ShardReport struct {
+	Rollout       string
+	Shard         int
+	ObservedEpoch int64
+	Holder        string
+	ReportedAt    time.Time
+	Cohorts       []CohortReport
+}
+
+// CohortReport is one shard's counts for one cohort, computed under Epoch
+// (the cohort's epoch when the counts were taken).
+type CohortReport struct {
+	Cohort           string
+	Epoch            int64
+	Documents        int64
+	Backfilled       int64
+	BackfillComplete bool
+	Verified         int64
+	Mismatched       int64
+	OpenDivergences  int64
+	EvidenceGaps     int64
+	SampleMismatches []string
+	ReportedAt       time.Time
+}
+
+// Store is what the controller needs of the data plane.
+type Store interface {
+	// RegisterRollout records a rollout and its shard count; registering
+	// again is a no-op, with ErrShardsChanged if the count differs.
+	RegisterRollout(ctx context.Context, rollout string, shards int) error
+	// FreezeCohort records a cohort at Legacy and freezes its membership:
+	// explicitly listed tenants, or every known tenant whose bucket is in
+	// range, that belongs to no cohort yet. Freezing an existing cohort
+	// changes nothing and returns its state.
+	FreezeCohort(ctx context.Context, key CohortKey, position int, sel Selector, at time.Time) (CohortState, error)
+	// SetStage moves a cohort to a stage under a new epoch if the cohort is
+	// still at ExpectEpoch; ErrEpochConflict otherwise.
+	SetStage(ctx context.Context, change StageChange) (CohortState, error)
+	// HaltAttempt ends the cohort's attempt as Halted without changing
+	// its stage or epoch, if the cohort is still at expectEpoch.
+	HaltAttempt(ctx context.Context, key CohortKey, expectEpoch int64, reason string, at time.Time) error
+	// RestartSoak restarts a cohort's soak window at the given time, if the
+	// cohort is still at expectEpoch.
+	RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error
+	// Cohorts returns every recorded cohort of a rollout by name.
+	Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error)
+	// ShardReports returns the latest report of every shard of a rollout.
+	ShardReports(ctx context.Context, rollout string) ([]ShardReport, error)
+	// ForgetRollout removes a rollout's control rows (cohorts, membership,
+	// reports). Only for rollouts whose cohorts are all at Legacy.
+	ForgetRollout(ctx context.Context, rollout string) error
+}
+
+// ShardReporter is what a syncer needs to report; tests play shards with it.
+type ShardReporter interface {
+	// ReportShard replaces a shard's report and its per-cohort counts.
+	ReportShard(ctx context.Context, report ShardReport) error
+}

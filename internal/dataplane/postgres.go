@@ -1,0 +1,380 @@
+package dataplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/yawp/persistence-operator/internal/placement"
+)
+
+// NotifyChannel is the PostgreSQL channel on which every stage change is
+// announced (payload: the rollout), so syncers observe it without polling.
+const NotifyChannel = "yawp_stage"
+
+// Postgres implements Store and ShardReporter with pgx.
+type Postgres struct {
+	pool *pgxpool.Pool
+}
+
+var (
+	_ Store         = (*Postgres)(nil)
+	_ ShardReporter = (*Postgres)(nil)
+)
+
+// NewPostgres returns a data plane on pool. The schema must be migrated
+// (internal/migrations.Up).
+func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
+
+// RegisterRollout implements Store.
+func (p *Postgres) RegisterRollout(ctx context.Context, rollout string, shards int) error {
+	var recorded int
+	err := p.pool.QueryRow(ctx, `
+		INSERT INTO rollouts (rollout, shards) VALUES ($1, $2)
+		ON CONFLICT (rollout) DO UPDATE SET rollout = EXCLUDED.rollout
+		RETURNING shards`, rollout, shards).Scan(&recorded)
+	if err != nil {
+		return fmt.Errorf("register rollout %s: %w", rollout, err)
+	}
+	if recorded != shards {
+		return fmt.Errorf("register rollout %s with %d shards, %d recorded: %w", rollout, shards, recorded, ErrShardsChanged)
+	}
+	return nil
+}
+
+// FreezeCohort implements Store.
+func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int, sel Selector, at time.Time) (CohortState, error) {
+	var st CohortState
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Lock the rollout row: freezing and stage changes of one rollout
+		// are serialised.
+		var epoch int64
+		if err := tx.QueryRow(ctx, `SELECT epoch FROM rollouts WHERE rollout = $1 FOR UPDATE`, key.Rollout).Scan(&epoch); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("rollout %s is not registered", key.Rollout)
+			}
+			return err
+		}
+		existing, err := cohortState(ctx, tx, key)
+		if err == nil {
+			st = existing
+			return nil
+		}
+		if !errors.Is(err, ErrUnknownCohort) {
+			return err
+		}
+		selJSON, err := json.Marshal(sel)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO rollout_cohorts (rollout, cohort, position, selector, stage, epoch, attempt, stage_since, soak_started_at, frozen_at)
+			VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $7)`,
+			key.Rollout, key.Cohort, position, selJSON, StageLegacy, epoch, at); err != nil {
+			return err
+		}
+		if err := freezeMembers(ctx, tx, key, sel, at); err != nil {
+			return err
+		}
+		st, err = cohortState(ctx, tx, key)
+		return err
+	})
+	if err != nil {
+		return CohortState{}, fmt.Errorf("freeze cohort %s/%s: %w", key.Rollout, key.Cohort, err)
+	}
+	return st, nil
+}
+
+func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, at time.Time) error {
+	switch {
+	case len(sel.Tenants) > 0:
+		buckets := make([]int16, len(sel.Tenants))
+		for i, t := range sel.Tenants {
+			buckets[i] = int16(placement.TenantBucket(t))
+		}
+		// Listed tenants the data plane has not seen yet are registered so
+		// their first save already finds its cohort.
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO tenants (tenant, bucket)
+			SELECT * FROM unnest($1::text[], $2::smallint[])
+			ON CONFLICT (tenant) DO NOTHING`, sel.Tenants, buckets); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			INSERT INTO cohort_members (tenant, rollout, cohort, joined_at)
+			SELECT t.tenant, $2, $3, $4 FROM tenants t WHERE t.tenant = ANY($1::text[])
+			ORDER BY t.tenant
+			FOR UPDATE OF t
+			ON CONFLICT (tenant) DO NOTHING`, sel.Tenants, key.Rollout, key.Cohort, at)
+		return err
+	case sel.Buckets != nil:
+		_, err := tx.Exec(ctx, `
+			INSERT INTO cohort_members (tenant, rollout, cohort, joined_at)
+			SELECT t.tenant, $3, $4, $5 FROM tenants t WHERE t.bucket >= $1 AND t.bucket < $2
+			ORDER BY t.tenant
+			FOR UPDATE OF t
+			ON CONFLICT (tenant) DO NOTHING`, sel.Buckets.From, sel.Buckets.To, key.Rollout, key.Cohort, at)
+		return err
+	default:
+		return errors.New("selector names neither tenants nor buckets")
+	}
+}
+
+const selectCohorts = `
+	SELECT c.cohort, c.position, c.stage, c.epoch, c.attempt, c.outcome, c.stage_since, c.soak_started_at, c.frozen_at,
+	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort)
+	FROM rollout_cohorts c WHERE c.rollout = $1`
+
+func scanCohort(row pgx.Row) (CohortState, error) {
+	var st CohortState
+	err := row.Scan(&st.Cohort, &st.Position, &st.Stage, &st.Epoch, &st.Attempt, &st.Outcome,
+		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &st.Members)
+	return st, err
+}
+
+type queryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func cohortState(ctx context.Context, q queryer, key CohortKey) (CohortState, error) {
+	st, err := scanCohort(q.QueryRow(ctx, selectCohorts+` AND c.cohort = $2`, key.Rollout, key.Cohort))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return CohortState{}, ErrUnknownCohort
+	}
+	return st, err
+}
+
+// SetStage implements Store.
+func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, error) {
+	var st CohortState
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var epoch int64
+		if err := tx.QueryRow(ctx, `SELECT epoch FROM rollouts WHERE rollout = $1 FOR UPDATE`, ch.Key.Rollout).Scan(&epoch); err != nil {
+			return err
+		}
+		// FOR UPDATE on the cohort row waits for every save transaction
+		// that holds it FOR SHARE.
+		var from string
+		var current int64
+		err := tx.QueryRow(ctx, `SELECT stage, epoch FROM rollout_cohorts WHERE rollout = $1 AND cohort = $2 FOR UPDATE`,
+			ch.Key.Rollout, ch.Key.Cohort).Scan(&from, &current)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrUnknownCohort
+		}
+		if err != nil {
+			return err
+		}
+		if current != ch.ExpectEpoch {
+			return fmt.Errorf("expected epoch %d, found %d: %w", ch.ExpectEpoch, current, ErrEpochConflict)
+		}
+		epoch++
+		if _, err := tx.Exec(ctx, `UPDATE rollouts SET epoch = $2 WHERE rollout = $1`, ch.Key.Rollout, epoch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			UPDATE rollout_cohorts SET stage = $3, epoch = $4, attempt = $5, stage_since = $6, soak_started_at = $6, outcome = $7
+			WHERE rollout = $1 AND cohort = $2`,
+			ch.Key.Rollout, ch.Key.Cohort, ch.Stage, epoch, ch.Attempt, ch.At, ch.Outcome); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO stage_changes (rollout, cohort, from_stage, to_stage, epoch, attempt, reason, at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			ch.Key.Rollout, ch.Key.Cohort, from, ch.Stage, epoch, ch.Attempt, ch.Reason, ch.At); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, ch.Key.Rollout); err != nil {
+			return err
+		}
+		st, err = cohortState(ctx, tx, ch.Key)
+		return err
+	})
+	if err != nil {
+		return CohortState{}, fmt.Errorf("set stage of %s/%s to %s: %w", ch.Key.Rollout, ch.Key.Cohort, ch.Stage, err)
+	}
+	return st, nil
+}
+
+// HaltAttempt implements Store.
+func (p *Postgres) HaltAttempt(ctx context.Context, key CohortKey, expectEpoch int64, reason string, at time.Time) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var stage string
+		var attempt int32
+		err := tx.QueryRow(ctx, `
+			UPDATE rollout_cohorts SET outcome = $4
+			WHERE rollout = $1 AND cohort = $2 AND epoch = $3
+			RETURNING stage, attempt`, key.Rollout, key.Cohort, expectEpoch, OutcomeHalted).Scan(&stage, &attempt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrEpochConflict
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO stage_changes (rollout, cohort, from_stage, to_stage, epoch, attempt, reason, at)
+			VALUES ($1, $2, $3, $3, $4, $5, $6, $7)`, key.Rollout, key.Cohort, stage, expectEpoch, attempt, reason, at)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("halt %s/%s: %w", key.Rollout, key.Cohort, err)
+	}
+	return nil
+}
+
+// RestartSoak implements Store.
+func (p *Postgres) RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error {
+	tag, err := p.pool.Exec(ctx, `
+		UPDATE rollout_cohorts SET soak_started_at = $4
+		WHERE rollout = $1 AND cohort = $2 AND epoch = $3`, key.Rollout, key.Cohort, expectEpoch, at)
+	if err != nil {
+		return fmt.Errorf("restart soak of %s/%s: %w", key.Rollout, key.Cohort, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("restart soak of %s/%s: %w", key.Rollout, key.Cohort, ErrEpochConflict)
+	}
+	return nil
+}
+
+// Cohorts implements Store.
+func (p *Postgres) Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error) {
+	rows, err := p.pool.Query(ctx, selectCohorts, rollout)
+	if err != nil {
+		return nil, fmt.Errorf("cohorts of %s: %w", rollout, err)
+	}
+	defer rows.Close()
+	out := map[string]CohortState{}
+	for rows.Next() {
+		st, err := scanCohort(rows)
+		if err != nil {
+			return nil, fmt.Errorf("cohorts of %s: %w", rollout, err)
+		}
+		out[st.Cohort] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cohorts of %s: %w", rollout, err)
+	}
+	return out, nil
+}
+
+// ShardReports implements Store.
+func (p *Postgres) ShardReports(ctx context.Context, rollout string) ([]ShardReport, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT s.shard, s.observed_epoch, s.holder, s.reported_at,
+		       c.cohort, c.epoch, c.documents, c.backfilled, c.backfill_complete, c.verified,
+		       c.mismatched, c.open_divergences, c.evidence_gaps, c.sample_mismatches, c.reported_at
+		FROM shard_reports s
+		LEFT JOIN shard_cohort_reports c ON c.rollout = s.rollout AND c.shard = s.shard
+		WHERE s.rollout = $1
+		ORDER BY s.shard, c.cohort`, rollout)
+	if err != nil {
+		return nil, fmt.Errorf("shard reports of %s: %w", rollout, err)
+	}
+	defer rows.Close()
+	var out []ShardReport
+	for rows.Next() {
+		var (
+			shard    int
+			observed int64
+			holder   string
+			at       time.Time
+			cohort   *string
+			cr       CohortReport
+			epoch    *int64
+			counts   [7]*int64
+			complete *bool
+			samples  []string
+			crAt     *time.Time
+		)
+		if err := rows.Scan(&shard, &observed, &holder, &at, &cohort, &epoch, &counts[0], &counts[1], &complete,
+			&counts[2], &counts[3], &counts[4], &counts[5], &samples, &crAt); err != nil {
+			return nil, fmt.Errorf("shard reports of %s: %w", rollout, err)
+		}
+		if len(out) == 0 || out[len(out)-1].Shard != shard {
+			out = append(out, ShardReport{Rollout: rollout, Shard: shard, ObservedEpoch: observed, Holder: holder, ReportedAt: at})
+		}
+		if cohort == nil {
+			continue
+		}
+		cr = CohortReport{
+			Cohort: *cohort, Epoch: *epoch, Documents: *counts[0], Backfilled: *counts[1], BackfillComplete: *complete,
+			Verified: *counts[2], Mismatched: *counts[3], OpenDivergences: *counts[4], EvidenceGaps: *counts[5],
+			SampleMismatches: samples, ReportedAt: *crAt,
+		}
+		last := &out[len(out)-1]
+		last.Cohorts = append(last.Cohorts, cr)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("shard reports of %s: %w", rollout, err)
+	}
+	return out, nil
+}
+
+// ReportShard implements ShardReporter. Counts for cohorts the rollout does
+// not know are refused, so a report cannot invent a cohort.
+func (p *Postgres) ReportShard(ctx context.Context, r ShardReport) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO shard_reports (rollout, shard, observed_epoch, holder, reported_at)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (rollout, shard) DO UPDATE SET
+			  observed_epoch = EXCLUDED.observed_epoch, holder = EXCLUDED.holder, reported_at = EXCLUDED.reported_at`,
+			r.Rollout, r.Shard, r.ObservedEpoch, r.Holder, r.ReportedAt); err != nil {
+			return err
+		}
+		for _, c := range r.Cohorts {
+			at := c.ReportedAt
+			if at.IsZero() {
+				at = r.ReportedAt
+			}
+			samples := c.SampleMismatches
+			if samples == nil {
+				samples = []string{}
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO shard_cohort_reports (rollout, shard, cohort, epoch, documents, backfilled, backfill_complete,
+				  verified, mismatched, open_divergences, evidence_gaps, sample_mismatches, reported_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+				ON CONFLICT (rollout, shard, cohort) DO UPDATE SET
+				  epoch = EXCLUDED.epoch, documents = EXCLUDED.documents, backfilled = EXCLUDED.backfilled,
+				  backfill_complete = EXCLUDED.backfill_complete, verified = EXCLUDED.verified,
+				  mismatched = EXCLUDED.mismatched, open_divergences = EXCLUDED.open_divergences,
+				  evidence_gaps = EXCLUDED.evidence_gaps, sample_mismatches = EXCLUDED.sample_mismatches,
+				  reported_at = EXCLUDED.reported_at`,
+				r.Rollout, r.Shard, c.Cohort, c.Epoch, c.Documents, c.Backfilled, c.BackfillComplete,
+				c.Verified, c.Mismatched, c.OpenDivergences, c.EvidenceGaps, samples, at); err != nil {
+				return fmt.Errorf("cohort %s: %w", c.Cohort, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("report shard %d of %s: %w", r.Shard, r.Rollout, err)
+	}
+	return nil
+}
+
+// ForgetRollout implements Store.
+func (p *Postgres) ForgetRollout(ctx context.Context, rollout string) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var active int
+		if err := tx.QueryRow(ctx, `
+			SELECT count(*) FROM rollout_cohorts WHERE rollout = $1 AND stage <> $2`, rollout, StageLegacy).Scan(&active); err != nil {
+			return err
+		}
+		if active > 0 {
+			return fmt.Errorf("%d cohorts are not at Legacy", active)
+		}
+		// Members go with their cohorts (ON DELETE CASCADE).
+		_, err := tx.Exec(ctx, `DELETE FROM rollouts WHERE rollout = $1`, rollout)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("forget rollout %s: %w", rollout, err)
+	}
+	return nil
+}

@@ -1,0 +1,328 @@
+package yjs
+
+import (
+	"encoding/json"
+)
+
+// Content ref numbers, the low five bits of a struct's info byte.
+const (
+	refGC      = 0
+	refDeleted = 1
+	refJSON    = 2
+	refBinary  = 3
+	refString  = 4
+	refEmbed   = 5
+	refFormat  = 6
+	refType    = 7
+	refAny     = 8
+	refDoc     = 9
+	refSkip    = 10
+)
+
+// ContentKindName names a content ref number for inspection output.
+func ContentKindName(ref uint8) string {
+	switch ref {
+	case refGC:
+		return "GC"
+	case refDeleted:
+		return "Deleted"
+	case refJSON:
+		return "JSON"
+	case refBinary:
+		return "Binary"
+	case refString:
+		return "String"
+	case refEmbed:
+		return "Embed"
+	case refFormat:
+		return "Format"
+	case refType:
+		return "Type"
+	case refAny:
+		return "Any"
+	case refDoc:
+		return "Doc"
+	case refSkip:
+		return "Skip"
+	}
+	return "Unknown"
+}
+
+// Content is what an Item holds. Every Yjs content type is implemented and
+// round-trips through decode and encode without loss.
+type Content interface {
+	// Ref is the content's ref number in the wire format.
+	Ref() uint8
+	// Len is the number of clock ticks (and, if countable, positions) the
+	// content occupies.
+	Len() int
+	// Countable reports whether the content counts toward a sequence's length.
+	Countable() bool
+	// splice keeps the first offset units in the receiver and returns the rest.
+	splice(offset int) Content
+	// mergeWith appends right to the receiver if the content kind allows it.
+	mergeWith(right Content) bool
+	// write encodes the content, skipping the first offset units.
+	write(e *encoder, offset int)
+}
+
+// ContentDeleted stands for deleted content whose value was garbage collected.
+type ContentDeleted struct{ N int }
+
+func (c *ContentDeleted) Ref() uint8      { return refDeleted }
+func (c *ContentDeleted) Len() int        { return c.N }
+func (c *ContentDeleted) Countable() bool { return false }
+func (c *ContentDeleted) splice(off int) Content {
+	r := &ContentDeleted{c.N - off}
+	c.N = off
+	return r
+}
+func (c *ContentDeleted) mergeWith(r Content) bool {
+	c.N += r.(*ContentDeleted).N
+	return true
+}
+func (c *ContentDeleted) write(e *encoder, off int) { e.writeVarUint(uint64(c.N - off)) }
+
+// ContentJSON is the legacy JSON content: each element is one JSON text
+// ("undefined" stands for the JavaScript undefined value).
+type ContentJSON struct{ Values []string }
+
+func (c *ContentJSON) Ref() uint8      { return refJSON }
+func (c *ContentJSON) Len() int        { return len(c.Values) }
+func (c *ContentJSON) Countable() bool { return true }
+func (c *ContentJSON) splice(off int) Content {
+	r := &ContentJSON{append([]string(nil), c.Values[off:]...)}
+	c.Values = c.Values[:off:off]
+	return r
+}
+func (c *ContentJSON) mergeWith(r Content) bool {
+	c.Values = append(c.Values, r.(*ContentJSON).Values...)
+	return true
+}
+func (c *ContentJSON) write(e *encoder, off int) {
+	e.writeVarUint(uint64(len(c.Values) - off))
+	for _, v := range c.Values[off:] {
+		e.writeVarString(v)
+	}
+}
+
+// ContentBinary is one binary blob.
+type ContentBinary struct{ Data []byte }
+
+func (c *ContentBinary) Ref() uint8              { return refBinary }
+func (c *ContentBinary) Len() int                { return 1 }
+func (c *ContentBinary) Countable() bool         { return true }
+func (c *ContentBinary) splice(int) Content      { panic("yjs: binary content cannot be split") }
+func (c *ContentBinary) mergeWith(Content) bool  { return false }
+func (c *ContentBinary) write(e *encoder, _ int) { e.writeVarBytes(c.Data) }
+
+// ContentString is text, held as UTF-16 code units like JavaScript strings.
+type ContentString struct{ s []uint16 }
+
+func (c *ContentString) Ref() uint8      { return refString }
+func (c *ContentString) Len() int        { return len(c.s) }
+func (c *ContentString) Countable() bool { return true }
+
+// String returns the text as a Go string (lone surrogates become U+FFFD).
+func (c *ContentString) String() string { return fromUTF16(c.s) }
+
+// UTF16 returns the text's code units. The caller must not modify them.
+func (c *ContentString) UTF16() []uint16 { return c.s }
+
+func (c *ContentString) splice(off int) Content {
+	// The halves share the backing array; capping the left one makes a
+	// later append to it copy instead of overwriting the right one.
+	r := &ContentString{c.s[off:]}
+	c.s = c.s[:off:off]
+	// Like yjs, never leave half a surrogate pair on either side.
+	if off > 0 && isHighSurrogate(c.s[off-1]) {
+		c.s[off-1] = 0xfffd
+		if len(r.s) > 0 {
+			r.s[0] = 0xfffd
+		}
+	}
+	return r
+}
+func (c *ContentString) mergeWith(r Content) bool {
+	c.s = append(c.s, r.(*ContentString).s...)
+	return true
+}
+func (c *ContentString) write(e *encoder, off int) { e.writeUTF16(c.s[off:]) }
+
+func isHighSurrogate(u uint16) bool { return u >= 0xd800 && u <= 0xdbff }
+
+// ContentEmbed is a rich-text embed, kept as its JSON text.
+type ContentEmbed struct{ JSON string }
+
+func (c *ContentEmbed) Ref() uint8              { return refEmbed }
+func (c *ContentEmbed) Len() int                { return 1 }
+func (c *ContentEmbed) Countable() bool         { return true }
+func (c *ContentEmbed) splice(int) Content      { panic("yjs: embed content cannot be split") }
+func (c *ContentEmbed) mergeWith(Content) bool  { return false }
+func (c *ContentEmbed) write(e *encoder, _ int) { e.writeVarString(c.JSON) }
+
+// ContentFormat is a rich-text formatting marker: from here on, attribute
+// Key has the JSON value Value ("null" ends the attribute).
+type ContentFormat struct {
+	Key   string
+	Value string
+	v     *fmtVal // identity of the decoded value, as JavaScript sees it
+}
+
+func (c *ContentFormat) Ref() uint8             { return refFormat }
+func (c *ContentFormat) Len() int               { return 1 }
+func (c *ContentFormat) Countable() bool        { return false }
+func (c *ContentFormat) splice(int) Content     { panic("yjs: format content cannot be split") }
+func (c *ContentFormat) mergeWith(Content) bool { return false }
+func (c *ContentFormat) write(e *encoder, _ int) {
+	e.writeVarString(c.Key)
+	e.writeVarString(c.Value)
+}
+
+// isNull reports whether the value is JSON null (the attribute ends).
+func (c *ContentFormat) isNull() bool { return c.Value == "null" }
+
+// ContentType holds a nested shared type.
+type ContentType struct{ Type *Type }
+
+func (c *ContentType) Ref() uint8             { return refType }
+func (c *ContentType) Len() int               { return 1 }
+func (c *ContentType) Countable() bool        { return true }
+func (c *ContentType) splice(int) Content     { panic("yjs: type content cannot be split") }
+func (c *ContentType) mergeWith(Content) bool { return false }
+func (c *ContentType) write(e *encoder, _ int) {
+	e.writeVarUint(uint64(c.Type.Kind))
+	if c.Type.Kind == KindXMLElement || c.Type.Kind == KindXMLHook {
+		e.writeVarString(c.Type.NodeName)
+	}
+}
+
+// ContentAny holds lib0 Any values, each kept in its encoded form.
+type ContentAny struct{ Values [][]byte }
+
+func (c *ContentAny) Ref() uint8      { return refAny }
+func (c *ContentAny) Len() int        { return len(c.Values) }
+func (c *ContentAny) Countable() bool { return true }
+func (c *ContentAny) splice(off int) Content {
+	r := &ContentAny{append([][]byte(nil), c.Values[off:]...)}
+	c.Values = c.Values[:off:off]
+	return r
+}
+func (c *ContentAny) mergeWith(r Content) bool {
+	c.Values = append(c.Values, r.(*ContentAny).Values...)
+	return true
+}
+func (c *ContentAny) write(e *encoder, off int) {
+	e.writeVarUint(uint64(len(c.Values) - off))
+	for _, v := range c.Values[off:] {
+		e.buf = append(e.buf, v...)
+	}
+}
+
+// ContentDoc is a subdocument reference: its guid and encoded options.
+type ContentDoc struct {
+	GUID string
+	Opts []byte
+}
+
+func (c *ContentDoc) Ref() uint8             { return refDoc }
+func (c *ContentDoc) Len() int               { return 1 }
+func (c *ContentDoc) Countable() bool        { return true }
+func (c *ContentDoc) splice(int) Content     { panic("yjs: doc content cannot be split") }
+func (c *ContentDoc) mergeWith(Content) bool { return false }
+func (c *ContentDoc) write(e *encoder, _ int) {
+	e.writeVarString(c.GUID)
+	e.buf = append(e.buf, c.Opts...)
+}
+
+// canSplit reports whether content of this kind may be split.
+func canSplit(c Content) bool {
+	switch c.(type) {
+	case *ContentString, *ContentDeleted, *ContentJSON, *ContentAny:
+		return true
+	}
+	return false
+}
+
+// readContent reads the content of an item whose info byte is info.
+func readContent(d *decoder, info byte, doc *Doc) Content {
+	switch info & 0x1f {
+	case refDeleted:
+		n := d.readVarUint()
+		if n == 0 || n > maxSafeInteger {
+			d.fail("bad deleted length")
+			return nil
+		}
+		return &ContentDeleted{int(n)}
+	case refJSON:
+		n := d.readCount(1)
+		if n == 0 {
+			d.fail("empty JSON content")
+			return nil
+		}
+		vs := make([]string, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			vs = append(vs, d.readVarString())
+		}
+		return &ContentJSON{vs}
+	case refBinary:
+		return &ContentBinary{append([]byte(nil), d.readVarBytes()...)}
+	case refString:
+		s := d.readVarBytes()
+		if d.err != nil {
+			return nil
+		}
+		u := toUTF16(string(s))
+		if len(u) == 0 {
+			d.fail("empty string content")
+			return nil
+		}
+		return &ContentString{u}
+	case refEmbed:
+		return &ContentEmbed{d.readVarString()}
+	case refFormat:
+		k := d.readVarString()
+		v := d.readVarString()
+		return &ContentFormat{Key: k, Value: v}
+	case refType:
+		kind := d.readVarUint()
+		if d.err != nil {
+			return nil
+		}
+		if kind > uint64(KindXMLText) {
+			d.fail("unknown type ref")
+			return nil
+		}
+		t := &Type{doc: doc, Kind: TypeKind(kind)}
+		if t.Kind == KindXMLElement || t.Kind == KindXMLHook {
+			t.NodeName = d.readVarString()
+		}
+		return &ContentType{t}
+	case refAny:
+		n := d.readCount(1)
+		if n == 0 {
+			d.fail("empty any content")
+			return nil
+		}
+		vs := make([][]byte, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			vs = append(vs, d.readAnyRaw())
+		}
+		return &ContentAny{vs}
+	case refDoc:
+		g := d.readVarString()
+		o := d.readAnyRaw()
+		return &ContentDoc{g, o}
+	}
+	d.fail("unknown content ref")
+	return nil
+}
+
+// jsonText encodes v the way JSON.stringify would for plain values.
+func jsonText(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}

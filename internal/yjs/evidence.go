@@ -1,0 +1,162 @@
+package yjs
+
+import "slices"
+
+// Snapshot is a document version: the operations known (state vector) and
+// the deletions made (delete set), as in yjs's snapshots.
+type Snapshot struct {
+	StateVector StateVector
+	DeleteSet   DeleteSet
+}
+
+// Snapshot returns the document's current version.
+func (d *Doc) Snapshot() Snapshot {
+	return Snapshot{StateVector: d.StateVector(), DeleteSet: d.deleteSetFromStore()}
+}
+
+// EncodeSnapshot writes a snapshot in yjs's v1 form (delete set, then
+// state vector).
+func EncodeSnapshot(s Snapshot) []byte {
+	var e encoder
+	writeDeleteSet(&e, s.DeleteSet)
+	writeStateVector(&e, s.StateVector)
+	return e.buf
+}
+
+// DecodeSnapshot reads a snapshot written by EncodeSnapshot or yjs's
+// encodeSnapshot.
+func DecodeSnapshot(b []byte) (Snapshot, error) {
+	d := newDecoder(b)
+	ds := readDeleteSet(d)
+	if d.err != nil {
+		return Snapshot{}, d.err
+	}
+	ds.sortAndMerge()
+	n := d.readCount(2)
+	sv := make(StateVector, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		c := d.readVarUint()
+		sv[c] = d.readVarUint()
+	}
+	if d.err != nil {
+		return Snapshot{}, d.err
+	}
+	return Snapshot{sv, ds}, nil
+}
+
+func visible(it *Item, snap *Snapshot) bool {
+	if snap == nil {
+		return !it.Deleted()
+	}
+	return it.ID.Clock < snap.StateVector[it.ID.Client] && !snap.DeleteSet.Contains(it.ID)
+}
+
+// TextAt returns the text of the root type name as it was at snapshot s:
+// content inserted within s.StateVector and not deleted in s.DeleteSet (a
+// nil DeleteSet: nothing deleted yet). Run-length items that the snapshot
+// cuts through are handled per code unit. It needs deleted content, so the
+// document must have garbage collection off.
+func (d *Doc) TextAt(name string, s Snapshot) (string, error) {
+	if d.gc {
+		return "", ErrGCEnabled
+	}
+	t := d.share[name]
+	if t == nil {
+		return "", nil
+	}
+	ds := s.DeleteSet
+	if ds != nil {
+		ds = DeleteSet{}
+		for c, rs := range s.DeleteSet {
+			ds[c] = sortAndMergeRanges(slices.Clone(rs))
+		}
+	}
+	var u []uint16
+	for it := t.start; it != nil; it = it.Right {
+		c, ok := it.Content.(*ContentString)
+		if !ok || it.kind != kindItem {
+			continue
+		}
+		limit := s.StateVector[it.ID.Client]
+		for i, ch := range c.s {
+			clock := it.ID.Clock + uint64(i)
+			if clock >= limit {
+				break
+			}
+			if ds != nil && ds.Contains(ID{it.ID.Client, clock}) {
+				continue
+			}
+			u = append(u, ch)
+		}
+	}
+	return fromUTF16(u), nil
+}
+
+// ClientRanges tells, for one client, the clock ranges a document holds.
+type ClientRanges struct {
+	Client     uint64  `json:"client"`
+	Integrated []Range `json:"integrated"`
+	Pending    []Range `json:"pending,omitempty"`
+}
+
+// ClockRanges returns, per client (ascending), the clock ranges the
+// document holds: integrated ones and those waiting in pending structs.
+func (d *Doc) ClockRanges() []ClientRanges {
+	byClient := map[uint64]*ClientRanges{}
+	get := func(c uint64) *ClientRanges {
+		r := byClient[c]
+		if r == nil {
+			r = &ClientRanges{Client: c}
+			byClient[c] = r
+		}
+		return r
+	}
+	for c, cs := range d.clients {
+		if !cs.empty() {
+			get(c).Integrated = []Range{{0, cs.state()}}
+		}
+	}
+	if d.pending != nil {
+		if u, err := DecodeUpdate(d.pending.update); err == nil {
+			for _, s := range u.Structs {
+				if s.kind == kindSkip {
+					continue
+				}
+				r := get(s.ID.Client)
+				if n := len(r.Pending); n > 0 && r.Pending[n-1].End() == s.ID.Clock {
+					r.Pending[n-1].Len += uint64(s.Len)
+				} else {
+					r.Pending = append(r.Pending, Range{s.ID.Clock, uint64(s.Len)})
+				}
+			}
+		}
+	}
+	out := make([]ClientRanges, 0, len(byClient))
+	for _, r := range byClient {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b ClientRanges) int {
+		switch {
+		case a.Client < b.Client:
+			return -1
+		case a.Client > b.Client:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Missing returns, for each client of sv, the clock range sv claims that
+// the document has not integrated: operations a peer announced (for
+// example a client's own edits saved locally) that never reached us.
+func (d *Doc) Missing(sv StateVector) map[uint64]Range {
+	out := map[uint64]Range{}
+	for c, k := range sv {
+		have := d.state(c)
+		if k > have {
+			out[c] = Range{have, k - have}
+		}
+	}
+	return out
+}

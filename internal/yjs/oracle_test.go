@@ -1,0 +1,145 @@
+package yjs
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+// oracle drives real yjs (test/yjs/oracle.mjs) over JSON lines.
+type oracle struct {
+	t   testing.TB
+	cmd *exec.Cmd
+	in  *bufio.Writer
+	out *bufio.Scanner
+	id  int
+	mu  sync.Mutex
+}
+
+func oracleDir(t testing.TB) string {
+	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "yjs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startOracle starts the Node oracle. Without node_modules the test fails
+// with the command to run, unless -short is given.
+func startOracle(t testing.TB) *oracle {
+	t.Helper()
+	dir := oracleDir(t)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "yjs", "package.json")); err != nil {
+		if testing.Short() {
+			t.Skip("yjs oracle not installed (run: npm ci --prefix test/yjs)")
+		}
+		t.Fatalf("yjs oracle not installed; run: npm ci --prefix test/yjs")
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		if testing.Short() {
+			t.Skip("node not found")
+		}
+		t.Fatalf("node not found in PATH; the differential tests need Node 18+")
+	}
+	cmd := exec.Command("node", filepath.Join(dir, "oracle.mjs"))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	o := &oracle{t: t, cmd: cmd, in: bufio.NewWriter(stdin), out: sc}
+	t.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	return o
+}
+
+type oracleResp struct {
+	OK      bool            `json:"ok"`
+	Error   string          `json:"error"`
+	Updates []string        `json:"updates"`
+	Update  string          `json:"update"`
+	Text    string          `json:"text"`
+	Len     int             `json:"len"`
+	State   string          `json:"state"`
+	SV      string          `json:"sv"`
+	Pending bool            `json:"pending"`
+	Delta   json.RawMessage `json:"delta"`
+}
+
+func (o *oracle) call(req map[string]any) oracleResp {
+	o.t.Helper()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.id++
+	req["id"] = o.id
+	b, _ := json.Marshal(req)
+	o.in.Write(b)
+	o.in.WriteByte('\n')
+	if err := o.in.Flush(); err != nil {
+		o.t.Fatalf("oracle write: %v", err)
+	}
+	if !o.out.Scan() {
+		o.t.Fatalf("oracle closed: %v", o.out.Err())
+	}
+	var r oracleResp
+	if err := json.Unmarshal(o.out.Bytes(), &r); err != nil {
+		o.t.Fatalf("oracle reply: %v", err)
+	}
+	if !r.OK {
+		o.t.Fatalf("oracle %v: %s", req["op"], r.Error)
+	}
+	return r
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func unb64(t testing.TB, s string) []byte {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func unb64s(t testing.TB, ss []string) [][]byte {
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = unb64(t, s)
+	}
+	return out
+}
+
+func attrsJSON(attrs []Attr) any {
+	if attrs == nil {
+		return nil
+	}
+	out := make([][2]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = [2]any{a.Key, a.Value}
+	}
+	return out
+}
+
+func hexShort(b []byte) string {
+	if len(b) > 200 {
+		return fmt.Sprintf("%x…(%d bytes)", b[:200], len(b))
+	}
+	return fmt.Sprintf("%x", b)
+}
