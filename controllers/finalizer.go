@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -61,7 +62,7 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 	}
 	forgetCohortMetrics(ro)
 	controllerutil.RemoveFinalizer(ro, Finalizer)
-	if err := r.Update(ctx, ro); err != nil {
+	if err := r.Update(ctx, ro); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil

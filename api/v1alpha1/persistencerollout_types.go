@@ -516,7 +516,7 @@ type PersistenceRolloutStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=prollout;prollouts,categories=yawp
 // +kubebuilder:printcolumn:name="Cohort",type=string,JSONPath=`.status.progress`
-// +kubebuilder:printcolumn:name="Name",type=string,JSONPath=`.status.currentCohort`
+// +kubebuilder:printcolumn:name="Current",type=string,JSONPath=`.status.currentCohort`
 // +kubebuilder:printcolumn:name="Stage",type=string,JSONPath=`.status.stage`
 // +kubebuilder:printcolumn:name="Waiting-For",type=string,JSONPath=`.status.waitingFor`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

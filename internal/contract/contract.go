@@ -69,3 +69,31 @@ const (
 	BinarySyncer  = "/usr/local/bin/syncer"
 	BinaryYawpctl = "/usr/local/bin/yawpctl"
 )
+
+// The syncer's internal API (HTTP+JSON, served to the pod's gateway and the
+// shard's peers) and the variables that configure it.
+const (
+	// EnvInternalToken is the shared secret the gateway presents to the
+	// syncer's internal API (Authorization: Bearer). When unset, both sides
+	// derive it from YAWP_TOKEN_KEY.
+	EnvInternalToken = "YAWP_INTERNAL_TOKEN"
+	// PathInternal prefixes every internal API path of the syncer.
+	PathInternal = "/internal/v1/"
+	// YjsTextName is the root Y.Text whose string is a document's content.
+	YjsTextName = "content"
+	// ServiceRole is the database role the services should connect as: it
+	// may insert ledger rows but never update or delete them.
+	ServiceRole = "yawp_service"
+)
+
+// Limits of the legacy API and the internal API.
+const (
+	// MaxBodyBytes bounds a request body (JSON or a Yjs update).
+	MaxBodyBytes = 1 << 20
+	// MaxContentBytes bounds a document's content (UTF-8 bytes).
+	MaxContentBytes = 512 << 10
+	// MaxTitleBytes bounds a document's title.
+	MaxTitleBytes = 512
+	// MaxIDBytes bounds document IDs and idempotency keys.
+	MaxIDBytes = 128
+)

@@ -82,26 +82,36 @@ func ForTest(t testing.TB) string {
 // A SIGKILLed or timed-out test binary cannot clean up: postgres still shuts
 // down (parent-death signal) but its temporary directory is left behind.
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for a TestMain that has more to tear down
+// after the tests (an envtest control plane, say). It returns the exit code.
+func Run(m *testing.M) int {
 	mainCalled.Store(true)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		sig := <-sigs
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
 		signal.Stop(sigs) // a second signal kills us the default way
-		stopShared()
+		_ = stopShared()
 		fmt.Fprintf(os.Stderr, "pgharness: %v: stopped shared PostgreSQL server\n", sig)
 		os.Exit(1)
 	}()
 
 	code := m.Run()
 	signal.Stop(sigs)
+	close(sigs)
 	if err := stopShared(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 func stopShared() error {

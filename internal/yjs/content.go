@@ -117,7 +117,15 @@ func (c *ContentBinary) mergeWith(Content) bool  { return false }
 func (c *ContentBinary) write(e *encoder, _ int) { e.writeVarBytes(c.Data) }
 
 // ContentString is text, held as UTF-16 code units like JavaScript strings.
-type ContentString struct{ s []uint16 }
+//
+// Split halves share their backing array, and the left half keeps the
+// capacity that holds the right half, so merging them back is a reslice.
+// own records that no other piece refers to the array past len(s): only
+// then may s be appended to in place.
+type ContentString struct {
+	s   []uint16
+	own bool
+}
 
 func (c *ContentString) Ref() uint8      { return refString }
 func (c *ContentString) Len() int        { return len(c.s) }
@@ -127,13 +135,12 @@ func (c *ContentString) Countable() bool { return true }
 func (c *ContentString) String() string { return fromUTF16(c.s) }
 
 // UTF16 returns the text's code units. The caller must not modify them.
-func (c *ContentString) UTF16() []uint16 { return c.s }
+func (c *ContentString) UTF16() []uint16 { return c.s[:len(c.s):len(c.s)] }
 
 func (c *ContentString) splice(off int) Content {
-	// The halves share the backing array; capping the left one makes a
-	// later append to it copy instead of overwriting the right one.
-	r := &ContentString{c.s[off:]}
-	c.s = c.s[:off:off]
+	r := &ContentString{s: c.s[off:], own: c.own}
+	c.s = c.s[:off]
+	c.own = false
 	// Like yjs, never leave half a surrogate pair on either side.
 	if off > 0 && isHighSurrogate(c.s[off-1]) {
 		c.s[off-1] = 0xfffd
@@ -143,8 +150,42 @@ func (c *ContentString) splice(off int) Content {
 	}
 	return r
 }
+
+// grow makes room for n more code units at the end of s, returning the
+// extended slice (the new units are to be overwritten by the caller).
+func (c *ContentString) grow(n int) []uint16 {
+	l := len(c.s)
+	if c.own && cap(c.s)-l >= n {
+		c.s = c.s[:l+n]
+		return c.s[l:]
+	}
+	nc := 2*l + n
+	if nc < 8 {
+		nc = 8
+	}
+	ns := make([]uint16, l+n, nc)
+	copy(ns, c.s)
+	c.s = ns
+	c.own = true
+	return ns[l:]
+}
+
+// appendUnits appends u to the text.
+func (c *ContentString) appendUnits(u []uint16) { copy(c.grow(len(u)), u) }
+
 func (c *ContentString) mergeWith(r Content) bool {
-	c.s = append(c.s, r.(*ContentString).s...)
+	rc := r.(*ContentString)
+	l, n := len(c.s), len(rc.s)
+	if n == 0 {
+		return true
+	}
+	if cap(c.s)-l >= n && &c.s[:l+1][l] == &rc.s[0] {
+		// rc is the rest of c's array (an earlier split): reslice.
+		c.s = c.s[:l+n]
+		c.own = rc.own
+		return true
+	}
+	c.appendUnits(rc.s)
 	return true
 }
 func (c *ContentString) write(e *encoder, off int) { e.writeUTF16(c.s[off:]) }
@@ -277,7 +318,7 @@ func readContent(d *decoder, info byte, doc *Doc) Content {
 			d.fail("empty string content")
 			return nil
 		}
-		return &ContentString{u}
+		return &ContentString{s: u}
 	case refEmbed:
 		return &ContentEmbed{d.readVarString()}
 	case refFormat:

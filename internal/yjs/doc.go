@@ -280,14 +280,13 @@ func (d *Doc) transact(local bool, f func(txn *Transaction) error) error {
 	if len(d.cleanups) > 0 && d.cleanups[0] == txn {
 		// A commit may open further transactions (formatting cleanup);
 		// they queue behind the one being committed, as in yjs.
-		for len(d.cleanups) > 0 {
-			t := d.cleanups[0]
+		for i := 0; i < len(d.cleanups); i++ {
+			t := d.cleanups[i]
 			d.commit(t)
-			d.cleanups[0] = nil
-			d.cleanups = d.cleanups[1:]
+			d.cleanups[i] = nil
 			d.release(t)
 		}
-		d.cleanups = d.cleanups[:0:0]
+		d.cleanups = d.cleanups[:0]
 	}
 	return err
 }
@@ -356,7 +355,9 @@ func (txn *Transaction) addChanged(t *Type) {
 // formatting cleanup after remote changes, garbage collection, merging of
 // structs, and the update event.
 func (d *Doc) commit(txn *Transaction) {
-	txn.ds.sortAndMerge()
+	for _, c := range txn.dsOrder {
+		txn.ds[c] = sortAndMergeRanges(txn.ds[c])
+	}
 	txn.after = d.clientStatesInto(txn.after[:0])
 	needCleanup := false
 	for t := range txn.changed {
@@ -368,9 +369,9 @@ func (d *Doc) commit(txn *Transaction) {
 		d.cleanupTextAfterTransaction(txn)
 	}
 	if d.gc {
-		d.tryGcDeleteSet(txn.ds)
+		d.tryGcDeleteSet(txn)
 	}
-	d.tryMergeDeleteSet(txn.ds)
+	d.tryMergeDeleteSet(txn)
 	for ci, clock := range txn.after {
 		client := d.clientList[ci]
 		before := txn.beforeAt(ci)
@@ -493,8 +494,9 @@ func (d *Doc) mergeStructs(left, right *Item) bool {
 	return true
 }
 
-func (d *Doc) tryMergeDeleteSet(ds DeleteSet) {
-	for client, rs := range ds {
+func (d *Doc) tryMergeDeleteSet(txn *Transaction) {
+	for _, client := range txn.dsOrder {
+		rs := txn.ds[client]
 		cs := d.clients[client]
 		if cs == nil {
 			continue
@@ -519,8 +521,9 @@ func (d *Doc) tryMergeDeleteSet(ds DeleteSet) {
 	}
 }
 
-func (d *Doc) tryGcDeleteSet(ds DeleteSet) {
-	for client, rs := range ds {
+func (d *Doc) tryGcDeleteSet(txn *Transaction) {
+	for _, client := range txn.dsOrder {
+		rs := txn.ds[client]
 		cs := d.clients[client]
 		if cs == nil {
 			continue

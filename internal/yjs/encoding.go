@@ -380,6 +380,46 @@ func appendUTF8(dst []byte, s []uint16) []byte {
 }
 
 // toUTF16 converts UTF-8 to UTF-16 code units; invalid bytes become U+FFFD.
+// utf16Len returns the number of UTF-16 code units toUTF16(s) holds.
+func utf16Len(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			for _, r := range s[i:] {
+				n++
+				if r >= 0x10000 {
+					n++
+				}
+			}
+			return n
+		}
+		n++
+	}
+	return n
+}
+
+// putUTF16 writes toUTF16(s) into dst, which has exactly its length.
+func putUTF16(dst []uint16, s string) {
+	i := 0
+	for ; i < len(s) && s[i] < 0x80; i++ {
+		dst[i] = uint16(s[i])
+	}
+	if i == len(s) {
+		return
+	}
+	j := i
+	for _, r := range s[i:] {
+		if r >= 0x10000 {
+			a, b := utf16.EncodeRune(r)
+			dst[j], dst[j+1] = uint16(a), uint16(b)
+			j += 2
+		} else {
+			dst[j] = uint16(r)
+			j++
+		}
+	}
+}
+
 func toUTF16(s string) []uint16 {
 	ascii := true
 	for i := 0; i < len(s); i++ {

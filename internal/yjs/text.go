@@ -386,6 +386,43 @@ func (x *Text) insertContent(txn *Transaction, pos *textPos, c Content, attrs *j
 // merged into its left neighbour at the end of the transaction anyway, grow
 // the neighbour now instead of creating an item.
 func (x *Text) tryAppend(pos *textPos, c *ContentString) bool {
+	if !x.canAppend(pos) {
+		return false
+	}
+	l := pos.left
+	l.Content.(*ContentString).appendUnits(c.s)
+	n := len(c.s)
+	l.Len += n
+	x.t.length += n
+	if x.t.index != nil {
+		x.t.index.adjust(l, n)
+	}
+	return true
+}
+
+// insertPlain is insertContent for a string without attributes into text
+// that has no formatting: no attribute items are involved, and the
+// insertion point only moves past deleted items.
+func (x *Text) insertPlain(txn *Transaction, pos *textPos, s string) {
+	for pos.right != nil && pos.right.Deleted() {
+		pos.left = pos.right
+		pos.right = pos.right.Right
+	}
+	if l := pos.left; l != nil && x.canAppend(pos) {
+		n := utf16Len(s)
+		putUTF16(l.Content.(*ContentString).grow(n), s)
+		l.Len += n
+		x.t.length += n
+		if x.t.index != nil {
+			x.t.index.adjust(l, n)
+		}
+		return
+	}
+	x.newItem(txn, pos, &ContentString{s: toUTF16(s)})
+}
+
+// canAppend reports whether tryAppend may grow pos.left.
+func (x *Text) canAppend(pos *textPos) bool {
 	l := pos.left
 	d := x.t.doc
 	if l == nil || l.ID.Client != d.clientID || l.kind != kindItem || l.Deleted() || l.Right != pos.right {
@@ -399,21 +436,9 @@ func (x *Text) tryAppend(pos *textPos, c *ContentString) bool {
 		return false
 	}
 	if pos.right != nil {
-		if !l.HasRightOrigin() || l.RightOrigin != pos.right.ID {
-			return false
-		}
-	} else if l.HasRightOrigin() {
-		return false
+		return l.HasRightOrigin() && l.RightOrigin == pos.right.ID
 	}
-	lc := l.Content.(*ContentString)
-	lc.s = append(lc.s, c.s...)
-	n := len(c.s)
-	l.Len += n
-	x.t.length += n
-	if x.t.index != nil {
-		x.t.index.adjust(l, n)
-	}
-	return true
+	return !l.HasRightOrigin()
 }
 
 func (x *Text) toAttrs(attrs []Attr) (*jsObject, error) {
@@ -447,6 +472,10 @@ func (x *Text) Insert(index int, s string, attrs []Attr) error {
 	return x.t.doc.Transact(func(txn *Transaction) error {
 		var pos textPos
 		x.findPosition(txn, index, &pos)
+		if attrs == nil && !x.t.hasFormatting {
+			x.insertPlain(txn, &pos, s)
+			return nil
+		}
 		var o *jsObject
 		if attrs == nil {
 			o = &jsObject{}
@@ -459,7 +488,7 @@ func (x *Text) Insert(index int, s string, attrs []Attr) error {
 				return err
 			}
 		}
-		x.insertContent(txn, &pos, &ContentString{toUTF16(s)}, o)
+		x.insertContent(txn, &pos, &ContentString{s: toUTF16(s)}, o)
 		return nil
 	})
 }
@@ -480,7 +509,7 @@ func (x *Text) InsertUTF16(index int, s []uint16) error {
 		for _, e := range pos.attrs.e {
 			o.set(e.key, e.val)
 		}
-		x.insertContent(txn, &pos, &ContentString{append([]uint16(nil), s...)}, o)
+		x.insertContent(txn, &pos, &ContentString{s: append([]uint16(nil), s...)}, o)
 		return nil
 	})
 }
@@ -611,7 +640,7 @@ loop:
 		for i := range nl {
 			nl[i] = '\n'
 		}
-		pos.right = x.newItem(txn, pos, &ContentString{nl})
+		pos.right = x.newItem(txn, pos, &ContentString{s: nl})
 		pos.forward()
 	}
 	x.insertNegatedAttributes(txn, pos, neg)

@@ -1,0 +1,454 @@
+package controllers
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/contract"
+)
+
+// walkToVerify takes a started cohort from DualWrite to Verify by playing
+// healthy shards, and returns the Verify epoch.
+func (f *fixture) walkToVerify(name, cohort string) int64 {
+	f.t.Helper()
+	f.waitStage(name, cohort, persistencev1alpha1.StageDualWrite)
+	f.healthyShards(name)
+	f.waitStage(name, cohort, persistencev1alpha1.StageBackfill)
+	f.healthyShards(name)
+	st := f.waitStage(name, cohort, persistencev1alpha1.StageVerify)
+	f.healthyShards(name)
+	return st.Epoch
+}
+
+// soak plays healthy shards, steps the fake clock past d and plays them
+// again (fresh reports at the new time).
+func (f *fixture) soak(name string, d time.Duration) {
+	f.healthyShards(name)
+	// Wait until the controller has seen fresh reports and set a soak end.
+	fakeClock.Step(d + time.Second)
+	f.healthyShards(name)
+}
+
+func condition(ro *persistencev1alpha1.PersistenceRollout, typ string) *metav1.Condition {
+	return meta.FindStatusCondition(ro.Status.Conditions, typ)
+}
+
+func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ro := f.rollout("demo", "pilot")
+	ro.Spec.Gateway.TokenSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "tokens", Key: "key"}
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+
+	var sts appsv1.StatefulSet
+	f.g.Eventually(func() error {
+		return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
+	}).Should(Succeed())
+	f.g.Expect(sts.Spec.Replicas).To(Equal(ptr.To[int32](2)))
+	f.g.Expect(sts.Spec.ServiceName).To(Equal("demo-gateway-headless"))
+	pod := sts.Spec.Template.Spec
+	f.g.Expect(pod.SecurityContext.RunAsNonRoot).To(Equal(ptr.To(true)))
+	f.g.Expect(pod.Containers).To(HaveLen(2))
+	for _, c := range pod.Containers {
+		f.g.Expect(c.Image).To(Equal("persistence-operator:test"))
+		f.g.Expect(c.SecurityContext.ReadOnlyRootFilesystem).To(Equal(ptr.To(true)), c.Name)
+		f.g.Expect(c.SecurityContext.AllowPrivilegeEscalation).To(Equal(ptr.To(false)), c.Name)
+		f.g.Expect(c.ReadinessProbe).NotTo(BeNil(), c.Name)
+		f.g.Expect(c.LivenessProbe).NotTo(BeNil(), c.Name)
+	}
+	f.g.Expect(pod.Containers[0].Name).To(Equal(contract.ContainerGateway))
+	f.g.Expect(pod.Containers[1].Name).To(Equal(contract.ContainerSyncer))
+	var dsnFrom *corev1.SecretKeySelector
+	for _, e := range pod.Containers[1].Env {
+		if e.Name == contract.EnvDatabaseURL {
+			dsnFrom = e.ValueFrom.SecretKeyRef
+		}
+	}
+	f.g.Expect(dsnFrom).NotTo(BeNil(), "the syncer reads the DSN from the Secret")
+	f.g.Expect(dsnFrom.Name).To(Equal("db"))
+	f.g.Expect(metav1.IsControlledBy(&sts, f.get("demo"))).To(BeTrue())
+
+	for _, name := range []string{"demo-gateway", "demo-gateway-headless"} {
+		var svc corev1.Service
+		f.g.Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, &svc) }).Should(Succeed())
+	}
+
+	// Someone scales the gateway by hand: the controller puts it back,
+	// since shards cannot change.
+	sts.Spec.Replicas = ptr.To[int32](5)
+	f.g.Expect(k8s.Update(ctx, &sts)).To(Succeed())
+	f.g.Eventually(func() int32 {
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
+		return *sts.Spec.Replicas
+	}).Should(Equal(int32(2)))
+}
+
+func TestPerCohortRolloutReachesComplete(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout("demo", "pilot", "rest"))).To(Succeed())
+
+	// The barrier: nobody has observed the DualWrite epoch yet.
+	dw := f.waitStage("demo", "pilot", persistencev1alpha1.StageDualWrite)
+	f.g.Eventually(func() string { return f.get("demo").Status.WaitingFor }).
+		Should(Equal("0/2 shards to observe epoch " + itoa(dw.Epoch)))
+	f.g.Expect(f.cohortStatus("demo", "rest").Stage).To(BeEmpty(), "the second cohort waits")
+	f.g.Expect(dw.Members).To(Equal(int64(1)), "pilot-school was frozen into the cohort")
+
+	// One shard observes it: still waiting, for the other.
+	f.report("demo", 0, shardReport{})
+	f.g.Eventually(func() string { return f.get("demo").Status.WaitingFor }).Should(Equal("1/2 shards to observe epoch " + itoa(dw.Epoch)))
+	f.g.Consistently(func() string { return f.cohortStatus("demo", "pilot").Message }, "500ms").Should(ContainSubstring("1/2 shards"))
+	f.g.Expect(f.cohortStatus("demo", "pilot").Stage).To(Equal(persistencev1alpha1.StageDualWrite))
+
+	f.report("demo", 1, shardReport{})
+	bf := f.waitStage("demo", "pilot", persistencev1alpha1.StageBackfill)
+	f.g.Expect(bf.Epoch).To(BeNumerically(">", dw.Epoch))
+	// Backfill not complete yet on either shard.
+	f.report("demo", 0, shardReport{})
+	f.report("demo", 1, shardReport{})
+	f.g.Eventually(func() string { return f.get("demo").Status.WaitingFor }).Should(ContainSubstring("backfill to complete on 2/2 shards"))
+	f.healthyShards("demo")
+	vf := f.waitStage("demo", "pilot", persistencev1alpha1.StageVerify)
+	f.healthyShards("demo")
+	f.g.Eventually(func() string { return f.get("demo").Status.WaitingFor }).Should(HavePrefix("soak until "))
+	cs := f.cohortStatus("demo", "pilot")
+	f.g.Expect(cs.SoakEndsAt).NotTo(BeNil())
+	f.g.Expect(cs.SoakEndsAt.Time).To(BeTemporally("==", vf.SoakStartedAt.Add(time.Minute)))
+	f.g.Expect(cs.Documents).To(Equal(int64(10)))
+	f.g.Expect(cs.Verified).To(Equal(int64(10)))
+	f.g.Expect(cs.ShardsObserved).To(Equal(int32(2)))
+	f.g.Eventually(func() metav1.ConditionStatus { return condition(f.get("demo"), persistencev1alpha1.ConditionVerified).Status }).Should(Equal(metav1.ConditionTrue))
+
+	f.soak("demo", time.Minute)
+	f.waitStage("demo", "pilot", persistencev1alpha1.StageLocalFirst)
+	f.soak("demo", 30*time.Second)
+	f.waitStage("demo", "pilot", persistencev1alpha1.StageComplete)
+
+	// The next cohort starts only now.
+	f.walkToVerify("demo", "rest")
+	f.soak("demo", time.Minute)
+	f.waitStage("demo", "rest", persistencev1alpha1.StageLocalFirst)
+	f.soak("demo", 30*time.Second)
+	f.waitStage("demo", "rest", persistencev1alpha1.StageComplete)
+
+	f.healthyShards("demo")
+	f.g.Eventually(func() string {
+		ro := f.get("demo")
+		c := condition(ro, persistencev1alpha1.ConditionReady)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + " " + ro.Status.Progress
+	}).Should(Equal("True/Complete 2/2"))
+	ro := f.get("demo")
+	var stages []string
+	for _, h := range ro.Status.History {
+		stages = append(stages, h.Cohort+":"+string(h.Stage))
+	}
+	f.g.Expect(stages).To(Equal([]string{
+		"pilot:Legacy", "pilot:DualWrite", "pilot:Backfill", "pilot:Verify", "pilot:LocalFirst", "pilot:Complete",
+		"rest:Legacy", "rest:DualWrite", "rest:Backfill", "rest:Verify", "rest:LocalFirst", "rest:Complete",
+	}))
+	f.g.Expect(condition(ro, persistencev1alpha1.ConditionProgressing).Status).To(Equal(metav1.ConditionFalse))
+	f.g.Expect(condition(ro, persistencev1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
+	f.g.Expect(condition(ro, persistencev1alpha1.ConditionReady).ObservedGeneration).To(Equal(ro.Generation))
+	f.g.Eventually(func() []string { return f.events("demo") }).Should(ContainElement(ContainSubstring("Flipped: cohort pilot verified")))
+}
+
+func TestDualWriteFirstFlipsOneByOne(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("dwf", "a", "b")
+	ro.Spec.Strategy = persistencev1alpha1.StrategyDualWriteFirst
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+
+	// Both cohorts dual-write, backfill and soak together.
+	f.waitStage("dwf", "a", persistencev1alpha1.StageDualWrite)
+	f.waitStage("dwf", "b", persistencev1alpha1.StageDualWrite)
+	f.healthyShards("dwf")
+	f.waitStage("dwf", "a", persistencev1alpha1.StageBackfill)
+	f.waitStage("dwf", "b", persistencev1alpha1.StageBackfill)
+	f.healthyShards("dwf")
+	f.waitStage("dwf", "a", persistencev1alpha1.StageVerify)
+	f.waitStage("dwf", "b", persistencev1alpha1.StageVerify)
+	f.soak("dwf", time.Minute)
+	f.waitStage("dwf", "a", persistencev1alpha1.StageLocalFirst)
+	f.g.Consistently(func() persistencev1alpha1.Stage { return f.cohortStatus("dwf", "b").Stage }, "500ms").Should(Equal(persistencev1alpha1.StageVerify))
+	f.g.Expect(f.cohortStatus("dwf", "b").Message).To(ContainSubstring("earlier cohorts to complete before the flip"))
+	f.soak("dwf", 30*time.Second)
+	f.waitStage("dwf", "a", persistencev1alpha1.StageComplete)
+	f.healthyShards("dwf")
+	f.waitStage("dwf", "b", persistencev1alpha1.StageLocalFirst)
+}
+
+func TestFailingGateRollsBackAndNothingElseMoves(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("gate", "pilot", "rest"))).To(Succeed())
+	verifyEpoch := f.walkToVerify("gate", "pilot")
+
+	// One shard finds a document whose two representations differ.
+	f.report("gate", 1, shardReport{backfill: true, mismatched: 1})
+	st := f.waitStage("gate", "pilot", persistencev1alpha1.StageLegacy)
+	f.g.Expect(st.Epoch).To(BeNumerically(">", verifyEpoch), "the rollback is a new epoch")
+	f.g.Expect(st.Outcome).To(Equal("RolledBack"))
+
+	f.g.Eventually(func() string {
+		c := condition(f.get("gate"), persistencev1alpha1.ConditionDegraded)
+		return string(c.Status) + "/" + c.Reason
+	}).Should(Equal("True/RolledBack"))
+	ro := f.get("gate")
+	last := ro.Status.History[len(ro.Status.History)-1]
+	f.g.Expect(last.Outcome).To(Equal(persistencev1alpha1.OutcomeRolledBack))
+	f.g.Expect(last.Reason).To(Equal(persistencev1alpha1.ReasonGateFailed))
+	f.g.Expect(last.Message).To(ContainSubstring("1 mismatched documents"))
+	f.g.Expect(ro.Status.WaitingFor).To(ContainSubstring("set attempt: 2 to try again"))
+	f.g.Eventually(func() []string { return f.events("gate") }).Should(ContainElement(ContainSubstring("rolled cohort pilot back from Verify to Legacy")))
+
+	// Nothing else moves: the next cohort never starts, the rolled-back one
+	// stays, even as time passes and healthy reports return.
+	f.healthyShards("gate")
+	fakeClock.Step(time.Hour)
+	f.healthyShards("gate")
+	f.g.Consistently(func() string {
+		return string(f.cohortStatus("gate", "pilot").Stage) + "," + string(f.cohortStatus("gate", "rest").Stage)
+	}, "1s").Should(Equal("Legacy,"))
+
+	// A new attempt starts over from DualWrite.
+	f.update("gate", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Attempt = 2 })
+	st = f.waitStage("gate", "pilot", persistencev1alpha1.StageDualWrite)
+	f.g.Expect(st.Attempt).To(Equal(int32(2)))
+	f.g.Expect(st.Outcome).To(BeEmpty())
+}
+
+func TestManualPolicyHalts(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("manual", "pilot")
+	ro.Spec.RollbackPolicy = persistencev1alpha1.RollbackManual
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkToVerify("manual", "pilot")
+	f.report("manual", 0, shardReport{backfill: true, gaps: 3})
+	f.g.Eventually(func() persistencev1alpha1.Outcome { return f.cohortStatus("manual", "pilot").Outcome }).Should(Equal(persistencev1alpha1.OutcomeHalted))
+	f.g.Expect(f.cohortStatus("manual", "pilot").Stage).To(Equal(persistencev1alpha1.StageVerify), "a halt keeps the stage")
+	f.g.Eventually(func() string { return condition(f.get("manual"), persistencev1alpha1.ConditionDegraded).Reason }).Should(Equal(persistencev1alpha1.ReasonHalted))
+}
+
+func TestApprovalGatesTheFlip(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("approve", "pilot")
+	ro.Spec.Cohorts[0].RequireApproval = true
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkToVerify("approve", "pilot")
+	f.soak("approve", time.Minute)
+	f.g.Eventually(func() string { return f.get("approve").Status.WaitingFor }).Should(Equal("approval: set approvedAttempt: 1 on cohort pilot"))
+	f.g.Consistently(func() persistencev1alpha1.Stage { return f.cohortStatus("approve", "pilot").Stage }, "500ms").Should(Equal(persistencev1alpha1.StageVerify))
+	f.update("approve", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].ApprovedAttempt = 1 })
+	f.waitStage("approve", "pilot", persistencev1alpha1.StageLocalFirst)
+}
+
+func TestPauseAndResume(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("pause", "pilot")
+	ro.Spec.Paused = true
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.g.Eventually(func() string { return f.get("pause").Status.WaitingFor }).Should(Equal("unpause"))
+	f.g.Expect(f.cohortStatus("pause", "pilot").Stage).To(BeEmpty(), "a paused rollout starts nothing")
+
+	f.update("pause", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Paused = false })
+	f.walkToVerify("pause", "pilot")
+
+	// Paused mid-soak: the soak ends, reports keep flowing into status, but
+	// the cohort does not flip.
+	f.update("pause", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Paused = true })
+	f.g.Eventually(func() string { return f.get("pause").Status.WaitingFor }).Should(Equal("unpause"))
+	f.soak("pause", time.Minute)
+	f.g.Eventually(func() int64 { return f.cohortStatus("pause", "pilot").Verified }).Should(Equal(int64(10)))
+	f.g.Consistently(func() persistencev1alpha1.Stage { return f.cohortStatus("pause", "pilot").Stage }, "500ms").Should(Equal(persistencev1alpha1.StageVerify))
+	f.g.Expect(condition(f.get("pause"), persistencev1alpha1.ConditionProgressing).Reason).To(Equal(persistencev1alpha1.ReasonPaused))
+
+	f.update("pause", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Paused = false })
+	f.waitStage("pause", "pilot", persistencev1alpha1.StageLocalFirst)
+}
+
+func TestSpecEditedMidRollout(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("edit", "pilot"))).To(Succeed())
+	f.walkToVerify("edit", "pilot")
+	f.g.Eventually(func() string { return f.get("edit").Status.WaitingFor }).Should(HavePrefix("soak until "))
+
+	// The soak is lengthened: the window's end moves with it.
+	before := f.cohortStatus("edit", "pilot").SoakEndsAt.Time
+	f.update("edit", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Cohorts[0].Soak = metav1.Duration{Duration: 10 * time.Minute}
+	})
+	f.g.Eventually(func() time.Time { return f.cohortStatus("edit", "pilot").SoakEndsAt.Time }).Should(BeTemporally("==", before.Add(9*time.Minute)))
+	f.g.Eventually(func() int64 { return f.get("edit").Status.ObservedGeneration }).Should(Equal(f.get("edit").Generation))
+
+	// A cohort is appended: it runs after the first.
+	f.update("edit", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Cohorts = append(ro.Spec.Cohorts, persistencev1alpha1.CohortSpec{Name: "late", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100},
+			Soak: metav1.Duration{Duration: time.Minute}})
+	})
+	f.g.Eventually(func() string { return f.get("edit").Status.Progress }).Should(Equal("1/2"))
+	f.soak("edit", 10*time.Minute)
+	f.waitStage("edit", "pilot", persistencev1alpha1.StageLocalFirst)
+	f.soak("edit", 30*time.Second)
+	f.waitStage("edit", "pilot", persistencev1alpha1.StageComplete)
+	f.waitStage("edit", "late", persistencev1alpha1.StageDualWrite)
+	f.g.Expect(f.cohortStatus("edit", "late").Members).To(BeZero(), "pilot-school stays frozen in pilot; no other school is known")
+}
+
+func TestDeletionRetainKeepsStagesAndGateway(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout("keep", "pilot"))).To(Succeed())
+	f.walkToVerify("keep", "pilot")
+	f.soak("keep", time.Minute)
+	lf := f.waitStage("keep", "pilot", persistencev1alpha1.StageLocalFirst)
+
+	f.g.Expect(k8s.Delete(ctx, f.get("keep"))).To(Succeed())
+	f.g.Eventually(func() bool {
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "keep"}, &persistencev1alpha1.PersistenceRollout{})
+		return apierrors.IsNotFound(err)
+	}).Should(BeTrue())
+	// Yjs stays authoritative for pilot: stage and epoch untouched.
+	states, err := f.store.Cohorts(ctx, f.ns+"/keep")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(states["pilot"].Stage).To(Equal("LocalFirst"))
+	f.g.Expect(states["pilot"].Epoch).To(Equal(lf.Epoch))
+	// The gateway is orphaned, not garbage: it keeps serving.
+	var sts appsv1.StatefulSet
+	f.g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "keep-gateway"}, &sts)).To(Succeed())
+	f.g.Expect(sts.OwnerReferences).To(BeEmpty())
+	var svc corev1.Service
+	f.g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "keep-gateway"}, &svc)).To(Succeed())
+	f.g.Expect(svc.OwnerReferences).To(BeEmpty())
+
+	// Re-created with the same name, the rollout adopts the recorded stage.
+	f.g.Expect(k8s.Create(ctx, f.rollout("keep", "pilot"))).To(Succeed())
+	f.g.Eventually(func() persistencev1alpha1.Stage { return f.cohortStatus("keep", "pilot").Stage }).Should(Equal(persistencev1alpha1.StageLocalFirst))
+}
+
+func TestDeletionRollbackToLegacy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ro := f.rollout("undo", "pilot")
+	ro.Spec.DeletionPolicy = persistencev1alpha1.DeletionRollbackToLegacy
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	f.walkToVerify("undo", "pilot")
+	f.g.Expect(k8s.Delete(ctx, f.get("undo"))).To(Succeed())
+
+	// Live shards must observe the rollback before the rollout goes.
+	f.g.Eventually(func() string { return f.get("undo").Status.WaitingFor }).Should(ContainSubstring("live shards to observe epoch"))
+	f.healthyShards("undo")
+	f.g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "undo"}, &persistencev1alpha1.PersistenceRollout{}))
+	}).Should(BeTrue())
+	states, err := f.store.Cohorts(ctx, f.ns+"/undo")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(states).To(BeEmpty(), "every cohort is back at Legacy and the rollout is forgotten")
+}
+
+func TestBadManifestsAreRefused(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		mutate func(*persistencev1alpha1.PersistenceRollout)
+		want   string
+	}{
+		{"duplicate cohort names", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts = append(ro.Spec.Cohorts, ro.Spec.Cohorts[0])
+		}, `spec.cohorts[2]: Duplicate value: {"name":"a"}`},
+		{"overlapping buckets", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Tenants, ro.Spec.Cohorts[0].Buckets = nil, &persistencev1alpha1.BucketRange{From: 0, To: 50}
+			ro.Spec.Cohorts[1].Tenants, ro.Spec.Cohorts[1].Buckets = nil, &persistencev1alpha1.BucketRange{From: 40, To: 100}
+		}, "cohort bucket ranges must not overlap"},
+		{"empty bucket range", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Tenants, ro.Spec.Cohorts[0].Buckets = nil, &persistencev1alpha1.BucketRange{From: 30, To: 30}
+		}, "buckets.from must be below buckets.to"},
+		{"tenants and buckets", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Buckets = &persistencev1alpha1.BucketRange{From: 0, To: 10}
+		}, "a cohort selects its schools with exactly one of tenants or buckets"},
+		{"zero soak", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Soak = metav1.Duration{}
+		}, "soak must be a positive duration"},
+		{"negative soak", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Soak = metav1.Duration{Duration: -time.Minute}
+		}, "soak must be a positive duration"},
+		{"no shards", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Gateway.Shards = 0 }, "spec.gateway.shards: Invalid value: 0: spec.gateway.shards in body should be greater than or equal to 1"},
+		{"too many shards", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Gateway.Shards = 65 }, "should be less than or equal to 64"},
+		{"no cohorts", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts = nil }, "spec.cohorts: Required value"},
+		{"bad cohort name", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "Grade 5" }, `spec.cohorts[0].name: Invalid value: "Grade 5"`},
+		{"unknown strategy", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Strategy = "BigBang" }, `Unsupported value: "BigBang": supported values: "PerCohort", "DualWriteFirst"`},
+		{"approval ahead of attempt", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].ApprovedAttempt = 3 }, "approvedAttempt cannot be ahead of attempt"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			ro := f.rollout("bad", "a", "b")
+			tc.mutate(ro)
+			err := k8s.Create(ctx, ro)
+			g.Expect(err).To(HaveOccurred())
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
+			g.Expect(err.Error()).To(ContainSubstring(tc.want))
+		})
+	}
+
+	t.Run("shards cannot change", func(t *testing.T) {
+		g := NewWithT(t)
+		g.Expect(k8s.Create(ctx, f.rollout("fixed", "a"))).To(Succeed())
+		g.Eventually(func() error {
+			ro := f.get("fixed")
+			ro.Spec.Gateway.Shards = 3
+			return k8s.Update(ctx, ro)
+		}).Should(MatchError(ContainSubstring("shards cannot change after creation: documents are placed by hash(documentID) mod shards")))
+	})
+	t.Run("stopLegacyWrites cannot be unset", func(t *testing.T) {
+		g := NewWithT(t)
+		ro := f.rollout("retire", "a")
+		ro.Spec.Cohorts[0].StopLegacyWrites = true
+		ro.Spec.Paused = true
+		g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+		g.Eventually(func() error {
+			ro := f.get("retire")
+			ro.Spec.Cohorts[0].StopLegacyWrites = false
+			return k8s.Update(ctx, ro)
+		}).Should(MatchError(ContainSubstring("stopLegacyWrites is the point of no return and cannot be unset once set")))
+	})
+}
+
+func TestKubectlGetShowsTheRollout(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("shown", "pilot", "rest"))).To(Succeed())
+	f.waitStage("shown", "pilot", persistencev1alpha1.StageDualWrite)
+	f.report("shown", 0, shardReport{})
+
+	kubectl := func(args ...string) string {
+		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "-n", f.ns, "get", "persistencerollouts"}, args...)...).CombinedOutput()
+		f.g.Expect(err).NotTo(HaveOccurred(), string(out))
+		return string(out)
+	}
+	f.g.Eventually(func() []string { return strings.Fields(strings.Split(kubectl(), "\n")[1]) }).Should(HaveExactElements(
+		"shown", "1/2", "pilot", "DualWrite", "1/2", "shards", "to", "observe", "epoch", itoa(f.get("shown").Status.Epoch), "False", MatchRegexp(`^\d+s$`)))
+	header := strings.Fields(strings.Split(kubectl(), "\n")[0])
+	f.g.Expect(header).To(Equal([]string{"NAME", "COHORT", "CURRENT", "STAGE", "WAITING-FOR", "READY", "AGE"}))
+	wide := strings.Fields(strings.Split(kubectl("-o", "wide"), "\n")[0])
+	f.g.Expect(wide).To(Equal([]string{"NAME", "COHORT", "CURRENT", "STAGE", "WAITING-FOR", "READY", "AGE", "STRATEGY", "EPOCH", "SHARDS", "PAUSED", "DEGRADED"}))
+	// The short name works too.
+	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "-n", f.ns, "get", "prollout", "shown", "-o", "jsonpath={.status.cohorts[0].message}").CombinedOutput()
+	f.g.Expect(err).NotTo(HaveOccurred(), string(out))
+	f.g.Expect(string(out)).To(Equal("waiting for 1/2 shards to observe epoch " + itoa(f.get("shown").Status.Epoch)))
+}

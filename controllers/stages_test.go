@@ -1,0 +1,190 @@
+package controllers
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+var t0 = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+func cohortSpec(name string) persistencev1alpha1.CohortSpec {
+	return persistencev1alpha1.CohortSpec{Name: name, Tenants: []string{name + "-school"},
+		Soak: metav1.Duration{Duration: time.Minute}, Attempt: 1, Intent: persistencev1alpha1.IntentProceed}
+}
+
+func state(stage string, epoch int64) *dataplane.CohortState {
+	return &dataplane.CohortState{Stage: stage, Epoch: epoch, Attempt: 1, StageSince: t0, SoakStartedAt: t0}
+}
+
+// healthy: both shards observed the epoch and reported fresh, clean counts.
+func healthy(_ int64) summary {
+	return summary{shards: 2, observed: 2, fresh: 2, backfillDone: 2, documents: 10, backfilled: 10, verified: 10}
+}
+
+func TestPlanCohortTransitions(t *testing.T) {
+	gates := persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: time.Minute}}
+	withSoakDone := t0.Add(2 * time.Minute)
+	tests := []struct {
+		name     string
+		spec     func(*persistencev1alpha1.CohortSpec)
+		rollout  func(*persistencev1alpha1.PersistenceRolloutSpec)
+		state    *dataplane.CohortState
+		sum      summary
+		now      time.Time
+		mayStart bool
+		mayFlip  bool
+		// want
+		kind    actionKind
+		stage   persistencev1alpha1.Stage
+		outcome persistencev1alpha1.Outcome
+		wait    string // substring of waitingFor, when no action
+	}{
+		{name: "not started, allowed: freeze", mayStart: true, kind: actFreeze, stage: persistencev1alpha1.StageLegacy},
+		{name: "not started, earlier cohort running", mayStart: false, wait: "earlier cohorts"},
+		{name: "not started, paused", mayStart: true, rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.Paused = true }, wait: "unpause"},
+		{name: "frozen at Legacy: dual-write", state: state("Legacy", 1), mayStart: true, kind: actSetStage, stage: persistencev1alpha1.StageDualWrite},
+		{name: "DualWrite waits at the barrier", state: state("DualWrite", 2), sum: summary{shards: 2, observed: 1}, wait: "1/2 shards to observe epoch 2"},
+		{name: "DualWrite barrier passed: backfill", state: state("DualWrite", 2), sum: healthy(2), kind: actSetStage, stage: persistencev1alpha1.StageBackfill},
+		{name: "Backfill still running", state: state("Backfill", 3), sum: summary{shards: 2, observed: 2, fresh: 2, backfillDone: 1, documents: 10, backfilled: 6}, wait: "backfill to complete on 1/2 shards (6/10 documents)"},
+		{name: "Backfill done: verify", state: state("Backfill", 3), sum: healthy(3), kind: actSetStage, stage: persistencev1alpha1.StageVerify},
+		{name: "Verify soaking", state: state("Verify", 4), sum: healthy(4), now: t0.Add(30 * time.Second), mayFlip: true, wait: "soak until 2026-11-26T09:01:00Z"},
+		{name: "Verify stale reports restart the soak", state: state("Verify", 4), sum: summary{shards: 2, observed: 2, fresh: 1}, now: withSoakDone, mayFlip: true, kind: actRestartSoak, stage: persistencev1alpha1.StageVerify},
+		{name: "Verify soaked: flip", state: state("Verify", 4), sum: healthy(4), now: withSoakDone, mayFlip: true, kind: actSetStage, stage: persistencev1alpha1.StageLocalFirst},
+		{name: "Verify soaked but earlier cohort not flipped", state: state("Verify", 4), sum: healthy(4), now: withSoakDone, mayFlip: false, wait: "earlier cohorts to complete before the flip"},
+		{name: "Verify soaked, approval required", state: state("Verify", 4), sum: healthy(4), now: withSoakDone, mayFlip: true,
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.RequireApproval = true }, wait: "approval: set approvedAttempt: 1"},
+		{name: "Verify soaked, approved", state: state("Verify", 4), sum: healthy(4), now: withSoakDone, mayFlip: true,
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.RequireApproval, c.ApprovedAttempt = true, 1 }, kind: actSetStage, stage: persistencev1alpha1.StageLocalFirst},
+		{name: "LocalFirst post-flip soak passed: complete", state: state("LocalFirst", 5), sum: healthy(5), now: withSoakDone, kind: actSetStage, stage: persistencev1alpha1.StageComplete},
+		{name: "Complete, stopLegacyWrites opted in", state: state("Complete", 6), spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true },
+			kind: actSetStage, stage: persistencev1alpha1.StageLegacyRetired},
+		{name: "gate fails: automatic rollback", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.mismatched = 1; return s }(),
+			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack},
+		{name: "gate fails: manual halt", state: state("Backfill", 3), sum: func() summary { s := healthy(3); s.gaps = 2; return s }(),
+			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.RollbackPolicy = persistencev1alpha1.RollbackManual },
+			kind: actHalt, stage: persistencev1alpha1.StageBackfill, outcome: persistencev1alpha1.OutcomeHalted},
+		{name: "gate fails while paused: reported, not acted on", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.divergences = 1; return s }(),
+			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.Paused = true }, wait: "unpause"},
+		{name: "rolled back: waits for a new attempt", state: func() *dataplane.CohortState { s := state("Legacy", 7); s.Outcome = "RolledBack"; return s }(),
+			mayStart: true, wait: "set attempt: 2 to try again"},
+		{name: "rolled back, attempt raised: dual-write again", state: func() *dataplane.CohortState { s := state("Legacy", 7); s.Outcome = "RolledBack"; return s }(),
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.Attempt = 2 }, mayStart: true, kind: actSetStage, stage: persistencev1alpha1.StageDualWrite},
+		{name: "halted, attempt raised: resume at the same stage", state: func() *dataplane.CohortState { s := state("Verify", 7); s.Outcome = "Halted"; return s }(),
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.Attempt = 2 }, mayStart: true, kind: actSetStage, stage: persistencev1alpha1.StageVerify},
+		{name: "intent Rollback acts even while paused", state: state("LocalFirst", 5),
+			spec:    func(c *persistencev1alpha1.CohortSpec) { c.Intent = persistencev1alpha1.IntentRollback },
+			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.Paused = true },
+			kind:    actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack},
+		{name: "intent Hold", state: state("DualWrite", 2), sum: healthy(2), spec: func(c *persistencev1alpha1.CohortSpec) { c.Intent = persistencev1alpha1.IntentHold }, wait: "intent Hold"},
+		{name: "LegacyRetired refuses rollback", state: state("LegacyRetired", 8), spec: func(c *persistencev1alpha1.CohortSpec) { c.Intent = persistencev1alpha1.IntentRollback }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := cohortSpec("pilot")
+			if tc.spec != nil {
+				tc.spec(&spec)
+			}
+			rs := persistencev1alpha1.PersistenceRolloutSpec{Strategy: persistencev1alpha1.StrategyPerCohort,
+				RollbackPolicy: persistencev1alpha1.RollbackAutomatic, Gates: gates}
+			if tc.rollout != nil {
+				tc.rollout(&rs)
+			}
+			now := tc.now
+			if now.IsZero() {
+				now = t0.Add(time.Second)
+			}
+			sum := tc.sum
+			if sum.shards == 0 {
+				sum.shards = 2
+			}
+			cp := planCohort(planInput{now: now, spec: rs}, cohortInput{spec: spec, state: tc.state, sum: sum}, tc.mayStart, tc.mayFlip)
+			if tc.kind == 0 {
+				if cp.act != nil {
+					t.Fatalf("want no action, got %+v", *cp.act)
+				}
+				if !strings.Contains(cp.waitingFor, tc.wait) {
+					t.Fatalf("waitingFor = %q, want it to contain %q", cp.waitingFor, tc.wait)
+				}
+				return
+			}
+			if cp.act == nil {
+				t.Fatalf("want action %v to %s, got none (waiting for %q)", tc.kind, tc.stage, cp.waitingFor)
+			}
+			if cp.act.kind != tc.kind || cp.act.stage != tc.stage || cp.act.outcome != tc.outcome {
+				t.Fatalf("got action kind=%v stage=%s outcome=%q, want kind=%v stage=%s outcome=%q",
+					cp.act.kind, cp.act.stage, cp.act.outcome, tc.kind, tc.stage, tc.outcome)
+			}
+			if tc.state != nil && cp.act.expectEpoch != tc.state.Epoch {
+				t.Fatalf("action expects epoch %d, cohort is at %d", cp.act.expectEpoch, tc.state.Epoch)
+			}
+		})
+	}
+}
+
+func TestPlanStrategies(t *testing.T) {
+	gates := persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: time.Minute}}
+	three := []persistencev1alpha1.CohortSpec{cohortSpec("a"), cohortSpec("b"), cohortSpec("c")}
+	t.Run("PerCohort starts one cohort at a time", func(t *testing.T) {
+		out := plan(planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Strategy: persistencev1alpha1.StrategyPerCohort, Gates: gates, Cohorts: three},
+			cohorts: []cohortInput{{spec: three[0], sum: summary{shards: 2}}, {spec: three[1], index: 1, sum: summary{shards: 2}}, {spec: three[2], index: 2, sum: summary{shards: 2}}}})
+		if len(out.actions) != 1 || out.actions[0].cohort != "a" || out.current != 0 {
+			t.Fatalf("want only cohort a to start, got %+v (current %d)", out.actions, out.current)
+		}
+	})
+	t.Run("DualWriteFirst starts every cohort", func(t *testing.T) {
+		out := plan(planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Strategy: persistencev1alpha1.StrategyDualWriteFirst, Gates: gates, Cohorts: three},
+			cohorts: []cohortInput{{spec: three[0], sum: summary{shards: 2}}, {spec: three[1], index: 1, sum: summary{shards: 2}}, {spec: three[2], index: 2, sum: summary{shards: 2}}}})
+		if len(out.actions) != 3 {
+			t.Fatalf("want all three cohorts to start, got %+v", out.actions)
+		}
+	})
+	t.Run("DualWriteFirst flips in order", func(t *testing.T) {
+		done := t0.Add(time.Hour)
+		out := plan(planInput{now: done, spec: persistencev1alpha1.PersistenceRolloutSpec{Strategy: persistencev1alpha1.StrategyDualWriteFirst, Gates: gates, Cohorts: three},
+			cohorts: []cohortInput{
+				{spec: three[0], state: state("Verify", 4), sum: healthy(4)},
+				{spec: three[1], index: 1, state: state("Verify", 5), sum: healthy(5)},
+				{spec: three[2], index: 2, state: state("Verify", 6), sum: healthy(6)},
+			}})
+		if len(out.actions) != 1 || out.actions[0].cohort != "a" || out.actions[0].stage != persistencev1alpha1.StageLocalFirst {
+			t.Fatalf("want only cohort a to flip, got %+v", out.actions)
+		}
+		if !strings.Contains(out.cohorts[1].waitingFor, "before the flip") {
+			t.Fatalf("cohort b should wait for a, waits for %q", out.cohorts[1].waitingFor)
+		}
+	})
+	t.Run("all complete", func(t *testing.T) {
+		out := plan(planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Gates: gates, Cohorts: three[:2]},
+			cohorts: []cohortInput{{spec: three[0], state: state("Complete", 4)}, {spec: three[1], index: 1, state: state("Complete", 5)}}})
+		if len(out.actions) != 0 || out.current != 1 || !out.cohorts[1].done {
+			t.Fatalf("want nothing to do with the last cohort current, got %+v current %d", out.actions, out.current)
+		}
+	})
+}
+
+func TestSummarizeIgnoresStaleAndOtherEpochs(t *testing.T) {
+	now := t0.Add(10 * time.Minute)
+	reports := []dataplane.ShardReport{
+		{Shard: 0, ObservedEpoch: 5, ReportedAt: now, Cohorts: []dataplane.CohortReport{
+			{Cohort: "a", Epoch: 5, Documents: 3, Mismatched: 1, ReportedAt: now},
+			{Cohort: "b", Epoch: 5, Documents: 50, Mismatched: 9, ReportedAt: now}, // another cohort
+		}},
+		// Observed the epoch, but its counts are an hour old.
+		{Shard: 1, ObservedEpoch: 6, ReportedAt: now, Cohorts: []dataplane.CohortReport{{Cohort: "a", Epoch: 5, Documents: 7, ReportedAt: now.Add(-time.Hour)}}},
+		// Beyond the rollout's shards: ignored.
+		{Shard: 2, ObservedEpoch: 9, ReportedAt: now, Cohorts: []dataplane.CohortReport{{Cohort: "a", Epoch: 5, Documents: 100, ReportedAt: now}}},
+	}
+	if s := summarize(reports, 2, "a", 7, now, time.Minute); s.observed != 0 || s.fresh != 0 {
+		t.Fatalf("at epoch 7 nothing is observed or fresh, got %+v", s)
+	}
+	s := summarize(reports, 2, "a", 5, now, time.Minute)
+	if s.observed != 2 || s.fresh != 1 || s.documents != 3 || s.mismatched != 1 {
+		t.Fatalf("summary = %+v; want 2 observed, 1 fresh at epoch 5, 3 documents, 1 mismatch", s)
+	}
+}

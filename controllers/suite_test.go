@@ -1,0 +1,314 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap/zapcore"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	clocktesting "k8s.io/utils/clock/testing"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/migrations"
+	"github.com/yawp/persistence-operator/internal/pgharness"
+)
+
+// The suite runs a real API server and etcd (envtest), a real PostgreSQL
+// (pgharness) and the controller in a manager, with a fake clock the tests
+// step. Tests play the shards by writing their reports through the data
+// plane, and assert through a client that reads the API server directly.
+
+var (
+	k8s        client.Client
+	scheme     = runtime.NewScheme()
+	fakeClock  = clocktesting.NewFakeClock(time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC))
+	kubeconfig string
+	restConfig *rest.Config
+)
+
+func assetsDir() (string, error) {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir, nil
+	}
+	out, err := exec.Command("../hack/build-envtest.sh", "--print-dir").Output()
+	if err != nil {
+		return "", fmt.Errorf("find envtest binaries: %w", err)
+	}
+	dir := strings.TrimSpace(string(out))
+	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
+		return "", fmt.Errorf("no kube-apiserver in %s: run `make envtest` first", dir)
+	}
+	return dir, nil
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(persistencev1alpha1.AddToScheme(scheme))
+	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapcore.Level(zapLevel()))))
+
+	assets, err := assetsDir()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	restConfig, err = env.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start envtest:", err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+
+	user, err := env.AddUser(envtest.User{Name: "platform-team", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "add user:", err)
+		return 1
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kubeconfig:", err)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "controllers-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+
+	k8s, err = client.New(restConfig, client.Options{Scheme: scheme})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		return 1
+	}
+
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "manager:", err)
+		return 1
+	}
+	stores := &dataplane.Cache{}
+	defer stores.Close()
+	if err := (&PersistenceRolloutReconciler{
+		Client:       mgr.GetClient(),
+		Recorder:     mgr.GetEventRecorder("persistencerollout-controller"),
+		Clock:        fakeClock,
+		Stores:       stores,
+		PollInterval: 100 * time.Millisecond,
+	}).SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, "setup:", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped:", err)
+		}
+	}()
+	code := pgharness.Run(m)
+	cancel()
+	<-done
+	return code
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func zapLevel() int8 {
+	if os.Getenv("TEST_VERBOSE_CONTROLLER") != "" {
+		return -1
+	}
+	return 1 // errors only: keep test output readable
+}
+
+// fixture is one test's namespace, database and data plane.
+type fixture struct {
+	t     *testing.T
+	g     Gomega
+	ns    string
+	dsn   string
+	store *dataplane.Postgres
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(20 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
+	f := &fixture{t: t, g: g, dsn: pgharness.ForTest(t)}
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, f.dsn)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(pool.Close)
+	g.Expect(migrations.Up(ctx, pool)).To(Succeed())
+	f.store = dataplane.NewPostgres(pool)
+
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rollout-test-"}}
+	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
+	f.ns = ns.Name
+	g.Expect(k8s.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: f.ns},
+		Data:       map[string][]byte{"dsn": []byte(f.dsn)},
+	})).To(Succeed())
+	t.Cleanup(func() {
+		// Leave nothing for the controller to work on after the database
+		// is dropped.
+		var list persistencev1alpha1.PersistenceRolloutList
+		_ = k8s.List(ctx, &list, client.InNamespace(f.ns))
+		for i := range list.Items {
+			ro := &list.Items[i]
+			_ = k8s.Delete(ctx, ro)
+		}
+		g.Eventually(func() int {
+			_ = k8s.List(ctx, &list, client.InNamespace(f.ns))
+			return len(list.Items)
+		}).Should(BeZero())
+	})
+	return f
+}
+
+// rollout returns a valid rollout with cohorts of the given names, each
+// listing one school, 2 shards, soak 1m, post-flip soak 30s.
+func (f *fixture) rollout(name string, cohorts ...string) *persistencev1alpha1.PersistenceRollout {
+	ro := &persistencev1alpha1.PersistenceRollout{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: f.ns},
+		Spec: persistencev1alpha1.PersistenceRolloutSpec{
+			Gateway:  persistencev1alpha1.GatewaySpec{Image: "persistence-operator:test", Shards: 2},
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
+			Gates:    persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: time.Hour}},
+		},
+	}
+	for _, c := range cohorts {
+		ro.Spec.Cohorts = append(ro.Spec.Cohorts, persistencev1alpha1.CohortSpec{
+			Name: c, Tenants: []string{c + "-school"},
+			Soak: metav1.Duration{Duration: time.Minute}, PostFlipSoak: &metav1.Duration{Duration: 30 * time.Second},
+		})
+	}
+	return ro
+}
+
+func (f *fixture) get(name string) *persistencev1alpha1.PersistenceRollout {
+	var ro persistencev1alpha1.PersistenceRollout
+	f.g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, &ro)).To(Succeed())
+	return &ro
+}
+
+// update re-reads the rollout, applies mutate and writes it, retrying on
+// conflicts with the controller's finalizer write.
+func (f *fixture) update(name string, mutate func(*persistencev1alpha1.PersistenceRollout)) {
+	f.g.Eventually(func() error {
+		ro := f.get(name)
+		mutate(ro)
+		return k8s.Update(context.Background(), ro)
+	}).Should(Succeed())
+}
+
+// cohort returns a cohort's status once it satisfies cond.
+func (f *fixture) cohortStatus(name, cohort string) persistencev1alpha1.CohortStatus {
+	for _, c := range f.get(name).Status.Cohorts {
+		if c.Name == cohort {
+			return c
+		}
+	}
+	return persistencev1alpha1.CohortStatus{}
+}
+
+// waitStage waits until the cohort's recorded stage is stage and returns its
+// state in PostgreSQL.
+func (f *fixture) waitStage(name, cohort string, stage persistencev1alpha1.Stage) dataplane.CohortState {
+	f.t.Helper()
+	var st dataplane.CohortState
+	f.g.Eventually(func() string {
+		states, err := f.store.Cohorts(context.Background(), f.ns+"/"+name)
+		if err != nil {
+			return err.Error()
+		}
+		st = states[cohort]
+		return st.Stage
+	}).Should(Equal(string(stage)), "cohort %s should reach %s", cohort, stage)
+	// ...and status shows it.
+	f.g.Eventually(func() persistencev1alpha1.Stage { return f.cohortStatus(name, cohort).Stage }).Should(Equal(stage))
+	return st
+}
+
+// shardReport is what a test shard says.
+type shardReport struct {
+	observed   int64
+	mismatched int64
+	gaps       int64
+	backfill   bool
+}
+
+// report plays shard i: it has observed the rollout's current epoch (unless
+// r.observed says otherwise) and reports the given counts for every frozen
+// cohort at that cohort's current epoch, stamped with the fake clock's time.
+func (f *fixture) report(name string, shard int, r shardReport) {
+	f.t.Helper()
+	ctx := context.Background()
+	states, err := f.store.Cohorts(ctx, f.ns+"/"+name)
+	f.g.Expect(err).NotTo(HaveOccurred())
+	rep := dataplane.ShardReport{Rollout: f.ns + "/" + name, Shard: shard, ObservedEpoch: r.observed, ReportedAt: fakeClock.Now(), Holder: fmt.Sprintf("test-shard-%d", shard)}
+	var maxEpoch int64
+	for _, st := range states {
+		maxEpoch = max(maxEpoch, st.Epoch)
+		rep.Cohorts = append(rep.Cohorts, dataplane.CohortReport{Cohort: st.Cohort, Epoch: st.Epoch, Documents: 5, Backfilled: 5,
+			BackfillComplete: r.backfill, Verified: 5 - r.mismatched, Mismatched: r.mismatched, EvidenceGaps: r.gaps, ReportedAt: fakeClock.Now()})
+	}
+	if r.observed == 0 {
+		rep.ObservedEpoch = maxEpoch
+	}
+	f.g.Expect(f.store.ReportShard(ctx, rep)).To(Succeed())
+}
+
+// healthyShards plays both shards reporting healthy counts.
+func (f *fixture) healthyShards(name string) {
+	f.report(name, 0, shardReport{backfill: true})
+	f.report(name, 1, shardReport{backfill: true})
+}
+
+func (f *fixture) events(name string) []string {
+	var list eventsv1.EventList
+	f.g.Expect(k8s.List(context.Background(), &list, client.InNamespace(f.ns))).To(Succeed())
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Name == name {
+			out = append(out, e.Reason+": "+e.Note)
+		}
+	}
+	return out
+}

@@ -1,0 +1,189 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf16"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// docState is a document as committed, in memory.
+type docState struct {
+	id string
+	// exists: the documents row exists.
+	exists    bool
+	tenant    string
+	owner     string
+	title     string
+	content   string
+	revision  int64
+	createdAt time.Time
+	updatedAt time.Time
+
+	// ydoc is nil when the document has no Yjs representation.
+	ydoc       *yjs.Doc
+	generation int64
+	logSeq     int64
+	snapSeq    int64
+
+	ledgerSeq  int64
+	ledgerHash []byte
+	preserved  int64
+
+	capturing bool
+	captured  [][]byte
+}
+
+// serverClient is the Yjs client ID under which the syncer writes a
+// document's legacy saves: stable per document, above the 32-bit range
+// browsers draw from, below 2^53.
+func serverClient(doc string) uint64 {
+	s := sha256.Sum256([]byte("yawp-server:" + doc))
+	return binary.BigEndian.Uint64(s[:8])&(1<<52-1) | 1<<52
+}
+
+func (st *docState) newYDoc() {
+	st.ydoc = yjs.NewDoc(yjs.Options{ClientID: serverClient(st.id)})
+	st.ydoc.OnUpdate(func(u []byte) {
+		if st.capturing {
+			st.captured = append(st.captured, u)
+		}
+	})
+}
+
+// ytext is the Yjs representation's text.
+func (st *docState) ytext() string { return st.ydoc.GetText(contract.YjsTextName).String() }
+
+// setYText edits the Yjs text into want as the server client and returns
+// the update that did it (nil if nothing changed).
+func (st *docState) setYText(want string) ([]byte, error) {
+	t := st.ydoc.GetText(contract.YjsTextName)
+	cur := t.UTF16()
+	tgt := utf16.Encode([]rune(want))
+	p := 0
+	for p < len(cur) && p < len(tgt) && cur[p] == tgt[p] {
+		p++
+	}
+	if p > 0 && utf16.IsSurrogate(rune(cur[p-1])) && cur[p-1] < 0xdc00 {
+		p-- // never split a surrogate pair
+	}
+	s := 0
+	for s < len(cur)-p && s < len(tgt)-p && cur[len(cur)-1-s] == tgt[len(tgt)-1-s] {
+		s++
+	}
+	if s > 0 && utf16.IsSurrogate(rune(cur[len(cur)-s])) && cur[len(cur)-s] >= 0xdc00 {
+		s--
+	}
+	del := len(cur) - s - p
+	ins := tgt[p : len(tgt)-s]
+	if del == 0 && len(ins) == 0 {
+		return nil, nil
+	}
+	st.capturing, st.captured = true, nil
+	defer func() { st.capturing, st.captured = false, nil }()
+	err := st.ydoc.Transact(func(*yjs.Transaction) error {
+		if del > 0 {
+			if err := t.Delete(p, del); err != nil {
+				return err
+			}
+		}
+		if len(ins) > 0 {
+			return t.InsertUTF16(p, ins)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch len(st.captured) {
+	case 0:
+		return nil, errors.New("store: local edit produced no update")
+	case 1:
+		return st.captured[0], nil
+	default:
+		return yjs.MergeUpdates(st.captured...)
+	}
+}
+
+// doc returns a document's committed state, from memory or the database.
+func (e *Engine) doc(ctx context.Context, id string) (*docState, error) {
+	if st := e.cache.get(id); st != nil {
+		return st, nil
+	}
+	st, err := e.load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.cache.put(st)
+	return st, nil
+}
+
+func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
+	st := &docState{id: id}
+	err := e.pool.QueryRow(ctx, `
+		SELECT tenant, owner, title, content, revision, created_at, updated_at FROM documents WHERE doc_id = $1`, id).
+		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt)
+	switch {
+	case err == nil:
+		st.exists = true
+	case errors.Is(err, pgx.ErrNoRows):
+	default:
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
+	var state []byte
+	err = e.pool.QueryRow(ctx, `SELECT generation, upto_seq, state FROM yjs_snapshots WHERE doc_id = $1`, id).
+		Scan(&st.generation, &st.snapSeq, &state)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("load snapshot of %s: %w", id, err)
+	}
+	if state != nil {
+		st.newYDoc()
+		if err := st.ydoc.ApplyUpdate(state); err != nil {
+			return nil, fmt.Errorf("load snapshot of %s: %w", id, err)
+		}
+		st.logSeq = st.snapSeq
+	}
+	rows, err := e.pool.Query(ctx, `SELECT seq, generation, update FROM yjs_updates WHERE doc_id = $1 AND seq > $2 ORDER BY seq`, id, st.snapSeq)
+	if err != nil {
+		return nil, fmt.Errorf("load log of %s: %w", id, err)
+	}
+	for rows.Next() {
+		var seq, gen int64
+		var u []byte
+		if err := rows.Scan(&seq, &gen, &u); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if st.ydoc == nil || gen != st.generation {
+			st.newYDoc() // a new generation starts from its own first update
+			st.generation = gen
+		}
+		if err := st.ydoc.ApplyUpdate(u); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load log of %s at %d: %w", id, seq, err)
+		}
+		st.logSeq = seq
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load log of %s: %w", id, err)
+	}
+	err = e.pool.QueryRow(ctx, `SELECT seq, hash FROM save_ledger WHERE doc_id = $1 ORDER BY seq DESC LIMIT 1`, id).
+		Scan(&st.ledgerSeq, &st.ledgerHash)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("load ledger head of %s: %w", id, err)
+	}
+	if err := e.pool.QueryRow(ctx, `SELECT coalesce(max(preserved_id), 0) FROM preserved_content WHERE doc_id = $1`, id).
+		Scan(&st.preserved); err != nil {
+		return nil, fmt.Errorf("load %s: %w", id, err)
+	}
+	return st, nil
+}

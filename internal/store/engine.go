@@ -1,0 +1,326 @@
+package store
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Config configures an Engine.
+type Config struct {
+	Pool *pgxpool.Pool
+	// DSN opens the dedicated connection that holds the shard's advisory
+	// lock for the engine's lifetime.
+	DSN     string
+	Shard   int
+	Shards  int
+	Rollout string
+	// Holder names this process in shard_leases (the pod name).
+	Holder string
+	// CacheDocs bounds the documents kept in memory (default 1024).
+	CacheDocs int
+	// MaxBatch bounds a group commit (default 256).
+	MaxBatch int
+	// SnapshotEvery compacts a document's Yjs log into a snapshot after
+	// this many updates (default 64).
+	SnapshotEvery int
+	Logger        *slog.Logger
+}
+
+// Engine applies the saves of one shard. Safe for concurrent use.
+type Engine struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	log   *slog.Logger
+	epoch int64
+
+	lockConn *pgx.Conn
+	reqs     chan *op
+	stop     chan struct{}
+	done     chan struct{}
+	fenced   chan struct{}
+	fenceOne sync.Once
+	isFenced atomic.Bool
+
+	// mu: the group commit holds it exclusively while it applies and
+	// commits; reads share it, so they never see uncommitted state.
+	mu    sync.RWMutex
+	cache *lru
+
+	// Stats.
+	Batches atomic.Int64
+	Applied atomic.Int64
+}
+
+type op struct {
+	req  Request
+	res  Result
+	err  error
+	done chan struct{}
+}
+
+// lockKey is the advisory lock of a shard: "yawp" in the high bytes.
+func lockKey(shard int) int64 { return 0x7961_7770_0000_0000 | int64(shard) }
+
+// Open takes the shard: it waits for the shard's advisory lock on a
+// dedicated connection, increments the shard epoch and starts the group
+// commit loop.
+func Open(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.CacheDocs <= 0 {
+		cfg.CacheDocs = 1024
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 256
+	}
+	if cfg.SnapshotEvery <= 0 {
+		cfg.SnapshotEvery = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Shards < 1 || cfg.Shard < 0 || cfg.Shard >= cfg.Shards {
+		return nil, fmt.Errorf("store: shard %d out of [0, %d)", cfg.Shard, cfg.Shards)
+	}
+	conn, err := pgx.Connect(ctx, cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("store: lock connection: %w", err)
+	}
+	for {
+		var ok bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, lockKey(cfg.Shard)).Scan(&ok); err != nil {
+			conn.Close(context.Background())
+			return nil, fmt.Errorf("store: advisory lock of shard %d: %w", cfg.Shard, err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			conn.Close(context.Background())
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	var epoch int64
+	// The UPDATE waits for save transactions of a predecessor that hold
+	// the lease FOR SHARE; after it, they fail their fence check.
+	if err := conn.QueryRow(ctx, `
+		INSERT INTO shard_leases (shard, epoch, holder, acquired_at) VALUES ($1, 1, $2, now())
+		ON CONFLICT (shard) DO UPDATE SET epoch = shard_leases.epoch + 1, holder = EXCLUDED.holder, acquired_at = now()
+		RETURNING epoch`, cfg.Shard, cfg.Holder).Scan(&epoch); err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("store: take shard %d: %w", cfg.Shard, err)
+	}
+	e := &Engine{
+		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
+		reqs: make(chan *op, 4*cfg.MaxBatch), stop: make(chan struct{}), done: make(chan struct{}),
+		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs),
+	}
+	go e.loop()
+	e.log.Info("took shard", "shard", cfg.Shard, "shard_epoch", epoch, "holder", cfg.Holder)
+	return e, nil
+}
+
+// ShardEpoch is the epoch this engine writes under.
+func (e *Engine) ShardEpoch() int64 { return e.epoch }
+
+// Shard is the engine's shard.
+func (e *Engine) Shard() int { return e.cfg.Shard }
+
+// Fenced is closed once the engine found another owner of its shard, or
+// lost its advisory lock: it no longer writes, and its process should exit.
+func (e *Engine) Fenced() <-chan struct{} { return e.fenced }
+
+func (e *Engine) fence(reason string) {
+	e.fenceOne.Do(func() {
+		e.isFenced.Store(true)
+		e.log.Error("fenced: stopping writes", "shard", e.cfg.Shard, "shard_epoch", e.epoch, "reason", reason)
+		close(e.fenced)
+	})
+}
+
+// CheckLock pings the lock connection; losing it fences the engine.
+func (e *Engine) CheckLock(ctx context.Context) error {
+	e.mu.Lock() // the lock connection is not safe for concurrent use
+	defer e.mu.Unlock()
+	if e.isFenced.Load() {
+		return ErrFenced
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := e.lockConn.Ping(ctx); err != nil {
+		e.fence("advisory lock connection lost: " + err.Error())
+		return ErrFenced
+	}
+	return nil
+}
+
+// Close stops the loop and releases the shard (closing the lock
+// connection releases the advisory lock).
+func (e *Engine) Close() {
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	<-e.done
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_ = e.lockConn.Close(context.Background())
+}
+
+// Submit queues a request for the next group commit and waits for it to
+// be committed (or refused).
+func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
+	if e.isFenced.Load() {
+		return Result{}, ErrFenced
+	}
+	o := &op{req: req, done: make(chan struct{})}
+	select {
+	case e.reqs <- o:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-e.stop:
+		return Result{}, errors.New("store: engine closed")
+	}
+	select {
+	case <-o.done:
+		return o.res, o.err
+	case <-ctx.Done():
+		// It may still commit; a retry with the same identity is a no-op.
+		return Result{}, ctx.Err()
+	}
+}
+
+func (e *Engine) loop() {
+	defer close(e.done)
+	batch := make([]*op, 0, e.cfg.MaxBatch)
+	for {
+		select {
+		case <-e.stop:
+			e.drain(errors.New("store: engine closed"))
+			return
+		case o := <-e.reqs:
+			batch = append(batch[:0], o)
+		fill:
+			for len(batch) < e.cfg.MaxBatch {
+				select {
+				case o := <-e.reqs:
+					batch = append(batch, o)
+				default:
+					break fill
+				}
+			}
+			e.runBatch(batch)
+			for _, o := range batch {
+				close(o.done)
+			}
+		}
+	}
+}
+
+func (e *Engine) drain(err error) {
+	for {
+		select {
+		case o := <-e.reqs:
+			o.err = err
+			close(o.done)
+		default:
+			return
+		}
+	}
+}
+
+func (e *Engine) runBatch(ops []*op) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.isFenced.Load() {
+		for _, o := range ops {
+			o.err = ErrFenced
+		}
+		return
+	}
+	err := e.apply(ctx, ops)
+	e.Batches.Add(1)
+	if err == nil {
+		e.Applied.Add(int64(len(ops)))
+		return
+	}
+	if e.isFenced.Load() || len(ops) == 1 {
+		for _, o := range ops {
+			o.err = err
+		}
+		return
+	}
+	e.log.Warn("group commit failed; retrying its requests one by one", "requests", len(ops), "err", err)
+	for _, o := range ops {
+		o.res, o.err = Result{}, nil
+		if err := e.apply(ctx, []*op{o}); err != nil {
+			o.err = err
+		} else {
+			e.Applied.Add(1)
+		}
+	}
+}
+
+// lru is a bounded map of documents in memory.
+type lru struct {
+	mu    sync.Mutex
+	max   int
+	ll    *list.List
+	items map[string]*list.Element
+}
+
+func newLRU(max int) *lru { return &lru{max: max, ll: list.New(), items: map[string]*list.Element{}} }
+
+func (c *lru) get(id string) *docState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[id]; ok {
+		c.ll.MoveToFront(el)
+		return el.Value.(*docState)
+	}
+	return nil
+}
+
+func (c *lru) put(st *docState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[st.id]; ok {
+		el.Value = st
+		c.ll.MoveToFront(el)
+		return
+	}
+	c.items[st.id] = c.ll.PushFront(st)
+	for c.ll.Len() > c.max {
+		last := c.ll.Back()
+		c.ll.Remove(last)
+		delete(c.items, last.Value.(*docState).id)
+	}
+}
+
+func (c *lru) evict(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[id]; ok {
+		c.ll.Remove(el)
+		delete(c.items, id)
+	}
+}
+
+// CachedDocuments is the number of documents in memory.
+func (e *Engine) CachedDocuments() int {
+	e.cache.mu.Lock()
+	defer e.cache.mu.Unlock()
+	return e.cache.ll.Len()
+}

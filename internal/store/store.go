@@ -1,0 +1,157 @@
+// Package store is the syncer's persistence engine for one shard: it owns
+// the document tables of internal/migrations (documents, document_revisions,
+// preserved_content, save_requests, yjs_updates, yjs_snapshots, save_ledger,
+// shard_leases) and is the only writer of its shard's rows.
+//
+// # Apply path
+//
+// Every save (a legacy create or save, a Yjs update, a client's sync step 1,
+// a rejection to record) is a [Request] submitted to the shard's [Engine].
+// One goroutine takes the queued requests as a group and applies them in one
+// transaction (group commit):
+//
+//  1. check the shard lease FOR SHARE: the transaction aborts unless the
+//     shard epoch is still this engine's (a replaced syncer is fenced);
+//  2. dataplane.LockSaveStages: register unseen tenants and read each
+//     tenant's cohort (stage, epoch) FOR SHARE, so a stage flip waits for the
+//     group and each save commits under exactly one (stage, epoch);
+//  3. apply every request to every representation its document has, as the
+//     stage table of the design brief says, and append hash-chained ledger
+//     entries naming stage, epoch, shard epoch, hashes and the client's and
+//     request's identity;
+//  4. commit; only then are the requests acknowledged.
+//
+// If a group fails, its documents are evicted from memory and each request
+// is retried alone, so one bad request cannot fail its neighbours. Replays
+// change nothing: a legacy request is answered from its idempotency key's
+// stored result, a Yjs update whose operations are all contained is
+// acknowledged as a duplicate without a write.
+//
+// Hot documents stay in memory (a bounded LRU); cold ones are loaded from
+// their snapshot plus the Yjs log after it.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+)
+
+// Request kinds.
+const (
+	KindCreate = "create"
+	KindSave   = "save"
+	KindYjs    = "yjs-update"
+	KindSync1  = "sync-step-1"
+	KindReject = "reject"
+)
+
+// Outcomes of a save.
+const (
+	OutcomeCreated              = "created"
+	OutcomeSaved                = "saved"
+	OutcomeMerged               = "merged"
+	OutcomeOverwrittenPreserved = "overwritten-preserved"
+	OutcomeConflictPreserved    = "conflict-preserved"
+	OutcomeDuplicate            = "duplicate"
+	OutcomePending              = "pending"
+	OutcomeRecorded             = "recorded"
+)
+
+// Request is one save attempt (or a sync step 1, or a rejection to record).
+type Request struct {
+	Kind   string `json:"kind"`
+	Doc    string `json:"doc"`
+	Tenant string `json:"tenant"`
+	User   string `json:"user"`
+	// RequestID is the transport's request ID; IdempotencyKey the client's
+	// key for a legacy request.
+	RequestID      string  `json:"request_id,omitempty"`
+	IdempotencyKey string  `json:"idempotency_key,omitempty"`
+	Title          *string `json:"title,omitempty"`
+	Content        string  `json:"content,omitempty"`
+	// BaseRevision is the revision a legacy save was made on (If-Match);
+	// 0 means none (an unconditional save).
+	BaseRevision int64  `json:"base_revision,omitempty"`
+	Update       []byte `json:"update,omitempty"`
+	StateVector  []byte `json:"state_vector,omitempty"`
+	// Code and Reason describe a rejection to record.
+	Code   string `json:"code,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Result is what a request committed.
+type Result struct {
+	Doc                string              `json:"doc"`
+	Outcome            string              `json:"outcome"`
+	Revision           int64               `json:"revision,omitempty"`
+	Title              string              `json:"title,omitempty"`
+	Content            *string             `json:"content,omitempty"`
+	Stage              dataplane.SaveStage `json:"stage"`
+	ShardEpoch         int64               `json:"shard_epoch"`
+	LedgerSeq          int64               `json:"ledger_seq,omitempty"`
+	LedgerHash         string              `json:"ledger_hash,omitempty"`
+	ContentSHA256      string              `json:"content_sha256,omitempty"`
+	SupersededRevision int64               `json:"superseded_revision,omitempty"`
+	PreservedID        int64               `json:"preserved_id,omitempty"`
+	// Update answers a sync step 1: what the client lacks.
+	Update []byte `json:"update,omitempty"`
+	// StateVector is the server's state vector after the request.
+	StateVector []byte `json:"state_vector,omitempty"`
+	// Missing lists what a client announced and we never received.
+	Missing map[string][2]uint64 `json:"missing,omitempty"`
+	// Replayed is true when the result was answered from an earlier
+	// identical request.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// Error is a request refused with a stable code.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+// Error codes.
+const (
+	CodeNotFound         = "not_found"
+	CodeInvalidUpdate    = "invalid_update"
+	CodeInvalidSV        = "invalid_state_vector"
+	CodeInvalidRequest   = "invalid_request"
+	CodeTooLarge         = "too_large"
+	CodeAlreadyExists    = "already_exists"
+	CodeUnknownRevision  = "unknown_revision"
+	CodeWrongShard       = "wrong_shard"
+	CodeFenced           = "fenced"
+	CodeUnavailable      = "unavailable"
+	CodeIdempotencyReuse = "idempotency_key_reused"
+)
+
+func errf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrFenced is returned once another syncer took over the shard.
+var ErrFenced = &Error{Status: http.StatusServiceUnavailable, Code: CodeFenced, Message: "this syncer no longer owns its shard"}
+
+// AsError converts any error to an *Error (internal errors become
+// "unavailable": the request may be retried).
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "save not applied, retry: " + err.Error()}
+}
+
+// now returns the time truncated to PostgreSQL's precision.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+var _ = ledger.KindCommitted
