@@ -99,7 +99,8 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 		if st.Stage != dataplane.StageLegacy {
 			st2, err := store.SetStage(ctx, dataplane.StageChange{Key: dataplane.CohortKey{Rollout: key, Cohort: name},
 				ExpectEpoch: st.Epoch, Stage: dataplane.StageLegacy, Attempt: st.Attempt,
-				Outcome: dataplane.OutcomeRolledBack, Reason: "RolloutDeleted", At: now})
+				Outcome: dataplane.OutcomeRolledBack, Reason: "RolloutDeleted",
+				Message: fmt.Sprintf("rolled cohort %s back from %s to Legacy because the rollout is deleted", name, st.Stage), At: now})
 			if err != nil {
 				return "", err
 			}

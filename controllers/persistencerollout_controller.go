@@ -115,7 +115,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
 		}
 	}
-	applyStatus(&ro, obs, out, executed, readyShards, now)
+	applyStatus(&ro, obs, out, readyShards, now)
 	if actErr != nil && !errors.Is(actErr, errRequeue) {
 		setDataPlaneError(&ro, actErr, now)
 	}
@@ -155,6 +155,7 @@ func (r *PersistenceRolloutReconciler) next(out planOutput, wrote bool) ctrl.Res
 type observation struct {
 	store   dataplane.Store
 	cohorts []cohortInput
+	history []dataplane.StageRecord
 	// alive counts shards whose own report (their heartbeat) is fresh.
 	alive int
 }
@@ -182,8 +183,12 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	if err != nil {
 		return observation{}, err
 	}
+	history, err := store.History(ctx, key, persistencev1alpha1.MaxHistory)
+	if err != nil {
+		return observation{}, err
+	}
 	now := r.Clock.Now()
-	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts))}
+	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts)), history: history}
 	for _, rep := range reports {
 		if rep.Shard < int(ro.Spec.Gateway.Shards) && now.Sub(rep.ReportedAt) <= ro.Spec.Gates.MaxReportAge.Duration {
 			obs.alive++
@@ -234,7 +239,7 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
 		case actSetStage:
 			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, Stage: string(a.stage),
-				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, At: now})
+				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, Message: a.message, At: now})
 			if errors.Is(err, dataplane.ErrEpochConflict) {
 				// Someone else moved the cohort: decide again on fresh data.
 				log.Info("cohort epoch moved under us; re-reading", "cohort", a.cohort)
@@ -245,7 +250,8 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			}
 			epoch = st.Epoch
 		case actHalt:
-			if err := store.HaltAttempt(ctx, key, a.expectEpoch, a.reason, now); err != nil {
+			if err := store.HaltAttempt(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch,
+				Reason: a.reason, Message: a.message, At: now}); err != nil {
 				if errors.Is(err, dataplane.ErrEpochConflict) {
 					return done, errRequeue
 				}

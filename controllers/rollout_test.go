@@ -445,8 +445,11 @@ func TestKubectlGetShowsTheRollout(t *testing.T) {
 		"shown", "1/2", "pilot", "DualWrite", "1/2", "shards", "to", "observe", "epoch", itoa(f.get("shown").Status.Epoch), "False", MatchRegexp(`^\d+s$`)))
 	header := strings.Fields(strings.Split(kubectl(), "\n")[0])
 	f.g.Expect(header).To(Equal([]string{"NAME", "COHORT", "CURRENT", "STAGE", "WAITING-FOR", "READY", "AGE"}))
-	wide := strings.Fields(strings.Split(kubectl("-o", "wide"), "\n")[0])
-	f.g.Expect(wide).To(Equal([]string{"NAME", "COHORT", "CURRENT", "STAGE", "WAITING-FOR", "READY", "AGE", "STRATEGY", "EPOCH", "SHARDS", "PAUSED", "DEGRADED"}))
+	wideOut := strings.Split(kubectl("-o", "wide"), "\n")
+	f.g.Expect(strings.Fields(wideOut[0])).To(Equal([]string{"NAME", "COHORT", "CURRENT", "STAGE", "WAITING-FOR", "READY", "AGE", "STRATEGY", "EPOCH", "SHARDS", "PAUSED", "DEGRADED"}))
+	row := strings.Fields(wideOut[1])
+	f.g.Expect(row[len(row)-5:]).To(Equal([]string{"PerCohort", itoa(f.get("shown").Status.Epoch), "1/2", "false", "False"}),
+		"strategy, epoch, shards reporting, paused, degraded")
 	// The short name works too.
 	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "-n", f.ns, "get", "prollout", "shown", "-o", "jsonpath={.status.cohorts[0].message}").CombinedOutput()
 	f.g.Expect(err).NotTo(HaveOccurred(), string(out))

@@ -84,7 +84,7 @@ func cohortStatus(in cohortInput, cp cohortPlan) persistencev1alpha1.CohortStatu
 }
 
 // applyStatus writes the observed and decided state into ro.Status.
-func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, out planOutput, executed []executedAction, readyShards int32, now time.Time) {
+func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, out planOutput, readyShards int32, now time.Time) {
 	st := &ro.Status
 	st.ObservedGeneration = ro.Generation
 	st.ReadyShards = readyShards
@@ -92,14 +92,14 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	for i, in := range obs.cohorts {
 		st.Cohorts[i] = cohortStatus(in, out.cohorts[i])
 	}
-	for _, e := range executed {
+	// History comes from the data plane's audit trail, which never loses
+	// an entry the way a conflicting status write could.
+	st.History = make([]persistencev1alpha1.AttemptRecord, 0, len(obs.history))
+	for _, h := range obs.history {
 		st.History = append(st.History, persistencev1alpha1.AttemptRecord{
-			Cohort: e.cohort, Attempt: e.attempt, Stage: e.stage, Epoch: e.epoch, Outcome: e.outcome,
-			Reason: e.reason, Message: e.message, Time: metav1.NewTime(now),
+			Cohort: h.Cohort, Attempt: h.Attempt, Stage: persistencev1alpha1.Stage(h.ToStage), Epoch: h.Epoch,
+			Outcome: persistencev1alpha1.Outcome(h.Outcome), Reason: h.Reason, Message: h.Message, Time: metav1.NewTime(h.At),
 		})
-	}
-	if n := len(st.History); n > persistencev1alpha1.MaxHistory {
-		st.History = append([]persistencev1alpha1.AttemptRecord(nil), st.History[n-persistencev1alpha1.MaxHistory:]...)
 	}
 
 	cur := out.current
@@ -175,6 +175,7 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	// Ready: every shard is alive (reporting) and nothing is degraded.
 	alive := obs.alive
 	shards := int(ro.Spec.Gateway.Shards)
+	st.Shards = fmt.Sprintf("%d/%d", alive, shards)
 	switch {
 	case degradedReason != persistencev1alpha1.ReasonAsExpected:
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, degradedReason, degradedMsg, now)

@@ -307,8 +307,11 @@ type PersistenceRolloutSpec struct {
 	// +kubebuilder:default=Automatic
 	RollbackPolicy RollbackPolicy `json:"rollbackPolicy,omitempty"`
 
-	// paused stops every stage transition; reports and status still flow.
+	// paused stops every stage transition the controller would make on its
+	// own (promotions and automatic rollbacks); reports and status still
+	// flow, and a cohort's intent Rollback still acts.
 	// +optional
+	// +kubebuilder:default=false
 	Paused bool `json:"paused,omitempty"`
 
 	// deletionPolicy says what deleting this rollout does to the cohorts'
@@ -497,6 +500,11 @@ type PersistenceRolloutStatus struct {
 	// +optional
 	ReadyShards int32 `json:"readyShards,omitempty"`
 
+	// shards says how many shards report (their syncer is alive) out of
+	// how many, such as "2/2".
+	// +optional
+	Shards string `json:"shards,omitempty"`
+
 	// cohorts, in spec order.
 	// +optional
 	// +listType=map
@@ -523,7 +531,7 @@ type PersistenceRolloutStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Strategy",type=string,JSONPath=`.spec.strategy`,priority=1
 // +kubebuilder:printcolumn:name="Epoch",type=integer,JSONPath=`.status.epoch`,priority=1
-// +kubebuilder:printcolumn:name="Shards",type=string,JSONPath=`.status.readyShards`,priority=1
+// +kubebuilder:printcolumn:name="Shards",type=string,JSONPath=`.status.shards`,priority=1
 // +kubebuilder:printcolumn:name="Paused",type=boolean,JSONPath=`.spec.paused`,priority=1
 // +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`,priority=1
 type PersistenceRollout struct {

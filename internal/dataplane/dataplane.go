@@ -94,8 +94,24 @@ type StageChange struct {
 	Attempt     int32
 	// Outcome ends the attempt ("" for a stage change within it).
 	Outcome string
+	// Reason is one CamelCase word; Message is for people.
 	Reason  string
+	Message string
 	At      time.Time
+}
+
+// StageRecord is one row of a rollout's audit trail of stage changes,
+// freezes and halts.
+type StageRecord struct {
+	Cohort    string
+	FromStage string
+	ToStage   string
+	Epoch     int64
+	Attempt   int32
+	Outcome   string
+	Reason    string
+	Message   string
+	At        time.Time
 }
 
 // ShardReport is what a shard last said about itself: the rollout epoch it
@@ -140,12 +156,16 @@ type Store interface {
 	SetStage(ctx context.Context, change StageChange) (CohortState, error)
 	// HaltAttempt ends the cohort's attempt as Halted without changing
 	// its stage or epoch, if the cohort is still at expectEpoch.
-	HaltAttempt(ctx context.Context, key CohortKey, expectEpoch int64, reason string, at time.Time) error
+	// The change's Stage is ignored.
+	HaltAttempt(ctx context.Context, change StageChange) error
 	// RestartSoak restarts a cohort's soak window at the given time, if the
 	// cohort is still at expectEpoch.
 	RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error
 	// Cohorts returns every recorded cohort of a rollout by name.
 	Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error)
+	// History returns the last limit stage records of a rollout, oldest
+	// first.
+	History(ctx context.Context, rollout string, limit int) ([]StageRecord, error)
 	// ShardReports returns the latest report of every shard of a rollout.
 	ShardReports(ctx context.Context, rollout string) ([]ShardReport, error)
 	// ForgetRollout removes a rollout's control rows (cohorts, membership,

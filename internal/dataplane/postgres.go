@@ -82,7 +82,11 @@ func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int
 			return err
 		}
 		st, err = cohortState(ctx, tx, key)
-		return err
+		if err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, key, "", StageChange{Stage: StageLegacy, Attempt: 1, Reason: "CohortStarted",
+			Message: fmt.Sprintf("froze the membership of cohort %s: %d schools", key.Cohort, st.Members), At: at}, st.Epoch)
 	})
 	if err != nil {
 		return CohortState{}, fmt.Errorf("freeze cohort %s/%s: %w", key.Rollout, key.Cohort, err)
@@ -182,10 +186,7 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 			ch.Key.Rollout, ch.Key.Cohort, ch.Stage, epoch, ch.Attempt, ch.At, ch.Outcome); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `
-			INSERT INTO stage_changes (rollout, cohort, from_stage, to_stage, epoch, attempt, reason, at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			ch.Key.Rollout, ch.Key.Cohort, from, ch.Stage, epoch, ch.Attempt, ch.Reason, ch.At); err != nil {
+		if err := recordChange(ctx, tx, ch.Key, from, ch, epoch); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, ch.Key.Rollout); err != nil {
@@ -201,29 +202,55 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 }
 
 // HaltAttempt implements Store.
-func (p *Postgres) HaltAttempt(ctx context.Context, key CohortKey, expectEpoch int64, reason string, at time.Time) error {
+func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var stage string
 		var attempt int32
 		err := tx.QueryRow(ctx, `
 			UPDATE rollout_cohorts SET outcome = $4
 			WHERE rollout = $1 AND cohort = $2 AND epoch = $3
-			RETURNING stage, attempt`, key.Rollout, key.Cohort, expectEpoch, OutcomeHalted).Scan(&stage, &attempt)
+			RETURNING stage, attempt`, ch.Key.Rollout, ch.Key.Cohort, ch.ExpectEpoch, OutcomeHalted).Scan(&stage, &attempt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrEpochConflict
 		}
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `
-			INSERT INTO stage_changes (rollout, cohort, from_stage, to_stage, epoch, attempt, reason, at)
-			VALUES ($1, $2, $3, $3, $4, $5, $6, $7)`, key.Rollout, key.Cohort, stage, expectEpoch, attempt, reason, at)
-		return err
+		return recordChange(ctx, tx, ch.Key, stage, StageChange{Stage: stage, Attempt: attempt, Outcome: OutcomeHalted,
+			Reason: ch.Reason, Message: ch.Message, At: ch.At}, ch.ExpectEpoch)
 	})
 	if err != nil {
-		return fmt.Errorf("halt %s/%s: %w", key.Rollout, key.Cohort, err)
+		return fmt.Errorf("halt %s/%s: %w", ch.Key.Rollout, ch.Key.Cohort, err)
 	}
 	return nil
+}
+
+func recordChange(ctx context.Context, tx pgx.Tx, key CohortKey, from string, ch StageChange, epoch int64) error {
+	_, err := tx.Exec(ctx, `
+		INSERT INTO stage_changes (rollout, cohort, from_stage, to_stage, epoch, attempt, outcome, reason, message, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		key.Rollout, key.Cohort, from, ch.Stage, epoch, ch.Attempt, ch.Outcome, ch.Reason, ch.Message, ch.At)
+	return err
+}
+
+// History implements Store.
+func (p *Postgres) History(ctx context.Context, rollout string, limit int) ([]StageRecord, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT cohort, from_stage, to_stage, epoch, attempt, outcome, reason, message, at FROM (
+			SELECT * FROM stage_changes WHERE rollout = $1 ORDER BY id DESC LIMIT $2
+		) last ORDER BY id`, rollout, limit)
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", rollout, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (StageRecord, error) {
+		var r StageRecord
+		err := row.Scan(&r.Cohort, &r.FromStage, &r.ToStage, &r.Epoch, &r.Attempt, &r.Outcome, &r.Reason, &r.Message, &r.At)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history of %s: %w", rollout, err)
+	}
+	return out, nil
 }
 
 // RestartSoak implements Store.

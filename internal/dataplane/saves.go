@@ -163,3 +163,23 @@ func joinFrozenBucketCohorts(ctx context.Context, tx pgx.Tx, rollout string, fre
 	}
 	return nil
 }
+
+// ReadTenantStage returns the stage a tenant's documents are read under,
+// without locking (reads do not need fencing). A tenant in no cohort is
+// Legacy at epoch 0.
+func ReadTenantStage(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}, tenant string) (SaveStage, error) {
+	var s SaveStage
+	err := q.QueryRow(ctx, `
+		SELECT c.rollout, c.cohort, c.stage, c.epoch
+		FROM cohort_members m JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort
+		WHERE m.tenant = $1`, tenant).Scan(&s.Rollout, &s.Cohort, &s.Stage, &s.Epoch)
+	if err == pgx.ErrNoRows {
+		return SaveStage{Stage: StageLegacy}, nil
+	}
+	if err != nil {
+		return SaveStage{}, fmt.Errorf("stage of tenant %s: %w", tenant, err)
+	}
+	return s, nil
+}

@@ -32,7 +32,7 @@
 package store
 
 import (
-	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -155,3 +155,5 @@ func AsError(err error) *Error {
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 var _ = ledger.KindCommitted
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

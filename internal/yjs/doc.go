@@ -438,7 +438,17 @@ func (d *Doc) commit(txn *Transaction) {
 func (d *Doc) mergeWithLefts(cs *clientStore, s *Item) (*Item, int) {
 	merged := 0
 	for {
-		l := cs.prevOf(s)
+		var l *Item
+		if s.kind == kindItem {
+			// An item only merges into its left neighbour in the sequence,
+			// and only if that is the struct before it in the store.
+			l = s.Left
+			if l == nil || l.ID.Client != s.ID.Client || l.end() != s.ID.Clock || l.Right != s {
+				return s, merged
+			}
+		} else {
+			l = cs.prevOf(s)
+		}
 		if l == nil || l.Deleted() != s.Deleted() || l.kind != s.kind || !d.mergeStructs(l, s) {
 			return s, merged
 		}

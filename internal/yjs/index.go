@@ -5,6 +5,14 @@ package yjs
 // visible position to the item holding it in O(log n).
 type seqIndex struct {
 	root *seqNode
+	// ver changes whenever a visible position may have shifted.
+	ver uint64
+	// cur is a cursor: an item in the sequence starting at visible
+	// position curStart, valid while curVer == ver. Editors work around
+	// one spot, so most lookups are answered next to it.
+	cur      *Item
+	curStart int
+	curVer   uint64
 }
 
 type seqNode struct {
@@ -41,6 +49,10 @@ func buildSeqIndex(start *Item) *seqIndex {
 }
 
 func (x *seqIndex) adjustNode(n *seqNode, d int) {
+	if d == 0 {
+		return
+	}
+	x.ver++
 	for ; n != nil; n = n.parent {
 		n.sum += d
 	}
@@ -179,6 +191,57 @@ func (x *seqIndex) find(pos int) (*Item, int) {
 		pos -= l
 	}
 	return nil, 0
+}
+
+// setCursor records that it starts at visible position start.
+func (x *seqIndex) setCursor(it *Item, start int) {
+	x.cur, x.curStart, x.curVer = it, start, x.ver
+}
+
+// keepCursor declares the cursor still valid: the caller only changed the
+// sequence after it.
+func (x *seqIndex) keepCursor() { x.curVer = x.ver }
+
+// cursorValid reports whether the cursor may be used.
+func (x *seqIndex) cursorValid() bool {
+	return x.cur != nil && x.curVer == x.ver && x.cur.leaf != nil
+}
+
+// findNear is find, answered from the cursor when pos is close to it; it
+// leaves the cursor on the item found.
+func (x *seqIndex) findNear(pos int) (*Item, int) {
+	if x.cursorValid() {
+		it, st := x.cur, x.curStart
+		if pos >= st {
+			for k := 0; k < 16 && it != nil; k++ {
+				l := visLen(it)
+				if pos < st+l {
+					x.cur, x.curStart = it, st
+					return it, pos - st
+				}
+				st += l
+				it = it.Right
+			}
+		} else {
+			for k := 0; k < 16; k++ {
+				it = it.Left
+				if it == nil {
+					break
+				}
+				l := visLen(it)
+				st -= l
+				if l > 0 && pos >= st {
+					x.cur, x.curStart = it, st
+					return it, pos - st
+				}
+			}
+		}
+	}
+	it, off := x.find(pos)
+	if it != nil {
+		x.setCursor(it, pos-off)
+	}
+	return it, off
 }
 
 // offsetOf returns the visible position at which it starts.

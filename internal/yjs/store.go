@@ -1,11 +1,12 @@
 package yjs
 
-import "sort"
-
 // clientStore holds one client's structs ordered by clock, in chunks so that
 // splitting and merging structs in the middle of a long history stays cheap.
 type clientStore struct {
 	chunks [][]*Item
+	// hc, hi is where the last lookup ended: edits cluster, so the next
+	// lookup usually lands on or next to it.
+	hc, hi int
 }
 
 const storeChunk = 512
@@ -59,16 +60,64 @@ func (cs *clientStore) locate(clock uint64) (ci, i int, ok bool) {
 		}
 		return 0, 0, false
 	}
-	ci = sort.Search(len(chunks), func(j int) bool { return chunks[j][0].ID.Clock > clock }) - 1
+	// Next: the struct of the last lookup and its neighbours.
+	if hc := cs.hc; hc < len(chunks) {
+		c := chunks[hc]
+		if hi := cs.hi; hi < len(c) {
+			s := c[hi]
+			if s.ID.Clock <= clock {
+				if clock < s.ID.Clock+uint64(s.Len) {
+					return hc, hi, true
+				}
+				if hi+1 < len(c) {
+					if n := c[hi+1]; clock < n.ID.Clock+uint64(n.Len) {
+						cs.hi = hi + 1
+						return hc, hi + 1, true
+					}
+				}
+			} else if hi > 0 {
+				if p := c[hi-1]; p.ID.Clock <= clock {
+					cs.hi = hi - 1
+					return hc, hi - 1, true
+				}
+			} else if hc > 0 {
+				pc := chunks[hc-1]
+				if p := pc[len(pc)-1]; p.ID.Clock <= clock {
+					cs.hc, cs.hi = hc-1, len(pc)-1
+					return hc - 1, len(pc) - 1, true
+				}
+			}
+		}
+	}
+	lo, hi := 0, len(chunks)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if chunks[m][0].ID.Clock <= clock {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	ci = lo - 1
 	if ci < 0 {
 		return 0, 0, false
 	}
 	c := chunks[ci]
-	i = sort.Search(len(c), func(j int) bool { return c[j].ID.Clock > clock }) - 1
+	lo, hi = 0, len(c)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if c[m].ID.Clock <= clock {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	i = lo - 1
 	s := c[i]
 	if clock >= s.ID.Clock+uint64(s.Len) {
 		return 0, 0, false
 	}
+	cs.hc, cs.hi = ci, i
 	return ci, i, true
 }
 

@@ -259,10 +259,12 @@ func (x *Text) findPosition(txn *Transaction, index int, pos *textPos) {
 		return
 	}
 	if !t.hasFormatting {
-		it, off := t.seqIndex().find(index - 1)
+		x := t.seqIndex()
+		it, off := x.findNear(index - 1)
 		if it != nil {
 			if off+1 < it.Len {
 				d.splitItem(txn, it, off+1)
+				x.keepCursor()
 			}
 			pos.left, pos.right, pos.index = it, it.Right, index
 			return
@@ -411,14 +413,19 @@ func (x *Text) insertPlain(txn *Transaction, pos *textPos, s string) {
 	if l := pos.left; l != nil && x.canAppend(pos) {
 		n := utf16Len(s)
 		putUTF16(l.Content.(*ContentString).grow(n), s)
+		vl := visLen(l)
 		l.Len += n
 		x.t.length += n
-		if x.t.index != nil {
-			x.t.index.adjust(l, n)
+		if idx := x.t.index; idx != nil {
+			idx.adjust(l, n)
+			idx.setCursor(l, pos.index-vl)
 		}
 		return
 	}
-	x.newItem(txn, pos, &ContentString{s: toUTF16(s)})
+	it := x.newItem(txn, pos, &ContentString{s: toUTF16(s)})
+	if idx := x.t.index; idx != nil && it.leaf != nil && !it.Deleted() {
+		idx.setCursor(it, pos.index)
+	}
 }
 
 // canAppend reports whether tryAppend may grow pos.left.
@@ -558,6 +565,8 @@ func (x *Text) deleteText(txn *Transaction, pos *textPos, length int) {
 		startAttrs = pos.attrs.clone()
 	}
 	start := pos.right
+	idx := x.t.index
+	keep := idx != nil && idx.cursorValid() && idx.cur == pos.left && pos.left != nil
 	for length > 0 && pos.right != nil {
 		r := pos.right
 		if !r.Deleted() {
@@ -574,6 +583,10 @@ func (x *Text) deleteText(txn *Transaction, pos *textPos, length int) {
 	}
 	if start != nil && x.t.hasFormatting {
 		cleanupFormattingGap(txn, start, pos.right, startAttrs, &pos.attrs)
+	}
+	if keep {
+		// Everything deleted lies after the cursor.
+		idx.keepCursor()
 	}
 }
 

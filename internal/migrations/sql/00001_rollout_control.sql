@@ -62,9 +62,12 @@ CREATE TABLE stage_changes (
     to_stage   text        NOT NULL,
     epoch      bigint      NOT NULL,
     attempt    integer     NOT NULL,
+    outcome    text        NOT NULL DEFAULT '',
     reason     text        NOT NULL,
+    message    text        NOT NULL DEFAULT '',
     at         timestamptz NOT NULL
 );
+CREATE INDEX stage_changes_rollout ON stage_changes (rollout, id);
 
 -- The latest report of each shard: the rollout epoch it has observed.
 CREATE TABLE shard_reports (

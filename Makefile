@@ -1,0 +1,115 @@
+# persistence-operator: `make dev` runs it, `make test` tests it.
+#
+# Every tool is pinned and built from Go modules into ./bin (hack/tools.mk);
+# nothing is downloaded but Go modules, npm packages and Debian packages.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+include hack/tools.mk
+
+IMG ?= persistence-operator:dev
+GO ?= go
+# Extra flags for go test, e.g. GOTESTFLAGS=-v or GOTESTFLAGS='-run Rollout'.
+GOTESTFLAGS ?=
+# How long each fuzz target runs in `make test` (fuzz-smoke).
+FUZZTIME ?= 3s
+YJS_FUZZ_TARGETS := FuzzDecodeUpdate FuzzApplyUpdate FuzzMergeUpdates FuzzDecodeStateVector FuzzDecodeDeleteSet FuzzDecodeAny FuzzDecodeSnapshot
+CHART_CRDS := charts/persistence-operator/crds
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code for the API types.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC, and copy the CRD into the Helm chart.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	rm -f $(CHART_CRDS)/*.yaml
+	cp config/crd/bases/*.yaml $(CHART_CRDS)/
+
+.PHONY: fmt
+fmt: ## gofmt the code.
+	$(GO) fmt ./...
+
+.PHONY: vet
+vet: ## go vet the code.
+	$(GO) vet ./...
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint (pinned v2).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: verify
+verify: generate manifests ## Regenerate everything and fail on any difference from what is committed.
+	@$(GO) mod tidy -diff >/dev/null || { echo "go.mod/go.sum are not tidy: run go mod tidy"; $(GO) mod tidy -diff; exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "not gofmt-ed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@if ! git diff --quiet -- api config charts; then \
+		echo "generated files differ from the committed ones: run make generate manifests and commit"; \
+		git --no-pager diff --stat -- api config charts; exit 1; fi
+	@if [ -n "$$(git ls-files --others --exclude-standard -- api config charts)" ]; then \
+		echo "generated files are not committed:"; git ls-files --others --exclude-standard -- api config charts; exit 1; fi
+
+.PHONY: deps
+deps: ## Install what the tests need on a fresh machine (PostgreSQL, the npm packages).
+	hack/ensure-postgres.sh
+	npm ci --prefix test/yjs --no-audit --no-fund --loglevel=error
+
+.PHONY: test
+test: deps verify vet envtest $(HELM) ## Run the whole suite: verify, vet, unit, envtest, PostgreSQL, yjs, chart, fuzz smoke.
+	HELM="$(HELM)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GOTESTFLAGS) ./...
+	$(MAKE) --no-print-directory fuzz-smoke
+
+.PHONY: fuzz-smoke
+fuzz-smoke: ## Run every decoder fuzz target briefly (FUZZTIME each).
+	for t in $(YJS_FUZZ_TARGETS); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/yjs/ >/dev/null || { echo "fuzz target $$t failed"; exit 1; }; \
+	done
+	@echo "fuzz-smoke: $(words $(YJS_FUZZ_TARGETS)) targets ran $(FUZZTIME) each without a failure"
+
+##@ Benchmarks
+
+.PHONY: bench-engine
+bench-engine: deps ## Yjs engine against yjs in Node on the B4 trace, same run.
+	hack/bench-engine.sh
+
+##@ Build and run
+
+.PHONY: build
+build: ## Build every binary into bin/.
+	$(GO) build -o bin/ ./cmd/...
+
+.PHONY: run
+run: manifests ## Run the manager against the cluster of the current kubeconfig.
+	$(GO) run ./cmd/manager --health-probe-bind-address=:18081 --metrics-bind-address=:18080
+
+.PHONY: dev
+dev: deps envtest build ## Run everything locally in the foreground; writes bin/dev/{kubeconfig,database-url,gateway-url}.
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/devenv --crds config/crd/bases --state bin/dev --bin bin
+
+.PHONY: helm
+helm: $(HELM) ## Build the pinned helm into bin/.
+
+.PHONY: docker-build
+docker-build: ## Build the image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+.PHONY: install
+install: manifests ## Install the CRD into the cluster of the current kubeconfig.
+	kubectl apply --server-side -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator with kustomize into the current cluster.
+	kubectl kustomize config/default | sed 's|image: persistence-operator:dev|image: $(IMG)|' | kubectl apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove the operator from the current cluster.
+	kubectl kustomize config/default | kubectl delete --ignore-not-found -f -

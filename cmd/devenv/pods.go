@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/yawp/persistence-operator/controllers"
+	"github.com/yawp/persistence-operator/internal/contract"
+)
+
+// podRunner stands in for the kubelet: for every pod of every gateway
+// StatefulSet it runs the gateway and syncer binaries as local processes,
+// with the environment of the pod template (field and Secret references
+// resolved) and local ports in place of the pod's, restarting a process that
+// exits, and stopping pods that scale away.
+type podRunner struct {
+	client   client.Client
+	bin      string
+	state    string
+	basePort int
+	log      logr.Logger
+
+	mu      sync.Mutex
+	running map[string]*proc // by pod/container
+	warned  map[string]bool
+}
+
+type proc struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start implements manager.Runnable.
+func (p *podRunner) Start(ctx context.Context) error {
+	p.mu.Lock()
+	p.running, p.warned = map[string]*proc{}, map[string]bool{}
+	p.mu.Unlock()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if err := p.sync(ctx); err != nil {
+			p.log.Error(err, "sync pods")
+		}
+		select {
+		case <-ctx.Done():
+			p.stopAll()
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// port of shard i of the s-th StatefulSet for one of four uses.
+func (p *podRunner) port(s, shard, use int) int { return p.basePort + 100*s + 10*shard + use }
+
+func (p *podRunner) sync(ctx context.Context) error {
+	var list appsv1.StatefulSetList
+	if err := p.client.List(ctx, &list, client.HasLabels{controllers.LabelRollout}); err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for s, sts := range list.Items {
+		replicas := 1
+		if sts.Spec.Replicas != nil {
+			replicas = int(*sts.Spec.Replicas)
+		}
+		var peers []string
+		for i := range replicas {
+			peers = append(peers, fmt.Sprintf("http://127.0.0.1:%d", p.port(s, i, 0)))
+		}
+		if s == 0 && replicas > 0 {
+			_ = os.WriteFile(filepath.Join(p.state, "gateway-url"), []byte(peers[0]+"\n"), 0o644)
+		}
+		for i := range replicas {
+			pod := fmt.Sprintf("%s-%d", sts.Name, i)
+			for _, c := range sts.Spec.Template.Spec.Containers {
+				key := sts.Namespace + "/" + pod + "/" + c.Name
+				want[key] = true
+				if err := p.ensure(ctx, key, &sts, pod, c, s, i, peers); err != nil {
+					p.log.Error(err, "start container", "pod", pod, "container", c.Name)
+				}
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, pr := range p.running {
+		if !want[key] {
+			pr.cancel()
+			<-pr.done
+			delete(p.running, key)
+		}
+	}
+	return nil
+}
+
+func (p *podRunner) ensure(ctx context.Context, key string, sts *appsv1.StatefulSet, pod string, c corev1.Container, s, shard int, peers []string) error {
+	p.mu.Lock()
+	_, ok := p.running[key]
+	p.mu.Unlock()
+	if ok {
+		return nil
+	}
+	binary := filepath.Join(p.bin, filepath.Base(c.Command[0]))
+	if _, err := os.Stat(binary); err != nil {
+		if !p.warned[binary] {
+			p.warned[binary] = true
+			p.log.Info("binary not built yet: this container cannot start, so rollouts wait at their barrier", "binary", binary)
+		}
+		return nil
+	}
+	env, err := p.env(ctx, sts, pod, c)
+	if err != nil {
+		return err
+	}
+	var args []string
+	switch c.Name {
+	case contract.ContainerGateway:
+		args = []string{
+			fmt.Sprintf("--listen=127.0.0.1:%d", p.port(s, shard, 0)),
+			fmt.Sprintf("--syncer=http://127.0.0.1:%d", p.port(s, shard, 1)),
+			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", p.port(s, shard, 2)),
+			"--peers=" + strings.Join(peers, ","),
+		}
+	case contract.ContainerSyncer:
+		args = []string{
+			fmt.Sprintf("--listen=127.0.0.1:%d", p.port(s, shard, 1)),
+			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", p.port(s, shard, 3)),
+		}
+	default:
+		args = c.Args
+	}
+	logDir := filepath.Join(p.state, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return err
+	}
+	pctx, cancel := context.WithCancel(ctx)
+	pr := &proc{cancel: cancel, done: make(chan struct{})}
+	p.mu.Lock()
+	p.running[key] = pr
+	p.mu.Unlock()
+	logPath := filepath.Join(logDir, pod+"-"+c.Name+".log")
+	go func() {
+		defer close(pr.done)
+		for pctx.Err() == nil {
+			p.runOnce(pctx, binary, args, env, logPath, pod, c.Name)
+			select {
+			case <-pctx.Done():
+			case <-time.After(time.Second): // restart like the kubelet would
+			}
+		}
+	}()
+	p.log.Info("started", "pod", pod, "container", c.Name, "log", logPath)
+	return nil
+}
+
+func (p *podRunner) runOnce(ctx context.Context, binary string, args, env []string, logPath, pod, container string) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		p.log.Error(err, "open log", "path", logPath)
+		return
+	}
+	defer func() { _ = f.Close() }()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		p.log.Error(err, "start", "pod", pod, "container", container)
+		return
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		p.log.Info("exited; restarting", "pod", pod, "container", container, "err", err, "log", logPath)
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+}
+
+// env resolves the container's environment as the kubelet would.
+func (p *podRunner) env(ctx context.Context, sts *appsv1.StatefulSet, pod string, c corev1.Container) ([]string, error) {
+	out := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, e := range c.Env {
+		v := e.Value
+		if e.ValueFrom != nil {
+			switch {
+			case e.ValueFrom.FieldRef != nil:
+				switch e.ValueFrom.FieldRef.FieldPath {
+				case "metadata.name":
+					v = pod
+				case "metadata.namespace":
+					v = sts.Namespace
+				}
+			case e.ValueFrom.SecretKeyRef != nil:
+				ref := e.ValueFrom.SecretKeyRef
+				var s corev1.Secret
+				if err := p.client.Get(ctx, client.ObjectKey{Namespace: sts.Namespace, Name: ref.Name}, &s); err != nil {
+					return nil, fmt.Errorf("env %s: secret %s: %w", e.Name, ref.Name, err)
+				}
+				v = string(s.Data[ref.Key])
+			}
+		}
+		out = append(out, e.Name+"="+v)
+	}
+	return out, nil
+}
+
+func (p *podRunner) stopAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, pr := range p.running {
+		pr.cancel()
+	}
+	for key, pr := range p.running {
+		<-pr.done
+		delete(p.running, key)
+	}
+}

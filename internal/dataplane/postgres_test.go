@@ -1,0 +1,187 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/yawp/persistence-operator/internal/migrations"
+	"github.com/yawp/persistence-operator/internal/pgharness"
+	"github.com/yawp/persistence-operator/internal/placement"
+)
+
+func TestMain(m *testing.M) { pgharness.Main(m) }
+
+var at = time.Date(2026, 11, 26, 9, 0, 0, 0, time.UTC)
+
+func newStore(t *testing.T) (*Postgres, *pgxpool.Pool) {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgharness.ForTest(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	// Applying again is a no-op.
+	if err := migrations.Up(ctx, pool); err != nil {
+		t.Fatalf("second migration run: %v", err)
+	}
+	return NewPostgres(pool), pool
+}
+
+func must[T any](t *testing.T) func(T, error) T {
+	return func(v T, err error) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func TestEpochsGrowAndStaleWritersAreFenced(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterRollout(ctx, "ns/r", 3); !errors.Is(err, ErrShardsChanged) {
+		t.Fatalf("re-registering with another shard count: %v, want ErrShardsChanged", err)
+	}
+	a := CohortKey{Rollout: "ns/r", Cohort: "a"}
+	b := CohortKey{Rollout: "ns/r", Cohort: "b"}
+	sa := must[CohortState](t)(s.FreezeCohort(ctx, a, 0, Selector{Tenants: []string{"s1"}}, at))
+	sb := must[CohortState](t)(s.FreezeCohort(ctx, b, 1, Selector{Tenants: []string{"s2"}}, at))
+	var last int64
+	for i, step := range []struct {
+		key    CohortKey
+		expect *CohortState
+		stage  string
+	}{{a, &sa, StageDualWrite}, {b, &sb, StageDualWrite}, {a, &sa, StageBackfill}} {
+		st := must[CohortState](t)(s.SetStage(ctx, StageChange{Key: step.key, ExpectEpoch: step.expect.Epoch, Stage: step.stage, Attempt: 1, Reason: "Test", At: at}))
+		if st.Epoch <= last {
+			t.Fatalf("step %d: epoch %d does not grow past %d", i, st.Epoch, last)
+		}
+		last = st.Epoch
+		*step.expect = st
+	}
+	// A controller that decided on an old epoch cannot write.
+	_, err := s.SetStage(ctx, StageChange{Key: a, ExpectEpoch: sa.Epoch - 1, Stage: StageLegacy, Attempt: 1, Reason: "Stale", At: at})
+	if !errors.Is(err, ErrEpochConflict) {
+		t.Fatalf("stale SetStage: %v, want ErrEpochConflict", err)
+	}
+	if err := s.HaltAttempt(ctx, StageChange{Key: a, ExpectEpoch: 1, Reason: "Stale", At: at}); !errors.Is(err, ErrEpochConflict) {
+		t.Fatalf("stale HaltAttempt: %v, want ErrEpochConflict", err)
+	}
+	got := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))
+	if got["a"].Stage != StageBackfill || got["b"].Stage != StageDualWrite {
+		t.Fatalf("stages after fenced writes: %+v", got)
+	}
+	hist := must[[]StageRecord](t)(s.History(ctx, "ns/r", 10))
+	if len(hist) != 5 || hist[0].Reason != "CohortStarted" || hist[4].ToStage != StageBackfill {
+		t.Fatalf("history = %+v", hist)
+	}
+}
+
+func TestMembershipIsFrozen(t *testing.T) {
+	ctx := context.Background()
+	s, pool := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	// Known schools, by bucket.
+	var low []string
+	for _, name := range []string{"s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"} {
+		if _, err := pool.Exec(ctx, `INSERT INTO tenants (tenant, bucket) VALUES ($1, $2)`, name, placement.TenantBucket(name)); err != nil {
+			t.Fatal(err)
+		}
+		if placement.TenantBucket(name) < 50 {
+			low = append(low, name)
+		}
+	}
+	pilot := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "pilot"}, 0, Selector{Tenants: []string{low[0], "brand-new"}}, at))
+	if pilot.Members != 2 {
+		t.Fatalf("pilot has %d members, want 2 (a listed school unknown so far joins too)", pilot.Members)
+	}
+	half := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "half"}, 1, Selector{Buckets: &BucketRange{From: 0, To: 50}}, at))
+	// brand-new is in pilot whatever its bucket, like low[0].
+	wantHalf := int64(len(low) - 1)
+	if half.Members != wantHalf {
+		t.Fatalf("half has %d members, want %d: schools in bucket range minus the one pilot claimed", half.Members, wantHalf)
+	}
+	// Freezing again never re-buckets, even with another rule.
+	again := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "half"}, 1, Selector{Buckets: &BucketRange{From: 0, To: 100}}, at))
+	if again.Members != half.Members || again.Epoch != half.Epoch {
+		t.Fatalf("re-freezing changed the cohort: %+v -> %+v", half, again)
+	}
+}
+
+func TestStageChangeWaitsForSavesInFlight(t *testing.T) {
+	ctx := context.Background()
+	s, pool := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	key := CohortKey{"ns/r", "a"}
+	st := must[CohortState](t)(s.FreezeCohort(ctx, key, 0, Selector{Tenants: []string{"s1"}}, at))
+	// A save transaction holds its cohort's row FOR SHARE...
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT stage FROM rollout_cohorts WHERE rollout = $1 AND cohort = $2 FOR SHARE`, key.Rollout, key.Cohort); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: StageDualWrite, Attempt: 1, Reason: "Test", At: at})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the stage changed while a save held its cohort row (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// ...and the flip goes through once the save commits.
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReportsAndForget(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 2); err != nil {
+		t.Fatal(err)
+	}
+	key := CohortKey{"ns/r", "a"}
+	st := must[CohortState](t)(s.FreezeCohort(ctx, key, 0, Selector{Tenants: []string{"s1"}}, at))
+	rep := ShardReport{Rollout: "ns/r", Shard: 1, ObservedEpoch: 3, Holder: "pod-1", ReportedAt: at,
+		Cohorts: []CohortReport{{Cohort: "a", Epoch: st.Epoch, Documents: 4, Mismatched: 1, SampleMismatches: []string{"doc-9"}}}}
+	if err := s.ReportShard(ctx, rep); err != nil {
+		t.Fatal(err)
+	}
+	rep.Cohorts = append(rep.Cohorts, CohortReport{Cohort: "invented", Epoch: 1})
+	if err := s.ReportShard(ctx, rep); err == nil {
+		t.Fatal("a report about a cohort the rollout does not have was accepted")
+	}
+	got := must[[]ShardReport](t)(s.ShardReports(ctx, "ns/r"))
+	if len(got) != 1 || got[0].Shard != 1 || len(got[0].Cohorts) != 1 || got[0].Cohorts[0].Documents != 4 ||
+		got[0].Cohorts[0].SampleMismatches[0] != "doc-9" || !got[0].Cohorts[0].ReportedAt.Equal(at) {
+		t.Fatalf("reports = %+v", got)
+	}
+	// A rollout with a cohort past Legacy cannot be forgotten.
+	must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: StageDualWrite, Attempt: 1, Reason: "Test", At: at}))
+	if err := s.ForgetRollout(ctx, "ns/r"); err == nil {
+		t.Fatal("forgot a rollout whose cohort dual-writes")
+	}
+}

@@ -1,0 +1,278 @@
+package store
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// Verdicts of the design brief.
+const (
+	VerdictSynced                = "synced"
+	VerdictSavedLocallyNotSynced = "saved-locally-not-synced"
+	VerdictOverwrittenPreserved  = "overwritten-preserved"
+	VerdictRejected              = "rejected"
+	VerdictNeverPersisted        = "never-persisted"
+)
+
+// EvidenceQuery asks about a document, optionally narrowed to one subject:
+// a request (idempotency key or request ID), a revision, a Yjs client, a
+// user.
+type EvidenceQuery struct {
+	Doc      string
+	Tenant   string
+	Request  string
+	Revision int64
+	Client   uint64
+	User     string
+	Since    time.Time
+}
+
+// TimelineEntry is a ledger entry with its chain hashes.
+type TimelineEntry struct {
+	ledger.Entry
+	Hash     string `json:"hash"`
+	PrevHash string `json:"prev_hash"`
+}
+
+// Finding is one verdict with its proof.
+type Finding struct {
+	Verdict string `json:"verdict"`
+	Summary string `json:"summary"`
+	// Entries are the ledger positions that prove it.
+	Entries []int64 `json:"entries,omitempty"`
+	Hash    string  `json:"hash,omitempty"`
+	// Revision or StateVector name the committed state.
+	Revision    int64             `json:"revision,omitempty"`
+	StateVector map[string]uint64 `json:"state_vector,omitempty"`
+	// Missing: what a client holds that we never received.
+	Missing  map[string][2]uint64 `json:"missing,omitempty"`
+	LastSeen *time.Time           `json:"last_seen,omitempty"`
+	// PreservedAt is the API path where superseded content can be read.
+	PreservedAt string `json:"preserved_at,omitempty"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// Evidence answers an EvidenceQuery.
+type Evidence struct {
+	Doc      string          `json:"doc"`
+	Exists   bool            `json:"exists"`
+	Subject  string          `json:"subject,omitempty"`
+	Verdict  string          `json:"verdict"`
+	Proof    Finding         `json:"proof"`
+	Findings []Finding       `json:"findings"`
+	Chain    VerifyReport    `json:"chain"`
+	Timeline []TimelineEntry `json:"timeline"`
+}
+
+func (q EvidenceQuery) subject() string {
+	switch {
+	case q.Request != "":
+		return "request " + q.Request
+	case q.Revision != 0:
+		return "revision " + strconv.FormatInt(q.Revision, 10)
+	case q.Client != 0:
+		return "client " + strconv.FormatUint(q.Client, 10)
+	case q.User != "":
+		return "user " + q.User
+	}
+	return ""
+}
+
+func (q EvidenceQuery) matches(en ledger.Entry) bool {
+	switch {
+	case q.Request != "":
+		return en.IdempotencyKey == q.Request || en.RequestID == q.Request
+	case q.Revision != 0:
+		return en.Revision == q.Revision && en.Kind != ledger.KindStateVector && en.Kind != ledger.KindRejected
+	case q.Client != 0:
+		c := strconv.FormatUint(q.Client, 10)
+		if slices.Contains(en.Clients, q.Client) {
+			return true
+		}
+		if en.Kind == ledger.KindStateVector {
+			_, ok := en.StateVector[c]
+			return ok
+		}
+		return false
+	case q.User != "":
+		return en.User == q.User
+	}
+	return true
+}
+
+// Evidence builds the timeline and verdicts of a document for a tenant.
+func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if verr := e.validate(&Request{Kind: KindReject, Doc: q.Doc, Tenant: q.Tenant}); verr != nil {
+		return Evidence{}, verr
+	}
+	st, err := e.doc(ctx, q.Doc)
+	if err != nil {
+		return Evidence{}, err
+	}
+	if st.exists && st.tenant != q.Tenant {
+		return Evidence{}, notFound(q.Doc)
+	}
+	rows, err := LedgerRows(ctx, e.pool, q.Doc)
+	if err != nil {
+		return Evidence{}, err
+	}
+	ev := Evidence{Doc: q.Doc, Exists: st.exists, Subject: q.subject(), Findings: []Finding{}, Timeline: []TimelineEntry{}}
+	ev.Chain = VerifyReport{Doc: q.Doc, Entries: len(rows), Problems: ledger.Verify(q.Doc, rows)}
+	ev.Chain.OK = len(ev.Chain.Problems) == 0
+	var all []TimelineEntry
+	for _, r := range rows {
+		var en ledger.Entry
+		if err := json.Unmarshal(r.Body, &en); err != nil {
+			continue // reported by the chain check
+		}
+		if en.Tenant != q.Tenant && !st.exists {
+			continue // another tenant's attempts on an ID that has no document
+		}
+		all = append(all, TimelineEntry{Entry: en, Hash: hex.EncodeToString(r.Hash), PrevHash: hex.EncodeToString(r.PrevHash)})
+	}
+	if n := len(rows); n > 0 {
+		ev.Chain.Head = hex.EncodeToString(rows[n-1].Hash)
+	}
+	for _, t := range all {
+		if q.matches(t.Entry) && (q.Since.IsZero() || !t.At.Before(q.Since)) {
+			ev.Timeline = append(ev.Timeline, t)
+		}
+	}
+	ev.Findings = e.findings(st, q, all, ev.Timeline)
+	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
+	return ev, nil
+}
+
+func isCommit(k string) bool {
+	return k == ledger.KindCreated || k == ledger.KindCommitted || k == ledger.KindMerged || k == ledger.KindPreserved
+}
+
+func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {
+	out := []Finding{}
+	// saved-locally-not-synced: a client announced operations we still
+	// do not hold.
+	lastMissing := map[string]TimelineEntry{}
+	for _, t := range sub {
+		if t.Kind != ledger.KindStateVector {
+			continue
+		}
+		for c := range t.Missing {
+			lastMissing[c] = t
+		}
+	}
+	clients := make([]string, 0, len(lastMissing))
+	for c := range lastMissing {
+		clients = append(clients, c)
+	}
+	slices.Sort(clients)
+	for _, c := range clients {
+		t := lastMissing[c]
+		id, _ := strconv.ParseUint(c, 10, 64)
+		claimed := t.Missing[c][1]
+		var have uint64
+		if st.ydoc != nil {
+			have = st.ydoc.StateVector()[id]
+		}
+		if have >= claimed {
+			continue // received since
+		}
+		at := t.At
+		out = append(out, Finding{
+			Verdict: VerdictSavedLocallyNotSynced,
+			Summary: fmt.Sprintf("client %s announced operations up to clock %d; the server holds %d of them", c, claimed, have),
+			Entries: []int64{t.Seq}, Hash: t.Hash, LastSeen: &at,
+			Missing: map[string][2]uint64{c: {have, claimed}},
+		})
+	}
+	// overwritten-preserved: a stale legacy save overwrote a revision
+	// (kept in the history), or a conflicting save's text was kept aside.
+	for _, t := range all {
+		if t.Kind != ledger.KindPreserved {
+			continue
+		}
+		if t.PreservedID != 0 && q.matches(t.Entry) {
+			out = append(out, Finding{
+				Verdict: VerdictOverwrittenPreserved,
+				Summary: fmt.Sprintf("the save's text conflicted with revision %d and is preserved", t.Revision-1),
+				Entries: []int64{t.Seq}, Hash: t.Hash, Revision: t.Revision,
+				PreservedAt: fmt.Sprintf("/v1/documents/%s/preserved/%d", st.id, t.PreservedID),
+			})
+		}
+		if t.SupersededRevision != 0 {
+			// Which revisions did it overwrite? Those after its base.
+			for _, s := range all {
+				if !isCommit(s.Kind) || s.Revision <= t.BaseRevision || s.Revision > t.SupersededRevision || !q.matches(s.Entry) {
+					continue
+				}
+				out = append(out, Finding{
+					Verdict: VerdictOverwrittenPreserved,
+					Summary: fmt.Sprintf("revision %d was overwritten by a save based on revision %d (now revision %d); its content is preserved", s.Revision, t.BaseRevision, t.Revision),
+					Entries: []int64{s.Seq, t.Seq}, Hash: t.Hash, Revision: s.Revision,
+					PreservedAt: fmt.Sprintf("/v1/documents/%s/revisions/%d", st.id, s.Revision),
+				})
+			}
+		}
+	}
+	// rejected.
+	for _, t := range sub {
+		if t.Kind == ledger.KindRejected {
+			out = append(out, Finding{
+				Verdict: VerdictRejected, Summary: "refused: " + t.Code, Reason: t.Reason,
+				Entries: []int64{t.Seq}, Hash: t.Hash,
+			})
+		}
+	}
+	// synced: the latest committed entry of the subject.
+	for i := len(sub) - 1; i >= 0; i-- {
+		t := sub[i]
+		if !isCommit(t.Kind) {
+			continue
+		}
+		f := Finding{
+			Verdict: VerdictSynced, Entries: []int64{t.Seq}, Hash: t.Hash, Revision: t.Revision, StateVector: t.StateVector,
+			Summary: fmt.Sprintf("committed as revision %d under stage %s epoch %d (content sha256 %s)", t.Revision, t.Stage, t.Epoch, t.ContentSHA256),
+		}
+		out = append(out, f)
+		break
+	}
+	if st.ydoc != nil && q.Client != 0 {
+		// A client's operations are synced when we hold them, even if
+		// they reached us through another client.
+		if k := st.ydoc.StateVector()[q.Client]; k > 0 && !slices.ContainsFunc(out, func(f Finding) bool { return f.Verdict == VerdictSynced }) {
+			out = append(out, Finding{Verdict: VerdictSynced, Summary: fmt.Sprintf("the server holds client %d's operations up to clock %d", q.Client, k),
+				StateVector: map[string]uint64{strconv.FormatUint(q.Client, 10): k}, Revision: st.revision})
+		}
+	}
+	return out
+}
+
+// verdict picks the headline: what a student most needs to know first.
+// For a whole document the latest commit outranks an old overwrite (which
+// stays among the findings); for one subject the overwrite is the answer.
+func verdict(fs []Finding, subject bool) (string, Finding) {
+	order := []string{VerdictSavedLocallyNotSynced, VerdictSynced, VerdictOverwrittenPreserved, VerdictRejected}
+	if subject {
+		order = []string{VerdictSavedLocallyNotSynced, VerdictOverwrittenPreserved, VerdictSynced, VerdictRejected}
+	}
+	for _, v := range order {
+		for _, f := range fs {
+			if f.Verdict == v {
+				return v, f
+			}
+		}
+	}
+	return VerdictNeverPersisted, Finding{Verdict: VerdictNeverPersisted,
+		Summary: "no trace at any layer: no ledger entry, revision, Yjs update or client state vector names it"}
+}
+
+var _ = yjs.ErrMalformed

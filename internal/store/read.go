@@ -1,0 +1,203 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+)
+
+// Document is a document as read through the legacy API.
+type Document struct {
+	ID            string              `json:"id"`
+	Tenant        string              `json:"tenant"`
+	Owner         string              `json:"owner"`
+	Title         string              `json:"title"`
+	Content       string              `json:"content"`
+	Revision      int64               `json:"revision"`
+	CreatedAt     time.Time           `json:"created_at"`
+	UpdatedAt     time.Time           `json:"updated_at"`
+	Stage         dataplane.SaveStage `json:"stage"`
+	HasYjs        bool                `json:"has_yjs"`
+	Generation    int64               `json:"generation,omitempty"`
+	ContentSHA256 string              `json:"content_sha256"`
+	// StateVector is the Yjs representation's state vector.
+	StateVector []byte `json:"state_vector,omitempty"`
+	// LegacyContent is the legacy row's content when it differs from
+	// Content (it should not from DualWrite on).
+	LegacyContent *string `json:"legacy_content,omitempty"`
+}
+
+// Read returns a tenant's document as its stage's authoritative side
+// has it.
+func (e *Engine) Read(ctx context.Context, tenant, doc string) (Document, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if verr := e.validate(&Request{Kind: KindReject, Doc: doc, Tenant: tenant}); verr != nil {
+		return Document{}, verr
+	}
+	st, err := e.doc(ctx, doc)
+	if err != nil {
+		return Document{}, err
+	}
+	if !st.exists || st.tenant != tenant {
+		return Document{}, notFound(doc)
+	}
+	stage, err := dataplane.ReadTenantStage(ctx, e.pool, st.tenant)
+	if err != nil {
+		return Document{}, err
+	}
+	text := st.text(stage.Stage)
+	d := Document{ID: st.id, Tenant: st.tenant, Owner: st.owner, Title: st.title, Content: text, Revision: st.revision,
+		CreatedAt: st.createdAt, UpdatedAt: st.updatedAt, Stage: stage, HasYjs: st.ydoc != nil, Generation: st.generation,
+		ContentSHA256: ledger.SHA256Hex([]byte(text))}
+	if st.ydoc != nil {
+		d.StateVector = st.ydoc.EncodeStateVector()
+		if st.content != text {
+			c := st.content
+			d.LegacyContent = &c
+		}
+	}
+	return d, nil
+}
+
+// Summary is a document in a list.
+type Summary struct {
+	ID        string    `json:"id"`
+	Title     string    `json:"title"`
+	Owner     string    `json:"owner"`
+	Revision  int64     `json:"revision"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// List returns a tenant's documents on every shard (committed state), by ID.
+func List(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, tenant string, after string, limit int) ([]Summary, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	rows, err := q.Query(ctx, `SELECT doc_id, title, owner, revision, updated_at FROM documents
+		WHERE tenant = $1 AND doc_id > $2 ORDER BY doc_id LIMIT $3`, tenant, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list documents: %w", err)
+	}
+	out := []Summary{}
+	for rows.Next() {
+		var s Summary
+		if err := rows.Scan(&s.ID, &s.Title, &s.Owner, &s.Revision, &s.UpdatedAt); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	rows.Close()
+	return out, rows.Err()
+}
+
+// List is List on the engine's pool.
+func (e *Engine) List(ctx context.Context, tenant, after string, limit int) ([]Summary, error) {
+	return List(ctx, e.pool, tenant, after, limit)
+}
+
+// Revision is one revision of the legacy store's save history.
+type Revision struct {
+	Doc      string              `json:"doc"`
+	Revision int64               `json:"revision"`
+	Title    string              `json:"title"`
+	Content  string              `json:"content"`
+	SavedBy  string              `json:"saved_by"`
+	SavedAt  time.Time           `json:"saved_at"`
+	Stage    dataplane.SaveStage `json:"stage"`
+}
+
+// ReadRevision returns a preserved revision of a tenant's document.
+func (e *Engine) ReadRevision(ctx context.Context, tenant, doc string, rev int64) (Revision, error) {
+	r := Revision{Doc: doc, Revision: rev}
+	err := e.pool.QueryRow(ctx, `
+		SELECT r.title, r.content, r.saved_by, r.saved_at, r.stage, r.epoch
+		FROM document_revisions r JOIN documents d ON d.doc_id = r.doc_id
+		WHERE r.doc_id = $1 AND r.revision = $2 AND d.tenant = $3`, doc, rev, tenant).
+		Scan(&r.Title, &r.Content, &r.SavedBy, &r.SavedAt, &r.Stage.Stage, &r.Stage.Epoch)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Revision{}, errf(http.StatusNotFound, CodeNotFound, "no revision %d of document %q for this tenant", rev, doc)
+	}
+	return r, err
+}
+
+// Preserved is content a save supplied that was kept aside.
+type Preserved struct {
+	Doc          string    `json:"doc"`
+	ID           int64     `json:"preserved_id"`
+	BaseRevision int64     `json:"base_revision"`
+	Content      string    `json:"content"`
+	Reason       string    `json:"reason"`
+	SavedBy      string    `json:"saved_by"`
+	SavedAt      time.Time `json:"saved_at"`
+}
+
+// ReadPreserved returns preserved content of a tenant's document.
+func (e *Engine) ReadPreserved(ctx context.Context, tenant, doc string, id int64) (Preserved, error) {
+	p := Preserved{Doc: doc, ID: id}
+	err := e.pool.QueryRow(ctx, `
+		SELECT p.base_revision, p.content, p.reason, p.saved_by, p.saved_at
+		FROM preserved_content p JOIN documents d ON d.doc_id = p.doc_id
+		WHERE p.doc_id = $1 AND p.preserved_id = $2 AND d.tenant = $3`, doc, id, tenant).
+		Scan(&p.BaseRevision, &p.Content, &p.Reason, &p.SavedBy, &p.SavedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Preserved{}, errf(http.StatusNotFound, CodeNotFound, "no preserved content %d of document %q for this tenant", id, doc)
+	}
+	return p, err
+}
+
+// LedgerRows returns a document's ledger rows in order.
+func LedgerRows(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, doc string) ([]ledger.Row, error) {
+	rows, err := q.Query(ctx, `SELECT seq, body, prev_hash, hash FROM save_ledger WHERE doc_id = $1 ORDER BY seq`, doc)
+	if err != nil {
+		return nil, fmt.Errorf("ledger of %s: %w", doc, err)
+	}
+	var out []ledger.Row
+	for rows.Next() {
+		var r ledger.Row
+		var body string
+		if err := rows.Scan(&r.Seq, &body, &r.PrevHash, &r.Hash); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		r.Body = []byte(body)
+		out = append(out, r)
+	}
+	rows.Close()
+	return out, rows.Err()
+}
+
+// VerifyLedger checks a document's hash chain (operator-only).
+func (e *Engine) VerifyLedger(ctx context.Context, doc string) (VerifyReport, error) {
+	rows, err := LedgerRows(ctx, e.pool, doc)
+	if err != nil {
+		return VerifyReport{}, err
+	}
+	rep := VerifyReport{Doc: doc, Entries: len(rows), Problems: ledger.Verify(doc, rows)}
+	rep.OK = len(rep.Problems) == 0
+	if n := len(rows); n > 0 {
+		rep.Head = fmt.Sprintf("%x", rows[n-1].Hash)
+	}
+	return rep, nil
+}
+
+// VerifyReport is the result of checking a ledger chain.
+type VerifyReport struct {
+	Doc      string           `json:"doc"`
+	OK       bool             `json:"ok"`
+	Entries  int              `json:"entries"`
+	Head     string           `json:"head,omitempty"`
+	Problems []ledger.Problem `json:"problems,omitempty"`
+}

@@ -1,0 +1,604 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/pgharness"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+func TestMain(m *testing.M) { pgharness.Main(m) }
+
+const rollout = "default/demo"
+
+type env struct {
+	t    *testing.T
+	dsn  string
+	pool *pgxpool.Pool
+	dp   *dataplane.Postgres
+	eng  *Engine
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	dsn := pgharness.ForTest(t)
+	ctx := t.Context()
+	dp, pool, err := dataplane.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := dp.RegisterRollout(ctx, rollout, 1); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := Open(ctx, Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "test", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	return &env{t: t, dsn: dsn, pool: pool, dp: dp, eng: eng}
+}
+
+// cohort freezes a cohort of the given tenants and moves it to stage.
+func (e *env) cohort(name, stage string, tenants ...string) dataplane.CohortState {
+	e.t.Helper()
+	ctx := e.t.Context()
+	key := dataplane.CohortKey{Rollout: rollout, Cohort: name}
+	st, err := e.dp.FreezeCohort(ctx, key, 0, dataplane.Selector{Tenants: tenants}, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if stage != dataplane.StageLegacy {
+		st = e.setStage(name, st.Epoch, stage)
+	}
+	return st
+}
+
+func (e *env) setStage(cohort string, expect int64, stage string) dataplane.CohortState {
+	e.t.Helper()
+	st, err := e.dp.SetStage(e.t.Context(), dataplane.StageChange{Key: dataplane.CohortKey{Rollout: rollout, Cohort: cohort},
+		ExpectEpoch: expect, Stage: stage, Attempt: 1, Reason: "test", At: time.Now()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+func (e *env) submit(r Request) Result {
+	e.t.Helper()
+	res, err := e.eng.Submit(e.t.Context(), r)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", r.Kind, r.Doc, err)
+	}
+	return res
+}
+
+func (e *env) count(sql string, args ...any) int {
+	e.t.Helper()
+	var n int
+	if err := e.pool.QueryRow(e.t.Context(), sql, args...).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+func (e *env) entries(doc string) []ledger.Entry {
+	e.t.Helper()
+	rows, err := LedgerRows(e.t.Context(), e.pool, doc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var out []ledger.Entry
+	for _, r := range rows {
+		var en ledger.Entry
+		if err := jsonUnmarshal(r.Body, &en); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, en)
+	}
+	return out
+}
+
+// clientEdit makes a Yjs client that starts from the server's state of
+// doc (sync step 1 with an empty state vector), inserts text at the end and
+// returns its update.
+func (e *env) clientEdit(tenant, doc string, client uint64, text string) []byte {
+	e.t.Helper()
+	res := e.submit(Request{Kind: KindSync1, Doc: doc, Tenant: tenant, User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	c := yjs.NewDoc(yjs.Options{ClientID: client})
+	if err := c.ApplyUpdate(res.Update); err != nil {
+		e.t.Fatal(err)
+	}
+	sv := c.StateVector()
+	var got []byte
+	c.OnUpdate(func(u []byte) { got = u })
+	tx := c.GetText(contract.YjsTextName)
+	if err := tx.Insert(tx.Len(), text, nil); err != nil {
+		e.t.Fatal(err)
+	}
+	_ = sv
+	return got
+}
+
+func ptr(s string) *string { return &s }
+
+func TestStageTable(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	for _, tc := range []struct {
+		stage string
+		// legacy save writes Yjs for a document that has none yet
+		yjsForNewDoc bool
+		// the legacy row's content follows saves
+		legacyWritten bool
+	}{
+		{dataplane.StageLegacy, false, true},
+		{dataplane.StageDualWrite, true, true},
+		{dataplane.StageBackfill, true, true},
+		{dataplane.StageVerify, true, true},
+		{dataplane.StageLocalFirst, true, true},
+		{dataplane.StageComplete, true, true},
+		{dataplane.StageLegacyRetired, true, false},
+	} {
+		t.Run(tc.stage, func(t *testing.T) {
+			tenant := "t-" + strings.ToLower(tc.stage)
+			cs := e.cohort("c-"+strings.ToLower(tc.stage), tc.stage, tenant)
+			doc := "doc-" + tenant
+			// Legacy create and save.
+			r := e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: tenant, User: "alice", Title: ptr("essay"), Content: "hello", IdempotencyKey: "k1"})
+			if r.Outcome != OutcomeCreated || r.Revision != 1 || r.Stage.Stage != tc.stage || r.Stage.Epoch != cs.Epoch {
+				t.Fatalf("create: %+v", r)
+			}
+			r = e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "alice", Content: "hello world", BaseRevision: 1, IdempotencyKey: "k2"})
+			if r.Outcome != OutcomeSaved || r.Revision != 2 {
+				t.Fatalf("save: %+v", r)
+			}
+			yjsRows := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = $1`, doc)
+			if (yjsRows > 0) != tc.yjsForNewDoc {
+				t.Errorf("legacy saves wrote %d Yjs updates; want some: %v", yjsRows, tc.yjsForNewDoc)
+			}
+			var content string
+			if err := e.pool.QueryRow(ctx, `SELECT content FROM documents WHERE doc_id = $1`, doc).Scan(&content); err != nil {
+				t.Fatal(err)
+			}
+			wantLegacy := "hello world"
+			if !tc.legacyWritten {
+				wantLegacy = ""
+			}
+			if content != wantLegacy {
+				t.Errorf("legacy row content %q, want %q", content, wantLegacy)
+			}
+			if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = $1`, doc); n != 2 {
+				t.Errorf("%d revisions in the save history, want 2", n)
+			}
+			// A Yjs update (the sync step 1 gives the document a Yjs
+			// representation in every stage).
+			u := e.clientEdit(tenant, doc, 1001, "!")
+			r = e.submit(Request{Kind: KindYjs, Doc: doc, Tenant: tenant, User: "bob", Update: u, RequestID: "y1"})
+			if r.Outcome != OutcomeSaved || r.Revision != 3 {
+				t.Fatalf("yjs update: %+v", r)
+			}
+			if err := e.pool.QueryRow(ctx, `SELECT content FROM documents WHERE doc_id = $1`, doc).Scan(&content); err != nil {
+				t.Fatal(err)
+			}
+			if wantLegacy != "" {
+				wantLegacy = "hello world!"
+			}
+			if content != wantLegacy {
+				t.Errorf("after a Yjs update the legacy row holds %q, want %q", content, wantLegacy)
+			}
+			// Replaying the update changes nothing.
+			r = e.submit(Request{Kind: KindYjs, Doc: doc, Tenant: tenant, User: "bob", Update: u, RequestID: "y1-again"})
+			if r.Outcome != OutcomeDuplicate {
+				t.Errorf("replayed update: %+v", r)
+			}
+			// Legacy save after the document has Yjs: both written.
+			before := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = $1`, doc)
+			r = e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "alice", Content: "Hello world!", BaseRevision: 3, IdempotencyKey: "k3"})
+			if r.Revision != 4 {
+				t.Fatalf("save: %+v", r)
+			}
+			if after := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = $1`, doc); after != before+1 {
+				t.Errorf("legacy save on a document with Yjs wrote %d updates, want 1", after-before)
+			}
+			d, err := e.eng.Read(ctx, tenant, doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Content != "Hello world!" || d.Revision != 4 || !d.HasYjs {
+				t.Errorf("read: %+v", d)
+			}
+			// Every ledger entry names this stage and epoch.
+			for _, en := range e.entries(doc) {
+				if en.Stage != tc.stage || en.Epoch != cs.Epoch || en.ShardEpoch != e.eng.ShardEpoch() {
+					t.Errorf("ledger entry %d: stage %s epoch %d shard epoch %d", en.Seq, en.Stage, en.Epoch, en.ShardEpoch)
+				}
+			}
+			// Replays of legacy requests change nothing.
+			n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = $1`, doc)
+			r = e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "alice", Content: "hello world", BaseRevision: 1, IdempotencyKey: "k2"})
+			if !r.Replayed || r.Revision != 2 {
+				t.Errorf("replayed save: %+v", r)
+			}
+			if m := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = $1`, doc); m != n {
+				t.Errorf("replay added %d ledger entries", m-n)
+			}
+			if rep, _ := e.eng.VerifyLedger(ctx, doc); !rep.OK {
+				t.Errorf("chain: %+v", rep)
+			}
+		})
+	}
+	// A tenant in no cohort saves at Legacy, epoch 0.
+	r := e.submit(Request{Kind: KindCreate, Doc: "loose", Tenant: "nobody", User: "u", Content: "x"})
+	if r.Stage.Stage != dataplane.StageLegacy || r.Stage.Epoch != 0 {
+		t.Errorf("tenant without cohort: %+v", r.Stage)
+	}
+}
+
+func TestLegacyDocWithoutYjsInLegacyStage(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLegacy, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "a"})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "u", Content: "ab", BaseRevision: 1})
+	if n := e.count(`SELECT count(*) FROM yjs_updates`); n != 0 {
+		t.Errorf("Legacy stage wrote %d Yjs updates for a document without a Yjs log", n)
+	}
+}
+
+func TestStaleBaseSaves(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("legacy", dataplane.StageVerify, "tl")
+	e.cohort("lf", dataplane.StageLocalFirst, "tf")
+
+	// Legacy-authoritative: applied as legacy would, superseded kept.
+	e.submit(Request{Kind: KindCreate, Doc: "a", Tenant: "tl", User: "u", Content: "draft one"})
+	e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tl", User: "teacher", Content: "draft one, reviewed", BaseRevision: 1, IdempotencyKey: "rev"})
+	r := e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tl", User: "student", Content: "draft two", BaseRevision: 1, IdempotencyKey: "stale"})
+	if r.Outcome != OutcomeOverwrittenPreserved || r.SupersededRevision != 2 || *r.Content != "draft two" {
+		t.Fatalf("stale legacy save: %+v", r)
+	}
+	rev, err := e.eng.ReadRevision(ctx, "tl", "a", 2)
+	if err != nil || rev.Content != "draft one, reviewed" {
+		t.Fatalf("superseded revision: %+v %v", rev, err)
+	}
+	ev, err := e.eng.Evidence(ctx, EvidenceQuery{Doc: "a", Tenant: "tl", Request: "rev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != VerdictOverwrittenPreserved || ev.Proof.PreservedAt != "/v1/documents/a/revisions/2" {
+		t.Errorf("evidence of the overwritten save: %s %+v", ev.Verdict, ev.Proof)
+	}
+
+	// Yjs-authoritative: three-way merged.
+	e.submit(Request{Kind: KindCreate, Doc: "b", Tenant: "tf", User: "u", Content: "hello world"})
+	e.submit(Request{Kind: KindSave, Doc: "b", Tenant: "tf", User: "u", Content: "Hello world", BaseRevision: 1})
+	r = e.submit(Request{Kind: KindSave, Doc: "b", Tenant: "tf", User: "v", Content: "hello world!", BaseRevision: 1, IdempotencyKey: "m"})
+	if r.Outcome != OutcomeMerged || *r.Content != "Hello world!" {
+		t.Fatalf("merge: %+v", r)
+	}
+	// Conflict: current text kept, the save's text preserved.
+	r = e.submit(Request{Kind: KindSave, Doc: "b", Tenant: "tf", User: "w", Content: "goodbye", BaseRevision: 1, IdempotencyKey: "c"})
+	if r.Outcome != OutcomeConflictPreserved || *r.Content != "Hello world!" || r.PreservedID != 1 {
+		t.Fatalf("conflict: %+v", r)
+	}
+	p, err := e.eng.ReadPreserved(ctx, "tf", "b", 1)
+	if err != nil || p.Content != "goodbye" {
+		t.Fatalf("preserved: %+v %v", p, err)
+	}
+	ev, err = e.eng.Evidence(ctx, EvidenceQuery{Doc: "b", Tenant: "tf", Request: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != VerdictOverwrittenPreserved || ev.Proof.PreservedAt != "/v1/documents/b/preserved/1" {
+		t.Errorf("evidence of the conflicting save: %s %+v", ev.Verdict, ev.Proof)
+	}
+	kinds := map[string]int{}
+	for _, en := range e.entries("b") {
+		kinds[en.Kind]++
+	}
+	if kinds[ledger.KindMerged] != 1 || kinds[ledger.KindPreserved] != 1 {
+		t.Errorf("ledger kinds: %v", kinds)
+	}
+}
+
+func TestEvidenceVerdicts(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x", IdempotencyKey: "create"})
+
+	// synced
+	ev, err := e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "t", Request: "create"})
+	if err != nil || ev.Verdict != VerdictSynced || ev.Proof.Revision != 1 || ev.Proof.Hash == "" {
+		t.Fatalf("synced: %+v %v", ev.Proof, err)
+	}
+	// saved-locally-not-synced: a client announces operations we never got.
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "s", StateVector: yjs.EncodeStateVector(yjs.StateVector{4242: 17})})
+	if res.Missing["4242"] != [2]uint64{0, 17} {
+		t.Fatalf("missing: %+v", res.Missing)
+	}
+	ev, _ = e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "t", Client: 4242})
+	if ev.Verdict != VerdictSavedLocallyNotSynced || ev.Proof.LastSeen == nil {
+		t.Fatalf("not synced: %s %+v", ev.Verdict, ev.Proof)
+	}
+	ev, _ = e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "t"})
+	if ev.Verdict != VerdictSavedLocallyNotSynced {
+		t.Errorf("document verdict with an unsynced client: %s", ev.Verdict)
+	}
+	// ... and once its operations arrive, synced.
+	c := yjs.NewDoc(yjs.Options{ClientID: 4242})
+	_ = c.ApplyUpdate(e.clientEdit("t", "d", 9, ""))
+	if err := c.ApplyUpdate(res.Update); err != nil {
+		t.Fatal(err)
+	}
+	var u []byte
+	c.OnUpdate(func(b []byte) { u = b })
+	txt := c.GetText(contract.YjsTextName)
+	if err := txt.Insert(txt.Len(), "seventeen chars!!", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "s", Update: u})
+	ev, _ = e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "t", Client: 4242})
+	if ev.Verdict != VerdictSynced {
+		t.Errorf("after the client's operations arrived: %s %+v", ev.Verdict, ev.Findings)
+	}
+	// rejected
+	_, err = e.eng.Submit(ctx, Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "s", Update: []byte{0xff, 0xff, 0xff}, RequestID: "garbage"})
+	if AsError(err).Code != CodeInvalidUpdate {
+		t.Fatalf("garbage update: %v", err)
+	}
+	ev, _ = e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "t", Request: "garbage"})
+	if ev.Verdict != VerdictRejected || ev.Proof.Reason == "" {
+		t.Errorf("rejected: %s %+v", ev.Verdict, ev.Proof)
+	}
+	// never-persisted
+	ev, _ = e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "t", Request: "no-such-request"})
+	if ev.Verdict != VerdictNeverPersisted {
+		t.Errorf("never persisted: %s", ev.Verdict)
+	}
+	ev, _ = e.eng.Evidence(ctx, EvidenceQuery{Doc: "never", Tenant: "t"})
+	if ev.Verdict != VerdictNeverPersisted || ev.Exists {
+		t.Errorf("unknown document: %s", ev.Verdict)
+	}
+	// Another tenant sees nothing.
+	if _, err := e.eng.Evidence(ctx, EvidenceQuery{Doc: "d", Tenant: "other"}); AsError(err).Code != CodeNotFound {
+		t.Errorf("other tenant's evidence: %v", err)
+	}
+}
+
+func TestTamperedLedgerDetected(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "a"})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "b"})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "c"})
+	if rep, _ := e.eng.VerifyLedger(ctx, "d"); !rep.OK || rep.Entries != 3 {
+		t.Fatalf("fresh chain: %+v", rep)
+	}
+	// The trigger refuses changes.
+	if _, err := e.pool.Exec(ctx, `UPDATE save_ledger SET body = replace(body, '"u"', '"mallory"') WHERE doc_id = 'd' AND seq = 2`); err == nil {
+		t.Fatal("UPDATE of a ledger row was allowed")
+	}
+	if _, err := e.pool.Exec(ctx, `DELETE FROM save_ledger WHERE doc_id = 'd'`); err == nil {
+		t.Fatal("DELETE of ledger rows was allowed")
+	}
+	// A superuser who disables the trigger is still caught by the chain.
+	for _, sql := range []string{
+		`ALTER TABLE save_ledger DISABLE TRIGGER save_ledger_no_update`,
+		`UPDATE save_ledger SET body = replace(body, '"u"', '"mallory"') WHERE doc_id = 'd' AND seq = 2`,
+		`ALTER TABLE save_ledger ENABLE TRIGGER save_ledger_no_update`,
+	} {
+		if _, err := e.pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, _ := e.eng.VerifyLedger(ctx, "d")
+	if rep.OK || len(rep.Problems) == 0 || rep.Problems[0].Seq != 2 {
+		t.Fatalf("tampered chain not detected: %+v", rep)
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "a"})
+	snapshot := func() string {
+		var s string
+		if err := e.pool.QueryRow(ctx, `SELECT (SELECT string_agg(content || revision, ',') FROM documents) ||
+			(SELECT count(*) FROM document_revisions) || '/' || (SELECT count(*) FROM yjs_updates)`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	foreign := e.clientEdit("t", "d", 7, "x")
+	before := snapshot()
+	for _, tc := range []struct {
+		name string
+		req  Request
+		code string
+	}{
+		{"garbage yjs", Request{Kind: KindYjs, Doc: "d", Tenant: "t", Update: []byte("not an update")}, CodeInvalidUpdate},
+		{"empty yjs", Request{Kind: KindYjs, Doc: "d", Tenant: "t", Update: nil}, CodeInvalidUpdate},
+		{"garbage state vector", Request{Kind: KindSync1, Doc: "d", Tenant: "t", StateVector: []byte{0xff}}, CodeInvalidSV},
+		{"unknown document", Request{Kind: KindSave, Doc: "nope", Tenant: "t", Content: "x"}, CodeNotFound},
+		{"wrong tenant", Request{Kind: KindSave, Doc: "d", Tenant: "evil", Content: "x"}, CodeNotFound},
+		{"wrong tenant yjs", Request{Kind: KindYjs, Doc: "d", Tenant: "evil", Update: foreign}, CodeNotFound},
+		{"future base", Request{Kind: KindSave, Doc: "d", Tenant: "t", Content: "x", BaseRevision: 99}, CodeUnknownRevision},
+		{"oversize", Request{Kind: KindSave, Doc: "d", Tenant: "t", Content: strings.Repeat("x", contract.MaxContentBytes+1)}, CodeTooLarge},
+		{"bad utf8", Request{Kind: KindSave, Doc: "d", Tenant: "t", Content: "\xff"}, CodeInvalidRequest},
+		{"exists", Request{Kind: KindCreate, Doc: "d", Tenant: "t", Content: "x"}, CodeAlreadyExists},
+		{"no doc id", Request{Kind: KindSave, Tenant: "t"}, CodeInvalidRequest},
+		{"bad kind", Request{Kind: "drop", Doc: "d", Tenant: "t"}, CodeInvalidRequest},
+	} {
+		_, err := e.eng.Submit(ctx, tc.req)
+		if got := AsError(err); err == nil || got.Code != tc.code {
+			t.Errorf("%s: got %v, want code %s", tc.name, err, tc.code)
+		}
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("bad input changed the store: %s -> %s", before, after)
+	}
+	d, _ := e.eng.Read(ctx, "t", "d")
+	if d.Content != "a" {
+		t.Errorf("content %q", d.Content)
+	}
+}
+
+func TestFencedAfterTakeover(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "a"})
+	// A successor bumps the shard epoch (as Open does after taking the
+	// advisory lock): this engine must not write behind it.
+	if _, err := e.pool.Exec(ctx, `UPDATE shard_leases SET epoch = epoch + 1 WHERE shard = 0`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.eng.Submit(ctx, Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "b"})
+	if AsError(err).Code != CodeFenced {
+		t.Fatalf("save after takeover: %v", err)
+	}
+	select {
+	case <-e.eng.Fenced():
+	default:
+		t.Error("engine not marked fenced")
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions`); n != 1 {
+		t.Errorf("%d revisions after a fenced save", n)
+	}
+}
+
+// TestStageFlipDuringConcurrentSaves flips the cohort's stage while
+// hundreds of saves run: every acknowledged save is in the ledger exactly
+// once, under the one (stage, epoch) that was current when it committed.
+func TestStageFlipDuringConcurrentSaves(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	cs := e.cohort("c", dataplane.StageLegacy, "t")
+	const docs, savesPerDoc = 10, 40
+	for i := range docs {
+		e.submit(Request{Kind: KindCreate, Doc: fmt.Sprintf("d%d", i), Tenant: "t", User: "u", Content: ""})
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]Result{}
+	errs := make(chan error, docs*savesPerDoc)
+	for i := range docs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			doc := fmt.Sprintf("d%d", i)
+			text := ""
+			for j := range savesPerDoc {
+				text += fmt.Sprintf("[%d]", j)
+				key := fmt.Sprintf("%s-%d", doc, j)
+				res, err := e.eng.Submit(ctx, Request{Kind: KindSave, Doc: doc, Tenant: "t", User: "u", Content: text, IdempotencyKey: key})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				acked[key] = res
+				mu.Unlock()
+			}
+		}()
+	}
+	epochStage := map[int64]string{cs.Epoch: dataplane.StageLegacy}
+	epoch := cs.Epoch
+	for _, stage := range []string{dataplane.StageDualWrite, dataplane.StageBackfill, dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageLegacy} {
+		time.Sleep(15 * time.Millisecond)
+		st := e.setStage("c", epoch, stage)
+		epoch = st.Epoch
+		epochStage[epoch] = stage
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if len(acked) != docs*savesPerDoc {
+		t.Fatalf("%d saves acknowledged, want %d", len(acked), docs*savesPerDoc)
+	}
+	seen := map[string]int{}
+	epochsUsed := map[int64]int{}
+	for i := range docs {
+		doc := fmt.Sprintf("d%d", i)
+		for _, en := range e.entries(doc) {
+			if en.IdempotencyKey == "" {
+				continue
+			}
+			seen[en.IdempotencyKey]++
+			epochsUsed[en.Epoch]++
+			if want, ok := epochStage[en.Epoch]; !ok || want != en.Stage {
+				t.Errorf("%s committed under stage %s epoch %d; that epoch's stage is %q", en.IdempotencyKey, en.Stage, en.Epoch, want)
+			}
+			if r := acked[en.IdempotencyKey]; r.LedgerSeq != en.Seq || r.Stage.Epoch != en.Epoch {
+				t.Errorf("%s acknowledged as %+v, ledger says seq %d epoch %d", en.IdempotencyKey, r, en.Seq, en.Epoch)
+			}
+		}
+		if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = $1`, doc); n != savesPerDoc+1 {
+			t.Errorf("%s has %d revisions, want %d", doc, n, savesPerDoc+1)
+		}
+		// From DualWrite on, both representations agree at every commit.
+		d, err := e.eng.Read(ctx, "t", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.LegacyContent != nil {
+			t.Errorf("%s: representations differ: %q vs %q", doc, d.Content, *d.LegacyContent)
+		}
+	}
+	for k := range acked {
+		if seen[k] != 1 {
+			t.Errorf("save %s has %d ledger entries", k, seen[k])
+		}
+	}
+	t.Logf("saves per epoch: %v; group commits: %d", epochsUsed, e.eng.Batches.Load())
+	// Retrying every save changes nothing.
+	before := e.count(`SELECT count(*) FROM save_ledger`)
+	for i := range docs {
+		doc := fmt.Sprintf("d%d", i)
+		_, err := e.eng.Submit(ctx, Request{Kind: KindSave, Doc: doc, Tenant: "t", User: "u", Content: "retry", IdempotencyKey: doc + "-3"})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := e.count(`SELECT count(*) FROM save_ledger`); after != before {
+		t.Errorf("retries added %d ledger entries", after-before)
+	}
+}
+
+func TestColdLoadFromSnapshotAndLog(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("c", dataplane.StageComplete, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: ""})
+	want := ""
+	for i := range 150 { // crosses the snapshot interval twice
+		want += fmt.Sprint(i % 10)
+		e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: want})
+	}
+	e.eng.mu.Lock()
+	e.eng.cache.evict("d")
+	e.eng.mu.Unlock()
+	d, err := e.eng.Read(ctx, "t", "d")
+	if err != nil || d.Content != want || d.Revision != 151 {
+		t.Fatalf("cold read: %q rev %d, %v", d.Content, d.Revision, err)
+	}
+	if n := e.count(`SELECT upto_seq FROM yjs_snapshots WHERE doc_id = 'd'`); n < 128 {
+		t.Errorf("snapshot covers up to %d", n)
+	}
+}
+
+var _ = errors.New

@@ -1,0 +1,116 @@
+package syncer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// Client calls a syncer's internal API.
+type Client struct {
+	// BaseURL is the syncer's address, e.g. http://127.0.0.1:8081.
+	BaseURL string
+	Token   string
+	HTTP    *http.Client
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := c.BaseURL + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: "syncer unreachable: " + err.Error()}
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: "syncer response: " + err.Error()}
+	}
+	if resp.StatusCode != http.StatusOK {
+		e := &store.Error{}
+		if json.Unmarshal(raw, e) != nil || e.Code == "" {
+			return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable, Message: fmt.Sprintf("syncer answered %s", resp.Status)}
+		}
+		e.Status = resp.StatusCode
+		return e
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// Apply submits a save request.
+func (c *Client) Apply(ctx context.Context, r store.Request) (store.Result, error) {
+	var out store.Result
+	err := c.do(ctx, http.MethodPost, PathApply, nil, r, &out)
+	return out, err
+}
+
+// Read reads a tenant's document.
+func (c *Client) Read(ctx context.Context, tenant, doc string) (store.Document, error) {
+	var out store.Document
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc), url.Values{"tenant": {tenant}}, nil, &out)
+	return out, err
+}
+
+// List lists a tenant's documents.
+func (c *Client) List(ctx context.Context, tenant, after string, limit int) ([]store.Summary, error) {
+	var out []store.Summary
+	err := c.do(ctx, http.MethodGet, PathList, url.Values{"tenant": {tenant}, "after": {after}, "limit": {strconv.Itoa(limit)}}, nil, &out)
+	return out, err
+}
+
+// Revision reads a revision of the save history.
+func (c *Client) Revision(ctx context.Context, tenant, doc string, rev int64) (store.Revision, error) {
+	var out store.Revision
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/revisions/"+strconv.FormatInt(rev, 10), url.Values{"tenant": {tenant}}, nil, &out)
+	return out, err
+}
+
+// Preserved reads preserved content.
+func (c *Client) Preserved(ctx context.Context, tenant, doc string, id int64) (store.Preserved, error) {
+	var out store.Preserved
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/preserved/"+strconv.FormatInt(id, 10), url.Values{"tenant": {tenant}}, nil, &out)
+	return out, err
+}
+
+// Evidence asks for a document's evidence; q holds tenant and the subject.
+func (c *Client) Evidence(ctx context.Context, doc string, q url.Values) (store.Evidence, error) {
+	var out store.Evidence
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/evidence", q, nil, &out)
+	return out, err
+}
+
+// Verify checks a document's ledger chain.
+func (c *Client) Verify(ctx context.Context, doc string) (store.VerifyReport, error) {
+	var out store.VerifyReport
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/verify", nil, nil, &out)
+	return out, err
+}

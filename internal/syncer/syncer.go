@@ -1,0 +1,271 @@
+// Package syncer runs a shard's syncer sidecar: it applies migrations,
+// takes its shard (internal/store: advisory lock, shard epoch, group
+// commit), serves the gateway's internal API, and heartbeats the shard's
+// report (dataplane.ShardReporter) with the rollout epoch it has observed,
+// so the controller's barrier can advance.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/migrations"
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// Config configures a syncer.
+type Config struct {
+	Listen        string
+	MetricsListen string
+	DatabaseURL   string
+	// Rollout is "namespace/name".
+	Rollout       string
+	Shard         int
+	Shards        int
+	PodName       string
+	InternalToken string
+	Heartbeat     time.Duration
+	CacheDocs     int
+	Logger        *slog.Logger
+	// Ready, if set, receives the internal API's address once serving.
+	Ready func(addr string)
+}
+
+// ShardFromPodName returns the StatefulSet ordinal of a pod name
+// ("demo-gateway-3" -> 3).
+func ShardFromPodName(pod string) (int, error) {
+	i := strings.LastIndexByte(pod, '-')
+	if i < 0 {
+		return 0, fmt.Errorf("pod name %q has no ordinal", pod)
+	}
+	n, err := strconv.Atoi(pod[i+1:])
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("pod name %q has no ordinal", pod)
+	}
+	return n, nil
+}
+
+// Syncer is a running syncer.
+type Syncer struct {
+	cfg      Config
+	pool     *pgxpool.Pool
+	dp       *dataplane.Postgres
+	eng      *store.Engine
+	log      *slog.Logger
+	observed atomic.Int64
+	kick     chan struct{}
+
+	mObserved   prometheus.Gauge
+	mShardEpoch prometheus.Gauge
+	mReports    prometheus.Counter
+	mReportErrs prometheus.Counter
+}
+
+// ObservedEpoch is the rollout epoch last loaded and reported.
+func (s *Syncer) ObservedEpoch() int64 { return s.observed.Load() }
+
+// Run runs the syncer until ctx ends (nil) or its shard is taken over or
+// its lock lost (an error: the process should exit and be restarted).
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 2 * time.Second
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("no database URL (--database-url or " + contract.EnvDatabaseURL + ")")
+	}
+	if cfg.Rollout == "" {
+		return errors.New("no rollout (--rollout or " + contract.EnvRollout + ")")
+	}
+	if cfg.Shards < 1 || cfg.Shard < 0 || cfg.Shard >= cfg.Shards {
+		return fmt.Errorf("shard %d out of [0, %d)", cfg.Shard, cfg.Shards)
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return errors.New("invalid database URL")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool); err != nil {
+		return err
+	}
+	holder := cfg.PodName
+	if holder == "" {
+		holder = fmt.Sprintf("syncer-%d", cfg.Shard)
+	}
+	cfg.Logger.Info("taking shard", "shard", cfg.Shard, "shards", cfg.Shards, "rollout", cfg.Rollout)
+	eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: cfg.DatabaseURL, Shard: cfg.Shard, Shards: cfg.Shards,
+		Rollout: cfg.Rollout, Holder: holder, CacheDocs: cfg.CacheDocs, Logger: cfg.Logger})
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	s := &Syncer{cfg: cfg, pool: pool, dp: dataplane.NewPostgres(pool), eng: eng, log: cfg.Logger, kick: make(chan struct{}, 1)}
+	s.observed.Store(-1)
+	reg := prometheus.NewRegistry()
+	s.mObserved = prometheus.NewGauge(prometheus.GaugeOpts{Name: "yawp_syncer_observed_epoch", Help: "Rollout epoch last observed and reported."})
+	s.mShardEpoch = prometheus.NewGauge(prometheus.GaugeOpts{Name: "yawp_syncer_shard_epoch", Help: "Shard epoch this syncer writes under."})
+	s.mReports = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_reports_total", Help: "Shard reports written."})
+	s.mReportErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_report_errors_total", Help: "Shard reports that failed."})
+	reg.MustRegister(s.mObserved, s.mShardEpoch, s.mReports, s.mReportErrs,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_group_commits_total", Help: "Group commits run."}, func() float64 { return float64(eng.Batches.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_requests_applied_total", Help: "Requests applied."}, func() float64 { return float64(eng.Applied.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "yawp_syncer_cached_documents", Help: "Documents in memory."}, func() float64 { return float64(eng.CachedDocuments()) }),
+	)
+	s.mShardEpoch.Set(float64(eng.ShardEpoch()))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: Handler(eng, cfg.InternalToken), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	if cfg.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle(contract.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		msrv := &http.Server{Addr: cfg.MetricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := msrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				cfg.Logger.Warn("metrics listener", "err", err)
+			}
+		}()
+		defer msrv.Close()
+	}
+	if cfg.InternalToken == "" {
+		cfg.Logger.Warn("no internal token: the internal API refuses every call; set " + contract.EnvInternalToken + " or " + contract.EnvTokenKey)
+	}
+	cfg.Logger.Info("serving", "listen", ln.Addr().String(), "shard", cfg.Shard, "shard_epoch", eng.ShardEpoch())
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+	go s.listen(ctx)
+	tick := time.NewTicker(cfg.Heartbeat)
+	defer tick.Stop()
+	s.heartbeat(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-eng.Fenced():
+			return errors.New("fenced: another syncer owns the shard now")
+		case <-tick.C:
+		case <-s.kick:
+		}
+		s.heartbeat(ctx)
+	}
+}
+
+// heartbeat checks the shard lock, observes the rollout and reports.
+func (s *Syncer) heartbeat(ctx context.Context) {
+	if err := s.eng.CheckLock(ctx); err != nil {
+		return
+	}
+	if err := s.report(ctx); err != nil {
+		s.mReportErrs.Inc()
+		s.log.Warn("shard report", "err", err)
+		return
+	}
+	s.mReports.Inc()
+}
+
+func (s *Syncer) report(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	obs, err := s.dp.Observe(ctx, s.cfg.Rollout)
+	if err != nil {
+		return err
+	}
+	if !obs.Registered {
+		return nil // the controller has not registered the rollout yet
+	}
+	if obs.Shards != s.cfg.Shards {
+		s.log.Error("rollout shard count differs from this syncer's", "rollout_shards", obs.Shards, "shards", s.cfg.Shards)
+	}
+	counts, err := s.dp.CohortDocuments(ctx, s.cfg.Rollout, s.cfg.Shard)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	rep := dataplane.ShardReport{Rollout: s.cfg.Rollout, Shard: s.cfg.Shard, ObservedEpoch: obs.Epoch,
+		Holder: fmt.Sprintf("%s#%d", s.holder(), s.eng.ShardEpoch()), ReportedAt: now}
+	for _, c := range obs.Cohorts {
+		// Backfill and verification counts belong to a later issue: they
+		// are reported as zero/false, not guessed.
+		rep.Cohorts = append(rep.Cohorts, dataplane.CohortReport{Cohort: c.Cohort, Epoch: c.Epoch, Documents: counts[c.Cohort], ReportedAt: now})
+	}
+	if err := s.dp.ReportShard(ctx, rep); err != nil {
+		return err
+	}
+	if s.observed.Swap(obs.Epoch) != obs.Epoch {
+		s.log.Info("observed rollout epoch", "epoch", obs.Epoch, "cohorts", len(obs.Cohorts))
+	}
+	s.mObserved.Set(float64(obs.Epoch))
+	return nil
+}
+
+func (s *Syncer) holder() string {
+	if s.cfg.PodName != "" {
+		return s.cfg.PodName
+	}
+	return fmt.Sprintf("syncer-%d", s.cfg.Shard)
+}
+
+// listen LISTENs on dataplane.NotifyChannel and kicks a heartbeat on every
+// stage change; the ticker is the poll fallback.
+func (s *Syncer) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
+		if err == nil {
+			_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{dataplane.NotifyChannel}.Sanitize())
+			for err == nil {
+				var n interface{ Payload() string }
+				nt, werr := conn.WaitForNotification(ctx)
+				if werr != nil {
+					err = werr
+					break
+				}
+				n = payload(nt.Payload)
+				if n.Payload() == s.cfg.Rollout {
+					select {
+					case s.kick <- struct{}{}:
+					default:
+					}
+				}
+			}
+			conn.Close(context.Background())
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Debug("stage listener reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+type payload string
+
+func (p payload) Payload() string { return string(p) }
