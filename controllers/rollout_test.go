@@ -131,7 +131,9 @@ func TestPerCohortRolloutReachesComplete(t *testing.T) {
 	f.g.Expect(cs.Documents).To(Equal(int64(10)))
 	f.g.Expect(cs.Verified).To(Equal(int64(10)))
 	f.g.Expect(cs.ShardsObserved).To(Equal(int32(2)))
-	f.g.Eventually(func() metav1.ConditionStatus { return condition(f.get("demo"), persistencev1alpha1.ConditionVerified).Status }).Should(Equal(metav1.ConditionTrue))
+	f.g.Eventually(func() metav1.ConditionStatus {
+		return condition(f.get("demo"), persistencev1alpha1.ConditionVerified).Status
+	}).Should(Equal(metav1.ConditionTrue))
 
 	f.soak("demo", time.Minute)
 	f.waitStage("demo", "pilot", persistencev1alpha1.StageLocalFirst)

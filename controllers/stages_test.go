@@ -67,7 +67,9 @@ func TestPlanCohortTransitions(t *testing.T) {
 		{name: "gate fails: automatic rollback", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.mismatched = 1; return s }(),
 			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack},
 		{name: "gate fails: manual halt", state: state("Backfill", 3), sum: func() summary { s := healthy(3); s.gaps = 2; return s }(),
-			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.RollbackPolicy = persistencev1alpha1.RollbackManual },
+			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) {
+				s.RollbackPolicy = persistencev1alpha1.RollbackManual
+			},
 			kind: actHalt, stage: persistencev1alpha1.StageBackfill, outcome: persistencev1alpha1.OutcomeHalted},
 		{name: "gate fails while paused: reported, not acted on", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.divergences = 1; return s }(),
 			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.Paused = true }, wait: "unpause"},

@@ -71,11 +71,11 @@ type BucketRange struct {
 
 // CohortState is a cohort's row as recorded in PostgreSQL.
 type CohortState struct {
-	Cohort        string
-	Position      int
-	Stage         string
-	Epoch         int64
-	Attempt       int32
+	Cohort   string
+	Position int
+	Stage    string
+	Epoch    int64
+	Attempt  int32
 	// Outcome is "" while the attempt runs, else OutcomeRolledBack or
 	// OutcomeHalted.
 	Outcome       string
