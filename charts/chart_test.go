@@ -438,8 +438,8 @@ func assertHardenedManager(t *testing.T, dep *appsv1.Deployment) corev1.Containe
 		t.Errorf("pod runs as uid 0")
 	}
 	sc := c.SecurityContext
-	switch {
-	case sc == nil:
+	switch sc {
+	case nil:
 		t.Errorf("manager container has no securityContext")
 	default:
 		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {

@@ -192,7 +192,7 @@ func stageOf(st *dataplane.CohortState) persistencev1alpha1.Stage {
 // planCohort decides for one cohort. mayStart says whether the strategy lets
 // it leave Legacy, mayFlip whether it may flip to LocalFirst.
 func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan {
-	spec, st, sum, now := c.spec, c.state, c.sum, in.now
+	spec, st, sum := c.spec, c.state, c.sum
 	gates := in.spec.Gates
 	intent := spec.Intent
 	if intent == "" {
@@ -280,6 +280,19 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 		return cp
 	}
 
+	return advance(in, c, cp, mayFlip)
+}
+
+// advance moves a healthy, running attempt towards its next stage, or says
+// what it waits for.
+func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPlan {
+	spec, st, sum, now := c.spec, c.state, c.sum, in.now
+	stage := stageOf(st)
+	intent := spec.Intent
+	set := func(to persistencev1alpha1.Stage, reason, msg string) *action {
+		return &action{kind: actSetStage, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: to,
+			attempt: st.Attempt, reason: reason, message: msg}
+	}
 	wait := func(reason, format string, args ...any) cohortPlan {
 		cp.reason, cp.waitingFor = reason, fmt.Sprintf(format, args...)
 		return cp
@@ -297,17 +310,17 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 
 	switch stage {
 	case persistencev1alpha1.StageLegacy:
-		cp.act = set(persistencev1alpha1.StageDualWrite, st.Attempt, "", "DualWriteStarted",
+		cp.act = set(persistencev1alpha1.StageDualWrite, "DualWriteStarted",
 			fmt.Sprintf("cohort %s writes both representations", spec.Name))
 	case persistencev1alpha1.StageDualWrite:
-		cp.act = set(persistencev1alpha1.StageBackfill, st.Attempt, "", "BarrierPassed",
+		cp.act = set(persistencev1alpha1.StageBackfill, "BarrierPassed",
 			fmt.Sprintf("all %d shards observed epoch %d; backfilling cohort %s", sum.shards, st.Epoch, spec.Name))
 	case persistencev1alpha1.StageBackfill:
 		if !sum.allFresh() || sum.backfillDone < sum.shards {
 			return wait(persistencev1alpha1.ReasonBackfilling, "backfill to complete on %d/%d shards (%d/%d documents)",
 				sum.shards-min(sum.shards, sum.backfillDone), sum.shards, sum.backfilled, sum.documents)
 		}
-		cp.act = set(persistencev1alpha1.StageVerify, st.Attempt, "", "BackfillComplete",
+		cp.act = set(persistencev1alpha1.StageVerify, "BackfillComplete",
 			fmt.Sprintf("backfilled %d documents of cohort %s; verifying", sum.backfilled, spec.Name))
 	case persistencev1alpha1.StageVerify, persistencev1alpha1.StageLocalFirst:
 		soak := spec.Soak.Duration
@@ -328,7 +341,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 			return wait(persistencev1alpha1.ReasonSoaking, "soak until %s", cp.soakEndsAt.UTC().Format(time.RFC3339))
 		}
 		if stage == persistencev1alpha1.StageLocalFirst {
-			cp.act = set(persistencev1alpha1.StageComplete, st.Attempt, "", "PostFlipSoakPassed",
+			cp.act = set(persistencev1alpha1.StageComplete, "PostFlipSoakPassed",
 				fmt.Sprintf("cohort %s soaked local-first for %s with every gate holding", spec.Name, soak))
 			break
 		}
@@ -338,7 +351,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 		if spec.RequireApproval && spec.ApprovedAttempt != st.Attempt {
 			return wait(persistencev1alpha1.ReasonAwaitingApproval, "approval: set approvedAttempt: %d on cohort %s", st.Attempt, spec.Name)
 		}
-		cp.act = set(persistencev1alpha1.StageLocalFirst, st.Attempt, "", "Flipped",
+		cp.act = set(persistencev1alpha1.StageLocalFirst, "Flipped",
 			fmt.Sprintf("cohort %s verified for %s; clients switch to local-first", spec.Name, soak))
 	}
 	return cp

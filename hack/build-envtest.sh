@@ -119,8 +119,8 @@ PIN_ETCD="$(gomod_require "$ENVTEST_GOMOD" go.etcd.io/etcd/server/v3)"
 update_pins() {
 	local kube="$ROOT_KUBE" staging_version="$ROOT_API" kube_gomod etcd args old _rest
 	log "re-pinning hack/envtest to Kubernetes $kube (staging modules $staging_version)"
-	kube_gomod="$(cd "$MOD_DIR" && go mod download -json "k8s.io/kubernetes@$kube" |
-		awk -F'"' '$2 == "GoMod" { print $4 } $2 == "Error" { print "ERROR: " $4 > "/dev/stderr" }')"
+	kube_gomod="$( (cd "$MOD_DIR" && go mod download -json "k8s.io/kubernetes@$kube") |
+		awk -F'"' '$2 == "GoMod" { print $4 } $2 == "Error" { print "go: " $4 > "/dev/stderr" }')" || true
 	[[ -n "$kube_gomod" && -f "$kube_gomod" ]] || die "could not download k8s.io/kubernetes@$kube (is that version published?)"
 	etcd="$(gomod_require "$kube_gomod" go.etcd.io/etcd/server/v3)"
 	[[ -n "$etcd" ]] || etcd="$(gomod_require "$kube_gomod" go.etcd.io/etcd/client/v3)"

@@ -13,7 +13,10 @@
 #   hack/build-tool.sh --version NAME      print the pinned version of NAME
 #
 # To bump a tool:  cd hack/tools && go get -tool MODULE/cmd/NAME@vX.Y.Z && go mod tidy
-# (hack/helm for helm); the next run of this script rebuilds it.
+# (hack/helm for helm); the next run of this script rebuilds it. If tidy in
+# hack/tools fails with "ambiguous import ... google.golang.org/genproto" (an old
+# genproto pulled in by golangci-lint's viper), run
+# "go get google.golang.org/genproto@latest" there first, then tidy again.
 #
 # Environment:
 #   LOCALBIN  output directory (default: <repo>/bin)

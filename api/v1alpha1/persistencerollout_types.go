@@ -555,7 +555,3 @@ type PersistenceRolloutList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PersistenceRollout `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&PersistenceRollout{}, &PersistenceRolloutList{})
-}

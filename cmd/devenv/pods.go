@@ -181,11 +181,12 @@ func (p *podRunner) runOnce(ctx context.Context, binary string, args, env []stri
 		p.log.Error(err, "start", "pod", pod, "container", container)
 		return
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	select {
-	case err := <-exited:
-		p.log.Info("exited; restarting", "pod", pod, "container", container, "err", err, "log", logPath)
+	case <-exited:
+		p.log.Info("exited; restarting", "pod", pod, "container", container, "err", waitErr, "log", logPath)
 	case <-ctx.Done():
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {

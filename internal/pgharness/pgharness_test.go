@@ -159,16 +159,16 @@ func TestParentDeath(t *testing.T) {
 	var pid int
 	var dir string
 	if _, err := fmt.Fscan(out, &pid, &dir); err != nil {
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill()
 		t.Fatalf("reading helper output: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) }) // the killed owner cannot
-	cmd.Process.Kill()
-	cmd.Wait()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
 
 	for deadline := time.Now().Add(20 * time.Second); alive(pid); time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			syscall.Kill(pid, syscall.SIGQUIT)
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
 			t.Fatalf("postmaster %d still running after its owner was killed", pid)
 		}
 	}
@@ -192,8 +192,8 @@ func TestKeepReusesCluster(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg")
 	if os.Geteuid() == 0 {
 		// t.TempDir is 0700 root: the postgres user could not reach it.
-		os.Chmod(filepath.Dir(dir), 0o755)
-		os.Chmod(filepath.Dir(filepath.Dir(dir)), 0o755)
+		_ = os.Chmod(filepath.Dir(dir), 0o755)
+		_ = os.Chmod(filepath.Dir(filepath.Dir(dir)), 0o755)
 	}
 	opts := Options{Dir: dir, Keep: true, Fsync: true}
 
@@ -238,7 +238,7 @@ func TestTestDBName(t *testing.T) {
 			t.Errorf("testDBName(%q) = %q: not a short lower-case identifier", name, got)
 		}
 	}
-	if testDBName("TestFoo") == testDBName("TestFoo") {
+	if a, b := testDBName("TestFoo"), testDBName("TestFoo"); a == b {
 		t.Error("testDBName is not unique per call")
 	}
 }

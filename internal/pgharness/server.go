@@ -95,7 +95,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	}
 	defer func() {
 		if err != nil {
-			s.cleanup()
+			_ = s.cleanup()
 		}
 	}()
 	if cred != nil {
@@ -288,7 +288,7 @@ func (s *Server) launch(ctx context.Context, bin string, cred *syscall.Credentia
 
 	t0 := time.Now()
 	if err := s.waitReady(ctx); err != nil {
-		s.shutdown()
+		_ = s.shutdown()
 		s.cmd = nil
 		return fmt.Errorf("pgharness: start postgres on port %d: %w\npostgres log:\n%s", s.port, err, s.logTail())
 	}
