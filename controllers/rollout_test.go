@@ -2,12 +2,15 @@ package controllers
 
 import (
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -169,6 +172,9 @@ func TestPerCohortRolloutReachesComplete(t *testing.T) {
 	f.g.Expect(condition(ro, persistencev1alpha1.ConditionDegraded).Status).To(Equal(metav1.ConditionFalse))
 	f.g.Expect(condition(ro, persistencev1alpha1.ConditionReady).ObservedGeneration).To(Equal(ro.Generation))
 	f.g.Eventually(func() []string { return f.events("demo") }).Should(ContainElement(ContainSubstring("Flipped: cohort pilot verified")))
+	// The manager's /metrics counts cohorts per stage.
+	f.g.Expect(testutil.ToFloat64(cohortsPerStage.WithLabelValues(f.ns, "demo", "Complete"))).To(Equal(2.0))
+	f.g.Expect(testutil.ToFloat64(cohortsPerStage.WithLabelValues(f.ns, "demo", "Verify"))).To(Equal(0.0))
 }
 
 func TestDualWriteFirstFlipsOneByOne(t *testing.T) {
@@ -432,6 +438,17 @@ func TestBadManifestsAreRefused(t *testing.T) {
 	})
 }
 
+// kubectlBinary is the kubectl built beside the envtest control plane (same
+// version), else the one on PATH.
+func kubectlBinary() string {
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "kubectl")); err == nil {
+			return filepath.Join(dir, "kubectl")
+		}
+	}
+	return "kubectl"
+}
+
 func TestKubectlGetShowsTheRollout(t *testing.T) {
 	f := newFixture(t)
 	f.g.Expect(k8s.Create(context.Background(), f.rollout("shown", "pilot", "rest"))).To(Succeed())
@@ -439,7 +456,7 @@ func TestKubectlGetShowsTheRollout(t *testing.T) {
 	f.report("shown", 0, shardReport{})
 
 	kubectl := func(args ...string) string {
-		out, err := exec.Command("kubectl", append([]string{"--kubeconfig", kubeconfig, "-n", f.ns, "get", "persistencerollouts"}, args...)...).CombinedOutput()
+		out, err := exec.Command(kubectlBinary(), append([]string{"--kubeconfig", kubeconfig, "-n", f.ns, "get", "persistencerollouts"}, args...)...).CombinedOutput()
 		f.g.Expect(err).NotTo(HaveOccurred(), string(out))
 		return string(out)
 	}
@@ -453,7 +470,7 @@ func TestKubectlGetShowsTheRollout(t *testing.T) {
 	f.g.Expect(row[len(row)-5:]).To(Equal([]string{"PerCohort", itoa(f.get("shown").Status.Epoch), "1/2", "false", "False"}),
 		"strategy, epoch, shards reporting, paused, degraded")
 	// The short name works too.
-	out, err := exec.Command("kubectl", "--kubeconfig", kubeconfig, "-n", f.ns, "get", "prollout", "shown", "-o", "jsonpath={.status.cohorts[0].message}").CombinedOutput()
+	out, err := exec.Command(kubectlBinary(), "--kubeconfig", kubeconfig, "-n", f.ns, "get", "prollout", "shown", "-o", "jsonpath={.status.cohorts[0].message}").CombinedOutput()
 	f.g.Expect(err).NotTo(HaveOccurred(), string(out))
 	f.g.Expect(string(out)).To(Equal("waiting for 1/2 shards to observe epoch " + itoa(f.get("shown").Status.Epoch)))
 }
