@@ -21,6 +21,7 @@ import (
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/rolloutctl"
 )
 
 // walkToVerify takes a started cohort from DualWrite to Verify by playing
@@ -235,7 +236,11 @@ func TestFailingGateRollsBackAndNothingElseMoves(t *testing.T) {
 	}, "1s").Should(Equal("Legacy,"))
 
 	// A new attempt starts over from DualWrite.
-	f.update("gate", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Attempt = 2 })
+	_, err := rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "gate"}, rolloutctl.Retry("rest"))
+	f.g.Expect(err).To(MatchError(ContainSubstring("cohort rest is not started (attempt 0")))
+	msg, err := rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "gate"}, rolloutctl.Retry("pilot"))
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(msg).To(Equal("asked for attempt 2 of cohort pilot"))
 	st = f.waitStage("gate", "pilot", persistencev1alpha1.StageDualWrite)
 	f.g.Expect(st.Attempt).To(Equal(int32(2)))
 	f.g.Expect(st.Outcome).To(BeEmpty())
@@ -262,8 +267,29 @@ func TestApprovalGatesTheFlip(t *testing.T) {
 	f.soak("approve", time.Minute)
 	f.g.Eventually(func() string { return f.get("approve").Status.WaitingFor }).Should(Equal("approval: set approvedAttempt: 1 on cohort pilot"))
 	f.g.Consistently(func() persistencev1alpha1.Stage { return f.cohortStatus("approve", "pilot").Stage }, "500ms").Should(Equal(persistencev1alpha1.StageVerify))
-	f.update("approve", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].ApprovedAttempt = 1 })
+	// A person approves with yawpctl, which edits the spec.
+	msg, err := rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "approve"}, rolloutctl.Approve("pilot"))
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(msg).To(Equal("approved the flip of attempt 1 of cohort pilot"))
+	f.g.Expect(f.get("approve").Spec.Cohorts[0].ApprovedAttempt).To(Equal(int32(1)))
 	f.waitStage("approve", "pilot", persistencev1alpha1.StageLocalFirst)
+
+	// A person rolls the flipped cohort back: nothing is lost, since the
+	// legacy row was written all along.
+	f.healthyShards("approve")
+	_, err = rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "approve"},
+		rolloutctl.SetIntent("pilot", persistencev1alpha1.IntentRollback))
+	f.g.Expect(err).NotTo(HaveOccurred())
+	st := f.waitStage("approve", "pilot", persistencev1alpha1.StageLegacy)
+	f.g.Expect(st.Outcome).To(Equal("RolledBack"))
+	_, err = rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "approve"}, rolloutctl.Approve("nope"))
+	f.g.Expect(err).To(MatchError(ContainSubstring(`rollout approve has no cohort "nope" (cohorts: pilot)`)))
+
+	// The status table a person reads.
+	var out strings.Builder
+	f.g.Expect(rolloutctl.PrintStatus(&out, f.get("approve"), fakeClock.Now())).To(Succeed())
+	f.g.Expect(out.String()).To(ContainSubstring("Rollout " + f.ns + "/approve: cohort 1/1 (pilot), stage Legacy"))
+	f.g.Expect(out.String()).To(MatchRegexp(`pilot\s+Legacy\s+\d+\s+1\s+`))
 }
 
 func TestPauseAndResume(t *testing.T) {

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/rolloutctl"
+)
+
+// newRolloutCommand is `yawpctl rollout`: read a rollout's cohorts, and
+// express intent (approve, retry, hold, proceed, rollback, pause, resume) by
+// editing its spec, as a GitOps commit would.
+func newRolloutCommand() *cobra.Command {
+	var kubeconfig, namespace string
+	cmd := &cobra.Command{
+		Use:   "rollout",
+		Short: "Inspect a PersistenceRollout and express intent for its cohorts",
+	}
+	cmd.PersistentFlags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+	cmd.PersistentFlags().StringVarP(&namespace, "namespace", "n", "", "namespace (default: the kubeconfig's)")
+
+	connect := func() (client.Client, string, error) {
+		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		if kubeconfig != "" {
+			rules.ExplicitPath = kubeconfig
+		}
+		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+		cfg, err := cc.ClientConfig()
+		if err != nil {
+			return nil, "", fmt.Errorf("kubeconfig: %w", err)
+		}
+		ns := namespace
+		if ns == "" {
+			if ns, _, err = cc.Namespace(); err != nil {
+				return nil, "", err
+			}
+		}
+		scheme := runtime.NewScheme()
+		if err := persistencev1alpha1.AddToScheme(scheme); err != nil {
+			return nil, "", err
+		}
+		c, err := client.New(cfg, client.Options{Scheme: scheme})
+		return c, ns, err
+	}
+	edit := func(use, short string, args cobra.PositionalArgs, mk func(args []string) rolloutctl.Edit) *cobra.Command {
+		return &cobra.Command{Use: use, Short: short, Args: args, RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := connect()
+			if err != nil {
+				return err
+			}
+			msg, err := rolloutctl.Apply(context.Background(), c, client.ObjectKey{Namespace: ns, Name: args[0]}, mk(args))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), msg)
+			return nil
+		}}
+	}
+	cmd.AddCommand(
+		&cobra.Command{Use: "status NAME", Short: "Show every cohort's stage, counts and what it waits for", Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				c, ns, err := connect()
+				if err != nil {
+					return err
+				}
+				var ro persistencev1alpha1.PersistenceRollout
+				if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: args[0]}, &ro); err != nil {
+					return err
+				}
+				return rolloutctl.PrintStatus(os.Stdout, &ro, time.Now())
+			}},
+		edit("approve NAME COHORT", "Approve the flip of the cohort's current attempt", cobra.ExactArgs(2),
+			func(a []string) rolloutctl.Edit { return rolloutctl.Approve(a[1]) }),
+		edit("retry NAME COHORT", "Start a new attempt of a rolled-back or halted cohort", cobra.ExactArgs(2),
+			func(a []string) rolloutctl.Edit { return rolloutctl.Retry(a[1]) }),
+		edit("hold NAME COHORT", "Keep a cohort at its stage", cobra.ExactArgs(2),
+			func(a []string) rolloutctl.Edit { return rolloutctl.SetIntent(a[1], persistencev1alpha1.IntentHold) }),
+		edit("proceed NAME COHORT", "Let a held cohort move again", cobra.ExactArgs(2),
+			func(a []string) rolloutctl.Edit { return rolloutctl.SetIntent(a[1], persistencev1alpha1.IntentProceed) }),
+		edit("rollback NAME COHORT", "Return a cohort to Legacy under a new epoch and keep it there", cobra.ExactArgs(2),
+			func(a []string) rolloutctl.Edit { return rolloutctl.SetIntent(a[1], persistencev1alpha1.IntentRollback) }),
+		edit("pause NAME", "Stop every transition of the rollout", cobra.ExactArgs(1),
+			func([]string) rolloutctl.Edit { return rolloutctl.SetPaused(true) }),
+		edit("resume NAME", "Let the rollout move again", cobra.ExactArgs(1),
+			func([]string) rolloutctl.Edit { return rolloutctl.SetPaused(false) }),
+	)
+	return cmd
+}

@@ -1,0 +1,170 @@
+// Package rolloutctl holds what `yawpctl rollout` does to a
+// PersistenceRollout: it expresses a person's intent (approve a flip, retry a
+// cohort, hold, roll back, pause) by editing the spec, never by calling the
+// controller, so GitOps and kubectl see the same thing; and it renders a
+// rollout's cohorts as a table. It must not write status.
+package rolloutctl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+)
+
+// Edit is one change of intent on a rollout. It returns a description of
+// what it changed, or an error when the change makes no sense now.
+type Edit func(ro *persistencev1alpha1.PersistenceRollout) (string, error)
+
+// Apply re-reads the rollout and applies edit, retrying on conflicts.
+func Apply(ctx context.Context, c client.Client, key client.ObjectKey, edit Edit) (string, error) {
+	var msg string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var ro persistencev1alpha1.PersistenceRollout
+		if err := c.Get(ctx, key, &ro); err != nil {
+			return err
+		}
+		m, err := edit(&ro)
+		if err != nil {
+			return err
+		}
+		msg = m
+		return c.Update(ctx, &ro)
+	})
+	return msg, err
+}
+
+func cohort(ro *persistencev1alpha1.PersistenceRollout, name string) (*persistencev1alpha1.CohortSpec, *persistencev1alpha1.CohortStatus, error) {
+	var spec *persistencev1alpha1.CohortSpec
+	for i := range ro.Spec.Cohorts {
+		if ro.Spec.Cohorts[i].Name == name {
+			spec = &ro.Spec.Cohorts[i]
+		}
+	}
+	if spec == nil {
+		var names []string
+		for _, c := range ro.Spec.Cohorts {
+			names = append(names, c.Name)
+		}
+		return nil, nil, fmt.Errorf("rollout %s has no cohort %q (cohorts: %s)", ro.Name, name, strings.Join(names, ", "))
+	}
+	st := &persistencev1alpha1.CohortStatus{}
+	for i := range ro.Status.Cohorts {
+		if ro.Status.Cohorts[i].Name == name {
+			st = &ro.Status.Cohorts[i]
+		}
+	}
+	return spec, st, nil
+}
+
+// Approve approves the flip of the cohort's current attempt.
+func Approve(name string) Edit {
+	return func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+		spec, st, err := cohort(ro, name)
+		if err != nil {
+			return "", err
+		}
+		if st.Stage == "" {
+			return "", fmt.Errorf("cohort %s has not started: there is no attempt to approve yet", name)
+		}
+		spec.ApprovedAttempt = st.Attempt
+		if spec.Attempt < st.Attempt {
+			spec.Attempt = st.Attempt
+		}
+		return fmt.Sprintf("approved the flip of attempt %d of cohort %s", st.Attempt, name), nil
+	}
+}
+
+// Retry asks for a new attempt of a cohort whose attempt ended (rolled back
+// or halted).
+func Retry(name string) Edit {
+	return func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+		spec, st, err := cohort(ro, name)
+		if err != nil {
+			return "", err
+		}
+		if st.Outcome != persistencev1alpha1.OutcomeRolledBack && st.Outcome != persistencev1alpha1.OutcomeHalted {
+			return "", fmt.Errorf("cohort %s is %s (attempt %d, outcome %q): only a rolled-back or halted attempt can be retried",
+				name, orNotStarted(st.Stage), st.Attempt, st.Outcome)
+		}
+		spec.Attempt = st.Attempt + 1
+		if spec.Intent == persistencev1alpha1.IntentRollback {
+			spec.Intent = persistencev1alpha1.IntentProceed
+		}
+		return fmt.Sprintf("asked for attempt %d of cohort %s", spec.Attempt, name), nil
+	}
+}
+
+// SetIntent sets a cohort's intent (Proceed, Hold, Rollback).
+func SetIntent(name string, intent persistencev1alpha1.CohortIntent) Edit {
+	return func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+		spec, st, err := cohort(ro, name)
+		if err != nil {
+			return "", err
+		}
+		if intent == persistencev1alpha1.IntentRollback && st.Stage == persistencev1alpha1.StageLegacyRetired {
+			return "", fmt.Errorf("cohort %s retired legacy writes: a rollback would lose work and is refused", name)
+		}
+		spec.Intent = intent
+		return fmt.Sprintf("set the intent of cohort %s to %s", name, intent), nil
+	}
+}
+
+// SetPaused pauses or resumes the whole rollout.
+func SetPaused(paused bool) Edit {
+	return func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+		ro.Spec.Paused = paused
+		if paused {
+			return fmt.Sprintf("paused rollout %s", ro.Name), nil
+		}
+		return fmt.Sprintf("resumed rollout %s", ro.Name), nil
+	}
+}
+
+func orNotStarted(s persistencev1alpha1.Stage) string {
+	if s == "" {
+		return "not started"
+	}
+	return "at " + string(s)
+}
+
+// PrintStatus writes a rollout's cohorts as a table people can read.
+func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now time.Time) error {
+	fmt.Fprintf(w, "Rollout %s/%s: cohort %s (%s), stage %s, epoch %d, shards reporting %s\n",
+		ro.Namespace, ro.Name, ro.Status.Progress, ro.Status.CurrentCohort, orDash(string(ro.Status.Stage)), ro.Status.Epoch, orDash(ro.Status.Shards))
+	if ro.Status.WaitingFor != "" {
+		fmt.Fprintf(w, "Waiting for: %s\n", ro.Status.WaitingFor)
+	}
+	for _, c := range ro.Status.Conditions {
+		fmt.Fprintf(w, "%-11s %-7s %-20s %s\n", c.Type, c.Status, c.Reason, c.Message)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "COHORT\tSTAGE\tEPOCH\tATTEMPT\tSHARDS\tDOCS\tBACKFILLED\tVERIFIED\tMISMATCHED\tDIVERGENCES\tGAPS\tSOAK ENDS\tMESSAGE")
+	for _, c := range ro.Status.Cohorts {
+		soak := "-"
+		if c.SoakEndsAt != nil {
+			soak = c.SoakEndsAt.Sub(now).Round(time.Second).String()
+			if c.SoakEndsAt.Time.Before(now) {
+				soak = "passed"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", c.Name, orDash(string(c.Stage)), c.Epoch, c.Attempt,
+			c.ShardsObserved, c.ShardsTotal, c.Documents, c.Backfilled, c.Verified, c.Mismatched, c.OpenDivergences, c.EvidenceGaps, soak, c.Message)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
