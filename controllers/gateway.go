@@ -111,11 +111,14 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	gatewayEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
 	gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvPeerPattern).
 		WithValue(fmt.Sprintf("http://%s-%%d.%s.%s.svc:%d", gatewayName(r), headlessName(r), r.Namespace, contract.GatewayPort)))
-	if ref := r.Spec.Gateway.TokenSecretRef; ref != nil {
-		gatewayEnv = append(gatewayEnv, secretEnv(contract.EnvTokenKey, *ref))
-	}
 	syncerEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
 	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, r.Spec.Database.SecretRef))
+	if ref := r.Spec.Gateway.TokenSecretRef; ref != nil {
+		// The gateway verifies client tokens with the key; both containers
+		// derive the pod-internal API token from it.
+		gatewayEnv = append(gatewayEnv, secretEnv(contract.EnvTokenKey, *ref))
+		syncerEnv = append(syncerEnv, secretEnv(contract.EnvTokenKey, *ref))
+	}
 	tmp := corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp")
 
 	gateway := corev1ac.Container().
