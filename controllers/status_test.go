@@ -1,0 +1,98 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+func TestConditions(t *testing.T) {
+	type want struct{ status, reason string }
+	rolledBack := state("Legacy", 9)
+	rolledBack.Outcome = dataplane.OutcomeRolledBack
+	failing := healthy(4)
+	failing.mismatched = 2
+	tests := []struct {
+		name    string
+		paused  bool
+		state   *dataplane.CohortState
+		sum     summary
+		alive   int
+		ready   want
+		prog    want
+		degr    want
+		verif   want
+		waiting string
+	}{
+		{name: "complete", state: state("Complete", 6), sum: healthy(6), alive: 2,
+			ready: want{"True", "Complete"}, prog: want{"False", "Complete"}, degr: want{"False", "AsExpected"}, verif: want{"True", "GatesPassing"}},
+		{name: "soaking, shards alive", state: state("Verify", 4), sum: healthy(4), alive: 2,
+			ready: want{"True", "GatewayReady"}, prog: want{"True", "Soaking"}, degr: want{"False", "AsExpected"}, verif: want{"True", "GatesPassing"},
+			waiting: "soak until 2026-11-26T09:01:00Z"},
+		{name: "one shard silent", state: state("DualWrite", 2), sum: summary{shards: 2, observed: 1, fresh: 1}, alive: 1,
+			ready: want{"False", "GatewayNotReady"}, prog: want{"True", "WaitingForBarrier"}, degr: want{"False", "AsExpected"}, verif: want{"Unknown", "NoReports"},
+			waiting: "1/2 shards to observe epoch 2"},
+		{name: "gate failing while paused", paused: true, state: state("Verify", 4), sum: failing, alive: 2,
+			ready: want{"False", "GateFailed"}, prog: want{"False", "Paused"}, degr: want{"True", "GateFailed"}, verif: want{"False", "GateFailed"},
+			waiting: "unpause"},
+		{name: "rolled back", state: rolledBack, sum: summary{shards: 2}, alive: 2,
+			ready: want{"False", "RolledBack"}, prog: want{"False", "AwaitingNewAttempt"}, degr: want{"True", "RolledBack"}, verif: want{"Unknown", "NoReports"},
+			waiting: "attempt 1 was rolled back: set attempt: 2 to try again"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := &persistencev1alpha1.PersistenceRollout{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns", Generation: 3}}
+			ro.Spec.Gateway.Shards = 2
+			ro.Spec.Paused = tc.paused
+			ro.Spec.Cohorts = []persistencev1alpha1.CohortSpec{cohortSpec("pilot")}
+			ro.Spec.Gates.MaxReportAge = metav1.Duration{Duration: time.Minute}
+			obs := observation{alive: tc.alive, cohorts: []cohortInput{{spec: ro.Spec.Cohorts[0], state: tc.state, sum: tc.sum}}}
+			now := t0.Add(30 * time.Second)
+			out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
+			applyStatus(ro, obs, out, 0, now)
+			for typ, w := range map[string]want{
+				persistencev1alpha1.ConditionReady: tc.ready, persistencev1alpha1.ConditionProgressing: tc.prog,
+				persistencev1alpha1.ConditionDegraded: tc.degr, persistencev1alpha1.ConditionVerified: tc.verif,
+			} {
+				c := meta.FindStatusCondition(ro.Status.Conditions, typ)
+				if c == nil {
+					t.Fatalf("no %s condition", typ)
+				}
+				if string(c.Status) != w.status || c.Reason != w.reason {
+					t.Errorf("%s = %s/%s (%s), want %s/%s", typ, c.Status, c.Reason, c.Message, w.status, w.reason)
+				}
+				if c.ObservedGeneration != 3 {
+					t.Errorf("%s observedGeneration = %d, want 3", typ, c.ObservedGeneration)
+				}
+			}
+			if ro.Status.WaitingFor != tc.waiting {
+				t.Errorf("waitingFor = %q, want %q", ro.Status.WaitingFor, tc.waiting)
+			}
+			if ro.Status.Progress != "1/1" || ro.Status.CurrentCohort != "pilot" || ro.Status.Shards != itoaInt(tc.alive)+"/2" {
+				t.Errorf("progress %q, current %q, shards %q", ro.Status.Progress, ro.Status.CurrentCohort, ro.Status.Shards)
+			}
+		})
+	}
+}
+
+func itoaInt(n int) string { return itoa(int64(n)) }
+
+func TestTransitionTimeKeptUnlessStatusFlips(t *testing.T) {
+	ro := &persistencev1alpha1.PersistenceRollout{}
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, "A", "first", t0)
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, "B", "second", t0.Add(time.Hour))
+	c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady)
+	if !c.LastTransitionTime.Time.Equal(t0) || c.Reason != "B" {
+		t.Fatalf("same status: transition time %v reason %s; want %v and B", c.LastTransitionTime, c.Reason, t0)
+	}
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, "C", "third", t0.Add(2*time.Hour))
+	c = meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady)
+	if !c.LastTransitionTime.Time.Equal(t0.Add(2 * time.Hour)) {
+		t.Fatalf("flipped status kept the old transition time %v", c.LastTransitionTime)
+	}
+}
