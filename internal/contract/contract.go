@@ -97,3 +97,48 @@ const (
 	// MaxIDBytes bounds document IDs and idempotency keys.
 	MaxIDBytes = 128
 )
+
+// The Yjs sync WebSocket (package syncws), served under PathSync: a
+// y-websocket client connects to PathSync+documentID.
+const (
+	// SyncTokenParam is the URL query parameter carrying the bearer token
+	// (y-websocket's `params: {token}`). `Authorization: Bearer` and the
+	// subprotocol SyncTokenSubprotocolPrefix+token are accepted too.
+	SyncTokenParam = "token"
+	// SyncSubprotocol is the WebSocket subprotocol a browser client offers
+	// alongside SyncTokenSubprotocolPrefix+token (browsers cannot set
+	// headers on a WebSocket); offering it also opts in to MessageYawp.
+	SyncSubprotocol = "yawp"
+	// SyncTokenSubprotocolPrefix prefixes a token passed as a subprotocol.
+	SyncTokenSubprotocolPrefix = "yawp-token."
+	// SyncProtocolMessagesParam=1 in the query opts a client in to the
+	// server's own message type (yprotocol.MessageYawp), which carries
+	// the cohort's protocol and is re-sent when it changes. Stock
+	// y-websocket clients do not opt in: they log unknown message types.
+	SyncProtocolMessagesParam = "yawp"
+	// MaxSyncMessageBytes bounds one WebSocket message of the sync
+	// protocol (a sync step 2 carries a client's whole offline history).
+	MaxSyncMessageBytes = 4 << 20
+)
+
+// Protocols a cohort's clients are told to use (HeaderProtocol on the
+// WebSocket upgrade response and REST responses, and MessageYawp).
+const (
+	ProtocolWriteThrough = "write-through"
+	ProtocolLocalFirst   = "local-first"
+)
+
+// WebSocket close codes of the sync endpoint. Codes 4400-4499 tell a stock
+// y-websocket client not to reconnect (its default shouldReconnect); every
+// other code makes it reconnect with backoff and re-sync, losing nothing.
+const (
+	CloseMalformed       = 4400 // a message that is not well-formed y-protocols/Yjs
+	CloseUnauthenticated = 4401 // no, bad or expired token
+	CloseForbidden       = 4403 // the token's tenant does not own the document
+	CloseTooLarge        = 4413 // message or document over the limit
+	CloseRateLimited     = 4429 // too many connections or updates for this user
+	CloseInternalError   = 4500 // the backend failed; reconnect and re-sync
+	CloseShuttingDown    = 4503 // refused: the gateway is shutting down
+	CloseTooSlow         = 4508 // the client did not read fast enough (send queue full)
+	CloseGoingAway       = 1001 // graceful shutdown after flushing; reconnect elsewhere
+)

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/yawp/persistence-operator/internal/placement"
 )
@@ -21,6 +22,14 @@ type SaveStage struct {
 	Epoch   int64  `json:"epoch"`
 }
 
+// Querier is what the save-path functions need of a transaction: a pgx.Tx
+// or a connection inside an explicit BEGIN.
+type Querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
 // LockSaveStages is the first thing a save transaction does. For each
 // tenant it registers the tenant if unseen (a tenant first seen after a
 // bucket cohort was frozen joins that cohort by its stored selector), locks
@@ -33,89 +42,123 @@ type SaveStage struct {
 // cohorts), so a tenant registered here cannot miss a concurrent freeze.
 // Locks are held until tx ends.
 func LockSaveStages(ctx context.Context, tx pgx.Tx, rollout string, tenants []string) (map[string]SaveStage, error) {
-	ts := slices.Clone(tenants)
-	slices.Sort(ts)
-	ts = slices.Compact(ts)
-	out := make(map[string]SaveStage, len(ts))
-	if len(ts) == 0 {
-		return out, nil
+	b := &pgx.Batch{}
+	s := QueueSaveStages(b, rollout, tenants, nil)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, fmt.Errorf("lock save stages: %w", err)
 	}
-	if rollout != "" {
-		var one int
-		err := tx.QueryRow(ctx, `SELECT 1 FROM rollouts WHERE rollout = $1 FOR SHARE`, rollout).Scan(&one)
-		if err != nil && err != pgx.ErrNoRows {
-			return nil, fmt.Errorf("lock rollout %s: %w", rollout, err)
-		}
-	}
-	buckets := make([]int16, len(ts))
-	for i, t := range ts {
-		buckets[i] = int16(placement.TenantBucket(t))
-	}
-	rows, err := tx.Query(ctx, `
-		INSERT INTO tenants (tenant, bucket)
-		SELECT * FROM unnest($1::text[], $2::smallint[]) ORDER BY 1
-		ON CONFLICT (tenant) DO NOTHING
-		RETURNING tenant, bucket`, ts, buckets)
-	if err != nil {
-		return nil, fmt.Errorf("register tenants: %w", err)
-	}
-	fresh := map[string]int{}
-	for rows.Next() {
-		var t string
-		var b int16
-		if err := rows.Scan(&t, &b); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		fresh[t] = int(b)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("register tenants: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR SHARE`, ts); err != nil {
-		return nil, fmt.Errorf("lock tenants: %w", err)
-	}
-	if len(fresh) > 0 {
-		if err := joinFrozenBucketCohorts(ctx, tx, rollout, fresh); err != nil {
-			return nil, err
-		}
-	}
-	rows, err = tx.Query(ctx, `
+	return s.Finish(ctx, tx)
+}
+
+// SaveStages is the pending result of QueueSaveStages.
+type SaveStages struct {
+	rollout string
+	tenants []string
+	fresh   map[string]int
+	stages  map[string]SaveStage
+}
+
+const selectSaveStages = `
 		SELECT m.tenant, c.rollout, c.cohort, c.stage, c.epoch
 		FROM cohort_members m
 		JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort
 		WHERE m.tenant = ANY($1::text[])
 		ORDER BY c.rollout, c.cohort
-		FOR SHARE OF c`, ts)
-	if err != nil {
-		return nil, fmt.Errorf("lock cohort stages: %w", err)
-	}
+		FOR SHARE OF c`
+
+func (s *SaveStages) scanStages(rows pgx.Rows) error {
 	for rows.Next() {
 		var t string
-		var s SaveStage
-		if err := rows.Scan(&t, &s.Rollout, &s.Cohort, &s.Stage, &s.Epoch); err != nil {
-			rows.Close()
+		var st SaveStage
+		if err := rows.Scan(&t, &st.Rollout, &st.Cohort, &st.Stage, &st.Epoch); err != nil {
+			return err
+		}
+		s.stages[t] = st
+	}
+	return rows.Err()
+}
+
+// QueueSaveStages queues LockSaveStages's statements on b, so a group
+// commit sends them in the same round trip as its other first statements
+// (b must run inside the save transaction); call Finish after b has run.
+// known, if set, reports tenants the caller has seen committed in the
+// tenants table (rows are never deleted): when it knows them all, the
+// registration statement is skipped.
+func QueueSaveStages(b *pgx.Batch, rollout string, tenants []string, known func(string) bool) *SaveStages {
+	ts := slices.Clone(tenants)
+	slices.Sort(ts)
+	ts = slices.Compact(ts)
+	s := &SaveStages{rollout: rollout, tenants: ts, fresh: map[string]int{}, stages: make(map[string]SaveStage, len(ts))}
+	if len(ts) == 0 {
+		return s
+	}
+	if rollout != "" {
+		b.Queue(`SELECT 1 FROM rollouts WHERE rollout = $1 FOR SHARE`, rollout)
+	}
+	if known == nil || slices.ContainsFunc(ts, func(t string) bool { return !known(t) }) {
+		s.queueRegister(b)
+	}
+	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR SHARE`, ts)
+	b.Queue(selectSaveStages, ts).Query(s.scanStages)
+	return s
+}
+
+func (s *SaveStages) queueRegister(b *pgx.Batch) {
+	buckets := make([]int16, len(s.tenants))
+	for i, t := range s.tenants {
+		buckets[i] = int16(placement.TenantBucket(t))
+	}
+	b.Queue(`
+		INSERT INTO tenants (tenant, bucket)
+		SELECT * FROM unnest($1::text[], $2::smallint[]) ORDER BY 1
+		ON CONFLICT (tenant) DO NOTHING
+		RETURNING tenant, bucket`, s.tenants, buckets).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var t string
+			var bk int16
+			if err := rows.Scan(&t, &bk); err != nil {
+				return err
+			}
+			s.fresh[t] = int(bk)
+		}
+		return rows.Err()
+	})
+}
+
+// Finish places tenants registered by the queued statements into frozen
+// bucket cohorts (re-reading their stages) and returns every tenant's
+// stage.
+func (s *SaveStages) Finish(ctx context.Context, q Querier) (map[string]SaveStage, error) {
+	if len(s.fresh) > 0 {
+		if err := joinFrozenBucketCohorts(ctx, q, s.rollout, s.fresh); err != nil {
 			return nil, err
 		}
-		out[t] = s
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lock cohort stages: %w", err)
-	}
-	for _, t := range ts {
-		if _, ok := out[t]; !ok {
-			out[t] = SaveStage{Stage: StageLegacy}
+		names := make([]string, 0, len(s.fresh))
+		for t := range s.fresh {
+			names = append(names, t)
+		}
+		rows, err := q.Query(ctx, selectSaveStages, names)
+		if err != nil {
+			return nil, fmt.Errorf("lock cohort stages: %w", err)
+		}
+		err = s.scanStages(rows)
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("lock cohort stages: %w", err)
 		}
 	}
-	return out, nil
+	for _, t := range s.tenants {
+		if _, ok := s.stages[t]; !ok {
+			s.stages[t] = SaveStage{Stage: StageLegacy}
+		}
+	}
+	return s.stages, nil
 }
 
 // joinFrozenBucketCohorts places tenants registered just now into the
 // first bucket cohort (the caller's rollout first, then by rollout and
 // position) whose stored selector covers their bucket.
-func joinFrozenBucketCohorts(ctx context.Context, tx pgx.Tx, rollout string, fresh map[string]int) error {
+func joinFrozenBucketCohorts(ctx context.Context, tx Querier, rollout string, fresh map[string]int) error {
 	rows, err := tx.Query(ctx, `
 		SELECT rollout, cohort, selector FROM rollout_cohorts
 		WHERE selector ? 'buckets'

@@ -1,19 +1,239 @@
 // Package merge three-way merges texts: a stale-base save's text (theirs)
 // against the current text (ours) and the base both started from.
 //
-// Each side's change against base is reduced to one replaced span (common
-// prefix and suffix removed, on whole runes). Spans that do not overlap are
-// both applied; two insertions at the same point are both kept, ours first.
-// Overlapping spans are a conflict: the caller keeps ours and preserves
-// theirs, so nothing is ever dropped. The package does no I/O.
+// It is diff3 over word tokens (runs of letters and digits, runs of
+// whitespace, single other characters): each side is diffed against base
+// (Myers), regions where both sides agree with base are kept, a region only
+// one side changed takes that side's change, two insertions at the same
+// point are both kept (ours first), and a region both sides changed
+// differently is a conflict. On a conflict the caller keeps ours and
+// preserves theirs, so nothing is ever dropped. Inputs too different for
+// the token diff's budget fall back to one replaced span per side. The
+// package does no I/O.
 package merge
 
-import "unicode/utf8"
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // Result of a three-way merge.
 type Result struct {
 	Text     string
 	Conflict bool
+}
+
+// Three merges ours and theirs, both derived from base.
+func Three(base, ours, theirs string) Result {
+	switch {
+	case ours == theirs, theirs == base:
+		return Result{Text: ours}
+	case ours == base:
+		return Result{Text: theirs}
+	}
+	ids := map[string]int{}
+	tb, to, tt := tokens(base, ids), tokens(ours, ids), tokens(theirs, ids)
+	ma, okA := match(tb, to)
+	mb, okB := match(tb, tt)
+	if !okA || !okB {
+		return spans(base, ours, theirs)
+	}
+	sb, so, st := strs(base), strs(ours), strs(theirs)
+	var out strings.Builder
+	conflict := false
+	i, j, k := 0, 0, 0
+	nb := len(tb)
+	emit := func(bi, bj, oi, oj, ti, tj int) {
+		b, o, t := join(sb[bi:bj]), join(so[oi:oj]), join(st[ti:tj])
+		switch {
+		case o == b:
+			out.WriteString(t)
+		case t == b, o == t:
+			out.WriteString(o)
+		case bi == bj:
+			out.WriteString(o) // two insertions at one point: both kept
+			out.WriteString(t)
+		default:
+			conflict = true
+		}
+	}
+	for {
+		l := 0
+		for i+l < nb && ma[i+l] == j+l && mb[i+l] == k+l {
+			l++
+		}
+		if l > 0 {
+			out.WriteString(join(sb[i : i+l]))
+			i, j, k = i+l, j+l, k+l
+			continue
+		}
+		m := i
+		for m < nb && (ma[m] < 0 || mb[m] < 0) {
+			m++
+		}
+		if m == nb {
+			emit(i, nb, j, len(to), k, len(tt))
+			break
+		}
+		emit(i, m, j, ma[m], k, mb[m])
+		i, j, k = m, ma[m], mb[m]
+	}
+	if conflict {
+		return Result{Text: ours, Conflict: true}
+	}
+	return Result{Text: out.String()}
+}
+
+func join(s []string) string { return strings.Join(s, "") }
+
+func class(r rune) int {
+	switch {
+	case unicode.IsLetter(r) || unicode.IsDigit(r):
+		return 1
+	case unicode.IsSpace(r):
+		return 2
+	}
+	return 0
+}
+
+func strs(s string) []string {
+	var out []string
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		c := class(r)
+		if c != 0 {
+			for n < len(s) {
+				r2, m := utf8.DecodeRuneInString(s[n:])
+				if class(r2) != c {
+					break
+				}
+				n += m
+			}
+		}
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+	return out
+}
+
+func tokens(s string, ids map[string]int) []int {
+	ts := strs(s)
+	out := make([]int, len(ts))
+	for i, t := range ts {
+		id, ok := ids[t]
+		if !ok {
+			id = len(ids)
+			ids[t] = id
+		}
+		out[i] = id
+	}
+	return out
+}
+
+// maxEdits bounds the Myers search (memory grows with its square).
+const maxEdits = 2000
+
+// match returns, for each token of a, the index of the token of b it is
+// matched to in a longest common subsequence (-1 if none); false when the
+// texts differ by more than maxEdits tokens.
+func match(a, b []int) ([]int, bool) {
+	n, m := len(a), len(b)
+	ma := make([]int, n)
+	for i := range ma {
+		ma[i] = -1
+	}
+	// Common prefix and suffix are matched directly.
+	p := 0
+	for p < n && p < m && a[p] == b[p] {
+		ma[p] = p
+		p++
+	}
+	s := 0
+	for s < n-p && s < m-p && a[n-1-s] == b[m-1-s] {
+		ma[n-1-s] = m - 1 - s
+		s++
+	}
+	a2, b2 := a[p:n-s], b[p:m-s]
+	N, M := len(a2), len(b2)
+	if N == 0 || M == 0 {
+		return ma, true
+	}
+	max := N + M
+	if max > maxEdits {
+		max = maxEdits
+	}
+	off := max + 1
+	v := make([]int, 2*max+3)
+	var trace [][]int
+	found := false
+	var D int
+	for d := 0; d <= max && !found; d++ {
+		trace = append(trace, append([]int(nil), v...))
+		for kk := -d; kk <= d; kk += 2 {
+			var x int
+			if kk == -d || (kk != d && v[off+kk-1] < v[off+kk+1]) {
+				x = v[off+kk+1]
+			} else {
+				x = v[off+kk-1] + 1
+			}
+			y := x - kk
+			for x < N && y < M && a2[x] == b2[y] {
+				x++
+				y++
+			}
+			v[off+kk] = x
+			if x >= N && y >= M {
+				found, D = true, d
+				break
+			}
+		}
+	}
+	if !found {
+		return nil, false
+	}
+	// Backtrack through the saved V arrays.
+	x, y := N, M
+	for d := D; d > 0; d-- {
+		pv := trace[d]
+		kk := x - y
+		var pk int
+		if kk == -d || (kk != d && pv[off+kk-1] < pv[off+kk+1]) {
+			pk = kk + 1
+		} else {
+			pk = kk - 1
+		}
+		px := pv[off+pk]
+		py := px - pk
+		for x > px && y > py {
+			x--
+			y--
+			ma[p+x] = p + y
+		}
+		x, y = px, py
+	}
+	for x > 0 && y > 0 {
+		x--
+		y--
+		ma[p+x] = p + y
+	}
+	return ma, true
+}
+
+// spans is the fallback: one replaced span per side.
+func spans(base, ours, theirs string) Result {
+	a, b := diff(base, ours), diff(base, theirs)
+	first, second := a, b
+	if b.start < a.start || (b.start == a.start && b.end < a.end) {
+		first, second = b, a
+	}
+	switch {
+	case first.start == second.start && first.end == second.end && first.start == first.end:
+		return Result{Text: base[:a.start] + a.repl + b.repl + base[a.end:]}
+	case first.end > second.start, first.start == second.start && first.end == second.end:
+		return Result{Text: ours, Conflict: true}
+	}
+	return Result{Text: base[:first.start] + first.repl + base[first.end:second.start] + second.repl + base[second.end:]}
 }
 
 type hunk struct {
@@ -37,32 +257,4 @@ func diff(base, x string) hunk {
 		s--
 	}
 	return hunk{p, len(base) - s, x[p : len(x)-s]}
-}
-
-// Three merges ours and theirs, both derived from base.
-func Three(base, ours, theirs string) Result {
-	switch {
-	case ours == theirs, theirs == base:
-		return Result{Text: ours}
-	case ours == base:
-		return Result{Text: theirs}
-	}
-	a, b := diff(base, ours), diff(base, theirs)
-	first, second := a, b
-	if b.start < a.start || (b.start == a.start && b.end < a.end && a.start != a.end) {
-		first, second = b, a
-	}
-	if first.end > second.start {
-		return Result{Text: ours, Conflict: true}
-	}
-	// Both pure deletions/replacements that touch at a point are fine;
-	// identical spans with different text conflict.
-	if first.start == second.start && first.end == second.end && first.start != first.end {
-		return Result{Text: ours, Conflict: true}
-	}
-	if first.start == second.start && first.end == second.end && first.start == first.end {
-		// Two insertions at one point: ours first.
-		return Result{Text: base[:a.start] + a.repl + b.repl + base[a.end:]}
-	}
-	return Result{Text: base[:first.start] + first.repl + base[first.end:second.start] + second.repl + base[second.end:]}
 }

@@ -1,6 +1,9 @@
 package merge
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestThree(t *testing.T) {
 	for _, tc := range []struct {
@@ -12,14 +15,48 @@ func TestThree(t *testing.T) {
 		{"only theirs", "abc", "abc", "Xbc", "Xbc", false},
 		{"disjoint", "hello world", "Hello world", "hello world!", "Hello world!", false},
 		{"disjoint reversed", "hello world", "hello world!", "Hello world", "Hello world!", false},
-		{"insert same point", "ab", "aXb", "aYb", "aXYb", false},
+		{"insert same point", "a b", "a X b", "a Y b", "a X Y b", false},
 		{"overlap", "hello world", "hello there", "hello earth", "hello there", true},
-		{"utf8", "héllo", "hállo", "héllo!", "hállo!", false},
+		{"utf8", "héllo wörld", "hállo wörld", "héllo wörld!", "hállo wörld!", false},
 		{"delete vs edit", "one two three", "one three", "one TWO three", "one three", true},
+		// One side edits both ends, the other the middle: no conflict.
+		{"both ends vs middle",
+			"The cat sat on the mat. It was warm. The end.",
+			"A cat sat on the mat. It was warm. The end!",
+			"The cat sat on the mat. It was very warm. The end.",
+			"A cat sat on the mat. It was very warm. The end!", false},
+		{"paragraphs", "p1\n\np2\n\np3\n", "p1 edited\n\np2\n\np3\n", "p1\n\np2\n\np3 edited\n", "p1 edited\n\np2\n\np3 edited\n", false},
 	} {
 		got := Three(tc.base, tc.ours, tc.theirs)
 		if got.Text != tc.want || got.Conflict != tc.conflict {
 			t.Errorf("%s: Three(%q,%q,%q) = %+v, want %q conflict=%v", tc.name, tc.base, tc.ours, tc.theirs, got, tc.want, tc.conflict)
 		}
 	}
+}
+
+func TestThreeLargeFallsBack(t *testing.T) {
+	base := strings.Repeat("word ", 20000)
+	ours := "X" + base
+	theirs := strings.Repeat("other ", 20000)
+	got := Three(base, ours, theirs)
+	if got.Conflict || got.Text != "X"+theirs {
+		t.Errorf("large rewrite: conflict=%v", got.Conflict)
+	}
+	got = Three(base, ours, base+"Y")
+	if got.Conflict || got.Text != ours+"Y" {
+		t.Errorf("large disjoint: %v", got.Conflict)
+	}
+}
+
+func FuzzThree(f *testing.F) {
+	f.Add("a b c", "a B c", "a b C")
+	f.Fuzz(func(t *testing.T, base, ours, theirs string) {
+		r := Three(base, ours, theirs)
+		if r.Conflict && r.Text != ours {
+			t.Fatal("a conflict must keep ours")
+		}
+		if ours == base && r.Text != theirs || theirs == base && r.Text != ours {
+			t.Fatal("a one-sided change must be taken")
+		}
+	})
 }

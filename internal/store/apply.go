@@ -1,10 +1,10 @@
 package store
 
 import (
+	"sync"
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -38,20 +39,45 @@ func writesYjs(stage string) bool { return stage != dataplane.StageLegacy }
 // writesLegacy reports whether saves write the legacy row's content.
 func writesLegacy(stage string) bool { return stage != dataplane.StageLegacyRetired }
 
-// batchCtx is the state of one group commit.
+// batchCtx is the state of one group commit. Its writes are collected in
+// memory and sent, with COMMIT, in one pipelined round trip: per-row
+// statements first (creations, preserved content), then one multi-row
+// statement per table.
 type batchCtx struct {
-	tx     pgx.Tx
-	b      *pgx.Batch
+	conn   *pgxpool.Conn
+	pre    *pgx.Batch
 	now    time.Time
 	stages map[string]dataplane.SaveStage
 	dirty  map[string]*docState
 	idem   map[[2]string]*op
+
+	ledDoc, ledKind, ledTenant, ledBody []string
+	ledSeq                              []int64
+	ledPrev, ledHash                    [][]byte
+
+	revDoc, revTitle, revContent, revBy, revStage []string
+	revNum, revEpoch                              []int64
+	revPending                                    map[string]map[int64]string
+
+	yDoc, yOrigin []string
+	ySeq, yGen    []int64
+	yUpd          [][]byte
+
+	reqDoc, reqKey, reqResult []string
+
+	docRows map[string]*docState
+	snaps   map[string]*docState
+}
+
+func newBatchCtx() *batchCtx {
+	return &batchCtx{pre: &pgx.Batch{}, now: now(), dirty: map[string]*docState{}, idem: map[[2]string]*op{},
+		revPending: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{}}
 }
 
 // apply runs one group commit over ops. A nil return means every op has
 // its result or refusal set and the transaction committed.
 func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
-	bc := &batchCtx{b: &pgx.Batch{}, now: now(), dirty: map[string]*docState{}, idem: map[[2]string]*op{}}
+	bc := newBatchCtx()
 	defer func() {
 		if err != nil {
 			for id := range bc.dirty {
@@ -60,108 +86,198 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 		}
 	}()
 	var live []*op
-	var tenants []string
+	var tenants, keyDocs, keys []string
+	// The group's documents, pinned: the shared LRU may drop them
+	// meanwhile, the group keeps working on these.
+	states := map[string]*docState{}
 	for _, o := range ops {
 		if verr := e.validate(&o.req); verr != nil {
 			o.err = verr
 			continue
 		}
-		st, err := e.doc(ctx, o.req.Doc)
-		if err != nil {
-			return err
-		}
-		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
-			if prev, ok := bc.idem[[2]string{o.req.Doc, k}]; ok {
-				o.res, o.err = prev.res, prev.err // answered when prev is applied, below
-				o.res.Replayed = true
-				live = append(live, o)
-				continue
-			}
-			var raw []byte
-			err := e.pool.QueryRow(ctx, `SELECT result FROM save_requests WHERE doc_id = $1 AND idem_key = $2`, o.req.Doc, k).Scan(&raw)
-			if err == nil {
-				var r Result
-				if err := json.Unmarshal(raw, &r); err != nil {
-					return fmt.Errorf("stored result of %s/%s: %w", o.req.Doc, k, err)
-				}
-				if st.exists && st.tenant != o.req.Tenant {
-					o.err = notFound(o.req.Doc)
-					continue
-				}
-				r.Replayed = true
-				o.res = r
-				continue
-			}
-			if !errors.Is(err, pgx.ErrNoRows) {
+		st := states[o.req.Doc]
+		if st == nil {
+			var err error
+			if st, err = e.doc(ctx, o.req.Doc); err != nil {
 				return err
 			}
-			bc.idem[[2]string{o.req.Doc, k}] = o
+			states[o.req.Doc] = st
 		}
 		live = append(live, o)
-		tenants = append(tenants, o.req.Tenant)
+		if o.req.Kind != KindReject {
+			// A recorded rejection's tenant may be unauthenticated: it is
+			// not registered.
+			tenants = append(tenants, o.req.Tenant)
+		}
 		if st.exists {
 			tenants = append(tenants, st.tenant)
+		}
+		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
+			keyDocs, keys = append(keyDocs, o.req.Doc), append(keys, k)
 		}
 	}
 	if len(live) == 0 {
 		return nil
 	}
-	tx, err := e.pool.Begin(ctx)
+	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	bc.tx = tx
-	var leaseEpoch int64
-	if err := tx.QueryRow(ctx, `SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).Scan(&leaseEpoch); err != nil {
-		return fmt.Errorf("fence check: %w", err)
+	defer conn.Release()
+	bc.conn = conn
+	inTx := false
+	defer func() {
+		if err != nil && inTx {
+			_, _ = conn.Exec(context.Background(), "ROLLBACK")
+		}
+	}()
+
+	// Round trip 1: begin, fence, stages FOR SHARE, idempotency keys.
+	b1 := &pgx.Batch{}
+	b1.Queue("BEGIN")
+	// Acknowledged means durable, whatever the server or role default.
+	b1.Queue("SET LOCAL synchronous_commit = on")
+	// The group's statements take arrays of varying length: a generic
+	// plan estimated without them probes indexes badly.
+	b1.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
+	leaseEpoch := int64(-1)
+	b1.Queue(`SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&leaseEpoch)
+	})
+	ss := dataplane.QueueSaveStages(b1, e.cfg.Rollout, tenants, e.knownTenant)
+	stored := map[[2]string][]byte{}
+	if len(keys) > 0 {
+		// One primary-key probe per (document, key) pair.
+		b1.Queue(`SELECT s.doc_id, s.idem_key, s.result::text
+			FROM unnest($1::text[], $2::text[]) AS u(doc_id, idem_key)
+			CROSS JOIN LATERAL (SELECT doc_id, idem_key, result FROM save_requests r
+			                    WHERE r.doc_id = u.doc_id AND r.idem_key = u.idem_key) s`,
+			keyDocs, keys).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var d, k, r string
+				if err := rows.Scan(&d, &k, &r); err != nil {
+					return err
+				}
+				stored[[2]string{d, k}] = []byte(r)
+			}
+			return rows.Err()
+		})
+	}
+	inTx = true
+	T0 := time.Now()
+	if err := conn.SendBatch(ctx, b1).Close(); err != nil {
+		return err
 	}
 	if leaseEpoch != e.epoch {
 		e.fence(fmt.Sprintf("shard epoch is %d, this syncer holds %d", leaseEpoch, e.epoch))
 		return ErrFenced
 	}
-	bc.stages, err = dataplane.LockSaveStages(ctx, tx, e.cfg.Rollout, tenants)
-	if err != nil {
+	if bc.stages, err = ss.Finish(ctx, conn); err != nil {
 		return err
 	}
+	T1 := time.Now()
+
+	var dups []*op
 	for _, o := range live {
-		if o.res.Replayed {
-			continue
-		}
-		st, _ := e.doc(ctx, o.req.Doc) // loaded above; still cached (batch holds mu)
-		if st == nil {
-			if st, err = e.doc(ctx, o.req.Doc); err != nil {
-				return err
+		st := states[o.req.Doc]
+		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
+			id := [2]string{o.req.Doc, k}
+			if raw, ok := stored[id]; ok {
+				if st.exists && st.tenant != o.req.Tenant {
+					o.err = notFound(o.req.Doc)
+					continue
+				}
+				var r Result
+				if err := json.Unmarshal(raw, &r); err != nil {
+					return fmt.Errorf("stored result of %s/%s: %w", o.req.Doc, k, err)
+				}
+				r.Replayed = true
+				o.res = r
+				continue
 			}
+			if _, ok := bc.idem[id]; ok {
+				dups = append(dups, o) // answered with the first one's result
+				continue
+			}
+			bc.idem[id] = o
 		}
 		bc.dirty[st.id] = st
 		if err := e.applyOne(ctx, bc, st, o); err != nil {
 			return err
 		}
 	}
-	br := tx.SendBatch(ctx, bc.b)
-	for range bc.b.Len() {
-		if _, err := br.Exec(); err != nil {
-			_ = br.Close()
-			return err
-		}
-	}
-	if err := br.Close(); err != nil {
+
+	// Round trip 2: every write, then COMMIT.
+	b2 := bc.pre
+	T2 := time.Now()
+	e.flush(bc, b2)
+	b2.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, b2).Close(); err != nil {
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
+	T3 := time.Now()
+	TimingMu.Lock()
+	Timing[0] += T1.Sub(T0)
+	Timing[1] += T2.Sub(T1)
+	Timing[2] += T3.Sub(T2)
+	TimingMu.Unlock()
+	inTx = false
+	e.tenantsMu.Lock()
+	if len(e.tenants) > 100_000 {
+		clear(e.tenants)
 	}
-	// Requests that repeated an idempotency key within the group get the
-	// first one's answer.
-	for _, o := range live {
-		if o.res.Replayed && o.res.Doc == "" && o.err == nil {
-			prev := bc.idem[[2]string{o.req.Doc, o.req.IdempotencyKey}]
-			o.res, o.err = prev.res, prev.err
-			o.res.Replayed = true
-		}
+	for _, t := range tenants {
+		e.tenants[t] = struct{}{}
+	}
+	e.tenantsMu.Unlock()
+	for _, o := range dups {
+		prev := bc.idem[[2]string{o.req.Doc, o.req.IdempotencyKey}]
+		o.res, o.err = prev.res, prev.err
+		o.res.Replayed = true
 	}
 	return nil
+}
+
+// flush queues the group's multi-row writes.
+func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
+	if len(bc.docRows) > 0 {
+		var ids, titles, contents []string
+		var revs []int64
+		for _, st := range bc.docRows {
+			ids, titles, contents, revs = append(ids, st.id), append(titles, st.title), append(contents, st.content), append(revs, st.revision)
+		}
+		b.Queue(`UPDATE documents d SET title = u.title, content = u.content, revision = u.revision, updated_at = $5
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(doc_id, title, content, revision)
+			WHERE d.doc_id = u.doc_id`, ids, titles, contents, revs, bc.now)
+	}
+	if len(bc.revDoc) > 0 {
+		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch)
+			SELECT d, r, t, c, u, $8, s, e, $9 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) AS x(d, r, t, c, u, s, e)`,
+			bc.revDoc, bc.revNum, bc.revTitle, bc.revContent, bc.revBy, bc.revStage, bc.revEpoch, bc.now, e.epoch)
+	}
+	if len(bc.yDoc) > 0 {
+		b.Queue(`INSERT INTO yjs_updates (doc_id, seq, generation, update, origin, shard_epoch, at)
+			SELECT d, s, g, u, o, $6, $7 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[]) AS x(d, s, g, u, o)`,
+			bc.yDoc, bc.ySeq, bc.yGen, bc.yUpd, bc.yOrigin, e.epoch, bc.now)
+	}
+	for _, st := range bc.snaps {
+		st.snapSeq = st.logSeq
+		b.Queue(`
+			INSERT INTO yjs_snapshots (doc_id, generation, upto_seq, state, state_vector, text, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (doc_id) DO UPDATE SET generation = EXCLUDED.generation, upto_seq = EXCLUDED.upto_seq, state = EXCLUDED.state,
+			  state_vector = EXCLUDED.state_vector, text = EXCLUDED.text, at = EXCLUDED.at`,
+			st.id, st.generation, st.logSeq, st.ydoc.EncodeStateAsUpdate(nil), st.ydoc.EncodeStateVector(), st.ytext(), bc.now)
+	}
+	if len(bc.ledDoc) > 0 {
+		b.Queue(`INSERT INTO save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash)
+			SELECT d, s, k, t, $8, b, p, h FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) AS x(d, s, k, t, b, p, h)`,
+			bc.ledDoc, bc.ledSeq, bc.ledKind, bc.ledTenant, bc.ledBody, bc.ledPrev, bc.ledHash, bc.now)
+	}
+	if len(bc.reqDoc) > 0 {
+		b.Queue(`INSERT INTO save_requests (doc_id, idem_key, result, at)
+			SELECT d, k, r::jsonb, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(d, k, r)`,
+			bc.reqDoc, bc.reqKey, bc.reqResult, bc.now)
+	}
 }
 
 func notFound(doc string) *Error {
@@ -223,8 +339,8 @@ func (e *Engine) entry(bc *batchCtx, st *docState, o *op, kind string) ledger.En
 func (e *Engine) appendLedger(bc *batchCtx, st *docState, en ledger.Entry) ledger.Entry {
 	en.Doc, en.Shard, en.ShardEpoch = st.id, e.cfg.Shard, e.epoch
 	sealed, row := ledger.Seal(en, st.ledgerSeq+1, st.ledgerHash)
-	bc.b.Queue(`INSERT INTO save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		st.id, row.Seq, en.Kind, en.Tenant, bc.now, string(row.Body), row.PrevHash, row.Hash)
+	bc.ledDoc, bc.ledSeq, bc.ledKind, bc.ledTenant = append(bc.ledDoc, st.id), append(bc.ledSeq, row.Seq), append(bc.ledKind, en.Kind), append(bc.ledTenant, en.Tenant)
+	bc.ledBody, bc.ledPrev, bc.ledHash = append(bc.ledBody, string(row.Body)), append(bc.ledPrev, row.PrevHash), append(bc.ledHash, row.Hash)
 	st.ledgerSeq, st.ledgerHash = row.Seq, row.Hash
 	return sealed
 }
@@ -301,8 +417,7 @@ func (e *Engine) initYjs(bc *batchCtx, st *docState, text string) error {
 
 func (e *Engine) appendYjs(bc *batchCtx, st *docState, u []byte, origin string) int64 {
 	st.logSeq++
-	bc.b.Queue(`INSERT INTO yjs_updates (doc_id, seq, generation, update, origin, shard_epoch, at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		st.id, st.logSeq, st.generation, u, origin, e.epoch, bc.now)
+	bc.yDoc, bc.ySeq, bc.yGen, bc.yUpd, bc.yOrigin = append(bc.yDoc, st.id), append(bc.ySeq, st.logSeq), append(bc.yGen, st.generation), append(bc.yUpd, u), append(bc.yOrigin, origin)
 	if st.logSeq-st.snapSeq >= int64(e.cfg.SnapshotEvery) {
 		e.writeSnapshot(bc, st)
 	}
@@ -310,12 +425,7 @@ func (e *Engine) appendYjs(bc *batchCtx, st *docState, u []byte, origin string) 
 }
 
 func (e *Engine) writeSnapshot(bc *batchCtx, st *docState) {
-	st.snapSeq = st.logSeq
-	bc.b.Queue(`
-		INSERT INTO yjs_snapshots (doc_id, generation, upto_seq, state, state_vector, text, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (doc_id) DO UPDATE SET generation = EXCLUDED.generation, upto_seq = EXCLUDED.upto_seq, state = EXCLUDED.state,
-		  state_vector = EXCLUDED.state_vector, text = EXCLUDED.text, at = EXCLUDED.at`,
-		st.id, st.generation, st.logSeq, st.ydoc.EncodeStateAsUpdate(nil), st.ydoc.EncodeStateVector(), st.ytext(), bc.now)
+	bc.snaps[st.id] = st // written from the final state when the group flushes
 }
 
 // writeRevision records the legacy store's new revision: the row (content
@@ -329,25 +439,30 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 	if create {
 		st.exists = true
 		st.createdAt = bc.now
-		bc.b.Queue(`INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
+		bc.pre.Queue(`INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
 			st.id, st.tenant, st.owner, st.title, st.content, st.revision, e.cfg.Shard, bc.now)
 	} else {
-		bc.b.Queue(`UPDATE documents SET title = $2, content = $3, revision = $4, updated_at = $5 WHERE doc_id = $1`,
-			st.id, st.title, st.content, st.revision, bc.now)
+		bc.docRows[st.id] = st // final state written when the group flushes
 	}
-	bc.b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		st.id, st.revision, st.title, text, user, bc.now, stage.Stage, stage.Epoch, e.epoch)
+	bc.revDoc, bc.revNum, bc.revTitle, bc.revContent = append(bc.revDoc, st.id), append(bc.revNum, st.revision), append(bc.revTitle, st.title), append(bc.revContent, text)
+	bc.revBy, bc.revStage, bc.revEpoch = append(bc.revBy, user), append(bc.revStage, stage.Stage), append(bc.revEpoch, stage.Epoch)
+	if bc.revPending[st.id] == nil {
+		bc.revPending[st.id] = map[int64]string{}
+	}
+	bc.revPending[st.id][st.revision] = text
 }
 
 func (e *Engine) remember(bc *batchCtx, o *op) {
 	if o.req.IdempotencyKey == "" {
 		return
 	}
-	raw, _ := json.Marshal(o.res)
-	bc.b.Queue(`INSERT INTO save_requests (doc_id, idem_key, result, at) VALUES ($1, $2, $3, $4)`,
-		o.req.Doc, o.req.IdempotencyKey, raw, bc.now)
+	// The stored answer names the revision and hashes; the content itself
+	// is in the save history, not copied here.
+	stored := o.res
+	stored.Content = nil
+	raw, _ := json.Marshal(stored)
+	bc.reqDoc, bc.reqKey, bc.reqResult = append(bc.reqDoc, o.req.Doc), append(bc.reqKey, o.req.IdempotencyKey), append(bc.reqResult, string(raw))
 }
 
 func svMap(sv yjs.StateVector) map[string]uint64 {
@@ -432,9 +547,11 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 			// stays readable as its revision.
 			kind, outcome, superseded = ledger.KindPreserved, OutcomeOverwrittenPreserved, st.revision
 		} else {
-			var base string
-			if err := bc.tx.QueryRow(ctx, `SELECT content FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&base); err != nil {
-				return fmt.Errorf("base revision %d of %s: %w", r.BaseRevision, st.id, err)
+			base, ok := bc.revPending[st.id][r.BaseRevision]
+			if !ok {
+				if err := bc.conn.QueryRow(ctx, `SELECT content FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&base); err != nil {
+					return fmt.Errorf("base revision %d of %s: %w", r.BaseRevision, st.id, err)
+				}
 			}
 			m := merge.Three(base, cur, r.Content)
 			text = m.Text
@@ -443,7 +560,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 				st.preserved++
 				preservedID, conflictText = st.preserved, r.Content
 				kind, outcome = ledger.KindPreserved, OutcomeConflictPreserved
-				bc.b.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, reason, saved_by, saved_at)
+				bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, reason, saved_by, saved_at)
 					VALUES ($1, $2, $3, $4, $5, $6, $7)`, st.id, preservedID, r.BaseRevision, conflictText,
 					"three-way merge conflict: the save's text is kept here, the document keeps its current text", r.User, bc.now)
 			}
@@ -521,7 +638,6 @@ func (e *Engine) applyYjs(bc *batchCtx, st *docState, o *op) error {
 			return err
 		}
 	}
-	svBefore := st.ydoc.StateVector()
 	pendingBefore := st.ydoc.HasPending()
 	textBefore := st.ytext()
 	st.capturing, st.captured = true, nil
@@ -563,7 +679,6 @@ func (e *Engine) applyYjs(bc *batchCtx, st *docState, o *op) error {
 		en.Reason = st.ydoc.PendingError().Error()
 	}
 	en.Outcome = outcome
-	_ = svBefore
 	sealed := e.appendLedger(bc, st, en)
 	o.res = Result{Doc: st.id, Outcome: outcome, Revision: st.revision, Stage: stage, StateVector: st.ydoc.EncodeStateVector(),
 		ContentSHA256: en.ContentSHA256}
@@ -621,3 +736,13 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 	e.stamp(&o.res, st, sealed)
 	return nil
 }
+
+func (e *Engine) knownTenant(t string) bool {
+	e.tenantsMu.Lock()
+	defer e.tenantsMu.Unlock()
+	_, ok := e.tenants[t]
+	return ok
+}
+
+var Timing [3]time.Duration
+var TimingMu sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,12 @@ type Config struct {
 	CacheDocs int
 	// MaxBatch bounds a group commit (default 256).
 	MaxBatch int
+	// Lanes is the number of group-commit lanes (default 2). Documents
+	// are spread over lanes by a hash of their ID; each lane commits its
+	// groups one after another on its own connection, lanes commit
+	// concurrently. A document is only ever written by its lane, so its
+	// memory state and ledger chain have one writer.
+	Lanes int
 	// SnapshotEvery compacts a document's Yjs log into a snapshot after
 	// this many updates (default 64).
 	SnapshotEvery int
@@ -43,21 +50,37 @@ type Engine struct {
 	epoch int64
 
 	lockConn *pgx.Conn
-	reqs     chan *op
+	lockMu   sync.Mutex
+	lanes    []*lane
 	stop     chan struct{}
-	done     chan struct{}
+	done     sync.WaitGroup
 	fenced   chan struct{}
 	fenceOne sync.Once
 	isFenced atomic.Bool
 
-	// mu: the group commit holds it exclusively while it applies and
-	// commits; reads share it, so they never see uncommitted state.
-	mu    sync.RWMutex
 	cache *lru
+	// tenants seen committed in the tenants table.
+	tenantsMu sync.Mutex
+	tenants   map[string]struct{}
 
 	// Stats.
 	Batches atomic.Int64
 	Applied atomic.Int64
+}
+
+// lane is one group-commit loop. mu: a group holds it exclusively while
+// it applies and commits; reads of the lane's documents share it, so they
+// never see uncommitted state.
+type lane struct {
+	mu   sync.RWMutex
+	reqs chan *op
+}
+
+func (e *Engine) laneOf(doc string) *lane {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte("lane\x00"))
+	_, _ = h.Write([]byte(doc))
+	return e.lanes[h.Sum32()%uint32(len(e.lanes))]
 }
 
 type op struct {
@@ -79,6 +102,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
+	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 2
 	}
 	if cfg.SnapshotEvery <= 0 {
 		cfg.SnapshotEvery = 64
@@ -121,10 +147,15 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
-		reqs: make(chan *op, 4*cfg.MaxBatch), stop: make(chan struct{}), done: make(chan struct{}),
-		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs),
+		stop:   make(chan struct{}),
+		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{},
 	}
-	go e.loop()
+	for range cfg.Lanes {
+		l := &lane{reqs: make(chan *op, 4*cfg.MaxBatch)}
+		e.lanes = append(e.lanes, l)
+		e.done.Add(1)
+		go e.loop(l)
+	}
 	e.log.Info("took shard", "shard", cfg.Shard, "shard_epoch", epoch, "holder", cfg.Holder)
 	return e, nil
 }
@@ -149,8 +180,8 @@ func (e *Engine) fence(reason string) {
 
 // CheckLock pings the lock connection; losing it fences the engine.
 func (e *Engine) CheckLock(ctx context.Context) error {
-	e.mu.Lock() // the lock connection is not safe for concurrent use
-	defer e.mu.Unlock()
+	e.lockMu.Lock() // the lock connection is not safe for concurrent use
+	defer e.lockMu.Unlock()
 	if e.isFenced.Load() {
 		return ErrFenced
 	}
@@ -171,9 +202,9 @@ func (e *Engine) Close() {
 	default:
 		close(e.stop)
 	}
-	<-e.done
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	e.done.Wait()
+	e.lockMu.Lock()
+	defer e.lockMu.Unlock()
 	_ = e.lockConn.Close(context.Background())
 }
 
@@ -185,7 +216,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 	}
 	o := &op{req: req, done: make(chan struct{})}
 	select {
-	case e.reqs <- o:
+	case e.laneOf(req.Doc).reqs <- o:
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	case <-e.stop:
@@ -200,26 +231,26 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 	}
 }
 
-func (e *Engine) loop() {
-	defer close(e.done)
+func (e *Engine) loop(l *lane) {
+	defer e.done.Done()
 	batch := make([]*op, 0, e.cfg.MaxBatch)
 	for {
 		select {
 		case <-e.stop:
-			e.drain(errors.New("store: engine closed"))
+			e.drain(l, errors.New("store: engine closed"))
 			return
-		case o := <-e.reqs:
+		case o := <-l.reqs:
 			batch = append(batch[:0], o)
 		fill:
 			for len(batch) < e.cfg.MaxBatch {
 				select {
-				case o := <-e.reqs:
+				case o := <-l.reqs:
 					batch = append(batch, o)
 				default:
 					break fill
 				}
 			}
-			e.runBatch(batch)
+			e.runBatch(l, batch)
 			for _, o := range batch {
 				close(o.done)
 			}
@@ -227,10 +258,10 @@ func (e *Engine) loop() {
 	}
 }
 
-func (e *Engine) drain(err error) {
+func (e *Engine) drain(l *lane, err error) {
 	for {
 		select {
-		case o := <-e.reqs:
+		case o := <-l.reqs:
 			o.err = err
 			close(o.done)
 		default:
@@ -239,11 +270,11 @@ func (e *Engine) drain(err error) {
 	}
 }
 
-func (e *Engine) runBatch(ops []*op) {
+func (e *Engine) runBatch(l *lane, ops []*op) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if e.isFenced.Load() {
 		for _, o := range ops {
 			o.err = ErrFenced

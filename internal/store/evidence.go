@@ -110,8 +110,9 @@ func (q EvidenceQuery) matches(en ledger.Entry) bool {
 
 // Evidence builds the timeline and verdicts of a document for a tenant.
 func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+	l := e.laneOf(q.Doc)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if verr := e.validate(&Request{Kind: KindReject, Doc: q.Doc, Tenant: q.Tenant}); verr != nil {
 		return Evidence{}, verr
 	}

@@ -37,8 +37,9 @@ type Document struct {
 // Read returns a tenant's document as its stage's authoritative side
 // has it.
 func (e *Engine) Read(ctx context.Context, tenant, doc string) (Document, error) {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
+	l := e.laneOf(doc)
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if verr := e.validate(&Request{Kind: KindReject, Doc: doc, Tenant: tenant}); verr != nil {
 		return Document{}, verr
 	}

@@ -493,7 +493,38 @@ func TestStageFlipDuringConcurrentSaves(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	acked := map[string]Result{}
-	errs := make(chan error, docs*savesPerDoc)
+	errs := make(chan error, docs*savesPerDoc*2)
+	// Yjs clients write to their own documents at the same time.
+	const ydocs = 5
+	yacked := map[string]Result{}
+	for i := range ydocs {
+		doc := fmt.Sprintf("y%d", i)
+		first := e.clientEdit("t", doc, uint64(500+i), "")
+		_ = first
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := yjs.NewDoc(yjs.Options{ClientID: uint64(900 + i)})
+			var u []byte
+			c.OnUpdate(func(b []byte) { u = b })
+			txt := c.GetText(contract.YjsTextName)
+			for j := range savesPerDoc {
+				if err := txt.Insert(txt.Len(), fmt.Sprintf("<%d>", j), nil); err != nil {
+					errs <- err
+					return
+				}
+				rid := fmt.Sprintf("%s-y%d", doc, j)
+				res, err := e.eng.Submit(ctx, Request{Kind: KindYjs, Doc: doc, Tenant: "t", User: "u", Update: u, RequestID: rid})
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				yacked[rid] = res
+				mu.Unlock()
+			}
+		}()
+	}
 	for i := range docs {
 		wg.Add(1)
 		go func() {
@@ -564,6 +595,39 @@ func TestStageFlipDuringConcurrentSaves(t *testing.T) {
 			t.Errorf("save %s has %d ledger entries", k, seen[k])
 		}
 	}
+	if len(yacked) != ydocs*savesPerDoc {
+		t.Fatalf("%d Yjs updates acknowledged, want %d", len(yacked), ydocs*savesPerDoc)
+	}
+	for i := range ydocs {
+		doc := fmt.Sprintf("y%d", i)
+		n := 0
+		for _, en := range e.entries(doc) {
+			if en.RequestID == "" || en.Kind == ledger.KindStateVector {
+				continue
+			}
+			n++
+			if want, ok := epochStage[en.Epoch]; !ok || want != en.Stage {
+				t.Errorf("%s committed under stage %s epoch %d; that epoch's stage is %q", en.RequestID, en.Stage, en.Epoch, want)
+			}
+			if r := yacked[en.RequestID]; r.LedgerSeq != en.Seq || r.Stage.Epoch != en.Epoch {
+				t.Errorf("%s acknowledged as %+v, ledger says seq %d epoch %d", en.RequestID, r, en.Seq, en.Epoch)
+			}
+		}
+		if n != savesPerDoc {
+			t.Errorf("%s: %d Yjs updates in the ledger, want %d", doc, n, savesPerDoc)
+		}
+		d, err := e.eng.Read(ctx, "t", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := ""
+		for j := range savesPerDoc {
+			want += fmt.Sprintf("<%d>", j)
+		}
+		if d.Content != want {
+			t.Errorf("%s: text %q", doc, d.Content)
+		}
+	}
 	t.Logf("saves per epoch: %v; group commits: %d", epochsUsed, e.eng.Batches.Load())
 	// Retrying every save changes nothing.
 	before := e.count(`SELECT count(*) FROM save_ledger`)
@@ -589,9 +653,10 @@ func TestColdLoadFromSnapshotAndLog(t *testing.T) {
 		want += fmt.Sprint(i % 10)
 		e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: want})
 	}
-	e.eng.mu.Lock()
+	l := e.eng.laneOf("d")
+	l.mu.Lock()
 	e.eng.cache.evict("d")
-	e.eng.mu.Unlock()
+	l.mu.Unlock()
 	d, err := e.eng.Read(ctx, "t", "d")
 	if err != nil || d.Content != want || d.Revision != 151 {
 		t.Fatalf("cold read: %q rev %d, %v", d.Content, d.Revision, err)

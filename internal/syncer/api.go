@@ -25,7 +25,10 @@ const (
 // with an empty token every internal call is refused (503).
 func Handler(eng *store.Engine, token string) http.Handler {
 	mux := http.NewServeMux()
-	ok := func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK); _, _ = io.WriteString(w, "ok\n") }
+	ok := func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "ok\n")
+	}
 	mux.HandleFunc("GET "+contract.PathHealthz, ok)
 	mux.HandleFunc("GET "+contract.PathReadyz, func(w http.ResponseWriter, r *http.Request) {
 		select {

@@ -13,6 +13,8 @@ import (
 	"github.com/yawp/persistence-operator/internal/store"
 )
 
+const qTenant = "tenant"
+
 // Client calls a syncer's internal API.
 type Client struct {
 	// BaseURL is the syncer's address, e.g. http://127.0.0.1:8081.
@@ -76,28 +78,28 @@ func (c *Client) Apply(ctx context.Context, r store.Request) (store.Result, erro
 // Read reads a tenant's document.
 func (c *Client) Read(ctx context.Context, tenant, doc string) (store.Document, error) {
 	var out store.Document
-	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc), url.Values{"tenant": {tenant}}, nil, &out)
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc), url.Values{qTenant: {tenant}}, nil, &out)
 	return out, err
 }
 
 // List lists a tenant's documents.
 func (c *Client) List(ctx context.Context, tenant, after string, limit int) ([]store.Summary, error) {
 	var out []store.Summary
-	err := c.do(ctx, http.MethodGet, PathList, url.Values{"tenant": {tenant}, "after": {after}, "limit": {strconv.Itoa(limit)}}, nil, &out)
+	err := c.do(ctx, http.MethodGet, PathList, url.Values{qTenant: {tenant}, "after": {after}, "limit": {strconv.Itoa(limit)}}, nil, &out)
 	return out, err
 }
 
 // Revision reads a revision of the save history.
 func (c *Client) Revision(ctx context.Context, tenant, doc string, rev int64) (store.Revision, error) {
 	var out store.Revision
-	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/revisions/"+strconv.FormatInt(rev, 10), url.Values{"tenant": {tenant}}, nil, &out)
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/revisions/"+strconv.FormatInt(rev, 10), url.Values{qTenant: {tenant}}, nil, &out)
 	return out, err
 }
 
 // Preserved reads preserved content.
 func (c *Client) Preserved(ctx context.Context, tenant, doc string, id int64) (store.Preserved, error) {
 	var out store.Preserved
-	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/preserved/"+strconv.FormatInt(id, 10), url.Values{"tenant": {tenant}}, nil, &out)
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/preserved/"+strconv.FormatInt(id, 10), url.Values{qTenant: {tenant}}, nil, &out)
 	return out, err
 }
 

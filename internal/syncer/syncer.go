@@ -101,6 +101,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return errors.New("invalid database URL")
 	}
+	if pcfg.MaxConns < 16 {
+		pcfg.MaxConns = 16 // group-commit lanes, reads, reports
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -156,10 +159,17 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger.Warn("no internal token: the internal API refuses every call; set " + contract.EnvInternalToken + " or " + contract.EnvTokenKey)
 	}
 	cfg.Logger.Info("serving", "listen", ln.Addr().String(), "shard", cfg.Shard, "shard_epoch", eng.ShardEpoch())
+	listening := make(chan struct{})
+	go s.listen(ctx, listening)
+	select {
+	case <-listening:
+	case <-time.After(5 * time.Second):
+		cfg.Logger.Warn("stage listener not up yet; polling every heartbeat meanwhile")
+	case <-ctx.Done():
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
-	go s.listen(ctx)
 	tick := time.NewTicker(cfg.Heartbeat)
 	defer tick.Stop()
 	s.heartbeat(ctx)
@@ -233,20 +243,29 @@ func (s *Syncer) holder() string {
 
 // listen LISTENs on dataplane.NotifyChannel and kicks a heartbeat on every
 // stage change; the ticker is the poll fallback.
-func (s *Syncer) listen(ctx context.Context) {
+func (s *Syncer) listen(ctx context.Context, listening chan struct{}) {
 	for ctx.Err() == nil {
 		conn, err := pgx.Connect(ctx, s.cfg.DatabaseURL)
 		if err == nil {
 			_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{dataplane.NotifyChannel}.Sanitize())
+			if err == nil {
+				if listening != nil {
+					close(listening)
+					listening = nil
+				}
+				// Changes made while not listening are picked up now.
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
+			}
 			for err == nil {
-				var n interface{ Payload() string }
 				nt, werr := conn.WaitForNotification(ctx)
 				if werr != nil {
 					err = werr
 					break
 				}
-				n = payload(nt.Payload)
-				if n.Payload() == s.cfg.Rollout {
+				if nt.Payload == s.cfg.Rollout {
 					select {
 					case s.kick <- struct{}{}:
 					default:
@@ -265,7 +284,3 @@ func (s *Syncer) listen(ctx context.Context) {
 		}
 	}
 }
-
-type payload string
-
-func (p payload) Payload() string { return string(p) }

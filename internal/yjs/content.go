@@ -2,6 +2,7 @@ package yjs
 
 import (
 	"encoding/json"
+	"unsafe"
 )
 
 // Content ref numbers, the low five bits of a struct's info byte.
@@ -121,10 +122,13 @@ func (c *ContentBinary) write(e *encoder, _ int) { e.writeVarBytes(c.Data) }
 // Split halves share their backing array, and the left half keeps the
 // capacity that holds the right half, so merging them back is a reslice.
 // own records that no other piece refers to the array past len(s): only
-// then may s be appended to in place.
+// then may s be appended to in place. room counts the units of the array
+// right before s that no other piece refers to either: space to prepend
+// in place.
 type ContentString struct {
-	s   []uint16
-	own bool
+	s    []uint16
+	room int32
+	own  bool
 }
 
 func (c *ContentString) Ref() uint8      { return refString }
@@ -159,34 +163,102 @@ func (c *ContentString) grow(n int) []uint16 {
 		c.s = c.s[:l+n]
 		return c.s[l:]
 	}
-	nc := 2*l + n
-	if nc < 8 {
-		nc = 8
-	}
-	ns := make([]uint16, l+n, nc)
-	copy(ns, c.s)
-	c.s = ns
+	// A copy, grown as append grows; capping s keeps append from
+	// writing into an array other pieces may share.
+	c.s = append(c.s[:l:l], make([]uint16, n)...)
+	c.room = 0
 	c.own = true
-	return ns[l:]
+	return c.s[l:]
 }
 
 // appendUnits appends u to the text.
-func (c *ContentString) appendUnits(u []uint16) { copy(c.grow(len(u)), u) }
+func (c *ContentString) appendUnits(u []uint16) {
+	l := len(c.s)
+	if c.own && cap(c.s)-l >= len(u) {
+		c.s = append(c.s, u...)
+		return
+	}
+	c.s = append(c.s[:l:l], u...)
+	c.room = 0
+	c.own = true
+}
 
 func (c *ContentString) mergeWith(r Content) bool {
 	rc := r.(*ContentString)
-	l, n := len(c.s), len(rc.s)
-	if n == 0 {
-		return true
-	}
-	if cap(c.s)-l >= n && &c.s[:l+1][l] == &rc.s[0] {
-		// rc is the rest of c's array (an earlier split): reslice.
-		c.s = c.s[:l+n]
-		c.own = rc.own
-		return true
-	}
-	c.appendUnits(rc.s)
+	c.extend(rc.s, rc.own)
 	return true
+}
+
+// extend appends u. If u lies right after s in s's array (the two were
+// split apart), that is a reslice, and uOwn tells whether u's holder owned
+// the rest of the array.
+func (c *ContentString) extend(u []uint16, uOwn bool) {
+	l, n := len(c.s), len(u)
+	if n == 0 {
+		return
+	}
+	if cap(c.s)-l >= n && &c.s[:l+1][l] == &u[0] {
+		c.s = c.s[:l+n]
+		c.own = uOwn
+		return
+	}
+	c.appendUnits(u)
+}
+
+// prepend puts u in front of the text.
+func (c *ContentString) prepend(u []uint16) {
+	n, l := len(u), len(c.s)
+	if l == 0 {
+		c.s, c.room, c.own = u, 0, false
+		return
+	}
+	if cap(u)-n >= l && &u[:n+1][n] == &c.s[0] {
+		c.s, c.room = u[:n+l], 0
+		return
+	}
+	if int(c.room) >= n {
+		// The room lies in s's own allocation, so stepping back into it
+		// stays inside that object.
+		start := (*uint16)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(c.s)), -2*n))
+		ns := unsafe.Slice(start, n+cap(c.s))
+		copy(ns, u)
+		c.s = ns[:n+l]
+		c.room -= int32(n)
+		return
+	}
+	// Copy, leaving room in front: text deleted backwards keeps coming.
+	front := min(max(n+l, 16), 1<<20)
+	ns := make([]uint16, front+n+l)
+	copy(ns[front:], u)
+	copy(ns[front+n:], c.s)
+	c.s, c.room, c.own = ns[front:], int32(front), true
+}
+
+// cutTail drops the units from off on and returns them; like splice, it
+// does not leave half a surrogate pair on either side.
+func (c *ContentString) cutTail(off int) []uint16 {
+	tail := c.s[off:]
+	c.s = c.s[:off]
+	c.own = false
+	if off > 0 && isHighSurrogate(c.s[off-1]) {
+		c.s[off-1] = 0xfffd
+		if len(tail) > 0 {
+			tail[0] = 0xfffd
+		}
+	}
+	return tail
+}
+
+// cutHead drops the first n units (n < Len) and returns them; like
+// splice, it does not leave half a surrogate pair on either side.
+func (c *ContentString) cutHead(n int) []uint16 {
+	head := c.s[:n]
+	if n > 0 && isHighSurrogate(head[n-1]) {
+		head[n-1] = 0xfffd
+		c.s[n] = 0xfffd
+	}
+	c.s, c.room = c.s[n:], 0
+	return head
 }
 func (c *ContentString) write(e *encoder, off int) { e.writeUTF16(c.s[off:]) }
 

@@ -324,6 +324,71 @@ func TestDifferentialGC(t *testing.T) {
 	}
 }
 
+// typingOp is an editor-like local operation around a per-replica
+// cursor: typing runs, backspaces and forward deletes next to what was
+// just typed or deleted, and now and then a jump. It drives the local
+// typing and deleting fast paths, which random positions rarely reach.
+func (s *session) typingOp(r *replica, cursors map[*replica]int) {
+	t := s.t
+	text := r.doc.GetText("t")
+	n := text.Len()
+	cur := cursors[r]
+	if cur > n || s.rng.Intn(12) == 0 {
+		cur = s.rng.Intn(n + 1)
+	}
+	var theirs oracleResp
+	var what string
+	roll := s.rng.Intn(10)
+	switch {
+	case roll < 5 || n == 0:
+		str := sampleTexts[s.rng.Intn(len(sampleTexts))]
+		what = fmt.Sprintf("insert(%d,%q)", cur, str)
+		if err := text.Insert(cur, str, nil); err != nil {
+			t.Fatal(err)
+		}
+		theirs = s.o.call(map[string]any{"op": "insert", "doc": r.name, "index": cur, "text": str, "attrs": nil})
+		cur += len(toUTF16(str))
+	case roll < 8 && cur > 0:
+		l := 1 + s.rng.Intn(min(cur, 3))
+		cur -= l
+		what = fmt.Sprintf("backspace delete(%d,%d)", cur, l)
+		if err := text.Delete(cur, l); err != nil {
+			t.Fatal(err)
+		}
+		theirs = s.o.call(map[string]any{"op": "delete", "doc": r.name, "index": cur, "len": l})
+	default:
+		if cur == n {
+			cur = s.rng.Intn(n)
+		}
+		l := 1 + s.rng.Intn(min(n-cur, 3))
+		what = fmt.Sprintf("forward delete(%d,%d)", cur, l)
+		if err := text.Delete(cur, l); err != nil {
+			t.Fatal(err)
+		}
+		theirs = s.o.call(map[string]any{"op": "delete", "doc": r.name, "index": cur, "len": l})
+	}
+	cursors[r] = cur
+	s.emitted(r, s.drain(r), theirs.Updates, what)
+	s.check(r, what)
+}
+
+func TestDifferentialTyping(t *testing.T) {
+	o := startOracle(t)
+	for seed := int64(300); seed <= 315; seed++ {
+		s := newSession(t, o, seed, 2, seed%4 == 3)
+		cursors := map[*replica]int{}
+		for i := 0; i < 150; i++ {
+			r := s.replicas[s.rng.Intn(len(s.replicas))]
+			if s.rng.Intn(8) == 0 {
+				s.deliver(r, false)
+			} else {
+				s.typingOp(r, cursors)
+			}
+		}
+		s.run(0, false)
+	}
+}
+
 func min(a, b int) int {
 	if a < b {
 		return a

@@ -36,7 +36,9 @@ type Doc struct {
 	gc       bool
 
 	clients    map[uint64]*clientStore
-	clientList []uint64 // insertion order, for deterministic iteration
+	clientList []uint64       // insertion order, for deterministic iteration
+	storeList  []*clientStore // the stores of clientList, in its order
+	own        *clientStore   // the store of clientID, once it exists
 	clientIdx  map[uint64]int
 	share      map[string]*Type
 	shareOrder []string
@@ -108,12 +110,24 @@ func (d *Doc) store(client uint64) *clientStore {
 		d.clients[client] = cs
 		d.clientIdx[client] = len(d.clientList)
 		d.clientList = append(d.clientList, client)
+		d.storeList = append(d.storeList, cs)
+		if client == d.clientID {
+			d.own = cs
+		}
 	}
 	return cs
 }
 
+// storeOf returns client's store or nil.
+func (d *Doc) storeOf(client uint64) *clientStore {
+	if client == d.clientID {
+		return d.own
+	}
+	return d.clients[client]
+}
+
 func (d *Doc) state(client uint64) uint64 {
-	if cs := d.clients[client]; cs != nil {
+	if cs := d.storeOf(client); cs != nil {
 		return cs.state()
 	}
 	return 0
@@ -135,7 +149,7 @@ func (d *Doc) StateVector() StateVector {
 func (d *Doc) EncodeStateVector() []byte { return EncodeStateVector(d.StateVector()) }
 
 func (d *Doc) find(id ID) *Item {
-	cs := d.clients[id.Client]
+	cs := d.storeOf(id.Client)
 	if cs == nil {
 		return nil
 	}
@@ -186,7 +200,7 @@ func (d *Doc) splitItem(txn *Transaction, left *Item, diff int) *Item {
 		idx.adjust(left, visLen(left)-visBefore)
 		idx.insertAfter(left, right)
 	}
-	cs := d.clients[id.Client]
+	cs := d.storeOf(id.Client)
 	ci, i, _ := cs.locate(id.Clock)
 	cs.insertAfter(ci, i, right)
 	return right
@@ -217,20 +231,62 @@ type Transaction struct {
 	local        bool
 	before       []uint64 // client states at the start, by d.clientList index
 	after        []uint64 // client states at commit, by d.clientList index
-	ds           DeleteSet
 	mergeStructs []*Item
 	changed      map[*Type]struct{}
-	dsOrder      []uint64 // clients in the order they entered ds (a JS Map's order)
+	// The delete set: dsOrder lists the clients in the order they entered
+	// it (a JS Map's order), dsRanges their ranges. dsIdx indexes dsOrder
+	// once it is long.
+	dsOrder  []uint64
+	dsRanges [][]Range
+	dsIdx    map[uint64]int
+}
+
+const dsIdxMin = 8
+
+// dsIndex returns client's position in dsOrder, or -1.
+func (txn *Transaction) dsIndex(client uint64) int {
+	if txn.dsIdx != nil {
+		if i, ok := txn.dsIdx[client]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := len(txn.dsOrder) - 1; i >= 0; i-- {
+		if txn.dsOrder[i] == client {
+			return i
+		}
+	}
+	return -1
+}
+
+// dsFor returns client's deleted ranges in this transaction.
+func (txn *Transaction) dsFor(client uint64) []Range {
+	if i := txn.dsIndex(client); i >= 0 {
+		return txn.dsRanges[i]
+	}
+	return nil
 }
 
 func (txn *Transaction) addDelete(client, clock, length uint64) {
-	if txn.ds == nil {
-		txn.ds = DeleteSet{}
-	}
-	if len(txn.ds[client]) == 0 {
+	i := txn.dsIndex(client)
+	if i < 0 {
+		i = len(txn.dsOrder)
 		txn.dsOrder = append(txn.dsOrder, client)
+		// dsRanges keeps the emptied slices of earlier uses.
+		if i == len(txn.dsRanges) {
+			txn.dsRanges = append(txn.dsRanges, nil)
+		}
+		txn.dsRanges[i] = txn.dsRanges[i][:0]
+		if txn.dsIdx != nil {
+			txn.dsIdx[client] = i
+		} else if len(txn.dsOrder) > dsIdxMin {
+			txn.dsIdx = make(map[uint64]int, len(txn.dsOrder))
+			for j, c := range txn.dsOrder {
+				txn.dsIdx[c] = j
+			}
+		}
 	}
-	txn.ds.add(client, clock, length)
+	txn.dsRanges[i] = append(txn.dsRanges[i], Range{clock, length})
 }
 
 func (d *Doc) newTransaction(local bool) *Transaction {
@@ -251,10 +307,11 @@ func (d *Doc) newTransaction(local bool) *Transaction {
 // release resets a committed transaction and keeps it for reuse; the
 // delete set keeps its slices (emptied) to avoid reallocating them.
 func (d *Doc) release(txn *Transaction) {
-	for _, k := range txn.dsOrder {
-		txn.ds[k] = txn.ds[k][:0]
+	for i := range txn.dsOrder {
+		txn.dsRanges[i] = txn.dsRanges[i][:0]
 	}
 	txn.dsOrder = txn.dsOrder[:0]
+	txn.dsIdx = nil
 	clear(txn.mergeStructs)
 	txn.mergeStructs = txn.mergeStructs[:0]
 	txn.changed = nil
@@ -292,8 +349,8 @@ func (d *Doc) transact(local bool, f func(txn *Transaction) error) error {
 }
 
 func (d *Doc) clientStatesInto(st []uint64) []uint64 {
-	for _, c := range d.clientList {
-		st = append(st, d.clients[c].state())
+	for _, cs := range d.storeList {
+		st = append(st, cs.state())
 	}
 	return st
 }
@@ -301,8 +358,8 @@ func (d *Doc) clientStatesInto(st []uint64) []uint64 {
 // deletes returns the transaction's delete set without emptied entries.
 func (txn *Transaction) deletes() DeleteSet {
 	ds := make(DeleteSet, len(txn.dsOrder))
-	for _, c := range txn.dsOrder {
-		ds[c] = txn.ds[c]
+	for i, c := range txn.dsOrder {
+		ds[c] = txn.dsRanges[i]
 	}
 	return ds
 }
@@ -355,14 +412,16 @@ func (txn *Transaction) addChanged(t *Type) {
 // formatting cleanup after remote changes, garbage collection, merging of
 // structs, and the update event.
 func (d *Doc) commit(txn *Transaction) {
-	for _, c := range txn.dsOrder {
-		txn.ds[c] = sortAndMergeRanges(txn.ds[c])
+	for i := range txn.dsOrder {
+		txn.dsRanges[i] = sortAndMergeRanges(txn.dsRanges[i])
 	}
 	txn.after = d.clientStatesInto(txn.after[:0])
 	needCleanup := false
-	for t := range txn.changed {
-		if (t.item == nil || !t.item.Deleted()) && t.hasFormatting {
-			needCleanup = true
+	if len(txn.changed) > 0 {
+		for t := range txn.changed {
+			if (t.item == nil || !t.item.Deleted()) && t.hasFormatting {
+				needCleanup = true
+			}
 		}
 	}
 	if needCleanup {
@@ -373,12 +432,11 @@ func (d *Doc) commit(txn *Transaction) {
 	}
 	d.tryMergeDeleteSet(txn)
 	for ci, clock := range txn.after {
-		client := d.clientList[ci]
 		before := txn.beforeAt(ci)
 		if before == clock {
 			continue
 		}
-		cs := d.clients[client]
+		cs := d.storeList[ci]
 		first := cs.find(before)
 		if first == nil {
 			continue
@@ -392,12 +450,15 @@ func (d *Doc) commit(txn *Transaction) {
 		limit := first.ID.Clock
 		for s := cs.last(); s != nil && s.ID.Clock >= limit; {
 			s, _ = d.mergeWithLefts(cs, s)
+			if s.ID.Clock <= limit {
+				break // the struct before is below the limit
+			}
 			s = cs.prevOf(s)
 		}
 	}
 	for i := len(txn.mergeStructs) - 1; i >= 0; i-- {
 		id := txn.mergeStructs[i].ID
-		cs := d.clients[id.Client]
+		cs := d.storeOf(id.Client)
 		s := cs.find(id.Clock)
 		if s == nil {
 			continue
@@ -505,9 +566,9 @@ func (d *Doc) mergeStructs(left, right *Item) bool {
 }
 
 func (d *Doc) tryMergeDeleteSet(txn *Transaction) {
-	for _, client := range txn.dsOrder {
-		rs := txn.ds[client]
-		cs := d.clients[client]
+	for i, client := range txn.dsOrder {
+		rs := txn.dsRanges[i]
+		cs := d.storeOf(client)
 		if cs == nil {
 			continue
 		}
@@ -525,6 +586,9 @@ func (d *Doc) tryMergeDeleteSet(txn *Transaction) {
 			}
 			for s != nil && s != cs.first() && s.ID.Clock >= r.Clock {
 				s, _ = d.mergeWithLefts(cs, s)
+				if s.ID.Clock <= r.Clock {
+					break // the struct before is below the range
+				}
 				s = cs.prevOf(s)
 			}
 		}
@@ -532,9 +596,9 @@ func (d *Doc) tryMergeDeleteSet(txn *Transaction) {
 }
 
 func (d *Doc) tryGcDeleteSet(txn *Transaction) {
-	for _, client := range txn.dsOrder {
-		rs := txn.ds[client]
-		cs := d.clients[client]
+	for i, client := range txn.dsOrder {
+		rs := txn.dsRanges[i]
+		cs := d.storeOf(client)
 		if cs == nil {
 			continue
 		}

@@ -422,7 +422,11 @@ func (x *Text) insertPlain(txn *Transaction, pos *textPos, s string) {
 		}
 		return
 	}
-	it := x.newItem(txn, pos, &ContentString{s: toUTF16(s)})
+	// Typing goes on at the end of this item: leave room to grow in place.
+	n := utf16Len(s)
+	u := make([]uint16, n, max(2*n, 16))
+	putUTF16(u, s)
+	it := x.newItem(txn, pos, &ContentString{s: u, own: true})
 	if idx := x.t.index; idx != nil && it.leaf != nil && !it.Deleted() {
 		idx.setCursor(it, pos.index)
 	}
@@ -438,7 +442,7 @@ func (x *Text) canAppend(pos *textPos) bool {
 	if _, ok := l.Content.(*ContentString); !ok {
 		return false
 	}
-	cs := d.clients[d.clientID]
+	cs := d.own
 	if cs == nil || cs.last() != l {
 		return false
 	}
@@ -551,11 +555,95 @@ func (x *Text) Delete(index, length int) error {
 		return err
 	}
 	return x.t.doc.Transact(func(txn *Transaction) error {
+		if x.deleteJoin(txn, index, length) {
+			return nil
+		}
 		var pos textPos
 		x.findPosition(txn, index, &pos)
 		x.deleteText(txn, &pos, length)
 		return nil
 	})
+}
+
+// deleteJoin is the backspace and forward-delete fast path. Deleting the
+// tail of an item whose right neighbour is the deleted rest of it (or the
+// head of an item whose left neighbour is the deleted start of it) makes
+// yjs split the item and merge the deleted part into that neighbour when
+// the transaction ends. deleteJoin moves the boundary between the two
+// items instead, which leaves exactly the structs yjs ends up with, and
+// reports whether it could.
+func (x *Text) deleteJoin(txn *Transaction, index, length int) bool {
+	t := x.t
+	d := t.doc
+	if t.hasFormatting || d.gc {
+		return false
+	}
+	idx := t.seqIndex()
+	it, off := idx.findNear(index)
+	if it == nil || it.kind != kindItem || it.HasParentSub() || off+length > it.Len {
+		return false
+	}
+	c, ok := it.Content.(*ContentString)
+	if !ok {
+		return false
+	}
+	var delClock uint64
+	if off > 0 && off+length == it.Len {
+		// Backspace: its tail joins the deleted item on its right.
+		b := it.Right
+		if b == nil || !joinable(it, b) || !b.Deleted() {
+			return false
+		}
+		bc, ok := b.Content.(*ContentString)
+		if !ok {
+			return false
+		}
+		delClock = it.ID.Clock + uint64(off)
+		tail := c.cutTail(off)
+		bc.prepend(tail)
+		it.Len = off
+		b.ID.Clock -= uint64(length)
+		b.Len += length
+		b.Origin = it.lastID()
+		b.info |= it.info & flagKeep
+	} else if off == 0 && length < it.Len {
+		// Forward delete: its head joins the deleted item on its left.
+		a := it.Left
+		if a == nil || !joinable(a, it) || !a.Deleted() {
+			return false
+		}
+		ac, ok := a.Content.(*ContentString)
+		if !ok {
+			return false
+		}
+		delClock = it.ID.Clock
+		head := c.cutHead(length)
+		ac.extend(head, false)
+		a.Len += length
+		a.info |= it.info & flagKeep
+		it.ID.Clock += uint64(length)
+		it.Len -= length
+		it.Origin = a.lastID()
+	} else {
+		return false
+	}
+	t.length -= length
+	idx.adjust(it, -length)
+	idx.keepCursor()
+	txn.addDelete(it.ID.Client, delClock, uint64(length))
+	txn.addChanged(t)
+	return true
+}
+
+// joinable reports whether a and b would merge if both were deleted
+// (Item.mergeWith without the deleted check): b continues a.
+func joinable(a, b *Item) bool {
+	return a.kind == kindItem && b.kind == kindItem &&
+		a.Right == b && b.Left == a &&
+		a.ID.Client == b.ID.Client && a.end() == b.ID.Clock &&
+		b.HasOrigin() && b.Origin == a.lastID() &&
+		sameOptID(a.RightOrigin, a.HasRightOrigin(), b.RightOrigin, b.HasRightOrigin()) &&
+		a.Parent == b.Parent && a.info&flagParentSub == 0 && b.info&flagParentSub == 0
 }
 
 func (x *Text) deleteText(txn *Transaction, pos *textPos, length int) {
@@ -774,7 +862,7 @@ func (d *Doc) cleanupTextAfterTransaction(txn *Transaction) {
 				continue
 			}
 			state := cs.state()
-			for _, r := range txn.ds[client] {
+			for _, r := range txn.dsFor(client) {
 				if r.Clock >= state {
 					break
 				}

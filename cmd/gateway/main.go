@@ -1,0 +1,126 @@
+// Command gateway is the client-facing server of a sync-gateway pod: the
+// legacy write-through REST API under /v1/documents (create, read, list,
+// save with If-Match and Idempotency-Key, preserved revisions), Yjs updates
+// over HTTP and the evidence API. It authenticates signed bearer tokens and
+// routes each document to its shard's syncer.
+//
+// Configuration (flags override the environment the StatefulSet sets):
+//
+//	--listen          :8080                   client API address
+//	--metrics-listen  :9090                   /metrics address ("" disables)
+//	--syncer          http://127.0.0.1:8081   this pod's syncer
+//	--shards          YAWP_SHARDS             number of shards
+//	--shard           POD_NAME's ordinal      this pod's shard
+//	--peer-pattern    YAWP_PEER_PATTERN       printf pattern (one %d) of a peer shard's syncer URL
+//	--peers           ""                      comma-separated syncer URLs of shards 0..N-1 (local runs)
+//	--token-key       YAWP_TOKEN_KEY          HMAC key of client tokens
+//	--token-key-file  ""                      read the key from a file instead
+//	--internal-token  YAWP_INTERNAL_TOKEN     syncer internal API token (default: derived from the token key)
+//
+// Local run (what `make dev` does per shard i of N):
+//
+//	POD_NAME=demo-gateway-0 YAWP_SHARDS=2 YAWP_ROLLOUT=default/demo DATABASE_URL=... YAWP_TOKEN_KEY=... \
+//	  bin/gateway --listen 127.0.0.1:18080 --metrics-listen 127.0.0.1:19090 --syncer http://127.0.0.1:18081 \
+//	  --peers http://127.0.0.1:18081,http://127.0.0.1:28081
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/yawp/persistence-operator/internal/auth"
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/gateway"
+	"github.com/yawp/persistence-operator/internal/syncer"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	shards, _ := strconv.Atoi(os.Getenv(contract.EnvShards))
+	shard := -1
+	if pod := os.Getenv(contract.EnvPodName); pod != "" {
+		if n, err := syncer.ShardFromPodName(pod); err == nil {
+			shard = n
+		}
+	}
+	var (
+		listen, metricsListen, syncerURL, peerPattern, peers, tokenKey, tokenKeyFile, internalToken string
+		cfg                                                                                         gateway.Config
+	)
+	flag.StringVar(&listen, "listen", fmt.Sprintf(":%d", contract.GatewayPort), "client API listen address")
+	flag.StringVar(&metricsListen, "metrics-listen", fmt.Sprintf(":%d", contract.GatewayMetricsPort), "metrics listen address (empty disables)")
+	flag.StringVar(&syncerURL, "syncer", fmt.Sprintf("http://127.0.0.1:%d", contract.SyncerPort), "this pod's syncer URL")
+	flag.IntVar(&cfg.Shards, "shards", shards, "number of shards (env "+contract.EnvShards+")")
+	flag.IntVar(&cfg.SelfShard, "shard", shard, "this pod's shard (default: the ordinal of "+contract.EnvPodName+")")
+	flag.StringVar(&peerPattern, "peer-pattern", os.Getenv(contract.EnvPeerPattern), "printf pattern with one %d giving a shard's syncer URL (env "+contract.EnvPeerPattern+")")
+	flag.StringVar(&peers, "peers", "", "comma-separated syncer URLs of shards 0..N-1 (overrides --peer-pattern)")
+	flag.StringVar(&tokenKey, "token-key", os.Getenv(contract.EnvTokenKey), "token HMAC key (env "+contract.EnvTokenKey+")")
+	flag.StringVar(&tokenKeyFile, "token-key-file", "", "file holding the token HMAC key")
+	flag.StringVar(&internalToken, "internal-token", os.Getenv(contract.EnvInternalToken), "syncer internal API token (env "+contract.EnvInternalToken+")")
+	flag.Parse()
+	if tokenKeyFile != "" {
+		b, err := os.ReadFile(tokenKeyFile)
+		if err != nil {
+			return err
+		}
+		tokenKey = strings.TrimSpace(string(b))
+	}
+	if tokenKey == "" {
+		return errors.New("no token key: set " + contract.EnvTokenKey + ", --token-key or --token-key-file")
+	}
+	if internalToken == "" {
+		internalToken = auth.InternalToken([]byte(tokenKey))
+	}
+	if peers != "" {
+		cfg.Peers = strings.Split(peers, ",")
+	}
+	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	g, err := gateway.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv := &http.Server{Addr: listen, Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	if metricsListen != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle(contract.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		msrv := &http.Server{Addr: metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.ListenAndServe() }()
+		defer msrv.Close()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	cfg.Logger.Info("serving", "listen", listen, "shards", cfg.Shards, "shard", cfg.SelfShard)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	}
+}

@@ -1,0 +1,81 @@
+// Command syncer is the shard's persistence engine, the second container of
+// every sync-gateway pod: the only writer of its shard's documents. It
+// applies migrations, takes its shard (advisory lock + shard epoch), serves
+// the gateway's internal API and heartbeats its shard report.
+//
+// Configuration (flags override the environment the StatefulSet sets):
+//
+//	--database-url   DATABASE_URL         PostgreSQL DSN
+//	--rollout        YAWP_ROLLOUT         "namespace/name" of the PersistenceRollout
+//	--shards         YAWP_SHARDS          number of shards
+//	--shard          POD_NAME's ordinal   this shard ("demo-gateway-3" -> 3)
+//	--internal-token YAWP_INTERNAL_TOKEN  internal API token (default: derived from YAWP_TOKEN_KEY)
+//	--listen         :8081                internal API address
+//	--metrics-listen :9091                /metrics address ("" disables)
+//	--heartbeat      2s                   shard report interval
+//	--cache-docs     1024                 documents kept in memory
+//
+// Local run (what `make dev` does per shard i of N):
+//
+//	POD_NAME=demo-gateway-0 YAWP_SHARDS=2 YAWP_ROLLOUT=default/demo DATABASE_URL=... YAWP_TOKEN_KEY=... \
+//	  bin/syncer --listen 127.0.0.1:18081 --metrics-listen 127.0.0.1:19091
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/auth"
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/syncer"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "syncer:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := syncer.Config{}
+	shards, _ := strconv.Atoi(os.Getenv(contract.EnvShards))
+	shard := -1
+	if pod := os.Getenv(contract.EnvPodName); pod != "" {
+		if n, err := syncer.ShardFromPodName(pod); err == nil {
+			shard = n
+		}
+	}
+	token := os.Getenv(contract.EnvInternalToken)
+	if token == "" {
+		token = auth.InternalToken([]byte(os.Getenv(contract.EnvTokenKey)))
+	}
+	flag.StringVar(&cfg.Listen, "listen", fmt.Sprintf(":%d", contract.SyncerPort), "internal API listen address")
+	flag.StringVar(&cfg.MetricsListen, "metrics-listen", fmt.Sprintf(":%d", contract.SyncerMetricsPort), "metrics listen address (empty disables)")
+	flag.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv(contract.EnvDatabaseURL), "PostgreSQL URL (env "+contract.EnvDatabaseURL+")")
+	flag.StringVar(&cfg.Rollout, "rollout", os.Getenv(contract.EnvRollout), "rollout namespace/name (env "+contract.EnvRollout+")")
+	flag.IntVar(&cfg.Shards, "shards", shards, "number of shards (env "+contract.EnvShards+")")
+	flag.IntVar(&cfg.Shard, "shard", shard, "this shard (default: the ordinal of "+contract.EnvPodName+")")
+	flag.StringVar(&cfg.InternalToken, "internal-token", token, "internal API token (env "+contract.EnvInternalToken+", default derived from "+contract.EnvTokenKey+")")
+	flag.DurationVar(&cfg.Heartbeat, "heartbeat", 2*time.Second, "shard report interval")
+	flag.IntVar(&cfg.CacheDocs, "cache-docs", 1024, "documents kept in memory")
+	flag.Parse()
+	cfg.PodName = os.Getenv(contract.EnvPodName)
+	if cfg.PodName == "" {
+		cfg.PodName, _ = os.Hostname()
+	}
+	if cfg.Shard < 0 {
+		return fmt.Errorf("no shard: set --shard or %s=<name>-<ordinal>", contract.EnvPodName)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return syncer.Run(ctx, cfg)
+}

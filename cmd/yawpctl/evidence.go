@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// EnvGatewayURL and EnvToken let `yawpctl evidence` find the gateway.
+const (
+	envGatewayURL = "YAWP_GATEWAY_URL"
+	envToken      = "YAWP_TOKEN"
+)
+
+func newEvidenceCommand() *cobra.Command {
+	var gw, token, request, client, user, since string
+	var revision int64
+	var asJSON bool
+	get := func(path string, q url.Values, out any) error {
+		if gw == "" {
+			return fmt.Errorf("no gateway: pass --gateway or set %s", envGatewayURL)
+		}
+		if token == "" {
+			return fmt.Errorf("no token: pass --token or set %s (yawpctl token mints one)", envToken)
+		}
+		u := strings.TrimRight(gw, "/") + path
+		if len(q) > 0 {
+			u += "?" + q.Encode()
+		}
+		req, err := http.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			var e store.Error
+			if json.Unmarshal(raw, &e) == nil && e.Code != "" {
+				return fmt.Errorf("%s: %s", e.Code, e.Message)
+			}
+			return fmt.Errorf("gateway answered %s", resp.Status)
+		}
+		return json.Unmarshal(raw, out)
+	}
+	cmd := &cobra.Command{
+		Use:   "evidence DOC",
+		Short: "Show a document's save evidence: timeline and verdict with proof",
+		Long: `Asks the gateway what happened to a document's saves and prints the verdict
+(synced, saved-locally-not-synced, overwritten-preserved, rejected,
+never-persisted), its proof and the ledger timeline. Narrow it to one
+subject with --request (an Idempotency-Key or request ID), --revision,
+--client (a Yjs client ID) or --user.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			for k, v := range map[string]string{"request": request, "client": client, "user": user, "since": since} {
+				if v != "" {
+					q.Set(k, v)
+				}
+			}
+			if revision > 0 {
+				q.Set("revision", strconv.FormatInt(revision, 10))
+			}
+			var ev store.Evidence
+			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence", q, &ev); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(ev)
+			}
+			subject := ev.Subject
+			if subject == "" {
+				subject = "whole document"
+			}
+			fmt.Fprintf(out, "document %s (%s)\nverdict: %s\n  %s\n", ev.Doc, subject, ev.Verdict, ev.Proof.Summary)
+			if ev.Proof.Hash != "" {
+				fmt.Fprintf(out, "  proof: ledger entries %v, hash %s\n", ev.Proof.Entries, ev.Proof.Hash)
+			}
+			if ev.Proof.PreservedAt != "" {
+				fmt.Fprintf(out, "  preserved content: %s\n", ev.Proof.PreservedAt)
+			}
+			if ev.Proof.LastSeen != nil {
+				fmt.Fprintf(out, "  last seen: %s\n", ev.Proof.LastSeen.Format(time.RFC3339))
+			}
+			if ev.Proof.Reason != "" {
+				fmt.Fprintf(out, "  reason: %s\n", ev.Proof.Reason)
+			}
+			chain := "intact"
+			if !ev.Chain.OK {
+				chain = fmt.Sprintf("BROKEN (%d problems)", len(ev.Chain.Problems))
+			}
+			fmt.Fprintf(out, "ledger chain: %s, %d entries\n", chain, ev.Chain.Entries)
+			if len(ev.Findings) > 1 {
+				fmt.Fprintln(out, "findings:")
+				for _, f := range ev.Findings {
+					fmt.Fprintf(out, "  %-26s %s\n", f.Verdict, f.Summary)
+				}
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "SEQ\tAT\tKIND\tOUTCOME\tSTAGE/EPOCH\tUSER\tREV\tREQUEST\tHASH")
+			for _, t := range ev.Timeline {
+				req := t.IdempotencyKey
+				if req == "" {
+					req = t.RequestID
+				}
+				outcome := t.Outcome
+				if t.Code != "" {
+					outcome = t.Code
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%d\t%s\t%d\t%s\t%.12s\n", t.Seq, t.At.Format(time.RFC3339), t.Kind, outcome, t.Stage, t.Epoch, t.User, t.Revision, req, t.Hash)
+			}
+			return tw.Flush()
+		},
+	}
+	verify := &cobra.Command{
+		Use:   "verify DOC",
+		Short: "Check a document's ledger hash chain (operator token required)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var rep store.VerifyReport
+			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence/verify", nil, &rep); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if rep.OK {
+				fmt.Fprintf(out, "ledger of %s: intact, %d entries, head %s\n", rep.Doc, rep.Entries, rep.Head)
+				return nil
+			}
+			fmt.Fprintf(out, "ledger of %s: BROKEN\n", rep.Doc)
+			for _, p := range rep.Problems {
+				fmt.Fprintf(out, "  entry %d: %s\n", p.Seq, p.Problem)
+			}
+			return fmt.Errorf("ledger of %s failed verification", rep.Doc)
+		},
+	}
+	for _, c := range []*cobra.Command{cmd, verify} {
+		c.Flags().StringVar(&gw, "gateway", os.Getenv(envGatewayURL), "gateway URL (env "+envGatewayURL+")")
+		c.Flags().StringVar(&token, "token", os.Getenv(envToken), "bearer token (env "+envToken+")")
+	}
+	cmd.Flags().StringVar(&request, "request", "", "only this request (Idempotency-Key or request ID)")
+	cmd.Flags().Int64Var(&revision, "revision", 0, "only this revision")
+	cmd.Flags().StringVar(&client, "client", "", "only this Yjs client ID")
+	cmd.Flags().StringVar(&user, "user", "", "only this user")
+	cmd.Flags().StringVar(&since, "since", "", "only entries since this RFC 3339 time")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full JSON answer")
+	cmd.AddCommand(verify)
+	return cmd
+}

@@ -1,0 +1,554 @@
+// Package gateway is the client-facing server of a shard pod: the legacy
+// write-through REST API under /v1/documents, the evidence API, and Yjs
+// updates over HTTP. It authenticates signed bearer tokens
+// (internal/auth), validates input, and routes each document to its
+// shard's syncer (placement.Shard): its own pod's syncer, or a peer.
+//
+// Every refusal that names a document is recorded in that document's
+// ledger through its syncer, so evidence can say a save reached us and why
+// it was refused.
+//
+// Endpoints (Authorization: Bearer <token>; errors are
+// {"code": "...", "message": "..."}):
+//
+//	POST /v1/documents                      create {"id"?, "title"?, "content"}; Idempotency-Key
+//	GET  /v1/documents                      list the token's tenant's documents (?after=&limit=)
+//	GET  /v1/documents/{id}                 read (ETag: revision; Yawp-Stage, Yawp-Epoch)
+//	PUT  /v1/documents/{id}                 save {"content", "title"?}; If-Match: revision; Idempotency-Key
+//	GET  /v1/documents/{id}/revisions/{n}   a revision of the save history (superseded content)
+//	GET  /v1/documents/{id}/preserved/{n}   text a conflicting save supplied, kept aside
+//	POST /v1/documents/{id}/updates         a Yjs v1 update (binary body)
+//	POST /v1/documents/{id}/sync            sync step 1: state vector in, the update the client lacks out (JSON)
+//	GET  /v1/documents/{id}/evidence        timeline and verdict (?request=&revision=&client=&user=&since=)
+//	GET  /v1/documents/{id}/evidence/verify hash-chain check (operator token)
+//
+// A save's response names its outcome: saved, merged (stale base, three-way
+// merged), overwritten-preserved (stale base in a legacy-authoritative
+// stage: applied as the legacy store would, the overwritten revision kept
+// at preserved_at), conflict-preserved (the document kept its text, the
+// save's text kept at preserved_at), and replayed for a repeated
+// Idempotency-Key.
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/auth"
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/placement"
+	"github.com/yawp/persistence-operator/internal/store"
+	"github.com/yawp/persistence-operator/internal/syncer"
+)
+
+// Config configures a gateway.
+type Config struct {
+	Shards int
+	// SelfShard is this pod's shard (-1: none); its documents go to Syncer.
+	SelfShard int
+	// Syncer is this pod's syncer (e.g. http://127.0.0.1:8081); documents
+	// of SelfShard go there.
+	Syncer string
+	// PeerPattern is a printf pattern with one %d (the shard) giving a
+	// peer's URL: its gateway (which relays the internal API to its own
+	// syncer) or its syncer.
+	PeerPattern string
+	// Peers, if set, lists every shard's gateway or syncer URL (local
+	// runs); it takes precedence over PeerPattern.
+	Peers         []string
+	TokenKey      []byte
+	InternalToken string
+	Logger        *slog.Logger
+	HTTP          *http.Client
+	Now           func() time.Time
+}
+
+// Gateway serves the client API.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a gateway.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Shards < 1 {
+		return nil, errors.New("gateway: shards must be positive")
+	}
+	if len(cfg.Peers) > 0 && len(cfg.Peers) != cfg.Shards {
+		return nil, fmt.Errorf("gateway: %d peers for %d shards", len(cfg.Peers), cfg.Shards)
+	}
+	if cfg.PeerPattern != "" && strings.Count(cfg.PeerPattern, "%d") != 1 {
+		return nil, errors.New("gateway: peer pattern needs exactly one %d")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
+	}
+	return &Gateway{cfg: cfg, log: cfg.Logger}, nil
+}
+
+func (g *Gateway) syncerFor(doc string) (*syncer.Client, error) {
+	shard := placement.Shard(doc, g.cfg.Shards)
+	var base string
+	switch {
+	case shard == g.cfg.SelfShard && g.cfg.Syncer != "":
+		base = g.cfg.Syncer
+	case len(g.cfg.Peers) > 0:
+		base = g.cfg.Peers[shard]
+	case g.cfg.PeerPattern != "":
+		base = fmt.Sprintf(g.cfg.PeerPattern, shard)
+	case g.cfg.Shards == 1 && g.cfg.Syncer != "":
+		base = g.cfg.Syncer
+	default:
+		return nil, &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: fmt.Sprintf("no route to shard %d", shard)}
+	}
+	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP}, nil
+}
+
+func (g *Gateway) ownSyncer() *syncer.Client {
+	base := g.cfg.Syncer
+	if base == "" && len(g.cfg.Peers) > 0 {
+		base = g.cfg.Peers[0]
+	}
+	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP}
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+type apiError = store.Error
+
+func bad(status int, code, msg string) *apiError {
+	return &apiError{Status: status, Code: code, Message: msg}
+}
+
+// Handler returns the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+contract.PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("GET "+contract.PathReadyz, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	p := contract.PathDocuments
+	mux.HandleFunc("POST "+p, g.create)
+	mux.HandleFunc("GET "+p, g.list)
+	mux.HandleFunc("GET "+p+"/{id}", g.read)
+	mux.HandleFunc("PUT "+p+"/{id}", g.save)
+	mux.HandleFunc("GET "+p+"/{id}/revisions/{rev}", g.revision)
+	mux.HandleFunc("GET "+p+"/{id}/preserved/{pid}", g.preserved)
+	mux.HandleFunc("GET "+p+"/{id}/evidence", g.evidence)
+	mux.HandleFunc("GET "+p+"/{id}/evidence/verify", g.verify)
+	mux.HandleFunc("POST "+p+"/{id}/updates", g.yjsUpdate)
+	mux.HandleFunc("POST "+p+"/{id}/sync", g.sync1)
+	// Peers may name gateways (YAWP_PEER_PATTERN, `make dev`'s --peers) or
+	// syncers: a gateway relays the internal API to its own syncer, which
+	// checks the internal token. Never onwards: no loops.
+	if g.cfg.Syncer != "" {
+		if target, err := url.Parse(g.cfg.Syncer); err == nil {
+			proxy := httputil.NewSingleHostReverseProxy(target)
+			proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+				syncer.WriteError(w, bad(http.StatusBadGateway, store.CodeUnavailable, "this pod's syncer is unreachable: "+err.Error()))
+			}
+			mux.Handle(contract.PathInternal, proxy)
+		}
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		syncer.WriteError(w, bad(http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+r.URL.Path))
+	})
+	return mux
+}
+
+// authenticate verifies the bearer token.
+func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || tok == "" {
+		return auth.Claims{}, bad(http.StatusUnauthorized, "unauthenticated", "missing bearer token")
+	}
+	c, err := auth.Verify(g.cfg.TokenKey, tok, g.cfg.Now())
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.Is(err, auth.ErrExpired):
+		return auth.Claims{}, bad(http.StatusUnauthorized, "token_expired", err.Error())
+	case errors.Is(err, auth.ErrNoKey):
+		return auth.Claims{}, bad(http.StatusServiceUnavailable, "no_token_key", "the gateway has no token key configured")
+	default:
+		return auth.Claims{}, bad(http.StatusUnauthorized, "unauthenticated", "invalid token")
+	}
+}
+
+// refuse answers with e and, when the request names a document, records
+// the refusal in its ledger.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError) {
+	if doc != "" && idRE.MatchString(doc) {
+		tenant, user := c.Tenant, c.User
+		if tenant == "" {
+			tenant, user = "(unauthenticated)", ""
+		}
+		if s, err := g.syncerFor(doc); err == nil {
+			_, err := s.Apply(r.Context(), store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
+				RequestID: requestID(r), IdempotencyKey: r.Header.Get(contract.HeaderIdempotencyKey), Code: e.Code, Reason: e.Message})
+			if err != nil {
+				g.log.Warn("recording a rejection", "doc", doc, "err", err)
+			}
+		}
+	}
+	syncer.WriteError(w, e)
+}
+
+func requestID(r *http.Request) string {
+	id := r.Header.Get(contract.HeaderRequestID)
+	if len(id) > contract.MaxIDBytes {
+		id = id[:contract.MaxIDBytes]
+	}
+	return id
+}
+
+// begin authenticates and validates the document ID.
+func (g *Gateway) begin(w http.ResponseWriter, r *http.Request) (auth.Claims, string, bool) {
+	doc := r.PathValue("id")
+	c, aerr := g.authenticate(r)
+	if aerr != nil {
+		g.refuse(w, r, doc, c, aerr)
+		return c, doc, false
+	}
+	if doc != "" && !idRE.MatchString(doc) {
+		syncer.WriteError(w, bad(http.StatusBadRequest, "invalid_id", "document IDs are 1..128 of [A-Za-z0-9._-], starting alphanumeric"))
+		return c, doc, false
+	}
+	return c, doc, true
+}
+
+// body reads a JSON body into v with the body limit, unknown fields refused.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("request body over %d bytes", contract.MaxBodyBytes))
+		}
+		return bad(http.StatusBadRequest, "invalid_json", "reading body: "+err.Error())
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("field %q must be a %s", te.Field, te.Type))
+		}
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return bad(http.StatusBadRequest, store.CodeInvalidRequest, err.Error())
+		}
+		return bad(http.StatusBadRequest, "invalid_json", "malformed JSON: "+err.Error())
+	}
+	if dec.More() {
+		return bad(http.StatusBadRequest, "invalid_json", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+type createBody struct {
+	ID      string  `json:"id,omitempty"`
+	Title   *string `json:"title,omitempty"`
+	Content *string `json:"content"`
+}
+
+type saveBody struct {
+	Title   *string `json:"title,omitempty"`
+	Content *string `json:"content"`
+}
+
+// SaveResponse is the legacy API's answer to a create or save.
+type SaveResponse struct {
+	store.Result
+	// PreservedAt is where superseded or conflicting content can be read.
+	PreservedAt string `json:"preserved_at,omitempty"`
+	Message     string `json:"message"`
+}
+
+func describe(r store.Result) SaveResponse {
+	out := SaveResponse{Result: r}
+	switch r.Outcome {
+	case store.OutcomeCreated:
+		out.Message = "document created"
+	case store.OutcomeSaved:
+		out.Message = "saved"
+	case store.OutcomeMerged:
+		out.Message = "your save was based on an older revision; it was merged with the changes made since"
+	case store.OutcomeOverwrittenPreserved:
+		out.Message = fmt.Sprintf("your save was based on an older revision and replaced revision %d, which is preserved", r.SupersededRevision)
+		out.PreservedAt = fmt.Sprintf("%s/%s/revisions/%d", contract.PathDocuments, r.Doc, r.SupersededRevision)
+	case store.OutcomeConflictPreserved:
+		out.Message = "your save conflicted with changes made since its base revision; the document kept those changes and your text is preserved"
+		out.PreservedAt = fmt.Sprintf("%s/%s/preserved/%d", contract.PathDocuments, r.Doc, r.PreservedID)
+	default:
+		out.Message = r.Outcome
+	}
+	if r.Replayed {
+		out.Message += " (replayed: this request was already applied)"
+	}
+	return out
+}
+
+func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
+	c, _, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	var b createBody
+	if e := decodeBody(w, r, &b); e != nil {
+		syncer.WriteError(w, e)
+		return
+	}
+	key := r.Header.Get(contract.HeaderIdempotencyKey)
+	doc := b.ID
+	switch {
+	case doc != "":
+		if !idRE.MatchString(doc) {
+			syncer.WriteError(w, bad(http.StatusBadRequest, "invalid_id", "document IDs are 1..128 of [A-Za-z0-9._-], starting alphanumeric"))
+			return
+		}
+	case key != "":
+		// A retried create lands on the same document.
+		s := sha256.Sum256([]byte(c.Tenant + "\x00" + key))
+		doc = "d" + hex.EncodeToString(s[:12])
+	default:
+		var rb [12]byte
+		_, _ = rand.Read(rb[:])
+		doc = "d" + hex.EncodeToString(rb[:])
+	}
+	if b.Content == nil {
+		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, `field "content" is required`))
+		return
+	}
+	g.apply(w, r, http.StatusCreated, store.Request{Kind: store.KindCreate, Doc: doc, Tenant: c.Tenant, User: c.User,
+		RequestID: requestID(r), IdempotencyKey: key, Title: b.Title, Content: *b.Content})
+}
+
+func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req store.Request) {
+	s, err := g.syncerFor(req.Doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	res, err := s.Apply(r.Context(), req)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	if res.Revision > 0 {
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(res.Revision, 10)))
+	}
+	if res.Replayed && status == http.StatusCreated {
+		status = http.StatusOK
+	}
+	syncer.WriteJSON(w, status, describe(res))
+}
+
+func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	var base int64
+	if im := r.Header.Get("If-Match"); im != "" && im != "*" {
+		v := strings.Trim(strings.TrimPrefix(im, "W/"), `"`)
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, "If-Match must be a revision number"))
+			return
+		}
+		base = n
+	}
+	var b saveBody
+	if e := decodeBody(w, r, &b); e != nil {
+		g.refuse(w, r, doc, c, e)
+		return
+	}
+	if b.Content == nil {
+		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, `field "content" is required`))
+		return
+	}
+	key := r.Header.Get(contract.HeaderIdempotencyKey)
+	if len(key) > contract.MaxIDBytes {
+		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, "Idempotency-Key longer than 128 bytes"))
+		return
+	}
+	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindSave, Doc: doc, Tenant: c.Tenant, User: c.User,
+		RequestID: requestID(r), IdempotencyKey: key, Title: b.Title, Content: *b.Content, BaseRevision: base})
+}
+
+func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxBodyBytes))
+	if err != nil {
+		g.refuse(w, r, doc, c, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("update over %d bytes", contract.MaxBodyBytes)))
+		return
+	}
+	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindYjs, Doc: doc, Tenant: c.Tenant, User: c.User, RequestID: requestID(r), Update: raw})
+}
+
+func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		g.refuse(w, r, doc, c, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, "state vector too large"))
+		return
+	}
+	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindSync1, Doc: doc, Tenant: c.Tenant, User: c.User, RequestID: requestID(r), StateVector: raw})
+}
+
+func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
+	c, _, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	out, err := g.ownSyncer().List(r.Context(), c.Tenant, r.URL.Query().Get("after"), limit)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	syncer.WriteJSON(w, http.StatusOK, map[string]any{"documents": out})
+}
+
+func (g *Gateway) read(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	s, err := g.syncerFor(doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	d, err := s.Read(r.Context(), c.Tenant, doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(d.Revision, 10)))
+	w.Header().Set(contract.HeaderStage, d.Stage.Stage)
+	w.Header().Set(contract.HeaderEpoch, strconv.FormatInt(d.Stage.Epoch, 10))
+	syncer.WriteJSON(w, http.StatusOK, d)
+}
+
+func (g *Gateway) revision(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	rev, err := strconv.ParseInt(r.PathValue("rev"), 10, 64)
+	if err != nil || rev < 1 {
+		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "revision must be a positive integer"))
+		return
+	}
+	s, err := g.syncerFor(doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	out, err := s.Revision(r.Context(), c.Tenant, doc, rev)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	syncer.WriteJSON(w, http.StatusOK, out)
+}
+
+func (g *Gateway) preserved(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("pid"), 10, 64)
+	if err != nil || id < 1 {
+		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "preserved ID must be a positive integer"))
+		return
+	}
+	s, err := g.syncerFor(doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	out, err := s.Preserved(r.Context(), c.Tenant, doc, id)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	syncer.WriteJSON(w, http.StatusOK, out)
+}
+
+func (g *Gateway) evidence(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	q := url.Values{}
+	for _, k := range []string{"request", "revision", "client", "user", "since"} {
+		if v := r.URL.Query().Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if _, err := syncer.EvidenceQueryFrom(q); err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	q.Set("tenant", c.Tenant)
+	s, err := g.syncerFor(doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	out, err := s.Evidence(r.Context(), doc, q)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	syncer.WriteJSON(w, http.StatusOK, out)
+}
+
+// verify is operator-only: it checks a document's whole hash chain.
+func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) {
+	c, doc, ok := g.begin(w, r)
+	if !ok {
+		return
+	}
+	if !c.Operator {
+		syncer.WriteError(w, bad(http.StatusForbidden, "forbidden", "operator token required"))
+		return
+	}
+	s, err := g.syncerFor(doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	out, err := s.Verify(r.Context(), doc)
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
+	syncer.WriteJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,273 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/pgharness"
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+func TestMain(m *testing.M) { pgharness.Main(m) }
+
+func TestShardFromPodName(t *testing.T) {
+	for in, want := range map[string]int{"demo-gateway-3": 3, "x-0": 0, "a-b-c-12": 12} {
+		if got, err := ShardFromPodName(in); err != nil || got != want {
+			t.Errorf("%s: %d %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"demo", "demo-", "demo-x"} {
+		if _, err := ShardFromPodName(in); err == nil {
+			t.Errorf("%s: no error", in)
+		}
+	}
+}
+
+// TestHeartbeatObservesStageChanges: the syncer reports the rollout epoch
+// it loaded, and a stage change reaches its report promptly (LISTEN).
+func TestHeartbeatObservesStageChanges(t *testing.T) {
+	dsn := pgharness.ForTest(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	dp, pool, err := dataplane.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	const rollout = "default/demo"
+	if err := dp.RegisterRollout(ctx, rollout, 2); err != nil {
+		t.Fatal(err)
+	}
+	key := dataplane.CohortKey{Rollout: rollout, Cohort: "pilot"}
+	cs, err := dp.FreezeCohort(ctx, key, 0, dataplane.Selector{Buckets: &dataplane.BucketRange{From: 0, To: 100}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: rollout, Shard: 1, Shards: 2, PodName: "demo-gateway-1",
+			InternalToken: "tok", Heartbeat: 5 * time.Second, Logger: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("syncer did not start")
+	}
+	waitEpoch := func(want int64) dataplane.ShardReport {
+		t.Helper()
+		deadline := time.Now().Add(4 * time.Second) // less than the poll interval: LISTEN must do it
+		for {
+			reps, err := dp.ShardReports(ctx, rollout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(reps) == 1 && reps[0].ObservedEpoch == want {
+				return reps[0]
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("observed epoch never reached %d: %+v", want, reps)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	rep := waitEpoch(cs.Epoch)
+	if rep.Shard != 1 || len(rep.Cohorts) != 1 || rep.Cohorts[0].Cohort != "pilot" {
+		t.Fatalf("report: %+v", rep)
+	}
+	// A save from a tenant first seen now joins the frozen bucket cohort,
+	// and the cohort's document count follows.
+	c := &Client{BaseURL: "http://" + addr, Token: "tok"}
+	doc := ""
+	for i := 0; ; i++ {
+		doc = fmt.Sprint("doc-", i)
+		if _, err := c.Apply(ctx, store.Request{Kind: store.KindCreate, Doc: doc, Tenant: "new-school", User: "u", Content: "x"}); err == nil {
+			break
+		} else if e := store.AsError(err); e.Code != store.CodeWrongShard {
+			t.Fatal(err)
+		}
+	}
+	st, err := dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageDualWrite, Attempt: 1, At: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	rep = waitEpoch(st.Epoch)
+	t.Logf("stage change observed after %v", time.Since(t0))
+	if rep.Cohorts[0].Epoch != st.Epoch || rep.Cohorts[0].Documents != 1 {
+		var dbg string
+		pool.QueryRow(ctx, `SELECT (SELECT string_agg(doc_id || ':' || tenant || ':' || shard, ',') FROM documents) || ' / ' || (SELECT coalesce(string_agg(tenant || ':' || cohort, ','), '') FROM cohort_members)`).Scan(&dbg) //nolint:errcheck // diagnostics only
+		t.Errorf("cohort report after the flip: %+v; db: %s", rep.Cohorts[0], dbg)
+	}
+	r, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: doc, Tenant: "new-school", User: "u", Content: "y"})
+	if err != nil || r.Stage.Stage != dataplane.StageDualWrite || r.Stage.Cohort != "pilot" {
+		t.Errorf("save after the flip: %+v %v", r, err)
+	}
+	// The internal API refuses callers without the token.
+	bad := &Client{BaseURL: "http://" + addr, Token: "wrong"}
+	if _, err := bad.Read(ctx, "new-school", doc); store.AsError(err).Code != "unauthenticated" {
+		t.Errorf("wrong internal token: %v", err)
+	}
+	cancel()
+	t0 = time.Now()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	t.Logf("Run returned after %v", time.Since(t0))
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestKill9 runs the syncer binary, SIGKILLs it during a stream of saves,
+// restarts it and checks that every acknowledged save is present and that
+// retrying every attempted save duplicates nothing.
+func TestKill9(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "syncer")
+	build := exec.Command("go", "build", "-o", bin, "github.com/yawp/persistence-operator/cmd/syncer")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build syncer: %v", err)
+	}
+	dsn := pgharness.ForTest(t)
+	ctx := t.Context()
+	start := func() (*exec.Cmd, *Client) {
+		addr := freeAddr(t)
+		cmd := exec.Command(bin, "--listen", addr, "--metrics-listen", "", "--heartbeat", "200ms")
+		cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "POD_NAME=demo-gateway-0", "YAWP_SHARDS=1",
+			"YAWP_ROLLOUT=default/demo", "YAWP_INTERNAL_TOKEN=tok")
+		if testing.Verbose() {
+			cmd.Stderr = os.Stderr
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		c := &Client{BaseURL: "http://" + addr, Token: "tok", HTTP: &http.Client{Timeout: 10 * time.Second}}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if res, err := http.Get(c.BaseURL + "/readyz"); err == nil {
+				res.Body.Close()
+				if res.StatusCode == 200 {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				t.Fatal("syncer did not become ready")
+			}
+		}
+		return cmd, c
+	}
+	cmd, c := start()
+	const writers = 8
+	type attempt struct {
+		doc, key, content string
+	}
+	var mu sync.Mutex
+	var acked, attempted []attempt
+	for i := range writers {
+		if _, err := c.Apply(ctx, store.Request{Kind: store.KindCreate, Doc: fmt.Sprint("k", i), Tenant: "t", User: "u", Content: ""}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			doc := fmt.Sprint("k", i)
+			content := ""
+			for j := 0; ; j++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				content += fmt.Sprintf("<%d>", j)
+				a := attempt{doc, fmt.Sprintf("%s-%d", doc, j), content}
+				mu.Lock()
+				attempted = append(attempted, a)
+				mu.Unlock()
+				_, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: doc, Tenant: "t", User: "u", Content: content, IdempotencyKey: a.key})
+				if err != nil {
+					return // the syncer died: this save may or may not have committed
+				}
+				mu.Lock()
+				acked = append(acked, a)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(400 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	close(stop)
+	wg.Wait()
+	if len(acked) < writers {
+		t.Fatalf("only %d saves acknowledged before the kill", len(acked))
+	}
+	cmd, c = start()
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	// Every acknowledged save is there.
+	for _, a := range acked {
+		ev, err := (&Client{BaseURL: c.BaseURL, Token: "tok"}).Evidence(ctx, a.doc, map[string][]string{"tenant": {"t"}, "request": {a.key}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Verdict != store.VerdictSynced || len(ev.Timeline) != 1 {
+			t.Fatalf("acknowledged save %s: verdict %s, %d entries", a.key, ev.Verdict, len(ev.Timeline))
+		}
+	}
+	// Retrying everything that was attempted duplicates nothing: each
+	// document ends with one revision per distinct save.
+	for _, a := range attempted {
+		if _, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: a.doc, Tenant: "t", User: "u", Content: a.content, IdempotencyKey: a.key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range attempted {
+		r, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: a.doc, Tenant: "t", User: "u", Content: a.content, IdempotencyKey: a.key})
+		if err != nil || !r.Replayed {
+			t.Fatalf("second retry of %s: %+v %v", a.key, r, err)
+		}
+	}
+	perDoc := map[string]int{}
+	for _, a := range attempted {
+		perDoc[a.doc]++
+	}
+	for doc, n := range perDoc {
+		d, err := c.Read(ctx, "t", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Revision != int64(n+1) {
+			t.Errorf("%s: revision %d after %d distinct saves", doc, d.Revision, n)
+		}
+	}
+	t.Logf("%d saves acknowledged before kill -9, %d attempted", len(acked), len(attempted))
+}
+
+var _ = errors.New

@@ -1,0 +1,852 @@
+package syncws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/yjs"
+	"github.com/yawp/persistence-operator/internal/yprotocol"
+)
+
+// Limits bound what one client may do. Zero fields take the defaults.
+type Limits struct {
+	// MaxMessageBytes bounds one WebSocket message (default
+	// contract.MaxSyncMessageBytes); larger ones close with 4413.
+	MaxMessageBytes int
+	// MaxConnsPerUser bounds a user's open connections (default 32).
+	MaxConnsPerUser int
+	// UpdatesPerSecond and UpdateBurst are a user's token bucket for
+	// sync messages (step 1, step 2, update), shared by its connections
+	// (defaults 100 and 400).
+	UpdatesPerSecond float64
+	UpdateBurst      int
+	// RateWait is how long a message over the rate is held back before
+	// the connection is closed with 4429 instead (default 2 s).
+	RateWait time.Duration
+	// AwarenessPerSecond and AwarenessBurst bound awareness and
+	// query-awareness messages per connection (defaults 30 and 120).
+	AwarenessPerSecond float64
+	AwarenessBurst     int
+	// MaxAwarenessBytes bounds one awareness message (default 64 KiB;
+	// larger ones close with 4413) and MaxAwarenessClients the awareness
+	// states a document remembers for newcomers (default 1024; beyond it
+	// states are still relayed, not remembered).
+	MaxAwarenessBytes   int
+	MaxAwarenessClients int
+	// SendQueue bounds the messages waiting to be written to one client
+	// (default 512); when full the client is closed with 4508.
+	SendQueue int
+	// WriteTimeout bounds one write to a client (default 10 s); a client
+	// that does not read within it is closed with 4508.
+	WriteTimeout time.Duration
+	// PingInterval is how often a WebSocket ping checks that the peer is
+	// alive (default 30 s); no pong within WriteTimeout drops it.
+	PingInterval time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxMessageBytes <= 0 {
+		l.MaxMessageBytes = contract.MaxSyncMessageBytes
+	}
+	if l.MaxConnsPerUser <= 0 {
+		l.MaxConnsPerUser = 32
+	}
+	if l.UpdatesPerSecond <= 0 {
+		l.UpdatesPerSecond = 100
+	}
+	if l.UpdateBurst <= 0 {
+		l.UpdateBurst = 400
+	}
+	if l.RateWait <= 0 {
+		l.RateWait = 2 * time.Second
+	}
+	if l.AwarenessPerSecond <= 0 {
+		l.AwarenessPerSecond = 30
+	}
+	if l.AwarenessBurst <= 0 {
+		l.AwarenessBurst = 120
+	}
+	if l.MaxAwarenessBytes <= 0 {
+		l.MaxAwarenessBytes = 64 << 10
+	}
+	if l.MaxAwarenessClients <= 0 {
+		l.MaxAwarenessClients = 1024
+	}
+	if l.SendQueue <= 0 {
+		l.SendQueue = 512
+	}
+	if l.WriteTimeout <= 0 {
+		l.WriteTimeout = 10 * time.Second
+	}
+	if l.PingInterval <= 0 {
+		l.PingInterval = 30 * time.Second
+	}
+	return l
+}
+
+// Config configures a Hub.
+type Config struct {
+	Backend Backend
+	Auth    Authenticator
+	Limits  Limits
+	// OriginPatterns restricts browser origins (see websocket.AcceptOptions).
+	// Empty allows every origin: tokens are bearer tokens, not cookies,
+	// so cross-site WebSocket hijacking gains nothing.
+	OriginPatterns []string
+	Logger         *slog.Logger
+}
+
+// Hub serves PathSync+docID and tracks rooms (documents) and connections.
+type Hub struct {
+	cfg    Config
+	lim    Limits
+	log    *slog.Logger
+	nextID atomic.Uint64
+
+	mu      sync.Mutex
+	closing bool
+	rooms   map[string]*room
+	perUser map[Principal]int
+	buckets map[Principal]*bucket
+	conns   map[*conn]struct{}
+	wg      sync.WaitGroup
+
+	unregisters int // counts unregisters, to sweep refilled buckets now and then
+}
+
+// NewHub returns a Hub; mount it at contract.PathSync.
+func NewHub(cfg Config) *Hub {
+	if cfg.Backend == nil || cfg.Auth == nil {
+		panic("syncws: Config needs a Backend and an Authenticator")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Hub{
+		cfg: cfg, lim: cfg.Limits.withDefaults(), log: log,
+		rooms: map[string]*room{}, perUser: map[Principal]int{}, buckets: map[Principal]*bucket{},
+		conns: map[*conn]struct{}{},
+	}
+}
+
+type room struct {
+	id        string
+	conns     map[*conn]struct{}
+	awareness map[uint64]awState
+}
+
+type awState struct {
+	clock uint64
+	state []byte
+	owner *conn
+}
+
+// refusal is a decision to close a connection with a code and reason.
+type refusal struct {
+	code   int
+	reason string
+	msg    []byte // the refused message, if any
+}
+
+func (r *refusal) Error() string { return fmt.Sprintf("%d %s", r.code, r.reason) }
+
+func refuse(code int, format string, args ...any) *refusal {
+	return &refusal{code: code, reason: fmt.Sprintf(format, args...)}
+}
+
+// ValidDocID reports whether id can name a document in a sync URL.
+func ValidDocID(id string) bool {
+	if id == "" || len(id) > contract.MaxIDBytes || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '?' || r == '#' || r == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// tokenFrom extracts a bearer token: query, Authorization header, or
+// subprotocol.
+func tokenFrom(r *http.Request) string {
+	if t := r.URL.Query().Get(contract.SyncTokenParam); t != "" {
+		return t
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	for _, p := range offeredSubprotocols(r) {
+		if strings.HasPrefix(p, contract.SyncTokenSubprotocolPrefix) {
+			return p[len(contract.SyncTokenSubprotocolPrefix):]
+		}
+	}
+	return ""
+}
+
+func offeredSubprotocols(r *http.Request) []string {
+	var out []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func wantsYawpMessages(r *http.Request) bool {
+	if r.URL.Query().Get(contract.SyncProtocolMessagesParam) == "1" {
+		return true
+	}
+	for _, p := range offeredSubprotocols(r) {
+		if p == contract.SyncSubprotocol {
+			return true
+		}
+	}
+	return false
+}
+
+// ServeHTTP upgrades a request for PathSync+docID.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		w.Header().Set("Upgrade", "websocket")
+		http.Error(w, "this endpoint speaks the Yjs sync protocol over WebSocket", http.StatusUpgradeRequired)
+		return
+	}
+	ctx := context.WithoutCancel(r.Context())
+	docID := strings.TrimPrefix(r.URL.Path, contract.PathSync)
+	s := Session{DocID: docID, ConnID: strconv.FormatUint(h.nextID.Add(1), 10), Remote: r.RemoteAddr}
+
+	var ref *refusal
+	var protocol string
+	h.mu.Lock()
+	closing := h.closing
+	h.mu.Unlock()
+	switch {
+	case closing:
+		ref = refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
+	case !ValidDocID(docID) || r.URL.Path == docID:
+		s.DocID = ""
+		ref = refuse(contract.CloseMalformed, "invalid document id in path")
+	default:
+		ref = h.authorize(ctx, r, &s)
+	}
+	if ref == nil {
+		p, err := h.cfg.Backend.Protocol(ctx, s)
+		if err != nil {
+			h.log.Error("protocol lookup failed", "doc", s.DocID, "err", err)
+			ref = refuse(contract.CloseInternalError, "backend unavailable; retry")
+		}
+		protocol = p
+		if protocol != "" {
+			w.Header().Set(contract.HeaderProtocol, protocol)
+		}
+	}
+	opts := &websocket.AcceptOptions{
+		Subprotocols:       []string{contract.SyncSubprotocol},
+		OriginPatterns:     h.cfg.OriginPatterns,
+		InsecureSkipVerify: len(h.cfg.OriginPatterns) == 0,
+	}
+	ws, err := websocket.Accept(w, r, opts)
+	if err != nil {
+		h.log.Info("websocket accept failed", "err", err)
+		return
+	}
+	if ref != nil {
+		h.refuseConn(ctx, ws, s, ref)
+		return
+	}
+	c := &conn{
+		hub: h, ws: ws, s: s, yawp: wantsYawpMessages(r),
+		send:      make(chan []byte, h.lim.SendQueue),
+		closing:   make(chan struct{}),
+		writerOut: make(chan struct{}),
+		aw:        newBucket(h.lim.AwarenessPerSecond, h.lim.AwarenessBurst),
+		clients:   map[uint64]struct{}{},
+	}
+	if ref := h.register(c); ref != nil {
+		h.refuseConn(ctx, ws, s, ref)
+		return
+	}
+	obs, _ := h.cfg.Backend.(SessionObserver)
+	if obs != nil {
+		obs.Opened(ctx, s)
+	}
+	defer func() {
+		h.unregister(c)
+		if obs != nil {
+			obs.Closed(ctx, s, c.closedCode, c.closedReason)
+		}
+	}()
+	c.run(ctx, protocol)
+}
+
+func (h *Hub) authorize(ctx context.Context, r *http.Request, s *Session) *refusal {
+	tok := tokenFrom(r)
+	if tok == "" {
+		return refuse(contract.CloseUnauthenticated, "missing token")
+	}
+	p, err := h.cfg.Auth.Authenticate(ctx, tok)
+	if err != nil {
+		return refuse(contract.CloseUnauthenticated, "invalid token: %v", err)
+	}
+	s.Principal = p
+	tenant, err := h.cfg.Auth.DocumentTenant(ctx, s.DocID)
+	if err != nil {
+		h.log.Error("document tenant lookup failed", "doc", s.DocID, "err", err)
+		return refuse(contract.CloseInternalError, "backend unavailable; retry")
+	}
+	if tenant != "" && tenant != p.Tenant {
+		return refuse(contract.CloseForbidden, "document belongs to another tenant")
+	}
+	s.DocTenant = tenant
+	return nil
+}
+
+func (h *Hub) refuseConn(ctx context.Context, ws *websocket.Conn, s Session, ref *refusal) {
+	if ref.code != contract.CloseInternalError && ref.code != contract.CloseShuttingDown {
+		h.cfg.Backend.Reject(ctx, s, ref.code, ref.reason, nil)
+	}
+	h.log.Info("sync connection refused", "doc", s.DocID, "tenant", s.Tenant, "user", s.User, "code", ref.code, "reason", ref.reason)
+	wctx, cancel := context.WithTimeout(ctx, h.lim.WriteTimeout)
+	defer cancel()
+	if ref.code == contract.CloseUnauthenticated || ref.code == contract.CloseForbidden {
+		_ = ws.Write(wctx, websocket.MessageBinary, yprotocol.EncodePermissionDenied(ref.reason))
+	}
+	_ = ws.Close(websocket.StatusCode(ref.code), closeReason(ref.reason))
+}
+
+// closeReason fits a reason into a close frame (123 bytes).
+func closeReason(s string) string {
+	if len(s) <= 123 {
+		return s
+	}
+	s = s[:123]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+func (h *Hub) register(c *conn) *refusal {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing {
+		return refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
+	}
+	if h.perUser[c.s.Principal] >= h.lim.MaxConnsPerUser {
+		return refuse(contract.CloseRateLimited, "too many connections for this user (max %d)", h.lim.MaxConnsPerUser)
+	}
+	h.perUser[c.s.Principal]++
+	b := h.buckets[c.s.Principal]
+	if b == nil {
+		b = newBucket(h.lim.UpdatesPerSecond, h.lim.UpdateBurst)
+		h.buckets[c.s.Principal] = b
+	}
+	c.updates = b
+	rm := h.rooms[c.s.DocID]
+	if rm == nil {
+		rm = &room{id: c.s.DocID, conns: map[*conn]struct{}{}, awareness: map[uint64]awState{}}
+		h.rooms[c.s.DocID] = rm
+	}
+	rm.conns[c] = struct{}{}
+	c.room = rm
+	h.conns[c] = struct{}{}
+	h.wg.Add(1)
+	return nil
+}
+
+func (h *Hub) unregister(c *conn) {
+	h.mu.Lock()
+	rm := c.room
+	delete(rm.conns, c)
+	delete(h.conns, c)
+	var gone []yprotocol.AwarenessEntry
+	for id := range c.clients {
+		if st, ok := rm.awareness[id]; ok && st.owner == c {
+			delete(rm.awareness, id)
+			gone = append(gone, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock + 1, State: []byte("null")})
+		}
+	}
+	if len(rm.conns) == 0 {
+		delete(h.rooms, rm.id)
+	}
+	if h.perUser[c.s.Principal]--; h.perUser[c.s.Principal] <= 0 {
+		delete(h.perUser, c.s.Principal)
+		// The bucket outlives the connection until it has refilled, so
+		// reconnecting does not reset a user's rate.
+		if c.updates.full() {
+			delete(h.buckets, c.s.Principal)
+		}
+	}
+	if h.unregisters++; h.unregisters%256 == 0 {
+		for p, b := range h.buckets {
+			if h.perUser[p] == 0 && b.full() {
+				delete(h.buckets, p)
+			}
+		}
+	}
+	var others []*conn
+	if len(gone) > 0 {
+		for o := range rm.conns {
+			others = append(others, o)
+		}
+	}
+	h.mu.Unlock()
+	if len(gone) > 0 {
+		msg := yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(gone))
+		for _, o := range others {
+			o.enqueue(msg)
+		}
+	}
+	h.wg.Done()
+}
+
+// broadcast enqueues msg to the room's connections (except skip).
+func (h *Hub) broadcast(rm *room, msg []byte, skip *conn) {
+	h.mu.Lock()
+	targets := make([]*conn, 0, len(rm.conns))
+	for c := range rm.conns {
+		if c != skip {
+			targets = append(targets, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range targets {
+		c.enqueue(msg)
+	}
+}
+
+// Stats is a snapshot for metrics and tests.
+type Stats struct {
+	Rooms, Conns int
+}
+
+// Stats returns the number of open rooms and connections.
+func (h *Hub) Stats() Stats {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Stats{Rooms: len(h.rooms), Conns: len(h.conns)}
+}
+
+// YawpMessage is the JSON payload of yprotocol.MessageYawp.
+type YawpMessage struct {
+	Protocol string `json:"protocol"`
+}
+
+// SetProtocol tells the opted-in connections to the documents of tenant
+// that its cohort now uses protocol (at a flip). Connections opened
+// later learn it from Backend.Protocol.
+func (h *Hub) SetProtocol(tenant, protocol string) {
+	msg := encodeYawp(protocol)
+	h.mu.Lock()
+	var targets []*conn
+	for c := range h.conns {
+		if c.yawp && (c.s.DocTenant == tenant || c.s.DocTenant == "" && c.s.Tenant == tenant) {
+			targets = append(targets, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range targets {
+		c.enqueue(msg)
+	}
+}
+
+func encodeYawp(protocol string) []byte {
+	b, _ := json.Marshal(YawpMessage{Protocol: protocol})
+	return yprotocol.EncodeYawp(b)
+}
+
+// CloseDocument closes every connection to docID after the message each
+// is processing and a flush, with code and reason (e.g. 1012 when the
+// document moved to another shard, so clients reconnect and land there).
+func (h *Hub) CloseDocument(docID string, code int, reason string) {
+	h.mu.Lock()
+	var targets []*conn
+	if rm := h.rooms[docID]; rm != nil {
+		for c := range rm.conns {
+			targets = append(targets, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range targets {
+		go c.stop(code, reason)
+	}
+}
+
+// Shutdown stops accepting connections (new ones are refused with 4503),
+// lets every connection finish the message it is processing (an update
+// being committed is committed and relayed), flushes its send queue and
+// closes it with 1001. It returns when all connections are closed or ctx
+// ends (then the rest are closed at once).
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing = true
+	conns := make([]*conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		go c.stop(contract.CloseGoingAway, "server shutting down; reconnect")
+	}
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		h.mu.Lock()
+		for c := range h.conns {
+			_ = c.ws.CloseNow()
+		}
+		h.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// conn is one client connection.
+type conn struct {
+	hub     *Hub
+	ws      *websocket.Conn
+	s       Session
+	room    *room
+	yawp    bool
+	updates *bucket
+	aw      *bucket
+
+	send      chan []byte
+	closing   chan struct{} // closed once: stop writing after the queue (or at once when aborted)
+	writerOut chan struct{}
+	closeOnce sync.Once
+	code      int
+	reason    string
+	abort     bool // close without flushing the queue
+	kill      bool // close without a handshake
+
+	peerClose    *websocket.CloseError
+	closedCode   int // how the connection ended, set when run returns
+	closedReason string
+
+	procMu  sync.Mutex // held while a message is processed
+	stopped bool
+
+	clients map[uint64]struct{} // awareness client IDs seen on this connection (guarded by hub.mu)
+}
+
+// enqueue queues msg without blocking; a full queue closes the client.
+func (c *conn) enqueue(msg []byte) {
+	select {
+	case <-c.closing:
+		return
+	default:
+	}
+	select {
+	case c.send <- msg:
+	default:
+		c.finish(contract.CloseTooSlow, "client too slow: send queue full", true)
+	}
+}
+
+// finish makes the writer close the connection: after flushing the queue,
+// or at once when abort.
+func (c *conn) finish(code int, reason string, abort bool) {
+	c.closeOnce.Do(func() {
+		c.code, c.reason, c.abort = code, reason, abort
+		close(c.closing)
+	})
+}
+
+// killOnce closes the connection at once, without a close handshake.
+func (c *conn) killOnce(reason string) {
+	c.closeOnce.Do(func() {
+		c.code, c.reason, c.abort, c.kill = contract.CloseTooSlow, reason, true, true
+		close(c.closing)
+	})
+}
+
+// stop ends processing after the current message, then finishes.
+func (c *conn) stop(code int, reason string) {
+	c.procMu.Lock()
+	c.stopped = true
+	c.procMu.Unlock()
+	c.finish(code, reason, false)
+}
+
+func (c *conn) writer(ctx context.Context) {
+	defer close(c.writerOut)
+	write := func(msg []byte) bool {
+		wctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
+		defer cancel()
+		if err := c.ws.Write(wctx, websocket.MessageBinary, msg); err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				c.killOnce("client too slow: write timed out")
+			}
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case msg := <-c.send:
+			if !write(msg) {
+				c.finish(contract.CloseInternalError, "write failed", true)
+				<-c.closing
+				c.closeWS()
+				return
+			}
+		case <-c.closing:
+			if !c.abort {
+			flush:
+				for {
+					select {
+					case msg := <-c.send:
+						if !write(msg) {
+							break flush
+						}
+					default:
+						break flush
+					}
+				}
+			}
+			c.closeWS()
+			return
+		}
+	}
+}
+
+// pinger drops a peer that stops answering pings (a vanished client whose
+// TCP connection never closed).
+func (c *conn) pinger(ctx context.Context) {
+	t := time.NewTicker(c.hub.lim.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.closing:
+			return
+		case <-t.C:
+			pctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
+			err := c.ws.Ping(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				c.killOnce("no pong")
+				return
+			}
+		}
+	}
+}
+
+func (c *conn) closeWS() {
+	if c.kill {
+		// The peer stopped answering: a close handshake would only wait.
+		_ = c.ws.CloseNow()
+		return
+	}
+	_ = c.ws.Close(websocket.StatusCode(c.code), closeReason(c.reason))
+}
+
+func (c *conn) run(ctx context.Context, protocol string) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	c.ws.SetReadLimit(-1) // enforced in read, to close with 4413 and a reason
+	go c.writer(ctx)
+	go c.pinger(ctx)
+	defer func() {
+		c.finish(int(websocket.StatusNormalClosure), "", true)
+		<-c.writerOut
+		c.closedCode, c.closedReason = c.code, c.reason
+		if c.peerClose != nil {
+			c.closedCode, c.closedReason = int(c.peerClose.Code), "client: "+c.peerClose.Reason
+		}
+	}()
+	if c.yawp && protocol != "" {
+		c.enqueue(encodeYawp(protocol))
+	}
+	// Greet with the room's current awareness states, as y-websocket's
+	// server does.
+	c.hub.mu.Lock()
+	var states []yprotocol.AwarenessEntry
+	for id, st := range c.room.awareness {
+		states = append(states, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock, State: st.state})
+	}
+	c.hub.mu.Unlock()
+	if len(states) > 0 {
+		c.enqueue(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)))
+	}
+	for {
+		msg, ref := c.read(ctx)
+		if ref != nil {
+			c.fail(ctx, ref)
+			return
+		}
+		if msg == nil {
+			return // closed by the peer or by us
+		}
+		c.procMu.Lock()
+		if c.stopped {
+			c.procMu.Unlock()
+			return
+		}
+		ref = c.handle(ctx, msg)
+		c.procMu.Unlock()
+		if ref != nil {
+			ref.msg = msg
+			c.fail(ctx, ref)
+			return
+		}
+	}
+}
+
+func (c *conn) fail(ctx context.Context, ref *refusal) {
+	if ref.code != contract.CloseInternalError {
+		c.hub.cfg.Backend.Reject(ctx, c.s, ref.code, ref.reason, ref.msg)
+	}
+	c.hub.log.Info("sync connection closed", "doc", c.s.DocID, "tenant", c.s.Tenant, "user", c.s.User, "code", ref.code, "reason", ref.reason)
+	c.finish(ref.code, ref.reason, false)
+}
+
+// read returns the next message, nil at the end of the connection, or a
+// refusal.
+func (c *conn) read(ctx context.Context) ([]byte, *refusal) {
+	typ, r, err := c.ws.Reader(ctx)
+	if err != nil {
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			select {
+			case <-c.closing: // our own close, echoed
+			default:
+				c.peerClose = &ce
+			}
+		}
+		return nil, nil
+	}
+	if typ != websocket.MessageBinary {
+		return nil, refuse(contract.CloseMalformed, "text message; the sync protocol is binary")
+	}
+	max := c.hub.lim.MaxMessageBytes
+	buf, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, nil
+	}
+	if len(buf) > max {
+		ref := refuse(contract.CloseTooLarge, "message larger than %d bytes", max)
+		ref.msg = buf
+		return nil, ref
+	}
+	return buf, nil
+}
+
+func (c *conn) handle(ctx context.Context, b []byte) *refusal {
+	m, err := yprotocol.Decode(b)
+	if err != nil {
+		return refuse(contract.CloseMalformed, "%v", err)
+	}
+	be := c.hub.cfg.Backend
+	switch m.Type {
+	case yprotocol.MessageSync:
+		switch m.Sync {
+		case yprotocol.SyncStep1:
+			// Each step 1 costs an evidence write and a snapshot.
+			if !c.updates.wait(ctx, c.hub.lim.RateWait) {
+				return refuse(contract.CloseRateLimited, "sync rate over %g/s for this user", c.hub.lim.UpdatesPerSecond)
+			}
+			if _, err := yjs.DecodeStateVector(m.Payload); err != nil {
+				return refuse(contract.CloseMalformed, "sync step 1: bad state vector: %v", err)
+			}
+			if err := be.AnnounceStateVector(ctx, c.s, m.Payload); err != nil {
+				return c.backendRefusal("announce state vector", err)
+			}
+			update, sv, err := be.SyncStep1(ctx, c.s, m.Payload)
+			if err != nil {
+				return c.backendRefusal("sync step 1", err)
+			}
+			c.enqueue(yprotocol.EncodeSyncStep2(update))
+			c.enqueue(yprotocol.EncodeSyncStep1(sv))
+		case yprotocol.SyncStep2, yprotocol.SyncUpdate:
+			if !c.updates.wait(ctx, c.hub.lim.RateWait) {
+				return refuse(contract.CloseRateLimited, "update rate over %g/s for this user", c.hub.lim.UpdatesPerSecond)
+			}
+			applied, err := be.ApplyUpdate(ctx, c.s, m.Payload)
+			if err != nil {
+				return c.backendRefusal("update", err)
+			}
+			if len(applied) > 0 && !isEmptyUpdate(applied) {
+				c.hub.broadcast(c.room, yprotocol.EncodeUpdate(applied), c)
+			}
+		}
+	case yprotocol.MessageAwareness:
+		if len(b) > c.hub.lim.MaxAwarenessBytes {
+			return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
+		}
+		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
+			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
+		}
+		c.hub.mu.Lock()
+		for _, e := range m.Awareness {
+			c.clients[e.ClientID] = struct{}{}
+			if e.Removed() {
+				delete(c.room.awareness, e.ClientID)
+				continue
+			}
+			st, ok := c.room.awareness[e.ClientID]
+			if !ok && len(c.room.awareness) >= c.hub.lim.MaxAwarenessClients {
+				continue
+			}
+			if !ok || e.Clock >= st.clock {
+				c.room.awareness[e.ClientID] = awState{clock: e.Clock, state: append([]byte(nil), e.State...), owner: c}
+			}
+		}
+		c.hub.mu.Unlock()
+		c.hub.broadcast(c.room, b, nil)
+	case yprotocol.MessageQueryAwareness:
+		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
+			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
+		}
+		c.hub.mu.Lock()
+		states := make([]yprotocol.AwarenessEntry, 0, len(c.room.awareness))
+		for id, st := range c.room.awareness {
+			states = append(states, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock, State: st.state})
+		}
+		c.hub.mu.Unlock()
+		c.enqueue(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)))
+	case yprotocol.MessageAuth:
+		// Clients have nothing to say with it; ignore like y-websocket's server.
+	}
+	return nil
+}
+
+// isEmptyUpdate reports an update with no structs and no deletions.
+func isEmptyUpdate(u []byte) bool { return len(u) == 2 && u[0] == 0 && u[1] == 0 }
+
+func (c *conn) backendRefusal(what string, err error) *refusal {
+	switch {
+	case errors.Is(err, ErrMalformedUpdate):
+		return refuse(contract.CloseMalformed, "%s: %v", what, err)
+	case errors.Is(err, ErrTooLarge):
+		return refuse(contract.CloseTooLarge, "%s: %v", what, err)
+	case errors.Is(err, ErrForbidden):
+		return refuse(contract.CloseForbidden, "%s: %v", what, err)
+	}
+	c.hub.log.Error("sync backend failed", "doc", c.s.DocID, "what", what, "err", err)
+	return refuse(contract.CloseInternalError, "%s failed; reconnect to retry", what)
+}
