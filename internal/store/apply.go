@@ -1,7 +1,6 @@
 package store
 
 import (
-	"sync"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -164,7 +163,6 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 		})
 	}
 	inTx = true
-	T0 := time.Now()
 	if err := conn.SendBatch(ctx, b1).Close(); err != nil {
 		return err
 	}
@@ -175,7 +173,6 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 	if bc.stages, err = ss.Finish(ctx, conn); err != nil {
 		return err
 	}
-	T1 := time.Now()
 
 	var dups []*op
 	for _, o := range live {
@@ -209,18 +206,11 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 
 	// Round trip 2: every write, then COMMIT.
 	b2 := bc.pre
-	T2 := time.Now()
 	e.flush(bc, b2)
 	b2.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, b2).Close(); err != nil {
 		return err
 	}
-	T3 := time.Now()
-	TimingMu.Lock()
-	Timing[0] += T1.Sub(T0)
-	Timing[1] += T2.Sub(T1)
-	Timing[2] += T3.Sub(T2)
-	TimingMu.Unlock()
 	inTx = false
 	e.tenantsMu.Lock()
 	if len(e.tenants) > 100_000 {
@@ -743,6 +733,3 @@ func (e *Engine) knownTenant(t string) bool {
 	_, ok := e.tenants[t]
 	return ok
 }
-
-var Timing [3]time.Duration
-var TimingMu sync.Mutex

@@ -30,12 +30,18 @@ type Config struct {
 	CacheDocs int
 	// MaxBatch bounds a group commit (default 256).
 	MaxBatch int
-	// Lanes is the number of group-commit lanes (default 2). Documents
+	// Lanes is the number of group-commit lanes (default 1). Documents
 	// are spread over lanes by a hash of their ID; each lane commits its
 	// groups one after another on its own connection, lanes commit
 	// concurrently. A document is only ever written by its lane, so its
-	// memory state and ledger chain have one writer.
+	// memory state and ledger chain have one writer. Measured on 2 CPUs,
+	// one lane is fastest: concurrent save transactions share FOR SHARE
+	// locks on the lease, tenant and cohort rows, which PostgreSQL records
+	// as multixacts, and smaller groups mean more commits.
 	Lanes int
+	// GatherDelay is how long a group waits for more requests while it is
+	// smaller than the previous one (default 500µs; negative: never).
+	GatherDelay time.Duration
 	// SnapshotEvery compacts a document's Yjs log into a snapshot after
 	// this many updates (default 64).
 	SnapshotEvery int
@@ -103,8 +109,11 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
 	}
+	if cfg.GatherDelay == 0 {
+		cfg.GatherDelay = 500 * time.Microsecond
+	}
 	if cfg.Lanes <= 0 {
-		cfg.Lanes = 2
+		cfg.Lanes = 1
 	}
 	if cfg.SnapshotEvery <= 0 {
 		cfg.SnapshotEvery = 64
@@ -234,6 +243,7 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 func (e *Engine) loop(l *lane) {
 	defer e.done.Done()
 	batch := make([]*op, 0, e.cfg.MaxBatch)
+	last := 0
 	for {
 		select {
 		case <-e.stop:
@@ -250,6 +260,23 @@ func (e *Engine) loop(l *lane) {
 					break fill
 				}
 			}
+			// The writers the last group acknowledged are usually about to
+			// send again: a short wait lets them join this group instead of
+			// forming the next one (like PostgreSQL's commit_delay).
+			if want := min(last, e.cfg.MaxBatch); len(batch) < want && e.cfg.GatherDelay > 0 {
+				timer := time.NewTimer(e.cfg.GatherDelay)
+			gather:
+				for len(batch) < want {
+					select {
+					case o := <-l.reqs:
+						batch = append(batch, o)
+					case <-timer.C:
+						break gather
+					}
+				}
+				timer.Stop()
+			}
+			last = len(batch)
 			e.runBatch(l, batch)
 			for _, o := range batch {
 				close(o.done)
