@@ -90,6 +90,10 @@ fuzz-smoke: ## Run every decoder fuzz target briefly (FUZZTIME each).
 bench-engine: deps ## Yjs engine against yjs in Node on the B4 trace, same run.
 	hack/bench-engine.sh
 
+.PHONY: bench-store
+bench-store: deps ## Store saves/s, p50/p99 at 1/16/64 writers beside pgbench, same PostgreSQL, same run.
+	hack/bench-store.sh
+
 ##@ Build and run
 
 .PHONY: build

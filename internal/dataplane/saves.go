@@ -226,3 +226,41 @@ func ReadTenantStage(ctx context.Context, q interface {
 	}
 	return s, nil
 }
+
+// QueueGuardSaveStages is the one-round-trip form of LockSaveStages for a
+// caller that already knows its tenants are registered and expects their
+// stages: it queues on b, inside the save transaction, the same FOR SHARE
+// locks (rollout, tenants, cohorts, in that order) and then a statement
+// that fails (division by zero, SQLSTATE 22012) unless every tenant's
+// cohort, stage and epoch are still the expected ones. The caller's
+// transaction then aborts and it retries with LockSaveStages.
+func QueueGuardSaveStages(b *pgx.Batch, rollout string, expect map[string]SaveStage) {
+	ts := make([]string, 0, len(expect))
+	for t := range expect {
+		ts = append(ts, t)
+	}
+	slices.Sort(ts)
+	if len(ts) == 0 {
+		return
+	}
+	if rollout != "" {
+		b.Queue(`SELECT 1 FROM rollouts WHERE rollout = $1 FOR SHARE`, rollout)
+	}
+	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR SHARE`, ts)
+	b.Queue(selectSaveStages, ts)
+	rollouts, cohorts, stages := make([]string, len(ts)), make([]string, len(ts)), make([]string, len(ts))
+	epochs := make([]int64, len(ts))
+	for i, t := range ts {
+		s := expect[t]
+		rollouts[i], cohorts[i], stages[i], epochs[i] = s.Rollout, s.Cohort, s.Stage, s.Epoch
+	}
+	b.Queue(`
+		SELECT 1 / (count(*) = $6 AND bool_and(
+		         coalesce(c.rollout, '') = x.rollout AND coalesce(c.cohort, '') = x.cohort
+		         AND coalesce(c.stage, 'Legacy') = x.stage AND coalesce(c.epoch, 0) = x.epoch))::int
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[]) AS x(tenant, rollout, cohort, stage, epoch)
+		JOIN tenants t ON t.tenant = x.tenant
+		LEFT JOIN cohort_members m ON m.tenant = x.tenant
+		LEFT JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort`,
+		ts, rollouts, cohorts, stages, epochs, len(ts))
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -73,9 +74,20 @@ func newBatchCtx() *batchCtx {
 		revPending: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{}}
 }
 
+// errFastPath marks a failed one-round-trip attempt: the group is retried
+// on the two-round-trip path.
+var errFastPath = errors.New("store: fast path refused")
+
 // apply runs one group commit over ops. A nil return means every op has
 // its result or refusal set and the transaction committed.
-func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
+//
+// With fast set and every tenant's stage known from an earlier group, the
+// whole group is one round trip: BEGIN, the fence and stage guards (which
+// take the same FOR SHARE locks and abort the transaction if anything
+// changed), the writes and COMMIT. A guard failure, a repeated
+// idempotency key (its INSERT conflicts) or any other error returns
+// errFastPath, and the caller runs the group again the two-round-trip way.
+func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	bc := newBatchCtx()
 	defer func() {
 		if err != nil {
@@ -118,6 +130,13 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 	if len(live) == 0 {
 		return nil
 	}
+	var expect map[string]dataplane.SaveStage
+	if fast {
+		expect = e.cachedStages(tenants)
+		if expect == nil {
+			fast = false
+		}
+	}
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
@@ -131,7 +150,6 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 		}
 	}()
 
-	// Round trip 1: begin, fence, stages FOR SHARE, idempotency keys.
 	b1 := &pgx.Batch{}
 	b1.Queue("BEGIN")
 	// Acknowledged means durable, whatever the server or role default.
@@ -139,79 +157,68 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 	// The group's statements take arrays of varying length: a generic
 	// plan estimated without them probes indexes badly.
 	b1.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
-	leaseEpoch := int64(-1)
-	b1.Queue(`SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&leaseEpoch)
-	})
-	ss := dataplane.QueueSaveStages(b1, e.cfg.Rollout, tenants, e.knownTenant)
 	stored := map[[2]string][]byte{}
-	if len(keys) > 0 {
-		// One primary-key probe per (document, key) pair.
-		b1.Queue(`SELECT s.doc_id, s.idem_key, s.result::text
-			FROM unnest($1::text[], $2::text[]) AS u(doc_id, idem_key)
-			CROSS JOIN LATERAL (SELECT doc_id, idem_key, result FROM save_requests r
-			                    WHERE r.doc_id = u.doc_id AND r.idem_key = u.idem_key) s`,
-			keyDocs, keys).Query(func(rows pgx.Rows) error {
-			for rows.Next() {
-				var d, k, r string
-				if err := rows.Scan(&d, &k, &r); err != nil {
-					return err
-				}
-				stored[[2]string{d, k}] = []byte(r)
-			}
-			return rows.Err()
+	if fast {
+		// One round trip: guards, then the writes queued on the same batch.
+		b1.Queue(`SELECT 1 / (epoch = $2)::int FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard, e.epoch)
+		dataplane.QueueGuardSaveStages(b1, e.cfg.Rollout, expect)
+		bc.stages = expect
+		bc.pre = b1
+	} else {
+		// Round trip 1: begin, fence, stages FOR SHARE, idempotency keys.
+		leaseEpoch := int64(-1)
+		b1.Queue(`SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&leaseEpoch)
 		})
-	}
-	inTx = true
-	if err := conn.SendBatch(ctx, b1).Close(); err != nil {
-		return err
-	}
-	if leaseEpoch != e.epoch {
-		e.fence(fmt.Sprintf("shard epoch is %d, this syncer holds %d", leaseEpoch, e.epoch))
-		return ErrFenced
-	}
-	if bc.stages, err = ss.Finish(ctx, conn); err != nil {
-		return err
-	}
-
-	var dups []*op
-	for _, o := range live {
-		st := states[o.req.Doc]
-		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
-			id := [2]string{o.req.Doc, k}
-			if raw, ok := stored[id]; ok {
-				if st.exists && st.tenant != o.req.Tenant {
-					o.err = notFound(o.req.Doc)
-					continue
+		ss := dataplane.QueueSaveStages(b1, e.cfg.Rollout, tenants, e.knownTenant)
+		if len(keys) > 0 {
+			// One primary-key probe per (document, key) pair.
+			b1.Queue(`SELECT s.doc_id, s.idem_key, s.result::text
+				FROM unnest($1::text[], $2::text[]) AS u(doc_id, idem_key)
+				CROSS JOIN LATERAL (SELECT doc_id, idem_key, result FROM save_requests r
+				                    WHERE r.doc_id = u.doc_id AND r.idem_key = u.idem_key) s`,
+				keyDocs, keys).Query(func(rows pgx.Rows) error {
+				for rows.Next() {
+					var d, k, r string
+					if err := rows.Scan(&d, &k, &r); err != nil {
+						return err
+					}
+					stored[[2]string{d, k}] = []byte(r)
 				}
-				var r Result
-				if err := json.Unmarshal(raw, &r); err != nil {
-					return fmt.Errorf("stored result of %s/%s: %w", o.req.Doc, k, err)
-				}
-				r.Replayed = true
-				o.res = r
-				continue
-			}
-			if _, ok := bc.idem[id]; ok {
-				dups = append(dups, o) // answered with the first one's result
-				continue
-			}
-			bc.idem[id] = o
+				return rows.Err()
+			})
 		}
-		bc.dirty[st.id] = st
-		if err := e.applyOne(ctx, bc, st, o); err != nil {
+		inTx = true
+		if err := conn.SendBatch(ctx, b1).Close(); err != nil {
+			return err
+		}
+		if leaseEpoch != e.epoch {
+			e.fence(fmt.Sprintf("shard epoch is %d, this syncer holds %d", leaseEpoch, e.epoch))
+			return ErrFenced
+		}
+		if bc.stages, err = ss.Finish(ctx, conn); err != nil {
 			return err
 		}
 	}
 
-	// Round trip 2: every write, then COMMIT.
+	dups, err := e.applyLive(ctx, bc, live, states, stored, fast)
+	if err != nil {
+		return err
+	}
+
+	// Every write, then COMMIT (round trip 2, or the only one).
 	b2 := bc.pre
 	e.flush(bc, b2)
 	b2.Queue("COMMIT")
+	inTx = true
 	if err := conn.SendBatch(ctx, b2).Close(); err != nil {
+		if fast {
+			return fmt.Errorf("%w: %w", errFastPath, err)
+		}
 		return err
 	}
 	inTx = false
+	e.rememberStages(bc.stages)
 	e.tenantsMu.Lock()
 	if len(e.tenants) > 100_000 {
 		clear(e.tenants)
@@ -226,6 +233,82 @@ func (e *Engine) apply(ctx context.Context, ops []*op) (err error) {
 		o.res.Replayed = true
 	}
 	return nil
+}
+
+// applyLive applies the group's requests in memory, queueing their writes;
+// it returns the requests that repeat an idempotency key of the group.
+func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states map[string]*docState, stored map[[2]string][]byte, fast bool) ([]*op, error) {
+	var dups []*op
+	for _, o := range live {
+		st := states[o.req.Doc]
+		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
+			id := [2]string{o.req.Doc, k}
+			if raw, ok := stored[id]; ok {
+				if st.exists && st.tenant != o.req.Tenant {
+					o.err = notFound(o.req.Doc)
+					continue
+				}
+				var r Result
+				if err := json.Unmarshal(raw, &r); err != nil {
+					return nil, fmt.Errorf("stored result of %s/%s: %w", o.req.Doc, k, err)
+				}
+				r.Replayed = true
+				o.res = r
+				continue
+			}
+			if _, ok := bc.idem[id]; ok {
+				dups = append(dups, o) // answered with the first one's result
+				continue
+			}
+			bc.idem[id] = o
+		}
+		bc.dirty[st.id] = st
+		if err := e.applyOne(ctx, bc, st, o); err != nil {
+			return nil, err
+		}
+		if fast && o.err != nil && o.req.IdempotencyKey != "" {
+			// A refused keyed request may be the replay of one that
+			// succeeded: only the two-round-trip path looks that up.
+			return nil, errFastPath
+		}
+	}
+	return dups, nil
+}
+
+// cachedStages returns the stages the last committed groups saw for
+// tenants, or nil unless all of them are known.
+func (e *Engine) cachedStages(tenants []string) map[string]dataplane.SaveStage {
+	e.tenantsMu.Lock()
+	defer e.tenantsMu.Unlock()
+	out := make(map[string]dataplane.SaveStage, len(tenants))
+	for _, t := range tenants {
+		s, ok := e.stageCache[t]
+		if !ok {
+			return nil
+		}
+		out[t] = s
+	}
+	return out
+}
+
+func (e *Engine) rememberStages(stages map[string]dataplane.SaveStage) {
+	e.tenantsMu.Lock()
+	defer e.tenantsMu.Unlock()
+	if len(e.stageCache) > 100_000 {
+		clear(e.stageCache)
+	}
+	for t, s := range stages {
+		e.stageCache[t] = s
+	}
+}
+
+func (e *Engine) forgetStages(ops []*op) {
+	e.tenantsMu.Lock()
+	defer e.tenantsMu.Unlock()
+	for _, o := range ops {
+		delete(e.stageCache, o.req.Tenant)
+	}
+	clear(e.stageCache) // a stage changed somewhere: re-read them all
 }
 
 // flush queues the group's multi-row writes.

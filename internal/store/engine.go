@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
 )
 
 // Config configures an Engine.
@@ -68,6 +70,9 @@ type Engine struct {
 	// tenants seen committed in the tenants table.
 	tenantsMu sync.Mutex
 	tenants   map[string]struct{}
+	// stageCache: each tenant's stage as the last committed group saw it;
+	// the one-round-trip path guards on it.
+	stageCache map[string]dataplane.SaveStage
 
 	// Stats.
 	Batches atomic.Int64
@@ -157,7 +162,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
 		stop:   make(chan struct{}),
-		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{},
+		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
 	}
 	for range cfg.Lanes {
 		l := &lane{reqs: make(chan *op, 4*cfg.MaxBatch)}
@@ -308,7 +313,14 @@ func (e *Engine) runBatch(l *lane, ops []*op) {
 		}
 		return
 	}
-	err := e.apply(ctx, ops)
+	err := e.apply(ctx, ops, true)
+	if errors.Is(err, errFastPath) {
+		e.forgetStages(ops)
+		for _, o := range ops {
+			o.res, o.err = Result{}, nil
+		}
+		err = e.apply(ctx, ops, false)
+	}
 	e.Batches.Add(1)
 	if err == nil {
 		e.Applied.Add(int64(len(ops)))
@@ -323,7 +335,7 @@ func (e *Engine) runBatch(l *lane, ops []*op) {
 	e.log.Warn("group commit failed; retrying its requests one by one", "requests", len(ops), "err", err)
 	for _, o := range ops {
 		o.res, o.err = Result{}, nil
-		if err := e.apply(ctx, []*op{o}); err != nil {
+		if err := e.apply(ctx, []*op{o}, false); err != nil {
 			o.err = err
 		} else {
 			e.Applied.Add(1)

@@ -21,6 +21,14 @@
 //     request's identity;
 //  4. commit; only then are the requests acknowledged.
 //
+// Steps 1-2 are read in a first round trip and the writes and COMMIT sent
+// in a second. When every tenant of the group was seen by an earlier group,
+// the group is one round trip instead: the fence and the tenants' expected
+// (stage, epoch) are checked by statements that take the same FOR SHARE
+// locks and abort the transaction if anything changed, ahead of the writes
+// in the same pipeline; on any refusal the group runs again the
+// two-round-trip way.
+//
 // If a group fails, its documents are evicted from memory and each request
 // is retried alone, so one bad request cannot fail its neighbours. Replays
 // change nothing: a legacy request is answered from its idempotency key's

@@ -667,3 +667,70 @@ func TestColdLoadFromSnapshotAndLog(t *testing.T) {
 }
 
 var _ = errors.New
+
+// TestTinyCache runs concurrent saves on more documents than the cache
+// holds: documents are evicted and reloaded from snapshot plus log between
+// and during groups, and nothing is lost or doubled.
+func TestTinyCache(t *testing.T) {
+	dsn := pgharness.ForTest(t)
+	ctx := t.Context()
+	_, pool, err := dataplane.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	eng, err := Open(ctx, Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "t", CacheDocs: 2, Lanes: 2,
+		SnapshotEvery: 4, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	const docs, saves = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, docs)
+	for i := range docs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			doc := fmt.Sprint("c", i)
+			if _, err := eng.Submit(ctx, Request{Kind: KindCreate, Doc: doc, Tenant: "t", User: "u"}); err != nil {
+				errs <- err
+				return
+			}
+			c := yjs.NewDoc(yjs.Options{ClientID: uint64(100 + i)})
+			var u []byte
+			c.OnUpdate(func(b []byte) { u = b })
+			txt := c.GetText(contract.YjsTextName)
+			for j := range saves {
+				if j%2 == 0 {
+					_ = txt.Insert(txt.Len(), "y", nil)
+					if _, err := eng.Submit(ctx, Request{Kind: KindYjs, Doc: doc, Tenant: "t", User: "u", Update: u}); err != nil {
+						errs <- err
+						return
+					}
+				} else if _, err := eng.Submit(ctx, Request{Kind: KindSync1, Doc: doc, Tenant: "t", User: "u", StateVector: c.EncodeStateVector()}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range docs {
+		doc := fmt.Sprint("c", i)
+		d, err := eng.Read(ctx, "t", doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Content != strings.Repeat("y", (saves+1)/2) {
+			t.Errorf("%s: %q", doc, d.Content)
+		}
+		if rep, _ := eng.VerifyLedger(ctx, doc); !rep.OK || rep.Entries != 1+saves {
+			t.Errorf("%s: chain %+v", doc, rep)
+		}
+	}
+}
