@@ -86,7 +86,9 @@ func newRolloutCommand() *cobra.Command {
 		edit("proceed NAME COHORT", "Let a held cohort move again", cobra.ExactArgs(2),
 			func(a []string) rolloutctl.Edit { return rolloutctl.SetIntent(a[1], persistencev1alpha1.IntentProceed) }),
 		edit("rollback NAME COHORT", "Return a cohort to Legacy under a new epoch and keep it there", cobra.ExactArgs(2),
-			func(a []string) rolloutctl.Edit { return rolloutctl.SetIntent(a[1], persistencev1alpha1.IntentRollback) }),
+			func(a []string) rolloutctl.Edit {
+				return rolloutctl.SetIntent(a[1], persistencev1alpha1.IntentRollback)
+			}),
 		edit("pause NAME", "Stop every transition of the rollout", cobra.ExactArgs(1),
 			func([]string) rolloutctl.Edit { return rolloutctl.SetPaused(true) }),
 		edit("resume NAME", "Let the rollout move again", cobra.ExactArgs(1),
