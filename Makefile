@@ -66,7 +66,7 @@ deps: ## Install what the tests need on a fresh machine (PostgreSQL, the npm pac
 	npm ci --prefix test/yjs --no-audit --no-fund --loglevel=error
 
 .PHONY: test
-test: deps verify vet envtest $(HELM) ## Run the whole suite: verify, vet, unit, envtest, PostgreSQL, yjs, chart, fuzz smoke.
+test: deps verify vet lint envtest $(HELM) ## Run the whole suite: verify, vet, lint, unit, envtest, PostgreSQL, yjs, chart, fuzz smoke.
 	HELM="$(HELM)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" $(GO) test $(GOTESTFLAGS) ./...
 	$(MAKE) --no-print-directory fuzz-smoke
 

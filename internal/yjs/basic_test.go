@@ -10,10 +10,11 @@ func TestBasicRoundTrip(t *testing.T) {
 	if err := x.Insert(0, "hello", nil); err != nil {
 		t.Fatal(err)
 	}
-	x.Insert(5, " world", nil)
-	x.Insert(0, ">> ", nil)
-	x.Delete(3, 2)
-	x.Insert(4, "😀", nil)
+	for _, err := range []error{x.Insert(5, " world", nil), x.Insert(0, ">> ", nil), x.Delete(3, 2), x.Insert(4, "😀", nil)} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Log(x.String(), x.Len(), len(ups))
 	b := NewDoc(Options{ClientID: 2})
 	for i := len(ups) - 1; i >= 0; i-- {
@@ -26,7 +27,9 @@ func TestBasicRoundTrip(t *testing.T) {
 	}
 	s1 := a.EncodeStateAsUpdate(nil)
 	c := NewDoc(Options{ClientID: 3})
-	c.ApplyUpdate(s1)
+	if err := c.ApplyUpdate(s1); err != nil {
+		t.Fatal(err)
+	}
 	if c.GetText("t").String() != x.String() {
 		t.Fatal("c")
 	}

@@ -293,7 +293,10 @@ func (c *ContentFormat) write(e *encoder, _ int) {
 }
 
 // isNull reports whether the value is JSON null (the attribute ends).
-func (c *ContentFormat) isNull() bool { return c.Value == "null" }
+// jsonNull is the JSON value that ends a formatting attribute.
+const jsonNull = "null"
+
+func (c *ContentFormat) isNull() bool { return c.Value == jsonNull }
 
 // ContentType holds a nested shared type.
 type ContentType struct{ Type *Type }
@@ -346,15 +349,6 @@ func (c *ContentDoc) mergeWith(Content) bool { return false }
 func (c *ContentDoc) write(e *encoder, _ int) {
 	e.writeVarString(c.GUID)
 	e.buf = append(e.buf, c.Opts...)
-}
-
-// canSplit reports whether content of this kind may be split.
-func canSplit(c Content) bool {
-	switch c.(type) {
-	case *ContentString, *ContentDeleted, *ContentJSON, *ContentAny:
-		return true
-	}
-	return false
 }
 
 // readContent reads the content of an item whose info byte is info.

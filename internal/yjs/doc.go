@@ -687,6 +687,8 @@ func (d *Doc) deleteItem(txn *Transaction, it *Item) {
 
 // integrate places a struct whose dependencies are present (yjs
 // Item.integrate / GC.integrate).
+//
+//nolint:gocyclo // one function on purpose: it mirrors yjs's Item.integrate step by step, so the two can be compared line for line.
 func (d *Doc) integrate(txn *Transaction, it *Item, offset int) error {
 	if it.kind == kindGC {
 		if offset > 0 {

@@ -296,31 +296,6 @@ func (e *encoder) writeVarUint(n uint64) {
 	e.buf = append(e.buf, byte(n))
 }
 
-func (e *encoder) writeVarInt(n int64) {
-	neg := n < 0
-	u := uint64(n)
-	if neg {
-		u = uint64(-n)
-	}
-	b := byte(u & 0x3f)
-	if neg {
-		b |= 0x40
-	}
-	u >>= 6
-	if u > 0 {
-		b |= 0x80
-	}
-	e.buf = append(e.buf, b)
-	for u > 0 {
-		b = byte(u & 0x7f)
-		u >>= 7
-		if u > 0 {
-			b |= 0x80
-		}
-		e.buf = append(e.buf, b)
-	}
-}
-
 func (e *encoder) writeVarBytes(b []byte) {
 	e.writeVarUint(uint64(len(b)))
 	e.buf = append(e.buf, b...)

@@ -243,24 +243,3 @@ func (x *seqIndex) findNear(pos int) (*Item, int) {
 	}
 	return it, off
 }
-
-// offsetOf returns the visible position at which it starts.
-func (x *seqIndex) offsetOf(it *Item) int {
-	leaf := it.leaf
-	pos := 0
-	for _, o := range leaf.items {
-		if o == it {
-			break
-		}
-		pos += visLen(o)
-	}
-	for n := leaf; n.parent != nil; n = n.parent {
-		for _, c := range n.parent.kids {
-			if c == n {
-				break
-			}
-			pos += c.sum
-		}
-	}
-	return pos
-}

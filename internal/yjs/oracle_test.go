@@ -90,8 +90,8 @@ func (o *oracle) call(req map[string]any) oracleResp {
 	o.id++
 	req["id"] = o.id
 	b, _ := json.Marshal(req)
-	o.in.Write(b)
-	o.in.WriteByte('\n')
+	_, _ = o.in.Write(b)
+	_ = o.in.WriteByte('\n')
 	if err := o.in.Flush(); err != nil {
 		o.t.Fatalf("oracle write: %v", err)
 	}

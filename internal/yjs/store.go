@@ -37,14 +37,6 @@ func (cs *clientStore) state() uint64 {
 	return l.ID.Clock + uint64(l.Len)
 }
 
-func (cs *clientStore) count() int {
-	n := 0
-	for _, c := range cs.chunks {
-		n += len(c)
-	}
-	return n
-}
-
 // locate returns the chunk and position of the struct containing clock, or
 // ok=false when clock is not covered.
 func (cs *clientStore) locate(clock uint64) (ci, i int, ok bool) {

@@ -17,7 +17,7 @@ type fmtVal struct {
 
 func newFmtVal(raw string) *fmtVal {
 	raw = strings.TrimSpace(raw)
-	if raw == "null" {
+	if raw == jsonNull {
 		return nil
 	}
 	return &fmtVal{raw: raw, obj: strings.HasPrefix(raw, "{") || strings.HasPrefix(raw, "[")}
@@ -329,7 +329,7 @@ func (x *Text) insertAttributes(txn *Transaction, pos *textPos, attrs *jsObject)
 				neg = &attrMap{}
 			}
 			neg.set(e.key, cur)
-			raw := "null"
+			raw := jsonNull
 			if e.val != nil {
 				raw = e.val.raw
 			}
@@ -357,7 +357,7 @@ func (x *Text) insertNegatedAttributes(txn *Transaction, pos *textPos, neg *attr
 		pos.forward()
 	}
 	for _, e := range neg.entries() {
-		raw := "null"
+		raw := jsonNull
 		if e.val != nil {
 			raw = e.val.raw
 		}
@@ -896,7 +896,6 @@ func (d *Doc) cleanupTextAfterTransaction(txn *Transaction) {
 type DeltaOp struct {
 	Insert     any            `json:"insert"`
 	Attributes map[string]any `json:"attributes,omitempty"`
-	attrOrder  []string
 }
 
 // ToDelta returns the text as a delta: runs of text with their formatting
