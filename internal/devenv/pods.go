@@ -1,4 +1,4 @@
-package main
+package devenv
 
 import (
 	"context"

@@ -1,0 +1,220 @@
+// Package devenv runs the whole system on one machine: an embedded
+// Kubernetes control plane (envtest's kube-apiserver and etcd), a PostgreSQL,
+// the CRDs, the manager, and, standing in for the kubelet, one gateway+syncer
+// process pair per pod of every gateway StatefulSet the controller creates,
+// started with the environment the StatefulSet gives its pods. `make dev`
+// (cmd/devenv) and the end-to-end tests use it, so both run the same thing.
+//
+// It owns processes and files under its state directory; it must not hold
+// product logic.
+package devenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgconn"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/controllers"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/pgharness"
+)
+
+// Options configure an Env.
+type Options struct {
+	// CRDs is the directory of the CRDs to install.
+	CRDs string
+	// State is where PostgreSQL's data, the logs and the files for other
+	// terminals go.
+	State string
+	// Bin holds the gateway and syncer binaries.
+	Bin string
+	// AssetsDir holds kube-apiserver and etcd ("" = $KUBEBUILDER_ASSETS).
+	AssetsDir string
+	// PGPort is PostgreSQL's port (0 = a free one).
+	PGPort int
+	// BasePort is the first local port of the shards' processes.
+	BasePort int
+	// Fsync keeps PostgreSQL durable (dev); tests may turn it off.
+	Fsync bool
+	// ManagerPorts: metrics and health probe addresses ("0" disables).
+	MetricsAddr, ProbeAddr string
+	// PollInterval of the controller (default 1s).
+	PollInterval time.Duration
+	Log          logr.Logger
+}
+
+// Env is a running system.
+type Env struct {
+	// Client talks to the control plane as an administrator.
+	Client client.Client
+	// Kubeconfig is the path of the administrator's kubeconfig.
+	Kubeconfig string
+	// DatabaseURL is the DSN of the database every component uses.
+	DatabaseURL string
+	// TokenKey signs client tokens; the sample rollout's demo-tokens
+	// Secret holds it.
+	TokenKey string
+
+	opts   Options
+	pg     *pgharness.Server
+	env    *envtest.Environment
+	stores *dataplane.Cache
+	mgr    ctrl.Manager
+}
+
+// Start brings everything up except the manager loop; Run starts that.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	if opts.PollInterval == 0 {
+		opts.PollInterval = time.Second
+	}
+	state, err := filepath.Abs(opts.State)
+	if err != nil {
+		return nil, err
+	}
+	opts.State = state
+	if err := os.MkdirAll(state, 0o755); err != nil {
+		return nil, err
+	}
+	e := &Env{opts: opts, stores: &dataplane.Cache{}}
+	defer func() {
+		if err != nil {
+			e.Stop()
+		}
+	}()
+
+	// 1. PostgreSQL, kept between runs in <state>/pg.
+	e.pg, err = pgharness.Start(ctx, pgharness.Options{Dir: filepath.Join(state, "pg"), Keep: true, Fsync: opts.Fsync, Port: opts.PGPort,
+		Logf: func(format string, args ...any) { opts.Log.Info(fmt.Sprintf(format, args...)) }})
+	if err != nil {
+		return nil, fmt.Errorf("start PostgreSQL: %w", err)
+	}
+	dsn, err := e.pg.CreateDatabase(ctx, "yawp")
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" {
+		dsn, err = e.pg.DSN("yawp"), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create database: %w", err)
+	}
+	e.DatabaseURL = dsn
+	if err := os.WriteFile(filepath.Join(state, "database-url"), []byte(dsn+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+
+	// 2. The control plane, with the CRDs installed.
+	e.env = &envtest.Environment{CRDDirectoryPaths: []string{opts.CRDs}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: opts.AssetsDir}
+	cfg, err := e.env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("start the control plane (is KUBEBUILDER_ASSETS set? make dev sets it): %w", err)
+	}
+	user, err := e.env.AddUser(envtest.User{Name: "developer", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return nil, err
+	}
+	e.Kubeconfig = filepath.Join(state, "kubeconfig")
+	if err := os.WriteFile(e.Kubeconfig, kc, 0o600); err != nil {
+		return nil, err
+	}
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(persistencev1alpha1.AddToScheme(scheme))
+	if e.Client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+
+	// 3. The Secrets the sample rollout names.
+	if e.TokenKey, err = readOrCreateKey(filepath.Join(state, "token-key")); err != nil {
+		return nil, err
+	}
+	for name, data := range map[string]map[string][]byte{
+		"demo-database": {"dsn": []byte(dsn)},
+		"demo-tokens":   {"key": []byte(e.TokenKey)},
+	} {
+		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Data: data}
+		if err := e.Client.Create(ctx, s); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("create secret %s: %w", name, err)
+		}
+	}
+
+	// 4. The manager, with the pods' stand-in.
+	e.mgr, err = ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: orZero(opts.MetricsAddr)},
+		HealthProbeBindAddress: orZero(opts.ProbeAddr)})
+	if err != nil {
+		return nil, err
+	}
+	if err := (&controllers.PersistenceRolloutReconciler{
+		Client: e.mgr.GetClient(), Recorder: e.mgr.GetEventRecorder("persistencerollout-controller"),
+		Clock: clock.RealClock{}, Stores: e.stores, PollInterval: opts.PollInterval,
+	}).SetupWithManager(e.mgr); err != nil {
+		return nil, err
+	}
+	pods := &podRunner{client: e.Client, bin: opts.Bin, state: state, basePort: opts.BasePort, log: opts.Log.WithName("pods")}
+	if err := e.mgr.Add(pods); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+func orZero(addr string) string {
+	if addr == "" {
+		return "0"
+	}
+	return addr
+}
+
+// Run runs the manager (and the pods) until ctx ends.
+func (e *Env) Run(ctx context.Context) error { return e.mgr.Start(ctx) }
+
+// GatewayURL is the address of shard i's gateway of the s-th gateway
+// StatefulSet (in name order).
+func (e *Env) GatewayURL(s, shard int) string {
+	return fmt.Sprintf("http://127.0.0.1:%d", e.opts.BasePort+100*s+10*shard)
+}
+
+// Stop stops PostgreSQL and the control plane. Run's context must have
+// ended first, which stops the pods.
+func (e *Env) Stop() {
+	e.stores.Close()
+	if e.env != nil {
+		_ = e.env.Stop()
+	}
+	if e.pg != nil {
+		_ = e.pg.Stop()
+	}
+}
+
+func readOrCreateKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	key := hex.EncodeToString(buf)
+	return key, os.WriteFile(path, []byte(key), 0o600)
+}
