@@ -1,8 +1,11 @@
 // Command gateway is the client-facing server of a sync-gateway pod: the
 // legacy write-through REST API under /v1/documents (create, read, list,
 // save with If-Match and Idempotency-Key, preserved revisions), Yjs updates
-// over HTTP and the evidence API. It authenticates signed bearer tokens and
-// routes each document to its shard's syncer.
+// over HTTP, the evidence API, and the Yjs sync WebSocket at /v1/sync/<doc>
+// (internal/syncws over the syncer: see internal/gateway/sync.go). It
+// authenticates signed bearer tokens and routes each document to its
+// shard's syncer; sync connections for another shard's documents are
+// forwarded to that shard's gateway.
 //
 // Configuration (flags override the environment the StatefulSet sets):
 //
@@ -16,6 +19,8 @@
 //	--token-key       YAWP_TOKEN_KEY          HMAC key of client tokens
 //	--token-key-file  ""                      read the key from a file instead
 //	--internal-token  YAWP_INTERNAL_TOKEN     syncer internal API token (default: derived from the token key)
+//	--protocol-poll   2s                      how often open sync connections' cohort stages are polled
+//	--sync-max-conns-per-user 32              sync WebSocket connections per user
 //
 // Local run (what `make dev` does per shard i of N):
 //
@@ -46,6 +51,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/gateway"
 	"github.com/yawp/persistence-operator/internal/syncer"
+	"github.com/yawp/persistence-operator/internal/syncws"
 )
 
 func main() {
@@ -66,6 +72,8 @@ func run() error {
 	var (
 		listen, metricsListen, syncerURL, peerPattern, peers, tokenKey, tokenKeyFile, internalToken string
 		cfg                                                                                         gateway.Config
+		protocolPoll                                                                                time.Duration
+		maxConns                                                                                    int
 	)
 	flag.StringVar(&listen, "listen", fmt.Sprintf(":%d", contract.GatewayPort), "client API listen address")
 	flag.StringVar(&metricsListen, "metrics-listen", fmt.Sprintf(":%d", contract.GatewayMetricsPort), "metrics listen address (empty disables)")
@@ -77,6 +85,8 @@ func run() error {
 	flag.StringVar(&tokenKey, "token-key", os.Getenv(contract.EnvTokenKey), "token HMAC key (env "+contract.EnvTokenKey+")")
 	flag.StringVar(&tokenKeyFile, "token-key-file", "", "file holding the token HMAC key")
 	flag.StringVar(&internalToken, "internal-token", os.Getenv(contract.EnvInternalToken), "syncer internal API token (env "+contract.EnvInternalToken+")")
+	flag.DurationVar(&protocolPoll, "protocol-poll", 2*time.Second, "how often the cohort stage of open sync connections is polled (protocol flips)")
+	flag.IntVar(&maxConns, "sync-max-conns-per-user", 32, "sync WebSocket connections per user")
 	flag.Parse()
 	if tokenKeyFile != "" {
 		b, err := os.ReadFile(tokenKeyFile)
@@ -102,7 +112,11 @@ func run() error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := &http.Server{Addr: listen, Handler: g.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	backend := g.NewSyncBackend()
+	hub := syncws.NewHub(syncws.Config{Backend: backend, Auth: backend.Auth(),
+		Limits: syncws.Limits{MaxConnsPerUser: maxConns}, Logger: cfg.Logger})
+	go backend.WatchProtocols(ctx, hub, protocolPoll)
+	srv := &http.Server{Addr: listen, Handler: g.HandlerWithSync(hub), ReadHeaderTimeout: 10 * time.Second}
 	if metricsListen != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -119,8 +133,13 @@ func run() error {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// Drain sync connections first (each finishes the update it is
+		// committing, flushes and closes with 1001), then the HTTP server.
+		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
+		if err := hub.Shutdown(sctx); err != nil {
+			cfg.Logger.Warn("sync connections not drained in time", "err", err)
+		}
 		return srv.Shutdown(sctx)
 	}
 }

@@ -14,6 +14,10 @@
 //	--metrics-listen :9091                /metrics address ("" disables)
 //	--heartbeat      2s                   shard report interval
 //	--cache-docs     1024                 documents kept in memory
+//	--backfill-rate  500                  backfill documents per second (negative: unlimited)
+//	--backfill-batch 100                  documents per backfill transaction
+//	--verify-every   1s                   incremental verification interval
+//	--verify-full-every 1m                full verification interval
 //
 // Local run (what `make dev` does per shard i of N):
 //
@@ -66,6 +70,10 @@ func run() error {
 	flag.StringVar(&cfg.InternalToken, "internal-token", token, "internal API token (env "+contract.EnvInternalToken+", default derived from "+contract.EnvTokenKey+")")
 	flag.DurationVar(&cfg.Heartbeat, "heartbeat", 2*time.Second, "shard report interval")
 	flag.IntVar(&cfg.CacheDocs, "cache-docs", 1024, "documents kept in memory")
+	flag.Float64Var(&cfg.Integrity.BackfillRate, "backfill-rate", 500, "backfill rate limit in documents per second (negative: unlimited)")
+	flag.IntVar(&cfg.Integrity.BackfillBatch, "backfill-batch", 100, "documents per backfill transaction")
+	flag.DurationVar(&cfg.Integrity.VerifyEvery, "verify-every", time.Second, "interval of incremental verification passes")
+	flag.DurationVar(&cfg.Integrity.VerifyFullEvery, "verify-full-every", time.Minute, "interval of full verification passes")
 	flag.Parse()
 	cfg.PodName = os.Getenv(contract.EnvPodName)
 	if cfg.PodName == "" {

@@ -21,6 +21,7 @@
 //	POST /v1/documents/{id}/sync            sync step 1: state vector in, the update the client lacks out (JSON)
 //	GET  /v1/documents/{id}/evidence        timeline and verdict (?request=&revision=&client=&user=&since=)
 //	GET  /v1/documents/{id}/evidence/verify hash-chain check (operator token)
+//	GET  /v1/sync/{id}                      Yjs sync WebSocket (y-websocket; ?token=), see sync.go
 //
 // A save's response names its outcome: saved, merged (stale base, three-way
 // merged), overwritten-preserved (stale base in a legacy-authoritative
@@ -80,6 +81,9 @@ type Config struct {
 type Gateway struct {
 	cfg Config
 	log *slog.Logger
+	// syncBE is the sync WebSocket's backend (NewSyncBackend), told of
+	// REST saves so connected Yjs clients get them live.
+	syncBE *SyncBackend
 }
 
 // New returns a gateway.
@@ -352,6 +356,7 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 		syncer.WriteError(w, err)
 		return
 	}
+	g.committedOutsideSync(req, res)
 	if res.Revision > 0 {
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(res.Revision, 10)))
 	}

@@ -31,6 +31,10 @@ const (
 	// KindStateVector: a client announced its state vector (sync step 1);
 	// Missing lists operations it holds that we never received.
 	KindStateVector = "state-vector"
+	// KindBackfill: the syncer's backfill gave a legacy-only document its
+	// Yjs representation (a genesis of the legacy text; YjsSeq, Revision,
+	// ContentSHA256 and StateVector say which).
+	KindBackfill = "backfill"
 )
 
 // Entry is one ledger record. Only fields that apply are set.

@@ -474,14 +474,15 @@ func (e *Engine) checkContent(bc *batchCtx, st *docState, o *op) bool {
 func (e *Engine) initYjs(bc *batchCtx, st *docState, text string) error {
 	st.newYDoc()
 	st.generation++
-	u, err := st.setYText(text)
+	// The generation starts with the genesis of text (backfill.go), the
+	// same bytes the backfill writes: an empty text still gets an (empty)
+	// first update, so the document is known to have a Yjs representation.
+	u, err := GenesisUpdate(text)
 	if err != nil {
 		return err
 	}
-	if u == nil {
-		// An empty text still gets a (empty) first update, so the
-		// document is known to have a Yjs representation.
-		u = st.ydoc.EncodeStateAsUpdate(nil)
+	if err := st.ydoc.ApplyUpdate(u); err != nil {
+		return err
 	}
 	e.appendYjs(bc, st, u, "server:init")
 	e.writeSnapshot(bc, st)

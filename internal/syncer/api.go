@@ -114,6 +114,7 @@ func Handler(eng *store.Engine, token string) http.Handler {
 		out, err := eng.VerifyLedger(r.Context(), r.PathValue("doc"))
 		reply(w, out, err)
 	}))
+	registerSync(mux, eng, auth)
 	return mux
 }
 

@@ -41,7 +41,9 @@ type Config struct {
 	InternalToken string
 	Heartbeat     time.Duration
 	CacheDocs     int
-	Logger        *slog.Logger
+	// Integrity tunes the backfill and verification (integrity.go).
+	Integrity IntegrityConfig
+	Logger    *slog.Logger
 	// Ready, if set, receives the internal API's address once serving.
 	Ready func(addr string)
 }
@@ -69,7 +71,10 @@ type Syncer struct {
 	log      *slog.Logger
 	observed atomic.Int64
 	kick     chan struct{}
+	integ    *integrity
 
+	mBackfilled prometheus.Counter
+	mVerified   prometheus.Counter
 	mObserved   prometheus.Gauge
 	mShardEpoch prometheus.Gauge
 	mReports    prometheus.Counter
@@ -130,7 +135,9 @@ func Run(ctx context.Context, cfg Config) error {
 	s.mShardEpoch = prometheus.NewGauge(prometheus.GaugeOpts{Name: "yawp_syncer_shard_epoch", Help: "Shard epoch this syncer writes under."})
 	s.mReports = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_reports_total", Help: "Shard reports written."})
 	s.mReportErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_report_errors_total", Help: "Shard reports that failed."})
-	reg.MustRegister(s.mObserved, s.mShardEpoch, s.mReports, s.mReportErrs,
+	s.mBackfilled = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_backfilled_documents_total", Help: "Documents given a Yjs representation by the backfill."})
+	s.mVerified = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_verified_documents_total", Help: "Document verifications run."})
+	reg.MustRegister(s.mBackfilled, s.mVerified, s.mObserved, s.mShardEpoch, s.mReports, s.mReportErrs,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_group_commits_total", Help: "Group commits run."}, func() float64 { return float64(eng.Batches.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_requests_applied_total", Help: "Requests applied."}, func() float64 { return float64(eng.Applied.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "yawp_syncer_cached_documents", Help: "Documents in memory."}, func() float64 { return float64(eng.CachedDocuments()) }),
@@ -169,6 +176,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
+	}
+	if !cfg.Integrity.Disabled {
+		s.integ = newIntegrity(s, cfg.Integrity)
+		ictx, icancel := context.WithCancel(ctx)
+		idone := make(chan struct{})
+		go func() { defer close(idone); s.integ.run(ictx) }()
+		defer func() { icancel(); <-idone }()
 	}
 	tick := time.NewTicker(cfg.Heartbeat)
 	defer tick.Stop()
@@ -212,7 +226,7 @@ func (s *Syncer) report(ctx context.Context) error {
 	if obs.Shards != s.cfg.Shards {
 		s.log.Error("rollout shard count differs from this syncer's", "rollout_shards", obs.Shards, "shards", s.cfg.Shards)
 	}
-	counts, err := s.dp.CohortDocuments(ctx, s.cfg.Rollout, s.cfg.Shard)
+	counts, err := s.dp.CohortIntegrity(ctx, s.cfg.Rollout, s.cfg.Shard)
 	if err != nil {
 		return err
 	}
@@ -220,9 +234,7 @@ func (s *Syncer) report(ctx context.Context) error {
 	rep := dataplane.ShardReport{Rollout: s.cfg.Rollout, Shard: s.cfg.Shard, ObservedEpoch: obs.Epoch,
 		Holder: fmt.Sprintf("%s#%d", s.holder(), s.eng.ShardEpoch()), ReportedAt: now}
 	for _, c := range obs.Cohorts {
-		// Backfill and verification counts belong to a later issue: they
-		// are reported as zero/false, not guessed.
-		rep.Cohorts = append(rep.Cohorts, dataplane.CohortReport{Cohort: c.Cohort, Epoch: c.Epoch, Documents: counts[c.Cohort], ReportedAt: now})
+		rep.Cohorts = append(rep.Cohorts, s.integ.cohortReport(c, counts[c.Cohort], now))
 	}
 	if err := s.dp.ReportShard(ctx, rep); err != nil {
 		return err

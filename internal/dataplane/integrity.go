@@ -1,0 +1,106 @@
+package dataplane
+
+import (
+	"context"
+	"fmt"
+)
+
+// Queries of the shard integrity work (backfill and verification) that
+// join the document tables with cohort membership. The syncer of a shard
+// lists its cohorts' documents here; reading and writing the documents
+// themselves is internal/store's.
+
+// CohortCounts is, for one cohort, how many of a shard's documents it has
+// and how many of them have a Yjs representation.
+type CohortCounts struct {
+	Documents int64
+	WithYjs   int64
+}
+
+// CohortIntegrity counts, per cohort of rollout, the documents of the
+// cohort's tenants on shard and those of them that have a Yjs
+// representation (a snapshot or a logged update), in one statement.
+func (p *Postgres) CohortIntegrity(ctx context.Context, rollout string, shard int) (map[string]CohortCounts, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT m.cohort, count(*),
+		       count(*) FILTER (WHERE EXISTS (SELECT 1 FROM yjs_snapshots s WHERE s.doc_id = d.doc_id)
+		                           OR EXISTS (SELECT 1 FROM yjs_updates u WHERE u.doc_id = d.doc_id))
+		FROM documents d JOIN cohort_members m ON m.tenant = d.tenant
+		WHERE d.shard = $2 AND m.rollout = $1
+		GROUP BY m.cohort`, rollout, shard)
+	if err != nil {
+		return nil, fmt.Errorf("cohort integrity of shard %d: %w", shard, err)
+	}
+	defer rows.Close()
+	out := map[string]CohortCounts{}
+	for rows.Next() {
+		var c string
+		var n CohortCounts
+		if err := rows.Scan(&c, &n.Documents, &n.WithYjs); err != nil {
+			return nil, err
+		}
+		out[c] = n
+	}
+	return out, rows.Err()
+}
+
+// BackfillCandidates lists, in doc_id order after after, up to limit
+// documents of a cohort's tenants on shard that have no Yjs
+// representation yet.
+func (p *Postgres) BackfillCandidates(ctx context.Context, rollout, cohort string, shard int, after string, limit int) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT d.doc_id
+		FROM documents d JOIN cohort_members m ON m.tenant = d.tenant
+		WHERE d.shard = $3 AND m.rollout = $1 AND m.cohort = $2 AND d.doc_id > $4
+		  AND NOT EXISTS (SELECT 1 FROM yjs_snapshots s WHERE s.doc_id = d.doc_id)
+		  AND NOT EXISTS (SELECT 1 FROM yjs_updates u WHERE u.doc_id = d.doc_id)
+		ORDER BY d.doc_id
+		LIMIT $5`, rollout, cohort, shard, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("backfill candidates of %s/%s on shard %d: %w", rollout, cohort, shard, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// CohortDoc is one document of a cohort on a shard, with its legacy row's
+// change sequence (0 for rows not changed since change_seq was added).
+type CohortDoc struct {
+	Doc       string
+	Cohort    string
+	ChangeSeq int64
+}
+
+// ShardCohortDocs lists every document on shard of the given cohorts of
+// rollout, in doc_id order.
+func (p *Postgres) ShardCohortDocs(ctx context.Context, rollout string, shard int, cohorts []string) ([]CohortDoc, error) {
+	if len(cohorts) == 0 {
+		return nil, nil
+	}
+	rows, err := p.pool.Query(ctx, `
+		SELECT d.doc_id, m.cohort, coalesce(d.change_seq, 0)
+		FROM documents d JOIN cohort_members m ON m.tenant = d.tenant
+		WHERE d.shard = $2 AND m.rollout = $1 AND m.cohort = ANY($3::text[])
+		ORDER BY d.doc_id`, rollout, shard, cohorts)
+	if err != nil {
+		return nil, fmt.Errorf("documents of shard %d: %w", shard, err)
+	}
+	defer rows.Close()
+	var out []CohortDoc
+	for rows.Next() {
+		var d CohortDoc
+		if err := rows.Scan(&d.Doc, &d.Cohort, &d.ChangeSeq); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,475 @@
+package gateway
+
+// The Yjs sync WebSocket (internal/syncws) on the gateway: a syncws.Backend
+// and syncws.Authenticator over this pod's syncer, and the routing of
+// PathSync+docID to the document's shard.
+//
+// A connection for a document of this pod's shard is served by the local
+// Hub; one for a document of another shard is forwarded unchanged (the
+// WebSocket upgrade included, httputil.ReverseProxy) to that shard's
+// gateway (Peers / PeerPattern), which authenticates it. So all clients of
+// a document share one Hub room, on the document's own pod.
+//
+// Durability: ApplyUpdate is the syncer's save (store.KindYjs), committed
+// before it returns, so the Hub relays nothing uncommitted; a replayed
+// update is a duplicate and relays nothing. AnnounceStateVector is the
+// syncer's sync step 1 (store.KindSync1), which records the state vector
+// in the ledger (with what the client holds that the server lacks: the
+// evidence API's saved-locally-not-synced) and computes the answer from
+// the committed state in the same request; SyncStep1 returns that answer.
+//
+// Protocol at a flip: WatchProtocols polls the stage of the tenants with
+// open connections every interval and calls Hub.SetProtocol when a
+// tenant's protocol changes. Connections opened later ask the syncer.
+//
+// REST saves reach connected Yjs clients live: after a create, save or
+// HTTP Yjs update commits, the gateway that served it tells the document's
+// gateway (itself, or POST PathSyncNotify+docID with the internal token),
+// whose backend asks the syncer for what the room lacks (YjsSince the
+// state vector the room last caught up to) and publishes it to the room
+// (Hub.Publish). Updates the room already has are no-ops for Yjs clients.
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/placement"
+	"github.com/yawp/persistence-operator/internal/store"
+	"github.com/yawp/persistence-operator/internal/syncer"
+	"github.com/yawp/persistence-operator/internal/syncws"
+)
+
+// ProtocolOf maps a cohort stage to the protocol its clients use.
+func ProtocolOf(stage string) string {
+	switch stage {
+	case dataplane.StageLocalFirst, dataplane.StageComplete, dataplane.StageLegacyRetired:
+		return contract.ProtocolLocalFirst
+	}
+	return contract.ProtocolWriteThrough
+}
+
+// SyncBackend implements syncws.Backend, syncws.SessionObserver and the
+// document half of syncws.Authenticator with this gateway's syncers.
+type SyncBackend struct {
+	g *Gateway
+
+	mu       sync.Mutex
+	step1    map[string]step1Answer // by ConnID: AnnounceStateVector's answer for SyncStep1
+	recorded map[string]bool        // by ConnID: the syncer already recorded the refusal
+	tenants  map[string]int         // open sessions per document tenant
+	proto    map[string]string      // last protocol told per tenant
+	docs     map[string]int         // open sessions per document
+	roomSV   map[string][]byte      // per open document: the server state vector its room caught up to
+	hub      *syncws.Hub
+}
+
+// PathSyncNotify+docID (POST, internal token) tells a document's gateway
+// that a save outside its sync WebSocket committed.
+const PathSyncNotify = "/v1/sync-notify/"
+
+type step1Answer struct {
+	sv, update, serverSV []byte
+}
+
+// NewSyncBackend returns the gateway's sync backend.
+func (g *Gateway) NewSyncBackend() *SyncBackend {
+	b := &SyncBackend{g: g, step1: map[string]step1Answer{}, recorded: map[string]bool{},
+		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{}}
+	g.syncBE = b
+	return b
+}
+
+// Auth returns the Authenticator: the REST API's tokens, document tenants
+// from the syncer.
+func (b *SyncBackend) Auth() syncws.Authenticator {
+	return syncws.TokenAuth{Key: b.g.cfg.TokenKey, Tenants: b, Now: b.g.cfg.Now}
+}
+
+func docTenant(s syncws.Session) string {
+	if s.DocTenant != "" {
+		return s.DocTenant
+	}
+	return s.Tenant
+}
+
+func (b *SyncBackend) requestID(s syncws.Session) string {
+	return fmt.Sprintf("ws-%d-%s", b.g.cfg.SelfShard, s.ConnID)
+}
+
+// DocumentTenant implements the Authenticator's document lookup.
+func (b *SyncBackend) DocumentTenant(ctx context.Context, docID string) (string, error) {
+	c, err := b.g.syncerFor(docID)
+	if err != nil {
+		return "", err
+	}
+	return c.DocumentTenant(ctx, docID)
+}
+
+// Protocol implements syncws.Backend.
+func (b *SyncBackend) Protocol(ctx context.Context, s syncws.Session) (string, error) {
+	t := docTenant(s)
+	st, err := b.g.ownSyncer().Stage(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	p := ProtocolOf(st.Stage)
+	b.mu.Lock()
+	b.proto[t] = p // what this tenant's connections were told last
+	b.mu.Unlock()
+	return p, nil
+}
+
+// mapErr turns a syncer refusal into the Hub's close codes; recorded
+// notes refusals the syncer already wrote to the ledger.
+func (b *SyncBackend) mapErr(s syncws.Session, err error) error {
+	var e *store.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	var kind error
+	switch e.Code {
+	case store.CodeInvalidUpdate, store.CodeInvalidSV:
+		kind = syncws.ErrMalformedUpdate
+	case store.CodeTooLarge:
+		kind = syncws.ErrTooLarge
+	case store.CodeNotFound:
+		kind = syncws.ErrForbidden // the document belongs to another tenant
+	case store.CodeInvalidRequest:
+		return fmt.Errorf("%w: %s", syncws.ErrMalformedUpdate, e.Message)
+	default:
+		return err
+	}
+	b.mu.Lock()
+	b.recorded[s.ConnID] = true
+	b.mu.Unlock()
+	return fmt.Errorf("%w: %s", kind, e.Message)
+}
+
+// AnnounceStateVector implements syncws.Backend: the syncer's sync step 1
+// records sv in the ledger and answers from committed state.
+func (b *SyncBackend) AnnounceStateVector(ctx context.Context, s syncws.Session, sv []byte) error {
+	c, err := b.g.syncerFor(s.DocID)
+	if err != nil {
+		return err
+	}
+	res, err := c.Apply(ctx, store.Request{Kind: store.KindSync1, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
+		RequestID: b.requestID(s), StateVector: sv})
+	if err != nil {
+		return b.mapErr(s, err)
+	}
+	ans := step1Answer{sv: append([]byte(nil), sv...), update: res.Update, serverSV: res.StateVector}
+	if len(ans.serverSV) == 0 {
+		ans.serverSV = []byte{0} // no Yjs state yet: the empty state vector
+	}
+	b.mu.Lock()
+	b.step1[s.ConnID] = ans
+	if _, ok := b.roomSV[s.DocID]; !ok && b.docs[s.DocID] > 0 {
+		b.roomSV[s.DocID] = ans.serverSV
+	}
+	b.mu.Unlock()
+	return nil
+}
+
+// SyncStep1 implements syncws.Backend with the answer AnnounceStateVector
+// got (one syncer round trip per handshake).
+func (b *SyncBackend) SyncStep1(ctx context.Context, s syncws.Session, clientSV []byte) ([]byte, []byte, error) {
+	b.mu.Lock()
+	ans, ok := b.step1[s.ConnID]
+	delete(b.step1, s.ConnID)
+	b.mu.Unlock()
+	if !ok || !bytes.Equal(ans.sv, clientSV) {
+		if err := b.AnnounceStateVector(ctx, s, clientSV); err != nil {
+			return nil, nil, err
+		}
+		b.mu.Lock()
+		ans = b.step1[s.ConnID]
+		delete(b.step1, s.ConnID)
+		b.mu.Unlock()
+	}
+	return ans.update, ans.serverSV, nil
+}
+
+// ApplyUpdate implements syncws.Backend: the syncer's save, committed
+// before it returns.
+func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update []byte) ([]byte, error) {
+	if len(update) > contract.MaxBodyBytes {
+		// The syncer's limit; refused here (and recorded by the Hub's
+		// Reject) rather than by its request-size check, which records
+		// nothing.
+		return nil, fmt.Errorf("%w: update is %d bytes, the limit is %d", syncws.ErrTooLarge, len(update), contract.MaxBodyBytes)
+	}
+	c, err := b.g.syncerFor(s.DocID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Apply(ctx, store.Request{Kind: store.KindYjs, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
+		RequestID: b.requestID(s), Update: update})
+	if err != nil {
+		return nil, b.mapErr(s, err)
+	}
+	if res.Outcome == store.OutcomeDuplicate {
+		return nil, nil
+	}
+	return update, nil
+}
+
+// Reject implements syncws.Backend: the refusal goes to the document's
+// ledger, unless the syncer recorded it already.
+func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, reason string, _ []byte) {
+	b.mu.Lock()
+	done := b.recorded[s.ConnID]
+	delete(b.recorded, s.ConnID)
+	b.mu.Unlock()
+	if done || s.DocID == "" || !idRE.MatchString(s.DocID) {
+		return
+	}
+	c, err := b.g.syncerFor(s.DocID)
+	if err != nil {
+		return
+	}
+	tenant, user := s.Tenant, s.User
+	if tenant == "" {
+		tenant, user = "(unauthenticated)", ""
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := c.Apply(ctx, store.Request{Kind: store.KindReject, Doc: s.DocID, Tenant: tenant, User: user,
+		RequestID: b.requestID(s), Code: fmt.Sprintf("websocket_%d", code), Reason: reason}); err != nil {
+		b.g.log.Warn("recording a sync refusal", "doc", s.DocID, "err", err)
+	}
+}
+
+// Opened implements syncws.SessionObserver.
+func (b *SyncBackend) Opened(_ context.Context, s syncws.Session) {
+	b.mu.Lock()
+	b.tenants[docTenant(s)]++
+	b.docs[s.DocID]++
+	b.mu.Unlock()
+}
+
+// Closed implements syncws.SessionObserver.
+func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, _ int, _ string) {
+	t := docTenant(s)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.step1, s.ConnID)
+	delete(b.recorded, s.ConnID)
+	if b.tenants[t]--; b.tenants[t] <= 0 {
+		delete(b.tenants, t)
+		delete(b.proto, t)
+	}
+	if b.docs[s.DocID]--; b.docs[s.DocID] <= 0 {
+		delete(b.docs, s.DocID)
+		delete(b.roomSV, s.DocID)
+	}
+}
+
+// WatchProtocols polls, every interval until ctx ends, the stage of each
+// tenant with open sync connections and tells them (Hub.SetProtocol) when
+// their protocol changed. A flip reaches connected clients within about
+// one interval; connections opened later ask the syncer at connect.
+func (b *SyncBackend) WatchProtocols(ctx context.Context, hub *syncws.Hub, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		tenants := make([]string, 0, len(b.tenants))
+		for t := range b.tenants {
+			tenants = append(tenants, t)
+		}
+		for t := range b.proto {
+			if _, open := b.tenants[t]; !open {
+				delete(b.proto, t) // told to connections since closed or refused
+			}
+		}
+		b.mu.Unlock()
+		for _, tenant := range tenants {
+			st, err := b.g.ownSyncer().Stage(ctx, tenant)
+			if err != nil {
+				continue
+			}
+			p := ProtocolOf(st.Stage)
+			b.mu.Lock()
+			prev := b.proto[tenant]
+			_, still := b.tenants[tenant]
+			if still {
+				b.proto[tenant] = p
+			}
+			b.mu.Unlock()
+			// prev is what connections were last told ("" unknown: tell
+			// again, harmless).
+			if still && prev != p {
+				b.g.log.Info("cohort protocol changed", "tenant", tenant, "protocol", p, "stage", st.Stage, "epoch", st.Epoch)
+				hub.SetProtocol(tenant, p)
+			}
+		}
+	}
+}
+
+// peerBase is the base URL of shard's gateway.
+func (g *Gateway) peerBase(shard int) (string, bool) {
+	switch {
+	case len(g.cfg.Peers) > 0:
+		return strings.TrimRight(g.cfg.Peers[shard], "/"), true
+	case g.cfg.PeerPattern != "":
+		return strings.TrimRight(fmt.Sprintf(g.cfg.PeerPattern, shard), "/"), true
+	}
+	return "", false
+}
+
+// SyncHandler serves PathSync+docID: the document's shard's connections
+// on hub, the others forwarded to their shard's gateway.
+func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
+	proxies := map[int]*httputil.ReverseProxy{}
+	for shard := range g.cfg.Shards {
+		if shard == g.cfg.SelfShard {
+			continue
+		}
+		base, ok := g.peerBase(shard)
+		if !ok {
+			continue
+		}
+		target, err := url.Parse(base)
+		if err != nil {
+			continue
+		}
+		p := httputil.NewSingleHostReverseProxy(target)
+		p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+			g.log.Warn("forwarding a sync connection", "shard", shard, "err", err)
+			http.Error(w, fmt.Sprintf("the gateway of shard %d is unreachable", shard), http.StatusBadGateway)
+		}
+		proxies[shard] = p
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		doc := strings.TrimPrefix(r.URL.Path, contract.PathSync)
+		shard := placement.Shard(doc, g.cfg.Shards)
+		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 || !syncws.ValidDocID(doc) {
+			hub.ServeHTTP(w, r)
+			return
+		}
+		p := proxies[shard]
+		if p == nil {
+			http.Error(w, fmt.Sprintf("no route to shard %d", shard), http.StatusServiceUnavailable)
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
+}
+
+// refresh publishes to doc's room what it lacks of the committed state.
+func (b *SyncBackend) refresh(ctx context.Context, doc string) {
+	b.mu.Lock()
+	hub := b.hub
+	sv, open := b.roomSV[doc]
+	b.mu.Unlock()
+	if hub == nil || !open || !hub.HasRoom(doc) {
+		return
+	}
+	c, err := b.g.syncerFor(doc)
+	if err != nil {
+		return
+	}
+	out, err := c.YjsSince(ctx, doc, sv)
+	if err != nil {
+		b.g.log.Warn("relaying a REST save to sync clients", "doc", doc, "err", err)
+		return
+	}
+	if len(out.Update) > 0 {
+		hub.Publish(doc, out.Update)
+	}
+	b.mu.Lock()
+	if _, still := b.roomSV[doc]; still && len(out.StateVector) > 0 {
+		b.roomSV[doc] = out.StateVector
+	}
+	b.mu.Unlock()
+}
+
+// committedOutsideSync tells the document's gateway that a REST request
+// committed, so its connected Yjs clients get the change live. Best
+// effort and asynchronous: clients get it at their next sync anyway.
+func (g *Gateway) committedOutsideSync(req store.Request, res store.Result) {
+	switch req.Kind {
+	case store.KindCreate, store.KindSave, store.KindYjs:
+	default:
+		return
+	}
+	if res.Replayed || res.Outcome == store.OutcomeDuplicate {
+		return
+	}
+	doc := req.Doc
+	shard := placement.Shard(doc, g.cfg.Shards)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 {
+			if g.syncBE != nil {
+				g.syncBE.refresh(ctx, doc)
+			}
+			return
+		}
+		base, ok := g.peerBase(shard)
+		if !ok {
+			return
+		}
+		r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+PathSyncNotify+url.PathEscape(doc), nil)
+		if err != nil {
+			return
+		}
+		r.Header.Set("Authorization", "Bearer "+g.cfg.InternalToken)
+		resp, err := g.cfg.HTTP.Do(r)
+		if err != nil {
+			g.log.Debug("sync notify", "doc", doc, "err", err)
+			return
+		}
+		_ = resp.Body.Close()
+	}()
+}
+
+// syncNotify serves PathSyncNotify+docID for peers.
+func (g *Gateway) syncNotify(w http.ResponseWriter, r *http.Request) {
+	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if g.cfg.InternalToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(g.cfg.InternalToken)) != 1 {
+		syncer.WriteError(w, bad(http.StatusUnauthorized, "unauthenticated", "internal token required"))
+		return
+	}
+	if g.syncBE != nil {
+		g.syncBE.refresh(r.Context(), r.PathValue("id"))
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// HandlerWithSync is Handler with the sync WebSocket mounted at PathSync
+// (its backend, if made with NewSyncBackend, publishes REST saves to it).
+func (g *Gateway) HandlerWithSync(hub *syncws.Hub) http.Handler {
+	if g.syncBE != nil {
+		g.syncBE.mu.Lock()
+		g.syncBE.hub = hub
+		g.syncBE.mu.Unlock()
+	}
+	mux := http.NewServeMux()
+	mux.Handle(contract.PathSync, g.SyncHandler(hub))
+	mux.HandleFunc("POST "+PathSyncNotify+"{id}", g.syncNotify)
+	mux.Handle("/", g.Handler())
+	return mux
+}
+
+var (
+	_ syncws.Backend         = (*SyncBackend)(nil)
+	_ syncws.SessionObserver = (*SyncBackend)(nil)
+)

@@ -1,0 +1,332 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// The shard's integrity work (issue 6): the backfill of cohorts at
+// Backfill or later, and the verification of every document of every
+// cohort from DualWrite on. One goroutine does both; the heartbeat
+// reports what it found.
+//
+// Backfill: per cohort, documents without a Yjs representation are
+// listed in doc_id order after the shard's checkpoint and given their
+// genesis by store.Engine.Backfill, a batch per fenced transaction that
+// also advances the checkpoint; a killed syncer resumes after the last
+// committed batch, and documents already represented are skipped. The
+// rate is limited to IntegrityConfig.BackfillRate documents per second.
+//
+// Verification: each pass lists the documents of the cohorts at
+// DualWrite or later and materialises their Yjs text against the legacy
+// row (store.Engine.VerifyDocs). An incremental pass verifies only the
+// documents whose legacy row changed since the last pass (the change_seq
+// a trigger stamps on every insert or update, the syncer's or anyone
+// else's), the documents that did not match last time, and new ones; a
+// full pass every VerifyFullEvery verifies them all.
+
+// IntegrityConfig tunes the backfill and verification.
+type IntegrityConfig struct {
+	// BackfillRate limits the backfill, in documents per second (default
+	// 500; negative: unlimited).
+	BackfillRate float64
+	// BackfillBatch is the number of documents per backfill transaction
+	// (default 100).
+	BackfillBatch int
+	// VerifyEvery is the interval of incremental verification passes
+	// (default 1s).
+	VerifyEvery time.Duration
+	// VerifyFullEvery is the interval of full passes (default 1m).
+	VerifyFullEvery time.Duration
+	// VerifyBatch is the number of documents read per statement (default
+	// 256).
+	VerifyBatch int
+	// Disabled turns the integrity work off (reports carry zeros).
+	Disabled bool
+}
+
+func (c *IntegrityConfig) defaults() {
+	if c.BackfillRate == 0 {
+		c.BackfillRate = 500
+	}
+	if c.BackfillBatch <= 0 {
+		c.BackfillBatch = 100
+	}
+	if c.VerifyEvery <= 0 {
+		c.VerifyEvery = time.Second
+	}
+	if c.VerifyFullEvery <= 0 {
+		c.VerifyFullEvery = time.Minute
+	}
+	if c.VerifyBatch <= 0 {
+		c.VerifyBatch = 256
+	}
+}
+
+// changeOverlap: an incremental pass re-verifies the documents whose
+// change_seq is within this many of the last pass's highest, covering
+// transactions that took a sequence value before a later one committed.
+const changeOverlap = 1024
+
+// maxSamples bounds the mismatched document IDs reported per cohort.
+const maxSamples = 5
+
+// verifyStages are the stages whose documents are verified.
+func verifyStage(stage string) bool {
+	switch stage {
+	case dataplane.StageDualWrite, dataplane.StageBackfill, dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete:
+		return true
+	}
+	return false
+}
+
+func backfillStage(stage string) bool {
+	switch stage {
+	case dataplane.StageBackfill, dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete:
+		return true
+	}
+	return false
+}
+
+// CohortVerification is a cohort's last verification on this shard.
+type CohortVerification struct {
+	// Epoch is the cohort epoch observed when the pass started.
+	Epoch      int64
+	Documents  int64
+	Verified   int64
+	Mismatched int64
+	// NoYjs counts documents without a Yjs representation (not yet
+	// backfilled): neither verified nor mismatched.
+	NoYjs   int64
+	Samples []string
+	Full    bool
+	At      time.Time
+}
+
+type integrity struct {
+	cfg IntegrityConfig
+	s   *Syncer
+
+	mu     sync.Mutex
+	cohort map[string]CohortVerification
+
+	// Verification state, owned by the integrity goroutine.
+	verdict   map[string]string
+	watermark int64
+	lastFull  time.Time
+	lastSet   string
+}
+
+func newIntegrity(s *Syncer, cfg IntegrityConfig) *integrity {
+	cfg.defaults()
+	return &integrity{cfg: cfg, s: s, cohort: map[string]CohortVerification{}, verdict: map[string]string{}}
+}
+
+// verification returns a cohort's last verification.
+func (in *integrity) verification(cohort string) (CohortVerification, bool) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	v, ok := in.cohort[cohort]
+	return v, ok
+}
+
+// run does backfill batches and verification passes until ctx ends.
+func (in *integrity) run(ctx context.Context) {
+	lastVerify := time.Time{}
+	for ctx.Err() == nil {
+		obs, err := in.s.dp.Observe(ctx, in.s.cfg.Rollout)
+		if err != nil {
+			in.s.log.Warn("integrity: observe", "err", err)
+			in.sleep(ctx, in.cfg.VerifyEvery)
+			continue
+		}
+		more := false
+		if obs.Registered {
+			n, err := in.backfillStep(ctx, obs)
+			if err != nil {
+				if errors.Is(err, store.ErrFenced) || ctx.Err() != nil {
+					return
+				}
+				in.s.log.Warn("integrity: backfill", "err", err)
+			}
+			more = n > 0
+			if time.Since(lastVerify) >= in.cfg.VerifyEvery || !more {
+				if err := in.verifyPass(ctx, obs); err != nil && ctx.Err() == nil {
+					in.s.log.Warn("integrity: verification", "err", err)
+				}
+				lastVerify = time.Now()
+			}
+			if more && in.cfg.BackfillRate > 0 {
+				in.sleep(ctx, time.Duration(float64(n)/in.cfg.BackfillRate*float64(time.Second)))
+				continue
+			}
+		}
+		if !more {
+			in.sleep(ctx, in.cfg.VerifyEvery)
+		}
+	}
+}
+
+func (in *integrity) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// backfillStep backfills one batch of the first cohort that needs it and
+// returns the number of documents it considered (0: nothing to do).
+func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation) (int, error) {
+	s := in.s
+	for _, c := range obs.Cohorts {
+		if !backfillStage(c.Stage) {
+			continue
+		}
+		cp, err := s.eng.LoadBackfillCheckpoint(ctx, s.cfg.Rollout, c.Cohort)
+		if err != nil {
+			return 0, err
+		}
+		if cp.Epoch != c.Epoch {
+			cp.Epoch, cp.AfterDoc, cp.Backfilled = c.Epoch, "", 0
+		}
+		ids, err := s.dp.BackfillCandidates(ctx, s.cfg.Rollout, c.Cohort, s.cfg.Shard, cp.AfterDoc, in.cfg.BackfillBatch)
+		if err != nil {
+			return 0, err
+		}
+		if len(ids) == 0 && cp.AfterDoc != "" {
+			// Past the checkpoint all is done; anything before it that
+			// still lacks a representation is taken from the start.
+			if ids, err = s.dp.BackfillCandidates(ctx, s.cfg.Rollout, c.Cohort, s.cfg.Shard, "", in.cfg.BackfillBatch); err != nil {
+				return 0, err
+			}
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		res, err := s.eng.Backfill(ctx, cp, ids)
+		if err != nil {
+			return 0, err
+		}
+		s.log.Debug("backfilled", "cohort", c.Cohort, "documents", res.Backfilled, "skipped", res.Skipped)
+		s.mBackfilled.Add(float64(res.Backfilled))
+		if res.Backfilled == 0 {
+			// Every candidate was skipped (its stage changed meanwhile):
+			// no progress to hurry; the next round looks again.
+			return 0, nil
+		}
+		return len(ids), nil
+	}
+	return 0, nil
+}
+
+// verifyPass verifies the documents of every cohort at DualWrite or later.
+func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) error {
+	s := in.s
+	epochs := map[string]int64{}
+	var cohorts []string
+	for _, c := range obs.Cohorts {
+		if verifyStage(c.Stage) {
+			cohorts = append(cohorts, c.Cohort)
+			epochs[c.Cohort] = c.Epoch
+		}
+	}
+	set := ""
+	for _, c := range cohorts {
+		set += c + "\x00"
+	}
+	full := set != in.lastSet || time.Since(in.lastFull) >= in.cfg.VerifyFullEvery
+	docs, err := s.dp.ShardCohortDocs(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts)
+	if err != nil {
+		return err
+	}
+	var todo []string
+	maxSeq := in.watermark
+	for _, d := range docs {
+		maxSeq = max(maxSeq, d.ChangeSeq)
+		v, known := in.verdict[d.Doc]
+		if full || !known || v != store.VerifyMatch || d.ChangeSeq > in.watermark-changeOverlap {
+			todo = append(todo, d.Doc)
+		}
+	}
+	for i := 0; i < len(todo); i += in.cfg.VerifyBatch {
+		res, err := s.eng.VerifyDocs(ctx, todo[i:min(i+in.cfg.VerifyBatch, len(todo))])
+		if err != nil {
+			return err
+		}
+		for _, r := range res {
+			in.verdict[r.Doc] = r.Verdict
+			if r.Verdict == store.VerifyMismatch {
+				s.log.Warn("verification: mismatch", "doc", r.Doc, "detail", r.Detail)
+			}
+		}
+	}
+	s.mVerified.Add(float64(len(todo)))
+	now := time.Now().UTC()
+	out := map[string]CohortVerification{}
+	live := make(map[string]struct{}, len(docs))
+	for _, d := range docs {
+		live[d.Doc] = struct{}{}
+		cv := out[d.Cohort]
+		cv.Epoch, cv.Full, cv.At = epochs[d.Cohort], full, now
+		cv.Documents++
+		switch in.verdict[d.Doc] {
+		case store.VerifyMatch:
+			cv.Verified++
+		case store.VerifyMismatch:
+			cv.Mismatched++
+			if len(cv.Samples) < maxSamples {
+				cv.Samples = append(cv.Samples, d.Doc)
+			}
+		default:
+			cv.NoYjs++
+		}
+		out[d.Cohort] = cv
+	}
+	for _, c := range cohorts {
+		if _, ok := out[c]; !ok {
+			out[c] = CohortVerification{Epoch: epochs[c], Full: full, At: now}
+		}
+	}
+	for id := range in.verdict {
+		if _, ok := live[id]; !ok {
+			delete(in.verdict, id)
+		}
+	}
+	in.watermark = maxSeq
+	if full {
+		in.lastFull, in.lastSet = now, set
+	}
+	in.mu.Lock()
+	in.cohort = out
+	in.mu.Unlock()
+	return nil
+}
+
+// cohortReport fills a cohort's report: documents and backfill counts
+// as counted now, verification as of the last pass under the cohort's
+// current epoch (zero before one completed).
+func (in *integrity) cohortReport(c dataplane.CohortStage, counts dataplane.CohortCounts, now time.Time) dataplane.CohortReport {
+	rep := dataplane.CohortReport{Cohort: c.Cohort, Epoch: c.Epoch, Documents: counts.Documents, Backfilled: counts.WithYjs,
+		BackfillComplete: counts.WithYjs >= counts.Documents, ReportedAt: now}
+	if in == nil {
+		return rep
+	}
+	if v, ok := in.verification(c.Cohort); ok && v.Epoch == c.Epoch && verifyStage(c.Stage) {
+		rep.Verified, rep.Mismatched, rep.SampleMismatches = v.Verified, v.Mismatched, slices.Clone(v.Samples)
+		// Freshness: the counts are as old as the pass that made them.
+		rep.ReportedAt = v.At
+	}
+	// Open divergences and evidence gaps are not measured yet: the store
+	// marks no divergence as open (every superseded text is preserved
+	// and the save that superseded it committed), and every acknowledged
+	// save's ledger entry commits in the save's own transaction.
+	return rep
+}
