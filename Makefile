@@ -94,6 +94,10 @@ bench-engine: deps ## Yjs engine against yjs in Node on the B4 trace, same run.
 bench-store: deps ## Store saves/s, p50/p99 at 1/16/64 writers beside pgbench, same PostgreSQL, same run.
 	hack/bench-store.sh
 
+.PHONY: bench-integrity
+bench-integrity: deps ## Backfill and verification docs/s for 10k and 100k documents beside a plain SELECT scan, same run.
+	hack/bench-integrity.sh
+
 ##@ Build and run
 
 .PHONY: build

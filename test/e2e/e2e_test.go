@@ -216,6 +216,22 @@ func TestRolloutWithRealShards(t *testing.T) {
 		return fmt.Sprintf("shards=%s documents=%d observed=%d", cur.Status.Shards, cur.Status.Cohorts[0].Documents, cur.Status.Cohorts[0].ShardsObserved)
 	}).Should(Equal("shards=2/2 documents=3 observed=2"), "both shards report, and pilot holds alice's three documents")
 
+	// The shards backfill and verify every document; with the gates holding
+	// through the soak windows, both cohorts flip and complete.
+	g.Eventually(func() string {
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
+		var stages []string
+		for _, c := range cur.Status.Cohorts {
+			stages = append(stages, c.Name+"="+string(c.Stage))
+		}
+		return strings.Join(stages, ",") + " " + cur.Status.Progress
+	}, 120*time.Second).Should(Equal("pilot=Complete,rest=Complete 2/2"))
+	for _, c := range cur.Status.Cohorts {
+		g.Expect(c.Mismatched).To(BeZero(), "cohort %s", c.Name)
+		g.Expect(c.Backfilled).To(Equal(c.Documents), "cohort %s", c.Name)
+	}
+	g.Expect(cur.Status.Cohorts[1].Members).To(BeNumerically(">=", 1), "school-3 joined the bucket cohort")
+
 	// Every acknowledged save reads back unchanged through either gateway.
 	for id, text := range created {
 		tok := alice
