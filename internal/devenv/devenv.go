@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgconn"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -189,10 +190,19 @@ func orZero(addr string) string {
 // Run runs the manager (and the pods) until ctx ends.
 func (e *Env) Run(ctx context.Context) error { return e.mgr.Start(ctx) }
 
-// GatewayURL is the address of shard i's gateway of the s-th gateway
-// StatefulSet (in name order).
-func (e *Env) GatewayURL(s, shard int) string {
-	return fmt.Sprintf("http://127.0.0.1:%d", e.opts.BasePort+100*s+10*shard)
+// GatewayURL is the address of shard i's gateway of the gateway
+// StatefulSet namespace/name, as the pods' stand-in places them.
+func (e *Env) GatewayURL(ctx context.Context, namespace, name string, shard int) (string, error) {
+	var list appsv1.StatefulSetList
+	if err := e.Client.List(ctx, &list, client.HasLabels{controllers.LabelRollout}); err != nil {
+		return "", err
+	}
+	for s, sts := range list.Items {
+		if sts.Namespace == namespace && sts.Name == name {
+			return fmt.Sprintf("http://127.0.0.1:%d", portOf(e.opts.BasePort, s, shard, 0)), nil
+		}
+	}
+	return "", fmt.Errorf("no gateway StatefulSet %s/%s", namespace, name)
 }
 
 // Stop stops PostgreSQL and the control plane. Run's context must have

@@ -63,7 +63,12 @@ func (p *podRunner) Start(ctx context.Context) error {
 }
 
 // port of shard i of the s-th StatefulSet for one of four uses.
-func (p *podRunner) port(s, shard, use int) int { return p.basePort + 100*s + 10*shard + use }
+func (p *podRunner) port(s, shard, use int) int { return portOf(p.basePort, s, shard, use) }
+
+// portOf places the processes of the s-th gateway StatefulSet (in list
+// order) at base + 100*s + 10*shard + use (0 gateway, 1 syncer, 2 and 3
+// their metrics).
+func portOf(base, s, shard, use int) int { return base + 100*s + 10*shard + use }
 
 func (p *podRunner) sync(ctx context.Context) error {
 	var list appsv1.StatefulSetList

@@ -37,8 +37,9 @@ import (
 // internal API) and a gateway with its sync Hub; peers are the gateways.
 type syncFixture struct {
 	*fixture
-	gws  []string // gateway base URLs (http://...)
-	hubs []*syncws.Hub
+	gws   []string // gateway base URLs (http://...)
+	hubs  []*syncws.Hub
+	start func(i int)
 }
 
 func setupSync(t *testing.T) *syncFixture {
@@ -77,7 +78,10 @@ func setupSync(t *testing.T) *syncFixture {
 		t.Cleanup(srv.Close)
 		f.gws = append(f.gws, srv.URL)
 	}
-	for i := range shards {
+	f.hubs = make([]*syncws.Hub, shards)
+	// start starts (or restarts: a new process on the same address)
+	// gateway i.
+	f.start = func(i int) {
 		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: f.gws, TokenKey: key, InternalToken: itok,
 			Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -93,9 +97,12 @@ func setupSync(t *testing.T) *syncFixture {
 			defer c2()
 			_ = hub.Shutdown(sctx)
 		})
-		f.hubs = append(f.hubs, hub)
+		f.hubs[i] = hub
 		h := g.HandlerWithSync(hub)
 		handlers[i].Store(&h)
+	}
+	for i := range shards {
+		f.start(i)
 	}
 	f.url = f.gws[0]
 	return f
@@ -563,4 +570,46 @@ func TestSyncGarbageUpdate(t *testing.T) {
 		}
 		return n == 2
 	})
+}
+
+// TestSyncGracefulShutdown: the document's gateway shuts down (Hub.Shutdown
+// as on SIGTERM) while a client edits; the client is closed with 1001,
+// reconnects to the replacement, and every edit it made is on the server.
+func TestSyncGracefulShutdown(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("shutdown", 1)
+	c, err := localfirst.Open(filepath.Join(t.TempDir(), "sd.ylf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stop := f.runClient(c, localfirst.Remote{URL: f.wsBase(1) + "/", DocID: doc, Token: token(t, "school-a", "ada", time.Hour, false)})
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	edit := func(k int) {
+		if err := c.Edit(func(x *yjs.Text) error { return x.Insert(x.Len(), fmt.Sprintf("<%d>", k), nil) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var want strings.Builder
+	for k := range 20 {
+		edit(k)
+		fmt.Fprintf(&want, "<%d>", k)
+	}
+	old := f.hubs[1]
+	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
+	defer scancel()
+	if err := old.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown did not drain: %v", err)
+	}
+	for k := 20; k < 30; k++ { // offline meanwhile
+		edit(k)
+		fmt.Fprintf(&want, "<%d>", k)
+	}
+	f.start(1) // the replacement pod
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.checkBothRepresentations(token(t, "school-a", "ada", time.Hour, false), doc, want.String())
 }

@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -171,7 +173,15 @@ func TestRolloutWithRealShards(t *testing.T) {
 	// Students save through both shards' gateways while legacy is all there
 	// is.
 	alice, carol := token(t, "school-1", "alice"), token(t, "school-3", "carol")
-	for _, gw := range []string{env.GatewayURL(0, 0), env.GatewayURL(0, 1)} {
+	var gw0, gw1 string
+	g.Eventually(func() (err error) {
+		if gw0, err = env.GatewayURL(ctx, "default", "e2e-gateway", 0); err != nil {
+			return err
+		}
+		gw1, err = env.GatewayURL(ctx, "default", "e2e-gateway", 1)
+		return err
+	}).Should(Succeed())
+	for _, gw := range []string{gw0, gw1} {
 		g.Eventually(func() error {
 			_, err := call(http.MethodGet, gw+"/healthz", alice, nil, nil)
 			return err
@@ -185,7 +195,7 @@ func TestRolloutWithRealShards(t *testing.T) {
 		// Retried with the same Idempotency-Key until the shard's syncer
 		// answers: a retry never creates a second document.
 		g.Eventually(func() (int, error) {
-			return call(http.MethodPost, env.GatewayURL(0, i%2)+"/v1/documents", who.tok,
+			return call(http.MethodPost, []string{gw0, gw1}[i%2]+"/v1/documents", who.tok,
 				map[string]string{"title": fmt.Sprint("doc ", i), "content": who.text}, &resp, contract.HeaderIdempotencyKey, fmt.Sprint("create-", i))
 		}).Should(BeElementOf(http.StatusCreated, http.StatusOK))
 		created[resp.Doc] = who.text
@@ -241,7 +251,7 @@ func TestRolloutWithRealShards(t *testing.T) {
 		var doc struct {
 			Content string `json:"content"`
 		}
-		code, err := call(http.MethodGet, env.GatewayURL(0, 1)+"/v1/documents/"+id, tok, nil, &doc)
+		code, err := call(http.MethodGet, gw1+"/v1/documents/"+id, tok, nil, &doc)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(code).To(Equal(http.StatusOK))
 		g.Expect(doc.Content).To(Equal(text))
@@ -249,8 +259,99 @@ func TestRolloutWithRealShards(t *testing.T) {
 	// A token for one school cannot read another school's document.
 	for id, text := range created {
 		if text == "notes" {
-			code, _ := call(http.MethodGet, env.GatewayURL(0, 0)+"/v1/documents/"+id, alice, nil, nil)
+			code, _ := call(http.MethodGet, gw0+"/v1/documents/"+id, alice, nil, nil)
 			g.Expect(code).To(Equal(http.StatusNotFound))
+		}
+	}
+}
+
+func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(60 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-rollback"}}
+	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
+		Data: map[string][]byte{"dsn": []byte(env.DatabaseURL), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+	ro := &persistencev1alpha1.PersistenceRollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "rb", Namespace: ns.Name},
+		Spec: persistencev1alpha1.PersistenceRolloutSpec{
+			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
+				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
+			Paused:   true,
+			Cohorts: []persistencev1alpha1.CohortSpec{
+				{Name: "only", Tenants: []string{"school-9"}, Soak: metav1.Duration{Duration: time.Hour}},
+			},
+			Gates: persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
+		},
+	}
+	g.Expect(env.Client.Create(ctx, ro)).To(Succeed())
+	var gw string
+	g.Eventually(func() (err error) { gw, err = env.GatewayURL(ctx, ns.Name, "rb-gateway", 0); return err }).Should(Succeed())
+	dana := token(t, "school-9", "dana")
+	saved := map[string]string{}
+	for i, text := range []string{"first essay", "second essay"} {
+		var resp struct {
+			Doc string `json:"doc"`
+		}
+		g.Eventually(func() (int, error) {
+			return call(http.MethodPost, gw+"/v1/documents", dana, map[string]string{"content": text}, &resp,
+				contract.HeaderIdempotencyKey, fmt.Sprint("rb-create-", i))
+		}).Should(BeElementOf(http.StatusCreated, http.StatusOK))
+		saved[resp.Doc] = text
+	}
+	g.Eventually(func() error {
+		var cur persistencev1alpha1.PersistenceRollout
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err != nil {
+			return err
+		}
+		cur.Spec.Paused = false
+		return env.Client.Update(ctx, &cur)
+	}).Should(Succeed())
+	var cur persistencev1alpha1.PersistenceRollout
+	stage := func() persistencev1alpha1.Stage {
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
+		if len(cur.Status.Cohorts) == 0 {
+			return ""
+		}
+		return cur.Status.Cohorts[0].Stage
+	}
+	g.Eventually(stage).Should(Equal(persistencev1alpha1.StageVerify))
+
+	// Someone writes a legacy row behind the gateway's back: verification
+	// finds the two representations differ, and the gate rolls the cohort
+	// back to Legacy.
+	var victim string
+	for id := range saved {
+		victim = id
+		break
+	}
+	conn, err := pgx.Connect(ctx, env.DatabaseURL)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = conn.Close(ctx) }()
+	_, err = conn.Exec(ctx, `UPDATE documents SET content = 'edited outside the gateway' WHERE doc_id = $1`, victim)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(stage).Should(Equal(persistencev1alpha1.StageLegacy))
+	g.Expect(cur.Status.Cohorts[0].Outcome).To(Equal(persistencev1alpha1.OutcomeRolledBack))
+	last := cur.Status.History[len(cur.Status.History)-1]
+	g.Expect(last.Reason).To(Equal(persistencev1alpha1.ReasonGateFailed))
+	g.Expect(last.Message).To(ContainSubstring(victim), "the sample names the mismatched document")
+
+	// Nothing acknowledged is lost: legacy is authoritative again and was
+	// written all along.
+	for id, text := range saved {
+		var doc struct {
+			Content string `json:"content"`
+		}
+		code, err := call(http.MethodGet, gw+"/v1/documents/"+id, dana, nil, &doc)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(code).To(Equal(http.StatusOK))
+		if id == victim {
+			g.Expect(doc.Content).To(Equal("edited outside the gateway"))
+		} else {
+			g.Expect(doc.Content).To(Equal(text))
 		}
 	}
 }
