@@ -50,6 +50,10 @@ var ErrUnknownCohort = errors.New("dataplane: cohort not frozen")
 // different shard count: documents are placed by hash mod shards.
 var ErrShardsChanged = errors.New("dataplane: shard count differs from the one recorded")
 
+// ErrDatabaseInUse is returned by RegisterRollout when the database already
+// serves another rollout.
+var ErrDatabaseInUse = errors.New("dataplane: database serves another rollout")
+
 // CohortKey names a cohort of a rollout. Rollout is "namespace/name".
 type CohortKey struct {
 	Rollout string

@@ -33,8 +33,18 @@ func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
 
 // RegisterRollout implements Store.
 func (p *Postgres) RegisterRollout(ctx context.Context, rollout string, shards int) error {
+	// One database serves one rollout: documents are placed by hash mod
+	// that rollout's shards, and shard ownership is per database.
+	var other string
+	err := p.pool.QueryRow(ctx, `SELECT rollout FROM rollouts WHERE rollout <> $1 LIMIT 1`, rollout).Scan(&other)
+	if err == nil {
+		return fmt.Errorf("register rollout %s: the database already serves rollout %s: %w", rollout, other, ErrDatabaseInUse)
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("register rollout %s: %w", rollout, err)
+	}
 	var recorded int
-	err := p.pool.QueryRow(ctx, `
+	err = p.pool.QueryRow(ctx, `
 		INSERT INTO rollouts (rollout, shards) VALUES ($1, $2)
 		ON CONFLICT (rollout) DO UPDATE SET rollout = EXCLUDED.rollout
 		RETURNING shards`, rollout, shards).Scan(&recorded)

@@ -54,6 +54,9 @@ func TestEpochsGrowAndStaleWritersAreFenced(t *testing.T) {
 	if err := s.RegisterRollout(ctx, "ns/r", 3); !errors.Is(err, ErrShardsChanged) {
 		t.Fatalf("re-registering with another shard count: %v, want ErrShardsChanged", err)
 	}
+	if err := s.RegisterRollout(ctx, "ns/other", 2); !errors.Is(err, ErrDatabaseInUse) {
+		t.Fatalf("a second rollout on the same database: %v, want ErrDatabaseInUse", err)
+	}
 	a := CohortKey{Rollout: "ns/r", Cohort: "a"}
 	b := CohortKey{Rollout: "ns/r", Cohort: "b"}
 	sa := must[CohortState](t)(s.FreezeCohort(ctx, a, 0, Selector{Tenants: []string{"s1"}}, at))

@@ -187,6 +187,12 @@ func orZero(addr string) string {
 	return addr
 }
 
+// CreateDatabase creates another database on the environment's PostgreSQL
+// (each rollout needs its own) and returns its DSN.
+func (e *Env) CreateDatabase(ctx context.Context, name string) (string, error) {
+	return e.pg.CreateDatabase(ctx, name)
+}
+
 // Run runs the manager (and the pods) until ctx ends.
 func (e *Env) Run(ctx context.Context) error { return e.mgr.Start(ctx) }
 

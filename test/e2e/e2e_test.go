@@ -272,8 +272,11 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-rollback"}}
 	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
+	// A database serves one rollout.
+	dsn, err := env.CreateDatabase(ctx, "rollback")
+	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
-		Data: map[string][]byte{"dsn": []byte(env.DatabaseURL), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
 	ro := &persistencev1alpha1.PersistenceRollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "rb", Namespace: ns.Name},
 		Spec: persistencev1alpha1.PersistenceRolloutSpec{
@@ -328,7 +331,7 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 		victim = id
 		break
 	}
-	conn, err := pgx.Connect(ctx, env.DatabaseURL)
+	conn, err := pgx.Connect(ctx, dsn)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = conn.Close(ctx) }()
 	_, err = conn.Exec(ctx, `UPDATE documents SET content = 'edited outside the gateway' WHERE doc_id = $1`, victim)
@@ -340,18 +343,26 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 	g.Expect(last.Message).To(ContainSubstring(victim), "the sample names the mismatched document")
 
 	// Nothing acknowledged is lost: legacy is authoritative again and was
-	// written all along.
+	// written all along; the victim's acknowledged text stays in its save
+	// history beside the out-of-band edit.
 	for id, text := range saved {
 		var doc struct {
 			Content string `json:"content"`
 		}
+		if id == victim {
+			var legacy, acknowledged string
+			g.Expect(conn.QueryRow(ctx, `SELECT content FROM documents WHERE doc_id = $1`, id).Scan(&legacy)).To(Succeed())
+			g.Expect(legacy).To(Equal("edited outside the gateway"))
+			code, err := call(http.MethodGet, gw+"/v1/documents/"+id+"/revisions/1", dana, nil, &doc)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(code).To(Equal(http.StatusOK))
+			acknowledged = doc.Content
+			g.Expect(acknowledged).To(Equal(text))
+			continue
+		}
 		code, err := call(http.MethodGet, gw+"/v1/documents/"+id, dana, nil, &doc)
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(code).To(Equal(http.StatusOK))
-		if id == victim {
-			g.Expect(doc.Content).To(Equal("edited outside the gateway"))
-		} else {
-			g.Expect(doc.Content).To(Equal(text))
-		}
+		g.Expect(doc.Content).To(Equal(text))
 	}
 }
