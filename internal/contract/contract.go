@@ -88,8 +88,13 @@ const (
 
 // Limits of the legacy API and the internal API.
 const (
-	// MaxBodyBytes bounds a request body (JSON or a Yjs update).
+	// MaxBodyBytes bounds a JSON request body.
 	MaxBodyBytes = 1 << 20
+	// MaxUpdateBytes bounds one Yjs update, over REST, over the sync
+	// WebSocket and in the syncer alike: a reconnecting client's sync step 2
+	// carries its whole offline history, which may be several times the
+	// size of the text (MaxContentBytes).
+	MaxUpdateBytes = MaxSyncMessageBytes
 	// MaxContentBytes bounds a document's content (UTF-8 bytes).
 	MaxContentBytes = 512 << 10
 	// MaxTitleBytes bounds a document's title.

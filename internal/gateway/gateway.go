@@ -404,9 +404,9 @@ func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxBodyBytes))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxUpdateBytes))
 	if err != nil {
-		g.refuse(w, r, doc, c, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("update over %d bytes", contract.MaxBodyBytes)))
+		g.refuse(w, r, doc, c, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("update over %d bytes", contract.MaxUpdateBytes)))
 		return
 	}
 	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindYjs, Doc: doc, Tenant: c.Tenant, User: c.User, RequestID: requestID(r), Update: raw})

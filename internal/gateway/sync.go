@@ -203,11 +203,11 @@ func (b *SyncBackend) SyncStep1(ctx context.Context, s syncws.Session, clientSV 
 // ApplyUpdate implements syncws.Backend: the syncer's save, committed
 // before it returns.
 func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update []byte) ([]byte, error) {
-	if len(update) > contract.MaxBodyBytes {
+	if len(update) > contract.MaxUpdateBytes {
 		// The syncer's limit; refused here (and recorded by the Hub's
 		// Reject) rather than by its request-size check, which records
 		// nothing.
-		return nil, fmt.Errorf("%w: update is %d bytes, the limit is %d", syncws.ErrTooLarge, len(update), contract.MaxBodyBytes)
+		return nil, fmt.Errorf("%w: update is %d bytes, the limit is %d", syncws.ErrTooLarge, len(update), contract.MaxUpdateBytes)
 	}
 	c, err := b.g.syncerFor(s.DocID)
 	if err != nil {

@@ -544,7 +544,7 @@ func TestSyncGarbageUpdate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = ws2.CloseNow() }()
-	if err := ws2.Write(ctx, websocket.MessageBinary, yprotocol.EncodeUpdate(make([]byte, contract.MaxBodyBytes+10))); err != nil {
+	if err := ws2.Write(ctx, websocket.MessageBinary, yprotocol.EncodeUpdate(make([]byte, contract.MaxUpdateBytes+10))); err != nil {
 		t.Fatal(err)
 	}
 	for {

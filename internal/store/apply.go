@@ -689,8 +689,8 @@ func clientsOf(u *yjs.DecodedUpdate) []uint64 {
 
 func (e *Engine) applyYjs(bc *batchCtx, st *docState, o *op) error {
 	r := &o.req
-	if len(r.Update) > contract.MaxBodyBytes {
-		e.reject(bc, st, o, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("update is %d bytes, the limit is %d", len(r.Update), contract.MaxBodyBytes))
+	if len(r.Update) > contract.MaxUpdateBytes {
+		e.reject(bc, st, o, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("update is %d bytes, the limit is %d", len(r.Update), contract.MaxUpdateBytes))
 		return nil
 	}
 	dec, err := yjs.DecodeUpdate(r.Update)

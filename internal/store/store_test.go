@@ -734,3 +734,36 @@ func TestTinyCache(t *testing.T) {
 		}
 	}
 }
+
+// A student's long offline session arrives as one update several times the
+// size of the text (deleted text stays in the history): it is accepted up
+// to contract.MaxUpdateBytes, not refused at the JSON body limit.
+func TestLongOfflineHistoryIsAccepted(t *testing.T) {
+	e := setup(t)
+	e.cohort("pilot", "DualWrite", "t")
+	c := yjs.NewDoc(yjs.Options{ClientID: 77})
+	txt := c.GetText(contract.YjsTextName)
+	draft := strings.Repeat("a draft paragraph. ", 16000) // 304,000 bytes
+	for range 4 {
+		if err := txt.Insert(0, draft, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := txt.Delete(0, txt.Len()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txt.Insert(0, "final essay", nil); err != nil {
+		t.Fatal(err)
+	}
+	u := c.EncodeStateAsUpdate(nil)
+	if len(u) <= contract.MaxBodyBytes || len(u) > contract.MaxUpdateBytes {
+		t.Fatalf("update is %d bytes; the test needs one between %d and %d", len(u), contract.MaxBodyBytes, contract.MaxUpdateBytes)
+	}
+	res := e.submit(Request{Kind: KindYjs, Doc: "offline", Tenant: "t", User: "s", Update: u, RequestID: "long-offline"})
+	if res.LedgerSeq == 0 {
+		t.Fatalf("the update was not committed: %+v", res)
+	}
+	if n := e.count(`SELECT count(*) FROM documents WHERE doc_id = 'offline' AND content = 'final essay'`); n != 1 {
+		t.Fatalf("the legacy row does not hold the final text (%d rows)", n)
+	}
+}

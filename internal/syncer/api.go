@@ -55,7 +55,9 @@ func Handler(eng *store.Engine, token string) http.Handler {
 	}
 	mux.HandleFunc("POST "+PathApply, auth(func(w http.ResponseWriter, r *http.Request) {
 		var req store.Request
-		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 3*contract.MaxBodyBytes))
+		// A Yjs update travels base64-encoded (4/3 of its size) beside the
+		// request's other fields.
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 2*contract.MaxUpdateBytes))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
 			WriteError(w, &store.Error{Status: http.StatusBadRequest, Code: store.CodeInvalidRequest, Message: "bad request body: " + err.Error()})
