@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -28,6 +27,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
+	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 	"github.com/yawp/persistence-operator/pkg/localfirst"
@@ -124,26 +124,7 @@ func docOnShard(prefix string, shard int) string {
 	}
 }
 
-func nodeDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "yjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "y-websocket", "package.json")); err != nil {
-		if testing.Short() {
-			t.Skip("y-websocket not installed (run: npm ci --prefix test/yjs)")
-		}
-		t.Fatal("y-websocket not installed; run: npm ci --prefix test/yjs")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		if testing.Short() {
-			t.Skip("node not found")
-		}
-		t.Fatal("node not found in PATH")
-	}
-	return dir
-}
+func nodeDir(t *testing.T) string { return nodejs.Dir(t, "y-websocket") }
 
 type nodeOut struct {
 	OK     bool     `json:"ok"`

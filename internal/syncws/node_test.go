@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -16,32 +15,12 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/pkg/localfirst"
 )
 
-// nodeDir returns test/yjs with y-websocket installed; without it the
-// test fails with the command to run (skips under -short).
-func nodeDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "yjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "y-websocket", "package.json")); err != nil {
-		if testing.Short() {
-			t.Skip("y-websocket not installed (run: npm ci --prefix test/yjs)")
-		}
-		t.Fatal("y-websocket not installed; run: npm ci --prefix test/yjs")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		if testing.Short() {
-			t.Skip("node not found")
-		}
-		t.Fatal("node not found in PATH")
-	}
-	return dir
-}
+func nodeDir(t *testing.T) string { return nodejs.Dir(t, "y-websocket") }
 
 type nodeOut struct {
 	OK          bool     `json:"ok"`

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 )
 
 // oracle drives real yjs (test/yjs/oracle.mjs) over JSON lines.
@@ -22,31 +24,11 @@ type oracle struct {
 	mu  sync.Mutex
 }
 
-func oracleDir(t testing.TB) string {
-	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "yjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // startOracle starts the Node oracle. Without node_modules the test fails
 // with the command to run, unless -short is given.
 func startOracle(t testing.TB) *oracle {
 	t.Helper()
-	dir := oracleDir(t)
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "yjs", "package.json")); err != nil {
-		if testing.Short() {
-			t.Skip("yjs oracle not installed (run: npm ci --prefix test/yjs)")
-		}
-		t.Fatalf("yjs oracle not installed; run: npm ci --prefix test/yjs")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		if testing.Short() {
-			t.Skip("node not found")
-		}
-		t.Fatalf("node not found in PATH; the differential tests need Node 18+")
-	}
+	dir := nodejs.Dir(t, "yjs")
 	cmd := exec.Command("node", filepath.Join(dir, "oracle.mjs"))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()

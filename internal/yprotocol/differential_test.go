@@ -10,30 +10,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 )
 
-// nodeDir returns test/yjs, failing (or skipping under -short) when its
-// node_modules are not installed.
-func nodeDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "test", "yjs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", "y-protocols", "package.json")); err != nil {
-		if testing.Short() {
-			t.Skip("y-protocols not installed (run: npm ci --prefix test/yjs)")
-		}
-		t.Fatal("y-protocols not installed; run: npm ci --prefix test/yjs")
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		if testing.Short() {
-			t.Skip("node not found")
-		}
-		t.Fatal("node not found in PATH")
-	}
-	return dir
-}
+func nodeDir(t *testing.T) string { return nodejs.Dir(t, "y-protocols") }
 
 type nodeResult struct {
 	OK        bool   `json:"ok"`
