@@ -61,7 +61,14 @@ func (e *Engine) VerifyDocs(ctx context.Context, docs []string) ([]VerifyResult,
 		if err := rows.Scan(&id, &content, &gen, &state, &gens, &updates); err != nil {
 			return nil, fmt.Errorf("verify: %w", err)
 		}
-		out = append(out, verifyOne(id, content, gen, state, gens, updates))
+		r := verifyOne(id, content, gen, state, gens, updates)
+		if r.Verdict == VerifyMismatch {
+			// The database holds something the cached document does not
+			// (a write outside the gateway): drop the cached copy so reads
+			// and saves start again from what is stored.
+			e.cache.evict(id)
+		}
+		out = append(out, r)
 	}
 	return out, rows.Err()
 }
