@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -124,42 +122,13 @@ func docOnShard(prefix string, shard int) string {
 	}
 }
 
-func nodeDir(t *testing.T) string { return nodejs.Dir(t, "y-websocket") }
-
-type nodeOut struct {
-	OK     bool     `json:"ok"`
-	Error  string   `json:"error"`
-	Text   string   `json:"text"`
-	Texts  []string `json:"texts"`
-	Closes []struct {
-		Code   int    `json:"code"`
-		Reason string `json:"reason"`
-	} `json:"closes"`
-	Terminal *struct {
-		Code   int    `json:"code"`
-		Reason string `json:"reason"`
-	} `json:"terminal"`
-}
-
 // runNode runs test/yjs/ws-client.mjs (stock y-websocket providers).
-func runNode(t *testing.T, cfg map[string]any) nodeOut {
+func runNode(t *testing.T, cfg map[string]any) nodejs.WSClientResult {
 	t.Helper()
-	dir := nodeDir(t)
 	if _, ok := cfg["timeoutMs"]; !ok {
 		cfg["timeoutMs"] = 30000
 	}
-	b, _ := json.Marshal(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "ws-client.mjs"), string(b))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var res nodeOut
-	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil || err != nil || !res.OK {
-		t.Fatalf("node: %v %s\nstdout: %s\nstderr: %s", err, res.Error, out, stderr.String())
-	}
-	return res
+	return nodejs.RunWSClient(t, cfg)
 }
 
 // eventually polls cond until it holds (generous: loaded CI machines).

@@ -1,14 +1,11 @@
 package syncws
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,39 +17,8 @@ import (
 	"github.com/yawp/persistence-operator/pkg/localfirst"
 )
 
-func nodeDir(t *testing.T) string { return nodejs.Dir(t, "y-websocket") }
-
-type nodeOut struct {
-	OK          bool     `json:"ok"`
-	Error       string   `json:"error"`
-	Text        string   `json:"text"`
-	Texts       []string `json:"texts"`
-	OfflineText string   `json:"offlineText"`
-	Closes      []struct {
-		Code   int    `json:"code"`
-		Reason string `json:"reason"`
-	} `json:"closes"`
-	Terminal *struct {
-		Code   int    `json:"code"`
-		Reason string `json:"reason"`
-	} `json:"terminal"`
-}
-
-func runNode(t *testing.T, cfg map[string]any) nodeOut {
-	t.Helper()
-	dir := nodeDir(t)
-	b, _ := json.Marshal(cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "ws-client.mjs"), string(b))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var res nodeOut
-	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil || err != nil || !res.OK {
-		t.Fatalf("node: %v %s\nstdout: %s\nstderr: %s", err, res.Error, out, stderr.String())
-	}
-	return res
+func runNode(t *testing.T, cfg map[string]any) nodejs.WSClientResult {
+	return nodejs.RunWSClient(t, cfg)
 }
 
 // TestYWebsocketClients: stock y-websocket providers (yjs 13.6.33) edit

@@ -5,11 +5,15 @@
 package nodejs
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // Dir returns the absolute path of test/yjs once node and the npm package
@@ -31,4 +35,44 @@ func Dir(t testing.TB, pkg string) string {
 		t.Fatal("node not found in PATH; these tests need Node 18+")
 	}
 	return dir
+}
+
+// WSClientResult is what test/yjs/ws-client.mjs (stock y-websocket
+// providers) prints.
+type WSClientResult struct {
+	OK          bool     `json:"ok"`
+	Error       string   `json:"error"`
+	Text        string   `json:"text"`
+	Texts       []string `json:"texts"`
+	OfflineText string   `json:"offlineText"`
+	Closes      []Close  `json:"closes"`
+	Terminal    *Close   `json:"terminal"`
+}
+
+// Close is a WebSocket close a client saw.
+type Close struct {
+	Code   int    `json:"code"`
+	Reason string `json:"reason"`
+}
+
+// RunWSClient runs test/yjs/ws-client.mjs with the scenario cfg and fails
+// the test unless the script reports success.
+func RunWSClient(t testing.TB, cfg map[string]any) WSClientResult {
+	t.Helper()
+	dir := Dir(t, "y-websocket")
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, "ws-client.mjs"), string(b))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var res WSClientResult
+	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil || err != nil || !res.OK {
+		t.Fatalf("node: %v %s\nstdout: %s\nstderr: %s", err, res.Error, out, stderr.String())
+	}
+	return res
 }
