@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -33,19 +35,29 @@ type fixture struct {
 	dp   *dataplane.Postgres
 }
 
-func setup(t *testing.T) *fixture {
+// shards is the number of shards the gateway tests run.
+const shards = 2
+
+// openDataPlane gives a test a fresh, migrated database with the rollout
+// default/demo registered at two shards.
+func openDataPlane(t *testing.T) (string, *dataplane.Postgres, *pgxpool.Pool) {
 	t.Helper()
 	dsn := pgharness.ForTest(t)
-	ctx := t.Context()
-	dp, pool, err := dataplane.Open(ctx, dsn)
+	dp, pool, err := dataplane.Open(t.Context(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	const shards = 2
-	if err := dp.RegisterRollout(ctx, "default/demo", shards); err != nil {
+	if err := dp.RegisterRollout(t.Context(), "default/demo", shards); err != nil {
 		t.Fatal(err)
 	}
+	return dsn, dp, pool
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx := t.Context()
+	dsn, dp, pool := openDataPlane(t)
 	itok := auth.InternalToken(key)
 	f := &fixture{t: t, dp: dp}
 	var peers []string

@@ -20,7 +20,6 @@ import (
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
@@ -42,17 +41,8 @@ type syncFixture struct {
 
 func setupSync(t *testing.T) *syncFixture {
 	t.Helper()
-	dsn := pgharness.ForTest(t)
 	ctx := t.Context()
-	dp, pool, err := dataplane.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	const shards = 2
-	if err := dp.RegisterRollout(ctx, "default/demo", shards); err != nil {
-		t.Fatal(err)
-	}
+	dsn, dp, pool := openDataPlane(t)
 	itok := auth.InternalToken(key)
 	f := &syncFixture{fixture: &fixture{t: t, dp: dp}}
 	var syncers []string
