@@ -107,8 +107,8 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 
 	// 5. Decide, 6. act, 7. report.
 	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
-	executed, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
-	if len(executed) > 0 {
+	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
+	if wrote {
 		// Re-read what was written so status shows the new stages.
 		if obs2, err := r.observe(ctx, &ro); err == nil {
 			obs = obs2
@@ -126,7 +126,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if actErr != nil && !errors.Is(actErr, errRequeue) {
 		return ctrl.Result{}, actErr
 	}
-	return r.next(out, len(executed) > 0), nil
+	return r.next(out, wrote), nil
 }
 
 func (r *PersistenceRolloutReconciler) poll() time.Duration {
@@ -221,11 +221,12 @@ func (r *PersistenceRolloutReconciler) databaseURL(ctx context.Context, ro *pers
 	return string(dsn), nil
 }
 
-// execute carries out the plan's actions in order and records each in
-// Events and history. It stops at the first error.
-func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store, actions []action, now time.Time) ([]executedAction, error) {
+// execute carries out the plan's actions in order, announcing each decision
+// in an Event and the log (the data plane keeps the audit trail). It stops
+// at the first error and reports whether it wrote a decision.
+func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store, actions []action, now time.Time) (bool, error) {
 	log := logf.FromContext(ctx)
-	var done []executedAction
+	wrote := false
 	for _, a := range actions {
 		key := dataplane.CohortKey{Rollout: rolloutKey(ro), Cohort: a.cohort}
 		var epoch int64
@@ -233,7 +234,7 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 		case actFreeze:
 			st, err := store.FreezeCohort(ctx, key, a.position, a.selector, now)
 			if err != nil {
-				return done, err
+				return wrote, err
 			}
 			epoch = st.Epoch
 			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
@@ -243,24 +244,24 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			if errors.Is(err, dataplane.ErrEpochConflict) {
 				// Someone else moved the cohort: decide again on fresh data.
 				log.Info("cohort epoch moved under us; re-reading", "cohort", a.cohort)
-				return done, errRequeue
+				return wrote, errRequeue
 			}
 			if err != nil {
-				return done, err
+				return wrote, err
 			}
 			epoch = st.Epoch
 		case actHalt:
 			if err := store.HaltAttempt(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch,
 				Reason: a.reason, Message: a.message, At: now}); err != nil {
 				if errors.Is(err, dataplane.ErrEpochConflict) {
-					return done, errRequeue
+					return wrote, errRequeue
 				}
-				return done, err
+				return wrote, err
 			}
 			epoch = a.expectEpoch
 		case actRestartSoak:
 			if err := store.RestartSoak(ctx, key, a.expectEpoch, now); err != nil && !errors.Is(err, dataplane.ErrEpochConflict) {
-				return done, err
+				return wrote, err
 			}
 			continue // not a decision people need to hear about
 		}
@@ -272,15 +273,9 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 		if r.Recorder != nil {
 			r.Recorder.Eventf(ro, nil, eventType, a.reason, "StageChange", "%s (epoch %d)", a.message, epoch)
 		}
-		done = append(done, executedAction{action: a, epoch: epoch})
+		wrote = true
 	}
-	return done, nil
-}
-
-// executedAction is an action that was carried out, with its epoch.
-type executedAction struct {
-	action
-	epoch int64
+	return wrote, nil
 }
 
 // applyGateway applies the StatefulSet and Services and returns how many

@@ -241,7 +241,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	// A finished attempt waits for a new one.
 	if st.Outcome != "" {
 		cp := cohortPlan{failed: true, reason: persistencev1alpha1.ReasonAwaitingNewAttempt,
-			waitingFor: fmt.Sprintf("attempt %d %s: set attempt: %d to try again", st.Attempt, lower(st.Outcome), st.Attempt+1)}
+			waitingFor: fmt.Sprintf("attempt %d %s: set attempt: %d to try again", st.Attempt, describeOutcome(st.Outcome), st.Attempt+1)}
 		if wantAttempt <= st.Attempt || intent != persistencev1alpha1.IntentProceed || in.spec.Paused || !mayStart {
 			return cp
 		}
@@ -364,7 +364,7 @@ func selectorOf(c persistencev1alpha1.CohortSpec) dataplane.Selector {
 	return dataplane.Selector{Tenants: append([]string(nil), c.Tenants...)}
 }
 
-func lower(outcome string) string {
+func describeOutcome(outcome string) string {
 	switch outcome {
 	case dataplane.OutcomeRolledBack:
 		return "was rolled back"

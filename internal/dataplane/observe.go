@@ -52,27 +52,3 @@ func (p *Postgres) Observe(ctx context.Context, rollout string) (Observation, er
 	}
 	return obs, nil
 }
-
-// CohortDocuments counts, per cohort of rollout, the documents of the
-// cohort's tenants that live on shard.
-func (p *Postgres) CohortDocuments(ctx context.Context, rollout string, shard int) (map[string]int64, error) {
-	rows, err := p.pool.Query(ctx, `
-		SELECT m.cohort, count(*)
-		FROM documents d JOIN cohort_members m ON m.tenant = d.tenant
-		WHERE d.shard = $2 AND m.rollout = $1
-		GROUP BY m.cohort`, rollout, shard)
-	if err != nil {
-		return nil, fmt.Errorf("cohort documents of shard %d: %w", shard, err)
-	}
-	defer rows.Close()
-	out := map[string]int64{}
-	for rows.Next() {
-		var c string
-		var n int64
-		if err := rows.Scan(&c, &n); err != nil {
-			return nil, err
-		}
-		out[c] = n
-	}
-	return out, rows.Err()
-}
