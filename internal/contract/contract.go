@@ -141,9 +141,13 @@ const (
 	CloseUnauthenticated = 4401 // no, bad or expired token
 	CloseForbidden       = 4403 // the token's tenant does not own the document
 	CloseTooLarge        = 4413 // message or document over the limit
-	CloseRateLimited     = 4429 // too many connections or updates for this user
-	CloseInternalError   = 4500 // the backend failed; reconnect and re-sync
-	CloseShuttingDown    = 4503 // refused: the gateway is shutting down
-	CloseTooSlow         = 4508 // the client did not read fast enough (send queue full)
-	CloseGoingAway       = 1001 // graceful shutdown after flushing; reconnect elsewhere
+	// CloseForeignHistory: the client's copy comes from a history the
+	// server does not know; it was merged on text and preserved, not
+	// CRDT-merged. The editor must drop its local copy and reload.
+	CloseForeignHistory = 4409
+	CloseRateLimited    = 4429 // too many connections or updates for this user
+	CloseInternalError  = 4500 // the backend failed; reconnect and re-sync
+	CloseShuttingDown   = 4503 // refused: the gateway is shutting down
+	CloseTooSlow        = 4508 // the client did not read fast enough (send queue full)
+	CloseGoingAway      = 1001 // graceful shutdown after flushing; reconnect elsewhere
 )

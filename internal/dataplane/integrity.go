@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Queries of the shard integrity work (backfill and verification) that
@@ -101,6 +102,51 @@ func (p *Postgres) ShardCohortDocs(ctx context.Context, rollout string, shard in
 			return nil, err
 		}
 		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// DivergenceCounts is, for one cohort on a shard, what the divergence
+// records say (internal/store repair.go writes them).
+type DivergenceCounts struct {
+	// Found counts the documents found diverged under the cohort's
+	// current epoch, resolved or not; Samples names a few of them.
+	Found   int64
+	Samples []string
+	// Open counts divergences not resolved, whenever they were found.
+	Open int64
+	// Gaps counts clients' operations announced and still not received
+	// after gapAfter (evidence gaps).
+	Gaps int64
+}
+
+// CohortDivergences counts, per cohort of rollout, the divergences and
+// evidence gaps of shard's documents, in one statement.
+func (p *Postgres) CohortDivergences(ctx context.Context, rollout string, shard int, gapAfter time.Duration, samples int) (map[string]DivergenceCounts, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT c.cohort,
+		       (SELECT count(DISTINCT v.doc_id) FROM divergences v
+		        WHERE v.shard = $2 AND v.cohort = c.cohort AND v.epoch = c.epoch AND v.kind = 'out-of-band-write'),
+		       (SELECT array_agg(doc_id) FROM (SELECT DISTINCT v.doc_id FROM divergences v
+		        WHERE v.shard = $2 AND v.cohort = c.cohort AND v.epoch = c.epoch AND v.kind = 'out-of-band-write'
+		        ORDER BY v.doc_id LIMIT $4) s),
+		       (SELECT count(*) FROM divergences v WHERE v.shard = $2 AND v.cohort = c.cohort AND v.resolved_at IS NULL),
+		       (SELECT count(*) FROM client_gaps g JOIN cohort_members m ON m.tenant = g.tenant AND m.rollout = $1
+		        WHERE g.shard = $2 AND m.cohort = c.cohort AND g.closed_at IS NULL
+		          AND g.first_seen < now() - make_interval(secs => $3))
+		FROM rollout_cohorts c WHERE c.rollout = $1`, rollout, shard, gapAfter.Seconds(), samples)
+	if err != nil {
+		return nil, fmt.Errorf("divergences of shard %d: %w", shard, err)
+	}
+	defer rows.Close()
+	out := map[string]DivergenceCounts{}
+	for rows.Next() {
+		var c string
+		var n DivergenceCounts
+		if err := rows.Scan(&c, &n.Found, &n.Samples, &n.Open, &n.Gaps); err != nil {
+			return nil, err
+		}
+		out[c] = n
 	}
 	return out, rows.Err()
 }

@@ -145,6 +145,8 @@ func (b *SyncBackend) mapErr(s syncws.Session, err error) error {
 		kind = syncws.ErrTooLarge
 	case store.CodeNotFound:
 		kind = syncws.ErrForbidden // the document belongs to another tenant
+	case store.CodeForeignHistory:
+		kind = syncws.ErrForeignHistory
 	case store.CodeInvalidRequest:
 		return fmt.Errorf("%w: %s", syncws.ErrMalformedUpdate, e.Message)
 	default:

@@ -35,6 +35,16 @@ const (
 	// Yjs representation (a genesis of the legacy text; YjsSeq, Revision,
 	// ContentSHA256 and StateVector say which).
 	KindBackfill = "backfill"
+	// KindRepaired: the syncer found the document's legacy row changed
+	// outside the gateway (or its representations apart) and repaired it
+	// from the stage's authoritative side with the other side's change
+	// merged in (Revision, ContentSHA256, LegacySHA256, YjsSHA256; on a
+	// conflict PreservedID names the other side's text, kept).
+	KindRepaired = "repaired"
+	// KindForeign: a Yjs client sent a history the server does not know
+	// (another document generation); it was not CRDT-merged: its text was
+	// three-way merged on text and its copy preserved (PreservedID).
+	KindForeign = "foreign-history"
 )
 
 // Entry is one ledger record. Only fields that apply are set.
@@ -63,6 +73,10 @@ type Entry struct {
 	// ContentSHA256 is the hex sha256 of the document's text after the save
 	// (or, for rejections, of the text that was refused, if any).
 	ContentSHA256 string `json:"content_sha256,omitempty"`
+	// LegacySHA256 and YjsSHA256 are the hex sha256 of the legacy row's
+	// content and of the Yjs text as a repair found them.
+	LegacySHA256 string `json:"legacy_sha256,omitempty"`
+	YjsSHA256    string `json:"yjs_sha256,omitempty"`
 	// UpdateSHA256 is the hex sha256 of a Yjs update as received.
 	UpdateSHA256 string `json:"update_sha256,omitempty"`
 	// YjsSeq is the update's position in the document's Yjs log.

@@ -67,11 +67,16 @@ type batchCtx struct {
 
 	docRows map[string]*docState
 	snaps   map[string]*docState
+	// created: documents inserted by this group (no change_seq to guard
+	// on yet); repaired: documents repaired by it, with the outcome.
+	created  map[string]bool
+	repaired map[string]string
 }
 
 func newBatchCtx() *batchCtx {
 	return &batchCtx{pre: &pgx.Batch{}, now: now(), dirty: map[string]*docState{}, idem: map[[2]string]*op{},
-		revPending: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{}}
+		revPending: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{},
+		created: map[string]bool{}, repaired: map[string]string{}}
 }
 
 // errFastPath marks a failed one-round-trip attempt: the group is retried
@@ -115,9 +120,9 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 			states[o.req.Doc] = st
 		}
 		live = append(live, o)
-		if o.req.Kind != KindReject {
+		if o.req.Kind != KindReject && o.req.Kind != KindRepair {
 			// A recorded rejection's tenant may be unauthenticated: it is
-			// not registered.
+			// not registered; a repair names no tenant.
 			tenants = append(tenants, o.req.Tenant)
 		}
 		if st.exists {
@@ -263,6 +268,13 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 			bc.idem[id] = o
 		}
 		bc.dirty[st.id] = st
+		if st.diverged {
+			// Changed outside the gateway: repaired before anything
+			// else touches it, in this transaction.
+			if err := e.repair(bc, st); err != nil {
+				return nil, fmt.Errorf("repair %s: %w", st.id, err)
+			}
+		}
 		if err := e.applyOne(ctx, bc, st, o); err != nil {
 			return nil, err
 		}
@@ -315,13 +327,42 @@ func (e *Engine) forgetStages(ops []*op) {
 func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 	if len(bc.docRows) > 0 {
 		var ids, titles, contents []string
-		var revs []int64
+		var revs, expect []int64
 		for _, st := range bc.docRows {
 			ids, titles, contents, revs = append(ids, st.id), append(titles, st.title), append(contents, st.content), append(revs, st.revision)
+			if bc.created[st.id] {
+				expect = append(expect, -1) // inserted by this group
+			} else {
+				expect = append(expect, st.changeSeq)
+			}
 		}
-		b.Queue(`UPDATE documents d SET title = u.title, content = u.content, revision = u.revision, updated_at = $5
-			FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(doc_id, title, content, revision)
-			WHERE d.doc_id = u.doc_id`, ids, titles, contents, revs, bc.now)
+		// Every row is written only if nothing else changed it since it
+		// was read (its change_seq); otherwise the division fails the
+		// transaction, and the group runs again from reloaded documents,
+		// repairing the changed ones first (repair.go).
+		states := bc.docRows
+		b.Queue(`
+			WITH upd AS (
+				UPDATE documents d SET title = u.title, content = u.content, revision = u.revision, updated_at = $5
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $6::bigint[]) AS u(doc_id, title, content, revision, expect)
+				WHERE d.doc_id = u.doc_id AND (u.expect < 0 OR coalesce(d.change_seq, 0) = u.expect)
+				RETURNING d.doc_id, d.change_seq)
+			SELECT (SELECT array_agg(doc_id) FROM upd), (SELECT array_agg(change_seq) FROM upd),
+			       1 / ((SELECT count(*) FROM upd) = $7)::int`,
+			ids, titles, contents, revs, bc.now, expect, len(ids)).QueryRow(func(row pgx.Row) error {
+			var got []string
+			var seqs []int64
+			var one int
+			if err := row.Scan(&got, &seqs, &one); err != nil {
+				return errStaleRow(err)
+			}
+			for i, id := range got {
+				if st := states[id]; st != nil && i < len(seqs) {
+					st.changeSeq = seqs[i]
+				}
+			}
+			return nil
+		})
 	}
 	if len(bc.revDoc) > 0 {
 		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch)
@@ -363,7 +404,7 @@ func (e *Engine) validate(r *Request) *Error {
 	switch {
 	case r.Doc == "" || len(r.Doc) > contract.MaxIDBytes || !utf8.ValidString(r.Doc):
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "document ID must be 1..%d bytes of UTF-8", contract.MaxIDBytes)
-	case r.Tenant == "" || len(r.Tenant) > contract.MaxIDBytes:
+	case (r.Tenant == "" && r.Kind != KindRepair) || len(r.Tenant) > contract.MaxIDBytes:
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "tenant must be 1..%d bytes", contract.MaxIDBytes)
 	case placement.Shard(r.Doc, e.cfg.Shards) != e.cfg.Shard:
 		return errf(http.StatusMisdirectedRequest, CodeWrongShard, "document %q lives on shard %d, not %d", r.Doc, placement.Shard(r.Doc, e.cfg.Shards), e.cfg.Shard)
@@ -371,7 +412,7 @@ func (e *Engine) validate(r *Request) *Error {
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "idempotency key longer than %d bytes", contract.MaxIDBytes)
 	}
 	switch r.Kind {
-	case KindCreate, KindSave, KindYjs, KindSync1, KindReject:
+	case KindCreate, KindSave, KindYjs, KindSync1, KindReject, KindRepair:
 	default:
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "unknown request kind %q", r.Kind)
 	}
@@ -426,6 +467,19 @@ func (e *Engine) stamp(res *Result, st *docState, sealed ledger.Entry) {
 
 func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op) error {
 	r := &o.req
+	if r.Kind == KindRepair {
+		out, ok := bc.repaired[st.id]
+		if !ok {
+			out = OutcomeConsistent
+		}
+		if !st.exists {
+			o.err = notFound(r.Doc)
+			return nil
+		}
+		o.res = Result{Doc: st.id, Outcome: out, Revision: st.revision, Stage: bc.stages[st.tenant], ShardEpoch: e.epoch,
+			LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash)}
+		return nil
+	}
 	if st.exists && st.tenant != r.Tenant && r.Kind != KindReject {
 		// I8: another tenant's document does not exist for this caller.
 		e.reject(bc, st, o, http.StatusNotFound, CodeNotFound, "no document "+strconv.Quote(r.Doc)+" for this tenant")
@@ -445,7 +499,7 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 	case KindSave:
 		return e.applySave(ctx, bc, st, o)
 	case KindYjs:
-		return e.applyYjs(bc, st, o)
+		return e.applyYjs(ctx, bc, st, o)
 	case KindSync1:
 		return e.applySync1(bc, st, o)
 	}
@@ -513,9 +567,12 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 	if create {
 		st.exists = true
 		st.createdAt = bc.now
+		bc.created[st.id] = true
 		bc.pre.Queue(`INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`,
-			st.id, st.tenant, st.owner, st.title, st.content, st.revision, e.cfg.Shard, bc.now)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING change_seq`,
+			st.id, st.tenant, st.owner, st.title, st.content, st.revision, e.cfg.Shard, bc.now).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&st.changeSeq)
+		})
 	} else {
 		bc.docRows[st.id] = st // final state written when the group flushes
 	}
@@ -623,11 +680,23 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 		} else {
 			base, ok := bc.revPending[st.id][r.BaseRevision]
 			if !ok {
-				if err := bc.conn.QueryRow(ctx, `SELECT content FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&base); err != nil {
+				err := bc.conn.QueryRow(ctx, `SELECT content FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&base)
+				switch {
+				case errors.Is(err, pgx.ErrNoRows):
+					// A revision the history does not hold (the document
+					// predates it): no base to merge against, so the
+					// save's text is kept aside as a conflict.
+					base, ok = "", false
+				case err != nil:
 					return fmt.Errorf("base revision %d of %s: %w", r.BaseRevision, st.id, err)
+				default:
+					ok = true
 				}
 			}
 			m := merge.Three(base, cur, r.Content)
+			if !ok && m.Text != cur {
+				m = merge.Result{Text: cur, Conflict: true}
+			}
 			text = m.Text
 			kind, outcome = ledger.KindMerged, OutcomeMerged
 			if m.Conflict {
@@ -687,7 +756,7 @@ func clientsOf(u *yjs.DecodedUpdate) []uint64 {
 	return slices.Compact(cs)
 }
 
-func (e *Engine) applyYjs(bc *batchCtx, st *docState, o *op) error {
+func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op) error {
 	r := &o.req
 	if len(r.Update) > contract.MaxUpdateBytes {
 		e.reject(bc, st, o, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("update is %d bytes, the limit is %d", len(r.Update), contract.MaxUpdateBytes))
@@ -712,6 +781,9 @@ func (e *Engine) applyYjs(bc *batchCtx, st *docState, o *op) error {
 			return err
 		}
 	}
+	if !create && foreignItem(st, dec) {
+		return e.applyForeign(ctx, bc, st, o, stage)
+	}
 	pendingBefore := st.ydoc.HasPending()
 	textBefore := st.ytext()
 	st.capturing, st.captured = true, nil
@@ -735,6 +807,7 @@ func (e *Engine) applyYjs(bc *batchCtx, st *docState, o *op) error {
 		return nil
 	}
 	seq := e.appendYjs(bc, st, r.Update, "client:"+r.User)
+	e.closeGaps(bc, st)
 	text := st.ytext()
 	if create || text != textBefore {
 		e.writeRevision(bc, st, stage, r.User, text, create)
@@ -780,18 +853,24 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 			return err
 		}
 	}
+	gaps := map[uint64][2]uint64{}
 	if st.ydoc != nil {
 		update = st.ydoc.EncodeStateAsUpdate(sv)
 		for c, rg := range st.ydoc.Missing(sv) {
 			missing[strconv.FormatUint(c, 10)] = [2]uint64{rg.Clock, rg.End()}
+			gaps[c] = [2]uint64{rg.Clock, rg.End()}
 		}
 	} else {
 		update = yjs.NewDoc(yjs.Options{ClientID: 1}).EncodeStateAsUpdate(nil)
 		for c, k := range sv {
 			if k > 0 {
 				missing[strconv.FormatUint(c, 10)] = [2]uint64{0, k}
+				gaps[c] = [2]uint64{0, k}
 			}
 		}
+	}
+	if st.exists && st.tenant == r.Tenant {
+		e.noteGaps(bc, st, st.tenant, gaps)
 	}
 	en := e.entry(bc, st, o, ledger.KindStateVector)
 	en.StateVector = svMap(sv)

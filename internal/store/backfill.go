@@ -208,13 +208,12 @@ func (e *Engine) backfill(ctx context.Context, bc *batchCtx, cp BackfillCheckpoi
 			res.Skipped++
 			continue
 		}
-		if cached := e.cache.get(id); cached != nil {
-			if cached.ydoc != nil || !cached.exists {
-				res.Skipped++
-				continue
-			}
-			st = cached
+		if cached := e.cache.get(id); cached != nil && cached.ydoc != nil {
+			res.Skipped++
+			continue
 		}
+		// The row as read FOR UPDATE here, not a cached copy: the genesis
+		// must be of the text the row holds now.
 		stage := bc.stages[st.tenant]
 		if !backfillStage(stage.Stage) {
 			res.Skipped++
@@ -243,6 +242,9 @@ func (e *Engine) backfill(ctx context.Context, bc *batchCtx, cp BackfillCheckpoi
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return res, err
+	}
+	for id := range bc.dirty {
+		e.cache.evict(id) // reloaded, with the new representation, when next used
 	}
 	return res, nil
 }

@@ -38,6 +38,21 @@ type docState struct {
 	ledgerHash []byte
 	preserved  int64
 
+	// changeSeq is the legacy row's change_seq as last read or written
+	// here (0: unknown). Every write of the row guards on it, so a row
+	// changed outside the gateway is never overwritten from a stale copy.
+	changeSeq int64
+	// lastRev is the highest revision in the save history (0: none);
+	// lastRevSame says its content equals the row's.
+	lastRev     int64
+	lastRevSame bool
+	// diverged: when loaded, the row differed from the save history or
+	// from the Yjs text: it was changed outside the gateway. The next
+	// group that touches the document repairs it first (repair.go).
+	diverged bool
+	// gaps: open client_gaps rows, client -> clock the client holds.
+	gaps map[uint64]uint64
+
 	capturing bool
 	captured  [][]byte
 }
@@ -128,12 +143,23 @@ func (e *Engine) doc(ctx context.Context, id string) (*docState, error) {
 
 func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	st := &docState{id: id}
+	var lastRev *int64
+	var lastRevSame *bool
 	err := e.pool.QueryRow(ctx, `
-		SELECT tenant, owner, title, content, revision, created_at, updated_at FROM documents WHERE doc_id = $1`, id).
-		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt)
+		SELECT d.tenant, d.owner, d.title, d.content, d.revision, d.created_at, d.updated_at, coalesce(d.change_seq, 0),
+		       r.revision, r.content = d.content
+		FROM documents d
+		LEFT JOIN LATERAL (SELECT revision, content FROM document_revisions r
+		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true
+		WHERE d.doc_id = $1`, id).
+		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt, &st.changeSeq,
+			&lastRev, &lastRevSame)
 	switch {
 	case err == nil:
 		st.exists = true
+		if lastRev != nil {
+			st.lastRev, st.lastRevSame = *lastRev, *lastRevSame
+		}
 	case errors.Is(err, pgx.ErrNoRows):
 	default:
 		return nil, fmt.Errorf("load %s: %w", id, err)
@@ -185,5 +211,25 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		Scan(&st.preserved); err != nil {
 		return nil, fmt.Errorf("load %s: %w", id, err)
 	}
+	gapRows, err := e.pool.Query(ctx, `SELECT client, clock_to FROM client_gaps WHERE doc_id = $1 AND closed_at IS NULL`, id)
+	if err != nil {
+		return nil, fmt.Errorf("load gaps of %s: %w", id, err)
+	}
+	for gapRows.Next() {
+		var c, to int64
+		if err := gapRows.Scan(&c, &to); err != nil {
+			gapRows.Close()
+			return nil, err
+		}
+		if st.gaps == nil {
+			st.gaps = map[uint64]uint64{}
+		}
+		st.gaps[uint64(c)] = uint64(to)
+	}
+	gapRows.Close()
+	if err := gapRows.Err(); err != nil {
+		return nil, fmt.Errorf("load gaps of %s: %w", id, err)
+	}
+	st.diverged = st.outsideChange() || (st.exists && st.ydoc != nil && st.ytext() != st.content)
 	return st, nil
 }

@@ -155,7 +155,8 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 }
 
 func isCommit(k string) bool {
-	return k == ledger.KindCreated || k == ledger.KindCommitted || k == ledger.KindMerged || k == ledger.KindPreserved
+	return k == ledger.KindCreated || k == ledger.KindCommitted || k == ledger.KindMerged || k == ledger.KindPreserved ||
+		k == ledger.KindRepaired
 }
 
 func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {
@@ -198,7 +199,23 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 	// overwritten-preserved: a stale legacy save overwrote a revision
 	// (kept in the history), or a conflicting save's text was kept aside.
 	for _, t := range all {
-		if t.Kind != ledger.KindPreserved {
+		switch t.Kind {
+		case ledger.KindRepaired, ledger.KindForeign:
+			// A repair or a foreign history kept one side's text aside.
+			if t.PreservedID != 0 && q.matches(t.Entry) {
+				what := "a repair of diverged representations kept the conflicting side's text"
+				if t.Kind == ledger.KindForeign {
+					what = "a client's copy from a history the server does not know was not CRDT-merged (" + t.Outcome + "); its text"
+				}
+				out = append(out, Finding{
+					Verdict: VerdictOverwrittenPreserved, Summary: what + " is preserved", Reason: t.Reason,
+					Entries: []int64{t.Seq}, Hash: t.Hash, Revision: t.Revision,
+					PreservedAt: fmt.Sprintf("/v1/documents/%s/preserved/%d", st.id, t.PreservedID),
+				})
+			}
+			continue
+		case ledger.KindPreserved:
+		default:
 			continue
 		}
 		if t.PreservedID != 0 && q.matches(t.Entry) {

@@ -30,6 +30,15 @@ import (
 // a trigger stamps on every insert or update, the syncer's or anyone
 // else's), the documents that did not match last time, and new ones; a
 // full pass every VerifyFullEvery verifies them all.
+//
+// Repair: a mismatched document is recorded as an open divergence under
+// its cohort's epoch and repaired at once through the engine (a repair
+// request in the shard's group commit: see internal/store repair.go),
+// which resolves the record. The report counts, per cohort, the documents
+// found diverged under the current epoch (mismatched, resolved or not:
+// integrity was broken during the soak), the divergences still open, and
+// the evidence gaps (clients holding operations the server has not
+// received for longer than GapAfter).
 
 // IntegrityConfig tunes the backfill and verification.
 type IntegrityConfig struct {
@@ -47,6 +56,9 @@ type IntegrityConfig struct {
 	// VerifyBatch is the number of documents read per statement (default
 	// 256).
 	VerifyBatch int
+	// GapAfter is how long a client may hold operations the server has
+	// not received before they count as an evidence gap (default 10m).
+	GapAfter time.Duration
 	// Disabled turns the integrity work off (reports carry zeros).
 	Disabled bool
 }
@@ -66,6 +78,9 @@ func (c *IntegrityConfig) defaults() {
 	}
 	if c.VerifyBatch <= 0 {
 		c.VerifyBatch = 256
+	}
+	if c.GapAfter <= 0 {
+		c.GapAfter = 10 * time.Minute
 	}
 }
 
@@ -249,7 +264,9 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	}
 	var todo []string
 	maxSeq := in.watermark
+	cohortOf := make(map[string]string, len(docs))
 	for _, d := range docs {
+		cohortOf[d.Doc] = d.Cohort
 		maxSeq = max(maxSeq, d.ChangeSeq)
 		v, known := in.verdict[d.Doc]
 		if full || !known || v != store.VerifyMatch || d.ChangeSeq > in.watermark-changeOverlap {
@@ -264,7 +281,8 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		for _, r := range res {
 			in.verdict[r.Doc] = r.Verdict
 			if r.Verdict == store.VerifyMismatch {
-				s.log.Warn("verification: mismatch", "doc", r.Doc, "detail", r.Detail)
+				s.log.Warn("verification: mismatch; repairing", "doc", r.Doc, "detail", r.Detail)
+				in.repair(ctx, r, cohortOf[r.Doc], epochs[cohortOf[r.Doc]])
 			}
 		}
 	}
@@ -310,23 +328,46 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	return nil
 }
 
+// repair records a mismatched document as an open divergence and has the
+// engine repair it; a failed repair stays open (and counted).
+func (in *integrity) repair(ctx context.Context, r store.VerifyResult, cohort string, epoch int64) {
+	s := in.s
+	if err := s.eng.RecordDivergence(ctx, r.Doc, store.DivergenceOutOfBand, cohort, epoch, "verification: "+r.Detail); err != nil {
+		s.log.Warn("verification: record divergence", "doc", r.Doc, "err", err)
+		return
+	}
+	res, err := s.eng.Repair(ctx, r.Doc, "verification")
+	if err != nil {
+		s.log.Error("repair failed; the divergence stays open", "doc", r.Doc, "err", err)
+		return
+	}
+	s.log.Info("repaired", "doc", r.Doc, "outcome", res.Outcome, "revision", res.Revision, "ledger_seq", res.LedgerSeq)
+	if res.Outcome != store.OutcomeConsistent {
+		// The next pass must look at it again, whatever its change_seq.
+		in.verdict[r.Doc] = store.VerifyMismatch
+	}
+}
+
 // cohortReport fills a cohort's report: documents and backfill counts
 // as counted now, verification as of the last pass under the cohort's
 // current epoch (zero before one completed).
-func (in *integrity) cohortReport(c dataplane.CohortStage, counts dataplane.CohortCounts, now time.Time) dataplane.CohortReport {
+func (in *integrity) cohortReport(c dataplane.CohortStage, counts dataplane.CohortCounts, div dataplane.DivergenceCounts, now time.Time) dataplane.CohortReport {
 	rep := dataplane.CohortReport{Cohort: c.Cohort, Epoch: c.Epoch, Documents: counts.Documents, Backfilled: counts.WithYjs,
-		BackfillComplete: counts.WithYjs >= counts.Documents, ReportedAt: now}
+		BackfillComplete: counts.WithYjs >= counts.Documents, ReportedAt: now,
+		OpenDivergences: div.Open, EvidenceGaps: div.Gaps}
+	if div.Found > 0 {
+		rep.Mismatched, rep.SampleMismatches = div.Found, slices.Clone(div.Samples)
+	}
 	if in == nil {
 		return rep
 	}
 	if v, ok := in.verification(c.Cohort); ok && v.Epoch == c.Epoch && verifyStage(c.Stage) {
-		rep.Verified, rep.Mismatched, rep.SampleMismatches = v.Verified, v.Mismatched, slices.Clone(v.Samples)
+		rep.Verified = v.Verified
+		if v.Mismatched > rep.Mismatched {
+			rep.Mismatched, rep.SampleMismatches = v.Mismatched, slices.Clone(v.Samples)
+		}
 		// Freshness: the counts are as old as the pass that made them.
 		rep.ReportedAt = v.At
 	}
-	// Open divergences and evidence gaps are not measured yet: the store
-	// marks no divergence as open (every superseded text is preserved
-	// and the save that superseded it committed), and every acknowledged
-	// save's ledger entry commits in the save's own transaction.
 	return rep
 }

@@ -170,9 +170,29 @@ func TestIntegrityBackfillAndVerify(t *testing.T) {
 	if _, err := pool.Exec(ctx, `UPDATE documents SET content = 'changed behind the syncer''s back' WHERE doc_id = $1`, tampered); err != nil {
 		t.Fatal(err)
 	}
-	rep = waitReport(t, dp, "mismatch reported", 30*time.Second, func(c dataplane.CohortReport) bool { return c.Mismatched == 1 })
-	if rep.Epoch != cs.Epoch || rep.Verified != n-1 || !slices.Equal(rep.SampleMismatches, []string{tampered}) {
+	// It is repaired at once (the row's change merged into the Yjs side),
+	// and stays counted as a mismatch found under this epoch, with its ID.
+	rep = waitReport(t, dp, "mismatch found and repaired", 30*time.Second, func(c dataplane.CohortReport) bool {
+		return c.Mismatched == 1 && c.Verified == n
+	})
+	if rep.Epoch != cs.Epoch || rep.OpenDivergences != 0 || !slices.Equal(rep.SampleMismatches, []string{tampered}) {
 		t.Fatalf("after the out-of-band write: %+v", rep)
+	}
+	// (Verified == n: its Yjs text now equals the row again.)
+	var legacy, by string
+	if err := pool.QueryRow(ctx, `SELECT d.content, r.saved_by FROM documents d
+		JOIN document_revisions r ON r.doc_id = d.doc_id AND r.revision = d.revision WHERE d.doc_id = $1`, tampered).Scan(&legacy, &by); err != nil {
+		t.Fatal(err)
+	}
+	if legacy != "changed behind the syncer's back" || by != "outside-the-gateway" {
+		t.Fatalf("after the repair: legacy %q, revision by %q", legacy, by)
+	}
+	// A new epoch (a rollback and a new attempt) starts the count again.
+	cs = setStage(t, dp, cs.Epoch, dataplane.StageLegacy)
+	cs = setStage(t, dp, cs.Epoch, dataplane.StageDualWrite)
+	rep = waitReport(t, dp, "new epoch", 30*time.Second, func(c dataplane.CohortReport) bool { return c.Epoch == cs.Epoch && c.Verified == n })
+	if rep.Mismatched != 0 || rep.OpenDivergences != 0 {
+		t.Fatalf("a new epoch still counts the old mismatch: %+v", rep)
 	}
 	cancel()
 	if err := <-done; err != nil {

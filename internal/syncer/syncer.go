@@ -230,11 +230,19 @@ func (s *Syncer) report(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gapAfter := 10 * time.Minute
+	if s.integ != nil {
+		gapAfter = s.integ.cfg.GapAfter
+	}
+	div, err := s.dp.CohortDivergences(ctx, s.cfg.Rollout, s.cfg.Shard, gapAfter, maxSamples)
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	rep := dataplane.ShardReport{Rollout: s.cfg.Rollout, Shard: s.cfg.Shard, ObservedEpoch: obs.Epoch,
 		Holder: fmt.Sprintf("%s#%d", s.holder(), s.eng.ShardEpoch()), ReportedAt: now}
 	for _, c := range obs.Cohorts {
-		rep.Cohorts = append(rep.Cohorts, s.integ.cohortReport(c, counts[c.Cohort], now))
+		rep.Cohorts = append(rep.Cohorts, s.integ.cohortReport(c, counts[c.Cohort], div[c.Cohort], now))
 	}
 	if err := s.dp.ReportShard(ctx, rep); err != nil {
 		return err

@@ -123,4 +123,7 @@ var (
 	ErrMalformedUpdate = errors.New("syncws: malformed update")
 	ErrTooLarge        = errors.New("syncws: too large")
 	ErrForbidden       = errors.New("syncws: forbidden")
+	// ErrForeignHistory: the client's copy is from a history the server
+	// does not know; the client must reload (CloseForeignHistory).
+	ErrForeignHistory = errors.New("syncws: foreign history")
 )

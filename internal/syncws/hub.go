@@ -846,6 +846,8 @@ func (c *conn) backendRefusal(what string, err error) *refusal {
 		return refuse(contract.CloseTooLarge, "%s: %v", what, err)
 	case errors.Is(err, ErrForbidden):
 		return refuse(contract.CloseForbidden, "%s: %v", what, err)
+	case errors.Is(err, ErrForeignHistory):
+		return refuse(contract.CloseForeignHistory, "%s: %v", what, err)
 	}
 	c.hub.log.Error("sync backend failed", "doc", c.s.DocID, "what", what, "err", err)
 	return refuse(contract.CloseInternalError, "%s failed; reconnect to retry", what)

@@ -20,6 +20,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -466,4 +468,48 @@ func (c *Client) WaitFor(ctx context.Context, cond func(text string) bool) error
 		case <-ch:
 		}
 	}
+}
+
+// IsForeignHistory reports the refusal (close code contract.CloseForeignHistory)
+// of a local copy the server does not share a history with: the server
+// merged its text and preserved it, and the copy must not be sent again.
+// Call Reset, then Run again.
+func IsForeignHistory(err error) bool {
+	var ref *RefusedError
+	return errors.As(err, &ref) && ref.Code == contract.CloseForeignHistory
+}
+
+// Reset sets the local copy aside (the store file is renamed to
+// path.foreign-<unix nanoseconds>, never deleted) and starts again from an
+// empty document, which the next Run fills from the server. Run must not
+// be running.
+func (c *Client) Reset() (archived string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return "", errors.New("localfirst: client closed")
+	}
+	path := c.st.path
+	if err := c.st.close(); err != nil {
+		return "", err
+	}
+	archived = fmt.Sprintf("%s.foreign-%d", path, time.Now().UnixNano())
+	if err := os.Rename(path, archived); err != nil {
+		return "", err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return "", err
+	}
+	doc := yjs.NewDoc(yjs.Options{})
+	st, _, _, err := openStore(path, doc)
+	if err != nil {
+		return "", err
+	}
+	doc.OnUpdate(func(u []byte) {
+		if c.capture {
+			c.captured = append(c.captured, append([]byte(nil), u...))
+		}
+	})
+	c.doc, c.st, c.serverSV, c.serverDS = doc, st, nil, nil
+	return archived, nil
 }

@@ -1,0 +1,412 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/merge"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// Divergence resolution (the brief's three cases; the first, a
+// stale-base legacy save, is applySave's three-way merge or preservation).
+//
+// A legacy row changed outside the gateway. Every write of a legacy row
+// guards on the change_seq the row had when the syncer last read or
+// wrote it (flush), so a save never lands on a stale cached copy: the
+// group aborts, its documents are dropped from memory and reloaded. A
+// document loaded with a row that differs from its save history or from
+// its Yjs text is marked diverged, and the next group that touches it
+// (a save, or the repair request verification submits on a mismatch)
+// repairs it first, in the same transaction:
+//
+//   - the row's content is captured as a revision of its own (saved by
+//     "outside-the-gateway"), so it is in the save history;
+//   - the representations are brought together from the stage's
+//     authoritative side with the other side's change merged in: a
+//     three-way merge whose base is the text both last agreed on (the Yjs
+//     text when the legacy row moved, the row when the Yjs side did); the
+//     result goes to the Yjs side as an ordinary edit of the server
+//     client (so concurrent client edits merge with it) and to the row;
+//   - on a conflict the authoritative side's text wins and the other's is
+//     preserved (preserved_content);
+//   - a ledger entry (repaired) and a resolved divergences row record it.
+//
+// A client history the server does not know (foreign generation): an
+// update that inserts at the very start of an empty text, from a client
+// other than the server, while the server's text starts with its genesis
+// content, was made by a client that never saw the server's document (its
+// copy was created on its own, for example by loading the text into a
+// fresh Y.Doc). CRDT-merging it would duplicate the text. It is not
+// integrated: the client's text is three-way merged on text against the
+// revision it most resembles (the last common text), the merge applied if
+// clean, the client's copy preserved either way, and the request refused
+// with CodeForeignHistory, so the client reloads instead of re-sending.
+
+// CodeForeignHistory refuses a Yjs update from a history the server does
+// not know; its text was merged and preserved (see the message).
+const CodeForeignHistory = "foreign_history"
+
+// Divergence kinds (divergences.kind).
+const (
+	DivergenceOutOfBand = "out-of-band-write"
+	DivergenceForeign   = "foreign-history"
+)
+
+// KindRepair asks the engine to repair a document if it diverged; the
+// request's tenant may be empty (the document's own is used).
+const KindRepair = "repair"
+
+// Outcomes of a repair request and of a foreign-history update.
+const (
+	OutcomeRepaired          = "repaired"
+	OutcomeRepairedPreserved = "repaired-preserved"
+	OutcomeConsistent        = "consistent"
+	OutcomeForeignMerged     = "foreign-merged"
+	OutcomeForeignPreserved  = "foreign-preserved"
+)
+
+// userOutside names writes made outside the gateway in the save history.
+const userOutside = "outside-the-gateway"
+
+// outsideChange reports whether the legacy row differs from the latest
+// revision of its save history (a write that bypassed the syncer). A
+// document without history (seeded directly) has nothing to compare.
+func (st *docState) outsideChange() bool {
+	return st.exists && st.lastRev > 0 && (!st.lastRevSame || st.lastRev != st.revision)
+}
+
+// repair brings a diverged document's representations together (see the
+// package comment above), queueing its writes on bc.
+func (e *Engine) repair(bc *batchCtx, st *docState) error {
+	st.diverged = false
+	stage := bc.stages[st.tenant]
+	if !st.exists || stage.Stage == dataplane.StageLegacyRetired {
+		// After LegacyRetired the legacy row is no longer kept.
+		return nil
+	}
+	legacyText := st.content
+	yText := ""
+	if st.ydoc != nil {
+		yText = st.ytext()
+	}
+	apart := st.ydoc != nil && yText != legacyText
+	// Which side moved? The Yjs side changes only in the syncer's own
+	// commits, which write the row too; so unless the row provably still
+	// holds the last revision written here, it is the row that moved.
+	rowAsWritten := st.lastRev > 0 && st.lastRevSame && st.lastRev == st.revision
+	legacyChanged := st.outsideChange() || (apart && !rowAsWritten)
+	if !legacyChanged && !apart {
+		return nil
+	}
+	en := ledger.Entry{Kind: ledger.KindRepaired, At: bc.now, Tenant: st.tenant, User: "server:repair",
+		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: "legacy",
+		LegacySHA256: ledger.SHA256Hex([]byte(legacyText)), Outcome: OutcomeRepaired}
+	var reason string
+	if legacyChanged {
+		// The row's content becomes a revision of its own: the history
+		// holds it whatever happens next.
+		// As the revision the writer gave it if it moved the number on
+		// from the history; otherwise as the next one.
+		target := max(st.revision, st.lastRev) + 1
+		if st.lastRev > 0 && st.revision > st.lastRev {
+			target = st.revision
+		}
+		st.revision = target - 1
+		e.writeRevision(bc, st, stage, userOutside, legacyText, false)
+		st.lastRev, st.lastRevSame = st.revision, true
+		reason = fmt.Sprintf("the legacy row was changed outside the gateway; its content was captured as revision %d", st.revision)
+	}
+	if st.ydoc != nil {
+		en.YjsSHA256 = ledger.SHA256Hex([]byte(yText))
+		// The text both sides last agreed on: the Yjs text when the row
+		// moved (every save writes both), else the row.
+		base := legacyText
+		if legacyChanged {
+			base = yText
+		}
+		auth, other := legacyText, yText
+		if !legacyAuthoritative(stage.Stage) {
+			auth, other = yText, legacyText
+		}
+		m := merge.Three(base, auth, other)
+		if m.Conflict {
+			st.preserved++
+			en.PreservedID = st.preserved
+			en.Outcome = OutcomeRepairedPreserved
+			bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, reason, saved_by, saved_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7)`, st.id, st.preserved, st.revision, other,
+				"repair of diverged representations: this side conflicted with the authoritative "+authSide(stage.Stage)+" side and is kept here",
+				"server:repair", bc.now)
+		}
+		if m.Text != yText {
+			u, err := st.setYText(m.Text)
+			if err != nil {
+				return err
+			}
+			if u != nil {
+				en.YjsSeq = e.appendYjs(bc, st, u, "server:repair")
+			}
+		}
+		if m.Text != st.content {
+			e.writeRevision(bc, st, stage, "server:repair", m.Text, false)
+		}
+		en.StateVector = svMap(st.ydoc.StateVector())
+		if reason == "" {
+			reason = "the Yjs text differed from the legacy row"
+		}
+		reason += "; repaired from the " + authSide(stage.Stage) + " side with the other side's change merged in"
+		en.ContentSHA256 = ledger.SHA256Hex([]byte(m.Text))
+	} else {
+		en.ContentSHA256 = ledger.SHA256Hex([]byte(legacyText))
+	}
+	en.Revision, en.Reason = st.revision, reason
+	sealed := e.appendLedger(bc, st, en)
+	e.resolveDivergence(bc, st, stage, DivergenceOutOfBand, reason, en.Outcome, sealed.Seq)
+	bc.repaired[st.id] = en.Outcome
+	return nil
+}
+
+func authSide(stage string) string {
+	if legacyAuthoritative(stage) {
+		return "legacy"
+	}
+	return "Yjs"
+}
+
+// resolveDivergence marks the document's open divergence of kind resolved,
+// or records one found and resolved now.
+func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.SaveStage, kind, detail, resolution string, seq int64) {
+	bc.pre.Queue(`
+		WITH r AS (UPDATE divergences SET resolved_at = $7, resolution = $6, ledger_seq = $8
+		           WHERE doc_id = $1 AND kind = $4 AND resolved_at IS NULL RETURNING 1)
+		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, resolved_at, resolution, ledger_seq)
+		SELECT $1, $2, $3, $4, $9, $10, $7, $5, $7, $6, $8 WHERE NOT EXISTS (SELECT 1 FROM r)`,
+		st.id, e.cfg.Shard, st.tenant, kind, detail, resolution, bc.now, seq, stage.Cohort, stage.Epoch)
+}
+
+// RecordDivergence records an open divergence of a document found by
+// verification, under the cohort and epoch it was found in (no-op if one
+// of the kind is already open).
+func (e *Engine) RecordDivergence(ctx context.Context, doc, kind, cohort string, epoch int64, detail string) error {
+	_, err := e.pool.Exec(ctx, `
+		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail)
+		SELECT doc_id, $2, tenant, $3, $4, $5, now(), $6 FROM documents WHERE doc_id = $1
+		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail)
+	if err != nil {
+		return fmt.Errorf("record divergence of %s: %w", doc, err)
+	}
+	return nil
+}
+
+// Repair submits a repair request for doc and returns its outcome.
+func (e *Engine) Repair(ctx context.Context, doc, requestID string) (Result, error) {
+	return e.Submit(ctx, Request{Kind: KindRepair, Doc: doc, RequestID: requestID})
+}
+
+// foreignItem reports whether dec inserts, from a client other than the
+// server's, at the start of an empty text while the server's text has
+// its genesis content: an insertion made without the server's document.
+func foreignItem(st *docState, dec *yjs.DecodedUpdate) bool {
+	if st.ydoc == nil {
+		return false
+	}
+	sv := st.ydoc.StateVector()
+	if sv[GenesisClientID] == 0 {
+		return false // an empty genesis: concurrent first edits are ordinary
+	}
+	server := serverClient(st.id)
+	for _, it := range dec.Structs {
+		if it.IsSkip() || it.IsGC() || it.HasOrigin() || it.HasRightOrigin() {
+			continue
+		}
+		c := it.ID.Client
+		if c == GenesisClientID || c == server || it.ID.Clock < sv[c] {
+			continue // the server's own, or already held
+		}
+		if k, ok := it.ParentKey(); ok && k == contract.YjsTextName {
+			return true
+		}
+	}
+	return false
+}
+
+// applyForeign resolves an update from a history the server does not
+// know: never integrated; its text merged and preserved.
+func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o *op, stage dataplane.SaveStage) error {
+	r := &o.req
+	sha := ledger.SHA256Hex(r.Update)
+	detail := "update sha256 " + sha
+	var seen bool
+	if err := bc.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM divergences WHERE doc_id = $1 AND kind = $2 AND detail = $3)`,
+		st.id, DivergenceForeign, detail).Scan(&seen); err != nil {
+		return err
+	}
+	if seen {
+		// A replay: it was resolved before; nothing changes.
+		o.err = errf(http.StatusConflict, CodeForeignHistory, "this update comes from a copy of the document the server does not know; it was merged and preserved before: reload the document")
+		return nil
+	}
+	scratch := yjs.NewDoc(yjs.Options{ClientID: 1})
+	if err := scratch.ApplyUpdate(r.Update); err != nil {
+		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidUpdate, "update cannot be integrated: "+err.Error())
+		return nil
+	}
+	theirs := scratch.GetText(contract.YjsTextName).String()
+	ours := st.ytext()
+	base, baseRev, err := e.closestRevision(ctx, bc, st, theirs)
+	if err != nil {
+		return err
+	}
+	m := merge.Three(base, ours, theirs)
+	st.preserved++
+	pid := st.preserved
+	bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, reason, saved_by, saved_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, st.id, pid, baseRev, theirs,
+		"a Yjs client's copy from a history the server does not know (another document generation): not CRDT-merged; kept here", r.User, bc.now)
+	outcome := OutcomeForeignPreserved
+	if !m.Conflict {
+		outcome = OutcomeForeignMerged
+	}
+	en := e.entry(bc, st, o, ledger.KindForeign)
+	en.Clients, en.UpdateSHA256, en.PreservedID, en.Outcome = clientsOf(mustDecode(r.Update)), sha, pid, outcome
+	en.BaseRevision = baseRev
+	if !m.Conflict && m.Text != ours {
+		u, err := st.setYText(m.Text)
+		if err != nil {
+			return err
+		}
+		if u != nil {
+			en.YjsSeq = e.appendYjs(bc, st, u, "server:foreign-merge:"+r.User)
+		}
+		e.writeRevision(bc, st, stage, r.User, m.Text, false)
+	}
+	text := st.ytext()
+	en.Revision, en.ContentSHA256, en.StateVector = st.revision, ledger.SHA256Hex([]byte(text)), svMap(st.ydoc.StateVector())
+	sealed := e.appendLedger(bc, st, en)
+	e.resolveDivergence(bc, st, stage, DivergenceForeign, detail, outcome, sealed.Seq)
+	msg := fmt.Sprintf("this update comes from a copy of the document the server does not know; it was not CRDT-merged. Its text is preserved at %s/%s/preserved/%d", contract.PathDocuments, st.id, pid)
+	if m.Conflict {
+		msg += " and conflicted with the document, which keeps its text"
+	} else {
+		msg += " and was three-way merged into the document as revision " + strconv.FormatInt(st.revision, 10)
+	}
+	o.err = errf(http.StatusConflict, CodeForeignHistory, "%s; reload the document", msg)
+	return nil
+}
+
+func mustDecode(u []byte) *yjs.DecodedUpdate {
+	d, err := yjs.DecodeUpdate(u)
+	if err != nil {
+		return &yjs.DecodedUpdate{}
+	}
+	return d
+}
+
+// closestRevision picks, among the document's latest revisions, the one
+// text resembles most (longest common prefix plus suffix): the last text
+// a foreign copy plausibly shared with the server. None resembling it
+// gives the empty text, revision 0.
+func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState, text string) (string, int64, error) {
+	rows, err := bc.conn.Query(ctx, `SELECT revision, content FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 32`, st.id)
+	if err != nil {
+		return "", 0, err
+	}
+	defer rows.Close()
+	best, bestRev, bestScore := "", int64(0), 0
+	for rows.Next() {
+		var rev int64
+		var c string
+		if err := rows.Scan(&rev, &c); err != nil {
+			return "", 0, err
+		}
+		if s := commonEnds(c, text); s > bestScore {
+			best, bestRev, bestScore = c, rev, s
+		}
+	}
+	for rev, c := range bc.revPending[st.id] {
+		if s := commonEnds(c, text); s > bestScore {
+			best, bestRev, bestScore = c, rev, s
+		}
+	}
+	return best, bestRev, rows.Err()
+}
+
+// commonEnds is the length of a and b's common prefix plus their common
+// suffix in what remains.
+func commonEnds(a, b string) int {
+	p := 0
+	for p < len(a) && p < len(b) && a[p] == b[p] {
+		p++
+	}
+	s := 0
+	for s < len(a)-p && s < len(b)-p && a[len(a)-1-s] == b[len(b)-1-s] {
+		s++
+	}
+	return p + s
+}
+
+// ErrStaleRow fails a group whose cached copy of a legacy row is older
+// than the row: something outside the gateway changed it. The group runs
+// again from reloaded documents.
+var ErrStaleRow = errors.New("store: a legacy row changed outside the gateway since it was read")
+
+func errStaleRow(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "22012" { // division_by_zero: the guard
+		return fmt.Errorf("%w: %w", ErrStaleRow, err)
+	}
+	return err
+}
+
+// noteGaps records the operations a client announced that the server
+// lacks (client_gaps), open until an update covers them.
+func (e *Engine) noteGaps(bc *batchCtx, st *docState, tenant string, missing map[uint64][2]uint64) {
+	if len(missing) == 0 {
+		return
+	}
+	var clients, from, to []int64
+	for c, rg := range missing {
+		clients, from, to = append(clients, int64(c)), append(from, int64(rg[0])), append(to, int64(rg[1]))
+		if st.gaps == nil {
+			st.gaps = map[uint64]uint64{}
+		}
+		st.gaps[c] = max(st.gaps[c], rg[1])
+	}
+	bc.pre.Queue(`
+		INSERT INTO client_gaps (doc_id, client, shard, tenant, clock_from, clock_to, first_seen, last_seen)
+		SELECT $1, c, $2, $3, f, t, $7, $7 FROM unnest($4::bigint[], $5::bigint[], $6::bigint[]) AS x(c, f, t)
+		ON CONFLICT (doc_id, client) DO UPDATE SET
+		  clock_to = CASE WHEN client_gaps.closed_at IS NULL THEN greatest(client_gaps.clock_to, EXCLUDED.clock_to) ELSE EXCLUDED.clock_to END,
+		  clock_from = CASE WHEN client_gaps.closed_at IS NULL THEN client_gaps.clock_from ELSE EXCLUDED.clock_from END,
+		  first_seen = CASE WHEN client_gaps.closed_at IS NULL THEN client_gaps.first_seen ELSE EXCLUDED.first_seen END,
+		  last_seen = EXCLUDED.last_seen, closed_at = NULL`,
+		st.id, e.cfg.Shard, tenant, clients, from, to, bc.now)
+}
+
+// closeGaps closes the document's open client gaps its state now covers.
+func (e *Engine) closeGaps(bc *batchCtx, st *docState) {
+	if len(st.gaps) == 0 || st.ydoc == nil {
+		return
+	}
+	sv := st.ydoc.StateVector()
+	var done []int64
+	for c, to := range st.gaps {
+		if sv[c] >= to {
+			done = append(done, int64(c))
+			delete(st.gaps, c)
+		}
+	}
+	if len(done) > 0 {
+		bc.pre.Queue(`UPDATE client_gaps SET closed_at = $3 WHERE doc_id = $1 AND client = ANY($2::bigint[]) AND closed_at IS NULL`,
+			st.id, done, bc.now)
+	}
+}

@@ -1,0 +1,282 @@
+package store
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// outOfBand changes a legacy row the way a writer bypassing the gateway
+// would (no revision row, no ledger entry), optionally bumping revision.
+func (e *env) outOfBand(doc, content string, bump bool) {
+	e.t.Helper()
+	q := `UPDATE documents SET content = $2 WHERE doc_id = $1`
+	if bump {
+		q = `UPDATE documents SET content = $2, revision = revision + 1 WHERE doc_id = $1`
+	}
+	if _, err := e.pool.Exec(e.t.Context(), q, doc, content); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *env) revisionText(doc string, rev int64) (string, string) {
+	e.t.Helper()
+	var c, by string
+	if err := e.pool.QueryRow(e.t.Context(), `SELECT content, saved_by FROM document_revisions WHERE doc_id = $1 AND revision = $2`, doc, rev).Scan(&c, &by); err != nil {
+		e.t.Fatalf("revision %d of %s: %v", rev, doc, err)
+	}
+	return c, by
+}
+
+func (e *env) yjsText(doc string) string {
+	e.t.Helper()
+	res, err := e.eng.VerifyDocs(e.t.Context(), []string{doc})
+	if err != nil || len(res) != 1 {
+		e.t.Fatalf("verify %s: %v %v", doc, res, err)
+	}
+	if res[0].Verdict != VerifyMatch {
+		e.t.Fatalf("%s: representations differ: %s", doc, res[0].Detail)
+	}
+	d, err := e.eng.Read(e.t.Context(), "t1", doc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d.Content
+}
+
+// A save reaching a cached copy older than its legacy row (a write made
+// outside the gateway in between) never overwrites that write unseen: the
+// row's content is captured as its own revision first, the representations
+// are repaired, and only then is the save applied, all in one commit.
+func TestSaveOverOutOfBandWriteKeepsIt(t *testing.T) {
+	for _, stage := range []string{dataplane.StageLegacy, dataplane.StageVerify, dataplane.StageLocalFirst} {
+		t.Run(stage, func(t *testing.T) {
+			e := setup(t)
+			e.cohort("c", stage, "t1")
+			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "alpha beta"})
+			// The document is now cached; a writer changes the row behind it.
+			e.outOfBand("d", "alpha beta gamma", false)
+			res := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "u", Content: "alpha beta delta", BaseRevision: 1})
+			// Revision 2 is the captured out-of-band text; the save was
+			// based on revision 1, so it is a stale-base save now.
+			got, by := e.revisionText("d", 2)
+			if got != "alpha beta gamma" || by != userOutside {
+				t.Fatalf("revision 2 = %q by %q, want the out-of-band text captured", got, by)
+			}
+			if res.Revision != 3 {
+				t.Fatalf("save committed as revision %d, want 3", res.Revision)
+			}
+			switch stage {
+			case dataplane.StageLocalFirst:
+				// Yjs-authoritative: three-way merged, both changes kept.
+				if res.Outcome != OutcomeMerged || *res.Content != "alpha beta gamma delta" && *res.Content != "alpha beta delta gamma" {
+					t.Fatalf("outcome %s content %q, want both changes merged", res.Outcome, *res.Content)
+				}
+			default:
+				// Legacy-authoritative: the save wins as the legacy store
+				// would, and the captured revision stays readable.
+				if res.Outcome != OutcomeOverwrittenPreserved || res.SupersededRevision != 2 {
+					t.Fatalf("outcome %s superseded %d, want overwritten-preserved of revision 2", res.Outcome, res.SupersededRevision)
+				}
+			}
+			var repaired int
+			for _, en := range e.entries("d") {
+				if en.Kind == ledger.KindRepaired {
+					repaired++
+					if en.LegacySHA256 != ledger.SHA256Hex([]byte("alpha beta gamma")) || en.Revision != 2 {
+						t.Fatalf("repair entry %+v", en)
+					}
+				}
+			}
+			if repaired != 1 {
+				t.Fatalf("%d repair entries, want 1", repaired)
+			}
+			if stage != dataplane.StageLegacy {
+				if txt := e.yjsText("d"); txt != *res.Content {
+					t.Fatalf("Yjs text %q, legacy %q", txt, *res.Content)
+				}
+			}
+			if n := e.count(`SELECT count(*) FROM divergences WHERE doc_id = 'd' AND kind = $1 AND resolved_at IS NOT NULL`, DivergenceOutOfBand); n != 1 {
+				t.Fatalf("%d resolved divergences, want 1", n)
+			}
+		})
+	}
+}
+
+// Verification finds a legacy row changed outside the gateway; the repair
+// merges that change into the authoritative Yjs side as an edit, so the
+// clients' own edits stay, and resolves the recorded divergence.
+func TestVerificationRepairsOutOfBandWrite(t *testing.T) {
+	e := setup(t)
+	st := e.cohort("c", dataplane.StageLocalFirst, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "one two"})
+	// A local-first client edits, then the legacy row is changed outside.
+	u := e.clientEdit("t1", "d", 7, " three")
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "u", Update: u})
+	e.outOfBand("d", "zero one two three", true)
+
+	res, err := e.eng.VerifyDocs(t.Context(), []string{"d"})
+	if err != nil || res[0].Verdict != VerifyMismatch {
+		t.Fatalf("verification %+v %v, want a mismatch", res, err)
+	}
+	if err := e.eng.RecordDivergence(t.Context(), "d", DivergenceOutOfBand, "c", st.Epoch, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(`SELECT count(*) FROM divergences WHERE resolved_at IS NULL`); n != 1 {
+		t.Fatalf("%d open divergences, want 1", n)
+	}
+	rep, err := e.eng.Repair(t.Context(), "d", "verification")
+	if err != nil || rep.Outcome != OutcomeRepaired {
+		t.Fatalf("repair: %+v %v", rep, err)
+	}
+	// The legacy change (a word at the start) is merged into the Yjs side
+	// as an edit, so the client's own edit stays with it.
+	if txt := e.yjsText("d"); txt != "zero one two three" {
+		t.Fatalf("after repair the text is %q", txt)
+	}
+	if n := e.count(`SELECT count(*) FROM divergences WHERE resolved_at IS NULL`); n != 0 {
+		t.Fatalf("%d open divergences after the repair", n)
+	}
+	// Repairing again changes nothing.
+	if rep, err := e.eng.Repair(t.Context(), "d", "verification"); err != nil || rep.Outcome != OutcomeConsistent {
+		t.Fatalf("second repair: %+v %v", rep, err)
+	}
+	// The client that made " three" continues from its state: its next
+	// edit lands after the repaired text.
+	u2 := e.clientEdit("t1", "d", 7, " four")
+	r2 := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "u", Update: u2})
+	if r2.Outcome != OutcomeSaved || e.yjsText("d") != "zero one two three four" {
+		t.Fatalf("after the repair the client's edit gave %q (%s)", e.yjsText("d"), r2.Outcome)
+	}
+	counts, err := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := counts["c"]; c.Found != 1 || c.Open != 0 || len(c.Samples) != 1 || c.Samples[0] != "d" {
+		t.Fatalf("cohort counts %+v, want found 1 (d), open 0", c)
+	}
+}
+
+// A client whose copy was made without the server's document (its text
+// inserted into a fresh Y.Doc) is not CRDT-merged, which would duplicate
+// the text: its text is merged on text, its copy preserved, and it is told
+// to reload. Replaying the same update changes nothing.
+func TestForeignHistoryIsMergedOnTextAndPreserved(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "The cat sat."})
+	// Meanwhile the server's copy moves on.
+	u := e.clientEdit("t1", "d", 5, " It purred.")
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "u", Update: u})
+
+	// The foreign copy: the legacy text typed into a fresh document, then
+	// edited at the start.
+	f := yjs.NewDoc(yjs.Options{ClientID: 99})
+	var fu [][]byte
+	f.OnUpdate(func(b []byte) { fu = append(fu, b) })
+	tx := f.GetText(contract.YjsTextName)
+	if err := tx.Insert(0, "The cat sat.", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Insert(0, "Today: ", nil); err != nil {
+		t.Fatal(err)
+	}
+	full := f.EncodeStateAsUpdate(nil)
+	_, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "v", Update: full})
+	var se *Error
+	if !errors.As(err, &se) || se.Code != CodeForeignHistory {
+		t.Fatalf("foreign update: %v, want %s", err, CodeForeignHistory)
+	}
+	want := "Today: The cat sat. It purred."
+	if got := e.yjsText("d"); got != want {
+		t.Fatalf("text %q, want %q (merged on text, not duplicated)", got, want)
+	}
+	var pid int64
+	var kept string
+	if err := e.pool.QueryRow(t.Context(), `SELECT preserved_id, content FROM preserved_content WHERE doc_id = 'd'`).Scan(&pid, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept != "Today: The cat sat." || !strings.Contains(se.Message, "/preserved/") {
+		t.Fatalf("preserved %q, message %q", kept, se.Message)
+	}
+	ledgerLen := len(e.entries("d"))
+	_, err = e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "v", Update: full})
+	if !errors.As(err, &se) || se.Code != CodeForeignHistory {
+		t.Fatalf("replayed foreign update: %v", err)
+	}
+	if n := len(e.entries("d")); n != ledgerLen || e.yjsText("d") != want || e.count(`SELECT count(*) FROM preserved_content`) != 1 {
+		t.Fatalf("a replay changed something: ledger %d -> %d", ledgerLen, n)
+	}
+	ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Tenant: "t1", Doc: "d", Client: 99})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != VerdictOverwrittenPreserved {
+		t.Fatalf("evidence for the foreign client: %s, want %s", ev.Verdict, VerdictOverwrittenPreserved)
+	}
+	// An ordinary client that started from the server's state still
+	// inserts at the start without being taken for a foreign one.
+	sync := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "w", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	o := yjs.NewDoc(yjs.Options{ClientID: 6})
+	if err := o.ApplyUpdate(sync.Update); err != nil {
+		t.Fatal(err)
+	}
+	sv := o.StateVector()
+	if err := o.GetText(contract.YjsTextName).Insert(0, "Note: ", nil); err != nil {
+		t.Fatal(err)
+	}
+	r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "w", Update: o.EncodeStateAsUpdate(sv)})
+	if r.Outcome != OutcomeSaved || e.yjsText("d") != "Note: "+want {
+		t.Fatalf("an insert at the start by a synced client: %s, text %q", r.Outcome, e.yjsText("d"))
+	}
+}
+
+// Operations a client announces and the server lacks are an open gap
+// until an update brings them; a gap older than the threshold counts.
+func TestClientGapsOpenAndClose(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	c := yjs.NewDoc(yjs.Options{ClientID: 42})
+	if err := c.ApplyUpdate(res.Update); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetText(contract.YjsTextName).Insert(1, "yz", nil); err != nil {
+		t.Fatal(err)
+	}
+	// It announces its state vector and is cut off before sending.
+	e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: c.EncodeStateVector()})
+	counts, err := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts["c"].Gaps != 1 {
+		t.Fatalf("gaps %+v, want 1 open past a zero threshold", counts["c"])
+	}
+	if counts, _ := e.dp.CohortDivergences(t.Context(), rollout, 0, 3600e9, 5); counts["c"].Gaps != 0 {
+		t.Fatalf("a gap younger than the threshold counted: %+v", counts["c"])
+	}
+	// A new engine (restart) still knows the gap and closes it when the
+	// operations arrive.
+	e.eng.Close()
+	eng, err := Open(t.Context(), e.eng.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	e.eng = eng
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "u", Update: c.EncodeStateAsUpdate(nil)})
+	counts, _ = e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5)
+	if counts["c"].Gaps != 0 {
+		t.Fatalf("gap still open after the update: %+v", counts["c"])
+	}
+	if n := e.count(`SELECT count(*) FROM client_gaps WHERE closed_at IS NOT NULL AND client = 42`); n != 1 {
+		t.Fatalf("%d closed gaps, want 1", n)
+	}
+}
