@@ -74,6 +74,7 @@ func run() error {
 	flag.IntVar(&cfg.Integrity.BackfillBatch, "backfill-batch", 100, "documents per backfill transaction")
 	flag.DurationVar(&cfg.Integrity.VerifyEvery, "verify-every", time.Second, "interval of incremental verification passes")
 	flag.DurationVar(&cfg.Integrity.VerifyFullEvery, "verify-full-every", time.Minute, "interval of full verification passes")
+	flag.DurationVar(&cfg.Integrity.GapAfter, "gap-after", 10*time.Minute, "how long a client may hold operations the server lacks before they count as an evidence gap")
 	flag.Parse()
 	cfg.PodName = os.Getenv(contract.EnvPodName)
 	if cfg.PodName == "" {

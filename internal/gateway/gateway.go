@@ -46,6 +46,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/auth"
@@ -84,6 +85,11 @@ type Gateway struct {
 	// syncBE is the sync WebSocket's backend (NewSyncBackend), told of
 	// REST saves so connected Yjs clients get them live.
 	syncBE *SyncBackend
+
+	// Saves whose commit could not be confirmed, to record (unconfirmed.go).
+	unconfMu      sync.Mutex
+	unconf        []unconfirmed
+	unconfRunning bool
 }
 
 // New returns a gateway.
@@ -353,6 +359,9 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 	}
 	res, err := s.Apply(r.Context(), req)
 	if err != nil {
+		if unavailable(err) {
+			g.recordUnconfirmed(req, err)
+		}
 		syncer.WriteError(w, err)
 		return
 	}

@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// A save that reached the gateway but whose commit the gateway could not
+// confirm (the syncer was unreachable, restarting or fenced) must still
+// leave a trace in the document's ledger (I6): the client was told to
+// retry, and support must be able to see that it tried. The rejection is
+// recorded as soon as the document's syncer answers again, in the
+// background, retried for up to unconfirmedPatience. If the save did
+// commit after all (the answer was lost), the ledger holds both, and the
+// evidence verdict for the request is its commit.
+
+// CodeUnconfirmed names such a ledger entry.
+const CodeUnconfirmed = "unconfirmed"
+
+const (
+	unconfirmedQueue    = 4096
+	unconfirmedPatience = 2 * time.Minute
+)
+
+type unconfirmed struct {
+	req store.Request
+	at  time.Time
+}
+
+// unavailable reports whether err left the save's fate unknown to the
+// gateway (as opposed to a refusal the syncer recorded itself).
+func unavailable(err error) bool {
+	var e *store.Error
+	if !errors.As(err, &e) {
+		return true
+	}
+	return e.Code == store.CodeUnavailable || e.Code == store.CodeFenced
+}
+
+// recordUnconfirmed queues the trace of a save the gateway could not
+// confirm; when the queue is full the oldest pending trace is logged and
+// dropped (the gateway's own log is then the only record).
+func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
+	if req.Kind != store.KindCreate && req.Kind != store.KindSave && req.Kind != store.KindYjs {
+		return
+	}
+	rec := store.Request{Kind: store.KindReject, Doc: req.Doc, Tenant: req.Tenant, User: req.User, RequestID: req.RequestID,
+		IdempotencyKey: req.IdempotencyKey, Code: CodeUnconfirmed,
+		Reason: "the save reached the gateway but its commit could not be confirmed (" + cause.Error() + "); the client was told to retry"}
+	u := unconfirmed{req: rec, at: g.cfg.Now()}
+	g.unconfMu.Lock()
+	defer g.unconfMu.Unlock()
+	if len(g.unconf) >= unconfirmedQueue {
+		g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", g.unconf[0].req.Doc, "request", g.unconf[0].req.RequestID)
+		g.unconf = g.unconf[1:]
+	}
+	g.unconf = append(g.unconf, u)
+	if !g.unconfRunning {
+		g.unconfRunning = true
+		go g.drainUnconfirmed()
+	}
+}
+
+// drainUnconfirmed records the queued traces, retrying with backoff, and
+// exits when the queue is empty.
+func (g *Gateway) drainUnconfirmed() {
+	backoff := 100 * time.Millisecond
+	for {
+		g.unconfMu.Lock()
+		if len(g.unconf) == 0 {
+			g.unconfRunning = false
+			g.unconfMu.Unlock()
+			return
+		}
+		u := g.unconf[0]
+		g.unconfMu.Unlock()
+		err := g.recordOne(u.req)
+		g.unconfMu.Lock()
+		switch {
+		case err == nil || !unavailable(err):
+			if err != nil {
+				g.log.Warn("recording an unconfirmed save", "doc", u.req.Doc, "err", err)
+			}
+			g.unconf = g.unconf[1:]
+			backoff = 100 * time.Millisecond
+		case g.cfg.Now().Sub(u.at) > unconfirmedPatience:
+			g.log.Error("gave up recording an unconfirmed save", "doc", u.req.Doc, "request", u.req.RequestID, "err", err)
+			g.unconf = g.unconf[1:]
+		}
+		g.unconfMu.Unlock()
+		if err != nil && unavailable(err) {
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+func (g *Gateway) recordOne(req store.Request) error {
+	s, err := g.syncerFor(req.Doc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = s.Apply(ctx, req)
+	return err
+}
