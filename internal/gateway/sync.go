@@ -67,11 +67,15 @@ type SyncBackend struct {
 	mu       sync.Mutex
 	step1    map[string]step1Answer // by ConnID: AnnounceStateVector's answer for SyncStep1
 	recorded map[string]bool        // by ConnID: the syncer already recorded the refusal
-	tenants  map[string]int         // open sessions per document tenant
-	proto    map[string]string      // last protocol told per tenant
-	docs     map[string]int         // open sessions per document
-	roomSV   map[string][]byte      // per open document: the server state vector its room caught up to
-	hub      *syncws.Hub
+	// announced: by ConnID, the state vector of a client that held
+	// operations the server lacked when it announced it; on disconnect the
+	// syncer records when it was last seen, if they are still missing.
+	announced map[string][]byte
+	tenants   map[string]int    // open sessions per document tenant
+	proto     map[string]string // last protocol told per tenant
+	docs      map[string]int    // open sessions per document
+	roomSV    map[string][]byte // per open document: the server state vector its room caught up to
+	hub       *syncws.Hub
 }
 
 // PathSyncNotify+docID (POST, internal token) tells a document's gateway
@@ -84,7 +88,7 @@ type step1Answer struct {
 
 // NewSyncBackend returns the gateway's sync backend.
 func (g *Gateway) NewSyncBackend() *SyncBackend {
-	b := &SyncBackend{g: g, step1: map[string]step1Answer{}, recorded: map[string]bool{},
+	b := &SyncBackend{g: g, step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
 		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{}}
 	g.syncBE = b
 	return b
@@ -175,6 +179,9 @@ func (b *SyncBackend) AnnounceStateVector(ctx context.Context, s syncws.Session,
 		ans.serverSV = []byte{0} // no Yjs state yet: the empty state vector
 	}
 	b.mu.Lock()
+	if len(res.Missing) > 0 {
+		b.announced[s.ConnID] = ans.sv
+	}
 	b.step1[s.ConnID] = ans
 	if _, ok := b.roomSV[s.DocID]; !ok && b.docs[s.DocID] > 0 {
 		b.roomSV[s.DocID] = ans.serverSV
@@ -261,10 +268,14 @@ func (b *SyncBackend) Opened(_ context.Context, s syncws.Session) {
 }
 
 // Closed implements syncws.SessionObserver.
-func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, _ int, _ string) {
+func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, code int, reason string) {
 	t := docTenant(s)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if sv, ok := b.announced[s.ConnID]; ok {
+		delete(b.announced, s.ConnID)
+		go b.lastSeen(s, sv, code, reason)
+	}
 	delete(b.step1, s.ConnID)
 	delete(b.recorded, s.ConnID)
 	if b.tenants[t]--; b.tenants[t] <= 0 {
@@ -274,6 +285,21 @@ func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, _ int, _ strin
 	if b.docs[s.DocID]--; b.docs[s.DocID] <= 0 {
 		delete(b.docs, s.DocID)
 		delete(b.roomSV, s.DocID)
+	}
+}
+
+// lastSeen tells the syncer a client that had announced operations the
+// server lacked is gone; it records when, if they are still missing.
+func (b *SyncBackend) lastSeen(s syncws.Session, sv []byte, code int, reason string) {
+	c, err := b.g.syncerFor(s.DocID)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Apply(ctx, store.Request{Kind: store.KindDisconnect, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
+		RequestID: b.requestID(s), StateVector: sv, Code: fmt.Sprintf("websocket_%d", code), Reason: reason}); err != nil {
+		b.g.log.Warn("recording a disconnect", "doc", s.DocID, "err", err)
 	}
 }
 

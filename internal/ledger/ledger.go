@@ -45,6 +45,10 @@ const (
 	// (another document generation); it was not CRDT-merged: its text was
 	// three-way merged on text and its copy preserved (PreservedID).
 	KindForeign = "foreign-history"
+	// KindDisconnected: a client that had announced operations the server
+	// lacks disconnected without sending them (Missing, StateVector as it
+	// announced); its At is when the client was last seen.
+	KindDisconnected = "disconnected"
 )
 
 // Entry is one ledger record. Only fields that apply are set.

@@ -412,7 +412,7 @@ func (e *Engine) validate(r *Request) *Error {
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "idempotency key longer than %d bytes", contract.MaxIDBytes)
 	}
 	switch r.Kind {
-	case KindCreate, KindSave, KindYjs, KindSync1, KindReject, KindRepair:
+	case KindCreate, KindSave, KindYjs, KindSync1, KindReject, KindRepair, KindDisconnect:
 	default:
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "unknown request kind %q", r.Kind)
 	}
@@ -440,7 +440,7 @@ func (e *Engine) entry(bc *batchCtx, st *docState, o *op, kind string) ledger.En
 		stage = bc.stages[st.tenant]
 	}
 	proto := "legacy"
-	if o.req.Kind == KindYjs || o.req.Kind == KindSync1 {
+	if o.req.Kind == KindYjs || o.req.Kind == KindSync1 || o.req.Kind == KindDisconnect {
 		proto = "yjs"
 	}
 	return ledger.Entry{
@@ -502,6 +502,8 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 		return e.applyYjs(ctx, bc, st, o)
 	case KindSync1:
 		return e.applySync1(bc, st, o)
+	case KindDisconnect:
+		return e.applyDisconnect(bc, st, o)
 	}
 	return nil
 }

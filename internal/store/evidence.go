@@ -91,13 +91,13 @@ func (q EvidenceQuery) matches(en ledger.Entry) bool {
 	case q.Request != "":
 		return en.IdempotencyKey == q.Request || en.RequestID == q.Request
 	case q.Revision != 0:
-		return en.Revision == q.Revision && en.Kind != ledger.KindStateVector && en.Kind != ledger.KindRejected
+		return en.Revision == q.Revision && en.Kind != ledger.KindStateVector && en.Kind != ledger.KindRejected && en.Kind != ledger.KindDisconnected
 	case q.Client != 0:
 		c := strconv.FormatUint(q.Client, 10)
 		if slices.Contains(en.Clients, q.Client) {
 			return true
 		}
-		if en.Kind == ledger.KindStateVector {
+		if en.Kind == ledger.KindStateVector || en.Kind == ledger.KindDisconnected {
 			_, ok := en.StateVector[c]
 			return ok
 		}
@@ -165,7 +165,7 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 	// do not hold.
 	lastMissing := map[string]TimelineEntry{}
 	for _, t := range sub {
-		if t.Kind != ledger.KindStateVector {
+		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected {
 			continue
 		}
 		for c := range t.Missing {

@@ -410,3 +410,36 @@ func (e *Engine) closeGaps(bc *batchCtx, st *docState) {
 			st.id, done, bc.now)
 	}
 }
+
+// applyDisconnect records when a client that announced operations the
+// server still lacks was last seen: a ledger entry and the gap rows' last
+// seen. A client that holds nothing we lack leaves no entry.
+func (e *Engine) applyDisconnect(bc *batchCtx, st *docState, o *op) error {
+	r := &o.req
+	o.res = Result{Doc: st.id, Outcome: OutcomeConsistent}
+	if !st.exists || st.ydoc == nil {
+		return nil
+	}
+	sv, err := yjs.DecodeStateVector(r.StateVector)
+	if err != nil {
+		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidSV, "not a Yjs state vector: "+err.Error())
+		return nil
+	}
+	missing := map[string][2]uint64{}
+	var clients []int64
+	for c, rg := range st.ydoc.Missing(sv) {
+		missing[strconv.FormatUint(c, 10)] = [2]uint64{rg.Clock, rg.End()}
+		clients = append(clients, int64(c))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	en := e.entry(bc, st, o, ledger.KindDisconnected)
+	en.StateVector, en.Missing, en.Code, en.Reason = svMap(sv), missing, r.Code, r.Reason
+	sealed := e.appendLedger(bc, st, en)
+	bc.pre.Queue(`UPDATE client_gaps SET last_seen = $3 WHERE doc_id = $1 AND client = ANY($2::bigint[]) AND closed_at IS NULL`,
+		st.id, clients, bc.now)
+	o.res = Result{Doc: st.id, Outcome: OutcomeRecorded, Missing: missing}
+	e.stamp(&o.res, st, sealed)
+	return nil
+}

@@ -57,6 +57,9 @@ const (
 	KindYjs    = "yjs-update"
 	KindSync1  = "sync-step-1"
 	KindReject = "reject"
+	// KindDisconnect: a client that announced StateVector disconnected;
+	// recorded only if it still holds operations the server lacks.
+	KindDisconnect = "disconnect"
 )
 
 // Outcomes of a save.
