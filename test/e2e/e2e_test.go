@@ -30,6 +30,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/devenv"
+	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 )
 
 var env *devenv.Env
@@ -261,6 +262,36 @@ func TestRolloutWithRealShards(t *testing.T) {
 		if text == "notes" {
 			code, _ := call(http.MethodGet, gw0+"/v1/documents/"+id, alice, nil, nil)
 			g.Expect(code).To(Equal(http.StatusNotFound))
+		}
+	}
+
+	// Now local-first: stock y-websocket clients edit each of alice's
+	// documents through both gateway processes (one of them forwards to the
+	// document's shard), one goes offline and comes back, and all converge
+	// to the text the legacy API then reads through either gateway.
+	var toks []string
+	for _, u := range []string{"alice", "bob", "cy"} {
+		toks = append(toks, token(t, "school-1", u))
+	}
+	ws := func(gw string) string { return "ws" + strings.TrimPrefix(gw, "http") + strings.TrimSuffix(contract.PathSync, "/") }
+	for id, text := range created {
+		if text == "notes" {
+			continue
+		}
+		res := nodejs.RunWSClient(t, map[string]any{"urls": []string{ws(gw0), ws(gw1)}, "doc": id, "tokens": toks,
+			"edits": 10, "offlineEdits": 5, "timeoutMs": 30000})
+		for i, txt := range res.Texts {
+			g.Expect(txt).To(Equal(res.Text), "client %d of %s", i, id)
+		}
+		g.Expect(res.Text).To(ContainSubstring("{off."), "the offline client's edits arrived")
+		for _, gw := range []string{gw0, gw1} {
+			var doc struct {
+				Content string `json:"content"`
+			}
+			code, err := call(http.MethodGet, gw+"/v1/documents/"+id, alice, nil, &doc)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(code).To(Equal(http.StatusOK))
+			g.Expect(doc.Content).To(Equal(res.Text), "REST through %s reads what the Yjs clients converged to", gw)
 		}
 	}
 }
