@@ -273,7 +273,9 @@ func TestRolloutWithRealShards(t *testing.T) {
 	for _, u := range []string{"alice", "bob", "cy"} {
 		toks = append(toks, token(t, "school-1", u))
 	}
-	ws := func(gw string) string { return "ws" + strings.TrimPrefix(gw, "http") + strings.TrimSuffix(contract.PathSync, "/") }
+	ws := func(gw string) string {
+		return "ws" + strings.TrimPrefix(gw, "http") + strings.TrimSuffix(contract.PathSync, "/")
+	}
 	for id, text := range created {
 		if text == "notes" {
 			continue
