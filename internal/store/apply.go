@@ -57,7 +57,12 @@ type batchCtx struct {
 
 	revDoc, revTitle, revContent, revBy, revStage []string
 	revNum, revEpoch                              []int64
-	revPending                                    map[string]map[int64]string
+	// revSHA: each revision's text sha256; revRef: kept by reference
+	// (no text; revYSeq its Yjs log position), see revtext.go.
+	revSHA     []string
+	revRef     []bool
+	revYSeq    []int64
+	revPending map[string]map[int64]string
 
 	yDoc, yOrigin []string
 	ySeq, yGen    []int64
@@ -365,9 +370,12 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		})
 	}
 	if len(bc.revDoc) > 0 {
-		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch)
-			SELECT d, r, t, c, u, $8, s, e, $9 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[]) AS x(d, r, t, c, u, s, e)`,
-			bc.revDoc, bc.revNum, bc.revTitle, bc.revContent, bc.revBy, bc.revStage, bc.revEpoch, bc.now, e.epoch)
+		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256, yjs_seq)
+			SELECT d, r, t, CASE WHEN ref THEN NULL ELSE c END, u, $8, s, e, $9, h, CASE WHEN ref THEN y END
+			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $10::text[], $11::bool[], $12::bigint[])
+			  AS x(d, r, t, c, u, s, e, h, ref, y)`,
+			bc.revDoc, bc.revNum, bc.revTitle, bc.revContent, bc.revBy, bc.revStage, bc.revEpoch, bc.now, e.epoch,
+			bc.revSHA, bc.revRef, bc.revYSeq)
 	}
 	if len(bc.yDoc) > 0 {
 		b.Queue(`INSERT INTO yjs_updates (doc_id, seq, generation, update, origin, shard_epoch, at)
@@ -579,6 +587,7 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 		bc.docRows[st.id] = st // final state written when the group flushes
 	}
 	bc.revDoc, bc.revNum, bc.revTitle, bc.revContent = append(bc.revDoc, st.id), append(bc.revNum, st.revision), append(bc.revTitle, st.title), append(bc.revContent, text)
+	bc.revSHA, bc.revRef, bc.revYSeq = append(bc.revSHA, ledger.SHA256Hex([]byte(text))), append(bc.revRef, false), append(bc.revYSeq, 0)
 	bc.revBy, bc.revStage, bc.revEpoch = append(bc.revBy, user), append(bc.revStage, stage.Stage), append(bc.revEpoch, stage.Epoch)
 	if bc.revPending[st.id] == nil {
 		bc.revPending[st.id] = map[int64]string{}
@@ -682,7 +691,12 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 		} else {
 			base, ok := bc.revPending[st.id][r.BaseRevision]
 			if !ok {
-				err := bc.conn.QueryRow(ctx, `SELECT content FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&base)
+				var content *string
+				var yseq *int64
+				err := bc.conn.QueryRow(ctx, `SELECT content, yjs_seq FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&content, &yseq)
+				if err == nil {
+					base, err = revisionText(ctx, bc.conn, st.id, content, yseq)
+				}
 				switch {
 				case errors.Is(err, pgx.ErrNoRows):
 					// A revision the history does not hold (the document
@@ -813,6 +827,10 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	text := st.ytext()
 	if create || text != textBefore {
 		e.writeRevision(bc, st, stage, r.User, text, create)
+		if !create {
+			// The Yjs log holds this text: the revision refers to it.
+			bc.revRef[len(bc.revRef)-1], bc.revYSeq[len(bc.revYSeq)-1] = true, seq
+		}
 	}
 	kind := ledger.KindCommitted
 	if create {

@@ -147,9 +147,9 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	var lastRevSame *bool
 	err := e.pool.QueryRow(ctx, `
 		SELECT d.tenant, d.owner, d.title, d.content, d.revision, d.created_at, d.updated_at, coalesce(d.change_seq, 0),
-		       r.revision, r.content = d.content
+		       r.revision, coalesce(r.content_sha256 = encode(sha256(convert_to(d.content, 'UTF8')), 'hex'), r.content = d.content)
 		FROM documents d
-		LEFT JOIN LATERAL (SELECT revision, content FROM document_revisions r
+		LEFT JOIN LATERAL (SELECT revision, content, content_sha256 FROM document_revisions r
 		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true
 		WHERE d.doc_id = $1`, id).
 		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt, &st.changeSeq,

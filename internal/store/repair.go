@@ -316,19 +316,47 @@ func mustDecode(u []byte) *yjs.DecodedUpdate {
 // a foreign copy plausibly shared with the server. None resembling it
 // gives the empty text, revision 0.
 func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState, text string) (string, int64, error) {
-	rows, err := bc.conn.Query(ctx, `SELECT revision, content FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 32`, st.id)
+	rows, err := bc.conn.Query(ctx, `SELECT revision, content, yjs_seq FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 32`, st.id)
 	if err != nil {
 		return "", 0, err
 	}
-	defer rows.Close()
-	best, bestRev, bestScore := "", int64(0), 0
+	cands := map[int64]string{}
+	refs := map[int64]int64{} // revision -> log position, for those kept by reference
 	for rows.Next() {
 		var rev int64
-		var c string
-		if err := rows.Scan(&rev, &c); err != nil {
+		var c *string
+		var y *int64
+		if err := rows.Scan(&rev, &c, &y); err != nil {
+			rows.Close()
 			return "", 0, err
 		}
-		if s := commonEnds(c, text); s > bestScore {
+		switch {
+		case c != nil:
+			cands[rev] = *c
+		case y != nil:
+			refs[rev] = *y
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return "", 0, err
+	}
+	if len(refs) > 0 {
+		var seqs []int64
+		for _, y := range refs {
+			seqs = append(seqs, y)
+		}
+		texts, err := textsAt(ctx, bc.conn, st.id, seqs)
+		if err != nil {
+			return "", 0, err
+		}
+		for rev, y := range refs {
+			cands[rev] = texts[y]
+		}
+	}
+	best, bestRev, bestScore := "", int64(0), 0
+	for rev, c := range cands {
+		if s := commonEnds(c, text); s > bestScore || (s == bestScore && s > 0 && rev > bestRev) {
 			best, bestRev, bestScore = c, rev, s
 		}
 	}
@@ -337,7 +365,7 @@ func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState
 			best, bestRev, bestScore = c, rev, s
 		}
 	}
-	return best, bestRev, rows.Err()
+	return best, bestRev, nil
 }
 
 // commonEnds is the length of a and b's common prefix plus their common

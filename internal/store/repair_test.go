@@ -280,3 +280,39 @@ func TestClientGapsOpenAndClose(t *testing.T) {
 		t.Fatalf("%d closed gaps, want 1", n)
 	}
 }
+
+// A revision made by a Yjs update is kept by reference to the Yjs log (no
+// second copy of the text): it still reads back as its text, and a
+// stale-base legacy save on it still three-way merges.
+func TestYjsRevisionsByReference(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "one"})
+	var last Result
+	for _, w := range []string{" two", " three", " four"} {
+		last = e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "u", Update: e.clientEdit("t1", "d", 9, w)})
+	}
+	if last.Revision != 4 {
+		t.Fatalf("revision %d after three Yjs edits, want 4", last.Revision)
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd' AND content IS NULL AND yjs_seq IS NOT NULL AND content_sha256 IS NOT NULL`); n != 3 {
+		t.Fatalf("%d revisions by reference, want 3", n)
+	}
+	for rev, want := range map[int64]string{1: "one", 2: "one two", 3: "one two three", 4: "one two three four"} {
+		r, err := e.eng.ReadRevision(t.Context(), "t1", "d", rev)
+		if err != nil || r.Content != want {
+			t.Fatalf("revision %d: %q %v, want %q", rev, r.Content, err, want)
+		}
+	}
+	// A cold load (the latest revision is by reference) compares the row with the latest revision by its hash:
+	// nothing is taken for an outside change.
+	e.eng.cache.evict("d")
+	if rep, err := e.eng.Repair(t.Context(), "d", "test"); err != nil || rep.Outcome != OutcomeConsistent {
+		t.Fatalf("repair of a consistent document: %+v %v", rep, err)
+	}
+	// A legacy client that read revision 2 saves on it.
+	res := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "old", Content: "zero one two", BaseRevision: 2})
+	if res.Outcome != OutcomeMerged || *res.Content != "zero one two three four" {
+		t.Fatalf("stale save on a by-reference revision: %s %q", res.Outcome, *res.Content)
+	}
+}
