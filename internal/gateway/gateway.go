@@ -90,6 +90,8 @@ type Gateway struct {
 	unconfMu      sync.Mutex
 	unconf        []unconfirmed
 	unconfRunning bool
+	// unauth limits the unauthenticated refusals recorded (refusals.go).
+	unauth refusalLimiter
 }
 
 // New returns a gateway.
@@ -207,13 +209,17 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 // the refusal in its ledger.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError) {
 	if doc != "" && idRE.MatchString(doc) {
-		tenant, user := c.Tenant, c.User
+		tenant, user, reason := c.Tenant, c.User, e.Message
+		record := true
 		if tenant == "" {
-			tenant, user = "(unauthenticated)", ""
+			tenant, user = unauthenticated, ""
+			var note string
+			record, note = g.unauth.admit(doc, g.cfg.Now())
+			reason += note
 		}
-		if s, err := g.syncerFor(doc); err == nil {
+		if s, err := g.syncerFor(doc); err == nil && record {
 			_, err := s.Apply(r.Context(), store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
-				RequestID: requestID(r), IdempotencyKey: r.Header.Get(contract.HeaderIdempotencyKey), Code: e.Code, Reason: e.Message})
+				RequestID: requestID(r), IdempotencyKey: r.Header.Get(contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason})
 			if err != nil {
 				g.log.Warn("recording a rejection", "doc", doc, "err", err)
 			}

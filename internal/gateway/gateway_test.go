@@ -33,6 +33,7 @@ type fixture struct {
 	url  string
 	engs []*store.Engine
 	dp   *dataplane.Postgres
+	pool *pgxpool.Pool
 }
 
 // shards is the number of shards the gateway tests run.

@@ -249,7 +249,12 @@ func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, re
 	}
 	tenant, user := s.Tenant, s.User
 	if tenant == "" {
-		tenant, user = "(unauthenticated)", ""
+		tenant, user = unauthenticated, ""
+		ok, note := b.g.unauth.admit(s.DocID, b.g.cfg.Now())
+		if !ok {
+			return
+		}
+		reason += note
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()

@@ -1,14 +1,18 @@
 package gateway
 
 import (
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/auth"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
 )
@@ -19,21 +23,9 @@ import (
 // confirmed; the evidence for that request is "rejected", not "never
 // persisted". The client's retry then commits, and the evidence says so.
 func TestUnconfirmedSaveLeavesATrace(t *testing.T) {
-	dsn, _, pool := openDataPlane(t)
-	itok := auth.InternalToken(key)
-	var engs [shards]*store.Engine
 	var down atomic.Bool
-	var peers []string
-	for i := range shards {
-		eng, err := store.Open(t.Context(), store.Config{Pool: pool, DSN: dsn, Shard: i, Shards: shards, Rollout: "default/demo",
-			Holder: "test", Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(eng.Close)
-		engs[i] = eng
-		h := syncer.Handler(eng, itok)
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	f := customFixture(t, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if down.Load() {
 				// A syncer restarting: the connection is cut, no answer.
 				if hj, ok := w.(http.Hijacker); ok {
@@ -44,28 +36,8 @@ func TestUnconfirmedSaveLeavesATrace(t *testing.T) {
 				}
 			}
 			h.ServeHTTP(w, r)
-		}))
-		t.Cleanup(srv.Close)
-		peers = append(peers, srv.URL)
-	}
-	// One gateway that reaches every shard's syncer directly.
-	var handlers []http.Handler
-	var gwURLs []string
-	for i := range shards {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handlers[i].ServeHTTP(w, r) }))
-		t.Cleanup(srv.Close)
-		gwURLs = append(gwURLs, srv.URL)
-		handlers = append(handlers, nil)
-	}
-	for i := range shards {
-		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: peers[i], Peers: gwURLs, TokenKey: key, InternalToken: itok,
-			Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		handlers[i] = g.Handler()
-	}
-	f := &fixture{t: t, url: gwURLs[0], engs: engs[:]}
+		})
+	}, nil)
 	alice := token(t, "school-a", "alice", time.Hour, false)
 	r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "essay", "content": "draft"}, "Idempotency-Key", "c1")
 	if r.status != http.StatusCreated {
@@ -102,5 +74,103 @@ func TestUnconfirmedSaveLeavesATrace(t *testing.T) {
 	r = f.do("GET", "/v1/documents/essay/evidence?request=s1", alice, nil)
 	if r.body["verdict"] != store.VerdictSynced {
 		t.Fatalf("evidence after the retry: %s", r.raw)
+	}
+}
+
+// customFixture is setup's two shards with each syncer's handler wrapped
+// by wrap and the gateways' clock now (nil: the real one).
+func customFixture(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time) *fixture {
+	t.Helper()
+	dsn, _, pool := openDataPlane(t)
+	itok := auth.InternalToken(key)
+	f := &fixture{t: t, pool: pool}
+	var peers []string
+	for i := range shards {
+		eng, err := store.Open(t.Context(), store.Config{Pool: pool, DSN: dsn, Shard: i, Shards: shards, Rollout: "default/demo",
+			Holder: "test", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(eng.Close)
+		f.engs = append(f.engs, eng)
+		h := syncer.Handler(eng, itok)
+		if wrap != nil {
+			h = wrap(h)
+		}
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		peers = append(peers, srv.URL)
+	}
+	handlers := make([]http.Handler, shards)
+	var gwURLs []string
+	for i := range shards {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handlers[i].ServeHTTP(w, r) }))
+		t.Cleanup(srv.Close)
+		gwURLs = append(gwURLs, srv.URL)
+	}
+	for i := range shards {
+		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: peers[i], Peers: gwURLs, TokenKey: key, InternalToken: itok,
+			Logger: slog.New(slog.DiscardHandler), Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handlers[i] = g.Handler()
+	}
+	f.url = gwURLs[0]
+	return f
+}
+
+// TestUnauthenticatedRefusalsAreRateLimited: a stream of requests with bad
+// tokens naming a document records a few refusals in its ledger, not all;
+// the next one recorded says how many were left out.
+func TestUnauthenticatedRefusalsAreRateLimited(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	f := customFixture(t, nil, now)
+	doc := docOnShard("target", 0)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": doc, "content": "mine"}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	for range 20 {
+		if r := f.do("PUT", "/v1/documents/"+doc, "not-a-token", map[string]any{"content": "x"}); r.status != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", r.status, r.raw)
+		}
+	}
+	refusals := func() []string {
+		var out []string
+		rows, err := store.LedgerRows(t.Context(), f.pool, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, row := range rows {
+			var en ledger.Entry
+			if err := json.Unmarshal(row.Body, &en); err != nil {
+				t.Fatal(err)
+			}
+			if en.Kind == ledger.KindRejected && en.Tenant == unauthenticated {
+				out = append(out, en.Reason)
+			}
+		}
+		return out
+	}
+	if got := refusals(); len(got) != unauthBurst {
+		t.Fatalf("%d unauthenticated refusals recorded, want %d", len(got), unauthBurst)
+	}
+	mu.Lock()
+	clock = clock.Add(unauthEvery)
+	mu.Unlock()
+	f.do("PUT", "/v1/documents/"+doc, "not-a-token", map[string]any{"content": "x"})
+	got := refusals()
+	if len(got) != unauthBurst+1 || !strings.Contains(got[len(got)-1], "(15 more unauthenticated refusals") {
+		t.Fatalf("after the pause: %q", got)
+	}
+	// The owner's own refusals are not limited.
+	for range 10 {
+		f.do("PUT", "/v1/documents/"+doc, alice, "{not json")
+	}
+	if r := f.do("GET", "/v1/documents/"+doc+"/evidence?user=alice", alice, nil); len(r.body["findings"].([]any)) < 10 {
+		t.Fatalf("the owner's refusals: %s", r.raw)
 	}
 }

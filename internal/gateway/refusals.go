@@ -1,0 +1,72 @@
+package gateway
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Refusals of requests without a valid token are recorded in the named
+// document's ledger, but anyone can send them: unchecked, a stream of bad
+// tokens would bloat a student's ledger. So each gateway records at most
+// unauthBurst of them per document at once and one per unauthEvery after
+// that; the ones it leaves out are counted, and the next recorded entry
+// says how many.
+const (
+	unauthEvery   = 10 * time.Second
+	unauthBurst   = 5
+	unauthMaxDocs = 10000
+)
+
+// unauthenticated is the tenant recorded for a refusal without a valid token.
+const unauthenticated = "(unauthenticated)"
+
+type refusalLimiter struct {
+	mu   sync.Mutex
+	docs map[string]*docRefusals
+}
+
+type docRefusals struct {
+	lim     *rate.Limiter
+	skipped int
+	last    time.Time
+}
+
+// admit reports whether an unauthenticated refusal of doc is recorded and,
+// if so, the note to add to its reason about refusals left out before it.
+func (l *refusalLimiter) admit(doc string, now time.Time) (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.docs == nil {
+		l.docs = map[string]*docRefusals{}
+	}
+	d := l.docs[doc]
+	if d == nil {
+		if len(l.docs) >= unauthMaxDocs {
+			// Forget documents quiet for longest; the map stays bounded.
+			for id, o := range l.docs {
+				if now.Sub(o.last) > unauthEvery*unauthBurst {
+					delete(l.docs, id)
+				}
+			}
+			if len(l.docs) >= unauthMaxDocs {
+				clear(l.docs)
+			}
+		}
+		d = &docRefusals{lim: rate.NewLimiter(rate.Every(unauthEvery), unauthBurst)}
+		l.docs[doc] = d
+	}
+	d.last = now
+	if !d.lim.AllowN(now, 1) {
+		d.skipped++
+		return false, ""
+	}
+	note := ""
+	if d.skipped > 0 {
+		note = fmt.Sprintf(" (%d more unauthenticated refusals of this document were not recorded)", d.skipped)
+		d.skipped = 0
+	}
+	return true, note
+}
