@@ -106,6 +106,31 @@ func (p *Postgres) ShardCohortDocs(ctx context.Context, rollout string, shard in
 	return out, rows.Err()
 }
 
+// ShardCohortDocsSince lists the documents on shard of the given cohorts
+// whose legacy row changed after change_seq after (an index range scan).
+func (p *Postgres) ShardCohortDocsSince(ctx context.Context, rollout string, shard int, cohorts []string, after int64) ([]CohortDoc, error) {
+	if len(cohorts) == 0 {
+		return nil, nil
+	}
+	rows, err := p.pool.Query(ctx, `
+		SELECT d.doc_id, m.cohort, d.change_seq
+		FROM documents d JOIN cohort_members m ON m.tenant = d.tenant
+		WHERE d.shard = $2 AND d.change_seq > $4 AND m.rollout = $1 AND m.cohort = ANY($3::text[])`, rollout, shard, cohorts, after)
+	if err != nil {
+		return nil, fmt.Errorf("documents of shard %d changed since %d: %w", shard, after, err)
+	}
+	defer rows.Close()
+	var out []CohortDoc
+	for rows.Next() {
+		var d CohortDoc
+		if err := rows.Scan(&d.Doc, &d.Cohort, &d.ChangeSeq); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // DivergenceCounts is, for one cohort on a shard, what the divergence
 // records say (internal/store repair.go writes them).
 type DivergenceCounts struct {

@@ -131,16 +131,25 @@ type integrity struct {
 	mu     sync.Mutex
 	cohort map[string]CohortVerification
 
-	// Verification state, owned by the integrity goroutine.
-	verdict   map[string]string
-	watermark int64
-	lastFull  time.Time
-	lastSet   string
+	// Verification state, owned by the integrity goroutine: every
+	// document of the verified cohorts as of the last full pass plus those
+	// changed since, with its cohort and last verdict ("" not yet
+	// verified); the documents backfilled since the last pass.
+	docs       map[string]docVerdict
+	backfilled map[string]struct{}
+	watermark  int64
+	lastFull   time.Time
+	lastSet    string
 }
 
 func newIntegrity(s *Syncer, cfg IntegrityConfig) *integrity {
 	cfg.defaults()
-	return &integrity{cfg: cfg, s: s, cohort: map[string]CohortVerification{}, verdict: map[string]string{}}
+	return &integrity{cfg: cfg, s: s, cohort: map[string]CohortVerification{}, docs: map[string]docVerdict{},
+		backfilled: map[string]struct{}{}}
+}
+
+type docVerdict struct {
+	cohort, verdict string
 }
 
 // verification returns a cohort's last verification.
@@ -230,6 +239,9 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 		if err != nil {
 			return 0, err
 		}
+		for _, id := range ids {
+			in.backfilled[id] = struct{}{} // the next verification pass looks at them
+		}
 		s.log.Debug("backfilled", "cohort", c.Cohort, "documents", res.Backfilled, "skipped", res.Skipped)
 		s.mBackfilled.Add(float64(res.Backfilled))
 		if res.Backfilled == 0 {
@@ -243,6 +255,10 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 }
 
 // verifyPass verifies the documents of every cohort at DualWrite or later.
+// A full pass lists and verifies them all; an incremental one lists only
+// the documents changed since the last pass (an index range on
+// change_seq), and verifies those, the ones not matching last time and
+// the ones just backfilled. Counts come from what the passes found.
 func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) error {
 	s := in.s
 	epochs := map[string]int64{}
@@ -258,65 +274,93 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		set += c + "\x00"
 	}
 	full := set != in.lastSet || time.Since(in.lastFull) >= in.cfg.VerifyFullEvery
-	docs, err := s.dp.ShardCohortDocs(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts)
+	var docs []dataplane.CohortDoc
+	var err error
+	if full {
+		docs, err = s.dp.ShardCohortDocs(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts)
+	} else {
+		docs, err = s.dp.ShardCohortDocsSince(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, in.watermark-changeOverlap)
+	}
 	if err != nil {
 		return err
 	}
-	var todo []string
+	if full {
+		next := make(map[string]docVerdict, len(docs))
+		for _, d := range docs {
+			next[d.Doc] = docVerdict{cohort: d.Cohort, verdict: in.docs[d.Doc].verdict}
+		}
+		in.docs = next
+	}
+	todo := map[string]struct{}{}
 	maxSeq := in.watermark
-	cohortOf := make(map[string]string, len(docs))
 	for _, d := range docs {
-		cohortOf[d.Doc] = d.Cohort
 		maxSeq = max(maxSeq, d.ChangeSeq)
-		v, known := in.verdict[d.Doc]
-		if full || !known || v != store.VerifyMatch || d.ChangeSeq > in.watermark-changeOverlap {
-			todo = append(todo, d.Doc)
+		dv := in.docs[d.Doc]
+		dv.cohort = d.Cohort
+		in.docs[d.Doc] = dv
+		todo[d.Doc] = struct{}{}
+	}
+	for id, dv := range in.docs {
+		if dv.verdict == store.VerifyMismatch || dv.verdict == "" {
+			todo[id] = struct{}{}
 		}
 	}
-	for i := 0; i < len(todo); i += in.cfg.VerifyBatch {
-		res, err := s.eng.VerifyDocs(ctx, todo[i:min(i+in.cfg.VerifyBatch, len(todo))])
+	for id := range in.backfilled {
+		if _, ok := in.docs[id]; ok {
+			todo[id] = struct{}{}
+		}
+	}
+	clear(in.backfilled)
+	ids := make([]string, 0, len(todo))
+	for id := range todo {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for i := 0; i < len(ids); i += in.cfg.VerifyBatch {
+		res, err := s.eng.VerifyDocs(ctx, ids[i:min(i+in.cfg.VerifyBatch, len(ids))])
 		if err != nil {
 			return err
 		}
 		for _, r := range res {
-			in.verdict[r.Doc] = r.Verdict
+			dv := in.docs[r.Doc]
+			dv.verdict = r.Verdict
+			in.docs[r.Doc] = dv
 			if r.Verdict == store.VerifyMismatch {
 				s.log.Warn("verification: mismatch; repairing", "doc", r.Doc, "detail", r.Detail)
-				in.repair(ctx, r, cohortOf[r.Doc], epochs[cohortOf[r.Doc]])
+				in.repair(ctx, r, dv.cohort, epochs[dv.cohort])
 			}
 		}
 	}
-	s.mVerified.Add(float64(len(todo)))
+	s.mVerified.Add(float64(len(ids)))
 	now := time.Now().UTC()
 	out := map[string]CohortVerification{}
-	live := make(map[string]struct{}, len(docs))
-	for _, d := range docs {
-		live[d.Doc] = struct{}{}
-		cv := out[d.Cohort]
-		cv.Epoch, cv.Full, cv.At = epochs[d.Cohort], full, now
+	for _, c := range cohorts {
+		out[c] = CohortVerification{Epoch: epochs[c], Full: full, At: now}
+	}
+	for id, dv := range in.docs {
+		cv, ok := out[dv.cohort]
+		if !ok {
+			delete(in.docs, id) // its cohort is no longer verified
+			continue
+		}
 		cv.Documents++
-		switch in.verdict[d.Doc] {
+		switch dv.verdict {
 		case store.VerifyMatch:
 			cv.Verified++
 		case store.VerifyMismatch:
 			cv.Mismatched++
-			if len(cv.Samples) < maxSamples {
-				cv.Samples = append(cv.Samples, d.Doc)
-			}
+			cv.Samples = append(cv.Samples, id)
 		default:
 			cv.NoYjs++
 		}
-		out[d.Cohort] = cv
+		out[dv.cohort] = cv
 	}
-	for _, c := range cohorts {
-		if _, ok := out[c]; !ok {
-			out[c] = CohortVerification{Epoch: epochs[c], Full: full, At: now}
+	for c, cv := range out {
+		slices.Sort(cv.Samples)
+		if len(cv.Samples) > maxSamples {
+			cv.Samples = cv.Samples[:maxSamples]
 		}
-	}
-	for id := range in.verdict {
-		if _, ok := live[id]; !ok {
-			delete(in.verdict, id)
-		}
+		out[c] = cv
 	}
 	in.watermark = maxSeq
 	if full {
@@ -344,7 +388,9 @@ func (in *integrity) repair(ctx context.Context, r store.VerifyResult, cohort st
 	s.log.Info("repaired", "doc", r.Doc, "outcome", res.Outcome, "revision", res.Revision, "ledger_seq", res.LedgerSeq)
 	if res.Outcome != store.OutcomeConsistent {
 		// The next pass must look at it again, whatever its change_seq.
-		in.verdict[r.Doc] = store.VerifyMismatch
+		dv := in.docs[r.Doc]
+		dv.verdict = store.VerifyMismatch
+		in.docs[r.Doc] = dv
 	}
 }
 
