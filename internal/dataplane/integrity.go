@@ -78,6 +78,8 @@ type CohortDoc struct {
 	Doc       string
 	Cohort    string
 	ChangeSeq int64
+	// OutsideID is the outside_changes row that named it (OutsideChanges).
+	OutsideID int64
 }
 
 // ShardCohortDocs lists every document on shard of the given cohorts of
@@ -106,18 +108,59 @@ func (p *Postgres) ShardCohortDocs(ctx context.Context, rollout string, shard in
 	return out, rows.Err()
 }
 
-// ShardCohortDocsSince lists the documents on shard of the given cohorts
-// whose legacy row changed after change_seq after (an index range scan).
-func (p *Postgres) ShardCohortDocsSince(ctx context.Context, rollout string, shard int, cohorts []string, after int64) ([]CohortDoc, error) {
-	if len(cohorts) == 0 {
+// OutsideChanges lists, after the outside_changes row after, the
+// documents on shard of the given cohorts whose legacy row was written
+// outside the syncer, and the last row id read (after, if none).
+func (p *Postgres) OutsideChanges(ctx context.Context, rollout string, shard int, cohorts []string, after int64) ([]CohortDoc, int64, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT o.id, o.doc_id, coalesce(m.cohort, ''), o.change_seq
+		FROM outside_changes o
+		JOIN documents d ON d.doc_id = o.doc_id
+		LEFT JOIN cohort_members m ON m.tenant = d.tenant AND m.rollout = $1 AND m.cohort = ANY($3::text[])
+		WHERE o.shard = $2 AND o.id > $4
+		ORDER BY o.id`, rollout, shard, cohorts, after)
+	if err != nil {
+		return nil, after, fmt.Errorf("outside changes of shard %d: %w", shard, err)
+	}
+	defer rows.Close()
+	var out []CohortDoc
+	last := after
+	for rows.Next() {
+		var d CohortDoc
+		if err := rows.Scan(&d.OutsideID, &d.Doc, &d.Cohort, &d.ChangeSeq); err != nil {
+			return nil, after, err
+		}
+		last = max(last, d.OutsideID)
+		if d.Cohort != "" {
+			out = append(out, d)
+		}
+	}
+	return out, last, rows.Err()
+}
+
+// OutsideChangesHead is the id of shard's latest outside_changes row (0:
+// none).
+func (p *Postgres) OutsideChangesHead(ctx context.Context, shard int) (int64, error) {
+	var id int64
+	err := p.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) FROM outside_changes WHERE shard = $1`, shard).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("outside changes of shard %d: %w", shard, err)
+	}
+	return id, nil
+}
+
+// ShardCohortDocsOf returns which of docs are on shard in one of the given
+// cohorts, with their cohort.
+func (p *Postgres) ShardCohortDocsOf(ctx context.Context, rollout string, shard int, cohorts, docs []string) ([]CohortDoc, error) {
+	if len(cohorts) == 0 || len(docs) == 0 {
 		return nil, nil
 	}
 	rows, err := p.pool.Query(ctx, `
-		SELECT d.doc_id, m.cohort, d.change_seq
+		SELECT d.doc_id, m.cohort, coalesce(d.change_seq, 0)
 		FROM documents d JOIN cohort_members m ON m.tenant = d.tenant
-		WHERE d.shard = $2 AND d.change_seq > $4 AND m.rollout = $1 AND m.cohort = ANY($3::text[])`, rollout, shard, cohorts, after)
+		WHERE d.doc_id = ANY($4::text[]) AND d.shard = $2 AND m.rollout = $1 AND m.cohort = ANY($3::text[])`, rollout, shard, cohorts, docs)
 	if err != nil {
-		return nil, fmt.Errorf("documents of shard %d changed since %d: %w", shard, after, err)
+		return nil, fmt.Errorf("documents of shard %d: %w", shard, err)
 	}
 	defer rows.Close()
 	var out []CohortDoc

@@ -74,9 +74,46 @@ type Engine struct {
 	// the one-round-trip path guards on it.
 	stageCache map[string]dataplane.SaveStage
 
+	// written: documents committed since the last DrainWritten, for
+	// incremental verification; writtenLost once it overflowed.
+	writtenMu   sync.Mutex
+	written     map[string]struct{}
+	writtenLost bool
+
 	// Stats.
 	Batches atomic.Int64
 	Applied atomic.Int64
+}
+
+// maxWritten bounds the documents remembered between two DrainWritten.
+const maxWritten = 100_000
+
+func (e *Engine) noteWritten(docs map[string]*docState) {
+	e.writtenMu.Lock()
+	defer e.writtenMu.Unlock()
+	if e.written == nil {
+		e.written = map[string]struct{}{}
+	}
+	for id := range docs {
+		if len(e.written) >= maxWritten {
+			e.writtenLost = true
+			return
+		}
+		e.written[id] = struct{}{}
+	}
+}
+
+// DrainWritten returns the documents committed since the last call; lost
+// reports that more were written than it remembers (verify everything).
+func (e *Engine) DrainWritten() (docs []string, lost bool) {
+	e.writtenMu.Lock()
+	defer e.writtenMu.Unlock()
+	for id := range e.written {
+		docs = append(docs, id)
+	}
+	clear(e.written)
+	lost, e.writtenLost = e.writtenLost, false
+	return docs, lost
 }
 
 // lane is one group-commit loop. mu: a group holds it exclusively while

@@ -84,9 +84,9 @@ func (c *IntegrityConfig) defaults() {
 	}
 }
 
-// changeOverlap: an incremental pass re-verifies the documents whose
-// change_seq is within this many of the last pass's highest, covering
-// transactions that took a sequence value before a later one committed.
+// changeOverlap: an incremental pass reads again the outside_changes rows
+// within this many of the last one it read, covering transactions that
+// took a number before a later one committed.
 const changeOverlap = 1024
 
 // maxSamples bounds the mismatched document IDs reported per cohort.
@@ -137,15 +137,18 @@ type integrity struct {
 	// verified); the documents backfilled since the last pass.
 	docs       map[string]docVerdict
 	backfilled map[string]struct{}
-	watermark  int64
-	lastFull   time.Time
-	lastSet    string
+	// outsideAfter: the last outside_changes row read; outsideSeen: the
+	// rows handled within changeOverlap before it.
+	outsideAfter int64
+	outsideSeen  map[int64]bool
+	lastFull     time.Time
+	lastSet      string
 }
 
 func newIntegrity(s *Syncer, cfg IntegrityConfig) *integrity {
 	cfg.defaults()
 	return &integrity{cfg: cfg, s: s, cohort: map[string]CohortVerification{}, docs: map[string]docVerdict{},
-		backfilled: map[string]struct{}{}}
+		backfilled: map[string]struct{}{}, outsideSeen: map[int64]bool{}}
 }
 
 type docVerdict struct {
@@ -255,10 +258,11 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 }
 
 // verifyPass verifies the documents of every cohort at DualWrite or later.
-// A full pass lists and verifies them all; an incremental one lists only
-// the documents changed since the last pass (an index range on
-// change_seq), and verifies those, the ones not matching last time and
-// the ones just backfilled. Counts come from what the passes found.
+// A full pass lists and verifies them all; an incremental one verifies
+// only the documents written since the last pass, by the syncer (the
+// engine remembers them) or outside it (outside_changes, logged by a
+// trigger), the ones not matching last time and the ones just
+// backfilled. Counts come from what the passes found.
 func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) error {
 	s := in.s
 	epochs := map[string]int64{}
@@ -274,15 +278,55 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		set += c + "\x00"
 	}
 	full := set != in.lastSet || time.Since(in.lastFull) >= in.cfg.VerifyFullEvery
+	written, lost := s.eng.DrainWritten()
+	full = full || lost
 	var docs []dataplane.CohortDoc
-	var err error
 	if full {
-		docs, err = s.dp.ShardCohortDocs(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts)
+		// Everything is verified: outside changes logged so far are covered.
+		head, err := s.dp.OutsideChangesHead(ctx, s.cfg.Shard)
+		if err != nil {
+			return err
+		}
+		if docs, err = s.dp.ShardCohortDocs(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts); err != nil {
+			return err
+		}
+		in.outsideAfter = head
+		clear(in.outsideSeen)
 	} else {
-		docs, err = s.dp.ShardCohortDocsSince(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, in.watermark-changeOverlap)
-	}
-	if err != nil {
-		return err
+		// Rows are numbered when inserted and visible when committed, so
+		// a window before the last one read is read again; rows already
+		// handled in it are skipped.
+		from := max(0, in.outsideAfter-changeOverlap)
+		all, last, err := s.dp.OutsideChanges(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, from)
+		if err != nil {
+			return err
+		}
+		var outside []dataplane.CohortDoc
+		for _, d := range all {
+			if !in.outsideSeen[d.OutsideID] {
+				in.outsideSeen[d.OutsideID] = true
+				outside = append(outside, d)
+			}
+		}
+		for id := range in.outsideSeen {
+			if id <= last-changeOverlap {
+				delete(in.outsideSeen, id)
+			}
+		}
+		var unknown []string
+		for _, id := range written {
+			if _, ok := in.docs[id]; ok {
+				docs = append(docs, dataplane.CohortDoc{Doc: id, Cohort: in.docs[id].cohort})
+			} else {
+				unknown = append(unknown, id) // new since the last full pass
+			}
+		}
+		fresh, err := s.dp.ShardCohortDocsOf(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, unknown)
+		if err != nil {
+			return err
+		}
+		docs = append(append(docs, outside...), fresh...)
+		in.outsideAfter = last
 	}
 	if full {
 		next := make(map[string]docVerdict, len(docs))
@@ -292,9 +336,7 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		in.docs = next
 	}
 	todo := map[string]struct{}{}
-	maxSeq := in.watermark
 	for _, d := range docs {
-		maxSeq = max(maxSeq, d.ChangeSeq)
 		dv := in.docs[d.Doc]
 		dv.cohort = d.Cohort
 		in.docs[d.Doc] = dv
@@ -362,7 +404,6 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		}
 		out[c] = cv
 	}
-	in.watermark = maxSeq
 	if full {
 		in.lastFull, in.lastSet = now, set
 	}
