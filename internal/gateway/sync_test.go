@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -561,4 +562,59 @@ func TestSyncGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.checkBothRepresentations(token(t, "school-a", "ada", time.Hour, false), doc, want.String())
+}
+
+// TestSyncForeignHistory: an editor that typed a document's legacy text
+// into a fresh local copy (a history the server does not know) connects.
+// Its copy is not CRDT-merged, which would double the text: the server
+// merges it on text, keeps it preserved, and closes the connection with
+// 4409; the client sets its copy aside (Reset) and syncs the merged text.
+func TestSyncForeignHistory(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("fable", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "The cat sat."}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	path := filepath.Join(t.TempDir(), "foreign.ylf")
+	c, err := localfirst.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Edit(func(x *yjs.Text) error {
+		if err := x.Insert(0, "The cat sat.", nil); err != nil {
+			return err
+		}
+		return x.Insert(0, "Today: ", nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	foreignID := c.ClientID()
+	remote := localfirst.Remote{URL: f.wsBase(1) + "/", DocID: doc, Token: token(t, "school-a", "stu", time.Hour, false)}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = c.Run(ctx, remote)
+	if !localfirst.IsForeignHistory(err) {
+		t.Fatalf("run with a foreign copy: %v, want close %d", err, contract.CloseForeignHistory)
+	}
+	want := "Today: The cat sat."
+	f.checkBothRepresentations(teacher, doc, want)
+	archived, err := c.Reset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(archived); err != nil {
+		t.Fatalf("the local copy was not kept: %v", err)
+	}
+	stop := f.runClient(c, remote)
+	defer stop()
+	if err := c.WaitFor(ctx, func(s string) bool { return s == want }); err != nil {
+		t.Fatalf("after the reset the client has %q, want %q", c.Text(), want)
+	}
+	ev := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?client="+strconv.FormatUint(foreignID, 10), teacher, nil)
+	proof, _ := ev.body["proof"].(map[string]any)
+	if ev.body["verdict"] != store.VerdictOverwrittenPreserved || proof["preserved_at"] == nil {
+		t.Fatalf("evidence of the foreign copy: %s", ev.raw)
+	}
 }

@@ -91,9 +91,13 @@ type Entry struct {
 	// Missing is, per client, the [clock, clock+len) range a client holds
 	// that we never received.
 	Missing map[string][2]uint64 `json:"missing,omitempty"`
-	Outcome string               `json:"outcome,omitempty"`
-	Code    string               `json:"code,omitempty"`
-	Reason  string               `json:"reason,omitempty"`
+	// PreservedOps is, per client, the [clock, clock+len) range of a
+	// foreign history's operations kept aside (preserved) instead of
+	// integrated (KindForeign).
+	PreservedOps map[string][2]uint64 `json:"preserved_ops,omitempty"`
+	Outcome      string               `json:"outcome,omitempty"`
+	Code         string               `json:"code,omitempty"`
+	Reason       string               `json:"reason,omitempty"`
 }
 
 // Canonical returns the entry's canonical bytes.

@@ -188,6 +188,9 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		if have >= claimed {
 			continue // received since
 		}
+		if preservedUpTo(all, c) >= claimed {
+			continue // a foreign history, kept aside: overwritten-preserved
+		}
 		at := t.At
 		out = append(out, Finding{
 			Verdict: VerdictSavedLocallyNotSynced,
@@ -272,6 +275,18 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		}
 	}
 	return out
+}
+
+// preservedUpTo is the highest clock of client c's operations a foreign
+// history resolution kept aside (0: none).
+func preservedUpTo(all []TimelineEntry, c string) uint64 {
+	var up uint64
+	for _, t := range all {
+		if t.Kind == ledger.KindForeign {
+			up = max(up, t.PreservedOps[c][1])
+		}
+	}
+	return up
 }
 
 // verdict picks the headline: what a student most needs to know first.

@@ -277,7 +277,23 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 		outcome = OutcomeForeignMerged
 	}
 	en := e.entry(bc, st, o, ledger.KindForeign)
-	en.Clients, en.UpdateSHA256, en.PreservedID, en.Outcome = clientsOf(mustDecode(r.Update)), sha, pid, outcome
+	dec := mustDecode(r.Update)
+	en.Clients, en.UpdateSHA256, en.PreservedID, en.Outcome = clientsOf(dec), sha, pid, outcome
+	// Its operations are accounted for (kept aside): they are no longer
+	// a gap between what the client holds and what the server has.
+	en.PreservedOps = opRanges(dec)
+	var closed []int64
+	for c, rg := range en.PreservedOps {
+		id, _ := strconv.ParseUint(c, 10, 64)
+		if to, ok := st.gaps[id]; ok && to <= rg[1] {
+			delete(st.gaps, id)
+			closed = append(closed, int64(id))
+		}
+	}
+	if len(closed) > 0 {
+		bc.pre.Queue(`UPDATE client_gaps SET closed_at = $3 WHERE doc_id = $1 AND client = ANY($2::bigint[]) AND closed_at IS NULL`,
+			st.id, closed, bc.now)
+	}
 	en.BaseRevision = baseRev
 	if !m.Conflict && m.Text != ours {
 		u, err := st.setYText(m.Text)
@@ -301,6 +317,25 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 	}
 	o.err = errf(http.StatusConflict, CodeForeignHistory, "%s; reload the document", msg)
 	return nil
+}
+
+// opRanges is, per client, the clock range of an update's structs.
+func opRanges(dec *yjs.DecodedUpdate) map[string][2]uint64 {
+	out := map[string][2]uint64{}
+	for _, s := range dec.Structs {
+		if s.IsSkip() {
+			continue
+		}
+		c := strconv.FormatUint(s.ID.Client, 10)
+		end := s.ID.Clock + uint64(s.Len)
+		rg, ok := out[c]
+		if !ok {
+			rg = [2]uint64{s.ID.Clock, end}
+		}
+		rg[0], rg[1] = min(rg[0], s.ID.Clock), max(rg[1], end)
+		out[c] = rg
+	}
+	return out
 }
 
 func mustDecode(u []byte) *yjs.DecodedUpdate {
@@ -456,6 +491,9 @@ func (e *Engine) applyDisconnect(bc *batchCtx, st *docState, o *op) error {
 	missing := map[string][2]uint64{}
 	var clients []int64
 	for c, rg := range st.ydoc.Missing(sv) {
+		if _, open := st.gaps[c]; !open {
+			continue // received since, or kept aside as a foreign history
+		}
 		missing[strconv.FormatUint(c, 10)] = [2]uint64{rg.Clock, rg.End()}
 		clients = append(clients, int64(c))
 	}
