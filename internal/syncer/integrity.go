@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -141,6 +142,8 @@ type integrity struct {
 	// rows handled within changeOverlap before it.
 	outsideAfter int64
 	outsideSeen  map[int64]bool
+	// progressed: the backfill committed documents since the last report.
+	progressed atomic.Bool
 	lastFull     time.Time
 	lastSet      string
 }
@@ -244,6 +247,9 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 		}
 		for _, id := range ids {
 			in.backfilled[id] = struct{}{} // the next verification pass looks at them
+		}
+		if res.Backfilled > 0 {
+			in.progressed.Store(true)
 		}
 		s.log.Debug("backfilled", "cohort", c.Cohort, "documents", res.Backfilled, "skipped", res.Skipped)
 		s.mBackfilled.Add(float64(res.Backfilled))

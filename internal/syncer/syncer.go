@@ -73,6 +73,13 @@ type Syncer struct {
 	kick     chan struct{}
 	integ    *integrity
 
+	// The shard's cohort counts (a scan of the shard), reused by reports
+	// for up to countsMaxAge unless the rollout epoch moved or the
+	// backfill made progress since. Owned by the heartbeat.
+	counts      map[string]dataplane.CohortCounts
+	countsAt    time.Time
+	countsEpoch int64
+
 	mBackfilled prometheus.Counter
 	mVerified   prometheus.Counter
 	mObserved   prometheus.Gauge
@@ -80,6 +87,10 @@ type Syncer struct {
 	mReports    prometheus.Counter
 	mReportErrs prometheus.Counter
 }
+
+// countsMaxAge is how long a report reuses the shard's cohort counts when
+// nothing suggests they moved (documents created since show up within it).
+const countsMaxAge = 10 * time.Second
 
 // ObservedEpoch is the rollout epoch last loaded and reported.
 func (s *Syncer) ObservedEpoch() int64 { return s.observed.Load() }
@@ -226,10 +237,15 @@ func (s *Syncer) report(ctx context.Context) error {
 	if obs.Shards != s.cfg.Shards {
 		s.log.Error("rollout shard count differs from this syncer's", "rollout_shards", obs.Shards, "shards", s.cfg.Shards)
 	}
-	counts, err := s.dp.CohortIntegrity(ctx, s.cfg.Rollout, s.cfg.Shard)
-	if err != nil {
-		return err
+	backfilled := s.integ != nil && s.integ.progressed.Swap(false)
+	if s.counts == nil || backfilled || obs.Epoch != s.countsEpoch || time.Since(s.countsAt) >= countsMaxAge {
+		counts, err := s.dp.CohortIntegrity(ctx, s.cfg.Rollout, s.cfg.Shard)
+		if err != nil {
+			return err
+		}
+		s.counts, s.countsAt, s.countsEpoch = counts, time.Now(), obs.Epoch
 	}
+	counts := s.counts
 	gapAfter := 10 * time.Minute
 	if s.integ != nil {
 		gapAfter = s.integ.cfg.GapAfter
