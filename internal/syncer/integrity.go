@@ -144,8 +144,8 @@ type integrity struct {
 	outsideSeen  map[int64]bool
 	// progressed: the backfill committed documents since the last report.
 	progressed atomic.Bool
-	lastFull     time.Time
-	lastSet      string
+	lastFull   time.Time
+	lastSet    string
 }
 
 func newIntegrity(s *Syncer, cfg IntegrityConfig) *integrity {
