@@ -55,6 +55,11 @@ type docState struct {
 
 	capturing bool
 	captured  [][]byte
+
+	// ytextCache is the Yjs text as last materialised; any change of the
+	// Yjs document (its update event) invalidates it.
+	ytextCache string
+	ytextValid bool
 }
 
 // serverClient is the Yjs client ID under which the syncer writes a
@@ -67,15 +72,22 @@ func serverClient(doc string) uint64 {
 
 func (st *docState) newYDoc() {
 	st.ydoc = yjs.NewDoc(yjs.Options{ClientID: serverClient(st.id)})
+	st.ytextValid = false
 	st.ydoc.OnUpdate(func(u []byte) {
+		st.ytextValid = false
 		if st.capturing {
 			st.captured = append(st.captured, u)
 		}
 	})
 }
 
-// ytext is the Yjs representation's text.
-func (st *docState) ytext() string { return st.ydoc.GetText(contract.YjsTextName).String() }
+// ytext is the Yjs representation's text (materialised once per change).
+func (st *docState) ytext() string {
+	if !st.ytextValid {
+		st.ytextCache, st.ytextValid = st.ydoc.GetText(contract.YjsTextName).String(), true
+	}
+	return st.ytextCache
+}
 
 // setYText edits the Yjs text into want as the server client and returns
 // the update that did it (nil if nothing changed).
