@@ -13,6 +13,8 @@ IMG ?= persistence-operator:dev
 GO ?= go
 # Extra flags for go test, e.g. GOTESTFLAGS=-v or GOTESTFLAGS='-run Rollout'.
 GOTESTFLAGS ?=
+# Flags for hack/bench-gateway.sh, e.g. BENCH_GATEWAY_ARGS='-docs 50 -rate 0'.
+BENCH_GATEWAY_ARGS ?=
 # How long each fuzz target runs in `make test` (fuzz-smoke).
 FUZZTIME ?= 3s
 # package:target for every decoder fuzz target.
@@ -97,6 +99,10 @@ bench-store: deps ## Store saves/s, p50/p99 at 1/16/64 writers beside pgbench, s
 .PHONY: bench-integrity
 bench-integrity: deps ## Backfill and verification docs/s for 10k and 100k documents beside a plain SELECT scan, same run.
 	hack/bench-integrity.sh
+
+.PHONY: bench-gateway
+bench-gateway: deps ## Sync gateway (durable) against Hocuspocus (in memory), real yjs clients: updates/s, p50/p99, memory/doc, same run.
+	hack/bench-gateway.sh $(BENCH_GATEWAY_ARGS)
 
 ##@ Build and run
 
