@@ -791,7 +791,9 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		}
 	}
 	if !create && foreignItem(st, dec) {
-		return e.applyForeign(ctx, bc, st, o, stage)
+		if handled, err := e.applyForeign(ctx, bc, st, o, stage); handled || err != nil {
+			return err
+		}
 	}
 	pendingBefore := st.ydoc.HasPending()
 	textBefore := st.ytext()

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -170,7 +172,11 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 	}
 	en.Revision, en.Reason = st.revision, reason
 	sealed := e.appendLedger(bc, st, en)
-	e.resolveDivergence(bc, st, stage, DivergenceOutOfBand, reason, en.Outcome, sealed.Seq)
+	if apart {
+		// A divergence of the representations (a legacy-only document's
+		// outside change is just captured: there is nothing to diverge).
+		e.resolveDivergence(bc, st, stage, DivergenceOutOfBand, reason, en.Outcome, sealed.Seq)
+	}
 	bc.repaired[st.id] = en.Outcome
 	return nil
 }
@@ -240,31 +246,37 @@ func foreignItem(st *docState, dec *yjs.DecodedUpdate) bool {
 }
 
 // applyForeign resolves an update from a history the server does not
-// know: never integrated; its text merged and preserved.
-func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o *op, stage dataplane.SaveStage) error {
+// know: never integrated; its text merged and preserved. It reports
+// handled false for an update that only looks foreign: text typed into an
+// empty page before the first sync arrived shares next to nothing with
+// the document, and CRDT-merging it duplicates nothing.
+func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o *op, stage dataplane.SaveStage) (handled bool, _ error) {
 	r := &o.req
 	sha := ledger.SHA256Hex(r.Update)
 	detail := "update sha256 " + sha
 	var seen bool
 	if err := bc.conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM divergences WHERE doc_id = $1 AND kind = $2 AND detail = $3)`,
 		st.id, DivergenceForeign, detail).Scan(&seen); err != nil {
-		return err
+		return true, err
 	}
 	if seen {
 		// A replay: it was resolved before; nothing changes.
 		o.err = errf(http.StatusConflict, CodeForeignHistory, "this update comes from a copy of the document the server does not know; it was merged and preserved before: reload the document")
-		return nil
+		return true, nil
 	}
 	scratch := yjs.NewDoc(yjs.Options{ClientID: 1})
 	if err := scratch.ApplyUpdate(r.Update); err != nil {
 		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidUpdate, "update cannot be integrated: "+err.Error())
-		return nil
+		return true, nil
 	}
 	theirs := scratch.GetText(contract.YjsTextName).String()
 	ours := st.ytext()
 	base, baseRev, err := e.closestRevision(ctx, bc, st, theirs)
 	if err != nil {
-		return err
+		return true, err
+	}
+	if !resembles(theirs, base) && !resembles(theirs, ours) {
+		return false, nil
 	}
 	m := merge.Three(base, ours, theirs)
 	st.preserved++
@@ -298,7 +310,7 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 	if !m.Conflict && m.Text != ours {
 		u, err := st.setYText(m.Text)
 		if err != nil {
-			return err
+			return true, err
 		}
 		if u != nil {
 			en.YjsSeq = e.appendYjs(bc, st, u, "server:foreign-merge:"+r.User)
@@ -316,7 +328,7 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 		msg += " and was three-way merged into the document as revision " + strconv.FormatInt(st.revision, 10)
 	}
 	o.err = errf(http.StatusConflict, CodeForeignHistory, "%s; reload the document", msg)
-	return nil
+	return true, nil
 }
 
 // opRanges is, per client, the clock range of an update's structs.
@@ -401,6 +413,34 @@ func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState
 		}
 	}
 	return best, bestRev, nil
+}
+
+// resembles reports whether a copy's text shares enough with text that
+// CRDT-merging the two would duplicate it: a common start and end of at
+// least 16 bytes, or at least half of the copy's words (and three or
+// more) found in text.
+func resembles(copyText, text string) bool {
+	if commonEnds(copyText, text) >= 16 {
+		return true
+	}
+	have := map[string]int{}
+	for _, w := range words(text) {
+		have[w]++
+	}
+	ws := words(copyText)
+	shared := 0
+	for _, w := range ws {
+		if have[w] > 0 {
+			have[w]--
+			shared++
+		}
+	}
+	return shared >= 3 && 2*shared >= len(ws)
+}
+
+// words splits text into runs of letters and digits.
+func words(text string) []string {
+	return strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
 }
 
 // commonEnds is the length of a and b's common prefix plus their common
