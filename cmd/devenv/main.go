@@ -7,6 +7,11 @@
 //	<state>/token-key      the key gateway tokens are signed with
 //	<state>/logs/          each gateway and syncer process's output
 //
+// At start it writes --seed-docs legacy documents of tenants school-1..N
+// (--seed-tenants) into the database, as the legacy store holds them
+// before a rollout, so applying the sample rollout backfills and verifies
+// real documents.
+//
 // and creates in namespace default the Secrets the sample rollout names:
 // demo-database (key dsn) and demo-tokens (key key).
 package main
@@ -33,6 +38,9 @@ func main() {
 	flag.StringVar(&opts.Bin, "bin", "bin", "directory holding the gateway and syncer binaries")
 	flag.IntVar(&opts.PGPort, "pg-port", 0, "PostgreSQL port (0: a free one)")
 	flag.IntVar(&opts.BasePort, "base-port", 18000, "first local port for the shards' gateways and syncers")
+	flag.IntVar(&opts.SeedDocs, "seed-docs", 50, "legacy documents to write into the database at start, as existing documents before a rollout (0: none; existing ones are kept)")
+	flag.IntVar(&opts.SeedTenants, "seed-tenants", 6, "tenants (school-1..N) owning the seeded documents; the sample rollout's cohorts cover them all")
+	flag.IntVar(&opts.SeedShards, "seed-shards", 2, "shards the seeded documents are placed for: the rollout's spec.gateway.shards")
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	opts.Log = ctrl.Log.WithName("devenv")

@@ -13,6 +13,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newTraceCommand(), newDocCommand(), newTokenCommand(), newEvidenceCommand(), newRolloutCommand())
+	root.AddCommand(newTraceCommand(), newDocCommand(), newTokenCommand(), newEvidenceCommand(), newRolloutCommand(), newLoadgenCommand())
 	return root
 }

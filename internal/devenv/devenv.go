@@ -21,6 +21,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -37,6 +38,8 @@ import (
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/controllers"
 	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/loadgen"
+	"github.com/yawp/persistence-operator/internal/migrations"
 	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
@@ -59,6 +62,12 @@ type Options struct {
 	Fsync bool
 	// ManagerPorts: metrics and health probe addresses ("0" disables).
 	MetricsAddr, ProbeAddr string
+	// SeedDocs legacy documents, owned round-robin by SeedTenants tenants
+	// (school-1..N), are written into the database at start, as the
+	// legacy store holds them before a rollout (loadgen.SeedLegacy);
+	// existing ones are kept. SeedShards must equal the rollout's
+	// spec.gateway.shards (the sample's 2).
+	SeedDocs, SeedTenants, SeedShards int
 	// PollInterval of the controller (default 1s).
 	PollInterval time.Duration
 	Log          logr.Logger
@@ -121,6 +130,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := os.WriteFile(filepath.Join(state, "database-url"), []byte(dsn+"\n"), 0o600); err != nil {
 		return nil, err
 	}
+	if opts.SeedDocs > 0 {
+		if err := seed(ctx, dsn, opts); err != nil {
+			return nil, err
+		}
+	}
 
 	// 2. The control plane, with the CRDs installed.
 	e.env = &envtest.Environment{CRDDirectoryPaths: []string{opts.CRDs}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: opts.AssetsDir}
@@ -178,6 +192,29 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	return e, nil
+}
+
+// seed migrates the database and writes the legacy documents of
+// opts.Seed*.
+func seed(ctx context.Context, dsn string, opts Options) error {
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	defer pool.Close()
+	if err := migrations.Up(ctx, pool); err != nil {
+		return fmt.Errorf("seed: %w", err)
+	}
+	tenants := make([]string, max(opts.SeedTenants, 1))
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("school-%d", i+1)
+	}
+	n, err := loadgen.SeedLegacy(ctx, pool, loadgen.LegacySeed{Tenants: tenants, Docs: opts.SeedDocs, Shards: max(opts.SeedShards, 1)})
+	if err != nil {
+		return err
+	}
+	opts.Log.Info("seeded legacy documents", "inserted", n, "documents", opts.SeedDocs, "tenants", len(tenants))
+	return nil
 }
 
 func orZero(addr string) string {
