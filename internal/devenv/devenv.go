@@ -68,6 +68,9 @@ type Options struct {
 	// existing ones are kept. SeedShards must equal the rollout's
 	// spec.gateway.shards (the sample's 2).
 	SeedDocs, SeedTenants, SeedShards int
+	// SyncerArgs are extra flags for every syncer process (for example
+	// --backfill-rate=100 to make a backfill last long enough to kill).
+	SyncerArgs []string
 	// PollInterval of the controller (default 1s).
 	PollInterval time.Duration
 	Log          logr.Logger
@@ -90,6 +93,7 @@ type Env struct {
 	env    *envtest.Environment
 	stores *dataplane.Cache
 	mgr    ctrl.Manager
+	pods   *podRunner
 }
 
 // Start brings everything up except the manager loop; Run starts that.
@@ -187,7 +191,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}).SetupWithManager(e.mgr); err != nil {
 		return nil, err
 	}
-	pods := &podRunner{client: e.Client, bin: opts.Bin, state: state, basePort: opts.BasePort, log: opts.Log.WithName("pods")}
+	pods := &podRunner{client: e.Client, bin: opts.Bin, state: state, basePort: opts.BasePort, syncerArgs: opts.SyncerArgs,
+		log: opts.Log.WithName("pods")}
+	e.pods = pods
 	if err := e.mgr.Add(pods); err != nil {
 		return nil, err
 	}
@@ -224,6 +230,14 @@ func orZero(addr string) string {
 	return addr
 }
 
+// KillContainer sends SIGKILL to the process running container of pod
+// (namespace/pod, e.g. "default", "demo-gateway-0", "syncer"), as a node
+// failure would; like the kubelet, the environment starts it again a
+// second later. It returns the PID it killed.
+func (e *Env) KillContainer(namespace, pod, container string) (int, error) {
+	return e.pods.kill(namespace + "/" + pod + "/" + container)
+}
+
 // CreateDatabase creates another database on the environment's PostgreSQL
 // (each rollout needs its own) and returns its DSN.
 func (e *Env) CreateDatabase(ctx context.Context, name string) (string, error) {
@@ -240,9 +254,9 @@ func (e *Env) GatewayURL(ctx context.Context, namespace, name string, shard int)
 	if err := e.Client.List(ctx, &list, client.HasLabels{controllers.LabelRollout}); err != nil {
 		return "", err
 	}
-	for s, sts := range list.Items {
+	for _, sts := range list.Items {
 		if sts.Namespace == namespace && sts.Name == name {
-			return fmt.Sprintf("http://127.0.0.1:%d", portOf(e.opts.BasePort, s, shard, 0)), nil
+			return fmt.Sprintf("http://127.0.0.1:%d", portOf(e.opts.BasePort, e.pods.slot(namespace+"/"+name), shard, 0)), nil
 		}
 	}
 	return "", fmt.Errorf("no gateway StatefulSet %s/%s", namespace, name)

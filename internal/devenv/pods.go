@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,16 +31,62 @@ type podRunner struct {
 	bin      string
 	state    string
 	basePort int
-	log      logr.Logger
+	// syncerArgs are appended to every syncer's flags.
+	syncerArgs []string
+	log        logr.Logger
 
 	mu      sync.Mutex
 	running map[string]*proc // by pod/container
 	warned  map[string]bool
+	// slots: each StatefulSet's port slot (namespace/name -> s), kept for
+	// its lifetime, so StatefulSets created later never shift the ports
+	// of running ones.
+	slots map[string]int
+}
+
+// slot returns the port slot of StatefulSet ns/name, taking the lowest
+// free one on first sight.
+func (p *podRunner) slot(key string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.slots == nil {
+		p.slots = map[string]int{}
+	}
+	if s, ok := p.slots[key]; ok {
+		return s
+	}
+	used := map[int]bool{}
+	for _, s := range p.slots {
+		used[s] = true
+	}
+	s := 0
+	for used[s] {
+		s++
+	}
+	p.slots[key] = s
+	return s
 }
 
 type proc struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	// pid of the process running now (0 between restarts).
+	pid atomic.Int64
+}
+
+// kill SIGKILLs the process of key (namespace/pod/container).
+func (p *podRunner) kill(key string) (int, error) {
+	p.mu.Lock()
+	pr := p.running[key]
+	p.mu.Unlock()
+	if pr == nil {
+		return 0, fmt.Errorf("devenv: no container %s", key)
+	}
+	pid := int(pr.pid.Load())
+	if pid == 0 {
+		return 0, fmt.Errorf("devenv: container %s is between restarts", key)
+	}
+	return pid, syscall.Kill(pid, syscall.SIGKILL)
 }
 
 // Start implements manager.Runnable.
@@ -65,8 +112,8 @@ func (p *podRunner) Start(ctx context.Context) error {
 // port of shard i of the s-th StatefulSet for one of four uses.
 func (p *podRunner) port(s, shard, use int) int { return portOf(p.basePort, s, shard, use) }
 
-// portOf places the processes of the s-th gateway StatefulSet (in list
-// order) at base + 100*s + 10*shard + use (0 gateway, 1 syncer, 2 and 3
+// portOf places the processes of the gateway StatefulSet in port slot s
+// at base + 100*s + 10*shard + use (0 gateway, 1 syncer, 2 and 3
 // their metrics).
 func portOf(base, s, shard, use int) int { return base + 100*s + 10*shard + use }
 
@@ -76,7 +123,11 @@ func (p *podRunner) sync(ctx context.Context) error {
 		return err
 	}
 	want := map[string]bool{}
-	for s, sts := range list.Items {
+	wantSlot := map[string]bool{}
+	for _, sts := range list.Items {
+		stsKey := sts.Namespace + "/" + sts.Name
+		wantSlot[stsKey] = true
+		s := p.slot(stsKey)
 		replicas := 1
 		if sts.Spec.Replicas != nil {
 			replicas = int(*sts.Spec.Replicas)
@@ -86,6 +137,8 @@ func (p *podRunner) sync(ctx context.Context) error {
 			peers = append(peers, fmt.Sprintf("http://127.0.0.1:%d", p.port(s, i, 0)))
 		}
 		if s == 0 && replicas > 0 {
+			// The first StatefulSet's first gateway: where other
+			// terminals find the system (bin/dev/gateway-url).
 			_ = os.WriteFile(filepath.Join(p.state, "gateway-url"), []byte(peers[0]+"\n"), 0o644)
 		}
 		for i := range replicas {
@@ -106,6 +159,11 @@ func (p *podRunner) sync(ctx context.Context) error {
 			pr.cancel()
 			<-pr.done
 			delete(p.running, key)
+		}
+	}
+	for key := range p.slots {
+		if !wantSlot[key] {
+			delete(p.slots, key) // the StatefulSet is gone: its slot is free
 		}
 	}
 	return nil
@@ -140,10 +198,10 @@ func (p *podRunner) ensure(ctx context.Context, key string, sts *appsv1.Stateful
 			"--peers=" + strings.Join(peers, ","),
 		}
 	case contract.ContainerSyncer:
-		args = []string{
+		args = append([]string{
 			fmt.Sprintf("--listen=127.0.0.1:%d", p.port(s, shard, 1)),
 			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", p.port(s, shard, 3)),
-		}
+		}, p.syncerArgs...)
 	default:
 		args = c.Args
 	}
@@ -160,7 +218,7 @@ func (p *podRunner) ensure(ctx context.Context, key string, sts *appsv1.Stateful
 	go func() {
 		defer close(pr.done)
 		for pctx.Err() == nil {
-			p.runOnce(pctx, binary, args, env, logPath, pod, c.Name)
+			p.runOnce(pctx, pr, binary, args, env, logPath, pod, c.Name)
 			select {
 			case <-pctx.Done():
 			case <-time.After(time.Second): // restart like the kubelet would
@@ -171,7 +229,7 @@ func (p *podRunner) ensure(ctx context.Context, key string, sts *appsv1.Stateful
 	return nil
 }
 
-func (p *podRunner) runOnce(ctx context.Context, binary string, args, env []string, logPath, pod, container string) {
+func (p *podRunner) runOnce(ctx context.Context, pr *proc, binary string, args, env []string, logPath, pod, container string) {
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		p.log.Error(err, "open log", "path", logPath)
@@ -186,6 +244,8 @@ func (p *podRunner) runOnce(ctx context.Context, binary string, args, env []stri
 		p.log.Error(err, "start", "pod", pod, "container", container)
 		return
 	}
+	pr.pid.Store(int64(cmd.Process.Pid))
+	defer pr.pid.Store(0)
 	var waitErr error
 	exited := make(chan struct{})
 	go func() { waitErr = cmd.Wait(); close(exited) }()

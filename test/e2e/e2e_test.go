@@ -9,15 +9,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +33,9 @@ import (
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/devenv"
+	"github.com/yawp/persistence-operator/internal/loadgen"
+	"github.com/yawp/persistence-operator/internal/migrations"
+	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 )
 
@@ -73,6 +79,8 @@ func run(m *testing.M) int {
 	env, err = devenv.Start(ctx, devenv.Options{
 		CRDs: "../../config/crd/bases", State: filepath.Join(dir, "state"), Bin: bin, AssetsDir: assets,
 		BasePort: 28000, PollInterval: 200 * time.Millisecond, Log: ctrl.Log.WithName("e2e"),
+		// Backfills slow enough that a test can kill a syncer mid-way.
+		SyncerArgs: []string{"--backfill-rate=60", "--backfill-batch=10"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the system:", err)
@@ -399,4 +407,196 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 		g.Expect(code).To(Equal(http.StatusOK))
 		g.Expect(doc.Content).To(Equal(text))
 	}
+}
+
+// TestThreeCohortsUnderLoad is the whole story on real processes: legacy
+// documents exist, the workload generator (legacy and local-first clients,
+// offline episodes, out-of-band legacy writes) runs throughout, and a
+// rollout of three cohorts with soak windows of seconds goes to Complete.
+// On the way a syncer is SIGKILLed in the middle of the pilot's backfill
+// (it resumes: every document gets exactly one genesis), and a legacy row
+// changed behind the gateway during the second cohort's soak rolls that
+// cohort back automatically; a retry completes it. At the end the
+// workload's audit passes: every acknowledged save present, legacy equal
+// to Yjs, evidence complete.
+func TestThreeCohortsUnderLoad(t *testing.T) {
+	g := NewWithT(t)
+	g.SetDefaultEventuallyTimeout(120 * time.Second)
+	g.SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-load"}}
+	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
+	dsn, err := env.CreateDatabase(ctx, "load")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
+		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+	pool, err := pgxpool.New(ctx, dsn)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer pool.Close()
+	g.Expect(migrations.Up(ctx, pool)).To(Succeed())
+
+	// The legacy store's documents before any rollout.
+	schools := []string{"school-1", "school-2", "school-3", "school-4", "school-5", "school-6"}
+	const seeded = 480
+	n, err := loadgen.SeedLegacy(ctx, pool, loadgen.LegacySeed{Tenants: schools, Docs: seeded, Shards: 2})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(n).To(Equal(seeded))
+
+	secs := func(s float64) metav1.Duration {
+		return metav1.Duration{Duration: time.Duration(s * float64(time.Second))}
+	}
+	ro := &persistencev1alpha1.PersistenceRollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: ns.Name},
+		Spec: persistencev1alpha1.PersistenceRolloutSpec{
+			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
+				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
+			Paused:   true,
+			Cohorts: []persistencev1alpha1.CohortSpec{
+				{Name: "pilot", Tenants: []string{"school-1", "school-2"}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
+				{Name: "grade", Tenants: []string{"school-3", "school-4"}, Soak: secs(8), PostFlipSoak: ptrTo(secs(1))},
+				{Name: "rest", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
+			},
+			Gates: persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
+		},
+	}
+	g.Expect(env.Client.Create(ctx, ro)).To(Succeed())
+	var gw0, gw1 string
+	g.Eventually(func() (err error) {
+		if gw0, err = env.GatewayURL(ctx, ns.Name, "load-gateway", 0); err != nil {
+			return err
+		}
+		gw1, err = env.GatewayURL(ctx, ns.Name, "load-gateway", 1)
+		return err
+	}).Should(Succeed())
+	for _, gw := range []string{gw0, gw1} {
+		g.Eventually(func() error { _, err := call(http.MethodGet, gw+"/healthz", "", nil, nil); return err }).Should(Succeed())
+	}
+
+	// The workload starts and runs until the end.
+	var progress strings.Builder
+	gen, err := loadgen.New(ctx, loadgen.Config{Gateways: []string{gw0, gw1}, TokenKey: []byte(env.TokenKey), DatabaseURL: dsn,
+		Tenants: len(schools), Docs: 3, Seed: 11, Duration: 10 * time.Minute, Concurrency: 4, Mix: loadgen.DefaultMix,
+		StateDir: t.TempDir(), Progress: &syncWriter{w: &progress}, ProgressEvery: 5 * time.Second})
+	g.Expect(err).NotTo(HaveOccurred())
+	defer gen.Close()
+	g.Eventually(func() error { return gen.Seed(ctx) }).Should(Succeed())
+	wctx, stopLoad := context.WithCancel(ctx)
+	loadDone := make(chan error, 1)
+	go func() { loadDone <- gen.Run(wctx) }()
+	defer func() {
+		stopLoad()
+		<-loadDone
+	}()
+
+	setSpec := func(f func(*persistencev1alpha1.PersistenceRollout)) {
+		g.Eventually(func() error {
+			var cur persistencev1alpha1.PersistenceRollout
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err != nil {
+				return err
+			}
+			f(&cur)
+			return env.Client.Update(ctx, &cur)
+		}).Should(Succeed())
+	}
+	var cur persistencev1alpha1.PersistenceRollout
+	cohort := func(name string) persistencev1alpha1.CohortStatus {
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
+		for _, c := range cur.Status.Cohorts {
+			if c.Name == name {
+				return c
+			}
+		}
+		return persistencev1alpha1.CohortStatus{}
+	}
+	setSpec(func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Paused = false })
+
+	// The pilot's backfill on shard 0 is half done: its syncer is killed.
+	pilotOnShard0 := func() (total, done int) {
+		_ = pool.QueryRow(ctx, `SELECT count(*), count(s.doc_id) FROM documents d LEFT JOIN yjs_snapshots s USING (doc_id)
+			WHERE d.shard = 0 AND d.tenant = ANY($1) AND d.doc_id LIKE 'seed-%'`, schools[:2]).Scan(&total, &done)
+		return total, done
+	}
+	g.Eventually(func() bool { total, done := pilotOnShard0(); return done > 0 && done < total }, 120*time.Second, 10*time.Millisecond).
+		Should(BeTrue(), "the pilot's backfill on shard 0 starts")
+	pid, err := env.KillContainer(ns.Name, "load-gateway-0", contract.ContainerSyncer)
+	g.Expect(err).NotTo(HaveOccurred())
+	total, done := pilotOnShard0()
+	t.Logf("killed the syncer of shard 0 (pid %d) with %d of %d pilot documents backfilled", pid, done, total)
+	g.Expect(done).To(BeNumerically("<", total), "killed before the backfill finished")
+
+	// It comes back, resumes and the pilot completes.
+	g.Eventually(func() persistencev1alpha1.Stage { return cohort("pilot").Stage }).Should(Equal(persistencev1alpha1.StageComplete))
+	var twice int
+	g.Expect(pool.QueryRow(ctx, `SELECT count(*) FROM (SELECT doc_id FROM yjs_updates WHERE origin = $1 GROUP BY doc_id HAVING count(*) > 1) x`,
+		store.OriginBackfill).Scan(&twice)).To(Succeed())
+	g.Expect(twice).To(BeZero(), "no document got a second genesis after the restart")
+	total, done = pilotOnShard0()
+	g.Expect(done).To(Equal(total))
+
+	// During the second cohort's soak a legacy row is changed behind the
+	// gateway: verification finds it, the gate rolls the cohort back.
+	g.Eventually(func() persistencev1alpha1.Stage { return cohort("grade").Stage }).Should(Equal(persistencev1alpha1.StageVerify))
+	var victim, before string
+	g.Expect(pool.QueryRow(ctx, `SELECT doc_id, content FROM documents WHERE tenant = 'school-3' AND doc_id LIKE 'seed-%' ORDER BY doc_id LIMIT 1`).
+		Scan(&victim, &before)).To(Succeed())
+	_, err = pool.Exec(ctx, `UPDATE documents SET content = content || ' (edited behind the gateway)' WHERE doc_id = $1`, victim)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() persistencev1alpha1.Outcome { return cohort("grade").Outcome }).Should(Equal(persistencev1alpha1.OutcomeRolledBack))
+	g.Expect(cohort("grade").Stage).To(Equal(persistencev1alpha1.StageLegacy))
+	g.Expect(cohort("rest").Stage).To(BeElementOf(persistencev1alpha1.Stage(""), persistencev1alpha1.StageLegacy), "the next cohort never started")
+	// Nothing lost: the out-of-band change is in the document (repaired in,
+	// not dropped), and what it replaced is in the save history.
+	var now string
+	g.Expect(pool.QueryRow(ctx, `SELECT content FROM documents WHERE doc_id = $1`, victim).Scan(&now)).To(Succeed())
+	g.Expect(now).To(ContainSubstring("(edited behind the gateway)"))
+	var kept int
+	g.Expect(pool.QueryRow(ctx, `SELECT count(*) FROM document_revisions WHERE doc_id = $1 AND content = $2`, victim, before).Scan(&kept)).To(Succeed())
+	g.Expect(kept).To(BeNumerically(">=", 1), "the text before the outside edit stays in the save history")
+
+	// The platform team retries; with no more outside edits, everything
+	// completes.
+	setSpec(func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Cohorts[1].Attempt = 2 })
+	g.Eventually(func() string {
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
+		var stages []string
+		for _, c := range cur.Status.Cohorts {
+			stages = append(stages, c.Name+"="+string(c.Stage))
+		}
+		return strings.Join(stages, ",")
+	}, 180*time.Second).Should(Equal("pilot=Complete,grade=Complete,rest=Complete"))
+	for _, c := range cur.Status.Cohorts {
+		g.Expect(c.Backfilled).To(Equal(c.Documents), "cohort %s", c.Name)
+		g.Expect(c.Verified).To(Equal(c.Documents), "cohort %s", c.Name)
+		g.Expect(c.Mismatched).To(BeZero(), "cohort %s", c.Name)
+	}
+
+	// The audit of everything the workload was told was saved.
+	stopLoad()
+	err = <-loadDone
+	g.Expect(err).To(Or(BeNil(), MatchError(context.Canceled)))
+	loadDone <- nil // for the deferred stop
+	rep, err := gen.Audit(ctx)
+	g.Expect(err).NotTo(HaveOccurred())
+	var out strings.Builder
+	rep.Print(&out)
+	t.Logf("workload progress:\n%s\naudit:\n%s", progress.String(), out.String())
+	g.Expect(rep.OK()).To(BeTrue(), "the audit passes")
+	legacy, yjsAcks := gen.Acks()
+	g.Expect(len(legacy)).To(BeNumerically(">", 50), "legacy saves were made throughout")
+	g.Expect(yjsAcks).NotTo(BeEmpty(), "local-first clients synced after the flips")
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// syncWriter serialises writes of the workload's progress lines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }
