@@ -484,10 +484,13 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 	wctx, stopLoad := context.WithCancel(ctx)
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- gen.Run(wctx) }()
-	defer func() {
-		stopLoad()
-		<-loadDone
-	}()
+	var loadErr error
+	var stopOnce sync.Once
+	stop := func() error {
+		stopOnce.Do(func() { stopLoad(); loadErr = <-loadDone })
+		return loadErr
+	}
+	defer func() { _ = stop() }()
 
 	setSpec := func(f func(*persistencev1alpha1.PersistenceRollout)) {
 		g.Eventually(func() error {
@@ -572,10 +575,7 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 	}
 
 	// The audit of everything the workload was told was saved.
-	stopLoad()
-	err = <-loadDone
-	g.Expect(err).To(Or(BeNil(), MatchError(context.Canceled)))
-	loadDone <- nil // for the deferred stop
+	g.Expect(stop()).To(Or(BeNil(), MatchError(context.Canceled)))
 	rep, err := gen.Audit(ctx)
 	g.Expect(err).NotTo(HaveOccurred())
 	var out strings.Builder
