@@ -244,21 +244,25 @@ type CohortSpec struct {
 // the cohort.
 type IntegrityGates struct {
 	// maxMismatches is the number of documents whose legacy content and
-	// Yjs text differ that a cohort may have.
+	// Yjs text were found to differ under the cohort's current epoch that
+	// a cohort may have. A mismatch the syncer repaired still counts:
+	// something wrote behind the gateway during the attempt. Raise it to
+	// tolerate repaired ones and keep maxOpenDivergences at 0.
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
 	MaxMismatches int64 `json:"maxMismatches"`
 
-	// maxEvidenceGaps is the number of saves without complete evidence
-	// that a cohort may have.
+	// maxEvidenceGaps is the number of evidence gaps a cohort may have:
+	// clients holding operations the server has not received for longer
+	// than the syncer's --gap-after (10m by default).
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
 	MaxEvidenceGaps int64 `json:"maxEvidenceGaps"`
 
-	// maxOpenDivergences is the number of unresolved divergences a cohort
-	// may have.
+	// maxOpenDivergences is the number of divergences found and not yet
+	// resolved (repaired, merged or preserved) that a cohort may have.
 	// +optional
 	// +kubebuilder:default=0
 	// +kubebuilder:validation:Minimum=0
@@ -419,13 +423,15 @@ type CohortStatus struct {
 	// verified documents in the latest verification passes.
 	// +optional
 	Verified int64 `json:"verified,omitempty"`
-	// mismatched documents in the latest verification passes.
+	// mismatched documents: found with legacy content and Yjs text apart
+	// under the current epoch, repaired or not.
 	// +optional
 	Mismatched int64 `json:"mismatched,omitempty"`
 	// openDivergences not yet resolved.
 	// +optional
 	OpenDivergences int64 `json:"openDivergences,omitempty"`
-	// evidenceGaps: saves without complete evidence.
+	// evidenceGaps: clients holding operations the server has not
+	// received for longer than the syncer's --gap-after.
 	// +optional
 	EvidenceGaps int64 `json:"evidenceGaps,omitempty"`
 	// reportedAt is the time of the oldest shard report counted.
