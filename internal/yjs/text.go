@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // fmtVal is a formatting attribute value as yjs sees it: primitives compare
@@ -213,12 +214,21 @@ func (x *Text) String() string { return typeString(x.t, nil) }
 
 func typeString(t *Type, snap *Snapshot) string {
 	var u []uint16
+	if snap == nil {
+		u = make([]uint16, 0, t.length) // the visible length bounds the text
+	}
 	for it := t.start; it != nil; it = it.Right {
 		if c, ok := it.Content.(*ContentString); ok && it.countable() && visible(it, snap) {
 			u = append(u, c.s...)
 		}
 	}
-	return fromUTF16(u)
+	if len(u) == 0 {
+		return ""
+	}
+	// One conversion into a buffer sized for mostly-ASCII text, handed
+	// over as the string without a copy (nothing writes it afterwards).
+	b := appendUTF8(make([]byte, 0, len(u)+len(u)/4), u)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // UTF16 returns the text as UTF-16 code units.
