@@ -41,7 +41,7 @@ func main() {
 }
 
 func run() error {
-	docsFlag := flag.String("docs", "10000", "document counts, comma-separated")
+	docsFlag := flag.String("docs", "10000,100000", "document counts, comma-separated")
 	batch := flag.Int("backfill-batch", 100, "documents per backfill transaction")
 	vbatch := flag.Int("verify-batch", 256, "documents per verification statement")
 	size := flag.Int("size", 2000, "bytes of legacy text per document")
