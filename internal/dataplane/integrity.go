@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Queries of the shard integrity work (backfill and verification) that
@@ -97,16 +99,13 @@ func (p *Postgres) ShardCohortDocs(ctx context.Context, rollout string, shard in
 	if err != nil {
 		return nil, fmt.Errorf("documents of shard %d: %w", shard, err)
 	}
-	defer rows.Close()
-	var out []CohortDoc
-	for rows.Next() {
-		var d CohortDoc
-		if err := rows.Scan(&d.Doc, &d.Cohort, &d.ChangeSeq); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, scanCohortDoc)
+}
+
+func scanCohortDoc(r pgx.CollectableRow) (CohortDoc, error) {
+	var d CohortDoc
+	err := r.Scan(&d.Doc, &d.Cohort, &d.ChangeSeq)
+	return d, err
 }
 
 // OutsideChanges lists, after the outside_changes row after, the
@@ -163,16 +162,7 @@ func (p *Postgres) ShardCohortDocsOf(ctx context.Context, rollout string, shard 
 	if err != nil {
 		return nil, fmt.Errorf("documents of shard %d: %w", shard, err)
 	}
-	defer rows.Close()
-	var out []CohortDoc
-	for rows.Next() {
-		var d CohortDoc
-		if err := rows.Scan(&d.Doc, &d.Cohort, &d.ChangeSeq); err != nil {
-			return nil, err
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return pgx.CollectRows(rows, scanCohortDoc)
 }
 
 // DivergenceCounts is, for one cohort on a shard, what the divergence

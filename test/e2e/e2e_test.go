@@ -311,13 +311,7 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 	g.SetDefaultEventuallyTimeout(60 * time.Second)
 	g.SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-rollback"}}
-	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
-	// A database serves one rollout.
-	dsn, err := env.CreateDatabase(ctx, "rollback")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
-		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+	ns, dsn := rolloutNamespace(g, "e2e-rollback", "rollback")
 	ro := &persistencev1alpha1.PersistenceRollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "rb", Namespace: ns.Name},
 		Spec: persistencev1alpha1.PersistenceRolloutSpec{
@@ -424,12 +418,7 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 	g.SetDefaultEventuallyTimeout(120 * time.Second)
 	g.SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	ctx := context.Background()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-load"}}
-	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
-	dsn, err := env.CreateDatabase(ctx, "load")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
-		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+	ns, dsn := rolloutNamespace(g, "e2e-load", "load")
 	pool, err := pgxpool.New(ctx, dsn)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer pool.Close()
@@ -588,6 +577,20 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// rolloutNamespace creates a namespace with its own database (a database
+// serves one rollout) and the Secret "db" holding its DSN (key dsn) and the
+// token key (key tokens).
+func rolloutNamespace(g *WithT, name, database string) (*corev1.Namespace, string) {
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
+	dsn, err := env.CreateDatabase(ctx, database)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
+		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+	return ns, dsn
+}
 
 // syncWriter serialises writes of the workload's progress lines.
 type syncWriter struct {
