@@ -379,11 +379,18 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 	}
 	for _, st := range bc.snaps {
 		st.snapSeq = st.logSeq
+		var state, sv []byte
+		var text string
+		if r := st.snapRaw; r != nil {
+			state, sv, text = r.state, r.sv, r.text
+		} else {
+			state, sv, text = st.ydoc.EncodeStateAsUpdate(nil), st.ydoc.EncodeStateVector(), st.ytext()
+		}
 		b.Queue(`
 			INSERT INTO yjs_snapshots (doc_id, generation, upto_seq, state, state_vector, text, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (doc_id) DO UPDATE SET generation = EXCLUDED.generation, upto_seq = EXCLUDED.upto_seq, state = EXCLUDED.state,
 			  state_vector = EXCLUDED.state_vector, text = EXCLUDED.text, at = EXCLUDED.at`,
-			st.id, st.generation, st.logSeq, st.ydoc.EncodeStateAsUpdate(nil), st.ydoc.EncodeStateVector(), st.ytext(), bc.now)
+			st.id, st.generation, st.logSeq, state, sv, text, bc.now)
 	}
 	if len(bc.ledDoc) > 0 {
 		b.Queue(`INSERT INTO save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash)

@@ -60,6 +60,15 @@ type docState struct {
 	// Yjs document (its update event) invalidates it.
 	ytextCache string
 	ytextValid bool
+
+	// snapRaw, when set, is the snapshot to write as is (a backfill
+	// genesis, whose document is not built in memory).
+	snapRaw *rawSnapshot
+}
+
+type rawSnapshot struct {
+	state, sv []byte
+	text      string
 }
 
 // serverClient is the Yjs client ID under which the syncer writes a
