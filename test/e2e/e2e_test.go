@@ -443,7 +443,9 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 			Paused:   true,
 			Cohorts: []persistencev1alpha1.CohortSpec{
 				{Name: "pilot", Tenants: []string{"school-1", "school-2"}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
-				{Name: "grade", Tenants: []string{"school-3", "school-4"}, Soak: secs(8), PostFlipSoak: ptrTo(secs(1))},
+				// Long enough for a verification pass (1 s), a report (2 s) and the
+				// controller to catch the outside edit on a loaded machine.
+				{Name: "grade", Tenants: []string{"school-3", "school-4"}, Soak: secs(12), PostFlipSoak: ptrTo(secs(1))},
 				{Name: "rest", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
 			},
 			Gates: persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
