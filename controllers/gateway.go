@@ -119,6 +119,17 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		gatewayEnv = append(gatewayEnv, secretEnv(contract.EnvTokenKey, *ref))
 		syncerEnv = append(syncerEnv, secretEnv(contract.EnvTokenKey, *ref))
 	}
+	// The syncer's tuning; unset knobs keep the binary's defaults.
+	sy := r.Spec.Gateway.Syncer
+	if sy.BackfillRate != nil {
+		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvBackfillRate).WithValue(strconv.Itoa(int(*sy.BackfillRate))))
+	}
+	if d := sy.FullVerificationInterval; d != nil {
+		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvVerifyFullEvery).WithValue(d.Duration.String()))
+	}
+	if d := sy.EvidenceGapAfter; d != nil {
+		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvGapAfter).WithValue(d.Duration.String()))
+	}
 	tmp := corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp")
 
 	gateway := corev1ac.Container().

@@ -90,6 +90,27 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		f.g.Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, &svc) }).Should(Succeed())
 	}
 
+	// The platform team tunes the syncers: the pod template carries it.
+	syncerEnv := func() map[string]string {
+		out := map[string]string{}
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
+		for _, e := range sts.Spec.Template.Spec.Containers[1].Env {
+			if e.ValueFrom == nil {
+				out[e.Name] = e.Value
+			}
+		}
+		return out
+	}
+	f.g.Expect(syncerEnv()).NotTo(HaveKey(contract.EnvBackfillRate), "unset knobs keep the syncer's defaults")
+	f.g.Eventually(func() error {
+		cur := f.get("demo")
+		cur.Spec.Gateway.Syncer = persistencev1alpha1.SyncerSpec{BackfillRate: ptr.To[int32](50),
+			FullVerificationInterval: &metav1.Duration{Duration: 30 * time.Second}, EvidenceGapAfter: &metav1.Duration{Duration: 5 * time.Minute}}
+		return k8s.Update(ctx, cur)
+	}).Should(Succeed())
+	f.g.Eventually(syncerEnv).Should(And(HaveKeyWithValue(contract.EnvBackfillRate, "50"),
+		HaveKeyWithValue(contract.EnvVerifyFullEvery, "30s"), HaveKeyWithValue(contract.EnvGapAfter, "5m0s")))
+
 	// Someone scales the gateway by hand: the controller puts it back,
 	// since shards cannot change.
 	sts.Spec.Replicas = ptr.To[int32](5)
@@ -428,6 +449,15 @@ func TestBadManifestsAreRefused(t *testing.T) {
 		{"bad cohort name", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "Grade 5" }, `spec.cohorts[0].name: Invalid value: "Grade 5"`},
 		{"unknown strategy", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Strategy = "BigBang" }, `Unsupported value: "BigBang": supported values: "PerCohort", "DualWriteFirst"`},
 		{"approval ahead of attempt", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].ApprovedAttempt = 3 }, "approvedAttempt cannot be ahead of attempt"},
+		{"zero backfill rate", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.Syncer.BackfillRate = new(int32)
+		}, "spec.gateway.syncer.backfillRate in body should be greater than or equal to 1"},
+		{"sub-second full verification", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.Syncer.FullVerificationInterval = &metav1.Duration{Duration: time.Millisecond}
+		}, "fullVerificationInterval must be at least 1s"},
+		{"negative evidence gap age", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.Syncer.EvidenceGapAfter = &metav1.Duration{Duration: -time.Minute}
+		}, "evidenceGapAfter must be a positive duration"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -125,6 +125,36 @@ type GatewaySpec struct {
 	// client bearer tokens. Without it the gateway accepts no client.
 	// +optional
 	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
+
+	// syncer tunes each shard's integrity work. Changing it restarts the
+	// gateway pods one by one, like any change of the pod template.
+	// +optional
+	Syncer SyncerSpec `json:"syncer,omitempty"`
+}
+
+// SyncerSpec tunes each shard's syncer: its backfill, its verification and
+// what it counts as an evidence gap.
+type SyncerSpec struct {
+	// backfillRate limits each shard's backfill, in documents per second;
+	// the backfill shares PostgreSQL with the students' saves. Unset means
+	// 500.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	BackfillRate *int32 `json:"backfillRate,omitempty"`
+
+	// fullVerificationInterval is how often each shard verifies every
+	// document of its verified cohorts; in between, passes every second
+	// verify only the documents written since. Unset means 1m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="fullVerificationInterval must be at least 1s"
+	FullVerificationInterval *metav1.Duration `json:"fullVerificationInterval,omitempty"`
+
+	// evidenceGapAfter is how long a client may hold operations the server
+	// has not received before they count as an evidence gap (gated by
+	// gates.maxEvidenceGaps). Unset means 10m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="evidenceGapAfter must be a positive duration, such as 10m"
+	EvidenceGapAfter *metav1.Duration `json:"evidenceGapAfter,omitempty"`
 }
 
 // SecretKeyRef points at one key of a Secret in the rollout's namespace.

@@ -57,6 +57,20 @@ func run() error {
 			shard = n
 		}
 	}
+	// The rollout's spec.gateway.syncer reaches the syncer as environment
+	// variables; they are the flags' defaults.
+	backfillRate, err := envFloat(contract.EnvBackfillRate, 500)
+	if err != nil {
+		return err
+	}
+	fullEvery, err := envDuration(contract.EnvVerifyFullEvery, time.Minute)
+	if err != nil {
+		return err
+	}
+	gapAfter, err := envDuration(contract.EnvGapAfter, 10*time.Minute)
+	if err != nil {
+		return err
+	}
 	token := os.Getenv(contract.EnvInternalToken)
 	if token == "" {
 		token = auth.InternalToken([]byte(os.Getenv(contract.EnvTokenKey)))
@@ -70,11 +84,11 @@ func run() error {
 	flag.StringVar(&cfg.InternalToken, "internal-token", token, "internal API token (env "+contract.EnvInternalToken+", default derived from "+contract.EnvTokenKey+")")
 	flag.DurationVar(&cfg.Heartbeat, "heartbeat", 2*time.Second, "shard report interval")
 	flag.IntVar(&cfg.CacheDocs, "cache-docs", 1024, "documents kept in memory")
-	flag.Float64Var(&cfg.Integrity.BackfillRate, "backfill-rate", 500, "backfill rate limit in documents per second (negative: unlimited)")
+	flag.Float64Var(&cfg.Integrity.BackfillRate, "backfill-rate", backfillRate, "backfill rate limit in documents per second (negative: unlimited; env "+contract.EnvBackfillRate+")")
 	flag.IntVar(&cfg.Integrity.BackfillBatch, "backfill-batch", 100, "documents per backfill transaction")
 	flag.DurationVar(&cfg.Integrity.VerifyEvery, "verify-every", time.Second, "interval of incremental verification passes")
-	flag.DurationVar(&cfg.Integrity.VerifyFullEvery, "verify-full-every", time.Minute, "interval of full verification passes")
-	flag.DurationVar(&cfg.Integrity.GapAfter, "gap-after", 10*time.Minute, "how long a client may hold operations the server lacks before they count as an evidence gap")
+	flag.DurationVar(&cfg.Integrity.VerifyFullEvery, "verify-full-every", fullEvery, "interval of full verification passes (env "+contract.EnvVerifyFullEvery+")")
+	flag.DurationVar(&cfg.Integrity.GapAfter, "gap-after", gapAfter, "how long a client may hold operations the server lacks before they count as an evidence gap (env "+contract.EnvGapAfter+")")
 	flag.Parse()
 	cfg.PodName = os.Getenv(contract.EnvPodName)
 	if cfg.PodName == "" {
@@ -87,4 +101,30 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return syncer.Run(ctx, cfg)
+}
+
+// envFloat reads a number from the environment (def when unset).
+func envFloat(name string, def float64) (float64, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: not a number", name, v)
+	}
+	return f, nil
+}
+
+// envDuration reads a Go duration from the environment (def when unset).
+func envDuration(name string, def time.Duration) (time.Duration, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: not a positive duration such as 1m", name, v)
+	}
+	return d, nil
 }

@@ -54,6 +54,12 @@ const (
 	EnvShards      = "YAWP_SHARDS"
 	EnvPeerPattern = "YAWP_PEER_PATTERN"
 	EnvTokenKey    = "YAWP_TOKEN_KEY"
+	// The syncer's tuning (spec.gateway.syncer): backfill documents per
+	// second, full verification interval and evidence gap age, as Go
+	// durations. Flags override them.
+	EnvBackfillRate    = "YAWP_BACKFILL_RATE"
+	EnvVerifyFullEvery = "YAWP_VERIFY_FULL_EVERY"
+	EnvGapAfter        = "YAWP_GAP_AFTER"
 )
 
 // Container names in a gateway pod.

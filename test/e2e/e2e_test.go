@@ -79,8 +79,9 @@ func run(m *testing.M) int {
 	env, err = devenv.Start(ctx, devenv.Options{
 		CRDs: "../../config/crd/bases", State: filepath.Join(dir, "state"), Bin: bin, AssetsDir: assets,
 		BasePort: 28000, PollInterval: 200 * time.Millisecond, Log: ctrl.Log.WithName("e2e"),
-		// Backfills slow enough that a test can kill a syncer mid-way.
-		SyncerArgs: []string{"--backfill-rate=60", "--backfill-batch=10"},
+		// Small backfill batches, so a backfill made slow by a rollout's
+		// spec.gateway.syncer.backfillRate can be killed mid-way.
+		SyncerArgs: []string{"--backfill-batch=10"},
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "start the system:", err)
@@ -438,7 +439,10 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: ns.Name},
 		Spec: persistencev1alpha1.PersistenceRolloutSpec{
 			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
-				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
+				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"},
+				// Slow enough (80 documents per shard and cohort) to kill a
+				// syncer in the middle of it.
+				Syncer: persistencev1alpha1.SyncerSpec{BackfillRate: ptrTo[int32](60)}},
 			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
 			Paused:   true,
 			Cohorts: []persistencev1alpha1.CohortSpec{
