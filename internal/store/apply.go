@@ -162,16 +162,19 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 
 	b1 := &pgx.Batch{}
 	b1.Queue("BEGIN")
-	// Acknowledged means durable, whatever the server or role default.
-	b1.Queue("SET LOCAL synchronous_commit = on")
-	// The syncer's own writes of legacy rows are not outside changes
-	// (migration 00007): change_seq stays, nothing is logged.
-	b1.Queue("SET LOCAL yawp.syncer = 'on'")
-	// The group's statements are prepared once and planned once: planned
-	// per group (custom plans for their arrays) they cost more to plan
-	// than to run (measured with pg_stat_statements: 0.66 of 1.0 ms of
-	// server time per single save). Their generic plans probe indexes.
-	b1.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+	// In one statement, for this transaction only:
+	//   - synchronous_commit: acknowledged means durable, whatever the
+	//     server or role default;
+	//   - yawp.syncer: the syncer's own writes of legacy rows are not
+	//     outside changes (migration 00007): change_seq stays, nothing is
+	//     logged;
+	//   - plan_cache_mode: the group's statements are prepared once and
+	//     planned once. Planned per group (custom plans for their arrays)
+	//     they cost more to plan than to run (measured with
+	//     pg_stat_statements: 0.66 of 1.0 ms of server time per single
+	//     save); their generic plans probe indexes.
+	b1.Queue(`SELECT set_config('synchronous_commit', 'on', true), set_config('yawp.syncer', 'on', true),
+		set_config('plan_cache_mode', 'force_generic_plan', true)`)
 	stored := map[[2]string][]byte{}
 	if fast {
 		// One round trip: guards, then the writes queued on the same batch.
