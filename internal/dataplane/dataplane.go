@@ -33,6 +33,22 @@ const (
 	StageLegacyRetired = "LegacyRetired"
 )
 
+// Backfills reports whether a cohort at stage has its legacy-only documents
+// given a Yjs representation by the shards' backfill.
+func Backfills(stage string) bool {
+	switch stage {
+	case StageBackfill, StageVerify, StageLocalFirst, StageComplete:
+		return true
+	}
+	return false
+}
+
+// Verifies reports whether the shards verify a cohort's documents at stage
+// (legacy content against the Yjs text).
+func Verifies(stage string) bool {
+	return stage == StageDualWrite || Backfills(stage)
+}
+
 // Attempt outcomes recorded on a cohort.
 const (
 	OutcomeRolledBack = "RolledBack"

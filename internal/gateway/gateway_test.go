@@ -55,44 +55,58 @@ func openDataPlane(t *testing.T) (string, *dataplane.Postgres, *pgxpool.Pool) {
 	return dsn, dp, pool
 }
 
-func setup(t *testing.T) *fixture {
+// startSyncers gives a test a fresh database and one syncer per shard,
+// serving its internal API (through wrap, if any); it returns the fixture
+// (no gateway yet) and the syncers' URLs.
+func startSyncers(t *testing.T, wrap func(http.Handler) http.Handler) (*fixture, []string) {
 	t.Helper()
-	ctx := t.Context()
 	dsn, dp, pool := openDataPlane(t)
-	itok := auth.InternalToken(key)
-	f := &fixture{t: t, dp: dp}
-	var peers []string
+	f := &fixture{t: t, dp: dp, pool: pool}
+	var urls []string
 	for i := range shards {
-		eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: dsn, Shard: i, Shards: shards, Rollout: "default/demo",
+		eng, err := store.Open(t.Context(), store.Config{Pool: pool, DSN: dsn, Shard: i, Shards: shards, Rollout: "default/demo",
 			Holder: fmt.Sprint("test-", i), Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(eng.Close)
-		srv := httptest.NewServer(syncer.Handler(eng, itok))
-		t.Cleanup(srv.Close)
-		peers = append(peers, srv.URL)
 		f.engs = append(f.engs, eng)
+		h := syncer.Handler(eng, auth.InternalToken(key))
+		if wrap != nil {
+			h = wrap(h)
+		}
+		srv := httptest.NewServer(h)
+		t.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
 	}
-	// One gateway per shard, each with its own syncer; peers are the
-	// gateways, as YAWP_PEER_PATTERN and `make dev` give them.
-	var gws []*httptest.Server
-	var gwURLs []string
+	return f, urls
+}
+
+func setup(t *testing.T) *fixture { return customFixture(t, nil, nil) }
+
+// customFixture is setup with each syncer's handler wrapped by wrap and the
+// gateways' clock now (nil: the real one). One gateway per shard, each
+// with its own syncer; peers are the gateways, as YAWP_PEER_PATTERN and
+// `make dev` give them.
+func customFixture(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time) *fixture {
+	t.Helper()
+	f, syncers := startSyncers(t, wrap)
 	handlers := make([]http.Handler, shards)
+	var gwURLs []string
 	for i := range shards {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handlers[i].ServeHTTP(w, r) }))
 		t.Cleanup(srv.Close)
-		gws, gwURLs = append(gws, srv), append(gwURLs, srv.URL)
+		gwURLs = append(gwURLs, srv.URL)
 	}
 	for i := range shards {
-		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: peers[i], Peers: gwURLs, TokenKey: key, InternalToken: itok,
-			Logger: slog.New(slog.DiscardHandler)})
+		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: gwURLs, TokenKey: key,
+			InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler), Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}
 		handlers[i] = g.Handler()
 	}
-	f.url = gws[0].URL
+	f.url = gwURLs[0]
 	return f
 }
 

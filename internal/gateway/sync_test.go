@@ -23,7 +23,6 @@ import (
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
-	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
 	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 	"github.com/yawp/persistence-operator/internal/yjs"
@@ -42,23 +41,9 @@ type syncFixture struct {
 
 func setupSync(t *testing.T) *syncFixture {
 	t.Helper()
-	ctx := t.Context()
-	dsn, dp, pool := openDataPlane(t)
 	itok := auth.InternalToken(key)
-	f := &syncFixture{fixture: &fixture{t: t, dp: dp}}
-	var syncers []string
-	for i := range shards {
-		eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: dsn, Shard: i, Shards: shards, Rollout: "default/demo",
-			Holder: fmt.Sprint("test-", i), Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(eng.Close)
-		srv := httptest.NewServer(syncer.Handler(eng, itok))
-		t.Cleanup(srv.Close)
-		syncers = append(syncers, srv.URL)
-		f.engs = append(f.engs, eng)
-	}
+	base, syncers := startSyncers(t, nil)
+	f := &syncFixture{fixture: base}
 	// Set after the servers start (each gateway needs every URL); the
 	// race detector does not see the ordering through TCP, hence atomic.
 	handlers := make([]atomic.Pointer[http.Handler], shards)

@@ -2,19 +2,15 @@ package gateway
 
 import (
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
-	"github.com/yawp/persistence-operator/internal/syncer"
 )
 
 // TestUnconfirmedSaveLeavesATrace: a save that reaches the gateway while
@@ -75,49 +71,6 @@ func TestUnconfirmedSaveLeavesATrace(t *testing.T) {
 	if r.body["verdict"] != store.VerdictSynced {
 		t.Fatalf("evidence after the retry: %s", r.raw)
 	}
-}
-
-// customFixture is setup's two shards with each syncer's handler wrapped
-// by wrap and the gateways' clock now (nil: the real one).
-func customFixture(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time) *fixture {
-	t.Helper()
-	dsn, _, pool := openDataPlane(t)
-	itok := auth.InternalToken(key)
-	f := &fixture{t: t, pool: pool}
-	var peers []string
-	for i := range shards {
-		eng, err := store.Open(t.Context(), store.Config{Pool: pool, DSN: dsn, Shard: i, Shards: shards, Rollout: "default/demo",
-			Holder: "test", Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(eng.Close)
-		f.engs = append(f.engs, eng)
-		h := syncer.Handler(eng, itok)
-		if wrap != nil {
-			h = wrap(h)
-		}
-		srv := httptest.NewServer(h)
-		t.Cleanup(srv.Close)
-		peers = append(peers, srv.URL)
-	}
-	handlers := make([]http.Handler, shards)
-	var gwURLs []string
-	for i := range shards {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handlers[i].ServeHTTP(w, r) }))
-		t.Cleanup(srv.Close)
-		gwURLs = append(gwURLs, srv.URL)
-	}
-	for i := range shards {
-		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: peers[i], Peers: gwURLs, TokenKey: key, InternalToken: itok,
-			Logger: slog.New(slog.DiscardHandler), Now: now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		handlers[i] = g.Handler()
-	}
-	f.url = gwURLs[0]
-	return f
 }
 
 // TestUnauthenticatedRefusalsAreRateLimited: a stream of requests with bad

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
@@ -147,28 +149,14 @@ func (g *Generator) Audit(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 	}
-	sem := make(chan struct{}, max(g.cfg.Concurrency, 4))
-	var wg sync.WaitGroup
-	var errMu sync.Mutex
-	var firstErr error
+	// Every document audited (first error kept), a few at a time.
+	var eg errgroup.Group
+	eg.SetLimit(max(g.cfg.Concurrency, 4))
 	for i, d := range g.docs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := g.auditDoc(ctx, a, g.gateway(i), byDoc[d.id], texts); err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				errMu.Unlock()
-			}
-		}()
+		eg.Go(func() error { return g.auditDoc(ctx, a, g.gateway(i), byDoc[d.id], texts) })
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if err := eg.Wait(); err != nil {
+		return nil, err
 	}
 	slices.Sort(a.rep.DivergentDocs)
 	return a.rep, nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -307,28 +308,17 @@ func (g *Generator) Acks() ([]LegacyAck, []YjsAck) {
 // Seed creates the workload's documents through the REST API (a document
 // that already exists, from an earlier run with the same seed, is adopted).
 func (g *Generator) Seed(ctx context.Context) error {
-	sem := make(chan struct{}, g.cfg.Concurrency)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	var eg errgroup.Group
+	eg.SetLimit(g.cfg.Concurrency)
 	for i, d := range g.docs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := g.seedOne(ctx, g.gateway(i), d)
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("seed %s: %w", d.id, err)
-				}
-				mu.Unlock()
+		eg.Go(func() error {
+			if err := g.seedOne(ctx, g.gateway(i), d); err != nil {
+				return fmt.Errorf("seed %s: %w", d.id, err)
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	return firstErr
+	return eg.Wait()
 }
 
 func (g *Generator) seedOne(ctx context.Context, gw string, d *document) error {

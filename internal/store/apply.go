@@ -328,13 +328,12 @@ func (e *Engine) rememberStages(stages map[string]dataplane.SaveStage) {
 	}
 }
 
-func (e *Engine) forgetStages(ops []*op) {
+// forgetStages drops the remembered stages: one changed somewhere (a
+// guard refused), so all are read again.
+func (e *Engine) forgetStages() {
 	e.tenantsMu.Lock()
 	defer e.tenantsMu.Unlock()
-	for _, o := range ops {
-		delete(e.stageCache, o.req.Tenant)
-	}
-	clear(e.stageCache) // a stage changed somewhere: re-read them all
+	clear(e.stageCache)
 }
 
 // flush queues the group's multi-row writes.
@@ -801,7 +800,7 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		}
 	}
 	if !create && foreignItem(st, dec) {
-		if handled, err := e.applyForeign(ctx, bc, st, o, stage); handled || err != nil {
+		if handled, err := e.applyForeign(ctx, bc, st, o, dec, stage); handled || err != nil {
 			return err
 		}
 	}

@@ -38,16 +38,6 @@ func GenesisUpdate(text string) ([]byte, error) {
 	return g.EncodeStateAsUpdate(nil), nil
 }
 
-// backfillStages are the stages at which a legacy-only document is given
-// its Yjs representation by the backfill.
-func backfillStage(stage string) bool {
-	switch stage {
-	case dataplane.StageBackfill, dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete:
-		return true
-	}
-	return false
-}
-
 // BackfillCheckpoint is where a cohort's backfill on this shard got to.
 type BackfillCheckpoint struct {
 	Rollout string
@@ -215,7 +205,7 @@ func (e *Engine) backfill(ctx context.Context, bc *batchCtx, cp BackfillCheckpoi
 		// The row as read FOR UPDATE here, not a cached copy: the genesis
 		// must be of the text the row holds now.
 		stage := bc.stages[st.tenant]
-		if !backfillStage(stage.Stage) {
+		if !dataplane.Backfills(stage.Stage) {
 			res.Skipped++
 			continue
 		}

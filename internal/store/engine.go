@@ -352,7 +352,7 @@ func (e *Engine) runBatch(l *lane, ops []*op) {
 	}
 	err := e.apply(ctx, ops, true)
 	if errors.Is(err, errFastPath) {
-		e.forgetStages(ops)
+		e.forgetStages()
 		for _, o := range ops {
 			o.res, o.err = Result{}, nil
 		}

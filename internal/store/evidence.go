@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/ledger"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // Verdicts of the design brief.
@@ -307,5 +306,3 @@ func verdict(fs []Finding, subject bool) (string, Finding) {
 	return VerdictNeverPersisted, Finding{Verdict: VerdictNeverPersisted,
 		Summary: "no trace at any layer: no ledger entry, revision, Yjs update or client state vector names it"}
 }
-
-var _ = yjs.ErrMalformed

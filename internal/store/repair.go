@@ -250,7 +250,7 @@ func foreignItem(st *docState, dec *yjs.DecodedUpdate) bool {
 // handled false for an update that only looks foreign: text typed into an
 // empty page before the first sync arrived shares next to nothing with
 // the document, and CRDT-merging it duplicates nothing.
-func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o *op, stage dataplane.SaveStage) (handled bool, _ error) {
+func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o *op, dec *yjs.DecodedUpdate, stage dataplane.SaveStage) (handled bool, _ error) {
 	r := &o.req
 	sha := ledger.SHA256Hex(r.Update)
 	detail := "update sha256 " + sha
@@ -289,7 +289,6 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 		outcome = OutcomeForeignMerged
 	}
 	en := e.entry(bc, st, o, ledger.KindForeign)
-	dec := mustDecode(r.Update)
 	en.Clients, en.UpdateSHA256, en.PreservedID, en.Outcome = clientsOf(dec), sha, pid, outcome
 	// Its operations are accounted for (kept aside): they are no longer
 	// a gap between what the client holds and what the server has.
@@ -348,14 +347,6 @@ func opRanges(dec *yjs.DecodedUpdate) map[string][2]uint64 {
 		out[c] = rg
 	}
 	return out
-}
-
-func mustDecode(u []byte) *yjs.DecodedUpdate {
-	d, err := yjs.DecodeUpdate(u)
-	if err != nil {
-		return &yjs.DecodedUpdate{}
-	}
-	return d
 }
 
 // closestRevision picks, among the document's latest revisions, the one

@@ -47,7 +47,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/ledger"
 )
 
 // Request kinds.
@@ -164,7 +163,5 @@ func AsError(err error) *Error {
 
 // now returns the time truncated to PostgreSQL's precision.
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
-var _ = ledger.KindCommitted
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -93,23 +93,6 @@ const changeOverlap = 1024
 // maxSamples bounds the mismatched document IDs reported per cohort.
 const maxSamples = 5
 
-// verifyStages are the stages whose documents are verified.
-func verifyStage(stage string) bool {
-	switch stage {
-	case dataplane.StageDualWrite, dataplane.StageBackfill, dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete:
-		return true
-	}
-	return false
-}
-
-func backfillStage(stage string) bool {
-	switch stage {
-	case dataplane.StageBackfill, dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete:
-		return true
-	}
-	return false
-}
-
 // CohortVerification is a cohort's last verification on this shard.
 type CohortVerification struct {
 	// Epoch is the cohort epoch observed when the pass started.
@@ -217,7 +200,7 @@ func (in *integrity) sleep(ctx context.Context, d time.Duration) {
 func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation) (int, error) {
 	s := in.s
 	for _, c := range obs.Cohorts {
-		if !backfillStage(c.Stage) {
+		if !dataplane.Backfills(c.Stage) {
 			continue
 		}
 		cp, err := s.eng.LoadBackfillCheckpoint(ctx, s.cfg.Rollout, c.Cohort)
@@ -274,7 +257,7 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	epochs := map[string]int64{}
 	var cohorts []string
 	for _, c := range obs.Cohorts {
-		if verifyStage(c.Stage) {
+		if dataplane.Verifies(c.Stage) {
 			cohorts = append(cohorts, c.Cohort)
 			epochs[c.Cohort] = c.Epoch
 		}
@@ -454,7 +437,7 @@ func (in *integrity) cohortReport(c dataplane.CohortStage, counts dataplane.Coho
 	if in == nil {
 		return rep
 	}
-	if v, ok := in.verification(c.Cohort); ok && v.Epoch == c.Epoch && verifyStage(c.Stage) {
+	if v, ok := in.verification(c.Cohort); ok && v.Epoch == c.Epoch && dataplane.Verifies(c.Stage) {
 		rep.Verified = v.Verified
 		if v.Mismatched > rep.Mismatched {
 			rep.Mismatched, rep.SampleMismatches = v.Mismatched, slices.Clone(v.Samples)

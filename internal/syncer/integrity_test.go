@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
@@ -204,12 +203,7 @@ func TestIntegrityBackfillAndVerify(t *testing.T) {
 // rate-limited backfill resumes from its checkpoint when restarted, and
 // every document ends with exactly one genesis.
 func TestBackfillResumesAfterKill9(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "syncer")
-	build := exec.Command("go", "build", "-o", bin, "github.com/yawp/persistence-operator/cmd/syncer")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		t.Fatalf("build syncer: %v", err)
-	}
+	bin := buildSyncer(t)
 	dsn := pgharness.ForTest(t)
 	const n = 1000
 	dp, pool, cs := legacyFixture(t, dsn, n)

@@ -140,16 +140,23 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// TestKill9 runs the syncer binary, SIGKILLs it during a stream of saves,
-// restarts it and checks that every acknowledged save is present and that
-// retrying every attempted save duplicates nothing.
-func TestKill9(t *testing.T) {
+// buildSyncer builds cmd/syncer for a test that runs (and kills) it.
+func buildSyncer(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "syncer")
 	build := exec.Command("go", "build", "-o", bin, "github.com/yawp/persistence-operator/cmd/syncer")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {
 		t.Fatalf("build syncer: %v", err)
 	}
+	return bin
+}
+
+// TestKill9 runs the syncer binary, SIGKILLs it during a stream of saves,
+// restarts it and checks that every acknowledged save is present and that
+// retrying every attempted save duplicates nothing.
+func TestKill9(t *testing.T) {
+	bin := buildSyncer(t)
 	dsn := pgharness.ForTest(t)
 	ctx := t.Context()
 	start := func() (*exec.Cmd, *Client) {

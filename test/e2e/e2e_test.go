@@ -215,14 +215,7 @@ func TestRolloutWithRealShards(t *testing.T) {
 
 	// The team unpauses: with real syncers heartbeating, the barrier passes
 	// and the pilot cohort reaches Backfill, its documents counted.
-	g.Eventually(func() error {
-		var cur persistencev1alpha1.PersistenceRollout
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err != nil {
-			return err
-		}
-		cur.Spec.Paused = false
-		return env.Client.Update(ctx, &cur)
-	}).Should(Succeed())
+	updateSpec(g, ro, func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Paused = false })
 	var cur persistencev1alpha1.PersistenceRollout
 	g.Eventually(func() persistencev1alpha1.Stage {
 		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
@@ -341,14 +334,7 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 		}).Should(BeElementOf(http.StatusCreated, http.StatusOK))
 		saved[resp.Doc] = text
 	}
-	g.Eventually(func() error {
-		var cur persistencev1alpha1.PersistenceRollout
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err != nil {
-			return err
-		}
-		cur.Spec.Paused = false
-		return env.Client.Update(ctx, &cur)
-	}).Should(Succeed())
+	updateSpec(g, ro, func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Paused = false })
 	var cur persistencev1alpha1.PersistenceRollout
 	stage := func() persistencev1alpha1.Stage {
 		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
@@ -487,16 +473,6 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 	}
 	defer func() { _ = stop() }()
 
-	setSpec := func(f func(*persistencev1alpha1.PersistenceRollout)) {
-		g.Eventually(func() error {
-			var cur persistencev1alpha1.PersistenceRollout
-			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur); err != nil {
-				return err
-			}
-			f(&cur)
-			return env.Client.Update(ctx, &cur)
-		}).Should(Succeed())
-	}
 	var cur persistencev1alpha1.PersistenceRollout
 	cohort := func(name string) persistencev1alpha1.CohortStatus {
 		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
@@ -507,7 +483,7 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 		}
 		return persistencev1alpha1.CohortStatus{}
 	}
-	setSpec(func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Paused = false })
+	updateSpec(g, ro, func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Paused = false })
 
 	// The pilot's backfill on shard 0 is half done: its syncer is killed.
 	pilotOnShard0 := func() (total, done int) {
@@ -554,7 +530,7 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 
 	// The platform team retries; with no more outside edits, everything
 	// completes.
-	setSpec(func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Cohorts[1].Attempt = 2 })
+	updateSpec(g, ro, func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Cohorts[1].Attempt = 2 })
 	g.Eventually(func() string {
 		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
 		var stages []string
@@ -590,6 +566,19 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// updateSpec edits ro's spec as the platform team would, retrying on
+// conflicts with the controller's writes.
+func updateSpec(g *WithT, ro *persistencev1alpha1.PersistenceRollout, edit func(*persistencev1alpha1.PersistenceRollout)) {
+	g.Eventually(func() error {
+		var cur persistencev1alpha1.PersistenceRollout
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(ro), &cur); err != nil {
+			return err
+		}
+		edit(&cur)
+		return env.Client.Update(context.Background(), &cur)
+	}).Should(Succeed())
+}
 
 // rolloutNamespace creates a namespace with its own database (a database
 // serves one rollout) and the Secret "db" holding its DSN (key dsn) and the
