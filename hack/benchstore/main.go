@@ -9,9 +9,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -32,14 +34,34 @@ func main() {
 	}
 }
 
-func run() error {
+func run() (err error) {
 	dur := flag.Duration("duration", 5*time.Second, "length of each measurement")
 	writersFlag := flag.String("writers", "1,16,64", "concurrent writers")
 	pgbench := flag.String("pgbench", "/usr/bin/pgbench", "pgbench binary")
 	lanes := flag.Int("lanes", 0, "group-commit lanes (0: the store's default)")
+	gather := flag.Duration("gather", 0, "group-commit gather delay (0: the store's default; negative: none)")
+	kinds := flag.String("kinds", storebench.Legacy+","+storebench.Yjs, "workloads to run")
+	pgstats := flag.Bool("pgstats", false, "load pg_stat_statements and print the store's statements by server time after the runs")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the store's side to this file")
 	flag.Parse()
 	ctx := context.Background()
-	srv, err := pgharness.Start(ctx, pgharness.Options{Fsync: true})
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	// pgbench opens a connection per client.
+	opts := pgharness.Options{Fsync: true, Settings: map[string]string{"max_connections": "600"}}
+	if *pgstats {
+		maps.Copy(opts.Settings, map[string]string{"shared_preload_libraries": "pg_stat_statements",
+			"pg_stat_statements.track_utility": "on", "pg_stat_statements.track_planning": "on"})
+	}
+	srv, err := pgharness.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
@@ -61,7 +83,17 @@ func run() error {
 	if err := migrations.Up(ctx, pool); err != nil {
 		return err
 	}
-	eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: "bench/bench", Holder: "bench", Lanes: *lanes,
+	if *pgstats {
+		if _, err := pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+			return err
+		}
+		defer func() {
+			if err == nil {
+				err = printStatements(ctx, pool)
+			}
+		}()
+	}
+	eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: "bench/bench", Holder: "bench", Lanes: *lanes, GatherDelay: *gather,
 		Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
@@ -77,7 +109,7 @@ func run() error {
 	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tpgbench tps\tratio\t")
+	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\tpgbench tps\tratio\t")
 	for _, ws := range strings.Split(*writersFlag, ",") {
 		w, err := strconv.Atoi(strings.TrimSpace(ws))
 		if err != nil {
@@ -87,18 +119,49 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t%.0f\t1.00\t\n", w, tps, tps)
-		for _, kind := range []string{storebench.Legacy, storebench.Yjs} {
+		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t%.0f\t1.00\t\n", w, tps, tps)
+		for _, kind := range strings.Split(*kinds, ",") {
+			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
 			st, err := storebench.Run(ctx, eng, kind, fmt.Sprintf("%s-%d", kind, w), w, *dur, 0)
 			if err != nil {
 				return err
 			}
 			per := float64(st.Saves) / float64(max(1, st.Batches))
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
-				ms(st.P50), ms(st.P99), per, tps, st.PerSecond()/tps)
+			groups := float64(max(1, st.Batches)) * 1000
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
+				ms(st.P50), ms(st.P99), per, float64(eng.GatherNanos.Load()-g0)/groups, float64(eng.BuildNanos.Load()-b0)/groups,
+				float64(eng.CommitNanos.Load()-c0)/groups, tps, st.PerSecond()/tps)
 		}
 	}
 	return tw.Flush()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// printStatements prints the statements that took the most server time,
+// with their calls, rows and mean time (pgbench's are included).
+func printStatements(ctx context.Context, pool *pgxpool.Pool) error {
+	rows, err := pool.Query(ctx, `
+		SELECT calls, rows, total_exec_time, total_plan_time, mean_exec_time, wal_records, wal_fpi, wal_bytes, shared_blks_hit + shared_blks_read + shared_blks_dirtied, regexp_replace(query, '\s+', ' ', 'g')
+		FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "calls\trows\texec ms\tplan ms\tmean µs\tWAL recs\tWAL FPIs\tWAL KiB\tblocks\tstatement")
+	for rows.Next() {
+		var calls, n, walRecs, walFPI, blocks int64
+		var execMS, plan, mean, walBytes float64
+		var q string
+		if err := rows.Scan(&calls, &n, &execMS, &plan, &mean, &walRecs, &walFPI, &walBytes, &blocks, &q); err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.1f\t%d\t%d\t%.0f\t%d\t%.90s\n", calls, n, execMS, plan, mean*1000, walRecs, walFPI, walBytes/1024, blocks, q)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return tw.Flush()
+}

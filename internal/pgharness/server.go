@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -40,6 +41,9 @@ type Options struct {
 	// Port is the TCP port on 127.0.0.1. Zero picks a free one (and retries
 	// with another if it is taken by the time postgres binds it).
 	Port int
+	// Settings are extra server settings (name to value), passed as -c
+	// flags, e.g. shared_preload_libraries for a benchmark's profiling.
+	Settings map[string]string
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -252,6 +256,9 @@ func (s *Server) launch(ctx context.Context, bin string, cred *syscall.Credentia
 	}
 	if !s.opts.Fsync {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.opts.Settings)) {
+		args = append(args, "-c", k+"="+s.opts.Settings[k])
 	}
 	if off, err := s.logFile.Seek(0, io.SeekEnd); err == nil {
 		s.logOff = off

@@ -84,6 +84,26 @@ func newBatchCtx() *batchCtx {
 		created: map[string]bool{}, repaired: map[string]string{}}
 }
 
+// groupSettings are the settings of every group's transaction, set for it
+// alone, in one select list:
+//   - synchronous_commit: acknowledged means durable, whatever the server
+//     or role default;
+//   - yawp.syncer: the syncer's own writes of legacy rows are not outside
+//     changes (migration 00007): change_seq stays, nothing is logged;
+//   - plan_cache_mode: the group's statements are prepared once and
+//     planned once. Planned per group (custom plans for their arrays) they
+//     cost more to plan than to run (measured with pg_stat_statements:
+//     0.66 of 1.0 ms of server time per single save);
+//   - no sequential scans, hash or merge joins: a group reads and writes
+//     only rows it names by key, so its generic plans must probe indexes
+//     whatever the table's size. Left to statistics, a small or freshly
+//     bloated documents table got a hash join over a sequential scan for
+//     the row update, cached for the connection's life (53 blocks read per
+//     single-row update in make bench-store).
+const groupSettings = `set_config('synchronous_commit', 'on', true), set_config('yawp.syncer', 'on', true),
+	set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true),
+	set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+
 // errFastPath marks a failed one-round-trip attempt: the group is retried
 // on the two-round-trip path.
 var errFastPath = errors.New("store: fast path refused")
@@ -98,6 +118,7 @@ var errFastPath = errors.New("store: fast path refused")
 // idempotency key (its INSERT conflicts) or any other error returns
 // errFastPath, and the caller runs the group again the two-round-trip way.
 func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
+	start := time.Now()
 	bc := newBatchCtx()
 	defer func() {
 		if err != nil {
@@ -161,28 +182,19 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	}()
 
 	b1 := &pgx.Batch{}
-	b1.Queue("BEGIN")
-	// In one statement, for this transaction only:
-	//   - synchronous_commit: acknowledged means durable, whatever the
-	//     server or role default;
-	//   - yawp.syncer: the syncer's own writes of legacy rows are not
-	//     outside changes (migration 00007): change_seq stays, nothing is
-	//     logged;
-	//   - plan_cache_mode: the group's statements are prepared once and
-	//     planned once. Planned per group (custom plans for their arrays)
-	//     they cost more to plan than to run (measured with
-	//     pg_stat_statements: 0.66 of 1.0 ms of server time per single
-	//     save); their generic plans probe indexes.
-	b1.Queue(`SELECT set_config('synchronous_commit', 'on', true), set_config('yawp.syncer', 'on', true),
-		set_config('plan_cache_mode', 'force_generic_plan', true)`)
 	stored := map[[2]string][]byte{}
 	if fast {
-		// One round trip: guards, then the writes queued on the same batch.
-		b1.Queue(`SELECT 1 / (epoch = $2)::int FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard, e.epoch)
+		// One round trip and one implicit transaction (no BEGIN: the
+		// statements up to the batch's Sync commit together or not at
+		// all): the settings with the fence, the stage guards, then the
+		// writes queued on the same batch.
+		b1.Queue(`SELECT `+groupSettings+`, 1 / (epoch = $2)::int FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard, e.epoch)
 		dataplane.QueueGuardSaveStages(b1, e.cfg.Rollout, expect)
 		bc.stages = expect
 		bc.pre = b1
 	} else {
+		b1.Queue("BEGIN")
+		b1.Queue(`SELECT ` + groupSettings)
 		// Round trip 1: begin, fence, stages FOR SHARE, idempotency keys.
 		leaseEpoch := int64(-1)
 		b1.Queue(`SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).QueryRow(func(row pgx.Row) error {
@@ -227,9 +239,15 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	// Every write, then COMMIT (round trip 2, or the only one).
 	b2 := bc.pre
 	e.flush(bc, b2)
-	b2.Queue("COMMIT")
-	inTx = true
-	if err := conn.SendBatch(ctx, b2).Close(); err != nil {
+	if !fast {
+		b2.Queue("COMMIT")
+		inTx = true
+	}
+	tSend := time.Now()
+	e.BuildNanos.Add(int64(tSend.Sub(start)))
+	err = conn.SendBatch(ctx, b2).Close()
+	e.CommitNanos.Add(int64(time.Since(tSend)))
+	if err != nil {
 		if fast {
 			return fmt.Errorf("%w: %w", errFastPath, err)
 		}

@@ -41,8 +41,9 @@ type Config struct {
 	// locks on the lease, tenant and cohort rows, which PostgreSQL records
 	// as multixacts, and smaller groups mean more commits.
 	Lanes int
-	// GatherDelay is how long a group waits for more requests while it is
-	// smaller than the previous one (default 500µs; negative: never).
+	// GatherDelay is how long a group waits for more requests while it
+	// has fewer than the documents of the previous group and of the
+	// requests already queued (default 500µs; negative: never).
 	GatherDelay time.Duration
 	// SnapshotEvery compacts a document's Yjs log into a snapshot after
 	// this many updates (default 64).
@@ -83,6 +84,10 @@ type Engine struct {
 	// Stats.
 	Batches atomic.Int64
 	Applied atomic.Int64
+	// Where group commits spend their time, summed over all groups:
+	// waiting for more requests to join, building the group in memory,
+	// and sending it with its COMMIT until PostgreSQL answered.
+	GatherNanos, BuildNanos, CommitNanos atomic.Int64
 }
 
 // maxWritten bounds the documents remembered between two DrainWritten.
@@ -285,13 +290,16 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 func (e *Engine) loop(l *lane) {
 	defer e.done.Done()
 	batch := make([]*op, 0, e.cfg.MaxBatch)
-	last := 0
+	// The documents of the last group: their writers, just acknowledged,
+	// are usually about to send again.
+	last := map[string]struct{}{}
 	for {
 		select {
 		case <-e.stop:
 			e.drain(l, errors.New("store: engine closed"))
 			return
 		case o := <-l.reqs:
+			t0 := time.Now()
 			batch = append(batch[:0], o)
 		fill:
 			for len(batch) < e.cfg.MaxBatch {
@@ -302,10 +310,19 @@ func (e *Engine) loop(l *lane) {
 					break fill
 				}
 			}
-			// The writers the last group acknowledged are usually about to
-			// send again: a short wait lets them join this group instead of
-			// forming the next one (like PostgreSQL's commit_delay).
-			if want := min(last, e.cfg.MaxBatch); len(batch) < want && e.cfg.GatherDelay > 0 {
+			// A short wait lets the last group's writers join this group
+			// instead of forming the next one (like PostgreSQL's
+			// commit_delay): it waits for as many requests as there are
+			// documents among the last group and those already queued, so
+			// writers that queued during the last commit do not cut the
+			// group short, and a lone writer never waits for itself.
+			want := len(last)
+			for _, o := range batch {
+				if _, ok := last[o.req.Doc]; !ok {
+					want++
+				}
+			}
+			if want = min(want, e.cfg.MaxBatch); len(batch) < want && e.cfg.GatherDelay > 0 {
 				timer := time.NewTimer(e.cfg.GatherDelay)
 			gather:
 				for len(batch) < want {
@@ -318,7 +335,11 @@ func (e *Engine) loop(l *lane) {
 				}
 				timer.Stop()
 			}
-			last = len(batch)
+			clear(last)
+			for _, o := range batch {
+				last[o.req.Doc] = struct{}{}
+			}
+			e.GatherNanos.Add(int64(time.Since(t0)))
 			e.runBatch(l, batch)
 			for _, o := range batch {
 				close(o.done)
