@@ -36,7 +36,7 @@ func main() {
 
 func run() (err error) {
 	dur := flag.Duration("duration", 5*time.Second, "length of each measurement")
-	writersFlag := flag.String("writers", "1,16,64", "concurrent writers")
+	writersFlag := flag.String("writers", "1,16,64,256", "concurrent writers")
 	pgbench := flag.String("pgbench", "/usr/bin/pgbench", "pgbench binary")
 	lanes := flag.Int("lanes", 0, "group-commit lanes (0: the store's default)")
 	gather := flag.Duration("gather", 0, "group-commit gather delay (0: the store's default; negative: none)")
@@ -110,6 +110,18 @@ func run() (err error) {
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\tpgbench tps\tratio\t")
+	// The best rate each side reached at any concurrency: the rate
+	// PostgreSQL sustains for single-row commits is pgbench's best.
+	type best struct {
+		rate    float64
+		writers int
+	}
+	peaks := map[string]best{}
+	note := func(kind string, w int, rate float64) {
+		if rate > peaks[kind].rate {
+			peaks[kind] = best{rate, w}
+		}
+	}
 	for _, ws := range strings.Split(*writersFlag, ",") {
 		w, err := strconv.Atoi(strings.TrimSpace(ws))
 		if err != nil {
@@ -120,6 +132,7 @@ func run() (err error) {
 			return err
 		}
 		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t%.0f\t1.00\t\n", w, tps, tps)
+		note("pgbench", w, tps)
 		for _, kind := range strings.Split(*kinds, ",") {
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
 			st, err := storebench.Run(ctx, eng, kind, fmt.Sprintf("%s-%d", kind, w), w, *dur, 0)
@@ -131,9 +144,21 @@ func run() (err error) {
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
 				ms(st.P50), ms(st.P99), per, float64(eng.GatherNanos.Load()-g0)/groups, float64(eng.BuildNanos.Load()-b0)/groups,
 				float64(eng.CommitNanos.Load()-c0)/groups, tps, st.PerSecond()/tps)
+			note(kind, w, st.PerSecond())
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Println()
+	pg := peaks["pgbench"]
+	fmt.Printf("peak: pgbench %.0f tps (%d clients)", pg.rate, pg.writers)
+	for _, kind := range strings.Split(*kinds, ",") {
+		p := peaks[kind]
+		fmt.Printf("; %s %.0f/s (%d writers, ratio %.2f)", kind, p.rate, p.writers, p.rate/max(1, pg.rate))
+	}
+	fmt.Println()
+	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -163,5 +188,13 @@ func printStatements(ctx context.Context, pool *pgxpool.Pool) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var upd, hot int64
+	if err := pool.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'documents'`).Scan(&upd, &hot); err != nil {
+		return err
+	}
+	fmt.Printf("\ndocuments: %d row updates, %d of them HOT\n", upd, hot)
+	return nil
 }

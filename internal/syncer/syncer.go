@@ -41,6 +41,8 @@ type Config struct {
 	InternalToken string
 	Heartbeat     time.Duration
 	CacheDocs     int
+	// Lanes is the number of group-commit lanes (0: the store's default).
+	Lanes int
 	// Integrity tunes the backfill and verification (integrity.go).
 	Integrity IntegrityConfig
 	Logger    *slog.Logger
@@ -134,7 +136,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cfg.Logger.Info("taking shard", "shard", cfg.Shard, "shards", cfg.Shards, "rollout", cfg.Rollout)
 	eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: cfg.DatabaseURL, Shard: cfg.Shard, Shards: cfg.Shards,
-		Rollout: cfg.Rollout, Holder: holder, CacheDocs: cfg.CacheDocs, Logger: cfg.Logger})
+		Rollout: cfg.Rollout, Holder: holder, CacheDocs: cfg.CacheDocs, Lanes: cfg.Lanes, Logger: cfg.Logger})
 	if err != nil {
 		return err
 	}
