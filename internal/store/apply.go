@@ -241,8 +241,11 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	e.flush(bc, b2)
 	if !fast {
 		b2.Queue("COMMIT")
-		inTx = true
 	}
+	// On an error, ROLLBACK: it ends the transaction if one is still open
+	// (the explicit one, or an implicit one whose batch never reached its
+	// Sync); otherwise PostgreSQL only warns.
+	inTx = true
 	tSend := time.Now()
 	e.BuildNanos.Add(int64(tSend.Sub(start)))
 	err = conn.SendBatch(ctx, b2).Close()
