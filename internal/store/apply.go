@@ -357,6 +357,17 @@ func (e *Engine) forgetStages() {
 	clear(e.stageCache)
 }
 
+// updateDocumentsSQL writes a group's document rows: $1 IDs, $2 titles,
+// $3 contents, $4 revisions, $5 the time, $6 each row's expected
+// change_seq (negative: inserted by this group), $7 the number of rows.
+const updateDocumentsSQL = `
+	WITH upd AS (
+		UPDATE documents d SET title = u.title, content = u.content, revision = u.revision, updated_at = $5
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $6::bigint[]) AS u(doc_id, title, content, revision, expect)
+		WHERE d.doc_id = u.doc_id AND (u.expect < 0 OR coalesce(d.change_seq, 0) = u.expect)
+		RETURNING 1)
+	SELECT 1 / ((SELECT count(*) FROM upd) = $7)::int`
+
 // flush queues the group's multi-row writes.
 func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 	if len(bc.docRows) > 0 {
@@ -375,14 +386,7 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		// move); otherwise the division fails the transaction, and the
 		// group runs again from reloaded documents, repairing the changed
 		// ones first (repair.go).
-		b.Queue(`
-			WITH upd AS (
-				UPDATE documents d SET title = u.title, content = u.content, revision = u.revision, updated_at = $5
-				FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $6::bigint[]) AS u(doc_id, title, content, revision, expect)
-				WHERE d.doc_id = u.doc_id AND (u.expect < 0 OR coalesce(d.change_seq, 0) = u.expect)
-				RETURNING 1)
-			SELECT 1 / ((SELECT count(*) FROM upd) = $7)::int`,
-			ids, titles, contents, revs, bc.now, expect, len(ids)).QueryRow(func(row pgx.Row) error {
+		b.Queue(updateDocumentsSQL, ids, titles, contents, revs, bc.now, expect, len(ids)).QueryRow(func(row pgx.Row) error {
 			var one int
 			return errStaleRow(row.Scan(&one))
 		})
