@@ -92,6 +92,10 @@ type Engine struct {
 	GatherNanos, BuildNanos, CommitNanos atomic.Int64
 }
 
+// gatherBackoff is how many groups form without waiting after a wait
+// that no request joined.
+const gatherBackoff = 8
+
 // maxWritten bounds the documents remembered between two DrainWritten.
 const maxWritten = 100_000
 
@@ -295,6 +299,7 @@ func (e *Engine) loop(l *lane) {
 	// The documents of the last group: their writers, just acknowledged,
 	// are usually about to send again.
 	last := map[string]struct{}{}
+	skipGather := 0
 	for {
 		select {
 		case <-e.stop:
@@ -317,14 +322,20 @@ func (e *Engine) loop(l *lane) {
 			// commit_delay): it waits for as many requests as there are
 			// documents among the last group and those already queued, so
 			// writers that queued during the last commit do not cut the
-			// group short, and a lone writer never waits for itself.
+			// group short, and a lone writer never waits for itself. A
+			// wait that nobody joined (light load: the last group's writers
+			// are people between keystrokes) turns waiting off for the next
+			// groups, so sparse saves do not each pay GatherDelay.
 			want := len(last)
 			for _, o := range batch {
 				if _, ok := last[o.req.Doc]; !ok {
 					want++
 				}
 			}
-			if want = min(want, e.cfg.MaxBatch); len(batch) < want && e.cfg.GatherDelay > 0 {
+			if skipGather > 0 {
+				skipGather--
+			} else if want = min(want, e.cfg.MaxBatch); len(batch) < want && e.cfg.GatherDelay > 0 {
+				before := len(batch)
 				timer := time.NewTimer(e.cfg.GatherDelay)
 			gather:
 				for len(batch) < want {
@@ -336,6 +347,9 @@ func (e *Engine) loop(l *lane) {
 					}
 				}
 				timer.Stop()
+				if len(batch) == before {
+					skipGather = gatherBackoff
+				}
 			}
 			clear(last)
 			for _, o := range batch {
