@@ -42,9 +42,12 @@ const connect = (token, i) => {
   return c
 }
 
-const randomEdit = (c, tag) => {
+// randomEdit inserts tag at a random place or, now and then, deletes a
+// few characters; insertOnly keeps every tag whole (the offline client's,
+// so the test can look for each of them after it reconnects).
+const randomEdit = (c, tag, insertOnly = false) => {
   const t = c.text
-  if (t.length > 20 && Math.random() < 0.25) {
+  if (!insertOnly && t.length > 20 && Math.random() < 0.25) {
     const at = Math.floor(Math.random() * (t.length - 3))
     t.delete(at, 1 + Math.floor(Math.random() * 3))
   } else {
@@ -78,7 +81,7 @@ const main = async () => {
   const offEdits = cfg.offlineEdits || 10
   await Promise.all(clients.map(async (c) => {
     for (let k = 0; k < (c === off ? offEdits : edits); k++) {
-      randomEdit(c, c === off ? `{off.${k}}` : `(${c.i}.${k})`)
+      randomEdit(c, c === off ? `{off.${k}}` : `(${c.i}.${k})`, c === off)
       await sleep(Math.random() * 5)
     }
   }))
