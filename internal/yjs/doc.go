@@ -510,13 +510,20 @@ func (d *Doc) mergeWithLefts(cs *clientStore, s *Item) (*Item, int) {
 		} else {
 			l = cs.prevOf(s)
 		}
-		if l == nil || l.Deleted() != s.Deleted() || l.kind != s.kind || !d.mergeStructs(l, s) {
+		if l == nil || l.Deleted() != s.Deleted() || l.kind != s.kind {
+			return s, merged
+		}
+		// Find s before the merge: afterwards l's range covers s's clock,
+		// and a lookup by clock could land on l and remove it instead
+		// (a fuzzed update left a gap in the store that way, and the
+		// document's encoded state could not be decoded again).
+		ci, i, _ := cs.locate(s.ID.Clock)
+		if !d.mergeStructs(l, s) {
 			return s, merged
 		}
 		if s.kind == kindItem && s.HasParentSub() && s.Parent.mapGet(s.ParentSub) == s {
 			s.Parent.mapSet(s.ParentSub, l)
 		}
-		ci, i, _ := cs.locate(s.ID.Clock)
 		cs.removeAt(ci, i)
 		merged++
 		s = l
@@ -528,6 +535,10 @@ func (d *Doc) mergeWithLefts(cs *clientStore, s *Item) (*Item, int) {
 // must not be read before right is removed from the store.
 func (d *Doc) mergeStructs(left, right *Item) bool {
 	if left.kind == kindGC {
+		// yjs GC.mergeWith: only a GC struct joins a GC struct.
+		if right.kind != kindGC {
+			return false
+		}
 		left.Len += right.Len
 		return true
 	}
