@@ -87,8 +87,9 @@ type Engine struct {
 	Batches atomic.Int64
 	Applied atomic.Int64
 	// Where group commits spend their time, summed over all groups:
-	// waiting for more requests to join, building the group in memory,
-	// and sending it with its COMMIT until PostgreSQL answered.
+	// waiting for more requests to join, building the group in memory
+	// (on the two-round-trip path, with its first round trip), and
+	// sending its writes until PostgreSQL answered the commit.
 	GatherNanos, BuildNanos, CommitNanos atomic.Int64
 }
 
@@ -326,15 +327,9 @@ func (e *Engine) loop(l *lane) {
 			// wait that nobody joined (light load: the last group's writers
 			// are people between keystrokes) turns waiting off for the next
 			// groups, so sparse saves do not each pay GatherDelay.
-			want := len(last)
-			for _, o := range batch {
-				if _, ok := last[o.req.Doc]; !ok {
-					want++
-				}
-			}
 			if skipGather > 0 {
 				skipGather--
-			} else if want = min(want, e.cfg.MaxBatch); len(batch) < want && e.cfg.GatherDelay > 0 {
+			} else if want := e.gatherWant(last, batch); len(batch) < want && e.cfg.GatherDelay > 0 {
 				before := len(batch)
 				timer := time.NewTimer(e.cfg.GatherDelay)
 			gather:
@@ -362,6 +357,18 @@ func (e *Engine) loop(l *lane) {
 			}
 		}
 	}
+}
+
+// gatherWant is how many requests a group waits for: one per document of
+// the last group, plus one per queued request for another document.
+func (e *Engine) gatherWant(last map[string]struct{}, batch []*op) int {
+	want := len(last)
+	for _, o := range batch {
+		if _, ok := last[o.req.Doc]; !ok {
+			want++
+		}
+	}
+	return min(want, e.cfg.MaxBatch)
 }
 
 func (e *Engine) drain(l *lane, err error) {

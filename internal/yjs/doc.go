@@ -535,10 +535,6 @@ func (d *Doc) mergeWithLefts(cs *clientStore, s *Item) (*Item, int) {
 // must not be read before right is removed from the store.
 func (d *Doc) mergeStructs(left, right *Item) bool {
 	if left.kind == kindGC {
-		// yjs GC.mergeWith: only a GC struct joins a GC struct.
-		if right.kind != kindGC {
-			return false
-		}
 		left.Len += right.Len
 		return true
 	}
