@@ -42,6 +42,7 @@ func run() (err error) {
 	gather := flag.Duration("gather", 0, "group-commit gather delay (0: the store's default; negative: none)")
 	kinds := flag.String("kinds", storebench.Legacy+","+storebench.Yjs, "workloads to run")
 	pgstats := flag.Bool("pgstats", false, "load pg_stat_statements and print the store's statements by server time after the runs")
+	docBytes := flag.Int("doc-bytes", 0, "each document's text when created: about this many bytes of prose (0: empty)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the store's side to this file")
 	flag.Parse()
 	ctx := context.Background()
@@ -106,6 +107,7 @@ func run() (err error) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("PostgreSQL at 127.0.0.1:%d, fsync on, synchronous_commit on; %s; %v per measurement; %d CPUs, load %s\n",
 		srv.Port(), version, *dur, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
+	fmt.Printf("each save types one character into its writer's document; documents start with %d bytes of text\n", *docBytes)
 	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -135,7 +137,7 @@ func run() (err error) {
 		note("pgbench", w, tps)
 		for _, kind := range strings.Split(*kinds, ",") {
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
-			st, err := storebench.Run(ctx, eng, kind, fmt.Sprintf("%s-%d", kind, w), w, *dur, 0)
+			st, err := storebench.Run(ctx, eng, storebench.Workload{Kind: kind, Prefix: fmt.Sprintf("%s-%d", kind, w), Writers: w, Duration: *dur, DocBytes: *docBytes})
 			if err != nil {
 				return err
 			}

@@ -33,7 +33,7 @@ func BenchmarkSaves(b *testing.B) {
 				}
 				defer eng.Close()
 				b.ResetTimer()
-				st, err := storebench.Run(b.Context(), eng, kind, "b", w, time.Hour, max(b.N, w))
+				st, err := storebench.Run(b.Context(), eng, storebench.Workload{Kind: kind, Prefix: "b", Writers: w, Duration: time.Hour, N: max(b.N, w)})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -7,14 +7,17 @@ package storebench
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,15 +48,108 @@ const (
 	Yjs    = "yjs-update"
 )
 
-// Run makes writers goroutines save to their own documents for d (or, if
-// n > 0, n saves in total) through eng and measures each save's latency.
-// Documents are named prefix-<writer>; tenant "bench".
-func Run(ctx context.Context, eng *store.Engine, kind, prefix string, writers int, d time.Duration, n int) (Stats, error) {
+// Workload is one measurement: Writers goroutines, each saving to its own
+// document (named Prefix-<writer>, tenant "bench") for Duration, or, if
+// N > 0, N saves in total.
+type Workload struct {
+	Kind     string
+	Prefix   string
+	Writers  int
+	Duration time.Duration
+	N        int
+	// DocBytes is each document's text when it is created: prose of
+	// about this many bytes (0: empty).
+	DocBytes int
+}
+
+// Prose returns about n bytes of English-like text, the same for the same
+// seed: words from a fixed list in sentences and paragraphs, so it
+// compresses about as real prose does.
+func Prose(n int, seed uint64) string {
+	r := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
+	var b strings.Builder
+	b.Grow(n + 16)
+	for words := 0; b.Len() < n; words++ {
+		w := proseWords[r.IntN(len(proseWords))]
+		switch {
+		case words == 0 || b.String()[b.Len()-1] == '\n':
+			w = strings.ToUpper(w[:1]) + w[1:]
+		default:
+			b.WriteByte(' ')
+		}
+		b.WriteString(w)
+		switch x := r.IntN(60); {
+		case x == 0:
+			b.WriteString(".\n\n")
+			words = -1
+		case x < 6:
+			b.WriteString(".")
+			b.WriteByte(' ')
+			w := proseWords[r.IntN(len(proseWords))]
+			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
+		case x < 9:
+			b.WriteString(",")
+		}
+	}
+	return b.String()
+}
+
+var proseWords = strings.Fields(`the of and to a in that is was he for it with as his on be at by
+	had not are but from or have an they which one you were her all she there would their we him been
+	has when who will more no if out so said what up its about into than them can only other new some
+	could time these two may then do first any my now such like our over man me even most made after
+	also did many before must through back years where much your way well down should because each
+	just those people how too little state good very make world still own see men work long get here
+	between both life being under never day same another know while last might us great old year off
+	come since against go came right used take three photosynthesis river village teacher history
+	experiment argument evidence chapter character summary energy planet island government poem`)
+
+// typist makes a writer's edits the way a student types: mostly at the
+// cursor, which now and then jumps to another place in the text.
+type typist struct {
+	r      *rand.Rand
+	cursor int
+}
+
+// next returns where the next character goes in a text of n characters
+// and the character.
+func (t *typist) next(n int) (int, string) {
+	if t.r.IntN(20) == 0 || t.cursor > n {
+		t.cursor = t.r.IntN(n + 1)
+	}
+	pos := t.cursor
+	t.cursor++
+	return pos, string("etaoin shrdlu"[t.r.IntN(13)])
+}
+
+// Run makes w.Writers goroutines save to their own documents through eng
+// and measures each save's latency. Every save types one character into
+// its document: a legacy save sends the whole text (with an idempotency
+// key), a Yjs update the client's one-character update.
+func Run(ctx context.Context, eng *store.Engine, w Workload) (Stats, error) {
+	kind, writers, d, n := w.Kind, w.Writers, w.Duration, w.N
 	docs := make([]string, writers)
-	for w := range writers {
-		docs[w] = fmt.Sprintf("%s-%d", prefix, w)
-		if _, err := eng.Submit(ctx, store.Request{Kind: store.KindCreate, Doc: docs[w], Tenant: benchTenant, User: benchTenant, Content: ""}); err != nil {
+	texts := make([]string, writers)
+	clients := make([]*yjs.Doc, writers)
+	for i := range writers {
+		docs[i] = fmt.Sprintf("%s-%d", w.Prefix, i)
+		if w.DocBytes > 0 {
+			texts[i] = Prose(w.DocBytes, uint64(i))
+		}
+		if _, err := eng.Submit(ctx, store.Request{Kind: store.KindCreate, Doc: docs[i], Tenant: benchTenant, User: benchTenant, Content: texts[i]}); err != nil {
 			return Stats{}, err
+		}
+		clients[i] = yjs.NewDoc(yjs.Options{ClientID: uint64(1000 + i)})
+		if kind == Yjs {
+			// The client starts from the server's state, as an editor
+			// opening the document does.
+			res, err := eng.Submit(ctx, store.Request{Kind: store.KindSync1, Doc: docs[i], Tenant: benchTenant, User: benchTenant, StateVector: []byte{0}})
+			if err != nil {
+				return Stats{}, err
+			}
+			if err := clients[i].ApplyUpdate(res.Update); err != nil {
+				return Stats{}, err
+			}
 		}
 	}
 	b0 := eng.Batches.Load()
@@ -72,32 +168,35 @@ func Run(ctx context.Context, eng *store.Engine, kind, prefix string, writers in
 		go func() {
 			defer wg.Done()
 			var local []time.Duration
-			client := yjs.NewDoc(yjs.Options{ClientID: uint64(1000 + w)})
+			client := clients[w]
+			txt := client.GetText(contract.YjsTextName)
 			var upd []byte
 			client.OnUpdate(func(u []byte) { upd = u })
-			txt := client.GetText(contract.YjsTextName)
-			content := ""
+			content := texts[w]
+			ty := typist{r: rand.New(rand.NewPCG(uint64(w), 7)), cursor: len(content)}
 			for i := 0; ; i++ {
 				if per > 0 && i >= per || per == 0 && time.Now().After(deadline) {
 					break
 				}
 				req := store.Request{Doc: docs[w], Tenant: benchTenant, User: benchTenant}
 				if kind == Yjs {
-					if err := txt.Insert(txt.Len(), "x", nil); err != nil {
-						firstErr = err
+					pos, ch := ty.next(txt.Len())
+					if err := txt.Insert(pos, ch, nil); err != nil {
+						mu.Lock()
+						firstErr = cmp.Or(firstErr, err)
+						mu.Unlock()
 						return
 					}
 					req.Kind, req.Update = store.KindYjs, upd
 				} else {
-					content += "x"
+					pos, ch := ty.next(len(content))
+					content = content[:pos] + ch + content[pos:]
 					req.Kind, req.Content, req.IdempotencyKey = store.KindSave, content, fmt.Sprintf("%s-%d", docs[w], i)
 				}
 				t0 := time.Now()
 				if _, err := eng.Submit(ctx, req); err != nil {
 					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
+					firstErr = cmp.Or(firstErr, err)
 					mu.Unlock()
 					return
 				}
