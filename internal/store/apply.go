@@ -58,10 +58,16 @@ type batchCtx struct {
 	revDoc, revTitle, revContent, revBy, revStage []string
 	revNum, revEpoch                              []int64
 	// revSHA: each revision's text sha256; revRef: kept by reference
-	// (no text; revYSeq its Yjs log position), see revtext.go.
+	// (no text; revYSeq its Yjs log position); revSplice: kept as a
+	// splice of the revision before (revSplHead/Tail/Text), see
+	// revtext.go.
 	revSHA     []string
 	revRef     []bool
 	revYSeq    []int64
+	revSplice  []bool
+	revSplHead []int32
+	revSplTail []int32
+	revSplText []string
 	revPending map[string]map[int64]string
 
 	yDoc, yOrigin []string
@@ -392,12 +398,25 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		})
 	}
 	if len(bc.revDoc) > 0 {
-		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256, yjs_seq)
-			SELECT d, r, t, CASE WHEN ref THEN NULL ELSE c END, u, $8, s, e, $9, h, CASE WHEN ref THEN y END
-			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $10::text[], $11::bool[], $12::bigint[])
-			  AS x(d, r, t, c, u, s, e, h, ref, y)`,
+		// A revision's text is sent once: whole (c) or as its splice (st)
+		// with the empty string in the other array.
+		for i := range bc.revContent {
+			if bc.revRef[i] || bc.revSplice[i] {
+				bc.revContent[i] = ""
+			}
+			if !bc.revSplice[i] {
+				bc.revSplText[i] = ""
+			}
+		}
+		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256, yjs_seq,
+			  splice_head, splice_tail, splice_text)
+			SELECT d, r, t, CASE WHEN ref OR sp THEN NULL ELSE c END, u, $8, s, e, $9, h, CASE WHEN ref THEN y END,
+			  CASE WHEN sp THEN sh END, CASE WHEN sp THEN stl END, CASE WHEN sp THEN st END
+			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $10::text[], $11::bool[], $12::bigint[],
+			  $13::bool[], $14::int[], $15::int[], $16::text[])
+			  AS x(d, r, t, c, u, s, e, h, ref, y, sp, sh, stl, st)`,
 			bc.revDoc, bc.revNum, bc.revTitle, bc.revContent, bc.revBy, bc.revStage, bc.revEpoch, bc.now, e.epoch,
-			bc.revSHA, bc.revRef, bc.revYSeq)
+			bc.revSHA, bc.revRef, bc.revYSeq, bc.revSplice, bc.revSplHead, bc.revSplTail, bc.revSplText)
 	}
 	if len(bc.yDoc) > 0 {
 		b.Queue(`INSERT INTO yjs_updates (doc_id, seq, generation, update, origin, shard_epoch, at)
@@ -597,7 +616,11 @@ func (e *Engine) writeSnapshot(bc *batchCtx, st *docState) {
 
 // writeRevision records the legacy store's new revision: the row (content
 // only where the stage writes the legacy representation) and its history.
-func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveStage, user, text string, create bool) {
+// yseq > 0 keeps the revision by reference to that position of the Yjs
+// log; otherwise it is kept whole or as a splice of the revision before.
+// It returns the text's sha256.
+func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveStage, user, text string, create bool, yseq int64) string {
+	prevText, prevKnown := st.revText, st.revTextOf == st.revision && st.revision > 0
 	st.revision++
 	st.updatedAt = bc.now
 	if writesLegacy(stage.Stage) {
@@ -613,13 +636,32 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 	} else {
 		bc.docRows[st.id] = st // final state written when the group flushes
 	}
+	sha := ledger.SHA256Hex([]byte(text))
+	var head, tail int
+	splice := false
+	switch {
+	case yseq > 0:
+		st.revDepth = 0
+	case prevKnown && st.revDepth < spliceChain-1 && len(text) >= spliceMinBytes:
+		head, tail = spliceBounds(prevText, text)
+		if splice = len(text)-head-tail <= len(text)/2; splice {
+			st.revDepth++
+		}
+	}
+	if !splice && yseq == 0 {
+		st.revDepth = 0
+	}
+	st.revText, st.revTextOf = text, st.revision
 	bc.revDoc, bc.revNum, bc.revTitle, bc.revContent = append(bc.revDoc, st.id), append(bc.revNum, st.revision), append(bc.revTitle, st.title), append(bc.revContent, text)
-	bc.revSHA, bc.revRef, bc.revYSeq = append(bc.revSHA, ledger.SHA256Hex([]byte(text))), append(bc.revRef, false), append(bc.revYSeq, 0)
+	bc.revSHA, bc.revRef, bc.revYSeq = append(bc.revSHA, sha), append(bc.revRef, yseq > 0), append(bc.revYSeq, yseq)
+	bc.revSplice, bc.revSplHead, bc.revSplTail = append(bc.revSplice, splice), append(bc.revSplHead, int32(head)), append(bc.revSplTail, int32(tail))
+	bc.revSplText = append(bc.revSplText, text[head:len(text)-tail])
 	bc.revBy, bc.revStage, bc.revEpoch = append(bc.revBy, user), append(bc.revStage, stage.Stage), append(bc.revEpoch, stage.Epoch)
 	if bc.revPending[st.id] == nil {
 		bc.revPending[st.id] = map[int64]string{}
 	}
 	bc.revPending[st.id][st.revision] = text
+	return sha
 }
 
 func (e *Engine) remember(bc *batchCtx, o *op) {
@@ -657,28 +699,29 @@ func (e *Engine) applyCreate(bc *batchCtx, st *docState, o *op) error {
 		st.title = *r.Title
 	}
 	text := r.Content
-	e.writeRevision(bc, st, stage, r.User, text, true)
+	sha := e.writeRevision(bc, st, stage, r.User, text, true, 0)
 	if writesYjs(stage.Stage) {
 		if err := e.initYjs(bc, st, text); err != nil {
 			return err
 		}
 	}
 	en := e.entry(bc, st, o, ledger.KindCreated)
-	en.Revision, en.ContentSHA256 = st.revision, ledger.SHA256Hex([]byte(text))
+	en.Revision, en.ContentSHA256 = st.revision, sha
 	if st.ydoc != nil {
 		en.StateVector = svMap(st.ydoc.StateVector())
 	}
 	sealed := e.appendLedger(bc, st, en)
-	o.res = e.docResult(st, stage, OutcomeCreated, text)
+	o.res = e.docResult(st, stage, OutcomeCreated, text, sha)
 	e.stamp(&o.res, st, sealed)
 	e.remember(bc, o)
 	return nil
 }
 
-func (e *Engine) docResult(st *docState, stage dataplane.SaveStage, outcome, text string) Result {
+// docResult answers a save of text whose sha256 is sha.
+func (e *Engine) docResult(st *docState, stage dataplane.SaveStage, outcome, text, sha string) Result {
 	t := text
 	return Result{Doc: st.id, Outcome: outcome, Revision: st.revision, Title: st.title, Content: &t, Stage: stage,
-		ContentSHA256: ledger.SHA256Hex([]byte(text))}
+		ContentSHA256: sha}
 }
 
 // text is the document's authoritative text under stage.
@@ -718,23 +761,14 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 		} else {
 			base, ok := bc.revPending[st.id][r.BaseRevision]
 			if !ok {
-				var content *string
-				var yseq *int64
-				err := bc.conn.QueryRow(ctx, `SELECT content, yjs_seq FROM document_revisions WHERE doc_id = $1 AND revision = $2`, st.id, r.BaseRevision).Scan(&content, &yseq)
-				if err == nil {
-					base, err = revisionText(ctx, bc.conn, st.id, content, yseq)
-				}
-				switch {
-				case errors.Is(err, pgx.ErrNoRows):
-					// A revision the history does not hold (the document
-					// predates it): no base to merge against, so the
-					// save's text is kept aside as a conflict.
-					base, ok = "", false
-				case err != nil:
+				texts, err := revisionTexts(ctx, bc.conn, st.id, r.BaseRevision, r.BaseRevision)
+				if err != nil {
 					return fmt.Errorf("base revision %d of %s: %w", r.BaseRevision, st.id, err)
-				default:
-					ok = true
 				}
+				// A revision the history does not hold (the document
+				// predates it) gives no base to merge against, so the
+				// save's text is kept aside as a conflict.
+				base, ok = texts[r.BaseRevision]
 			}
 			m := merge.Three(base, cur, r.Content)
 			if !ok && m.Text != cur {
@@ -767,17 +801,17 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 			e.appendYjs(bc, st, u, "legacy:"+r.User)
 		}
 	}
-	e.writeRevision(bc, st, stage, r.User, text, false)
+	sha := e.writeRevision(bc, st, stage, r.User, text, false, 0)
 	en := e.entry(bc, st, o, kind)
 	en.BaseRevision, en.Revision, en.Outcome = r.BaseRevision, st.revision, outcome
 	en.SupersededRevision, en.PreservedID = superseded, preservedID
-	en.ContentSHA256 = ledger.SHA256Hex([]byte(text))
+	en.ContentSHA256 = sha
 	if st.ydoc != nil {
 		en.StateVector = svMap(st.ydoc.StateVector())
 		en.YjsSeq = st.logSeq
 	}
 	sealed := e.appendLedger(bc, st, en)
-	o.res = e.docResult(st, stage, outcome, text)
+	o.res = e.docResult(st, stage, outcome, text, sha)
 	o.res.SupersededRevision, o.res.PreservedID = superseded, preservedID
 	e.stamp(&o.res, st, sealed)
 	e.remember(bc, o)
@@ -854,12 +888,13 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	seq := e.appendYjs(bc, st, r.Update, "client:"+r.User)
 	e.closeGaps(bc, st)
 	text := st.ytext()
+	sha := ""
 	if create || text != textBefore {
-		e.writeRevision(bc, st, stage, r.User, text, create)
-		if !create {
-			// The Yjs log holds this text: the revision refers to it.
-			bc.revRef[len(bc.revRef)-1], bc.revYSeq[len(bc.revYSeq)-1] = true, seq
+		ref := seq // the Yjs log holds this text: the revision refers to it
+		if create {
+			ref = 0
 		}
+		sha = e.writeRevision(bc, st, stage, r.User, text, create, ref)
 	}
 	kind := ledger.KindCommitted
 	if create {
@@ -867,7 +902,10 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	}
 	en := e.entry(bc, st, o, kind)
 	en.Clients, en.UpdateSHA256, en.YjsSeq = clientsOf(dec), ledger.SHA256Hex(r.Update), seq
-	en.Revision, en.ContentSHA256 = st.revision, ledger.SHA256Hex([]byte(text))
+	if sha == "" {
+		sha = ledger.SHA256Hex([]byte(text))
+	}
+	en.Revision, en.ContentSHA256 = st.revision, sha
 	en.StateVector = svMap(st.ydoc.StateVector())
 	outcome := OutcomeSaved
 	if st.ydoc.HasPending() {

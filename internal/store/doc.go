@@ -46,6 +46,13 @@ type docState struct {
 	// lastRevSame says its content equals the row's.
 	lastRev     int64
 	lastRevSame bool
+	// revText is the text of revision revTextOf as this process wrote it
+	// (0: none since loaded), and revDepth how many splices lead to it
+	// from a revision kept whole: the next revision is kept as a splice of
+	// it (writeRevision, revtext.go).
+	revText   string
+	revTextOf int64
+	revDepth  int
 	// diverged: when loaded, the row differed from the save history or
 	// from the Yjs text: it was changed outside the gateway. The next
 	// group that touches the document repairs it first (repair.go).

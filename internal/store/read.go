@@ -121,21 +121,27 @@ type Revision struct {
 // ReadRevision returns a preserved revision of a tenant's document.
 func (e *Engine) ReadRevision(ctx context.Context, tenant, doc string, rev int64) (Revision, error) {
 	r := Revision{Doc: doc, Revision: rev}
-	var content *string
-	var yseq *int64
 	err := e.pool.QueryRow(ctx, `
-		SELECT r.title, r.content, r.yjs_seq, r.saved_by, r.saved_at, r.stage, r.epoch
+		SELECT r.title, r.saved_by, r.saved_at, r.stage, r.epoch
 		FROM document_revisions r JOIN documents d ON d.doc_id = r.doc_id
 		WHERE r.doc_id = $1 AND r.revision = $2 AND d.tenant = $3`, doc, rev, tenant).
-		Scan(&r.Title, &content, &yseq, &r.SavedBy, &r.SavedAt, &r.Stage.Stage, &r.Stage.Epoch)
+		Scan(&r.Title, &r.SavedBy, &r.SavedAt, &r.Stage.Stage, &r.Stage.Epoch)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Revision{}, errf(http.StatusNotFound, CodeNotFound, "no revision %d of document %q for this tenant", rev, doc)
 	}
 	if err != nil {
 		return Revision{}, err
 	}
-	r.Content, err = revisionText(ctx, e.pool, doc, content, yseq)
-	return r, err
+	texts, err := revisionTexts(ctx, e.pool, doc, rev, rev)
+	if err != nil {
+		return Revision{}, err
+	}
+	text, ok := texts[rev]
+	if !ok {
+		return Revision{}, fmt.Errorf("revision %d of %s vanished while read", rev, doc)
+	}
+	r.Content = text
+	return r, nil
 }
 
 // Preserved is content a save supplied that was kept aside.

@@ -123,7 +123,7 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 			target = st.revision
 		}
 		st.revision = target - 1
-		e.writeRevision(bc, st, stage, userOutside, legacyText, false)
+		e.writeRevision(bc, st, stage, userOutside, legacyText, false, 0)
 		st.lastRev, st.lastRevSame = st.revision, true
 		reason = fmt.Sprintf("the legacy row was changed outside the gateway; its content was captured as revision %d", st.revision)
 	}
@@ -159,7 +159,7 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 			}
 		}
 		if m.Text != st.content {
-			e.writeRevision(bc, st, stage, "server:repair", m.Text, false)
+			e.writeRevision(bc, st, stage, "server:repair", m.Text, false, 0)
 		}
 		en.StateVector = svMap(st.ydoc.StateVector())
 		if reason == "" {
@@ -314,7 +314,7 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 		if u != nil {
 			en.YjsSeq = e.appendYjs(bc, st, u, "server:foreign-merge:"+r.User)
 		}
-		e.writeRevision(bc, st, stage, r.User, m.Text, false)
+		e.writeRevision(bc, st, stage, r.User, m.Text, false, 0)
 	}
 	text := st.ytext()
 	en.Revision, en.ContentSHA256, en.StateVector = st.revision, ledger.SHA256Hex([]byte(text)), svMap(st.ydoc.StateVector())
@@ -354,42 +354,15 @@ func opRanges(dec *yjs.DecodedUpdate) map[string][2]uint64 {
 // a foreign copy plausibly shared with the server. None resembling it
 // gives the empty text, revision 0.
 func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState, text string) (string, int64, error) {
-	rows, err := bc.conn.Query(ctx, `SELECT revision, content, yjs_seq FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 32`, st.id)
-	if err != nil {
+	var latest int64
+	if err := bc.conn.QueryRow(ctx, `SELECT coalesce(max(revision), 0) FROM document_revisions WHERE doc_id = $1`, st.id).Scan(&latest); err != nil {
 		return "", 0, err
 	}
 	cands := map[int64]string{}
-	refs := map[int64]int64{} // revision -> log position, for those kept by reference
-	for rows.Next() {
-		var rev int64
-		var c *string
-		var y *int64
-		if err := rows.Scan(&rev, &c, &y); err != nil {
-			rows.Close()
+	if latest > 0 {
+		var err error
+		if cands, err = revisionTexts(ctx, bc.conn, st.id, max(1, latest-31), latest); err != nil {
 			return "", 0, err
-		}
-		switch {
-		case c != nil:
-			cands[rev] = *c
-		case y != nil:
-			refs[rev] = *y
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return "", 0, err
-	}
-	if len(refs) > 0 {
-		var seqs []int64
-		for _, y := range refs {
-			seqs = append(seqs, y)
-		}
-		texts, err := textsAt(ctx, bc.conn, st.id, seqs)
-		if err != nil {
-			return "", 0, err
-		}
-		for rev, y := range refs {
-			cands[rev] = texts[y]
 		}
 	}
 	best, bestRev, bestScore := "", int64(0), 0

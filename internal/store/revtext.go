@@ -5,18 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
-// Revisions made by Yjs updates are kept by reference (migration 00006):
-// no text, the position in the document's Yjs log whose state they
-// materialise (yjs_seq) and the text's sha256. Their text is rebuilt here
-// by replaying the log, which is append-only and never pruned (snapshots
-// only shortcut it).
+// A revision's text is kept in one of three ways, each with its sha256:
+// whole (content); by reference (migration 00006), for revisions made by
+// Yjs updates: the position in the document's Yjs log whose state they
+// materialise (yjs_seq), rebuilt by replaying the log, which is
+// append-only and never pruned (snapshots only shortcut it); or as a
+// splice of the revision before (migration 00009, below).
 
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -89,18 +92,107 @@ func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int6
 	return out, nil
 }
 
-// revisionText returns the text of a revision row: its content, or the
-// log's state at its yjs_seq.
-func revisionText(ctx context.Context, q querier, doc string, content *string, yjsSeq *int64) (string, error) {
-	if content != nil {
-		return *content, nil
+// Revisions of legacy saves whose previous revision this process wrote are
+// kept as splices of it (migration 00009): the bytes kept from the start
+// and from the end of the previous text, and what goes between. A chain
+// is at most spliceChain revisions long, its first kept whole (or by
+// reference); texts under spliceMinBytes are always kept whole.
+const (
+	spliceChain    = 32
+	spliceMinBytes = 1024
+)
+
+// spliceBounds returns how many bytes at the start (head) and at the end
+// (tail) of next are the same as in prev, not overlapping in either, and
+// both on UTF-8 character boundaries, so next ==
+// prev[:head] + next[head:len(next)-tail] + prev[len(prev)-tail:].
+func spliceBounds(prev, next string) (head, tail int) {
+	n := min(len(prev), len(next))
+	for head < n && prev[head] == next[head] {
+		head++
 	}
-	if yjsSeq == nil {
-		return "", fmt.Errorf("revision of %s has neither text nor a log position", doc)
+	for head > 0 && head < len(next) && !utf8.RuneStart(next[head]) {
+		head--
 	}
-	m, err := textsAt(ctx, q, doc, []int64{*yjsSeq})
+	n -= head
+	for tail < n && prev[len(prev)-1-tail] == next[len(next)-1-tail] {
+		tail++
+	}
+	for tail > 0 && !utf8.RuneStart(next[len(next)-tail]) {
+		tail--
+	}
+	return head, tail
+}
+
+// revisionTexts returns the texts of the document's revisions from..to
+// (those that exist), reading from the last revision kept whole at or
+// before from: a splice applies to the text of the revision just before
+// it, and the text it gives must have the sha256 recorded with it.
+func revisionTexts(ctx context.Context, q querier, doc string, from, to int64) (map[int64]string, error) {
+	type row struct {
+		rev        int64
+		content    *string
+		yseq       *int64
+		head, tail *int32
+		splice     *string
+		sha        *string
+	}
+	rows, err := q.Query(ctx, `
+		SELECT revision, content, yjs_seq, splice_head, splice_tail, splice_text, content_sha256
+		FROM document_revisions
+		WHERE doc_id = $1 AND revision <= $3 AND revision >= coalesce(
+			(SELECT max(revision) FROM document_revisions WHERE doc_id = $1 AND revision <= $2 AND splice_text IS NULL), 1)
+		ORDER BY revision`, doc, from, to)
 	if err != nil {
-		return "", err
+		return nil, fmt.Errorf("revisions of %s: %w", doc, err)
 	}
-	return m[*yjsSeq], nil
+	var rs []row
+	var seqs []int64
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.rev, &r.content, &r.yseq, &r.head, &r.tail, &r.splice, &r.sha); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		if r.splice == nil && r.content == nil && r.yseq != nil {
+			seqs = append(seqs, *r.yseq)
+		}
+		rs = append(rs, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("revisions of %s: %w", doc, err)
+	}
+	logTexts, err := textsAt(ctx, q, doc, seqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]string, len(rs))
+	var prev string
+	prevRev := int64(-1)
+	for _, r := range rs {
+		var text string
+		switch {
+		case r.splice != nil:
+			if prevRev != r.rev-1 || r.head == nil || r.tail == nil || r.sha == nil ||
+				int(*r.head) < 0 || int(*r.tail) < 0 || int(*r.head)+int(*r.tail) > len(prev) {
+				return nil, fmt.Errorf("revision %d of %s is a splice of revision %d, which cannot be read", r.rev, doc, r.rev-1)
+			}
+			text = prev[:*r.head] + *r.splice + prev[len(prev)-int(*r.tail):]
+			if r.rev >= from && ledger.SHA256Hex([]byte(text)) != *r.sha {
+				return nil, fmt.Errorf("revision %d of %s does not rebuild to its recorded sha256", r.rev, doc)
+			}
+		case r.content != nil:
+			text = *r.content
+		case r.yseq != nil:
+			text = logTexts[*r.yseq]
+		default:
+			return nil, fmt.Errorf("revision %d of %s has neither text nor a log position", r.rev, doc)
+		}
+		prev, prevRev = text, r.rev
+		if r.rev >= from {
+			out[r.rev] = text
+		}
+	}
+	return out, nil
 }

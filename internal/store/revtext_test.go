@@ -1,0 +1,142 @@
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+// TestSpliceBounds: for edits anywhere in texts with multi-byte
+// characters, the splice rebuilds the new text exactly and its middle is
+// valid UTF-8 (PostgreSQL refuses anything else in a text column).
+func TestSpliceBounds(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	alphabet := []string{"a", "b", " ", "é", "ü", "日", "本", "😀", "🎉"}
+	word := func(n int) string {
+		var b strings.Builder
+		for range n {
+			b.WriteString(alphabet[r.IntN(len(alphabet))])
+		}
+		return b.String()
+	}
+	for i := range 5000 {
+		prev := word(r.IntN(40))
+		runes := []rune(prev)
+		at := r.IntN(len(runes) + 1)
+		cut := min(len(runes)-at, r.IntN(4))
+		next := string(runes[:at]) + word(r.IntN(4)) + string(runes[at+cut:])
+		h, tl := spliceBounds(prev, next)
+		mid := next[h : len(next)-tl]
+		if h+tl > len(prev) || h+tl > len(next) {
+			t.Fatalf("case %d: %q -> %q: head %d + tail %d overlap", i, prev, next, h, tl)
+		}
+		if got := prev[:h] + mid + prev[len(prev)-tl:]; got != next {
+			t.Fatalf("case %d: %q -> %q: splice (%d, %q, %d) rebuilds %q", i, prev, next, h, mid, tl, got)
+		}
+		if !utf8.ValidString(mid) {
+			t.Fatalf("case %d: %q -> %q: middle %q is not valid UTF-8", i, prev, next, mid)
+		}
+	}
+	if h, tl := spliceBounds("same text", "same text"); h+tl != len("same text") {
+		t.Errorf("an unchanged text keeps %d of %d bytes", h+tl, len("same text"))
+	}
+}
+
+// TestRevisionsKeptAsSplices: legacy saves of a large document keep their
+// history as splices (a fraction of the bytes of whole texts), every
+// revision still reads back exactly as saved, chains stay short, a stale
+// save merges against a base kept as a splice, and a damaged splice is
+// reported instead of giving wrong text.
+func TestRevisionsKeptAsSplices(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("lf", dataplane.StageLocalFirst, "tf")
+	// "essay" in the Legacy stage (legacy representation only), "lf" in
+	// LocalFirst (every legacy save also goes into the Yjs log).
+	history := map[string]map[int64]string{}
+	for doc, tenant := range map[string]string{"essay": "t1", "lf": "tf"} {
+		history[doc] = saveHistory(t, e, doc, tenant)
+	}
+	saved, text := history["lf"], history["lf"][81]
+	// A stale save (Yjs-authoritative stage) is merged against its base,
+	// a revision kept as a splice, read from PostgreSQL (another group).
+	base := int64(40)
+	var isSplice bool
+	if err := e.pool.QueryRow(ctx, `SELECT splice_text IS NOT NULL FROM document_revisions WHERE doc_id = 'lf' AND revision = $1`, base).Scan(&isSplice); err != nil || !isSplice {
+		t.Fatalf("revision %d is not a splice (%v): the test needs one", base, err)
+	}
+	res := e.submit(Request{Kind: KindSave, Doc: "lf", Tenant: "tf", User: "v", Content: "TITLE. " + saved[base], BaseRevision: base})
+	if res.Outcome != OutcomeMerged || *res.Content != "TITLE. "+text {
+		t.Fatalf("stale save against a splice base: outcome %s, %d bytes", res.Outcome, len(*res.Content))
+	}
+
+	// Damage: a splice that no longer rebuilds its recorded text.
+	if _, err := e.pool.Exec(ctx, `UPDATE document_revisions SET splice_text = splice_text || 'Z' WHERE doc_id = 'lf' AND revision = $1`, base); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.eng.ReadRevision(ctx, "tf", "lf", base); err == nil {
+		t.Fatalf("a damaged splice read as %d bytes without an error", len(got.Content))
+	}
+}
+
+// saveHistory creates doc with about 5 KiB of text and makes 80 legacy
+// saves, each inserting a character somewhere; it checks that every
+// revision reads back as saved and is kept compactly, and returns the
+// texts by revision.
+func saveHistory(t *testing.T, e *env, doc, tenant string) map[int64]string {
+	t.Helper()
+	ctx := t.Context()
+	var b strings.Builder
+	for i := range 120 {
+		fmt.Fprintf(&b, "Línea %d: the river runs to the sea 🌊, ", i)
+	}
+	text := b.String()
+	saved := map[int64]string{1: text}
+	e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: tenant, User: "u", Content: text})
+	r := rand.New(rand.NewPCG(3, 4))
+	rev := int64(1)
+	for i := range 80 {
+		runes := []rune(text)
+		at := r.IntN(len(runes) + 1)
+		text = string(runes[:at]) + []string{"x", "ñ", "字", "👍"}[i%4] + string(runes[at:])
+		res := e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "u", Content: text, BaseRevision: rev})
+		if res.Outcome != OutcomeSaved || *res.Content != text {
+			t.Fatalf("%s: save %d: outcome %s", doc, i, res.Outcome)
+		}
+		rev = res.Revision
+		saved[rev] = text
+	}
+	for n, want := range saved {
+		got, err := e.eng.ReadRevision(ctx, tenant, doc, n)
+		if err != nil || got.Content != want {
+			t.Fatalf("%s: revision %d reads %d bytes (%v), want the %d saved", doc, n, len(got.Content), err, len(want))
+		}
+	}
+	var splices, keptBytes int
+	if err := e.pool.QueryRow(ctx, `SELECT count(splice_text), sum(octet_length(coalesce(content, splice_text)))
+		FROM document_revisions WHERE doc_id = $1`, doc).Scan(&splices, &keptBytes); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, s := range saved {
+		total += len(s)
+	}
+	if splices < 70 || keptBytes*5 > total {
+		t.Errorf("%s: %d of %d revisions are splices, keeping %d bytes for %d bytes of text", doc, splices, len(saved), keptBytes, total)
+	}
+	// Every splice is fewer than spliceChain revisions from one kept whole.
+	var longest int
+	if err := e.pool.QueryRow(ctx, `SELECT coalesce(max(r.revision - (SELECT max(w.revision) FROM document_revisions w
+		WHERE w.doc_id = r.doc_id AND w.revision < r.revision AND w.splice_text IS NULL)), 0)
+		FROM document_revisions r WHERE r.doc_id = $1 AND r.splice_text IS NOT NULL`, doc).Scan(&longest); err != nil {
+		t.Fatal(err)
+	}
+	if longest >= spliceChain {
+		t.Errorf("%s: a splice is %d revisions from a whole text, want under %d", doc, longest, spliceChain)
+	}
+	return saved
+}
