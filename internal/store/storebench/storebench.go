@@ -78,16 +78,17 @@ func Prose(n int, seed uint64) string {
 			b.WriteByte(' ')
 		}
 		b.WriteString(w)
-		switch x := r.IntN(60); {
+		// About 12 words a sentence, 150 a paragraph.
+		switch x := r.IntN(150); {
 		case x == 0:
 			b.WriteString(".\n\n")
 			words = -1
-		case x < 6:
+		case x < 13:
 			b.WriteString(".")
 			b.WriteByte(' ')
 			w := proseWords[r.IntN(len(proseWords))]
 			b.WriteString(strings.ToUpper(w[:1]) + w[1:])
-		case x < 9:
+		case x < 23:
 			b.WriteString(",")
 		}
 	}
