@@ -68,13 +68,14 @@ type batchCtx struct {
 	revSplHead []int32
 	revSplTail []int32
 	revSplText []string
-	revPending map[string]map[int64]string
+	// revKey and revResult: the idempotency key of the save that made
+	// the revision and the answer it got ("": none).
+	revKey, revResult []string
+	revPending        map[string]map[int64]string
 
 	yDoc, yOrigin []string
 	ySeq, yGen    []int64
 	yUpd          [][]byte
-
-	reqDoc, reqKey, reqResult []string
 
 	docRows map[string]*docState
 	snaps   map[string]*docState
@@ -162,6 +163,9 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		}
 		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
 			keyDocs, keys = append(keyDocs, o.req.Doc), append(keys, k)
+			if st.oldKeys {
+				fast = false
+			}
 		}
 	}
 	if len(live) == 0 {
@@ -209,10 +213,15 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		ss := dataplane.QueueSaveStages(b1, e.cfg.Rollout, tenants, e.knownTenant)
 		if len(keys) > 0 {
 			// One primary-key probe per (document, key) pair.
-			b1.Queue(`SELECT s.doc_id, s.idem_key, s.result::text
+			// With the revision it made (migration 00010), or from before
+			// that in save_requests.
+			b1.Queue(`SELECT u.doc_id, u.idem_key, coalesce(r.idem_result, s.result::text)
 				FROM unnest($1::text[], $2::text[]) AS u(doc_id, idem_key)
-				CROSS JOIN LATERAL (SELECT doc_id, idem_key, result FROM save_requests r
-				                    WHERE r.doc_id = u.doc_id AND r.idem_key = u.idem_key) s`,
+				LEFT JOIN LATERAL (SELECT idem_result FROM document_revisions r
+				                   WHERE r.doc_id = u.doc_id AND r.idem_key = u.idem_key) r ON true
+				LEFT JOIN LATERAL (SELECT result FROM save_requests s
+				                   WHERE s.doc_id = u.doc_id AND s.idem_key = u.idem_key) s ON true
+				WHERE r.idem_result IS NOT NULL OR s.result IS NOT NULL`,
 				keyDocs, keys).Query(func(rows pgx.Rows) error {
 				for rows.Next() {
 					var d, k, r string
@@ -408,15 +417,17 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 				bc.revSplText[i] = ""
 			}
 		}
+		// A repeated idempotency key conflicts on document_revisions_idem
+		// and fails the group (migration 00010).
 		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256, yjs_seq,
-			  splice_head, splice_tail, splice_text)
+			  splice_head, splice_tail, splice_text, idem_key, idem_result)
 			SELECT d, r, t, CASE WHEN ref OR sp THEN NULL ELSE c END, u, $8, s, e, $9, h, CASE WHEN ref THEN y END,
-			  CASE WHEN sp THEN sh END, CASE WHEN sp THEN stl END, CASE WHEN sp THEN st END
+			  CASE WHEN sp THEN sh END, CASE WHEN sp THEN stl END, CASE WHEN sp THEN st END, NULLIF(k, ''), NULLIF(res, '')
 			FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $10::text[], $11::bool[], $12::bigint[],
-			  $13::bool[], $14::int[], $15::int[], $16::text[])
-			  AS x(d, r, t, c, u, s, e, h, ref, y, sp, sh, stl, st)`,
+			  $13::bool[], $14::int[], $15::int[], $16::text[], $17::text[], $18::text[])
+			  AS x(d, r, t, c, u, s, e, h, ref, y, sp, sh, stl, st, k, res)`,
 			bc.revDoc, bc.revNum, bc.revTitle, bc.revContent, bc.revBy, bc.revStage, bc.revEpoch, bc.now, e.epoch,
-			bc.revSHA, bc.revRef, bc.revYSeq, bc.revSplice, bc.revSplHead, bc.revSplTail, bc.revSplText)
+			bc.revSHA, bc.revRef, bc.revYSeq, bc.revSplice, bc.revSplHead, bc.revSplTail, bc.revSplText, bc.revKey, bc.revResult)
 	}
 	if len(bc.yDoc) > 0 {
 		b.Queue(`INSERT INTO yjs_updates (doc_id, seq, generation, update, origin, shard_epoch, at)
@@ -442,11 +453,6 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		b.Queue(`INSERT INTO save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash)
 			SELECT d, s, k, t, $8, b, p, h FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) AS x(d, s, k, t, b, p, h)`,
 			bc.ledDoc, bc.ledSeq, bc.ledKind, bc.ledTenant, bc.ledBody, bc.ledPrev, bc.ledHash, bc.now)
-	}
-	if len(bc.reqDoc) > 0 {
-		b.Queue(`INSERT INTO save_requests (doc_id, idem_key, result, at)
-			SELECT d, k, r::jsonb, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(d, k, r)`,
-			bc.reqDoc, bc.reqKey, bc.reqResult, bc.now)
 	}
 }
 
@@ -656,6 +662,7 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 	bc.revSHA, bc.revRef, bc.revYSeq = append(bc.revSHA, sha), append(bc.revRef, yseq > 0), append(bc.revYSeq, yseq)
 	bc.revSplice, bc.revSplHead, bc.revSplTail = append(bc.revSplice, splice), append(bc.revSplHead, int32(head)), append(bc.revSplTail, int32(tail))
 	bc.revSplText = append(bc.revSplText, text[head:len(text)-tail])
+	bc.revKey, bc.revResult = append(bc.revKey, ""), append(bc.revResult, "")
 	bc.revBy, bc.revStage, bc.revEpoch = append(bc.revBy, user), append(bc.revStage, stage.Stage), append(bc.revEpoch, stage.Epoch)
 	if bc.revPending[st.id] == nil {
 		bc.revPending[st.id] = map[int64]string{}
@@ -664,16 +671,27 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 	return sha
 }
 
-func (e *Engine) remember(bc *batchCtx, o *op) {
+// remember records a keyed save's answer with the revision it made (the
+// one writeRevision queued last), so a repeat of the key gets the same
+// answer and changes nothing.
+func (e *Engine) remember(bc *batchCtx, o *op) error {
 	if o.req.IdempotencyKey == "" {
-		return
+		return nil
+	}
+	i := len(bc.revDoc) - 1
+	if i < 0 || bc.revDoc[i] != o.req.Doc || bc.revNum[i] != o.res.Revision {
+		return fmt.Errorf("idempotency key %q of %s: the save made no revision to record it with", o.req.IdempotencyKey, o.req.Doc)
 	}
 	// The stored answer names the revision and hashes; the content itself
 	// is in the save history, not copied here.
 	stored := o.res
 	stored.Content = nil
-	raw, _ := json.Marshal(stored)
-	bc.reqDoc, bc.reqKey, bc.reqResult = append(bc.reqDoc, o.req.Doc), append(bc.reqKey, o.req.IdempotencyKey), append(bc.reqResult, string(raw))
+	raw, err := json.Marshal(stored)
+	if err != nil {
+		return err
+	}
+	bc.revKey[i], bc.revResult[i] = o.req.IdempotencyKey, string(raw)
+	return nil
 }
 
 func svMap(sv yjs.StateVector) map[string]uint64 {
@@ -713,8 +731,7 @@ func (e *Engine) applyCreate(bc *batchCtx, st *docState, o *op) error {
 	sealed := e.appendLedger(bc, st, en)
 	o.res = e.docResult(st, stage, OutcomeCreated, text, sha)
 	e.stamp(&o.res, st, sealed)
-	e.remember(bc, o)
-	return nil
+	return e.remember(bc, o)
 }
 
 // docResult answers a save of text whose sha256 is sha.
@@ -814,8 +831,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	o.res = e.docResult(st, stage, outcome, text, sha)
 	o.res.SupersededRevision, o.res.PreservedID = superseded, preservedID
 	e.stamp(&o.res, st, sealed)
-	e.remember(bc, o)
-	return nil
+	return e.remember(bc, o)
 }
 
 func clientsOf(u *yjs.DecodedUpdate) []uint64 {

@@ -53,6 +53,10 @@ type docState struct {
 	revText   string
 	revTextOf int64
 	revDepth  int
+	// oldKeys: idempotency keys of the document were recorded before
+	// migration 00010, in save_requests, where only the two-round-trip
+	// path looks; its keyed saves never take the one-round-trip path.
+	oldKeys bool
 	// diverged: when loaded, the row differed from the save history or
 	// from the Yjs text: it was changed outside the gateway. The next
 	// group that touches the document repairs it first (repair.go).
@@ -175,13 +179,14 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	var lastRevSame *bool
 	err := e.pool.QueryRow(ctx, `
 		SELECT d.tenant, d.owner, d.title, d.content, d.revision, d.created_at, d.updated_at, coalesce(d.change_seq, 0),
-		       r.revision, coalesce(r.content_sha256 = encode(sha256(convert_to(d.content, 'UTF8')), 'hex'), r.content = d.content)
+		       r.revision, coalesce(r.content_sha256 = encode(sha256(convert_to(d.content, 'UTF8')), 'hex'), r.content = d.content),
+		       EXISTS (SELECT 1 FROM save_requests s WHERE s.doc_id = d.doc_id)
 		FROM documents d
 		LEFT JOIN LATERAL (SELECT revision, content, content_sha256 FROM document_revisions r
 		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true
 		WHERE d.doc_id = $1`, id).
 		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt, &st.changeSeq,
-			&lastRev, &lastRevSame)
+			&lastRev, &lastRevSame, &st.oldKeys)
 	switch {
 	case err == nil:
 		st.exists = true

@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -139,4 +140,54 @@ func saveHistory(t *testing.T, e *env, doc, tenant string) map[int64]string {
 		t.Errorf("%s: a splice is %d revisions from a whole text, want under %d", doc, longest, spliceChain)
 	}
 	return saved
+}
+
+// TestKeysRecordedBeforeMigration10: an idempotency key recorded in
+// save_requests (where every key went before migration 00010) still
+// answers its repeats, which change nothing, after the syncer restarts;
+// keys recorded now live with their revision and are honoured the same
+// way.
+func TestKeysRecordedBeforeMigration10(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "one", IdempotencyKey: "create"})
+	first := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "two", BaseRevision: 1, IdempotencyKey: "old"})
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE idem_key IS NOT NULL`); n != 2 {
+		t.Fatalf("%d revisions carry their idempotency key, want 2", n)
+	}
+	// The store as migration 00009 left it: the records in save_requests.
+	if _, err := e.pool.Exec(ctx, `
+		INSERT INTO save_requests (doc_id, idem_key, result, at)
+			SELECT doc_id, idem_key, idem_result::jsonb, saved_at FROM document_revisions WHERE idem_key IS NOT NULL;
+		UPDATE document_revisions SET idem_key = NULL, idem_result = NULL`); err != nil {
+		t.Fatal(err)
+	}
+	// A restarted syncer (the document loads cold, its stages are not
+	// cached yet and then are: both paths).
+	e.eng.Close()
+	eng, err := Open(ctx, Config{Pool: e.pool, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "restarted", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	e.eng = eng
+	e.submit(Request{Kind: KindCreate, Doc: "other", Tenant: "t", User: "u", Content: "x"})
+	for i := range 3 {
+		again := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "two", BaseRevision: 1, IdempotencyKey: "old"})
+		if !again.Replayed || again.Revision != first.Revision || again.LedgerSeq != first.LedgerSeq {
+			t.Fatalf("repeat %d of a key from save_requests: %+v, want the first answer (revision %d) replayed", i, again, first.Revision)
+		}
+		e.submit(Request{Kind: KindSave, Doc: "other", Tenant: "t", User: "u", Content: "x", BaseRevision: 0}) // keeps stages cached
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 2 {
+		t.Fatalf("%d revisions of d after repeats, want 2", n)
+	}
+	third := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "three", BaseRevision: 2, IdempotencyKey: "new"})
+	again := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "three", BaseRevision: 2, IdempotencyKey: "new"})
+	if !again.Replayed || again.Revision != third.Revision {
+		t.Fatalf("repeat of a key recorded with its revision: %+v", again)
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 3 {
+		t.Fatalf("%d revisions of d, want 3", n)
+	}
 }
