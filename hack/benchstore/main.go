@@ -111,7 +111,7 @@ func run() (err error) {
 	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\tpgbench tps\tratio\t")
+	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tpgbench tps\tratio\t")
 	// The best rate each side reached at any concurrency: the rate
 	// PostgreSQL sustains for single-row commits is pgbench's best.
 	type best struct {
@@ -133,7 +133,7 @@ func run() (err error) {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t%.0f\t1.00\t\n", w, tps, tps)
+		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t\t%.0f\t1.00\t\n", w, tps, tps)
 		note("pgbench", w, tps)
 		for _, kind := range strings.Split(*kinds, ",") {
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
@@ -143,9 +143,9 @@ func run() (err error) {
 			}
 			per := float64(st.Saves) / float64(max(1, st.Batches))
 			groups := float64(max(1, st.Batches)) * 1000
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
 				ms(st.P50), ms(st.P99), per, float64(eng.GatherNanos.Load()-g0)/groups, float64(eng.BuildNanos.Load()-b0)/groups,
-				float64(eng.CommitNanos.Load()-c0)/groups, tps, st.PerSecond()/tps)
+				float64(eng.CommitNanos.Load()-c0)/groups, float64(st.TextBytes)/1024, tps, st.PerSecond()/tps)
 			note(kind, w, st.PerSecond())
 		}
 	}

@@ -35,6 +35,8 @@ type Stats struct {
 	P50     time.Duration
 	P99     time.Duration
 	Batches int64
+	// TextBytes is the documents' mean text length when the run ended.
+	TextBytes int
 }
 
 // PerSecond is the save rate.
@@ -157,6 +159,7 @@ func Run(ctx context.Context, eng *store.Engine, w Workload) (Stats, error) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	var firstErr error
+	textBytes := 0
 	deadline := time.Now().Add(d)
 	per := 0
 	if n > 0 {
@@ -203,13 +206,19 @@ func Run(ctx context.Context, eng *store.Engine, w Workload) (Stats, error) {
 				}
 				local = append(local, time.Since(t0))
 			}
+			final := len(content)
+			if kind == Yjs {
+				final = len(txt.String())
+			}
 			mu.Lock()
+			textBytes += final
 			lat = append(lat, local...)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
-	st := Stats{Kind: kind, Writers: writers, Saves: len(lat), Elapsed: time.Since(start), Batches: eng.Batches.Load() - b0}
+	st := Stats{Kind: kind, Writers: writers, Saves: len(lat), Elapsed: time.Since(start), Batches: eng.Batches.Load() - b0,
+		TextBytes: textBytes / writers}
 	if firstErr != nil {
 		return st, firstErr
 	}
