@@ -1,7 +1,8 @@
 // Package store is the syncer's persistence engine for one shard: it owns
 // the document tables of internal/migrations (documents, document_revisions,
-// preserved_content, save_requests, yjs_updates, yjs_snapshots, save_ledger,
-// shard_leases) and is the only writer of its shard's rows.
+// preserved_content, yjs_updates, yjs_snapshots, save_ledger, shard_leases,
+// and save_requests, read for idempotency keys recorded before migration
+// 00010) and is the only writer of its shard's rows.
 //
 // # Apply path
 //
@@ -32,7 +33,7 @@
 // If a group fails, its documents are evicted from memory and each request
 // is retried alone, so one bad request cannot fail its neighbours. Replays
 // change nothing: a legacy request is answered from its idempotency key's
-// stored result, a Yjs update whose operations are all contained is
+// stored result (kept with the revision the request made), a Yjs update whose operations are all contained is
 // acknowledged as a duplicate without a write.
 //
 // Hot documents stay in memory (a bounded LRU); cold ones are loaded from
