@@ -39,7 +39,9 @@ func Up(ctx context.Context, pool *pgxpool.Pool) error {
 }
 
 func up(ctx context.Context, db *sql.DB) error {
-	locker, err := lock.NewPostgresSessionLocker()
+	// Waiting processes poll the lock every 5 s for up to 30 minutes: a
+	// migration may build an index over a large history (00010).
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(5, 360))
 	if err != nil {
 		return fmt.Errorf("migrations: session locker: %w", err)
 	}

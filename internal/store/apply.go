@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -658,6 +659,11 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 		st.revDepth = 0
 	}
 	st.revText, st.revTextOf = text, st.revision
+	if yseq > 0 {
+		// Its text is what replaying the Yjs log gives; a splice is only
+		// ever taken against text stored as text.
+		st.revText, st.revTextOf = "", 0
+	}
 	bc.revDoc, bc.revNum, bc.revTitle, bc.revContent = append(bc.revDoc, st.id), append(bc.revNum, st.revision), append(bc.revTitle, st.title), append(bc.revContent, text)
 	bc.revSHA, bc.revRef, bc.revYSeq = append(bc.revSHA, sha), append(bc.revRef, yseq > 0), append(bc.revYSeq, yseq)
 	bc.revSplice, bc.revSplHead, bc.revSplTail = append(bc.revSplice, splice), append(bc.revSplHead, int32(head)), append(bc.revSplTail, int32(tail))
@@ -778,13 +784,18 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 		} else {
 			base, ok := bc.revPending[st.id][r.BaseRevision]
 			if !ok {
-				texts, err := revisionTexts(ctx, bc.conn, st.id, r.BaseRevision, r.BaseRevision)
-				if err != nil {
-					return fmt.Errorf("base revision %d of %s: %w", r.BaseRevision, st.id, err)
-				}
 				// A revision the history does not hold (the document
 				// predates it) gives no base to merge against, so the
-				// save's text is kept aside as a conflict.
+				// save's text is kept aside as a conflict; so does one
+				// that cannot be rebuilt (logged: the history is damaged).
+				texts, err := revisionTexts(ctx, bc.conn, st.id, r.BaseRevision, r.BaseRevision)
+				if err != nil {
+					if ctx.Err() != nil {
+						return err
+					}
+					e.log.Error("base revision of a stale save cannot be read; the save's text is preserved as a conflict",
+						"doc", st.id, "revision", r.BaseRevision, "err", err)
+				}
 				base, ok = texts[r.BaseRevision]
 			}
 			m := merge.Three(base, cur, r.Content)
@@ -879,7 +890,11 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 			return err
 		}
 	}
-	pendingBefore := st.ydoc.HasPending()
+	// What waits for missing operations, before: an update that only adds
+	// to it changes the document too (it takes effect once they arrive),
+	// so it is logged, not answered as a duplicate.
+	pendS, pendD := st.ydoc.PendingState()
+	pendS, pendD = bytes.Clone(pendS), bytes.Clone(pendD)
 	textBefore := st.ytext()
 	st.capturing, st.captured = true, nil
 	err = st.ydoc.ApplyUpdate(r.Update)
@@ -893,8 +908,9 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		e.cache.evict(st.id)
 		return nil
 	}
-	if !changed && st.ydoc.HasPending() && !pendingBefore {
-		changed = true
+	if !changed {
+		s, d := st.ydoc.PendingState()
+		changed = !bytes.Equal(s, pendS) || !bytes.Equal(d, pendD)
 	}
 	if !changed && !create {
 		o.res = Result{Doc: st.id, Outcome: OutcomeDuplicate, Revision: st.revision, Stage: stage,

@@ -362,7 +362,13 @@ func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState
 	if latest > 0 {
 		var err error
 		if cands, err = revisionTexts(ctx, bc.conn, st.id, max(1, latest-31), latest); err != nil {
-			return "", 0, err
+			if ctx.Err() != nil {
+				return "", 0, err
+			}
+			// Damaged history: no candidate, so the foreign copy is
+			// merged against the empty text (everything preserved).
+			e.log.Error("recent revisions cannot be read to find a foreign copy's base", "doc", st.id, "err", err)
+			cands = map[int64]string{}
 		}
 	}
 	best, bestRev, bestScore := "", int64(0), 0

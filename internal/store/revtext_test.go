@@ -8,7 +8,10 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestSpliceBounds: for edits anywhere in texts with multi-byte
@@ -189,5 +192,62 @@ func TestKeysRecordedBeforeMigration10(t *testing.T) {
 	}
 	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 3 {
 		t.Fatalf("%d revisions of d, want 3", n)
+	}
+}
+
+// TestUpdatesArrivingOutOfOrderAreAllKept: a client's three updates
+// arrive third, second, first. The second only adds to what waits for the
+// first; it is logged like the others (it was answered as a duplicate and
+// never logged, so a reload lost it), every revision reads back as
+// acknowledged, and a legacy save after them is readable too.
+func TestUpdatesArrivingOutOfOrderAreAllKept(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("lf", dataplane.StageLocalFirst, "tf")
+	base := strings.Repeat("An essay about the sea. ", 125)
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "tf", User: "u", Content: base})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "tf", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	c := yjs.NewDoc(yjs.Options{ClientID: 77})
+	if err := c.ApplyUpdate(res.Update); err != nil {
+		t.Fatal(err)
+	}
+	var ups [][]byte
+	c.OnUpdate(func(u []byte) { ups = append(ups, u) })
+	tx := c.GetText(contract.YjsTextName)
+	for _, s := range []string{"A", "B", "C"} {
+		if err := tx.Insert(tx.Len(), s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked := map[int64]string{}
+	for _, i := range []int{1, 2, 0} {
+		r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "tf", User: "u", Update: ups[i]})
+		if r.Outcome == OutcomeDuplicate {
+			t.Fatalf("update %d answered as a duplicate: it was never applied before", i+1)
+		}
+		if r.ContentSHA256 != "" {
+			acked[r.Revision] = r.ContentSHA256
+		}
+	}
+	want := base + "ABC"
+	saved := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "tf", User: "u", Content: want + "!", BaseRevision: 0})
+	acked[saved.Revision] = saved.ContentSHA256
+	// A restarted syncer rebuilds the document from its log.
+	e.eng.Close()
+	eng, err := Open(ctx, Config{Pool: e.pool, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "restarted", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	e.eng = eng
+	doc, err := e.eng.Read(ctx, "tf", "d")
+	if err != nil || doc.Content != want+"!" {
+		t.Fatalf("after a restart the document ends %q (%v), want %q", doc.Content[max(0, len(doc.Content)-5):], err, "ABC!")
+	}
+	for rev, sha := range acked {
+		r, err := e.eng.ReadRevision(ctx, "tf", "d", rev)
+		if err != nil || ledger.SHA256Hex([]byte(r.Content)) != sha {
+			t.Errorf("revision %d reads %q... (%v), not the text acknowledged", rev, r.Content[max(0, len(r.Content)-5):], err)
+		}
 	}
 }

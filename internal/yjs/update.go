@@ -386,6 +386,16 @@ func (d *Doc) readAndApplyDeleteSet(txn *Transaction, dec *decoder) []byte {
 // HasPending reports whether structs or deletions wait for dependencies.
 func (d *Doc) HasPending() bool { return d.pending != nil || d.pendingDs != nil }
 
+// PendingState returns the encoded structs and delete set waiting for
+// operations the document lacks (nil when none). The caller must not
+// modify them.
+func (d *Doc) PendingState() (structs, deletes []byte) {
+	if d.pending != nil {
+		structs = d.pending.update
+	}
+	return structs, d.pendingDs
+}
+
 // PendingError returns an error wrapping ErrPending that describes what is
 // missing, or nil when nothing is pending.
 func (d *Doc) PendingError() error {

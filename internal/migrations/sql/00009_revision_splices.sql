@@ -19,7 +19,8 @@ ALTER TABLE document_revisions DROP CONSTRAINT document_revisions_text_kept;
 ALTER TABLE document_revisions ADD CONSTRAINT document_revisions_text_kept CHECK (
     content IS NOT NULL
     OR (yjs_seq IS NOT NULL AND content_sha256 IS NOT NULL)
-    OR (splice_text IS NOT NULL AND splice_head >= 0 AND splice_tail >= 0 AND content_sha256 IS NOT NULL)) NOT VALID;
+    OR (splice_text IS NOT NULL AND splice_head IS NOT NULL AND splice_tail IS NOT NULL
+        AND splice_head >= 0 AND splice_tail >= 0 AND content_sha256 IS NOT NULL)) NOT VALID;
 
 -- +goose Down
 -- Splice rows have no text of their own; a schema without the columns

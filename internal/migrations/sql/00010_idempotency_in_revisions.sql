@@ -23,8 +23,14 @@ BEGIN
 END;
 $$;
 -- +goose StatementEnd
+-- The build takes as long as reading the history does: no statement
+-- timeout of the role may cut it short (and leave it to start over at every
+-- start). Other processes starting meanwhile wait for the migration lock
+-- (internal/migrations: up to 30 minutes).
+SET statement_timeout = 0;
 CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS document_revisions_idem
     ON document_revisions (doc_id, idem_key) WHERE idem_key IS NOT NULL;
+RESET statement_timeout;
 
 -- +goose Down
 INSERT INTO save_requests (doc_id, idem_key, result, at)
