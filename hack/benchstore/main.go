@@ -60,7 +60,7 @@ func run() (err error) {
 	opts := pgharness.Options{Fsync: true, Settings: map[string]string{"max_connections": "600"}}
 	if *pgstats {
 		maps.Copy(opts.Settings, map[string]string{"shared_preload_libraries": "pg_stat_statements",
-			"pg_stat_statements.track_utility": "on", "pg_stat_statements.track_planning": "on"})
+			"pg_stat_statements.track_utility": "on", "pg_stat_statements.track_planning": "on", "track_wal_io_timing": "on"})
 	}
 	srv, err := pgharness.Start(ctx, opts)
 	if err != nil {
@@ -198,5 +198,15 @@ func printStatements(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	fmt.Printf("\ndocuments: %d row updates, %d of them HOT\n", upd, hot)
+	// The whole run's WAL (pgbench's too): how often it was flushed and
+	// what a flush cost (track_wal_io_timing).
+	var recs, bytes, writes, syncs int64
+	var writeMs, syncMs float64
+	if err := pool.QueryRow(ctx, `SELECT wal_records, wal_bytes::bigint, wal_write, wal_sync, wal_write_time, wal_sync_time FROM pg_stat_wal`).
+		Scan(&recs, &bytes, &writes, &syncs, &writeMs, &syncMs); err != nil {
+		return err
+	}
+	fmt.Printf("WAL: %d records, %.1f MiB, %d writes (%.0f µs each), %d syncs (%.0f µs each)\n", recs, float64(bytes)/(1<<20),
+		writes, 1000*writeMs/float64(max(1, writes)), syncs, 1000*syncMs/float64(max(1, syncs)))
 	return nil
 }

@@ -269,6 +269,11 @@ func TestSlowClientDoesNotStallRoom(t *testing.T) {
 	_ = slow
 	fast := dial(t, s.wsURL("doc1")+"?token="+token(t, "school-a", "bob"), nil)
 	writer := dial(t, s.wsURL("doc1")+"?token="+token(t, "school-a", "cy"), nil)
+	// A dial returns at the handshake; the hub registers the connection in
+	// its room after that. An update relayed before the fast client joined
+	// reaches it in its initial state instead, and the loop below would
+	// wait for it in vain (seen once in CI).
+	waitFor(t, "three connections in the room", func() bool { return s.hub.Stats().Conns == 3 })
 	ew := newEditor(7)
 	chunk := strings.Repeat("a", 100<<10)
 	start := time.Now()
