@@ -108,10 +108,11 @@ func run() (err error) {
 	fmt.Printf("PostgreSQL at 127.0.0.1:%d, fsync on, synchronous_commit on; %s; %v per measurement; %d CPUs, load %s\n",
 		srv.Port(), version, *dur, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
 	fmt.Printf("each save types one character into its writer's document; documents start with %d bytes of text\n", *docBytes)
-	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit")
+	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit;")
+	fmt.Println("CPU µs = CPU time per save or transaction: PostgreSQL's processes, and the client's (the store with its writers, or pgbench)")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tpgbench tps\tratio\t")
+	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tPG CPU µs\tclient CPU µs\tpgbench tps\tratio\t")
 	// The best rate each side reached at any concurrency: the rate
 	// PostgreSQL sustains for single-row commits is pgbench's best.
 	type best struct {
@@ -129,23 +130,29 @@ func run() (err error) {
 		if err != nil {
 			return err
 		}
-		tps, err := storebench.PGBench(ctx, *pgbench, dsn, w, *dur)
+		pg0 := serverCPU(srv.PID())
+		pb, err := storebench.PGBench(ctx, *pgbench, dsn, w, *dur)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t\t%.0f\t1.00\t\n", w, tps, tps)
+		tps := pb.TPS
+		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t1.00\t\n", w, tps,
+			perOp(serverCPU(srv.PID())-pg0, pb.Txns), perOp(pb.ClientCPU, pb.Txns), tps)
 		note("pgbench", w, tps)
 		for _, kind := range strings.Split(*kinds, ",") {
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
+			pg0, self0 := serverCPU(srv.PID()), selfCPU()
 			st, err := storebench.Run(ctx, eng, storebench.Workload{Kind: kind, Prefix: fmt.Sprintf("%s-%d", kind, w), Writers: w, Duration: *dur, DocBytes: *docBytes})
 			if err != nil {
 				return err
 			}
 			per := float64(st.Saves) / float64(max(1, st.Batches))
 			groups := float64(max(1, st.Batches)) * 1000
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
+			pgCPU, selfUsed := serverCPU(srv.PID())-pg0, selfCPU()-self0
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%s\t%s\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
 				ms(st.P50), ms(st.P99), per, float64(eng.GatherNanos.Load()-g0)/groups, float64(eng.BuildNanos.Load()-b0)/groups,
-				float64(eng.CommitNanos.Load()-c0)/groups, float64(st.TextBytes)/1024, tps, st.PerSecond()/tps)
+				float64(eng.CommitNanos.Load()-c0)/groups, float64(st.TextBytes)/1024, perOp(pgCPU, int64(st.Saves)), perOp(selfUsed, int64(st.Saves)),
+				tps, st.PerSecond()/tps)
 			note(kind, w, st.PerSecond())
 		}
 	}
@@ -209,4 +216,12 @@ func printStatements(ctx context.Context, pool *pgxpool.Pool) error {
 	fmt.Printf("WAL: %d records, %.1f MiB, %d writes (%.0f µs each), %d syncs (%.0f µs each)\n", recs, float64(bytes)/(1<<20),
 		writes, 1000*writeMs/float64(max(1, writes)), syncs, 1000*syncMs/float64(max(1, syncs)))
 	return nil
+}
+
+// perOp is d per operation in µs, or "-" when unknown.
+func perOp(d time.Duration, n int64) string {
+	if d <= 0 || n <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(float64(d.Microseconds())/float64(n), 'f', 0, 64)
 }

@@ -230,34 +230,52 @@ func Run(ctx context.Context, eng *store.Engine, w Workload) (Stats, error) {
 	return st, nil
 }
 
+// PGBenchResult is one pgbench run.
+type PGBenchResult struct {
+	TPS  float64
+	Txns int64
+	// ClientCPU is the CPU time pgbench itself used.
+	ClientCPU time.Duration
+}
+
 // PGBench runs pgbench's single-row commit workload (one INSERT per
 // transaction, autocommit) with clients connections for d on dsn.
-func PGBench(ctx context.Context, pgbench, dsn string, clients int, d time.Duration) (float64, error) {
+func PGBench(ctx context.Context, pgbench, dsn string, clients int, d time.Duration) (PGBenchResult, error) {
 	dir, err := os.MkdirTemp("", "pgbench-")
 	if err != nil {
-		return 0, err
+		return PGBenchResult{}, err
 	}
 	defer os.RemoveAll(dir)
 	script := filepath.Join(dir, "insert.sql")
 	if err := os.WriteFile(script, []byte("INSERT INTO pgbench_single_row (v) VALUES ('x');\n"), 0o644); err != nil {
-		return 0, err
+		return PGBenchResult{}, err
 	}
 	setup := exec.CommandContext(ctx, "psql", dsn, "-qc", "CREATE TABLE IF NOT EXISTS pgbench_single_row (id bigserial PRIMARY KEY, v text)")
 	if out, err := setup.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("psql: %v: %s", err, out)
+		return PGBenchResult{}, fmt.Errorf("psql: %v: %s", err, out)
 	}
 	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 8)),
 		"-T", strconv.Itoa(max(1, int(d.Seconds()))), dsn)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return 0, fmt.Errorf("pgbench: %v: %s", err, out)
+		return PGBenchResult{}, fmt.Errorf("pgbench: %v: %s", err, out)
 	}
-	re := regexp.MustCompile(`tps = ([0-9.]+)`)
+	r := PGBenchResult{ClientCPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
+	tpsRe := regexp.MustCompile(`tps = ([0-9.]+)`)
+	txnRe := regexp.MustCompile(`number of transactions actually processed: ([0-9]+)`)
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		if m := re.FindStringSubmatch(sc.Text()); m != nil {
-			return strconv.ParseFloat(m[1], 64)
+		if m := txnRe.FindStringSubmatch(sc.Text()); m != nil {
+			r.Txns, _ = strconv.ParseInt(m[1], 10, 64)
+		}
+		if m := tpsRe.FindStringSubmatch(sc.Text()); m != nil && r.TPS == 0 {
+			if r.TPS, err = strconv.ParseFloat(m[1], 64); err != nil {
+				return r, err
+			}
 		}
 	}
-	return 0, fmt.Errorf("pgbench printed no tps:\n%s", out)
+	if r.TPS == 0 {
+		return r, fmt.Errorf("pgbench printed no tps:\n%s", out)
+	}
+	return r, nil
 }
