@@ -107,6 +107,10 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		fieldEnv(contract.EnvNamespace, "metadata.namespace"),
 		corev1ac.EnvVar().WithName(contract.EnvRollout).WithValue(rolloutKey(r)),
 		corev1ac.EnvVar().WithName(contract.EnvShards).WithValue(strconv.Itoa(int(shards))),
+		// Each container's own limit (the node's allocatable memory when
+		// none is set): the binaries size their Go heap to it (gotune).
+		corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
+			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))),
 	}
 	gatewayEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
 	gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvPeerPattern).

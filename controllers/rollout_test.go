@@ -82,6 +82,16 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		}
 	}
 	f.g.Expect(dsnFrom).NotTo(BeNil(), "the syncer reads the DSN from the Secret")
+	for _, c := range pod.Containers {
+		var limitFrom *corev1.ResourceFieldSelector
+		for _, e := range c.Env {
+			if e.Name == contract.EnvMemoryLimit && e.ValueFrom != nil {
+				limitFrom = e.ValueFrom.ResourceFieldRef
+			}
+		}
+		f.g.Expect(limitFrom).NotTo(BeNil(), "%s learns its memory limit (gotune)", c.Name)
+		f.g.Expect(limitFrom.Resource).To(Equal("limits.memory"), c.Name)
+	}
 	f.g.Expect(dsnFrom.Name).To(Equal("db"))
 	f.g.Expect(metav1.IsControlledBy(&sts, f.get("demo"))).To(BeTrue())
 

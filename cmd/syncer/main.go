@@ -38,6 +38,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/gotune"
 	"github.com/yawp/persistence-operator/internal/syncer"
 )
 
@@ -99,6 +100,9 @@ func run() error {
 		return fmt.Errorf("no shard: set --shard or %s=<name>-<ordinal>", contract.EnvPodName)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	gc := gotune.Decide(os.Getenv)
+	gotune.Apply(gc)
+	cfg.Logger.Info("garbage collector", "gc_percent", gc.GCPercent, "memory_limit", gc.MemoryLimit, "why", gc.Reason)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return syncer.Run(ctx, cfg)

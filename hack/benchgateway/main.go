@@ -42,6 +42,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -85,6 +86,7 @@ type options struct {
 	node, yjsDir     string
 	bin              string
 	keep             bool
+	memLimit         int64
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -103,11 +105,12 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.yjsDir, "yjs-dir", "test/yjs", "the pinned npm project (bench-gateway.mjs, hocuspocus-server.mjs, node_modules)")
 	fs.StringVar(&o.bin, "bin", "", "run the gateway and syncer binaries in this directory instead of building ./cmd/gateway and ./cmd/syncer")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
+	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the gateway and syncer are told they run under, as a pod's limit reaches them (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep)", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit)", fs.Args())
 	}
 	var bad []string
 	if o.docs < 1 || o.docs > 10000 {
@@ -242,6 +245,10 @@ func run(ctx context.Context, o options) error {
 		contract.EnvShards + "=1",
 		contract.EnvTokenKey + "=" + key,
 		contract.EnvPodName + "=bench-gateway-0",
+	}
+	if o.memLimit > 0 {
+		// As the operator's pods get it from their container's limit.
+		env = append(env, contract.EnvMemoryLimit+"="+strconv.FormatInt(o.memLimit, 10))
 	}
 	startOurs := func(round int) (*ours, error) {
 		return startOursProcs(ctx, binDir, tmp, env, round)

@@ -65,7 +65,11 @@ func (r report) print(w io.Writer) {
 	fmt.Fprintf(w, "Node %s, %d CPUs, load %s; PostgreSQL 127.0.0.1:%d with fsync and synchronous_commit on; clients, servers and PostgreSQL share the machine.\n",
 		r.node, r.cpus, r.load, r.pgPort)
 	tp, lat := phaseName(r.oursRes.throughput().Rate, writers), phaseName(r.oursRes.latency().Rate, writers)
-	fmt.Fprintf(w, "updates/s: %s; p50/p99 update-to-relay latency: %s.\n\n", tp, lat)
+	fmt.Fprintf(w, "updates/s: %s; p50/p99 update-to-relay latency: %s.\n", tp, lat)
+	if o.memLimit > 0 {
+		fmt.Fprintf(w, "Our gateway and syncer are told of a %d MiB memory limit, as a pod's limit reaches them; they let the Go heap grow to 5x what is live under it (internal/gotune).\n", o.memLimit>>20)
+	}
+	fmt.Fprintln(w)
 
 	fmt.Fprintln(w, "| server | durable before relay | updates/s | p50 ms | p99 ms | memory/doc KiB |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|")

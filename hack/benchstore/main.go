@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/gotune"
 	"github.com/yawp/persistence-operator/internal/migrations"
 	"github.com/yawp/persistence-operator/internal/pgharness"
 	"github.com/yawp/persistence-operator/internal/store"
@@ -42,10 +44,19 @@ func run() (err error) {
 	gather := flag.Duration("gather", 0, "group-commit gather delay (0: the store's default; negative: none)")
 	kinds := flag.String("kinds", storebench.Legacy+","+storebench.Yjs, "workloads to run")
 	pgstats := flag.Bool("pgstats", false, "load pg_stat_statements and print the store's statements by server time after the runs")
+	memLimit := flag.Int64("memory-limit", 2<<30, "memory limit in bytes the store runs under, as a syncer pod's limit reaches it (0: none, the default collector)")
 	docBytes := flag.Int("doc-bytes", 0, "each document's text when created: about this many bytes of prose (0: empty)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the store's side to this file")
 	flag.Parse()
 	ctx := context.Background()
+	// The store's process sized as a syncer's under a pod's memory limit.
+	gc := gotune.Decide(func(k string) string {
+		if k == contract.EnvMemoryLimit && *memLimit > 0 {
+			return strconv.FormatInt(*memLimit, 10)
+		}
+		return os.Getenv(k)
+	})
+	gotune.Apply(gc)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -107,6 +118,11 @@ func run() (err error) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Printf("PostgreSQL at 127.0.0.1:%d, fsync on, synchronous_commit on; %s; %v per measurement; %d CPUs, load %s\n",
 		srv.Port(), version, *dur, runtime.NumCPU(), strings.Join(strings.Fields(string(load))[:min(3, len(strings.Fields(string(load))))], " "))
+	if gc.GCPercent > 0 {
+		fmt.Printf("Go collector of the store's process: GOGC=%d, soft limit %d MiB (%s)\n", gc.GCPercent, gc.MemoryLimit>>20, gc.Reason)
+	} else {
+		fmt.Printf("Go collector of the store's process: as the runtime is configured (%s)\n", gc.Reason)
+	}
 	fmt.Printf("each save types one character into its writer's document; documents start with %d bytes of text\n", *docBytes)
 	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit;")
 	fmt.Println("CPU µs = CPU time per save or transaction: PostgreSQL's processes, and the client's (the store with its writers, or pgbench)")
