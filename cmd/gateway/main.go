@@ -107,7 +107,7 @@ func run() error {
 	}
 	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	gc := gotune.Decide(os.Getenv)
+	gc := gotune.Decide(os.Getenv, gotune.GatewayGCPercent)
 	gotune.Apply(gc)
 	cfg.Logger.Info("garbage collector", "gc_percent", gc.GCPercent, "memory_limit", gc.MemoryLimit, "why", gc.Reason)
 	g, err := gateway.New(cfg)

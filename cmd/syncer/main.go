@@ -100,7 +100,7 @@ func run() error {
 		return fmt.Errorf("no shard: set --shard or %s=<name>-<ordinal>", contract.EnvPodName)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	gc := gotune.Decide(os.Getenv)
+	gc := gotune.Decide(os.Getenv, gotune.SyncerGCPercent)
 	gotune.Apply(gc)
 	cfg.Logger.Info("garbage collector", "gc_percent", gc.GCPercent, "memory_limit", gc.MemoryLimit, "why", gc.Reason)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -55,7 +55,7 @@ func run() (err error) {
 			return strconv.FormatInt(*memLimit, 10)
 		}
 		return os.Getenv(k)
-	})
+	}, gotune.SyncerGCPercent)
 	gotune.Apply(gc)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -19,7 +19,7 @@ func TestDecide(t *testing.T) {
 		{map[string]string{contract.EnvMemoryLimit: "lots"}, Plan{}, "garbage is ignored"},
 		{map[string]string{contract.EnvMemoryLimit: "0"}, Plan{}, "zero is no limit"},
 	} {
-		got := Decide(func(k string) string { return tc.env[k] })
+		got := Decide(func(k string) string { return tc.env[k] }, SyncerGCPercent)
 		if got.GCPercent != tc.want.GCPercent || got.MemoryLimit != tc.want.MemoryLimit || got.Reason == "" {
 			t.Errorf("%s: %+v, want GC %d limit %d and a reason", tc.about, got, tc.want.GCPercent, tc.want.MemoryLimit)
 		}
