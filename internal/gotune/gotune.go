@@ -2,9 +2,10 @@
 // to their container. With the default GOGC=100 the syncer spent about a
 // third of its CPU in the collector under load (make bench-store); letting
 // the heap grow to five times what is live cut the store's CPU per save by
-// 20-50% at 16-256 writers (three times: most of that). It is only done where a memory limit bounds the
-// heap: the container's limit, which the controller passes in
-// YAWP_MEMORY_LIMIT (contract.EnvMemoryLimit), or GOMEMLIMIT.
+// 20-50% at 16-256 writers (three times: most of that). It is only done
+// where a memory limit bounds the heap: the container's limit, which the
+// controller passes in YAWP_MEMORY_LIMIT (contract.EnvMemoryLimit), or
+// GOMEMLIMIT.
 package gotune
 
 import (
