@@ -107,16 +107,16 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		fieldEnv(contract.EnvNamespace, "metadata.namespace"),
 		corev1ac.EnvVar().WithName(contract.EnvRollout).WithValue(rolloutKey(r)),
 		corev1ac.EnvVar().WithName(contract.EnvShards).WithValue(strconv.Itoa(int(shards))),
-		// Each container's own limit (the node's allocatable memory when
-		// none is set): the binaries size their Go heap to it (gotune).
-		corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
-			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))),
 	}
 	gatewayEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
 	gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvPeerPattern).
 		WithValue(fmt.Sprintf("http://%s-%%d.%s.%s.svc:%d", gatewayName(r), headlessName(r), r.Namespace, contract.GatewayPort)))
 	syncerEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
-	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, r.Spec.Database.SecretRef))
+	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, r.Spec.Database.SecretRef),
+		// The syncer's own memory limit (the node's allocatable memory
+		// when none is set): it sizes its Go heap to it (gotune).
+		corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
+			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))))
 	if ref := r.Spec.Gateway.TokenSecretRef; ref != nil {
 		// The gateway verifies client tokens with the key; both containers
 		// derive the pod-internal API token from it.

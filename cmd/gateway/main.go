@@ -50,7 +50,6 @@ import (
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/gateway"
-	"github.com/yawp/persistence-operator/internal/gotune"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
 )
@@ -107,9 +106,6 @@ func run() error {
 	}
 	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	gc := gotune.Decide(os.Getenv, gotune.GatewayGCPercent)
-	gotune.Apply(gc)
-	cfg.Logger.Info("garbage collector", "gc_percent", gc.GCPercent, "memory_limit", gc.MemoryLimit, "why", gc.Reason)
 	g, err := gateway.New(cfg)
 	if err != nil {
 		return err

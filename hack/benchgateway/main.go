@@ -105,7 +105,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.yjsDir, "yjs-dir", "test/yjs", "the pinned npm project (bench-gateway.mjs, hocuspocus-server.mjs, node_modules)")
 	fs.StringVar(&o.bin, "bin", "", "run the gateway and syncer binaries in this directory instead of building ./cmd/gateway and ./cmd/syncer")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
-	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the gateway and syncer are told they run under, as a pod's limit reaches them (0: none, the default collector)")
+	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the syncer is told it runs under, as a pod's limit reaches it (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

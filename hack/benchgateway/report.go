@@ -67,7 +67,7 @@ func (r report) print(w io.Writer) {
 	tp, lat := phaseName(r.oursRes.throughput().Rate, writers), phaseName(r.oursRes.latency().Rate, writers)
 	fmt.Fprintf(w, "updates/s: %s; p50/p99 update-to-relay latency: %s.\n", tp, lat)
 	if o.memLimit > 0 {
-		fmt.Fprintf(w, "Our gateway and syncer are told of a %d MiB memory limit, as a pod's limit reaches them; under it they let the Go heap grow to 3x (gateway) and 5x (syncer) what is live (internal/gotune).\n", o.memLimit>>20)
+		fmt.Fprintf(w, "Our syncer is told of a %d MiB memory limit, as a pod's limit reaches it; under it it lets the Go heap grow to 5x what is live (internal/gotune).\n", o.memLimit>>20)
 	}
 	fmt.Fprintln(w)
 

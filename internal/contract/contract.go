@@ -60,9 +60,9 @@ const (
 	EnvBackfillRate    = "YAWP_BACKFILL_RATE"
 	EnvVerifyFullEvery = "YAWP_VERIFY_FULL_EVERY"
 	EnvGapAfter        = "YAWP_GAP_AFTER"
-	// EnvMemoryLimit is the container's memory limit in bytes (from the
-	// pod's resourceFieldRef limits.memory); internal/gotune sizes the Go
-	// heap to it.
+	// EnvMemoryLimit is the syncer container's memory limit in bytes
+	// (from the pod's resourceFieldRef limits.memory); internal/gotune
+	// sizes the syncer's Go heap to it.
 	EnvMemoryLimit = "YAWP_MEMORY_LIMIT"
 )
 
