@@ -17,9 +17,10 @@ GOTESTFLAGS ?=
 BENCH_GATEWAY_ARGS ?=
 # How long each fuzz target runs in `make test` (fuzz-smoke).
 FUZZTIME ?= 3s
-# package:target for every decoder fuzz target.
+# package:target for every fuzz target (the decoders, and the ledger's
+# canonical encoding against encoding/json).
 FUZZ_TARGETS := $(addprefix ./internal/yjs/:,FuzzDecodeUpdate FuzzApplyUpdate FuzzMergeUpdates FuzzDecodeStateVector FuzzDecodeDeleteSet FuzzDecodeAny FuzzDecodeSnapshot) \
-	./internal/yprotocol/:FuzzDecode ./pkg/localfirst/:FuzzOpen
+	./internal/yprotocol/:FuzzDecode ./pkg/localfirst/:FuzzOpen ./internal/ledger/:FuzzCanonical
 CHART_CRDS := charts/persistence-operator/crds
 
 ##@ General
@@ -73,7 +74,7 @@ test: deps verify vet lint envtest $(HELM) ## Run the whole suite: verify, vet, 
 	$(MAKE) --no-print-directory fuzz-smoke
 
 .PHONY: fuzz-smoke
-fuzz-smoke: ## Run every decoder fuzz target briefly (FUZZTIME each).
+fuzz-smoke: ## Run every fuzz target briefly (FUZZTIME each).
 	@for pt in $(FUZZ_TARGETS); do \
 		pkg=$${pt%%:*}; t=$${pt##*:}; \
 		log=$$(mktemp); \

@@ -100,14 +100,11 @@ type Entry struct {
 	Reason       string               `json:"reason,omitempty"`
 }
 
-// Canonical returns the entry's canonical bytes.
+// Canonical returns the entry's canonical bytes: encoding/json of the
+// entry with its time in UTC (written by appendCanonical).
 func (e Entry) Canonical() []byte {
 	e.At = e.At.UTC()
-	b, err := json.Marshal(e)
-	if err != nil {
-		panic(err) // only plain fields: cannot fail
-	}
-	return b
+	return appendCanonical(make([]byte, 0, 512), &e)
 }
 
 // Genesis is the "previous hash" of a chain's first entry.
