@@ -408,16 +408,6 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		})
 	}
 	if len(bc.revDoc) > 0 {
-		// A revision's text is sent once: whole (c) or as its splice (st)
-		// with the empty string in the other array.
-		for i := range bc.revContent {
-			if bc.revRef[i] || bc.revSplice[i] {
-				bc.revContent[i] = ""
-			}
-			if !bc.revSplice[i] {
-				bc.revSplText[i] = ""
-			}
-		}
 		// A repeated idempotency key conflicts on document_revisions_idem
 		// and fails the group (migration 00010).
 		b.Queue(`INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256, yjs_seq,
@@ -644,30 +634,36 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 		bc.docRows[st.id] = st // final state written when the group flushes
 	}
 	sha := ledger.SHA256Hex([]byte(text))
-	var head, tail int
-	splice := false
+	spliced, head, tail := false, 0, 0
+	if yseq == 0 && prevKnown && st.revDepth < spliceChain-1 && len(text) >= spliceMinBytes {
+		head, tail = spliceBounds(prevText, text)
+		spliced = len(text)-head-tail <= len(text)/2
+	}
+	// The text is sent once: whole, as a splice, or not at all (by
+	// reference); the other columns get "".
+	whole, part := text, ""
 	switch {
 	case yseq > 0:
-		st.revDepth = 0
-	case prevKnown && st.revDepth < spliceChain-1 && len(text) >= spliceMinBytes:
-		head, tail = spliceBounds(prevText, text)
-		if splice = len(text)-head-tail <= len(text)/2; splice {
-			st.revDepth++
-		}
+		whole = ""
+	case spliced:
+		whole, part = "", text[head:len(text)-tail]
 	}
-	if !splice && yseq == 0 {
+	if spliced {
+		st.revDepth++
+	} else {
 		st.revDepth = 0
 	}
-	st.revText, st.revTextOf = text, st.revision
 	if yseq > 0 {
 		// Its text is what replaying the Yjs log gives; a splice is only
 		// ever taken against text stored as text.
 		st.revText, st.revTextOf = "", 0
+	} else {
+		st.revText, st.revTextOf = text, st.revision
 	}
-	bc.revDoc, bc.revNum, bc.revTitle, bc.revContent = append(bc.revDoc, st.id), append(bc.revNum, st.revision), append(bc.revTitle, st.title), append(bc.revContent, text)
+	bc.revDoc, bc.revNum, bc.revTitle, bc.revContent = append(bc.revDoc, st.id), append(bc.revNum, st.revision), append(bc.revTitle, st.title), append(bc.revContent, whole)
 	bc.revSHA, bc.revRef, bc.revYSeq = append(bc.revSHA, sha), append(bc.revRef, yseq > 0), append(bc.revYSeq, yseq)
-	bc.revSplice, bc.revSplHead, bc.revSplTail = append(bc.revSplice, splice), append(bc.revSplHead, int32(head)), append(bc.revSplTail, int32(tail))
-	bc.revSplText = append(bc.revSplText, text[head:len(text)-tail])
+	bc.revSplice, bc.revSplHead, bc.revSplTail = append(bc.revSplice, spliced), append(bc.revSplHead, int32(head)), append(bc.revSplTail, int32(tail))
+	bc.revSplText = append(bc.revSplText, part)
 	bc.revKey, bc.revResult = append(bc.revKey, ""), append(bc.revResult, "")
 	bc.revBy, bc.revStage, bc.revEpoch = append(bc.revBy, user), append(bc.revStage, stage.Stage), append(bc.revEpoch, stage.Epoch)
 	if bc.revPending[st.id] == nil {

@@ -167,13 +167,7 @@ func TestKeysRecordedBeforeMigration10(t *testing.T) {
 	}
 	// A restarted syncer (the document loads cold, its stages are not
 	// cached yet and then are: both paths).
-	e.eng.Close()
-	eng, err := Open(ctx, Config{Pool: e.pool, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "restarted", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	e.eng = eng
+	e.restart()
 	e.submit(Request{Kind: KindCreate, Doc: "other", Tenant: "t", User: "u", Content: "x"})
 	for i := range 3 {
 		again := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "two", BaseRevision: 1, IdempotencyKey: "old"})
@@ -233,13 +227,7 @@ func TestUpdatesArrivingOutOfOrderAreAllKept(t *testing.T) {
 	saved := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "tf", User: "u", Content: want + "!", BaseRevision: 0})
 	acked[saved.Revision] = saved.ContentSHA256
 	// A restarted syncer rebuilds the document from its log.
-	e.eng.Close()
-	eng, err := Open(ctx, Config{Pool: e.pool, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "restarted", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	e.eng = eng
+	e.restart()
 	doc, err := e.eng.Read(ctx, "tf", "d")
 	if err != nil || doc.Content != want+"!" {
 		t.Fatalf("after a restart the document ends %q (%v), want %q", doc.Content[max(0, len(doc.Content)-5):], err, "ABC!")
@@ -250,4 +238,18 @@ func TestUpdatesArrivingOutOfOrderAreAllKept(t *testing.T) {
 			t.Errorf("revision %d reads %q... (%v), not the text acknowledged", rev, r.Content[max(0, len(r.Content)-5):], err)
 		}
 	}
+}
+
+// restart closes the engine and opens a new one on the same database, as a
+// restarted syncer: every document loads cold.
+func (e *env) restart() {
+	e.t.Helper()
+	e.eng.Close()
+	eng, err := Open(e.t.Context(), Config{Pool: e.pool, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "restarted",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(eng.Close)
+	e.eng = eng
 }
