@@ -55,10 +55,13 @@ type Config struct {
 
 // Engine applies the saves of one shard. Safe for concurrent use.
 type Engine struct {
-	cfg   Config
-	pool  *pgxpool.Pool
-	log   *slog.Logger
-	epoch int64
+	cfg  Config
+	pool *pgxpool.Pool
+	// lanePool holds the lanes' connections, one per lane, with
+	// laneSettings for their session.
+	lanePool *pgxpool.Pool
+	log      *slog.Logger
+	epoch    int64
 
 	lockConn *pgx.Conn
 	lockMu   sync.Mutex
@@ -208,8 +211,13 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("store: take shard %d: %w", cfg.Shard, err)
 	}
+	lanePool, err := newLanePool(ctx, cfg)
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
 	e := &Engine{
-		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
+		cfg: cfg, pool: cfg.Pool, lanePool: lanePool, log: cfg.Logger, epoch: epoch, lockConn: conn,
 		stop:   make(chan struct{}),
 		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
 	}
@@ -221,6 +229,29 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	e.log.Info("took shard", "shard", cfg.Shard, "shard_epoch", epoch, "holder", cfg.Holder)
 	return e, nil
+}
+
+// newLanePool opens the lanes' pool: the shared pool's configuration
+// (same server, role, TLS and tracing), a connection per lane, each
+// given laneSettings when it opens.
+func newLanePool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+	pc := cfg.Pool.Config()
+	pc.MaxConns, pc.MinConns = int32(cfg.Lanes), 0
+	after := pc.AfterConnect
+	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if after != nil {
+			if err := after(ctx, c); err != nil {
+				return err
+			}
+		}
+		_, err := c.Exec(ctx, laneSettings)
+		return err
+	}
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("store: lane connections: %w", err)
+	}
+	return p, nil
 }
 
 // ShardEpoch is the epoch this engine writes under.
@@ -266,6 +297,7 @@ func (e *Engine) Close() {
 		close(e.stop)
 	}
 	e.done.Wait()
+	e.lanePool.Close()
 	e.lockMu.Lock()
 	defer e.lockMu.Unlock()
 	_ = e.lockConn.Close(context.Background())

@@ -11,7 +11,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
-// TestGroupUpdatePlanProbesTheIndex: under a group's settings the row
+// TestGroupUpdatePlanProbesTheIndex: under the lanes' settings the row
 // update's generic plan probes the primary key even where statistics say
 // a sequential scan is cheaper (a small table), which make bench-store
 // measured at 53 blocks read per single-row update.
@@ -36,7 +36,7 @@ func TestGroupUpdatePlanProbesTheIndex(t *testing.T) {
 		}
 		defer func() { _ = tx.Rollback(ctx) }()
 		if settings {
-			if _, err := tx.Exec(ctx, `SELECT `+groupSettings); err != nil {
+			if _, err := tx.Exec(ctx, laneSettings); err != nil {
 				t.Fatal(err)
 			}
 		} else if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = force_generic_plan`); err != nil {
@@ -111,4 +111,57 @@ func deref(s *string) string {
 		return "<nil>"
 	}
 	return *s
+}
+
+// TestLaneConnectionsKeepTheirSettings: the settings a group commit relies
+// on hold on the lanes' connections whatever the database's defaults say:
+// a save is acknowledged only once durable even where the database turned
+// synchronous_commit off, and the syncer's own writes of legacy rows are
+// not taken for outside changes.
+func TestLaneConnectionsKeepTheirSettings(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	if _, err := e.pool.Exec(ctx, `DO $$ BEGIN
+		EXECUTE format('ALTER DATABASE %I SET synchronous_commit = off', current_database());
+		EXECUTE format('ALTER DATABASE %I SET plan_cache_mode = force_custom_plan', current_database());
+		EXECUTE format('ALTER DATABASE %I SET enable_seqscan = on', current_database());
+	END $$`); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "a"})
+	if r := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "u", Content: "ab", BaseRevision: 1}); r.Revision != 2 {
+		t.Fatalf("save: %+v", r)
+	}
+	if n := e.count(`SELECT count(*) FROM outside_changes`); n != 0 {
+		t.Fatalf("the syncer's own writes were logged as %d outside changes", n)
+	}
+	// The connection the save used, opened after the defaults changed.
+	conn, err := e.eng.lanePool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for name, want := range map[string]string{"synchronous_commit": "on", "yawp.syncer": "on", "plan_cache_mode": "force_generic_plan",
+		"enable_seqscan": "off", "enable_hashjoin": "off", "enable_mergejoin": "off"} {
+		var got string
+		if err := conn.QueryRow(ctx, `SELECT current_setting($1)`, name).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s on a lane connection = %q, want %q", name, got, want)
+		}
+	}
+	// The premise: any other new connection gets the database's defaults.
+	other, err := pgx.Connect(ctx, e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+	var sc string
+	if err := other.QueryRow(ctx, `SELECT current_setting('synchronous_commit')`).Scan(&sc); err != nil {
+		t.Fatal(err)
+	}
+	if sc != "off" {
+		t.Fatalf("a new connection has synchronous_commit = %s after ALTER DATABASE", sc)
+	}
 }
