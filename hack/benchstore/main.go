@@ -125,10 +125,15 @@ func run() (err error) {
 	}
 	fmt.Printf("each save types one character into its writer's document; documents start with %d bytes of text\n", *docBytes)
 	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit;")
+	if *docBytes > 0 {
+		fmt.Println("pgbench row rewrite = the write-through store's own write per save, alone: a document-sized row rewritten with one character typed, one per")
+		fmt.Println("transaction; vs rewrite = store saves/s over its tps at the same concurrency")
+	}
 	fmt.Println("CPU µs = CPU time per save or transaction: PostgreSQL's processes, and the client's (the store with its writers, or pgbench)")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tPG CPU µs\tclient CPU µs\tpgbench tps\tratio\t")
+	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tPG CPU µs\tclient CPU µs\tpgbench tps\tratio\t"+
+		map[bool]string{true: "vs rewrite\t"}[*docBytes > 0])
 	// The best rate each side reached at any concurrency: the rate
 	// PostgreSQL sustains for single-row commits is pgbench's best.
 	type best struct {
@@ -155,6 +160,18 @@ func run() (err error) {
 		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t1.00\t\n", w, tps,
 			perOp(serverCPU(srv.PID())-pg0, pb.Txns), perOp(pb.ClientCPU, pb.Txns), tps)
 		note("pgbench", w, tps)
+		var rewrite float64
+		if *docBytes > 0 {
+			pg0 := serverCPU(srv.PID())
+			rw, err := storebench.PGBenchRewrite(ctx, *pgbench, dsn, w, *docBytes, *dur)
+			if err != nil {
+				return err
+			}
+			rewrite = rw.TPS
+			fmt.Fprintf(tw, "pgbench row rewrite\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t%.2f\t1.00\t\n", w, rewrite,
+				perOp(serverCPU(srv.PID())-pg0, rw.Txns), perOp(rw.ClientCPU, rw.Txns), tps, rewrite/tps)
+			note("rewrite", w, rewrite)
+		}
 		for _, kind := range strings.Split(*kinds, ",") {
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
 			pg0, self0 := serverCPU(srv.PID()), selfCPU()
@@ -165,10 +182,14 @@ func run() (err error) {
 			per := float64(st.Saves) / float64(max(1, st.Batches))
 			groups := float64(max(1, st.Batches)) * 1000
 			pgCPU, selfUsed := serverCPU(srv.PID())-pg0, selfCPU()-self0
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%s\t%s\t%.0f\t%.2f\t\n", kind, w, st.PerSecond(),
+			vs := ""
+			if rewrite > 0 {
+				vs = fmt.Sprintf("%.2f\t", st.PerSecond()/rewrite)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%s\t%s\t%.0f\t%.2f\t%s\n", kind, w, st.PerSecond(),
 				ms(st.P50), ms(st.P99), per, float64(eng.GatherNanos.Load()-g0)/groups, float64(eng.BuildNanos.Load()-b0)/groups,
 				float64(eng.CommitNanos.Load()-c0)/groups, float64(st.TextBytes)/1024, perOp(pgCPU, int64(st.Saves)), perOp(selfUsed, int64(st.Saves)),
-				tps, st.PerSecond()/tps)
+				tps, st.PerSecond()/tps, vs)
 			note(kind, w, st.PerSecond())
 		}
 	}
@@ -178,9 +199,16 @@ func run() (err error) {
 	fmt.Println()
 	pg := peaks["pgbench"]
 	fmt.Printf("peak: pgbench %.0f tps (%d clients)", pg.rate, pg.writers)
+	if rw, ok := peaks["rewrite"]; ok {
+		fmt.Printf("; pgbench row rewrite %.0f tps (%d clients)", rw.rate, rw.writers)
+	}
 	for _, kind := range strings.Split(*kinds, ",") {
 		p := peaks[kind]
-		fmt.Printf("; %s %.0f/s (%d writers, ratio %.2f)", kind, p.rate, p.writers, p.rate/max(1, pg.rate))
+		fmt.Printf("; %s %.0f/s (%d writers, ratio %.2f", kind, p.rate, p.writers, p.rate/max(1, pg.rate))
+		if rw, ok := peaks["rewrite"]; ok {
+			fmt.Printf(", %.2f of the row rewrite's", p.rate/max(1, rw.rate))
+		}
+		fmt.Print(")")
 	}
 	fmt.Println()
 	return nil

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/yjs"
@@ -241,20 +243,60 @@ type PGBenchResult struct {
 // PGBench runs pgbench's single-row commit workload (one INSERT per
 // transaction, autocommit) with clients connections for d on dsn.
 func PGBench(ctx context.Context, pgbench, dsn string, clients int, d time.Duration) (PGBenchResult, error) {
+	setup := exec.CommandContext(ctx, "psql", dsn, "-qc", "CREATE TABLE IF NOT EXISTS pgbench_single_row (id bigserial PRIMARY KEY, v text)")
+	if out, err := setup.CombinedOutput(); err != nil {
+		return PGBenchResult{}, fmt.Errorf("psql: %v: %s", err, out)
+	}
+	return runPGBench(ctx, pgbench, dsn, "INSERT INTO pgbench_single_row (v) VALUES ('x');\n", clients, d)
+}
+
+// PGBenchRewrite runs what the write-through store itself does for a
+// save, alone: each client has a row with docBytes of prose (the text a
+// store document starts with, compressed as the documents table
+// compresses it) and rewrites it per transaction with one character
+// typed at a random place. It is PostgreSQL's commit rate for a
+// document-sized row, the peer of saves to documents of that size.
+func PGBenchRewrite(ctx context.Context, pgbench, dsn string, clients, docBytes int, d time.Duration) (PGBenchResult, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return PGBenchResult{}, err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS pgbench_doc_rows;
+		CREATE TABLE pgbench_doc_rows (id int PRIMARY KEY, v text NOT NULL);
+		DO $$ BEGIN
+			EXECUTE 'ALTER TABLE pgbench_doc_rows ALTER COLUMN v SET COMPRESSION lz4';
+		EXCEPTION WHEN feature_not_supported OR syntax_error THEN NULL;
+		END $$`); err != nil {
+		return PGBenchResult{}, fmt.Errorf("pgbench rows: %w", err)
+	}
+	ids, texts := make([]int32, clients), make([]string, clients)
+	for i := range clients {
+		ids[i], texts[i] = int32(i), Prose(docBytes, uint64(i))
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO pgbench_doc_rows SELECT * FROM unnest($1::int[], $2::text[])`, ids, texts); err != nil {
+		return PGBenchResult{}, fmt.Errorf("pgbench rows: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `VACUUM ANALYZE pgbench_doc_rows`); err != nil {
+		return PGBenchResult{}, fmt.Errorf("pgbench rows: %w", err)
+	}
+	script := "\\set pos random(1, " + strconv.Itoa(max(1, docBytes)) + ")\n" +
+		"UPDATE pgbench_doc_rows SET v = overlay(v placing 'e' from :pos for 0) WHERE id = :client_id;\n"
+	return runPGBench(ctx, pgbench, dsn, script, clients, d)
+}
+
+// runPGBench runs script with clients connections for d.
+func runPGBench(ctx context.Context, pgbench, dsn, script string, clients int, d time.Duration) (PGBenchResult, error) {
 	dir, err := os.MkdirTemp("", "pgbench-")
 	if err != nil {
 		return PGBenchResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	script := filepath.Join(dir, "insert.sql")
-	if err := os.WriteFile(script, []byte("INSERT INTO pgbench_single_row (v) VALUES ('x');\n"), 0o644); err != nil {
+	file := filepath.Join(dir, "script.sql")
+	if err := os.WriteFile(file, []byte(script), 0o644); err != nil {
 		return PGBenchResult{}, err
 	}
-	setup := exec.CommandContext(ctx, "psql", dsn, "-qc", "CREATE TABLE IF NOT EXISTS pgbench_single_row (id bigserial PRIMARY KEY, v text)")
-	if out, err := setup.CombinedOutput(); err != nil {
-		return PGBenchResult{}, fmt.Errorf("psql: %v: %s", err, out)
-	}
-	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared", "-f", script, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 8)),
+	cmd := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared", "-f", file, "-c", strconv.Itoa(clients), "-j", strconv.Itoa(min(clients, 8)),
 		"-T", strconv.Itoa(max(1, int(d.Seconds()))), dsn)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
