@@ -3,6 +3,7 @@ package yjs
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -334,12 +335,24 @@ func utf8Len(s []uint16) int {
 }
 
 func appendUTF8(dst []byte, s []uint16) []byte {
+	dst = slices.Grow(dst, len(s))
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x80 {
-			dst = append(dst, byte(c))
+		// A run of ASCII is copied unit by unit into room already there.
+		if s[i] < 0x80 {
+			j := i + 1
+			for j < len(s) && s[j] < 0x80 {
+				j++
+			}
+			n := len(dst)
+			dst = slices.Grow(dst, j-i)[:n+j-i]
+			out := dst[n:]
+			for k, c := range s[i:j] {
+				out[k] = byte(c)
+			}
+			i = j - 1
 			continue
 		}
+		c := s[i]
 		r := rune(c)
 		if c >= 0xd800 && c < 0xe000 {
 			if c < 0xdc00 && i+1 < len(s) && s[i+1] >= 0xdc00 && s[i+1] < 0xe000 {

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -213,23 +215,47 @@ func (x *Text) Len() int { return x.t.length }
 func (x *Text) String() string { return typeString(x.t, nil) }
 
 func typeString(t *Type, snap *Snapshot) string {
-	var u []uint16
+	var b []byte
 	if snap == nil {
-		u = make([]uint16, 0, t.length) // the visible length bounds the text
+		// The visible length in UTF-16 units bounds an ASCII text's bytes.
+		b = make([]byte, 0, t.length+t.length/8)
 	}
+	// One pass, item by item, straight into UTF-8. A surrogate pair may be
+	// split over two items (a remote client's split): a high surrogate
+	// ending one item waits for the next visible item's first unit, as if
+	// the items were one run of UTF-16.
+	var high uint16
 	for it := t.start; it != nil; it = it.Right {
-		if c, ok := it.Content.(*ContentString); ok && it.countable() && visible(it, snap) {
-			u = append(u, c.s...)
+		c, ok := it.Content.(*ContentString)
+		if !ok || !it.countable() || !visible(it, snap) || len(c.s) == 0 {
+			continue
 		}
+		s := c.s
+		if high != 0 {
+			if isLowSurrogate(s[0]) {
+				b = utf8.AppendRune(b, utf16.DecodeRune(rune(high), rune(s[0])))
+				s = s[1:]
+			} else {
+				b = utf8.AppendRune(b, utf8.RuneError)
+			}
+			high = 0
+		}
+		if n := len(s); n > 0 && isHighSurrogate(s[n-1]) {
+			high, s = s[n-1], s[:n-1]
+		}
+		b = appendUTF8(b, s)
 	}
-	if len(u) == 0 {
+	if high != 0 {
+		b = utf8.AppendRune(b, utf8.RuneError)
+	}
+	if len(b) == 0 {
 		return ""
 	}
-	// One conversion into a buffer sized for mostly-ASCII text, handed
-	// over as the string without a copy (nothing writes it afterwards).
-	b := appendUTF8(make([]byte, 0, len(u)+len(u)/4), u)
+	// Handed over as the string without a copy (nothing writes b again).
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
+
+func isLowSurrogate(c uint16) bool { return c >= 0xdc00 && c <= 0xdfff }
 
 // UTF16 returns the text as UTF-16 code units.
 func (x *Text) UTF16() []uint16 {
