@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -578,6 +579,10 @@ func (e *Engine) checkContent(bc *batchCtx, st *docState, o *op) bool {
 	}
 	if !utf8.ValidString(r.Content) || (r.Title != nil && !utf8.ValidString(*r.Title)) {
 		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidRequest, "content and title must be UTF-8")
+		return false
+	}
+	if strings.IndexByte(r.Content, 0) >= 0 || (r.Title != nil && strings.IndexByte(*r.Title, 0) >= 0) {
+		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidRequest, "content and title must not contain U+0000 (the document store cannot hold it)")
 		return false
 	}
 	return true

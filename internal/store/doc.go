@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf16"
 
@@ -104,9 +105,22 @@ func (st *docState) newYDoc() {
 // ytext is the Yjs representation's text (materialised once per change).
 func (st *docState) ytext() string {
 	if !st.ytextValid {
-		st.ytextCache, st.ytextValid = st.ydoc.GetText(contract.YjsTextName).String(), true
+		st.ytextCache, st.ytextValid = storedText(st.ydoc), true
 	}
 	return st.ytextCache
+}
+
+// storedText is d's text as every text column keeps it: U+0000, which a
+// Yjs client may type or paste but PostgreSQL's text cannot hold, reads
+// as U+FFFD. The Yjs log keeps the exact bytes; the legacy row, snapshots,
+// revisions and every comparison between them use this form, and a legacy
+// save (which may not contain U+0000) replaces it in the Yjs text too.
+func storedText(d *yjs.Doc) string {
+	s := d.GetText(contract.YjsTextName).String()
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
+	}
+	return s
 }
 
 // setYText edits the Yjs text into want as the server client and returns

@@ -269,7 +269,7 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidUpdate, "update cannot be integrated: "+err.Error())
 		return true, nil
 	}
-	theirs := scratch.GetText(contract.YjsTextName).String()
+	theirs := storedText(scratch)
 	ours := st.ytext()
 	base, baseRev, err := e.closestRevision(ctx, bc, st, theirs)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
@@ -49,7 +48,7 @@ func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int6
 		}
 		gen, from = snapGen, upto
 		if upto == seqs[0] {
-			out[upto] = d.GetText(contract.YjsTextName).String()
+			out[upto] = storedText(d)
 		}
 	case err != nil && !errors.Is(err, pgx.ErrNoRows):
 		return nil, fmt.Errorf("snapshot of %s: %w", doc, err)
@@ -77,7 +76,7 @@ func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int6
 			return nil, fmt.Errorf("log of %s at %d: %w", doc, seq, err)
 		}
 		for next < len(seqs) && seqs[next] == seq {
-			out[seq] = d.GetText(contract.YjsTextName).String()
+			out[seq] = storedText(d)
 			next++
 		}
 	}

@@ -242,11 +242,15 @@ func TestUpdatesArrivingOutOfOrderAreAllKept(t *testing.T) {
 
 // restart closes the engine and opens a new one on the same database, as a
 // restarted syncer: every document loads cold.
-func (e *env) restart() {
+func (e *env) restart() { e.restartWith(Config{}) }
+
+// restartWith restarts the syncer's engine with cfg's tunables.
+func (e *env) restartWith(cfg Config) {
 	e.t.Helper()
 	e.eng.Close()
-	eng, err := Open(e.t.Context(), Config{Pool: e.pool, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "restarted",
-		Logger: slog.New(slog.DiscardHandler)})
+	cfg.Pool, cfg.DSN, cfg.Shard, cfg.Shards, cfg.Rollout, cfg.Holder = e.pool, e.dsn, 0, 1, rollout, "restarted"
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	eng, err := Open(e.t.Context(), cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

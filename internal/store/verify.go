@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
@@ -101,7 +100,7 @@ func verifyOne(id, content string, gen *int64, state []byte, gens []int64, updat
 			return r
 		}
 	}
-	text := d.GetText(contract.YjsTextName).String()
+	text := storedText(d)
 	if text != content {
 		r.Verdict = VerifyMismatch
 		r.Detail = fmt.Sprintf("legacy content has %d bytes, the Yjs text %d", len(content), len(text))
