@@ -48,6 +48,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -224,7 +225,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 		}
 		if s, err := g.syncerFor(doc); err == nil && record {
 			_, err := s.Apply(r.Context(), store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
-				RequestID: requestID(r), IdempotencyKey: r.Header.Get(contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason})
+				RequestID: requestID(r), IdempotencyKey: headerForRecord(r, contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason})
 			if err != nil {
 				g.log.Warn("recording a rejection", "doc", doc, "err", err)
 			}
@@ -233,12 +234,34 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 	syncer.WriteError(w, e)
 }
 
-func requestID(r *http.Request) string {
-	id := r.Header.Get(contract.HeaderRequestID)
-	if len(id) > contract.MaxIDBytes {
-		id = id[:contract.MaxIDBytes]
+// requestID is the client's request ID, kept for the record only.
+func requestID(r *http.Request) string { return headerForRecord(r, contract.HeaderRequestID) }
+
+// headerForRecord is a header's value as the ledger can keep it: cut to
+// 128 bytes on a character boundary, bytes that are not UTF-8 replaced.
+func headerForRecord(r *http.Request, name string) string {
+	v := strings.ToValidUTF8(r.Header.Get(name), "\uFFFD")
+	for len(v) > contract.MaxIDBytes {
+		_, n := utf8.DecodeLastRuneInString(v)
+		v = v[:len(v)-n]
 	}
-	return id
+	return v
+}
+
+// checkKey refuses an Idempotency-Key that could not name one request
+// exactly: over 128 bytes, or not printable ASCII (bytes that are not
+// UTF-8 would reach the syncer changed, so two different keys could
+// become one and the second save be answered as the first's replay).
+func checkKey(key string) *apiError {
+	if len(key) > contract.MaxIDBytes {
+		return bad(http.StatusBadRequest, store.CodeInvalidRequest, "Idempotency-Key longer than 128 bytes")
+	}
+	for i := 0; i < len(key); i++ {
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return bad(http.StatusBadRequest, store.CodeInvalidRequest, "Idempotency-Key must be printable ASCII")
+		}
+	}
+	return nil
 }
 
 // begin authenticates and validates the document ID.
@@ -265,6 +288,11 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 			return bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("request body over %d bytes", contract.MaxBodyBytes))
 		}
 		return bad(http.StatusBadRequest, "invalid_json", "reading body: "+err.Error())
+	}
+	// encoding/json would read bytes that are not UTF-8 as U+FFFD, and
+	// the text saved would not be the text sent.
+	if !utf8.Valid(raw) {
+		return bad(http.StatusBadRequest, "invalid_json", "the body is not UTF-8")
 	}
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.DisallowUnknownFields()
@@ -358,6 +386,10 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, `field "content" is required`))
 		return
 	}
+	if e := checkKey(key); e != nil {
+		g.refuse(w, r, doc, c, e)
+		return
+	}
 	g.apply(w, r, http.StatusCreated, store.Request{Kind: store.KindCreate, Doc: doc, Tenant: c.Tenant, User: c.User,
 		RequestID: requestID(r), IdempotencyKey: key, Title: b.Title, Content: *b.Content})
 }
@@ -411,8 +443,8 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get(contract.HeaderIdempotencyKey)
-	if len(key) > contract.MaxIDBytes {
-		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, "Idempotency-Key longer than 128 bytes"))
+	if e := checkKey(key); e != nil {
+		g.refuse(w, r, doc, c, e)
 		return
 	}
 	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindSave, Doc: doc, Tenant: c.Tenant, User: c.User,

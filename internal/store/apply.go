@@ -3,6 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -310,19 +312,46 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 					o.err = notFound(o.req.Doc)
 					continue
 				}
-				var r Result
+				var r storedResult
 				if err := json.Unmarshal(raw, &r); err != nil {
 					return nil, fmt.Errorf("stored result of %s/%s: %w", o.req.Doc, k, err)
 				}
+				// A result stored before fingerprints were (no
+				// fingerprint) is taken as this request's.
+				if r.Request != "" && r.Request != requestFingerprint(&o.req) {
+					e.refuseReuse(bc, st, o)
+					continue
+				}
 				r.Replayed = true
-				o.res = r
+				if r.Revision > 0 {
+					// Answered with the text its revision holds, as the
+					// first answer was (a merge's result included).
+					texts, err := revisionTexts(ctx, bc.conn, st.id, r.Revision, r.Revision)
+					if err != nil {
+						return nil, fmt.Errorf("replay of %s/%s: %w", o.req.Doc, k, err)
+					}
+					if c, ok := texts[r.Revision]; ok {
+						r.Content = &c
+					}
+				}
+				o.res = r.Result
 				continue
 			}
-			if _, ok := bc.idem[id]; ok {
-				dups = append(dups, o) // answered with the first one's result
-				continue
+			if first, ok := bc.idem[id]; ok {
+				switch {
+				case first.req.Tenant != o.req.Tenant:
+					// Another tenant's request: it is no replay of the
+					// first, and runs (and is refused) on its own.
+				case requestFingerprint(&first.req) != requestFingerprint(&o.req):
+					e.refuseReuse(bc, st, o)
+					continue
+				default:
+					dups = append(dups, o) // answered with the first one's result
+					continue
+				}
+			} else {
+				bc.idem[id] = o
 			}
-			bc.idem[id] = o
 		}
 		bc.dirty[st.id] = st
 		if st.diverged {
@@ -696,7 +725,7 @@ func (e *Engine) remember(bc *batchCtx, o *op) error {
 	}
 	// The stored answer names the revision and hashes; the content itself
 	// is in the save history, not copied here.
-	stored := o.res
+	stored := storedResult{Result: o.res, Request: requestFingerprint(&o.req)}
 	stored.Content = nil
 	raw, err := json.Marshal(stored)
 	if err != nil {
@@ -704,6 +733,47 @@ func (e *Engine) remember(bc *batchCtx, o *op) error {
 	}
 	bc.revKey[i], bc.revResult[i] = o.req.IdempotencyKey, string(raw)
 	return nil
+}
+
+// storedResult is the answer kept with an idempotency key, with the
+// fingerprint of the request that got it.
+type storedResult struct {
+	Result
+	Request string `json:"request_sha256,omitempty"`
+}
+
+// requestFingerprint identifies what a keyed request asks for: a retry
+// has the same, a different request reusing the key does not.
+func requestFingerprint(r *Request) string {
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	field(r.Kind)
+	field(r.Doc)
+	field(r.Tenant)
+	field(r.User)
+	field(strconv.FormatInt(r.BaseRevision, 10))
+	if r.Title != nil {
+		field("title")
+		field(*r.Title)
+	} else {
+		field("")
+	}
+	field(r.Content)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// refuseReuse refuses a request whose idempotency key an earlier,
+// different request of the document already used: answering it with the
+// other's result would drop it unsaved.
+func (e *Engine) refuseReuse(bc *batchCtx, st *docState, o *op) {
+	bc.dirty[st.id] = st // its ledger chain moves
+	e.reject(bc, st, o, http.StatusUnprocessableEntity, CodeIdempotencyReuse,
+		"idempotency key "+strconv.Quote(o.req.IdempotencyKey)+" was already used for a different request to this document; send a new key for a new save")
 }
 
 func svMap(sv yjs.StateVector) map[string]uint64 {

@@ -629,17 +629,26 @@ func TestStageFlipDuringConcurrentSaves(t *testing.T) {
 		}
 	}
 	t.Logf("saves per epoch: %v; group commits: %d", epochsUsed, e.eng.Batches.Load())
-	// Retrying every save changes nothing.
+	// Retrying a save (the same request again) changes nothing.
 	before := e.count(`SELECT count(*) FROM save_ledger`)
 	for i := range docs {
-		doc := fmt.Sprintf("d%d", i)
-		_, err := e.eng.Submit(ctx, Request{Kind: KindSave, Doc: doc, Tenant: "t", User: "u", Content: "retry", IdempotencyKey: doc + "-3"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		e.retry(Request{Kind: KindSave, Doc: fmt.Sprintf("d%d", i), Tenant: "t", User: "u", Content: "[0][1][2][3]", IdempotencyKey: fmt.Sprintf("d%d-3", i)}, acked)
 	}
 	if after := e.count(`SELECT count(*) FROM save_ledger`); after != before {
 		t.Errorf("retries added %d ledger entries", after-before)
+	}
+}
+
+// retry sends r again and checks it is answered as the replay of the
+// acknowledged request with its key.
+func (e *env) retry(r Request, acked map[string]Result) {
+	e.t.Helper()
+	res, err := e.eng.Submit(e.t.Context(), r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !res.Replayed || res.Revision != acked[r.IdempotencyKey].Revision {
+		e.t.Errorf("retry of %s: %+v", r.IdempotencyKey, res)
 	}
 }
 
