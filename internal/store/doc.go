@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -125,9 +126,15 @@ func storedText(d *yjs.Doc) string {
 
 // setYText edits the Yjs text into want as the server client and returns
 // the update that did it (nil if nothing changed).
+//
+// want is text only; the Yjs text may also hold embeds (a rich-text
+// client's images), which a Yjs index counts but the text does not show.
+// The edit is worked out on the text, then placed by each character's Yjs
+// index: deletions remove only text (the embeds among it stay), and an
+// insertion goes right after the character before it.
 func (st *docState) setYText(want string) ([]byte, error) {
 	t := st.ydoc.GetText(contract.YjsTextName)
-	cur := t.UTF16()
+	cur, at := t.UTF16Indexed()
 	tgt := utf16.Encode([]rune(want))
 	p := 0
 	for p < len(cur) && p < len(tgt) && cur[p] == tgt[p] {
@@ -148,16 +155,31 @@ func (st *docState) setYText(want string) ([]byte, error) {
 	if del == 0 && len(ins) == 0 {
 		return nil, nil
 	}
+	// The deleted characters as runs of consecutive Yjs indexes, removed
+	// last run first so the earlier runs' indexes still hold.
+	type run struct{ from, n int }
+	var runs []run
+	for i := p; i < p+del; i++ {
+		if k := len(runs) - 1; k >= 0 && runs[k].from+runs[k].n == at[i] {
+			runs[k].n++
+		} else {
+			runs = append(runs, run{at[i], 1})
+		}
+	}
+	insertAt := 0
+	if p > 0 {
+		insertAt = at[p-1] + 1
+	}
 	st.capturing, st.captured = true, nil
 	defer func() { st.capturing, st.captured = false, nil }()
 	err := st.ydoc.Transact(func(*yjs.Transaction) error {
-		if del > 0 {
-			if err := t.Delete(p, del); err != nil {
+		for _, r := range slices.Backward(runs) {
+			if err := t.Delete(r.from, r.n); err != nil {
 				return err
 			}
 		}
 		if len(ins) > 0 {
-			return t.InsertUTF16(p, ins)
+			return t.InsertUTF16(insertAt, ins)
 		}
 		return nil
 	})

@@ -268,6 +268,27 @@ func (x *Text) UTF16() []uint16 {
 	return u
 }
 
+// UTF16Indexed returns the text as UTF-16 code units with the index of
+// each in the Y.Text, which also counts embeds (one each) that the text
+// leaves out: an edit worked out on the text lands where it should.
+func (x *Text) UTF16Indexed() (units []uint16, at []int) {
+	units = make([]uint16, 0, x.t.length)
+	at = make([]int, 0, x.t.length)
+	i := 0
+	for it := x.t.start; it != nil; it = it.Right {
+		if it.Deleted() || !it.countable() {
+			continue
+		}
+		if c, ok := it.Content.(*ContentString); ok {
+			for k, u := range c.s {
+				units, at = append(units, u), append(at, i+k)
+			}
+		}
+		i += it.Len
+	}
+	return units, at
+}
+
 type textPos struct {
 	left, right *Item
 	index       int
