@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
@@ -279,6 +278,9 @@ func (e *Engine) applyForeign(ctx context.Context, bc *batchCtx, st *docState, o
 		return false, nil
 	}
 	m := merge.Three(base, ours, theirs)
+	if !m.Conflict && dropsMost(ours, m.Text) {
+		m.Conflict = true
+	}
 	st.preserved++
 	pid := st.preserved
 	bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, reason, saved_by, saved_at)
@@ -385,32 +387,46 @@ func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState
 	return best, bestRev, nil
 }
 
-// resembles reports whether a copy's text shares enough with text that
-// CRDT-merging the two would duplicate it: a common start and end of at
-// least 16 bytes, or at least half of the copy's words (and three or
-// more) found in text.
+// resembles reports whether a copy's text is a copy of text, edited:
+// it holds all of text (8 bytes or more) verbatim, or at least half of
+// its bytes lie in runs of 32 bytes or more that text also holds. A copy
+// of the document edited elsewhere passes; a sentence typed into an
+// empty page before the first sync does not, even when it starts like
+// the document or shares most of its words, so it is CRDT-merged as
+// typed instead of taken for the document's replacement.
 func resembles(copyText, text string) bool {
-	if commonEnds(copyText, text) >= 16 {
+	if len(text) >= 8 && strings.Contains(copyText, text) {
 		return true
 	}
-	have := map[string]int{}
-	for _, w := range words(text) {
-		have[w]++
-	}
-	ws := words(copyText)
-	shared := 0
-	for _, w := range ws {
-		if have[w] > 0 {
-			have[w]--
-			shared++
-		}
-	}
-	return shared >= 3 && 2*shared >= len(ws)
+	return len(copyText) >= 32 && 2*verbatim(copyText, text) >= len(copyText)
 }
 
-// words splits text into runs of letters and digits.
-func words(text string) []string {
-	return strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+// dropsMost reports whether merged keeps less than half of ours verbatim:
+// a merge "clean" by the text's lines can still be a copy that had little
+// of the document replacing it, so the document keeps its text instead
+// (the copy is preserved either way).
+func dropsMost(ours, merged string) bool {
+	return len(ours) >= 32 && 2*verbatim(ours, merged) < len(ours)
+}
+
+// verbatim is how many bytes of a lie in runs of at least 32 bytes that
+// b holds too (runs of 24 to 31 bytes may count as well).
+func verbatim(a, b string) int {
+	const window, step = 24, 8
+	// b's windows at every step-th offset: a common run of 32 bytes or
+	// more holds at least one of them, wherever it starts.
+	anchors := make(map[string]struct{}, len(b)/step+1)
+	for i := 0; i+window <= len(b); i += step {
+		anchors[b[i:i+window]] = struct{}{}
+	}
+	covered, end := 0, 0 // bytes of a in matched windows; end of the last
+	for i := 0; i+window <= len(a); i++ {
+		if _, ok := anchors[a[i:i+window]]; ok {
+			covered += i + window - max(i, end)
+			end = i + window
+		}
+	}
+	return covered
 }
 
 // commonEnds is the length of a and b's common prefix plus their common

@@ -324,25 +324,79 @@ func TestYjsRevisionsByReference(t *testing.T) {
 }
 
 // Text typed into an empty page before the first sync arrived also
-// inserts at the start of an empty text, but shares nothing with the
-// document: it is an ordinary concurrent edit, CRDT-merged, not refused.
+// inserts at the start of an empty text, but is no copy of the document:
+// it is an ordinary concurrent edit, CRDT-merged, not refused, even when
+// it shares most of its words with the document or starts like it.
 func TestEarlyEditIsNotForeign(t *testing.T) {
+	essay := "The fox and the dog went out. It was the end of the day and the fox was tired."
+	for _, typed := range []string{"Hi! ", "the fox and the dog were tired.", "The fox and the dog were tired, so they slept."} {
+		t.Run(typed, func(t *testing.T) {
+			e := setup(t)
+			e.cohort("c", dataplane.StageLocalFirst, "t1")
+			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: essay})
+			c := yjs.NewDoc(yjs.Options{ClientID: 77})
+			if err := c.GetText(contract.YjsTextName).Insert(0, typed, nil); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "v", Update: c.EncodeStateAsUpdate(nil)})
+			if err != nil || res.Outcome != OutcomeSaved {
+				t.Fatalf("early edit: %+v, %v", res, err)
+			}
+			if got := e.yjsText("d"); got != typed+essay && got != essay+typed {
+				t.Fatalf("text %q", got)
+			}
+			if n := e.count(`SELECT count(*) FROM preserved_content`); n != 0 {
+				t.Fatalf("%d preserved copies of an ordinary edit", n)
+			}
+		})
+	}
+}
+
+// A foreign copy that merges "cleanly" but would leave little of the
+// document (it had the document's opening and little else) does not
+// replace it: the document keeps its text, the copy is preserved.
+func TestForeignCopyNeverReplacesTheDocument(t *testing.T) {
 	e := setup(t)
 	e.cohort("c", dataplane.StageLocalFirst, "t1")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "Essay on rivers. Rivers flow to the sea."})
-	c := yjs.NewDoc(yjs.Options{ClientID: 77})
-	if err := c.GetText(contract.YjsTextName).Insert(0, "Hi! ", nil); err != nil {
+	essay := "Rivers. Rivers flow to the sea, carrying silt and stones from the mountains to the plains below."
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: essay})
+	// A copy holding the document's first 40 bytes verbatim and a short
+	// line of its own.
+	f := yjs.NewDoc(yjs.Options{ClientID: 99})
+	if err := f.GetText(contract.YjsTextName).Insert(0, essay[:40]+" (draft)", nil); err != nil {
 		t.Fatal(err)
 	}
-	res := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "v", Update: c.EncodeStateAsUpdate(nil)})
-	if res.Outcome != OutcomeSaved {
-		t.Fatalf("early edit: %s", res.Outcome)
+	_, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "v", Update: f.EncodeStateAsUpdate(nil)})
+	var se *Error
+	if !errors.As(err, &se) || se.Code != CodeForeignHistory || !strings.Contains(se.Message, "keeps its text") {
+		t.Fatalf("foreign copy: %v", err)
 	}
-	got := e.yjsText("d")
-	if got != "Hi! Essay on rivers. Rivers flow to the sea." && got != "Essay on rivers. Rivers flow to the sea.Hi! " {
-		t.Fatalf("text %q", got)
+	if got := e.yjsText("d"); got != essay {
+		t.Fatalf("the document became %q", got)
 	}
-	if n := e.count(`SELECT count(*) FROM preserved_content`); n != 0 {
-		t.Fatalf("%d preserved copies of an ordinary edit", n)
+	if n := e.count(`SELECT count(*) FROM preserved_content WHERE content = $1`, essay[:40]+" (draft)"); n != 1 {
+		t.Fatalf("the copy was not preserved")
+	}
+}
+
+func TestResembles(t *testing.T) {
+	essay := "The fox and the dog went out. It was the end of the day and the fox was tired."
+	for _, c := range []struct {
+		copy, text string
+		want       bool
+	}{
+		{"Today: The cat sat.", "The cat sat.", true},                    // holds all of a short text
+		{essay + " Then it rained.", essay, true},                        // holds all of it
+		{essay[:60] + "!" + essay[61:], essay, true},                     // one character changed
+		{"Intro. " + essay[10:] + " More.", essay, true},                 // most of it verbatim
+		{"the fox and the dog were tired.", essay, false},                // shared words only
+		{"The fox and the dog were tired, so they slept.", essay, false}, // same start, then its own
+		{"Hi! ", essay, false},
+		{"Hi", "Hi", false}, // too short to tell
+		{"", essay, false},
+	} {
+		if got := resembles(c.copy, c.text); got != c.want {
+			t.Errorf("resembles(%q, %q) = %v", c.copy, c.text, got)
+		}
 	}
 }
