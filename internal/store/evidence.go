@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // Verdicts of the design brief.
@@ -135,8 +136,13 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		if err := json.Unmarshal(r.Body, &en); err != nil {
 			continue // reported by the chain check
 		}
-		if en.Tenant != q.Tenant && !st.exists {
-			continue // another tenant's attempts on an ID that has no document
+		if en.Tenant != q.Tenant && en.Tenant != "" && (!st.exists || en.Kind != ledger.KindRejected) {
+			// Another tenant's entries on the ID: on a document of this
+			// tenant only its refused attempts show (who tried to reach
+			// the document); what it announced before the document
+			// existed says nothing of this tenant's saves. The system's
+			// entries (repairs) stay.
+			continue
 		}
 		all = append(all, TimelineEntry{Entry: en, Hash: hex.EncodeToString(r.Hash), PrevHash: hex.EncodeToString(r.PrevHash)})
 	}
@@ -168,7 +174,11 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 			continue
 		}
 		for c := range t.Missing {
-			lastMissing[c] = t
+			// Asked about one client: its own operations, not others' it
+			// happened to hold (a peer's, received from another tab).
+			if q.Client == 0 || c == strconv.FormatUint(q.Client, 10) {
+				lastMissing[c] = t
+			}
 		}
 	}
 	clients := make([]string, 0, len(lastMissing))
@@ -180,12 +190,13 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		t := lastMissing[c]
 		id, _ := strconv.ParseUint(c, 10, 64)
 		claimed := t.Missing[c][1]
-		var have uint64
+		var have uint64 // the first clock still lacking
 		if st.ydoc != nil {
-			have = st.ydoc.StateVector()[id]
-		}
-		if have >= claimed {
-			continue // received since
+			lack, ok := st.ydoc.Missing(yjs.StateVector{id: claimed})[id]
+			if !ok {
+				continue // received since (integrated, or held pending)
+			}
+			have = lack.Clock
 		}
 		if preservedUpTo(all, c) >= claimed {
 			continue // a foreign history, kept aside: overwritten-preserved

@@ -1,6 +1,9 @@
 package yjs
 
-import "slices"
+import (
+	"cmp"
+	"slices"
+)
 
 // Snapshot is a document version: the operations known (state vector) and
 // the deletions made (delete set), as in yjs's snapshots.
@@ -148,14 +151,59 @@ func (d *Doc) ClockRanges() []ClientRanges {
 }
 
 // Missing returns, for each client of sv, the clock range sv claims that
-// the document has not integrated: operations a peer announced (for
-// example a client's own edits saved locally) that never reached us.
+// the document neither integrated nor holds in pending structs:
+// operations a peer announced (for example a client's own edits saved
+// locally) that never reached us. Operations held pending (waiting for
+// another client's) did reach us. The range spans the first to the last
+// clock still lacking.
 func (d *Doc) Missing(sv StateVector) map[uint64]Range {
 	out := map[uint64]Range{}
+	var pending map[uint64][]Range
 	for c, k := range sv {
 		have := d.state(c)
-		if k > have {
-			out[c] = Range{have, k - have}
+		if k <= have {
+			continue
+		}
+		if pending == nil {
+			pending = d.pendingRanges()
+		}
+		// [have, k) less what pending holds, as one span.
+		lo, hi, at := uint64(0), uint64(0), have
+		lack := func(from, to uint64) {
+			if from >= to {
+				return
+			}
+			if hi == 0 {
+				lo = from
+			}
+			hi = to
+		}
+		for _, r := range pending[c] { // ascending
+			if r.End() <= at {
+				continue
+			}
+			if r.Clock >= k {
+				break
+			}
+			lack(at, r.Clock)
+			at = max(at, r.End())
+		}
+		lack(at, k)
+		if hi > 0 {
+			out[c] = Range{lo, hi - lo}
+		}
+	}
+	return out
+}
+
+// pendingRanges is, per client, the clock ranges held in pending structs,
+// ascending.
+func (d *Doc) pendingRanges() map[uint64][]Range {
+	out := map[uint64][]Range{}
+	for _, cr := range d.ClockRanges() {
+		if len(cr.Pending) > 0 {
+			slices.SortFunc(cr.Pending, func(a, b Range) int { return cmp.Compare(a.Clock, b.Clock) })
+			out[cr.Client] = cr.Pending
 		}
 	}
 	return out

@@ -1,0 +1,113 @@
+package store
+
+import (
+	"testing"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// TestEvidenceIgnoresOtherTenantsAttempts: another tenant announcing a
+// state vector for an ID before its owner creates the document (IDs are
+// easy to guess) neither shows in the owner's timeline nor makes the
+// owner's committed document look unsynced; its refused attempt on the
+// document shows, and is no verdict on the owner's saves.
+func TestEvidenceIgnoresOtherTenantsAttempts(t *testing.T) {
+	e := setup(t)
+	sv := yjs.EncodeStateVector(yjs.StateVector{4242: 10})
+	if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSync1, Doc: "essay-1", Tenant: "school-b", User: "mallory", StateVector: sv}); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindCreate, Doc: "essay-1", Tenant: "school-a", User: "alice", Content: "my essay", IdempotencyKey: "c"})
+	// And a refused attempt after it exists.
+	if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "essay-1", Tenant: "school-b", User: "mallory", Content: "x"}); err == nil {
+		t.Fatal("another tenant's save was accepted")
+	}
+	ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "essay-1", Tenant: "school-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusals := 0
+	for _, en := range ev.Timeline {
+		switch {
+		case en.Tenant == "school-a":
+		case en.Kind == ledger.KindRejected:
+			refusals++ // who tried to reach the document
+		default:
+			t.Errorf("school-a's evidence shows an entry of tenant %q (user %q, kind %s)", en.Tenant, en.User, en.Kind)
+		}
+	}
+	if refusals != 1 {
+		t.Errorf("%d refusals of another tenant shown, want 1", refusals)
+	}
+	if ev.Verdict != VerdictSynced {
+		t.Errorf("school-a's committed document has verdict %s: %s", ev.Verdict, ev.Proof.Summary)
+	}
+}
+
+// TestEvidencePendingOperationsReachedTheServer: client A's update
+// depends on client B's operation, which A got peer to peer (two tabs) and
+// the server has not. The server commits A's update durably and holds it
+// pending; when A reconnects and announces its state vector, the evidence
+// does not say A's operations never arrived (B's are the ones lacking).
+func TestEvidencePendingOperationsReachedTheServer(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	b := yjs.NewDoc(yjs.Options{ClientID: 200})
+	a := yjs.NewDoc(yjs.Options{ClientID: 100})
+	for _, d := range []*yjs.Doc{a, b} {
+		if err := d.ApplyUpdate(res.Update); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var bUp, aUp []byte
+	b.OnUpdate(func(u []byte) { bUp = u })
+	a.OnUpdate(func(u []byte) { aUp = u })
+	bt := b.GetText(contract.YjsTextName)
+	if err := bt.Insert(bt.Len(), "B", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ApplyUpdate(bUp); err != nil {
+		t.Fatal(err)
+	}
+	at := a.GetText(contract.YjsTextName)
+	if err := at.Insert(at.Len(), "A", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "a", Update: aUp}); r.Outcome != OutcomePending {
+		t.Fatalf("A's update: %s", r.Outcome)
+	}
+	r := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "a", StateVector: a.EncodeStateVector()})
+	if _, ok := r.Missing["100"]; ok {
+		t.Errorf("A's held operations reported missing: %v", r.Missing)
+	}
+	if _, ok := r.Missing["200"]; !ok {
+		t.Errorf("B's operation, which the server lacks, not reported: %v", r.Missing)
+	}
+	ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict == VerdictSavedLocallyNotSynced {
+		t.Errorf("client 100's committed update is reported as %s: %s", ev.Verdict, ev.Proof.Summary)
+	}
+	ev, err = e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != VerdictSavedLocallyNotSynced {
+		t.Errorf("client 200's operation never reached the server, verdict %s: %s", ev.Verdict, ev.Proof.Summary)
+	}
+	// B's operation arrives: nothing is lacking any more.
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "b", Update: bUp})
+	if ev, err = e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 200}); err != nil || ev.Verdict != VerdictSynced {
+		t.Errorf("after B's update: %s, %v", ev.Verdict, err)
+	}
+	if d, err := e.eng.Read(t.Context(), "t", "d"); err != nil || d.Content != "xBA" {
+		t.Errorf("document %+v, %v", d, err)
+	}
+}
