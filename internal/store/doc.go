@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf16"
 
@@ -70,7 +71,9 @@ type docState struct {
 	captured  [][]byte
 
 	// ytextCache is the Yjs text as last materialised; any change of the
-	// Yjs document (its update event) invalidates it.
+	// Yjs document (its update event) invalidates it. ymu guards it:
+	// readers (under the lane's read lock) may fill it concurrently.
+	ymu        sync.Mutex
 	ytextCache string
 	ytextValid bool
 
@@ -94,9 +97,13 @@ func serverClient(doc string) uint64 {
 
 func (st *docState) newYDoc() {
 	st.ydoc = yjs.NewDoc(yjs.Options{ClientID: serverClient(st.id)})
+	st.ymu.Lock()
 	st.ytextValid = false
+	st.ymu.Unlock()
 	st.ydoc.OnUpdate(func(u []byte) {
+		st.ymu.Lock()
 		st.ytextValid = false
+		st.ymu.Unlock()
 		if st.capturing {
 			st.captured = append(st.captured, u)
 		}
@@ -105,6 +112,8 @@ func (st *docState) newYDoc() {
 
 // ytext is the Yjs representation's text (materialised once per change).
 func (st *docState) ytext() string {
+	st.ymu.Lock()
+	defer st.ymu.Unlock()
 	if !st.ytextValid {
 		st.ytextCache, st.ytextValid = storedText(st.ydoc), true
 	}

@@ -210,8 +210,12 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		})
 	}
 	// overwritten-preserved: a stale legacy save overwrote a revision
-	// (kept in the history), or a conflicting save's text was kept aside.
+	// (kept in the history), or a conflicting save's text was kept aside
+	// (since the time asked about, if any).
 	for _, t := range all {
+		if !q.Since.IsZero() && t.At.Before(q.Since) {
+			continue
+		}
 		switch t.Kind {
 		case ledger.KindRepaired, ledger.KindForeign:
 			// A repair or a foreign history kept one side's text aside.

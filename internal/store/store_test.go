@@ -280,6 +280,12 @@ func TestStaleBaseSaves(t *testing.T) {
 	if ev.Verdict != VerdictOverwrittenPreserved || ev.Proof.PreservedAt != "/v1/documents/a/revisions/2" {
 		t.Errorf("evidence of the overwritten save: %s %+v", ev.Verdict, ev.Proof)
 	}
+	// Asked about what happened since then: nothing was overwritten.
+	later := time.Now()
+	e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tl", User: "teacher", Content: "draft three", BaseRevision: 3})
+	if ev, err := e.eng.Evidence(ctx, EvidenceQuery{Doc: "a", Tenant: "tl", User: "teacher", Since: later}); err != nil || ev.Verdict != VerdictSynced {
+		t.Errorf("evidence since the overwrite: %s %+v %v", ev.Verdict, ev.Proof, err)
+	}
 
 	// Yjs-authoritative: three-way merged.
 	e.submit(Request{Kind: KindCreate, Doc: "b", Tenant: "tf", User: "u", Content: "hello world"})
