@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -274,6 +275,21 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	e.BuildNanos.Add(int64(tSend.Sub(start)))
 	err = conn.SendBatch(ctx, b2).Close()
 	e.CommitNanos.Add(int64(time.Since(tSend)))
+	if err != nil && commitInDoubt(err) {
+		// The writes were sent and no answer came back: the group may
+		// have committed. Retried as if it had not, its saves would be
+		// applied twice; so find out.
+		committed, rerr := e.resolveInDoubt(ctx, conn.Conn().PgConn().PID(), bc)
+		if rerr != nil {
+			e.fence("a group commit's outcome cannot be known: " + rerr.Error())
+			return fmt.Errorf("%w: %w", ErrFenced, rerr)
+		}
+		if committed {
+			e.log.Warn("a group commit's answer was lost; its ledger shows it committed", "requests", len(live), "err", err)
+			conn.Conn().Close(context.Background()) //nolint:errcheck // already broken
+			err = nil
+		}
+	}
 	if err != nil {
 		if fast {
 			return fmt.Errorf("%w: %w", errFastPath, err)
@@ -297,6 +313,55 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		o.res.Replayed = true
 	}
 	return nil
+}
+
+// commitInDoubt reports whether a failed group's writes may have
+// committed: they may have been sent (pgconn.SafeToRetry is false) and
+// PostgreSQL did not answer with an error (which would have rolled the
+// transaction back) — the connection broke, or the context ended, while
+// the commit was under way.
+func commitInDoubt(err error) bool {
+	var pg *pgconn.PgError
+	return !errors.As(err, &pg) && !pgconn.SafeToRetry(err) && !errors.Is(err, errFastPath)
+}
+
+// resolveInDoubt finds out whether the group that backend pid was running
+// committed: it ends the backend (a commit under way completes or rolls
+// back first), waits until it is gone, then looks for the group's last
+// ledger entry, which its hash names exactly.
+func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (bool, error) {
+	n := len(bc.ledDoc)
+	if n == 0 {
+		return false, nil // it wrote no ledger entry: nothing a retry could repeat
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	// Refused (another role's backend) or gone already: either way the
+	// wait below decides.
+	_, _ = e.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid))
+	for {
+		var alive bool
+		if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int32(pid)).Scan(&alive); err != nil {
+			return false, fmt.Errorf("wait for the backend of the broken commit: %w", err)
+		}
+		if !alive {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("backend %d of the broken commit is still running: %w", pid, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	var hash []byte
+	err := e.pool.QueryRow(ctx, `SELECT hash FROM save_ledger WHERE doc_id = $1 AND seq = $2`, bc.ledDoc[n-1], bc.ledSeq[n-1]).Scan(&hash)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look for the broken commit's ledger entry: %w", err)
+	}
+	return bytes.Equal(hash, bc.ledHash[n-1]), nil
 }
 
 // applyLive applies the group's requests in memory, queueing their writes;

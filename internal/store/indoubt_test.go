@@ -1,0 +1,170 @@
+package store
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// answerLoser is a TCP proxy to PostgreSQL that, once armed, loses the
+// answer to the first client write holding a marker: it forwards the
+// write, lets the server work, then closes both sides without relaying
+// what the server said (a connection broken while a commit was under way).
+type answerLoser struct {
+	ln     net.Listener
+	target string
+	marker atomic.Pointer[[]byte]
+	// swallow: the marked write does not reach the server either.
+	swallow bool
+	lost    chan struct{}
+	once    sync.Once
+}
+
+func newAnswerLoser(t *testing.T, target string) *answerLoser {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &answerLoser{ln: ln, target: target, lost: make(chan struct{})}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *answerLoser) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	var losing atomic.Bool
+	go func() { // server -> client
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 && !losing.Load() {
+				if _, werr := client.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				client.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for { // client -> server
+		n, err := client.Read(buf)
+		if n > 0 {
+			if m := p.marker.Load(); m != nil && bytes.Contains(buf[:n], *m) && p.marker.CompareAndSwap(m, nil) {
+				losing.Store(true)
+				if !p.swallow {
+					_, _ = server.Write(buf[:n])
+				}
+				time.Sleep(300 * time.Millisecond) // the server commits and answers
+				server.Close()
+				client.Close()
+				p.once.Do(func() { close(p.lost) })
+				return
+			}
+			if _, werr := server.Write(buf[:n]); werr != nil {
+				client.Close()
+				return
+			}
+		}
+		if err != nil {
+			server.Close()
+			return
+		}
+	}
+}
+
+// TestLostCommitAnswerIsResolved: the connection breaks after a group's
+// writes were sent and before an answer came back. Where they reached
+// PostgreSQL, the group committed: its requests are answered as committed
+// and none is applied a second time (retried one by one, as a failed
+// group is, they were). Where they did not, the retry applies each once.
+func TestLostCommitAnswerIsResolved(t *testing.T) {
+	for _, swallow := range []bool{false, true} {
+		t.Run(fmt.Sprint("swallowed=", swallow), func(t *testing.T) { testLostCommitAnswer(t, swallow) })
+	}
+}
+
+func testLostCommitAnswer(t *testing.T, swallow bool) {
+	e := setup(t)
+	ctx := t.Context()
+	pc, err := pgxpool.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newAnswerLoser(t, fmt.Sprintf("%s:%d", pc.ConnConfig.Host, pc.ConnConfig.Port))
+	proxy.swallow = swallow
+	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", uint16(proxy.ln.Addr().(*net.TCPAddr).Port)
+	proxied, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxied.Close)
+	e.eng.Close()
+	eng, err := Open(ctx, Config{Pool: proxied, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "proxied", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	e.eng = eng
+	// Two documents of one lane, so one group holds a save of each.
+	docs := []string{"d0"}
+	for i := 1; len(docs) < 2; i++ {
+		if d := fmt.Sprint("d", i); eng.laneOf(d) == eng.laneOf("d0") {
+			docs = append(docs, d)
+		}
+	}
+	for _, d := range docs {
+		e.submit(Request{Kind: KindCreate, Doc: d, Tenant: "t", User: "u", Content: "first"})
+	}
+	marker := []byte("lost-answer")
+	proxy.marker.Store(&marker)
+	var ops []*op
+	for _, d := range docs {
+		ops = append(ops, &op{req: Request{Kind: KindSave, Doc: d, Tenant: "t", User: "u", Content: "second, lost-answer"}, done: make(chan struct{})})
+	}
+	eng.runBatch(eng.laneOf("d0"), ops)
+	select {
+	case <-proxy.lost:
+	default:
+		t.Fatal("the proxy lost no answer")
+	}
+	for i, o := range ops {
+		if o.err != nil || o.res.Revision != 2 {
+			t.Errorf("%s: %+v, %v", docs[i], o.res, o.err)
+		}
+	}
+	for _, d := range docs {
+		if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = $1`, d); n != 2 {
+			t.Errorf("%s has %d revisions, want 2 (created, saved once)", d, n)
+		}
+		if n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = $1`, d); n != 2 {
+			t.Errorf("%s has %d ledger entries, want 2", d, n)
+		}
+	}
+	// The engine goes on.
+	if r := e.submit(Request{Kind: KindSave, Doc: docs[0], Tenant: "t", User: "u", Content: "third", BaseRevision: 2}); r.Revision != 3 {
+		t.Errorf("next save: %+v", r)
+	}
+}
