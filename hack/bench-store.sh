@@ -6,7 +6,9 @@
 # concurrent writers in the same run, and prints a table with the ratio.
 # Without arguments it runs twice: documents starting empty, then
 # documents starting with 8 KiB of text (a student's essay), where every
-# save rewrites the legacy row's whole text.
+# save rewrites the legacy row's whole text; there pgbench also rewrites a
+# document-sized row per transaction, the write-through store's own write
+# alone, as the second peer.
 #
 # Usage: hack/bench-store.sh [-duration 5s] [-writers 1,16,64,256] [-doc-bytes 0] [-pgbench /usr/bin/pgbench]
 set -euo pipefail
