@@ -2,8 +2,10 @@
 // boundaries live: ports, HTTP paths, header names and environment variables
 // shared by the controller (which writes them into the StatefulSet), the
 // gateway, the syncer and their clients. Both sides import them from here.
-// The package holds constants only.
+// The package holds constants, and the rule for document IDs.
 package contract
+
+import "regexp"
 
 // Ports of a gateway pod.
 const (
@@ -155,9 +157,21 @@ const (
 	// server does not know; it was merged on text and preserved, not
 	// CRDT-merged. The editor must drop its local copy and reload.
 	CloseForeignHistory = 4409
-	CloseRateLimited    = 4429 // too many connections or updates for this user
-	CloseInternalError  = 4500 // the backend failed; reconnect and re-sync
-	CloseShuttingDown   = 4503 // refused: the gateway is shutting down
-	CloseTooSlow        = 4508 // the client did not read fast enough (send queue full)
-	CloseGoingAway      = 1001 // graceful shutdown after flushing; reconnect elsewhere
+	// CloseRateLimited: too many connections or messages for this user.
+	// A passing condition, so not in 4400-4499: 1013 is WebSocket's own
+	// "try again later", on which stock clients reconnect with backoff
+	// (a student's editor that stopped syncing for good after a burst
+	// would keep its edits unsynced until reloaded).
+	CloseRateLimited   = 1013
+	CloseInternalError = 4500 // the backend failed; reconnect and re-sync
+	CloseShuttingDown  = 4503 // refused: the gateway is shutting down
+	CloseTooSlow       = 4508 // the client did not read fast enough (send queue full)
+	CloseGoingAway     = 1001 // graceful shutdown after flushing; reconnect elsewhere
 )
+
+// docIDPattern: 1-128 characters of [A-Za-z0-9._-], starting with a
+// letter or digit (safe in a URL path segment, a header and a log line).
+var docIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// ValidDocID reports whether id can name a document, on every API.
+func ValidDocID(id string) bool { return docIDPattern.MatchString(id) }

@@ -43,7 +43,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -149,8 +148,6 @@ func (g *Gateway) ownSyncer() *syncer.Client {
 	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP}
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 type apiError = store.Error
 
 func bad(status int, code, msg string) *apiError {
@@ -193,8 +190,11 @@ func (g *Gateway) Handler() http.Handler {
 
 // authenticate verifies the bearer token.
 func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
+	// The scheme is case-insensitive (RFC 9110), the token is not.
 	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
+	scheme, tok, ok := strings.Cut(h, " ")
+	ok = ok && strings.EqualFold(scheme, "Bearer")
+	tok = strings.TrimLeft(tok, " ")
 	if !ok || tok == "" {
 		return auth.Claims{}, bad(http.StatusUnauthorized, "unauthenticated", "missing bearer token")
 	}
@@ -214,7 +214,7 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 // refuse answers with e and, when the request names a document, records
 // the refusal in its ledger.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError) {
-	if doc != "" && idRE.MatchString(doc) {
+	if doc != "" && contract.ValidDocID(doc) {
 		tenant, user, reason := c.Tenant, c.User, e.Message
 		record := true
 		if tenant == "" {
@@ -272,7 +272,7 @@ func (g *Gateway) begin(w http.ResponseWriter, r *http.Request) (auth.Claims, st
 		g.refuse(w, r, doc, c, aerr)
 		return c, doc, false
 	}
-	if doc != "" && !idRE.MatchString(doc) {
+	if doc != "" && !contract.ValidDocID(doc) {
 		syncer.WriteError(w, bad(http.StatusBadRequest, "invalid_id", "document IDs are 1..128 of [A-Za-z0-9._-], starting alphanumeric"))
 		return c, doc, false
 	}
@@ -280,6 +280,16 @@ func (g *Gateway) begin(w http.ResponseWriter, r *http.Request) (auth.Claims, st
 }
 
 // body reads a JSON body into v with the body limit, unknown fields refused.
+// readError is the refusal of a body that could not be read: too large,
+// or cut off (the client went away or stalled).
+func readError(err error, tooLarge string) *apiError {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, tooLarge)
+	}
+	return bad(http.StatusBadRequest, store.CodeInvalidRequest, "reading the body: "+err.Error())
+}
+
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxBodyBytes))
 	if err != nil {
@@ -369,11 +379,15 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	doc := b.ID
 	switch {
 	case doc != "":
-		if !idRE.MatchString(doc) {
+		if !contract.ValidDocID(doc) {
 			syncer.WriteError(w, bad(http.StatusBadRequest, "invalid_id", "document IDs are 1..128 of [A-Za-z0-9._-], starting alphanumeric"))
 			return
 		}
 	case key != "":
+		if e := checkKey(key); e != nil {
+			syncer.WriteError(w, e) // no document to record it on
+			return
+		}
 		// A retried create lands on the same document.
 		s := sha256.Sum256([]byte(c.Tenant + "\x00" + key))
 		doc = "d" + hex.EncodeToString(s[:12])
@@ -458,7 +472,7 @@ func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxUpdateBytes))
 	if err != nil {
-		g.refuse(w, r, doc, c, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("update over %d bytes", contract.MaxUpdateBytes)))
+		g.refuse(w, r, doc, c, readError(err, fmt.Sprintf("update over %d bytes", contract.MaxUpdateBytes)))
 		return
 	}
 	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindYjs, Doc: doc, Tenant: c.Tenant, User: c.User, RequestID: requestID(r), Update: raw})
@@ -471,7 +485,7 @@ func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
 	}
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
 	if err != nil {
-		g.refuse(w, r, doc, c, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, "state vector too large"))
+		g.refuse(w, r, doc, c, readError(err, "state vector too large"))
 		return
 	}
 	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindSync1, Doc: doc, Tenant: c.Tenant, User: c.User, RequestID: requestID(r), StateVector: raw})
@@ -482,7 +496,15 @@ func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	limit := 0 // the default, 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "limit must be a number from 1 to 1000"))
+			return
+		}
+		limit = n
+	}
 	out, err := g.ownSyncer().List(r.Context(), c.Tenant, r.URL.Query().Get("after"), limit)
 	if err != nil {
 		syncer.WriteError(w, err)

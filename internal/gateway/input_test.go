@@ -1,7 +1,12 @@
 package gateway
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -73,5 +78,85 @@ func TestNulContentOverHTTP(t *testing.T) {
 	}
 	if ev := f.do("GET", "/v1/documents/doc1/evidence?request=nul-1", alice, nil); ev.body["verdict"] != "rejected" {
 		t.Errorf("evidence of the refused save: %s", ev.raw)
+	}
+}
+
+// TestBearerSchemeIsCaseInsensitive: "bearer", "BEARER" and "Bearer" are
+// the same scheme (RFC 9110); the token itself is compared exactly.
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	f := setup(t)
+	tok := token(t, "school-a", "alice", time.Hour, false)
+	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
+		req, _ := http.NewRequest(http.MethodGet, f.url+"/v1/documents", nil)
+		req.Header.Set("Authorization", scheme+" "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", scheme, res.StatusCode)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, f.url+"/v1/documents", nil)
+	req.Header.Set("Authorization", "Basic "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("Basic: %d", res.StatusCode)
+	}
+}
+
+// TestListLimit: a limit that is not a number from 1 to 1000 is refused,
+// not silently replaced; a valid one pages.
+func TestListLimit(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": id, "content": "x"}); r.status != http.StatusCreated {
+			t.Fatal(r.raw)
+		}
+	}
+	for _, bad := range []string{"abc", "0", "-1", "1001"} {
+		if r := f.do("GET", "/v1/documents?limit="+bad, alice, nil); r.status != http.StatusBadRequest || r.body["code"] != "invalid_request" {
+			t.Errorf("limit=%s: %d %s", bad, r.status, r.raw)
+		}
+	}
+	r := f.do("GET", "/v1/documents?limit=2", alice, nil)
+	if docs, _ := r.body["documents"].([]any); r.status != http.StatusOK || len(docs) != 2 {
+		t.Errorf("limit=2: %d %s", r.status, r.raw)
+	}
+}
+
+// TestCutOffBodyIsNotTooLarge: an update whose body ends before its
+// Content-Length (the client went away) is refused as a bad request, not
+// reported as too large.
+func TestCutOffBodyIsNotTooLarge(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "doc1", "content": "x"}); r.status != http.StatusCreated {
+		t.Fatal(r.raw)
+	}
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/documents/doc1/updates HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n0123456789", u.Host, alice)
+	_ = conn.(*net.TCPConn).CloseWrite()
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "invalid_request") {
+		t.Errorf("cut-off body: %d %s", res.StatusCode, body)
 	}
 }

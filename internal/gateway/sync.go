@@ -240,7 +240,7 @@ func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, re
 	done := b.recorded[s.ConnID]
 	delete(b.recorded, s.ConnID)
 	b.mu.Unlock()
-	if done || s.DocID == "" || !idRE.MatchString(s.DocID) {
+	if done || s.DocID == "" || !contract.ValidDocID(s.DocID) {
 		return
 	}
 	c, err := b.g.syncerFor(s.DocID)

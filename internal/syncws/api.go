@@ -38,7 +38,7 @@
 //     of stalling the room or growing memory).
 //
 // Close codes are in package contract (4400 malformed, 4401, 4403, 4413,
-// 4429, 4500, 4503, 4508, 1001).
+// 1013 rate limited, 4500, 4503, 4508, 1001).
 package syncws
 
 import (

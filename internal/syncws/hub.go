@@ -35,7 +35,7 @@ type Limits struct {
 	UpdatesPerSecond float64
 	UpdateBurst      int
 	// RateWait is how long a message over the rate is held back before
-	// the connection is closed with 4429 instead (default 2 s).
+	// the connection is closed with 1013 instead (default 2 s).
 	RateWait time.Duration
 	// AwarenessPerSecond and AwarenessBurst bound awareness and
 	// query-awareness messages per connection (defaults 30 and 120).
@@ -169,18 +169,10 @@ func refuse(code int, format string, args ...any) *refusal {
 	return &refusal{code: code, reason: fmt.Sprintf(format, args...)}
 }
 
-// ValidDocID reports whether id can name a document in a sync URL.
-func ValidDocID(id string) bool {
-	if id == "" || len(id) > contract.MaxIDBytes || !utf8.ValidString(id) {
-		return false
-	}
-	for _, r := range id {
-		if r < 0x20 || r == 0x7f || r == '/' || r == '?' || r == '#' || r == '\\' {
-			return false
-		}
-	}
-	return true
-}
+// ValidDocID reports whether id can name a document: what the REST API
+// accepts (contract.ValidDocID), so a document made over sync can be read,
+// saved and asked about over REST too.
+func ValidDocID(id string) bool { return contract.ValidDocID(id) }
 
 // tokenFrom extracts a bearer token: query, Authorization header, or
 // subprotocol.
