@@ -156,6 +156,11 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
 	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
+	if ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && len(all) > 0 {
+		// There is a trace, only none since the time asked about.
+		ev.Proof.Summary = "nothing of it reached the ledger since " + q.Since.UTC().Format(time.RFC3339Nano) +
+			"; earlier entries exist (ask without since)"
+	}
 	return ev, nil
 }
 

@@ -280,6 +280,12 @@ func TestStaleBaseSaves(t *testing.T) {
 	if ev.Verdict != VerdictOverwrittenPreserved || ev.Proof.PreservedAt != "/v1/documents/a/revisions/2" {
 		t.Errorf("evidence of the overwritten save: %s %+v", ev.Verdict, ev.Proof)
 	}
+	// Asked about a time after everything: no claim of "no trace at any
+	// layer".
+	if ev, err := e.eng.Evidence(ctx, EvidenceQuery{Doc: "a", Tenant: "tl", Since: time.Now().Add(time.Hour)}); err != nil ||
+		ev.Verdict != VerdictNeverPersisted || !strings.Contains(ev.Proof.Summary, "earlier entries exist") {
+		t.Errorf("evidence since a later time: %s %+v %v", ev.Verdict, ev.Proof, err)
+	}
 	// Asked about what happened since then: nothing was overwritten.
 	later := time.Now()
 	e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tl", User: "teacher", Content: "draft three", BaseRevision: 3})
