@@ -258,3 +258,39 @@ func diff(base, x string) hunk {
 	}
 	return hunk{p, len(base) - s, x[p : len(x)-s]}
 }
+
+// CommonWords compares a and b word by word (runs of letters and digits):
+// how many words of each a longest common subsequence pairs up, and how
+// many words each has. ok is false when they differ too much to tell
+// cheaply (the same bound as Three's).
+func CommonWords(a, b string) (common, wordsA, wordsB int, ok bool) {
+	ids := map[string]int{}
+	wa, wb := words(a, ids), words(b, ids)
+	ma, ok := match(wa, wb)
+	if !ok {
+		return 0, len(wa), len(wb), false
+	}
+	for _, j := range ma {
+		if j >= 0 {
+			common++
+		}
+	}
+	return common, len(wa), len(wb), true
+}
+
+// words is tokens keeping only the words.
+func words(s string, ids map[string]int) []int {
+	var out []int
+	for _, t := range strs(s) {
+		if r, _ := utf8.DecodeRuneInString(t); class(r) != 1 {
+			continue
+		}
+		id, ok := ids[t]
+		if !ok {
+			id = len(ids)
+			ids[t] = id
+		}
+		out = append(out, id)
+	}
+	return out
+}

@@ -60,3 +60,21 @@ func FuzzThree(f *testing.F) {
 		}
 	})
 }
+
+func TestCommonWords(t *testing.T) {
+	for _, c := range []struct {
+		a, b           string
+		common, na, nb int
+	}{
+		{"My essay about big rivers.", "My essay about rivers.", 4, 5, 4},
+		{"Rivers flow! Lakes rest!", "Rivers flow. Lakes rest.", 4, 4, 4},
+		{"the dog", "The fox and the dog", 2, 2, 5},
+		{"", "words here", 0, 0, 2},
+		{"... !!!", "?", 0, 0, 0},
+	} {
+		common, na, nb, ok := CommonWords(c.a, c.b)
+		if !ok || common != c.common || na != c.na || nb != c.nb {
+			t.Errorf("CommonWords(%q, %q) = %d, %d, %d, %v; want %d, %d, %d", c.a, c.b, common, na, nb, ok, c.common, c.na, c.nb)
+		}
+	}
+}

@@ -388,25 +388,40 @@ func (e *Engine) closestRevision(ctx context.Context, bc *batchCtx, st *docState
 }
 
 // resembles reports whether a copy's text is a copy of text, edited:
-// it holds all of text (8 bytes or more) verbatim, or at least half of
-// its bytes lie in runs of 32 bytes or more that text also holds. A copy
-// of the document edited elsewhere passes; a sentence typed into an
-// empty page before the first sync does not, even when it starts like
-// the document or shares most of its words, so it is CRDT-merged as
-// typed instead of taken for the document's replacement.
+// it holds all of text (8 bytes or more) verbatim; or, word by word in
+// order, at least half of the words of each (three or more) pair up; or
+// at least half of its bytes lie in verbatim runs of 32 bytes or more
+// that text also holds (for texts too different to compare word by word
+// cheaply). A copy of the document edited elsewhere passes, however
+// short; a sentence typed into an empty page before the first sync does
+// not, even when it starts like the document or uses its words, since it
+// is not half of the document: it is CRDT-merged as typed instead of
+// taken for the document's replacement.
 func resembles(copyText, text string) bool {
 	if len(text) >= 8 && strings.Contains(copyText, text) {
 		return true
 	}
+	if common, nc, nt, ok := merge.CommonWords(copyText, text); ok {
+		if nc >= 3 && 2*common >= nc && 2*common >= nt {
+			return true
+		}
+	}
 	return len(copyText) >= 32 && 2*verbatim(copyText, text) >= len(copyText)
 }
 
-// dropsMost reports whether merged keeps less than half of ours verbatim:
-// a merge "clean" by the text's lines can still be a copy that had little
-// of the document replacing it, so the document keeps its text instead
-// (the copy is preserved either way).
+// dropsMost reports whether merged keeps little of ours: neither all of
+// it, nor half of both texts' words in order, nor half of its bytes in
+// verbatim runs. A merge "clean" by the text's lines can still be a copy
+// that had little of the document replacing it, so the document keeps its
+// text instead (the copy is preserved either way).
 func dropsMost(ours, merged string) bool {
-	return len(ours) >= 32 && 2*verbatim(ours, merged) < len(ours)
+	if len(ours) < 32 || strings.Contains(merged, ours) {
+		return false
+	}
+	if common, no, nm, ok := merge.CommonWords(ours, merged); ok && no >= 3 && 2*common >= no && 2*common >= nm {
+		return false
+	}
+	return 2*verbatim(ours, merged) < len(ours)
 }
 
 // verbatim is how many bytes of a lie in runs of at least 32 bytes that

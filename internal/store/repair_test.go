@@ -392,11 +392,43 @@ func TestResembles(t *testing.T) {
 		{"the fox and the dog were tired.", essay, false},                // shared words only
 		{"The fox and the dog were tired, so they slept.", essay, false}, // same start, then its own
 		{"Hi! ", essay, false},
+		{"My essay about big rivers and lakes.", "My essay about rivers and lakes.", true}, // short, one word added
+		{"Rivers flow! Lakes rest! Seas rise! Rain falls!", "Rivers flow. Lakes rest. Seas rise. Rain falls.", true},
 		{"Hi", "Hi", false}, // too short to tell
 		{"", essay, false},
 	} {
 		if got := resembles(c.copy, c.text); got != c.want {
 			t.Errorf("resembles(%q, %q) = %v", c.copy, c.text, got)
 		}
+	}
+}
+
+// TestShortForeignCopyIsNotDuplicated: a client that put a short
+// document's text into a fresh Y.Doc (a foreign copy) and edited it a
+// little sends it: it is resolved as a foreign copy, merged on text, not
+// CRDT-merged into a document holding its text twice.
+func TestShortForeignCopyIsNotDuplicated(t *testing.T) {
+	for _, c := range []struct{ doc, copy string }{
+		{"My essay about rivers and lakes.", "My essay about big rivers and lakes."},
+		{"Rivers flow. Lakes rest. Seas rise. Rain falls. Snow melts. Ice forms.",
+			"Rivers flow! Lakes rest! Seas rise! Rain falls! Snow melts! Ice forms!"},
+	} {
+		t.Run(c.copy, func(t *testing.T) {
+			e := setup(t)
+			e.cohort("c", dataplane.StageLocalFirst, "t1")
+			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: c.doc})
+			f := yjs.NewDoc(yjs.Options{ClientID: 99})
+			if err := f.GetText(contract.YjsTextName).Insert(0, c.copy, nil); err != nil {
+				t.Fatal(err)
+			}
+			_, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "v", Update: f.EncodeStateAsUpdate(nil)})
+			var se *Error
+			if !errors.As(err, &se) || se.Code != CodeForeignHistory {
+				t.Errorf("foreign copy: %v, want %s", err, CodeForeignHistory)
+			}
+			if got := e.yjsText("d"); got != c.copy {
+				t.Errorf("text %q, want the copy's edit merged in once: %q", got, c.copy)
+			}
+		})
 	}
 }
