@@ -169,10 +169,20 @@ func refuse(code int, format string, args ...any) *refusal {
 	return &refusal{code: code, reason: fmt.Sprintf(format, args...)}
 }
 
-// ValidDocID reports whether id can name a document: what the REST API
-// accepts (contract.ValidDocID), so a document made over sync can be read,
-// saved and asked about over REST too.
-func ValidDocID(id string) bool { return contract.ValidDocID(id) }
+// ValidDocID reports whether id can name a document in a sync URL. It is
+// wider than the REST API's rule (contract.ValidDocID): documents made over
+// sync under such IDs exist, and their clients must keep reaching them.
+func ValidDocID(id string) bool {
+	if id == "" || len(id) > contract.MaxIDBytes || !utf8.ValidString(id) {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || r == '/' || r == '?' || r == '#' || r == '\\' {
+			return false
+		}
+	}
+	return true
+}
 
 // tokenFrom extracts a bearer token: query, Authorization header, or
 // subprotocol.

@@ -197,9 +197,6 @@ func TestRefusals(t *testing.T) {
 		{name: "bad token", url: s.wsURL("doc1") + "?token=yawp1.bad.sig", code: contract.CloseUnauthenticated, denied: true},
 		{name: "other tenant", url: s.wsURL("doc-b") + "?token=" + tokA, code: contract.CloseForbidden, denied: true},
 		{name: "bad doc id", url: s.wsURL("a%2Fb") + "?token=" + tokA, code: contract.CloseMalformed},
-		// What REST refuses too: a document made over sync must be
-		// readable, savable and explainable over REST.
-		{name: "doc id REST refuses", url: s.wsURL("has%20space") + "?token=" + tokA, code: contract.CloseMalformed},
 		{name: "doc id over 128", url: s.wsURL(strings.Repeat("d", 129)) + "?token=" + tokA, code: contract.CloseMalformed},
 		{name: "malformed frame", url: s.wsURL("doc1") + "?token=" + tokA, send: [][]byte{{0, 9, 1}}, code: contract.CloseMalformed},
 		{name: "garbage update", url: s.wsURL("doc1") + "?token=" + tokA, send: [][]byte{yprotocol.EncodeUpdate([]byte{5, 200, 1, 2})}, code: contract.CloseMalformed},
@@ -375,4 +372,19 @@ func TestCloseDocument(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.nextOf(yprotocol.MessageSync, yprotocol.SyncStep2)
+}
+
+// TestExistingSyncDocIDsStayValid: IDs earlier versions accepted over
+// sync (and whose documents exist) still name documents.
+func TestExistingSyncDocIDsStayValid(t *testing.T) {
+	for _, id := range []string{"essay:1", "Aufsatz Mathe", "résumé", "_draft", "a+b", "x@school", "doc1"} {
+		if !ValidDocID(id) {
+			t.Errorf("ValidDocID(%q) = false", id)
+		}
+	}
+	for _, id := range []string{"", "a/b", "a?b", "a#b", "a\\b", "a\x00b", strings.Repeat("d", 129)} {
+		if ValidDocID(id) {
+			t.Errorf("ValidDocID(%q) = true", id)
+		}
+	}
 }
