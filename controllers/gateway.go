@@ -63,6 +63,21 @@ func hardenedContainer() *corev1ac.SecurityContextApplyConfiguration {
 		WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))
 }
 
+// startupProbe holds off the liveness probe while a process starts: the
+// gateway and the syncer listen only once they have run the schema
+// migrations, which wait up to 30 minutes for the migration lock and may
+// build an index over the whole save history; the syncer also waits for
+// its shard's lock while a predecessor's session lingers. Killed by its
+// liveness probe meanwhile, a pod would cut a long migration short at
+// every start and never finish it.
+func startupProbe(port string) *corev1ac.ProbeApplyConfiguration {
+	return httpProbe(contract.PathHealthz, port, 10).WithFailureThreshold(startupChecks)
+}
+
+// startupChecks: 10 s apart, 35 minutes in all (the 30 of the migration
+// lock's wait, and some).
+const startupChecks = 210
+
 func httpProbe(path, port string, period int32) *corev1ac.ProbeApplyConfiguration {
 	return corev1ac.Probe().
 		WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(port))).
@@ -148,6 +163,7 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 			corev1ac.ContainerPort().WithName(contract.GatewayPortName).WithContainerPort(contract.GatewayPort),
 			corev1ac.ContainerPort().WithName(contract.MetricsPortName).WithContainerPort(contract.GatewayMetricsPort)).
 		WithEnv(gatewayEnv...).
+		WithStartupProbe(startupProbe(contract.GatewayPortName)).
 		WithReadinessProbe(httpProbe(contract.PathReadyz, contract.GatewayPortName, 5)).
 		WithLivenessProbe(httpProbe(contract.PathHealthz, contract.GatewayPortName, 10)).
 		WithResources(resources(r)).
@@ -162,6 +178,7 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 			fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)).
 		WithPorts(corev1ac.ContainerPort().WithName(contract.SyncerPortName).WithContainerPort(contract.SyncerPort)).
 		WithEnv(syncerEnv...).
+		WithStartupProbe(startupProbe(contract.SyncerPortName)).
 		WithReadinessProbe(httpProbe(contract.PathReadyz, contract.SyncerPortName, 5)).
 		WithLivenessProbe(httpProbe(contract.PathHealthz, contract.SyncerPortName, 10)).
 		WithResources(resources(r)).

@@ -1,0 +1,51 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+)
+
+// TestProbesTolerateStartup: the gateway and the syncer listen (and so
+// answer /healthz) only after the schema migrations, which may wait 30
+// minutes for the migration lock and build an index over the whole save
+// history. The kubelet must not kill them meanwhile, or a long migration is
+// cut short at every start and never finishes; once started, a hung
+// process is still found within 30 s.
+func TestProbesTolerateStartup(t *testing.T) {
+	ro := &persistencev1alpha1.PersistenceRollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
+		Spec: persistencev1alpha1.PersistenceRolloutSpec{
+			Gateway:  persistencev1alpha1.GatewaySpec{Image: "img", Shards: 2},
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
+		},
+	}
+	budget := func(p *corev1ac.ProbeApplyConfiguration) time.Duration {
+		if p == nil {
+			return 0
+		}
+		get := func(v *int32, def int32) int32 {
+			if v == nil {
+				return def
+			}
+			return *v
+		}
+		return time.Duration(get(p.InitialDelaySeconds, 0)+get(p.PeriodSeconds, 10)*get(p.FailureThreshold, 3)) * time.Second
+	}
+	for _, c := range gatewayStatefulSet(ro, true).Spec.Template.Spec.Containers {
+		if c.StartupProbe == nil {
+			t.Errorf("%s: no startup probe: killed by its liveness probe %s after start if not listening yet", *c.Name, budget(c.LivenessProbe))
+			continue
+		}
+		if b := budget(c.StartupProbe); b < 30*time.Minute {
+			t.Errorf("%s: startup allowed %s, migrations may take 30m", *c.Name, b)
+		}
+		if b := budget(c.LivenessProbe); b > time.Minute {
+			t.Errorf("%s: a hung process is found only after %s", *c.Name, b)
+		}
+	}
+}
