@@ -255,6 +255,20 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 
 	if isDone(stage) {
 		if stage == persistencev1alpha1.StageComplete && spec.StopLegacyWrites && !in.spec.Paused && intent == persistencev1alpha1.IntentProceed {
+			// The point of no return is gated like every promotion: every
+			// shard observed Complete and reports fresh, and no gate fails.
+			switch {
+			case !sum.allObserved():
+				return cohortPlan{done: true, reason: persistencev1alpha1.ReasonWaitingForBarrier,
+					waitingFor: fmt.Sprintf("%d/%d shards to observe epoch %d before legacy writes stop", sum.observed, sum.shards, st.Epoch)}
+			case !sum.allFresh():
+				return cohortPlan{done: true, reason: persistencev1alpha1.ReasonWaitingForReports,
+					waitingFor: fmt.Sprintf("fresh reports from %d/%d shards before legacy writes stop", sum.shards-sum.fresh, sum.shards)}
+			}
+			if f := gateFailure(sum, gates); f != "" {
+				return cohortPlan{done: true, failing: f, reason: persistencev1alpha1.ReasonGateFailed,
+					waitingFor: "gates to hold before legacy writes stop: " + f}
+			}
 			return cohortPlan{done: true, act: set(persistencev1alpha1.StageLegacyRetired, st.Attempt, "", "LegacyWritesStopped",
 				fmt.Sprintf("stopped legacy writes for cohort %s as stopLegacyWrites asks (point of no return)", spec.Name))}
 		}
@@ -296,6 +310,13 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 	wait := func(reason, format string, args ...any) cohortPlan {
 		cp.reason, cp.waitingFor = reason, fmt.Sprintf(format, args...)
 		return cp
+	}
+	// A soak counts only time with fresh reports, held or paused too: when
+	// reports go stale meanwhile, the window starts again (the stage does
+	// not change; restarting the soak is bookkeeping).
+	if (stage == persistencev1alpha1.StageVerify || stage == persistencev1alpha1.StageLocalFirst) &&
+		(intent == persistencev1alpha1.IntentHold || in.spec.Paused) && !sum.allFresh() && st.SoakStartedAt.Before(now) {
+		cp.act = &action{kind: actRestartSoak, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage}
 	}
 	if intent == persistencev1alpha1.IntentHold {
 		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s", spec.Name)

@@ -62,8 +62,14 @@ func TestPlanCohortTransitions(t *testing.T) {
 		{name: "Verify soaked, approved", state: state("Verify", 4), sum: healthy(4), now: withSoakDone, mayFlip: true,
 			spec: func(c *persistencev1alpha1.CohortSpec) { c.RequireApproval, c.ApprovedAttempt = true, 1 }, kind: actSetStage, stage: persistencev1alpha1.StageLocalFirst},
 		{name: "LocalFirst post-flip soak passed: complete", state: state("LocalFirst", 5), sum: healthy(5), now: withSoakDone, kind: actSetStage, stage: persistencev1alpha1.StageComplete},
-		{name: "Complete, stopLegacyWrites opted in", state: state("Complete", 6), spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true },
+		{name: "Complete, stopLegacyWrites opted in", state: state("Complete", 6), sum: healthy(6), spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true },
 			kind: actSetStage, stage: persistencev1alpha1.StageLegacyRetired},
+		{name: "Complete, stopLegacyWrites, a gate fails", state: state("Complete", 6), sum: func() summary { s := healthy(6); s.mismatched = 3; return s }(),
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true }, wait: "gates to hold before legacy writes stop"},
+		{name: "Complete, stopLegacyWrites, no shard observed Complete", state: state("Complete", 6), sum: summary{shards: 2},
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true }, wait: "0/2 shards to observe epoch 6 before legacy writes stop"},
+		{name: "Complete, stopLegacyWrites, stale reports", state: state("Complete", 6), sum: summary{shards: 2, observed: 2, fresh: 1},
+			spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true }, wait: "fresh reports from 1/2 shards before legacy writes stop"},
 		{name: "gate fails: automatic rollback", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.mismatched = 1; return s }(),
 			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack},
 		{name: "gate fails: manual halt", state: state("Backfill", 3), sum: func() summary { s := healthy(3); s.gaps = 2; return s }(),
@@ -188,5 +194,49 @@ func TestSummarizeIgnoresStaleAndOtherEpochs(t *testing.T) {
 	s := summarize(reports, 2, "a", 5, now, time.Minute)
 	if s.observed != 2 || s.fresh != 1 || s.documents != 3 || s.mismatched != 1 {
 		t.Fatalf("summary = %+v; want 2 observed, 1 fresh at epoch 5, 3 documents, 1 mismatch", s)
+	}
+}
+
+// TestSoakRestartsWhenReportsWentStaleWhilePausedOrHeld: a soak counts
+// only time with fresh reports. If the shards go silent while the cohort
+// is held or the rollout paused, the soak starts over once they are back:
+// resuming does not flip at once on the strength of silent hours.
+func TestSoakRestartsWhenReportsWentStaleWhilePausedOrHeld(t *testing.T) {
+	for name, pause := range map[string]func(*persistencev1alpha1.PersistenceRolloutSpec, *persistencev1alpha1.CohortSpec, bool){
+		"paused": func(rs *persistencev1alpha1.PersistenceRolloutSpec, _ *persistencev1alpha1.CohortSpec, on bool) { rs.Paused = on },
+		"held": func(_ *persistencev1alpha1.PersistenceRolloutSpec, c *persistencev1alpha1.CohortSpec, on bool) {
+			c.Intent = persistencev1alpha1.IntentProceed
+			if on {
+				c.Intent = persistencev1alpha1.IntentHold
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rs := persistencev1alpha1.PersistenceRolloutSpec{Strategy: persistencev1alpha1.StrategyPerCohort,
+				RollbackPolicy: persistencev1alpha1.RollbackAutomatic,
+				Gates:          persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: time.Minute}}}
+			spec := cohortSpec("pilot") // soak 1m
+			st := state("Verify", 4)    // soak started at t0
+			run := func(now time.Time, sum summary) cohortPlan {
+				cp := planCohort(planInput{now: now, spec: rs}, cohortInput{spec: spec, state: st, sum: sum}, true, true)
+				if cp.act != nil && cp.act.kind == actRestartSoak {
+					st.SoakStartedAt = now // what RestartSoak writes
+				}
+				return cp
+			}
+			pause(&rs, &spec, true)
+			run(t0.Add(10*time.Second), healthy(4))
+			for m := 2; m <= 60; m++ { // an hour without reports
+				run(t0.Add(time.Duration(m)*time.Minute), summary{shards: 2, observed: 2})
+			}
+			pause(&rs, &spec, false)
+			back := t0.Add(60*time.Minute + 30*time.Second)
+			if cp := run(back, healthy(4)); cp.act != nil && cp.act.stage == persistencev1alpha1.StageLocalFirst {
+				t.Fatalf("flipped the moment reports came back after an hour without any (soak started %s, 1m soak)", st.SoakStartedAt.Format(time.RFC3339))
+			}
+			if cp := run(back.Add(2*time.Minute), healthy(4)); cp.act == nil || cp.act.stage != persistencev1alpha1.StageLocalFirst {
+				t.Fatalf("a full soak with fresh reports after resuming did not flip: %+v", cp)
+			}
+		})
 	}
 }
