@@ -203,7 +203,9 @@ func TestSummarizeIgnoresStaleAndOtherEpochs(t *testing.T) {
 // resuming does not flip at once on the strength of silent hours.
 func TestSoakRestartsWhenReportsWentStaleWhilePausedOrHeld(t *testing.T) {
 	for name, pause := range map[string]func(*persistencev1alpha1.PersistenceRolloutSpec, *persistencev1alpha1.CohortSpec, bool){
-		"paused": func(rs *persistencev1alpha1.PersistenceRolloutSpec, _ *persistencev1alpha1.CohortSpec, on bool) { rs.Paused = on },
+		"paused": func(rs *persistencev1alpha1.PersistenceRolloutSpec, _ *persistencev1alpha1.CohortSpec, on bool) {
+			rs.Paused = on
+		},
 		"held": func(_ *persistencev1alpha1.PersistenceRolloutSpec, c *persistencev1alpha1.CohortSpec, on bool) {
 			c.Intent = persistencev1alpha1.IntentProceed
 			if on {
