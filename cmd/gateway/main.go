@@ -93,8 +93,9 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		tokenKey = strings.TrimSpace(string(b))
+		tokenKey = string(b)
 	}
+	tokenKey = string(auth.NormalizeKey(tokenKey))
 	if tokenKey == "" {
 		return errors.New("no token key: set " + contract.EnvTokenKey + ", --token-key or --token-key-file")
 	}

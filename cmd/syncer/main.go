@@ -74,7 +74,7 @@ func run() error {
 	}
 	token := os.Getenv(contract.EnvInternalToken)
 	if token == "" {
-		token = auth.InternalToken([]byte(os.Getenv(contract.EnvTokenKey)))
+		token = auth.InternalToken(auth.NormalizeKey(os.Getenv(contract.EnvTokenKey)))
 	}
 	flag.StringVar(&cfg.Listen, "listen", fmt.Sprintf(":%d", contract.SyncerPort), "internal API listen address")
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", fmt.Sprintf(":%d", contract.SyncerMetricsPort), "metrics listen address (empty disables)")

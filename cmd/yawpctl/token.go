@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,10 +19,13 @@ func tokenKey(keyFile string) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		return []byte(strings.TrimSpace(string(b))), nil
+		if k := auth.NormalizeKey(string(b)); len(k) > 0 {
+			return k, nil
+		}
+		return nil, errors.New("the key file " + keyFile + " is empty")
 	}
-	if k := os.Getenv(contract.EnvTokenKey); k != "" {
-		return []byte(k), nil
+	if k := auth.NormalizeKey(os.Getenv(contract.EnvTokenKey)); len(k) > 0 {
+		return k, nil
 	}
 	return nil, errors.New("no token key: pass --key-file or set " + contract.EnvTokenKey)
 }

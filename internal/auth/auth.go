@@ -93,6 +93,12 @@ func Verify(key []byte, token string, now time.Time) (Claims, error) {
 
 // InternalToken derives the syncer's internal API token from the token key,
 // for deployments that set only YAWP_TOKEN_KEY.
+// NormalizeKey is a token key as every process uses it: without the
+// spaces and line ends around it, so a key file ending in a newline, a
+// Secret made from that file and the same key typed into an environment
+// variable sign and verify alike.
+func NormalizeKey(key string) []byte { return []byte(strings.TrimSpace(key)) }
+
 func InternalToken(key []byte) string {
 	if len(key) == 0 {
 		return ""
