@@ -173,10 +173,11 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 		}
 		// FOR UPDATE on the cohort row waits for every save transaction
 		// that holds it FOR SHARE.
-		var from string
+		var from, outcome string
 		var current int64
-		err := tx.QueryRow(ctx, `SELECT stage, epoch FROM rollout_cohorts WHERE rollout = $1 AND cohort = $2 FOR UPDATE`,
-			ch.Key.Rollout, ch.Key.Cohort).Scan(&from, &current)
+		var attempt int32
+		err := tx.QueryRow(ctx, `SELECT stage, epoch, outcome, attempt FROM rollout_cohorts WHERE rollout = $1 AND cohort = $2 FOR UPDATE`,
+			ch.Key.Rollout, ch.Key.Cohort).Scan(&from, &current, &outcome, &attempt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrUnknownCohort
 		}
@@ -185,6 +186,13 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 		}
 		if current != ch.ExpectEpoch {
 			return fmt.Errorf("expected epoch %d, found %d: %w", ch.ExpectEpoch, current, ErrEpochConflict)
+		}
+		// A halt ends its attempt without a new epoch: a change decided
+		// before it (a stale controller's promotion) must not go through
+		// and erase it. Only a rollback, or a new attempt, follows an
+		// ended one.
+		if outcome != "" && ch.Outcome == "" && ch.Attempt <= attempt {
+			return fmt.Errorf("attempt %d ended (%s) at epoch %d: %w", attempt, outcome, current, ErrEpochConflict)
 		}
 		epoch++
 		if _, err := tx.Exec(ctx, `UPDATE rollouts SET epoch = $2 WHERE rollout = $1`, ch.Key.Rollout, epoch); err != nil {

@@ -188,3 +188,40 @@ func TestReportsAndForget(t *testing.T) {
 		t.Fatal("forgot a rollout whose cohort dual-writes")
 	}
 }
+
+// TestHaltFencesStaleStageChanges: a halt is a decision. A controller that
+// decided on the epoch before it (a stale leader that still saw healthy
+// gates) cannot promote the halted attempt and erase the halt; a rollback
+// and a new attempt still go through.
+func TestHaltFencesStaleStageChanges(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	key := CohortKey{Rollout: "ns/r", Cohort: "pilot"}
+	st := must[CohortState](t)(s.FreezeCohort(ctx, key, 0, Selector{Tenants: []string{"s1"}}, at))
+	st = must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: StageVerify, Attempt: 1, Reason: "Test", At: at}))
+	seen := st.Epoch // both controllers read the cohort at Verify, this epoch
+	if err := s.HaltAttempt(ctx, StageChange{Key: key, ExpectEpoch: seen, Reason: "GateFailed", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: seen, Stage: StageLocalFirst, Attempt: 1, Reason: "Flipped", At: at})
+	if !errors.Is(err, ErrEpochConflict) {
+		got := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["pilot"]
+		t.Fatalf("stale flip after a halt: err=%v; cohort now stage=%s outcome=%q (want ErrEpochConflict, Verify, Halted)", err, got.Stage, got.Outcome)
+	}
+	// A new attempt starts from the halted stage.
+	st = must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: seen, Stage: StageVerify, Attempt: 2, Reason: "NewAttempt", At: at}))
+	if st.Outcome != "" || st.Attempt != 2 {
+		t.Fatalf("new attempt: %+v", st)
+	}
+	// And a halted attempt can be rolled back.
+	if err := s.HaltAttempt(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Reason: "GateFailed", At: at}); err != nil {
+		t.Fatal(err)
+	}
+	st = must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: StageLegacy, Attempt: 2, Outcome: OutcomeRolledBack, Reason: "RollbackRequested", At: at}))
+	if st.Stage != StageLegacy || st.Outcome != OutcomeRolledBack {
+		t.Fatalf("rollback of a halted attempt: %+v", st)
+	}
+}
