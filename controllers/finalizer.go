@@ -3,10 +3,14 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -69,10 +73,35 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 }
 
 // orphanGateway removes the rollout's owner reference from the gateway
-// objects that exist, so that garbage collection leaves them running.
+// objects that exist, so that garbage collection leaves them running. It
+// never creates one: an object already gone (deleted by hand, or by the
+// deletion of its namespace, where nothing new may be created) stays gone,
+// and the rollout's deletion goes on.
 func (r *PersistenceRolloutReconciler) orphanGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
-	_, err := r.applyGateway(ctx, ro, false)
-	return err
+	objs := []client.Object{&appsv1.StatefulSet{}}
+	names := []string{gatewayName(ro)}
+	for _, svc := range gatewayServices(ro, false) {
+		objs, names = append(objs, &corev1.Service{}), append(names, *svc.Name)
+	}
+	for i, obj := range objs {
+		if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: names[i]}, obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				continue
+			}
+			return fmt.Errorf("orphan %s: %w", names[i], err)
+		}
+		refs := obj.GetOwnerReferences()
+		kept := slices.DeleteFunc(slices.Clone(refs), func(o metav1.OwnerReference) bool { return o.UID == ro.UID })
+		if len(kept) == len(refs) {
+			continue
+		}
+		patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
+		obj.SetOwnerReferences(kept)
+		if err := r.Patch(ctx, obj, patch); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("orphan %s: %w", names[i], err)
+		}
+	}
+	return nil
 }
 
 // rollbackAll rolls every cohort back to Legacy. It returns what it still

@@ -538,3 +538,35 @@ func TestKubectlGetShowsTheRollout(t *testing.T) {
 	f.g.Expect(err).NotTo(HaveOccurred(), string(out))
 	f.g.Expect(string(out)).To(Equal("waiting for 1/2 shards to observe epoch " + itoa(f.get("shown").Status.Epoch)))
 }
+
+// TestRetainDeletionInTerminatingNamespace: deleting a namespace deletes
+// its StatefulSets and its rollouts in no particular order. With the
+// gateway already gone, the Retain finalizer must not re-create it (the API
+// server refuses new objects in a terminating namespace), or the rollout,
+// and with it the namespace, is never deleted.
+func TestRetainDeletionInTerminatingNamespace(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout("gone", "pilot"))).To(Succeed())
+	f.waitStage("gone", "pilot", persistencev1alpha1.StageDualWrite)
+	var sts appsv1.StatefulSet
+	f.g.Eventually(func() error {
+		return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "gone-gateway"}, &sts)
+	}).Should(Succeed())
+	// The namespace is deleted; the namespace controller (absent in
+	// envtest) would delete its contents: here the gateway goes first.
+	var ns corev1.Namespace
+	f.g.Expect(k8s.Get(ctx, client.ObjectKey{Name: f.ns}, &ns)).To(Succeed())
+	f.g.Expect(k8s.Delete(ctx, &ns)).To(Succeed())
+	f.g.Expect(k8s.Delete(ctx, &sts)).To(Succeed())
+	for _, name := range []string{"gone-gateway", "gone-gateway-headless"} {
+		svc := &corev1.Service{}
+		svc.Namespace, svc.Name = f.ns, name
+		f.g.Expect(client.IgnoreNotFound(k8s.Delete(ctx, svc))).To(Succeed())
+	}
+	f.g.Expect(k8s.Delete(ctx, f.get("gone"))).To(Succeed())
+	f.g.Eventually(func() bool {
+		err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "gone"}, &persistencev1alpha1.PersistenceRollout{})
+		return apierrors.IsNotFound(err)
+	}, 10*time.Second).Should(BeTrue(), "the Retain finalizer should let the rollout go")
+}
