@@ -31,7 +31,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -96,9 +95,6 @@ func run() error {
 		tokenKey = string(b)
 	}
 	tokenKey = string(auth.NormalizeKey(tokenKey))
-	if tokenKey == "" {
-		return errors.New("no token key: set " + contract.EnvTokenKey + ", --token-key or --token-key-file")
-	}
 	if internalToken == "" {
 		internalToken = auth.InternalToken([]byte(tokenKey))
 	}
@@ -107,6 +103,12 @@ func run() error {
 	}
 	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if tokenKey == "" {
+		// The rollout names no token Secret: the gateway runs (its probes
+		// answer, the pod does not crash-loop) and accepts no client.
+		cfg.Logger.Warn("no token key: every client request is refused (503 no_token_key, WebSocket 4401); set " +
+			contract.EnvTokenKey + " (the rollout's spec.gateway.tokenSecretRef), --token-key or --token-key-file")
+	}
 	g, err := gateway.New(cfg)
 	if err != nil {
 		return err
