@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -46,5 +47,25 @@ func TestTokenKeyFromFileMatchesTheSecret(t *testing.T) {
 	}
 	if _, err := tokenKey(file); err == nil {
 		t.Fatal("an empty key file was accepted")
+	}
+}
+
+// TestTokenTTLMustBePositive: --ttl -1h is refused, not minted expired.
+func TestTokenTTLMustBePositive(t *testing.T) {
+	t.Setenv("YAWP_TOKEN_KEY", "k")
+	for _, ttl := range []string{"-1h", "0s"} {
+		cmd := newTokenCommand()
+		cmd.SetArgs([]string{"--tenant", "t", "--user", "u", "--ttl", ttl})
+		cmd.SetOut(io.Discard)
+		cmd.SetErr(io.Discard)
+		if err := cmd.Execute(); err == nil {
+			t.Errorf("--ttl %s was accepted", ttl)
+		}
+	}
+	cmd := newTokenCommand()
+	cmd.SetArgs([]string{"--tenant", "t", "--user", "u", "--ttl", "1h"})
+	cmd.SetOut(io.Discard)
+	if err := cmd.Execute(); err != nil {
+		t.Errorf("--ttl 1h: %v", err)
 	}
 }
