@@ -336,32 +336,53 @@ func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	// Refused (another role's backend) or gone already: either way the
-	// wait below decides.
-	_, _ = e.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid))
-	for {
-		var alive bool
-		if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int32(pid)).Scan(&alive); err != nil {
-			return false, fmt.Errorf("wait for the backend of the broken commit: %w", err)
-		}
-		if !alive {
-			break
-		}
+	// The fault that broke the group's connection (a restart, a network
+	// blip) often broke the pool's other connections too: every step is
+	// retried until the deadline, not given up on its first error.
+	var last error
+	retry := func(err error) bool {
+		last = err
 		select {
 		case <-ctx.Done():
-			return false, fmt.Errorf("backend %d of the broken commit is still running: %w", pid, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return false
+		case <-time.After(50 * time.Millisecond):
+			return true
 		}
 	}
-	var hash []byte
-	err := e.pool.QueryRow(ctx, `SELECT hash FROM save_ledger WHERE doc_id = $1 AND seq = $2`, bc.ledDoc[n-1], bc.ledSeq[n-1]).Scan(&hash)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("look for the broken commit's ledger entry: %w", err)
+	terminated := false
+	for {
+		if !terminated {
+			// Refused (another role's backend) or gone already: either
+			// way the wait below decides.
+			_, err := e.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, int32(pid))
+			terminated = err == nil
+		}
+		var alive bool
+		if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, int32(pid)).Scan(&alive); err != nil {
+			if retry(fmt.Errorf("wait for the backend of the broken commit: %w", err)) {
+				continue
+			}
+			return false, last
+		}
+		if alive {
+			if retry(fmt.Errorf("backend %d of the broken commit is still running", pid)) {
+				continue
+			}
+			return false, last
+		}
+		var hash []byte
+		err := e.pool.QueryRow(ctx, `SELECT hash FROM save_ledger WHERE doc_id = $1 AND seq = $2`, bc.ledDoc[n-1], bc.ledSeq[n-1]).Scan(&hash)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return false, nil
+		case err != nil:
+			if retry(fmt.Errorf("look for the broken commit's ledger entry: %w", err)) {
+				continue
+			}
+			return false, last
+		}
+		return bytes.Equal(hash, bc.ledHash[n-1]), nil
 	}
-	return bytes.Equal(hash, bc.ledHash[n-1]), nil
 }
 
 // applyLive applies the group's requests in memory, queueing their writes;

@@ -23,8 +23,15 @@ type answerLoser struct {
 	marker atomic.Pointer[[]byte]
 	// swallow: the marked write does not reach the server either.
 	swallow bool
+	// killAll: every connection through the proxy breaks with it (a
+	// network blip), the pool's idle ones included.
+	killAll bool
 	lost    chan struct{}
 	once    sync.Once
+	mu      sync.Mutex
+	conns   []net.Conn
+	// down: until then, new connections are refused (the blip lasts).
+	down atomic.Int64
 }
 
 func newAnswerLoser(t *testing.T, target string) *answerLoser {
@@ -47,11 +54,18 @@ func newAnswerLoser(t *testing.T, target string) *answerLoser {
 }
 
 func (p *answerLoser) serve(client net.Conn) {
+	if time.Now().UnixNano() < p.down.Load() {
+		client.Close()
+		return
+	}
 	server, err := net.Dial("tcp", p.target)
 	if err != nil {
 		client.Close()
 		return
 	}
+	p.mu.Lock()
+	p.conns = append(p.conns, client, server)
+	p.mu.Unlock()
 	var losing atomic.Bool
 	go func() { // server -> client
 		buf := make([]byte, 64<<10)
@@ -80,6 +94,14 @@ func (p *answerLoser) serve(client net.Conn) {
 				time.Sleep(300 * time.Millisecond) // the server commits and answers
 				server.Close()
 				client.Close()
+				if p.killAll {
+					p.down.Store(time.Now().Add(300 * time.Millisecond).UnixNano())
+					p.mu.Lock()
+					for _, c := range p.conns {
+						c.Close()
+					}
+					p.mu.Unlock()
+				}
 				p.once.Do(func() { close(p.lost) })
 				return
 			}
@@ -100,13 +122,17 @@ func (p *answerLoser) serve(client net.Conn) {
 // PostgreSQL, the group committed: its requests are answered as committed
 // and none is applied a second time (retried one by one, as a failed
 // group is, they were). Where they did not, the retry applies each once.
+// Where the fault broke every connection of the pool too, finding out
+// retries on new ones instead of giving up (and fencing the syncer).
 func TestLostCommitAnswerIsResolved(t *testing.T) {
-	for _, swallow := range []bool{false, true} {
-		t.Run(fmt.Sprint("swallowed=", swallow), func(t *testing.T) { testLostCommitAnswer(t, swallow) })
+	for _, c := range []struct{ swallow, killAll bool }{{false, false}, {true, false}, {false, true}} {
+		t.Run(fmt.Sprintf("swallowed=%v,all-connections-broken=%v", c.swallow, c.killAll), func(t *testing.T) {
+			testLostCommitAnswer(t, c.swallow, c.killAll)
+		})
 	}
 }
 
-func testLostCommitAnswer(t *testing.T, swallow bool) {
+func testLostCommitAnswer(t *testing.T, swallow, killAll bool) {
 	e := setup(t)
 	ctx := t.Context()
 	pc, err := pgxpool.ParseConfig(e.dsn)
@@ -114,7 +140,7 @@ func testLostCommitAnswer(t *testing.T, swallow bool) {
 		t.Fatal(err)
 	}
 	proxy := newAnswerLoser(t, fmt.Sprintf("%s:%d", pc.ConnConfig.Host, pc.ConnConfig.Port))
-	proxy.swallow = swallow
+	proxy.swallow, proxy.killAll = swallow, killAll
 	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", uint16(proxy.ln.Addr().(*net.TCPAddr).Port)
 	proxied, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
