@@ -428,6 +428,10 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 				case first.req.Tenant != o.req.Tenant:
 					// Another tenant's request: it is no replay of the
 					// first, and runs (and is refused) on its own.
+				case first.err != nil:
+					// The first was refused and recorded nothing under the
+					// key: this one runs on its own, and may take the key.
+					bc.idem[id] = o
 				case requestFingerprint(&first.req) != requestFingerprint(&o.req):
 					e.refuseReuse(bc, st, o)
 					continue

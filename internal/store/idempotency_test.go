@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -81,5 +82,28 @@ func TestSameKeyInOneGroup(t *testing.T) {
 	var se *Error
 	if !errors.As(ops[2].err, &se) || se.Code != CodeIdempotencyReuse {
 		t.Errorf("a different request with the group's key: %+v, %v", ops[2].res, ops[2].err)
+	}
+}
+
+// TestKeyOfARefusedRequest: a request refused in a group records nothing
+// under its key, so a different request with the key later in the same
+// group runs on its own, as it would in the next group.
+func TestKeyOfARefusedRequest(t *testing.T) {
+	e := setup(t)
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "v1"})
+	l := e.eng.laneOf("d")
+	refused := Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "x", Title: ptr(strings.Repeat("t", 600)), IdempotencyKey: "K"}
+	good := Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "v2", IdempotencyKey: "K"}
+	ops := []*op{{req: refused, done: make(chan struct{})}, {req: good, done: make(chan struct{})}}
+	e.eng.runBatch(l, ops)
+	var se *Error
+	if !errors.As(ops[0].err, &se) || se.Code != CodeTooLarge {
+		t.Fatalf("the oversize title: %+v, %v", ops[0].res, ops[0].err)
+	}
+	if ops[1].err != nil || ops[1].res.Revision != 2 {
+		t.Fatalf("the next request with the key: %+v, %v", ops[1].res, ops[1].err)
+	}
+	if r := e.submit(good); !r.Replayed || r.Revision != 2 {
+		t.Errorf("its retry: %+v", r)
 	}
 }
