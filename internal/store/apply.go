@@ -412,9 +412,16 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 				if r.Revision > 0 {
 					// Answered with the text its revision holds, as the
 					// first answer was (a merge's result included).
+					// A history that cannot be rebuilt (damaged) is logged
+					// and the replay answered without the text: refusing
+					// it would fail every retry of the save.
 					texts, err := revisionTexts(ctx, bc.conn, st.id, r.Revision, r.Revision)
 					if err != nil {
-						return nil, fmt.Errorf("replay of %s/%s: %w", o.req.Doc, k, err)
+						if ctx.Err() != nil {
+							return nil, err
+						}
+						e.log.Error("the revision of a replayed save cannot be read; answered without its text",
+							"doc", st.id, "revision", r.Revision, "err", err)
 					}
 					if c, ok := texts[r.Revision]; ok {
 						r.Content = &c

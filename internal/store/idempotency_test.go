@@ -107,3 +107,24 @@ func TestKeyOfARefusedRequest(t *testing.T) {
 		t.Errorf("its retry: %+v", r)
 	}
 }
+
+// TestReplayOfADamagedRevision: a replay answers with its revision's text,
+// but a revision that cannot be rebuilt (its splice altered) does not fail
+// the retry: it is answered as the replay it is, without the text.
+func TestReplayOfADamagedRevision(t *testing.T) {
+	e := setup(t)
+	long := strings.Repeat("a sentence of an essay. ", 100) // splices need 1 KiB
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: long})
+	save := Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: long + "More.", BaseRevision: 1, IdempotencyKey: "K"}
+	first := e.submit(save)
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd' AND revision = 2 AND splice_text IS NOT NULL`); n != 1 {
+		t.Fatalf("revision 2 is not a splice")
+	}
+	if _, err := e.pool.Exec(t.Context(), `UPDATE document_revisions SET splice_text = splice_text || 'Z' WHERE doc_id = 'd' AND revision = 2`); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.eng.Submit(t.Context(), save)
+	if err != nil || !r.Replayed || r.Revision != first.Revision || r.Content != nil {
+		t.Fatalf("retry of a save whose revision is damaged: %+v, %v", r, err)
+	}
+}
