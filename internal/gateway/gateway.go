@@ -376,6 +376,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := r.Header.Get(contract.HeaderIdempotencyKey)
+	keyErr := checkKey(key)
 	doc := b.ID
 	switch {
 	case doc != "":
@@ -384,8 +385,8 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	case key != "":
-		if e := checkKey(key); e != nil {
-			syncer.WriteError(w, e) // no document to record it on
+		if keyErr != nil {
+			syncer.WriteError(w, keyErr) // no document to record it on
 			return
 		}
 		// A retried create lands on the same document.
@@ -400,8 +401,8 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, `field "content" is required`))
 		return
 	}
-	if e := checkKey(key); e != nil {
-		g.refuse(w, r, doc, c, e)
+	if keyErr != nil {
+		g.refuse(w, r, doc, c, keyErr)
 		return
 	}
 	g.apply(w, r, http.StatusCreated, store.Request{Kind: store.KindCreate, Doc: doc, Tenant: c.Tenant, User: c.User,

@@ -322,7 +322,7 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 // the commit was under way.
 func commitInDoubt(err error) bool {
 	var pg *pgconn.PgError
-	return !errors.As(err, &pg) && !pgconn.SafeToRetry(err) && !errors.Is(err, errFastPath)
+	return !errors.As(err, &pg) && !pgconn.SafeToRetry(err)
 }
 
 // resolveInDoubt finds out whether the group that backend pid was running

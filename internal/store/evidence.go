@@ -174,6 +174,10 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 	// saved-locally-not-synced: a client announced operations we still
 	// do not hold.
 	lastMissing := map[string]TimelineEntry{}
+	subjectClient := ""
+	if q.Client != 0 {
+		subjectClient = strconv.FormatUint(q.Client, 10)
+	}
 	for _, t := range sub {
 		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected {
 			continue
@@ -181,7 +185,7 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		for c := range t.Missing {
 			// Asked about one client: its own operations, not others' it
 			// happened to hold (a peer's, received from another tab).
-			if q.Client == 0 || c == strconv.FormatUint(q.Client, 10) {
+			if subjectClient == "" || c == subjectClient {
 				lastMissing[c] = t
 			}
 		}

@@ -257,17 +257,6 @@ func typeString(t *Type, snap *Snapshot) string {
 
 func isLowSurrogate(c uint16) bool { return c >= 0xdc00 && c <= 0xdfff }
 
-// UTF16 returns the text as UTF-16 code units.
-func (x *Text) UTF16() []uint16 {
-	u := make([]uint16, 0, x.t.length)
-	for it := x.t.start; it != nil; it = it.Right {
-		if c, ok := it.Content.(*ContentString); ok && !it.Deleted() {
-			u = append(u, c.s...)
-		}
-	}
-	return u
-}
-
 // UTF16Indexed returns the text as UTF-16 code units with the index of
 // each in the Y.Text, which also counts embeds (one each) that the text
 // leaves out: an edit worked out on the text lands where it should.
