@@ -264,12 +264,27 @@ func checkKey(key string) *apiError {
 	return nil
 }
 
-// begin authenticates and validates the document ID.
-func (g *Gateway) begin(w http.ResponseWriter, r *http.Request) (auth.Claims, string, bool) {
+// Whether begin records a failed authentication in the document's ledger.
+const (
+	recordRefusal = true  // the request would have written or synced: the refusal is evidence of the attempt
+	readOnly      = false // a read: refusing it leaves no trace in the document's evidence
+)
+
+// begin authenticates and validates the document ID. A refused write or
+// sync is recorded in the document's ledger: support asks what became of
+// a student's save, and "refused: token_expired" is that answer. A refused
+// read is not: it is no save, and a reader with an expired token
+// (support asking for the evidence itself) must not write into the
+// history it looks at.
+func (g *Gateway) begin(w http.ResponseWriter, r *http.Request, record bool) (auth.Claims, string, bool) {
 	doc := r.PathValue("id")
 	c, aerr := g.authenticate(r)
 	if aerr != nil {
-		g.refuse(w, r, doc, c, aerr)
+		if record {
+			g.refuse(w, r, doc, c, aerr)
+		} else {
+			syncer.WriteError(w, aerr)
+		}
 		return c, doc, false
 	}
 	if doc != "" && !contract.ValidDocID(doc) {
@@ -366,7 +381,7 @@ func describe(r store.Result) SaveResponse {
 }
 
 func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := g.begin(w, r)
+	c, _, ok := g.begin(w, r, recordRefusal)
 	if !ok {
 		return
 	}
@@ -434,7 +449,7 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 }
 
 func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, recordRefusal)
 	if !ok {
 		return
 	}
@@ -467,7 +482,7 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, recordRefusal)
 	if !ok {
 		return
 	}
@@ -480,7 +495,7 @@ func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, recordRefusal)
 	if !ok {
 		return
 	}
@@ -493,7 +508,7 @@ func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := g.begin(w, r)
+	c, _, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}
@@ -515,7 +530,7 @@ func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) read(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}
@@ -536,7 +551,7 @@ func (g *Gateway) read(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) revision(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}
@@ -559,7 +574,7 @@ func (g *Gateway) revision(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) preserved(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}
@@ -582,7 +597,7 @@ func (g *Gateway) preserved(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) evidence(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}
@@ -612,7 +627,7 @@ func (g *Gateway) evidence(w http.ResponseWriter, r *http.Request) {
 
 // verify is operator-only: it checks a document's whole hash chain.
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) {
-	c, doc, ok := g.begin(w, r)
+	c, doc, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}

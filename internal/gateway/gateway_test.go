@@ -356,3 +356,44 @@ func TestYjsOverHTTP(t *testing.T) {
 		t.Fatalf("evidence of client 77: %s", r.raw)
 	}
 }
+
+// A read refused for its token leaves no trace in the document's ledger
+// (support reading evidence with an expired token must not add to it, and
+// a read is no save to report as rejected); a refused write does.
+func TestRefusedReadsLeaveNoTrace(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	expired := token(t, "school-a", "alice", -time.Minute, false)
+	f.do("POST", "/v1/documents", alice, map[string]any{"id": "doc1", "content": "v1"})
+	timeline := func() []any {
+		t.Helper()
+		r := f.do("GET", "/v1/documents/doc1/evidence", alice, nil)
+		if r.status != 200 {
+			t.Fatalf("evidence: %d %s", r.status, r.raw)
+		}
+		return r.body["timeline"].([]any)
+	}
+	before := len(timeline())
+	for _, tok := range []string{expired, "yawp1.garbage.sig", ""} {
+		for _, path := range []string{"/v1/documents/doc1", "/v1/documents/doc1/revisions/1", "/v1/documents/doc1/preserved/1",
+			"/v1/documents/doc1/evidence", "/v1/documents/doc1/evidence/verify", "/v1/documents"} {
+			if r := f.do("GET", path, tok, nil); r.status != 401 {
+				t.Errorf("GET %s: %d %s", path, r.status, r.raw)
+			}
+		}
+	}
+	if after := len(timeline()); after != before {
+		t.Errorf("refused reads added %d ledger entries", after-before)
+	}
+	if r := f.do("PUT", "/v1/documents/doc1", expired, `{"content": "v2"}`); r.status != 401 || r.body["code"] != "token_expired" {
+		t.Fatalf("save with an expired token: %d %s", r.status, r.raw)
+	}
+	tl := timeline()
+	if len(tl) != before+1 || tl[len(tl)-1].(map[string]any)["kind"] != "rejected" {
+		t.Errorf("the refused save is not the ledger's last entry: %v", tl)
+	}
+	r := f.do("GET", "/v1/documents/doc1/evidence?user=alice", alice, nil)
+	if r.body["verdict"] != store.VerdictSynced {
+		t.Errorf("alice's evidence: %s", r.raw)
+	}
+}
