@@ -77,6 +77,7 @@ type batchCtx struct {
 	// the revision and the answer it got ("": none).
 	revKey, revResult []string
 	revPending        map[string]map[int64]string
+	revTitles         map[string]map[int64]string // the titles of revPending's revisions
 
 	yDoc, yOrigin []string
 	ySeq, yGen    []int64
@@ -92,7 +93,7 @@ type batchCtx struct {
 
 func newBatchCtx() *batchCtx {
 	return &batchCtx{pre: &pgx.Batch{}, now: now(), dirty: map[string]*docState{}, idem: map[[2]string]*op{},
-		revPending: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{},
+		revPending: map[string]map[int64]string{}, revTitles: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{},
 		created: map[string]bool{}, repaired: map[string]string{}}
 }
 
@@ -803,9 +804,9 @@ func (e *Engine) writeRevision(bc *batchCtx, st *docState, stage dataplane.SaveS
 	bc.revKey, bc.revResult = append(bc.revKey, ""), append(bc.revResult, "")
 	bc.revBy, bc.revStage, bc.revEpoch = append(bc.revBy, user), append(bc.revStage, stage.Stage), append(bc.revEpoch, stage.Epoch)
 	if bc.revPending[st.id] == nil {
-		bc.revPending[st.id] = map[int64]string{}
+		bc.revPending[st.id], bc.revTitles[st.id] = map[int64]string{}, map[int64]string{}
 	}
-	bc.revPending[st.id][st.revision] = text
+	bc.revPending[st.id][st.revision], bc.revTitles[st.id][st.revision] = text, st.title
 	return sha
 }
 
@@ -947,8 +948,11 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	stale := r.BaseRevision != 0 && r.BaseRevision != st.revision
 	kind, outcome := ledger.KindCommitted, OutcomeSaved
 	text := r.Content
+	title := st.title
+	if r.Title != nil {
+		title = *r.Title
+	}
 	var superseded, preservedID int64
-	var conflictText string
 	if stale {
 		if legacyAuthoritative(stage.Stage) {
 			// As the existing store: the save wins; what it overwrote
@@ -975,21 +979,32 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 			if !ok && m.Text != cur {
 				m = merge.Result{Text: cur, Conflict: true}
 			}
+			baseTitle, err := e.revisionTitle(ctx, bc, st.id, r.BaseRevision)
+			if err != nil {
+				return err
+			}
+			var titleConflict bool
+			title, titleConflict = mergeTitle(baseTitle, st.title, r.Title)
 			text = m.Text
 			kind, outcome = ledger.KindMerged, OutcomeMerged
-			if m.Conflict {
+			if m.Conflict || titleConflict {
+				// Kept aside whole: the document keeps its text and its
+				// title, the save's are both readable where preserved.
+				reason := "three-way merge conflict: the save's text is kept here, the document keeps its current text and title"
+				if !m.Conflict {
+					reason = "three-way merge conflict on the title (the document's was changed since the save's base revision): the save's title and text are kept here, the document keeps its current text and title"
+				}
+				text, title = cur, st.title
 				st.preserved++
-				preservedID, conflictText = st.preserved, r.Content
+				preservedID = st.preserved
 				kind, outcome = ledger.KindPreserved, OutcomeConflictPreserved
-				bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, reason, saved_by, saved_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7)`, st.id, preservedID, r.BaseRevision, conflictText,
-					"three-way merge conflict: the save's text is kept here, the document keeps its current text", r.User, bc.now)
+				bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, title, reason, saved_by, saved_at)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, st.id, preservedID, r.BaseRevision, r.Content, r.Title,
+					reason, r.User, bc.now)
 			}
 		}
 	}
-	if r.Title != nil {
-		st.title = *r.Title
-	}
+	st.title = title
 	// Yjs first (it may fail), then the legacy row.
 	if st.ydoc != nil || writesYjs(stage.Stage) {
 		if st.ydoc == nil {
@@ -1016,6 +1031,43 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	o.res.SupersededRevision, o.res.PreservedID = superseded, preservedID
 	e.stamp(&o.res, st, sealed)
 	return e.remember(bc, o)
+}
+
+// mergeTitle three-way merges a stale save's title, one value: the
+// save's title applies if only the save changed it; the current one stays
+// if only others did, or if the save sent none; both changed it to
+// different titles (or the base's is unknown and the save's differs) is
+// a conflict, and the current title stays.
+func mergeTitle(base *string, cur string, save *string) (string, bool) {
+	switch {
+	case save == nil || *save == cur:
+		return cur, false
+	case base == nil:
+		return cur, true
+	case *base == *save:
+		return cur, false
+	case *base == cur:
+		return *save, false
+	default:
+		return cur, true
+	}
+}
+
+// revisionTitle returns the title of a document's revision, or nil if the
+// history does not hold it.
+func (e *Engine) revisionTitle(ctx context.Context, bc *batchCtx, doc string, rev int64) (*string, error) {
+	if t, ok := bc.revTitles[doc][rev]; ok {
+		return &t, nil
+	}
+	var t string
+	err := bc.conn.QueryRow(ctx, `SELECT title FROM document_revisions WHERE doc_id = $1 AND revision = $2`, doc, rev).Scan(&t)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("title of revision %d of %s: %w", rev, doc, err)
+	}
+	return &t, nil
 }
 
 func clientsOf(u *yjs.DecodedUpdate) []uint64 {

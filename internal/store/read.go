@@ -150,6 +150,7 @@ type Preserved struct {
 	ID           int64     `json:"preserved_id"`
 	BaseRevision int64     `json:"base_revision"`
 	Content      string    `json:"content"`
+	Title        *string   `json:"title,omitempty"` // the save's title, when it sent one and was kept aside whole
 	Reason       string    `json:"reason"`
 	SavedBy      string    `json:"saved_by"`
 	SavedAt      time.Time `json:"saved_at"`
@@ -159,10 +160,10 @@ type Preserved struct {
 func (e *Engine) ReadPreserved(ctx context.Context, tenant, doc string, id int64) (Preserved, error) {
 	p := Preserved{Doc: doc, ID: id}
 	err := e.pool.QueryRow(ctx, `
-		SELECT p.base_revision, p.content, p.reason, p.saved_by, p.saved_at
+		SELECT p.base_revision, p.content, p.title, p.reason, p.saved_by, p.saved_at
 		FROM preserved_content p JOIN documents d ON d.doc_id = p.doc_id
 		WHERE p.doc_id = $1 AND p.preserved_id = $2 AND d.tenant = $3`, doc, id, tenant).
-		Scan(&p.BaseRevision, &p.Content, &p.Reason, &p.SavedBy, &p.SavedAt)
+		Scan(&p.BaseRevision, &p.Content, &p.Title, &p.Reason, &p.SavedBy, &p.SavedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Preserved{}, errf(http.StatusNotFound, CodeNotFound, "no preserved content %d of document %q for this tenant", id, doc)
 	}

@@ -788,3 +788,60 @@ func TestLongOfflineHistoryIsAccepted(t *testing.T) {
 		t.Fatalf("the legacy row does not hold the final text (%d rows)", n)
 	}
 }
+
+// A stale save's title is merged like its text: it never silently undoes
+// a rename made since its base, and a save kept aside changes neither the
+// text nor the title.
+func TestStaleSaveTitles(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("lf", dataplane.StageLocalFirst, "tf")
+	e.cohort("legacy", dataplane.StageVerify, "tl")
+	title := func(s string) *string { return &s }
+
+	e.submit(Request{Kind: KindCreate, Doc: "a", Tenant: "tf", User: "student", Title: title("Essay"), Content: "one two three"})
+	e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tf", User: "teacher", Title: title("Essay (graded)"), Content: "one two three", BaseRevision: 1})
+	// The student's editor sends the title it loaded with every save.
+	r := e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tf", User: "student", Title: title("Essay"), Content: "one two three four", BaseRevision: 1})
+	if r.Outcome != OutcomeMerged || r.Title != "Essay (graded)" || *r.Content != "one two three four" {
+		t.Fatalf("stale save that did not touch the title: %s %q %q", r.Outcome, r.Title, *r.Content)
+	}
+	// Both renamed it: the save is kept aside whole.
+	r = e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tf", User: "student", Title: title("My essay"), Content: "one two three four five", BaseRevision: 1})
+	if r.Outcome != OutcomeConflictPreserved || r.Title != "Essay (graded)" || *r.Content != "one two three four" || r.PreservedID != 1 {
+		t.Fatalf("stale save renaming a renamed document: %s %q %q %d", r.Outcome, r.Title, *r.Content, r.PreservedID)
+	}
+	p, err := e.eng.ReadPreserved(ctx, "tf", "a", 1)
+	if err != nil || p.Title == nil || *p.Title != "My essay" || p.Content != "one two three four five" {
+		t.Fatalf("preserved save: %+v %v", p, err)
+	}
+	// Only the save renamed it: the rename applies.
+	r = e.submit(Request{Kind: KindSave, Doc: "a", Tenant: "tf", User: "teacher", Title: title("Final"), Content: "one two three four", BaseRevision: 3})
+	if r.Outcome != OutcomeMerged || r.Title != "Final" {
+		t.Fatalf("stale save renaming a document nobody else renamed: %s %q", r.Outcome, r.Title)
+	}
+
+	// A text conflict keeps the document's title too.
+	e.submit(Request{Kind: KindCreate, Doc: "b", Tenant: "tf", User: "u", Title: title("Notes"), Content: "hello world"})
+	e.submit(Request{Kind: KindSave, Doc: "b", Tenant: "tf", User: "u", Content: "Hello world", BaseRevision: 1})
+	r = e.submit(Request{Kind: KindSave, Doc: "b", Tenant: "tf", User: "v", Title: title("Goodbye notes"), Content: "goodbye", BaseRevision: 1})
+	if r.Outcome != OutcomeConflictPreserved || r.Title != "Notes" || *r.Content != "Hello world" {
+		t.Fatalf("conflicting save: %s %q %q", r.Outcome, r.Title, *r.Content)
+	}
+	if p, err := e.eng.ReadPreserved(ctx, "tf", "b", 1); err != nil || p.Title == nil || *p.Title != "Goodbye notes" || p.Content != "goodbye" {
+		t.Fatalf("preserved conflicting save: %+v %v", p, err)
+	}
+	var stored string
+	if err := e.pool.QueryRow(ctx, `SELECT title FROM documents WHERE doc_id = 'b'`).Scan(&stored); err != nil || stored != "Notes" {
+		t.Errorf("legacy row's title: %q %v", stored, err)
+	}
+
+	// Legacy-authoritative stages behave as the old store: the save wins,
+	// title included; what it overwrote stays in the history.
+	e.submit(Request{Kind: KindCreate, Doc: "c", Tenant: "tl", User: "u", Title: title("Old"), Content: "x"})
+	e.submit(Request{Kind: KindSave, Doc: "c", Tenant: "tl", User: "u", Title: title("Renamed"), Content: "x", BaseRevision: 1})
+	r = e.submit(Request{Kind: KindSave, Doc: "c", Tenant: "tl", User: "v", Title: title("Old"), Content: "xy", BaseRevision: 1})
+	if r.Outcome != OutcomeOverwrittenPreserved || r.Title != "Old" {
+		t.Fatalf("stale save in Verify: %s %q", r.Outcome, r.Title)
+	}
+}
