@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/ledger"
@@ -53,8 +54,14 @@ type Finding struct {
 	Revision    int64             `json:"revision,omitempty"`
 	StateVector map[string]uint64 `json:"state_vector,omitempty"`
 	// Missing: what a client holds that we never received.
-	Missing  map[string][2]uint64 `json:"missing,omitempty"`
-	LastSeen *time.Time           `json:"last_seen,omitempty"`
+	Missing map[string][2]uint64 `json:"missing,omitempty"`
+	// Pending: per client, the clocks [from, to) of operations the server
+	// holds durably but cannot put in the text yet; WaitingFor: per
+	// client, the clock of the operation they build on that it never
+	// received.
+	Pending    map[string][2]uint64 `json:"pending,omitempty"`
+	WaitingFor map[string]uint64    `json:"waiting_for,omitempty"`
+	LastSeen   *time.Time           `json:"last_seen,omitempty"`
 	// PreservedAt is the API path where superseded content can be read.
 	PreservedAt string `json:"preserved_at,omitempty"`
 	Reason      string `json:"reason,omitempty"`
@@ -276,6 +283,12 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 			})
 		}
 	}
+	// synced, but not in the text yet: operations held pending. Before
+	// the latest commit, so it heads the answer: a student whose edits
+	// were saved yet do not show needs to hear why first.
+	if f, ok := pendingFinding(st, q, sub); ok {
+		out = append(out, f)
+	}
 	// synced: the latest committed entry of the subject.
 	for i := len(sub) - 1; i >= 0; i-- {
 		t := sub[i]
@@ -298,6 +311,61 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		}
 	}
 	return out
+}
+
+// pendingFinding reports the subject's operations the server holds in
+// pending structs: committed to the update log (durable, and acknowledged
+// as such), but not integrable until operations they build on arrive,
+// which may never happen if the client that made those lost them. The
+// subject's clients are the one asked about, those of the subject's
+// entries, or for a whole document every client with pending operations.
+func pendingFinding(st *docState, q EvidenceQuery, sub []TimelineEntry) (Finding, bool) {
+	if st.ydoc == nil {
+		return Finding{}, false
+	}
+	held := st.ydoc.PendingRanges()
+	if len(held) == 0 {
+		return Finding{}, false
+	}
+	var clients []uint64
+	switch {
+	case q.Client != 0:
+		clients = []uint64{q.Client}
+	case q.subject() == "":
+		for c := range held {
+			clients = append(clients, c)
+		}
+	default:
+		for _, t := range sub {
+			clients = append(clients, t.Clients...)
+		}
+	}
+	slices.Sort(clients)
+	clients = slices.Compact(clients)
+	f := Finding{Verdict: VerdictSynced, Revision: st.revision, Pending: map[string][2]uint64{}, WaitingFor: map[string]uint64{}}
+	var ops []string
+	for _, c := range clients {
+		rs := held[c]
+		if len(rs) == 0 {
+			continue
+		}
+		from, to := rs[0].Clock, rs[len(rs)-1].End()
+		f.Pending[strconv.FormatUint(c, 10)] = [2]uint64{from, to}
+		ops = append(ops, fmt.Sprintf("client %d's at clocks %d-%d", c, from, to-1))
+	}
+	if len(ops) == 0 {
+		return Finding{}, false
+	}
+	var waits []string
+	for c, k := range st.ydoc.PendingMissing() {
+		f.WaitingFor[strconv.FormatUint(c, 10)] = k
+		waits = append(waits, fmt.Sprintf("client %d's operation at clock %d", c, k))
+	}
+	slices.Sort(waits)
+	f.Summary = fmt.Sprintf("the server holds operations durably in its update log (%s), but they are not in the text yet: "+
+		"they build on operations it never received (%s); they appear when the client holding those syncs",
+		strings.Join(ops, ", "), strings.Join(waits, ", "))
+	return f, true
 }
 
 // preservedUpTo is the highest clock of client c's operations a foreign

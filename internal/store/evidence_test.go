@@ -1,6 +1,8 @@
 package store
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -92,8 +94,28 @@ func TestEvidencePendingOperationsReachedTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Verdict == VerdictSavedLocallyNotSynced {
+	if ev.Verdict != VerdictSynced {
 		t.Errorf("client 100's committed update is reported as %s: %s", ev.Verdict, ev.Proof.Summary)
+	}
+	// Saved, yet not in the text: the answer says so first, and why.
+	if ev.Proof.Pending["100"] != [2]uint64{0, 1} || ev.Proof.WaitingFor["200"] != 0 || len(ev.Proof.WaitingFor) != 1 ||
+		!strings.Contains(ev.Proof.Summary, "not in the text yet") {
+		t.Errorf("client 100's held operations: %+v", ev.Proof)
+	}
+	// For the whole document and for user a, the operation B never
+	// synced heads the answer; A's held ones are among the findings.
+	held := func(q EvidenceQuery) bool {
+		ev, err := e.eng.Evidence(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(ev.Findings, func(f Finding) bool { return f.Pending["100"] == [2]uint64{0, 1} })
+	}
+	if !held(EvidenceQuery{Doc: "d", Tenant: "t"}) || !held(EvidenceQuery{Doc: "d", Tenant: "t", User: "a"}) {
+		t.Errorf("the evidence of the document or of user a leaves out the held operations")
+	}
+	if held(EvidenceQuery{Doc: "d", Tenant: "t", User: "u"}) {
+		t.Errorf("user u has no held operations")
 	}
 	ev, err = e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 200})
 	if err != nil {
@@ -106,6 +128,9 @@ func TestEvidencePendingOperationsReachedTheServer(t *testing.T) {
 	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "b", Update: bUp})
 	if ev, err = e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 200}); err != nil || ev.Verdict != VerdictSynced {
 		t.Errorf("after B's update: %s, %v", ev.Verdict, err)
+	}
+	if ev, err = e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 100}); err != nil || ev.Verdict != VerdictSynced || ev.Proof.Pending != nil {
+		t.Errorf("client 100 after B's update: %s %+v, %v", ev.Verdict, ev.Proof, err)
 	}
 	if d, err := e.eng.Read(t.Context(), "t", "d"); err != nil || d.Content != "xBA" {
 		t.Errorf("document %+v, %v", d, err)

@@ -165,7 +165,7 @@ func (d *Doc) Missing(sv StateVector) map[uint64]Range {
 			continue
 		}
 		if pending == nil {
-			pending = d.pendingRanges()
+			pending = d.PendingRanges()
 		}
 		// [have, k) less what pending holds, as one span.
 		lo, hi, at := uint64(0), uint64(0), have
@@ -196,9 +196,9 @@ func (d *Doc) Missing(sv StateVector) map[uint64]Range {
 	return out
 }
 
-// pendingRanges is, per client, the clock ranges held in pending structs,
+// PendingRanges is, per client, the clock ranges held in pending structs,
 // ascending.
-func (d *Doc) pendingRanges() map[uint64][]Range {
+func (d *Doc) PendingRanges() map[uint64][]Range {
 	out := map[uint64][]Range{}
 	for _, cr := range d.ClockRanges() {
 		if len(cr.Pending) > 0 {
