@@ -382,8 +382,40 @@ func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (
 			}
 			return false, last
 		}
-		return bytes.Equal(hash, bc.ledHash[n-1]), nil
+		if !bytes.Equal(hash, bc.ledHash[n-1]) {
+			return false, nil
+		}
+		// Committed, but ending its backend may have cut short its wait
+		// for a synchronous standby: the commit is visible here before a
+		// standby has it, and acknowledging it then could lose it in a
+		// failover. A commit of our own waits for the standby to reach
+		// its own commit record, which comes after the group's in the
+		// WAL (without synchronous standbys it only flushes locally).
+		if err := syncBarrier(ctx, e.pool, e.cfg.Shard); err != nil {
+			if retry(fmt.Errorf("wait for the broken commit to reach the synchronous standbys: %w", err)) {
+				continue
+			}
+			return false, last
+		}
+		return true, nil
 	}
+}
+
+// syncBarrier commits a transaction that waits, as every group commit
+// does, for the synchronous standbys to flush its commit record: once it
+// returns, they hold all WAL written before it.
+func syncBarrier(ctx context.Context, pool *pgxpool.Pool, shard int) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO on`); err != nil {
+			return err
+		}
+		// PostgreSQL waits for the standbys only at the commit of a
+		// transaction that wrote WAL: the shard lease's row lock, as
+		// every group takes it (FOR SHARE blocks no group), writes a
+		// record.
+		_, err := tx.Exec(ctx, `SELECT 1 FROM shard_leases WHERE shard = $1 FOR SHARE`, shard)
+		return err
+	})
 }
 
 // applyLive applies the group's requests in memory, queueing their writes;

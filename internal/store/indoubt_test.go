@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // answerLoser is a TCP proxy to PostgreSQL that, once armed, loses the
@@ -134,26 +138,9 @@ func TestLostCommitAnswerIsResolved(t *testing.T) {
 
 func testLostCommitAnswer(t *testing.T, swallow, killAll bool) {
 	e := setup(t)
-	ctx := t.Context()
-	pc, err := pgxpool.ParseConfig(e.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newAnswerLoser(t, fmt.Sprintf("%s:%d", pc.ConnConfig.Host, pc.ConnConfig.Port))
+	proxy := e.proxied()
 	proxy.swallow, proxy.killAll = swallow, killAll
-	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", uint16(proxy.ln.Addr().(*net.TCPAddr).Port)
-	proxied, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(proxied.Close)
-	e.eng.Close()
-	eng, err := Open(ctx, Config{Pool: proxied, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "proxied", Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(eng.Close)
-	e.eng = eng
+	eng := e.eng
 	// Two documents of one lane, so one group holds a save of each.
 	docs := []string{"d0"}
 	for i := 1; len(docs) < 2; i++ {
@@ -192,5 +179,116 @@ func testLostCommitAnswer(t *testing.T, swallow, killAll bool) {
 	// The engine goes on.
 	if r := e.submit(Request{Kind: KindSave, Doc: docs[0], Tenant: "t", User: "u", Content: "third", BaseRevision: 2}); r.Revision != 3 {
 		t.Errorf("next save: %+v", r)
+	}
+}
+
+// proxied replaces e's engine by one whose connections go through an
+// answerLoser.
+func (e *env) proxied() *answerLoser {
+	t := e.t
+	ctx := t.Context()
+	pc, err := pgxpool.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newAnswerLoser(t, fmt.Sprintf("%s:%d", pc.ConnConfig.Host, pc.ConnConfig.Port))
+	pc.ConnConfig.Host, pc.ConnConfig.Port = "127.0.0.1", uint16(proxy.ln.Addr().(*net.TCPAddr).Port)
+	proxied, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxied.Close)
+	e.eng.Close()
+	eng, err := Open(ctx, Config{Pool: proxied, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "proxied", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(eng.Close)
+	e.eng = eng
+	return proxy
+}
+
+// TestLostCommitAnswerWaitsForTheStandby: with a synchronous standby, a
+// commit waits for the standby before it answers; ending its backend to
+// find out whether it committed cuts that wait short, and the commit is
+// visible before any standby holds it. The group is acknowledged only
+// once the standbys have it (here: once no standby is required any more),
+// never on the local commit alone, which a failover could lose.
+func TestLostCommitAnswerWaitsForTheStandby(t *testing.T) {
+	// Its own server: requiring a standby stalls every commit on it.
+	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	e := setupOn(t, srv.DSN("postgres"))
+	proxy := e.proxied()
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
+
+	standby := func(names string) {
+		t.Helper()
+		if _, err := e.pool.Exec(t.Context(), "ALTER SYSTEM SET synchronous_standby_names TO '"+names+"'"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.pool.Exec(t.Context(), "SELECT pg_reload_conf()"); err != nil {
+			t.Fatal(err)
+		}
+		// Each new backend reads the reloaded configuration.
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			conn, err := pgx.Connect(t.Context(), e.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			err = conn.QueryRow(t.Context(), "SHOW synchronous_standby_names").Scan(&got)
+			conn.Close(context.Background())
+			if err == nil && got == names {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("synchronous_standby_names is %q, want %q (%v)", got, names, err)
+			}
+		}
+	}
+	standby("standby_not_attached")
+	t.Cleanup(func() {
+		_, _ = e.pool.Exec(context.Background(), "ALTER SYSTEM RESET synchronous_standby_names")
+		_, _ = e.pool.Exec(context.Background(), "SELECT pg_reload_conf()")
+	})
+	marker := []byte("waits-for-standby")
+	proxy.marker.Store(&marker)
+	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second, waits-for-standby"}, done: make(chan struct{})}
+	acked := make(chan struct{})
+	go func() {
+		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
+		close(acked)
+	}()
+	select {
+	case <-proxy.lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the proxy lost no answer")
+	}
+	// The commit is visible locally; no standby has it.
+	for deadline := time.Now().Add(10 * time.Second); e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`) != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the group never committed locally")
+		}
+	}
+	select {
+	case <-acked:
+		t.Fatalf("acknowledged while no standby holds the commit: %+v, %v", o.res, o.err)
+	case <-time.After(2 * time.Second):
+	}
+	standby("")
+	select {
+	case <-acked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not acknowledged once the standby requirement was lifted")
+	}
+	if o.err != nil || o.res.Revision != 2 {
+		t.Errorf("the save: %+v, %v", o.res, o.err)
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 2 {
+		t.Errorf("%d revisions, want 2 (created, saved once)", n)
 	}
 }

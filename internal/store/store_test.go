@@ -32,7 +32,12 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	dsn := pgharness.ForTest(t)
+	return setupOn(t, pgharness.ForTest(t))
+}
+
+// setupOn is setup on the database at dsn.
+func setupOn(t *testing.T, dsn string) *env {
+	t.Helper()
 	ctx := t.Context()
 	dp, pool, err := dataplane.Open(ctx, dsn)
 	if err != nil {
