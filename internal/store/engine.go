@@ -50,7 +50,10 @@ type Config struct {
 	// SnapshotEvery compacts a document's Yjs log into a snapshot after
 	// this many updates (default 64).
 	SnapshotEvery int
-	Logger        *slog.Logger
+	// GroupTimeout bounds one group commit, its retries included
+	// (default 30 s).
+	GroupTimeout time.Duration
+	Logger       *slog.Logger
 }
 
 // Engine applies the saves of one shard. Safe for concurrent use.
@@ -171,6 +174,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.Lanes <= 0 {
 		cfg.Lanes = 2
+	}
+	if cfg.GroupTimeout <= 0 {
+		cfg.GroupTimeout = 30 * time.Second
 	}
 	if cfg.SnapshotEvery <= 0 {
 		cfg.SnapshotEvery = 64
@@ -416,7 +422,7 @@ func (e *Engine) drain(l *lane, err error) {
 }
 
 func (e *Engine) runBatch(l *lane, ops []*op) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.GroupTimeout)
 	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()

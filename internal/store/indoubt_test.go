@@ -138,7 +138,7 @@ func TestLostCommitAnswerIsResolved(t *testing.T) {
 
 func testLostCommitAnswer(t *testing.T, swallow, killAll bool) {
 	e := setup(t)
-	proxy := e.proxied()
+	proxy := e.proxied(Config{})
 	proxy.swallow, proxy.killAll = swallow, killAll
 	eng := e.eng
 	// Two documents of one lane, so one group holds a save of each.
@@ -183,8 +183,8 @@ func testLostCommitAnswer(t *testing.T, swallow, killAll bool) {
 }
 
 // proxied replaces e's engine by one whose connections go through an
-// answerLoser.
-func (e *env) proxied() *answerLoser {
+// answerLoser, with cfg's GroupTimeout.
+func (e *env) proxied(cfg Config) *answerLoser {
 	t := e.t
 	ctx := t.Context()
 	pc, err := pgxpool.ParseConfig(e.dsn)
@@ -199,7 +199,8 @@ func (e *env) proxied() *answerLoser {
 	}
 	t.Cleanup(proxied.Close)
 	e.eng.Close()
-	eng, err := Open(ctx, Config{Pool: proxied, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "proxied", Logger: slog.New(slog.DiscardHandler)})
+	eng, err := Open(ctx, Config{Pool: proxied, DSN: e.dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "proxied",
+		GroupTimeout: cfg.GroupTimeout, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +223,53 @@ func TestLostCommitAnswerWaitsForTheStandby(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = srv.Stop() })
 	e := setupOn(t, srv.DSN("postgres"))
-	proxy := e.proxied()
+	proxy := e.proxied(Config{})
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
 
+	standby := e.requireStandby()
+	marker := []byte("waits-for-standby")
+	proxy.marker.Store(&marker)
+	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second, waits-for-standby"}, done: make(chan struct{})}
+	acked := make(chan struct{})
+	go func() {
+		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
+		close(acked)
+	}()
+	select {
+	case <-proxy.lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the proxy lost no answer")
+	}
+	// The commit is visible locally; no standby has it.
+	for deadline := time.Now().Add(10 * time.Second); e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`) != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the group never committed locally")
+		}
+	}
+	select {
+	case <-acked:
+		t.Fatalf("acknowledged while no standby holds the commit: %+v, %v", o.res, o.err)
+	case <-time.After(2 * time.Second):
+	}
+	standby("")
+	select {
+	case <-acked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not acknowledged once the standby requirement was lifted")
+	}
+	if o.err != nil || o.res.Revision != 2 {
+		t.Errorf("the save: %+v, %v", o.res, o.err)
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 2 {
+		t.Errorf("%d revisions, want 2 (created, saved once)", n)
+	}
+}
+
+// requireStandby makes e's server require a synchronous standby that
+// never attaches: every commit waiting for it stalls. It returns the
+// function that sets the standby names ("" lifts the requirement).
+func (e *env) requireStandby() func(names string) {
+	t := e.t
 	standby := func(names string) {
 		t.Helper()
 		if _, err := e.pool.Exec(t.Context(), "ALTER SYSTEM SET synchronous_standby_names TO '"+names+"'"); err != nil {
@@ -255,29 +300,39 @@ func TestLostCommitAnswerWaitsForTheStandby(t *testing.T) {
 		_, _ = e.pool.Exec(context.Background(), "ALTER SYSTEM RESET synchronous_standby_names")
 		_, _ = e.pool.Exec(context.Background(), "SELECT pg_reload_conf()")
 	})
-	marker := []byte("waits-for-standby")
-	proxy.marker.Store(&marker)
-	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second, waits-for-standby"}, done: make(chan struct{})}
+	return standby
+}
+
+// TestTimedOutCommitWaitsForTheStandby: a group commit still waiting for
+// a synchronous standby when its time is up is cancelled, and PostgreSQL
+// then reports it committed (with a warning): locally, before any standby
+// has it. It is acknowledged only once the standbys hold it.
+func TestTimedOutCommitWaitsForTheStandby(t *testing.T) {
+	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	e := setupOn(t, srv.DSN("postgres"))
+	e.proxied(Config{GroupTimeout: time.Second}) // a proxy that loses nothing: only the short timeout
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
+	standby := e.requireStandby()
+	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second"}, done: make(chan struct{})}
 	acked := make(chan struct{})
 	go func() {
 		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
 		close(acked)
 	}()
 	select {
-	case <-proxy.lost:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the proxy lost no answer")
-	}
-	// The commit is visible locally; no standby has it.
-	for deadline := time.Now().Add(10 * time.Second); e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`) != 2; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the group never committed locally")
-		}
-	}
-	select {
 	case <-acked:
-		t.Fatalf("acknowledged while no standby holds the commit: %+v, %v", o.res, o.err)
-	case <-time.After(2 * time.Second):
+		if o.err == nil {
+			t.Fatalf("acknowledged while no standby holds the commit: %+v", o.res)
+		}
+		t.Fatalf("the save failed: %v", o.err)
+	case <-time.After(3 * time.Second):
+	}
+	if n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`); n != 2 {
+		t.Fatalf("%d ledger entries: the commit did not complete locally as the test expects", n)
 	}
 	standby("")
 	select {
