@@ -985,6 +985,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 		title = *r.Title
 	}
 	var superseded, preservedID int64
+	var conflict string // why the save was kept aside, for the ledger
 	if stale {
 		if legacyAuthoritative(stage.Stage) {
 			// As the existing store: the save wins; what it overwrote
@@ -1011,21 +1012,24 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 			if !ok && m.Text != cur {
 				m = merge.Result{Text: cur, Conflict: true}
 			}
-			baseTitle, err := e.revisionTitle(ctx, bc, st.id, r.BaseRevision)
-			if err != nil {
-				return err
-			}
 			var titleConflict bool
-			title, titleConflict = mergeTitle(baseTitle, st.title, r.Title)
+			if r.Title != nil && *r.Title != st.title {
+				baseTitle, err := e.revisionTitle(ctx, bc, st.id, r.BaseRevision)
+				if err != nil {
+					return err
+				}
+				title, titleConflict = mergeTitle(baseTitle, st.title, r.Title)
+			}
 			text = m.Text
 			kind, outcome = ledger.KindMerged, OutcomeMerged
 			if m.Conflict || titleConflict {
 				// Kept aside whole: the document keeps its text and its
 				// title, the save's are both readable where preserved.
-				reason := "three-way merge conflict: the save's text is kept here, the document keeps its current text and title"
+				conflict = "three-way merge conflict on the text"
 				if !m.Conflict {
-					reason = "three-way merge conflict on the title (the document's was changed since the save's base revision): the save's title and text are kept here, the document keeps its current text and title"
+					conflict = "three-way merge conflict on the title: both renamed the document since the save's base revision"
 				}
+				reason := conflict + "; the save's text and title are kept here, the document keeps its current text and title"
 				text, title = cur, st.title
 				st.preserved++
 				preservedID = st.preserved
@@ -1052,7 +1056,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	sha := e.writeRevision(bc, st, stage, r.User, text, false, 0)
 	en := e.entry(bc, st, o, kind)
 	en.BaseRevision, en.Revision, en.Outcome = r.BaseRevision, st.revision, outcome
-	en.SupersededRevision, en.PreservedID = superseded, preservedID
+	en.SupersededRevision, en.PreservedID, en.Reason = superseded, preservedID, conflict
 	en.ContentSHA256 = sha
 	if st.ydoc != nil {
 		en.StateVector = svMap(st.ydoc.StateVector())

@@ -304,9 +304,10 @@ func (e *env) requireStandby() func(names string) {
 }
 
 // TestTimedOutCommitWaitsForTheStandby: a group commit still waiting for
-// a synchronous standby when its time is up is cancelled, and PostgreSQL
-// then reports it committed (with a warning): locally, before any standby
-// has it. It is acknowledged only once the standbys hold it.
+// a synchronous standby when its time is up loses its answer (pgx closes
+// the connection at the deadline), and finding out whether it committed
+// ends its backend, which commits it locally, before any standby has it.
+// It is acknowledged only once the standbys hold it.
 func TestTimedOutCommitWaitsForTheStandby(t *testing.T) {
 	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
 	if err != nil {

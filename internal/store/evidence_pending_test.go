@@ -1,0 +1,125 @@
+package store
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// pendingSetup: client 100's first update (request "r1") is integrated and
+// makes revision 2; later client 100 sends an update building on client
+// 200's operation the server never received (held pending).
+func pendingSetup(t *testing.T) *env {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	a := yjs.NewDoc(yjs.Options{ClientID: 100})
+	b := yjs.NewDoc(yjs.Options{ClientID: 200})
+	for _, d := range []*yjs.Doc{a, b} {
+		if err := d.ApplyUpdate(res.Update); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var aUp, bUp []byte
+	a.OnUpdate(func(u []byte) { aUp = u })
+	b.OnUpdate(func(u []byte) { bUp = u })
+	at := a.GetText(contract.YjsTextName)
+	if err := at.Insert(at.Len(), "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "a", RequestID: "r1", Update: aUp}); r.Outcome != OutcomeSaved || r.Revision != 2 {
+		t.Fatalf("A's first update: %+v", r)
+	}
+	if err := b.ApplyUpdate(aUp); err != nil {
+		t.Fatal(err)
+	}
+	bt := b.GetText(contract.YjsTextName)
+	if err := bt.Insert(bt.Len(), "B", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ApplyUpdate(bUp); err != nil {
+		t.Fatal(err)
+	}
+	if err := at.Insert(at.Len(), "A", nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "a", RequestID: "r2", Update: aUp}); r.Outcome != OutcomePending {
+		t.Fatalf("A's second update: %+v", r)
+	}
+	return e
+}
+
+// Asking about request r1 (integrated, in the text as revision 2) must
+// not answer with the later update's held operations.
+func TestPendingFindingLeavesIntegratedRequestsAlone(t *testing.T) {
+	e := pendingSetup(t)
+	for _, q := range []EvidenceQuery{{Doc: "d", Tenant: "t", Request: "r1"}, {Doc: "d", Tenant: "t", Revision: 2}} {
+		ev, err := e.eng.Evidence(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Proof.Pending != nil || ev.Proof.Hash == "" {
+			t.Errorf("%s: proof is %+v; r1's operations are in the text (revision 2), its proof should be its commit", ev.Subject, ev.Proof)
+		}
+	}
+}
+
+// docs/api.md: "With since, only entries from that time on count, so a
+// time after the last entry gives never-persisted even for an existing
+// document."
+func TestPendingFindingHonoursSince(t *testing.T) {
+	e := pendingSetup(t)
+	later := time.Now().Add(time.Hour)
+	for _, q := range []EvidenceQuery{{Doc: "d", Tenant: "t", Since: later}, {Doc: "d", Tenant: "t", User: "u", Since: later}} {
+		ev, err := e.eng.Evidence(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Verdict != VerdictNeverPersisted {
+			t.Errorf("subject %q since an hour from now: verdict %s (timeline %d entries): %s", ev.Subject, ev.Verdict, len(ev.Timeline), ev.Proof.Summary)
+		}
+	}
+}
+
+// Client 100's updates U1..U4 (three clocks each); the server receives U2
+// and U4 only. It holds clocks 3-5 and 9-11 pending and lacks 0-2 and 6-8;
+// the pending finding must not claim it holds 6-8.
+func TestPendingRangesKeepTheirGaps(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	a := yjs.NewDoc(yjs.Options{ClientID: 100})
+	if err := a.ApplyUpdate(res.Update); err != nil {
+		t.Fatal(err)
+	}
+	var ups [][]byte
+	a.OnUpdate(func(u []byte) { ups = append(ups, u) })
+	at := a.GetText(contract.YjsTextName)
+	for _, s := range []string{"abc", "def", "ghi", "jkl"} {
+		if err := at.Insert(at.Len(), s, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(ups) != 4 {
+		t.Fatalf("%d updates", len(ups))
+	}
+	for _, i := range []int{1, 3} {
+		if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "a", Update: ups[i]}); r.Outcome != OutcomePending {
+			t.Fatalf("U%d: %s", i+1, r.Outcome)
+		}
+	}
+	ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := ev.Proof.Pending["100"]; !slices.Equal(p, [][2]uint64{{3, 6}, {9, 12}}) || !strings.Contains(ev.Proof.Summary, "clocks 3-5, client 100's at clocks 9-11") {
+		t.Errorf("client 100's held operations: %v %q; want clocks 3-5 and 9-11 (it never received 6-8)", p, ev.Proof.Summary)
+	}
+}
