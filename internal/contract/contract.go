@@ -115,6 +115,10 @@ const (
 	MaxIDBytes = 128
 )
 
+// UnauthenticatedTenant is the tenant recorded in a document's ledger for
+// a request refused without a valid token (expired, forged or missing).
+const UnauthenticatedTenant = "(unauthenticated)"
+
 // The Yjs sync WebSocket (package syncws), served under PathSync: a
 // y-websocket client connects to PathSync+documentID.
 const (

@@ -381,8 +381,17 @@ func describe(r store.Result) SaveResponse {
 }
 
 func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
-	c, _, ok := g.begin(w, r, recordRefusal)
-	if !ok {
+	c, aerr := g.authenticate(r)
+	if aerr != nil {
+		// The URL names no document: the body does, if it names one,
+		// and the refused attempt goes on that document's record ("was
+		// my essay ever saved?" "refused: token_expired").
+		var b createBody
+		doc := ""
+		if decodeBody(w, r, &b) == nil && contract.ValidDocID(b.ID) {
+			doc = b.ID
+		}
+		g.refuse(w, r, doc, c, aerr)
 		return
 	}
 	var b createBody

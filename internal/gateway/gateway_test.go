@@ -397,3 +397,31 @@ func TestRefusedReadsLeaveNoTrace(t *testing.T) {
 		t.Errorf("alice's evidence: %s", r.raw)
 	}
 }
+
+// A create refused for its token is recorded on the document its body
+// names, and its author's evidence says so (it was never saved, because
+// the token had expired), instead of "never persisted".
+func TestRefusedCreateIsOnRecord(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	expired := token(t, "school-a", "alice", -time.Minute, false)
+	if r := f.do("POST", "/v1/documents", expired, map[string]any{"id": "doc9", "content": "v1"}); r.status != 401 || r.body["code"] != "token_expired" {
+		t.Fatalf("create with an expired token: %d %s", r.status, r.raw)
+	}
+	r := f.do("GET", "/v1/documents/doc9/evidence", alice, nil)
+	if r.body["verdict"] != store.VerdictRejected || !strings.Contains(fmt.Sprint(r.body["proof"]), "token_expired") {
+		t.Errorf("evidence of doc9 after a create refused for its expired token: %s", r.raw)
+	}
+	// The document can still be created, and the refusal stays on record.
+	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "doc9", "content": "v1"}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	r = f.do("GET", "/v1/documents/doc9/evidence", alice, nil)
+	if tl := r.body["timeline"].([]any); len(tl) != 2 || tl[0].(map[string]any)["code"] != "token_expired" {
+		t.Errorf("timeline after the create: %s", r.raw)
+	}
+	// A body naming no valid ID leaves nothing to record on.
+	if r := f.do("POST", "/v1/documents", expired, map[string]any{"id": "../x", "content": "v1"}); r.status != 401 {
+		t.Errorf("create with an expired token and a bad ID: %d %s", r.status, r.raw)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/yawp/persistence-operator/internal/contract"
 )
 
 // Refusals of requests without a valid token are recorded in the named
@@ -21,7 +23,7 @@ const (
 )
 
 // unauthenticated is the tenant recorded for a refusal without a valid token.
-const unauthenticated = "(unauthenticated)"
+const unauthenticated = contract.UnauthenticatedTenant
 
 type refusalLimiter struct {
 	mu   sync.Mutex

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
@@ -55,13 +56,13 @@ type Finding struct {
 	StateVector map[string]uint64 `json:"state_vector,omitempty"`
 	// Missing: what a client holds that we never received.
 	Missing map[string][2]uint64 `json:"missing,omitempty"`
-	// Pending: per client, the clocks [from, to) of operations the server
-	// holds durably but cannot put in the text yet; WaitingFor: per
-	// client, the clock of the operation they build on that it never
+	// Pending: per client, the clock ranges [from, to) of operations the
+	// server holds durably but cannot put in the text yet; WaitingFor:
+	// per client, the clock of an operation they build on that it never
 	// received.
-	Pending    map[string][2]uint64 `json:"pending,omitempty"`
-	WaitingFor map[string]uint64    `json:"waiting_for,omitempty"`
-	LastSeen   *time.Time           `json:"last_seen,omitempty"`
+	Pending    map[string][][2]uint64 `json:"pending,omitempty"`
+	WaitingFor map[string]uint64      `json:"waiting_for,omitempty"`
+	LastSeen   *time.Time             `json:"last_seen,omitempty"`
 	// PreservedAt is the API path where superseded content can be read.
 	PreservedAt string `json:"preserved_at,omitempty"`
 	Reason      string `json:"reason,omitempty"`
@@ -143,12 +144,15 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		if err := json.Unmarshal(r.Body, &en); err != nil {
 			continue // reported by the chain check
 		}
-		if en.Tenant != q.Tenant && en.Tenant != "" && (!st.exists || en.Kind != ledger.KindRejected) {
+		shown := en.Kind == ledger.KindRejected && (st.exists || en.Tenant == contract.UnauthenticatedTenant)
+		if en.Tenant != q.Tenant && en.Tenant != "" && !shown {
 			// Another tenant's entries on the ID: on a document of this
 			// tenant only its refused attempts show (who tried to reach
 			// the document); what it announced before the document
-			// existed says nothing of this tenant's saves. The system's
-			// entries (repairs) stay.
+			// existed says nothing of this tenant's saves. Refusals
+			// without a valid token show either way: a create refused
+			// for an expired token was likely the asker's own. The
+			// system's entries (repairs) stay.
 			continue
 		}
 		all = append(all, TimelineEntry{Entry: en, Hash: hex.EncodeToString(r.Hash), PrevHash: hex.EncodeToString(r.PrevHash)})
@@ -252,9 +256,13 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 			continue
 		}
 		if t.PreservedID != 0 && q.matches(t.Entry) {
+			what := "the save's text conflicted" // entries from before the reason was recorded
+			if t.Reason != "" {
+				what = "the save was kept aside whole (" + t.Reason + ")"
+			}
 			out = append(out, Finding{
 				Verdict: VerdictOverwrittenPreserved,
-				Summary: fmt.Sprintf("the save's text conflicted with revision %d and is preserved", t.Revision-1),
+				Summary: fmt.Sprintf("%s: revision %d kept the document's text and title; the save is preserved", what, t.Revision), Reason: t.Reason,
 				Entries: []int64{t.Seq}, Hash: t.Hash, Revision: t.Revision,
 				PreservedAt: fmt.Sprintf("/v1/documents/%s/preserved/%d", st.id, t.PreservedID),
 			})
@@ -317,10 +325,13 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 // pending structs: committed to the update log (durable, and acknowledged
 // as such), but not integrable until operations they build on arrive,
 // which may never happen if the client that made those lost them. The
-// subject's clients are the one asked about, those of the subject's
-// entries, or for a whole document every client with pending operations.
+// subject's clients are the one asked about, those of a user's entries,
+// or for a whole document every client with pending operations; with a
+// since, only clients of entries since then. A request or a revision is
+// answered by its own entries: what its client holds pending now may be
+// another update's.
 func pendingFinding(st *docState, q EvidenceQuery, sub []TimelineEntry) (Finding, bool) {
-	if st.ydoc == nil {
+	if st.ydoc == nil || q.Request != "" || q.Revision != 0 {
 		return Finding{}, false
 	}
 	held := st.ydoc.PendingRanges()
@@ -330,8 +341,11 @@ func pendingFinding(st *docState, q EvidenceQuery, sub []TimelineEntry) (Finding
 	var clients []uint64
 	switch {
 	case q.Client != 0:
+		if !q.Since.IsZero() && len(sub) == 0 {
+			return Finding{}, false
+		}
 		clients = []uint64{q.Client}
-	case q.subject() == "":
+	case q.User == "" && q.Since.IsZero():
 		for c := range held {
 			clients = append(clients, c)
 		}
@@ -342,16 +356,14 @@ func pendingFinding(st *docState, q EvidenceQuery, sub []TimelineEntry) (Finding
 	}
 	slices.Sort(clients)
 	clients = slices.Compact(clients)
-	f := Finding{Verdict: VerdictSynced, Revision: st.revision, Pending: map[string][2]uint64{}, WaitingFor: map[string]uint64{}}
+	f := Finding{Verdict: VerdictSynced, Revision: st.revision, Pending: map[string][][2]uint64{}, WaitingFor: map[string]uint64{}}
 	var ops []string
 	for _, c := range clients {
-		rs := held[c]
-		if len(rs) == 0 {
-			continue
+		for _, r := range held[c] {
+			key := strconv.FormatUint(c, 10)
+			f.Pending[key] = append(f.Pending[key], [2]uint64{r.Clock, r.End()})
+			ops = append(ops, fmt.Sprintf("client %d's at clocks %d-%d", c, r.Clock, r.End()-1))
 		}
-		from, to := rs[0].Clock, rs[len(rs)-1].End()
-		f.Pending[strconv.FormatUint(c, 10)] = [2]uint64{from, to}
-		ops = append(ops, fmt.Sprintf("client %d's at clocks %d-%d", c, from, to-1))
 	}
 	if len(ops) == 0 {
 		return Finding{}, false
