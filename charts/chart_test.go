@@ -258,6 +258,32 @@ func TestChartRolloutWithExistingSecretAndDefaultCohorts(t *testing.T) {
 	})
 }
 
+// TestChartRolloutGatewayPullSecrets: the gateway pods run the project
+// image, so they need the same pull secrets as the operator unless the
+// values name the gateway's own.
+func TestChartRolloutGatewayPullSecrets(t *testing.T) {
+	base := []string{"--set", "rollout.enabled=true", "--set", "rollout.database.existingSecret=pg-dsn"}
+	tests := []struct {
+		name string
+		args []string
+		want any
+	}{
+		{"none", nil, nil},
+		{"the operator's", []string{"--set", "imagePullSecrets[0].name=registry"}, []any{map[string]any{"name": "registry"}}},
+		{"the gateway's own", []string{"--set", "imagePullSecrets[0].name=registry", "--set", "rollout.gateway.imagePullSecrets[0].name=gateway-registry"},
+			[]any{map[string]any{"name": "gateway-registry"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := helmTemplate(t, append(base, tc.args...)...).one(t, "PersistenceRollout", "", nil)
+			if got := ro.path("spec", "gateway", "imagePullSecrets"); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("rollout spec.gateway.imagePullSecrets = %s, want %s", jsonOf(got), jsonOf(tc.want))
+			}
+			validateAgainstCRD(t, ro)
+		})
+	}
+}
+
 func TestChartRefusesBadValues(t *testing.T) {
 	helm := helmBinary(t)
 	for _, tc := range []struct {

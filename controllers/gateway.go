@@ -185,6 +185,23 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		WithSecurityContext(hardenedContainer()).
 		WithVolumeMounts(tmp)
 
+	podSpec := corev1ac.PodSpec().
+		WithAutomountServiceAccountToken(false).
+		WithTerminationGracePeriodSeconds(30).
+		WithSecurityContext(corev1ac.PodSecurityContext().
+			WithRunAsNonRoot(true).
+			WithRunAsUser(65532).
+			WithRunAsGroup(65532).
+			WithFSGroup(65532).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+		WithContainers(gateway, syncer).
+		WithVolumes(corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource()))
+	// Left out when unset: applied without them, the field is dropped
+	// from the pod template once a person removes them from the spec.
+	for _, s := range r.Spec.Gateway.ImagePullSecrets {
+		podSpec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s.Name))
+	}
+
 	sts := appsv1ac.StatefulSet(gatewayName(r), r.Namespace).
 		WithLabels(gatewayLabels(r)).
 		WithSpec(appsv1ac.StatefulSetSpec().
@@ -194,17 +211,7 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(r))).
 			WithTemplate(corev1ac.PodTemplateSpec().
 				WithLabels(gatewayLabels(r)).
-				WithSpec(corev1ac.PodSpec().
-					WithAutomountServiceAccountToken(false).
-					WithTerminationGracePeriodSeconds(30).
-					WithSecurityContext(corev1ac.PodSecurityContext().
-						WithRunAsNonRoot(true).
-						WithRunAsUser(65532).
-						WithRunAsGroup(65532).
-						WithFSGroup(65532).
-						WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
-					WithContainers(gateway, syncer).
-					WithVolumes(corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource())))))
+				WithSpec(podSpec)))
 	if owned {
 		sts.WithOwnerReferences(ownerRef(r))
 	}

@@ -1,11 +1,16 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 )
@@ -48,4 +53,37 @@ func TestProbesTolerateStartup(t *testing.T) {
 			t.Errorf("%s: a hung process is found only after %s", *c.Name, b)
 		}
 	}
+}
+
+// TestGatewayPodsGetImagePullSecrets: a gateway image in a private registry
+// needs pull secrets on the pods, or every gateway pod stays in
+// ImagePullBackOff. The StatefulSet carries spec.gateway.imagePullSecrets,
+// follows edits of them, and drops them when they are removed.
+func TestGatewayPodsGetImagePullSecrets(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ro := f.rollout("private", "pilot")
+	ro.Spec.Gateway.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry-a"}, {Name: "registry-b"}}
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+
+	pullSecrets := func() []string {
+		var sts appsv1.StatefulSet
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "private-gateway"}, &sts); err != nil {
+			return []string{err.Error()}
+		}
+		names := []string{}
+		for _, s := range sts.Spec.Template.Spec.ImagePullSecrets {
+			names = append(names, s.Name)
+		}
+		return names
+	}
+	f.g.Eventually(pullSecrets).Should(Equal([]string{"registry-a", "registry-b"}))
+
+	f.update("private", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Gateway.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry-c"}}
+	})
+	f.g.Eventually(pullSecrets).Should(Equal([]string{"registry-c"}))
+
+	f.update("private", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Gateway.ImagePullSecrets = nil })
+	f.g.Eventually(pullSecrets).Should(BeEmpty())
 }

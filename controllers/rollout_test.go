@@ -466,6 +466,9 @@ func TestBadManifestsAreRefused(t *testing.T) {
 		{"negative evidence gap age", func(ro *persistencev1alpha1.PersistenceRollout) {
 			ro.Spec.Gateway.Syncer.EvidenceGapAfter = &metav1.Duration{Duration: -time.Minute}
 		}, "evidenceGapAfter must be a positive duration"},
+		{"pull secret without a name", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {}}
+		}, "every imagePullSecrets entry needs the name of a Secret"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
