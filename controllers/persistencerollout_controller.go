@@ -92,7 +92,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 
 	// 3. The gateway StatefulSet and Services.
-	readyShards, err := r.applyGateway(ctx, &ro, true)
+	gw, err := r.applyGateway(ctx, &ro, true)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -103,7 +103,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if err != nil {
 		log.Error(err, "data plane unreachable")
 		setDataPlaneError(&ro, err, now)
-		ro.Status.ReadyShards = readyShards
+		ro.Status.ReadyShards = gw.ready
 		return ctrl.Result{RequeueAfter: r.poll()}, r.patchStatus(ctx, original, &ro)
 	}
 
@@ -117,7 +117,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
 		}
 	}
-	applyStatus(&ro, obs, out, readyShards, now)
+	applyStatus(&ro, obs, out, gw, now)
 	if actErr != nil && !errors.Is(actErr, errRequeue) {
 		setDataPlaneError(&ro, actErr, now)
 	}
@@ -280,25 +280,25 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 	return wrote, nil
 }
 
-// applyGateway applies the StatefulSet and Services and returns how many
-// gateway pods are ready.
-func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (int32, error) {
+// applyGateway applies the StatefulSet and Services and returns how far
+// the gateway pods are.
+func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (gatewayPods, error) {
 	if err := r.Apply(ctx, gatewayStatefulSet(ro, owned), FieldOwner, client.ForceOwnership); err != nil {
-		return 0, fmt.Errorf("apply gateway statefulset: %w", err)
+		return gatewayPods{}, fmt.Errorf("apply gateway statefulset: %w", err)
 	}
 	for _, svc := range gatewayServices(ro, owned) {
 		if err := r.Apply(ctx, svc, FieldOwner, client.ForceOwnership); err != nil {
-			return 0, fmt.Errorf("apply service %s: %w", *svc.Name, err)
+			return gatewayPods{}, fmt.Errorf("apply service %s: %w", *svc.Name, err)
 		}
 	}
 	var sts appsv1.StatefulSet
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: gatewayName(ro)}, &sts); err != nil {
 		if apierrors.IsNotFound(err) {
-			return 0, nil
+			return observeGatewayPods(nil, ro.Spec.Gateway.Shards), nil
 		}
-		return 0, err
+		return gatewayPods{}, err
 	}
-	return sts.Status.ReadyReplicas, nil
+	return observeGatewayPods(&sts, ro.Spec.Gateway.Shards), nil
 }
 
 // patchStatus writes status with an optimistic lock, skipping no-op writes.

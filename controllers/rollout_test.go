@@ -181,6 +181,7 @@ func TestPerCohortRolloutReachesComplete(t *testing.T) {
 	f.waitStage("demo", "rest", persistencev1alpha1.StageComplete)
 
 	f.healthyShards("demo")
+	f.gatewayRolledOut("demo")
 	f.g.Eventually(func() string {
 		ro := f.get("demo")
 		c := condition(ro, persistencev1alpha1.ConditionReady)
@@ -572,4 +573,50 @@ func TestRetainDeletionInTerminatingNamespace(t *testing.T) {
 		err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "gone"}, &persistencev1alpha1.PersistenceRollout{})
 		return apierrors.IsNotFound(err)
 	}, 10*time.Second).Should(BeTrue(), "the Retain finalizer should let the rollout go")
+}
+
+// TestReadyWaitsForGatewayPods: Ready means students can reach the
+// gateway, so it waits, as `kubectl rollout status` would, until the gateway
+// StatefulSet's controller has seen its current template and every shard's
+// pod is ready at the current revision, not only until the syncers report
+// (a syncer reports while its gateway container crash-loops). Stage
+// promotions do not wait for it: they wait on the shards' reports.
+func TestReadyWaitsForGatewayPods(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("pods", "pilot"))).To(Succeed())
+	f.waitStage("pods", "pilot", persistencev1alpha1.StageDualWrite)
+	f.healthyShards("pods")
+	f.waitStage("pods", "pilot", persistencev1alpha1.StageBackfill)
+	f.healthyShards("pods")
+	f.g.Eventually(func() string { return f.get("pods").Status.Shards }).Should(Equal("2/2"))
+
+	ready := func() string {
+		c := condition(f.get("pods"), persistencev1alpha1.ConditionReady)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+	// No pod has started (envtest runs none).
+	f.g.Consistently(ready, "500ms").Should(HavePrefix("False/GatewayNotReady: 0/2 gateway pods ready, 2/2 shards report"))
+	f.g.Expect(ready()).To(ContainSubstring("waiting for the StatefulSet controller to observe generation 1 of pods-gateway"))
+
+	f.gatewayPods("pods", 1, 2, "pods-gateway-1", "pods-gateway-1")
+	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 1/2 gateway pods ready, 2/2 shards report; waiting for 1 gateway pod to become ready"))
+	f.g.Expect(f.get("pods").Status.ReadyShards).To(Equal(int32(1)))
+
+	f.gatewayRolledOut("pods")
+	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
+
+	// The pod template changes: Ready waits until every pod runs it.
+	f.update("pods", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Gateway.Syncer.BackfillRate = ptr.To[int32](50)
+	})
+	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
+		"waiting for the StatefulSet controller to observe generation 2 of pods-gateway"))
+	f.gatewayPods("pods", 2, 1, "pods-gateway-1", "pods-gateway-2")
+	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
+		"waiting for the rolling update to revision pods-gateway-2 (1/2 gateway pods updated)"))
+	f.gatewayPods("pods", 2, 2, "pods-gateway-2", "pods-gateway-2")
+	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,45 @@ func setDataPlaneError(ro *persistencev1alpha1.PersistenceRollout, err error, no
 	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonDataPlaneError, msg, now)
 	ro.Status.WaitingFor = "the data plane: " + err.Error()
 	ro.Status.ObservedGeneration = ro.Generation
+}
+
+// gatewayPods is how far the gateway StatefulSet's pods are.
+type gatewayPods struct {
+	// ready counts the ready gateway pods.
+	ready int32
+	// waiting says, for people, what the pods still wait for; "" once
+	// every shard's pod runs the current pod template and is ready.
+	waiting string
+}
+
+// observeGatewayPods judges the gateway StatefulSet (nil: not found) as
+// `kubectl rollout status` does: its controller has observed the current
+// generation, a pod per shard is ready, and every pod runs the update
+// revision. A syncer may report while its gateway container crash-loops,
+// so the shards' reports alone do not say students can reach the gateway.
+func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
+	if sts == nil {
+		return gatewayPods{waiting: "the gateway StatefulSet to be created"}
+	}
+	st := sts.Status
+	g := gatewayPods{ready: st.ReadyReplicas}
+	switch {
+	case st.ObservedGeneration < sts.Generation:
+		g.waiting = fmt.Sprintf("the StatefulSet controller to observe generation %d of %s", sts.Generation, sts.Name)
+	case st.ReadyReplicas < shards:
+		n := shards - st.ReadyReplicas
+		g.waiting = fmt.Sprintf("%d gateway %s to become ready", n, plural(int(n), "pod", "pods"))
+	case st.UpdatedReplicas < shards || st.CurrentRevision != st.UpdateRevision:
+		g.waiting = fmt.Sprintf("the rolling update to revision %s (%d/%d gateway pods updated)", st.UpdateRevision, st.UpdatedReplicas, shards)
+	}
+	return g
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 func timePtr(t time.Time) *metav1.Time {
@@ -84,10 +124,10 @@ func cohortStatus(in cohortInput, cp cohortPlan) persistencev1alpha1.CohortStatu
 }
 
 // applyStatus writes the observed and decided state into ro.Status.
-func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, out planOutput, readyShards int32, now time.Time) {
+func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, out planOutput, gw gatewayPods, now time.Time) {
 	st := &ro.Status
 	st.ObservedGeneration = ro.Generation
-	st.ReadyShards = readyShards
+	st.ReadyShards = gw.ready
 	st.Cohorts = make([]persistencev1alpha1.CohortStatus, len(obs.cohorts))
 	for i, in := range obs.cohorts {
 		st.Cohorts[i] = cohortStatus(in, out.cohorts[i])
@@ -172,22 +212,25 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 			fmt.Sprintf("cohort %s is moving", curIn.spec.Name), now)
 	}
 
-	// Ready: every shard is alive (reporting) and nothing is degraded.
+	// Ready: every shard's gateway pod is ready at the current revision,
+	// every shard is alive (reporting), and nothing is degraded.
 	alive := obs.alive
 	shards := int(ro.Spec.Gateway.Shards)
 	st.Shards = fmt.Sprintf("%d/%d", alive, shards)
+	pods := fmt.Sprintf("%d/%d gateway pods ready, %d/%d shards report", gw.ready, shards, alive, shards)
 	switch {
 	case degradedReason != persistencev1alpha1.ReasonAsExpected:
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, degradedReason, degradedMsg, now)
-	case alive < shards:
+	case gw.waiting != "":
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonGatewayNotReady,
-			fmt.Sprintf("%d/%d shards reporting, %d/%d gateway pods ready", alive, shards, readyShards, shards), now)
+			pods+"; waiting for "+gw.waiting, now)
+	case alive < shards:
+		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonGatewayNotReady, pods, now)
 	case allDone:
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonComplete,
-			fmt.Sprintf("all %d cohorts are complete and %d/%d shards report", len(obs.cohorts), alive, shards), now)
+			fmt.Sprintf("all %d cohorts are complete; %s", len(obs.cohorts), pods), now)
 	default:
-		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonGatewayReady,
-			fmt.Sprintf("%d/%d shards report", alive, shards), now)
+		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonGatewayReady, pods, now)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -23,6 +24,7 @@ func TestConditions(t *testing.T) {
 		state   *dataplane.CohortState
 		sum     summary
 		alive   int
+		pods    *gatewayPods // nil: every shard's pod ready
 		ready   want
 		prog    want
 		degr    want
@@ -33,6 +35,10 @@ func TestConditions(t *testing.T) {
 			ready: want{"True", "Complete"}, prog: want{"False", "Complete"}, degr: want{"False", "AsExpected"}, verif: want{"True", "GatesPassing"}},
 		{name: "soaking, shards alive", state: state("Verify", 4), sum: healthy(4), alive: 2,
 			ready: want{"True", "GatewayReady"}, prog: want{"True", "Soaking"}, degr: want{"False", "AsExpected"}, verif: want{"True", "GatesPassing"},
+			waiting: "soak until 2026-11-26T09:01:00Z"},
+		{name: "soaking, a gateway pod not ready", state: state("Verify", 4), sum: healthy(4), alive: 2,
+			pods:  &gatewayPods{ready: 1, waiting: "1 gateway pod to become ready"},
+			ready: want{"False", "GatewayNotReady"}, prog: want{"True", "Soaking"}, degr: want{"False", "AsExpected"}, verif: want{"True", "GatesPassing"},
 			waiting: "soak until 2026-11-26T09:01:00Z"},
 		{name: "one shard silent", state: state("DualWrite", 2), sum: summary{shards: 2, observed: 1, fresh: 1}, alive: 1,
 			ready: want{"False", "GatewayNotReady"}, prog: want{"True", "WaitingForBarrier"}, degr: want{"False", "AsExpected"}, verif: want{"Unknown", "NoReports"},
@@ -54,7 +60,11 @@ func TestConditions(t *testing.T) {
 			obs := observation{alive: tc.alive, cohorts: []cohortInput{{spec: ro.Spec.Cohorts[0], state: tc.state, sum: tc.sum}}}
 			now := t0.Add(30 * time.Second)
 			out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
-			applyStatus(ro, obs, out, 0, now)
+			pods := gatewayPods{ready: 2}
+			if tc.pods != nil {
+				pods = *tc.pods
+			}
+			applyStatus(ro, obs, out, pods, now)
 			for typ, w := range map[string]want{
 				persistencev1alpha1.ConditionReady: tc.ready, persistencev1alpha1.ConditionProgressing: tc.prog,
 				persistencev1alpha1.ConditionDegraded: tc.degr, persistencev1alpha1.ConditionVerified: tc.verif,
@@ -75,6 +85,39 @@ func TestConditions(t *testing.T) {
 			}
 			if ro.Status.Progress != "1/1" || ro.Status.CurrentCohort != "pilot" || ro.Status.Shards != itoaInt(tc.alive)+"/2" {
 				t.Errorf("progress %q, current %q, shards %q", ro.Status.Progress, ro.Status.CurrentCohort, ro.Status.Shards)
+			}
+		})
+	}
+}
+
+func TestObserveGatewayPods(t *testing.T) {
+	sts := func(gen int64, st appsv1.StatefulSetStatus) *appsv1.StatefulSet {
+		s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "r-gateway", Generation: gen}, Status: st}
+		return s
+	}
+	done := appsv1.StatefulSetStatus{ObservedGeneration: 2, Replicas: 2, ReadyReplicas: 2, UpdatedReplicas: 2, CurrentRevision: "r-1", UpdateRevision: "r-1"}
+	tests := []struct {
+		name    string
+		sts     *appsv1.StatefulSet
+		ready   int32
+		waiting string
+	}{
+		{"not created", nil, 0, "the gateway StatefulSet to be created"},
+		{"rolled out", sts(2, done), 2, ""},
+		{"never observed", sts(1, appsv1.StatefulSetStatus{}), 0, "the StatefulSet controller to observe generation 1 of r-gateway"},
+		{"new template not observed", sts(3, done), 2, "the StatefulSet controller to observe generation 3 of r-gateway"},
+		{"one pod not ready", sts(2, func() appsv1.StatefulSetStatus { s := done; s.ReadyReplicas = 1; return s }()), 1, "1 gateway pod to become ready"},
+		{"no pod ready", sts(2, func() appsv1.StatefulSetStatus { s := done; s.ReadyReplicas = 0; return s }()), 0, "2 gateway pods to become ready"},
+		{"rolling update", sts(2, func() appsv1.StatefulSetStatus { s := done; s.UpdatedReplicas, s.UpdateRevision = 1, "r-2"; return s }()), 2,
+			"the rolling update to revision r-2 (1/2 gateway pods updated)"},
+		{"updated, revision not yet current", sts(2, func() appsv1.StatefulSetStatus { s := done; s.UpdateRevision = "r-2"; return s }()), 2,
+			"the rolling update to revision r-2 (2/2 gateway pods updated)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := observeGatewayPods(tc.sts, 2)
+			if got.ready != tc.ready || got.waiting != tc.waiting {
+				t.Errorf("got %d ready, waiting for %q; want %d, %q", got.ready, got.waiting, tc.ready, tc.waiting)
 			}
 		})
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -311,4 +312,34 @@ func (f *fixture) events(name string) []string {
 		}
 	}
 	return out
+}
+
+// gatewayPods plays the StatefulSet controller and the kubelet (both absent
+// in envtest): it writes the gateway StatefulSet's status, with ready pods
+// of which updated run revision rev, and the current revision cur.
+func (f *fixture) gatewayPods(name string, ready, updated int32, cur, rev string) {
+	f.t.Helper()
+	ctx := context.Background()
+	f.g.Eventually(func() error {
+		var sts appsv1.StatefulSet
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name + "-gateway"}, &sts); err != nil {
+			return err
+		}
+		sts.Status = appsv1.StatefulSetStatus{
+			ObservedGeneration: sts.Generation, Replicas: *sts.Spec.Replicas,
+			ReadyReplicas: ready, AvailableReplicas: ready, CurrentReplicas: *sts.Spec.Replicas - updated, UpdatedReplicas: updated,
+			CurrentRevision: cur, UpdateRevision: rev,
+		}
+		if cur == rev {
+			sts.Status.CurrentReplicas = updated
+		}
+		return k8s.Status().Update(ctx, &sts)
+	}).Should(Succeed())
+}
+
+// gatewayRolledOut plays a finished rollout of the gateway StatefulSet:
+// every shard's pod ready at the current revision.
+func (f *fixture) gatewayRolledOut(name string) {
+	f.t.Helper()
+	f.gatewayPods(name, f.get(name).Spec.Gateway.Shards, f.get(name).Spec.Gateway.Shards, name+"-gateway-1", name+"-gateway-1")
 }

@@ -3,6 +3,7 @@ package devenv
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,8 @@ import (
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/yawp/persistence-operator/controllers"
@@ -25,7 +28,9 @@ import (
 // StatefulSet it runs the gateway and syncer binaries as local processes,
 // with the environment of the pod template (field and Secret references
 // resolved) and local ports in place of the pod's, restarting a process that
-// exits, and stopping pods that scale away.
+// exits, and stopping pods that scale away. Standing in for the StatefulSet
+// controller too, it writes each StatefulSet's status: how many of its pods
+// are ready.
 type podRunner struct {
 	client   client.Client
 	bin      string
@@ -151,6 +156,9 @@ func (p *podRunner) sync(ctx context.Context) error {
 				}
 			}
 		}
+		if err := p.reportStatus(ctx, &sts, s, replicas); err != nil && !apierrors.IsConflict(err) {
+			p.log.Error(err, "report status", "statefulset", stsKey)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -167,6 +175,45 @@ func (p *podRunner) sync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// reportStatus writes the StatefulSet's status as its controller would,
+// judging a pod ready as the kubelet would: both its processes answer their
+// readiness probe. The stand-in starts each process once and never rolls a
+// pod when the template changes, so every pod counts as running the
+// template's current revision.
+func (p *podRunner) reportStatus(ctx context.Context, sts *appsv1.StatefulSet, s, replicas int) error {
+	var ready int32
+	for i := range replicas {
+		if p.ready(ctx, p.port(s, i, 0)) && p.ready(ctx, p.port(s, i, 1)) {
+			ready++
+		}
+	}
+	rev := fmt.Sprintf("%s-%d", sts.Name, sts.Generation)
+	n := int32(replicas)
+	want := appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: ready, AvailableReplicas: ready,
+		CurrentReplicas: n, UpdatedReplicas: n, CurrentRevision: rev, UpdateRevision: rev}
+	if equality.Semantic.DeepEqual(sts.Status, want) {
+		return nil
+	}
+	sts.Status = want
+	return p.client.Status().Update(ctx, sts)
+}
+
+// ready probes a process's readiness endpoint on a local port.
+func (p *podRunner) ready(ctx context.Context, port int) bool {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, contract.PathReadyz), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	_ = resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func (p *podRunner) ensure(ctx context.Context, key string, sts *appsv1.StatefulSet, pod string, c corev1.Container, s, shard int, peers []string) error {

@@ -24,6 +24,7 @@ import (
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -244,6 +245,16 @@ func TestRolloutWithRealShards(t *testing.T) {
 		g.Expect(c.Backfilled).To(Equal(c.Documents), "cohort %s", c.Name)
 	}
 	g.Expect(cur.Status.Cohorts[1].Members).To(BeNumerically(">=", 1), "school-3 joined the bucket cohort")
+	// Both gateway pods are ready (devenv's stand-in for the kubelet probes
+	// them) and their syncers report: the rollout is Ready.
+	g.Eventually(func() string {
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
+		c := meta.FindStatusCondition(cur.Status.Conditions, persistencev1alpha1.ConditionReady)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}).Should(Equal("True/Complete: all 2 cohorts are complete; 2/2 gateway pods ready, 2/2 shards report"))
 
 	// Every acknowledged save reads back unchanged through either gateway.
 	for id, text := range created {
