@@ -2,13 +2,16 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -34,6 +37,21 @@ import (
 //     rollout's control rows, and lets the gateway be garbage-collected.
 //     Refused, and the deletion held, while a cohort has retired legacy
 //     writes: switch the policy to Retain to delete anyway.
+//
+// RollbackToLegacy needs the database Secret. Without it (deleted first,
+// or its key gone) the deletion is held, with a Warning Event and the Ready
+// condition saying what is missing, until the Secret is back or the policy
+// is switched to Retain: skipping the rollback could leave students on a
+// store the person deleting the rollout meant to leave. The one exception
+// is a namespace being deleted, which deletes the Secret too: nothing may be
+// created in it again, so the Secret can never come back and holding the
+// rollout would hang the namespace in Terminating for good. There the
+// finalizer gives up: it changes nothing in PostgreSQL (every cohort keeps
+// its stage and the rollout's control rows stay, as with Retain, for a
+// rollout of the same namespace and name to adopt), says so in the log, the
+// manager's metrics and a Warning Event (which the namespace may refuse),
+// naming the stages last seen, and lets the rollout go.
+// A data plane that cannot be reached is not given up on: that passes.
 func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, original *persistencev1alpha1.PersistenceRollout) (ctrl.Result, error) {
 	log := logf.FromContext(ctx)
 	if !controllerutil.ContainsFinalizer(ro, Finalizer) {
@@ -42,6 +60,17 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 	now := r.Clock.Now()
 	if ro.Spec.DeletionPolicy == persistencev1alpha1.DeletionRollbackToLegacy {
 		waiting, err := r.rollbackAll(ctx, ro, now)
+		if errors.Is(err, errNoDSN) {
+			terminating, nsErr := r.namespaceTerminating(ctx, ro.Namespace)
+			if nsErr != nil {
+				return ctrl.Result{}, nsErr
+			}
+			if !terminating {
+				return r.holdForDatabaseSecret(ctx, ro, original, err, now)
+			}
+			r.abandonRollback(ctx, ro, err)
+			waiting, err = "", nil
+		}
 		if err != nil || waiting != "" {
 			msg := "deletion waits for " + waiting
 			if err != nil {
@@ -70,6 +99,60 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// namespaceTerminating reports whether the namespace is being deleted (or
+// is gone).
+func (r *PersistenceRolloutReconciler) namespaceTerminating(ctx context.Context, name string) (bool, error) {
+	var ns corev1.Namespace
+	if err := r.Get(ctx, types.NamespacedName{Name: name}, &ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("namespace %s: %w", name, err)
+	}
+	return !ns.DeletionTimestamp.IsZero() || ns.Status.Phase == corev1.NamespaceTerminating, nil
+}
+
+// holdForDatabaseSecret keeps a RollbackToLegacy deletion waiting for its
+// database Secret, and says so: in the Ready condition and waitingFor, and
+// in a Warning Event when it starts waiting.
+func (r *PersistenceRolloutReconciler) holdForDatabaseSecret(ctx context.Context, ro, original *persistencev1alpha1.PersistenceRollout, cause error, now time.Time) (ctrl.Result, error) {
+	ref := ro.Spec.Database.SecretRef
+	msg := fmt.Sprintf("deletion waits to roll every cohort back to Legacy: %v; restore it, or set deletionPolicy: Retain to delete the rollout without rolling back", cause)
+	if c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady); (c == nil || c.Reason != persistencev1alpha1.ReasonDatabaseSecretMissing) && r.Recorder != nil {
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, persistencev1alpha1.ReasonDatabaseSecretMissing, "Delete", "%s", msg)
+	}
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonDatabaseSecretMissing, msg, now)
+	ro.Status.WaitingFor = fmt.Sprintf("the database Secret %s to roll every cohort back to Legacy", ref.Name)
+	if err := r.patchStatus(ctx, original, ro); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: r.poll()}, nil
+}
+
+// abandonRollback records that a RollbackToLegacy deletion in a namespace
+// being deleted could not roll back: PostgreSQL is left as it is.
+func (r *PersistenceRolloutReconciler) abandonRollback(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, cause error) {
+	var seen []string
+	for _, c := range ro.Status.Cohorts {
+		if c.Stage != "" {
+			seen = append(seen, fmt.Sprintf("%s at %s (epoch %d)", c.Name, c.Stage, c.Epoch))
+		}
+	}
+	last := "none started"
+	if len(seen) > 0 {
+		last = strings.Join(seen, ", ")
+	}
+	msg := fmt.Sprintf("namespace %s is being deleted and with it the database connection (%v): the cohorts were not rolled back to Legacy "+
+		"and keep their stages in PostgreSQL, as with deletionPolicy Retain (last seen: %s)", ro.Namespace, cause, last)
+	logf.FromContext(ctx).Error(cause, "RollbackToLegacy abandoned: the namespace is being deleted and the database Secret is gone; stages stay in PostgreSQL",
+		"cohorts", last)
+	rollbacksAbandoned.WithLabelValues(ro.Namespace, ro.Name).Inc()
+	// Best effort: a terminating namespace refuses new Events.
+	if r.Recorder != nil {
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "RollbackAbandoned", "Delete", "%s", msg)
+	}
 }
 
 // orphanGateway removes the rollout's owner reference from the gateway

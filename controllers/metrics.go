@@ -20,8 +20,17 @@ var cohortsPerStage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Help: "Cohorts of a PersistenceRollout per stage (not started cohorts count as stage NotStarted).",
 }, []string{"namespace", "rollout", "stage"})
 
+// rollbacksAbandoned counts RollbackToLegacy deletions given up on in a
+// namespace being deleted without its database Secret (see finalize). The
+// namespace refuses the Warning Event, so this and the log are what is
+// left to alert on.
+var rollbacksAbandoned = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "persistence_rollout_rollbacks_abandoned_total",
+	Help: "RollbackToLegacy deletions that left the stages in PostgreSQL untouched because the namespace was deleted with the database Secret.",
+}, []string{"namespace", "rollout"})
+
 func init() {
-	metrics.Registry.MustRegister(cohortsPerStage)
+	metrics.Registry.MustRegister(cohortsPerStage, rollbacksAbandoned)
 }
 
 func recordCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {

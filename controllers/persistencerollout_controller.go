@@ -61,6 +61,7 @@ type PersistenceRolloutReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -209,19 +210,32 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	return obs, nil
 }
 
+// errNoDSN marks a databaseURL error that says the connection string does
+// not exist (the Secret, or its key, is gone), as opposed to a failed read.
+var errNoDSN = errors.New("no database connection string")
+
 // databaseURL reads the DSN from the rollout's database Secret.
 func (r *PersistenceRolloutReconciler) databaseURL(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {
 	ref := ro.Spec.Database.SecretRef
 	var s corev1.Secret
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", noDSN{fmt.Errorf("database secret %s: %w", ref.Name, err)}
+		}
 		return "", fmt.Errorf("database secret %s: %w", ref.Name, err)
 	}
 	dsn, ok := s.Data[ref.Key]
 	if !ok || len(dsn) == 0 {
-		return "", fmt.Errorf("database secret %s has no key %q", ref.Name, ref.Key)
+		return "", noDSN{fmt.Errorf("database secret %s has no key %q", ref.Name, ref.Key)}
 	}
 	return string(dsn), nil
 }
+
+// noDSN is an error that is errNoDSN, with the message of its cause.
+type noDSN struct{ error }
+
+func (e noDSN) Is(target error) bool { return target == errNoDSN }
+func (e noDSN) Unwrap() error        { return e.error }
 
 // execute carries out the plan's actions in order, announcing each decision
 // in an Event and the log (the data plane keeps the audit trail). It stops

@@ -620,3 +620,75 @@ func TestReadyWaitsForGatewayPods(t *testing.T) {
 	f.gatewayPods("pods", 2, 2, "pods-gateway-2", "pods-gateway-2")
 	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
 }
+
+// TestRollbackDeletionWithoutDatabaseSecret: a RollbackToLegacy deletion
+// needs the database Secret to roll the cohorts back. Deleted without it,
+// the rollout waits and says what is missing (a rollback that matters is
+// never skipped), and carries on once the Secret is back. In a namespace
+// being deleted the Secret can never come back (nothing new may be created
+// there), so the finalizer gives up rather than hang the namespace: the
+// stages stay in PostgreSQL untouched, as with Retain, and a Warning says so.
+func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
+	start := func(f *fixture, name string) {
+		ro := f.rollout(name, "pilot")
+		ro.Spec.DeletionPolicy = persistencev1alpha1.DeletionRollbackToLegacy
+		f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+		f.walkToVerify(name, "pilot")
+		db := &corev1.Secret{}
+		db.Namespace, db.Name = f.ns, "db"
+		f.g.Expect(k8s.Delete(context.Background(), db)).To(Succeed())
+		f.g.Expect(k8s.Delete(context.Background(), f.get(name))).To(Succeed())
+	}
+	gone := func(f *fixture, name string) func() bool {
+		return func() bool {
+			return apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, &persistencev1alpha1.PersistenceRollout{}))
+		}
+	}
+
+	t.Run("waits for the Secret", func(t *testing.T) {
+		f := newFixture(t)
+		ctx := context.Background()
+		start(f, "held")
+		f.g.Eventually(func() string {
+			c := condition(f.get("held"), persistencev1alpha1.ConditionReady)
+			return c.Reason + ": " + c.Message
+		}).Should(Equal("DatabaseSecretMissing: deletion waits to roll every cohort back to Legacy: " +
+			`database secret db: Secret "db" not found; restore it, or set deletionPolicy: Retain to delete the rollout without rolling back`))
+		f.g.Expect(f.get("held").Status.WaitingFor).To(Equal("the database Secret db to roll every cohort back to Legacy"))
+		f.g.Consistently(gone(f, "held"), "1s").Should(BeFalse(), "the rollback matters: pilot is at Verify")
+		f.g.Eventually(func() []string { return f.events("held") }).Should(ContainElement(HavePrefix("DatabaseSecretMissing: ")))
+		states, err := f.store.Cohorts(ctx, f.ns+"/held")
+		f.g.Expect(err).NotTo(HaveOccurred())
+		f.g.Expect(states["pilot"].Stage).To(Equal("Verify"))
+
+		// The Secret is back: the rollback runs, live shards observe it,
+		// and the rollout goes.
+		f.g.Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: f.ns},
+			Data:       map[string][]byte{"dsn": []byte(f.dsn)},
+		})).To(Succeed())
+		f.g.Eventually(func() string { return f.get("held").Status.WaitingFor }).Should(ContainSubstring("live shards to observe epoch"))
+		f.healthyShards("held")
+		f.g.Eventually(gone(f, "held")).Should(BeTrue())
+		states, err = f.store.Cohorts(ctx, f.ns+"/held")
+		f.g.Expect(err).NotTo(HaveOccurred())
+		f.g.Expect(states).To(BeEmpty(), "rolled back and forgotten")
+	})
+
+	t.Run("gives up when the namespace is deleted", func(t *testing.T) {
+		f := newFixture(t)
+		ctx := context.Background()
+		start(f, "lost")
+		f.g.Eventually(func() string { return condition(f.get("lost"), persistencev1alpha1.ConditionReady).Reason }).
+			Should(Equal(persistencev1alpha1.ReasonDatabaseSecretMissing))
+		var ns corev1.Namespace
+		f.g.Expect(k8s.Get(ctx, client.ObjectKey{Name: f.ns}, &ns)).To(Succeed())
+		f.g.Expect(k8s.Delete(ctx, &ns)).To(Succeed())
+		f.g.Eventually(gone(f, "lost")).Should(BeTrue(), "the finalizer must not hang the namespace's deletion")
+		// Nothing was rolled back or forgotten: the stage stays as it was.
+		states, err := f.store.Cohorts(ctx, f.ns+"/lost")
+		f.g.Expect(err).NotTo(HaveOccurred())
+		f.g.Expect(states["pilot"].Stage).To(Equal("Verify"))
+		f.g.Expect(testutil.ToFloat64(rollbacksAbandoned.WithLabelValues(f.ns, "lost"))).To(Equal(1.0), "the manager's /metrics tells")
+	})
+}

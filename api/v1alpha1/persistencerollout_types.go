@@ -90,7 +90,10 @@ const (
 	DeletionRetain DeletionPolicy = "Retain"
 	// DeletionRollbackToLegacy rolls every cohort back to Legacy under a
 	// new epoch, waits until every shard observed it, then lets the gateway
-	// be deleted. Refused while a cohort has retired legacy writes.
+	// be deleted. Refused while a cohort has retired legacy writes. Waits
+	// while the database Secret is missing, unless the namespace itself is
+	// being deleted: then the stages stay in PostgreSQL, as with Retain,
+	// and a Warning says so.
 	DeletionRollbackToLegacy DeletionPolicy = "RollbackToLegacy"
 )
 
@@ -407,6 +410,9 @@ const (
 	ReasonDeleting           = "Deleting"
 	ReasonRollbackRefused    = "RollbackRefused"
 	ReasonAwaitingNewAttempt = "AwaitingNewAttempt"
+	// ReasonDatabaseSecretMissing: the database Secret, or its key, is
+	// gone, so the deletion policy RollbackToLegacy cannot be carried out.
+	ReasonDatabaseSecretMissing = "DatabaseSecretMissing"
 )
 
 // Outcome is how an attempt of a cohort ended.
