@@ -13,6 +13,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -161,6 +163,9 @@ type observation struct {
 	history []dataplane.StageRecord
 	// alive counts shards whose own report (their heartbeat) is fresh.
 	alive int
+	// removed are cohorts in PostgreSQL that are no longer in the spec, are
+	// on their way (left Legacy, not done) and have members, by name.
+	removed []dataplane.CohortState
 }
 
 // observe opens the data plane, registers the rollout and reads every
@@ -197,6 +202,19 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 			obs.alive++
 		}
 	}
+	inSpec := map[string]bool{}
+	for _, c := range ro.Spec.Cohorts {
+		inSpec[c.Name] = true
+	}
+	// A removed cohort without members (say, one renamed back before any
+	// school was frozen into it) concerns nobody; a bucket cohort counts
+	// once a new school joins it.
+	for name, st := range states {
+		if !inSpec[name] && unfinished(persistencev1alpha1.Stage(st.Stage)) && st.Members > 0 {
+			obs.removed = append(obs.removed, st)
+		}
+	}
+	slices.SortFunc(obs.removed, func(a, b dataplane.CohortState) int { return strings.Compare(a.Cohort, b.Cohort) })
 	for i, c := range ro.Spec.Cohorts {
 		in := cohortInput{spec: c, index: i}
 		if st, ok := states[c.Name]; ok {

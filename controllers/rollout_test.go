@@ -692,3 +692,37 @@ func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
 		f.g.Expect(testutil.ToFloat64(rollbacksAbandoned.WithLabelValues(f.ns, "lost"))).To(Equal(1.0), "the manager's /metrics tells")
 	})
 }
+
+// TestRemovedCohortIsReported: a cohort that has left Legacy and is not done
+// keeps its stage in PostgreSQL when it disappears from the spec (removed,
+// or renamed, which makes a new, empty cohort since membership is frozen):
+// nothing gates, completes or rolls it back any more. The controller does
+// not change its stage on its own (that would silently change which store
+// is authoritative for its schools); it reports it as Degraded until the
+// cohort is back in the spec.
+func TestRemovedCohortIsReported(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout("gone", "pilot", "rest"))).To(Succeed())
+	verify := f.walkToVerify("gone", "pilot")
+	degraded := func() string {
+		c := condition(f.get("gone"), persistencev1alpha1.ConditionDegraded)
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+	f.g.Expect(degraded()).To(HavePrefix("False/AsExpected"))
+
+	// pilot is renamed.
+	f.update("gone", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "pilot-2" })
+	f.g.Eventually(degraded).Should(Equal("True/CohortRemoved: cohort pilot is at Verify (epoch " + itoa(verify) +
+		") in PostgreSQL but no longer in spec.cohorts, so nothing gates, completes or rolls it back: " +
+		"add it back under its name to manage it (intent: Rollback returns its schools to Legacy)"))
+	f.g.Expect(condition(f.get("gone"), persistencev1alpha1.ConditionReady).Reason).To(Equal(persistencev1alpha1.ReasonCohortRemoved))
+	states, err := f.store.Cohorts(ctx, f.ns+"/gone")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(states["pilot"].Stage).To(Equal("Verify"), "its stage is left as it is")
+	f.g.Expect(states["pilot"].Epoch).To(Equal(verify))
+
+	// Back under its name, it is managed again.
+	f.update("gone", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "pilot" })
+	f.g.Eventually(degraded).Should(HavePrefix("False/AsExpected"))
+}

@@ -182,6 +182,13 @@ func plan(in planInput) planOutput {
 	return out
 }
 
+// unfinished reports whether a cohort at stage is on its way: it left
+// Legacy and is not done, so the controller still has to gate it and
+// move it on.
+func unfinished(st persistencev1alpha1.Stage) bool {
+	return st != "" && st != persistencev1alpha1.StageLegacy && !isDone(st)
+}
+
 func stageOf(st *dataplane.CohortState) persistencev1alpha1.Stage {
 	if st == nil {
 		return ""

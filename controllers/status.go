@@ -171,6 +171,17 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 		}
 		break
 	}
+	if degradedReason == persistencev1alpha1.ReasonAsExpected && len(obs.removed) > 0 {
+		// Left alone, not rolled back: changing its stage on our own would
+		// silently change which store is authoritative for its schools.
+		r := obs.removed[0]
+		degradedReason = persistencev1alpha1.ReasonCohortRemoved
+		degradedMsg = fmt.Sprintf("cohort %s is at %s (epoch %d) in PostgreSQL but no longer in spec.cohorts, so nothing gates, completes or rolls it back: "+
+			"add it back under its name to manage it (intent: Rollback returns its schools to Legacy)", r.Cohort, r.Stage, r.Epoch)
+		if n := len(obs.removed) - 1; n > 0 {
+			degradedMsg += fmt.Sprintf("; %d more such %s", n, plural(n, "cohort", "cohorts"))
+		}
+	}
 	if degradedReason == persistencev1alpha1.ReasonAsExpected {
 		setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionFalse, degradedReason, degradedMsg, now)
 	} else {

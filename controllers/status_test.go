@@ -25,6 +25,7 @@ func TestConditions(t *testing.T) {
 		sum     summary
 		alive   int
 		pods    *gatewayPods // nil: every shard's pod ready
+		removed []dataplane.CohortState
 		ready   want
 		prog    want
 		degr    want
@@ -39,6 +40,10 @@ func TestConditions(t *testing.T) {
 		{name: "soaking, a gateway pod not ready", state: state("Verify", 4), sum: healthy(4), alive: 2,
 			pods:  &gatewayPods{ready: 1, waiting: "1 gateway pod to become ready"},
 			ready: want{"False", "GatewayNotReady"}, prog: want{"True", "Soaking"}, degr: want{"False", "AsExpected"}, verif: want{"True", "GatesPassing"},
+			waiting: "soak until 2026-11-26T09:01:00Z"},
+		{name: "a started cohort removed from the spec", state: state("Verify", 4), sum: healthy(4), alive: 2,
+			removed: []dataplane.CohortState{{Cohort: "old", Stage: "LocalFirst", Epoch: 3, Members: 2}, {Cohort: "older", Stage: "DualWrite", Epoch: 2, Members: 1}},
+			ready:   want{"False", "CohortRemoved"}, prog: want{"True", "Soaking"}, degr: want{"True", "CohortRemoved"}, verif: want{"True", "GatesPassing"},
 			waiting: "soak until 2026-11-26T09:01:00Z"},
 		{name: "one shard silent", state: state("DualWrite", 2), sum: summary{shards: 2, observed: 1, fresh: 1}, alive: 1,
 			ready: want{"False", "GatewayNotReady"}, prog: want{"True", "WaitingForBarrier"}, degr: want{"False", "AsExpected"}, verif: want{"Unknown", "NoReports"},
@@ -57,7 +62,7 @@ func TestConditions(t *testing.T) {
 			ro.Spec.Paused = tc.paused
 			ro.Spec.Cohorts = []persistencev1alpha1.CohortSpec{cohortSpec("pilot")}
 			ro.Spec.Gates.MaxReportAge = metav1.Duration{Duration: time.Minute}
-			obs := observation{alive: tc.alive, cohorts: []cohortInput{{spec: ro.Spec.Cohorts[0], state: tc.state, sum: tc.sum}}}
+			obs := observation{alive: tc.alive, removed: tc.removed, cohorts: []cohortInput{{spec: ro.Spec.Cohorts[0], state: tc.state, sum: tc.sum}}}
 			now := t0.Add(30 * time.Second)
 			out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
 			pods := gatewayPods{ready: 2}

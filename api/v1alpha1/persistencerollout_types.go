@@ -218,7 +218,10 @@ type BucketRange struct {
 type CohortSpec struct {
 	// name identifies the cohort; it is a DNS label and unique in the
 	// rollout. Membership and stages in PostgreSQL are keyed by it, so
-	// renaming a cohort makes a new one.
+	// renaming a cohort makes a new one. A cohort on its way (past Legacy,
+	// not Complete) that is removed or renamed keeps its stage, unmanaged,
+	// and the rollout is Degraded (CohortRemoved) until it is back; roll it
+	// back (intent: Rollback) before removing it.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
@@ -413,6 +416,9 @@ const (
 	// ReasonDatabaseSecretMissing: the database Secret, or its key, is
 	// gone, so the deletion policy RollbackToLegacy cannot be carried out.
 	ReasonDatabaseSecretMissing = "DatabaseSecretMissing"
+	// ReasonCohortRemoved: a cohort that left Legacy and is not done is
+	// no longer in the spec, so nothing gates, completes or rolls it back.
+	ReasonCohortRemoved = "CohortRemoved"
 )
 
 // Outcome is how an attempt of a cohort ended.
