@@ -274,25 +274,10 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	inTx = true
 	tSend := time.Now()
 	e.BuildNanos.Add(int64(tSend.Sub(start)))
-	err = conn.SendBatch(ctx, b2).Close()
+	err = e.commitGroup(ctx, conn, b2, bc, len(live))
 	e.CommitNanos.Add(int64(time.Since(tSend)))
-	if err != nil && commitInDoubt(err) {
-		// The writes were sent and no answer came back: the group may
-		// have committed. Retried as if it had not, its saves would be
-		// applied twice; so find out.
-		committed, rerr := e.resolveInDoubt(ctx, conn.Conn().PgConn().PID(), bc)
-		if rerr != nil {
-			e.fence("a group commit's outcome cannot be known: " + rerr.Error())
-			return fmt.Errorf("%w: %w", ErrFenced, rerr)
-		}
-		if committed {
-			e.log.Warn("a group commit's answer was lost; its ledger shows it committed", "requests", len(live), "err", err)
-			conn.Conn().Close(context.Background()) //nolint:errcheck // already broken
-			err = nil
-		}
-	}
 	if err != nil {
-		if fast {
+		if fast && !errors.Is(err, ErrFenced) {
 			return fmt.Errorf("%w: %w", errFastPath, err)
 		}
 		return err
@@ -313,6 +298,39 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		o.res, o.err = prev.res, prev.err
 		o.res.Replayed = true
 	}
+	return nil
+}
+
+// commitGroup sends a group's writes and COMMIT and makes sure of the
+// outcome before anyone is answered: an answer lost on the way is found
+// out (resolveInDoubt), and a commit that drew a warning is confirmed on
+// the synchronous standbys (laneWarnings). An error wrapping ErrFenced:
+// the outcome cannot be known, and the engine stopped writing.
+func (e *Engine) commitGroup(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, bc *batchCtx, requests int) error {
+	e.warned.take(conn.Conn().PgConn())
+	err := conn.SendBatch(ctx, b).Close()
+	if err == nil {
+		if e.warned.take(conn.Conn().PgConn()) {
+			return e.confirmWarnedCommit(ctx, requests)
+		}
+		return nil
+	}
+	if !commitInDoubt(err) {
+		return err
+	}
+	// The writes were sent and no answer came back: the group may have
+	// committed. Retried as if it had not, its saves would be applied
+	// twice; so find out.
+	committed, rerr := e.resolveInDoubt(ctx, conn.Conn().PgConn().PID(), bc)
+	if rerr != nil {
+		e.fence("a group commit's outcome cannot be known: " + rerr.Error())
+		return fmt.Errorf("%w: %w", ErrFenced, rerr)
+	}
+	if !committed {
+		return err
+	}
+	e.log.Warn("a group commit's answer was lost; its ledger shows it committed", "requests", requests, "err", err)
+	conn.Conn().Close(context.Background()) //nolint:errcheck // already broken
 	return nil
 }
 
@@ -399,6 +417,22 @@ func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (
 		}
 		return true, nil
 	}
+}
+
+// confirmWarnedCommit holds the answer to a committed group that drew a
+// WARNING, maybe a commit whose wait for the synchronous standbys was
+// cancelled (laneWarnings), until they have it.
+func (e *Engine) confirmWarnedCommit(ctx context.Context, requests int) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := syncBarrier(ctx, e.pool, e.cfg.Shard); err != nil {
+		// Committed, but perhaps on no standby: neither an answer nor a
+		// retry (which would apply it twice) is right.
+		e.fence("a group commit drew a warning and its synchronous standbys cannot be confirmed: " + err.Error())
+		return fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	e.log.Warn("a group commit drew a warning; acknowledged once the synchronous standbys confirmed it", "requests", requests)
+	return nil
 }
 
 // syncBarrier commits a transaction that waits, as every group commit

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -63,8 +64,11 @@ type Engine struct {
 	// lanePool holds the lanes' connections, one per lane, with
 	// laneSettings for their session.
 	lanePool *pgxpool.Pool
-	log      *slog.Logger
-	epoch    int64
+	// warned marks the lane connections PostgreSQL sent a WARNING since
+	// their group's commit was sent (see laneWarnings).
+	warned laneWarnings
+	log    *slog.Logger
+	epoch  int64
 
 	lockConn *pgx.Conn
 	lockMu   sync.Mutex
@@ -217,15 +221,14 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("store: take shard %d: %w", cfg.Shard, err)
 	}
-	lanePool, err := newLanePool(ctx, cfg)
-	if err != nil {
-		conn.Close(context.Background())
-		return nil, err
-	}
 	e := &Engine{
-		cfg: cfg, pool: cfg.Pool, lanePool: lanePool, log: cfg.Logger, epoch: epoch, lockConn: conn,
+		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
 		stop:   make(chan struct{}),
 		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
+	}
+	if e.lanePool, err = newLanePool(ctx, cfg, e.warned.note); err != nil {
+		conn.Close(context.Background())
+		return nil, err
 	}
 	for range cfg.Lanes {
 		l := &lane{reqs: make(chan *op, 4*cfg.MaxBatch)}
@@ -240,9 +243,17 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 // newLanePool opens the lanes' pool: the shared pool's configuration
 // (same server, role, TLS and tracing), a connection per lane, each
 // given laneSettings when it opens.
-func newLanePool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
+func newLanePool(ctx context.Context, cfg Config, onNotice pgconn.NoticeHandler) (*pgxpool.Pool, error) {
 	pc := cfg.Pool.Config()
 	pc.MaxConns, pc.MinConns = int32(cfg.Lanes), 0
+	if prev := pc.ConnConfig.OnNotice; prev != nil {
+		pc.ConnConfig.OnNotice = func(c *pgconn.PgConn, n *pgconn.Notice) {
+			prev(c, n)
+			onNotice(c, n)
+		}
+	} else {
+		pc.ConnConfig.OnNotice = onNotice
+	}
 	after := pc.AfterConnect
 	pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		if after != nil {
@@ -258,6 +269,43 @@ func newLanePool(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("store: lane connections: %w", err)
 	}
 	return p, nil
+}
+
+// laneWarnings tracks the WARNINGs PostgreSQL sends the lanes'
+// connections. A commit waiting for synchronous standbys that is
+// cancelled (pg_cancel_backend, a statement_timeout does not reach it)
+// stops waiting and reports success with a WARNING: committed locally,
+// maybe on no standby yet. A group whose commit drew any WARNING is
+// therefore acknowledged only after a barrier (syncBarrier). The
+// severity is matched, never the message, which lc_messages translates.
+type laneWarnings struct {
+	mu    sync.Mutex
+	conns map[*pgconn.PgConn]bool
+}
+
+func (w *laneWarnings) note(c *pgconn.PgConn, n *pgconn.Notice) {
+	sev := n.SeverityUnlocalized
+	if sev == "" {
+		sev = n.Severity
+	}
+	if sev != "WARNING" {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.conns == nil {
+		w.conns = map[*pgconn.PgConn]bool{}
+	}
+	w.conns[c] = true
+}
+
+// take reports whether c drew a WARNING since the last take, and forgets it.
+func (w *laneWarnings) take(c *pgconn.PgConn) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	warned := w.conns[c]
+	delete(w.conns, c)
+	return warned
 }
 
 // ShardEpoch is the epoch this engine writes under.

@@ -348,3 +348,58 @@ func TestTimedOutCommitWaitsForTheStandby(t *testing.T) {
 		t.Errorf("%d revisions, want 2 (created, saved once)", n)
 	}
 }
+
+// TestCancelledCommitWaitsForTheStandby: a commit waiting for a
+// synchronous standby that someone cancels (pg_cancel_backend, as a
+// monitoring job or an operator might) stops waiting and reports success,
+// with only a WARNING: committed locally, on no standby. It is
+// acknowledged only once the standbys hold it.
+func TestCancelledCommitWaitsForTheStandby(t *testing.T) {
+	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	e := setupOn(t, srv.DSN("postgres"))
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
+	standby := e.requireStandby()
+	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second"}, done: make(chan struct{})}
+	acked := make(chan struct{})
+	go func() {
+		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
+		close(acked)
+	}()
+	var pid int32
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		err := e.pool.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'`).Scan(&pid)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit waits for the standby: %v", err)
+		}
+	}
+	if _, err := e.pool.Exec(t.Context(), `SELECT pg_cancel_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-acked:
+		t.Fatalf("acknowledged while no standby holds the commit: %+v, %v", o.res, o.err)
+	case <-time.After(2 * time.Second):
+	}
+	if n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`); n != 2 {
+		t.Fatalf("%d ledger entries: the cancelled commit did not complete locally as the test expects", n)
+	}
+	standby("")
+	select {
+	case <-acked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("not acknowledged once the standby requirement was lifted")
+	}
+	if o.err != nil || o.res.Revision != 2 {
+		t.Errorf("the save: %+v, %v", o.res, o.err)
+	}
+	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 2 {
+		t.Errorf("%d revisions, want 2 (created, saved once)", n)
+	}
+}
