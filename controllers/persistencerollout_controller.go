@@ -111,13 +111,13 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 
 	// 5. Decide, 6. act, 7. report.
-	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
+	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames()})
 	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
 	if wrote {
 		// Re-read what was written so status shows the new stages.
 		if obs2, err := r.observe(ctx, &ro); err == nil {
 			obs = obs2
-			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts})
+			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames()})
 		}
 	}
 	applyStatus(&ro, obs, out, gw, now)
@@ -166,6 +166,15 @@ type observation struct {
 	// removed are cohorts in PostgreSQL that are no longer in the spec, are
 	// on their way (left Legacy, not done) and have members, by name.
 	removed []dataplane.CohortState
+}
+
+// removedNames are the names of the removed cohorts, sorted.
+func (o observation) removedNames() []string {
+	names := make([]string, len(o.removed))
+	for i, st := range o.removed {
+		names[i] = st.Cohort
+	}
+	return names
 }
 
 // observe opens the data plane, registers the rollout and reads every

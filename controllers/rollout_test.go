@@ -721,6 +721,15 @@ func TestRemovedCohortIsReported(t *testing.T) {
 	f.g.Expect(err).NotTo(HaveOccurred())
 	f.g.Expect(states["pilot"].Stage).To(Equal("Verify"), "its stage is left as it is")
 	f.g.Expect(states["pilot"].Epoch).To(Equal(verify))
+	// The renamed cohort is a new one: it does not start while pilot is
+	// on its way (its schools are pilot's).
+	f.g.Eventually(func() string { return f.get("gone").Status.WaitingFor }).Should(
+		Equal("cohort pilot, removed from the spec while on its way, to be added back and completed or rolled back"))
+	f.g.Consistently(func() bool {
+		states, err := f.store.Cohorts(ctx, f.ns+"/gone")
+		_, started := states["pilot-2"]
+		return err == nil && !started
+	}, 2*time.Second, 200*time.Millisecond).Should(BeTrue(), "pilot-2 started while pilot is on its way")
 
 	// Back under its name, it is managed again.
 	f.update("gone", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "pilot" })

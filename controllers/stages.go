@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
@@ -133,6 +134,9 @@ type planInput struct {
 	now     time.Time
 	spec    persistencev1alpha1.PersistenceRolloutSpec
 	cohorts []cohortInput
+	// removed names cohorts on their way (left Legacy, not done, with
+	// members) that are no longer in the spec.
+	removed []string
 }
 
 // planOutput is what plan decides.
@@ -152,7 +156,10 @@ func isDone(st persistencev1alpha1.Stage) bool {
 func plan(in planInput) planOutput {
 	out := planOutput{cohorts: make([]cohortPlan, len(in.cohorts)), current: -1}
 	// earlierDone: every cohort before this one is Complete (or retired).
-	earlierDone := true
+	// A removed cohort still on its way has lost its place in the order,
+	// so it counts as before every other: nothing starts or flips past it
+	// (a rename would otherwise start the "new" cohort at once).
+	earlierDone := len(in.removed) == 0
 	for i, c := range in.cohorts {
 		var mayStart, mayFlip bool
 		switch in.spec.Strategy {
@@ -162,6 +169,10 @@ func plan(in planInput) planOutput {
 			mayStart, mayFlip = earlierDone, earlierDone
 		}
 		cp := planCohort(in, c, mayStart, mayFlip)
+		if len(in.removed) > 0 && cp.reason == persistencev1alpha1.ReasonWaitingForCohort {
+			cp.waitingFor = fmt.Sprintf("cohort %s, removed from the spec while on its way, to be added back and completed or rolled back",
+				strings.Join(in.removed, ", "))
+		}
 		out.cohorts[i] = cp
 		if cp.act != nil {
 			out.actions = append(out.actions, *cp.act)

@@ -167,6 +167,21 @@ func TestPlanStrategies(t *testing.T) {
 			t.Fatalf("cohort b should wait for a, waits for %q", out.cohorts[1].waitingFor)
 		}
 	})
+	t.Run("a removed cohort on its way holds back starts and flips", func(t *testing.T) {
+		for _, strategy := range []persistencev1alpha1.Strategy{persistencev1alpha1.StrategyPerCohort, persistencev1alpha1.StrategyDualWriteFirst} {
+			out := plan(planInput{now: t0.Add(time.Hour), spec: persistencev1alpha1.PersistenceRolloutSpec{Strategy: strategy, Gates: gates, Cohorts: three[1:]},
+				cohorts: []cohortInput{{spec: three[1], state: state("Verify", 5), sum: healthy(5)}, {spec: three[2], index: 1, sum: summary{shards: 2}}},
+				removed: []string{"a"}})
+			for _, a := range out.actions {
+				if a.kind == actFreeze && strategy == persistencev1alpha1.StrategyPerCohort || a.stage == persistencev1alpha1.StageLocalFirst {
+					t.Errorf("%s: %+v went ahead of removed cohort a", strategy, a)
+				}
+			}
+			if !strings.Contains(out.cohorts[0].waitingFor, "cohort a, removed from the spec") {
+				t.Errorf("%s: cohort b waits for %q", strategy, out.cohorts[0].waitingFor)
+			}
+		}
+	})
 	t.Run("all complete", func(t *testing.T) {
 		out := plan(planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Gates: gates, Cohorts: three[:2]},
 			cohorts: []cohortInput{{spec: three[0], state: state("Complete", 4)}, {spec: three[1], index: 1, state: state("Complete", 5)}}})
