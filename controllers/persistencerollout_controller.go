@@ -282,7 +282,7 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			epoch = st.Epoch
 			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
 		case actSetStage:
-			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, Stage: string(a.stage),
+			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, ExpectSoakStartedAt: a.expectSoak, Stage: string(a.stage),
 				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, Message: a.message, At: now})
 			if errors.Is(err, dataplane.ErrEpochConflict) {
 				// Someone else moved the cohort: decide again on fresh data.

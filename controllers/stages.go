@@ -30,12 +30,14 @@ type action struct {
 	position    int
 	selector    dataplane.Selector
 	expectEpoch int64
-	from        persistencev1alpha1.Stage
-	stage       persistencev1alpha1.Stage
-	attempt     int32
-	outcome     persistencev1alpha1.Outcome
-	reason      string
-	message     string
+	// expectSoak, unless zero, is the soak start a promotion was decided on.
+	expectSoak time.Time
+	from       persistencev1alpha1.Stage
+	stage      persistencev1alpha1.Stage
+	attempt    int32
+	outcome    persistencev1alpha1.Outcome
+	reason     string
+	message    string
 }
 
 // summary condenses the shards' reports about one cohort at its current
@@ -322,7 +324,7 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 	stage := stageOf(st)
 	intent := spec.Intent
 	set := func(to persistencev1alpha1.Stage, reason, msg string) *action {
-		return &action{kind: actSetStage, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: to,
+		return &action{kind: actSetStage, cohort: spec.Name, expectEpoch: st.Epoch, expectSoak: st.SoakStartedAt, from: stage, stage: to,
 			attempt: st.Attempt, reason: reason, message: msg}
 	}
 	wait := func(reason, format string, args ...any) cohortPlan {

@@ -166,6 +166,10 @@ func TestPlanStrategies(t *testing.T) {
 		if !strings.Contains(out.cohorts[1].waitingFor, "before the flip") {
 			t.Fatalf("cohort b should wait for a, waits for %q", out.cohorts[1].waitingFor)
 		}
+		// Decided on a's soak: a soak restarted meanwhile refuses it.
+		if !out.actions[0].expectSoak.Equal(t0) {
+			t.Errorf("the flip does not carry the soak start it was decided on: %v", out.actions[0].expectSoak)
+		}
 	})
 	t.Run("a removed cohort on its way holds back starts and flips", func(t *testing.T) {
 		for _, strategy := range []persistencev1alpha1.Strategy{persistencev1alpha1.StrategyPerCohort, persistencev1alpha1.StrategyDualWriteFirst} {

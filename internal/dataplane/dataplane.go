@@ -110,8 +110,12 @@ type StageChange struct {
 	Key CohortKey
 	// ExpectEpoch is the cohort epoch the decision was made on.
 	ExpectEpoch int64
-	Stage       string
-	Attempt     int32
+	// ExpectSoakStartedAt, unless zero, is the soak start the decision was
+	// made on: a soak restarted since (reports went stale; the epoch stays)
+	// refuses a promotion decided on the soak before it.
+	ExpectSoakStartedAt time.Time
+	Stage               string
+	Attempt             int32
 	// Outcome ends the attempt ("" for a stage change within it).
 	Outcome string
 	// Reason is one CamelCase word; Message is for people.

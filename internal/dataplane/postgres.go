@@ -176,8 +176,9 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 		var from, outcome string
 		var current int64
 		var attempt int32
-		err := tx.QueryRow(ctx, `SELECT stage, epoch, outcome, attempt FROM rollout_cohorts WHERE rollout = $1 AND cohort = $2 FOR UPDATE`,
-			ch.Key.Rollout, ch.Key.Cohort).Scan(&from, &current, &outcome, &attempt)
+		var soakStarted time.Time
+		err := tx.QueryRow(ctx, `SELECT stage, epoch, outcome, attempt, soak_started_at FROM rollout_cohorts WHERE rollout = $1 AND cohort = $2 FOR UPDATE`,
+			ch.Key.Rollout, ch.Key.Cohort).Scan(&from, &current, &outcome, &attempt, &soakStarted)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrUnknownCohort
 		}
@@ -186,6 +187,10 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 		}
 		if current != ch.ExpectEpoch {
 			return fmt.Errorf("expected epoch %d, found %d: %w", ch.ExpectEpoch, current, ErrEpochConflict)
+		}
+		if !ch.ExpectSoakStartedAt.IsZero() && !ch.ExpectSoakStartedAt.Equal(soakStarted) {
+			return fmt.Errorf("the soak restarted at %s since the decision (made on the soak from %s): %w",
+				soakStarted.UTC().Format(time.RFC3339Nano), ch.ExpectSoakStartedAt.UTC().Format(time.RFC3339Nano), ErrEpochConflict)
 		}
 		// A halt ends its attempt without a new epoch: a change decided
 		// before it (a stale controller's promotion) must not go through

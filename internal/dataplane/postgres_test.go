@@ -225,3 +225,35 @@ func TestHaltFencesStaleStageChanges(t *testing.T) {
 		t.Fatalf("rollback of a halted attempt: %+v", st)
 	}
 }
+
+// TestSoakRestartFencesStalePromotions: a soak restart keeps the epoch, so
+// a controller that decided on the soak before it (a stale leader) would
+// promote a cohort whose soak just started over. A promotion carries the
+// soak start it was decided on, and a restarted soak refuses it.
+func TestSoakRestartFencesStalePromotions(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	key := CohortKey{Rollout: "ns/r", Cohort: "pilot"}
+	st := must[CohortState](t)(s.FreezeCohort(ctx, key, 0, Selector{Tenants: []string{"s1"}}, at))
+	st = must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: StageVerify, Attempt: 1, Reason: "Test", At: at}))
+	seen := st // the stale controller's view: soaking since at
+	if err := s.RestartSoak(ctx, key, st.Epoch, at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: seen.Epoch, ExpectSoakStartedAt: seen.SoakStartedAt, Stage: StageLocalFirst,
+		Attempt: 1, Reason: "Flipped", At: at.Add(time.Hour + time.Minute)})
+	if !errors.Is(err, ErrEpochConflict) {
+		got := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["pilot"]
+		t.Fatalf("stale flip after a soak restart: err=%v; cohort now at %s (want ErrEpochConflict, Verify)", err, got.Stage)
+	}
+	// Decided on the restarted soak, it goes through.
+	fresh := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["pilot"]
+	st = must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: fresh.Epoch, ExpectSoakStartedAt: fresh.SoakStartedAt,
+		Stage: StageLocalFirst, Attempt: 1, Reason: "Flipped", At: at.Add(3 * time.Hour)}))
+	if st.Stage != StageLocalFirst {
+		t.Fatalf("flip on the current soak: %+v", st)
+	}
+}
