@@ -470,6 +470,11 @@ func TestBadManifestsAreRefused(t *testing.T) {
 		{"pull secret without a name", func(ro *persistencev1alpha1.PersistenceRollout) {
 			ro.Spec.Gateway.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {}}
 		}, "every imagePullSecrets entry needs the name of a Secret"},
+		{"pull secret named twice", func(ro *persistencev1alpha1.PersistenceRollout) {
+			// Accepted, it failed every apply of the StatefulSet and
+			// stopped the controller (rollbacks included).
+			ro.Spec.Gateway.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {Name: "other"}, {Name: "registry"}}
+		}, "Duplicate value"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -111,12 +111,13 @@ type GatewaySpec struct {
 	// +kubebuilder:default=IfNotPresent
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
 
-	// imagePullSecrets name Secrets in the rollout's namespace that the
-	// kubelet uses to pull the image from a private registry for every gateway
-	// pod. Changing them restarts the gateway pods one by one, like any
+	// imagePullSecrets name Secrets in the rollout's namespace (each once)
+	// that the kubelet uses to pull the image from a private registry for
+	// every gateway pod. Changing them restarts the gateway pods one by one, like any
 	// change of the pod template.
 	// +optional
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(s, size(s.name) > 0)",message="every imagePullSecrets entry needs the name of a Secret"
 	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
