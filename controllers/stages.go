@@ -162,6 +162,7 @@ func plan(in planInput) planOutput {
 	// so it counts as before every other: nothing starts or flips past it
 	// (a rename would otherwise start the "new" cohort at once).
 	earlierDone := len(in.removed) == 0
+	specDone := true // every earlier cohort of the spec is done
 	for i, c := range in.cohorts {
 		var mayStart, mayFlip bool
 		switch in.spec.Strategy {
@@ -171,7 +172,7 @@ func plan(in planInput) planOutput {
 			mayStart, mayFlip = earlierDone, earlierDone
 		}
 		cp := planCohort(in, c, mayStart, mayFlip)
-		if len(in.removed) > 0 && cp.reason == persistencev1alpha1.ReasonWaitingForCohort {
+		if len(in.removed) > 0 && specDone && cp.reason == persistencev1alpha1.ReasonWaitingForCohort {
 			cp.waitingFor = fmt.Sprintf("cohort %s, removed from the spec while on its way, to be added back and completed or rolled back",
 				strings.Join(in.removed, ", "))
 		}
@@ -183,7 +184,7 @@ func plan(in planInput) planOutput {
 			out.current = i
 		}
 		if !cp.done {
-			earlierDone = false
+			earlierDone, specDone = false, false
 		}
 		if cp.requeue > 0 && (out.requeue == 0 || cp.requeue < out.requeue) {
 			out.requeue = cp.requeue

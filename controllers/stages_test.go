@@ -184,6 +184,10 @@ func TestPlanStrategies(t *testing.T) {
 			if !strings.Contains(out.cohorts[0].waitingFor, "cohort a, removed from the spec") {
 				t.Errorf("%s: cohort b waits for %q", strategy, out.cohorts[0].waitingFor)
 			}
+			// c waits for b, which is in the spec and on its way.
+			if strategy == persistencev1alpha1.StrategyPerCohort && out.cohorts[1].waitingFor != "earlier cohorts to complete" {
+				t.Errorf("cohort c waits for %q", out.cohorts[1].waitingFor)
+			}
 		}
 	})
 	t.Run("all complete", func(t *testing.T) {

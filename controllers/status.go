@@ -45,8 +45,9 @@ type gatewayPods struct {
 
 // observeGatewayPods judges the gateway StatefulSet (nil: not found) as
 // `kubectl rollout status` does: its controller has observed the current
-// generation, a pod per shard is ready, and every pod runs the update
-// revision. A syncer may report while its gateway container crash-loops,
+// generation, a pod per shard is ready, and under a rolling update every
+// pod (at or above a partition, if one is set) runs the update revision.
+// A syncer may report while its gateway container crash-loops,
 // so the shards' reports alone do not say students can reach the gateway.
 func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
 	if sts == nil {
@@ -54,14 +55,25 @@ func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
 	}
 	st := sts.Status
 	g := gatewayPods{ready: st.ReadyReplicas}
+	// Under a rolling update, the pods it must update: all of them, or
+	// those at or above a partition someone set (kubectl reports a
+	// partitioned roll-out done once they are; the others keep the old
+	// revision on purpose). OnDelete updates a pod only when a person
+	// deletes it: kubectl does not judge it, and neither do we.
+	rolling := sts.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType
+	partitioned := false
+	mustUpdate := shards
+	if ru := sts.Spec.UpdateStrategy.RollingUpdate; rolling && ru != nil && ru.Partition != nil && *ru.Partition > 0 {
+		partitioned, mustUpdate = true, max(shards-*ru.Partition, 0)
+	}
 	switch {
 	case st.ObservedGeneration < sts.Generation:
 		g.waiting = fmt.Sprintf("the StatefulSet controller to observe generation %d of %s", sts.Generation, sts.Name)
 	case st.ReadyReplicas < shards:
 		n := shards - st.ReadyReplicas
 		g.waiting = fmt.Sprintf("%d gateway %s to become ready", n, plural(int(n), "pod", "pods"))
-	case st.UpdatedReplicas < shards || st.CurrentRevision != st.UpdateRevision:
-		g.waiting = fmt.Sprintf("the rolling update to revision %s (%d/%d gateway pods updated)", st.UpdateRevision, st.UpdatedReplicas, shards)
+	case rolling && (st.UpdatedReplicas < mustUpdate || !partitioned && st.CurrentRevision != st.UpdateRevision):
+		g.waiting = fmt.Sprintf("the rolling update to revision %s (%d/%d gateway pods updated)", st.UpdateRevision, st.UpdatedReplicas, mustUpdate)
 	}
 	return g
 }

@@ -117,6 +117,24 @@ func TestObserveGatewayPods(t *testing.T) {
 			"the rolling update to revision r-2 (1/2 gateway pods updated)"},
 		{"updated, revision not yet current", sts(2, func() appsv1.StatefulSetStatus { s := done; s.UpdateRevision = "r-2"; return s }()), 2,
 			"the rolling update to revision r-2 (2/2 gateway pods updated)"},
+		// A partition someone set: done once the pods at or above it are
+		// updated, as kubectl rollout status says; the others stay old.
+		{"partitioned, done", partitioned(1, func() appsv1.StatefulSetStatus {
+			s := done
+			s.UpdatedReplicas, s.UpdateRevision = 1, "r-2"
+			return s
+		}()), 2, ""},
+		{"partitioned, under way", partitioned(1, func() appsv1.StatefulSetStatus {
+			s := done
+			s.UpdatedReplicas, s.UpdateRevision = 0, "r-2"
+			return s
+		}()), 2, "the rolling update to revision r-2 (0/1 gateway pods updated)"},
+		// OnDelete: pods change when a person deletes them; ready is enough.
+		{"on delete", func() *appsv1.StatefulSet {
+			s := sts(2, func() appsv1.StatefulSetStatus { s := done; s.UpdatedReplicas, s.UpdateRevision = 0, "r-2"; return s }())
+			s.Spec.UpdateStrategy.Type = appsv1.OnDeleteStatefulSetStrategyType
+			return s
+		}(), 2, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -126,6 +144,12 @@ func TestObserveGatewayPods(t *testing.T) {
 			}
 		})
 	}
+}
+
+func partitioned(partition int32, st appsv1.StatefulSetStatus) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Name: "r-gateway", Generation: 2}, Status: st,
+		Spec: appsv1.StatefulSetSpec{UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.RollingUpdateStatefulSetStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateStatefulSetStrategy{Partition: &partition}}}}
 }
 
 func itoaInt(n int) string { return itoa(int64(n)) }

@@ -374,9 +374,10 @@ type PersistenceRolloutSpec struct {
 
 // Condition types of a PersistenceRollout.
 const (
-	// ConditionReady summarises: every shard's gateway pod is ready and
-	// runs the current pod template (as `kubectl rollout status` judges the
-	// StatefulSet), every shard reports, and no cohort is failing. Stage
+	// ConditionReady summarises: every shard's gateway pod is ready and,
+	// under a rolling update, runs the current pod template (as `kubectl
+	// rollout status` judges the StatefulSet, partitions included), every
+	// shard reports, and no cohort is failing. Stage
 	// changes do not wait for it; they wait on the shards' reports.
 	ConditionReady = "Ready"
 	// ConditionProgressing is true while a cohort is moving between stages
