@@ -68,15 +68,24 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 			if !terminating {
 				return r.holdForDatabaseSecret(ctx, ro, original, err, now)
 			}
-			r.abandonRollback(ctx, ro, err)
+			if c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady); c != nil &&
+				c.Reason == persistencev1alpha1.ReasonRolledBackForDeletion {
+				// The rollback is done in PostgreSQL; the namespace's
+				// deletion took the Secret while the shards were being
+				// waited for. Nothing was abandoned.
+				log.Info("the namespace is being deleted: every cohort was rolled back to Legacy; not waiting for the shards to observe it")
+			} else {
+				r.abandonRollback(ctx, ro, err)
+			}
 			waiting, err = "", nil
 		}
 		if err != nil || waiting != "" {
 			msg := "deletion waits for " + waiting
+			reason := persistencev1alpha1.ReasonRolledBackForDeletion // rollbackAll waits only once every cohort is at Legacy
 			if err != nil {
-				msg = "deletion blocked: " + err.Error()
+				msg, reason = "deletion blocked: "+err.Error(), persistencev1alpha1.ReasonDeleting
 			}
-			setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonDeleting, msg, now)
+			setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg, now)
 			ro.Status.WaitingFor = msg
 			if perr := r.patchStatus(ctx, original, ro); perr != nil {
 				return ctrl.Result{}, perr

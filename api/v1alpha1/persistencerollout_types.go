@@ -415,6 +415,9 @@ const (
 	ReasonDeleting           = "Deleting"
 	ReasonRollbackRefused    = "RollbackRefused"
 	ReasonAwaitingNewAttempt = "AwaitingNewAttempt"
+	// ReasonRolledBackForDeletion: the deletion rolled every cohort back to
+	// Legacy in PostgreSQL and waits for the live shards to observe it.
+	ReasonRolledBackForDeletion = "RolledBackForDeletion"
 	// ReasonDatabaseSecretMissing: the database Secret, or its key, is
 	// gone, so the deletion policy RollbackToLegacy cannot be carried out.
 	ReasonDatabaseSecretMissing = "DatabaseSecretMissing"
