@@ -281,6 +281,11 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			}
 			epoch = st.Epoch
 			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
+			if st.HeldElsewhere > 0 && r.Recorder != nil {
+				r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "SchoolsHeldElsewhere", "Freeze",
+					"cohort %s selects %d schools that belong to other cohorts (a renamed or removed cohort keeps its schools: memberships are never moved); they stay there. Add the old cohort back under its name to move them",
+					a.cohort, st.HeldElsewhere)
+			}
 		case actSetStage:
 			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, ExpectSoakStartedAt: a.expectSoak, Stage: string(a.stage),
 				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, Message: a.message, At: now})

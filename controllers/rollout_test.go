@@ -740,3 +740,26 @@ func TestRemovedCohortIsReported(t *testing.T) {
 	f.update("gone", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "pilot" })
 	f.g.Eventually(degraded).Should(HavePrefix("False/AsExpected"))
 }
+
+// TestRenamedCohortStartsWithoutItsSchools: a cohort rolled back and then
+// renamed keeps its schools (memberships are never moved), so the renamed
+// cohort starts without them; a Warning Event says so and what to do.
+func TestRenamedCohortStartsWithoutItsSchools(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout("ren", "pilot"))).To(Succeed())
+	f.walkToVerify("ren", "pilot")
+	f.update("ren", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentRollback
+	})
+	f.waitStage("ren", "pilot", persistencev1alpha1.StageLegacy)
+	f.update("ren", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Cohorts[0].Name, ro.Spec.Cohorts[0].Intent = "pilot-2", ""
+	})
+	f.g.Eventually(func() []string { return f.events("ren") }).Should(ContainElement(
+		ContainSubstring("SchoolsHeldElsewhere: cohort pilot-2 selects 1 schools that belong to other cohorts")))
+	states, err := f.store.Cohorts(ctx, f.ns+"/ren")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(states["pilot"].Members).To(Equal(int64(1)), "the school stays with pilot")
+	f.g.Expect(states["pilot-2"].Members).To(Equal(int64(0)))
+}

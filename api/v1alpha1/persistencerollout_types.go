@@ -218,11 +218,15 @@ type BucketRange struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.approvedAttempt) || !has(self.attempt) || self.approvedAttempt <= self.attempt",message="approvedAttempt cannot be ahead of attempt"
 type CohortSpec struct {
 	// name identifies the cohort; it is a DNS label and unique in the
-	// rollout. Membership and stages in PostgreSQL are keyed by it, so
-	// renaming a cohort makes a new one. A cohort on its way (past Legacy,
-	// not Complete) that is removed or renamed keeps its stage, unmanaged,
-	// and the rollout is Degraded (CohortRemoved) until it is back; roll it
-	// back (intent: Rollback) before removing it.
+	// rollout. Membership and stages in PostgreSQL are keyed by it, and a
+	// school's membership is never moved, so renaming a started cohort
+	// makes a new one without its schools (a Warning Event,
+	// SchoolsHeldElsewhere, says so when it starts). A cohort on its way
+	// (past Legacy, not Complete) that is removed or renamed keeps its
+	// stage, unmanaged: the rollout is Degraded (CohortRemoved) and no
+	// other cohort starts or flips until it is back under its name. To
+	// drop a cohort, roll it back (intent: Rollback) first; its schools
+	// then stay on the legacy store.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63

@@ -103,6 +103,10 @@ type CohortState struct {
 	SoakStartedAt time.Time
 	FrozenAt      time.Time
 	Members       int64
+	// HeldElsewhere, set by FreezeCohort only, counts the schools its
+	// selector named that already belonged to another cohort: memberships
+	// are never moved, so they stay there.
+	HeldElsewhere int64
 }
 
 // StageChange asks SetStage for one transition.

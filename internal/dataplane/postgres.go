@@ -95,13 +95,39 @@ func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int
 		if err != nil {
 			return err
 		}
+		if st.HeldElsewhere, err = heldElsewhere(ctx, tx, key, sel); err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("froze the membership of cohort %s: %d schools", key.Cohort, st.Members)
+		if st.HeldElsewhere > 0 {
+			msg += fmt.Sprintf("; %d more it selects belong to other cohorts and stay there (memberships are never moved)", st.HeldElsewhere)
+		}
 		return recordChange(ctx, tx, key, "", StageChange{Stage: StageLegacy, Attempt: 1, Reason: "CohortStarted",
-			Message: fmt.Sprintf("froze the membership of cohort %s: %d schools", key.Cohort, st.Members), At: at}, st.Epoch)
+			Message: msg, At: at}, st.Epoch)
 	})
 	if err != nil {
 		return CohortState{}, fmt.Errorf("freeze cohort %s/%s: %w", key.Rollout, key.Cohort, err)
 	}
 	return st, nil
+}
+
+// heldElsewhere counts the schools sel selects that belong to a cohort
+// other than key's (a renamed cohort's schools stay with its old name).
+func heldElsewhere(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector) (int64, error) {
+	var n int64
+	var err error
+	switch {
+	case len(sel.Tenants) > 0:
+		err = tx.QueryRow(ctx, `
+			SELECT count(*) FROM cohort_members
+			WHERE tenant = ANY($1::text[]) AND (rollout, cohort) <> ($2, $3)`, sel.Tenants, key.Rollout, key.Cohort).Scan(&n)
+	case sel.Buckets != nil:
+		err = tx.QueryRow(ctx, `
+			SELECT count(*) FROM tenants t JOIN cohort_members m ON m.tenant = t.tenant
+			WHERE t.bucket >= $1 AND t.bucket < $2 AND (m.rollout, m.cohort) <> ($3, $4)`,
+			sel.Buckets.From, sel.Buckets.To, key.Rollout, key.Cohort).Scan(&n)
+	}
+	return n, err
 }
 
 func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, at time.Time) error {

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -255,5 +256,32 @@ func TestSoakRestartFencesStalePromotions(t *testing.T) {
 		Stage: StageLocalFirst, Attempt: 1, Reason: "Flipped", At: at.Add(3 * time.Hour)}))
 	if st.Stage != StageLocalFirst {
 		t.Fatalf("flip on the current soak: %+v", st)
+	}
+}
+
+// TestFreezeCountsSchoolsHeldElsewhere: memberships are never moved, so a
+// cohort selecting schools of another cohort (a renamed one: its schools
+// stay with the old name) freezes without them, and says how many.
+func TestFreezeCountsSchoolsHeldElsewhere(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	old := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot"}, 0, Selector{Tenants: []string{"s1", "s2"}}, at))
+	if old.Members != 2 || old.HeldElsewhere != 0 {
+		t.Fatalf("pilot: %+v", old)
+	}
+	renamed := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3"}}, at))
+	if renamed.Members != 1 || renamed.HeldElsewhere != 2 {
+		t.Fatalf("pilot-2: %d members, %d held elsewhere; want 1 (s3) and 2", renamed.Members, renamed.HeldElsewhere)
+	}
+	h := must[[]StageRecord](t)(s.History(ctx, "ns/r", 10))
+	if last := h[len(h)-1]; !strings.Contains(last.Message, "2 more it selects belong to other cohorts") {
+		t.Errorf("history: %q", last.Message)
+	}
+	// Frozen again (a later reconcile), nothing changes.
+	if again := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3"}}, at)); again.Members != 1 {
+		t.Errorf("refrozen: %+v", again)
 	}
 }
