@@ -187,7 +187,8 @@ type Store interface {
 	// The change's Stage is ignored.
 	HaltAttempt(ctx context.Context, change StageChange) error
 	// RestartSoak restarts a cohort's soak window at the given time, if the
-	// cohort is still at expectEpoch.
+	// cohort is still at expectEpoch. It never moves the start back (a
+	// stale controller's restart must not count time a newer one dropped).
 	RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error
 	// Cohorts returns every recorded cohort of a rollout by name.
 	Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error)

@@ -305,7 +305,7 @@ func (p *Postgres) History(ctx context.Context, rollout string, limit int) ([]St
 // RestartSoak implements Store.
 func (p *Postgres) RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error {
 	tag, err := p.pool.Exec(ctx, `
-		UPDATE rollout_cohorts SET soak_started_at = $4
+		UPDATE rollout_cohorts SET soak_started_at = greatest(soak_started_at, $4)
 		WHERE rollout = $1 AND cohort = $2 AND epoch = $3`, key.Rollout, key.Cohort, expectEpoch, at)
 	if err != nil {
 		return fmt.Errorf("restart soak of %s/%s: %w", key.Rollout, key.Cohort, err)

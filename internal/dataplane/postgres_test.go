@@ -250,8 +250,15 @@ func TestSoakRestartFencesStalePromotions(t *testing.T) {
 		got := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["pilot"]
 		t.Fatalf("stale flip after a soak restart: err=%v; cohort now at %s (want ErrEpochConflict, Verify)", err, got.Stage)
 	}
+	// A stale controller's older restart does not move the soak back.
+	if err := s.RestartSoak(ctx, key, st.Epoch, at.Add(30*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
 	// Decided on the restarted soak, it goes through.
 	fresh := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["pilot"]
+	if !fresh.SoakStartedAt.Equal(at.Add(time.Hour)) {
+		t.Fatalf("soak start %v, want the newest restart %v", fresh.SoakStartedAt, at.Add(time.Hour))
+	}
 	st = must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: fresh.Epoch, ExpectSoakStartedAt: fresh.SoakStartedAt,
 		Stage: StageLocalFirst, Attempt: 1, Reason: "Flipped", At: at.Add(3 * time.Hour)}))
 	if st.Stage != StageLocalFirst {
