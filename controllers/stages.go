@@ -111,6 +111,16 @@ func gateFailure(s summary, g persistencev1alpha1.IntegrityGates) string {
 	return ""
 }
 
+// watchDone reports a gate a done cohort's fresh reports break: nothing
+// rolls a finished cohort back on its own, but the rollout shows it
+// Degraded, so a mismatch after completion is seen.
+func watchDone(s summary, g persistencev1alpha1.IntegrityGates) string {
+	if f := gateFailure(s, g); f != "" {
+		return "after completion: " + f
+	}
+	return ""
+}
+
 // cohortInput is everything plan knows about one cohort.
 type cohortInput struct {
 	spec  persistencev1alpha1.CohortSpec
@@ -242,7 +252,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 
 	stage := stageOf(st)
 	if stage == persistencev1alpha1.StageLegacyRetired {
-		cp := cohortPlan{done: true}
+		cp := cohortPlan{done: true, failing: watchDone(sum, gates)}
 		if intent == persistencev1alpha1.IntentRollback {
 			cp.failing = fmt.Sprintf("cohort %s retired legacy writes: a rollback would lose work and is refused", spec.Name)
 			cp.reason = persistencev1alpha1.ReasonRollbackRefused
@@ -293,13 +303,15 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 			return cohortPlan{done: true, act: set(persistencev1alpha1.StageLegacyRetired, st.Attempt, "", "LegacyWritesStopped",
 				fmt.Sprintf("stopped legacy writes for cohort %s as stopLegacyWrites asks (point of no return)", spec.Name))}
 		}
-		return cohortPlan{done: true}
+		return cohortPlan{done: true, failing: watchDone(sum, gates)}
 	}
 
-	// Gates watch every stage that has a Yjs side under observation.
+	// Gates watch every stage that has a Yjs side under observation. The
+	// counts only grow with more shards, so fresh reports from some of
+	// them that already break a gate are a failure: a silent shard must
+	// not keep a seen mismatch from rolling the cohort back.
 	var cp cohortPlan
-	watched := stage != persistencev1alpha1.StageLegacy
-	if watched && sum.allFresh() {
+	if stage != persistencev1alpha1.StageLegacy {
 		cp.failing = gateFailure(sum, gates)
 	}
 	if cp.failing != "" && !in.spec.Paused {

@@ -44,6 +44,7 @@ func TestPlanCohortTransitions(t *testing.T) {
 		stage   persistencev1alpha1.Stage
 		outcome persistencev1alpha1.Outcome
 		wait    string // substring of waitingFor, when no action
+		failing string // substring of the failure reported, if any
 	}{
 		{name: "not started, allowed: freeze", mayStart: true, kind: actFreeze, stage: persistencev1alpha1.StageLegacy},
 		{name: "not started, earlier cohort running", mayStart: false, wait: "earlier cohorts"},
@@ -72,6 +73,13 @@ func TestPlanCohortTransitions(t *testing.T) {
 			spec: func(c *persistencev1alpha1.CohortSpec) { c.StopLegacyWrites = true }, wait: "fresh reports from 1/2 shards before legacy writes stop"},
 		{name: "gate fails: automatic rollback", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.mismatched = 1; return s }(),
 			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack},
+		{name: "gate fails on the fresh shards while another is silent: rollback", state: state("Verify", 4),
+			sum:  summary{shards: 2, observed: 2, fresh: 1, documents: 5, verified: 5, mismatched: 2},
+			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack, failing: "2 mismatched documents"},
+		{name: "Complete: a failing gate is reported, not acted on", state: state("Complete", 6), sum: func() summary { s := healthy(6); s.mismatched = 2; return s }(),
+			failing: "after completion: 2 mismatched documents"},
+		{name: "LegacyRetired: a failing gate is reported", state: state("LegacyRetired", 8), sum: func() summary { s := healthy(8); s.divergences = 1; return s }(),
+			failing: "after completion: 1 open divergences"},
 		{name: "gate fails: manual halt", state: state("Backfill", 3), sum: func() summary { s := healthy(3); s.gaps = 2; return s }(),
 			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) {
 				s.RollbackPolicy = persistencev1alpha1.RollbackManual
@@ -112,6 +120,9 @@ func TestPlanCohortTransitions(t *testing.T) {
 				sum.shards = 2
 			}
 			cp := planCohort(planInput{now: now, spec: rs}, cohortInput{spec: spec, state: tc.state, sum: sum}, tc.mayStart, tc.mayFlip)
+			if tc.failing != "" && !strings.Contains(cp.failing, tc.failing) {
+				t.Fatalf("failing = %q, want %q", cp.failing, tc.failing)
+			}
 			if tc.kind == 0 {
 				if cp.act != nil {
 					t.Fatalf("want no action, got %+v", *cp.act)
