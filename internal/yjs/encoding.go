@@ -336,20 +336,29 @@ func utf8Len(s []uint16) int {
 
 func appendUTF8(dst []byte, s []uint16) []byte {
 	dst = slices.Grow(dst, len(s))
-	for i := 0; i < len(s); i++ {
-		// A run of ASCII is copied unit by unit into room already there.
+	for i := 0; i < len(s); {
 		if s[i] < 0x80 {
-			j := i + 1
-			for j < len(s) && s[j] < 0x80 {
-				j++
-			}
+			// A run of ASCII, into room already there: four units at a
+			// time while all four are ASCII, then one by one.
 			n := len(dst)
-			dst = slices.Grow(dst, j-i)[:n+j-i]
-			out := dst[n:]
-			for k, c := range s[i:j] {
-				out[k] = byte(c)
+			out := dst[n:cap(dst)]
+			k := 0
+			for i+4 <= len(s) && k+4 <= len(out) {
+				v := uint64(s[i]) | uint64(s[i+1])<<16 | uint64(s[i+2])<<32 | uint64(s[i+3])<<48
+				if v&0xff80_ff80_ff80_ff80 != 0 {
+					break
+				}
+				binary.LittleEndian.PutUint32(out[k:], uint32(v&0x7f|v>>8&0x7f00|v>>16&0x7f_0000|v>>24&0x7f00_0000))
+				i, k = i+4, k+4
 			}
-			i = j - 1
+			for i < len(s) && k < len(out) && s[i] < 0x80 {
+				out[k] = byte(s[i])
+				i, k = i+1, k+1
+			}
+			dst = dst[:n+k]
+			if i < len(s) && s[i] < 0x80 { // out of room: non-ASCII before took more than a byte
+				dst = slices.Grow(dst, len(s)-i)
+			}
 			continue
 		}
 		c := s[i]
@@ -363,6 +372,7 @@ func appendUTF8(dst []byte, s []uint16) []byte {
 			}
 		}
 		dst = utf8.AppendRune(dst, r)
+		i++
 	}
 	return dst
 }

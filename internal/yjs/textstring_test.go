@@ -55,12 +55,18 @@ func TestTextStringAcrossItems(t *testing.T) {
 // reading of the same UTF-16 (lone surrogates become U+FFFD).
 func TestAppendUTF8(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for range 5000 {
+	for n := range 10000 {
 		s := make([]uint16, r.IntN(40))
-		for i := range s {
+		for i := 0; i < len(s); i++ {
 			switch r.IntN(4) {
 			case 0, 1:
 				s[i] = uint16(r.IntN(0x80))
+				if n%2 == 1 { // runs of ASCII, as prose has: the four-at-a-time path
+					for k := r.IntN(12); k > 0 && i+1 < len(s); k-- {
+						i++
+						s[i] = uint16(r.IntN(0x80))
+					}
+				}
 			case 2:
 				s[i] = uint16(0xd800 + r.IntN(0x800))
 			default:
@@ -80,7 +86,9 @@ func TestAppendUTF8(t *testing.T) {
 				b.WriteRune(c)
 			}
 		}
-		if got := string(appendUTF8([]byte("x"), s)); got != "x"+b.String() {
+		// Little room to start with: runs must grow it as they go.
+		dst := append(make([]byte, 0, 1+r.IntN(6)), 'x')
+		if got := string(appendUTF8(dst, s)); got != "x"+b.String() {
 			t.Fatalf("%x: %q, want %q", s, got, "x"+b.String())
 		}
 	}
