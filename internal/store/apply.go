@@ -304,13 +304,13 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 // commitGroup sends a group's writes and COMMIT and makes sure of the
 // outcome before anyone is answered: an answer lost on the way is found
 // out (resolveInDoubt), and a commit that drew a warning is confirmed on
-// the synchronous standbys (laneWarnings). An error wrapping ErrFenced:
+// the synchronous standbys (noteWarning). An error wrapping ErrFenced:
 // the outcome cannot be known, and the engine stopped writing.
 func (e *Engine) commitGroup(ctx context.Context, conn *pgxpool.Conn, b *pgx.Batch, bc *batchCtx, requests int) error {
-	e.warned.take(conn.Conn().PgConn())
+	takeWarning(conn.Conn().PgConn())
 	err := conn.SendBatch(ctx, b).Close()
 	if err == nil {
-		if e.warned.take(conn.Conn().PgConn()) {
+		if takeWarning(conn.Conn().PgConn()) {
 			return e.confirmWarnedCommit(ctx, requests)
 		}
 		return nil
@@ -421,7 +421,7 @@ func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (
 
 // confirmWarnedCommit holds the answer to a committed group that drew a
 // WARNING, maybe a commit whose wait for the synchronous standbys was
-// cancelled (laneWarnings), until they have it.
+// cancelled (noteWarning), until they have it.
 func (e *Engine) confirmWarnedCommit(ctx context.Context, requests int) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

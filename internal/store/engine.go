@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"container/list"
 	"context"
 	"errors"
@@ -64,11 +65,8 @@ type Engine struct {
 	// lanePool holds the lanes' connections, one per lane, with
 	// laneSettings for their session.
 	lanePool *pgxpool.Pool
-	// warned marks the lane connections PostgreSQL sent a WARNING since
-	// their group's commit was sent (see laneWarnings).
-	warned laneWarnings
-	log    *slog.Logger
-	epoch  int64
+	log      *slog.Logger
+	epoch    int64
 
 	lockConn *pgx.Conn
 	lockMu   sync.Mutex
@@ -226,7 +224,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		stop:   make(chan struct{}),
 		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
 	}
-	if e.lanePool, err = newLanePool(ctx, cfg, e.warned.note); err != nil {
+	if e.lanePool, err = newLanePool(ctx, cfg, noteWarning); err != nil {
 		conn.Close(context.Background())
 		return nil, err
 	}
@@ -271,40 +269,27 @@ func newLanePool(ctx context.Context, cfg Config, onNotice pgconn.NoticeHandler)
 	return p, nil
 }
 
-// laneWarnings tracks the WARNINGs PostgreSQL sends the lanes'
-// connections. A commit waiting for synchronous standbys that is
-// cancelled (pg_cancel_backend, a statement_timeout does not reach it)
-// stops waiting and reports success with a WARNING: committed locally,
-// maybe on no standby yet. A group whose commit drew any WARNING is
-// therefore acknowledged only after a barrier (syncBarrier). The
-// severity is matched, never the message, which lc_messages translates.
-type laneWarnings struct {
-	mu    sync.Mutex
-	conns map[*pgconn.PgConn]bool
+// A lane connection notes the WARNINGs PostgreSQL sends it, in its own
+// custom data (read and cleared only by whoever holds the connection). A
+// commit waiting for synchronous standbys that is cancelled
+// (pg_cancel_backend; a statement_timeout does not reach it) stops
+// waiting and reports success with a WARNING: committed locally, maybe on
+// no standby yet. A group whose commit drew any WARNING is therefore
+// acknowledged only after a barrier (syncBarrier). The severity is
+// matched, never the message, which lc_messages translates.
+const warnedKey = "yawp.warned"
+
+func noteWarning(c *pgconn.PgConn, n *pgconn.Notice) {
+	if cmp.Or(n.SeverityUnlocalized, n.Severity) == "WARNING" {
+		c.CustomData()[warnedKey] = true
+	}
 }
 
-func (w *laneWarnings) note(c *pgconn.PgConn, n *pgconn.Notice) {
-	sev := n.SeverityUnlocalized
-	if sev == "" {
-		sev = n.Severity
-	}
-	if sev != "WARNING" {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.conns == nil {
-		w.conns = map[*pgconn.PgConn]bool{}
-	}
-	w.conns[c] = true
-}
-
-// take reports whether c drew a WARNING since the last take, and forgets it.
-func (w *laneWarnings) take(c *pgconn.PgConn) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	warned := w.conns[c]
-	delete(w.conns, c)
+// takeWarning reports whether c drew a WARNING since the last take, and
+// forgets it.
+func takeWarning(c *pgconn.PgConn) bool {
+	_, warned := c.CustomData()[warnedKey]
+	delete(c.CustomData(), warnedKey)
 	return warned
 }
 

@@ -216,44 +216,70 @@ func (e *env) proxied(cfg Config) *answerLoser {
 // once the standbys have it (here: once no standby is required any more),
 // never on the local commit alone, which a failover could lose.
 func TestLostCommitAnswerWaitsForTheStandby(t *testing.T) {
-	// Its own server: requiring a standby stalls every commit on it.
+	e, proxy := standbyEnv(t, Config{})
+	standby := e.requireStandby()
+	marker := []byte("waits-for-standby")
+	proxy.marker.Store(&marker)
+	save := e.startSave("second, waits-for-standby")
+	select {
+	case <-proxy.lost:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the proxy lost no answer")
+	}
+	save.ackedOnlyOnceReplicated(standby)
+}
+
+// standbyEnv is an env on a PostgreSQL server of its own (requiring a
+// standby stalls every commit on it), its engine's connections through a
+// proxy (cfg's GroupTimeout), holding document "d" at revision 1.
+func standbyEnv(t *testing.T, cfg Config) (*env, *answerLoser) {
 	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Stop() })
 	e := setupOn(t, srv.DSN("postgres"))
-	proxy := e.proxied(Config{})
+	proxy := e.proxied(cfg)
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
+	return e, proxy
+}
 
-	standby := e.requireStandby()
-	marker := []byte("waits-for-standby")
-	proxy.marker.Store(&marker)
-	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second, waits-for-standby"}, done: make(chan struct{})}
-	acked := make(chan struct{})
+// pendingSave is a save of "d" running in its own group commit.
+type pendingSave struct {
+	e     *env
+	o     *op
+	acked chan struct{}
+}
+
+func (e *env) startSave(content string) pendingSave {
+	s := pendingSave{e: e, o: &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: content}, done: make(chan struct{})},
+		acked: make(chan struct{})}
 	go func() {
-		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
-		close(acked)
+		e.eng.runBatch(e.eng.laneOf("d"), []*op{s.o})
+		close(s.acked)
 	}()
-	select {
-	case <-proxy.lost:
-	case <-time.After(20 * time.Second):
-		t.Fatal("the proxy lost no answer")
-	}
-	// The commit is visible locally; no standby has it.
+	return s
+}
+
+// ackedOnlyOnceReplicated checks that the save committed locally and was
+// not acknowledged while the standby requirement held, then lifts it and
+// checks that the save is acknowledged, applied once.
+func (s pendingSave) ackedOnlyOnceReplicated(standby func(string)) {
+	t, e, o := s.e.t, s.e, s.o
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`) != 2; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the group never committed locally")
 		}
 	}
 	select {
-	case <-acked:
-		t.Fatalf("acknowledged while no standby holds the commit: %+v, %v", o.res, o.err)
+	case <-s.acked:
+		t.Fatalf("answered while no standby holds the commit: %+v, %v", o.res, o.err)
 	case <-time.After(2 * time.Second):
 	}
 	standby("")
 	select {
-	case <-acked:
+	case <-s.acked:
 	case <-time.After(30 * time.Second):
 		t.Fatal("not acknowledged once the standby requirement was lifted")
 	}
@@ -309,44 +335,9 @@ func (e *env) requireStandby() func(names string) {
 // ends its backend, which commits it locally, before any standby has it.
 // It is acknowledged only once the standbys hold it.
 func TestTimedOutCommitWaitsForTheStandby(t *testing.T) {
-	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	e := setupOn(t, srv.DSN("postgres"))
-	e.proxied(Config{GroupTimeout: time.Second}) // a proxy that loses nothing: only the short timeout
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
+	e, _ := standbyEnv(t, Config{GroupTimeout: time.Second}) // a proxy that loses nothing: only the short timeout
 	standby := e.requireStandby()
-	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second"}, done: make(chan struct{})}
-	acked := make(chan struct{})
-	go func() {
-		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
-		close(acked)
-	}()
-	select {
-	case <-acked:
-		if o.err == nil {
-			t.Fatalf("acknowledged while no standby holds the commit: %+v", o.res)
-		}
-		t.Fatalf("the save failed: %v", o.err)
-	case <-time.After(3 * time.Second):
-	}
-	if n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`); n != 2 {
-		t.Fatalf("%d ledger entries: the commit did not complete locally as the test expects", n)
-	}
-	standby("")
-	select {
-	case <-acked:
-	case <-time.After(30 * time.Second):
-		t.Fatal("not acknowledged once the standby requirement was lifted")
-	}
-	if o.err != nil || o.res.Revision != 2 {
-		t.Errorf("the save: %+v, %v", o.res, o.err)
-	}
-	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 2 {
-		t.Errorf("%d revisions, want 2 (created, saved once)", n)
-	}
+	e.startSave("second").ackedOnlyOnceReplicated(standby)
 }
 
 // TestCancelledCommitWaitsForTheStandby: a commit waiting for a
@@ -355,20 +346,9 @@ func TestTimedOutCommitWaitsForTheStandby(t *testing.T) {
 // with only a WARNING: committed locally, on no standby. It is
 // acknowledged only once the standbys hold it.
 func TestCancelledCommitWaitsForTheStandby(t *testing.T) {
-	srv, err := pgharness.Start(t.Context(), pgharness.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = srv.Stop() })
-	e := setupOn(t, srv.DSN("postgres"))
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first"})
+	e, _ := standbyEnv(t, Config{})
 	standby := e.requireStandby()
-	o := &op{req: Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", Content: "second"}, done: make(chan struct{})}
-	acked := make(chan struct{})
-	go func() {
-		e.eng.runBatch(e.eng.laneOf("d"), []*op{o})
-		close(acked)
-	}()
+	save := e.startSave("second")
 	var pid int32
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		err := e.pool.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep'`).Scan(&pid)
@@ -382,24 +362,5 @@ func TestCancelledCommitWaitsForTheStandby(t *testing.T) {
 	if _, err := e.pool.Exec(t.Context(), `SELECT pg_cancel_backend($1)`, pid); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-acked:
-		t.Fatalf("acknowledged while no standby holds the commit: %+v, %v", o.res, o.err)
-	case <-time.After(2 * time.Second):
-	}
-	if n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd'`); n != 2 {
-		t.Fatalf("%d ledger entries: the cancelled commit did not complete locally as the test expects", n)
-	}
-	standby("")
-	select {
-	case <-acked:
-	case <-time.After(30 * time.Second):
-		t.Fatal("not acknowledged once the standby requirement was lifted")
-	}
-	if o.err != nil || o.res.Revision != 2 {
-		t.Errorf("the save: %+v, %v", o.res, o.err)
-	}
-	if n := e.count(`SELECT count(*) FROM document_revisions WHERE doc_id = 'd'`); n != 2 {
-		t.Errorf("%d revisions, want 2 (created, saved once)", n)
-	}
+	save.ackedOnlyOnceReplicated(standby)
 }
