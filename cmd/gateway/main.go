@@ -21,6 +21,7 @@
 //	--internal-token  YAWP_INTERNAL_TOKEN     syncer internal API token (default: derived from the token key)
 //	--protocol-poll   2s                      how often open sync connections' cohort stages are polled
 //	--sync-max-conns-per-user 32              sync WebSocket connections per user
+//	--pprof-listen    ""                      Go runtime profiles at /debug/pprof/ (keep it on loopback)
 //
 // Local run (what `make dev` does per shard i of N):
 //
@@ -48,6 +49,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/debugserver"
 	"github.com/yawp/persistence-operator/internal/gateway"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
@@ -70,6 +72,7 @@ func run() error {
 	}
 	var (
 		listen, metricsListen, syncerURL, peerPattern, peers, tokenKey, tokenKeyFile, internalToken string
+		pprofListen                                                                                 string
 		cfg                                                                                         gateway.Config
 		protocolPoll                                                                                time.Duration
 		maxConns                                                                                    int
@@ -86,6 +89,7 @@ func run() error {
 	flag.StringVar(&internalToken, "internal-token", os.Getenv(contract.EnvInternalToken), "syncer internal API token (env "+contract.EnvInternalToken+")")
 	flag.DurationVar(&protocolPoll, "protocol-poll", 2*time.Second, "how often the cohort stage of open sync connections is polled (protocol flips)")
 	flag.IntVar(&maxConns, "sync-max-conns-per-user", 32, "sync WebSocket connections per user")
+	flag.StringVar(&pprofListen, "pprof-listen", "", "address serving Go runtime profiles at /debug/pprof/ (empty: off; keep it on loopback and reach it with kubectl port-forward)")
 	flag.Parse()
 	if tokenKeyFile != "" {
 		b, err := os.ReadFile(tokenKeyFile)
@@ -113,6 +117,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	stopProfiles, err := debugserver.Start(pprofListen, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	backend := g.NewSyncBackend()

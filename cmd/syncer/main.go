@@ -18,6 +18,7 @@
 //	--backfill-batch 100                  documents per backfill transaction
 //	--verify-every   1s                   incremental verification interval
 //	--verify-full-every 1m                full verification interval
+//	--pprof-listen   ""                   Go runtime profiles at /debug/pprof/ (keep it on loopback)
 //
 // Local run (what `make dev` does per shard i of N):
 //
@@ -38,6 +39,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/debugserver"
 	"github.com/yawp/persistence-operator/internal/gotune"
 	"github.com/yawp/persistence-operator/internal/syncer"
 )
@@ -91,6 +93,7 @@ func run() error {
 	flag.DurationVar(&cfg.Integrity.VerifyEvery, "verify-every", time.Second, "interval of incremental verification passes")
 	flag.DurationVar(&cfg.Integrity.VerifyFullEvery, "verify-full-every", fullEvery, "interval of full verification passes (env "+contract.EnvVerifyFullEvery+")")
 	flag.DurationVar(&cfg.Integrity.GapAfter, "gap-after", gapAfter, "how long a client may hold operations the server lacks before they count as an evidence gap (env "+contract.EnvGapAfter+")")
+	pprofListen := flag.String("pprof-listen", "", "address serving Go runtime profiles at /debug/pprof/ (empty: off; keep it on loopback and reach it with kubectl port-forward)")
 	flag.Parse()
 	cfg.PodName = os.Getenv(contract.EnvPodName)
 	if cfg.PodName == "" {
@@ -103,6 +106,11 @@ func run() error {
 	gc := gotune.Decide(os.Getenv, gotune.SyncerGCPercent)
 	gotune.Apply(gc)
 	cfg.Logger.Info("garbage collector", "gc_percent", gc.GCPercent, "memory_limit", gc.MemoryLimit, "why", gc.Reason)
+	stopProfiles, err := debugserver.Start(*pprofListen, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return syncer.Run(ctx, cfg)

@@ -155,6 +155,15 @@ func Run(ctx context.Context, cfg Config) error {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_requests_applied_total", Help: "Requests applied."}, func() float64 { return float64(eng.Applied.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "yawp_syncer_cached_documents", Help: "Documents in memory."}, func() float64 { return float64(eng.CachedDocuments()) }),
 	)
+	// Where group commits spend their time: a rising commit share with a
+	// flat build share points at PostgreSQL (or its disk), a rising build
+	// share at this process's CPU.
+	for phase, n := range map[string]*atomic.Int64{"gather": &eng.GatherNanos, "build": &eng.BuildNanos, "commit": &eng.CommitNanos} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "yawp_syncer_group_commit_seconds_total", Help: "Time group commits spent waiting for requests to join (gather), applying them in memory (build) and sending their writes until PostgreSQL answered the commit (commit).",
+			ConstLabels: prometheus.Labels{"phase": phase},
+		}, func() float64 { return float64(n.Load()) / 1e9 }))
+	}
 	s.mShardEpoch.Set(float64(eng.ShardEpoch()))
 
 	ln, err := net.Listen("tcp", cfg.Listen)
