@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
@@ -29,8 +30,34 @@ var rollbacksAbandoned = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "RollbackToLegacy deletions that left the stages in PostgreSQL untouched because the namespace was deleted with the database Secret.",
 }, []string{"namespace", "rollout"})
 
+// conditionStatus is each condition's status as a number an alert can
+// compare: 1 True, 0 False or Unknown (or not set yet).
+var conditionStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "persistence_rollout_condition",
+	Help: "A PersistenceRollout's conditions: 1 when True, 0 otherwise (type: Ready, Progressing, Verified, Degraded).",
+}, []string{"namespace", "rollout", "type"})
+
+// gateRollbacks counts cohorts the controller rolled back to Legacy on its
+// own because an integrity gate failed (a person's intent: Rollback is not
+// counted): each one is worth a look even though nothing was lost.
+var gateRollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+	Name: "persistence_rollout_gate_rollbacks_total",
+	Help: "Cohorts rolled back to Legacy because an integrity gate failed.",
+}, []string{"namespace", "rollout", "cohort"})
+
+var conditionTypes = []string{
+	persistencev1alpha1.ConditionReady, persistencev1alpha1.ConditionProgressing,
+	persistencev1alpha1.ConditionVerified, persistencev1alpha1.ConditionDegraded,
+}
+
+// Collectors are the controller's own metrics, registered on
+// controller-runtime's registry (the manager's /metrics).
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{cohortsPerStage, rollbacksAbandoned, conditionStatus, gateRollbacks}
+}
+
 func init() {
-	metrics.Registry.MustRegister(cohortsPerStage, rollbacksAbandoned)
+	metrics.Registry.MustRegister(Collectors()...)
 }
 
 func recordCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
@@ -48,8 +75,18 @@ func recordCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
 	for stage, n := range counts {
 		cohortsPerStage.WithLabelValues(ro.Namespace, ro.Name, stage).Set(n)
 	}
+	for _, t := range conditionTypes {
+		v := 0.0
+		if meta.IsStatusConditionTrue(ro.Status.Conditions, t) {
+			v = 1
+		}
+		conditionStatus.WithLabelValues(ro.Namespace, ro.Name, t).Set(v)
+	}
 }
 
 func forgetCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
-	cohortsPerStage.DeletePartialMatch(prometheus.Labels{"namespace": ro.Namespace, "rollout": ro.Name})
+	l := prometheus.Labels{"namespace": ro.Namespace, "rollout": ro.Name}
+	cohortsPerStage.DeletePartialMatch(l)
+	conditionStatus.DeletePartialMatch(l)
+	gateRollbacks.DeletePartialMatch(l)
 }

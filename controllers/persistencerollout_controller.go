@@ -318,6 +318,9 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 		if a.outcome == persistencev1alpha1.OutcomeRolledBack || a.outcome == persistencev1alpha1.OutcomeHalted {
 			eventType = corev1.EventTypeWarning
 		}
+		if a.outcome == persistencev1alpha1.OutcomeRolledBack && a.reason == persistencev1alpha1.ReasonGateFailed {
+			gateRollbacks.WithLabelValues(ro.Namespace, ro.Name, a.cohort).Inc()
+		}
 		if r.Recorder != nil {
 			r.Recorder.Eventf(ro, nil, eventType, a.reason, "StageChange", "%s (epoch %d)", a.message, epoch)
 		}

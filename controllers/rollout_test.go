@@ -206,6 +206,10 @@ func TestPerCohortRolloutReachesComplete(t *testing.T) {
 	// The manager's /metrics counts cohorts per stage.
 	f.g.Expect(testutil.ToFloat64(cohortsPerStage.WithLabelValues(f.ns, "demo", "Complete"))).To(Equal(2.0))
 	f.g.Expect(testutil.ToFloat64(cohortsPerStage.WithLabelValues(f.ns, "demo", "Verify"))).To(Equal(0.0))
+	// ... and the conditions, for alerts.
+	f.g.Eventually(func() float64 { return testutil.ToFloat64(conditionStatus.WithLabelValues(f.ns, "demo", "Ready")) }).Should(Equal(1.0))
+	f.g.Expect(testutil.ToFloat64(conditionStatus.WithLabelValues(f.ns, "demo", "Degraded"))).To(Equal(0.0))
+	f.g.Expect(testutil.ToFloat64(gateRollbacks.WithLabelValues(f.ns, "demo", "pilot"))).To(Equal(0.0))
 }
 
 func TestDualWriteFirstFlipsOneByOne(t *testing.T) {
@@ -255,6 +259,9 @@ func TestFailingGateRollsBackAndNothingElseMoves(t *testing.T) {
 	f.g.Expect(last.Message).To(ContainSubstring("1 mismatched documents"))
 	f.g.Expect(ro.Status.WaitingFor).To(ContainSubstring("set attempt: 2 to try again"))
 	f.g.Eventually(func() []string { return f.events("gate") }).Should(ContainElement(ContainSubstring("rolled cohort pilot back from Verify to Legacy")))
+	// The manager's /metrics tells an alert: one gate rollback, Degraded.
+	f.g.Expect(testutil.ToFloat64(gateRollbacks.WithLabelValues(f.ns, "gate", "pilot"))).To(Equal(1.0))
+	f.g.Eventually(func() float64 { return testutil.ToFloat64(conditionStatus.WithLabelValues(f.ns, "gate", "Degraded")) }).Should(Equal(1.0))
 
 	// Nothing else moves: the next cohort never starts, the rolled-back one
 	// stays, even as time passes and healthy reports return.

@@ -107,6 +107,7 @@ func run() error {
 	}
 	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cfg.Metrics = gateway.NewMetrics()
 	if tokenKey == "" {
 		// The rollout names no token Secret: the gateway runs (its probes
 		// answer, the pod does not crash-loop) and accepts no client.
@@ -132,6 +133,7 @@ func run() error {
 	if metricsListen != "" {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg.MustRegister(cfg.Metrics.Collectors()...)
 		mux := http.NewServeMux()
 		mux.Handle(contract.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		msrv := &http.Server{Addr: metricsListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}

@@ -76,6 +76,9 @@ type Config struct {
 	Logger        *slog.Logger
 	HTTP          *http.Client
 	Now           func() time.Time
+	// Metrics receives the gateway's measurements (default: a set
+	// registered nowhere).
+	Metrics *Metrics
 }
 
 // Gateway serves the client API.
@@ -110,6 +113,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
 	}
 	if cfg.HTTP == nil {
 		// Every save is a request to a syncer: keep enough connections
@@ -160,16 +166,18 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("GET "+contract.PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET "+contract.PathReadyz, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	p := contract.PathDocuments
-	mux.HandleFunc("POST "+p, g.create)
-	mux.HandleFunc("GET "+p, g.list)
-	mux.HandleFunc("GET "+p+"/{id}", g.read)
-	mux.HandleFunc("PUT "+p+"/{id}", g.save)
-	mux.HandleFunc("GET "+p+"/{id}/revisions/{rev}", g.revision)
-	mux.HandleFunc("GET "+p+"/{id}/preserved/{pid}", g.preserved)
-	mux.HandleFunc("GET "+p+"/{id}/evidence", g.evidence)
-	mux.HandleFunc("GET "+p+"/{id}/evidence/verify", g.verify)
-	mux.HandleFunc("POST "+p+"/{id}/updates", g.yjsUpdate)
-	mux.HandleFunc("POST "+p+"/{id}/sync", g.sync1)
+	m := g.cfg.Metrics
+	route := func(pattern, name string, h http.HandlerFunc) { mux.Handle(pattern, m.instrument(name, h)) }
+	route("POST "+p, routeCreate, g.create)
+	route("GET "+p, routeList, g.list)
+	route("GET "+p+"/{id}", routeRead, g.read)
+	route("PUT "+p+"/{id}", routeSave, g.save)
+	route("GET "+p+"/{id}/revisions/{rev}", routeRevision, g.revision)
+	route("GET "+p+"/{id}/preserved/{pid}", routePreserved, g.preserved)
+	route("GET "+p+"/{id}/evidence", routeEvidence, g.evidence)
+	route("GET "+p+"/{id}/evidence/verify", routeVerify, g.verify)
+	route("POST "+p+"/{id}/updates", routeYjsUpdate, g.yjsUpdate)
+	route("POST "+p+"/{id}/sync", routeSyncStep1, g.sync1)
 	// Peers may name gateways (YAWP_PEER_PATTERN, `make dev`'s --peers) or
 	// syncers: a gateway relays the internal API to its own syncer, which
 	// checks the internal token. Never onwards: no loops.
@@ -179,10 +187,10 @@ func (g *Gateway) Handler() http.Handler {
 			proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
 				syncer.WriteError(w, bad(http.StatusBadGateway, store.CodeUnavailable, "this pod's syncer is unreachable: "+err.Error()))
 			}
-			mux.Handle(contract.PathInternal, proxy)
+			mux.Handle(contract.PathInternal, m.instrument(routeOther, proxy))
 		}
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	route("/", routeOther, func(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, bad(http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
 	return mux

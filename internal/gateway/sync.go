@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -216,21 +217,45 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 		// The syncer's limit; refused here (and recorded by the Hub's
 		// Reject) rather than by its request-size check, which records
 		// nothing.
+		b.g.cfg.Metrics.syncUpdates.WithLabelValues(updateRefused).Inc()
 		return nil, fmt.Errorf("%w: update is %d bytes, the limit is %d", syncws.ErrTooLarge, len(update), contract.MaxUpdateBytes)
 	}
+	m := b.g.cfg.Metrics
 	c, err := b.g.syncerFor(s.DocID)
 	if err != nil {
+		m.syncUpdates.WithLabelValues(updateFailed).Inc()
 		return nil, err
 	}
+	start := time.Now()
 	res, err := c.Apply(ctx, store.Request{Kind: store.KindYjs, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
 		RequestID: b.requestID(s), Update: update})
 	if err != nil {
-		return nil, b.mapErr(s, err)
+		err = b.mapErr(s, err)
+		outcome := updateFailed
+		if refusedUpdate(err) {
+			outcome = updateRefused
+		}
+		m.syncUpdates.WithLabelValues(outcome).Inc()
+		return nil, err
 	}
+	m.syncCommit.Observe(time.Since(start).Seconds())
 	if res.Outcome == store.OutcomeDuplicate {
+		m.syncUpdates.WithLabelValues(updateDuplicate).Inc()
 		return nil, nil
 	}
+	m.syncUpdates.WithLabelValues(updateRelayed).Inc()
 	return update, nil
+}
+
+// refusedUpdate reports an error the Hub answers as the client's fault
+// (closing with a 44xx code), as against a failure to commit (4500).
+func refusedUpdate(err error) bool {
+	for _, e := range []error{syncws.ErrMalformedUpdate, syncws.ErrTooLarge, syncws.ErrForbidden, syncws.ErrForeignHistory} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // Reject implements syncws.Backend: the refusal goes to the document's
@@ -266,6 +291,7 @@ func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, re
 
 // Opened implements syncws.SessionObserver.
 func (b *SyncBackend) Opened(_ context.Context, s syncws.Session) {
+	b.g.cfg.Metrics.syncConns.Inc()
 	b.mu.Lock()
 	b.tenants[docTenant(s)]++
 	b.docs[s.DocID]++
@@ -274,6 +300,8 @@ func (b *SyncBackend) Opened(_ context.Context, s syncws.Session) {
 
 // Closed implements syncws.SessionObserver.
 func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, code int, reason string) {
+	b.g.cfg.Metrics.syncConns.Dec()
+	b.g.cfg.Metrics.syncCloses.WithLabelValues(strconv.Itoa(code)).Inc()
 	t := docTenant(s)
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -34,9 +34,10 @@ import (
 // internal API) and a gateway with its sync Hub; peers are the gateways.
 type syncFixture struct {
 	*fixture
-	gws   []string // gateway base URLs (http://...)
-	hubs  []*syncws.Hub
-	start func(i int)
+	gws     []string // gateway base URLs (http://...)
+	hubs    []*syncws.Hub
+	metrics []*Metrics // each gateway's, kept across restarts
+	start   func(i int)
 }
 
 func setupSync(t *testing.T) *syncFixture {
@@ -53,11 +54,14 @@ func setupSync(t *testing.T) *syncFixture {
 		f.gws = append(f.gws, srv.URL)
 	}
 	f.hubs = make([]*syncws.Hub, shards)
+	for range shards {
+		f.metrics = append(f.metrics, NewMetrics())
+	}
 	// start starts (or restarts: a new process on the same address)
 	// gateway i.
 	f.start = func(i int) {
 		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: f.gws, TokenKey: key, InternalToken: itok,
-			Logger: slog.New(slog.DiscardHandler)})
+			Logger: slog.New(slog.DiscardHandler), Metrics: f.metrics[i]})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -54,7 +54,9 @@ func Handler(eng *store.Engine, token string) http.Handler {
 		}
 	}
 	mux.HandleFunc("POST "+PathApply, auth(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		var req store.Request
+		defer func() { requestDuration.WithLabelValues(requestKind(req.Kind)).Observe(time.Since(start).Seconds()) }()
 		// A Yjs update travels base64-encoded (4/3 of its size) beside the
 		// request's other fields.
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 2*contract.MaxUpdateBytes))

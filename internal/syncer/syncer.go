@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -143,27 +144,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer eng.Close()
 	s := &Syncer{cfg: cfg, pool: pool, dp: dataplane.NewPostgres(pool), eng: eng, log: cfg.Logger, kick: make(chan struct{}, 1)}
 	s.observed.Store(-1)
+	m := newMetrics(eng)
+	s.mObserved, s.mShardEpoch, s.mReports, s.mReportErrs, s.mBackfilled, s.mVerified = m.observed, m.shardEpoch, m.reports, m.reportErrs, m.backfilled, m.verified
 	reg := prometheus.NewRegistry()
-	s.mObserved = prometheus.NewGauge(prometheus.GaugeOpts{Name: "yawp_syncer_observed_epoch", Help: "Rollout epoch last observed and reported."})
-	s.mShardEpoch = prometheus.NewGauge(prometheus.GaugeOpts{Name: "yawp_syncer_shard_epoch", Help: "Shard epoch this syncer writes under."})
-	s.mReports = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_reports_total", Help: "Shard reports written."})
-	s.mReportErrs = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_report_errors_total", Help: "Shard reports that failed."})
-	s.mBackfilled = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_backfilled_documents_total", Help: "Documents given a Yjs representation by the backfill."})
-	s.mVerified = prometheus.NewCounter(prometheus.CounterOpts{Name: "yawp_syncer_verified_documents_total", Help: "Document verifications run."})
-	reg.MustRegister(s.mBackfilled, s.mVerified, s.mObserved, s.mShardEpoch, s.mReports, s.mReportErrs,
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_group_commits_total", Help: "Group commits run."}, func() float64 { return float64(eng.Batches.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_requests_applied_total", Help: "Requests applied."}, func() float64 { return float64(eng.Applied.Load()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "yawp_syncer_cached_documents", Help: "Documents in memory."}, func() float64 { return float64(eng.CachedDocuments()) }),
-	)
-	// Where group commits spend their time: a rising commit share with a
-	// flat build share points at PostgreSQL (or its disk), a rising build
-	// share at this process's CPU.
-	for phase, n := range map[string]*atomic.Int64{"gather": &eng.GatherNanos, "build": &eng.BuildNanos, "commit": &eng.CommitNanos} {
-		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "yawp_syncer_group_commit_seconds_total", Help: "Time group commits spent waiting for requests to join (gather), applying them in memory (build) and sending their writes until PostgreSQL answered the commit (commit).",
-			ConstLabels: prometheus.Labels{"phase": phase},
-		}, func() float64 { return float64(n.Load()) / 1e9 }))
-	}
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(m.all...)
 	s.mShardEpoch.Set(float64(eng.ShardEpoch()))
 
 	ln, err := net.Listen("tcp", cfg.Listen)

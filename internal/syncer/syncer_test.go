@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -101,6 +103,14 @@ func TestHeartbeatObservesStageChanges(t *testing.T) {
 		} else if e := store.AsError(err); e.Code != store.CodeWrongShard {
 			t.Fatal(err)
 		}
+	}
+	// Every apply was timed under its kind; a kind nobody knows cannot
+	// add a label.
+	if _, err := c.Apply(ctx, store.Request{Kind: "drop-tables", Doc: doc, Tenant: "new-school", User: "u"}); err == nil {
+		t.Fatal("an unknown kind was applied")
+	}
+	if n := testutil.CollectAndCount(requestDuration); n != 2 {
+		t.Errorf("request duration series: %d, want 2 (create, invalid)", n)
 	}
 	st, err := dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageDualWrite, Attempt: 1, At: time.Now()})
 	if err != nil {

@@ -1,0 +1,128 @@
+package gateway
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the gateway's Prometheus metrics. Routes and outcomes are
+// fixed names, never paths or document IDs, so a scrape stays small
+// whatever the number of documents. docs/operations.md's alerts use them.
+type Metrics struct {
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	syncConns   prometheus.Gauge
+	syncCloses  *prometheus.CounterVec
+	syncUpdates *prometheus.CounterVec
+	syncCommit  prometheus.Histogram
+}
+
+// Routes of yawp_gateway_http_requests_total; "other" is everything else
+// a client reached (unknown paths, the internal API relayed to the
+// syncer, REST saves pushed to sync clients).
+const (
+	routeCreate    = "create"
+	routeList      = "list"
+	routeRead      = "read"
+	routeSave      = "save"
+	routeRevision  = "revision"
+	routePreserved = "preserved"
+	routeEvidence  = "evidence"
+	routeVerify    = "verify"
+	routeYjsUpdate = "yjs_update"
+	routeSyncStep1 = "sync_step1"
+	routeOther     = "other"
+)
+
+// Outcomes of yawp_gateway_sync_updates_total.
+const (
+	updateRelayed   = "relayed"   // committed, then relayed to the room
+	updateDuplicate = "duplicate" // committed before: nothing relayed
+	updateRefused   = "refused"   // bad, too large, forbidden, foreign history
+	updateFailed    = "failed"    // not committed (4500): the client re-sends
+)
+
+// requestBuckets: a REST save waits for a group commit (a few ms on a
+// quiet server, up to the store's 30 s group timeout).
+var requestBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+
+// NewMetrics returns the gateway's metrics, registered nowhere.
+func NewMetrics() *Metrics {
+	return &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "yawp_gateway_http_requests_total",
+			Help: "REST requests answered, by route and HTTP status code.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "yawp_gateway_http_request_duration_seconds",
+			Help:    "Time from a REST request's arrival to its answer, by route (saves include their durable commit).",
+			Buckets: requestBuckets,
+		}, []string{"route"}),
+		syncConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "yawp_gateway_sync_connections",
+			Help: "Sync WebSocket connections open on this gateway.",
+		}),
+		syncCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "yawp_gateway_sync_closes_total",
+			Help: "Sync WebSocket connections closed, by the close code sent (1000 normal, 1001 going away, 4xxx refusals, 4500 server failure).",
+		}, []string{"code"}),
+		syncUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "yawp_gateway_sync_updates_total",
+			Help: "Yjs updates received over sync connections, by outcome: relayed (committed, then relayed), duplicate, refused, failed (not committed; the client re-sends).",
+		}, []string{"outcome"}),
+		syncCommit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "yawp_gateway_sync_update_commit_seconds",
+			Help:    "Time from a sync update's arrival to its durable commit, for updates committed (relayed or duplicate).",
+			Buckets: requestBuckets,
+		}),
+	}
+}
+
+// Collectors are the metrics to register, e.g. on the gateway's /metrics.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncCloses, m.syncUpdates, m.syncCommit}
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// instrument counts and times h's requests under route.
+func (m *Metrics) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			status := sw.status
+			if status == 0 {
+				// Nothing written: net/http answers 200 with an empty body.
+				status = http.StatusOK
+			}
+			m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+			m.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
