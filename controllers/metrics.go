@@ -16,10 +16,13 @@ var allStages = []persistencev1alpha1.Stage{
 
 // cohortsPerStage is exported on the manager's /metrics beside
 // controller-runtime's own metrics.
+// labelNamespace and labelRollout name the rollout a series is about.
+const labelNamespace, labelRollout = "namespace", "rollout"
+
 var cohortsPerStage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "persistence_rollout_cohorts",
 	Help: "Cohorts of a PersistenceRollout per stage (not started cohorts count as stage NotStarted).",
-}, []string{"namespace", "rollout", "stage"})
+}, []string{labelNamespace, labelRollout, "stage"})
 
 // rollbacksAbandoned counts RollbackToLegacy deletions given up on in a
 // namespace being deleted without its database Secret (see finalize). The
@@ -28,14 +31,14 @@ var cohortsPerStage = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 var rollbacksAbandoned = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "persistence_rollout_rollbacks_abandoned_total",
 	Help: "RollbackToLegacy deletions that left the stages in PostgreSQL untouched because the namespace was deleted with the database Secret.",
-}, []string{"namespace", "rollout"})
+}, []string{labelNamespace, labelRollout})
 
 // conditionStatus is each condition's status as a number an alert can
 // compare: 1 True, 0 False or Unknown (or not set yet).
 var conditionStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "persistence_rollout_condition",
 	Help: "A PersistenceRollout's conditions: 1 when True, 0 otherwise (type: Ready, Progressing, Verified, Degraded).",
-}, []string{"namespace", "rollout", "type"})
+}, []string{labelNamespace, labelRollout, "type"})
 
 // gateRollbacks counts cohorts the controller rolled back to Legacy on its
 // own because an integrity gate failed (a person's intent: Rollback is not
@@ -43,7 +46,7 @@ var conditionStatus = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 var gateRollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Name: "persistence_rollout_gate_rollbacks_total",
 	Help: "Cohorts rolled back to Legacy because an integrity gate failed.",
-}, []string{"namespace", "rollout", "cohort"})
+}, []string{labelNamespace, labelRollout, "cohort"})
 
 var conditionTypes = []string{
 	persistencev1alpha1.ConditionReady, persistencev1alpha1.ConditionProgressing,
@@ -85,7 +88,7 @@ func recordCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
 }
 
 func forgetCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
-	l := prometheus.Labels{"namespace": ro.Namespace, "rollout": ro.Name}
+	l := prometheus.Labels{labelNamespace: ro.Namespace, labelRollout: ro.Name}
 	cohortsPerStage.DeletePartialMatch(l)
 	conditionStatus.DeletePartialMatch(l)
 	gateRollbacks.DeletePartialMatch(l)
