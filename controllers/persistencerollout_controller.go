@@ -11,6 +11,7 @@ package controllers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -331,8 +333,18 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 
 // applyGateway applies the StatefulSet and Services and returns how far
 // the gateway pods are.
+//
+// The pods are judged by the StatefulSet the apply answered with, never by
+// the informer's cached copy: the cache may not have caught up with the
+// write yet, and its old generation's status (observed, every pod ready and
+// updated) would say a template change just written had already rolled out.
+// The answer is the object as stored after our write: its generation is the
+// one we wrote, and its status is what the StatefulSet controller has
+// reported for it so far. Each change of that status reaches us as an event
+// (Owns), and the next reconcile's apply answers with it.
 func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (gatewayPods, error) {
-	if err := r.Apply(ctx, gatewayStatefulSet(ro, owned), FieldOwner, client.ForceOwnership); err != nil {
+	applied := gatewayStatefulSet(ro, owned)
+	if err := r.Apply(ctx, applied, FieldOwner, client.ForceOwnership); err != nil {
 		return gatewayPods{}, fmt.Errorf("apply gateway statefulset: %w", err)
 	}
 	for _, svc := range gatewayServices(ro, owned) {
@@ -340,14 +352,30 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 			return gatewayPods{}, fmt.Errorf("apply service %s: %w", *svc.Name, err)
 		}
 	}
-	var sts appsv1.StatefulSet
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: gatewayName(ro)}, &sts); err != nil {
-		if apierrors.IsNotFound(err) {
-			return observeGatewayPods(nil, ro.Spec.Gateway.Shards), nil
-		}
-		return gatewayPods{}, err
+	sts, err := statefulSetOf(applied)
+	if err != nil {
+		return gatewayPods{}, fmt.Errorf("read the applied gateway statefulset: %w", err)
 	}
-	return observeGatewayPods(&sts, ro.Spec.Gateway.Shards), nil
+	return observeGatewayPods(sts, sts.Generation, ro.Spec.Gateway.Shards), nil
+}
+
+// statefulSetOf converts the apply configuration the API server's answer
+// was decoded into (client.Apply does that) into a StatefulSet.
+func statefulSetOf(ac *appsv1ac.StatefulSetApplyConfiguration) (*appsv1.StatefulSet, error) {
+	raw, err := json.Marshal(ac)
+	if err != nil {
+		return nil, err
+	}
+	var sts appsv1.StatefulSet
+	if err := json.Unmarshal(raw, &sts); err != nil {
+		return nil, err
+	}
+	if sts.Generation == 0 {
+		// Every stored object has a generation: without one, this is not
+		// the server's answer.
+		return nil, errors.New("the apply answered with no generation")
+	}
+	return &sts, nil
 }
 
 // patchStatus writes status with an optimistic lock, skipping no-op writes.

@@ -770,3 +770,62 @@ func TestRenamedCohortStartsWithoutItsSchools(t *testing.T) {
 	f.g.Expect(states["pilot"].Members).To(Equal(int64(1)), "the school stays with pilot")
 	f.g.Expect(states["pilot-2"].Members).To(Equal(int64(0)))
 }
+
+// TestReadyIgnoresAStaleGatewayCopy: the reconcile that changes the gateway
+// pod template must not judge the pods by a StatefulSet read from before its
+// own write. The informer's copy may still be the old generation, whose
+// status (observed that generation, every pod ready and updated) looks
+// complete; judged by it, Ready stayed True while the new pods had not
+// rolled. The test holds the controller's cached copy at the old generation
+// (an informer that has not caught up) and asserts Ready turns False until
+// the status written for the new generation says the pods rolled.
+func TestReadyIgnoresAStaleGatewayCopy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout("stale", "pilot"))).To(Succeed())
+	f.waitStage("stale", "pilot", persistencev1alpha1.StageDualWrite)
+	f.healthyShards("stale")
+	f.waitStage("stale", "pilot", persistencev1alpha1.StageBackfill)
+	f.healthyShards("stale")
+	ready := func() string {
+		c := condition(f.get("stale"), persistencev1alpha1.ConditionReady)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}
+	f.gatewayRolledOut("stale")
+	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
+
+	// From here the controller's cache keeps serving generation 1, rolled
+	// out, as an informer that has not caught up would.
+	key := client.ObjectKey{Namespace: f.ns, Name: "stale-gateway"}
+	var old appsv1.StatefulSet
+	f.g.Expect(k8s.Get(ctx, key, &old)).To(Succeed())
+	f.g.Expect(old.Generation).To(Equal(int64(1)))
+	f.g.Expect(old.Status.ObservedGeneration).To(Equal(int64(1)))
+	heldStatefulSets.Store(key, old.DeepCopy())
+	t.Cleanup(func() { heldStatefulSets.Delete(key) })
+
+	// The pod template changes.
+	f.update("stale", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Gateway.Syncer.BackfillRate = ptr.To[int32](50)
+	})
+	f.g.Eventually(func() int64 {
+		var sts appsv1.StatefulSet
+		f.g.Expect(k8s.Get(ctx, key, &sts)).To(Succeed())
+		return sts.Generation
+	}).Should(Equal(int64(2)), "the controller applies the new template")
+	notRolled := "False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
+		"waiting for the StatefulSet controller to observe generation 2 of stale-gateway"
+	f.g.Eventually(ready, 5*time.Second).Should(Equal(notRolled),
+		"Ready was judged from the cached StatefulSet of generation 1, not the generation 2 just written")
+	f.g.Consistently(ready, "500ms").Should(Equal(notRolled))
+
+	// The StatefulSet controller observes generation 2 and rolls the pods.
+	f.gatewayPods("stale", 2, 1, "stale-gateway-1", "stale-gateway-2")
+	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
+		"waiting for the rolling update to revision stale-gateway-2 (1/2 gateway pods updated)"))
+	f.gatewayPods("stale", 2, 2, "stale-gateway-2", "stale-gateway-2")
+	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
+}

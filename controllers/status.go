@@ -49,10 +49,16 @@ type gatewayPods struct {
 // pod (at or above a partition, if one is set) runs the update revision.
 // A syncer may report while its gateway container crash-loops,
 // so the shards' reports alone do not say students can reach the gateway.
-func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
+//
+// written is the generation our last write of the StatefulSet produced.
+// The status must have observed it (or a later one): a copy older than our
+// write (a cache that has not caught up) carries the status of the template
+// before it, which may well say every pod is ready and updated.
+func observeGatewayPods(sts *appsv1.StatefulSet, written int64, shards int32) gatewayPods {
 	if sts == nil {
 		return gatewayPods{waiting: "the gateway StatefulSet to be created"}
 	}
+	generation := max(sts.Generation, written)
 	st := sts.Status
 	g := gatewayPods{ready: st.ReadyReplicas}
 	// Under a rolling update, the pods it must update: all of them, or
@@ -67,8 +73,8 @@ func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
 		partitioned, mustUpdate = true, max(shards-*ru.Partition, 0)
 	}
 	switch {
-	case st.ObservedGeneration < sts.Generation:
-		g.waiting = fmt.Sprintf("the StatefulSet controller to observe generation %d of %s", sts.Generation, sts.Name)
+	case st.ObservedGeneration < generation:
+		g.waiting = fmt.Sprintf("the StatefulSet controller to observe generation %d of %s", generation, sts.Name)
 	case st.ReadyReplicas < shards:
 		n := shards - st.ReadyReplicas
 		g.waiting = fmt.Sprintf("%d gateway %s to become ready", n, plural(int(n), "pod", "pods"))

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,7 +126,7 @@ func runSuite(m *testing.M) int {
 	stores := &dataplane.Cache{}
 	defer stores.Close()
 	if err := (&PersistenceRolloutReconciler{
-		Client:       mgr.GetClient(),
+		Client:       laggingCache{mgr.GetClient()},
 		Recorder:     mgr.GetEventRecorder("persistencerollout-controller"),
 		Clock:        fakeClock,
 		Stores:       stores,
@@ -146,6 +147,27 @@ func runSuite(m *testing.M) int {
 	cancel()
 	<-done
 	return code
+}
+
+// heldStatefulSets stands in for an informer that has not yet delivered
+// the latest version of a StatefulSet: while a test holds a copy here (by
+// namespace/name), the controller's cached reads of that StatefulSet return
+// the copy. How soon a real informer catches up after a write is a matter of
+// timing; holding the copy makes a test of the lag deterministic.
+var heldStatefulSets sync.Map // client.ObjectKey -> *appsv1.StatefulSet
+
+// laggingCache is the manager's client, with StatefulSets a test holds
+// served from heldStatefulSets.
+type laggingCache struct{ client.Client }
+
+func (c laggingCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if sts, ok := obj.(*appsv1.StatefulSet); ok {
+		if held, ok := heldStatefulSets.Load(key); ok {
+			held.(*appsv1.StatefulSet).DeepCopyInto(sts)
+			return nil
+		}
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
