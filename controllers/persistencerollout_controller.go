@@ -194,6 +194,9 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	if err := store.RegisterRollout(ctx, key, int(ro.Spec.Gateway.Shards)); err != nil {
 		return observation{}, err
 	}
+	if err := r.markCohortsInSpec(ctx, ro, store); err != nil {
+		return observation{}, err
+	}
 	states, err := store.Cohorts(ctx, key)
 	if err != nil {
 		return observation{}, err
@@ -218,8 +221,8 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 		inSpec[c.Name] = true
 	}
 	// A removed cohort without members (say, one renamed back before any
-	// school was frozen into it) concerns nobody; a bucket cohort counts
-	// once a new school joins it.
+	// school was frozen into it) concerns nobody, and stays so: it takes no
+	// newly seen school while it is out of the spec.
 	for name, st := range states {
 		if !inSpec[name] && unfinished(persistencev1alpha1.Stage(st.Stage)) && st.Members > 0 {
 			obs.removed = append(obs.removed, st)
@@ -237,6 +240,41 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 		obs.cohorts[i] = in
 	}
 	return obs, nil
+}
+
+// markCohortsInSpec tells the data plane which cohorts the spec has. A
+// cohort removed from the spec, or renamed (which removes its old name),
+// keeps its row and its schools in PostgreSQL, since memberships are never
+// moved; but its stored selector still matched the buckets of schools seen
+// for the first time, which then joined a cohort the spec no longer has
+// (rolled back, or Yjs-authoritative) instead of where the spec puts them.
+// Marked removed, it takes no new school; back under its name, it takes
+// them again by the rule it was frozen with.
+func (r *PersistenceRolloutReconciler) markCohortsInSpec(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) error {
+	names := make([]string, len(ro.Spec.Cohorts))
+	for i, c := range ro.Spec.Cohorts {
+		names[i] = c.Name
+	}
+	removed, restored, err := store.MarkCohortsInSpec(ctx, rolloutKey(ro), names, r.Clock.Now())
+	if err != nil {
+		return err
+	}
+	log := logf.FromContext(ctx)
+	for _, c := range removed {
+		log.Info("cohort removed from the spec: it keeps its schools and takes no newly seen school", "cohort", c)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "CohortRemovedFromSpec", "MarkCohorts",
+				"cohort %s is no longer in the spec: its schools stay in it (memberships are never moved), and no school seen from now on joins it", c)
+		}
+	}
+	for _, c := range restored {
+		log.Info("cohort back in the spec: newly seen schools its buckets select join it again", "cohort", c)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "CohortBackInSpec", "MarkCohorts",
+				"cohort %s is back in the spec: schools seen from now on that the rule it was frozen with selects join it again; those seen while it was away stay where they were placed", c)
+		}
+	}
+	return nil
 }
 
 // errNoDSN marks a databaseURL error that says the connection string does

@@ -221,7 +221,10 @@ type CohortSpec struct {
 	// rollout. Membership and stages in PostgreSQL are keyed by it, and a
 	// school's membership is never moved, so renaming a started cohort
 	// makes a new one without its schools (a Warning Event,
-	// SchoolsHeldElsewhere, says so when it starts). A cohort on its way
+	// SchoolsHeldElsewhere, says so when it starts). A cohort out of the
+	// spec takes no school seen for the first time (one its buckets
+	// select joins a cohort of the spec, or none); back under its name, it
+	// takes them again. A cohort on its way
 	// (past Legacy, not Complete) that is removed or renamed keeps its
 	// stage, unmanaged: the rollout is Degraded (CohortRemoved) and no
 	// other cohort starts or flips until it is back under its name. To

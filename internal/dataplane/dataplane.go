@@ -102,7 +102,11 @@ type CohortState struct {
 	StageSince    time.Time
 	SoakStartedAt time.Time
 	FrozenAt      time.Time
-	Members       int64
+	// RemovedAt is when the controller found the cohort gone from its
+	// rollout's spec (zero while the spec has it): from then on it takes no
+	// school seen for the first time.
+	RemovedAt time.Time
+	Members   int64
 	// HeldElsewhere, set by FreezeCohort only, counts the schools its
 	// selector named that already belonged to another cohort: memberships
 	// are never moved, so they stay there.
@@ -179,6 +183,12 @@ type Store interface {
 	// range, that belongs to no cohort yet. Freezing an existing cohort
 	// changes nothing and returns its state.
 	FreezeCohort(ctx context.Context, key CohortKey, position int, sel Selector, at time.Time) (CohortState, error)
+	// MarkCohortsInSpec records which of a rollout's recorded cohorts its
+	// spec has (by name). A cohort not named is marked removed: it keeps
+	// its schools, but a school seen for the first time no longer joins
+	// it. A marked cohort named again is unmarked. It returns the cohorts
+	// whose mark changed, by name.
+	MarkCohortsInSpec(ctx context.Context, rollout string, inSpec []string, at time.Time) (removed, restored []string, err error)
 	// SetStage moves a cohort to a stage under a new epoch if the cohort is
 	// still at ExpectEpoch; ErrEpochConflict otherwise.
 	SetStage(ctx context.Context, change StageChange) (CohortState, error)

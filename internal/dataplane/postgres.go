@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -166,14 +167,18 @@ func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, 
 }
 
 const selectCohorts = `
-	SELECT c.cohort, c.position, c.stage, c.epoch, c.attempt, c.outcome, c.stage_since, c.soak_started_at, c.frozen_at,
+	SELECT c.cohort, c.position, c.stage, c.epoch, c.attempt, c.outcome, c.stage_since, c.soak_started_at, c.frozen_at, c.removed_at,
 	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort)
 	FROM rollout_cohorts c WHERE c.rollout = $1`
 
 func scanCohort(row pgx.Row) (CohortState, error) {
 	var st CohortState
+	var removed *time.Time
 	err := row.Scan(&st.Cohort, &st.Position, &st.Stage, &st.Epoch, &st.Attempt, &st.Outcome,
-		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &st.Members)
+		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members)
+	if removed != nil {
+		st.RemovedAt = *removed
+	}
 	return st, err
 }
 
@@ -187,6 +192,45 @@ func cohortState(ctx context.Context, q queryer, key CohortKey) (CohortState, er
 		return CohortState{}, ErrUnknownCohort
 	}
 	return st, err
+}
+
+// MarkCohortsInSpec implements Store. Only rows whose mark changes are
+// written (and locked: the update waits for saves holding them FOR SHARE),
+// so the call costs one read while the spec's cohorts stay the same. A save
+// that read the cohorts just before the mark committed may still place its
+// new school in the cohort, as it would have a moment earlier; no save that
+// reads them after does.
+func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, inSpec []string, at time.Time) (removed, restored []string, err error) {
+	if inSpec == nil {
+		inSpec = []string{}
+	}
+	rows, err := p.pool.Query(ctx, `
+		UPDATE rollout_cohorts
+		SET removed_at = CASE WHEN cohort = ANY($2::text[]) THEN NULL ELSE $3::timestamptz END
+		WHERE rollout = $1 AND (cohort = ANY($2::text[])) = (removed_at IS NOT NULL)
+		RETURNING cohort, removed_at IS NOT NULL`, rollout, inSpec, at)
+	if err != nil {
+		return nil, nil, fmt.Errorf("mark cohorts of %s: %w", rollout, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var cohort string
+		var isRemoved bool
+		if err := rows.Scan(&cohort, &isRemoved); err != nil {
+			return nil, nil, fmt.Errorf("mark cohorts of %s: %w", rollout, err)
+		}
+		if isRemoved {
+			removed = append(removed, cohort)
+		} else {
+			restored = append(restored, cohort)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("mark cohorts of %s: %w", rollout, err)
+	}
+	slices.Sort(removed)
+	slices.Sort(restored)
+	return removed, restored, nil
 }
 
 // SetStage implements Store.

@@ -32,7 +32,8 @@ type Querier interface {
 
 // LockSaveStages is the first thing a save transaction does. For each
 // tenant it registers the tenant if unseen (a tenant first seen after a
-// bucket cohort was frozen joins that cohort by its stored selector), locks
+// bucket cohort was frozen joins that cohort by its stored selector, unless
+// the cohort has left its rollout's spec), locks
 // the tenants row FOR SHARE (serialising with FreezeCohort, which locks it
 // FOR UPDATE) and its cohort's row FOR SHARE (so a SetStage waits for the
 // transaction), and returns the stage each tenant's saves commit under.
@@ -157,11 +158,15 @@ func (s *SaveStages) Finish(ctx context.Context, q Querier) (map[string]SaveStag
 
 // joinFrozenBucketCohorts places tenants registered just now into the
 // first bucket cohort (the caller's rollout first, then by rollout and
-// position) whose stored selector covers their bucket.
+// position) whose stored selector covers their bucket. Cohorts removed from
+// their rollout's spec (MarkCohortsInSpec) are skipped: a renamed cohort's
+// old row selects the same buckets as the new one, and a dropped one's may
+// be rolled back or Yjs-authoritative; a new school belongs where the spec
+// says, or in no cohort (Legacy) until a cohort of the spec takes it.
 func joinFrozenBucketCohorts(ctx context.Context, tx Querier, rollout string, fresh map[string]int) error {
 	rows, err := tx.Query(ctx, `
 		SELECT rollout, cohort, selector FROM rollout_cohorts
-		WHERE selector ? 'buckets'
+		WHERE selector ? 'buckets' AND removed_at IS NULL
 		ORDER BY rollout <> $1, rollout, position`, rollout)
 	if err != nil {
 		return fmt.Errorf("bucket cohorts: %w", err)

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -70,5 +71,92 @@ func TestLockSaveStages(t *testing.T) {
 	}
 	if obs, _ := s.Observe(ctx, "ns/unknown"); obs.Registered {
 		t.Errorf("unknown rollout observed as registered")
+	}
+}
+
+// TestCohortsOutOfTheSpecTakeNoNewSchools: a bucket cohort renamed in the
+// spec keeps its row, selecting the same buckets at the same position as
+// the renamed one. Marked removed, it takes no school seen for the first
+// time (the renamed cohort does, or none while no cohort of the spec
+// selects the school); its members stay; unmarked, it takes new ones again.
+func TestCohortsOutOfTheSpecTakeNoNewSchools(t *testing.T) {
+	ctx := context.Background()
+	s, pool := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	school := func(prefix string) string {
+		for i := 0; ; i++ {
+			name := prefix + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
+			if placement.TenantBucket(name) < 50 {
+				return name
+			}
+		}
+	}
+	firstSave := func(tenant string) SaveStage {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := LockSaveStages(ctx, tx, "ns/r", []string{tenant})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return st[tenant]
+	}
+	mark := func(inSpec []string, wantRemoved, wantRestored []string) {
+		t.Helper()
+		removed, restored, err := s.MarkCohortsInSpec(ctx, "ns/r", inSpec, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(removed, wantRemoved) || !slices.Equal(restored, wantRestored) {
+			t.Fatalf("mark %v: removed %v, restored %v; want %v, %v", inSpec, removed, restored, wantRemoved, wantRestored)
+		}
+	}
+	half := Selector{Buckets: &BucketRange{From: 0, To: 50}}
+
+	old := school("old")
+	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "pilot"}, 0, half, at))
+	if got := firstSave(old); got.Cohort != "pilot" {
+		t.Fatalf("a new school in pilot's buckets: %+v", got)
+	}
+	mark([]string{"pilot"}, nil, nil)
+
+	// Renamed to pilot-2, not started yet: the new school joins nothing.
+	mark([]string{"pilot-2"}, []string{"pilot"}, nil)
+	mark([]string{"pilot-2"}, nil, nil) // marked once
+	if cs := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r")); !cs["pilot"].RemovedAt.Equal(at) {
+		t.Fatalf("pilot removed at %v, want %v", cs["pilot"].RemovedAt, at)
+	}
+	gap := school("gap")
+	if got := firstSave(gap); got.Cohort != "" || got.Stage != StageLegacy {
+		t.Errorf("a new school joined %+v, out of the spec", got)
+	}
+	// pilot-2 starts: the school seen meanwhile is frozen into it, and the
+	// next new one joins it, not pilot (same buckets, same position).
+	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "pilot-2"}, 0, half, at))
+	fresh := school("fresh")
+	if got := firstSave(fresh); got.Cohort != "pilot-2" {
+		t.Errorf("a new school joined %q, want pilot-2", got.Cohort)
+	}
+	// Renamed back: pilot takes new schools again, pilot-2 none.
+	mark([]string{"pilot"}, []string{"pilot-2"}, []string{"pilot"})
+	if cs := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r")); !cs["pilot"].RemovedAt.IsZero() {
+		t.Errorf("pilot back in the spec still removed at %v", cs["pilot"].RemovedAt)
+	}
+	later := school("later")
+	if got := firstSave(later); got.Cohort != "pilot" {
+		t.Errorf("a new school joined %q, want pilot", got.Cohort)
+	}
+	// Nobody moved.
+	for tenant, want := range map[string]string{old: "pilot", gap: "pilot-2", fresh: "pilot-2", later: "pilot"} {
+		if got := must[SaveStage](t)(ReadTenantStage(ctx, pool, tenant)); got.Cohort != want {
+			t.Errorf("%s in %q, want %q", tenant, got.Cohort, want)
+		}
 	}
 }
