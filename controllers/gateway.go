@@ -176,7 +176,9 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		WithCommand(contract.BinarySyncer).
 		WithArgs(fmt.Sprintf("--listen=:%d", contract.SyncerPort),
 			fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)).
-		WithPorts(corev1ac.ContainerPort().WithName(contract.SyncerPortName).WithContainerPort(contract.SyncerPort)).
+		WithPorts(
+			corev1ac.ContainerPort().WithName(contract.SyncerPortName).WithContainerPort(contract.SyncerPort),
+			corev1ac.ContainerPort().WithName(contract.SyncerMetricsPortName).WithContainerPort(contract.SyncerMetricsPort)).
 		WithEnv(syncerEnv...).
 		WithStartupProbe(startupProbe(contract.SyncerPortName)).
 		WithReadinessProbe(httpProbe(contract.PathReadyz, contract.SyncerPortName, 5)).

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,6 +76,21 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	}
 	f.g.Expect(pod.Containers[0].Name).To(Equal(contract.ContainerGateway))
 	f.g.Expect(pod.Containers[1].Name).To(Equal(contract.ContainerSyncer))
+	// Each container's /metrics is a named port (what the chart's
+	// PodMonitor scrapes), and it is the port the process listens on.
+	for _, c := range []struct {
+		container corev1.Container
+		port      string
+	}{{pod.Containers[0], contract.MetricsPortName}, {pod.Containers[1], contract.SyncerMetricsPortName}} {
+		var num int32
+		for _, p := range c.container.Ports {
+			if p.Name == c.port {
+				num = p.ContainerPort
+			}
+		}
+		f.g.Expect(num).NotTo(BeZero(), "container %s declares port %s", c.container.Name, c.port)
+		f.g.Expect(c.container.Args).To(ContainElement(fmt.Sprintf("--metrics-listen=:%d", num)), c.container.Name)
+	}
 	var dsnFrom *corev1.SecretKeySelector
 	for _, e := range pod.Containers[1].Env {
 		if e.Name == contract.EnvDatabaseURL {

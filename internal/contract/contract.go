@@ -26,6 +26,9 @@ const (
 	GatewayPortName = "http"
 	SyncerPortName  = "syncer"
 	MetricsPortName = "metrics"
+	// SyncerMetricsPortName names the syncer container's /metrics port, so
+	// a PodMonitor (the chart's monitoring.podMonitor) can scrape it.
+	SyncerMetricsPortName = "syncer-metrics"
 )
 
 // HTTP paths served by the gateway and the syncer.
