@@ -47,8 +47,9 @@ const (
 func TestChartLintsStrict(t *testing.T) {
 	helm := helmBinary(t)
 	for name, args := range map[string][]string{
-		"default values": nil,
-		"with a rollout": {"-f", "testdata/rollout-values.yaml"},
+		"default values":  nil,
+		"with a rollout":  {"-f", "testdata/rollout-values.yaml"},
+		"with monitoring": {"-f", "testdata/monitoring-values.yaml"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, err := run(t, helm, append([]string{"lint", "--strict", "--kube-version", kubeVersion, chart}, args...)...)
@@ -341,6 +342,27 @@ func TestChartRefusesBadValues(t *testing.T) {
 		name:   "rollout without a database",
 		values: "rollout:\n  enabled: true\n",
 		want:   []string{"rollout.database.existingSecret", "rollout.database.dsn"},
+	}, {
+		name:   "a ServiceMonitor without metrics",
+		values: "metrics:\n  enabled: false\nmonitoring:\n  serviceMonitor:\n    enabled: true\n",
+		want:   []string{"monitoring.serviceMonitor.enabled needs metrics.enabled"},
+	}, {
+		name:   "misspelt alert",
+		values: "monitoring:\n  prometheusRule:\n    alerts:\n      YawpSyncerDwon: {enabled: false}\n",
+		want:   []string{"schema", "'YawpSyncerDwon' not allowed"},
+	}, {
+		name:   "alert for is not a Prometheus duration",
+		values: "monitoring:\n  prometheusRule:\n    alerts:\n      YawpSyncerDown: {for: 1.5m}\n",
+		want:   []string{"schema", "/monitoring/prometheusRule/alerts/YawpSyncerDown/for"},
+	}, {
+		// The threshold is written into the alert's PromQL.
+		name:   "alert threshold is not a number",
+		values: "monitoring:\n  prometheusRule:\n    alerts:\n      YawpGatewaySyncFailures: {threshold: \"0 or vector(1)\"}\n",
+		want:   []string{"schema", "/monitoring/prometheusRule/alerts/YawpGatewaySyncFailures/threshold"},
+	}, {
+		name:   "alert ratio above 1",
+		values: "monitoring:\n  prometheusRule:\n    alerts:\n      YawpGatewayServerErrors: {threshold: 5}\n",
+		want:   []string{"schema", "/monitoring/prometheusRule/alerts/YawpGatewayServerErrors/threshold"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "values.yaml")

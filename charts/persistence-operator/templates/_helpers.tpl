@@ -106,3 +106,25 @@ or the one this chart creates from rollout.database.dsn.
 {{- printf "%s-database" .Values.rollout.name | trunc 253 }}
 {{- end }}
 {{- end }}
+
+{{/*
+One alert of templates/prometheusrule.yaml. Takes a dict: root (the chart's
+top-level context), name, expr, summary, description. The alert's settings
+(for, severity) are monitoring.prometheusRule.alerts.<name>; its runbook is
+the heading of docs/operations.md named like it (GitHub's anchor: the name
+in lower case).
+*/}}
+{{- define "persistence-operator.alert" -}}
+{{- $settings := index .root.Values.monitoring.prometheusRule.alerts .name -}}
+{{- $labels := merge (dict "severity" $settings.severity) (deepCopy (default dict .root.Values.monitoring.prometheusRule.additionalLabels)) -}}
+- alert: {{ .name }}
+  expr: |-
+    {{- .expr | trim | nindent 4 }}
+  for: {{ $settings.for }}
+  labels:
+    {{- toYaml $labels | nindent 4 }}
+  annotations:
+    summary: {{ .summary | quote }}
+    description: {{ .description | quote }}
+    runbook_url: {{ printf "%s#%s" .root.Values.monitoring.runbookBaseURL (lower .name) | quote }}
+{{- end }}
