@@ -4,6 +4,7 @@
 // (kustomize of config/), and asserts on what they render.
 //
 // The package has no non-test code. It must not import controller or
-// data-plane packages; internal/contract (constants only) is the exception,
-// so that the chart and the binaries agree on paths.
+// data-plane packages; internal/contract (constants only) and
+// internal/metricnames (the runbook's table of metrics) are the exceptions,
+// so that the chart and the binaries agree on paths, labels and metrics.
 package charts

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/metricnames"
 )
 
 // The Prometheus Operator's kinds (monitoring.coreos.com/v1) are not
@@ -26,24 +27,7 @@ import (
 const (
 	monitoringValues = "testdata/monitoring-values.yaml"
 	runbookFile      = "../docs/operations.md"
-
-	// syncerMetricsPortName is the syncer container's metrics port name
-	// in the gateway StatefulSet. Hard-coded until internal/contract
-	// names it beside contract.MetricsPortName (the gateway container's).
-	syncerMetricsPortName = "syncer-metrics"
 )
-
-// gatewayPodLabels are the labels controllers/gateway.go (gatewayLabels)
-// puts on the gateway pods of every rollout; the per-rollout ones
-// (app.kubernetes.io/instance, persistence.yawp.dev/rollout) are left out,
-// since the PodMonitor selects the pods of all rollouts. Hard-coded because
-// this package must not import controllers (doc.go); they belong in
-// internal/contract, where both sides would import them from.
-var gatewayPodLabels = map[string]string{
-	"app.kubernetes.io/name":       "yawp-gateway",
-	"app.kubernetes.io/component":  "sync-gateway",
-	"app.kubernetes.io/managed-by": "persistence-operator",
-}
 
 type metricKind string
 
@@ -54,39 +38,22 @@ const (
 )
 
 // exportedMetrics is the metrics contract the alerts are written against:
-// what the operator, the gateway and the syncer export, and up, which
-// Prometheus adds to every target. Written out by hand for now; it is to be
-// replaced by the names gathered from the processes' registries.
-var exportedMetrics = map[string]metricKind{
-	// operator
-	"persistence_rollout_cohorts":                   gauge,
-	"persistence_rollout_rollbacks_abandoned_total": counter,
-	"persistence_rollout_condition":                 gauge,
-	"persistence_rollout_gate_rollbacks_total":      counter,
-	// gateway container
-	"yawp_gateway_http_requests_total":           counter,
-	"yawp_gateway_http_request_duration_seconds": histogram,
-	"yawp_gateway_sync_connections":              gauge,
-	"yawp_gateway_sync_closes_total":             counter,
-	"yawp_gateway_sync_updates_total":            counter,
-	"yawp_gateway_sync_update_commit_seconds":    histogram,
-	// syncer container
-	"yawp_syncer_request_duration_seconds":   histogram,
-	"yawp_syncer_reports_total":              counter,
-	"yawp_syncer_report_errors_total":        counter,
-	"yawp_syncer_observed_epoch":             gauge,
-	"yawp_syncer_shard_epoch":                gauge,
-	"yawp_syncer_group_commits_total":        counter,
-	"yawp_syncer_requests_applied_total":     counter,
-	"yawp_syncer_group_commit_seconds_total": counter,
-	"yawp_syncer_backfilled_documents_total": counter,
-	"yawp_syncer_verified_documents_total":   counter,
-	"yawp_syncer_cached_documents":           gauge,
-	// Go and process collectors, on every process
-	"process_start_time_seconds": gauge,
-	"go_goroutines":              gauge,
-	// Prometheus, per scrape target
-	"up": gauge,
+// the table of docs/operations.md (which internal/metricnames checks
+// against the processes' Go collectors), the Go and process collectors'
+// metrics the alerts use, and up, which Prometheus adds to every target.
+func exportedMetrics(t *testing.T) map[string]metricKind {
+	t.Helper()
+	doc, err := metricnames.Runbook(runbookFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]metricKind{"process_start_time_seconds": gauge, "go_goroutines": gauge, "up": gauge}
+	for _, ms := range doc {
+		for _, m := range ms {
+			out[m.Name] = metricKind(metricnames.Kind(m.Name))
+		}
+	}
+	return out
 }
 
 // theAlerts are the alerts the platform team gets; each needs a runbook
@@ -317,14 +284,14 @@ func TestChartPodMonitorScrapesEveryGatewayPod(t *testing.T) {
 	// It selects the gateway pods of every rollout, and nothing else: the
 	// labels the operator puts on them, none of them per rollout, and at
 	// least the two that say "a gateway pod this operator runs".
-	assertSelects(t, "PodMonitor", pm.Spec.Selector, gatewayPodLabels, "the operator's gateway pods")
+	assertSelects(t, "PodMonitor", pm.Spec.Selector, contract.GatewayPodLabels, "the operator's gateway pods")
 	for _, k := range []string{"app.kubernetes.io/managed-by", "app.kubernetes.io/component"} {
 		if _, ok := pm.Spec.Selector.MatchLabels[k]; !ok {
 			t.Errorf("PodMonitor selector %v does not select on %s", pm.Spec.Selector.MatchLabels, k)
 		}
 	}
 	// The gateway alerts select the pods' up series by job="yawp-gateway".
-	if got := gatewayPodLabels[pm.Spec.JobLabel]; got != "yawp-gateway" {
+	if got := contract.GatewayPodLabels[pm.Spec.JobLabel]; got != "yawp-gateway" {
 		t.Errorf("PodMonitor jobLabel %q gives job %q, want yawp-gateway (what the alerts select)", pm.Spec.JobLabel, got)
 	}
 
@@ -350,7 +317,7 @@ func TestChartPodMonitorScrapesEveryGatewayPod(t *testing.T) {
 			}
 		}
 	}
-	if want := []string{contract.MetricsPortName, syncerMetricsPortName}; !slices.Equal(ports, want) {
+	if want := []string{contract.MetricsPortName, contract.SyncerMetricsPortName}; !slices.Equal(ports, want) {
 		t.Errorf("PodMonitor scrapes ports %q, want the gateway's and the syncer's %q", ports, want)
 	}
 
@@ -445,6 +412,7 @@ func TestChartAlertSettingsComeFromValues(t *testing.T) {
 // histogram_quantile summing by le, and the up series must be those of the
 // chart's scrape jobs.
 func TestChartAlertsUseExportedMetrics(t *testing.T) {
+	exported := exportedMetrics(t)
 	objs := helmTemplate(t, "-f", monitoringValues)
 	var pr prometheusRule
 	objs.one(t, "PrometheusRule", "", &pr)
@@ -458,9 +426,9 @@ func TestChartAlertsUseExportedMetrics(t *testing.T) {
 			t.Errorf("alert %s reads no metric: %q", name, a.Expr)
 		}
 		for _, n := range names {
-			base, kind := n, exportedMetrics[n]
+			base, kind := n, exported[n]
 			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
-				if b, ok := strings.CutSuffix(n, suffix); ok && exportedMetrics[b] == histogram {
+				if b, ok := strings.CutSuffix(n, suffix); ok && exported[b] == histogram {
 					base, kind = b, histogram
 				}
 			}
@@ -478,7 +446,7 @@ func TestChartAlertsUseExportedMetrics(t *testing.T) {
 		for _, m := range upJob.FindAllStringSubmatch(a.Expr, -1) {
 			// A ServiceMonitor's job is its Service's name; the
 			// PodMonitor's comes from the pods' app.kubernetes.io/name.
-			if m[1] != svc.Name && m[1] != gatewayPodLabels["app.kubernetes.io/name"] {
+			if m[1] != svc.Name && m[1] != contract.GatewayPodLabels["app.kubernetes.io/name"] {
 				t.Errorf("alert %s reads up of job %q, which none of the chart's monitors scrapes as", name, m[1])
 			}
 		}

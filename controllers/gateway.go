@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"maps"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,13 +32,9 @@ func headlessName(r *persistencev1alpha1.PersistenceRollout) string {
 func rolloutKey(r *persistencev1alpha1.PersistenceRollout) string { return r.Namespace + "/" + r.Name }
 
 func gatewayLabels(r *persistencev1alpha1.PersistenceRollout) map[string]string {
-	return map[string]string{
-		"app.kubernetes.io/name":       "yawp-gateway",
-		"app.kubernetes.io/instance":   r.Name,
-		"app.kubernetes.io/component":  "sync-gateway",
-		"app.kubernetes.io/managed-by": "persistence-operator",
-		LabelRollout:                   r.Name,
-	}
+	l := maps.Clone(contract.GatewayPodLabels)
+	l["app.kubernetes.io/instance"], l[LabelRollout] = r.Name, r.Name
+	return l
 }
 
 func selectorLabels(r *persistencev1alpha1.PersistenceRollout) map[string]string {

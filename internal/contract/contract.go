@@ -31,6 +31,15 @@ const (
 	SyncerMetricsPortName = "syncer-metrics"
 )
 
+// GatewayPodLabels are the labels every rollout's gateway pods carry
+// besides the rollout's own (app.kubernetes.io/instance and the rollout
+// label): what the chart's PodMonitor selects the pods of all rollouts by.
+var GatewayPodLabels = map[string]string{
+	"app.kubernetes.io/name":       "yawp-gateway",
+	"app.kubernetes.io/component":  "sync-gateway",
+	"app.kubernetes.io/managed-by": "persistence-operator",
+}
+
 // HTTP paths served by the gateway and the syncer.
 const (
 	PathHealthz   = "/healthz"
