@@ -21,6 +21,10 @@ type seqNode struct {
 	kids   []*seqNode
 	items  []*Item
 	leaf   bool
+	// A leaf's text as typeString renders it (textcache.go), kept while
+	// textOK: every change to the leaf's items or to their visible length
+	// clears it.
+	text textLeaf
 }
 
 const seqMax = 64
@@ -52,6 +56,7 @@ func (x *seqIndex) adjustNode(n *seqNode, d int) {
 	if d == 0 {
 		return
 	}
+	n.text.ok = false
 	x.ver++
 	for ; n != nil; n = n.parent {
 		n.sum += d
@@ -118,6 +123,7 @@ func (x *seqIndex) insertAfter(prev, it *Item) {
 	copy(leaf.items[pos+1:], leaf.items[pos:])
 	leaf.items[pos] = it
 	it.leaf = leaf
+	leaf.text.ok = false
 	x.adjustNode(leaf, visLen(it))
 	if len(leaf.items) > seqMax {
 		h := len(leaf.items) / 2
@@ -142,6 +148,7 @@ func (x *seqIndex) remove(it *Item) {
 		return
 	}
 	x.adjustNode(leaf, -visLen(it))
+	leaf.text.ok = false
 	k := 0
 	for leaf.items[k] != it {
 		k++

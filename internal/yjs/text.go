@@ -215,6 +215,21 @@ func (x *Text) Len() int { return x.t.length }
 func (x *Text) String() string { return typeString(x.t, nil) }
 
 func typeString(t *Type, snap *Snapshot) string {
+	if snap == nil {
+		// The visible length in UTF-16 units bounds an ASCII text's bytes.
+		b := t.seqIndex().appendText(make([]byte, 0, t.length+t.length/8))
+		if len(b) == 0 {
+			return ""
+		}
+		return unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return typeStringWalk(t, snap)
+}
+
+// typeStringWalk renders t item by item: the text as it was at snap (nil:
+// now). typeString answers the current text from the leaves' renderings
+// (textcache.go), which must equal this.
+func typeStringWalk(t *Type, snap *Snapshot) string {
 	var b []byte
 	if snap == nil {
 		// The visible length in UTF-16 units bounds an ASCII text's bytes.

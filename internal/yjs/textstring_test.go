@@ -97,7 +97,55 @@ func TestAppendUTF8(t *testing.T) {
 // BenchmarkTextString reads a 9 KB essay as the syncer does after every
 // update it applies: typed by one client mostly at its cursor (so items
 // merge into runs), sometimes elsewhere, with a few accented characters.
+// BenchmarkTextString: the string of a 9 KB essay typed with jumps,
+// unchanged since the last call (every leaf's rendering reused); after
+// one keystroke (the syncer's case: the leaf typed into is rendered
+// again); and walking every item, as before the leaves kept renderings.
 func BenchmarkTextString(b *testing.B) {
+	x := benchEssay(b)
+	b.Run("unchanged", func(b *testing.B) {
+		b.SetBytes(int64(len(x.String())))
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = x.String()
+		}
+	})
+	b.Run("one-leaf-changed", func(b *testing.B) {
+		// What a keystroke leaves to do: one leaf's rendering is stale
+		// (the leaf typed into), the rest are reused. Marked stale by
+		// hand, so the essay stays the same from one iteration to the
+		// next.
+		var leaves []*seqNode
+		var collect func(n *seqNode)
+		collect = func(n *seqNode) {
+			if n.leaf {
+				leaves = append(leaves, n)
+			}
+			for _, k := range n.kids {
+				collect(k)
+			}
+		}
+		collect(x.t.seqIndex().root)
+		b.ReportMetric(float64(len(leaves)), "leaves")
+		b.SetBytes(int64(len(x.String())))
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			leaves[i%len(leaves)].text.ok = false
+			i++
+			_ = x.String()
+		}
+	})
+	b.Run("walk", func(b *testing.B) {
+		b.SetBytes(int64(len(x.String())))
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = typeStringWalk(x.t, nil)
+		}
+	})
+}
+
+func benchEssay(b *testing.B) *Text {
 	d := NewDoc(Options{ClientID: 1})
 	x := d.GetText("t")
 	r := rand.New(rand.NewPCG(5, 6))
@@ -112,9 +160,106 @@ func BenchmarkTextString(b *testing.B) {
 		}
 		cursor += len(utf16.Encode([]rune(word)))
 	}
-	b.SetBytes(int64(len(x.String())))
-	b.ReportAllocs()
-	for b.Loop() {
-		_ = x.String()
+	return x
+}
+
+// TestTextStringCacheMatchesWalk: a text's string comes from its index
+// leaves' cached renderings (textcache.go); after every change, local or
+// remote, it must equal walking the items. Three replicas edit texts of
+// hundreds to thousands of items (many leaves) with emoji, lone surrogates
+// and embeds, typing in runs (merged items) and at random spots, deleting
+// ranges and exchanging updates (remote integration splits items, also
+// inside surrogate pairs), some with garbage collection.
+func TestTextStringCacheMatchesWalk(t *testing.T) {
+	pieces := [][]uint16{
+		{'a'}, {'b', 'c'}, {' '}, {0xe9}, {0xd83d, 0xde00}, {0xd83d}, {0xde00}, {'x', 0xd83d, 0xde80, 'y'},
+		{'h', 'e', 'l', 'l', 'o', ' '}, {0x4e2d, 0x6587},
+	}
+	for seed := range uint64(12) {
+		r := rand.New(rand.NewPCG(seed, 99))
+		var docs []*Doc
+		for i := range 3 {
+			docs = append(docs, NewDoc(Options{ClientID: uint64(10 + i), GC: seed%2 == 0}))
+		}
+		var inbox [3][][]byte
+		for i, d := range docs {
+			d.OnUpdate(func(u []byte) {
+				for j := range docs {
+					if j != i {
+						inbox[j] = append(inbox[j], u)
+					}
+				}
+			})
+		}
+		cursor := [3]int{}
+		check := func(step int, d *Doc) {
+			t.Helper()
+			typ := d.GetText("t").Type()
+			if got, want := typeString(typ, nil), typeStringWalk(typ, nil); got != want {
+				t.Fatalf("seed %d step %d client %d: cached %q\nwalk %q", seed, step, d.ClientID(), got, want)
+			}
+		}
+		for step := range 1500 {
+			i := r.IntN(3)
+			d, x := docs[i], docs[i].GetText("t")
+			switch op := r.IntN(20); {
+			case op < 2 && len(inbox[i]) > 0:
+				// Deliver some of the inbox, in order.
+				n := 1 + r.IntN(len(inbox[i]))
+				for _, u := range inbox[i][:n] {
+					if err := d.ApplyUpdate(u); err != nil {
+						t.Fatal(err)
+					}
+				}
+				inbox[i] = inbox[i][n:]
+			case op < 4 && x.Len() > 0:
+				at := r.IntN(x.Len())
+				if err := x.Delete(at, 1+r.IntN(min(8, x.Len()-at))); err != nil {
+					t.Fatal(err)
+				}
+				cursor[i] = at
+			case op < 5:
+				if err := x.InsertEmbed(r.IntN(x.Len()+1), map[string]any{"image": "p.png"}, nil); err != nil {
+					t.Fatal(err)
+				}
+			case op < 8:
+				cursor[i] = r.IntN(x.Len() + 1) // a jump
+				fallthrough
+			default:
+				// Typing at the cursor: runs merge into one item.
+				at := min(cursor[i], x.Len())
+				p := pieces[r.IntN(len(pieces))]
+				if err := x.InsertUTF16(at, p); err != nil {
+					t.Fatal(err)
+				}
+				cursor[i] = at + len(p)
+			}
+			check(step, d)
+		}
+		for i, d := range docs {
+			for _, u := range inbox[i] {
+				if err := d.ApplyUpdate(u); err != nil {
+					t.Fatal(err)
+				}
+			}
+			check(-1, d)
+		}
+		// No check that the replicas converge: splitting inside a
+		// surrogate pair turns its half into U+FFFD on the replica that
+		// splits (as yjs does), so with such edits they need not.
+		leaves := 0
+		var count func(n *seqNode)
+		count = func(n *seqNode) {
+			if n.leaf {
+				leaves++
+			}
+			for _, k := range n.kids {
+				count(k)
+			}
+		}
+		count(docs[0].GetText("t").Type().seqIndex().root)
+		if leaves < 4 {
+			t.Fatalf("seed %d: only %d leaves; the test means to cross leaf boundaries", seed, leaves)
+		}
 	}
 }
