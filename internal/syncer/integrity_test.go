@@ -171,8 +171,11 @@ func TestIntegrityBackfillAndVerify(t *testing.T) {
 	}
 	// It is repaired at once (the row's change merged into the Yjs side),
 	// and stays counted as a mismatch found under this epoch, with its ID.
+	// (A report taken between the divergence's record and its repair
+	// shows it open, with the last pass's verified count: wait for the
+	// repair.)
 	rep = waitReport(t, dp, "mismatch found and repaired", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Mismatched == 1 && c.Verified == n
+		return c.Mismatched == 1 && c.Verified == n && c.OpenDivergences == 0
 	})
 	if rep.Epoch != cs.Epoch || rep.OpenDivergences != 0 || !slices.Equal(rep.SampleMismatches, []string{tampered}) {
 		t.Fatalf("after the out-of-band write: %+v", rep)
