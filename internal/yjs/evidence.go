@@ -47,13 +47,6 @@ func DecodeSnapshot(b []byte) (Snapshot, error) {
 	return Snapshot{sv, ds}, nil
 }
 
-func visible(it *Item, snap *Snapshot) bool {
-	if snap == nil {
-		return !it.Deleted()
-	}
-	return it.ID.Clock < snap.StateVector[it.ID.Client] && !snap.DeleteSet.Contains(it.ID)
-}
-
 // TextAt returns the text of the root type name as it was at snapshot s:
 // content inserted within s.StateVector and not deleted in s.DeleteSet (a
 // nil DeleteSet: nothing deleted yet). Run-length items that the snapshot

@@ -211,30 +211,24 @@ func (x *Text) Type() *Type { return x.t }
 // Len returns the text's length in UTF-16 code units.
 func (x *Text) Len() int { return x.t.length }
 
-// String returns the text.
-func (x *Text) String() string { return typeString(x.t, nil) }
+// String returns the text. It updates the renderings the text keeps
+// (textcache.go), so it must not run concurrently with anything else on
+// the document, another String included.
+func (x *Text) String() string { return typeString(x.t) }
 
-func typeString(t *Type, snap *Snapshot) string {
-	if snap == nil {
-		// The visible length in UTF-16 units bounds an ASCII text's bytes.
-		b := t.seqIndex().appendText(make([]byte, 0, t.length+t.length/8))
-		if len(b) == 0 {
-			return ""
-		}
-		return unsafe.String(unsafe.SliceData(b), len(b))
+func typeString(t *Type) string {
+	// The visible length in UTF-16 units bounds an ASCII text's bytes.
+	b := t.seqIndex().appendText(make([]byte, 0, t.length+t.length/8))
+	if len(b) == 0 {
+		return ""
 	}
-	return typeStringWalk(t, snap)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// typeStringWalk renders t item by item: the text as it was at snap (nil:
-// now). typeString answers the current text from the leaves' renderings
-// (textcache.go), which must equal this.
-func typeStringWalk(t *Type, snap *Snapshot) string {
-	var b []byte
-	if snap == nil {
-		// The visible length in UTF-16 units bounds an ASCII text's bytes.
-		b = make([]byte, 0, t.length+t.length/8)
-	}
+// typeStringWalk renders t item by item. typeString answers the same from
+// the leaves' renderings (textcache.go), which tests check against this.
+func typeStringWalk(t *Type) string {
+	b := make([]byte, 0, t.length+t.length/8)
 	// One pass, item by item, straight into UTF-8. A surrogate pair may be
 	// split over two items (a remote client's split): a high surrogate
 	// ending one item waits for the next visible item's first unit, as if
@@ -242,7 +236,7 @@ func typeStringWalk(t *Type, snap *Snapshot) string {
 	var high uint16
 	for it := t.start; it != nil; it = it.Right {
 		c, ok := it.Content.(*ContentString)
-		if !ok || !it.countable() || !visible(it, snap) || len(c.s) == 0 {
+		if !ok || !it.countable() || it.Deleted() || len(c.s) == 0 {
 			continue
 		}
 		s := c.s

@@ -15,6 +15,11 @@ import (
 // joined: an update re-renders the leaf or two it touched and copies the
 // rest.
 //
+// Reading the string therefore writes (it may build the index and renders
+// stale leaves): like every other use of a Doc, it needs the caller's
+// exclusive lock. The store, the sync hub and the local-first client each
+// hold one around it.
+//
 // The joined result must be byte for byte what walking the items gives
 // (typeStringWalk), surrogate pairs split across items and leaves included:
 // a leaf keeps aside a low surrogate its text starts with (lead) and a high
@@ -74,6 +79,16 @@ func (n *seqNode) renderText() {
 		t.b = appendUTF8(t.b, s)
 	}
 	t.tail = high
+	// Keep no buffer much larger than the rendering: a leaf whose text was
+	// deleted (its tombstones stay) would otherwise hold its largest
+	// rendering for good.
+	if c := cap(t.b); c > 256 && c > 4*len(t.b) {
+		if len(t.b) == 0 {
+			t.b = nil
+		} else {
+			t.b = append([]byte(nil), t.b...)
+		}
+	}
 }
 
 // appendText appends the text of the sequence, rendering the leaves whose

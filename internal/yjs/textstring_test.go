@@ -41,7 +41,7 @@ func TestTextStringAcrossItems(t *testing.T) {
 			}
 			last = it
 		}
-		got := typeString(typ, nil)
+		got := typeString(typ)
 		if w := string(appendUTF8(nil, want)); got != w {
 			t.Fatalf("round %d: %q, want %q", round, got, w)
 		}
@@ -140,7 +140,7 @@ func BenchmarkTextString(b *testing.B) {
 		b.SetBytes(int64(len(x.String())))
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = typeStringWalk(x.t, nil)
+			_ = typeStringWalk(x.t)
 		}
 	})
 }
@@ -195,7 +195,7 @@ func TestTextStringCacheMatchesWalk(t *testing.T) {
 		check := func(step int, d *Doc) {
 			t.Helper()
 			typ := d.GetText("t").Type()
-			if got, want := typeString(typ, nil), typeStringWalk(typ, nil); got != want {
+			if got, want := typeString(typ), typeStringWalk(typ); got != want {
 				t.Fatalf("seed %d step %d client %d: cached %q\nwalk %q", seed, step, d.ClientID(), got, want)
 			}
 		}
@@ -261,5 +261,95 @@ func TestTextStringCacheMatchesWalk(t *testing.T) {
 		if leaves < 4 {
 			t.Fatalf("seed %d: only %d leaves; the test means to cross leaf boundaries", seed, leaves)
 		}
+	}
+}
+
+// TestTextJoinAcrossTinyLeaves: item lists cut into leaves of one to three
+// items, so every arrangement of surrogates, embeds, formats, deleted and
+// empty items lands on a leaf boundary: the leaves' renderings joined equal
+// the walk. (From the review of the leaf renderings.)
+func TestTextJoinAcrossTinyLeaves(t *testing.T) {
+	units := []uint16{'a', 0xe9, 0xd83d, 0xde00, 0xdc00, 0xd800, 0xdbff, 0xdfff}
+	r := rand.New(rand.NewPCG(11, 12))
+	for round := range 100000 {
+		typ := &Type{}
+		var items []*Item
+		var last *Item
+		for range r.IntN(10) {
+			s := make([]uint16, r.IntN(4))
+			for i := range s {
+				s[i] = units[r.IntN(len(units))]
+			}
+			it := &Item{Content: &ContentString{s: s}, Len: len(s), kind: kindItem, info: flagCountable}
+			switch r.IntN(7) {
+			case 0:
+				it.info |= flagDeleted
+			case 1:
+				it.Content, it.Len = &ContentEmbed{JSON: "{}"}, 1
+			case 2:
+				it.Content, it.Len, it.info = &ContentFormat{Key: "b", Value: "true"}, 1, 0
+			default:
+				typ.length += len(s)
+			}
+			if last == nil {
+				typ.start = it
+			} else {
+				last.Right, it.Left = it, last
+			}
+			last = it
+			items = append(items, it)
+		}
+		x := &seqIndex{root: &seqNode{leaf: true}}
+		leaf := x.root
+		lim := 1 + r.IntN(3)
+		for _, it := range items {
+			if len(leaf.items) >= lim {
+				nl := &seqNode{leaf: true}
+				x.insertSibling(leaf, nl)
+				leaf = nl
+				lim = 1 + r.IntN(3)
+			}
+			leaf.items = append(leaf.items, it)
+			it.leaf = leaf
+			x.adjustNode(leaf, visLen(it))
+		}
+		typ.index = x
+		if got, want := typeString(typ), typeStringWalk(typ); got != want {
+			t.Fatalf("round %d: %q, want %q", round, got, want)
+		}
+	}
+}
+
+// TestTextRenderingsDoNotHoldDeletedText: pasted and deleted text leaves
+// tombstones and their leaves; the leaves' renderings shrink with it.
+func TestTextRenderingsDoNotHoldDeletedText(t *testing.T) {
+	d := NewDoc(Options{ClientID: 1, GC: true})
+	x := d.GetText("t")
+	chunk := strings.Repeat("abcdefghij", 1<<12)
+	for range 32 {
+		if err := x.Insert(0, chunk, nil); err != nil {
+			t.Fatal(err)
+		}
+		_ = x.String()
+	}
+	if err := x.Delete(0, x.Len()); err != nil {
+		t.Fatal(err)
+	}
+	if s := x.String(); s != "" {
+		t.Fatalf("after deleting everything: %d bytes", len(s))
+	}
+	held := 0
+	var walk func(n *seqNode)
+	walk = func(n *seqNode) {
+		if n.leaf {
+			held += cap(n.text.b)
+		}
+		for _, k := range n.kids {
+			walk(k)
+		}
+	}
+	walk(x.t.seqIndex().root)
+	if held > 64<<10 {
+		t.Fatalf("an empty text's leaves hold %d bytes of renderings", held)
 	}
 }
