@@ -22,6 +22,19 @@ import (
 // LabelRollout marks every object the controller makes for a rollout.
 const LabelRollout = "persistence.yawp.dev/rollout"
 
+// AnnotationProfiling on a PersistenceRollout, set to "enabled", has its
+// gateway pods serve Go's runtime profiles on their loopback (the gateway
+// on contract.GatewayPprofPort, the syncer on contract.SyncerPprofPort),
+// for `kubectl port-forward` and `go tool pprof`. Setting or removing it
+// changes the pod template, so the pods roll. It is an annotation, not a
+// spec field: a debugging switch, not part of the rollout's contract.
+const AnnotationProfiling = "persistence.yawp.dev/profiling"
+
+// profiling reports whether r asks for profiling endpoints.
+func profiling(r *persistencev1alpha1.PersistenceRollout) bool {
+	return r.Annotations[AnnotationProfiling] == "enabled"
+}
+
 // Names of the objects the controller owns for a rollout.
 func gatewayName(r *persistencev1alpha1.PersistenceRollout) string { return r.Name + "-gateway" }
 func headlessName(r *persistencev1alpha1.PersistenceRollout) string {
@@ -147,15 +160,24 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvGapAfter).WithValue(d.Duration.String()))
 	}
 	tmp := corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp")
+	gatewayArgs := []string{fmt.Sprintf("--listen=:%d", contract.GatewayPort),
+		fmt.Sprintf("--syncer=http://127.0.0.1:%d", contract.SyncerPort),
+		fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort)}
+	syncerArgs := []string{fmt.Sprintf("--listen=:%d", contract.SyncerPort),
+		fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)}
+	if profiling(r) {
+		// Loopback only: reached through kubectl port-forward, never
+		// through a Service or another pod.
+		gatewayArgs = append(gatewayArgs, fmt.Sprintf("--pprof-listen=127.0.0.1:%d", contract.GatewayPprofPort))
+		syncerArgs = append(syncerArgs, fmt.Sprintf("--pprof-listen=127.0.0.1:%d", contract.SyncerPprofPort))
+	}
 
 	gateway := corev1ac.Container().
 		WithName(contract.ContainerGateway).
 		WithImage(r.Spec.Gateway.Image).
 		WithImagePullPolicy(pull).
 		WithCommand(contract.BinaryGateway).
-		WithArgs(fmt.Sprintf("--listen=:%d", contract.GatewayPort),
-			fmt.Sprintf("--syncer=http://127.0.0.1:%d", contract.SyncerPort),
-			fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort)).
+		WithArgs(gatewayArgs...).
 		WithPorts(
 			corev1ac.ContainerPort().WithName(contract.GatewayPortName).WithContainerPort(contract.GatewayPort),
 			corev1ac.ContainerPort().WithName(contract.MetricsPortName).WithContainerPort(contract.GatewayMetricsPort)).
@@ -171,8 +193,7 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		WithImage(r.Spec.Gateway.Image).
 		WithImagePullPolicy(pull).
 		WithCommand(contract.BinarySyncer).
-		WithArgs(fmt.Sprintf("--listen=:%d", contract.SyncerPort),
-			fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)).
+		WithArgs(syncerArgs...).
 		WithPorts(
 			corev1ac.ContainerPort().WithName(contract.SyncerPortName).WithContainerPort(contract.SyncerPort),
 			corev1ac.ContainerPort().WithName(contract.SyncerMetricsPortName).WithContainerPort(contract.SyncerMetricsPort)).

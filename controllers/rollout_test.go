@@ -845,3 +845,52 @@ func TestReadyIgnoresAStaleGatewayCopy(t *testing.T) {
 	f.gatewayPods("stale", 2, 2, "stale-gateway-2", "stale-gateway-2")
 	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
 }
+
+// TestProfilingAnnotation: the profiling annotation gives both gateway-pod
+// processes a loopback profiling endpoint (for kubectl port-forward), and
+// removing it takes them away again; without it there is none.
+func TestProfilingAnnotation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ro := f.rollout("prof", "pilot")
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	args := func() [][]string {
+		var sts appsv1.StatefulSet
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "prof-gateway"}, &sts); err != nil {
+			return nil
+		}
+		var out [][]string
+		for _, c := range sts.Spec.Template.Spec.Containers {
+			out = append(out, c.Args)
+		}
+		return out
+	}
+	pprofArgs := func() []string {
+		var found []string
+		for _, a := range args() {
+			for _, s := range a {
+				if strings.HasPrefix(s, "--pprof-listen") {
+					found = append(found, s)
+				}
+			}
+		}
+		return found
+	}
+	f.g.Eventually(args).Should(HaveLen(2))
+	f.g.Consistently(pprofArgs, "300ms").Should(BeEmpty(), "off unless asked for")
+
+	f.update("prof", func(cur *persistencev1alpha1.PersistenceRollout) {
+		if cur.Annotations == nil {
+			cur.Annotations = map[string]string{}
+		}
+		cur.Annotations[AnnotationProfiling] = "enabled"
+	})
+	f.g.Eventually(pprofArgs).Should(ConsistOf(
+		fmt.Sprintf("--pprof-listen=127.0.0.1:%d", contract.GatewayPprofPort),
+		fmt.Sprintf("--pprof-listen=127.0.0.1:%d", contract.SyncerPprofPort)))
+
+	f.update("prof", func(cur *persistencev1alpha1.PersistenceRollout) {
+		delete(cur.Annotations, AnnotationProfiling)
+	})
+	f.g.Eventually(pprofArgs).Should(BeEmpty())
+}

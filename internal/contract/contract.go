@@ -19,6 +19,11 @@ const (
 	GatewayMetricsPort = 9090
 	// SyncerMetricsPort serves /metrics of the syncer.
 	SyncerMetricsPort = 9091
+	// GatewayPprofPort and SyncerPprofPort serve Go's runtime profiles on
+	// the pod's loopback when a rollout asks for them (the profiling
+	// annotation).
+	GatewayPprofPort = 6060
+	SyncerPprofPort  = 6061
 )
 
 // Port names in the StatefulSet and Services.
