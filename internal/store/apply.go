@@ -353,7 +353,10 @@ func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (
 	if n == 0 {
 		return false, nil // it wrote no ledger entry: nothing a retry could repeat
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	// Not cut short when the group's own deadline passed (that may be
+	// what left it in doubt), but when the engine is fenced: then nobody
+	// is answered anyway.
+	ctx, cancel := e.outcomeContext(ctx)
 	defer cancel()
 	// The fault that broke the group's connection (a restart, a network
 	// blip) often broke the pool's other connections too: every step is
@@ -423,7 +426,7 @@ func (e *Engine) resolveInDoubt(ctx context.Context, pid uint32, bc *batchCtx) (
 // WARNING, maybe a commit whose wait for the synchronous standbys was
 // cancelled (noteWarning), until they have it.
 func (e *Engine) confirmWarnedCommit(ctx context.Context, requests int) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := e.outcomeContext(ctx)
 	defer cancel()
 	if err := syncBarrier(ctx, e.pool, e.cfg.Shard); err != nil {
 		// Committed, but perhaps on no standby: neither an answer nor a
@@ -433,6 +436,18 @@ func (e *Engine) confirmWarnedCommit(ctx context.Context, requests int) error {
 	}
 	e.log.Warn("a group commit drew a warning; acknowledged once the synchronous standbys confirmed it", "requests", requests)
 	return nil
+}
+
+// outcomeContext bounds making sure of a group's outcome: 30 s from now,
+// whatever became of the group's own context, or until the engine is
+// fenced (its database went away, or another syncer took the shard).
+func (e *Engine) outcomeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	stop := context.AfterFunc(e.fenceCtx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // syncBarrier commits a transaction that waits, as every group commit

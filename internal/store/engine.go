@@ -76,6 +76,13 @@ type Engine struct {
 	fenced   chan struct{}
 	fenceOne sync.Once
 	isFenced atomic.Bool
+	// fenceCtx ends when the engine is fenced: group commits, and the
+	// waits that make sure of their outcome, stop then instead of running
+	// to their timeouts (their saves are refused, never acknowledged), so
+	// a syncer whose database went away exits at once and its pod
+	// restarts.
+	fenceCtx    context.Context
+	fenceCancel context.CancelFunc
 
 	cache *lru
 	// tenants seen committed in the tenants table.
@@ -219,8 +226,10 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		conn.Close(context.Background())
 		return nil, fmt.Errorf("store: take shard %d: %w", cfg.Shard, err)
 	}
+	fenceCtx, fenceCancel := context.WithCancel(context.Background())
 	e := &Engine{
 		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
+		fenceCtx: fenceCtx, fenceCancel: fenceCancel,
 		stop:   make(chan struct{}),
 		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
 	}
@@ -308,6 +317,7 @@ func (e *Engine) fence(reason string) {
 		e.isFenced.Store(true)
 		e.log.Error("fenced: stopping writes", "shard", e.cfg.Shard, "shard_epoch", e.epoch, "reason", reason)
 		close(e.fenced)
+		e.fenceCancel()
 	})
 }
 
@@ -330,6 +340,7 @@ func (e *Engine) CheckLock(ctx context.Context) error {
 // Close stops the loop and releases the shard (closing the lock
 // connection releases the advisory lock).
 func (e *Engine) Close() {
+	defer e.fenceCancel() // nothing waits on it any more
 	select {
 	case <-e.stop:
 	default:
@@ -455,7 +466,7 @@ func (e *Engine) drain(l *lane, err error) {
 }
 
 func (e *Engine) runBatch(l *lane, ops []*op) {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.GroupTimeout)
+	ctx, cancel := context.WithTimeout(e.fenceCtx, e.cfg.GroupTimeout)
 	defer cancel()
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -170,9 +170,6 @@ func buildSyncer(t *testing.T) string {
 	return bin
 }
 
-// TestKill9 runs the syncer binary, SIGKILLs it during a stream of saves,
-// restarts it and checks that every acknowledged save is present and that
-// retrying every attempted save duplicates nothing.
 // appliesTimed is how many apply calls requestDuration timed under kind.
 func appliesTimed(t *testing.T, kind string) uint64 {
 	t.Helper()
@@ -194,114 +191,124 @@ func appliesTimed(t *testing.T, kind string) uint64 {
 	return 0
 }
 
-func TestKill9(t *testing.T) {
-	bin := buildSyncer(t)
-	dsn := pgharness.ForTest(t)
+// startSyncerProc runs the syncer binary as shard 0 of 1 on dsn and waits
+// until it is ready.
+func startSyncerProc(t *testing.T, bin, dsn string) (*exec.Cmd, *Client) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(bin, "--listen", addr, "--metrics-listen", "", "--heartbeat", "200ms")
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "POD_NAME=demo-gateway-0", "YAWP_SHARDS=1",
+		"YAWP_ROLLOUT=default/demo", "YAWP_INTERNAL_TOKEN=tok")
+	if testing.Verbose() {
+		cmd.Stderr = os.Stderr
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &Client{BaseURL: "http://" + addr, Token: "tok", HTTP: &http.Client{Timeout: 10 * time.Second}}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if res, err := http.Get(c.BaseURL + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatal("syncer did not become ready")
+		}
+	}
+	return cmd, c
+}
+
+// saveStream is writers saving to their own documents through a syncer,
+// each save keyed, until the syncer stops answering.
+type saveStream struct {
+	mu               sync.Mutex
+	acked, attempted []saveAttempt
+	stop             chan struct{}
+	wg               sync.WaitGroup
+	writers          int
+}
+
+type saveAttempt struct{ doc, key, content string }
+
+func startSaves(t *testing.T, c *Client, writers int) *saveStream {
+	t.Helper()
 	ctx := t.Context()
-	start := func() (*exec.Cmd, *Client) {
-		addr := freeAddr(t)
-		cmd := exec.Command(bin, "--listen", addr, "--metrics-listen", "", "--heartbeat", "200ms")
-		cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "POD_NAME=demo-gateway-0", "YAWP_SHARDS=1",
-			"YAWP_ROLLOUT=default/demo", "YAWP_INTERNAL_TOKEN=tok")
-		if testing.Verbose() {
-			cmd.Stderr = os.Stderr
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		c := &Client{BaseURL: "http://" + addr, Token: "tok", HTTP: &http.Client{Timeout: 10 * time.Second}}
-		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if res, err := http.Get(c.BaseURL + "/readyz"); err == nil {
-				res.Body.Close()
-				if res.StatusCode == 200 {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				_ = cmd.Process.Kill()
-				t.Fatal("syncer did not become ready")
-			}
-		}
-		return cmd, c
-	}
-	cmd, c := start()
-	const writers = 8
-	type attempt struct {
-		doc, key, content string
-	}
-	var mu sync.Mutex
-	var acked, attempted []attempt
+	ss := &saveStream{stop: make(chan struct{}), writers: writers}
 	for i := range writers {
 		if _, err := c.Apply(ctx, store.Request{Kind: store.KindCreate, Doc: fmt.Sprint("k", i), Tenant: "t", User: "u", Content: ""}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
 	for i := range writers {
-		wg.Add(1)
+		ss.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer ss.wg.Done()
 			doc := fmt.Sprint("k", i)
 			content := ""
 			for j := 0; ; j++ {
 				select {
-				case <-stop:
+				case <-ss.stop:
 					return
 				default:
 				}
 				content += fmt.Sprintf("<%d>", j)
-				a := attempt{doc, fmt.Sprintf("%s-%d", doc, j), content}
-				mu.Lock()
-				attempted = append(attempted, a)
-				mu.Unlock()
+				a := saveAttempt{doc, fmt.Sprintf("%s-%d", doc, j), content}
+				ss.mu.Lock()
+				ss.attempted = append(ss.attempted, a)
+				ss.mu.Unlock()
 				_, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: doc, Tenant: "t", User: "u", Content: content, IdempotencyKey: a.key})
 				if err != nil {
-					return // the syncer died: this save may or may not have committed
+					return // the syncer (or its database) went away: this save may or may not have committed
 				}
-				mu.Lock()
-				acked = append(acked, a)
-				mu.Unlock()
+				ss.mu.Lock()
+				ss.acked = append(ss.acked, a)
+				ss.mu.Unlock()
 			}
 		}()
 	}
-	time.Sleep(400 * time.Millisecond)
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	return ss
+}
+
+// halt stops the writers (their syncer is gone) and waits for them.
+func (ss *saveStream) halt() {
+	close(ss.stop)
+	ss.wg.Wait()
+}
+
+// check asks a fresh syncer (c) for every acknowledged save, then retries
+// every attempted one twice: each acknowledged save is there, recorded
+// once, and the retries add exactly the saves that never committed.
+func (ss *saveStream) check(t *testing.T, c *Client, what string) {
+	t.Helper()
+	ctx := t.Context()
+	if len(ss.acked) < ss.writers {
+		t.Fatalf("only %d saves acknowledged before %s", len(ss.acked), what)
 	}
-	_ = cmd.Wait()
-	close(stop)
-	wg.Wait()
-	if len(acked) < writers {
-		t.Fatalf("only %d saves acknowledged before the kill", len(acked))
-	}
-	cmd, c = start()
-	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
-	// Every acknowledged save is there.
-	for _, a := range acked {
-		ev, err := (&Client{BaseURL: c.BaseURL, Token: "tok"}).Evidence(ctx, a.doc, map[string][]string{"tenant": {"t"}, "request": {a.key}})
+	for _, a := range ss.acked {
+		ev, err := c.Evidence(ctx, a.doc, map[string][]string{"tenant": {"t"}, "request": {a.key}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ev.Verdict != store.VerdictSynced || len(ev.Timeline) != 1 {
-			t.Fatalf("acknowledged save %s: verdict %s, %d entries", a.key, ev.Verdict, len(ev.Timeline))
+			t.Fatalf("acknowledged save %s after %s: verdict %s, %d entries", a.key, what, ev.Verdict, len(ev.Timeline))
 		}
 	}
-	// Retrying everything that was attempted duplicates nothing: each
-	// document ends with one revision per distinct save.
-	for _, a := range attempted {
+	for _, a := range ss.attempted {
 		if _, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: a.doc, Tenant: "t", User: "u", Content: a.content, IdempotencyKey: a.key}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, a := range attempted {
+	for _, a := range ss.attempted {
 		r, err := c.Apply(ctx, store.Request{Kind: store.KindSave, Doc: a.doc, Tenant: "t", User: "u", Content: a.content, IdempotencyKey: a.key})
 		if err != nil || !r.Replayed {
 			t.Fatalf("second retry of %s: %+v %v", a.key, r, err)
 		}
 	}
 	perDoc := map[string]int{}
-	for _, a := range attempted {
+	for _, a := range ss.attempted {
 		perDoc[a.doc]++
 	}
 	for doc, n := range perDoc {
@@ -313,7 +320,89 @@ func TestKill9(t *testing.T) {
 			t.Errorf("%s: revision %d after %d distinct saves", doc, d.Revision, n)
 		}
 	}
-	t.Logf("%d saves acknowledged before kill -9, %d attempted", len(acked), len(attempted))
+	t.Logf("%d saves acknowledged before %s, %d attempted", len(ss.acked), what, len(ss.attempted))
+}
+
+// TestKill9 runs the syncer binary, SIGKILLs it during a stream of saves,
+// restarts it and checks that every acknowledged save is present and that
+// retrying every attempted save duplicates nothing.
+func TestKill9(t *testing.T) {
+	bin := buildSyncer(t)
+	dsn := pgharness.ForTest(t)
+	cmd, c := startSyncerProc(t, bin, dsn)
+	ss := startSaves(t, c, 8)
+	time.Sleep(400 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	ss.halt()
+	cmd, c = startSyncerProc(t, bin, dsn)
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	ss.check(t, c, "kill -9")
+}
+
+// TestPostgresCrash: PostgreSQL itself goes down hard (immediate shutdown,
+// as a crash leaves it) during a stream of saves. The syncer notices it
+// lost its shard lock and exits on its own rather than serve errors for
+// good (its pod restarts); with PostgreSQL back after crash recovery and a
+// new syncer, every acknowledged save is there and retries duplicate
+// nothing.
+func TestPostgresCrash(t *testing.T) {
+	bin := buildSyncer(t)
+	dir := filepath.Join(t.TempDir(), "pg")
+	if os.Geteuid() == 0 {
+		// t.TempDir is 0700 root: the postgres user could not reach it.
+		_ = os.Chmod(filepath.Dir(dir), 0o755)
+		_ = os.Chmod(filepath.Dir(filepath.Dir(dir)), 0o755)
+	}
+	opts := pgharness.Options{Dir: dir, Keep: true, Fsync: true}
+	srv, err := pgharness.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	dsn, err := srv.CreateDatabase(t.Context(), "crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, c := startSyncerProc(t, bin, dsn)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	ss := startSaves(t, c, 8)
+	time.Sleep(400 * time.Millisecond)
+
+	// SIGQUIT to the postmaster: immediate shutdown, no checkpoint; the
+	// restart runs crash recovery from the WAL.
+	if err := syscall.Kill(srv.PID(), syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	crashed := time.Now()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ss.halt()
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Fatal("the syncer exited with status 0 after losing its database")
+		}
+		t.Logf("the syncer exited %v after PostgreSQL went down: %v", time.Since(crashed).Round(time.Millisecond), err)
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("the syncer kept running without its database (and its shard lock) for 10 s")
+	}
+
+	opts.Keep, opts.Port = false, srv.Port()
+	srv2, err := pgharness.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv2.Stop() })
+	t.Logf("PostgreSQL back %v after it went down", time.Since(crashed).Round(time.Millisecond))
+	cmd, c = startSyncerProc(t, bin, dsn)
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	ss.check(t, c, "PostgreSQL's crash")
 }
 
 var _ = errors.New
