@@ -194,38 +194,56 @@ func cohortState(ctx context.Context, q queryer, key CohortKey) (CohortState, er
 	return st, err
 }
 
-// MarkCohortsInSpec implements Store. Only rows whose mark changes are
-// written (and locked: the update waits for saves holding them FOR SHARE),
-// so the call costs one read while the spec's cohorts stay the same. A save
-// that read the cohorts just before the mark committed may still place its
-// new school in the cohort, as it would have a moment earlier; no save that
-// reads them after does.
+// MarkCohortsInSpec implements Store. It costs one read while the spec's
+// cohorts stay the same. When marks change, it takes the rollout's row
+// first, in the lock order of saves, FreezeCohort and SetStage (rollout,
+// then tenants, then cohorts): a save holds one cohort's row FOR SHARE and
+// may then lock another's (a school seen for the first time), so updating
+// several cohort rows in scan order without the rollout's row deadlocked
+// with it. A save that read the cohorts just before the mark committed may
+// still place its new school in the cohort, as it would have a moment
+// earlier; no save that reads them after does.
 func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, inSpec []string, at time.Time) (removed, restored []string, err error) {
 	if inSpec == nil {
 		inSpec = []string{}
 	}
-	rows, err := p.pool.Query(ctx, `
-		UPDATE rollout_cohorts
-		SET removed_at = CASE WHEN cohort = ANY($2::text[]) THEN NULL ELSE $3::timestamptz END
-		WHERE rollout = $1 AND (cohort = ANY($2::text[])) = (removed_at IS NOT NULL)
-		RETURNING cohort, removed_at IS NOT NULL`, rollout, inSpec, at)
-	if err != nil {
+	const changing = `rollout = $1 AND (cohort = ANY($2::text[])) = (removed_at IS NOT NULL)`
+	var changes bool
+	if err := p.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rollout_cohorts WHERE `+changing+`)`, rollout, inSpec).Scan(&changes); err != nil {
 		return nil, nil, fmt.Errorf("mark cohorts of %s: %w", rollout, err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var cohort string
-		var isRemoved bool
-		if err := rows.Scan(&cohort, &isRemoved); err != nil {
-			return nil, nil, fmt.Errorf("mark cohorts of %s: %w", rollout, err)
-		}
-		if isRemoved {
-			removed = append(removed, cohort)
-		} else {
-			restored = append(restored, cohort)
-		}
+	if !changes {
+		return nil, nil, nil
 	}
-	if err := rows.Err(); err != nil {
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		removed, restored = nil, nil
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM rollouts WHERE rollout = $1 FOR UPDATE`, rollout); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			UPDATE rollout_cohorts
+			SET removed_at = CASE WHEN cohort = ANY($2::text[]) THEN NULL ELSE $3::timestamptz END
+			WHERE `+changing+`
+			RETURNING cohort, removed_at IS NOT NULL`, rollout, inSpec, at)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var cohort string
+			var isRemoved bool
+			if err := rows.Scan(&cohort, &isRemoved); err != nil {
+				return err
+			}
+			if isRemoved {
+				removed = append(removed, cohort)
+			} else {
+				restored = append(restored, cohort)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, nil, fmt.Errorf("mark cohorts of %s: %w", rollout, err)
 	}
 	slices.Sort(removed)
