@@ -81,6 +81,13 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// 1. Read the rollout.
 	var ro persistencev1alpha1.PersistenceRollout
 	if err := r.Get(ctx, req.NamespacedName, &ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Gone, maybe without our finalizer's cleanup (a person removed
+			// the finalizer from a deletion that waited): its series must
+			// not outlive it, or its last Ready=0 alerts for good.
+			ro.Namespace, ro.Name = req.Namespace, req.Name
+			forgetCohortMetrics(&ro)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	original := ro.DeepCopy()
@@ -126,7 +133,6 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if actErr != nil && !errors.Is(actErr, errRequeue) {
 		setDataPlaneError(&ro, actErr, now)
 	}
-	recordCohortMetrics(&ro)
 	if err := r.patchStatus(ctx, original, &ro); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -417,7 +423,11 @@ func statefulSetOf(ac *appsv1ac.StatefulSetApplyConfiguration) (*appsv1.Stateful
 }
 
 // patchStatus writes status with an optimistic lock, skipping no-op writes.
+// The metrics follow the status on every path that reports it (a data
+// plane error and a waiting deletion included), so alerts read what
+// kubectl shows.
 func (r *PersistenceRolloutReconciler) patchStatus(ctx context.Context, original, ro *persistencev1alpha1.PersistenceRollout) error {
+	recordCohortMetrics(ro)
 	if statusEqual(original.Status, ro.Status) {
 		return nil
 	}
