@@ -67,7 +67,7 @@ func NewMetrics() *Metrics {
 		}),
 		syncCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "yawp_gateway_sync_closes_total",
-			Help: "Sync WebSocket connections closed, by the close code sent (1000 normal, 1001 going away, 4xxx refusals, 4500 server failure).",
+			Help: "Sync WebSocket connections closed or refused, by the close code the gateway sent (1000 normal, 1001 going away, 1013 and 4xxx refusals, 4500 server failure), or client when the client closed first.",
 		}, []string{"code"}),
 		syncUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "yawp_gateway_sync_updates_total",

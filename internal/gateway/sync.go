@@ -301,7 +301,7 @@ func (b *SyncBackend) Opened(_ context.Context, s syncws.Session) {
 // Closed implements syncws.SessionObserver.
 func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, code int, reason string) {
 	b.g.cfg.Metrics.syncConns.Dec()
-	b.g.cfg.Metrics.syncCloses.WithLabelValues(strconv.Itoa(code)).Inc()
+	b.g.cfg.Metrics.syncCloses.WithLabelValues(closeLabel(code, reason)).Inc()
 	t := docTenant(s)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -530,7 +530,31 @@ func (g *Gateway) HandlerWithSync(hub *syncws.Hub) http.Handler {
 	return mux
 }
 
+// Refused implements syncws.RefusalObserver: a connection refused before
+// it opened counts under the code it was sent.
+func (b *SyncBackend) Refused(_ context.Context, _ syncws.Session, code int) {
+	b.g.cfg.Metrics.syncCloses.WithLabelValues(closeLabel(code, "")).Inc()
+}
+
+// closeLabel bounds yawp_gateway_sync_closes_total's code label to the
+// codes this gateway sends, "client" when the client closed first (its
+// code is its own choice, anything in 1000-4999, and must neither grow
+// the label set nor pass for the server's 4500), and "other".
+func closeLabel(code int, reason string) string {
+	if strings.HasPrefix(reason, "client: ") {
+		return "client"
+	}
+	switch code {
+	case 1000, contract.CloseGoingAway, contract.CloseRateLimited, contract.CloseMalformed, contract.CloseUnauthenticated,
+		contract.CloseForbidden, contract.CloseTooLarge, contract.CloseForeignHistory, contract.CloseInternalError,
+		contract.CloseShuttingDown, contract.CloseTooSlow:
+		return strconv.Itoa(code)
+	}
+	return "other"
+}
+
 var (
 	_ syncws.Backend         = (*SyncBackend)(nil)
 	_ syncws.SessionObserver = (*SyncBackend)(nil)
+	_ syncws.RefusalObserver = (*SyncBackend)(nil)
 )

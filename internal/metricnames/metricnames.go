@@ -96,7 +96,9 @@ func Describe(cs ...prometheus.Collector) ([]Metric, error) {
 
 var (
 	tableRow = regexp.MustCompile(`^\| *([a-z]+) *\| (.*)\|$`)
-	inTicks  = regexp.MustCompile("`([a-z_:]+)(\\{([a-z_,]*)\\})?`")
+	// A metric name in backticks (every name here has an underscore, which
+	// tells it from a label value written the same way).
+	inTicks = regexp.MustCompile("`([a-z:]+_[a-z_:]*)(\\{([a-z_,]*)\\})?`")
 )
 
 // Runbook reads the "What is exported" table of docs/operations.md: the

@@ -118,6 +118,14 @@ type SessionObserver interface {
 	Closed(ctx context.Context, s Session, code int, reason string)
 }
 
+// RefusalObserver is optionally implemented by a Backend that wants to
+// know of connections refused before they opened (authentication, tenant,
+// too many connections, shutting down): code is the close code sent. They
+// never reach SessionObserver.
+type RefusalObserver interface {
+	Refused(ctx context.Context, s Session, code int)
+}
+
 // Errors a Backend wraps to choose the close code.
 var (
 	ErrMalformedUpdate = errors.New("syncws: malformed update")

@@ -326,6 +326,9 @@ func (h *Hub) refuseConn(ctx context.Context, ws *websocket.Conn, s Session, ref
 	if ref.code != contract.CloseInternalError && ref.code != contract.CloseShuttingDown {
 		h.cfg.Backend.Reject(ctx, s, ref.code, ref.reason, nil)
 	}
+	if obs, ok := h.cfg.Backend.(RefusalObserver); ok {
+		obs.Refused(ctx, s, ref.code)
+	}
 	h.log.Info("sync connection refused", "doc", s.DocID, "tenant", s.Tenant, "user", s.User, "code", ref.code, "reason", ref.reason)
 	wctx, cancel := context.WithTimeout(ctx, h.lim.WriteTimeout)
 	defer cancel()
