@@ -48,6 +48,13 @@ var gateRollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
 	Help: "Cohorts rolled back to Legacy because an integrity gate failed.",
 }, []string{labelNamespace, labelRollout, "cohort"})
 
+// schoolsOutside is status.schoolsOutsideCohorts: schools a rollout
+// leaves on the write-through path, worth a look once it is complete.
+var schoolsOutside = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "persistence_rollout_schools_outside_cohorts",
+	Help: "Schools the data plane has seen that belong to no cohort of the rollout: they stay on the write-through path.",
+}, []string{labelNamespace, labelRollout})
+
 var conditionTypes = []string{
 	persistencev1alpha1.ConditionReady, persistencev1alpha1.ConditionProgressing,
 	persistencev1alpha1.ConditionVerified, persistencev1alpha1.ConditionDegraded,
@@ -56,7 +63,7 @@ var conditionTypes = []string{
 // Collectors are the controller's own metrics, registered on
 // controller-runtime's registry (the manager's /metrics).
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{cohortsPerStage, rollbacksAbandoned, conditionStatus, gateRollbacks}
+	return []prometheus.Collector{cohortsPerStage, rollbacksAbandoned, conditionStatus, gateRollbacks, schoolsOutside}
 }
 
 func init() {
@@ -85,6 +92,7 @@ func recordCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
 		}
 		conditionStatus.WithLabelValues(ro.Namespace, ro.Name, t).Set(v)
 	}
+	schoolsOutside.WithLabelValues(ro.Namespace, ro.Name).Set(float64(ro.Status.SchoolsOutsideCohorts))
 }
 
 func forgetCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
@@ -92,4 +100,5 @@ func forgetCohortMetrics(ro *persistencev1alpha1.PersistenceRollout) {
 	cohortsPerStage.DeletePartialMatch(l)
 	conditionStatus.DeletePartialMatch(l)
 	gateRollbacks.DeletePartialMatch(l)
+	schoolsOutside.DeletePartialMatch(l)
 }

@@ -174,7 +174,13 @@ type observation struct {
 	// removed are cohorts in PostgreSQL that are no longer in the spec, are
 	// on their way (left Legacy, not done) and have members, by name.
 	removed []dataplane.CohortState
+	// outside counts the schools in no cohort; outsideSample names some.
+	outside       int64
+	outsideSample []string
 }
+
+// outsideSampleSize is how many schools outside every cohort status names.
+const outsideSampleSize = 5
 
 // removedNames are the names of the removed cohorts, sorted.
 func (o observation) removedNames() []string {
@@ -215,8 +221,13 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	if err != nil {
 		return observation{}, err
 	}
+	outside, sample, err := store.SchoolsOutsideCohorts(ctx, outsideSampleSize)
+	if err != nil {
+		return observation{}, err
+	}
 	now := r.Clock.Now()
-	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts)), history: history}
+	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts)), history: history,
+		outside: outside, outsideSample: sample}
 	for _, rep := range reports {
 		if rep.Shard < int(ro.Spec.Gateway.Shards) && now.Sub(rep.ReportedAt) <= ro.Spec.Gates.MaxReportAge.Duration {
 			obs.alive++

@@ -156,6 +156,11 @@ func TestPerCohortRolloutReachesComplete(t *testing.T) {
 		Should(Equal("0/2 shards to observe epoch " + itoa(dw.Epoch)))
 	f.g.Expect(f.cohortStatus("demo", "rest").Stage).To(BeEmpty(), "the second cohort waits")
 	f.g.Expect(dw.Members).To(Equal(int64(1)), "pilot-school was frozen into the cohort")
+	// A school no cohort lists saves: it stays on the write-through path,
+	// which status says.
+	f.firstSave("demo", "stray-school")
+	f.g.Eventually(func() []string { return f.get("demo").Status.SchoolsOutsideCohortsSample }).
+		Should(Equal([]string{"stray-school"}))
 
 	// One shard observes it: still waiting, for the other.
 	f.report("demo", 0, shardReport{})
@@ -222,6 +227,16 @@ func TestPerCohortRolloutReachesComplete(t *testing.T) {
 	// The manager's /metrics counts cohorts per stage.
 	f.g.Expect(testutil.ToFloat64(cohortsPerStage.WithLabelValues(f.ns, "demo", "Complete"))).To(Equal(2.0))
 	f.g.Expect(testutil.ToFloat64(cohortsPerStage.WithLabelValues(f.ns, "demo", "Verify"))).To(Equal(0.0))
+	// Complete, but not everyone moved: the school in no cohort is named.
+	done := f.get("demo")
+	f.g.Expect(done.Status.SchoolsOutsideCohorts).To(Equal(int64(1)))
+	f.g.Expect(done.Status.SchoolsOutsideCohortsSample).To(Equal([]string{"stray-school"}))
+	f.g.Expect(condition(done, persistencev1alpha1.ConditionReady).Message).To(HavePrefix(
+		"all 2 cohorts are complete; 1 school in no cohort stays on the write-through path (stray-school); 2/2 gateway pods ready"))
+	f.g.Expect(testutil.ToFloat64(schoolsOutside.WithLabelValues(f.ns, "demo"))).To(Equal(1.0))
+	var out strings.Builder
+	f.g.Expect(rolloutctl.PrintStatus(&out, done, fakeClock.Now())).To(Succeed())
+	f.g.Expect(out.String()).To(ContainSubstring("Schools in no cohort (they stay on the write-through path): 1 (stray-school)\n"))
 	// ... and the conditions, for alerts.
 	f.g.Eventually(func() float64 { return testutil.ToFloat64(conditionStatus.WithLabelValues(f.ns, "demo", "Ready")) }).Should(Equal(1.0))
 	f.g.Expect(testutil.ToFloat64(conditionStatus.WithLabelValues(f.ns, "demo", "Degraded"))).To(Equal(0.0))

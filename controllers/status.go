@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -146,6 +147,7 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	st := &ro.Status
 	st.ObservedGeneration = ro.Generation
 	st.ReadyShards = gw.ready
+	st.SchoolsOutsideCohorts, st.SchoolsOutsideCohortsSample = obs.outside, obs.outsideSample
 	st.Cohorts = make([]persistencev1alpha1.CohortStatus, len(obs.cohorts))
 	for i, in := range obs.cohorts {
 		st.Cohorts[i] = cohortStatus(in, out.cohorts[i])
@@ -226,10 +228,16 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	// Progressing: the current cohort is moving or waiting on the system,
 	// not on a person.
 	allDone := curPlan.done
+	// Done is not everyone moved: schools in no cohort stay on the
+	// write-through path, which "complete" alone would hide.
+	complete := fmt.Sprintf("all %d cohorts are complete", len(obs.cohorts))
+	if obs.outside > 0 {
+		complete += fmt.Sprintf("; %d %s in no cohort %s on the write-through path (%s)", obs.outside,
+			plural(int(obs.outside), "school", "schools"), plural(int(obs.outside), "stays", "stay"), sampleList(obs.outsideSample, obs.outside))
+	}
 	switch {
 	case allDone:
-		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete,
-			fmt.Sprintf("all %d cohorts are complete", len(obs.cohorts)), now)
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete, complete, now)
 	case curPlan.failed:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonAwaitingNewAttempt, curPlan.waitingFor, now)
 	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld:
@@ -257,10 +265,19 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonGatewayNotReady, pods, now)
 	case allDone:
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonComplete,
-			fmt.Sprintf("all %d cohorts are complete; %s", len(obs.cohorts), pods), now)
+			complete+"; "+pods, now)
 	default:
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonGatewayReady, pods, now)
 	}
+}
+
+// sampleList names a sample of n things: "a, b" or "a, b and 3 more".
+func sampleList(sample []string, n int64) string {
+	s := strings.Join(sample, ", ")
+	if more := n - int64(len(sample)); more > 0 {
+		s += fmt.Sprintf(" and %d more", more)
+	}
+	return s
 }
 
 // statusEqual reports whether two statuses are the same for writing.

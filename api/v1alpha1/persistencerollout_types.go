@@ -584,6 +584,19 @@ type PersistenceRolloutStatus struct {
 	// +listMapKey=name
 	Cohorts []CohortStatus `json:"cohorts,omitempty"`
 
+	// schoolsOutsideCohorts counts the schools the data plane has seen (a
+	// save, or the legacy store's seed) that belong to no cohort. They stay
+	// on the write-through path unless a cohort not yet started selects
+	// them: a school missing from every named cohort, outside every bucket
+	// range, or first seen while its bucket cohort was out of the spec.
+	// +optional
+	SchoolsOutsideCohorts int64 `json:"schoolsOutsideCohorts,omitempty"`
+
+	// schoolsOutsideCohortsSample names up to five of them, in name order.
+	// +optional
+	// +listType=atomic
+	SchoolsOutsideCohortsSample []string `json:"schoolsOutsideCohortsSample,omitempty"`
+
 	// history of stage changes and attempt outcomes, newest last, at most
 	// MaxHistory entries.
 	// +optional

@@ -259,6 +259,11 @@ func (in *PersistenceRolloutStatus) DeepCopyInto(out *PersistenceRolloutStatus) 
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.SchoolsOutsideCohortsSample != nil {
+		in, out := &in.SchoolsOutsideCohortsSample, &out.SchoolsOutsideCohortsSample
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.History != nil {
 		in, out := &in.History, &out.History
 		*out = make([]AttemptRecord, len(*in))

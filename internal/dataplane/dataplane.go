@@ -210,6 +210,11 @@ type Store interface {
 	// ForgetRollout removes a rollout's control rows (cohorts, membership,
 	// reports). Only for rollouts whose cohorts are all at Legacy.
 	ForgetRollout(ctx context.Context, rollout string) error
+	// SchoolsOutsideCohorts counts the schools seen (by a save, or by the
+	// seed of the legacy store) that belong to no cohort, and names the
+	// first sample of them: they stay on the legacy path unless a cohort
+	// not yet started selects them.
+	SchoolsOutsideCohorts(ctx context.Context, sample int) (int64, []string, error)
 }
 
 // ShardReporter is what a syncer needs to report; tests play shards with it.

@@ -251,6 +251,32 @@ func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, inSpec
 	return removed, restored, nil
 }
 
+// SchoolsOutsideCohorts implements Store. Memberships are per database
+// (one rollout to a database: RegisterRollout), so no rollout is named.
+func (p *Postgres) SchoolsOutsideCohorts(ctx context.Context, sample int) (int64, []string, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT count(*) OVER (), t.tenant FROM tenants t
+		WHERE NOT EXISTS (SELECT 1 FROM cohort_members m WHERE m.tenant = t.tenant)
+		ORDER BY t.tenant LIMIT $1`, max(sample, 1))
+	if err != nil {
+		return 0, nil, fmt.Errorf("schools outside cohorts: %w", err)
+	}
+	defer rows.Close()
+	var n int64
+	var names []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&n, &name); err != nil {
+			return 0, nil, fmt.Errorf("schools outside cohorts: %w", err)
+		}
+		names = append(names, name)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("schools outside cohorts: %w", err)
+	}
+	return n, names[:min(len(names), sample)], nil
+}
+
 // SetStage implements Store.
 func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, error) {
 	var st CohortState

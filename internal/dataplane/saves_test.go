@@ -160,3 +160,51 @@ func TestCohortsOutOfTheSpecTakeNoNewSchools(t *testing.T) {
 		}
 	}
 }
+
+// TestSchoolsOutsideCohorts: schools seen by a save that no cohort holds
+// are counted and the first named (a listed school frozen into a cohort is
+// not counted, nor one a later freeze takes in).
+func TestSchoolsOutsideCohorts(t *testing.T) {
+	ctx := context.Background()
+	s, pool := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+		t.Fatal(err)
+	}
+	seen := func(tenants ...string) {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := LockSaveStages(ctx, tx, "ns/r", tenants); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, names := must2(t)(s.SchoolsOutsideCohorts(ctx, 2)); n != 0 || len(names) != 0 {
+		t.Fatalf("nothing seen yet: %d %v", n, names)
+	}
+	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "pilot"}, 0, Selector{Tenants: []string{"a-school"}}, at))
+	seen("a-school", "d-school", "b-school", "c-school")
+	n, names := must2(t)(s.SchoolsOutsideCohorts(ctx, 2))
+	if n != 3 || !slices.Equal(names, []string{"b-school", "c-school"}) {
+		t.Fatalf("outside: %d %v, want 3 [b-school c-school]", n, names)
+	}
+	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "rest"}, 1, Selector{Tenants: []string{"b-school", "c-school"}}, at))
+	n, names = must2(t)(s.SchoolsOutsideCohorts(ctx, 2))
+	if n != 1 || !slices.Equal(names, []string{"d-school"}) {
+		t.Fatalf("after rest froze b and c: %d %v, want 1 [d-school]", n, names)
+	}
+}
+
+func must2(t *testing.T) func(int64, []string, error) (int64, []string) {
+	return func(n int64, s []string, err error) (int64, []string) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n, s
+	}
+}

@@ -142,6 +142,13 @@ func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now ti
 	if ro.Status.WaitingFor != "" {
 		fmt.Fprintf(w, "Waiting for: %s\n", ro.Status.WaitingFor)
 	}
+	if n := ro.Status.SchoolsOutsideCohorts; n > 0 {
+		names := strings.Join(ro.Status.SchoolsOutsideCohortsSample, ", ")
+		if more := n - int64(len(ro.Status.SchoolsOutsideCohortsSample)); more > 0 {
+			names += fmt.Sprintf(" and %d more", more)
+		}
+		fmt.Fprintf(w, "Schools in no cohort (they stay on the write-through path): %d (%s)\n", n, names)
+	}
 	for _, c := range ro.Status.Conditions {
 		fmt.Fprintf(w, "%-11s %-7s %-20s %s\n", c.Type, c.Status, c.Reason, c.Message)
 	}
