@@ -72,6 +72,7 @@ func main() {
 		Clock:        clock.RealClock{},
 		Stores:       stores,
 		PollInterval: pollInterval,
+		OutsideEvery: 30 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the controller")
 		os.Exit(1)
