@@ -63,6 +63,7 @@ var theAlerts = []string{
 	"PersistenceRolloutNotReady",
 	"PersistenceRolloutGateRollback",
 	"PersistenceRolloutRollbackAbandoned",
+	"PersistenceRolloutSchoolsLeftBehind",
 	"PersistenceOperatorDown",
 	"YawpSyncerDown",
 	"YawpGatewayDown",
