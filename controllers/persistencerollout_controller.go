@@ -452,7 +452,7 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 	if err != nil {
 		return gatewayPods{}, fmt.Errorf("read the applied gateway statefulset: %w", err)
 	}
-	return observeGatewayPods(sts, sts.Generation, ro.Spec.Gateway.Shards), nil
+	return observeGatewayPods(sts, ro.Spec.Gateway.Shards), nil
 }
 
 // statefulSetOf converts the apply configuration the API server's answer

@@ -136,13 +136,7 @@ func TestRenamedBucketCohortTakesNewSchools(t *testing.T) {
 	f.firstSave("ren", old)
 	f.g.Expect(k8s.Create(ctx, f.bucketRollout("ren"))).To(Succeed())
 	f.walkToVerify("ren", "pilot")
-	f.update("ren", func(ro *persistencev1alpha1.PersistenceRollout) {
-		ro.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentRollback
-	})
-	f.waitStage("ren", "pilot", persistencev1alpha1.StageLegacy)
-	f.update("ren", func(ro *persistencev1alpha1.PersistenceRollout) {
-		ro.Spec.Cohorts[0].Name, ro.Spec.Cohorts[0].Intent = "pilot-2", ""
-	})
+	f.rollBackAndRename("ren", "pilot", "pilot-2")
 	f.waitStage("ren", "pilot-2", persistencev1alpha1.StageDualWrite)
 
 	fresh := schoolInBuckets("fresh", 0, 50)

@@ -633,13 +633,7 @@ func TestReadyWaitsForGatewayPods(t *testing.T) {
 	f.healthyShards("pods")
 	f.g.Eventually(func() string { return f.get("pods").Status.Shards }).Should(Equal("2/2"))
 
-	ready := func() string {
-		c := condition(f.get("pods"), persistencev1alpha1.ConditionReady)
-		if c == nil {
-			return ""
-		}
-		return string(c.Status) + "/" + c.Reason + ": " + c.Message
-	}
+	ready := func() string { return f.ready("pods") }
 	// No pod has started (envtest runs none).
 	f.g.Consistently(ready, "500ms").Should(HavePrefix("False/GatewayNotReady: 0/2 gateway pods ready, 2/2 shards report"))
 	f.g.Expect(ready()).To(ContainSubstring("waiting for the StatefulSet controller to observe generation 1 of pods-gateway"))
@@ -657,11 +651,7 @@ func TestReadyWaitsForGatewayPods(t *testing.T) {
 	})
 	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
 		"waiting for the StatefulSet controller to observe generation 2 of pods-gateway"))
-	f.gatewayPods("pods", 2, 1, "pods-gateway-1", "pods-gateway-2")
-	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
-		"waiting for the rolling update to revision pods-gateway-2 (1/2 gateway pods updated)"))
-	f.gatewayPods("pods", 2, 2, "pods-gateway-2", "pods-gateway-2")
-	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
+	f.rollToRevision2("pods")
 }
 
 // TestRollbackDeletionWithoutDatabaseSecret: a RollbackToLegacy deletion
@@ -787,13 +777,7 @@ func TestRenamedCohortStartsWithoutItsSchools(t *testing.T) {
 	ctx := context.Background()
 	f.g.Expect(k8s.Create(ctx, f.rollout("ren", "pilot"))).To(Succeed())
 	f.walkToVerify("ren", "pilot")
-	f.update("ren", func(ro *persistencev1alpha1.PersistenceRollout) {
-		ro.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentRollback
-	})
-	f.waitStage("ren", "pilot", persistencev1alpha1.StageLegacy)
-	f.update("ren", func(ro *persistencev1alpha1.PersistenceRollout) {
-		ro.Spec.Cohorts[0].Name, ro.Spec.Cohorts[0].Intent = "pilot-2", ""
-	})
+	f.rollBackAndRename("ren", "pilot", "pilot-2")
 	f.g.Eventually(func() []string { return f.events("ren") }).Should(ContainElement(
 		ContainSubstring("SchoolsHeldElsewhere: cohort pilot-2 selects 1 schools that belong to other cohorts")))
 	states, err := f.store.Cohorts(ctx, f.ns+"/ren")
@@ -818,13 +802,7 @@ func TestReadyIgnoresAStaleGatewayCopy(t *testing.T) {
 	f.healthyShards("stale")
 	f.waitStage("stale", "pilot", persistencev1alpha1.StageBackfill)
 	f.healthyShards("stale")
-	ready := func() string {
-		c := condition(f.get("stale"), persistencev1alpha1.ConditionReady)
-		if c == nil {
-			return ""
-		}
-		return string(c.Status) + "/" + c.Reason + ": " + c.Message
-	}
+	ready := func() string { return f.ready("stale") }
 	f.gatewayRolledOut("stale")
 	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
 
@@ -854,11 +832,7 @@ func TestReadyIgnoresAStaleGatewayCopy(t *testing.T) {
 	f.g.Consistently(ready, "500ms").Should(Equal(notRolled))
 
 	// The StatefulSet controller observes generation 2 and rolls the pods.
-	f.gatewayPods("stale", 2, 1, "stale-gateway-1", "stale-gateway-2")
-	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
-		"waiting for the rolling update to revision stale-gateway-2 (1/2 gateway pods updated)"))
-	f.gatewayPods("stale", 2, 2, "stale-gateway-2", "stale-gateway-2")
-	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
+	f.rollToRevision2("stale")
 }
 
 // TestProfilingAnnotation: the profiling annotation gives both gateway-pod

@@ -51,15 +51,14 @@ type gatewayPods struct {
 // A syncer may report while its gateway container crash-loops,
 // so the shards' reports alone do not say students can reach the gateway.
 //
-// written is the generation our last write of the StatefulSet produced.
-// The status must have observed it (or a later one): a copy older than our
-// write (a cache that has not caught up) carries the status of the template
-// before it, which may well say every pod is ready and updated.
-func observeGatewayPods(sts *appsv1.StatefulSet, written int64, shards int32) gatewayPods {
+// sts must be current, not a cached copy: one from before our last write
+// carries the status of the template before it, which may well say every
+// pod is ready and updated (applyGateway passes the apply's answer).
+func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
 	if sts == nil {
 		return gatewayPods{waiting: "the gateway StatefulSet to be created"}
 	}
-	generation := max(sts.Generation, written)
+	generation := sts.Generation
 	st := sts.Status
 	g := gatewayPods{ready: st.ReadyReplicas}
 	// Under a rolling update, the pods it must update: all of them, or

@@ -365,3 +365,50 @@ func (f *fixture) gatewayRolledOut(name string) {
 	f.t.Helper()
 	f.gatewayPods(name, f.get(name).Spec.Gateway.Shards, f.get(name).Spec.Gateway.Shards, name+"-gateway-1", name+"-gateway-1")
 }
+
+// ready is the rollout's Ready condition as "Status/Reason: Message" ("" if
+// none yet).
+func (f *fixture) ready(name string) string {
+	c := condition(f.get(name), persistencev1alpha1.ConditionReady)
+	if c == nil {
+		return ""
+	}
+	return string(c.Status) + "/" + c.Reason + ": " + c.Message
+}
+
+// rollToRevision2 plays the StatefulSet controller rolling the two gateway
+// pods of a rollout from revision 1 to 2, and checks that Ready follows:
+// False while one pod of two runs the new template, True once both do.
+func (f *fixture) rollToRevision2(name string) {
+	f.t.Helper()
+	ready := func() string { return f.ready(name) }
+	old, cur := name+"-gateway-1", name+"-gateway-2"
+	f.gatewayPods(name, 2, 1, old, cur)
+	f.g.Eventually(ready).Should(Equal("False/GatewayNotReady: 2/2 gateway pods ready, 2/2 shards report; " +
+		"waiting for the rolling update to revision " + cur + " (1/2 gateway pods updated)"))
+	f.gatewayPods(name, 2, 2, cur, cur)
+	f.g.Eventually(ready).Should(Equal("True/GatewayReady: 2/2 gateway pods ready, 2/2 shards report"))
+}
+
+// rollBackAndRename rolls cohort from of a rollout back to Legacy through
+// its intent, then renames it to to (the way to rename a started cohort).
+func (f *fixture) rollBackAndRename(name, from, to string) {
+	f.t.Helper()
+	cohort := func(ro *persistencev1alpha1.PersistenceRollout) *persistencev1alpha1.CohortSpec {
+		for i := range ro.Spec.Cohorts {
+			if ro.Spec.Cohorts[i].Name == from {
+				return &ro.Spec.Cohorts[i]
+			}
+		}
+		f.t.Fatalf("rollout %s has no cohort %s", name, from)
+		return nil
+	}
+	f.update(name, func(ro *persistencev1alpha1.PersistenceRollout) {
+		cohort(ro).Intent = persistencev1alpha1.IntentRollback
+	})
+	f.waitStage(name, from, persistencev1alpha1.StageLegacy)
+	f.update(name, func(ro *persistencev1alpha1.PersistenceRollout) {
+		c := cohort(ro)
+		c.Name, c.Intent = to, ""
+	})
+}

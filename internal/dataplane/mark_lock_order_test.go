@@ -11,14 +11,13 @@ import (
 	"github.com/yawp/persistence-operator/internal/placement"
 )
 
-// TestMarkCohortsKeepsTheSavesLockOrder: MarkCohortsInSpec updates several
-// rollout_cohorts rows in one statement, in whatever order the scan finds
-// them, without first taking the rollout row (the lock order FreezeCohort,
-// SetStage and saves follow: rollouts, tenants, cohorts). A save that holds
-// one cohort FOR SHARE (a known school's) and then locks another (a school
-// seen for the first time, placed by joinFrozenBucketCohorts and locked in
-// SaveStages.Finish) deadlocks with it when the scan meets the second row
-// first.
+// TestMarkCohortsKeepsTheSavesLockOrder: a save holds one cohort's row FOR
+// SHARE (a known school's) and then locks another's (a school seen for the
+// first time, placed by joinFrozenBucketCohorts and locked in
+// SaveStages.Finish) while MarkCohortsInSpec changes both rows. Updating
+// them in scan order without the rollout's row first (the lock order of
+// FreezeCohort, SetStage and saves: rollouts, tenants, cohorts) deadlocked
+// with such a save when the scan met the second row first.
 func TestMarkCohortsKeepsTheSavesLockOrder(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
@@ -29,26 +28,12 @@ func TestMarkCohortsKeepsTheSavesLockOrder(t *testing.T) {
 		}
 	}
 	must0(s.RegisterRollout(ctx, "ns/r", 1))
-	school := func(prefix string, from, to int) string {
-		for i := 0; ; i++ {
-			name := prefix + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
-			if b := placement.TenantBucket(name); b >= from && b < to {
-				return name
-			}
-		}
-	}
 	lo := Selector{Buckets: &BucketRange{From: 0, To: 50}}
 	hi := Selector{Buckets: &BucketRange{From: 50, To: placement.Buckets}}
 	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "a"}, 0, lo, at))
 	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "b"}, 1, hi, at))
-	known := school("known", 0, 50)
-	{
-		tx, err := pool.Begin(ctx)
-		must0(err)
-		_, err = LockSaveStages(ctx, tx, "ns/r", []string{known})
-		must0(err)
-		must0(tx.Commit(ctx))
-	}
+	known := schoolIn("known", 0, 50)
+	firstSave(t, pool, "ns/r", known)
 	// Cohort a moves on (its row gets a new version, after b's).
 	st := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["a"]
 	must[CohortState](t)(s.SetStage(ctx, StageChange{Key: CohortKey{"ns/r", "a"}, ExpectEpoch: st.Epoch, Stage: StageDualWrite, Attempt: 1, At: at}))
@@ -100,7 +85,7 @@ func TestMarkCohortsKeepsTheSavesLockOrder(t *testing.T) {
 
 	// ... and the group's school seen for the first time is placed in b
 	// and its cohort locked (SaveStages.Finish).
-	fresh := school("fresh", 50, placement.Buckets)
+	fresh := schoolIn("fresh", 50, placement.Buckets)
 	_, saveErr := LockSaveStages(ctx, tx, "ns/r", []string{fresh})
 	_ = tx.Rollback(ctx)
 	mErr := <-markErr

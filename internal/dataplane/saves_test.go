@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/yawp/persistence-operator/internal/placement"
 )
 
@@ -85,29 +87,8 @@ func TestCohortsOutOfTheSpecTakeNoNewSchools(t *testing.T) {
 	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
 		t.Fatal(err)
 	}
-	school := func(prefix string) string {
-		for i := 0; ; i++ {
-			name := prefix + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
-			if placement.TenantBucket(name) < 50 {
-				return name
-			}
-		}
-	}
-	firstSave := func(tenant string) SaveStage {
-		t.Helper()
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := LockSaveStages(ctx, tx, "ns/r", []string{tenant})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		return st[tenant]
-	}
+	school := func(prefix string) string { return schoolIn(prefix, 0, 50) }
+	firstSave := func(tenant string) SaveStage { return firstSave(t, pool, "ns/r", tenant)[tenant] }
 	mark := func(inSpec []string, wantRemoved, wantRestored []string) {
 		t.Helper()
 		removed, restored, err := s.MarkCohortsInSpec(ctx, "ns/r", inSpec, at)
@@ -170,24 +151,11 @@ func TestSchoolsOutsideCohorts(t *testing.T) {
 	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
 		t.Fatal(err)
 	}
-	seen := func(tenants ...string) {
-		t.Helper()
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := LockSaveStages(ctx, tx, "ns/r", tenants); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if n, names := must2(t)(s.SchoolsOutsideCohorts(ctx, 2)); n != 0 || len(names) != 0 {
 		t.Fatalf("nothing seen yet: %d %v", n, names)
 	}
 	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "pilot"}, 0, Selector{Tenants: []string{"a-school"}}, at))
-	seen("a-school", "d-school", "b-school", "c-school")
+	firstSave(t, pool, "ns/r", "a-school", "d-school", "b-school", "c-school")
 	n, names := must2(t)(s.SchoolsOutsideCohorts(ctx, 2))
 	if n != 3 || !slices.Equal(names, []string{"b-school", "c-school"}) {
 		t.Fatalf("outside: %d %v, want 3 [b-school c-school]", n, names)
@@ -206,5 +174,36 @@ func must2(t *testing.T) func(int64, []string, error) (int64, []string) {
 			t.Fatal(err)
 		}
 		return n, s
+	}
+}
+
+// firstSave commits the stage lookup a save of tenants makes (the first
+// save of a school registers it and places it) and returns their stages.
+func firstSave(t *testing.T, pool *pgxpool.Pool, rollout string, tenants ...string) map[string]SaveStage {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	st, err := LockSaveStages(ctx, tx, rollout, tenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// schoolIn returns a school name starting with prefix whose bucket is in
+// [from, to).
+func schoolIn(prefix string, from, to int) string {
+	for i := 0; ; i++ {
+		name := prefix + "-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26))
+		if b := placement.TenantBucket(name); b >= from && b < to {
+			return name
+		}
 	}
 }

@@ -73,14 +73,14 @@ type Engine struct {
 	lanes    []*lane
 	stop     chan struct{}
 	done     sync.WaitGroup
-	fenced   chan struct{}
 	fenceOne sync.Once
+	// isFenced is fenceCtx ended, read lock-free on every Submit.
 	isFenced atomic.Bool
-	// fenceCtx ends when the engine is fenced: group commits, and the
-	// waits that make sure of their outcome, stop then instead of running
-	// to their timeouts (their saves are refused, never acknowledged), so
-	// a syncer whose database went away exits at once and its pod
-	// restarts.
+	// fenceCtx ends when the engine is fenced (Fenced is its Done): group
+	// commits, and the waits that make sure of their outcome, stop then
+	// instead of running to their timeouts (their saves are refused,
+	// never acknowledged), so a syncer whose database went away exits at
+	// once and its pod restarts.
 	fenceCtx    context.Context
 	fenceCancel context.CancelFunc
 
@@ -230,8 +230,8 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	e := &Engine{
 		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
 		fenceCtx: fenceCtx, fenceCancel: fenceCancel,
-		stop:   make(chan struct{}),
-		fenced: make(chan struct{}), cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
+		stop:  make(chan struct{}),
+		cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
 	}
 	if e.lanePool, err = newLanePool(ctx, cfg, noteWarning); err != nil {
 		conn.Close(context.Background())
@@ -310,13 +310,12 @@ func (e *Engine) Shard() int { return e.cfg.Shard }
 
 // Fenced is closed once the engine found another owner of its shard, or
 // lost its advisory lock: it no longer writes, and its process should exit.
-func (e *Engine) Fenced() <-chan struct{} { return e.fenced }
+func (e *Engine) Fenced() <-chan struct{} { return e.fenceCtx.Done() }
 
 func (e *Engine) fence(reason string) {
 	e.fenceOne.Do(func() {
 		e.isFenced.Store(true)
 		e.log.Error("fenced: stopping writes", "shard", e.cfg.Shard, "shard_epoch", e.epoch, "reason", reason)
-		close(e.fenced)
 		e.fenceCancel()
 	})
 }
@@ -340,7 +339,6 @@ func (e *Engine) CheckLock(ctx context.Context) error {
 // Close stops the loop and releases the shard (closing the lock
 // connection releases the advisory lock).
 func (e *Engine) Close() {
-	defer e.fenceCancel() // nothing waits on it any more
 	select {
 	case <-e.stop:
 	default:

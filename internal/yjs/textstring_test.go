@@ -16,31 +16,7 @@ func TestTextStringAcrossItems(t *testing.T) {
 	units := []uint16{'a', 'b', ' ', 0xe9, 0x4e2d, 0xd83d, 0xde00, 0xd83d, 0xde80, 0xdc00, 0xd800, 'z'}
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := range 3000 {
-		typ := &Type{}
-		var want []uint16
-		var last *Item
-		for range r.IntN(12) {
-			s := make([]uint16, r.IntN(6))
-			for i := range s {
-				s[i] = units[r.IntN(len(units))]
-			}
-			it := &Item{Content: &ContentString{s: s}, Len: len(s), kind: kindItem, info: flagCountable}
-			switch r.IntN(6) {
-			case 0:
-				it.info |= flagDeleted
-			case 1:
-				it.Content, it.Len = &ContentEmbed{JSON: "{}"}, 1
-			default:
-				want = append(want, s...)
-				typ.length += len(s)
-			}
-			if last == nil {
-				typ.start = it
-			} else {
-				last.Right, it.Left = it, last
-			}
-			last = it
-		}
+		typ, _, want := randomItemList(r, units, 12, 6, false)
 		got := typeString(typ)
 		if w := string(appendUTF8(nil, want)); got != w {
 			t.Fatalf("round %d: %q, want %q", round, got, w)
@@ -49,6 +25,45 @@ func TestTextStringAcrossItems(t *testing.T) {
 			t.Fatalf("round %d: invalid UTF-8 %q", round, got)
 		}
 	}
+}
+
+// randomItemList links fewer than maxItems random items, each of fewer
+// than maxLen units drawn from units, into a type: mostly visible strings,
+// some deleted, some embeds and, with formats, some formatting items. want
+// is the units of the visible strings, in order.
+func randomItemList(r *rand.Rand, units []uint16, maxItems, maxLen int, formats bool) (typ *Type, items []*Item, want []uint16) {
+	typ = &Type{}
+	kinds := 6
+	if formats {
+		kinds = 7
+	}
+	var last *Item
+	for range r.IntN(maxItems) {
+		s := make([]uint16, r.IntN(maxLen))
+		for i := range s {
+			s[i] = units[r.IntN(len(units))]
+		}
+		it := &Item{Content: &ContentString{s: s}, Len: len(s), kind: kindItem, info: flagCountable}
+		switch k := r.IntN(kinds); {
+		case k == 0:
+			it.info |= flagDeleted
+		case k == 1:
+			it.Content, it.Len = &ContentEmbed{JSON: "{}"}, 1
+		case formats && k == 2:
+			it.Content, it.Len, it.info = &ContentFormat{Key: "b", Value: "true"}, 1, 0
+		default:
+			want = append(want, s...)
+			typ.length += len(s)
+		}
+		if last == nil {
+			typ.start = it
+		} else {
+			last.Right, it.Left = it, last
+		}
+		last = it
+		items = append(items, it)
+	}
+	return typ, items, want
 }
 
 // TestAppendUTF8 checks the converter against the standard library's
@@ -272,33 +287,7 @@ func TestTextJoinAcrossTinyLeaves(t *testing.T) {
 	units := []uint16{'a', 0xe9, 0xd83d, 0xde00, 0xdc00, 0xd800, 0xdbff, 0xdfff}
 	r := rand.New(rand.NewPCG(11, 12))
 	for round := range 100000 {
-		typ := &Type{}
-		var items []*Item
-		var last *Item
-		for range r.IntN(10) {
-			s := make([]uint16, r.IntN(4))
-			for i := range s {
-				s[i] = units[r.IntN(len(units))]
-			}
-			it := &Item{Content: &ContentString{s: s}, Len: len(s), kind: kindItem, info: flagCountable}
-			switch r.IntN(7) {
-			case 0:
-				it.info |= flagDeleted
-			case 1:
-				it.Content, it.Len = &ContentEmbed{JSON: "{}"}, 1
-			case 2:
-				it.Content, it.Len, it.info = &ContentFormat{Key: "b", Value: "true"}, 1, 0
-			default:
-				typ.length += len(s)
-			}
-			if last == nil {
-				typ.start = it
-			} else {
-				last.Right, it.Left = it, last
-			}
-			last = it
-			items = append(items, it)
-		}
+		typ, items, _ := randomItemList(r, units, 10, 4, true)
 		x := &seqIndex{root: &seqNode{leaf: true}}
 		leaf := x.root
 		lim := 1 + r.IntN(3)
