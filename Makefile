@@ -64,8 +64,9 @@ verify: generate manifests ## Regenerate everything and fail on any difference f
 		echo "generated files are not committed:"; git ls-files --others --exclude-standard -- api config charts; exit 1; fi
 
 .PHONY: deps
-deps: ## Install what the tests need on a fresh machine (PostgreSQL, the npm packages).
+deps: ## Install what the tests need on a fresh machine (PostgreSQL, promtool, the npm packages).
 	hack/ensure-postgres.sh
+	hack/ensure-promtool.sh
 	npm ci --prefix test/yjs --no-audit --no-fund --loglevel=error
 
 .PHONY: test
