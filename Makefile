@@ -66,7 +66,7 @@ verify: generate manifests ## Regenerate everything and fail on any difference f
 .PHONY: deps
 deps: ## Install what the tests need on a fresh machine (PostgreSQL, promtool, the npm packages).
 	hack/ensure-postgres.sh
-	hack/ensure-promtool.sh
+	hack/ensure-prometheus.sh
 	npm ci --prefix test/yjs --no-audit --no-fund --loglevel=error
 
 .PHONY: test

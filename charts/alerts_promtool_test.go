@@ -31,7 +31,7 @@ func promtoolBinary(t *testing.T) string {
 		if testing.Short() {
 			t.Skip("promtool not on PATH (-short)")
 		}
-		t.Fatalf("promtool not on PATH: %v\nrun: make deps   (or hack/ensure-promtool.sh, or set PROMTOOL)", err)
+		t.Fatalf("promtool not on PATH: %v\nrun: make deps   (or hack/ensure-prometheus.sh, or set PROMTOOL)", err)
 	}
 	return p
 }

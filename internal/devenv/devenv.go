@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -37,6 +38,7 @@ import (
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/controllers"
+	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/loadgen"
 	"github.com/yawp/persistence-operator/internal/migrations"
@@ -260,6 +262,47 @@ func (e *Env) GatewayURL(ctx context.Context, namespace, name string, shard int)
 		}
 	}
 	return "", fmt.Errorf("no gateway StatefulSet %s/%s", namespace, name)
+}
+
+// ScrapeTarget is the /metrics of one container of a gateway pod, with
+// the labels the chart's PodMonitor gives its series (namespace, pod,
+// container, rollout, shard).
+type ScrapeTarget struct {
+	Addr   string
+	Labels map[string]string
+}
+
+// ScrapeTargets lists the metrics endpoints of both containers of every
+// gateway pod the environment stands in for, as a Prometheus would
+// discover them through the chart's PodMonitor.
+func (e *Env) ScrapeTargets(ctx context.Context) ([]ScrapeTarget, error) {
+	var list appsv1.StatefulSetList
+	if err := e.Client.List(ctx, &list, client.HasLabels{controllers.LabelRollout}); err != nil {
+		return nil, err
+	}
+	var out []ScrapeTarget
+	for _, sts := range list.Items {
+		replicas := 1
+		if sts.Spec.Replicas != nil {
+			replicas = int(*sts.Spec.Replicas)
+		}
+		s := e.pods.slot(sts.Namespace + "/" + sts.Name)
+		for shard := range replicas {
+			for use, container := range map[int]string{2: contract.ContainerGateway, 3: contract.ContainerSyncer} {
+				out = append(out, ScrapeTarget{
+					Addr: fmt.Sprintf("127.0.0.1:%d", portOf(e.opts.BasePort, s, shard, use)),
+					Labels: map[string]string{
+						"namespace": sts.Namespace,
+						"pod":       fmt.Sprintf("%s-%d", sts.Name, shard),
+						"container": container,
+						"rollout":   sts.Labels[controllers.LabelRollout],
+						"shard":     strconv.Itoa(shard),
+					},
+				})
+			}
+		}
+	}
+	return out, nil
 }
 
 // Stop stops PostgreSQL and the control plane. Run's context must have

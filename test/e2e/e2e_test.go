@@ -80,6 +80,7 @@ func run(m *testing.M) int {
 	env, err = devenv.Start(ctx, devenv.Options{
 		CRDs: "../../config/crd/bases", State: filepath.Join(dir, "state"), Bin: bin, AssetsDir: assets,
 		BasePort: 28000, PollInterval: 200 * time.Millisecond, Log: ctrl.Log.WithName("e2e"),
+		MetricsAddr: managerMetricsAddr,
 		// Small backfill batches, so a backfill made slow by a rollout's
 		// spec.gateway.syncer.backfillRate can be killed mid-way.
 		SyncerArgs: []string{"--backfill-batch=10"},
@@ -95,13 +96,22 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	code := m.Run()
+	var stopProm func()
+	prom, stopProm, err = startPrometheus(ctx, filepath.Join(dir, "prometheus"), env)
+	code := 1
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start Prometheus:", err)
+	} else {
+		code = m.Run()
+		stopProm()
+	}
 	cancel()
 	<-done
 	env.Stop()
 	if code != 0 {
 		// Leave the processes' logs where a person can read them.
 		logs, _ := filepath.Glob(filepath.Join(dir, "state", "logs", "*.log"))
+		logs = append(logs, filepath.Join(dir, "prometheus", "prometheus.log"))
 		for _, l := range logs {
 			b, _ := os.ReadFile(l)
 			fmt.Fprintf(os.Stderr, "==> %s (last 2000 bytes)\n%s\n", filepath.Base(l), tail(b, 2000))
@@ -375,6 +385,12 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Eventually(stage).Should(Equal(persistencev1alpha1.StageLegacy))
 	g.Expect(cur.Status.Cohorts[0].Outcome).To(Equal(persistencev1alpha1.OutcomeRolledBack))
+	// The platform team's Prometheus pages about it: the chart's alert on
+	// gate rollbacks fires for this cohort (the rollback created its
+	// counter's series, which increase() alone would miss).
+	g.Eventually(func() ([]promAlert, error) {
+		return prom.alerts(map[string]string{"alertname": "PersistenceRolloutGateRollback", "namespace": ns.Name, "rollout": "rb", "cohort": "only"})
+	}).Should(ConsistOf(HaveField("State", "firing")))
 	last := cur.Status.History[len(cur.Status.History)-1]
 	g.Expect(last.Reason).To(Equal(persistencev1alpha1.ReasonGateFailed))
 	g.Expect(last.Message).To(ContainSubstring(victim), "the sample names the mismatched document")
