@@ -425,3 +425,59 @@ func TestRefusedCreateIsOnRecord(t *testing.T) {
 		t.Errorf("create with an expired token and a bad ID: %d %s", r.status, r.raw)
 	}
 }
+
+// TestMergedSaveStaysUnderTheContentLimit: in a Yjs-authoritative stage
+// two stale saves, each under the 512 KiB content limit, would merge into
+// a text over it, which no legacy client could save back (413 on the
+// document's own text). The second save is kept aside instead: the
+// document keeps its text, the save's is readable where preserved, and the
+// ledger says why.
+func TestMergedSaveStaysUnderTheContentLimit(t *testing.T) {
+	f := setup(t)
+	ctx := t.Context()
+	key := dataplane.CohortKey{Rollout: "default/demo", Cohort: "pilot"}
+	cs, err := f.dp.FreezeCohort(ctx, key, 0, dataplane.Selector{Tenants: []string{"school-a"}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageLocalFirst,
+		Attempt: 1, Reason: "Test", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	words := func(prefix string, n int) string {
+		var b strings.Builder
+		for i := 0; b.Len() < n; i++ {
+			fmt.Fprintf(&b, "%s%d ", prefix, i)
+		}
+		return b.String()
+	}
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	base := words("b", 300<<10)
+	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "big", "content": base}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %.200s", r.status, r.raw)
+	}
+	appended := base + words("a", 200<<10)
+	prepended := words("c", 200<<10) + base
+	if r := f.do("PUT", "/v1/documents/big", alice, map[string]any{"content": appended}, "If-Match", `"1"`); r.status != http.StatusOK || r.body["outcome"] != "saved" {
+		t.Fatalf("first save: %d %.200s", r.status, r.raw)
+	}
+	r := f.do("PUT", "/v1/documents/big", alice, map[string]any{"content": prepended}, "If-Match", `"1"`)
+	if r.status != http.StatusOK || r.body["outcome"] != "conflict-preserved" || r.body["preserved_id"] != float64(1) {
+		t.Fatalf("stale save whose merge is too large: %d outcome %v preserved_id %v, want 200 conflict-preserved 1", r.status, r.body["outcome"], r.body["preserved_id"])
+	}
+	rd := f.do("GET", "/v1/documents/big", alice, nil)
+	if rd.body["content"] != appended {
+		t.Errorf("the document's text is %d bytes, want the first save's %d", len(fmt.Sprint(rd.body["content"])), len(appended))
+	}
+	if p := f.do("GET", "/v1/documents/big/preserved/1", alice, nil); p.status != http.StatusOK || p.body["content"] != prepended {
+		t.Errorf("preserved save: %d, %d bytes", p.status, len(fmt.Sprint(p.body["content"])))
+	}
+	ev := f.do("GET", "/v1/documents/big/evidence", alice, nil)
+	if !strings.Contains(ev.raw, "over the 524288-byte content limit") {
+		t.Errorf("evidence does not say why the save was kept aside: %.400s", ev.raw)
+	}
+	again := f.do("PUT", "/v1/documents/big", alice, map[string]any{"content": appended}, "If-Match", rd.header.Get("ETag"))
+	if again.status != http.StatusOK {
+		t.Errorf("saving the document's own text back: %d %.200s", again.status, again.raw)
+	}
+}

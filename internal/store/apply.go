@@ -1069,14 +1069,21 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 				}
 				title, titleConflict = mergeTitle(baseTitle, st.title, r.Title)
 			}
+			// Two saves each under the content limit can merge into a
+			// text over it, which no legacy client could then save back.
+			tooLarge := len(m.Text) > contract.MaxContentBytes
 			text = m.Text
 			kind, outcome = ledger.KindMerged, OutcomeMerged
-			if m.Conflict || titleConflict {
+			if m.Conflict || titleConflict || tooLarge {
 				// Kept aside whole: the document keeps its text and its
 				// title, the save's are both readable where preserved.
-				conflict = "three-way merge conflict on the text"
-				if !m.Conflict {
+				switch {
+				case m.Conflict:
+					conflict = "three-way merge conflict on the text"
+				case titleConflict:
 					conflict = "three-way merge conflict on the title: both renamed the document since the save's base revision"
+				default:
+					conflict = fmt.Sprintf("the merged text would be %d bytes, over the %d-byte content limit", len(m.Text), contract.MaxContentBytes)
 				}
 				reason := conflict + "; the save's text and title are kept here, the document keeps its current text and title"
 				text, title = cur, st.title
