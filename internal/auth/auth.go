@@ -57,6 +57,11 @@ func sign(key []byte, payload string) []byte {
 	return m.Sum(nil)
 }
 
+// strictB64 refuses the unused low bits a lenient decoder ignores, so a
+// token has exactly one spelling: one that differs from the issued one in
+// any character is refused, not accepted as the same token.
+var strictB64 = base64.RawURLEncoding.Strict()
+
 // Verify checks a token's signature and expiry at now.
 func Verify(key []byte, token string, now time.Time) (Claims, error) {
 	if len(key) == 0 {
@@ -70,14 +75,14 @@ func Verify(key []byte, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	payload, sig := token[:i], token[i+1:]
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	got, err := strictB64.DecodeString(sig)
 	if err != nil {
 		return Claims{}, ErrMalformed
 	}
 	if !hmac.Equal(got, sign(key, payload)) {
 		return Claims{}, ErrSignature
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(payload[len(prefix):])
+	raw, err := strictB64.DecodeString(payload[len(prefix):])
 	if err != nil {
 		return Claims{}, ErrMalformed
 	}

@@ -43,6 +43,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -219,6 +220,21 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 	}
 }
 
+// challenge sets the WWW-Authenticate header a 401 must carry (RFC 9110
+// 11.6.1), in the form of RFC 6750 3: a request that presented no token
+// gets the bare challenge, one whose token was refused gets invalid_token,
+// so that an HTTP client library knows to fetch a new token.
+func challenge(w http.ResponseWriter, r *http.Request, e *apiError) {
+	if e.Status != http.StatusUnauthorized {
+		return
+	}
+	v := `Bearer realm="yawp"`
+	if r.Header.Get("Authorization") != "" {
+		v += `, error="invalid_token", error_description=` + strconv.Quote(e.Message)
+	}
+	w.Header().Set("WWW-Authenticate", v)
+}
+
 // refuse answers with e and, when the request names a document, records
 // the refusal in its ledger.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError) {
@@ -288,6 +304,7 @@ func (g *Gateway) begin(w http.ResponseWriter, r *http.Request, record bool) (au
 	doc := r.PathValue("id")
 	c, aerr := g.authenticate(r)
 	if aerr != nil {
+		challenge(w, r, aerr)
 		if record {
 			g.refuse(w, r, doc, c, aerr)
 		} else {
@@ -327,6 +344,9 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	if !utf8.Valid(raw) {
 		return bad(http.StatusBadRequest, "invalid_json", "the body is not UTF-8")
 	}
+	if e := exactFields(raw, v); e != nil {
+		return e
+	}
 	dec := json.NewDecoder(strings.NewReader(string(raw)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -339,8 +359,51 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 		}
 		return bad(http.StatusBadRequest, "invalid_json", "malformed JSON: "+err.Error())
 	}
-	if dec.More() {
+	// More misses a stray '}' or ']' after the object; the next token
+	// must be the end of the body.
+	if _, err := dec.Token(); err != io.EOF {
 		return bad(http.StatusBadRequest, "invalid_json", "trailing data after the JSON object")
+	}
+	return nil
+}
+
+// exactFields refuses a body whose top-level object names a field twice or
+// names one in another case than the API's (encoding/json would match
+// "CONTENT" to content, and keep the last of two "content"s): the text
+// saved must be the one the client meant, not a guess. The API's fields
+// are v's JSON tags. Anything that is not an object is left to the
+// decoder's error.
+func exactFields(raw []byte, v any) *apiError {
+	known := map[string]bool{}
+	if t := reflect.TypeOf(v); t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		for f := range t.Elem().Fields() {
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				known[name] = true
+			}
+		}
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		name, _ := tok.(string)
+		switch {
+		case seen[name]:
+			return bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("field %q appears twice", name))
+		case !known[name]:
+			return bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("json: unknown field %q (field names are case-sensitive)", name))
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return nil
+		}
 	}
 	return nil
 }
@@ -391,6 +454,7 @@ func describe(r store.Result) SaveResponse {
 func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	c, aerr := g.authenticate(r)
 	if aerr != nil {
+		challenge(w, r, aerr)
 		// The URL names no document: the body does, if it names one,
 		// and the refused attempt goes on that document's record ("was
 		// my essay ever saved?" "refused: token_expired").
@@ -459,6 +523,11 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 	if res.Revision > 0 {
 		w.Header().Set("ETag", strconv.Quote(strconv.FormatInt(res.Revision, 10)))
 	}
+	if req.Kind == store.KindCreate {
+		// Where the document now lives (RFC 9110 10.2.2); a replayed
+		// create names the same one.
+		w.Header().Set("Location", contract.PathDocuments+"/"+res.Doc)
+	}
 	if res.Replayed && status == http.StatusCreated {
 		status = http.StatusOK
 	}
@@ -472,7 +541,14 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 	}
 	var base int64
 	if im := r.Header.Get("If-Match"); im != "" && im != "*" {
-		v := strings.Trim(strings.TrimPrefix(im, "W/"), `"`)
+		v := strings.TrimPrefix(im, "W/")
+		if q, ok := strings.CutPrefix(v, `"`); ok {
+			// A quoted entity tag: exactly one pair of quotes.
+			v, ok = strings.CutSuffix(q, `"`)
+			if !ok {
+				v = "not quoted right"
+			}
+		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
 			g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, "If-Match must be a revision number"))
@@ -529,16 +605,26 @@ func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	q := r.URL.Query()
 	limit := 0 // the default, 1000
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "limit must be a number from 1 to 1000"))
+	if vs, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(vs[0])
+		if len(vs) != 1 || err != nil || n < 1 || n > 1000 {
+			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "limit must be given once, a number from 1 to 1000"))
 			return
 		}
 		limit = n
 	}
-	out, err := g.ownSyncer().List(r.Context(), c.Tenant, r.URL.Query().Get("after"), limit)
+	after := ""
+	if vs, ok := q["after"]; ok {
+		// A cursor is the last ID of the page before: a document ID.
+		if len(vs) != 1 || !contract.ValidDocID(vs[0]) {
+			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "after must be given once, a document ID (the last ID of the page before)"))
+			return
+		}
+		after = vs[0]
+	}
+	out, err := g.ownSyncer().List(r.Context(), c.Tenant, after, limit)
 	if err != nil {
 		syncer.WriteError(w, err)
 		return

@@ -103,14 +103,112 @@ func TestListLimit(t *testing.T) {
 			t.Fatal(r.raw)
 		}
 	}
-	for _, bad := range []string{"abc", "0", "-1", "1001"} {
-		if r := f.do("GET", "/v1/documents?limit="+bad, alice, nil); r.status != http.StatusBadRequest || r.body["code"] != "invalid_request" {
-			t.Errorf("limit=%s: %d %s", bad, r.status, r.raw)
+	// An after the database cannot compare (NUL, bytes that are not
+	// UTF-8) or that is no document ID is the client's error, not
+	// "unavailable, retry" (a client following docs/api.md would retry
+	// forever); so is a parameter given twice or given empty.
+	for _, bad := range []string{"limit=abc", "limit=0", "limit=-1", "limit=1001", "limit=", "limit=1&limit=abc",
+		"after=%00", "after=%FF", "after=a%00b", "after=", "after=a1&after=a2", "after=" + strings.Repeat("a", 129)} {
+		if r := f.do("GET", "/v1/documents?"+bad, alice, nil); r.status != http.StatusBadRequest || r.body["code"] != "invalid_request" {
+			t.Errorf("%s: %d %s", bad, r.status, r.raw)
 		}
 	}
 	r := f.do("GET", "/v1/documents?limit=2", alice, nil)
 	if docs, _ := r.body["documents"].([]any); r.status != http.StatusOK || len(docs) != 2 {
 		t.Errorf("limit=2: %d %s", r.status, r.raw)
+	}
+	r = f.do("GET", "/v1/documents?limit=2&after=a2", alice, nil)
+	if docs, _ := r.body["documents"].([]any); r.status != http.StatusOK || len(docs) != 1 {
+		t.Errorf("after=a2: %d %s", r.status, r.raw)
+	}
+}
+
+// TestJSONBodiesAreExact: docs/api.md refuses trailing data (400
+// invalid_json) and unknown fields (400 invalid_request). encoding/json
+// alone lets a stray '}' or ']' after the object through, matches field
+// names in any case, and keeps the last of two: a body naming content
+// twice would save whichever came last. Nothing is saved for any of them.
+func TestJSONBodiesAreExact(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	for i, body := range []string{`{"id":"t%d","content":"x"}}`, `{"id":"t%d","content":"x"}]`, `{"id":"t%d","content":"x"} ]`, `{"id":"t%d","content":"x"} {}`} {
+		body = fmt.Sprintf(body, i)
+		if r := f.do("POST", "/v1/documents", alice, body); r.status != http.StatusBadRequest || r.body["code"] != "invalid_json" {
+			t.Errorf("create with trailing data %s: %d %.120s", body, r.status, r.raw)
+		}
+		if r := f.do("GET", fmt.Sprintf("/v1/documents/t%d", i), alice, nil); r.status != http.StatusNotFound {
+			t.Errorf("create with trailing data %s made a document: %d", body, r.status)
+		}
+	}
+	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "doc", "content": "v1"}); r.status != http.StatusCreated {
+		t.Fatal(r.raw)
+	}
+	for body, code := range map[string]string{
+		`{"content":"v2"}}`:                        "invalid_json",
+		`{"CONTENT":"v3"}`:                         "invalid_request",
+		`{"content":"v3","Title":"x"}`:             "invalid_request",
+		`{"content":"v3","Content":"v4"}`:          "invalid_request",
+		`{"content":"v3","content":"v4"}`:          "invalid_request",
+		`{"content":"v3","title":"a","title":"b"}`: "invalid_request",
+	} {
+		if r := f.do("PUT", "/v1/documents/doc", alice, body); r.status != http.StatusBadRequest || r.body["code"] != code {
+			t.Errorf("save %s: %d %.120s, want 400 %s", body, r.status, r.raw, code)
+		}
+	}
+	r := f.do("GET", "/v1/documents/doc", alice, nil)
+	if r.body["content"] != "v1" || r.body["revision"] != float64(1) {
+		t.Errorf("after refused saves the document is %v at revision %v, want v1 at 1", r.body["content"], r.body["revision"])
+	}
+	// Whitespace around the object is not trailing data.
+	if r := f.do("PUT", "/v1/documents/doc", alice, " {\"content\":\"v2\"} \n"); r.status != http.StatusOK {
+		t.Errorf("save with whitespace around the object: %d %.120s", r.status, r.raw)
+	}
+}
+
+// TestUnauthorizedCarriesABearerChallenge: a 401 names the scheme it wants
+// (RFC 9110 11.6.1, RFC 6750 3), and says invalid_token when the token
+// was refused, so that a client library knows to fetch a new one.
+func TestUnauthorizedCarriesABearerChallenge(t *testing.T) {
+	f := setup(t)
+	expired := token(t, "school-a", "alice", -time.Hour, false)
+	for name, tc := range map[string]struct{ method, path, tok, want string }{
+		"missing":         {"GET", "/v1/documents", "", `Bearer realm="yawp"`},
+		"expired":         {"GET", "/v1/documents", expired, `Bearer realm="yawp", error="invalid_token"`},
+		"garbage":         {"GET", "/v1/documents/d1", "yawp1.x.y", `Bearer realm="yawp", error="invalid_token"`},
+		"garbage, create": {"POST", "/v1/documents", "yawp1.x.y", `Bearer realm="yawp", error="invalid_token"`},
+	} {
+		r := f.do(tc.method, tc.path, tc.tok, map[string]any{"content": "x"})
+		if r.status != http.StatusUnauthorized {
+			t.Fatalf("%s: %d", name, r.status)
+		}
+		if h := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, tc.want) {
+			t.Errorf("%s token: WWW-Authenticate %q, want it to start %q", name, h, tc.want)
+		}
+	}
+	ok := f.do("GET", "/v1/documents", token(t, "school-a", "alice", time.Hour, false), nil)
+	if h := ok.header.Get("WWW-Authenticate"); ok.status != http.StatusOK || h != "" {
+		t.Errorf("an accepted token: %d with WWW-Authenticate %q", ok.status, h)
+	}
+}
+
+// TestIfMatchIsOneRevision: If-Match is "N", N or W/"N" (docs/api.md);
+// stray or doubled quotes are not read as a revision.
+func TestIfMatchIsOneRevision(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "doc", "content": "v1"})
+	if r.status != http.StatusCreated || r.header.Get("Location") != "/v1/documents/doc" {
+		t.Fatalf("create: %d, Location %q, want 201 and /v1/documents/doc", r.status, r.header.Get("Location"))
+	}
+	for _, im := range []string{`"1`, `1"`, `""1""`, `W/"1`, `"1 "`} {
+		if r := f.do("PUT", "/v1/documents/doc", alice, map[string]any{"content": "v2"}, "If-Match", im); r.status != http.StatusBadRequest {
+			t.Errorf("If-Match %s: %d %.120s, want 400", im, r.status, r.raw)
+		}
+	}
+	for i, im := range []string{`"1"`, `2`, `W/"3"`} {
+		if r := f.do("PUT", "/v1/documents/doc", alice, map[string]any{"content": fmt.Sprint("v", i+2)}, "If-Match", im); r.status != http.StatusOK {
+			t.Errorf("If-Match %s: %d %.120s, want 200", im, r.status, r.raw)
+		}
 	}
 }
 

@@ -159,7 +159,7 @@ func AsError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "save not applied, retry: " + err.Error()}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the request failed on the server and changed nothing; retry it: " + err.Error()}
 }
 
 // now returns the time truncated to PostgreSQL's precision.
