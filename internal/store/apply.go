@@ -1197,10 +1197,12 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		st.tenant, st.owner = r.Tenant, r.User
 	}
 	stage := bc.stages[st.tenant]
+	initialized := false
 	if st.ydoc == nil {
 		if err := e.initYjs(bc, st, st.content); err != nil {
 			return err
 		}
+		initialized = !create
 	}
 	if !create && foreignItem(st, dec) {
 		if handled, err := e.applyForeign(ctx, bc, st, o, dec, stage); handled || err != nil {
@@ -1232,6 +1234,16 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	if !changed && !create {
 		o.res = Result{Doc: st.id, Outcome: OutcomeDuplicate, Revision: st.revision, Stage: stage,
 			StateVector: st.ydoc.EncodeStateVector(), ShardEpoch: e.epoch, LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash)}
+		if initialized {
+			// The update added nothing, but the legacy-only document got
+			// its Yjs representation for it (the genesis of its text):
+			// that write goes on record like every other.
+			en := e.entry(bc, st, o, ledger.KindCommitted)
+			en.Outcome, en.Clients, en.UpdateSHA256, en.YjsSeq = OutcomeDuplicate, clientsOf(dec), ledger.SHA256Hex(r.Update), st.logSeq
+			en.Revision, en.ContentSHA256 = st.revision, ledger.SHA256Hex([]byte(st.ytext()))
+			en.StateVector = svMap(st.ydoc.StateVector())
+			e.stamp(&o.res, st, e.appendLedger(bc, st, en))
+		}
 		return nil
 	}
 	seq := e.appendYjs(bc, st, r.Update, "client:"+r.User)

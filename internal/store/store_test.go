@@ -850,3 +850,35 @@ func TestStaleSaveTitles(t *testing.T) {
 		t.Fatalf("stale save in Verify: %s %q", r.Outcome, r.Title)
 	}
 }
+
+// TestNoOpUpdateOnLegacyDocIsOnRecord: a Yjs update that adds nothing (an
+// empty one) to a legacy-only document is answered as a duplicate, but the
+// document gets its Yjs representation for it (generation 1, the genesis
+// of its text); that write has its ledger entry like every other, and the
+// chain verifies.
+func TestNoOpUpdateOnLegacyDocIsOnRecord(t *testing.T) {
+	e := setup(t)
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "legacy text"})
+	res := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "u", Update: []byte{0, 0}})
+	if res.Outcome != OutcomeDuplicate {
+		t.Fatalf("empty update: outcome %s, want %s", res.Outcome, OutcomeDuplicate)
+	}
+	if n := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = 'd'`); n != 1 {
+		t.Fatalf("Yjs log has %d updates, want the genesis", n)
+	}
+	en := e.entries("d")
+	last := en[len(en)-1]
+	if len(en) != 2 || last.Kind != ledger.KindCommitted || last.Outcome != OutcomeDuplicate || last.YjsSeq != 1 ||
+		last.ContentSHA256 != ledger.SHA256Hex([]byte("legacy text")) || res.LedgerSeq != 2 {
+		t.Errorf("ledger after the empty update: %d entries, last %+v; answer at seq %d", len(en), last, res.LedgerSeq)
+	}
+	if rep, err := e.eng.VerifyLedger(t.Context(), "d"); err != nil || !rep.OK {
+		t.Errorf("chain: %+v %v", rep, err)
+	}
+	// Once the document has its representation, an empty update is a
+	// plain duplicate again: nothing written, nothing recorded.
+	res = e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "u", Update: []byte{0, 0}})
+	if n := len(e.entries("d")); res.Outcome != OutcomeDuplicate || n != 2 {
+		t.Errorf("second empty update: outcome %s, %d ledger entries, want duplicate and 2", res.Outcome, n)
+	}
+}
