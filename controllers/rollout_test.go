@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -513,6 +514,20 @@ func TestBadManifestsAreRefused(t *testing.T) {
 			// stopped the controller (rollbacks included).
 			ro.Spec.Gateway.ImagePullSecrets = []corev1.LocalObjectReference{{Name: "registry"}, {Name: "other"}, {Name: "registry"}}
 		}, "Duplicate value"},
+		// The next three were accepted and then failed every apply of the
+		// gateway: no pod, and the controller stopped.
+		{"unknown pull policy", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.ImagePullPolicy = "Sometimes"
+		}, `spec.gateway.imagePullPolicy: Unsupported value: "Sometimes": supported values: "Always", "IfNotPresent", "Never"`},
+		{"request above its limit", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.Resources = corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("1Gi")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m"), corev1.ResourceMemory: resource.MustParse("2Gi")},
+			}
+		}, "spec.gateway.resources: Invalid value: every resource request must be at most its limit"},
+		{"name too long for the gateway's names", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Name = strings.Repeat("n", 45)
+		}, "metadata.name may have at most 44 characters: the gateway StatefulSet <name>-gateway labels its pods with <name>-gateway-<10-character revision hash>"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -526,6 +541,25 @@ func TestBadManifestsAreRefused(t *testing.T) {
 		})
 	}
 
+	t.Run("what the bad cases border on is accepted", func(t *testing.T) {
+		g := NewWithT(t)
+		ro := f.rollout(strings.Repeat("n", 44), "a")
+		ro.Spec.Gateway.ImagePullPolicy = corev1.PullAlways
+		ro.Spec.Gateway.Resources = corev1.ResourceRequirements{
+			// Equal, a request without a limit, a limit without a request.
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1000m"), corev1.ResourceEphemeralStorage: resource.MustParse("1Gi")},
+		}
+		g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+		// And its gateway can be made: the longest name derived, the
+		// headless Service's, has 61 characters.
+		g.Eventually(func() error {
+			return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: ro.Name + "-gateway-headless"}, &corev1.Service{})
+		}, "10s").Should(Succeed())
+		var sts appsv1.StatefulSet
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: ro.Name + "-gateway"}, &sts)).To(Succeed())
+		g.Expect(sts.Spec.Template.Spec.Containers[0].Resources.Limits).To(HaveKey(corev1.ResourceEphemeralStorage))
+	})
 	t.Run("shards cannot change", func(t *testing.T) {
 		g := NewWithT(t)
 		g.Expect(k8s.Create(ctx, f.rollout("fixed", "a"))).To(Succeed())

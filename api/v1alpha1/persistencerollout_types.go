@@ -106,9 +106,12 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:MinLength=1
 	Image string `json:"image"`
 
-	// imagePullPolicy for both containers.
+	// imagePullPolicy for both containers: Always, IfNotPresent or Never.
+	// Any other value would be refused with the gateway StatefulSet, every
+	// time the controller applies it.
 	// +optional
 	// +kubebuilder:default=IfNotPresent
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
 	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
 
 	// imagePullSecrets name Secrets in the rollout's namespace (each once)
@@ -131,8 +134,14 @@ type GatewaySpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="shards cannot change after creation: documents are placed by hash(documentID) mod shards"
 	Shards int32 `json:"shards"`
 
-	// resources of each container (gateway and syncer).
+	// resources of each container (gateway and syncer). A request of cpu,
+	// memory or ephemeral-storage may not exceed its limit: the API server
+	// would refuse the gateway StatefulSet. (The rule names those three
+	// rather than iterate over the maps, whose size is unbounded: the API
+	// server refuses a rule over them as too costly. Values are strings or
+	// integers, hence string() before quantity().)
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.limits) || !has(self.requests) || ['cpu', 'memory', 'ephemeral-storage'].all(k, !(k in self.requests) || !(k in self.limits) || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k])) || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",message="every resource request must be at most its limit"
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
 	// tokenSecretRef names the Secret key holding the key that signs
@@ -606,8 +615,14 @@ type PersistenceRolloutStatus struct {
 
 // PersistenceRollout moves schools, cohort by cohort, from write-through to
 // local-first persistence, proving integrity before every flip.
+// The name is limited by the names derived from it: the StatefulSet
+// <name>-gateway labels its pods with <name>-gateway-<revision hash> (a
+// label value: 63 characters, the hash up to 10), which leaves 44 for the
+// name; the headless Service <name>-gateway-headless (63 characters at
+// most) would leave 46.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 44",message="metadata.name may have at most 44 characters: the gateway StatefulSet <name>-gateway labels its pods with <name>-gateway-<10-character revision hash>, and a label value (like the name of the Service <name>-gateway-headless) has at most 63"
 // +kubebuilder:resource:shortName=prollout;prollouts,categories=yawp
 // +kubebuilder:printcolumn:name="Cohort",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Current",type=string,JSONPath=`.status.currentCohort`
