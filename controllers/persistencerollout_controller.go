@@ -144,10 +144,15 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		original = ro.DeepCopy()
 	}
 
-	// 3. The gateway StatefulSet and Services.
-	gw, err := r.applyGateway(ctx, &ro, true)
-	if err != nil {
-		return ctrl.Result{}, err
+	// 3. The gateway StatefulSet and Services. A refused apply (a spec the
+	// API server rejects in a way the CRD cannot foresee) must not stop the
+	// rest: the gates and rollbacks below judge the shards' reports, which
+	// the pods of the last applied template keep sending. It is recorded in
+	// status and the apply is tried again at every poll.
+	gw, gwErr := r.applyGateway(ctx, &ro, true)
+	if gwErr != nil {
+		log.Error(gwErr, "gateway not applied")
+		gw = r.cachedGatewayPods(ctx, &ro)
 	}
 
 	// 4. Read the data plane.
@@ -156,6 +161,9 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if err != nil {
 		log.Error(err, "data plane unreachable")
 		setDataPlaneError(&ro, err, now)
+		if gwErr != nil {
+			setGatewayApplyError(&ro, gwErr, now)
+		}
 		ro.Status.ReadyShards = gw.ready
 		return ctrl.Result{RequeueAfter: r.poll()}, r.patchStatus(ctx, original, &ro)
 	}
@@ -174,13 +182,31 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if actErr != nil && !errors.Is(actErr, errRequeue) {
 		setDataPlaneError(&ro, actErr, now)
 	}
+	if gwErr != nil {
+		setGatewayApplyError(&ro, gwErr, now)
+	}
 	if err := r.patchStatus(ctx, original, &ro); err != nil {
 		return ctrl.Result{}, err
 	}
 	if actErr != nil && !errors.Is(actErr, errRequeue) {
 		return ctrl.Result{}, actErr
 	}
+	if gwErr != nil && !wrote {
+		// Not returned as an error: its backoff grows to minutes, and the
+		// gates must keep being judged at the poll interval meanwhile.
+		return ctrl.Result{RequeueAfter: r.poll()}, nil
+	}
 	return r.next(out, wrote), nil
+}
+
+// cachedGatewayPods judges the gateway StatefulSet as last cached, when
+// our apply was refused: its pods still run the last template applied.
+func (r *PersistenceRolloutReconciler) cachedGatewayPods(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) gatewayPods {
+	var sts appsv1.StatefulSet
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: gatewayName(ro)}, &sts); err != nil {
+		return observeGatewayPods(nil, ro.Spec.Gateway.Shards)
+	}
+	return observeGatewayPods(&sts, ro.Spec.Gateway.Shards)
 }
 
 func (r *PersistenceRolloutReconciler) poll() time.Duration {

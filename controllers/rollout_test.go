@@ -315,6 +315,45 @@ func TestFailingGateRollsBackAndNothingElseMoves(t *testing.T) {
 	f.g.Expect(st.Outcome).To(BeEmpty())
 }
 
+// TestRefusedGatewayDoesNotStopTheRollout: a spec edit the CRD accepts but
+// the API server refuses in the gateway StatefulSet (here a misspelt
+// resource name) used to end every reconcile at the apply: a failing gate
+// no longer rolled the cohort back, observedGeneration stayed behind and
+// Degraded said every cohort was healthy.
+func TestRefusedGatewayDoesNotStopTheRollout(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("wedge", "pilot"))).To(Succeed())
+	f.walkToVerify("wedge", "pilot")
+
+	f.update("wedge", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Gateway.Resources.Requests = corev1.ResourceList{"memroy": resource.MustParse("1Gi")}
+	})
+	// Status says so, with the API server's words, for the new generation.
+	f.g.Eventually(func() int64 { return f.get("wedge").Status.ObservedGeneration }).Should(Equal(f.get("wedge").Generation))
+	f.g.Eventually(func() string {
+		c := condition(f.get("wedge"), persistencev1alpha1.ConditionDegraded)
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}).Should(And(HavePrefix("True/GatewayApplyFailed: the gateway cannot be applied"), ContainSubstring(`Invalid value: "memroy": must be a standard resource type or fully qualified`)))
+	f.g.Expect(f.ready("wedge")).To(And(HavePrefix("False/GatewayApplyFailed"), ContainSubstring("memroy")))
+
+	// A shard finds a mismatch: the cohort is rolled back all the same.
+	f.report("wedge", 1, shardReport{backfill: true, mismatched: 1})
+	f.g.Expect(f.waitStage("wedge", "pilot", persistencev1alpha1.StageLegacy).Outcome).To(Equal("RolledBack"))
+	f.g.Eventually(func() string {
+		c := condition(f.get("wedge"), persistencev1alpha1.ConditionDegraded)
+		return c.Reason + ": " + c.Message
+	}).Should(And(HavePrefix("RolledBack: cohort pilot:"), ContainSubstring("; and the gateway cannot be applied")))
+
+	// Fixed, the gateway is applied again and only the rollback remains.
+	f.update("wedge", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Gateway.Resources.Requests = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
+	})
+	f.g.Eventually(func() string { return condition(f.get("wedge"), persistencev1alpha1.ConditionDegraded).Message }).ShouldNot(ContainSubstring("gateway"))
+	var sts appsv1.StatefulSet
+	f.g.Expect(k8s.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: "wedge-gateway"}, &sts)).To(Succeed())
+	f.g.Expect(sts.Spec.Template.Spec.Containers[0].Resources.Requests).To(HaveKey(corev1.ResourceMemory))
+}
+
 func TestManualPolicyHalts(t *testing.T) {
 	f := newFixture(t)
 	ro := f.rollout("manual", "pilot")

@@ -35,6 +35,23 @@ func setDataPlaneError(ro *persistencev1alpha1.PersistenceRollout, err error, no
 	ro.Status.ObservedGeneration = ro.Generation
 }
 
+// setGatewayApplyError marks the rollout Degraded and not Ready because
+// the API server refused the gateway StatefulSet or a Service, with its
+// message: it names the field, which the spec must change. A reason found
+// this reconcile (a gate failed, a rollback, the data plane) keeps its
+// place, since the runbook's action for it comes first; the refusal is
+// added to its message.
+func setGatewayApplyError(ro *persistencev1alpha1.PersistenceRollout, err error, now time.Time) {
+	reason, msg := persistencev1alpha1.ReasonGatewayApplyFailed,
+		fmt.Sprintf("the gateway cannot be applied, its pods keep the last template applied: %v", err)
+	if c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionDegraded); c != nil &&
+		c.Status == metav1.ConditionTrue && c.Reason != persistencev1alpha1.ReasonGatewayApplyFailed {
+		reason, msg = c.Reason, c.Message+"; and "+msg
+	}
+	setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionTrue, reason, msg, now)
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg, now)
+}
+
 // gatewayPods is how far the gateway StatefulSet's pods are.
 type gatewayPods struct {
 	// ready counts the ready gateway pods.

@@ -403,7 +403,8 @@ const (
 	// pass every gate.
 	ConditionVerified = "Verified"
 	// ConditionDegraded is true when a gate failed, a cohort was rolled
-	// back or halted, or the data plane cannot be reached.
+	// back or halted, the data plane cannot be reached, or the API server
+	// refuses the gateway.
 	ConditionDegraded = "Degraded"
 )
 
@@ -440,6 +441,10 @@ const (
 	// ReasonCohortRemoved: a cohort that left Legacy and is not done is
 	// no longer in the spec, so nothing gates, completes or rolls it back.
 	ReasonCohortRemoved = "CohortRemoved"
+	// ReasonGatewayApplyFailed: the API server refused the gateway
+	// StatefulSet or a Service built from the spec; its pods keep the last
+	// template applied, and stages still move on the shards' reports.
+	ReasonGatewayApplyFailed = "GatewayApplyFailed"
 )
 
 // Outcome is how an attempt of a cohort ended.
