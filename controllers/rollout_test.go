@@ -400,6 +400,35 @@ func TestApprovalGatesTheFlip(t *testing.T) {
 	f.g.Expect(out.String()).To(MatchRegexp(`pilot\s+Legacy\s+\d+\s+1\s+`))
 }
 
+// TestReorderingKeepsOneCohortOnItsWay: PerCohort runs every stage of a
+// cohort before the next starts. Moving a cohort not yet started ahead of
+// the one on its way used to start it at once, and the one on its way
+// could then no longer flip (it waited for the cohort now before it).
+func TestReorderingKeepsOneCohortOnItsWay(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("reorder", "pilot", "rest"))).To(Succeed())
+	f.walkToVerify("reorder", "pilot")
+	f.g.Consistently(func() string { return f.stagePG("reorder", "rest") }, "1s").Should(BeEmpty(), "before the reorder, rest waits")
+
+	f.update("reorder", func(ro *persistencev1alpha1.PersistenceRollout) {
+		c := ro.Spec.Cohorts
+		c[0], c[1] = c[1], c[0]
+	})
+	f.g.Eventually(func() int64 { return f.get("reorder").Status.ObservedGeneration }).Should(Equal(f.get("reorder").Generation))
+	f.g.Consistently(func() string { return f.stagePG("reorder", "rest") }, "2s").Should(BeEmpty(),
+		"rest must not start while pilot is on its way (PerCohort); pilot: %s", f.cohortStatus("reorder", "pilot").Message)
+	f.g.Expect(f.cohortStatus("reorder", "rest").Message).To(Equal("not started: waiting for cohort pilot, on its way, to complete (PerCohort moves one cohort at a time)"))
+	f.g.Expect(f.get("reorder").Status.CurrentCohort).To(Equal("pilot"), "status follows the cohort on its way")
+
+	// Pilot still flips and completes; then rest starts.
+	f.soak("reorder", time.Minute)
+	f.waitStage("reorder", "pilot", persistencev1alpha1.StageLocalFirst)
+	f.g.Expect(f.stagePG("reorder", "rest")).To(BeEmpty())
+	f.soak("reorder", 30*time.Second)
+	f.waitStage("reorder", "pilot", persistencev1alpha1.StageComplete)
+	f.waitStage("reorder", "rest", persistencev1alpha1.StageDualWrite)
+}
+
 func TestPauseAndResume(t *testing.T) {
 	f := newFixture(t)
 	ro := f.rollout("pause", "pilot")

@@ -177,18 +177,44 @@ func plan(in planInput) planOutput {
 	// (a rename would otherwise start the "new" cohort at once).
 	earlierDone := len(in.removed) == 0
 	specDone := true // every earlier cohort of the spec is done
+	// PerCohort moves one cohort at a time, wherever it sits in the list:
+	// moving a cohort not yet started ahead of the one on its way must not
+	// start a second one, and must not keep the one on its way from
+	// flipping either (it would wait for the other, which waits for it).
+	var onWay []int
+	for i, c := range in.cohorts {
+		if onItsWay(c.state) {
+			onWay = append(onWay, i)
+		}
+	}
+	otherOnWay := func(i int) string {
+		for _, j := range onWay {
+			if j != i {
+				return in.cohorts[j].spec.Name
+			}
+		}
+		return ""
+	}
 	for i, c := range in.cohorts {
 		var mayStart, mayFlip bool
+		other := ""
 		switch in.spec.Strategy {
 		case persistencev1alpha1.StrategyDualWriteFirst:
 			mayStart, mayFlip = true, earlierDone
 		default:
-			mayStart, mayFlip = earlierDone, earlierDone
+			other = otherOnWay(i)
+			mayStart = earlierDone && other == ""
+			mayFlip = len(in.removed) == 0 && other == ""
 		}
 		cp := planCohort(in, c, mayStart, mayFlip)
-		if len(in.removed) > 0 && specDone && cp.reason == persistencev1alpha1.ReasonWaitingForCohort {
+		switch {
+		case cp.reason != persistencev1alpha1.ReasonWaitingForCohort:
+		case len(in.removed) > 0 && specDone:
 			cp.waitingFor = fmt.Sprintf("cohort %s, removed from the spec while on its way, to be added back and completed or rolled back",
 				strings.Join(in.removed, ", "))
+		case other != "" && earlierDone:
+			// Not an earlier cohort: one further down the list.
+			cp.waitingFor = fmt.Sprintf("cohort %s, on its way, to complete (PerCohort moves one cohort at a time)", other)
 		}
 		out.cohorts[i] = cp
 		if cp.act != nil {
@@ -207,7 +233,22 @@ func plan(in planInput) planOutput {
 	if out.current < 0 {
 		out.current = len(in.cohorts) - 1
 	}
+	// The cohort on its way is the one to look at, even when a cohort not
+	// started was moved ahead of it.
+	if len(onWay) > 0 && !onItsWay(in.cohorts[out.current].state) && in.spec.Strategy != persistencev1alpha1.StrategyDualWriteFirst {
+		out.current = onWay[0]
+	}
 	return out
+}
+
+// onItsWay reports whether a cohort's attempt runs: frozen and not done,
+// and not ended at Legacy by a rollback (a halted attempt keeps its stage
+// and is still on its way: it waits for a person at a stage past Legacy).
+func onItsWay(st *dataplane.CohortState) bool {
+	if st == nil || isDone(stageOf(st)) {
+		return false
+	}
+	return stageOf(st) != persistencev1alpha1.StageLegacy || st.Outcome == ""
 }
 
 // unfinished reports whether a cohort at stage is on its way: it left

@@ -201,6 +201,26 @@ func TestPlanStrategies(t *testing.T) {
 			}
 		}
 	})
+	t.Run("PerCohort: a cohort moved ahead of the one on its way waits for it", func(t *testing.T) {
+		// b was on its way when a person moved c, not started, and a, rolled
+		// back, ahead of it.
+		rolledBack := &dataplane.CohortState{Stage: "Legacy", Epoch: 3, Attempt: 1, Outcome: dataplane.OutcomeRolledBack, StageSince: t0, SoakStartedAt: t0}
+		retried := cohortSpec("a")
+		retried.Attempt = 2
+		out := plan(planInput{now: t0.Add(time.Hour), spec: persistencev1alpha1.PersistenceRolloutSpec{Strategy: persistencev1alpha1.StrategyPerCohort, Gates: gates,
+			Cohorts: []persistencev1alpha1.CohortSpec{three[2], retried, three[1]}},
+			cohorts: []cohortInput{{spec: three[2], sum: summary{shards: 2}}, {spec: retried, index: 1, state: rolledBack, sum: healthy(3)},
+				{spec: three[1], index: 2, state: state("Verify", 5), sum: healthy(5)}}})
+		if len(out.actions) != 1 || out.actions[0].cohort != "b" || out.actions[0].stage != persistencev1alpha1.StageLocalFirst {
+			t.Fatalf("want only b to move on (its flip), got %+v", out.actions)
+		}
+		if want := "cohort b, on its way, to complete (PerCohort moves one cohort at a time)"; out.cohorts[0].waitingFor != want {
+			t.Errorf("cohort c waits for %q, want %q", out.cohorts[0].waitingFor, want)
+		}
+		if out.current != 2 {
+			t.Errorf("current is cohort %d, want b (2), the one on its way", out.current)
+		}
+	})
 	t.Run("all complete", func(t *testing.T) {
 		out := plan(planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Gates: gates, Cohorts: three[:2]},
 			cohorts: []cohortInput{{spec: three[0], state: state("Complete", 4)}, {spec: three[1], index: 1, state: state("Complete", 5)}}})

@@ -43,7 +43,7 @@ type Strategy string
 
 const (
 	// StrategyPerCohort runs every stage of a cohort before the next cohort
-	// starts.
+	// starts, whatever the order of spec.cohorts becomes meanwhile.
 	StrategyPerCohort Strategy = "PerCohort"
 	// StrategyDualWriteFirst makes every cohort dual-write, backfill and soak
 	// together, then flips the cohorts to local-first one by one.
@@ -356,7 +356,9 @@ type PersistenceRolloutSpec struct {
 	// +kubebuilder:default=PerCohort
 	Strategy Strategy `json:"strategy,omitempty"`
 
-	// cohorts in the order they are moved.
+	// cohorts in the order they are moved. Under PerCohort one cohort is
+	// on its way at a time: a cohort moved ahead of the one on its way
+	// waits for it to complete.
 	// +required
 	// +listType=map
 	// +listMapKey=name
