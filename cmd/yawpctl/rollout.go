@@ -77,7 +77,7 @@ func newRolloutCommand() *cobra.Command {
 				}
 				return rolloutctl.PrintStatus(os.Stdout, &ro, time.Now())
 			}},
-		edit("approve NAME COHORT", "Approve the flip of the cohort's current attempt", cobra.ExactArgs(2),
+		edit("approve NAME COHORT", "Approve the flip of the cohort's current attempt, or of the retried one about to start", cobra.ExactArgs(2),
 			func(a []string) rolloutctl.Edit { return rolloutctl.Approve(a[1]) }),
 		edit("retry NAME COHORT", "Start a new attempt of a rolled-back or halted cohort", cobra.ExactArgs(2),
 			func(a []string) rolloutctl.Edit { return rolloutctl.Retry(a[1]) }),

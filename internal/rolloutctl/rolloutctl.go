@@ -64,7 +64,10 @@ func cohort(ro *persistencev1alpha1.PersistenceRollout, name string) (*persisten
 	return spec, st, nil
 }
 
-// Approve approves the flip of the cohort's current attempt.
+// Approve approves the flip of the cohort's attempt that runs or will run.
+// An approval never carries over to a later attempt, so approving one that
+// can no longer flip would be taken for an approval of the next and leave
+// that one waiting: it is refused.
 func Approve(name string) Edit {
 	return func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
 		spec, st, err := cohort(ro, name)
@@ -74,12 +77,31 @@ func Approve(name string) Edit {
 		if st.Stage == "" {
 			return "", fmt.Errorf("cohort %s has not started: there is no attempt to approve yet", name)
 		}
+		if spec.Attempt > st.Attempt {
+			// Retried: the new attempt has not started, and it is the one
+			// that will flip.
+			spec.ApprovedAttempt = spec.Attempt
+			return fmt.Sprintf("approved the flip of attempt %d of cohort %s (it has not started yet)", spec.Attempt, name), nil
+		}
+		switch {
+		case st.Outcome == persistencev1alpha1.OutcomeRolledBack || st.Outcome == persistencev1alpha1.OutcomeHalted:
+			return "", fmt.Errorf("attempt %d of cohort %s ended (%s): there is no flip to approve; retry it first (yawpctl rollout retry %s %s), then approve the new attempt",
+				st.Attempt, name, st.Outcome, ro.Name, name)
+		case flipped(st.Stage):
+			return "", fmt.Errorf("attempt %d of cohort %s flipped already (it is at %s): there is nothing to approve", st.Attempt, name, st.Stage)
+		}
 		spec.ApprovedAttempt = st.Attempt
 		if spec.Attempt < st.Attempt {
 			spec.Attempt = st.Attempt
 		}
 		return fmt.Sprintf("approved the flip of attempt %d of cohort %s", st.Attempt, name), nil
 	}
+}
+
+// flipped reports whether a cohort at stage is past the flip to
+// local-first.
+func flipped(s persistencev1alpha1.Stage) bool {
+	return s == persistencev1alpha1.StageLocalFirst || s == persistencev1alpha1.StageComplete || s == persistencev1alpha1.StageLegacyRetired
 }
 
 // Retry asks for a new attempt of a cohort whose attempt ended (rolled back
