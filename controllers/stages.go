@@ -141,7 +141,10 @@ type cohortPlan struct {
 	soakEndsAt time.Time
 	failing    string // a gate failure seen now, "" if none
 	failed     bool   // the attempt ended in rollback or halt
-	done       bool   // Complete or LegacyRetired
+	// retryWaits: a new attempt is asked for (spec.attempt raised) and
+	// waits for reason, not for a person to raise attempt.
+	retryWaits bool
+	done       bool // Complete or LegacyRetired
 	requeue    time.Duration
 }
 
@@ -318,8 +321,24 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	if st.Outcome != "" {
 		cp := cohortPlan{failed: true, reason: persistencev1alpha1.ReasonAwaitingNewAttempt,
 			waitingFor: fmt.Sprintf("attempt %d %s: set attempt: %d to try again", st.Attempt, describeOutcome(st.Outcome), st.Attempt+1)}
-		if wantAttempt <= st.Attempt || intent != persistencev1alpha1.IntentProceed || in.spec.Paused || !mayStart {
+		if wantAttempt <= st.Attempt {
 			return cp
+		}
+		// The new attempt is asked for: say what it still waits for, not
+		// to set what is set already.
+		ended := fmt.Sprintf("attempt %d %s", st.Attempt, describeOutcome(st.Outcome))
+		blocked := func(reason, format string, args ...any) cohortPlan {
+			cp.reason, cp.retryWaits = reason, true
+			cp.waitingFor = fmt.Sprintf(format, args...) + fmt.Sprintf(" before attempt %d starts (%s)", wantAttempt, ended)
+			return cp
+		}
+		switch {
+		case intent != persistencev1alpha1.IntentProceed:
+			return blocked(persistencev1alpha1.ReasonHeld, "intent %s on cohort %s to become Proceed", intent, spec.Name)
+		case in.spec.Paused:
+			return blocked(persistencev1alpha1.ReasonPaused, "unpause")
+		case !mayStart:
+			return blocked(persistencev1alpha1.ReasonWaitingForCohort, "earlier cohorts to complete")
 		}
 		to := stage
 		if st.Outcome == dataplane.OutcomeRolledBack {

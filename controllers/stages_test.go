@@ -296,3 +296,55 @@ func TestSoakRestartsWhenReportsWentStaleWhilePausedOrHeld(t *testing.T) {
 		})
 	}
 }
+
+// TestRetriedAttemptWaitsForTheRealBlocker: after `yawpctl rollout retry`
+// raised attempt to 2, a cohort kept from starting it (rollout paused,
+// cohort held, or an earlier cohort not done) still told people to "set
+// attempt: 2 to try again" (waitingFor, the Degraded and Progressing
+// messages, the cohort's message). They did, and nothing changed: the
+// message names what it waits for now.
+func TestRetriedAttemptWaitsForTheRealBlocker(t *testing.T) {
+	gates := persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: time.Minute}}
+	rolledBack := &dataplane.CohortState{Stage: "Legacy", Epoch: 7, Attempt: 1, Outcome: dataplane.OutcomeRolledBack, StageSince: t0, SoakStartedAt: t0}
+	for _, tc := range []struct {
+		name     string
+		paused   bool
+		intent   persistencev1alpha1.CohortIntent
+		mayStart bool
+		want     string
+		reason   string
+	}{
+		{name: "paused", paused: true, intent: persistencev1alpha1.IntentProceed, mayStart: true,
+			want: "unpause before attempt 2 starts (attempt 1 was rolled back)", reason: persistencev1alpha1.ReasonPaused},
+		{name: "held", intent: persistencev1alpha1.IntentHold, mayStart: true,
+			want: "intent Hold on cohort pilot to become Proceed before attempt 2 starts (attempt 1 was rolled back)", reason: persistencev1alpha1.ReasonHeld},
+		{name: "earlier cohort on its way", intent: persistencev1alpha1.IntentProceed, mayStart: false,
+			want: "earlier cohorts to complete before attempt 2 starts (attempt 1 was rolled back)", reason: persistencev1alpha1.ReasonWaitingForCohort},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := cohortSpec("pilot")
+			spec.Attempt = 2 // what `yawpctl rollout retry` wrote
+			spec.Intent = tc.intent
+			in := planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Gates: gates, Paused: tc.paused, Cohorts: []persistencev1alpha1.CohortSpec{spec}}}
+			c := cohortInput{spec: spec, state: rolledBack, sum: healthy(7)}
+			cp := planCohort(in, c, tc.mayStart, tc.mayStart)
+			if cp.act != nil {
+				t.Fatalf("unexpected action %+v", cp.act)
+			}
+			if cp.waitingFor != tc.want || cp.reason != tc.reason {
+				t.Errorf("attempt is already 2; waiting for %q (%s), want %q (%s)", cp.waitingFor, cp.reason, tc.want, tc.reason)
+			}
+			if msg := cohortStatus(c, cp).Message; msg != "waiting for "+tc.want {
+				t.Errorf("cohort message %q", msg)
+			}
+		})
+	}
+	t.Run("not retried yet", func(t *testing.T) {
+		spec := cohortSpec("pilot")
+		in := planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Gates: gates, Paused: true, Cohorts: []persistencev1alpha1.CohortSpec{spec}}}
+		cp := planCohort(in, cohortInput{spec: spec, state: rolledBack, sum: healthy(7)}, true, true)
+		if want := "attempt 1 was rolled back: set attempt: 2 to try again"; cp.waitingFor != want || cp.reason != persistencev1alpha1.ReasonAwaitingNewAttempt {
+			t.Errorf("waiting for %q (%s), want %q", cp.waitingFor, cp.reason, want)
+		}
+	})
+}

@@ -254,7 +254,7 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	switch {
 	case allDone:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete, complete, now)
-	case curPlan.failed:
+	case curPlan.failed && !curPlan.retryWaits:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonAwaitingNewAttempt, curPlan.waitingFor, now)
 	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, curPlan.reason, "waiting for "+curPlan.waitingFor, now)

@@ -21,6 +21,7 @@ func TestConditions(t *testing.T) {
 	tests := []struct {
 		name    string
 		paused  bool
+		attempt int32 // spec.attempt, unless 0
 		state   *dataplane.CohortState
 		sum     summary
 		alive   int
@@ -54,6 +55,10 @@ func TestConditions(t *testing.T) {
 		{name: "rolled back", state: rolledBack, sum: summary{shards: 2}, alive: 2,
 			ready: want{"False", "RolledBack"}, prog: want{"False", "AwaitingNewAttempt"}, degr: want{"True", "RolledBack"}, verif: want{"Unknown", "NoReports"},
 			waiting: "attempt 1 was rolled back: set attempt: 2 to try again"},
+		// Retried while paused: still rolled back, waiting to be resumed.
+		{name: "retried, paused", paused: true, attempt: 2, state: rolledBack, sum: summary{shards: 2}, alive: 2,
+			ready: want{"False", "RolledBack"}, prog: want{"False", "Paused"}, degr: want{"True", "RolledBack"}, verif: want{"Unknown", "NoReports"},
+			waiting: "unpause before attempt 2 starts (attempt 1 was rolled back)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,6 +66,9 @@ func TestConditions(t *testing.T) {
 			ro.Spec.Gateway.Shards = 2
 			ro.Spec.Paused = tc.paused
 			ro.Spec.Cohorts = []persistencev1alpha1.CohortSpec{cohortSpec("pilot")}
+			if tc.attempt > 0 {
+				ro.Spec.Cohorts[0].Attempt = tc.attempt
+			}
 			ro.Spec.Gates.MaxReportAge = metav1.Duration{Duration: time.Minute}
 			obs := observation{alive: tc.alive, removed: tc.removed, cohorts: []cohortInput{{spec: ro.Spec.Cohorts[0], state: tc.state, sum: tc.sum}}}
 			now := t0.Add(30 * time.Second)

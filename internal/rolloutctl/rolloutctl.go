@@ -120,7 +120,16 @@ func Retry(name string) Edit {
 		if spec.Intent == persistencev1alpha1.IntentRollback {
 			spec.Intent = persistencev1alpha1.IntentProceed
 		}
-		return fmt.Sprintf("asked for attempt %d of cohort %s", spec.Attempt, name), nil
+		msg := fmt.Sprintf("asked for attempt %d of cohort %s", spec.Attempt, name)
+		// Asked for, the attempt still waits for what holds it back: say
+		// so, or the person waits for an attempt that does not start.
+		if spec.Intent == persistencev1alpha1.IntentHold {
+			msg += fmt.Sprintf("; the cohort is held (intent Hold), so it starts once released: yawpctl rollout proceed %s %s", ro.Name, name)
+		}
+		if ro.Spec.Paused {
+			msg += fmt.Sprintf("; the rollout is paused, so it starts once resumed: yawpctl rollout resume %s", ro.Name)
+		}
+		return msg, nil
 	}
 }
 

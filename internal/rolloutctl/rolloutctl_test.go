@@ -78,3 +78,36 @@ func TestApproveOnlyAnAttemptThatCanFlip(t *testing.T) {
 		})
 	}
 }
+
+// TestRetrySaysWhatTheNewAttemptWaitsFor: a retry of a held cohort, or in
+// a paused rollout, used to say only "asked for attempt 2", and the
+// attempt did not start. It still asks (a person may line it up), and says
+// what it waits for and how to release it.
+func TestRetrySaysWhatTheNewAttemptWaitsFor(t *testing.T) {
+	rolledBack := persistencev1alpha1.CohortStatus{Stage: persistencev1alpha1.StageLegacy, Attempt: 1, Outcome: persistencev1alpha1.OutcomeRolledBack}
+	for _, tc := range []struct {
+		name   string
+		intent persistencev1alpha1.CohortIntent
+		paused bool
+		want   string
+	}{
+		{"proceeding", persistencev1alpha1.IntentProceed, false, "asked for attempt 2 of cohort pilot"},
+		{"rolled back by intent", persistencev1alpha1.IntentRollback, false, "asked for attempt 2 of cohort pilot"},
+		{"held", persistencev1alpha1.IntentHold, false,
+			"asked for attempt 2 of cohort pilot; the cohort is held (intent Hold), so it starts once released: yawpctl rollout proceed demo pilot"},
+		{"paused", persistencev1alpha1.IntentProceed, true,
+			"asked for attempt 2 of cohort pilot; the rollout is paused, so it starts once resumed: yawpctl rollout resume demo"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := rolloutWith(1, rolledBack)
+			ro.Spec.Cohorts[0].Intent, ro.Spec.Paused = tc.intent, tc.paused
+			msg, err := Retry("pilot")(ro)
+			if err != nil || msg != tc.want {
+				t.Fatalf("retry: %q, %v; want %q", msg, err, tc.want)
+			}
+			if c := ro.Spec.Cohorts[0]; c.Attempt != 2 || c.Intent == persistencev1alpha1.IntentRollback {
+				t.Errorf("spec: attempt %d, intent %s; want attempt 2, not Rollback", c.Attempt, c.Intent)
+			}
+		})
+	}
+}
