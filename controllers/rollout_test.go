@@ -662,6 +662,30 @@ func kubectlBinary() string {
 	return "kubectl"
 }
 
+// TestSchoolListedInTwoCohortsStartsNeither: the API server cannot check
+// the lists against each other within its CEL cost budget, so the
+// controller does. It used to start the first cohort, whose freeze took
+// the school, and the second then ran without it.
+func TestSchoolListedInTwoCohortsStartsNeither(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("twice", "a", "b")
+	ro.Spec.Cohorts[1].Tenants = append(ro.Spec.Cohorts[1].Tenants, "a-school")
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.g.Eventually(func() string {
+		c := condition(f.get("twice"), persistencev1alpha1.ConditionDegraded)
+		if c == nil {
+			return ""
+		}
+		return string(c.Status) + "/" + c.Reason + ": " + c.Message
+	}).Should(Equal("True/InvalidSpec: cohort a cannot start: waiting for school a-school to be listed in one cohort only (cohorts a and b list it)"))
+	f.g.Expect(f.cohortStatus("twice", "b").Message).To(Equal("not started: waiting for school a-school to be listed in one cohort only (cohorts b and a list it)"))
+	f.g.Consistently(func() string { return f.stagePG("twice", "a") + f.stagePG("twice", "b") }, "1s").Should(BeEmpty())
+
+	f.update("twice", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[1].Tenants = []string{"b-school"} })
+	f.waitStage("twice", "a", persistencev1alpha1.StageDualWrite)
+	f.g.Eventually(func() string { return condition(f.get("twice"), persistencev1alpha1.ConditionDegraded).Reason }).Should(Equal("AsExpected"))
+}
+
 func TestKubectlGetShowsTheRollout(t *testing.T) {
 	f := newFixture(t)
 	f.g.Expect(k8s.Create(context.Background(), f.rollout("shown", "pilot", "rest"))).To(Succeed())

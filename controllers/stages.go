@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -210,6 +211,13 @@ func plan(in planInput) planOutput {
 			mayFlip = len(in.removed) == 0 && other == ""
 		}
 		cp := planCohort(in, c, mayStart, mayFlip)
+		if school, other := listedElsewhere(in.cohorts, i); c.state == nil && school != "" {
+			// Frozen, the school would join whichever cohort starts first,
+			// not the one the person meant: neither starts until the spec
+			// says which.
+			cp = cohortPlan{reason: persistencev1alpha1.ReasonInvalidSpec,
+				waitingFor: fmt.Sprintf("school %s to be listed in one cohort only (cohorts %s and %s list it)", school, c.spec.Name, other)}
+		}
 		switch {
 		case cp.reason != persistencev1alpha1.ReasonWaitingForCohort:
 		case len(in.removed) > 0 && specDone:
@@ -242,6 +250,19 @@ func plan(in planInput) planOutput {
 		out.current = onWay[0]
 	}
 	return out
+}
+
+// listedElsewhere returns the first school cohort i lists that another
+// cohort lists too, and that cohort; "" when there is none.
+func listedElsewhere(cohorts []cohortInput, i int) (school, other string) {
+	for _, t := range cohorts[i].spec.Tenants {
+		for j, c := range cohorts {
+			if j != i && slices.Contains(c.spec.Tenants, t) {
+				return t, c.spec.Name
+			}
+		}
+	}
+	return "", ""
 }
 
 // onItsWay reports whether a cohort's attempt runs: frozen and not done,

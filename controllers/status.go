@@ -193,6 +193,8 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 		switch {
 		case cp.reason == persistencev1alpha1.ReasonRollbackRefused:
 			degradedReason, degradedMsg = persistencev1alpha1.ReasonRollbackRefused, cp.failing
+		case cp.reason == persistencev1alpha1.ReasonInvalidSpec:
+			degradedReason, degradedMsg = persistencev1alpha1.ReasonInvalidSpec, fmt.Sprintf("cohort %s cannot start: waiting for %s", name, cp.waitingFor)
 		case cp.failing != "":
 			degradedReason, degradedMsg = persistencev1alpha1.ReasonGateFailed, fmt.Sprintf("cohort %s: %s", name, cp.failing)
 		case cp.failed && obs.cohorts[i].state != nil:
@@ -256,7 +258,7 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete, complete, now)
 	case curPlan.failed && !curPlan.retryWaits:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonAwaitingNewAttempt, curPlan.waitingFor, now)
-	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld:
+	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld || curPlan.reason == persistencev1alpha1.ReasonInvalidSpec:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, curPlan.reason, "waiting for "+curPlan.waitingFor, now)
 	case curPlan.reason != "":
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionTrue, curPlan.reason, "waiting for "+curPlan.waitingFor, now)

@@ -245,7 +245,9 @@ type CohortSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name"`
 
-	// tenants lists the schools of the cohort by tenant ID.
+	// tenants lists the schools of the cohort by tenant ID. A school
+	// listed by two cohorts keeps both from starting (Degraded,
+	// InvalidSpec) until one list drops it.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
@@ -447,6 +449,10 @@ const (
 	// StatefulSet or a Service built from the spec; its pods keep the last
 	// template applied, and stages still move on the shards' reports.
 	ReasonGatewayApplyFailed = "GatewayApplyFailed"
+	// ReasonInvalidSpec: the spec asks for something the controller will
+	// not do, such as a school listed in two cohorts' tenants; the cohort
+	// concerned does not start until the spec is corrected.
+	ReasonInvalidSpec = "InvalidSpec"
 )
 
 // Outcome is how an attempt of a cohort ended.
