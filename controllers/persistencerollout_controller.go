@@ -405,10 +405,15 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			}
 			epoch = st.Epoch
 			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
-			if st.HeldElsewhere > 0 && r.Recorder != nil {
+			if n := st.HeldElsewhere - st.HeldOutsideSpec; n > 0 {
+				// Overlapping selectors, as intended: a school stays in
+				// the first cohort that took it.
+				a.message = fmt.Sprintf("%s (%d more it selects are in cohorts that started earlier)", a.message, n)
+			}
+			if st.HeldOutsideSpec > 0 && r.Recorder != nil {
 				r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "SchoolsHeldElsewhere", "Freeze",
-					"cohort %s selects %d schools that belong to other cohorts (a renamed or removed cohort keeps its schools: memberships are never moved); they stay there. Add the old cohort back under its name to move them",
-					a.cohort, st.HeldElsewhere)
+					"cohort %s selects %d schools that belong to cohorts no longer in the spec (a renamed or removed cohort keeps its schools: memberships are never moved); they stay there. Add the old cohort back under its name to move them",
+					a.cohort, st.HeldOutsideSpec)
 			}
 		case actSetStage:
 			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, ExpectSoakStartedAt: a.expectSoak, Stage: string(a.stage),

@@ -109,8 +109,11 @@ type CohortState struct {
 	Members   int64
 	// HeldElsewhere, set by FreezeCohort only, counts the schools its
 	// selector named that already belonged to another cohort: memberships
-	// are never moved, so they stay there.
-	HeldElsewhere int64
+	// are never moved, so they stay there. HeldOutsideSpec counts those of
+	// them held by a cohort no longer in the spec (renamed or removed),
+	// the ones a person may have meant to move; the rest belong to cohorts
+	// of the spec that started earlier, as overlapping selectors intend.
+	HeldElsewhere, HeldOutsideSpec int64
 }
 
 // StageChange asks SetStage for one transition.

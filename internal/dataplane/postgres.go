@@ -96,12 +96,15 @@ func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int
 		if err != nil {
 			return err
 		}
-		if st.HeldElsewhere, err = heldElsewhere(ctx, tx, key, sel); err != nil {
+		if st.HeldElsewhere, st.HeldOutsideSpec, err = heldElsewhere(ctx, tx, key, sel); err != nil {
 			return err
 		}
 		msg := fmt.Sprintf("froze the membership of cohort %s: %d schools", key.Cohort, st.Members)
 		if st.HeldElsewhere > 0 {
 			msg += fmt.Sprintf("; %d more it selects belong to other cohorts and stay there (memberships are never moved)", st.HeldElsewhere)
+		}
+		if st.HeldOutsideSpec > 0 {
+			msg += fmt.Sprintf(", %d of them to cohorts no longer in the spec", st.HeldOutsideSpec)
 		}
 		return recordChange(ctx, tx, key, "", StageChange{Stage: StageLegacy, Attempt: 1, Reason: "CohortStarted",
 			Message: msg, At: at}, st.Epoch)
@@ -113,22 +116,22 @@ func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int
 }
 
 // heldElsewhere counts the schools sel selects that belong to a cohort
-// other than key's (a renamed cohort's schools stay with its old name).
-func heldElsewhere(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector) (int64, error) {
-	var n int64
-	var err error
+// other than key's, and how many of those belong to a cohort no longer in
+// the spec (marked removed, or of another rollout): a renamed cohort's
+// schools stay with its old name.
+func heldElsewhere(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector) (all, outside int64, err error) {
+	const counts = `SELECT count(*), count(*) FILTER (WHERE m.rollout <> $1 OR c.removed_at IS NOT NULL)
+		FROM cohort_members m LEFT JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort`
 	switch {
 	case len(sel.Tenants) > 0:
-		err = tx.QueryRow(ctx, `
-			SELECT count(*) FROM cohort_members
-			WHERE tenant = ANY($1::text[]) AND (rollout, cohort) <> ($2, $3)`, sel.Tenants, key.Rollout, key.Cohort).Scan(&n)
+		err = tx.QueryRow(ctx, counts+`
+			WHERE m.tenant = ANY($3::text[]) AND (m.rollout, m.cohort) <> ($1, $2)`, key.Rollout, key.Cohort, sel.Tenants).Scan(&all, &outside)
 	case sel.Buckets != nil:
-		err = tx.QueryRow(ctx, `
-			SELECT count(*) FROM tenants t JOIN cohort_members m ON m.tenant = t.tenant
-			WHERE t.bucket >= $1 AND t.bucket < $2 AND (m.rollout, m.cohort) <> ($3, $4)`,
-			sel.Buckets.From, sel.Buckets.To, key.Rollout, key.Cohort).Scan(&n)
+		err = tx.QueryRow(ctx, counts+` JOIN tenants t ON t.tenant = m.tenant
+			WHERE t.bucket >= $3 AND t.bucket < $4 AND (m.rollout, m.cohort) <> ($1, $2)`,
+			key.Rollout, key.Cohort, sel.Buckets.From, sel.Buckets.To).Scan(&all, &outside)
 	}
-	return n, err
+	return all, outside, err
 }
 
 func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, at time.Time) error {

@@ -279,16 +279,25 @@ func TestFreezeCountsSchoolsHeldElsewhere(t *testing.T) {
 	if old.Members != 2 || old.HeldElsewhere != 0 {
 		t.Fatalf("pilot: %+v", old)
 	}
-	renamed := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3"}}, at))
-	if renamed.Members != 1 || renamed.HeldElsewhere != 2 {
-		t.Fatalf("pilot-2: %d members, %d held elsewhere; want 1 (s3) and 2", renamed.Members, renamed.HeldElsewhere)
+	// pilot is still in the spec: pilot-2 overlaps it.
+	overlap := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "overlap"}, 1, Selector{Tenants: []string{"s1", "s4"}}, at))
+	if overlap.Members != 1 || overlap.HeldElsewhere != 1 || overlap.HeldOutsideSpec != 0 {
+		t.Fatalf("overlap: %d members, %d held elsewhere, %d outside the spec; want 1 (s4), 1 and 0", overlap.Members, overlap.HeldElsewhere, overlap.HeldOutsideSpec)
+	}
+	// pilot is renamed pilot-2: the spec no longer has pilot.
+	if _, _, err := s.MarkCohortsInSpec(ctx, "ns/r", []string{"overlap", "pilot-2"}, at); err != nil {
+		t.Fatal(err)
+	}
+	renamed := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3", "s4"}}, at))
+	if renamed.Members != 1 || renamed.HeldElsewhere != 3 || renamed.HeldOutsideSpec != 2 {
+		t.Fatalf("pilot-2: %d members, %d held elsewhere, %d outside the spec; want 1 (s3), 3 and 2 (pilot's)", renamed.Members, renamed.HeldElsewhere, renamed.HeldOutsideSpec)
 	}
 	h := must[[]StageRecord](t)(s.History(ctx, "ns/r", 10))
-	if last := h[len(h)-1]; !strings.Contains(last.Message, "2 more it selects belong to other cohorts") {
+	if last := h[len(h)-1]; !strings.Contains(last.Message, "3 more it selects belong to other cohorts and stay there (memberships are never moved), 2 of them to cohorts no longer in the spec") {
 		t.Errorf("history: %q", last.Message)
 	}
 	// Frozen again (a later reconcile), nothing changes.
-	if again := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3"}}, at)); again.Members != 1 {
+	if again := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3", "s4"}}, at)); again.Members != 1 {
 		t.Errorf("refrozen: %+v", again)
 	}
 }

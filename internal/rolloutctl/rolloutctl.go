@@ -166,6 +166,21 @@ func orNotStarted(s persistencev1alpha1.Stage) string {
 	return "at " + string(s)
 }
 
+// notStarted counts the spec's cohorts that have not started.
+func notStarted(ro *persistencev1alpha1.PersistenceRollout) int {
+	started := map[string]bool{}
+	for _, c := range ro.Status.Cohorts {
+		started[c.Name] = c.Stage != ""
+	}
+	n := 0
+	for _, c := range ro.Spec.Cohorts {
+		if !started[c.Name] {
+			n++
+		}
+	}
+	return n
+}
+
 // PrintStatus writes a rollout's cohorts as a table people can read.
 func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now time.Time) error {
 	fmt.Fprintf(w, "Rollout %s/%s: cohort %s (%s), stage %s, epoch %d, shards reporting %s\n",
@@ -178,7 +193,12 @@ func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now ti
 		if more := n - int64(len(ro.Status.SchoolsOutsideCohortsSample)); more > 0 {
 			names += fmt.Sprintf(" and %d more", more)
 		}
-		fmt.Fprintf(w, "Schools in no cohort (they stay on the write-through path): %d (%s)\n", n, names)
+		if waiting := notStarted(ro); waiting > 0 {
+			// Mid-rollout most of them are the schools of cohorts to come.
+			fmt.Fprintf(w, "Schools in no cohort yet: %d (%s); %d cohorts not yet started may take them, the others stay on the write-through path\n", n, names, waiting)
+		} else {
+			fmt.Fprintf(w, "Schools in no cohort (they stay on the write-through path): %d (%s)\n", n, names)
+		}
 	}
 	for _, c := range ro.Status.Conditions {
 		fmt.Fprintf(w, "%-11s %-7s %-20s %s\n", c.Type, c.Status, c.Reason, c.Message)

@@ -3,6 +3,7 @@ package rolloutctl
 import (
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -109,5 +110,31 @@ func TestRetrySaysWhatTheNewAttemptWaitsFor(t *testing.T) {
 				t.Errorf("spec: attempt %d, intent %s; want attempt 2, not Rollback", c.Attempt, c.Intent)
 			}
 		})
+	}
+}
+
+// TestStatusSaysWhenSchoolsOutsideMayStillJoin: mid-rollout, the schools
+// in no cohort are mostly those of cohorts still to start, and status must
+// not tell the platform team they stay on the write-through path; once
+// every cohort has started, it must.
+func TestStatusSaysWhenSchoolsOutsideMayStillJoin(t *testing.T) {
+	ro := rolloutWith(1, persistencev1alpha1.CohortStatus{Stage: persistencev1alpha1.StageVerify})
+	ro.Spec.Cohorts = append(ro.Spec.Cohorts, persistencev1alpha1.CohortSpec{Name: "rest", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100}})
+	ro.Status.Cohorts = append(ro.Status.Cohorts, persistencev1alpha1.CohortStatus{Name: "rest"})
+	ro.Status.SchoolsOutsideCohorts, ro.Status.SchoolsOutsideCohortsSample = 4, []string{"school-3", "school-4"}
+	var b strings.Builder
+	if err := PrintStatus(&b, ro, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Schools in no cohort yet: 4 (school-3, school-4 and 2 more); 1 cohorts not yet started may take them, the others stay on the write-through path\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("mid-rollout status:\n%s\nwant the line %q", b.String(), want)
+	}
+	ro.Status.Cohorts[1].Stage = persistencev1alpha1.StageLegacy
+	b.Reset()
+	if err := PrintStatus(&b, ro, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Schools in no cohort (they stay on the write-through path): 4 (school-3, school-4 and 2 more)\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("status once every cohort started:\n%s\nwant the line %q", b.String(), want)
 	}
 }
