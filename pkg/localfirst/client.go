@@ -98,8 +98,18 @@ func (c *Client) Text() string {
 	return c.doc.GetText(contract.YjsTextName).String()
 }
 
+// Text is the document's text as Edit hands it over, and StateVector a
+// Yjs state vector (client ID to clock). They are the engine's own types,
+// named here because code outside this module cannot import the engine's
+// internal package: without them it could not write the function Edit
+// takes.
+type (
+	Text        = yjs.Text
+	StateVector = yjs.StateVector
+)
+
 // StateVector returns the local state vector.
-func (c *Client) StateVector() yjs.StateVector {
+func (c *Client) StateVector() StateVector {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.doc.StateVector()
@@ -119,7 +129,7 @@ func (c *Client) Protocol() string {
 // Edit runs f on the document's text as one local edit: the resulting
 // update is appended to the local store and fsynced before Edit returns,
 // and then sent to the server if connected.
-func (c *Client) Edit(f func(t *yjs.Text) error) error {
+func (c *Client) Edit(f func(t *Text) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
