@@ -117,7 +117,7 @@ run: manifests ## Run the manager against the cluster of the current kubeconfig.
 	$(GO) run ./cmd/manager --health-probe-bind-address=:18081 --metrics-bind-address=:18080
 
 .PHONY: dev
-dev: deps envtest build ## Run everything locally in the foreground; writes bin/dev/{kubeconfig,database-url,gateway-url}.
+dev: deps envtest build ## Run everything locally in the foreground; writes bin/dev/{kubeconfig,database-url,gateway-url,token-key}.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/devenv --crds config/crd/bases --state bin/dev --bin bin
 
 .PHONY: helm

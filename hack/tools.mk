@@ -41,7 +41,7 @@ $(HELM): $(TOOLS_MK_DIR)/helm/go.mod
 	@LOCALBIN='$(LOCALBIN)' $(TOOLS_MK_DIR)/build-tool.sh helm >/dev/null
 
 .PHONY: tools
-tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) ## Build the pinned developer tools into $(LOCALBIN).
+tools: $(CONTROLLER_GEN) $(GOLANGCI_LINT) $(HELM) ## Build the pinned developer tools into bin/ (LOCALBIN).
 
 .PHONY: envtest
 envtest: ## Build (or reuse) kube-apiserver, etcd and kubectl for envtest; prints the KUBEBUILDER_ASSETS dir.
