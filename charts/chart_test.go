@@ -857,11 +857,20 @@ func kubectlBinary(t *testing.T) string {
 // returns its combined output.
 func run(t *testing.T, bin string, args ...string) (string, error) {
 	t.Helper()
+	return runWith(t, "", bin, args...)
+}
+
+// runWith is run against the cluster of kubeconfig ("": none).
+func runWith(t *testing.T, kubeconfig, bin string, args ...string) (string, error) {
+	t.Helper()
 	home := t.TempDir()
+	if kubeconfig == "" {
+		kubeconfig = filepath.Join(home, "kubeconfig")
+	}
 	cmd := exec.CommandContext(t.Context(), bin, args...)
 	cmd.Env = append(os.Environ(),
 		"HOME="+home,
-		"KUBECONFIG="+filepath.Join(home, "kubeconfig"),
+		"KUBECONFIG="+kubeconfig,
 		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
 		"HELM_DATA_HOME="+filepath.Join(home, "data"),
