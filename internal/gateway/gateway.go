@@ -550,6 +550,12 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
+		if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+			// A positive revision beyond any document's: higher than the
+			// latest, as docs/api.md answers it.
+			g.refuse(w, r, doc, c, bad(http.StatusPreconditionFailed, store.CodeUnknownRevision, "base revision "+v+" is not a revision of this document"))
+			return
+		}
 		if err != nil || n < 1 {
 			g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, "If-Match must be a revision number"))
 			return

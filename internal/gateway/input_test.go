@@ -205,6 +205,10 @@ func TestIfMatchIsOneRevision(t *testing.T) {
 			t.Errorf("If-Match %s: %d %.120s, want 400", im, r.status, r.raw)
 		}
 	}
+	// A positive number past int64 is a revision higher than the latest.
+	if r := f.do("PUT", "/v1/documents/doc", alice, map[string]any{"content": "v2"}, "If-Match", `"99999999999999999999"`); r.status != http.StatusPreconditionFailed || r.body["code"] != "unknown_revision" {
+		t.Errorf("If-Match past int64: %d %.120s, want 412 unknown_revision", r.status, r.raw)
+	}
 	for i, im := range []string{`"1"`, `2`, `W/"3"`} {
 		if r := f.do("PUT", "/v1/documents/doc", alice, map[string]any{"content": fmt.Sprint("v", i+2)}, "If-Match", im); r.status != http.StatusOK {
 			t.Errorf("If-Match %s: %d %.120s, want 200", im, r.status, r.raw)
