@@ -79,8 +79,9 @@ type SyncBackend struct {
 	hub       *syncws.Hub
 }
 
-// PathSyncNotify+docID (POST, internal token) tells a document's gateway
-// that a save outside its sync WebSocket committed.
+// PathSyncNotify+docID?tenant=T (POST, internal token) tells a document's
+// gateway that a save of tenant T, the document's owner, committed outside
+// its sync WebSocket.
 const PathSyncNotify = "/v1/sync-notify/"
 
 type step1Answer struct {
@@ -433,8 +434,9 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 	})
 }
 
-// refresh publishes to doc's room what it lacks of the committed state.
-func (b *SyncBackend) refresh(ctx context.Context, doc string) {
+// refresh publishes to doc's room of tenant, its owner, what it lacks of
+// the committed state.
+func (b *SyncBackend) refresh(ctx context.Context, tenant, doc string) {
 	b.mu.Lock()
 	hub := b.hub
 	sv, open := b.roomSV[doc]
@@ -451,9 +453,10 @@ func (b *SyncBackend) refresh(ctx context.Context, doc string) {
 		b.g.log.Warn("relaying a REST save to sync clients", "doc", doc, "err", err)
 		return
 	}
-	if len(out.Update) > 0 {
-		hub.Publish(doc, out.Update)
-	}
+	// Published even when there is nothing to send: it also closes other
+	// tenants' connections that opened doc before tenant's commit made it
+	// tenant's.
+	hub.Publish(tenant, doc, out.Update)
 	b.mu.Lock()
 	if _, still := b.roomSV[doc]; still && len(out.StateVector) > 0 {
 		b.roomSV[doc] = out.StateVector
@@ -480,7 +483,7 @@ func (g *Gateway) committedOutsideSync(req store.Request, res store.Result) {
 		defer cancel()
 		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 {
 			if g.syncBE != nil {
-				g.syncBE.refresh(ctx, doc)
+				g.syncBE.refresh(ctx, req.Tenant, doc)
 			}
 			return
 		}
@@ -488,7 +491,7 @@ func (g *Gateway) committedOutsideSync(req store.Request, res store.Result) {
 		if !ok {
 			return
 		}
-		r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+PathSyncNotify+url.PathEscape(doc), nil)
+		r, err := http.NewRequestWithContext(ctx, http.MethodPost, base+PathSyncNotify+url.PathEscape(doc)+"?tenant="+url.QueryEscape(req.Tenant), nil)
 		if err != nil {
 			return
 		}
@@ -509,8 +512,13 @@ func (g *Gateway) syncNotify(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, bad(http.StatusUnauthorized, "unauthenticated", "internal token required"))
 		return
 	}
+	tenant := r.URL.Query().Get("tenant")
+	if tenant == "" {
+		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "tenant (the document's owner) is required"))
+		return
+	}
 	if g.syncBE != nil {
-		g.syncBE.refresh(r.Context(), r.PathValue("id"))
+		g.syncBE.refresh(r.Context(), tenant, r.PathValue("id"))
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

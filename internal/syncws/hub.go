@@ -119,7 +119,12 @@ type Hub struct {
 
 	mu      sync.Mutex
 	closing bool
-	rooms   map[string]*room
+	// rooms are per tenant and document: a document's ID is one name
+	// across tenants, and before it exists users of two tenants may open
+	// it; the one whose update creates it owns it, and nothing of it
+	// (updates, awareness) may reach the other's connections.
+	rooms   map[roomKey]*room
+	byDoc   map[string]map[string]*room // document, tenant: the same rooms
 	perUser map[Principal]int
 	buckets map[Principal]*bucket
 	conns   map[*conn]struct{}
@@ -139,13 +144,18 @@ func NewHub(cfg Config) *Hub {
 	}
 	return &Hub{
 		cfg: cfg, lim: cfg.Limits.withDefaults(), log: log,
-		rooms: map[string]*room{}, perUser: map[Principal]int{}, buckets: map[Principal]*bucket{},
+		rooms: map[roomKey]*room{}, byDoc: map[string]map[string]*room{}, perUser: map[Principal]int{}, buckets: map[Principal]*bucket{},
 		conns: map[*conn]struct{}{},
 	}
 }
 
+// roomKey names a room: the connecting user's tenant (which owns the
+// document, or will if its update creates it: a connection to another
+// tenant's document is refused) and the document.
+type roomKey struct{ tenant, doc string }
+
 type room struct {
-	id        string
+	key       roomKey
 	conns     map[*conn]struct{}
 	awareness map[uint64]awState
 }
@@ -366,10 +376,15 @@ func (h *Hub) register(c *conn) *refusal {
 		h.buckets[c.s.Principal] = b
 	}
 	c.updates = b
-	rm := h.rooms[c.s.DocID]
+	key := roomKey{c.s.Tenant, c.s.DocID}
+	rm := h.rooms[key]
 	if rm == nil {
-		rm = &room{id: c.s.DocID, conns: map[*conn]struct{}{}, awareness: map[uint64]awState{}}
-		h.rooms[c.s.DocID] = rm
+		rm = &room{key: key, conns: map[*conn]struct{}{}, awareness: map[uint64]awState{}}
+		h.rooms[key] = rm
+		if h.byDoc[key.doc] == nil {
+			h.byDoc[key.doc] = map[string]*room{}
+		}
+		h.byDoc[key.doc][key.tenant] = rm
 	}
 	rm.conns[c] = struct{}{}
 	c.room = rm
@@ -391,7 +406,10 @@ func (h *Hub) unregister(c *conn) {
 		}
 	}
 	if len(rm.conns) == 0 {
-		delete(h.rooms, rm.id)
+		delete(h.rooms, rm.key)
+		if delete(h.byDoc[rm.key.doc], rm.key.tenant); len(h.byDoc[rm.key.doc]) == 0 {
+			delete(h.byDoc, rm.key.doc)
+		}
 	}
 	if h.perUser[c.s.Principal]--; h.perUser[c.s.Principal] <= 0 {
 		delete(h.perUser, c.s.Principal)
@@ -485,7 +503,7 @@ func encodeYawp(protocol string) []byte {
 func (h *Hub) CloseDocument(docID string, code int, reason string) {
 	h.mu.Lock()
 	var targets []*conn
-	if rm := h.rooms[docID]; rm != nil {
+	for _, rm := range h.byDoc[docID] {
 		for c := range rm.conns {
 			targets = append(targets, c)
 		}
@@ -493,6 +511,26 @@ func (h *Hub) CloseDocument(docID string, code int, reason string) {
 	h.mu.Unlock()
 	for _, c := range targets {
 		go c.stop(code, reason)
+	}
+}
+
+// claimed closes, with 4403, the connections of tenants other than owner
+// to docID: they opened it before it existed, and owner's commit made it
+// owner's. They saw nothing of it (their room is their own), and their
+// updates would be refused from now on.
+func (h *Hub) claimed(owner, docID string) {
+	h.mu.Lock()
+	var others []*conn
+	for tenant, rm := range h.byDoc[docID] {
+		if tenant != owner {
+			for c := range rm.conns {
+				others = append(others, c)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range others {
+		go c.stop(contract.CloseForbidden, "document belongs to another tenant")
 	}
 }
 
@@ -555,6 +593,8 @@ type conn struct {
 	stopped bool
 
 	clients map[uint64]struct{} // awareness client IDs seen on this connection (guarded by hub.mu)
+
+	claimedDoc bool // an update of this connection created its document (read and set by run's goroutine only)
 }
 
 // enqueue queues msg without blocking; a full queue closes the client.
@@ -794,6 +834,12 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			applied, err := be.ApplyUpdate(ctx, c.s, m.Payload)
 			if err != nil {
 				return c.backendRefusal("update", err)
+			}
+			if c.s.DocTenant == "" && !c.claimedDoc {
+				// The document did not exist when this connection opened;
+				// it does now, and is this tenant's.
+				c.claimedDoc = true
+				c.hub.claimed(c.s.Tenant, c.s.DocID)
 			}
 			if len(applied) > 0 && !isEmptyUpdate(applied) {
 				c.hub.broadcast(c.room, yprotocol.EncodeUpdate(applied), c)

@@ -4,12 +4,15 @@ import "github.com/yawp/persistence-operator/internal/yprotocol"
 
 // Publish relays a committed update that did not come through the Hub
 // (e.g. a legacy REST save, which the syncer also applies to the Yjs
-// representation) to docID's connections as an update message. It
-// reports whether the document has a room here. Yjs applies an update it
-// already holds as a no-op, so publishing overlapping updates is safe.
-func (h *Hub) Publish(docID string, update []byte) bool {
+// representation) to the connections of tenant, the document's owner, to
+// docID, as an update message; connections of other tenants that opened
+// docID before it existed are closed (4403), never sent it. It reports
+// whether tenant has a room for the document here. Yjs applies an update
+// it already holds as a no-op, so publishing overlapping updates is safe.
+func (h *Hub) Publish(tenant, docID string, update []byte) bool {
+	h.claimed(tenant, docID)
 	h.mu.Lock()
-	rm := h.rooms[docID]
+	rm := h.rooms[roomKey{tenant, docID}]
 	h.mu.Unlock()
 	if rm == nil {
 		return false
@@ -20,9 +23,10 @@ func (h *Hub) Publish(docID string, update []byte) bool {
 	return true
 }
 
-// HasRoom reports whether docID has open connections on this Hub.
+// HasRoom reports whether docID has open connections on this Hub, of any
+// tenant.
 func (h *Hub) HasRoom(docID string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.rooms[docID] != nil
+	return len(h.byDoc[docID]) > 0
 }

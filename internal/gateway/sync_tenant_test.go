@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/yjs"
+	"github.com/yawp/persistence-operator/internal/yprotocol"
+)
+
+// rawPeer is a raw y-protocols client over one WebSocket with a Go Yjs
+// replica.
+type rawPeer struct {
+	t       *testing.T
+	ws      *websocket.Conn
+	doc     *yjs.Doc
+	pending [][]byte
+}
+
+func dialPeer(t *testing.T, url string, clientID uint64) *rawPeer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	ws.SetReadLimit(64 << 20)
+	t.Cleanup(func() { _ = ws.CloseNow() })
+	p := &rawPeer{t: t, ws: ws, doc: yjs.NewDoc(yjs.Options{ClientID: clientID})}
+	p.doc.OnUpdate(func(u []byte) { p.pending = append(p.pending, append([]byte(nil), u...)) })
+	return p
+}
+
+func (p *rawPeer) send(b []byte) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.ws.Write(ctx, websocket.MessageBinary, b); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// next reads one message within d; ok false on timeout, err on close.
+func (p *rawPeer) next(d time.Duration) (m yprotocol.Message, ok bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, b, err := p.ws.Read(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return m, false, nil
+		}
+		return m, false, err
+	}
+	m, err = yprotocol.DecodeClient(b)
+	return m, err == nil, err
+}
+
+func (p *rawPeer) apply(u []byte) {
+	p.t.Helper()
+	if err := p.doc.ApplyUpdate(u); err != nil {
+		p.t.Fatal(err)
+	}
+	p.pending = nil
+}
+
+func (p *rawPeer) text() string { return p.doc.GetText(contract.YjsTextName).String() }
+
+// handshake: step 1 out, step 2 and the server's step 1 in, step 2 out.
+func (p *rawPeer) handshake() {
+	p.t.Helper()
+	p.send(yprotocol.EncodeSyncStep1(p.doc.EncodeStateVector()))
+	gotS2 := false
+	for {
+		m, ok, err := p.next(10 * time.Second)
+		if err != nil || !ok {
+			p.t.Fatalf("handshake: %v (timeout %v)", err, !ok)
+		}
+		if m.Type != yprotocol.MessageSync {
+			continue
+		}
+		switch m.Sync {
+		case yprotocol.SyncStep2:
+			p.apply(m.Payload)
+			gotS2 = true
+		case yprotocol.SyncStep1:
+			sv, err := yjs.DecodeStateVector(m.Payload)
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			p.send(yprotocol.EncodeSyncStep2(p.doc.EncodeStateAsUpdate(sv)))
+			if gotS2 {
+				return
+			}
+		case yprotocol.SyncUpdate:
+			p.apply(m.Payload)
+		}
+	}
+}
+
+func (p *rawPeer) insert(s string) []byte {
+	p.t.Helper()
+	txt := p.doc.GetText(contract.YjsTextName)
+	if err := txt.Insert(txt.Len(), s, nil); err != nil {
+		p.t.Fatal(err)
+	}
+	u, err := yjs.MergeUpdates(p.pending...)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.pending = nil
+	return u
+}
+
+// drain reads for d, applying sync updates; it returns the awareness
+// states seen and the close error, if any.
+func (p *rawPeer) drain(d time.Duration) (awareness []string, closeErr error) {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		m, ok, err := p.next(time.Until(deadline))
+		if err != nil {
+			return awareness, err
+		}
+		if !ok {
+			break
+		}
+		switch m.Type {
+		case yprotocol.MessageSync:
+			if m.Sync != yprotocol.SyncStep1 {
+				p.apply(m.Payload)
+			}
+		case yprotocol.MessageAwareness:
+			for _, e := range m.Awareness {
+				awareness = append(awareness, string(e.State))
+			}
+		}
+	}
+	return awareness, nil
+}
+
+// TestSyncTenantsNeverShareADocumentBeforeItExists: two tenants open the
+// same not-yet-existing document ID (IDs are one namespace across tenants:
+// "essay-1" is a natural name at every school). Both are admitted (the
+// document has no tenant yet). school-a's first update creates it in
+// school-a; before, the hub's one room per ID relayed that text, and
+// school-a's awareness, to school-b's connection: another tenant read the
+// document live. Now rooms are per tenant: school-b receives nothing of
+// it and is closed with 4403 once the document is school-a's (docs/api.md:
+// "A token only reaches its own tenant's documents"). Found by review.
+func TestSyncTenantsNeverShareADocumentBeforeItExists(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("essay", 0)
+	tokA := token(t, "school-a", "ada", time.Hour, false)
+	tokB := token(t, "school-b", "eve", time.Hour, false)
+
+	// Both open the ID while it does not exist. (A stock client's first
+	// empty step 2 already creates the document in its tenant, so whoever
+	// answers first owns it; school-b here just waits: it was admitted.)
+	a := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tokA, 101)
+	b := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tokB, 202)
+	b.send(yprotocol.EncodeSyncStep1(b.doc.EncodeStateVector()))
+	a.handshake()
+
+	a.send(yprotocol.EncodeUpdate(a.insert("school-a confidential report")))
+	a.send(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate([]yprotocol.AwarenessEntry{
+		{ClientID: 101, Clock: 1, State: []byte(`{"user":{"name":"Ada Lovelace (school-a)"}}`)}})))
+	eventually(t, "school-a's update committed", func() bool {
+		r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, tokA, nil)
+		return r.status == http.StatusOK && r.body["content"] == "school-a confidential report"
+	})
+	// The document is school-a's now: school-b cannot read it over REST.
+	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, tokB, nil); r.status != http.StatusNotFound {
+		t.Fatalf("school-b REST read: %d %s", r.status, r.raw)
+	}
+	aw, closeErr := b.drain(2 * time.Second)
+	var leaks []string
+	if txt := b.text(); txt != "" {
+		leaks = append(leaks, fmt.Sprintf("school-b's connection received the text %q", txt))
+	}
+	for _, s := range aw {
+		if strings.Contains(s, "school-a") {
+			leaks = append(leaks, "school-b's connection received school-a's awareness "+s)
+		}
+	}
+	if len(leaks) > 0 {
+		t.Fatalf("cross-tenant leak (school-b close: %v):\n  %s", closeErr, strings.Join(leaks, "\n  "))
+	}
+	if code := websocket.CloseStatus(closeErr); code != contract.CloseForbidden {
+		t.Errorf("school-b's connection ended with %v (code %d), want %d: the document is school-a's now", closeErr, code, contract.CloseForbidden)
+	}
+
+	// The same when school-a creates the document over REST.
+	doc2 := docOnShard("report", 0)
+	a2 := dialPeer(t, f.wsBase(0)+"/"+doc2+"?token="+tokA, 103)
+	b2 := dialPeer(t, f.wsBase(0)+"/"+doc2+"?token="+tokB, 204)
+	a2.send(yprotocol.EncodeSyncStep1(a2.doc.EncodeStateVector()))
+	b2.send(yprotocol.EncodeSyncStep1(b2.doc.EncodeStateVector()))
+	eventually(t, "both connections open", func() bool { return f.hubs[0].Stats().Conns >= 2 })
+	if r := f.do(http.MethodPost, contract.PathDocuments, tokA, map[string]any{"id": doc2, "content": "grades of school-a"}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	if _, closeErr := b2.drain(3 * time.Second); b2.text() != "" || websocket.CloseStatus(closeErr) != contract.CloseForbidden {
+		t.Errorf("school-b after school-a's REST create: text %q, close %v; want nothing and %d", b2.text(), closeErr, contract.CloseForbidden)
+	}
+	if _, err := a2.drain(time.Second); err != nil {
+		t.Errorf("school-a's sync client after its REST create: %v", err)
+	}
+}
