@@ -516,6 +516,11 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 		if unavailable(err) {
 			g.recordUnconfirmed(req, err)
 		}
+		if foreignHandled(err) {
+			// A foreign-history update's text may have been merged and
+			// committed: sync clients get it live.
+			g.committedOutsideSync(req, store.Result{Outcome: store.OutcomeSaved})
+		}
 		syncer.WriteError(w, err)
 		return
 	}

@@ -231,6 +231,11 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 	res, err := c.Apply(ctx, store.Request{Kind: store.KindYjs, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
 		RequestID: b.requestID(s), Update: update})
 	if err != nil {
+		if foreignHandled(err) {
+			// Refused, but its text may have been merged and committed:
+			// the room gets what it lacks, as after a REST save.
+			b.g.committedOutsideSync(store.Request{Kind: store.KindYjs, Doc: s.DocID, Tenant: s.Tenant}, store.Result{Outcome: store.OutcomeSaved})
+		}
 		err = b.mapErr(s, err)
 		outcome := updateFailed
 		if refusedUpdate(err) {
@@ -462,6 +467,15 @@ func (b *SyncBackend) refresh(ctx context.Context, tenant, doc string) {
 		b.roomSV[doc] = out.StateVector
 	}
 	b.mu.Unlock()
+}
+
+// foreignHandled reports whether err is the syncer's answer to an update
+// from a copy of the document it does not know (409 foreign_history): the
+// update was refused, but its text was preserved and, when it merged
+// cleanly, committed into the document.
+func foreignHandled(err error) bool {
+	var e *store.Error
+	return errors.As(err, &e) && e.Code == store.CodeForeignHistory
 }
 
 // committedOutsideSync tells the document's gateway that a REST request

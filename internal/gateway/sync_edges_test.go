@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
+	"github.com/yawp/persistence-operator/pkg/localfirst"
 )
 
 // rawPeer is a raw y-protocols client over one WebSocket with a Go Yjs
@@ -211,5 +213,54 @@ func TestSyncTenantsNeverShareADocumentBeforeItExists(t *testing.T) {
 	}
 	if _, err := a2.drain(time.Second); err != nil {
 		t.Errorf("school-a's sync client after its REST create: %v", err)
+	}
+}
+
+// TestSyncForeignMergeReachesConnectedClients: a foreign-history copy is
+// merged cleanly and committed by the server (docs/api.md, 4409: "It
+// three-way merged the text ... and committed the merge if it was
+// clean"). A stock client connected to the document meanwhile gets the
+// committed merge live, as after a REST save; before, nothing pushed it,
+// and y-websocket does not re-sync while connected, so its editor showed
+// text the server no longer had until it reconnected. Found by review.
+func TestSyncForeignMergeReachesConnectedClients(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("fable", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "The cat sat."}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	watcher := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+teacher, 303)
+	watcher.handshake()
+	if watcher.text() != "The cat sat." {
+		t.Fatalf("watcher %q", watcher.text())
+	}
+	c, err := localfirst.Open(filepath.Join(t.TempDir(), "foreign.ylf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Edit(func(x *localfirst.Text) error {
+		if err := x.Insert(0, "The cat sat.", nil); err != nil {
+			return err
+		}
+		return x.Insert(0, "Today: ", nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Run(ctx, localfirst.Remote{URL: f.wsBase(1) + "/", DocID: doc, Token: token(t, "school-a", "stu", time.Hour, false)}); !localfirst.IsForeignHistory(err) {
+		t.Fatalf("foreign copy: %v", err)
+	}
+	const want = "Today: The cat sat."
+	if d := f.readDoc(0, teacher, doc); d.Content != want {
+		t.Fatalf("server has %q, want the committed merge %q", d.Content, want)
+	}
+	if _, err := watcher.drain(3 * time.Second); err != nil {
+		t.Fatalf("watcher closed: %v", err)
+	}
+	if got := watcher.text(); got != want {
+		t.Fatalf("connected client still shows %q 3 s after the server committed %q", got, want)
 	}
 }
