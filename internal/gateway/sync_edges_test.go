@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -262,5 +263,29 @@ func TestSyncForeignMergeReachesConnectedClients(t *testing.T) {
 	}
 	if got := watcher.text(); got != want {
 		t.Fatalf("connected client still shows %q 3 s after the server committed %q", got, want)
+	}
+}
+
+// TestSyncConnectionEndsWithItsToken: a token is refused once expired, on
+// every REST request and at connect; a sync connection opened with it
+// used to keep writing for as long as the socket stayed open. It is now
+// closed with 4401 when the token runs out, and what it sent before is
+// committed. Found by review.
+func TestSyncConnectionEndsWithItsToken(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("exp", 0)
+	short := token(t, "school-a", "leaver", 2*time.Second, false)
+	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+short, 606)
+	p.handshake()
+	p.send(yprotocol.EncodeUpdate(p.insert("written in time")))
+	start := time.Now()
+	_, err := p.drain(5 * time.Second)
+	var ce websocket.CloseError
+	if !errors.As(err, &ce) || int(ce.Code) != contract.CloseUnauthenticated || !strings.Contains(ce.Reason, "token expired") {
+		t.Fatalf("connection after its token expired: %v after %s, want close %d (token expired)", err, time.Since(start).Round(time.Millisecond), contract.CloseUnauthenticated)
+	}
+	reader := token(t, "school-a", "reader", time.Hour, false)
+	if d := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, reader, nil); d.body["content"] != "written in time" {
+		t.Errorf("the update sent before expiry: document %d %v", d.status, d.body["content"])
 	}
 }

@@ -44,6 +44,7 @@ package syncws
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Principal is who a token says the client is.
@@ -66,13 +67,18 @@ type Session struct {
 	ConnID string
 	// Remote is the client's address.
 	Remote string
+	// ValidFor is how long the connection's token stayed valid when it
+	// connected (0: no end). The connection is closed with 4401 when it
+	// runs out: a token is not a pass for as long as a socket stays open.
+	ValidFor time.Duration
 }
 
 // Authenticator turns tokens into principals and documents into tenants.
 type Authenticator interface {
-	// Authenticate verifies a bearer token. Any error refuses the
-	// connection with 4401 and the error's text as the reason.
-	Authenticate(ctx context.Context, token string) (Principal, error)
+	// Authenticate verifies a bearer token and says how long it stays
+	// valid (0: no end). Any error refuses the connection with 4401 and
+	// the error's text as the reason.
+	Authenticate(ctx context.Context, token string) (p Principal, validFor time.Duration, err error)
 	// DocumentTenant returns the tenant owning docID, or "" and nil when
 	// the document does not exist yet. A principal of another tenant is
 	// refused with 4403.

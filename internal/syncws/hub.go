@@ -315,11 +315,11 @@ func (h *Hub) authorize(ctx context.Context, r *http.Request, s *Session) *refus
 	if tok == "" {
 		return refuse(contract.CloseUnauthenticated, "missing token")
 	}
-	p, err := h.cfg.Auth.Authenticate(ctx, tok)
+	p, validFor, err := h.cfg.Auth.Authenticate(ctx, tok)
 	if err != nil {
 		return refuse(contract.CloseUnauthenticated, "invalid token: %v", err)
 	}
-	s.Principal = p
+	s.Principal, s.ValidFor = p, validFor
 	tenant, err := h.cfg.Auth.DocumentTenant(ctx, s.DocID)
 	if err != nil {
 		h.log.Error("document tenant lookup failed", "doc", s.DocID, "err", err)
@@ -724,6 +724,15 @@ func (c *conn) run(ctx context.Context, protocol string) {
 			c.closedCode, c.closedReason = int(c.peerClose.Code), "client: "+c.peerClose.Reason
 		}
 	}()
+	if c.s.ValidFor > 0 {
+		// When the token runs out, the connection ends as one opened with
+		// it then would be refused: after the message being processed
+		// (an update being committed is committed), with 4401.
+		expiry := time.AfterFunc(c.s.ValidFor, func() {
+			c.stop(contract.CloseUnauthenticated, "token expired; reconnect with a new token")
+		})
+		defer expiry.Stop()
+	}
 	if c.yawp && protocol != "" {
 		c.enqueue(encodeYawp(protocol))
 	}

@@ -220,16 +220,17 @@ type TokenAuth struct {
 }
 
 // Authenticate implements Authenticator.
-func (a TokenAuth) Authenticate(_ context.Context, token string) (Principal, error) {
+func (a TokenAuth) Authenticate(_ context.Context, token string) (Principal, time.Duration, error) {
 	now := time.Now
 	if a.Now != nil {
 		now = a.Now
 	}
-	c, err := auth.Verify(a.Key, token, now())
+	at := now()
+	c, err := auth.Verify(a.Key, token, at)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, 0, err
 	}
-	return Principal{Tenant: c.Tenant, User: c.User}, nil
+	return Principal{Tenant: c.Tenant, User: c.User}, time.Unix(c.Expiry, 0).Sub(at), nil
 }
 
 // DocumentTenant implements Authenticator.
