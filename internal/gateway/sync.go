@@ -426,7 +426,13 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		doc := strings.TrimPrefix(r.URL.Path, contract.PathSync)
 		shard := placement.Shard(doc, g.cfg.Shards)
-		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 || !syncws.ValidDocID(doc) {
+		// A gateway shutting down forwards nothing more: the hub refuses
+		// the connection with 4503, and the client reconnects through
+		// another gateway. (Connections it forwarded before end when it
+		// exits, without a close frame: the proxy passes bytes, not
+		// messages. Nothing is lost; every update was committed before it
+		// was acknowledged.)
+		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 || !syncws.ValidDocID(doc) || hub.Closing() {
 			hub.ServeHTTP(w, r)
 			return
 		}

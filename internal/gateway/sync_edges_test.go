@@ -289,3 +289,27 @@ func TestSyncConnectionEndsWithItsToken(t *testing.T) {
 		t.Errorf("the update sent before expiry: document %d %v", d.status, d.body["content"])
 	}
 }
+
+// TestSyncShuttingDownGatewayForwardsNothing: during a gateway's graceful
+// shutdown its hub refuses new connections with 4503 (docs/api.md), and so
+// does the forwarding to other shards' gateways, which used to carry on
+// (those connections were then cut without a close frame when the process
+// exited). Found by review.
+func TestSyncShuttingDownGatewayForwardsNothing(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("fwd", 1)
+	tok := token(t, "school-a", "ada", time.Hour, false)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.hubs[0].Shutdown(sctx); err != nil {
+		t.Fatal(err)
+	}
+	late := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tok, 505)
+	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
+	if _, err := late.drain(2 * time.Second); websocket.CloseStatus(err) != contract.CloseShuttingDown {
+		t.Errorf("a connection for shard 1 through the shutting-down gateway 0: close %d (%v), want %d", websocket.CloseStatus(err), err, contract.CloseShuttingDown)
+	}
+	// Shard 1's own gateway still serves it.
+	ok := dialPeer(t, f.wsBase(1)+"/"+doc+"?token="+tok, 506)
+	ok.handshake()
+}

@@ -23,6 +23,14 @@ func (h *Hub) Publish(tenant, docID string, update []byte) bool {
 	return true
 }
 
+// Closing reports whether Shutdown has begun (new connections are refused
+// with 4503).
+func (h *Hub) Closing() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closing
+}
+
 // HasRoom reports whether docID has open connections on this Hub, of any
 // tenant.
 func (h *Hub) HasRoom(docID string) bool {
