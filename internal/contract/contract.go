@@ -123,7 +123,7 @@ const (
 	// WebSocket and in the syncer alike: a reconnecting client's sync step 2
 	// carries its whole offline history, which may be several times the
 	// size of the text (MaxContentBytes).
-	MaxUpdateBytes = MaxSyncMessageBytes
+	MaxUpdateBytes = 4 << 20
 	// MaxContentBytes bounds a document's content (UTF-8 bytes).
 	MaxContentBytes = 512 << 10
 	// MaxTitleBytes bounds a document's title.
@@ -155,8 +155,11 @@ const (
 	// y-websocket clients do not opt in: they log unknown message types.
 	SyncProtocolMessagesParam = "yawp"
 	// MaxSyncMessageBytes bounds one WebSocket message of the sync
-	// protocol (a sync step 2 carries a client's whole offline history).
-	MaxSyncMessageBytes = 4 << 20
+	// protocol (a sync step 2 carries a client's whole offline history):
+	// an update of MaxUpdateBytes with its envelope (message type, sync
+	// type and length: at most 7 bytes), so the largest update the REST
+	// API takes is taken over sync too.
+	MaxSyncMessageBytes = MaxUpdateBytes + 16
 )
 
 // Protocols a cohort's clients are told to use (HeaderProtocol on the

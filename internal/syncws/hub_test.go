@@ -388,3 +388,22 @@ func TestExistingSyncDocIDsStayValid(t *testing.T) {
 		}
 	}
 }
+
+// TestLargestUpdateFitsAMessage: docs/api.md takes a Yjs update of up to
+// 4 MiB over REST and over sync alike; the default message limit must fit
+// the largest one in its sync envelope (it was 4 MiB for the message, so
+// a 4 MiB update was refused with 4413 over sync only). Found by review.
+func TestLargestUpdateFitsAMessage(t *testing.T) {
+	max := Limits{}.withDefaults().MaxMessageBytes
+	for _, msg := range [][]byte{
+		yprotocol.EncodeUpdate(make([]byte, contract.MaxUpdateBytes)),
+		yprotocol.EncodeSyncStep2(make([]byte, contract.MaxUpdateBytes)),
+	} {
+		if len(msg) > max {
+			t.Errorf("a %d-byte update is a %d-byte message, over the limit %d", contract.MaxUpdateBytes, len(msg), max)
+		}
+	}
+	if over := yprotocol.EncodeUpdate(make([]byte, contract.MaxUpdateBytes+17)); len(over) <= max {
+		t.Errorf("a message of an update 17 bytes over the update limit (%d bytes) fits the message limit %d", len(over), max)
+	}
+}
