@@ -180,11 +180,15 @@ func isCommit(k string) bool {
 		k == ledger.KindRepaired
 }
 
-func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {
-	out := []Finding{}
-	// saved-locally-not-synced: a client announced operations we still
-	// do not hold.
-	lastMissing := map[string]TimelineEntry{}
+// unsyncedFindings are the saved-locally-not-synced findings: clients
+// that announced operations the server still does not hold.
+func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {
+	var out []Finding
+	// Per client, every announcement of its operations we lacked. The
+	// highest clock any of them announced is what exists somewhere: a
+	// later, smaller announcement (another tab holding only some of a
+	// client's operations) does not make the rest any less unsynced.
+	announced := map[string][]TimelineEntry{}
 	subjectClient := ""
 	if q.Client != 0 {
 		subjectClient = strconv.FormatUint(q.Client, 10)
@@ -197,19 +201,24 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 			// Asked about one client: its own operations, not others' it
 			// happened to hold (a peer's, received from another tab).
 			if subjectClient == "" || c == subjectClient {
-				lastMissing[c] = t
+				announced[c] = append(announced[c], t)
 			}
 		}
 	}
-	clients := make([]string, 0, len(lastMissing))
-	for c := range lastMissing {
+	clients := make([]string, 0, len(announced))
+	for c := range announced {
 		clients = append(clients, c)
 	}
 	slices.Sort(clients)
 	for _, c := range clients {
-		t := lastMissing[c]
+		top := announced[c][0]
+		for _, t := range announced[c][1:] {
+			if t.Missing[c][1] >= top.Missing[c][1] {
+				top = t // the highest claim; the latest of equal ones
+			}
+		}
 		id, _ := strconv.ParseUint(c, 10, 64)
-		claimed := t.Missing[c][1]
+		claimed := top.Missing[c][1]
 		var have uint64 // the first clock still lacking
 		if st.ydoc != nil {
 			lack, ok := st.ydoc.Missing(yjs.StateVector{id: claimed})[id]
@@ -221,14 +230,31 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		if preservedUpTo(all, c) >= claimed {
 			continue // a foreign history, kept aside: overwritten-preserved
 		}
-		at := t.At
+		// The proof is every announcement of operations the server still
+		// lacks; last seen is the latest of them.
+		var seqs []int64
+		at := top.At
+		for _, t := range announced[c] {
+			if t.Missing[c][1] > have {
+				seqs = append(seqs, t.Seq)
+				if t.At.After(at) {
+					at = t.At
+				}
+			}
+		}
 		out = append(out, Finding{
 			Verdict: VerdictSavedLocallyNotSynced,
 			Summary: fmt.Sprintf("client %s announced operations up to clock %d; the server holds %d of them", c, claimed, have),
-			Entries: []int64{t.Seq}, Hash: t.Hash, LastSeen: &at,
+			Entries: seqs, Hash: top.Hash, LastSeen: &at,
 			Missing: map[string][2]uint64{c: {have, claimed}},
 		})
 	}
+	return out
+}
+
+func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {
+	out := []Finding{}
+	out = append(out, unsyncedFindings(st, q, all, sub)...)
 	// overwritten-preserved: a stale legacy save overwrote a revision
 	// (kept in the history), or a conflicting save's text was kept aside
 	// (since the time asked about, if any).

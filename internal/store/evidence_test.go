@@ -136,3 +136,60 @@ func TestEvidencePendingOperationsReachedTheServer(t *testing.T) {
 		t.Errorf("document %+v, %v", d, err)
 	}
 }
+
+// TestEvidenceKeepsTheHighestAnnouncedClock: a student's client 777 edits offline (clocks 0-19). Her other tab
+// (client 888's page, synced peer to peer) only got her first ten
+// operations; it connects first and announces them, then her own client
+// announces all twenty and is cut before sending. The server receives the
+// first ten through the other tab. Clocks 10-19 are still only on her
+// machine: the evidence for client 777 must say saved-locally-not-synced (it said synced: only the latest
+// announcement counted). Found by review.
+func TestEvidenceKeepsTheHighestAnnouncedClock(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	a := yjs.NewDoc(yjs.Options{ClientID: 777})
+	peer := yjs.NewDoc(yjs.Options{ClientID: 888})
+	for _, d := range []*yjs.Doc{a, peer} {
+		if err := d.ApplyUpdate(res.Update); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ups [][]byte
+	a.OnUpdate(func(u []byte) { ups = append(ups, u) })
+	at := a.GetText(contract.YjsTextName)
+	if err := at.Insert(at.Len(), "0123456789", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := at.Insert(at.Len(), "abcdefghij", nil); err != nil {
+		t.Fatal(err)
+	}
+	// The other tab holds only the first ten.
+	if err := peer.ApplyUpdate(ups[0]); err != nil {
+		t.Fatal(err)
+	}
+	// Her own client announces all twenty (sync step 1), then is cut.
+	r := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-1", StateVector: a.EncodeStateVector()})
+	if r.Missing["777"] != [2]uint64{0, 20} {
+		t.Fatalf("missing after her announcement: %v", r.Missing)
+	}
+	// The other tab connects later, announces, and sends what it has.
+	r = e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-2", StateVector: peer.EncodeStateVector()})
+	if r.Missing["777"] != [2]uint64{0, 10} {
+		t.Fatalf("missing after the tab's announcement: %v", r.Missing)
+	}
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-2", Update: ups[0]})
+	if d, err := e.eng.Read(t.Context(), "t", "d"); err != nil || d.Content != "x0123456789" {
+		t.Fatalf("document %+v %v", d, err)
+	}
+	for _, q := range []EvidenceQuery{{Doc: "d", Tenant: "t", Client: 777}, {Doc: "d", Tenant: "t"}, {Doc: "d", Tenant: "t", User: "stu"}} {
+		ev, err := e.eng.Evidence(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Verdict != VerdictSavedLocallyNotSynced || ev.Proof.Missing["777"] != [2]uint64{10, 20} {
+			t.Errorf("%q: verdict %s, proof %+v; client 777 announced clocks up to 20 and the server holds 10", ev.Subject, ev.Verdict, ev.Proof)
+		}
+	}
+}
