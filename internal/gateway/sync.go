@@ -32,7 +32,9 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -63,7 +65,8 @@ func ProtocolOf(stage string) string {
 // SyncBackend implements syncws.Backend, syncws.SessionObserver and the
 // document half of syncws.Authenticator with this gateway's syncers.
 type SyncBackend struct {
-	g *Gateway
+	g    *Gateway
+	boot string // this process, in sync request IDs (bootID)
 
 	mu       sync.Mutex
 	step1    map[string]step1Answer // by ConnID: AnnounceStateVector's answer for SyncStep1
@@ -88,9 +91,18 @@ type step1Answer struct {
 	sv, update, serverSV []byte
 }
 
+// bootID names one gateway process among those a shard has had: the hub
+// numbers its connections from 1 in every process, and a sync session's
+// request ID must name that session alone, after a restart too.
+func bootID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // NewSyncBackend returns the gateway's sync backend.
 func (g *Gateway) NewSyncBackend() *SyncBackend {
-	b := &SyncBackend{g: g, step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
+	b := &SyncBackend{g: g, boot: bootID(), step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
 		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{}}
 	g.syncBE = b
 	return b
@@ -110,7 +122,7 @@ func docTenant(s syncws.Session) string {
 }
 
 func (b *SyncBackend) requestID(s syncws.Session) string {
-	return fmt.Sprintf("ws-%d-%s", b.g.cfg.SelfShard, s.ConnID)
+	return fmt.Sprintf("ws-%d-%s-%s", b.g.cfg.SelfShard, b.boot, s.ConnID)
 }
 
 // DocumentTenant implements the Authenticator's document lookup.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,13 +28,13 @@ type rawPeer struct {
 	pending [][]byte
 }
 
-func dialPeer(t *testing.T, url string, clientID uint64) *rawPeer {
+func dialPeer(t *testing.T, addr string, clientID uint64) *rawPeer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, url, nil)
+	ws, _, err := websocket.Dial(ctx, addr, nil)
 	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
+		t.Fatalf("dial %s: %v", addr, err)
 	}
 	ws.SetReadLimit(64 << 20)
 	t.Cleanup(func() { _ = ws.CloseNow() })
@@ -312,4 +313,53 @@ func TestSyncShuttingDownGatewayForwardsNothing(t *testing.T) {
 	// Shard 1's own gateway still serves it.
 	ok := dialPeer(t, f.wsBase(1)+"/"+doc+"?token="+tok, 506)
 	ok.handshake()
+}
+
+// TestSyncRequestIDsNameOneSession: sync WebSocket entries are recorded
+// with request IDs, and docs/api.md tells support to ask for one with
+// ?request=. They were ws-<shard>-<n>, and n restarts with every gateway
+// process, so after a restart (a rollout, a crash) another connection to
+// the same document got the same ID: asking about the student's session
+// answered with someone else's mixed in. The ID now names the process
+// too. Found by review.
+func TestSyncRequestIDsNameOneSession(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("essay", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "Start. "}); r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	session := func(user string, client uint64, text string) {
+		p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", user, time.Hour, false), client)
+		p.handshake()
+		p.send(yprotocol.EncodeUpdate(p.insert(text)))
+		eventually(t, user+"'s update committed", func() bool {
+			r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil)
+			c, _ := r.body["content"].(string)
+			return r.status == http.StatusOK && strings.HasSuffix(c, text)
+		})
+		_ = p.ws.CloseNow()
+	}
+	session("stu", 501, "Student draft.")
+	f.start(0) // the gateway process restarts (same address)
+	session("bob", 502, " Bob's edit.")
+
+	ev := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?user=stu", teacher, nil)
+	var stuReq string
+	for _, e := range ev.body["timeline"].([]any) {
+		en := e.(map[string]any)
+		if en["kind"] == "committed" {
+			stuReq, _ = en["request_id"].(string)
+		}
+	}
+	if stuReq == "" {
+		t.Fatalf("no commit of stu: %s", ev.raw)
+	}
+	ev = f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?request="+url.QueryEscape(stuReq), teacher, nil)
+	for _, e := range ev.body["timeline"].([]any) {
+		en := e.(map[string]any)
+		if en["user"] != "stu" {
+			t.Errorf("evidence of request %s (stu's sync session) shows entry %v of user %v (kind %v)", stuReq, en["seq"], en["user"], en["kind"])
+		}
+	}
 }
