@@ -160,8 +160,18 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	if n := len(rows); n > 0 {
 		ev.Chain.Head = hex.EncodeToString(rows[n-1].Hash)
 	}
+	made := false // asked about a revision: its first commit made it
 	for _, t := range all {
 		if q.matches(t.Entry) && (q.Since.IsZero() || !t.At.Before(q.Since)) {
+			if q.Revision != 0 && isCommit(t.Kind) {
+				// A later commit that changed no text (an update held
+				// pending, or one of no text) carries the revision it
+				// left, but is not part of it.
+				if made {
+					continue
+				}
+				made = true
+			}
 			ev.Timeline = append(ev.Timeline, t)
 		}
 	}

@@ -123,3 +123,30 @@ func TestPendingRangesKeepTheirGaps(t *testing.T) {
 		t.Errorf("client 100's held operations: %v %q; want clocks 3-5 and 9-11 (it never received 6-8)", p, ev.Proof.Summary)
 	}
 }
+
+// TestRevisionProofIsTheCommitThatMadeIt: revision 2 is made by request
+// r1; a later update (r2) held pending changes no text, yet its ledger
+// entry carries revision 2. The proof of "revision 2" must be r1's commit,
+// and r2 is no part of its timeline (it was the proof before). Found by
+// review.
+func TestRevisionProofIsTheCommitThatMadeIt(t *testing.T) {
+	e := pendingSetup(t)
+	var r1 int64
+	for _, en := range e.entries("d") {
+		if en.RequestID == "r1" {
+			r1 = en.Seq
+		}
+	}
+	ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Revision: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ev.Proof.Entries, []int64{r1}) {
+		t.Errorf("revision 2's proof names ledger entries %v (%s); it was made by r1, entry %d", ev.Proof.Entries, ev.Proof.Summary, r1)
+	}
+	for _, tl := range ev.Timeline {
+		if tl.RequestID == "r2" {
+			t.Errorf("revision 2's timeline shows r2 (entry %d, outcome %s), an update that is not in revision 2", tl.Seq, tl.Outcome)
+		}
+	}
+}
