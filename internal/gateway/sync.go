@@ -51,6 +51,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
+	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
 
 // ProtocolOf maps a cohort stage to the protocol its clients use.
@@ -278,7 +279,7 @@ func refusedUpdate(err error) bool {
 
 // Reject implements syncws.Backend: the refusal goes to the document's
 // ledger, unless the syncer recorded it already.
-func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, reason string, _ []byte) {
+func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, reason string, msg []byte) {
 	b.mu.Lock()
 	done := b.recorded[s.ConnID]
 	delete(b.recorded, s.ConnID)
@@ -301,8 +302,15 @@ func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, re
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	// A refused update (over the rate, say) goes on record with it, so
+	// that evidence asked about its clients shows the refusal.
+	var update []byte
+	if m, err := yprotocol.DecodeClient(msg); err == nil && m.Type == yprotocol.MessageSync &&
+		(m.Sync == yprotocol.SyncStep2 || m.Sync == yprotocol.SyncUpdate) && len(m.Payload) <= contract.MaxUpdateBytes {
+		update = m.Payload
+	}
 	if _, err := c.Apply(ctx, store.Request{Kind: store.KindReject, Doc: s.DocID, Tenant: tenant, User: user,
-		RequestID: b.requestID(s), Code: fmt.Sprintf("websocket_%d", code), Reason: reason}); err != nil {
+		RequestID: b.requestID(s), Code: fmt.Sprintf("websocket_%d", code), Reason: reason, Update: update}); err != nil {
 		b.g.log.Warn("recording a sync refusal", "doc", s.DocID, "err", err)
 	}
 }

@@ -693,11 +693,24 @@ func (e *Engine) reject(bc *batchCtx, st *docState, o *op, status int, code, msg
 	if o.req.Content != "" {
 		en.ContentSHA256 = ledger.SHA256Hex([]byte(o.req.Content))
 	}
-	if o.req.Update != nil {
-		en.UpdateSHA256 = ledger.SHA256Hex(o.req.Update)
-	}
+	refusedUpdate(&en, o.req.Update)
 	e.appendLedger(bc, st, en)
 	o.err = &Error{Status: status, Code: code, Message: msg}
+}
+
+// refusedUpdate puts on a refusal's entry the hash of the Yjs update
+// refused and, when it decodes, the clients whose operations it carried,
+// so that evidence asked about a client shows its refused edits too.
+func refusedUpdate(en *ledger.Entry, u []byte) {
+	if u == nil {
+		return
+	}
+	en.UpdateSHA256 = ledger.SHA256Hex(u)
+	if len(u) <= contract.MaxUpdateBytes {
+		if dec, err := yjs.DecodeUpdate(u); err == nil {
+			en.Clients = clientsOf(dec)
+		}
+	}
 }
 
 func (e *Engine) entry(bc *batchCtx, st *docState, o *op, kind string) ledger.Entry {
@@ -757,6 +770,7 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 	case KindReject:
 		en := e.entry(bc, st, o, ledger.KindRejected)
 		en.Code, en.Reason = r.Code, r.Reason
+		refusedUpdate(&en, r.Update)
 		sealed := e.appendLedger(bc, st, en)
 		o.res = Result{Doc: st.id, Outcome: OutcomeRecorded}
 		e.stamp(&o.res, st, sealed)

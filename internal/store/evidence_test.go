@@ -193,3 +193,28 @@ func TestEvidenceKeepsTheHighestAnnouncedClock(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedUpdateShowsForItsClient: a Yjs update refused at the gateway
+// (over the sync rate, say) is recorded with the clients whose operations
+// it carried, so evidence asked about such a client says rejected, with
+// the refusal's entry and the update's hash; before, a refusal named no
+// client and ?client= never showed it.
+func TestRefusedUpdateShowsForItsClient(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	u := e.clientEdit("t", "d", 4242, " more")
+	res := e.submit(Request{Kind: KindReject, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-ab12cd34-7",
+		Code: "websocket_1013", Reason: "update rate over 100/s for this user", Update: u})
+	ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 4242})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != VerdictRejected || !slices.Contains(ev.Proof.Entries, res.LedgerSeq) {
+		t.Fatalf("evidence for client 4242: verdict %s, proof %+v; want rejected naming entry %d", ev.Verdict, ev.Proof, res.LedgerSeq)
+	}
+	last := e.entries("d")[res.LedgerSeq-1]
+	if !slices.Equal(last.Clients, []uint64{4242}) || last.UpdateSHA256 != ledger.SHA256Hex(u) {
+		t.Errorf("the refusal's entry: clients %v, update sha256 %q", last.Clients, last.UpdateSHA256)
+	}
+}
