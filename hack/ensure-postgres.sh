@@ -21,23 +21,8 @@ if have initdb && have postgres && have pgbench; then
 	exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-	echo "ensure-postgres: initdb/postgres/pgbench missing and apt-get unavailable: install PostgreSQL (server and pgbench) yourself" >&2
-	exit 1
-fi
-sudo=()
-if [ "$(id -u)" -ne 0 ]; then
-	command -v sudo >/dev/null 2>&1 || {
-		echo "ensure-postgres: need root (or sudo) to apt-get install postgresql" >&2
-		exit 1
-	}
-	sudo=(sudo)
-fi
-
-echo "ensure-postgres: installing PostgreSQL (apt-get install postgresql)..." >&2
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+. "$(dirname "${BASH_SOURCE[0]}")/apt-install.sh"
+apt_install ensure-postgres postgresql
 
 # Stop whatever cluster the package created and started; harmless if none.
 if command -v pg_lsclusters >/dev/null 2>&1; then

@@ -125,6 +125,15 @@ type resp struct {
 	header http.Header
 }
 
+// create creates document doc with content over REST as the token's
+// user, failing the test unless it is created.
+func (f *fixture) create(tok, doc, content string) {
+	f.t.Helper()
+	if r := f.do(http.MethodPost, contract.PathDocuments, tok, map[string]any{"id": doc, "content": content}); r.status != http.StatusCreated {
+		f.t.Fatalf("create %s: %d %s", doc, r.status, r.raw)
+	}
+}
+
 func (f *fixture) do(method, path, tok string, body any, hdr ...string) resp {
 	f.t.Helper()
 	var rd io.Reader

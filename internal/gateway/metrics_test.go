@@ -28,9 +28,7 @@ func TestMetricsCountWhatClientsSaw(t *testing.T) {
 	doc := docOnShard("counted", 0)
 	tok := token(t, "school-a", "stu", time.Hour, false)
 
-	if r := f.do(http.MethodPost, contract.PathDocuments, tok, map[string]any{"id": doc, "content": "Hello"}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(tok, doc, "Hello")
 	if r := f.do(http.MethodPut, contract.PathDocuments+"/"+doc, tok, map[string]any{"content": "Hello there"}, "If-Match", `"1"`); r.status != http.StatusOK {
 		t.Fatalf("save: %d %s", r.status, r.raw)
 	}

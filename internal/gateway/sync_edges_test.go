@@ -229,9 +229,7 @@ func TestSyncForeignMergeReachesConnectedClients(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("fable", 0)
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "The cat sat."}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(teacher, doc, "The cat sat.")
 	watcher := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+teacher, 303)
 	watcher.handshake()
 	if watcher.text() != "The cat sat." {
@@ -326,9 +324,7 @@ func TestSyncRequestIDsNameOneSession(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("essay", 0)
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "Start. "}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(teacher, doc, "Start. ")
 	session := func(user string, client uint64, text string) {
 		p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", user, time.Hour, false), client)
 		p.handshake()

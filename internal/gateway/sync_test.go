@@ -268,9 +268,7 @@ func TestSyncCrossTenantRefused(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("private", 0)
 	owner := token(t, "school-b", "bea", time.Hour, false)
-	if r := f.do(http.MethodPost, contract.PathDocuments, owner, map[string]any{"id": doc, "content": "school b only"}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(owner, doc, "school b only")
 	for gw := range 2 {
 		res := runNode(t, map[string]any{"mode": "refused", "url": f.wsBase(gw), "doc": doc,
 			"tokens": []string{token(t, "school-a", "ada", time.Hour, false)}})
@@ -316,9 +314,7 @@ func TestSyncEvidenceGoClient(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("draft", 1)
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "Shared start. "}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(teacher, doc, "Shared start. ")
 	path := filepath.Join(t.TempDir(), "student.ylf")
 	remote := localfirst.Remote{URL: f.wsBase(0) + "/", DocID: doc, Token: token(t, "school-a", "stu", time.Hour, false)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -436,9 +432,7 @@ func TestSyncGarbageUpdate(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("garbage", 1)
 	tok := token(t, "school-a", "mal", time.Hour, false)
-	if r := f.do(http.MethodPost, contract.PathDocuments, tok, map[string]any{"id": doc, "content": "keep me"}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(tok, doc, "keep me")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ws, resp, err := websocket.Dial(ctx, f.wsBase(0)+"/"+doc+"?token="+tok, nil)
@@ -562,9 +556,7 @@ func TestSyncForeignHistory(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("fable", 0)
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	if r := f.do(http.MethodPost, contract.PathDocuments, teacher, map[string]any{"id": doc, "content": "The cat sat."}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(teacher, doc, "The cat sat.")
 	path := filepath.Join(t.TempDir(), "foreign.ylf")
 	c, err := localfirst.Open(path)
 	if err != nil {

@@ -83,9 +83,7 @@ func TestUnauthenticatedRefusalsAreRateLimited(t *testing.T) {
 	f := customFixture(t, nil, now)
 	doc := docOnShard("target", 0)
 	alice := token(t, "school-a", "alice", time.Hour, false)
-	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": doc, "content": "mine"}); r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.raw)
-	}
+	f.create(alice, doc, "mine")
 	for range 20 {
 		if r := f.do("PUT", "/v1/documents/"+doc, "not-a-token", map[string]any{"content": "x"}); r.status != http.StatusUnauthorized {
 			t.Fatalf("bad token: %d %s", r.status, r.raw)

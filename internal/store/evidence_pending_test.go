@@ -16,16 +16,8 @@ import (
 // 200's operation the server never received (held pending).
 func pendingSetup(t *testing.T) *env {
 	e := setup(t)
-	e.cohort("c", dataplane.StageLocalFirst, "t")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	a := yjs.NewDoc(yjs.Options{ClientID: 100})
-	b := yjs.NewDoc(yjs.Options{ClientID: 200})
-	for _, d := range []*yjs.Doc{a, b} {
-		if err := d.ApplyUpdate(res.Update); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reps := e.replicas(100, 200)
+	a, b := reps[0], reps[1]
 	var aUp, bUp []byte
 	a.OnUpdate(func(u []byte) { aUp = u })
 	b.OnUpdate(func(u []byte) { bUp = u })

@@ -56,16 +56,8 @@ func TestEvidenceIgnoresOtherTenantsAttempts(t *testing.T) {
 // does not say A's operations never arrived (B's are the ones lacking).
 func TestEvidencePendingOperationsReachedTheServer(t *testing.T) {
 	e := setup(t)
-	e.cohort("c", dataplane.StageLocalFirst, "t")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	b := yjs.NewDoc(yjs.Options{ClientID: 200})
-	a := yjs.NewDoc(yjs.Options{ClientID: 100})
-	for _, d := range []*yjs.Doc{a, b} {
-		if err := d.ApplyUpdate(res.Update); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reps := e.replicas(200, 100)
+	b, a := reps[0], reps[1]
 	var bUp, aUp []byte
 	b.OnUpdate(func(u []byte) { bUp = u })
 	a.OnUpdate(func(u []byte) { aUp = u })
@@ -146,16 +138,8 @@ func TestEvidencePendingOperationsReachedTheServer(t *testing.T) {
 // announcement counted). Found by review.
 func TestEvidenceKeepsTheHighestAnnouncedClock(t *testing.T) {
 	e := setup(t)
-	e.cohort("c", dataplane.StageLocalFirst, "t")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	a := yjs.NewDoc(yjs.Options{ClientID: 777})
-	peer := yjs.NewDoc(yjs.Options{ClientID: 888})
-	for _, d := range []*yjs.Doc{a, peer} {
-		if err := d.ApplyUpdate(res.Update); err != nil {
-			t.Fatal(err)
-		}
-	}
+	reps := e.replicas(777, 888)
+	a, peer := reps[0], reps[1]
 	var ups [][]byte
 	a.OnUpdate(func(u []byte) { ups = append(ups, u) })
 	at := a.GetText(contract.YjsTextName)

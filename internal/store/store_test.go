@@ -136,6 +136,25 @@ func (e *env) clientEdit(tenant, doc string, client uint64, text string) []byte 
 	return got
 }
 
+// replicas puts tenant t's document d (text "x") in a LocalFirst cohort
+// and returns Yjs replicas of the server's state for the given clients,
+// as clients that synced once would hold it.
+func (e *env) replicas(clients ...uint64) []*yjs.Doc {
+	e.t.Helper()
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	var out []*yjs.Doc
+	for _, id := range clients {
+		d := yjs.NewDoc(yjs.Options{ClientID: id})
+		if err := d.ApplyUpdate(res.Update); err != nil {
+			e.t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
 func ptr(s string) *string { return &s }
 
 func TestStageTable(t *testing.T) {

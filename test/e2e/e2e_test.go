@@ -331,19 +331,8 @@ func TestInjectedMismatchRollsBackAndLosesNothing(t *testing.T) {
 	g.SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
 	ctx := context.Background()
 	ns, dsn := rolloutNamespace(g, "e2e-rollback", "rollback")
-	ro := &persistencev1alpha1.PersistenceRollout{
-		ObjectMeta: metav1.ObjectMeta{Name: "rb", Namespace: ns.Name},
-		Spec: persistencev1alpha1.PersistenceRolloutSpec{
-			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
-				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
-			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
-			Paused:   true,
-			Cohorts: []persistencev1alpha1.CohortSpec{
-				{Name: "only", Tenants: []string{"school-9"}, Soak: metav1.Duration{Duration: time.Hour}},
-			},
-			Gates: persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
-		},
-	}
+	ro := rolloutIn(ns.Name, "rb", persistencev1alpha1.CohortSpec{Name: "only", Tenants: []string{"school-9"}, Soak: metav1.Duration{Duration: time.Hour}})
+	ro.Spec.Paused = true
 	g.Expect(env.Client.Create(ctx, ro)).To(Succeed())
 	var gw string
 	g.Eventually(func() (err error) { gw, err = env.GatewayURL(ctx, ns.Name, "rb-gateway", 0); return err }).Should(Succeed())
@@ -452,26 +441,17 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 	secs := func(s float64) metav1.Duration {
 		return metav1.Duration{Duration: time.Duration(s * float64(time.Second))}
 	}
-	ro := &persistencev1alpha1.PersistenceRollout{
-		ObjectMeta: metav1.ObjectMeta{Name: "load", Namespace: ns.Name},
-		Spec: persistencev1alpha1.PersistenceRolloutSpec{
-			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
-				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"},
-				// Slow enough (80 documents per shard and cohort) to kill a
-				// syncer in the middle of it.
-				Syncer: persistencev1alpha1.SyncerSpec{BackfillRate: ptrTo[int32](60)}},
-			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
-			Paused:   true,
-			Cohorts: []persistencev1alpha1.CohortSpec{
-				{Name: "pilot", Tenants: []string{"school-1", "school-2"}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
-				// Long enough for a verification pass (1 s), a report (2 s) and the
-				// controller to catch the outside edit on a loaded machine.
-				{Name: "grade", Tenants: []string{"school-3", "school-4"}, Soak: secs(12), PostFlipSoak: ptrTo(secs(1))},
-				{Name: "rest", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
-			},
-			Gates: persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
-		},
-	}
+	ro := rolloutIn(ns.Name, "load",
+		persistencev1alpha1.CohortSpec{Name: "pilot", Tenants: []string{"school-1", "school-2"}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
+		// Long enough for a verification pass (1 s), a report (2 s) and the
+		// controller to catch the outside edit on a loaded machine.
+		persistencev1alpha1.CohortSpec{Name: "grade", Tenants: []string{"school-3", "school-4"}, Soak: secs(12), PostFlipSoak: ptrTo(secs(1))},
+		persistencev1alpha1.CohortSpec{Name: "rest", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100}, Soak: secs(2), PostFlipSoak: ptrTo(secs(1))},
+	)
+	// Slow enough (80 documents per shard and cohort) to kill a syncer in
+	// the middle of it.
+	ro.Spec.Gateway.Syncer = persistencev1alpha1.SyncerSpec{BackfillRate: ptrTo[int32](60)}
+	ro.Spec.Paused = true
 	g.Expect(env.Client.Create(ctx, ro)).To(Succeed())
 	var gw0, gw1 string
 	g.Eventually(func() (err error) {
@@ -624,6 +604,22 @@ func rolloutNamespace(g *WithT, name, database string) (*corev1.Namespace, strin
 	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
 		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
 	return ns, dsn
+}
+
+// rolloutIn is a rollout of two shards in namespace ns, made by
+// rolloutNamespace: its database and token key come from the Secret "db",
+// and reports older than 30 s fail its gates.
+func rolloutIn(ns, name string, cohorts ...persistencev1alpha1.CohortSpec) *persistencev1alpha1.PersistenceRollout {
+	return &persistencev1alpha1.PersistenceRollout{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: persistencev1alpha1.PersistenceRolloutSpec{
+			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
+				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
+			Cohorts:  cohorts,
+			Gates:    persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
+		},
+	}
 }
 
 // syncWriter serialises writes of the workload's progress lines.

@@ -359,18 +359,7 @@ func TestPrometheusSeesAHealthyRollout(t *testing.T) {
 	g.SetDefaultEventuallyPollingInterval(250 * time.Millisecond)
 	ctx := context.Background()
 	ns, _ := rolloutNamespace(g, "e2e-prom", "prom")
-	ro := &persistencev1alpha1.PersistenceRollout{
-		ObjectMeta: metav1.ObjectMeta{Name: "watched", Namespace: ns.Name},
-		Spec: persistencev1alpha1.PersistenceRolloutSpec{
-			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
-				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
-			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
-			Cohorts: []persistencev1alpha1.CohortSpec{
-				{Name: "all", Tenants: []string{"school-p"}, Soak: metav1.Duration{Duration: time.Second}},
-			},
-			Gates: persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
-		},
-	}
+	ro := rolloutIn(ns.Name, "watched", persistencev1alpha1.CohortSpec{Name: "all", Tenants: []string{"school-p"}, Soak: metav1.Duration{Duration: time.Second}})
 	g.Expect(env.Client.Create(ctx, ro)).To(Succeed())
 	var gw string
 	g.Eventually(func() (err error) { gw, err = env.GatewayURL(ctx, ns.Name, "watched-gateway", 0); return err }).Should(Succeed())
