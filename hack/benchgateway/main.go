@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -87,6 +88,7 @@ type options struct {
 	bin              string
 	keep             bool
 	memLimit         int64
+	pprof            string
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -105,12 +107,13 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.yjsDir, "yjs-dir", "test/yjs", "the pinned npm project (bench-gateway.mjs, hocuspocus-server.mjs, node_modules)")
 	fs.StringVar(&o.bin, "bin", "", "run the gateway and syncer binaries in this directory instead of building ./cmd/gateway and ./cmd/syncer")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
+	fs.StringVar(&o.pprof, "pprof", "", "serve the syncer's and the gateway's Go runtime profiles at /debug/pprof/ on this host and the two ports after it (say 127.0.0.1:6070: the syncer's on 6071 and its metrics on 6073, the gateway's on 6072), to profile them while the load runs")
 	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the syncer is told it runs under, as a pod's limit reaches it (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit)", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof)", fs.Args())
 	}
 	var bad []string
 	if o.docs < 1 || o.docs > 10000 {
@@ -251,7 +254,7 @@ func run(ctx context.Context, o options) error {
 		env = append(env, contract.EnvMemoryLimit+"="+strconv.FormatInt(o.memLimit, 10))
 	}
 	startOurs := func(round int) (*ours, error) {
-		return startOursProcs(ctx, binDir, tmp, env, round)
+		return startOursProcs(ctx, binDir, tmp, env, round, o.pprof)
 	}
 
 	// Create the documents, then restart both processes: the baseline
@@ -356,7 +359,23 @@ func (o *ours) stop() {
 	o.syncer.stop()
 }
 
-func startOursProcs(ctx context.Context, binDir, dir string, env []string, round int) (*ours, error) {
+func startOursProcs(ctx context.Context, binDir, dir string, env []string, round int, pprofAt string) (*ours, error) {
+	syncerProf, gatewayProf := []string{"--metrics-listen="}, []string(nil)
+	if pprofAt != "" {
+		host, port, err := net.SplitHostPort(pprofAt)
+		if err != nil {
+			return nil, fmt.Errorf("-pprof: %w", err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p < 1 || p > 65533 {
+			return nil, fmt.Errorf("-pprof: port %q is not in [1, 65533]", port)
+		}
+		at := func(n int) string { return net.JoinHostPort(host, strconv.Itoa(p+n)) }
+		syncerProf = []string{"--pprof-listen=" + at(1), "--metrics-listen=" + at(3)}
+		gatewayProf = []string{"--pprof-listen=" + at(2)}
+		fmt.Fprintf(os.Stderr, "benchgateway: profiles: syncer at http://%s/debug/pprof/ (metrics at http://%s/metrics), gateway at http://%s/debug/pprof/\n",
+			at(1), at(3), at(2))
+	}
 	sp, err := freePort()
 	if err != nil {
 		return nil, err
@@ -367,7 +386,7 @@ func startOursProcs(ctx context.Context, binDir, dir string, env []string, round
 	}
 	syncerURL := fmt.Sprintf("http://127.0.0.1:%d", sp)
 	s, err := startProc("syncer", filepath.Join(dir, fmt.Sprintf("syncer-%d.log", round)), env, filepath.Join(binDir, "syncer"),
-		"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", sp), "--metrics-listen=")
+		append([]string{"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", sp)}, syncerProf...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +395,7 @@ func startOursProcs(ctx context.Context, binDir, dir string, env []string, round
 		return nil, err
 	}
 	g, err := startProc("gateway", filepath.Join(dir, fmt.Sprintf("gateway-%d.log", round)), env, filepath.Join(binDir, "gateway"),
-		"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", gp), "--metrics-listen=", "--syncer="+syncerURL)
+		append([]string{"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", gp), "--metrics-listen=", "--syncer=" + syncerURL}, gatewayProf...)...)
 	if err != nil {
 		s.stop()
 		return nil, err
