@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
 )
 
@@ -113,6 +114,9 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 				chain = fmt.Sprintf("BROKEN (%d problems)", len(ev.Chain.Problems))
 			}
 			fmt.Fprintf(out, "ledger chain: %s, %d entries\n", chain, ev.Chain.Entries)
+			if ev.Chain.Receipt != "" {
+				fmt.Fprintf(out, "ledger head receipt: %s (keep it to check later that nothing up to here was removed or rewritten: yawpctl evidence verify %s --receipt ...)\n", ev.Chain.Receipt, ev.Doc)
+			}
 			if len(ev.Findings) > 1 {
 				fmt.Fprintln(out, "findings:")
 				for _, f := range ev.Findings {
@@ -135,27 +139,49 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 			return tw.Flush()
 		},
 	}
+	var receipts []string
 	verify := &cobra.Command{
 		Use:   "verify DOC",
-		Short: "Check a document's ledger hash chain (operator token required)",
-		Args:  cobra.ExactArgs(1),
+		Short: "Check a document's ledger hash chain, and receipts against it (operator token required)",
+		Long: `Checks a document's ledger hash chain. A chain shows that its entries agree
+with each other; it cannot show that entries were removed from its end, or
+that its end was rewritten with fresh hashes. Receipts can: every save's
+answer carries one ("receipt": "<ledger_seq>:<ledger_hash>"), and so does
+the evidence of a document (its head). Each --receipt is confirmed only if
+the ledger from its first entry up to the receipt's still hashes to it.`,
+		Example: `  yawpctl evidence verify essay-1
+  yawpctl evidence verify essay-1 --receipt 12:3f5c...e0 --receipt 40:9a1b...77`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			q := url.Values{}
+			for _, r := range receipts {
+				if _, err := ledger.ParseReceipt(r); err != nil {
+					return err
+				}
+				q.Add("receipt", r)
+			}
 			var rep store.VerifyReport
-			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence/verify", nil, &rep); err != nil {
+			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence/verify", q, &rep); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if rep.OK {
-				fmt.Fprintf(out, "ledger of %s: intact, %d entries, head %s\n", rep.Doc, rep.Entries, rep.Head)
-				return nil
+			if asJSON {
+				enc := json.NewEncoder(out)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printVerify(out, rep)
 			}
-			fmt.Fprintf(out, "ledger of %s: BROKEN\n", rep.Doc)
-			for _, p := range rep.Problems {
-				fmt.Fprintf(out, "  entry %d: %s\n", p.Seq, p.Problem)
+			if !rep.OK {
+				return fmt.Errorf("ledger of %s failed verification", rep.Doc)
 			}
-			return fmt.Errorf("ledger of %s failed verification", rep.Doc)
+			return nil
 		},
 	}
+	verify.Flags().StringArrayVar(&receipts, "receipt", nil, "a receipt to check, <ledger_seq>:<ledger_hash> (repeatable)")
+	verify.Flags().BoolVar(&asJSON, "json", false, "print the full JSON answer")
 	for _, c := range []*cobra.Command{cmd, verify} {
 		c.Flags().StringVar(&gw, "gateway", os.Getenv(envGatewayURL), "gateway URL (env "+envGatewayURL+")")
 		c.Flags().StringVar(&token, "token", os.Getenv(envToken), "bearer token (env "+envToken+")")
@@ -168,4 +194,25 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full JSON answer")
 	cmd.AddCommand(verify)
 	return cmd
+}
+
+func printVerify(out io.Writer, rep store.VerifyReport) {
+	if len(rep.Problems) == 0 {
+		fmt.Fprintf(out, "ledger of %s: chain intact, %d entries, head %s\n", rep.Doc, rep.Entries, rep.Head)
+	} else {
+		fmt.Fprintf(out, "ledger of %s: chain BROKEN\n", rep.Doc)
+		for _, p := range rep.Problems {
+			fmt.Fprintf(out, "  entry %d: %s\n", p.Seq, p.Problem)
+		}
+	}
+	for _, c := range rep.Receipts {
+		if c.Verdict == ledger.ReceiptConfirmed {
+			fmt.Fprintf(out, "receipt %s: confirmed\n", c.Receipt)
+			continue
+		}
+		fmt.Fprintf(out, "receipt %s: %s: %s\n", c.Receipt, strings.ToUpper(c.Verdict), c.Detail)
+	}
+	if rep.OK && rep.Receipt != "" {
+		fmt.Fprintf(out, "receipt of the head, to keep: %s\n", rep.Receipt)
+	}
 }

@@ -739,7 +739,9 @@ func (g *Gateway) evidence(w http.ResponseWriter, r *http.Request) {
 	syncer.WriteJSON(w, http.StatusOK, out)
 }
 
-// verify is operator-only: it checks a document's whole hash chain.
+// verify is operator-only: it checks a document's whole hash chain, and
+// the receipts given (receipt=<ledger_seq>:<ledger_hash>, repeated)
+// against it.
 func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) {
 	c, doc, ok := g.begin(w, r, readOnly)
 	if !ok {
@@ -749,12 +751,17 @@ func (g *Gateway) verify(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, bad(http.StatusForbidden, "forbidden", "operator token required"))
 		return
 	}
+	receipts, err := syncer.ReceiptsFrom(r.URL.Query())
+	if err != nil {
+		syncer.WriteError(w, err)
+		return
+	}
 	s, err := g.syncerFor(doc)
 	if err != nil {
 		syncer.WriteError(w, err)
 		return
 	}
-	out, err := s.Verify(r.Context(), doc)
+	out, err := s.Verify(r.Context(), doc, receipts)
 	if err != nil {
 		syncer.WriteError(w, err)
 		return

@@ -41,7 +41,7 @@ func TestVerify(t *testing.T) {
 		if name == "forged hash" {
 			// Re-hashing the last entry is consistent by itself: what
 			// catches it is a head hash kept elsewhere (evidence answers
-			// carry it).
+			// carry it, and TestCheckReceipts shows them catching it).
 			if len(p) != 0 || bytes.Equal(rows[4].Hash, chain(5)[4].Hash) {
 				t.Errorf("%s: %v", name, p)
 			}

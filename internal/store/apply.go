@@ -491,6 +491,12 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 					continue
 				}
 				r.Replayed = true
+				if r.Receipt == "" && r.LedgerSeq > 0 {
+					// Not stored: it is the ledger position and hash.
+					if h, err := hex.DecodeString(r.LedgerHash); err == nil {
+						r.Receipt = ledger.FormatReceipt(r.LedgerSeq, h)
+					}
+				}
 				if r.Revision > 0 {
 					// Answered with the text its revision holds, as the
 					// first answer was (a merge's result included).
@@ -742,7 +748,17 @@ func (e *Engine) appendLedger(bc *batchCtx, st *docState, en ledger.Entry) ledge
 func (e *Engine) stamp(res *Result, st *docState, sealed ledger.Entry) {
 	res.LedgerSeq = sealed.Seq
 	res.LedgerHash = hex.EncodeToString(st.ledgerHash)
+	res.Receipt = st.receipt()
 	res.ShardEpoch = e.epoch
+}
+
+// receipt is the document's last ledger entry as a receipt (empty before
+// its first).
+func (st *docState) receipt() string {
+	if st.ledgerSeq == 0 {
+		return ""
+	}
+	return ledger.FormatReceipt(st.ledgerSeq, st.ledgerHash)
 }
 
 func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op) error {
@@ -757,7 +773,7 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 			return nil
 		}
 		o.res = Result{Doc: st.id, Outcome: out, Revision: st.revision, Stage: bc.stages[st.tenant], ShardEpoch: e.epoch,
-			LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash)}
+			LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash), Receipt: st.receipt()}
 		return nil
 	}
 	if st.exists && st.tenant != r.Tenant && r.Kind != KindReject {
@@ -919,7 +935,7 @@ func (e *Engine) remember(bc *batchCtx, o *op) error {
 	// The stored answer names the revision and hashes; the content itself
 	// is in the save history, not copied here.
 	stored := storedResult{Result: o.res, Request: requestFingerprint(&o.req)}
-	stored.Content = nil
+	stored.Content, stored.Receipt = nil, "" // the receipt is ledger_seq:ledger_hash
 	raw, err := json.Marshal(stored)
 	if err != nil {
 		return err
@@ -1247,7 +1263,8 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	}
 	if !changed && !create {
 		o.res = Result{Doc: st.id, Outcome: OutcomeDuplicate, Revision: st.revision, Stage: stage,
-			StateVector: st.ydoc.EncodeStateVector(), ShardEpoch: e.epoch, LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash)}
+			StateVector: st.ydoc.EncodeStateVector(), ShardEpoch: e.epoch, LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash),
+			Receipt: st.receipt()}
 		if initialized {
 			// The update added nothing, but the legacy-only document got
 			// its Yjs representation for it (the genesis of its text):

@@ -136,8 +136,7 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		return Evidence{}, err
 	}
 	ev := Evidence{Doc: q.Doc, Exists: st.exists, Subject: q.subject(), Findings: []Finding{}, Timeline: []TimelineEntry{}}
-	ev.Chain = VerifyReport{Doc: q.Doc, Entries: len(rows), Problems: ledger.Verify(q.Doc, rows)}
-	ev.Chain.OK = len(ev.Chain.Problems) == 0
+	ev.Chain = chainReport(q.Doc, rows, nil)
 	var all []TimelineEntry
 	for _, r := range rows {
 		var en ledger.Entry

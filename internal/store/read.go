@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -193,25 +194,41 @@ func LedgerRows(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-// VerifyLedger checks a document's hash chain (operator-only).
-func (e *Engine) VerifyLedger(ctx context.Context, doc string) (VerifyReport, error) {
+// VerifyLedger checks a document's hash chain (operator-only), and each
+// receipt given against it (ledger.CheckReceipts): rows removed from the
+// chain's end, or a tail rewritten with fresh hashes, pass the chain
+// check and fail a receipt for them.
+func (e *Engine) VerifyLedger(ctx context.Context, doc string, receipts ...ledger.Receipt) (VerifyReport, error) {
 	rows, err := LedgerRows(ctx, e.pool, doc)
 	if err != nil {
 		return VerifyReport{}, err
 	}
-	rep := VerifyReport{Doc: doc, Entries: len(rows), Problems: ledger.Verify(doc, rows)}
+	return chainReport(doc, rows, receipts), nil
+}
+
+func chainReport(doc string, rows []ledger.Row, receipts []ledger.Receipt) VerifyReport {
+	rep := VerifyReport{Doc: doc, Entries: len(rows), Problems: ledger.Verify(doc, rows),
+		Receipts: ledger.CheckReceipts(rows, receipts)}
 	rep.OK = len(rep.Problems) == 0
-	if n := len(rows); n > 0 {
-		rep.Head = fmt.Sprintf("%x", rows[n-1].Hash)
+	for _, c := range rep.Receipts {
+		rep.OK = rep.OK && c.Verdict == ledger.ReceiptConfirmed
 	}
-	return rep, nil
+	if n := len(rows); n > 0 {
+		rep.Head = hex.EncodeToString(rows[n-1].Hash)
+		rep.Receipt = ledger.FormatReceipt(rows[n-1].Seq, rows[n-1].Hash)
+	}
+	return rep
 }
 
 // VerifyReport is the result of checking a ledger chain.
 type VerifyReport struct {
-	Doc      string           `json:"doc"`
-	OK       bool             `json:"ok"`
-	Entries  int              `json:"entries"`
-	Head     string           `json:"head,omitempty"`
-	Problems []ledger.Problem `json:"problems,omitempty"`
+	Doc     string `json:"doc"`
+	OK      bool   `json:"ok"`
+	Entries int    `json:"entries"`
+	Head    string `json:"head,omitempty"`
+	// Receipt is the last entry's receipt: kept, it lets a later check
+	// find entries removed or rewritten up to this point.
+	Receipt  string                `json:"receipt,omitempty"`
+	Problems []ledger.Problem      `json:"problems,omitempty"`
+	Receipts []ledger.ReceiptCheck `json:"receipts,omitempty"`
 }

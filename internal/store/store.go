@@ -98,18 +98,22 @@ type Request struct {
 
 // Result is what a request committed.
 type Result struct {
-	Doc                string              `json:"doc"`
-	Outcome            string              `json:"outcome"`
-	Revision           int64               `json:"revision,omitempty"`
-	Title              string              `json:"title,omitempty"`
-	Content            *string             `json:"content,omitempty"`
-	Stage              dataplane.SaveStage `json:"stage"`
-	ShardEpoch         int64               `json:"shard_epoch"`
-	LedgerSeq          int64               `json:"ledger_seq,omitempty"`
-	LedgerHash         string              `json:"ledger_hash,omitempty"`
-	ContentSHA256      string              `json:"content_sha256,omitempty"`
-	SupersededRevision int64               `json:"superseded_revision,omitempty"`
-	PreservedID        int64               `json:"preserved_id,omitempty"`
+	Doc        string              `json:"doc"`
+	Outcome    string              `json:"outcome"`
+	Revision   int64               `json:"revision,omitempty"`
+	Title      string              `json:"title,omitempty"`
+	Content    *string             `json:"content,omitempty"`
+	Stage      dataplane.SaveStage `json:"stage"`
+	ShardEpoch int64               `json:"shard_epoch"`
+	LedgerSeq  int64               `json:"ledger_seq,omitempty"`
+	LedgerHash string              `json:"ledger_hash,omitempty"`
+	// Receipt is "<ledger_seq>:<ledger_hash>": kept by the client, it
+	// proves later that the ledger still holds this commit as it was
+	// (VerifyLedger).
+	Receipt            string `json:"receipt,omitempty"`
+	ContentSHA256      string `json:"content_sha256,omitempty"`
+	SupersededRevision int64  `json:"superseded_revision,omitempty"`
+	PreservedID        int64  `json:"preserved_id,omitempty"`
 	// Update answers a sync step 1: what the client lacks.
 	Update []byte `json:"update,omitempty"`
 	// StateVector is the server's state vector after the request.

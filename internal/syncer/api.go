@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
 )
 
@@ -115,7 +117,12 @@ func Handler(eng *store.Engine, token string) http.Handler {
 		reply(w, out, err)
 	}))
 	mux.HandleFunc("GET "+PathDocuments+"{doc}/verify", auth(func(w http.ResponseWriter, r *http.Request) {
-		out, err := eng.VerifyLedger(r.Context(), r.PathValue("doc"))
+		receipts, err := ReceiptsFrom(r.URL.Query())
+		if err != nil {
+			WriteError(w, err)
+			return
+		}
+		out, err := eng.VerifyLedger(r.Context(), r.PathValue("doc"), receipts...)
 		reply(w, out, err)
 	}))
 	registerSync(mux, eng, auth)
@@ -157,6 +164,28 @@ func EvidenceQueryFrom(v map[string][]string) (store.EvidenceQuery, error) {
 		q.Since = t
 	}
 	return q, nil
+}
+
+// MaxReceipts is how many receipts one verification takes.
+const MaxReceipts = 100
+
+// ReceiptsFrom parses the receipt parameters of a verification: each
+// "<ledger_seq>:<ledger_hash>" as a save's answer gave them.
+func ReceiptsFrom(v map[string][]string) ([]ledger.Receipt, error) {
+	in := v["receipt"]
+	if len(in) > MaxReceipts {
+		return nil, &store.Error{Status: http.StatusBadRequest, Code: store.CodeInvalidRequest,
+			Message: fmt.Sprintf("at most %d receipts per verification, got %d", MaxReceipts, len(in))}
+	}
+	out := make([]ledger.Receipt, 0, len(in))
+	for _, s := range in {
+		rc, err := ledger.ParseReceipt(s)
+		if err != nil {
+			return nil, &store.Error{Status: http.StatusBadRequest, Code: store.CodeInvalidRequest, Message: err.Error()}
+		}
+		out = append(out, rc)
+	}
+	return out, nil
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
 )
 
@@ -110,9 +111,13 @@ func (c *Client) Evidence(ctx context.Context, doc string, q url.Values) (store.
 	return out, err
 }
 
-// Verify checks a document's ledger chain.
-func (c *Client) Verify(ctx context.Context, doc string) (store.VerifyReport, error) {
+// Verify checks a document's ledger chain and the receipts given against it.
+func (c *Client) Verify(ctx context.Context, doc string, receipts []ledger.Receipt) (store.VerifyReport, error) {
 	var out store.VerifyReport
-	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/verify", nil, nil, &out)
+	q := url.Values{}
+	for _, rc := range receipts {
+		q.Add("receipt", rc.String())
+	}
+	err := c.do(ctx, http.MethodGet, PathDocuments+url.PathEscape(doc)+"/verify", q, nil, &out)
 	return out, err
 }
