@@ -772,6 +772,14 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 			o.err = notFound(r.Doc)
 			return nil
 		}
+		if !ok {
+			// Nothing to repair: a save that reached the document after
+			// verification saw it apart repaired it first (or its stage
+			// keeps no legacy row any more). The divergence verification
+			// recorded meanwhile is closed, or it would stay open and
+			// fail the cohort's gate for good.
+			e.closeDivergences(bc, st, DivergenceOutOfBand, OutcomeConsistent)
+		}
 		o.res = Result{Doc: st.id, Outcome: out, Revision: st.revision, Stage: bc.stages[st.tenant], ShardEpoch: e.epoch,
 			LedgerSeq: st.ledgerSeq, LedgerHash: hex.EncodeToString(st.ledgerHash), Receipt: st.receipt()}
 		return nil

@@ -66,7 +66,8 @@ type BackfillResult struct {
 	Backfilled int
 	// Skipped documents already had a Yjs representation, or their
 	// cohort is not (any longer) at a backfill stage, or they do not
-	// exist.
+	// exist, or another transaction held their row (taken by a later
+	// pass).
 	Skipped int
 }
 
@@ -134,7 +135,12 @@ func (e *Engine) backfill(ctx context.Context, bc *batchCtx, cp BackfillCheckpoi
 	}
 	// Tenants never change: read them first, lock their stages the way a
 	// save does, then read the rows (FOR UPDATE, so an out-of-band write
-	// cannot slip between the read and the genesis).
+	// cannot slip between the read and the genesis). A row another
+	// transaction holds (the legacy application's, say) is skipped, not
+	// waited for: this transaction holds every lane of the shard, and
+	// waiting would stop every save on it for as long as that other
+	// transaction stays open. A skipped document still lacks its genesis,
+	// so the rescan that completion waits for takes it later.
 	var tenants []string
 	rows, err := tx.Query(ctx, `SELECT DISTINCT tenant FROM documents WHERE doc_id = ANY($1::text[]) AND shard = $2`, docs, e.cfg.Shard)
 	if err != nil {
@@ -168,7 +174,7 @@ func (e *Engine) backfill(ctx context.Context, bc *batchCtx, cp BackfillCheckpoi
 		LEFT JOIN LATERAL (SELECT seq, hash FROM save_ledger l WHERE l.doc_id = d.doc_id ORDER BY seq DESC LIMIT 1) l ON true
 		WHERE d.doc_id = ANY($1::text[]) AND d.shard = $2
 		ORDER BY d.doc_id
-		FOR UPDATE OF d`, docs, e.cfg.Shard)
+		FOR UPDATE OF d SKIP LOCKED`, docs, e.cfg.Shard)
 	if err != nil {
 		return res, err
 	}

@@ -218,6 +218,33 @@ func (e *Engine) doc(ctx context.Context, id string) (*docState, error) {
 	return st, nil
 }
 
+// docForRead is doc for a reader: a cached copy is served only while the
+// legacy row is as it was when the copy was made. A write that bypassed
+// the syncer moves the row's change_seq (or inserts or deletes the row);
+// then the copy is dropped and the document loaded again, so a reader
+// never gets text and a revision the store no longer holds. The caller
+// holds the document's lane at least for reading.
+func (e *Engine) docForRead(ctx context.Context, id string) (*docState, error) {
+	st := e.cache.get(id)
+	if st == nil {
+		return e.doc(ctx, id)
+	}
+	var seq int64
+	err := e.pool.QueryRow(ctx, `SELECT coalesce(change_seq, 0) FROM documents WHERE doc_id = $1`, id).Scan(&seq)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if !st.exists {
+			return st, nil
+		}
+	case err != nil:
+		return nil, err
+	case st.exists && seq == st.changeSeq:
+		return st, nil
+	}
+	e.cache.evict(id)
+	return e.doc(ctx, id)
+}
+
 func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	st := &docState{id: id}
 	var lastRev *int64

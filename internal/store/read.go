@@ -44,7 +44,7 @@ func (e *Engine) Read(ctx context.Context, tenant, doc string) (Document, error)
 	if verr := e.validate(&Request{Kind: KindReject, Doc: doc, Tenant: tenant}); verr != nil {
 		return Document{}, verr
 	}
-	st, err := e.doc(ctx, doc)
+	st, err := e.docForRead(ctx, doc)
 	if err != nil {
 		return Document{}, err
 	}

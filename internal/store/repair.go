@@ -550,3 +550,11 @@ func (e *Engine) applyDisconnect(bc *batchCtx, st *docState, o *op) error {
 	e.stamp(&o.res, st, sealed)
 	return nil
 }
+
+// closeDivergences marks the document's open divergences of kind resolved
+// with resolution, at its current ledger head.
+func (e *Engine) closeDivergences(bc *batchCtx, st *docState, kind, resolution string) {
+	bc.pre.Queue(`UPDATE divergences SET resolved_at = $3, resolution = $4, ledger_seq = $5
+		WHERE doc_id = $1 AND kind = $2 AND resolved_at IS NULL`,
+		st.id, kind, bc.now, resolution, st.ledgerSeq)
+}

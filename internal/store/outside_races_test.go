@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+// TestDivergenceClosedWhenASaveRepairedFirst follows the syncer's
+// verification step (internal/syncer/integrity.go verifyPass -> repair):
+// VerifyDocs finds a mismatch, then RecordDivergence, then Repair. A live
+// save that reaches the document between the verification read and
+// RecordDivergence repairs it itself (stale-row guard -> reload -> repair).
+// The repair that follows finds it consistent and must close the
+// divergence recorded meanwhile, or it stays open and fails the cohort's
+// gate for good. Found by review.
+func TestDivergenceClosedWhenASaveRepairedFirst(t *testing.T) {
+	e := setup(t)
+	cs := e.cohort("c", dataplane.StageVerify, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "alpha beta"})
+	e.outOfBand("d", "alpha beta gamma", false)
+
+	// verification pass reads the document: mismatch
+	res, err := e.eng.VerifyDocs(t.Context(), []string{"d"})
+	if err != nil || len(res) != 1 || res[0].Verdict != VerifyMismatch {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+	// a student's save lands now (it repairs the document first)
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "u", Content: "alpha beta gamma delta"})
+	// the syncer continues with the mismatch it found
+	if err := e.eng.RecordDivergence(t.Context(), "d", DivergenceOutOfBand, "c", cs.Epoch, "verification: "+res[0].Detail); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := e.eng.Repair(t.Context(), "d", "verification")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("repair outcome: %s", rep.Outcome)
+	// The document is consistent now ...
+	if v, _ := e.eng.VerifyDocs(t.Context(), []string{"d"}); v[0].Verdict != VerifyMatch {
+		t.Fatalf("still mismatched: %+v", v)
+	}
+	// ... but the cohort report keeps an open divergence forever.
+	counts, err := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := counts["c"]; c.Open != 0 {
+		t.Fatalf("consistent document, but the cohort reports %d open divergence(s) (gate MaxOpenDivergences -> rollback); repair said %q", c.Open, rep.Outcome)
+	}
+}
+
+// TestReadAfterOutsideWriteAtLegacy: at Legacy no verification runs, so
+// nothing reads outside_changes; a document the syncer has in memory must
+// still not be served from memory once the legacy application changed its
+// row, or a reader gets text and a revision the store no longer holds (and
+// saves on that revision are then stale). Found by review.
+func TestReadAfterOutsideWriteAtLegacy(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLegacy, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "student draft"})
+	e.outOfBand("d", "teacher's correction", true)
+	d, err := e.eng.Read(t.Context(), "t1", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Content != "teacher's correction" {
+		t.Fatalf("read returned %q (revision %d); the row holds %q (revision 2)", d.Content, d.Revision, "teacher's correction")
+	}
+}
+
+// TestBackfillSkipsARowLockedOutside: the backfill holds every lane of the
+// shard while it locks its rows. Had it waited for a row the legacy
+// application's open transaction holds, every save and read of the shard
+// would stop for as long as that transaction stays open; it skips the row
+// instead, and a later pass takes the document. Found by review.
+func TestBackfillSkipsARowLockedOutside(t *testing.T) {
+	e := setup(t)
+	cs := e.cohort("c", dataplane.StageLegacy, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "legacy-only", Tenant: "t1", User: "u", Content: "old essay"})
+	e.submit(Request{Kind: KindCreate, Doc: "other", Tenant: "t2", User: "u", Content: "another school's essay"})
+	cs = e.setStage("c", cs.Epoch, dataplane.StageDualWrite)
+	cs = e.setStage("c", cs.Epoch, dataplane.StageBackfill)
+
+	// The legacy application holds a row lock (an open transaction).
+	tx, err := e.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(t.Context())
+	if _, err := tx.Exec(t.Context(), `UPDATE documents SET title = 'x' WHERE doc_id = 'legacy-only'`); err != nil {
+		t.Fatal(err)
+	}
+	first := make(chan BackfillResult, 1)
+	go func() {
+		res, err := e.eng.Backfill(t.Context(), BackfillCheckpoint{Rollout: rollout, Cohort: "c", Epoch: cs.Epoch}, []string{"legacy-only"})
+		if err != nil {
+			t.Error(err)
+		}
+		first <- res
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// A save of an unrelated document of another tenant (not in any cohort).
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = e.eng.Submit(ctx, Request{Kind: KindSave, Doc: "other", Tenant: "t2", User: "u", Content: "another school's essay, edited"})
+	if err != nil {
+		t.Fatalf("an unrelated save on the shard did not complete within %v while the backfill waited for another row: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if res := <-first; res.Backfilled != 0 || res.Skipped != 1 {
+		t.Errorf("backfill with the row held elsewhere: %+v, want it skipped", res)
+	}
+	// Once the other transaction ends, a later pass takes the document.
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.eng.Backfill(t.Context(), BackfillCheckpoint{Rollout: rollout, Cohort: "c", Epoch: cs.Epoch}, []string{"legacy-only"})
+	if err != nil || res.Backfilled != 1 {
+		t.Fatalf("backfill after the lock was released: %+v %v", res, err)
+	}
+	if v, err := e.eng.VerifyDocs(t.Context(), []string{"legacy-only"}); err != nil || v[0].Verdict != VerifyMatch {
+		t.Errorf("verify after backfill: %+v %v", v, err)
+	}
+}
