@@ -482,6 +482,15 @@ func (e *Engine) runBatch(l *lane, ops []*op) {
 		}
 		err = e.apply(ctx, ops, false)
 	}
+	if errors.Is(err, ErrStaleRow) {
+		// A legacy row changed outside the gateway since its copy was
+		// read. apply dropped the copies it wrote, so this run reloads
+		// the documents and repairs the changed ones first.
+		for _, o := range ops {
+			o.res, o.err = Result{}, nil
+		}
+		err = e.apply(ctx, ops, false)
+	}
 	e.Batches.Add(1)
 	if err == nil {
 		e.Applied.Add(int64(len(ops)))
