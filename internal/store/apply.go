@@ -172,6 +172,8 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		}
 		if st.exists {
 			tenants = append(tenants, st.tenant)
+		} else if st.deleted != nil {
+			tenants = append(tenants, st.deleted.tenant) // recreate reads its stage
 		}
 		if k := o.req.IdempotencyKey; k != "" && (o.req.Kind == KindCreate || o.req.Kind == KindSave) {
 			keyDocs, keys = append(keyDocs, o.req.Doc), append(keys, k)
@@ -539,6 +541,9 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 			}
 		}
 		bc.dirty[st.id] = st
+		if st.deleted != nil {
+			e.recreate(bc, st)
+		}
 		if st.diverged {
 			// Changed outside the gateway: repaired before anything
 			// else touches it, in this transaction.

@@ -64,6 +64,11 @@ type docState struct {
 	// from the Yjs text: it was changed outside the gateway. The next
 	// group that touches the document repairs it first (repair.go).
 	diverged bool
+	// deleted: the row is gone but the document's history is not: the
+	// row was deleted outside the gateway. The next group that touches
+	// the document re-creates the row from the Yjs side where that side
+	// is authoritative, or lets the deletion stand (repair.go).
+	deleted *deletedRow
 	// gaps: open client_gaps rows, client -> clock the client holds.
 	gaps map[uint64]uint64
 
@@ -266,6 +271,28 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 			st.lastRev, st.lastRevSame = *lastRev, *lastRevSame
 		}
 	case errors.Is(err, pgx.ErrNoRows):
+		// No row: never created, or deleted outside the gateway, which
+		// leaves the save history. Its numbers go on from the history's
+		// last, so nothing already in it is written again.
+		var d deletedRow
+		var tenant *string
+		err := e.pool.QueryRow(ctx, `
+			SELECT f.saved_by, l.revision, l.title,
+			       (SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind <> 'rejected' ORDER BY seq DESC LIMIT 1)
+			FROM (SELECT saved_by FROM document_revisions WHERE doc_id = $1 ORDER BY revision LIMIT 1) f,
+			     (SELECT revision, title FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 1) l`, id).
+			Scan(&d.owner, &st.revision, &d.title, &tenant)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return nil, fmt.Errorf("load history of %s: %w", id, err)
+		default:
+			st.lastRev = st.revision
+			if tenant != nil {
+				d.tenant = *tenant
+				st.deleted = &d
+			}
+		}
 	default:
 		return nil, fmt.Errorf("load %s: %w", id, err)
 	}

@@ -2,10 +2,13 @@ package store
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestDivergenceClosedWhenASaveRepairedFirst follows the syncer's
@@ -124,4 +127,87 @@ func TestBackfillSkipsARowLockedOutside(t *testing.T) {
 	if v, err := e.eng.VerifyDocs(t.Context(), []string{"legacy-only"}); err != nil || v[0].Verdict != VerifyMatch {
 		t.Errorf("verify after backfill: %+v %v", v, err)
 	}
+}
+
+// TestRowDeletedOutside: a documents row deleted outside the gateway left
+// its history behind, and the next save of the document tried to write
+// revision 1 again and failed on every retry (found by review). Where the
+// Yjs side is authoritative the row is made again from it, with the
+// student's edit; where the legacy side is, the deletion stands and a new
+// document may take the ID, numbered on from the history.
+func TestRowDeletedOutside(t *testing.T) {
+	t.Run("LocalFirst", func(t *testing.T) {
+		e := setup(t)
+		e.cohort("c", dataplane.StageLocalFirst, "t1")
+		e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "one two"})
+		// A student's editor holds the document's state.
+		res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+		c := yjs.NewDoc(yjs.Options{ClientID: 7})
+		if err := c.ApplyUpdate(res.Update); err != nil {
+			t.Fatal(err)
+		}
+		var u []byte
+		c.OnUpdate(func(b []byte) { u = b })
+		if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+			t.Fatal(err)
+		}
+		e.restart() // whatever the syncer had in memory
+		tx := c.GetText(contract.YjsTextName)
+		if err := tx.Insert(tx.Len(), " three", nil); err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "u", Update: u})
+		if err != nil {
+			t.Fatalf("the student's edit after the row was deleted: %v", err)
+		}
+		d, err := e.eng.Read(t.Context(), "t1", "d")
+		if err != nil || d.Content != "one two three" || d.Owner != "u" || r.Revision != d.Revision || d.Revision != 3 {
+			t.Fatalf("read after the edit: %+v %v (edit answered revision %d)", d, err, r.Revision)
+		}
+		ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t1"})
+		if err != nil || !ev.Chain.OK {
+			t.Fatalf("evidence: %+v %v", ev.Chain, err)
+		}
+		var repaired bool
+		for _, en := range ev.Timeline {
+			repaired = repaired || (en.Kind == "repaired" && strings.Contains(en.Reason, "deleted outside the gateway"))
+		}
+		if !repaired {
+			t.Errorf("no repaired entry says the row was deleted outside: %+v", ev.Timeline)
+		}
+		if n := e.count(`SELECT count(*) FROM divergences WHERE doc_id = 'd' AND resolved_at IS NULL`); n != 0 {
+			t.Errorf("%d open divergences", n)
+		}
+	})
+	t.Run("DualWrite", func(t *testing.T) {
+		e := setup(t)
+		e.cohort("c", dataplane.StageDualWrite, "t1")
+		e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "one"})
+		e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "u", Content: "one two", BaseRevision: 1})
+		if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+			t.Fatal(err)
+		}
+		// The deletion stands, for readers as for savers...
+		if _, err := e.eng.Read(t.Context(), "t1", "d"); AsError(err).Code != CodeNotFound {
+			t.Errorf("read of the deleted document: %v", err)
+		}
+		if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "u", Content: "x", BaseRevision: 2}); AsError(err).Code != CodeNotFound {
+			t.Errorf("save of the deleted document: %v", err)
+		}
+		// ... and the ID can be taken again, without rewriting history.
+		r, err := e.eng.Submit(t.Context(), Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "v", Content: "fresh"})
+		if err != nil || r.Revision != 3 {
+			t.Fatalf("create after the deletion: %+v %v", r, err)
+		}
+		if v, err := e.eng.VerifyDocs(t.Context(), []string{"d"}); err != nil || v[0].Verdict != VerifyMatch {
+			t.Errorf("verify: %+v %v", v, err)
+		}
+		if rep, err := e.eng.VerifyLedger(t.Context(), "d"); err != nil || !rep.OK {
+			t.Errorf("ledger: %+v %v", rep, err)
+		}
+		d, err := e.eng.Read(t.Context(), "t1", "d")
+		if err != nil || d.Content != "fresh" || d.Owner != "v" {
+			t.Errorf("read: %+v %v", d, err)
+		}
+	})
 }

@@ -558,3 +558,39 @@ func (e *Engine) closeDivergences(bc *batchCtx, st *docState, kind, resolution s
 		WHERE doc_id = $1 AND kind = $2 AND resolved_at IS NULL`,
 		st.id, kind, bc.now, resolution, st.ledgerSeq)
 }
+
+// deletedRow is what the history says of a document whose row was
+// deleted outside the gateway.
+type deletedRow struct {
+	tenant, owner, title string
+}
+
+// recreate handles a document whose row was deleted outside the gateway
+// (st.deleted), before anything else touches it in this group. Where the
+// Yjs side is authoritative, the deletion is an outside write to the
+// other side: the row is made again from the Yjs text, as a new revision,
+// and the repair goes on record. Where the legacy side is authoritative
+// (or there is no Yjs side) the deletion stands: the document is gone,
+// and a create makes a new one, its Yjs representation a new generation,
+// its revisions numbered on from the history's.
+func (e *Engine) recreate(bc *batchCtx, st *docState) {
+	d := st.deleted
+	st.deleted = nil
+	stage, ok := bc.stages[d.tenant]
+	if !ok || legacyAuthoritative(stage.Stage) || st.ydoc == nil {
+		st.ydoc = nil
+		return
+	}
+	st.tenant, st.owner, st.title = d.tenant, d.owner, d.title
+	text := st.ytext()
+	sha := e.writeRevision(bc, st, stage, "server:repair", text, true, 0)
+	st.lastRev, st.lastRevSame = st.revision, true
+	reason := "the legacy row was deleted outside the gateway; it was made again from the Yjs side, authoritative at stage " + stage.Stage
+	en := ledger.Entry{Kind: ledger.KindRepaired, At: bc.now, Tenant: st.tenant, User: "server:repair",
+		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: "legacy",
+		YjsSHA256: sha, ContentSHA256: sha, Revision: st.revision, StateVector: svMap(st.ydoc.StateVector()),
+		Outcome: OutcomeRepaired, Reason: reason}
+	sealed := e.appendLedger(bc, st, en)
+	e.resolveDivergence(bc, st, stage, DivergenceOutOfBand, reason, OutcomeRepaired, sealed.Seq)
+	bc.repaired[st.id] = OutcomeRepaired
+}
