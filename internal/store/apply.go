@@ -730,7 +730,7 @@ func (e *Engine) entry(bc *batchCtx, st *docState, o *op, kind string) ledger.En
 	if st.exists {
 		stage = bc.stages[st.tenant]
 	}
-	proto := "legacy"
+	proto := protocolLegacy
 	if o.req.Kind == KindYjs || o.req.Kind == KindSync1 || o.req.Kind == KindDisconnect {
 		proto = "yjs"
 	}

@@ -92,7 +92,7 @@ func TestBackfillSkipsARowLockedOutside(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tx.Rollback(t.Context())
+	defer func() { _ = tx.Rollback(context.Background()) }()
 	if _, err := tx.Exec(t.Context(), `UPDATE documents SET title = 'x' WHERE doc_id = 'legacy-only'`); err != nil {
 		t.Fatal(err)
 	}

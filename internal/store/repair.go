@@ -109,7 +109,7 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 		return nil
 	}
 	en := ledger.Entry{Kind: ledger.KindRepaired, At: bc.now, Tenant: st.tenant, User: "server:repair",
-		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: "legacy",
+		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: protocolLegacy,
 		LegacySHA256: ledger.SHA256Hex([]byte(legacyText)), Outcome: OutcomeRepaired}
 	var reason string
 	if legacyChanged {
@@ -559,6 +559,9 @@ func (e *Engine) closeDivergences(bc *batchCtx, st *docState, kind, resolution s
 		st.id, kind, bc.now, resolution, st.ledgerSeq)
 }
 
+// protocolLegacy is the ledger's protocol of legacy saves and of repairs.
+const protocolLegacy = "legacy"
+
 // deletedRow is what the history says of a document whose row was
 // deleted outside the gateway.
 type deletedRow struct {
@@ -587,7 +590,7 @@ func (e *Engine) recreate(bc *batchCtx, st *docState) {
 	st.lastRev, st.lastRevSame = st.revision, true
 	reason := "the legacy row was deleted outside the gateway; it was made again from the Yjs side, authoritative at stage " + stage.Stage
 	en := ledger.Entry{Kind: ledger.KindRepaired, At: bc.now, Tenant: st.tenant, User: "server:repair",
-		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: "legacy",
+		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: protocolLegacy,
 		YjsSHA256: sha, ContentSHA256: sha, Revision: st.revision, StateVector: svMap(st.ydoc.StateVector()),
 		Outcome: OutcomeRepaired, Reason: reason}
 	sealed := e.appendLedger(bc, st, en)
