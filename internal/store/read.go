@@ -38,22 +38,45 @@ type Document struct {
 // Read returns a tenant's document as its stage's authoritative side
 // has it.
 func (e *Engine) Read(ctx context.Context, tenant, doc string) (Document, error) {
+	d, recreate, err := e.read(ctx, tenant, doc)
+	if recreate {
+		// Its row was deleted outside the gateway, and the Yjs side,
+		// authoritative at its stage, still holds it: the row is made
+		// again first (recreate, repair.go), then read.
+		if _, err := e.Submit(ctx, Request{Kind: KindRepair, Doc: doc}); err != nil {
+			return Document{}, err
+		}
+		d, _, err = e.read(ctx, tenant, doc)
+	}
+	return d, err
+}
+
+func (e *Engine) read(ctx context.Context, tenant, doc string) (Document, bool, error) {
 	l := e.laneOf(doc)
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if verr := e.validate(&Request{Kind: KindReject, Doc: doc, Tenant: tenant}); verr != nil {
-		return Document{}, verr
+		return Document{}, false, verr
 	}
 	st, err := e.docForRead(ctx, doc)
 	if err != nil {
-		return Document{}, err
+		return Document{}, false, err
+	}
+	if !st.exists && st.deleted != nil && st.deleted.tenant == tenant && st.ydoc != nil {
+		stage, err := dataplane.ReadTenantStage(ctx, e.pool, tenant)
+		if err != nil {
+			return Document{}, false, err
+		}
+		if !legacyAuthoritative(stage.Stage) {
+			return Document{}, true, nil
+		}
 	}
 	if !st.exists || st.tenant != tenant {
-		return Document{}, notFound(doc)
+		return Document{}, false, notFound(doc)
 	}
 	stage, err := dataplane.ReadTenantStage(ctx, e.pool, st.tenant)
 	if err != nil {
-		return Document{}, err
+		return Document{}, false, err
 	}
 	text := st.text(stage.Stage)
 	d := Document{ID: st.id, Tenant: st.tenant, Owner: st.owner, Title: st.title, Content: text, Revision: st.revision,
@@ -66,7 +89,7 @@ func (e *Engine) Read(ctx context.Context, tenant, doc string) (Document, error)
 			d.LegacyContent = &c
 		}
 	}
-	return d, nil
+	return d, false, nil
 }
 
 // Summary is a document in a list.
