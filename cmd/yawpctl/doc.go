@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -182,9 +181,7 @@ func newDocInspectCommand() *cobra.Command {
 			w := cmd.OutOrStdout()
 			switch output {
 			case "json":
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(out)
+				return printJSON(w, out)
 			case "table", "":
 				return printInspectTable(w, out)
 			default:

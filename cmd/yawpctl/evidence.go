@@ -88,9 +88,7 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(ev)
+				return printJSON(out, ev)
 			}
 			subject := ev.Subject
 			if subject == "" {
@@ -166,9 +164,7 @@ the ledger from its first entry up to the receipt's still hashes to it.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
+				if err := printJSON(out, rep); err != nil {
 					return err
 				}
 			} else {
@@ -215,4 +211,11 @@ func printVerify(out io.Writer, rep store.VerifyReport) {
 	if rep.OK && rep.Receipt != "" {
 		fmt.Fprintf(out, "receipt of the head, to keep: %s\n", rep.Receipt)
 	}
+}
+
+// printJSON writes v as indented JSON, as every --json and -o json prints.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // pendingSetup: client 100's first update (request "r1") is integrated and
@@ -86,11 +85,7 @@ func TestPendingRangesKeepTheirGaps(t *testing.T) {
 	e := setup(t)
 	e.cohort("c", dataplane.StageLocalFirst, "t")
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	a := yjs.NewDoc(yjs.Options{ClientID: 100})
-	if err := a.ApplyUpdate(res.Update); err != nil {
-		t.Fatal(err)
-	}
+	a := e.replicasOf("t", "d", 100)[0]
 	var ups [][]byte
 	a.OnUpdate(func(u []byte) { ups = append(ups, u) })
 	at := a.GetText(contract.YjsTextName)

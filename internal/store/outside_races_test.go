@@ -8,7 +8,6 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestDivergenceClosedWhenASaveRepairedFirst follows the syncer's
@@ -141,11 +140,7 @@ func TestRowDeletedOutside(t *testing.T) {
 		e.cohort("c", dataplane.StageLocalFirst, "t1")
 		e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "one two"})
 		// A student's editor holds the document's state.
-		res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-		c := yjs.NewDoc(yjs.Options{ClientID: 7})
-		if err := c.ApplyUpdate(res.Update); err != nil {
-			t.Fatal(err)
-		}
+		c := e.replicasOf("t1", "d", 7)[0]
 		var u []byte
 		c.OnUpdate(func(b []byte) { u = b })
 		if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {

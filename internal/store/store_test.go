@@ -143,7 +143,14 @@ func (e *env) replicas(clients ...uint64) []*yjs.Doc {
 	e.t.Helper()
 	e.cohort("c", dataplane.StageLocalFirst, "t")
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	return e.replicasOf("t", "d", clients...)
+}
+
+// replicasOf returns Yjs replicas of the server's state of tenant's doc
+// (sync step 1 with an empty state vector), one per client ID.
+func (e *env) replicasOf(tenant, doc string, clients ...uint64) []*yjs.Doc {
+	e.t.Helper()
+	res := e.submit(Request{Kind: KindSync1, Doc: doc, Tenant: tenant, User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
 	var out []*yjs.Doc
 	for _, id := range clients {
 		d := yjs.NewDoc(yjs.Options{ClientID: id})
