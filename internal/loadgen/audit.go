@@ -219,12 +219,30 @@ func (g *Generator) auditDoc(ctx context.Context, a *auditor, gw string, da *doc
 	g.compare(ctx, a, gw, d, doc, texts)
 	// (c) evidence: the chain verifies, every acknowledged save is in the
 	// timeline, nothing is left saved-locally-not-synced.
-	vr, err := g.rest.verifyChain(ctx, gw, d.tenant, d.id)
+	// The last acknowledged legacy save's receipt vouches for every entry
+	// up to it: the chain recomputed to it must end in its hash.
+	var last ledger.Receipt
+	for _, l := range da.legacy {
+		if rc, err := ledger.ParseReceipt(l.Receipt); err == nil && rc.Seq > last.Seq {
+			last = rc
+		}
+	}
+	receipt := ""
+	if last.Seq > 0 {
+		receipt = last.String()
+	}
+	vr, err := g.rest.verifyChain(ctx, gw, d.tenant, d.id, receipt)
 	switch {
 	case err != nil:
 		a.fail(CheckChain, d.id, "verifying the ledger chain: %v", err)
-	case !vr.OK:
+	case len(vr.Problems) > 0:
 		a.fail(CheckChain, d.id, "ledger chain broken: %d problems, first: %v", len(vr.Problems), vr.Problems[0])
+	case !vr.OK:
+		for _, c := range vr.Receipts {
+			if c.Verdict != ledger.ReceiptConfirmed {
+				a.fail(CheckChain, d.id, "the last acknowledged save's receipt %s is %s: %s", c.Receipt, c.Verdict, c.Detail)
+			}
+		}
 	default:
 		a.count(func(r *Report) { r.ChainsVerified++ })
 	}

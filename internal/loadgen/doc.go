@@ -20,7 +20,9 @@
 // document, Yjs client and clock once the server's state vector covered it
 // (Flush). The audit then checks (a) every acknowledged save is present,
 // (b) the legacy row equals the Yjs text for every document that has a
-// Yjs representation, (c) every document's ledger chain verifies and every
+// Yjs representation, (c) every document's ledger chain verifies, also
+// against the receipt of its last acknowledged legacy save (so entries cut
+// from the chain's end, or its end rewritten, are caught), and every
 // acknowledged save appears in its evidence timeline.
 //
 // It owns no table: it talks to the gateway, and with a database URL reads

@@ -147,6 +147,8 @@ type LegacyAck struct {
 	// PreservedID the server kept it aside.
 	SentSHA256  string
 	PreservedID int64
+	// Receipt is the answer's ledger receipt (<ledger_seq>:<ledger_hash>).
+	Receipt string
 }
 
 // YjsAck is a local-first client's acknowledged edits: everything of
@@ -338,7 +340,7 @@ func (g *Generator) seedOne(ctx context.Context, gw string, d *document) error {
 	switch {
 	case err == nil:
 		g.ackLegacy(LegacyAck{Doc: d.id, Tenant: d.tenant, Key: key, Revision: ans.Revision, Outcome: ans.Outcome,
-			ContentSHA256: ans.ContentSHA256, SentSHA256: sha(content)})
+			ContentSHA256: ans.ContentSHA256, SentSHA256: sha(content), Receipt: ans.Receipt})
 		d.protocol.Store(gateway.ProtocolOf(ans.Stage.Stage))
 		return nil
 	case errors.As(err, &ae) && ae.Code == store.CodeAlreadyExists:
@@ -476,7 +478,7 @@ func (g *Generator) legacySave(ctx context.Context, gw string, d *document, w, n
 		}
 		d.protocol.Store(gateway.ProtocolOf(ans.Stage.Stage))
 		g.ackLegacy(LegacyAck{Doc: d.id, Tenant: d.tenant, Key: key, Revision: ans.Revision, Outcome: ans.Outcome,
-			ContentSHA256: ans.ContentSHA256, SentSHA256: sha(content), PreservedID: ans.PreservedID})
+			ContentSHA256: ans.ContentSHA256, SentSHA256: sha(content), PreservedID: ans.PreservedID, Receipt: ans.Receipt})
 		return nil
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/gateway"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/pgharness"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
@@ -206,6 +207,45 @@ func TestWorkloadAuditPasses(t *testing.T) {
 		if _, err := sys.pool.Exec(ctx, `UPDATE documents SET content = 'tampered' WHERE doc_id = $1`, tampered); err != nil {
 			t.Fatal(err)
 		}
+		// And a third document's ledger is cut short at its last
+		// acknowledged legacy save, by someone who can disable the
+		// append-only trigger: the chain left is intact, the receipt
+		// the save was answered with is not.
+		var cut LegacyAck
+		for _, a := range legacy {
+			if a.Doc != victim.Doc && a.Doc != tampered && a.Receipt != "" {
+				cut = a
+				break
+			}
+		}
+		if cut.Doc == "" {
+			t.Fatal("no third document with an acknowledged legacy save")
+		}
+		for _, a := range legacy {
+			if a.Doc == cut.Doc && a.Receipt != "" && mustSeq(t, a.Receipt) > mustSeq(t, cut.Receipt) {
+				cut = a
+			}
+		}
+		tx, err := sys.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{
+			`ALTER TABLE save_ledger DISABLE TRIGGER save_ledger_no_update`,
+			`DELETE FROM save_ledger WHERE doc_id = $1 AND seq >= $2`,
+			`ALTER TABLE save_ledger ENABLE TRIGGER save_ledger_no_update`,
+		} {
+			var args []any
+			if strings.HasPrefix(q, "DELETE") {
+				args = []any{cut.Doc, mustSeq(t, cut.Receipt)}
+			}
+			if _, err := tx.Exec(ctx, q, args...); err != nil {
+				t.Fatal(q, err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
 		rep, err := g.Audit(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -222,7 +262,21 @@ func TestWorkloadAuditPasses(t *testing.T) {
 		if !has(CheckEqual, tampered) {
 			t.Errorf("no %s failure for %s: %+v", CheckEqual, tampered, rep.Failures)
 		}
+		if !slices.ContainsFunc(rep.Failures, func(f Failure) bool {
+			return f.Check == CheckChain && f.Doc == cut.Doc && strings.Contains(f.Detail, "receipt "+cut.Receipt+" is missing")
+		}) {
+			t.Errorf("no %s failure naming receipt %s of %s: %+v", CheckChain, cut.Receipt, cut.Doc, rep.Failures)
+		}
 	})
+}
+
+func mustSeq(t *testing.T, receipt string) int64 {
+	t.Helper()
+	rc, err := ledger.ParseReceipt(receipt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc.Seq
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -210,13 +210,17 @@ func (r *rest) evidence(ctx context.Context, gw, tenant, doc string) (store.Evid
 	return out, err
 }
 
-func (r *rest) verifyChain(ctx context.Context, gw, tenant, doc string) (store.VerifyReport, error) {
+func (r *rest) verifyChain(ctx context.Context, gw, tenant, doc, receipt string) (store.VerifyReport, error) {
 	tok, err := r.token(tenant, auditUser, true)
 	if err != nil {
 		return store.VerifyReport{}, err
 	}
+	u := docURL(gw, doc, "evidence", "verify")
+	if receipt != "" {
+		u += "?" + url.Values{"receipt": {receipt}}.Encode()
+	}
 	var out store.VerifyReport
-	err = r.do(ctx, call{method: http.MethodGet, url: docURL(gw, doc, "evidence", "verify"), token: tok}, &out)
+	err = r.do(ctx, call{method: http.MethodGet, url: u, token: tok}, &out)
 	return out, err
 }
 
