@@ -211,41 +211,7 @@ func TestWorkloadAuditPasses(t *testing.T) {
 		// acknowledged legacy save, by someone who can disable the
 		// append-only trigger: the chain left is intact, the receipt
 		// the save was answered with is not.
-		var cut LegacyAck
-		for _, a := range legacy {
-			if a.Doc != victim.Doc && a.Doc != tampered && a.Receipt != "" {
-				cut = a
-				break
-			}
-		}
-		if cut.Doc == "" {
-			t.Fatal("no third document with an acknowledged legacy save")
-		}
-		for _, a := range legacy {
-			if a.Doc == cut.Doc && a.Receipt != "" && mustSeq(t, a.Receipt) > mustSeq(t, cut.Receipt) {
-				cut = a
-			}
-		}
-		tx, err := sys.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, q := range []string{
-			`ALTER TABLE save_ledger DISABLE TRIGGER save_ledger_no_update`,
-			`DELETE FROM save_ledger WHERE doc_id = $1 AND seq >= $2`,
-			`ALTER TABLE save_ledger ENABLE TRIGGER save_ledger_no_update`,
-		} {
-			var args []any
-			if strings.HasPrefix(q, "DELETE") {
-				args = []any{cut.Doc, mustSeq(t, cut.Receipt)}
-			}
-			if _, err := tx.Exec(ctx, q, args...); err != nil {
-				t.Fatal(q, err)
-			}
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
+		cut := cutLedgerAtLastReceipt(t, sys.pool, legacy, victim.Doc, tampered)
 		rep, err := g.Audit(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -268,6 +234,51 @@ func TestWorkloadAuditPasses(t *testing.T) {
 			t.Errorf("no %s failure naming receipt %s of %s: %+v", CheckChain, cut.Receipt, cut.Doc, rep.Failures)
 		}
 	})
+}
+
+// cutLedgerAtLastReceipt picks a document with acknowledged legacy saves
+// (none of exclude) and deletes its ledger from its last acknowledged
+// save's entry on, as someone who can disable the append-only trigger
+// could; it returns that save.
+func cutLedgerAtLastReceipt(t *testing.T, pool *pgxpool.Pool, legacy []LegacyAck, exclude ...string) LegacyAck {
+	t.Helper()
+	ctx := t.Context()
+	var cut LegacyAck
+	for _, a := range legacy {
+		if !slices.Contains(exclude, a.Doc) && a.Receipt != "" {
+			cut = a
+			break
+		}
+	}
+	if cut.Doc == "" {
+		t.Fatal("no other document with an acknowledged legacy save")
+	}
+	for _, a := range legacy {
+		if a.Doc == cut.Doc && a.Receipt != "" && mustSeq(t, a.Receipt) > mustSeq(t, cut.Receipt) {
+			cut = a
+		}
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE save_ledger DISABLE TRIGGER save_ledger_no_update`,
+		`DELETE FROM save_ledger WHERE doc_id = $1 AND seq >= $2`,
+		`ALTER TABLE save_ledger ENABLE TRIGGER save_ledger_no_update`,
+	} {
+		var args []any
+		if strings.HasPrefix(q, "DELETE") {
+			args = []any{cut.Doc, mustSeq(t, cut.Receipt)}
+		}
+		if _, err := tx.Exec(ctx, q, args...); err != nil {
+			t.Fatal(q, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return cut
 }
 
 func mustSeq(t *testing.T, receipt string) int64 {
