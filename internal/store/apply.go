@@ -117,6 +117,9 @@ func newBatchCtx() *batchCtx {
 //     the row update, cached for the connection's life (53 blocks read per
 //     single-row update in make bench-store).
 //
+// The lanes' lock_timeout (Config.LockTimeout) is set beside them
+// (newLanePool).
+//
 // A connection pooler in transaction mode would lose them, as it would
 // the shard's advisory lock: the syncer needs session connections.
 const laneSettings = `SELECT set_config('synchronous_commit', 'on', false), set_config('yawp.syncer', 'on', false),
@@ -218,6 +221,9 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		bc.pre = b1
 	} else {
 		b1.Queue("BEGIN")
+		if shortLockWait(ctx) {
+			b1.Queue(`SET LOCAL lock_timeout = '200ms'`)
+		}
 		// Round trip 1: begin, fence, stages FOR SHARE, idempotency keys.
 		leaseEpoch := int64(-1)
 		b1.Queue(`SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).QueryRow(func(row pgx.Row) error {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,7 +57,14 @@ type Config struct {
 	// GroupTimeout bounds one group commit, its retries included
 	// (default 30 s).
 	GroupTimeout time.Duration
-	Logger       *slog.Logger
+	// LockTimeout bounds how long a group waits for a row lock (default
+	// 5 s). Only a transaction outside the gateway holds a document's row
+	// (the lanes never share a document), and a group that waited for it
+	// would hold up every document of its lane: past this, the group's
+	// requests run one by one, each waiting briefly, and the one whose
+	// row stays locked is refused (503, retry).
+	LockTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Engine applies the saves of one shard. Safe for concurrent use.
@@ -187,6 +196,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.GroupTimeout <= 0 {
 		cfg.GroupTimeout = 30 * time.Second
 	}
+	if cfg.LockTimeout <= 0 {
+		cfg.LockTimeout = 5 * time.Second
+	}
 	if cfg.SnapshotEvery <= 0 {
 		cfg.SnapshotEvery = 64
 	}
@@ -268,7 +280,8 @@ func newLanePool(ctx context.Context, cfg Config, onNotice pgconn.NoticeHandler)
 				return err
 			}
 		}
-		_, err := c.Exec(ctx, laneSettings)
+		_, err := c.Exec(ctx, laneSettings+`, set_config('lock_timeout', $1, false)`,
+			strconv.FormatInt(cfg.LockTimeout.Milliseconds(), 10)+"ms")
 		return err
 	}
 	p, err := pgxpool.NewWithConfig(ctx, pc)
@@ -475,7 +488,7 @@ func (e *Engine) runBatch(l *lane, ops []*op) {
 		return
 	}
 	err := e.apply(ctx, ops, true)
-	if errors.Is(err, errFastPath) {
+	if errors.Is(err, errFastPath) && !isLockTimeout(err) {
 		e.forgetStages()
 		for _, o := range ops {
 			o.res, o.err = Result{}, nil
@@ -498,19 +511,48 @@ func (e *Engine) runBatch(l *lane, ops []*op) {
 	}
 	if e.isFenced.Load() || len(ops) == 1 {
 		for _, o := range ops {
-			o.err = err
+			o.err = lockedErr(err)
 		}
 		return
 	}
 	e.log.Warn("group commit failed; retrying its requests one by one", "requests", len(ops), "err", err)
+	octx := ctx
+	if isLockTimeout(err) {
+		// A row held outside the gateway: each request waits for its
+		// rows only briefly, so the others need not wait for that one.
+		octx = context.WithValue(ctx, shortLockWaitKey{}, true)
+	}
 	for _, o := range ops {
 		o.res, o.err = Result{}, nil
-		if err := e.apply(ctx, []*op{o}, false); err != nil {
-			o.err = err
+		if err := e.apply(octx, []*op{o}, false); err != nil {
+			o.err = lockedErr(err)
 		} else {
 			e.Applied.Add(1)
 		}
 	}
+}
+
+type shortLockWaitKey struct{}
+
+func shortLockWait(ctx context.Context) bool {
+	v, _ := ctx.Value(shortLockWaitKey{}).(bool)
+	return v
+}
+
+// isLockTimeout reports whether err is PostgreSQL's lock_not_available:
+// a lock wait ran past lock_timeout.
+func isLockTimeout(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "55P03"
+}
+
+// lockedErr says what a lock timeout means to the caller.
+func lockedErr(err error) error {
+	if !isLockTimeout(err) {
+		return err
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+		Message: "the document's row is locked by a transaction outside the gateway; nothing was saved, retry it"}
 }
 
 // lru is a bounded map of documents in memory.

@@ -212,3 +212,64 @@ func TestRowDeletedOutside(t *testing.T) {
 		}
 	})
 }
+
+// TestRowLockedOutsideHoldsUpOnlyItsDocument: a transaction outside the
+// gateway that keeps a document's row locked (a legacy batch job, a
+// session idle in transaction) made the group saving that document wait
+// for it, and with it every document of its lane, up to the 30 s group
+// timeout, after which they all failed. A group now gives up on the lock
+// after LockTimeout, and one of several requests runs them one by one,
+// each waiting briefly: the other documents are saved while the lock is
+// still held, and only the locked document's saves are refused, as
+// retryable. Found by review (of the backfill's version of it).
+func TestRowLockedOutsideHoldsUpOnlyItsDocument(t *testing.T) {
+	e := setup(t)
+	e.restartWith(Config{Lanes: 1, LockTimeout: 300 * time.Millisecond})
+	e.cohort("c", dataplane.StageDualWrite, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "locked", Tenant: "t1", User: "u", Content: "a"})
+	e.submit(Request{Kind: KindCreate, Doc: "free", Tenant: "t1", User: "u", Content: "b"})
+	e.submit(Request{Kind: KindSave, Doc: "locked", Tenant: "t1", User: "u", Content: "a1", BaseRevision: 1})
+	e.submit(Request{Kind: KindSave, Doc: "free", Tenant: "t1", User: "u", Content: "b1", BaseRevision: 1}) // stages cached
+
+	tx, err := e.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(t.Context(), `SELECT 1 FROM documents WHERE doc_id = 'locked' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	// A save of the locked document waits for its row; meanwhile another
+	// save of it and one of the other document queue on the lane and
+	// form the next group. Everything is answered while the lock is held.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	saveLocked := func(content string) chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := e.eng.Submit(ctx, Request{Kind: KindSave, Doc: "locked", Tenant: "t1", User: "u", Content: content, BaseRevision: 2})
+			ch <- err
+		}()
+		return ch
+	}
+	first := saveLocked("a2")
+	time.Sleep(100 * time.Millisecond)
+	second := saveLocked("a3")
+	r, err := e.eng.Submit(ctx, Request{Kind: KindSave, Doc: "free", Tenant: "t1", User: "u", Content: "b2", BaseRevision: 2})
+	if err != nil || r.Revision != 3 {
+		t.Fatalf("the other document's save while a row is locked outside: %+v %v", r, err)
+	}
+	for _, ch := range []chan error{first, second} {
+		if err := <-ch; AsError(err).Code != CodeUnavailable || !strings.Contains(AsError(err).Message, "locked by a transaction outside the gateway") {
+			t.Fatalf("a save of the locked document: %v", err)
+		}
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Its retry goes through once the lock is gone; nothing was half-saved.
+	r, err = e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "locked", Tenant: "t1", User: "u", Content: "a2", BaseRevision: 2})
+	if err != nil || r.Revision != 3 {
+		t.Fatalf("the retry: %+v %v", r, err)
+	}
+}
