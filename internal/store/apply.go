@@ -780,6 +780,11 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 			out = OutcomeConsistent
 		}
 		if !st.exists {
+			// Deleted (outside the gateway) where the deletion stands:
+			// there is nothing left to repair, and a divergence recorded
+			// on it would otherwise stay open and fail the cohort's gate
+			// on every attempt.
+			e.closeDivergences(bc, st, DivergenceOutOfBand, "document-deleted")
 			o.err = notFound(r.Doc)
 			return nil
 		}

@@ -252,8 +252,17 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 // engine remembers them) or outside it (outside_changes, logged by a
 // trigger), the ones not matching last time and the ones just
 // backfilled. Counts come from what the passes found.
-func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) error {
+func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) (err error) {
 	s := in.s
+	defer func() {
+		if err != nil {
+			// The pass took its documents off the lists that name them
+			// (outside changes past the cursor, the syncer's written set,
+			// the backfilled set) before it failed: the next pass is a
+			// full one, so none of them goes unverified.
+			in.lastFull = time.Time{}
+		}
+	}()
 	epochs := map[string]int64{}
 	var cohorts []string
 	for _, c := range obs.Cohorts {
