@@ -32,7 +32,12 @@ func TestDivergenceOfADeletedDocumentIsClosed(t *testing.T) {
 			InternalToken: "tok", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
 			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: 2 * time.Second}})
 	}()
-	defer func() { cancel(); _ = <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("syncer: %v", err)
+		}
+	}()
 	cs = setStage(t, dp, cs.Epoch, dataplane.StageDualWrite)
 	cs = setStage(t, dp, cs.Epoch, dataplane.StageBackfill)
 	waitReport(t, dp, "backfilled", 30*time.Second, func(c dataplane.CohortReport) bool {
