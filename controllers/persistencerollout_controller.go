@@ -296,7 +296,7 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts)), history: history,
 		outside: outside, outsideSample: sample}
 	for _, rep := range reports {
-		if rep.Shard < int(ro.Spec.Gateway.Shards) && now.Sub(rep.ReportedAt) <= ro.Spec.Gates.MaxReportAge.Duration {
+		if rep.Shard < int(ro.Spec.Gateway.Shards) && reportFresh(rep.ReportedAt, now, ro.Spec.Gates.MaxReportAge.Duration) {
 			obs.alive++
 		}
 	}

@@ -52,10 +52,30 @@ type summary struct {
 	backfillDone                                                   int // fresh reports saying backfill is complete
 	oldest                                                         time.Time
 	samples                                                        []string
+	// future counts reports of the cohort stamped further in the future
+	// than maxAge: their shard's clock runs ahead, and they are not
+	// fresh (their age cannot be told).
+	future int
 }
 
 func (s summary) allObserved() bool { return s.observed >= s.shards }
 func (s summary) allFresh() bool    { return s.fresh >= s.shards }
+
+// allVerified: the fresh reports' verification covers every document of
+// the cohort: each was checked under the cohort's epoch (found matching,
+// or found mismatched, which the mismatch gate judges). Before a pass has
+// checked them, a shard reports fewer (none before its first pass at the
+// epoch), and nothing has shown the representations agree (I3).
+func (s summary) allVerified() bool { return s.verified+s.mismatched >= s.documents }
+
+// reportFresh says whether a report stamped at (by its shard's clock) is
+// fresh at now (the manager's): at most maxAge old, and not stamped more
+// than maxAge in the future. A shard whose clock runs ahead by more than
+// that would otherwise count as fresh long after it went silent.
+func reportFresh(at, now time.Time, maxAge time.Duration) bool {
+	age := now.Sub(at)
+	return age <= maxAge && age >= -maxAge
+}
 
 // summarize reads the reports of every shard in [0, shards) for a cohort at
 // epoch; reports older than maxAge (relative to now) are not fresh.
@@ -69,7 +89,13 @@ func summarize(reports []dataplane.ShardReport, shards int, cohort string, epoch
 			s.observed++
 		}
 		for _, c := range r.Cohorts {
-			if c.Cohort != cohort || c.Epoch != epoch || now.Sub(c.ReportedAt) > maxAge {
+			if c.Cohort != cohort || c.Epoch != epoch {
+				continue
+			}
+			if !reportFresh(c.ReportedAt, now, maxAge) {
+				if now.Sub(c.ReportedAt) < -maxAge {
+					s.future++
+				}
 				continue
 			}
 			s.fresh++
@@ -472,12 +498,23 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 			if st.SoakStartedAt.Before(now) {
 				cp.act = &action{kind: actRestartSoak, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage}
 			}
+			if sum.future > 0 {
+				return wait(persistencev1alpha1.ReasonWaitingForReports,
+					"fresh reports from %d/%d shards (%d stamped more than %s in the future: check the clocks of their nodes)",
+					sum.shards-sum.fresh, sum.shards, sum.future, in.spec.Gates.MaxReportAge.Duration)
+			}
 			return wait(persistencev1alpha1.ReasonWaitingForReports, "fresh reports from %d/%d shards", sum.shards-sum.fresh, sum.shards)
 		}
 		cp.soakEndsAt = st.SoakStartedAt.Add(soak)
 		if now.Before(cp.soakEndsAt) {
 			cp.requeue = cp.soakEndsAt.Sub(now)
 			return wait(persistencev1alpha1.ReasonSoaking, "soak until %s", cp.soakEndsAt.UTC().Format(time.RFC3339))
+		}
+		if !sum.allVerified() {
+			// The soak is over, but no pass has checked every document
+			// yet: the stage moves on once one has.
+			return wait(persistencev1alpha1.ReasonVerifying, "verification to check every document (%d/%d so far)",
+				min(sum.verified+sum.mismatched, sum.documents), sum.documents)
 		}
 		if stage == persistencev1alpha1.StageLocalFirst {
 			cp.act = set(persistencev1alpha1.StageComplete, "PostFlipSoakPassed",

@@ -237,6 +237,10 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	case curPlan.failing != "" || gateFailure(curIn.sum, ro.Spec.Gates) != "":
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionFalse, persistencev1alpha1.ReasonGateFailed,
 			gateFailure(curIn.sum, ro.Spec.Gates), now)
+	case !curIn.sum.allVerified():
+		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionUnknown, persistencev1alpha1.ReasonVerifying,
+			fmt.Sprintf("verification has checked %d/%d documents at epoch %d; no gate has failed",
+				min(curIn.sum.verified+curIn.sum.mismatched, curIn.sum.documents), curIn.sum.documents, curIn.state.Epoch), now)
 	default:
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionTrue, persistencev1alpha1.ReasonGatesPassing,
 			fmt.Sprintf("%d documents verified, %d mismatched, %d open divergences, %d evidence gaps",

@@ -420,6 +420,7 @@ const (
 	ReasonWaitingForBarrier  = "WaitingForBarrier"
 	ReasonBackfilling        = "Backfilling"
 	ReasonSoaking            = "Soaking"
+	ReasonVerifying          = "Verifying"
 	ReasonAwaitingApproval   = "AwaitingApproval"
 	ReasonWaitingForCohort   = "WaitingForCohort"
 	ReasonWaitingForReports  = "WaitingForReports"
