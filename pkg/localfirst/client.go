@@ -49,12 +49,21 @@ type Client struct {
 	denied   string
 	changed  chan struct{}
 	closed   bool
+	// unsaved holds updates the document took whose write to the local
+	// store failed: the next write carries them (merged) before anything
+	// that comes after them, so no record on disk builds on operations
+	// that are not.
+	unsaved [][]byte
 
 	// Loaded is what Open found on disk: the number of records replayed
-	// and the bytes of a torn tail dropped.
+	// and the bytes of a torn tail dropped. DamagedKeptAt names a copy of
+	// the file as it was found when a damaged record sat before its end
+	// (not a torn last write): the records after it could not be read,
+	// and the copy keeps them for recovery.
 	Loaded struct {
-		Records int
-		Torn    int64
+		Records       int
+		Torn          int64
+		DamagedKeptAt string
 	}
 }
 
@@ -63,12 +72,12 @@ type Client struct {
 // does per session, so a torn record can never make an ID be reused.
 func Open(path string) (*Client, error) {
 	c := &Client{doc: yjs.NewDoc(yjs.Options{}), changed: make(chan struct{})}
-	st, recs, torn, err := openStore(path, c.doc)
+	st, ld, err := openStore(path, c.doc)
 	if err != nil {
 		return nil, err
 	}
 	c.st = st
-	c.Loaded.Records, c.Loaded.Torn = recs, torn
+	c.Loaded.Records, c.Loaded.Torn, c.Loaded.DamagedKeptAt = ld.records, ld.torn, ld.keptAt
 	c.doc.OnUpdate(func(u []byte) {
 		if c.capture {
 			c.captured = append(c.captured, append([]byte(nil), u...))
@@ -77,7 +86,8 @@ func Open(path string) (*Client, error) {
 	return c, nil
 }
 
-// Close closes the local store. Run should have returned first.
+// Close closes the local store, writing first what an earlier failed
+// write left unsaved; Run returns ErrClosed.
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -88,7 +98,43 @@ func (c *Client) Close() error {
 	if c.dropConn != nil {
 		c.dropConn()
 	}
-	return c.st.close()
+	var err error
+	if len(c.unsaved) > 0 {
+		_, err = c.saveLocked(nil)
+	}
+	if cerr := c.st.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// ErrClosed is returned by a closed client's methods and ends Run.
+var ErrClosed = errors.New("localfirst: client closed")
+
+// saveLocked writes u to the local store, after (merged with) whatever
+// earlier writes left unsaved, and returns what it wrote. On failure u
+// joins the unsaved updates, to go with the next write.
+func (c *Client) saveLocked(u []byte) ([]byte, error) {
+	w := u
+	if len(c.unsaved) > 0 {
+		parts := c.unsaved
+		if u != nil {
+			parts = append(slices.Clip(parts), u)
+		}
+		m, err := yjs.MergeUpdates(parts...)
+		if err != nil {
+			return nil, err
+		}
+		w = m
+	}
+	if err := c.st.append(w); err != nil {
+		if u != nil {
+			c.unsaved = append(c.unsaved, u)
+		}
+		return nil, err
+	}
+	c.unsaved = nil
+	return w, nil
 }
 
 // Text returns the document's text (root Y.Text contract.YjsTextName).
@@ -116,7 +162,11 @@ func (c *Client) StateVector() StateVector {
 }
 
 // ClientID is the Yjs client ID of this process's edits.
-func (c *Client) ClientID() uint64 { return c.doc.ClientID() }
+func (c *Client) ClientID() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.doc.ClientID()
+}
 
 // Protocol is the protocol the server last told (contract.ProtocolLocalFirst
 // or contract.ProtocolWriteThrough), "" before the first connection.
@@ -133,7 +183,7 @@ func (c *Client) Edit(f func(t *Text) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return errors.New("localfirst: client closed")
+		return ErrClosed
 	}
 	c.capture, c.captured = true, nil
 	ferr := f(c.doc.GetText(contract.YjsTextName))
@@ -150,10 +200,14 @@ func (c *Client) Edit(f func(t *Text) error) error {
 		u = m
 	}
 	c.captured = nil
-	if err := c.st.append(u); err != nil {
+	w, err := c.saveLocked(u)
+	if err != nil {
+		// The edit is in the document but not on disk: it goes with the
+		// next write that succeeds (and to the server then, or with the
+		// next handshake).
 		return fmt.Errorf("localfirst: saving locally: %w", err)
 	}
-	c.sendLocked(yprotocol.EncodeUpdate(u))
+	c.sendLocked(yprotocol.EncodeUpdate(w))
 	return ferr
 }
 
@@ -184,7 +238,7 @@ func (c *Client) applyRemote(u []byte) error {
 	if err := c.doc.ApplyUpdate(u); err != nil {
 		return err
 	}
-	if err := c.st.append(u); err != nil {
+	if _, err := c.saveLocked(u); err != nil {
 		return err
 	}
 	c.notifyLocked()
@@ -206,7 +260,8 @@ type Remote struct {
 	AnnounceOnly bool
 }
 
-// RefusedError is a permanent refusal (close codes 4400-4499).
+// RefusedError is a permanent refusal: close codes 4400-4499, or 1009
+// when a message from the server is over what the local store can hold.
 type RefusedError struct {
 	Code   int
 	Reason string
@@ -227,7 +282,7 @@ func (c *Client) Run(ctx context.Context, r Remote) error {
 			return ctx.Err()
 		}
 		var ref *RefusedError
-		if errors.As(err, &ref) {
+		if errors.As(err, &ref) || errors.Is(err, ErrClosed) {
 			return err
 		}
 		if time.Since(start) > 10*time.Second {
@@ -259,7 +314,10 @@ func (c *Client) session(ctx context.Context, r Remote) error {
 		return err
 	}
 	defer func() { _ = ws.CloseNow() }()
-	ws.SetReadLimit(contract.MaxSyncMessageBytes * 4)
+	// The server's sync step 2 carries the whole document, which no
+	// update limit bounds: a message is bounded only by what the local
+	// store can hold as one record.
+	ws.SetReadLimit(maxRecord + 64)
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 
@@ -267,7 +325,7 @@ func (c *Client) session(ctx context.Context, r Remote) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return errors.New("localfirst: client closed")
+		return ErrClosed
 	}
 	if p := resp.Header.Get(contract.HeaderProtocol); p != "" {
 		c.protocol = p
@@ -319,6 +377,13 @@ func (c *Client) session(ctx context.Context, r Remote) error {
 			var ce websocket.CloseError
 			if errors.As(err, &ce) && ce.Code >= 4400 && ce.Code < 4500 {
 				return &RefusedError{Code: int(ce.Code), Reason: ce.Reason}
+			}
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				// Every reconnection would get the same message.
+				return &RefusedError{Code: int(websocket.StatusMessageTooBig), Reason: err.Error()}
+			}
+			if c.isClosed() {
+				return ErrClosed
 			}
 			if ctx.Err() == nil {
 				select {
@@ -383,6 +448,12 @@ func (c *Client) session(ctx context.Context, r Remote) error {
 			c.mu.Unlock()
 		}
 	}
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 // Connected reports whether a connection is open.
@@ -497,7 +568,7 @@ func (c *Client) Reset() (archived string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return "", errors.New("localfirst: client closed")
+		return "", ErrClosed
 	}
 	path := c.st.path
 	if err := c.st.close(); err != nil {
@@ -511,7 +582,7 @@ func (c *Client) Reset() (archived string, err error) {
 		return "", err
 	}
 	doc := yjs.NewDoc(yjs.Options{})
-	st, _, _, err := openStore(path, doc)
+	st, _, err := openStore(path, doc)
 	if err != nil {
 		return "", err
 	}
@@ -520,6 +591,6 @@ func (c *Client) Reset() (archived string, err error) {
 			c.captured = append(c.captured, append([]byte(nil), u...))
 		}
 	})
-	c.doc, c.st, c.serverSV, c.serverDS = doc, st, nil, nil
+	c.doc, c.st, c.serverSV, c.serverDS, c.unsaved = doc, st, nil, nil, nil
 	return archived, nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
@@ -21,9 +22,11 @@ import (
 // Each payload is a Yjs v1 update. Every update the document takes, local
 // or remote, is appended and fsynced before it is acted on (a local edit
 // is sent only once it is on disk). Open replays the records, stops at the
-// first incomplete or corrupt one (a torn last write from a crash), and
+// first incomplete or corrupt one (a torn last write from a crash; a
+// damaged record before the end is kept aside, see loaded.keptAt), and
 // compacts the file to one record holding the whole state (written to a
-// temporary file, fsynced, renamed over, directory fsynced).
+// temporary file, fsynced, renamed over, directory fsynced). An exclusive
+// lock on path+".lock" keeps a second client from opening it meanwhile.
 const magic = "YAWPLF1\n"
 
 // maxRecord bounds one record (a corrupt length must not make us allocate).
@@ -35,46 +38,107 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // update or the file is not a local store.
 var ErrCorrupt = errors.New("localfirst: local store corrupt")
 
+// ErrInUse is returned by Open when another client, in this process or
+// another, has the local store open: two writers of one file would lose
+// each other's edits (the second compacts the file from under the first).
+var ErrInUse = errors.New("localfirst: local store is open in another client")
+
 // store is the append-only update log.
 type store struct {
 	path   string
 	f      *os.File
-	size   int64 // bytes known good
+	lock   *os.File // holds an exclusive lock on path+".lock" while open
+	size   int64    // bytes known good
 	broken error
 }
 
+// loaded is what openStore found on disk.
+type loaded struct {
+	records int
+	torn    int64
+	// keptAt names a copy of the file as found, made when a damaged
+	// record sat before the file's end (not a torn last write): the
+	// records after it could not be read, and compaction would
+	// otherwise have destroyed them.
+	keptAt string
+}
+
 // openStore loads path into doc (creating the file if missing), compacts it
-// and returns the store ready for appends. torn reports how many bytes of
-// an incomplete or corrupt tail were dropped.
-func openStore(path string, doc *yjs.Doc) (s *store, records int, torn int64, err error) {
+// and returns the store ready for appends.
+func openStore(path string, doc *yjs.Doc) (s *store, ld loaded, err error) {
+	lock, err := lockStore(path + ".lock")
+	if err != nil {
+		return nil, ld, err
+	}
+	defer func() {
+		if err != nil {
+			lock.Close()
+		}
+	}()
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return nil, 0, 0, err
+		return nil, ld, err
 	default:
-		records, torn, err = replay(f, doc)
+		var midFile bool
+		ld.records, ld.torn, midFile, err = replay(f, doc)
 		f.Close()
 		if err != nil {
-			return nil, 0, 0, fmt.Errorf("%s: %w", path, err)
+			return nil, ld, fmt.Errorf("%s: %w", path, err)
+		}
+		if midFile {
+			ld.keptAt = fmt.Sprintf("%s.damaged-%d", path, time.Now().UnixNano())
+			if err := os.Link(path, ld.keptAt); err != nil {
+				return nil, ld, fmt.Errorf("%s: keeping the damaged store: %w", path, err)
+			}
 		}
 	}
 	if err := compact(path, doc); err != nil {
-		return nil, 0, 0, err
+		return nil, ld, err
 	}
 	f, err = os.OpenFile(path, os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, 0, 0, err
+		return nil, ld, err
 	}
 	size, err := f.Seek(0, io.SeekEnd)
 	if err != nil {
 		f.Close()
-		return nil, 0, 0, err
+		return nil, ld, err
 	}
-	return &store{path: path, f: f, size: size}, records, torn, nil
+	return &store{path: path, f: f, lock: lock, size: size}, ld, nil
 }
 
-func replay(f *os.File, doc *yjs.Doc) (records int, torn int64, err error) {
+// replay applies path's records to doc. It stops at the first record it
+// cannot read: a torn last write (a crash mid-append) is dropped
+// (torn bytes), but a damaged record with more of the file after it is
+// not a torn write, and midFile says so.
+func replay(f *os.File, doc *yjs.Doc) (records int, torn int64, midFile bool, err error) {
+	records, torn, err = replayRecords(f, doc)
+	if err == nil && torn > 0 {
+		// A torn write is the last record; anything after the record
+		// that stopped the replay means damage in the middle.
+		midFile = torn > 8 && tornIsNotLast(f, torn)
+	}
+	return records, torn, midFile, err
+}
+
+// tornIsNotLast reports whether the unreadable tail of f (its last torn
+// bytes) holds more than the one record that starts it.
+func tornIsNotLast(f *os.File, torn int64) bool {
+	st, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	var hdr [8]byte
+	if _, err := f.ReadAt(hdr[:], st.Size()-torn); err != nil {
+		return false
+	}
+	n := int64(binary.LittleEndian.Uint32(hdr[:4]))
+	return n > 0 && 8+n < torn
+}
+
+func replayRecords(f *os.File, doc *yjs.Doc) (records int, torn int64, err error) {
 	st, err := f.Stat()
 	if err != nil {
 		return 0, 0, err
@@ -99,7 +163,9 @@ func replay(f *os.File, doc *yjs.Doc) (records int, torn int64, err error) {
 		}
 		n := binary.LittleEndian.Uint32(hdr[:4])
 		sum := binary.LittleEndian.Uint32(hdr[4:])
-		if int64(n) > size-pos-8 || n > maxRecord {
+		if n == 0 || int64(n) > size-pos-8 || n > maxRecord {
+			// No record is empty: a zero header is a torn write's
+			// zero-filled tail (the file grew, its data never landed).
 			return records, size - pos, nil
 		}
 		payload := make([]byte, n)
@@ -182,4 +248,10 @@ func (s *store) append(update []byte) error {
 	return nil
 }
 
-func (s *store) close() error { return s.f.Close() }
+func (s *store) close() error {
+	err := s.f.Close()
+	if lerr := s.lock.Close(); err == nil {
+		err = lerr
+	}
+	return err
+}
