@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -271,9 +272,12 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 			epochs[c.Cohort] = c.Epoch
 		}
 	}
+	// A new epoch of any cohort (every stage change, a rollback, a new
+	// attempt) starts with a full pass: verdicts found under the old epoch
+	// do not count for the new one.
 	set := ""
 	for _, c := range cohorts {
-		set += c + "\x00"
+		set += fmt.Sprintf("%s@%d\x00", c, epochs[c])
 	}
 	full := set != in.lastSet || time.Since(in.lastFull) >= in.cfg.VerifyFullEvery
 	written, lost := s.eng.DrainWritten()
