@@ -115,8 +115,8 @@ func (p *Postgres) OutsideChanges(ctx context.Context, rollout string, shard int
 	rows, err := p.pool.Query(ctx, `
 		SELECT o.id, o.doc_id, coalesce(m.cohort, ''), o.change_seq
 		FROM outside_changes o
-		JOIN documents d ON d.doc_id = o.doc_id
-		LEFT JOIN cohort_members m ON m.tenant = d.tenant AND m.rollout = $1 AND m.cohort = ANY($3::text[])
+		LEFT JOIN documents d ON d.doc_id = o.doc_id
+		LEFT JOIN cohort_members m ON m.tenant = coalesce(d.tenant, o.tenant) AND m.rollout = $1 AND m.cohort = ANY($3::text[])
 		WHERE o.shard = $2 AND o.id > $4
 		ORDER BY o.id`, rollout, shard, cohorts, after)
 	if err != nil {

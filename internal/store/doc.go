@@ -272,26 +272,34 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		}
 	case errors.Is(err, pgx.ErrNoRows):
 		// No row: never created, or deleted outside the gateway, which
-		// leaves the save history. Its numbers go on from the history's
-		// last, so nothing already in it is written again.
-		var d deletedRow
-		var tenant *string
+		// leaves the document's history (its ledger; revisions too, unless
+		// it was seeded into the legacy store and backfilled). Its
+		// revision numbers go on from the history's last, so nothing
+		// already in it is written again.
+		var tenant, owner, title *string
+		var lastRev *int64
 		err := e.pool.QueryRow(ctx, `
-			SELECT f.saved_by, l.revision, l.title,
-			       (SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind <> 'rejected' ORDER BY seq DESC LIMIT 1)
-			FROM (SELECT saved_by FROM document_revisions WHERE doc_id = $1 ORDER BY revision LIMIT 1) f,
-			     (SELECT revision, title FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 1) l`, id).
-			Scan(&d.owner, &st.revision, &d.title, &tenant)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-		case err != nil:
+			SELECT (SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind <> 'rejected' ORDER BY seq DESC LIMIT 1),
+			       (SELECT saved_by FROM document_revisions WHERE doc_id = $1 ORDER BY revision LIMIT 1),
+			       (SELECT title FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 1),
+			       greatest((SELECT max(revision) FROM document_revisions WHERE doc_id = $1),
+			                (SELECT max((body::jsonb->>'revision')::bigint) FROM save_ledger WHERE doc_id = $1))`, id).
+			Scan(&tenant, &owner, &title, &lastRev)
+		if err != nil {
 			return nil, fmt.Errorf("load history of %s: %w", id, err)
-		default:
-			st.lastRev = st.revision
-			if tenant != nil {
-				d.tenant = *tenant
-				st.deleted = &d
+		}
+		if lastRev != nil {
+			st.revision, st.lastRev = *lastRev, *lastRev
+		}
+		if tenant != nil {
+			d := deletedRow{tenant: *tenant}
+			if owner != nil {
+				d.owner = *owner
 			}
+			if title != nil {
+				d.title = *title
+			}
+			st.deleted = &d
 		}
 	default:
 		return nil, fmt.Errorf("load %s: %w", id, err)

@@ -361,9 +361,13 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	}
 	slices.Sort(ids)
 	for i := 0; i < len(ids); i += in.cfg.VerifyBatch {
-		res, err := s.eng.VerifyDocs(ctx, ids[i:min(i+in.cfg.VerifyBatch, len(ids))])
+		batch := ids[i:min(i+in.cfg.VerifyBatch, len(ids))]
+		res, err := s.eng.VerifyDocs(ctx, batch)
 		if err != nil {
 			return err
+		}
+		if len(res) < len(batch) {
+			in.gone(ctx, batch, res)
 		}
 		for _, r := range res {
 			dv := in.docs[r.Doc]
@@ -413,6 +417,36 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	in.cohort = out
 	in.mu.Unlock()
 	return nil
+}
+
+// gone handles the documents of a verified batch whose legacy row no
+// longer exists (deleted outside the gateway; VerifyDocs leaves them out):
+// a repair request makes the row again where the Yjs side is
+// authoritative (store recreate) and closes their open divergences where
+// the deletion stands. Either way they leave the pass's list; a document
+// made again is written by the syncer, so the next pass verifies it.
+func (in *integrity) gone(ctx context.Context, batch []string, res []store.VerifyResult) {
+	s := in.s
+	found := make(map[string]bool, len(res))
+	for _, r := range res {
+		found[r.Doc] = true
+	}
+	for _, id := range batch {
+		if found[id] {
+			continue
+		}
+		delete(in.docs, id)
+		in.progressed.Store(true) // the next report counts the cohort's documents again
+		r, err := s.eng.Repair(ctx, id, "verification")
+		switch {
+		case err == nil:
+			s.log.Warn("verification: the legacy row was deleted outside the gateway; made again from the Yjs side", "doc", id, "outcome", r.Outcome, "revision", r.Revision)
+		case store.AsError(err).Code == store.CodeNotFound:
+			s.log.Info("verification: the legacy row was deleted outside the gateway; the deletion stands", "doc", id)
+		default:
+			s.log.Error("verification: repairing a document whose row was deleted", "doc", id, "err", err)
+		}
+	}
 }
 
 // repair records a mismatched document as an open divergence and has the
