@@ -9,9 +9,13 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
+	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -52,8 +56,26 @@ func up(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
-	if _, err := provider.Up(ctx); err != nil {
-		return fmt.Errorf("migrations: apply: %w", err)
+	// A migration that changes a table in use waits for its lock at most
+	// briefly (lock_timeout in the file) and gives its place in the lock
+	// queue up, so saves are not held behind it while a long transaction
+	// (a backup, a report) reads the table; it is tried again until the
+	// lock comes free, for as long as a waiting process polls (above).
+	deadline := time.Now().Add(30 * time.Minute)
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		_, err := provider.Up(ctx)
+		if err == nil {
+			return nil
+		}
+		var pg *pgconn.PgError
+		if !errors.As(err, &pg) || pg.Code != "55P03" || time.Now().After(deadline) {
+			return fmt.Errorf("migrations: apply: %w", err)
+		}
+		slog.Warn("migrations: a table is locked by another transaction; trying again", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
 	}
-	return nil
 }

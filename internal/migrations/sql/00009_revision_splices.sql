@@ -1,4 +1,8 @@
 -- +goose Up
+-- A table lock waited for at most 2 s (internal/migrations retries the
+-- migration): a lock request queued behind a long reader would hold every
+-- save on the table behind it.
+SET LOCAL lock_timeout = '2s';
 -- A legacy save's revision no longer copies the whole text when the one
 -- before it is known: it stores the splice that turns the previous
 -- revision's text into its own (keep splice_head bytes of the start and

@@ -8,8 +8,14 @@
 -- Keys recorded before stay in save_requests and are still honoured: a
 -- document with any is never saved on the one-round-trip path, which
 -- detects a repeated key only by this index.
+-- The table lock is waited for at most 2 s (internal/migrations retries
+-- the migration): a lock request queued behind a long reader would hold
+-- every save on the table behind it. Not for the concurrent build below,
+-- which waits for older transactions by design and locks out no save.
+SET lock_timeout = '2s';
 ALTER TABLE document_revisions ADD COLUMN IF NOT EXISTS idem_key text,
     ADD COLUMN IF NOT EXISTS idem_result text;
+RESET lock_timeout;
 -- Built CONCURRENTLY: a large history is not locked against saves of other
 -- syncers while it is read. A build that failed before left an invalid
 -- index behind; it is dropped and built again.

@@ -1,4 +1,8 @@
 -- +goose Up
+-- A table lock waited for at most 2 s (internal/migrations retries the
+-- migration): a lock request queued behind a long reader would hold every
+-- save on the table behind it.
+SET LOCAL lock_timeout = '2s';
 -- A cohort that leaves its rollout's spec (removed, or renamed, which
 -- removes the old name) keeps its row and its schools: memberships are
 -- never moved. But a school seen for the first time must not join it any

@@ -1,4 +1,8 @@
 -- +goose Up
+-- A table lock waited for at most 2 s (internal/migrations retries the
+-- migration): a lock request queued behind a long reader would hold every
+-- save on the table behind it.
+SET LOCAL lock_timeout = '2s';
 -- A documents row deleted outside the gateway is an outside change too:
 -- logged in outside_changes, with the row's tenant (there is no row left
 -- to find it by), so that incremental verification finds the document and
