@@ -241,9 +241,16 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 		return nil, err
 	}
 	start := time.Now()
-	res, err := c.Apply(ctx, store.Request{Kind: store.KindYjs, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
-		RequestID: b.requestID(s), Update: update})
+	req := store.Request{Kind: store.KindYjs, Doc: s.DocID, Tenant: s.Tenant, User: s.User, RequestID: b.requestID(s), Update: update}
+	res, err := c.Apply(ctx, req)
 	if err != nil {
+		if unavailable(err) {
+			// Its fate is unknown (the connection closes with 4500 and the
+			// client sends it again): the ledger gets a trace of it, as
+			// for a REST save, and its room is brought up to date once
+			// the syncer answers again.
+			b.g.recordUnconfirmed(req, err)
+		}
 		if foreignHandled(err) {
 			// Refused, but its text may have been merged and committed:
 			// the room gets what it lacks, as after a REST save.

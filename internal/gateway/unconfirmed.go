@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/store"
 )
 
@@ -27,7 +28,11 @@ const (
 
 type unconfirmed struct {
 	req store.Request
-	at  time.Time
+	// orig is the save itself (kind, document, tenant): once its trace is
+	// recorded, the document's room is brought up to date, in case the
+	// save committed after all and only its answer was lost.
+	orig store.Request
+	at   time.Time
 }
 
 // unavailable reports whether err left the save's fate unknown to the
@@ -50,7 +55,12 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 	rec := store.Request{Kind: store.KindReject, Doc: req.Doc, Tenant: req.Tenant, User: req.User, RequestID: req.RequestID,
 		IdempotencyKey: req.IdempotencyKey, Code: CodeUnconfirmed,
 		Reason: "the save reached the gateway but its commit could not be confirmed (" + cause.Error() + "); the client was told to retry"}
-	u := unconfirmed{req: rec, at: g.cfg.Now()}
+	if req.Kind == store.KindYjs && len(req.Update) <= contract.MaxUpdateBytes {
+		// Recorded with its hash and clients, so evidence asked about a
+		// Yjs client finds it.
+		rec.Update = req.Update
+	}
+	u := unconfirmed{req: rec, orig: store.Request{Kind: req.Kind, Doc: req.Doc, Tenant: req.Tenant}, at: g.cfg.Now()}
 	g.unconfMu.Lock()
 	defer g.unconfMu.Unlock()
 	if len(g.unconf) >= unconfirmedQueue {
@@ -65,9 +75,13 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 }
 
 // drainUnconfirmed records the queued traces, retrying with backoff, and
-// exits when the queue is empty.
+// exits when the queue is empty. A trace whose syncer does not answer goes
+// to the back of the queue, so the traces of shards that answer are not
+// held behind it; the drain backs off only after a whole round of the
+// queue failed.
 func (g *Gateway) drainUnconfirmed() {
 	backoff := 100 * time.Millisecond
+	failed := 0 // traces that failed in a row
 	for {
 		g.unconfMu.Lock()
 		if len(g.unconf) == 0 {
@@ -79,21 +93,29 @@ func (g *Gateway) drainUnconfirmed() {
 		g.unconfMu.Unlock()
 		err := g.recordOne(u.req)
 		g.unconfMu.Lock()
+		g.unconf = g.unconf[1:]
 		switch {
 		case err == nil || !unavailable(err):
 			if err != nil {
 				g.log.Warn("recording an unconfirmed save", "doc", u.req.Doc, "err", err)
+			} else {
+				// The syncer answers again: if the save committed after
+				// all, its room gets it now.
+				g.committedOutsideSync(u.orig, store.Result{Outcome: store.OutcomeSaved})
 			}
-			g.unconf = g.unconf[1:]
-			backoff = 100 * time.Millisecond
+			failed, backoff = 0, 100*time.Millisecond
 		case g.cfg.Now().Sub(u.at) > unconfirmedPatience:
 			g.log.Error("gave up recording an unconfirmed save", "doc", u.req.Doc, "request", u.req.RequestID, "err", err)
-			g.unconf = g.unconf[1:]
+		default:
+			g.unconf = append(g.unconf, u)
+			failed++
 		}
+		round := failed > 0 && failed >= len(g.unconf)
 		g.unconfMu.Unlock()
-		if err != nil && unavailable(err) {
+		if round {
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 5*time.Second)
+			failed = 0
 		}
 	}
 }

@@ -54,9 +54,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: "syncer unreachable: " + err.Error()}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
 		return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: "syncer response: " + err.Error()}
+	}
+	if len(raw) > maxAnswer {
+		// Not cut short silently: a truncated answer does not decode,
+		// and would read as if nothing had been done.
+		return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
+			Message: fmt.Sprintf("the syncer's answer is over %d MiB (the document's Yjs history is too large to send at once); the request may have been applied", maxAnswer>>20)}
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := &store.Error{}
@@ -66,8 +72,18 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		e.Status = resp.StatusCode
 		return e
 	}
-	return json.Unmarshal(raw, out)
+	if err := json.Unmarshal(raw, out); err != nil {
+		// The syncer answered 200: the request was applied, but its
+		// answer cannot be read. In doubt, not refused.
+		return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
+			Message: "the syncer's answer cannot be read (" + err.Error() + "); the request may have been applied"}
+	}
+	return nil
 }
+
+// maxAnswer bounds an answer of the syncer read into memory: a sync step 1
+// answers with a document's whole Yjs history.
+const maxAnswer = 256 << 20
 
 // Apply submits a save request.
 func (c *Client) Apply(ctx context.Context, r store.Request) (store.Result, error) {

@@ -91,6 +91,11 @@ type Syncer struct {
 	mReportErrs prometheus.Counter
 }
 
+// shutdownGrace bounds how long a stopping syncer waits for the requests
+// in flight (a group commit and its answer); the pod's termination grace
+// period must leave room for it.
+const shutdownGrace = 10 * time.Second
+
 // countsMaxAge is how long a report reuses the shard's cohort counts when
 // nothing suggests they moved (documents created since show up within it).
 const countsMaxAge = 10 * time.Second
@@ -157,7 +162,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	srv := &http.Server{Handler: Handler(eng, cfg.InternalToken), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	defer func() {
+		// Requests in flight are answered before the engine closes (it is
+		// deferred before this, so it closes after): a save committed at
+		// shutdown is acknowledged, not left in doubt.
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			_ = srv.Close()
+		}
+	}()
 	if cfg.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle(contract.PathMetrics, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

@@ -1,0 +1,331 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/yawp/persistence-operator/internal/auth"
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/store"
+	"github.com/yawp/persistence-operator/internal/syncer"
+	"github.com/yawp/persistence-operator/internal/syncws"
+	"github.com/yawp/persistence-operator/internal/yjs"
+	"github.com/yawp/persistence-operator/internal/yprotocol"
+)
+
+// syncerFault makes the syncers' internal apply endpoint fail like a
+// syncer killed mid-request: cutBefore drops the connection before the
+// request reaches the engine; cutAfter (one shot) lets it commit, then
+// drops the connection without the answer.
+type syncerFault struct {
+	cutBefore atomic.Bool
+	cutAfter  atomic.Bool
+	kind      string   // only requests whose body holds this (empty: all)
+	down      sync.Map // doc ID -> true: every apply naming it is cut before the engine
+}
+
+func hijackClose(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if c, _, err := hj.Hijack(); err == nil {
+			_ = c.Close()
+		}
+	}
+}
+
+func (sf *syncerFault) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == syncer.PathApply {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			match := sf.kind == "" || bytes.Contains(body, []byte(`"kind":"`+sf.kind+`"`))
+			var cut bool
+			sf.down.Range(func(k, _ any) bool {
+				cut = cut || bytes.Contains(body, []byte(`"doc":"`+k.(string)+`"`))
+				return true
+			})
+			if cut {
+				hijackClose(w)
+				return
+			}
+			if match && sf.cutBefore.Load() {
+				hijackClose(w)
+				return
+			}
+			if match && sf.cutAfter.CompareAndSwap(true, false) {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, r)
+				hijackClose(w)
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// setupSyncFault is setupSync with the syncers' handlers wrapped.
+func setupSyncFault(t *testing.T, sf *syncerFault) *syncFixture {
+	t.Helper()
+	itok := auth.InternalToken(key)
+	base, syncers := startSyncers(t, sf.wrap)
+	f := &syncFixture{fixture: base}
+	handlers := make([]atomic.Pointer[http.Handler], shards)
+	for i := range shards {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handlers[i].Load()).ServeHTTP(w, r) }))
+		t.Cleanup(srv.Close)
+		f.gws = append(f.gws, srv.URL)
+	}
+	f.hubs = make([]*syncws.Hub, shards)
+	for range shards {
+		f.metrics = append(f.metrics, NewMetrics())
+	}
+	f.start = func(i int) {
+		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: f.gws, TokenKey: key, InternalToken: itok,
+			Logger: slog.New(slog.DiscardHandler), Metrics: f.metrics[i]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be := g.NewSyncBackend()
+		hub := syncws.NewHub(syncws.Config{Backend: be, Auth: be.Auth()})
+		t.Cleanup(func() {
+			sctx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
+			defer c2()
+			_ = hub.Shutdown(sctx)
+		})
+		f.hubs[i] = hub
+		h := g.HandlerWithSync(hub)
+		handlers[i].Store(&h)
+	}
+	for i := range shards {
+		f.start(i)
+	}
+	f.url = f.gws[0]
+	return f
+}
+
+func waitClose(t *testing.T, p *rawPeer) int {
+	t.Helper()
+	_, err := p.drain(10 * time.Second)
+	return int(websocket.CloseStatus(err))
+}
+
+// TestSyncUpdateInDoubtLeavesATrace: a sync WebSocket update whose
+// commit the gateway cannot confirm (the syncer's connection is cut) closes
+// the connection with 4500, but, unlike the same update over REST, leaves
+// no trace in the ledger: evidence about the client says never-persisted.
+func TestSyncUpdateInDoubtLeavesATrace(t *testing.T) {
+	sf := &syncerFault{kind: store.KindYjs}
+	f := setupSyncFault(t, sf)
+	doc := docOnShard("wsdoubt", 1)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "Start. ")
+	stu := token(t, "school-a", "stu", time.Hour, false)
+	const client = 7001
+	p := dialPeer(t, f.wsBase(1)+"/"+doc+"?token="+stu, client)
+	p.handshake()
+	time.Sleep(500 * time.Millisecond) // the handshake's step 2 is applied
+	sf.cutBefore.Store(true)
+	p.send(yprotocol.EncodeUpdate(p.insert("My essay.")))
+	if code := waitClose(t, p); code != contract.CloseInternalError {
+		t.Fatalf("close %d, want %d", code, contract.CloseInternalError)
+	}
+	sf.cutBefore.Store(false)
+	// The student's device is lost now; support asks about the client.
+	time.Sleep(3 * time.Second) // REST's unconfirmed trace is written within ~100 ms of the syncer answering
+	for _, q := range []string{"client=" + strconv.Itoa(client), "user=stu"} {
+		ev := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?"+q, teacher, nil)
+		if ev.body["verdict"] == store.VerdictNeverPersisted {
+			t.Errorf("evidence ?%s after an update the gateway could not confirm: verdict %v, timeline %v", q, ev.body["verdict"], ev.body["timeline"])
+		}
+	}
+}
+
+// TestInDoubtCommittedUpdateReachesTheRoom: client A's update
+// commits but the syncer's answer is lost; A is closed with 4500,
+// reconnects and re-sends (a duplicate now). B, connected all along, must
+// get A's text; the gateway relays nothing for a duplicate, so B never
+// does.
+func TestInDoubtCommittedUpdateReachesTheRoom(t *testing.T) {
+	sf := &syncerFault{kind: store.KindYjs}
+	f := setupSyncFault(t, sf)
+	doc := docOnShard("wsroom", 1)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "Start. ")
+	a := dialPeer(t, f.wsBase(1)+"/"+doc+"?token="+token(t, "school-a", "ann", time.Hour, false), 8001)
+	a.handshake()
+	b := dialPeer(t, f.wsBase(1)+"/"+doc+"?token="+token(t, "school-a", "bob", time.Hour, false), 8002)
+	b.handshake()
+	time.Sleep(500 * time.Millisecond) // the handshakes' step 2 (empty updates) are applied
+	sf.cutAfter.Store(true)
+	a.send(yprotocol.EncodeUpdate(a.insert("Ann's line.")))
+	if code := waitClose(t, a); code != contract.CloseInternalError {
+		t.Fatalf("close %d, want %d", code, contract.CloseInternalError)
+	}
+	// A reconnects (the same replica) and re-syncs, as y-websocket does.
+	ws, _, err := websocket.Dial(context.Background(), f.wsBase(1)+"/"+doc+"?token="+token(t, "school-a", "ann", time.Hour, false), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.SetReadLimit(64 << 20)
+	a.ws = ws
+	a.handshake()
+	if d := f.readDoc(1, teacher, doc); d.Content != "Start. Ann's line." {
+		t.Fatalf("server text %q", d.Content)
+	}
+	if _, err := b.drain(3 * time.Second); err != nil {
+		t.Fatalf("b closed: %v", err)
+	}
+	if got := b.text(); got != "Start. Ann's line." {
+		t.Errorf("B, connected throughout, has %q; the server committed %q", got, "Start. Ann's line.")
+	}
+}
+
+// TestRESTYjsUpdateInDoubtIsFoundByClient: a Yjs update over REST
+// whose commit cannot be confirmed is recorded as unconfirmed, but
+// without the update: evidence asked about its client finds nothing.
+func TestRESTYjsUpdateInDoubtIsFoundByClient(t *testing.T) {
+	sf := &syncerFault{kind: store.KindYjs}
+	f := setupSyncFault(t, sf)
+	doc := docOnShard("restdoubt", 0)
+	tok := token(t, "school-a", "stu", time.Hour, false)
+	f.create(tok, doc, "Start. ")
+	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tok, 9001)
+	p.handshake()
+	u := p.insert("offline text")
+	_ = p.ws.CloseNow()
+	sf.cutBefore.Store(true)
+	r := f.do(http.MethodPost, contract.PathDocuments+"/"+doc+"/updates", tok, u, "X-Request-Id", "up-1")
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("update while the syncer is cut: %d %s", r.status, r.raw)
+	}
+	sf.cutBefore.Store(false)
+	eventually(t, "unconfirmed trace", func() bool {
+		return f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?request=up-1", tok, nil).body["verdict"] == store.VerdictRejected
+	})
+	ev := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?client=9001", tok, nil)
+	if ev.body["verdict"] == store.VerdictNeverPersisted {
+		t.Errorf("evidence ?client=9001: %v (the unconfirmed entry carries no update, so its client is unknown): %s", ev.body["verdict"], strings.TrimSpace(ev.raw)[:min(400, len(ev.raw))])
+	}
+}
+
+// TestLargeYjsHistoryStillSyncs: a document whose Yjs history (text
+// typed and deleted; deleted content is kept) passed 48 MiB. The syncer
+// answers sync step 1 with all of it, 4/3 of it in base64; the gateway's
+// client reads at most 64 MiB of an answer, then fails to decode the cut
+// JSON and answers 503 "changed nothing; retry": nobody can open the
+// document over sync any more, however often they retry.
+func TestLargeYjsHistoryStillSyncs(t *testing.T) {
+	f := setupSyncFault(t, &syncerFault{})
+	doc := docOnShard("bighist", 0)
+	tok := token(t, "school-a", "stu", time.Hour, false)
+	f.create(tok, doc, "Start. ")
+	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tok, 9101)
+	p.handshake()
+	_ = p.ws.CloseNow()
+	chunk := strings.Repeat("pasted text, then deleted. ", (3600<<10)/27)
+	txt := p.doc.GetText(contract.YjsTextName)
+	for i := range 15 {
+		n := txt.Len()
+		if err := txt.Insert(n, chunk, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := txt.Delete(n, len(chunk)); err != nil {
+			t.Fatal(err)
+		}
+		u, err := yjs.MergeUpdates(p.pending...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.pending = nil
+		if r := f.do(http.MethodPost, contract.PathDocuments+"/"+doc+"/updates", tok, u); r.status != http.StatusOK {
+			t.Fatalf("update %d (%d bytes): %d %s", i, len(u), r.status, r.raw)
+		}
+	}
+	if d := f.readDoc(0, tok, doc); d.Content != "Start. " {
+		t.Fatalf("text %q", d.Content[:min(40, len(d.Content))])
+	}
+	r := f.do(http.MethodPost, contract.PathDocuments+"/"+doc+"/sync", tok, []byte{0})
+	if r.status != http.StatusOK {
+		t.Errorf("sync step 1 of a fresh client: %d %.300s", r.status, r.raw)
+	}
+	fresh := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tok, 9102)
+	fresh.send(yprotocol.EncodeSyncStep1(fresh.doc.EncodeStateVector()))
+	if _, err := fresh.drain(15 * time.Second); err != nil {
+		t.Errorf("a fresh sync client: %v", err)
+	}
+}
+
+// TestSameKeyWhileInFlight: two PUTs with one Idempotency-Key, the
+// second sent while the first waits on a locked row: one revision.
+func TestSameKeyWhileInFlight(t *testing.T) {
+	f := setup(t)
+	tok := token(t, "school-a", "stu", time.Hour, false)
+	f.create(tok, "k1", "v1")
+	ctx := t.Context()
+	tx, err := f.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM documents WHERE doc_id = 'k1' FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	out := make(chan resp, 2)
+	for i := range 2 {
+		go func() {
+			time.Sleep(time.Duration(i) * 300 * time.Millisecond)
+			out <- f.do(http.MethodPut, "/v1/documents/k1", tok, map[string]any{"content": "v2"}, "Idempotency-Key", "same", "If-Match", `"1"`)
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	_ = tx.Commit(ctx)
+	a, b := <-out, <-out
+	t.Logf("%d %s / %d %s", a.status, a.raw, b.status, b.raw)
+	r := f.do(http.MethodGet, "/v1/documents/k1", tok, nil)
+	if r.body["revision"] != float64(2) {
+		t.Errorf("revision %v", r.body["revision"])
+	}
+}
+
+// TestUnconfirmedTraceNotHeldBehindAnotherShard: shard 1's syncer is
+// down; a save to it is in doubt, and its trace waits (up to 2 min). A
+// save to shard 0 is in doubt too, and shard 0's syncer answers again at
+// once: its trace should be written, but it waits behind shard 1's in the
+// one queue.
+func TestUnconfirmedTraceNotHeldBehindAnotherShard(t *testing.T) {
+	sf := &syncerFault{}
+	f := setupSyncFault(t, sf)
+	tok := token(t, "school-a", "stu", time.Hour, false)
+	d0, d1 := docOnShard("hol", 0), docOnShard("hol", 1)
+	f.create(tok, d0, "a")
+	f.create(tok, d1, "b")
+	sf.down.Store(d1, true)
+	if r := f.do(http.MethodPut, "/v1/documents/"+d1, tok, map[string]any{"content": "b2"}, "Idempotency-Key", "s-d1"); r.body["code"] != store.CodeUnavailable {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	sf.down.Store(d0, true)
+	if r := f.do(http.MethodPut, "/v1/documents/"+d0, tok, map[string]any{"content": "a2"}, "Idempotency-Key", "s-d0"); r.body["code"] != store.CodeUnavailable {
+		t.Fatalf("%d %s", r.status, r.raw)
+	}
+	sf.down.Delete(d0) // shard 0 answers again
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if f.do(http.MethodGet, "/v1/documents/"+d0+"/evidence?request=s-d0", tok, nil).body["verdict"] == store.VerdictRejected {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("15 s after shard 0 answered again, the unconfirmed save s-d0 is still never-persisted (its trace is queued behind shard 1's)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
