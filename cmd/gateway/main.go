@@ -154,6 +154,13 @@ func run() error {
 		if err := hub.Shutdown(sctx); err != nil {
 			cfg.Logger.Warn("sync connections not drained in time", "err", err)
 		}
-		return srv.Shutdown(sctx)
+		err := srv.Shutdown(sctx)
+		// Traces of saves the gateway could not confirm live in its
+		// memory: they get a few seconds more to reach their ledgers, and
+		// the ones left are logged, the only record of them then.
+		fctx, fcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer fcancel()
+		g.FlushUnconfirmed(fctx)
+		return err
 	}
 }

@@ -3,6 +3,8 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
@@ -328,4 +331,61 @@ func TestUnconfirmedTraceNotHeldBehindAnotherShard(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// TestFlushUnconfirmedAtShutdown: traces of saves the gateway could not
+// confirm live in its memory. A stopping gateway gives them a few seconds
+// to reach their ledger and logs the ones left, which were lost silently
+// before.
+func TestFlushUnconfirmedAtShutdown(t *testing.T) {
+	sf := &syncerFault{}
+	f, syncers := startSyncers(t, sf.wrap)
+	doc := "flush-0"
+	for i := 0; placement.Shard(doc, shards) != 0; i++ {
+		doc = fmt.Sprintf("flush-%d", i)
+	}
+	var logs syncBuffer
+	g, err := New(Config{Shards: shards, SelfShard: 0, Syncer: syncers[0], Peers: []string{"http://127.0.0.1:1", "http://127.0.0.1:1"},
+		TokenKey: key, InternalToken: auth.InternalToken(key), Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf.down.Store(doc, true) // its syncer does not answer
+	g.recordUnconfirmed(store.Request{Kind: store.KindSave, Doc: doc, Tenant: "school-a", User: "ada", RequestID: "req-while-down"}, errors.New("syncer unreachable"))
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	g.FlushUnconfirmed(ctx)
+	cancel()
+	if !strings.Contains(logs.String(), "stopping with an unconfirmed save not recorded in its ledger") || !strings.Contains(logs.String(), "req-while-down") {
+		t.Fatalf("the trace left was not logged:\n%s", logs.String())
+	}
+	// Once the syncer answers, a flush returns when the traces are in.
+	sf.down.Delete(doc)
+	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	g.FlushUnconfirmed(ctx)
+	if ctx.Err() != nil {
+		t.Fatal("the flush did not end once the traces were recorded")
+	}
+	rows, err := store.LedgerRows(t.Context(), f.pool, doc)
+	if err != nil || len(rows) != 1 || !strings.Contains(string(rows[0].Body), `"code":"unconfirmed"`) {
+		t.Fatalf("ledger of %s: %d rows, %v", doc, len(rows), err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

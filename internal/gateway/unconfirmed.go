@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -129,4 +130,29 @@ func (g *Gateway) recordOne(req store.Request) error {
 	defer cancel()
 	_, err = s.Apply(ctx, req)
 	return err
+}
+
+// FlushUnconfirmed waits until the queued traces are recorded or ctx ends;
+// it logs each one still queued then (the gateway is stopping, and they
+// live only in its memory).
+func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		g.unconfMu.Lock()
+		left := slices.Clone(g.unconf)
+		g.unconfMu.Unlock()
+		if len(left) == 0 {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			for _, u := range left {
+				g.log.Error("stopping with an unconfirmed save not recorded in its ledger", "doc", u.req.Doc, "tenant", u.req.Tenant,
+					"user", u.req.User, "request", u.req.RequestID, "idempotency_key", u.req.IdempotencyKey, "since", u.at)
+			}
+			return
+		}
+	}
 }
