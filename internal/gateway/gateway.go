@@ -93,6 +93,7 @@ type Gateway struct {
 	// Saves whose commit could not be confirmed, to record (unconfirmed.go).
 	unconfMu      sync.Mutex
 	unconf        []unconfirmed
+	unconfCur     *unconfirmed // the trace being recorded, out of the queue meanwhile
 	unconfRunning bool
 	// unauth limits the unauthenticated refusals recorded (refusals.go).
 	unauth refusalLimiter

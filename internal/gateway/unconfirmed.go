@@ -90,11 +90,16 @@ func (g *Gateway) drainUnconfirmed() {
 			g.unconfMu.Unlock()
 			return
 		}
+		// Out of the queue while it is recorded: a full queue drops its
+		// oldest entry meanwhile, and must not drop this one or make a
+		// position-based pop remove another.
 		u := g.unconf[0]
+		g.unconf = g.unconf[1:]
+		g.unconfCur = &u
 		g.unconfMu.Unlock()
 		err := g.recordOne(u.req)
 		g.unconfMu.Lock()
-		g.unconf = g.unconf[1:]
+		g.unconfCur = nil
 		switch {
 		case err == nil || !unavailable(err):
 			if err != nil {
@@ -141,6 +146,9 @@ func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 	for {
 		g.unconfMu.Lock()
 		left := slices.Clone(g.unconf)
+		if g.unconfCur != nil {
+			left = append(left, *g.unconfCur)
+		}
 		g.unconfMu.Unlock()
 		if len(left) == 0 {
 			return

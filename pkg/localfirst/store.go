@@ -118,24 +118,34 @@ func replay(f *os.File, doc *yjs.Doc) (records int, torn int64, midFile bool, er
 	if err == nil && torn > 0 {
 		// A torn write is the last record; anything after the record
 		// that stopped the replay means damage in the middle.
-		midFile = torn > 8 && tornIsNotLast(f, torn)
+		midFile = tornIsNotLast(f, torn)
 	}
 	return records, torn, midFile, err
 }
 
 // tornIsNotLast reports whether the unreadable tail of f (its last torn
-// bytes) holds more than the one record that starts it.
+// bytes) holds a complete, checksummed record after its start: then it
+// is not one torn last write but damage before the end (in a record's
+// payload, or in its header, whose length cannot be trusted).
 func tornIsNotLast(f *os.File, torn int64) bool {
 	st, err := f.Stat()
-	if err != nil {
+	if err != nil || torn > st.Size() {
 		return false
 	}
-	var hdr [8]byte
-	if _, err := f.ReadAt(hdr[:], st.Size()-torn); err != nil {
-		return false
+	tail := make([]byte, torn)
+	if _, err := f.ReadAt(tail, st.Size()-torn); err != nil {
+		return true // cannot tell: keep the file
 	}
-	n := int64(binary.LittleEndian.Uint32(hdr[:4]))
-	return n > 0 && 8+n < torn
+	for off := 1; off+8 < len(tail); off++ {
+		n := int(binary.LittleEndian.Uint32(tail[off:]))
+		if n == 0 || n > len(tail)-off-8 {
+			continue
+		}
+		if crc32.Checksum(tail[off+8:off+8+n], crcTable) == binary.LittleEndian.Uint32(tail[off+4:]) {
+			return true
+		}
+	}
+	return false
 }
 
 func replayRecords(f *os.File, doc *yjs.Doc) (records int, torn int64, err error) {
