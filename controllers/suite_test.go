@@ -295,6 +295,11 @@ type shardReport struct {
 	mismatched int64
 	gaps       int64
 	backfill   bool
+	// unverified: documents no verification pass has checked yet at the
+	// epoch (of the 5 reported).
+	unverified int64
+	// skew: how far the shard's clock is ahead of the manager's.
+	skew time.Duration
 }
 
 // report plays shard i: it has observed the rollout's current epoch (unless
@@ -305,12 +310,13 @@ func (f *fixture) report(name string, shard int, r shardReport) {
 	ctx := context.Background()
 	states, err := f.store.Cohorts(ctx, f.ns+"/"+name)
 	f.g.Expect(err).NotTo(HaveOccurred())
-	rep := dataplane.ShardReport{Rollout: f.ns + "/" + name, Shard: shard, ObservedEpoch: r.observed, ReportedAt: fakeClock.Now(), Holder: fmt.Sprintf("test-shard-%d", shard)}
+	at := fakeClock.Now().Add(r.skew)
+	rep := dataplane.ShardReport{Rollout: f.ns + "/" + name, Shard: shard, ObservedEpoch: r.observed, ReportedAt: at, Holder: fmt.Sprintf("test-shard-%d", shard)}
 	var maxEpoch int64
 	for _, st := range states {
 		maxEpoch = max(maxEpoch, st.Epoch)
 		rep.Cohorts = append(rep.Cohorts, dataplane.CohortReport{Cohort: st.Cohort, Epoch: st.Epoch, Documents: 5, Backfilled: 5,
-			BackfillComplete: r.backfill, Verified: 5 - r.mismatched, Mismatched: r.mismatched, EvidenceGaps: r.gaps, ReportedAt: fakeClock.Now()})
+			BackfillComplete: r.backfill, Verified: 5 - r.mismatched - r.unverified, Mismatched: r.mismatched, EvidenceGaps: r.gaps, ReportedAt: at})
 	}
 	if r.observed == 0 {
 		rep.ObservedEpoch = maxEpoch

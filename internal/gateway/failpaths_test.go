@@ -23,7 +23,6 @@ import (
 	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
-	"github.com/yawp/persistence-operator/internal/syncws"
 	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
@@ -77,46 +76,6 @@ func (sf *syncerFault) wrap(h http.Handler) http.Handler {
 	})
 }
 
-// setupSyncFault is setupSync with the syncers' handlers wrapped.
-func setupSyncFault(t *testing.T, sf *syncerFault) *syncFixture {
-	t.Helper()
-	itok := auth.InternalToken(key)
-	base, syncers := startSyncers(t, sf.wrap)
-	f := &syncFixture{fixture: base}
-	handlers := make([]atomic.Pointer[http.Handler], shards)
-	for i := range shards {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handlers[i].Load()).ServeHTTP(w, r) }))
-		t.Cleanup(srv.Close)
-		f.gws = append(f.gws, srv.URL)
-	}
-	f.hubs = make([]*syncws.Hub, shards)
-	for range shards {
-		f.metrics = append(f.metrics, NewMetrics())
-	}
-	f.start = func(i int) {
-		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: f.gws, TokenKey: key, InternalToken: itok,
-			Logger: slog.New(slog.DiscardHandler), Metrics: f.metrics[i]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		be := g.NewSyncBackend()
-		hub := syncws.NewHub(syncws.Config{Backend: be, Auth: be.Auth()})
-		t.Cleanup(func() {
-			sctx, c2 := context.WithTimeout(context.Background(), 10*time.Second)
-			defer c2()
-			_ = hub.Shutdown(sctx)
-		})
-		f.hubs[i] = hub
-		h := g.HandlerWithSync(hub)
-		handlers[i].Store(&h)
-	}
-	for i := range shards {
-		f.start(i)
-	}
-	f.url = f.gws[0]
-	return f
-}
-
 func waitClose(t *testing.T, p *rawPeer) int {
 	t.Helper()
 	_, err := p.drain(10 * time.Second)
@@ -129,7 +88,7 @@ func waitClose(t *testing.T, p *rawPeer) int {
 // no trace in the ledger: evidence about the client says never-persisted.
 func TestSyncUpdateInDoubtLeavesATrace(t *testing.T) {
 	sf := &syncerFault{kind: store.KindYjs}
-	f := setupSyncFault(t, sf)
+	f := setupSyncWrapped(t, sf.wrap)
 	doc := docOnShard("wsdoubt", 1)
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
 	f.create(teacher, doc, "Start. ")
@@ -161,7 +120,7 @@ func TestSyncUpdateInDoubtLeavesATrace(t *testing.T) {
 // does.
 func TestInDoubtCommittedUpdateReachesTheRoom(t *testing.T) {
 	sf := &syncerFault{kind: store.KindYjs}
-	f := setupSyncFault(t, sf)
+	f := setupSyncWrapped(t, sf.wrap)
 	doc := docOnShard("wsroom", 1)
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
 	f.create(teacher, doc, "Start. ")
@@ -199,7 +158,7 @@ func TestInDoubtCommittedUpdateReachesTheRoom(t *testing.T) {
 // without the update: evidence asked about its client finds nothing.
 func TestRESTYjsUpdateInDoubtIsFoundByClient(t *testing.T) {
 	sf := &syncerFault{kind: store.KindYjs}
-	f := setupSyncFault(t, sf)
+	f := setupSyncWrapped(t, sf.wrap)
 	doc := docOnShard("restdoubt", 0)
 	tok := token(t, "school-a", "stu", time.Hour, false)
 	f.create(tok, doc, "Start. ")
@@ -224,12 +183,12 @@ func TestRESTYjsUpdateInDoubtIsFoundByClient(t *testing.T) {
 
 // TestLargeYjsHistoryStillSyncs: a document whose Yjs history (text
 // typed and deleted; deleted content is kept) passed 48 MiB. The syncer
-// answers sync step 1 with all of it, 4/3 of it in base64; the gateway's
-// client reads at most 64 MiB of an answer, then fails to decode the cut
-// JSON and answers 503 "changed nothing; retry": nobody can open the
-// document over sync any more, however often they retry.
+// answers sync step 1 with all of it, 4/3 of it in base64. The gateway's
+// client read at most 64 MiB of an answer, failed to decode the cut JSON
+// and answered 503 "changed nothing; retry": nobody could open the
+// document over sync any more. Found by review.
 func TestLargeYjsHistoryStillSyncs(t *testing.T) {
-	f := setupSyncFault(t, &syncerFault{})
+	f := setupSync(t)
 	doc := docOnShard("bighist", 0)
 	tok := token(t, "school-a", "stu", time.Hour, false)
 	f.create(tok, doc, "Start. ")
@@ -307,7 +266,7 @@ func TestSameKeyWhileInFlight(t *testing.T) {
 // one queue.
 func TestUnconfirmedTraceNotHeldBehindAnotherShard(t *testing.T) {
 	sf := &syncerFault{}
-	f := setupSyncFault(t, sf)
+	f := setupSyncWrapped(t, sf.wrap)
 	tok := token(t, "school-a", "stu", time.Hour, false)
 	d0, d1 := docOnShard("hol", 0), docOnShard("hol", 1)
 	f.create(tok, d0, "a")

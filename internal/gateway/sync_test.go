@@ -40,10 +40,13 @@ type syncFixture struct {
 	start   func(i int)
 }
 
-func setupSync(t *testing.T) *syncFixture {
+func setupSync(t *testing.T) *syncFixture { t.Helper(); return setupSyncWrapped(t, nil) }
+
+// setupSyncWrapped is setupSync with each syncer's handler wrapped by wrap.
+func setupSyncWrapped(t *testing.T, wrap func(http.Handler) http.Handler) *syncFixture {
 	t.Helper()
 	itok := auth.InternalToken(key)
-	base, syncers := startSyncers(t, nil)
+	base, syncers := startSyncers(t, wrap)
 	f := &syncFixture{fixture: base}
 	// Set after the servers start (each gateway needs every URL); the
 	// race detector does not see the ordering through TCP, hence atomic.

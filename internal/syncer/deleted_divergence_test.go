@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -24,29 +23,9 @@ func TestDivergenceOfADeletedDocumentIsClosed(t *testing.T) {
 	dsn := pgharness.ForTest(t)
 	const n = 40
 	dp, pool, cs := legacyFixture(t, dsn, n)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: itRollout, Shard: 0, Shards: 1, PodName: "demo-gateway-0",
-			InternalToken: "tok", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: 2 * time.Second}})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("syncer: %v", err)
-		}
-	}()
-	cs = setStage(t, dp, cs.Epoch, dataplane.StageDualWrite)
-	cs = setStage(t, dp, cs.Epoch, dataplane.StageBackfill)
-	waitReport(t, dp, "backfilled", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Epoch == cs.Epoch && c.BackfillComplete && c.Verified == n
-	})
-	cs = setStage(t, dp, cs.Epoch, dataplane.StageVerify)
-	waitReport(t, dp, "verified at Verify", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Epoch == cs.Epoch && c.Verified == n
-	})
+	runIntegritySyncer(t, dsn, 2*time.Second)
+	ctx := t.Context()
+	cs, _ = toVerify(t, dp, cs, n)
 
 	const doc = "doc-000007"
 	// The legacy application: changes the row, then (in a transaction

@@ -366,3 +366,40 @@ func TestBackfillRacesSaves(t *testing.T) {
 		t.Errorf("Run: %v", err)
 	}
 }
+
+// runIntegritySyncer runs the syncer of shard 0 of 1 on dsn until the
+// test ends, with fast integrity passes (an incremental one every 100 ms,
+// a full one every fullEvery), and checks that it then exits cleanly.
+func runIntegritySyncer(t *testing.T, dsn string, fullEvery time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: itRollout, Shard: 0, Shards: 1, PodName: "demo-gateway-0",
+			InternalToken: "tok", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: fullEvery}})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("syncer: %v", err)
+		}
+	})
+}
+
+// toVerify walks legacyFixture's cohort of n documents through DualWrite
+// and Backfill to Verify, and returns its state and the first report
+// there with every document verified.
+func toVerify(t *testing.T, dp *dataplane.Postgres, cs dataplane.CohortState, n int64) (dataplane.CohortState, dataplane.CohortReport) {
+	t.Helper()
+	cs = setStage(t, dp, cs.Epoch, dataplane.StageDualWrite)
+	cs = setStage(t, dp, cs.Epoch, dataplane.StageBackfill)
+	waitReport(t, dp, "backfilled", 30*time.Second, func(c dataplane.CohortReport) bool {
+		return c.Epoch == cs.Epoch && c.BackfillComplete && c.Verified == n
+	})
+	cs = setStage(t, dp, cs.Epoch, dataplane.StageVerify)
+	rep := waitReport(t, dp, "verified at Verify", 30*time.Second, func(c dataplane.CohortReport) bool {
+		return c.Epoch == cs.Epoch && c.Verified == n
+	})
+	return cs, rep
+}

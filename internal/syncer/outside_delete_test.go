@@ -1,8 +1,6 @@
 package syncer
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -19,26 +17,9 @@ func TestRowDeletedOutsideIsFoundByVerification(t *testing.T) {
 	dsn := pgharness.ForTest(t)
 	const n = 20
 	dp, pool, cs := legacyFixture(t, dsn, n)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: itRollout, Shard: 0, Shards: 1, PodName: "demo-gateway-0",
-			InternalToken: "tok", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: time.Hour}})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("syncer: %v", err)
-		}
-	}()
-	for _, stage := range []string{dataplane.StageDualWrite, dataplane.StageBackfill, dataplane.StageVerify} {
-		cs = setStage(t, dp, cs.Epoch, stage)
-	}
-	waitReport(t, dp, "verified at Verify", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Epoch == cs.Epoch && c.Verified == n
-	})
+	runIntegritySyncer(t, dsn, time.Hour)
+	ctx := t.Context()
+	cs, _ = toVerify(t, dp, cs, n)
 	exists := func(doc string) bool {
 		return scalar(t, pool, `SELECT count(*) FROM documents WHERE doc_id = $1`, doc) == 1
 	}

@@ -2,7 +2,6 @@ package syncer
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -24,29 +23,9 @@ func TestOutsideChangeVerifiedAfterAFailedPass(t *testing.T) {
 	dsn := pgharness.ForTest(t)
 	const n = 40
 	dp, pool, cs := legacyFixture(t, dsn, n)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: itRollout, Shard: 0, Shards: 1, PodName: "demo-gateway-0",
-			InternalToken: "tok", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: time.Hour}})
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("syncer: %v", err)
-		}
-	}()
-	cs = setStage(t, dp, cs.Epoch, dataplane.StageDualWrite)
-	cs = setStage(t, dp, cs.Epoch, dataplane.StageBackfill)
-	waitReport(t, dp, "backfilled", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Epoch == cs.Epoch && c.BackfillComplete && c.Verified == n
-	})
-	cs = setStage(t, dp, cs.Epoch, dataplane.StageVerify)
-	waitReport(t, dp, "verified at Verify", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Epoch == cs.Epoch && c.Verified == n
-	})
+	runIntegritySyncer(t, dsn, time.Hour)
+	ctx := t.Context()
+	cs, _ = toVerify(t, dp, cs, n)
 
 	// Hold the Yjs tables so the integrity loop's statements wait; kill
 	// them as a lost connection would.

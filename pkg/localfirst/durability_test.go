@@ -3,6 +3,7 @@ package localfirst
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -89,58 +90,68 @@ func TestZeroFilledTailIsTorn(t *testing.T) {
 	}
 }
 
-// TestDamagedRecordBeforeTheEndIsKept: a bad checksum in
-// a record that is NOT the last (media corruption; a crash only tears the
-// tail) must not make Open silently drop every later acknowledged record
-// and then compact them out of existence.
+// TestDamagedRecordBeforeTheEndIsKept: damage to a record that is NOT the
+// last (media corruption; a crash only tears the tail), in its payload or
+// in its header, must not make Open silently drop every later
+// acknowledged record and then compact them out of existence. Payload
+// damage was caught only after the review of this package, header damage
+// only after the review of that fix.
 func TestDamagedRecordBeforeTheEndIsKept(t *testing.T) {
+	for name, damage := range map[string]func(b []byte, pos int){
+		"payload bit":   func(b []byte, pos int) { b[pos+9] ^= 0x01 },
+		"zeroed header": func(b []byte, pos int) { copy(b[pos:pos+8], make([]byte, 8)) },
+		"length bit":    func(b []byte, pos int) { b[pos+3] ^= 0x10 },
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "doc.ylf")
+			c := open(t, path)
+			for _, s := range []string{"one ", "two ", "three ", "four"} {
+				if err := c.Edit(appendText(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c.Close()
+			b, _ := os.ReadFile(path)
+			// records: magic | compacted empty doc | one | two | three | four
+			pos := len(magic)
+			for range 2 { // skip the empty-doc record and "one "
+				pos += 8 + int(binary.LittleEndian.Uint32(b[pos:]))
+			}
+			damage(b, pos) // the record of "two "
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// What could be read is loaded; the file as found is kept
+			// beside it, with the records after the damaged one.
+			if c.Text() != "one " || c.Loaded.DamagedKeptAt == "" {
+				t.Fatalf("text %q, loaded %+v", c.Text(), c.Loaded)
+			}
+			kept, err := os.ReadFile(c.Loaded.DamagedKeptAt)
+			if err != nil || !bytes.Equal(kept, b) {
+				t.Fatalf("the damaged store was not kept as found: %v (%d of %d bytes)", err, len(kept), len(b))
+			}
+		})
+	}
+	// A torn last write is not damage: nothing is kept for it.
 	path := filepath.Join(t.TempDir(), "doc.ylf")
 	c := open(t, path)
-	for _, s := range []string{"one ", "two ", "three ", "four"} {
-		if err := c.Edit(appendText(s)); err != nil {
-			t.Fatal(err)
-		}
+	if err := c.Edit(appendText("one ")); err != nil {
+		t.Fatal(err)
 	}
 	c.Close()
 	b, _ := os.ReadFile(path)
-	// records: magic | compacted empty doc | one | two | three | four
-	pos := len(magic)
-	for i := 0; i < 2; i++ { // skip the empty-doc record and "one "
-		pos += 8 + int(uint32(b[pos])|uint32(b[pos+1])<<8|uint32(b[pos+2])<<16|uint32(b[pos+3])<<24)
-	}
-	b[pos+9] ^= 0x01 // one bit in the payload of "two "
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := os.WriteFile(path, b[:len(b)-2], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c = open(t, path)
 	defer c.Close()
-	// What could be read is loaded; the file as found is kept beside it,
-	// with the records after the damaged one, for recovery.
-	if c.Text() != "one " || c.Loaded.DamagedKeptAt == "" {
-		t.Fatalf("text %q, loaded %+v", c.Text(), c.Loaded)
-	}
-	kept, err := os.ReadFile(c.Loaded.DamagedKeptAt)
-	if err != nil || !bytes.Equal(kept, b) {
-		t.Fatalf("the damaged store was not kept as found: %v (%d of %d bytes)", err, len(kept), len(b))
-	}
-	// A torn last write is not damage: nothing is kept for it.
-	path2 := filepath.Join(t.TempDir(), "doc.ylf")
-	c2 := open(t, path2)
-	if err := c2.Edit(appendText("one ")); err != nil {
-		t.Fatal(err)
-	}
-	c2.Close()
-	b2, _ := os.ReadFile(path2)
-	if err := os.WriteFile(path2, b2[:len(b2)-2], 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c2 = open(t, path2)
-	defer c2.Close()
-	if c2.Loaded.DamagedKeptAt != "" || c2.Loaded.Torn == 0 {
-		t.Fatalf("torn last write: loaded %+v", c2.Loaded)
+	if c.Loaded.DamagedKeptAt != "" || c.Loaded.Torn == 0 {
+		t.Fatalf("torn last write: loaded %+v", c.Loaded)
 	}
 }
 
