@@ -69,6 +69,25 @@ func setStage(t *testing.T, dp *dataplane.Postgres, expect int64, stage string) 
 // waitReport polls the shard's report of cohort pilot until ok holds.
 func waitReport(t *testing.T, dp *dataplane.Postgres, what string, timeout time.Duration, ok func(dataplane.CohortReport) bool) dataplane.CohortReport {
 	t.Helper()
+	rep, held := pollReport(t, dp, timeout, ok)
+	if !held {
+		t.Fatalf("%s: never happened; last report %+v", what, rep)
+	}
+	return rep
+}
+
+// waitReportOrLast is waitReport returning the last report instead of
+// failing.
+func waitReportOrLast(t *testing.T, dp *dataplane.Postgres, timeout time.Duration, ok func(dataplane.CohortReport) bool) dataplane.CohortReport {
+	t.Helper()
+	rep, _ := pollReport(t, dp, timeout, ok)
+	return rep
+}
+
+// pollReport polls the shard's report of cohort pilot until ok holds
+// (true) or timeout passes (false, with the last report seen).
+func pollReport(t *testing.T, dp *dataplane.Postgres, timeout time.Duration, ok func(dataplane.CohortReport) bool) (dataplane.CohortReport, bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last dataplane.CohortReport
 	for {
@@ -81,13 +100,13 @@ func waitReport(t *testing.T, dp *dataplane.Postgres, what string, timeout time.
 				if c.Cohort == "pilot" {
 					last = c
 					if ok(c) {
-						return c
+						return c, true
 					}
 				}
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: never happened; last report %+v", what, last)
+			return last, false
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -100,29 +100,3 @@ func TestOutsideChangeVerifiedAfterAFailedPass(t *testing.T) {
 			tampered, content, divs, rep.ReportedAt.Sub(released).Round(time.Millisecond), rep.Verified, rep.Documents, rep.Mismatched, rep.OpenDivergences)
 	}
 }
-
-// waitReportOrLast is waitReport returning the last report instead of
-// failing.
-func waitReportOrLast(t *testing.T, dp *dataplane.Postgres, timeout time.Duration, ok func(dataplane.CohortReport) bool) dataplane.CohortReport {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last dataplane.CohortReport
-	for time.Now().Before(deadline) {
-		reps, err := dp.ShardReports(t.Context(), itRollout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range reps {
-			for _, c := range r.Cohorts {
-				if c.Cohort == "pilot" {
-					last = c
-					if ok(c) {
-						return c
-					}
-				}
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return last
-}
