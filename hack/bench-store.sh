@@ -10,6 +10,11 @@
 # document-sized row per transaction, the write-through store's own write
 # alone, as the second peer.
 #
+# Beside each kind of save, pgbench also writes that kind's own rows (the
+# document row, the revision, the ledger entry; for Yjs the update too) in
+# one statement and one commit per save: what a save costs PostgreSQL
+# without the store and without grouping.
+#
 # Usage: hack/bench-store.sh [-duration 5s] [-writers 1,16,64,256] [-doc-bytes 0] [-pgbench /usr/bin/pgbench]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,7 +1,9 @@
 // Command benchstore is hack/bench-store.sh's driver: it starts a durable
 // throwaway PostgreSQL (fsync on), measures pgbench's single-row commit
 // rate and the store's legacy saves and Yjs updates at 1, 16 and 64
-// concurrent writers on that same server, and prints a table with ratios.
+// concurrent writers on that same server, beside each kind's own rows
+// written one transaction per save by pgbench, and prints a table with
+// ratios.
 package main
 
 import (
@@ -125,6 +127,8 @@ func run() (err error) {
 	}
 	fmt.Printf("each save types one character into its writer's document; documents start with %d bytes of text\n", *docBytes)
 	fmt.Println("ratio = store saves/s over pgbench tps at the same concurrency; saves/commit = requests per group commit;")
+	fmt.Println("pgbench <kind> rows = the rows a save of that kind writes (document row, revision, ledger entry; Yjs: and the update), in one statement")
+	fmt.Println("and one commit per save, on copies of the store's tables; vs rows = store saves/s over its tps at the same concurrency")
 	if *docBytes > 0 {
 		fmt.Println("pgbench row rewrite = the write-through store's own write per save, alone: a document-sized row rewritten with one character typed, one per")
 		fmt.Println("transaction; vs rewrite = store saves/s over its tps at the same concurrency")
@@ -132,7 +136,7 @@ func run() (err error) {
 	fmt.Println("CPU µs = CPU time per save or transaction: PostgreSQL's processes, and the client's (the store with its writers, or pgbench)")
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tPG CPU µs\tclient CPU µs\tpgbench tps\tratio\t"+
+	fmt.Fprintln(tw, "workload\twriters\tsaves/s\tp50 ms\tp99 ms\tsaves/commit\tgather µs\tbuild µs\tsend+commit µs\ttext at end\tPG CPU µs\tclient CPU µs\tpgbench tps\tratio\tvs rows\t"+
 		map[bool]string{true: "vs rewrite\t"}[*docBytes > 0])
 	// The best rate each side reached at any concurrency: the rate
 	// PostgreSQL sustains for single-row commits is pgbench's best.
@@ -157,7 +161,7 @@ func run() (err error) {
 			return err
 		}
 		tps := pb.TPS
-		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t1.00\t\n", w, tps,
+		fmt.Fprintf(tw, "pgbench single-row commit\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t1.00\t\t\n", w, tps,
 			perOp(serverCPU(srv.PID())-pg0, pb.Txns), perOp(pb.ClientCPU, pb.Txns), tps)
 		note("pgbench", w, tps)
 		var rewrite float64
@@ -168,9 +172,23 @@ func run() (err error) {
 				return err
 			}
 			rewrite = rw.TPS
-			fmt.Fprintf(tw, "pgbench row rewrite\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t%.2f\t1.00\t\n", w, rewrite,
+			fmt.Fprintf(tw, "pgbench row rewrite\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t%.2f\t\t1.00\t\n", w, rewrite,
 				perOp(serverCPU(srv.PID())-pg0, rw.Txns), perOp(rw.ClientCPU, rw.Txns), tps, rewrite/tps)
 			note("rewrite", w, rewrite)
+		}
+		// Each kind's own rows, one transaction per save, by pgbench.
+		rows := map[string]float64{}
+		for _, kind := range strings.Split(*kinds, ",") {
+			pg0 := serverCPU(srv.PID())
+			sr, err := storebench.PGBenchSaveRows(ctx, *pgbench, dsn, w, *docBytes, kind == storebench.Yjs, *dur)
+			if err != nil {
+				return err
+			}
+			rows[kind] = sr.TPS
+			fmt.Fprintf(tw, "pgbench %s rows\t%d\t%.0f\t\t\t1\t\t\t\t\t%s\t%s\t%.0f\t%.2f\t1.00\t%s\n", kind, w, sr.TPS,
+				perOp(serverCPU(srv.PID())-pg0, sr.Txns), perOp(sr.ClientCPU, sr.Txns), tps, sr.TPS/tps,
+				map[bool]string{true: fmt.Sprintf("%.2f\t", sr.TPS/max(1, rewrite))}[*docBytes > 0])
+			note(kind+" rows", w, sr.TPS)
 		}
 		for _, kind := range strings.Split(*kinds, ",") {
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
@@ -186,10 +204,10 @@ func run() (err error) {
 			if rewrite > 0 {
 				vs = fmt.Sprintf("%.2f\t", st.PerSecond()/rewrite)
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%s\t%s\t%.0f\t%.2f\t%s\n", kind, w, st.PerSecond(),
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t%.1f\t%.0f\t%.0f\t%.0f\t%.1f KiB\t%s\t%s\t%.0f\t%.2f\t%.2f\t%s\n", kind, w, st.PerSecond(),
 				ms(st.P50), ms(st.P99), per, float64(eng.GatherNanos.Load()-g0)/groups, float64(eng.BuildNanos.Load()-b0)/groups,
 				float64(eng.CommitNanos.Load()-c0)/groups, float64(st.TextBytes)/1024, perOp(pgCPU, int64(st.Saves)), perOp(selfUsed, int64(st.Saves)),
-				tps, st.PerSecond()/tps, vs)
+				tps, st.PerSecond()/tps, st.PerSecond()/max(1, rows[kind]), vs)
 			note(kind, w, st.PerSecond())
 		}
 	}
@@ -203,8 +221,12 @@ func run() (err error) {
 		fmt.Printf("; pgbench row rewrite %.0f tps (%d clients)", rw.rate, rw.writers)
 	}
 	for _, kind := range strings.Split(*kinds, ",") {
+		r := peaks[kind+" rows"]
+		fmt.Printf("; pgbench %s rows %.0f tps (%d clients)", kind, r.rate, r.writers)
+	}
+	for _, kind := range strings.Split(*kinds, ",") {
 		p := peaks[kind]
-		fmt.Printf("; %s %.0f/s (%d writers, ratio %.2f", kind, p.rate, p.writers, p.rate/max(1, pg.rate))
+		fmt.Printf("; %s %.0f/s (%d writers, ratio %.2f, %.2f of its rows'", kind, p.rate, p.writers, p.rate/max(1, pg.rate), p.rate/max(1, peaks[kind+" rows"].rate))
 		if rw, ok := peaks["rewrite"]; ok {
 			fmt.Printf(", %.2f of the row rewrite's", p.rate/max(1, rw.rate))
 		}

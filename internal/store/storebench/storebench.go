@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
@@ -318,6 +319,90 @@ func runPGBench(ctx context.Context, pgbench, dsn, script string, clients int, d
 	}
 	if r.TPS == 0 {
 		return r, fmt.Errorf("pgbench printed no tps:\n%s", out)
+	}
+	return r, nil
+}
+
+// PGBenchSaveRows runs, per transaction, the rows one save writes, with
+// nothing else: PostgreSQL's commit rate for a save done as a
+// write-through store would do it, one transaction per save, without the
+// store (no guards, no group, no application). Each client rewrites its
+// own document row with one character typed (as PGBenchRewrite), and in
+// the same statement inserts the save's revision and its ledger entry;
+// with yjs, also the update's log row (what a Yjs update writes). The
+// tables are copies of the store's (LIKE ... INCLUDING ALL: columns,
+// compression, checks, indexes), and the values are shaped as the
+// store's: a revision kept as a splice (legacy) or by reference to the
+// log (Yjs), a ledger body encoded as the store encodes a save's entry.
+// One round trip and one commit per save: the fewest PostgreSQL allows.
+// It is the peer that says what grouping adds: at one writer there is
+// nothing to group, and the store can at best approach it.
+func PGBenchSaveRows(ctx context.Context, pgbench, dsn string, clients, docBytes int, yjsUpdate bool, d time.Duration) (PGBenchResult, error) {
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return PGBenchResult{}, err
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS pgbench_save_docs, pgbench_save_revisions, pgbench_save_ledger, pgbench_save_updates;
+		CREATE TABLE pgbench_save_docs (LIKE documents INCLUDING ALL);
+		CREATE TABLE pgbench_save_revisions (LIKE document_revisions INCLUDING ALL);
+		CREATE TABLE pgbench_save_ledger (LIKE save_ledger INCLUDING ALL);
+		CREATE TABLE pgbench_save_updates (LIKE yjs_updates INCLUDING ALL)`); err != nil {
+		return PGBenchResult{}, fmt.Errorf("pgbench save rows: %w", err)
+	}
+	ids, texts := make([]string, clients), make([]string, clients)
+	for i := range clients {
+		ids[i], texts[i] = "pgbench-"+strconv.Itoa(i), Prose(docBytes, uint64(i)) // :client_id counts from 0
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO pgbench_save_docs (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
+		SELECT d, $3, $3, '', c, 1, 0, now(), now() FROM unnest($1::text[], $2::text[]) AS x(d, c)`, ids, texts, benchTenant); err != nil {
+		return PGBenchResult{}, fmt.Errorf("pgbench save rows: %w", err)
+	}
+	if _, err := conn.Exec(ctx, `VACUUM ANALYZE pgbench_save_docs`); err != nil {
+		return PGBenchResult{}, fmt.Errorf("pgbench save rows: %w", err)
+	}
+	// A save's entry as the store writes one (its fields and their sizes).
+	sha := strings.Repeat("5e", 32)
+	e := ledger.Entry{Doc: ids[0], Kind: "save", At: time.Now().UTC(), Tenant: benchTenant, User: benchTenant, Stage: "Legacy",
+		Cohort: "bench", Epoch: 1, ShardEpoch: 1, Protocol: "legacy", RequestID: "req-0123456789abcdef", IdempotencyKey: ids[0] + "-12345",
+		BaseRevision: 1234, Revision: 1235, ContentSHA256: sha, LegacySHA256: sha, Outcome: "applied"}
+	rev := `INSERT INTO pgbench_save_revisions (doc_id, revision, title, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256,
+		  splice_head, splice_tail, splice_text, idem_key, idem_result)
+		  SELECT doc_id, revision, '', owner, now(), 'Legacy', 1, 1, '` + sha + `', :pos, 0, 'e', doc_id || '-' || revision, '' FROM d`
+	if yjsUpdate {
+		e.Kind, e.Protocol, e.IdempotencyKey, e.Stage = "yjs-update", "sync", "", "DualWrite"
+		e.Clients, e.UpdateSHA256, e.YjsSeq = []uint64{1001}, sha, 1235
+		rev = `INSERT INTO pgbench_save_revisions (doc_id, revision, title, saved_by, saved_at, stage, epoch, shard_epoch, content_sha256, yjs_seq)
+		  SELECT doc_id, revision, '', owner, now(), 'DualWrite', 1, 1, '` + sha + `', revision FROM d`
+	}
+	body := strings.ReplaceAll(string(e.Canonical()), "'", "''")
+	hash := `'\x` + sha + `'::bytea`
+	// One statement, on one line: pgbench reads a statement per line.
+	parts := []string{
+		`WITH d AS (UPDATE pgbench_save_docs SET content = overlay(content placing 'e' from :pos for 0), revision = revision + 1, updated_at = now()`,
+		`WHERE doc_id = 'pgbench-' || :client_id RETURNING doc_id, tenant, owner, revision),`,
+		`r AS (` + strings.Join(strings.Fields(rev), " ") + `),`,
+	}
+	if yjsUpdate {
+		parts = append(parts, `u AS (INSERT INTO pgbench_save_updates (doc_id, seq, generation, update, origin, shard_epoch, at)`,
+			`SELECT doc_id, revision, 1, '\x0101e907' || int4send(:pos) || '\x0401740165'::bytea, 'sync', 1, now() FROM d),`)
+	}
+	parts = append(parts, `l AS (INSERT INTO pgbench_save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash)`,
+		`SELECT doc_id, revision, '`+e.Kind+`', tenant, now(), '`+body+`', `+hash+`, `+hash+` FROM d)`,
+		`SELECT 1;`)
+	script := "\\set pos random(1, " + strconv.Itoa(max(1, docBytes)) + ")\n" + strings.Join(parts, " ") + "\n"
+	r, err := runPGBench(ctx, pgbench, dsn, script, clients, d)
+	if err != nil {
+		return r, err
+	}
+	// Every transaction wrote its rows (a save that matched no document
+	// would commit nothing, and fast).
+	var n int64
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pgbench_save_ledger`).Scan(&n); err != nil {
+		return r, err
+	}
+	if n < r.Txns {
+		return r, fmt.Errorf("pgbench save rows: %d transactions wrote %d ledger entries", r.Txns, n)
 	}
 	return r, nil
 }
