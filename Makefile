@@ -95,7 +95,7 @@ bench-engine: deps ## Yjs engine against yjs in Node on the B4 trace, same run.
 	hack/bench-engine.sh
 
 .PHONY: bench-store
-bench-store: deps ## Store saves/s, p50/p99 and CPU per save at 1-256 writers (empty and 8 KiB documents) beside pgbench (single rows; and document-sized row rewrites), same PostgreSQL, same run.
+bench-store: deps ## Store saves/s, p50/p99 and CPU per save at 1-256 writers (empty and 8 KiB documents) beside pgbench (single rows; each kind of save's own rows, one transaction per save; document-sized row rewrites), same PostgreSQL, same run.
 	hack/bench-store.sh
 
 .PHONY: bench-integrity
