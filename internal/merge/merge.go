@@ -5,8 +5,9 @@
 // whitespace, single other characters): each side is diffed against base
 // (Myers), regions where both sides agree with base are kept, a region only
 // one side changed takes that side's change, two insertions at the same
-// point are both kept (ours first), and a region both sides changed
-// differently is a conflict. On a conflict the caller keeps ours and
+// point are both kept (ours first; one that holds the other is both, see
+// bothInserted), and a region both sides changed differently is a
+// conflict. On a conflict the caller keeps ours and
 // preserves theirs, so nothing is ever dropped. Inputs too different for
 // the token diff's budget fall back to one replaced span per side. The
 // package does no I/O.
@@ -52,8 +53,7 @@ func Three(base, ours, theirs string) Result {
 		case t == b, o == t:
 			out.WriteString(o)
 		case bi == bj:
-			out.WriteString(o) // two insertions at one point: both kept
-			out.WriteString(t)
+			out.WriteString(bothInserted(o, t))
 		default:
 			conflict = true
 		}
@@ -86,6 +86,63 @@ func Three(base, ours, theirs string) Result {
 }
 
 func join(s []string) string { return strings.Join(s, "") }
+
+// bothInserted is the text of two different insertions at one point,
+// ours o and theirs t. One that holds the other whole, on word
+// boundaries, is the text of both: the save's text grew since an earlier
+// save of it reached the document (its answer lost, the editor's next
+// autosave still on the old base), or the same stale save came again
+// without its idempotency key. Writing both would repeat the shared text.
+// Otherwise both are kept, ours first, with a space between them where
+// they would run two words into one.
+func bothInserted(o, t string) string {
+	switch {
+	case o == "":
+		return t
+	case t == "":
+		return o
+	case len(o) >= len(t) && holds(o, t):
+		return o
+	case len(t) > len(o) && holds(t, o):
+		return t
+	}
+	last, _ := utf8.DecodeLastRuneInString(o)
+	first, _ := utf8.DecodeRuneInString(t)
+	if class(last) == 1 && class(first) == 1 {
+		return o + " " + t
+	}
+	return o + t
+}
+
+// holds reports whether s contains sub starting and ending on token
+// boundaries (a word is not held by a longer word it is part of).
+func holds(s, sub string) bool {
+	for from := 0; from <= len(s)-len(sub); {
+		i := strings.Index(s[from:], sub)
+		if i < 0 {
+			return false
+		}
+		i += from
+		if boundary(s, i) && boundary(s, i+len(sub)) {
+			return true
+		}
+		_, n := utf8.DecodeRuneInString(s[i:])
+		from = i + n
+	}
+	return false
+}
+
+// boundary reports whether byte offset i of s is between two tokens (see
+// strs): the ends, or two runes not of one letter-digit or whitespace run.
+func boundary(s string, i int) bool {
+	if i == 0 || i == len(s) {
+		return true
+	}
+	before, _ := utf8.DecodeLastRuneInString(s[:i])
+	after, _ := utf8.DecodeRuneInString(s[i:])
+	c := class(before)
+	return c == 0 || c != class(after)
+}
 
 func class(r rune) int {
 	switch {
@@ -229,7 +286,7 @@ func spans(base, ours, theirs string) Result {
 	}
 	switch {
 	case first.start == second.start && first.end == second.end && first.start == first.end:
-		return Result{Text: base[:a.start] + a.repl + b.repl + base[a.end:]}
+		return Result{Text: base[:a.start] + bothInserted(a.repl, b.repl) + base[a.end:]}
 	case first.end > second.start, first.start == second.start && first.end == second.end:
 		return Result{Text: ours, Conflict: true}
 	}

@@ -1092,8 +1092,12 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	if stale {
 		if legacyAuthoritative(stage.Stage) {
 			// As the existing store: the save wins; what it overwrote
-			// stays readable as its revision.
-			kind, outcome, superseded = ledger.KindPreserved, OutcomeOverwrittenPreserved, st.revision
+			// stays readable as its revision. A save of the text and
+			// title the document has (a retry, without its key, of one
+			// whose answer was lost) overwrites nothing: saved.
+			if r.Content != cur || title != st.title {
+				kind, outcome, superseded = ledger.KindPreserved, OutcomeOverwrittenPreserved, st.revision
+			}
 		} else {
 			base, ok := bc.revPending[st.id][r.BaseRevision]
 			if !ok {
