@@ -34,13 +34,13 @@ func Three(base, ours, theirs string) Result {
 		return Result{Text: theirs}
 	}
 	ids := map[string]int{}
-	tb, to, tt := tokens(base, ids), tokens(ours, ids), tokens(theirs, ids)
+	sb, so, st := strs(base), strs(ours), strs(theirs)
+	tb, to, tt := tokens(sb, ids), tokens(so, ids), tokens(st, ids)
 	ma, okA := match(tb, to)
 	mb, okB := match(tb, tt)
 	if !okA || !okB {
 		return spans(base, ours, theirs)
 	}
-	sb, so, st := strs(base), strs(ours), strs(theirs)
 	var out strings.Builder
 	conflict := false
 	i, j, k := 0, 0, 0
@@ -155,7 +155,7 @@ func class(r rune) int {
 }
 
 func strs(s string) []string {
-	var out []string
+	out := make([]string, 0, len(s)/4+1) // prose: about a word and a space per 6 bytes
 	for len(s) > 0 {
 		r, n := utf8.DecodeRuneInString(s)
 		c := class(r)
@@ -174,8 +174,8 @@ func strs(s string) []string {
 	return out
 }
 
-func tokens(s string, ids map[string]int) []int {
-	ts := strs(s)
+// tokens numbers the tokens ts (one number per distinct token in ids).
+func tokens(ts []string, ids map[string]int) []int {
 	out := make([]int, len(ts))
 	for i, t := range ts {
 		id, ok := ids[t]
@@ -222,11 +222,19 @@ func match(a, b []int) ([]int, bool) {
 	}
 	off := max + 1
 	v := make([]int, 2*max+3)
-	var trace [][]int
+	// trace[d] is v as step d found it, for the backtrack: only the
+	// diagonals step d reads (-d-1 .. d+1), as int32 (a token index),
+	// not the whole vector: at the full budget that was about 64 MB a
+	// call, and a stale save makes two.
+	var trace [][]int32
 	found := false
 	var D int
 	for d := 0; d <= max && !found; d++ {
-		trace = append(trace, append([]int(nil), v...))
+		w := make([]int32, 2*d+3)
+		for i := range w {
+			w[i] = int32(v[off-d-1+i])
+		}
+		trace = append(trace, w)
 		for kk := -d; kk <= d; kk += 2 {
 			var x int
 			if kk == -d || (kk != d && v[off+kk-1] < v[off+kk+1]) {
@@ -253,14 +261,15 @@ func match(a, b []int) ([]int, bool) {
 	x, y := N, M
 	for d := D; d > 0; d-- {
 		pv := trace[d]
+		at := func(k int) int { return int(pv[k+d+1]) } // v[off+k] when step d began
 		kk := x - y
 		var pk int
-		if kk == -d || (kk != d && pv[off+kk-1] < pv[off+kk+1]) {
+		if kk == -d || (kk != d && at(kk-1) < at(kk+1)) {
 			pk = kk + 1
 		} else {
 			pk = kk - 1
 		}
-		px := pv[off+pk]
+		px := at(pk)
 		py := px - pk
 		for x > px && y > py {
 			x--
