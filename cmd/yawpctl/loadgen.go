@@ -33,8 +33,11 @@ stderr every second.
 
 At the end every local-first client is flushed and the audit checks that
 every acknowledged save is present, that the legacy row equals the Yjs text
-of every document that has one, and that every ledger chain verifies with
-every acknowledged save in its evidence timeline. It exits non-zero when the
+of every document that has one, that every ledger chain verifies with
+every acknowledged save in its evidence timeline, and that no request was
+refused for a reason no correct run meets (a reused idempotency key, a
+malformed request, a refused token). Runs may be repeated with the same
+seed: each run's idempotency keys are its own. It exits non-zero when the
 audit fails.
 
 Under make dev:

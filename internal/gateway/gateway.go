@@ -32,6 +32,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -230,7 +231,8 @@ func challenge(w http.ResponseWriter, r *http.Request, e *apiError) {
 		return
 	}
 	v := `Bearer realm="yawp"`
-	if r.Header.Get("Authorization") != "" {
+	// Another scheme (Basic, say) presented no bearer token either.
+	if scheme, tok, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "Bearer") && strings.TrimLeft(tok, " ") != "" {
 		v += `, error="invalid_token", error_description=` + strconv.Quote(e.Message)
 	}
 	w.Header().Set("WWW-Authenticate", v)
@@ -249,7 +251,11 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 			reason += note
 		}
 		if s, err := g.syncerFor(doc); err == nil && record {
-			_, err := s.Apply(r.Context(), store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
+			// On record even when the client has gone (a body cut short
+			// ends the request's context with the connection).
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+			defer cancel()
+			_, err := s.Apply(ctx, store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
 				RequestID: requestID(r), IdempotencyKey: headerForRecord(r, contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason})
 			if err != nil {
 				g.log.Warn("recording a rejection", "doc", doc, "err", err)
@@ -257,6 +263,40 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 		}
 	}
 	syncer.WriteError(w, e)
+}
+
+// jsonType names what a Go field of type t takes, in JSON's words.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	}
+	return "an object"
+}
+
+// jsonKind names the JSON value an UnmarshalTypeError describes ("number
+// -5", "array"): its kind, without the value.
+func jsonKind(v string) string {
+	k, _, _ := strings.Cut(v, " ")
+	switch k {
+	case "array", "object":
+		return "an " + k
+	case "":
+		return "that"
+	}
+	return "a " + k
 }
 
 // requestID is the client's request ID, kept for the record only.
@@ -353,7 +393,10 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("field %q must be a %s", te.Field, te.Type))
+			if te.Field == "" {
+				return bad(http.StatusBadRequest, store.CodeInvalidRequest, "the body must be a JSON object, not "+jsonKind(te.Value))
+			}
+			return bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("field %q must be %s, not %s", te.Field, jsonType(te.Type), jsonKind(te.Value)))
 		}
 		if strings.HasPrefix(err.Error(), "json: unknown field") {
 			return bad(http.StatusBadRequest, store.CodeInvalidRequest, err.Error())

@@ -302,6 +302,10 @@ func TestBadInput(t *testing.T) {
 	if r.status != 200 || r.body["ok"] != true {
 		t.Errorf("verify: %d %s", r.status, r.raw)
 	}
+	// problems is always in the answer (docs/api.md), [] when intact.
+	if p, ok := r.body["problems"].([]any); !ok || len(p) != 0 {
+		t.Errorf("verify of an intact chain: problems %#v, want []", r.body["problems"])
+	}
 }
 
 func TestRejectionEvidence(t *testing.T) {

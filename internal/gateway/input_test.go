@@ -176,12 +176,18 @@ func TestUnauthorizedCarriesABearerChallenge(t *testing.T) {
 		"expired":         {"GET", "/v1/documents", expired, `Bearer realm="yawp", error="invalid_token"`},
 		"garbage":         {"GET", "/v1/documents/d1", "yawp1.x.y", `Bearer realm="yawp", error="invalid_token"`},
 		"garbage, create": {"POST", "/v1/documents", "yawp1.x.y", `Bearer realm="yawp", error="invalid_token"`},
+		// Another scheme presents no bearer token: the bare challenge.
+		"basic": {"GET", "/v1/documents", "basic", `Bearer realm="yawp"`},
 	} {
-		r := f.do(tc.method, tc.path, tc.tok, map[string]any{"content": "x"})
+		var hdr []string
+		if tc.tok == "basic" {
+			tc.tok, hdr = "", []string{"Authorization", "Basic YWxpY2U6c2VjcmV0"}
+		}
+		r := f.do(tc.method, tc.path, tc.tok, map[string]any{"content": "x"}, hdr...)
 		if r.status != http.StatusUnauthorized {
 			t.Fatalf("%s: %d", name, r.status)
 		}
-		if h := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, tc.want) {
+		if h := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(h, tc.want) || (!strings.Contains(tc.want, "error") && h != tc.want) {
 			t.Errorf("%s token: WWW-Authenticate %q, want it to start %q", name, h, tc.want)
 		}
 	}
@@ -243,5 +249,40 @@ func TestCutOffBodyIsNotTooLarge(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "invalid_request") {
 		t.Errorf("cut-off body: %d %s", res.StatusCode, body)
+	}
+	// The refusal is on record although the client is gone (recording it
+	// under the request's context failed: the context ended with the
+	// connection).
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ev := f.do("GET", "/v1/documents/doc1/evidence", alice, nil)
+		if strings.Contains(ev.raw, `"kind":"rejected"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refusal of a cut-off body is not on record: %.400s", ev.raw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestBodyOfAnotherJSONTypeNamesNoGoType: a body or field of the wrong
+// JSON type is refused in JSON's words (the message named the gateway's Go
+// type: "field \"\" must be a gateway.createBody").
+func TestBodyOfAnotherJSONTypeNamesNoGoType(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	for body, want := range map[string]string{
+		`[1]`:                       "the body must be a JSON object, not an array",
+		`"text"`:                    "the body must be a JSON object, not a string",
+		`{"id":"d","content":5}`:    `field "content" must be a string, not a number`,
+		`{"id":"d","title":[]}`:     `field "title" must be a string, not an array`,
+		`{"id":"d","content":true}`: `field "content" must be a string, not a bool`,
+	} {
+		r := f.do("POST", "/v1/documents", alice, body)
+		if r.status != http.StatusBadRequest || r.body["code"] != "invalid_request" || r.body["message"] != want {
+			t.Errorf("create %s: %d %.200s, want 400 invalid_request %q", body, r.status, r.raw, want)
+		}
 	}
 }

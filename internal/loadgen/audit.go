@@ -27,7 +27,13 @@ const (
 	CheckChain      = "ledger-chain"
 	CheckEvidence   = "evidence-complete"
 	CheckRead       = "read"
+	// CheckRefusals: requests refused for a reason that means the
+	// workload or the gateway is wrong (not load, not a stage change).
+	CheckRefusals = "unexpected-refusals"
 )
+
+// unexpectedRefusals are the error codes no correct run meets.
+var unexpectedRefusals = []string{"idempotency_key_reused", "invalid_request", "invalid_json", "unauthenticated", "forbidden", "internal"}
 
 // maxListed bounds the failures a report lists (all are counted).
 const maxListed = 20
@@ -129,6 +135,13 @@ func (g *Generator) Audit(ctx context.Context) (*Report, error) {
 	legacy, yjsAcks := g.Acks()
 	a := &auditor{rep: &Report{Documents: len(g.docs), LegacyAcks: len(legacy), YjsAcks: len(yjsAcks),
 		OutOfBandWrites: g.oob.Load(), OfflineEpisodes: g.episodes.Load(), ViaDatabase: g.pool != nil, Failures: []Failure{}}}
+	g.errMu.Lock()
+	for _, code := range unexpectedRefusals {
+		if n := g.errs[code] + g.errs[code+"(retried)"]; n > 0 {
+			a.fail(CheckRefusals, "", "%d requests refused with %s", n, code)
+		}
+	}
+	g.errMu.Unlock()
 	byDoc := map[string]*docAcks{}
 	for _, d := range g.docs {
 		byDoc[d.id] = &docAcks{d: d}

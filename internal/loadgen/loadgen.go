@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -176,6 +177,9 @@ type Generator struct {
 	offline, episodes           atomic.Int64
 	errMu                       sync.Mutex
 	errs                        map[string]int
+	// run names this run in its idempotency keys: a second run with the
+	// same seed against the same documents must not repeat the first's.
+	run string
 }
 
 // New returns a generator for cfg (validated).
@@ -193,7 +197,7 @@ func New(ctx context.Context, cfg Config) (*Generator, error) {
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second}
 	}
 	g := &Generator{cfg: cfg, rest: &rest{http: cfg.HTTP, key: cfg.TokenKey, tokens: map[[3]string]string{}},
-		yjs: map[[2]string]*YjsAck{}, errs: map[string]int{}}
+		yjs: map[[2]string]*YjsAck{}, errs: map[string]int{}, run: strconv.FormatUint(rand.Uint64()&0xffffffffff, 36)}
 	if cfg.DatabaseURL != "" {
 		pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
 		if err != nil {
@@ -464,7 +468,7 @@ func (g *Generator) legacySave(ctx context.Context, gw string, d *document, w, n
 	}
 	d.protocol.Store(gateway.ProtocolOf(cur.Stage.Stage))
 	content := edit(cur.Content, fmt.Sprintf("[w%d.%d]", w, n), rng)
-	key := fmt.Sprintf("lg%d-w%d-%d", g.cfg.Seed, w, n)
+	key := fmt.Sprintf("lg%d-%s-w%d-%d", g.cfg.Seed, g.run, w, n)
 	for attempt := 0; ; attempt++ {
 		ans, err := g.rest.save(ctx, gw, d.tenant, user, d.id, cur.Revision, content, key)
 		var ae *apiError

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -399,5 +400,68 @@ func TestSeedLegacy(t *testing.T) {
 		if err != nil || rev.Content != d.Content {
 			t.Fatalf("revision 1 of seeded document %d: %+v, %v", i, rev, err)
 		}
+	}
+}
+
+// TestSecondRunWithTheSameSeed: running the workload again, as the README
+// suggests, with the same seed against the same documents is a clean run
+// of its own. Its idempotency keys were the first run's (lg<seed>-w<w>-<n>),
+// so about half its saves were refused idempotency_key_reused (422), and
+// the audit still said PASSED: such refusals now fail it.
+func TestSecondRunWithTheSameSeed(t *testing.T) {
+	sys := startSystem(t)
+	ctx := t.Context()
+	for run := 1; run <= 2; run++ {
+		g, err := New(ctx, Config{Gateways: sys.gateways, TokenKey: testKey, DatabaseURL: sys.dsn, Tenants: 1, Docs: 2, Seed: 9,
+			Ops: 40, Concurrency: 2, Mix: Mix{Legacy: 1}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Close()
+		if err := g.Seed(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rep, err := g.Audit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g.errMu.Lock()
+		errs := maps.Clone(g.errs)
+		g.errMu.Unlock()
+		legacy, _ := g.Acks()
+		if !rep.OK() || len(errs) != 0 || len(legacy) < 30 {
+			t.Errorf("run %d: audit ok %v (%+v), errors %v, %d saves acknowledged", run, rep.OK(), rep.Failures, errs, len(legacy))
+		}
+	}
+}
+
+// TestAuditFailsOnUnexpectedRefusals: a run whose requests were refused
+// for reasons no correct run meets (a key reused, a malformed request)
+// does not pass its audit, however its saves fared.
+func TestAuditFailsOnUnexpectedRefusals(t *testing.T) {
+	sys := startSystem(t)
+	ctx := t.Context()
+	g, err := New(ctx, Config{Gateways: sys.gateways, TokenKey: testKey, Tenants: 1, Docs: 1, Seed: 4, Ops: 4, Concurrency: 1, Mix: Mix{Legacy: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Seed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	g.fail("idempotency_key_reused")
+	g.fail("unavailable(retried)") // load: no failure
+	rep, err := g.Audit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || rep.FailureCount != 1 || rep.Failures[0].Check != CheckRefusals {
+		t.Fatalf("audit after a refused key: ok %v, failures %+v", rep.OK(), rep.Failures)
 	}
 }

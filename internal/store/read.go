@@ -233,6 +233,9 @@ func chainReport(doc string, rows []ledger.Row, receipts []ledger.Receipt) Verif
 	rep := VerifyReport{Doc: doc, Entries: len(rows), Problems: ledger.Verify(doc, rows),
 		Receipts: ledger.CheckReceipts(rows, receipts)}
 	rep.OK = len(rep.Problems) == 0
+	if rep.Problems == nil {
+		rep.Problems = []ledger.Problem{} // always in the answer: [] when intact
+	}
 	for _, c := range rep.Receipts {
 		rep.OK = rep.OK && c.Verdict == ledger.ReceiptConfirmed
 	}
@@ -252,6 +255,6 @@ type VerifyReport struct {
 	// Receipt is the last entry's receipt: kept, it lets a later check
 	// find entries removed or rewritten up to this point.
 	Receipt  string                `json:"receipt,omitempty"`
-	Problems []ledger.Problem      `json:"problems,omitempty"`
+	Problems []ledger.Problem      `json:"problems"`
 	Receipts []ledger.ReceiptCheck `json:"receipts,omitempty"`
 }
