@@ -1115,9 +1115,12 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 				}
 				base, ok = texts[r.BaseRevision]
 			}
-			m := merge.Three(base, cur, r.Content)
-			if !ok && m.Text != cur {
-				m = merge.Result{Text: cur, Conflict: true}
+			m := merge.Result{Text: cur}
+			switch {
+			case ok:
+				m = merge.Three(base, cur, r.Content)
+			case r.Content != cur:
+				m.Conflict = true // no base: any other text is kept aside
 			}
 			var titleConflict bool
 			if r.Title != nil && *r.Title != st.title {

@@ -85,3 +85,29 @@ func TestStaleSaveOfTheCurrentTextOverwritesNothing(t *testing.T) {
 			r.Outcome, r.SupersededRevision, ev.Verdict, ev.Proof.Summary)
 	}
 }
+
+// TestStaleSaveOnABaseTheHistoryLacksIsKeptAside: a save whose base
+// revision the history does not hold (the document predates it) has
+// nothing to merge against, so in a Yjs-authoritative stage its text is
+// kept aside whole, empty text included (a save emptying the document was
+// answered merged and changed nothing: its base was read as "", so the
+// merge took the current text).
+func TestStaleSaveOnABaseTheHistoryLacksIsKeptAside(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "s", Content: "first draft"})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "s", BaseRevision: 1, Content: "first draft, longer"})
+	if _, err := e.pool.Exec(t.Context(), `DELETE FROM document_revisions WHERE doc_id = 'd' AND revision = 1`); err != nil {
+		t.Fatal(err)
+	}
+	for _, content := range []string{"", "first draft, other"} {
+		r := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "s", BaseRevision: 1, Content: content})
+		d, err := e.eng.Read(t.Context(), "t", "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome != OutcomeConflictPreserved || r.PreservedID == 0 || d.Content != "first draft, longer" {
+			t.Errorf("save of %q on a base the history lacks: outcome %s (preserved %d), document %q", content, r.Outcome, r.PreservedID, d.Content)
+		}
+	}
+}
