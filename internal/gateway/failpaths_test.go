@@ -154,8 +154,11 @@ func TestInDoubtCommittedUpdateReachesTheRoom(t *testing.T) {
 }
 
 // TestRESTYjsUpdateInDoubtIsFoundByClient: a Yjs update over REST
-// whose commit cannot be confirmed is recorded as unconfirmed, but
-// without the update: evidence asked about its client finds nothing.
+// whose commit cannot be confirmed is recorded as unconfirmed with the
+// update (it was recorded without it, and evidence asked about its client
+// found nothing). The server does not hold its operations, so evidence
+// about the request or the client says saved-locally-not-synced, the
+// refusal among the findings.
 func TestRESTYjsUpdateInDoubtIsFoundByClient(t *testing.T) {
 	sf := &syncerFault{kind: store.KindYjs}
 	f := setupSyncWrapped(t, sf.wrap)
@@ -173,11 +176,11 @@ func TestRESTYjsUpdateInDoubtIsFoundByClient(t *testing.T) {
 	}
 	sf.cutBefore.Store(false)
 	eventually(t, "unconfirmed trace", func() bool {
-		return f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?request=up-1", tok, nil).body["verdict"] == store.VerdictRejected
+		return f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?request=up-1", tok, nil).body["verdict"] == store.VerdictSavedLocallyNotSynced
 	})
 	ev := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence?client=9001", tok, nil)
-	if ev.body["verdict"] == store.VerdictNeverPersisted {
-		t.Errorf("evidence ?client=9001: %v (the unconfirmed entry carries no update, so its client is unknown): %s", ev.body["verdict"], strings.TrimSpace(ev.raw)[:min(400, len(ev.raw))])
+	if ev.body["verdict"] != store.VerdictSavedLocallyNotSynced || !strings.Contains(ev.raw, `"refused: unconfirmed"`) {
+		t.Errorf("evidence ?client=9001: %v, want saved-locally-not-synced with the unconfirmed refusal among the findings: %s", ev.body["verdict"], strings.TrimSpace(ev.raw)[:min(600, len(ev.raw))])
 	}
 }
 

@@ -726,6 +726,11 @@ func refusedUpdate(en *ledger.Entry, u []byte) {
 	if len(u) <= contract.MaxUpdateBytes {
 		if dec, err := yjs.DecodeUpdate(u); err == nil {
 			en.Clients = clientsOf(dec)
+			// Which operations it carried: evidence tells whether the
+			// server holds them since (saved-locally-not-synced if not).
+			if r := opRanges(dec); len(r) > 0 {
+				en.Missing = r
+			}
 		}
 	}
 }

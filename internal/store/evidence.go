@@ -190,7 +190,9 @@ func isCommit(k string) bool {
 }
 
 // unsyncedFindings are the saved-locally-not-synced findings: clients
-// that announced operations the server still does not hold.
+// that announced operations the server still does not hold, or sent them
+// in an update that was refused or could not be confirmed (the gateway
+// got it, the syncer was down) and never sent them again.
 func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {
 	var out []Finding
 	// Per client, every announcement of its operations we lacked. The
@@ -203,7 +205,7 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 		subjectClient = strconv.FormatUint(q.Client, 10)
 	}
 	for _, t := range sub {
-		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected {
+		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected && t.Kind != ledger.KindRejected {
 			continue
 		}
 		for c := range t.Missing {
@@ -251,9 +253,14 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 				}
 			}
 		}
+		summary := fmt.Sprintf("client %s announced operations up to clock %d; the server holds %d of them", c, claimed, have)
+		if top.Kind == ledger.KindRejected {
+			summary = fmt.Sprintf("client %s sent operations up to clock %d in an update that was not taken (%s); the server holds %d of them, "+
+				"the rest exist only where that client kept them", c, claimed, top.Code, have)
+		}
 		out = append(out, Finding{
 			Verdict: VerdictSavedLocallyNotSynced,
-			Summary: fmt.Sprintf("client %s announced operations up to clock %d; the server holds %d of them", c, claimed, have),
+			Summary: summary,
 			Entries: seqs, Hash: top.Hash, LastSeen: &at,
 			Missing: map[string][2]uint64{c: {have, claimed}},
 		})

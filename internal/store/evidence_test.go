@@ -180,9 +180,13 @@ func TestEvidenceKeepsTheHighestAnnouncedClock(t *testing.T) {
 
 // TestRefusedUpdateShowsForItsClient: a Yjs update refused at the gateway
 // (over the sync rate, say) is recorded with the clients whose operations
-// it carried, so evidence asked about such a client says rejected, with
-// the refusal's entry and the update's hash; before, a refusal named no
-// client and ?client= never showed it.
+// it carried and their clocks, so evidence asked about such a client
+// shows the refusal, with its entry and the update's hash (a refusal
+// named no client, and ?client= never showed it). While the server lacks
+// those operations the headline is saved-locally-not-synced (they exist
+// only where the client kept them; it said rejected, or synced for a
+// client with earlier operations committed), the refusal among the
+// findings; once the client sends them again, synced.
 func TestRefusedUpdateShowsForItsClient(t *testing.T) {
 	e := setup(t)
 	e.cohort("c", dataplane.StageLocalFirst, "t")
@@ -194,11 +198,53 @@ func TestRefusedUpdateShowsForItsClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev.Verdict != VerdictRejected || !slices.Contains(ev.Proof.Entries, res.LedgerSeq) {
-		t.Fatalf("evidence for client 4242: verdict %s, proof %+v; want rejected naming entry %d", ev.Verdict, ev.Proof, res.LedgerSeq)
+	if ev.Verdict != VerdictSavedLocallyNotSynced || !slices.Contains(ev.Proof.Entries, res.LedgerSeq) ||
+		!strings.Contains(ev.Proof.Summary, "websocket_1013") || ev.Proof.Missing["4242"] != [2]uint64{0, 5} {
+		t.Fatalf("evidence for client 4242: verdict %s, proof %+v; want saved-locally-not-synced naming entry %d and the refusal", ev.Verdict, ev.Proof, res.LedgerSeq)
+	}
+	if !slices.ContainsFunc(ev.Findings, func(f Finding) bool {
+		return f.Verdict == VerdictRejected && slices.Contains(f.Entries, res.LedgerSeq)
+	}) {
+		t.Errorf("the refusal is not among the findings: %+v", ev.Findings)
 	}
 	last := e.entries("d")[res.LedgerSeq-1]
 	if !slices.Equal(last.Clients, []uint64{4242}) || last.UpdateSHA256 != ledger.SHA256Hex(u) {
 		t.Errorf("the refusal's entry: clients %v, update sha256 %q", last.Clients, last.UpdateSHA256)
+	}
+	// The client sends it again, and it is taken.
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-ab12cd34-8", Update: u})
+	if ev, err = e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 4242}); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Verdict != VerdictSynced {
+		t.Errorf("evidence for client 4242 once its update was taken: %s %+v", ev.Verdict, ev.Proof)
+	}
+}
+
+// TestUnconfirmedUpdateAfterACommitIsNotSynced: a client's first
+// paragraph is committed; its next update reaches the gateway while the
+// syncer is down, is answered as failed and recorded unconfirmed (with
+// the update), and the client never comes back. Evidence about the client
+// or its user says saved-locally-not-synced: the server does not hold the
+// rest of the essay (it said synced, from the first commit).
+func TestUnconfirmedUpdateAfterACommitIsNotSynced(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "Title\n"})
+	first := e.clientEdit("t", "d", 4242, "First paragraph. ")
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-x-1", Update: first})
+	// Its next edit builds on the first (synced from the server, which
+	// holds it).
+	rest := e.clientEdit("t", "d", 4242, "The rest of the essay.")
+	e.submit(Request{Kind: KindReject, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-0-x-1",
+		Code: "unconfirmed", Reason: "the syncer did not answer", Update: rest})
+	for _, q := range []EvidenceQuery{{Doc: "d", Tenant: "t", Client: 4242}, {Doc: "d", Tenant: "t", User: "stu"}, {Doc: "d", Tenant: "t"}} {
+		ev, err := e.eng.Evidence(t.Context(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev.Verdict != VerdictSavedLocallyNotSynced || !strings.Contains(ev.Proof.Summary, "unconfirmed") {
+			t.Errorf("%q: verdict %s, proof %+v", ev.Subject, ev.Verdict, ev.Proof)
+		}
 	}
 }
