@@ -16,6 +16,7 @@ package merge
 import (
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -359,4 +360,75 @@ func words(s string, ids map[string]int) []int {
 		out = append(out, id)
 	}
 	return out
+}
+
+// Hunk is one replaced span of a two-way diff in UTF-16 units: a[From:To]
+// becomes b[BFrom:BTo].
+type Hunk struct{ From, To, BFrom, BTo int }
+
+// DiffUTF16 diffs two UTF-16 texts word by word (the tokens of Three) and
+// returns the spans that differ, in order; a surrogate pair is never
+// split. ok is false when they differ by more than the diff's budget.
+func DiffUTF16(a, b []uint16) (hunks []Hunk, ok bool) {
+	ids := map[string]int{}
+	ta, pa := tokens16(a, ids)
+	tb, pb := tokens16(b, ids)
+	ma, ok := match(ta, tb)
+	if !ok {
+		return nil, false
+	}
+	i, j := 0, 0
+	for i < len(ta) || j < len(tb) {
+		if i < len(ta) && j < len(tb) && ma[i] == j {
+			i, j = i+1, j+1
+			continue
+		}
+		i0, j0 := i, j
+		for i < len(ta) && ma[i] < 0 {
+			i++
+		}
+		if i < len(ta) {
+			j = ma[i] // b's tokens before the next common one are inserted
+		} else {
+			j = len(tb)
+		}
+		hunks = append(hunks, Hunk{From: pa[i0], To: pa[i], BFrom: pb[j0], BTo: pb[j]})
+	}
+	return hunks, true
+}
+
+// tokens16 splits s as strs splits a string, numbering the tokens in ids;
+// pos[k] is where token k starts (pos[len] = len(s)).
+func tokens16(s []uint16, ids map[string]int) (toks, pos []int) {
+	rune16 := func(i int) (rune, int) {
+		if i+1 < len(s) && utf16.IsSurrogate(rune(s[i])) && s[i] < 0xdc00 && s[i+1] >= 0xdc00 && s[i+1] <= 0xdfff {
+			return utf16.DecodeRune(rune(s[i]), rune(s[i+1])), 2
+		}
+		return rune(s[i]), 1
+	}
+	key := make([]byte, 0, 64)
+	for i := 0; i < len(s); {
+		r, n := rune16(i)
+		if c := class(r); c != 0 {
+			for i+n < len(s) {
+				r2, m := rune16(i + n)
+				if class(r2) != c {
+					break
+				}
+				n += m
+			}
+		}
+		key = key[:0]
+		for _, u := range s[i : i+n] {
+			key = append(key, byte(u), byte(u>>8))
+		}
+		id, ok := ids[string(key)]
+		if !ok {
+			id = len(ids)
+			ids[string(key)] = id
+		}
+		toks, pos = append(toks, id), append(pos, i)
+		i += n
+	}
+	return toks, append(pos, len(s))
 }

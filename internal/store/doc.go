@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/merge"
 	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
@@ -141,6 +142,15 @@ func storedText(d *yjs.Doc) string {
 // setYText edits the Yjs text into want as the server client and returns
 // the update that did it (nil if nothing changed).
 //
+// The edit is the text's word-by-word diff (merge.DiffUTF16), each
+// changed span deleted and inserted on its own: a save that changed two
+// places far apart leaves the text between them as it is, so operations
+// other clients made there, or send later from an offline copy, still
+// attach where they were made. (Replacing everything from the first
+// change to the last, as it once did, undid their deletions and moved
+// their insertions to its edge.) Texts too different for the diff's
+// budget get that one span.
+//
 // want is text only; the Yjs text may also hold embeds (a rich-text
 // client's images), which a Yjs index counts but the text does not show.
 // The edit is worked out on the text, then placed by each character's Yjs
@@ -164,36 +174,22 @@ func (st *docState) setYText(want string) ([]byte, error) {
 	if s > 0 && utf16.IsSurrogate(rune(cur[len(cur)-s])) && cur[len(cur)-s] >= 0xdc00 {
 		s--
 	}
-	del := len(cur) - s - p
-	ins := tgt[p : len(tgt)-s]
-	if del == 0 && len(ins) == 0 {
+	if len(cur)-s == p && len(tgt)-s == p {
 		return nil, nil
 	}
-	// The deleted characters as runs of consecutive Yjs indexes, removed
-	// last run first so the earlier runs' indexes still hold.
-	type run struct{ from, n int }
-	var runs []run
-	for i := p; i < p+del; i++ {
-		if k := len(runs) - 1; k >= 0 && runs[k].from+runs[k].n == at[i] {
-			runs[k].n++
-		} else {
-			runs = append(runs, run{at[i], 1})
-		}
-	}
-	insertAt := 0
-	if p > 0 {
-		insertAt = at[p-1] + 1
+	hunks, ok := merge.DiffUTF16(cur[p:len(cur)-s], tgt[p:len(tgt)-s])
+	if !ok {
+		hunks = []merge.Hunk{{From: 0, To: len(cur) - s - p, BFrom: 0, BTo: len(tgt) - s - p}}
 	}
 	st.capturing, st.captured = true, nil
 	defer func() { st.capturing, st.captured = false, nil }()
 	err := st.ydoc.Transact(func(*yjs.Transaction) error {
-		for _, r := range slices.Backward(runs) {
-			if err := t.Delete(r.from, r.n); err != nil {
+		// Last span first, so that the Yjs indexes of the text before it
+		// (at) still hold.
+		for _, h := range slices.Backward(hunks) {
+			if err := replaceSpan(t, at, p+h.From, p+h.To, tgt[p+h.BFrom:p+h.BTo]); err != nil {
 				return err
 			}
-		}
-		if len(ins) > 0 {
-			return t.InsertUTF16(insertAt, ins)
 		}
 		return nil
 	})
@@ -208,6 +204,35 @@ func (st *docState) setYText(want string) ([]byte, error) {
 	default:
 		return yjs.MergeUpdates(st.captured...)
 	}
+}
+
+// replaceSpan replaces the text's characters from..to (text positions,
+// at their Yjs indexes) with ins.
+func replaceSpan(t *yjs.Text, at []int, from, to int, ins []uint16) error {
+	// The deleted characters as runs of consecutive Yjs indexes, removed
+	// last run first so the earlier runs' indexes still hold.
+	type run struct{ from, n int }
+	var runs []run
+	for i := from; i < to; i++ {
+		if k := len(runs) - 1; k >= 0 && runs[k].from+runs[k].n == at[i] {
+			runs[k].n++
+		} else {
+			runs = append(runs, run{at[i], 1})
+		}
+	}
+	for _, r := range slices.Backward(runs) {
+		if err := t.Delete(r.from, r.n); err != nil {
+			return err
+		}
+	}
+	if len(ins) == 0 {
+		return nil
+	}
+	insertAt := 0
+	if from > 0 {
+		insertAt = at[from-1] + 1
+	}
+	return t.InsertUTF16(insertAt, ins)
 }
 
 // doc returns a document's committed state, from memory or the database.
