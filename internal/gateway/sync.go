@@ -472,9 +472,14 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 	})
 }
 
-// refresh publishes to doc's room of tenant, its owner, what it lacks of
-// the committed state.
-func (b *SyncBackend) refresh(ctx context.Context, tenant, doc string) {
+// refresh publishes to doc's room of its owner what it lacks of the
+// committed state. The owner is the syncer's answer, not the tenant of
+// the request that prompted the refresh: that request may have been
+// another tenant's, refused or never committed (an unconfirmed save of
+// another school's document ID), and publishing to its tenant's room
+// would hand that room the owner's text and close the owner's
+// connections as another tenant's (Publish claims the document).
+func (b *SyncBackend) refresh(ctx context.Context, doc string) {
 	b.mu.Lock()
 	hub := b.hub
 	sv, open := b.roomSV[doc]
@@ -491,10 +496,13 @@ func (b *SyncBackend) refresh(ctx context.Context, tenant, doc string) {
 		b.g.log.Warn("relaying a REST save to sync clients", "doc", doc, "err", err)
 		return
 	}
+	if out.Tenant == "" {
+		return // no document (yet): nobody's room to publish to
+	}
 	// Published even when there is nothing to send: it also closes other
-	// tenants' connections that opened doc before tenant's commit made it
-	// tenant's.
-	hub.Publish(tenant, doc, out.Update)
+	// tenants' connections that opened doc before the owner's commit made
+	// it the owner's.
+	hub.Publish(out.Tenant, doc, out.Update)
 	b.mu.Lock()
 	if _, still := b.roomSV[doc]; still && len(out.StateVector) > 0 {
 		b.roomSV[doc] = out.StateVector
@@ -530,7 +538,7 @@ func (g *Gateway) committedOutsideSync(req store.Request, res store.Result) {
 		defer cancel()
 		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 {
 			if g.syncBE != nil {
-				g.syncBE.refresh(ctx, req.Tenant, doc)
+				g.syncBE.refresh(ctx, doc)
 			}
 			return
 		}
@@ -559,13 +567,10 @@ func (g *Gateway) syncNotify(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, bad(http.StatusUnauthorized, "unauthenticated", "internal token required"))
 		return
 	}
-	tenant := r.URL.Query().Get("tenant")
-	if tenant == "" {
-		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "tenant (the document's owner) is required"))
-		return
-	}
+	// A tenant parameter (sent for gateways of the version before, which
+	// require it) is not used: the room is the owner's, as the syncer says.
 	if g.syncBE != nil {
-		g.syncBE.refresh(r.Context(), tenant, r.PathValue("id"))
+		g.syncBE.refresh(r.Context(), r.PathValue("id"))
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -1028,6 +1028,12 @@ func (e *Engine) applyCreate(bc *batchCtx, st *docState, o *op) error {
 		e.reject(bc, st, o, http.StatusConflict, CodeAlreadyExists, "document "+strconv.Quote(r.Doc)+" already exists")
 		return nil
 	}
+	if st.historyTenant != "" && st.historyTenant != r.Tenant {
+		// The ID's history (a document deleted outside the gateway) is
+		// another tenant's: continuing it would let this one read it.
+		e.reject(bc, st, o, http.StatusConflict, CodeAlreadyExists, "document ID "+strconv.Quote(r.Doc)+" is taken: its save history is kept")
+		return nil
+	}
 	if !e.checkContent(bc, st, o) {
 		return nil
 	}

@@ -70,6 +70,11 @@ type docState struct {
 	// the document re-creates the row from the Yjs side where that side
 	// is authoritative, or lets the deletion stand (repair.go).
 	deleted *deletedRow
+	// historyTenant: the row is gone, its deletion stands, and the
+	// document's history (revisions, preserved text) is this tenant's.
+	// Only this tenant may create the ID again: another would continue
+	// that history and could read it.
+	historyTenant string
 	// gaps: open client_gaps rows, client -> clock the client holds.
 	gaps map[uint64]uint64
 

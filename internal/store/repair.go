@@ -582,6 +582,7 @@ func (e *Engine) recreate(bc *batchCtx, st *docState) {
 	stage, ok := bc.stages[d.tenant]
 	if !ok || legacyAuthoritative(stage.Stage) || st.ydoc == nil {
 		st.ydoc = nil
+		st.historyTenant = d.tenant
 		return
 	}
 	st.tenant, st.owner, st.title = d.tenant, d.owner, d.title

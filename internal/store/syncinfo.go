@@ -39,26 +39,31 @@ func (e *Engine) TenantStage(ctx context.Context, tenant string) (dataplane.Save
 // state vector sv (empty: everything) and its state vector, from committed
 // state, without recording anything (the sync gateway relays saves made
 // outside its WebSocket to connected clients with it). Both are nil when
-// the document has no Yjs representation.
-func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, serverSV []byte, err error) {
+// the document has no Yjs representation. tenant is the document's owner
+// ("" when it does not exist): the room to relay to is that tenant's,
+// whoever asked.
+func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, serverSV []byte, tenant string, err error) {
 	l := e.laneOf(doc)
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if verr := e.validate(&Request{Kind: KindReject, Doc: doc, Tenant: "-"}); verr != nil {
-		return nil, nil, verr
+		return nil, nil, "", verr
 	}
 	var v yjs.StateVector
 	if len(sv) > 0 {
 		if v, err = yjs.DecodeStateVector(sv); err != nil {
-			return nil, nil, errf(http.StatusBadRequest, CodeInvalidSV, "not a Yjs state vector: %v", err)
+			return nil, nil, "", errf(http.StatusBadRequest, CodeInvalidSV, "not a Yjs state vector: %v", err)
 		}
 	}
 	st, err := e.doc(ctx, doc)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	if !st.exists || st.ydoc == nil {
-		return nil, nil, nil
+	if !st.exists {
+		return nil, nil, "", nil
 	}
-	return st.ydoc.EncodeStateAsUpdate(v), st.ydoc.EncodeStateVector(), nil
+	if st.ydoc == nil {
+		return nil, nil, st.tenant, nil
+	}
+	return st.ydoc.EncodeStateAsUpdate(v), st.ydoc.EncodeStateVector(), st.tenant, nil
 }

@@ -28,6 +28,8 @@ const (
 type YjsSince struct {
 	StateVector []byte `json:"state_vector,omitempty"`
 	Update      []byte `json:"update,omitempty"`
+	// Tenant (answer only) owns the document; "" when it does not exist.
+	Tenant string `json:"tenant,omitempty"`
 }
 
 // Owner is the answer of the document-owner endpoint.
@@ -56,8 +58,8 @@ func registerSync(mux *http.ServeMux, eng *store.Engine, auth func(http.HandlerF
 			WriteError(w, &store.Error{Status: http.StatusBadRequest, Code: store.CodeInvalidRequest, Message: "bad request body: " + err.Error()})
 			return
 		}
-		u, sv, err := eng.YjsSince(r.Context(), r.PathValue("doc"), in.StateVector)
-		reply(w, YjsSince{StateVector: sv, Update: u}, err)
+		u, sv, tenant, err := eng.YjsSince(r.Context(), r.PathValue("doc"), in.StateVector)
+		reply(w, YjsSince{StateVector: sv, Update: u, Tenant: tenant}, err)
 	}))
 }
 
