@@ -124,6 +124,10 @@ const (
 	// carries its whole offline history, which may be several times the
 	// size of the text (MaxContentBytes).
 	MaxUpdateBytes = 4 << 20
+	// MaxStateVectorBytes bounds a client's state vector (sync step 1),
+	// over REST and the sync WebSocket alike: about 5,000 clients. Every
+	// client it names that the server lacks becomes an evidence record.
+	MaxStateVectorBytes = 64 << 10
 	// MaxContentBytes bounds a document's content (UTF-8 bytes).
 	MaxContentBytes = 512 << 10
 	// MaxTitleBytes bounds a document's title.

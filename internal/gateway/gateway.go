@@ -199,6 +199,11 @@ func (g *Gateway) Handler() http.Handler {
 	return mux
 }
 
+// unauthBodyWait bounds reading the body of a create that came without
+// valid credentials (read only to name the document its refusal is
+// recorded on).
+const unauthBodyWait = 5 * time.Second
+
 // authenticate verifies the bearer token.
 func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 	// The scheme is case-insensitive (RFC 9110), the token is not.
@@ -501,7 +506,11 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		challenge(w, r, aerr)
 		// The URL names no document: the body does, if it names one,
 		// and the refused attempt goes on that document's record ("was
-		// my essay ever saved?" "refused: token_expired").
+		// my essay ever saved?" "refused: token_expired"). A body sent
+		// without valid credentials gets a few seconds to arrive: read
+		// without a deadline, slow ones held their connections and up
+		// to 1 MiB each for as long as the sender liked.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unauthBodyWait))
 		var b createBody
 		doc := ""
 		if decodeBody(w, r, &b) == nil && contract.ValidDocID(b.ID) {
@@ -647,7 +656,7 @@ func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxStateVectorBytes))
 	if err != nil {
 		g.refuse(w, r, doc, c, readError(err, "state vector too large"))
 		return

@@ -286,3 +286,33 @@ func TestBodyOfAnotherJSONTypeNamesNoGoType(t *testing.T) {
 		}
 	}
 }
+
+// TestSlowBodyWithoutCredentialsIsCutShort: a create without a token has
+// its body read only to name the document its refusal goes on record
+// for, and a body that stalls gets a few seconds (it was read with no
+// deadline: 200 stalled bodies held 227 MiB of the gateway's heap, their
+// connections open for as long as the sender liked). Found by the
+// security review.
+func TestSlowBodyWithoutCredentialsIsCutShort(t *testing.T) {
+	f := setup(t)
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/documents HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"id\":\"slow\",\"content\":\"", u.Host)
+	start := time.Now()
+	_ = conn.SetReadDeadline(start.Add(unauthBodyWait + 10*time.Second))
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body without credentials after %s: %v", time.Since(start).Round(time.Second), err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || time.Since(start) > unauthBodyWait+3*time.Second {
+		t.Errorf("a stalled body without credentials: %d after %s", res.StatusCode, time.Since(start).Round(100*time.Millisecond))
+	}
+}

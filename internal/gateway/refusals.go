@@ -15,11 +15,18 @@ import (
 // tokens would bloat a student's ledger. So each gateway records at most
 // unauthBurst of them per document at once and one per unauthEvery after
 // that; the ones it leaves out are counted, and the next recorded entry
-// says how many.
+// says how many. Over all documents it records at most unauthAllBurst at
+// once and unauthAllPerSecond after that, and it tracks at most
+// unauthMaxDocs documents: refusals of further ones are not recorded
+// until tracked ones have been quiet for a while (clearing the table
+// instead, as it once did, gave every document its budget again, so a
+// client spraying fresh IDs wrote to the ledger without bound).
 const (
-	unauthEvery   = 10 * time.Second
-	unauthBurst   = 5
-	unauthMaxDocs = 10000
+	unauthEvery        = 10 * time.Second
+	unauthBurst        = 5
+	unauthMaxDocs      = 10000
+	unauthAllPerSecond = 20
+	unauthAllBurst     = 200
 )
 
 // unauthenticated is the tenant recorded for a refusal without a valid token.
@@ -28,6 +35,7 @@ const unauthenticated = contract.UnauthenticatedTenant
 type refusalLimiter struct {
 	mu   sync.Mutex
 	docs map[string]*docRefusals
+	all  *rate.Limiter // over every document
 }
 
 type docRefusals struct {
@@ -43,25 +51,27 @@ func (l *refusalLimiter) admit(doc string, now time.Time) (bool, string) {
 	defer l.mu.Unlock()
 	if l.docs == nil {
 		l.docs = map[string]*docRefusals{}
+		l.all = rate.NewLimiter(unauthAllPerSecond, unauthAllBurst)
 	}
 	d := l.docs[doc]
 	if d == nil {
 		if len(l.docs) >= unauthMaxDocs {
-			// Forget documents quiet for longest; the map stays bounded.
+			// Forget documents quiet long enough for a full budget; the
+			// map stays bounded.
 			for id, o := range l.docs {
 				if now.Sub(o.last) > unauthEvery*unauthBurst {
 					delete(l.docs, id)
 				}
 			}
 			if len(l.docs) >= unauthMaxDocs {
-				clear(l.docs)
+				return false, "" // not tracked, not recorded
 			}
 		}
 		d = &docRefusals{lim: rate.NewLimiter(rate.Every(unauthEvery), unauthBurst)}
 		l.docs[doc] = d
 	}
 	d.last = now
-	if !d.lim.AllowN(now, 1) {
+	if !d.lim.AllowN(now, 1) || !l.all.AllowN(now, 1) {
 		d.skipped++
 		return false, ""
 	}

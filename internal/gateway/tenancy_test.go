@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,5 +195,106 @@ func TestDeletedDocumentsIDStaysItsTenants(t *testing.T) {
 	}
 	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/revisions/1", tokA, nil); r.status != http.StatusOK {
 		t.Errorf("school-a's revision 1: %d %s", r.status, r.raw)
+	}
+}
+
+// TestLargeStateVectorOverSyncIsRefused: a state vector is bounded to
+// 64 KiB over the WebSocket as over REST. It was bounded only by the
+// 4 MiB message limit there: one 961 KiB sync step 1 naming 250,000
+// clients wrote a 6.3 MB ledger entry and 250,000 client_gaps rows, and
+// the next evidence request answered 73 MiB. Found by the security
+// review.
+func TestLargeStateVectorOverSyncIsRefused(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("sv", 0)
+	tok := token(t, "school-a", "mallory", time.Hour, false)
+	f.create(tok, doc, "hello")
+	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tok, 101)
+	const n = 30_000
+	sv := yprotocol.AppendVarUint(nil, n)
+	for c := uint64(1); c <= n; c++ {
+		sv = yprotocol.AppendVarUint(sv, c+1000) // clients the server never saw
+		sv = yprotocol.AppendVarUint(sv, 1)
+	}
+	if len(sv) <= contract.MaxStateVectorBytes {
+		t.Fatalf("the state vector is %d bytes, not over the limit", len(sv))
+	}
+	p.send(yprotocol.EncodeSyncStep1(sv))
+	var err error
+	for err == nil {
+		_, _, err = p.next(10 * time.Second)
+	}
+	if code := websocket.CloseStatus(err); code != contract.CloseTooLarge {
+		t.Errorf("a %d KiB state vector: connection ended with %v (code %d), want close %d", len(sv)>>10, err, code, contract.CloseTooLarge)
+	}
+	var gaps int
+	if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM client_gaps WHERE doc_id = $1`, doc).Scan(&gaps); err != nil {
+		t.Fatal(err)
+	}
+	if gaps != 0 {
+		t.Errorf("a refused state vector left %d client_gaps rows", gaps)
+	}
+}
+
+// TestAnonymousRefusalsStayBounded: refusals without a valid token go on
+// the named document's append-only ledger, limited per document (5 at
+// once, then one every 10 s) and over all documents. The limiter's table
+// of documents was cleared when full, every document's budget with it: a
+// client with no token wrote one ledger row per request on fresh IDs, and
+// after 10,000 of them the target took another 5, for ever. Found by the
+// security review.
+func TestAnonymousRefusalsStayBounded(t *testing.T) {
+	clock := time.Now()
+	f := customFixture(t, nil, func() time.Time { return clock }) // no time passes
+	doc := docOnShard("target", 0)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	f.create(alice, doc, "mine")
+	count := func(where string, args ...any) int {
+		var n int
+		if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM save_ledger WHERE tenant = '(unauthenticated)' `+where, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	put := func(id string) {
+		req, _ := http.NewRequest(http.MethodPut, f.url+contract.PathDocuments+"/"+id, strings.NewReader(`{"content":"x"}`))
+		req.Header.Set("Authorization", "Bearer forged")
+		req.Header.Set("X-Request-Id", strings.Repeat("z", 128))
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		res.Body.Close()
+	}
+	for range 20 {
+		put(doc)
+	}
+	first := count(`AND doc_id = $1`, doc)
+	start := time.Now()
+	ids := make(chan string)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for id := range ids {
+				put(id)
+			}
+		})
+	}
+	for i := range unauthMaxDocs {
+		ids <- fmt.Sprintf("spray-%d", i)
+	}
+	close(ids)
+	wg.Wait()
+	for range 20 {
+		put(doc)
+	}
+	after := count(`AND doc_id = $1`, doc)
+	total := count(``)
+	t.Logf("no token: %d refusals of the target recorded, then %d more after %d requests to other IDs (%s); %d anonymous ledger rows in all",
+		first, after-first, unauthMaxDocs, time.Since(start).Round(time.Second), total)
+	if after > unauthBurst || total > unauthAllBurst {
+		t.Fatalf("limits bypassed: %d unauthenticated refusals of one document recorded with no time passing (limit %d at once); %d anonymous ledger rows written (limit %d at once)",
+			after, unauthBurst, total, unauthAllBurst)
 	}
 }

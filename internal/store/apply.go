@@ -694,6 +694,8 @@ func (e *Engine) validate(r *Request) *Error {
 		return errf(http.StatusMisdirectedRequest, CodeWrongShard, "document %q lives on shard %d, not %d", r.Doc, placement.Shard(r.Doc, e.cfg.Shards), e.cfg.Shard)
 	case len(r.IdempotencyKey) > contract.MaxIDBytes:
 		return errf(http.StatusBadRequest, CodeInvalidRequest, "idempotency key longer than %d bytes", contract.MaxIDBytes)
+	case r.Kind == KindSync1 && len(r.StateVector) > contract.MaxStateVectorBytes:
+		return errf(http.StatusRequestEntityTooLarge, CodeTooLarge, "state vector is %d bytes, the limit is %d", len(r.StateVector), contract.MaxStateVectorBytes)
 	}
 	switch r.Kind {
 	case KindCreate, KindSave, KindYjs, KindSync1, KindReject, KindRepair, KindDisconnect:

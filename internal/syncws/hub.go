@@ -287,7 +287,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &conn{
 		hub: h, ws: ws, s: s, yawp: wantsYawpMessages(r),
-		send:      make(chan []byte, h.lim.SendQueue),
+		send:      make(chan outMsg, h.lim.SendQueue),
 		closing:   make(chan struct{}),
 		writerOut: make(chan struct{}),
 		aw:        newBucket(h.lim.AwarenessPerSecond, h.lim.AwarenessBurst),
@@ -576,7 +576,8 @@ type conn struct {
 	updates *bucket
 	aw      *bucket
 
-	send      chan []byte
+	send      chan outMsg
+	snapshots atomic.Int32 // awareness snapshots in send (see answerQuery)
 	closing   chan struct{} // closed once: stop writing after the queue (or at once when aborted)
 	writerOut chan struct{}
 	closeOnce sync.Once
@@ -597,18 +598,51 @@ type conn struct {
 	claimedDoc bool // an update of this connection created its document (read and set by run's goroutine only)
 }
 
+// outMsg is a message waiting to be written; snapshot marks a copy of
+// the room's awareness states.
+type outMsg struct {
+	b        []byte
+	snapshot bool
+}
+
 // enqueue queues msg without blocking; a full queue closes the client.
-func (c *conn) enqueue(msg []byte) {
+func (c *conn) enqueue(msg []byte) { c.enqueueMsg(outMsg{b: msg}) }
+
+func (c *conn) enqueueMsg(m outMsg) {
 	select {
 	case <-c.closing:
 		return
 	default:
 	}
+	if m.snapshot {
+		c.snapshots.Add(1)
+	}
 	select {
-	case c.send <- msg:
+	case c.send <- m:
 	default:
+		if m.snapshot {
+			c.snapshots.Add(-1)
+		}
 		c.finish(contract.CloseTooSlow, "client too slow: send queue full", true)
 	}
+}
+
+// answerQuery queues a copy of the room's awareness states for the
+// client, unless one it has not read yet is queued already: the states
+// that change meanwhile reach it as relayed awareness anyway. A copy
+// may be 64 MiB (1024 states of 64 KiB); a client asking and not reading
+// made the hub hold one per question until the write timeout.
+func (c *conn) answerQuery() {
+	if c.snapshots.Load() > 0 {
+		return
+	}
+	c.hub.mu.Lock()
+	states := make([]yprotocol.AwarenessEntry, 0, len(c.room.awareness))
+	for id, st := range c.room.awareness {
+		states = append(states, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock, State: st.state})
+	}
+	c.hub.mu.Unlock()
+	c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)), snapshot: true})
 }
 
 // finish makes the writer close the connection: after flushing the queue,
@@ -638,10 +672,13 @@ func (c *conn) stop(code int, reason string) {
 
 func (c *conn) writer(ctx context.Context) {
 	defer close(c.writerOut)
-	write := func(msg []byte) bool {
+	write := func(m outMsg) bool {
+		if m.snapshot {
+			defer c.snapshots.Add(-1)
+		}
 		wctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
 		defer cancel()
-		if err := c.ws.Write(wctx, websocket.MessageBinary, msg); err != nil {
+		if err := c.ws.Write(wctx, websocket.MessageBinary, m.b); err != nil {
 			if wctx.Err() != nil && ctx.Err() == nil {
 				c.killOnce("client too slow: write timed out")
 			}
@@ -745,7 +782,7 @@ func (c *conn) run(ctx context.Context, protocol string) {
 	}
 	c.hub.mu.Unlock()
 	if len(states) > 0 {
-		c.enqueue(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)))
+		c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)), snapshot: true})
 	}
 	for {
 		msg, ref := c.read(ctx)
@@ -882,13 +919,7 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
 			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
 		}
-		c.hub.mu.Lock()
-		states := make([]yprotocol.AwarenessEntry, 0, len(c.room.awareness))
-		for id, st := range c.room.awareness {
-			states = append(states, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock, State: st.state})
-		}
-		c.hub.mu.Unlock()
-		c.enqueue(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)))
+		c.answerQuery()
 	case yprotocol.MessageAuth:
 		// Clients have nothing to say with it; ignore like y-websocket's server.
 	}
