@@ -47,11 +47,9 @@ func TestQueryAwarenessOfANonReaderIsBounded(t *testing.T) {
 	s := newTestServer(t, Limits{})
 	tok := token(t, "school-a", "mallory")
 	const states = 100 // of the 1024 a room keeps; 6.4 MiB
-	var fillers []*client
 	for i := range 2 {
 		f := dial(t, s.wsURL("amp")+"?token="+tok, nil)
 		drain(f)
-		fillers = append(fillers, f)
 		for j := range states / 2 {
 			if err := f.send(bigAwareness(uint64(1000 + i*states + j))); err != nil {
 				t.Fatal(err)
@@ -74,7 +72,7 @@ func TestQueryAwarenessOfANonReaderIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ws.CloseNow()
+	defer func() { _ = ws.CloseNow() }()
 	time.Sleep(200 * time.Millisecond)
 	before := heapInUse()
 	const queries = 120 // the awareness burst
@@ -90,4 +88,3 @@ func TestQueryAwarenessOfANonReaderIsBounded(t *testing.T) {
 		t.Fatalf("AMPLIFICATION: %d one-byte query-awareness messages made the hub hold %d MiB (room of %d states; a full room of 1024 x 64 KiB holds 10x that per query)", queries, grown>>20, states)
 	}
 }
-

@@ -577,7 +577,7 @@ type conn struct {
 	aw      *bucket
 
 	send      chan outMsg
-	snapshots atomic.Int32 // awareness snapshots in send (see answerQuery)
+	snapshots atomic.Int32  // awareness snapshots in send (see answerQuery)
 	closing   chan struct{} // closed once: stop writing after the queue (or at once when aborted)
 	writerOut chan struct{}
 	closeOnce sync.Once
