@@ -1062,6 +1062,57 @@ func (e *Engine) applyCreate(bc *batchCtx, st *docState, o *op) error {
 	return e.remember(bc, o)
 }
 
+// rebaseCandidates bounds the later revisions rebase looks at.
+const rebaseCandidates = 8
+
+// rebase returns the text to merge a stale save against: the latest
+// revision after its base whose changes the save already holds (merging
+// them into the save changes nothing), else the base's text. The save of
+// an editor whose previous save reached the server but whose answer did
+// not is built on that save, though it names the base before it; merged
+// against that older base, the text the two saves share was written
+// twice when someone else had meanwhile typed at the same point.
+func (e *Engine) rebase(ctx context.Context, bc *batchCtx, st *docState, baseRev int64, base, save string) (string, error) {
+	from := max(baseRev+1, st.revision-rebaseCandidates+1)
+	if from > st.revision {
+		return base, nil
+	}
+	texts := map[int64]string{}
+	var missing bool
+	for rev := from; rev <= st.revision; rev++ {
+		if t, ok := bc.revPending[st.id][rev]; ok {
+			texts[rev] = t
+		} else {
+			missing = true
+		}
+	}
+	if missing {
+		stored, err := revisionTexts(ctx, bc.conn, st.id, from, st.revision)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", err
+			}
+			e.log.Warn("revisions after a stale save's base cannot be read; merged against its base", "doc", st.id, "err", err)
+			return base, nil
+		}
+		for rev, t := range stored {
+			if _, ok := texts[rev]; !ok {
+				texts[rev] = t
+			}
+		}
+	}
+	for rev := st.revision; rev >= from; rev-- {
+		t, ok := texts[rev]
+		if !ok || t == base {
+			continue
+		}
+		if m := merge.Three(base, t, save); !m.Conflict && m.Text == save {
+			return t, nil
+		}
+	}
+	return base, nil
+}
+
 // docResult answers a save of text whose sha256 is sha.
 func (e *Engine) docResult(st *docState, stage dataplane.SaveStage, outcome, text, sha string) Result {
 	t := text
@@ -1131,6 +1182,10 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 			m := merge.Result{Text: cur}
 			switch {
 			case ok:
+				var err error
+				if base, err = e.rebase(ctx, bc, st, r.BaseRevision, base, r.Content); err != nil {
+					return err
+				}
 				m = merge.Three(base, cur, r.Content)
 			case r.Content != cur:
 				m.Conflict = true // no base: any other text is kept aside

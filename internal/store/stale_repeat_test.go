@@ -111,3 +111,30 @@ func TestStaleSaveOnABaseTheHistoryLacksIsKeptAside(t *testing.T) {
 		}
 	}
 }
+
+// TestLostAnswerAutosaveAcrossTheFlipIsNotRepeated: a legacy editor's
+// autosave reaches the server in Verify but its answer is lost; the
+// cohort flips to LocalFirst; a local-first client appends a sentence;
+// the editor's next autosave, still on the old base, holds the first
+// save's sentence and one more. It is merged against the first save (the
+// latest revision whose changes it holds), so the shared sentence is
+// written once and both new ones are kept. Merged against its stated
+// base, "Second sentence." was in the document twice. Found by review.
+func TestLostAnswerAutosaveAcrossTheFlipIsNotRepeated(t *testing.T) {
+	e := setup(t)
+	cs := e.cohort("c", dataplane.StageVerify, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "stud", Content: "My essay begins here."})
+	// Verify: the autosave commits, its answer never reaches the editor.
+	if r := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "stud", Content: "My essay begins here. Second sentence.", BaseRevision: 1}); r.Revision != 2 {
+		t.Fatalf("first autosave: %+v", r)
+	}
+	e.setStage("c", cs.Epoch, dataplane.StageLocalFirst)
+	// LocalFirst: a local-first client (the student's other device) appends.
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t1", User: "stud", Update: e.clientEdit("t1", "d", 55, " Third.")})
+	// The editor's next autosave, still on base revision 1.
+	r := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t1", User: "stud", Content: "My essay begins here. Second sentence. Fourth.", BaseRevision: 1})
+	if want := "My essay begins here. Second sentence. Third. Fourth."; r.Outcome != OutcomeMerged || *r.Content != want {
+		t.Fatalf("stale autosave after the flip: %s %q, want merged %q", r.Outcome, *r.Content, want)
+	}
+}
+
