@@ -137,4 +137,3 @@ func TestLostAnswerAutosaveAcrossTheFlipIsNotRepeated(t *testing.T) {
 		t.Fatalf("stale autosave after the flip: %s %q, want merged %q", r.Outcome, *r.Content, want)
 	}
 }
-
