@@ -85,6 +85,8 @@ type Engine struct {
 	fenceOne sync.Once
 	// isFenced is fenceCtx ended, read lock-free on every Submit.
 	isFenced atomic.Bool
+	// fenceReason is why (a string), set once with isFenced.
+	fenceReason atomic.Value
 	// fenceCtx ends when the engine is fenced (Fenced is its Done): group
 	// commits, and the waits that make sure of their outcome, stop then
 	// instead of running to their timeouts (their saves are refused,
@@ -325,8 +327,17 @@ func (e *Engine) Shard() int { return e.cfg.Shard }
 // lost its advisory lock: it no longer writes, and its process should exit.
 func (e *Engine) Fenced() <-chan struct{} { return e.fenceCtx.Done() }
 
+// FenceReason says why the engine was fenced ("" while it is not).
+func (e *Engine) FenceReason() string {
+	if r, ok := e.fenceReason.Load().(string); ok {
+		return r
+	}
+	return ""
+}
+
 func (e *Engine) fence(reason string) {
 	e.fenceOne.Do(func() {
+		e.fenceReason.Store(reason)
 		e.isFenced.Store(true)
 		e.log.Error("fenced: stopping writes", "shard", e.cfg.Shard, "shard_epoch", e.epoch, "reason", reason)
 		e.fenceCancel()

@@ -517,6 +517,11 @@ func TestFencedAfterTakeover(t *testing.T) {
 	default:
 		t.Error("engine not marked fenced")
 	}
+	// The reason is told (a syncer that stopped because its database
+	// went away said another syncer had taken its shard).
+	if r := e.eng.FenceReason(); !strings.Contains(r, "shard epoch is") {
+		t.Errorf("fence reason %q", r)
+	}
 	if n := e.count(`SELECT count(*) FROM document_revisions`); n != 1 {
 		t.Errorf("%d revisions after a fenced save", n)
 	}

@@ -213,7 +213,11 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-ctx.Done():
 			return nil
 		case <-eng.Fenced():
-			return errors.New("fenced: another syncer owns the shard now")
+			// Another syncer took the shard, or this one lost its lock or
+			// cannot know a commit's outcome (its database went away):
+			// either way it must not write, and its restart takes the
+			// shard again if nobody else holds it.
+			return fmt.Errorf("fenced, stopping: %s", eng.FenceReason())
 		case <-tick.C:
 		case <-s.kick:
 		}
