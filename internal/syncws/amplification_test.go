@@ -88,3 +88,40 @@ func TestQueryAwarenessOfANonReaderIsBounded(t *testing.T) {
 		t.Fatalf("AMPLIFICATION: %d one-byte query-awareness messages made the hub hold %d MiB (room of %d states; a full room of 1024 x 64 KiB holds 10x that per query)", queries, grown>>20, states)
 	}
 }
+
+// TestAwarenessClientsOfAConnectionAreBounded: a connection remembers the
+// awareness clients it named (to announce their removal when it closes),
+// at most as many as a room remembers: each 64 KiB message may name about
+// 10,900 new ones, and the set grew without bound (1.3 million IDs after
+// 120 messages). Found by the security review.
+func TestAwarenessClientsOfAConnectionAreBounded(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	c := dial(t, s.wsURL("ids")+"?token="+token(t, "school-a", "mallory"), nil)
+	drain(c)
+	const perMsg, msgs = 10000, 5
+	next := uint64(1 << 14)
+	for range msgs {
+		es := make([]yprotocol.AwarenessEntry, perMsg)
+		for i := range es {
+			es[i] = yprotocol.AwarenessEntry{ClientID: next, Clock: 0, State: []byte("0")}
+			next++
+		}
+		if err := c.send(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(es))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A message after them is processed once they are.
+	if err := c.send(yprotocol.EncodeQueryAwareness()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	s.hub.mu.Lock()
+	n := -1
+	for k := range s.hub.conns {
+		n = len(k.clients)
+	}
+	s.hub.mu.Unlock()
+	if n < 0 || n > 1024 {
+		t.Fatalf("one connection remembers %d awareness clients after naming %d", n, perMsg*msgs)
+	}
+}

@@ -900,7 +900,15 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 		}
 		c.hub.mu.Lock()
 		for _, e := range m.Awareness {
-			c.clients[e.ClientID] = struct{}{}
+			if _, seen := c.clients[e.ClientID]; !seen {
+				// A browser tab speaks for one client; past the room's
+				// bound a connection's further clients are relayed, not
+				// remembered (each message may name thousands).
+				if len(c.clients) >= c.hub.lim.MaxAwarenessClients {
+					continue
+				}
+				c.clients[e.ClientID] = struct{}{}
+			}
 			if e.Removed() {
 				delete(c.room.awareness, e.ClientID)
 				continue
