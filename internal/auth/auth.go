@@ -62,7 +62,9 @@ func sign(key []byte, payload string) []byte {
 // any character is refused, not accepted as the same token.
 var strictB64 = base64.RawURLEncoding.Strict()
 
-// Verify checks a token's signature and expiry at now.
+// Verify checks a token's signature and expiry at now. On ErrExpired it
+// returns the claims too: the token is authentic, only too old, and a
+// refusal of its request can go on record under its tenant.
 func Verify(key []byte, token string, now time.Time) (Claims, error) {
 	if len(key) == 0 {
 		return Claims{}, ErrNoKey
@@ -91,7 +93,7 @@ func Verify(key []byte, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	if now.Unix() >= c.Expiry {
-		return Claims{}, fmt.Errorf("%w at %s", ErrExpired, time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
+		return c, fmt.Errorf("%w at %s", ErrExpired, time.Unix(c.Expiry, 0).UTC().Format(time.RFC3339))
 	}
 	return c, nil
 }

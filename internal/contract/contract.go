@@ -125,9 +125,14 @@ const (
 	// size of the text (MaxContentBytes).
 	MaxUpdateBytes = 4 << 20
 	// MaxStateVectorBytes bounds a client's state vector (sync step 1),
-	// over REST and the sync WebSocket alike: about 5,000 clients. Every
-	// client it names that the server lacks becomes an evidence record.
-	MaxStateVectorBytes = 64 << 10
+	// over REST and the sync WebSocket alike: about 150,000 clients (Yjs
+	// draws a new client ID per page load, and a class's shared document
+	// may see tens of thousands). MaxMissingClients bounds the clients it
+	// may name with operations the server lacks: each becomes an evidence
+	// record, and operations of other clients reach a client only through
+	// the server, so a real client lacks the server's copy of few.
+	MaxStateVectorBytes = 1 << 20
+	MaxMissingClients   = 1024
 	// MaxContentBytes bounds a document's content (UTF-8 bytes).
 	MaxContentBytes = 512 << 10
 	// MaxTitleBytes bounds a document's title.

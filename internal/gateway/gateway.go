@@ -219,7 +219,10 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 	case err == nil:
 		return c, nil
 	case errors.Is(err, auth.ErrExpired):
-		return auth.Claims{}, bad(http.StatusUnauthorized, "token_expired", err.Error())
+		// Authentic but too old: the refusal is recorded under the
+		// token's tenant and user, as the request's own (not as an
+		// unauthenticated one, whose records are rate-limited).
+		return c, bad(http.StatusUnauthorized, "token_expired", err.Error())
 	case errors.Is(err, auth.ErrNoKey):
 		return auth.Claims{}, bad(http.StatusServiceUnavailable, "no_token_key", "the gateway has no token key configured")
 	default:

@@ -198,13 +198,15 @@ func TestDeletedDocumentsIDStaysItsTenants(t *testing.T) {
 	}
 }
 
-// TestLargeStateVectorOverSyncIsRefused: a state vector is bounded to
-// 64 KiB over the WebSocket as over REST. It was bounded only by the
-// 4 MiB message limit there: one 961 KiB sync step 1 naming 250,000
-// clients wrote a 6.3 MB ledger entry and 250,000 client_gaps rows, and
-// the next evidence request answered 73 MiB. Found by the security
-// review.
-func TestLargeStateVectorOverSyncIsRefused(t *testing.T) {
+// TestStateVectorOfUnknownClientsIsRefused: a sync step 1 over the
+// WebSocket naming many clients with operations the server does not have
+// is refused, and records none of them. Bounded only by the 4 MiB message
+// limit, one 961 KiB state vector naming 250,000 clients wrote a 6.3 MB
+// ledger entry and 250,000 client_gaps rows, and the next evidence request
+// answered 73 MiB. (A real client lacks the server's copy of few clients:
+// others' operations reach it only through the server.) Found by the
+// security review.
+func TestStateVectorOfUnknownClientsIsRefused(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("sv", 0)
 	tok := token(t, "school-a", "mallory", time.Hour, false)
@@ -216,23 +218,23 @@ func TestLargeStateVectorOverSyncIsRefused(t *testing.T) {
 		sv = yprotocol.AppendVarUint(sv, c+1000) // clients the server never saw
 		sv = yprotocol.AppendVarUint(sv, 1)
 	}
-	if len(sv) <= contract.MaxStateVectorBytes {
-		t.Fatalf("the state vector is %d bytes, not over the limit", len(sv))
-	}
 	p.send(yprotocol.EncodeSyncStep1(sv))
 	var err error
 	for err == nil {
 		_, _, err = p.next(10 * time.Second)
 	}
-	if code := websocket.CloseStatus(err); code != contract.CloseTooLarge {
-		t.Errorf("a %d KiB state vector: connection ended with %v (code %d), want close %d", len(sv)>>10, err, code, contract.CloseTooLarge)
+	if code := websocket.CloseStatus(err); code != contract.CloseMalformed {
+		t.Errorf("a state vector naming %d unknown clients: connection ended with %v (code %d), want close %d", n, err, code, contract.CloseMalformed)
 	}
-	var gaps int
+	var gaps, big int
 	if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM client_gaps WHERE doc_id = $1`, doc).Scan(&gaps); err != nil {
 		t.Fatal(err)
 	}
-	if gaps != 0 {
-		t.Errorf("a refused state vector left %d client_gaps rows", gaps)
+	if err := f.pool.QueryRow(t.Context(), `SELECT count(*) FROM save_ledger WHERE doc_id = $1 AND length(body) > 4096`, doc).Scan(&big); err != nil {
+		t.Fatal(err)
+	}
+	if gaps != 0 || big != 0 {
+		t.Errorf("a refused state vector left %d client_gaps rows and %d ledger entries over 4 KiB", gaps, big)
 	}
 }
 
@@ -296,5 +298,36 @@ func TestAnonymousRefusalsStayBounded(t *testing.T) {
 	if after > unauthBurst || total > unauthAllBurst {
 		t.Fatalf("limits bypassed: %d unauthenticated refusals of one document recorded with no time passing (limit %d at once); %d anonymous ledger rows written (limit %d at once)",
 			after, unauthBurst, total, unauthAllBurst)
+	}
+}
+
+// TestExpiredTokensOfAClassAreAllRecorded: a class's tokens run out at
+// once; each student's editor autosaves once more before it gets a new
+// token. Each refused save names its own document, and each is on that
+// document's record (I6): an expired token is authentic, so its refusal
+// is recorded under its tenant, outside the budget of refusals without a
+// valid token (200 at once over all documents), which had left 60 of 260
+// without a trace. Found by the review of this session's diff.
+func TestExpiredTokensOfAClassAreAllRecorded(t *testing.T) {
+	clock := time.Now()
+	f := customFixture(t, nil, func() time.Time { return clock })
+	const students = 260
+	docs := make([]string, students)
+	for i := range students {
+		docs[i] = fmt.Sprintf("essay-%d", i)
+		f.create(token(t, "school-a", fmt.Sprintf("stu%d", i), time.Hour, false), docs[i], "draft")
+	}
+	for i := range students {
+		expired := token(t, "school-a", fmt.Sprintf("stu%d", i), -time.Minute, false)
+		if r := f.do(http.MethodPut, contract.PathDocuments+"/"+docs[i], expired, map[string]any{"content": "draft, more"}); r.status != http.StatusUnauthorized {
+			t.Fatalf("expired token: %d %s", r.status, r.raw)
+		}
+	}
+	var n int
+	if err := f.pool.QueryRow(t.Context(), `SELECT count(DISTINCT doc_id) FROM save_ledger WHERE kind = 'rejected' AND body::jsonb->>'code' = 'token_expired'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != students {
+		t.Errorf("%d of %d students' refused saves are on their document's record", n, students)
 	}
 }

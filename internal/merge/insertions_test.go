@@ -29,3 +29,18 @@ func TestInsertionsAtOnePoint(t *testing.T) {
 		}
 	}
 }
+
+// TestShortInsertionOfAnotherUserIsKept: a short insertion (a full stop,
+// a number) found inside a longer one at the same point is someone's own
+// edit, not the same text: both are kept. Found by the review of this
+// session's diff.
+func TestShortInsertionOfAnotherUserIsKept(t *testing.T) {
+	for _, c := range []struct{ base, ours, theirs, want string }{
+		{"We went home", "We went home.", "We went home Then we left.", "We went home. Then we left."},
+		{"Total:", "Total: 5", "Total: 10 apples, 5 pears", "Total: 5 10 apples, 5 pears"},
+	} {
+		if r := Three(c.base, c.ours, c.theirs); r.Text != c.want && !r.Conflict {
+			t.Errorf("Three(%q, %q, %q) = %q, merged without conflict: the current text's insertion is gone (want %q or a conflict)", c.base, c.ours, c.theirs, r.Text, c.want)
+		}
+	}
+}

@@ -89,13 +89,15 @@ func Three(base, ours, theirs string) Result {
 func join(s []string) string { return strings.Join(s, "") }
 
 // bothInserted is the text of two different insertions at one point,
-// ours o and theirs t. One that holds the other whole, on word
-// boundaries, is the text of both: the save's text grew since an earlier
-// save of it reached the document (its answer lost, the editor's next
-// autosave still on the old base), or the same stale save came again
-// without its idempotency key. Writing both would repeat the shared text.
-// Otherwise both are kept, ours first, with a space between them where
-// they would run two words into one.
+// ours o and theirs t. One that begins or ends with the other whole, on
+// word boundaries, where the other holds a word, is the text of both: the
+// save's text grew since an earlier save of it reached the document (its
+// answer lost, the editor's next autosave still on the old base), or the
+// same stale save came again without its idempotency key. Writing both
+// would repeat the shared text. Otherwise both are kept, ours first, with
+// a space between them where they would run two words into one: a short
+// insertion (a full stop, a number) found somewhere inside a longer one
+// is someone's own edit, not the same text.
 func bothInserted(o, t string) string {
 	switch {
 	case o == "":
@@ -115,22 +117,19 @@ func bothInserted(o, t string) string {
 	return o + t
 }
 
-// holds reports whether s contains sub starting and ending on token
-// boundaries (a word is not held by a longer word it is part of).
+// holds reports whether s begins or ends with sub, which holds a word, on
+// a token boundary (a word is not held by a longer word it is part of).
 func holds(s, sub string) bool {
-	for from := 0; from <= len(s)-len(sub); {
-		i := strings.Index(s[from:], sub)
-		if i < 0 {
-			return false
-		}
-		i += from
-		if boundary(s, i) && boundary(s, i+len(sub)) {
-			return true
-		}
-		_, n := utf8.DecodeRuneInString(s[i:])
-		from = i + n
+	if !hasWord(sub) {
+		return false
 	}
-	return false
+	return strings.HasPrefix(s, sub) && boundary(s, len(sub)) ||
+		strings.HasSuffix(s, sub) && boundary(s, len(s)-len(sub))
+}
+
+// hasWord reports whether s holds a letter or a digit.
+func hasWord(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return class(r) == 1 })
 }
 
 // boundary reports whether byte offset i of s is between two tokens (see

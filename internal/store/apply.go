@@ -1447,6 +1447,11 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 			}
 		}
 	}
+	if len(missing) > contract.MaxMissingClients {
+		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidSV, fmt.Sprintf("the state vector names %d clients with operations the server does not have; at most %d are taken",
+			len(missing), contract.MaxMissingClients))
+		return nil
+	}
 	if st.exists && st.tenant == r.Tenant {
 		e.noteGaps(bc, st, st.tenant, gaps)
 	}

@@ -309,7 +309,8 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		var tenant, owner, title *string
 		var lastRev *int64
 		err := e.pool.QueryRow(ctx, `
-			SELECT (SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind <> 'rejected' ORDER BY seq DESC LIMIT 1),
+			SELECT (SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind NOT IN ('rejected', 'state-vector', 'disconnected')
+			        ORDER BY seq DESC LIMIT 1),
 			       (SELECT saved_by FROM document_revisions WHERE doc_id = $1 ORDER BY revision LIMIT 1),
 			       (SELECT title FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 1),
 			       greatest((SELECT max(revision) FROM document_revisions WHERE doc_id = $1),

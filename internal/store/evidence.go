@@ -208,6 +208,11 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected && t.Kind != ledger.KindRejected {
 			continue
 		}
+		if t.Kind == ledger.KindRejected && t.Tenant != st.tenant {
+			// Another school's refused update (not_found) carries no
+			// operation of this document's clients.
+			continue
+		}
 		for c := range t.Missing {
 			// Asked about one client: its own operations, not others' it
 			// happened to hold (a peer's, received from another tab).
