@@ -900,6 +900,10 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 		}
 		c.hub.mu.Lock()
 		for _, e := range m.Awareness {
+			if e.Removed() {
+				delete(c.room.awareness, e.ClientID)
+				continue
+			}
 			if _, seen := c.clients[e.ClientID]; !seen {
 				// A browser tab speaks for one client; past the room's
 				// bound a connection's further clients are relayed, not
@@ -908,10 +912,6 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 					continue
 				}
 				c.clients[e.ClientID] = struct{}{}
-			}
-			if e.Removed() {
-				delete(c.room.awareness, e.ClientID)
-				continue
 			}
 			st, ok := c.room.awareness[e.ClientID]
 			if !ok && len(c.room.awareness) >= c.hub.lim.MaxAwarenessClients {
