@@ -1321,6 +1321,18 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		e.reject(bc, st, o, http.StatusBadRequest, CodeInvalidUpdate, msg)
 		return nil
 	}
+	// The document's memory grows with its structs, not its text: 2 MiB
+	// of text, then 4 MiB of deletions of every other character, made a
+	// syncer hold hundreds of MiB for one document.
+	have := 0
+	if st.ydoc != nil {
+		have = st.ydoc.StructCount()
+	}
+	if add := dec.MaxNewStructs(); have+add > contract.MaxDocStructs {
+		e.reject(bc, st, o, http.StatusRequestEntityTooLarge, CodeTooLarge,
+			fmt.Sprintf("the document holds %d Yjs structs and this update may add up to %d; the limit is %d", have, add, contract.MaxDocStructs))
+		return nil
+	}
 	create := !st.exists
 	if create {
 		st.tenant, st.owner = r.Tenant, r.User

@@ -220,3 +220,27 @@ func (cs *clientStore) replace(old, nw *Item) {
 		cs.chunks[ci][i] = nw
 	}
 }
+
+// StructCount returns how many structs (items, deleted or not, and GC
+// ranges) the document holds: what its memory grows with, far more than
+// with its text (deleting every other character of a text splits it into
+// a struct per character). Pending structs are not counted.
+func (d *Doc) StructCount() int {
+	n := 0
+	for _, cs := range d.clients {
+		for _, c := range cs.chunks {
+			n += len(c)
+		}
+	}
+	return n
+}
+
+// MaxNewStructs bounds how many structs applying u can add to a document:
+// each of its structs, and two splits per deleted range (at its ends).
+func (u *DecodedUpdate) MaxNewStructs() int {
+	n := len(u.Structs)
+	for _, rs := range u.DeleteSet {
+		n += 2 * len(rs)
+	}
+	return n
+}
