@@ -1,12 +1,8 @@
 package gateway
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -20,10 +16,8 @@ import (
 // driven step by step, so the test can change the cohort's stage between
 // its steps.
 type flipClient struct {
-	t   *testing.T
-	in  io.WriteCloser
-	out *bufio.Scanner
-	cmd *exec.Cmd
+	t *testing.T
+	p *nodejs.Process
 }
 
 type flipAnswer struct {
@@ -34,48 +28,22 @@ type flipAnswer struct {
 
 func startFlipClient(t *testing.T, url, doc, tok string) *flipClient {
 	t.Helper()
-	dir := nodejs.Dir(t, "y-websocket")
 	cfg, _ := json.Marshal(map[string]string{"url": url, "doc": doc, "token": tok})
-	cmd := exec.Command("node", filepath.Join(dir, "flip-client.mjs"), string(cfg))
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	c := &flipClient{t: t, in: in, out: bufio.NewScanner(stdout), cmd: cmd}
-	c.out.Buffer(make([]byte, 1<<20), 1<<22)
-	t.Cleanup(func() {
-		_ = in.Close()
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	return c
+	return &flipClient{t: t, p: nodejs.Start(t, "y-websocket", "flip-client.mjs", 1<<22, string(cfg))}
 }
 
 func (c *flipClient) do(cmd map[string]any) flipAnswer {
 	c.t.Helper()
 	b, _ := json.Marshal(cmd)
-	if _, err := c.in.Write(append(b, '\n')); err != nil {
+	if _, err := c.p.In.Write(append(b, '\n')); err != nil {
 		c.t.Fatal(err)
 	}
-	if !c.out.Scan() {
-		c.t.Fatalf("node client ended: %v", c.out.Err())
+	if !c.p.Out.Scan() {
+		c.t.Fatalf("node client ended: %v", c.p.Out.Err())
 	}
 	var a flipAnswer
-	if err := json.Unmarshal(c.out.Bytes(), &a); err != nil {
-		c.t.Fatalf("node client answered %q: %v", c.out.Text(), err)
+	if err := json.Unmarshal(c.p.Out.Bytes(), &a); err != nil {
+		c.t.Fatalf("node client answered %q: %v", c.p.Out.Text(), err)
 	}
 	if a.Error != "" {
 		c.t.Fatalf("node client: %s", a.Error)

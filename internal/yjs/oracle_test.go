@@ -5,9 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -28,27 +26,8 @@ type oracle struct {
 // with the command to run, unless -short is given.
 func startOracle(t testing.TB) *oracle {
 	t.Helper()
-	dir := nodejs.Dir(t, "yjs")
-	cmd := exec.Command("node", filepath.Join(dir, "oracle.mjs"))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
-	o := &oracle{t: t, cmd: cmd, in: bufio.NewWriter(stdin), out: sc}
-	t.Cleanup(func() {
-		_ = stdin.Close()
-		_ = cmd.Wait()
-	})
+	p := nodejs.Start(t, "yjs", "oracle.mjs", 256<<20)
+	o := &oracle{t: t, cmd: p.Cmd, in: bufio.NewWriter(p.In), out: p.Out}
 	return o
 }
 

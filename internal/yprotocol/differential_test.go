@@ -6,15 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/yawp/persistence-operator/internal/testutil/nodejs"
 )
-
-func nodeDir(t *testing.T) string { return nodejs.Dir(t, "y-protocols") }
 
 type nodeResult struct {
 	OK        bool   `json:"ok"`
@@ -38,21 +33,9 @@ type nodeResult struct {
 // decodes to the same fields; whatever Node rejects, we reject. We may
 // reject more (trailing bytes, integers above 2^53-1, invalid UTF-8).
 func TestDifferentialYProtocols(t *testing.T) {
-	dir := nodeDir(t)
 	inputs := diffInputs()
-	cmd := exec.Command("node", filepath.Join(dir, "yprotocol.mjs"))
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := nodejs.Start(t, "y-protocols", "yprotocol.mjs", 16<<20)
+	stdin := p.In
 	go func() {
 		w := bufio.NewWriter(stdin)
 		for _, in := range inputs {
@@ -62,8 +45,7 @@ func TestDifferentialYProtocols(t *testing.T) {
 		_ = w.Flush()
 		_ = stdin.Close()
 	}()
-	sc := bufio.NewScanner(stdout)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	sc := p.Out
 	var accepted, stricter int
 	why := map[string]int{}
 	for i := 0; sc.Scan(); i++ {
@@ -112,7 +94,7 @@ func TestDifferentialYProtocols(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := p.Cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d inputs: %d accepted by both, %d rejected only by us (stricter): %v", len(inputs), accepted, stricter, why)

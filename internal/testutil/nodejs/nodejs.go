@@ -5,9 +5,11 @@
 package nodejs
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,4 +77,47 @@ func RunWSClient(t testing.TB, cfg map[string]any) WSClientResult {
 		t.Fatalf("node: %v %s\nstdout: %s\nstderr: %s", err, res.Error, out, stderr.String())
 	}
 	return res
+}
+
+// Process is a node script a test drives line by line: it writes to In
+// and reads lines from Out.
+type Process struct {
+	In  io.WriteCloser
+	Out *bufio.Scanner
+	Cmd *exec.Cmd
+}
+
+// Start runs node on script (a file of test/yjs, once pkg is installed
+// there) with args, its stderr the test's, lines on its stdout up to
+// maxLine bytes. When the test ends its stdin is closed and it is waited
+// for, killed after 5 s.
+func Start(t testing.TB, pkg, script string, maxLine int, args ...string) *Process {
+	t.Helper()
+	cmd := exec.Command("node", append([]string{filepath.Join(Dir(t, pkg), script)}, args...)...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 1<<20), maxLine)
+	t.Cleanup(func() {
+		_ = in.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	return &Process{In: in, Out: sc, Cmd: cmd}
 }
