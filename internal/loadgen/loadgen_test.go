@@ -339,18 +339,8 @@ func TestWorkloadWithoutDatabase(t *testing.T) {
 	if _, err := sys.dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageLocalFirst, Attempt: 1, Reason: "Test", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := New(ctx, Config{Gateways: sys.gateways[:1], TokenKey: testKey, Tenants: 1, Docs: 3, Seed: 3, Ops: 60, Concurrency: 2,
+	g := seededRun(t, Config{Gateways: sys.gateways[:1], TokenKey: testKey, Tenants: 1, Docs: 3, Seed: 3, Ops: 60, Concurrency: 2,
 		Mix: Mix{Legacy: 0.5, LocalFirst: 0.5, Offline: 0.3}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Seed(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
 	rep, err := g.Audit(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -412,18 +402,8 @@ func TestSecondRunWithTheSameSeed(t *testing.T) {
 	sys := startSystem(t)
 	ctx := t.Context()
 	for run := 1; run <= 2; run++ {
-		g, err := New(ctx, Config{Gateways: sys.gateways, TokenKey: testKey, DatabaseURL: sys.dsn, Tenants: 1, Docs: 2, Seed: 9,
+		g := seededRun(t, Config{Gateways: sys.gateways, TokenKey: testKey, DatabaseURL: sys.dsn, Tenants: 1, Docs: 2, Seed: 9,
 			Ops: 40, Concurrency: 2, Mix: Mix{Legacy: 1}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer g.Close()
-		if err := g.Seed(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if err := g.Run(ctx); err != nil {
-			t.Fatal(err)
-		}
 		rep, err := g.Audit(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -444,17 +424,7 @@ func TestSecondRunWithTheSameSeed(t *testing.T) {
 func TestAuditFailsOnUnexpectedRefusals(t *testing.T) {
 	sys := startSystem(t)
 	ctx := t.Context()
-	g, err := New(ctx, Config{Gateways: sys.gateways, TokenKey: testKey, Tenants: 1, Docs: 1, Seed: 4, Ops: 4, Concurrency: 1, Mix: Mix{Legacy: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := g.Seed(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
+	g := seededRun(t, Config{Gateways: sys.gateways, TokenKey: testKey, Tenants: 1, Docs: 1, Seed: 4, Ops: 4, Concurrency: 1, Mix: Mix{Legacy: 1}})
 	g.fail("idempotency_key_reused")
 	g.fail("unavailable(retried)") // load: no failure
 	rep, err := g.Audit(ctx)
@@ -464,4 +434,22 @@ func TestAuditFailsOnUnexpectedRefusals(t *testing.T) {
 	if rep.OK() || rep.FailureCount != 1 || rep.Failures[0].Check != CheckRefusals {
 		t.Fatalf("audit after a refused key: ok %v, failures %+v", rep.OK(), rep.Failures)
 	}
+}
+
+// seededRun makes a generator for cfg, seeds its documents and runs its
+// workload; it is closed when the test ends.
+func seededRun(t *testing.T, cfg Config) *Generator {
+	t.Helper()
+	g, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	if err := g.Seed(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return g
 }

@@ -16,27 +16,22 @@ import (
 // cleanly).
 func TestStaleAutosaveAfterALostAnswerIsNotRepeated(t *testing.T) {
 	e := setup(t)
-	for _, stage := range []string{dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete, dataplane.StageLegacyRetired} {
-		t.Run(stage, func(t *testing.T) {
-			tenant := "t-" + strings.ToLower(stage)
-			e.cohort("c-"+strings.ToLower(stage), stage, tenant)
-			doc := "essay-" + tenant
-			e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: tenant, User: "s", Content: "Intro.\n"})
-			// Autosave 1: committed, but its answer never reached the editor.
-			e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "s", BaseRevision: 1, IdempotencyKey: "a1",
-				Content: "Intro.\nThe river is long.\n"})
-			// Autosave 2: the same editor, still on base 1, with more text.
-			r := e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "s", BaseRevision: 1, IdempotencyKey: "a2",
-				Content: "Intro.\nThe river is long.\nIt floods.\n"})
-			d, err := e.eng.Read(t.Context(), tenant, doc)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n := strings.Count(d.Content, "The river is long."); n != 1 || d.Content != "Intro.\nThe river is long.\nIt floods.\n" {
-				t.Errorf("stage %s: outcome %s, document text %q holds the first save's sentence %d times", stage, r.Outcome, d.Content, n)
-			}
-		})
-	}
+	e.fromVerifyOn(t, func(t *testing.T, stage, tenant, doc string) {
+		e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: tenant, User: "s", Content: "Intro.\n"})
+		// Autosave 1: committed, but its answer never reached the editor.
+		e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "s", BaseRevision: 1, IdempotencyKey: "a1",
+			Content: "Intro.\nThe river is long.\n"})
+		// Autosave 2: the same editor, still on base 1, with more text.
+		r := e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "s", BaseRevision: 1, IdempotencyKey: "a2",
+			Content: "Intro.\nThe river is long.\nIt floods.\n"})
+		d, err := e.eng.Read(t.Context(), tenant, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(d.Content, "The river is long."); n != 1 || d.Content != "Intro.\nThe river is long.\nIt floods.\n" {
+			t.Errorf("stage %s: outcome %s, document text %q holds the first save's sentence %d times", stage, r.Outcome, d.Content, n)
+		}
+	})
 }
 
 // TestUnkeyedRetryOfAStaleSaveIsNotRepeated: a legacy client (no
@@ -47,19 +42,27 @@ func TestStaleAutosaveAfterALostAnswerIsNotRepeated(t *testing.T) {
 // the student's sentence again).
 func TestUnkeyedRetryOfAStaleSaveIsNotRepeated(t *testing.T) {
 	e := setup(t)
+	e.fromVerifyOn(t, func(t *testing.T, stage, tenant, doc string) {
+		e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: tenant, User: "s", Content: "My essay."})
+		e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "teacher", BaseRevision: 1, Content: "My essay. Teacher note."})
+		save := Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "s", BaseRevision: 1, Content: "My essay. Rivers flow."}
+		first := e.submit(save)
+		again := e.submit(save) // the same request, retried
+		if *again.Content != *first.Content {
+			t.Errorf("stage %s: the same save applied twice: first %s %q, then %s %q", stage, first.Outcome, *first.Content, again.Outcome, *again.Content)
+		}
+	})
+}
+
+// fromVerifyOn runs f for each stage from Verify on (the last
+// legacy-authoritative one and the Yjs-authoritative ones), each on a
+// tenant of its own in a cohort at that stage, with a document ID for it.
+func (e *env) fromVerifyOn(t *testing.T, f func(t *testing.T, stage, tenant, doc string)) {
 	for _, stage := range []string{dataplane.StageVerify, dataplane.StageLocalFirst, dataplane.StageComplete, dataplane.StageLegacyRetired} {
 		t.Run(stage, func(t *testing.T) {
 			tenant := "t-" + strings.ToLower(stage)
 			e.cohort("c-"+strings.ToLower(stage), stage, tenant)
-			doc := "essay-" + tenant
-			e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: tenant, User: "s", Content: "My essay."})
-			e.submit(Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "teacher", BaseRevision: 1, Content: "My essay. Teacher note."})
-			save := Request{Kind: KindSave, Doc: doc, Tenant: tenant, User: "s", BaseRevision: 1, Content: "My essay. Rivers flow."}
-			first := e.submit(save)
-			again := e.submit(save) // the same request, retried
-			if *again.Content != *first.Content {
-				t.Errorf("stage %s: the same save applied twice: first %s %q, then %s %q", stage, first.Outcome, *first.Content, again.Outcome, *again.Content)
-			}
+			f(t, stage, tenant, "essay-"+tenant)
 		})
 	}
 }

@@ -636,13 +636,18 @@ func (c *conn) answerQuery() {
 	if c.snapshots.Load() > 0 {
 		return
 	}
+	c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(c.roomAwareness())), snapshot: true})
+}
+
+// roomAwareness is a copy of the awareness states the room remembers.
+func (c *conn) roomAwareness() []yprotocol.AwarenessEntry {
 	c.hub.mu.Lock()
+	defer c.hub.mu.Unlock()
 	states := make([]yprotocol.AwarenessEntry, 0, len(c.room.awareness))
 	for id, st := range c.room.awareness {
 		states = append(states, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock, State: st.state})
 	}
-	c.hub.mu.Unlock()
-	c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)), snapshot: true})
+	return states
 }
 
 // finish makes the writer close the connection: after flushing the queue,
@@ -775,13 +780,7 @@ func (c *conn) run(ctx context.Context, protocol string) {
 	}
 	// Greet with the room's current awareness states, as y-websocket's
 	// server does.
-	c.hub.mu.Lock()
-	var states []yprotocol.AwarenessEntry
-	for id, st := range c.room.awareness {
-		states = append(states, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock, State: st.state})
-	}
-	c.hub.mu.Unlock()
-	if len(states) > 0 {
+	if states := c.roomAwareness(); len(states) > 0 {
 		c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)), snapshot: true})
 	}
 	for {
