@@ -110,11 +110,25 @@ func TestAwarenessClientsOfAConnectionAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A message after them is processed once they are.
-	if err := c.send(yprotocol.EncodeQueryAwareness()); err != nil {
+	// A message after them is processed once they are: it removes the
+	// first client's state from the room.
+	first := uint64(1 << 14)
+	gone := yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate([]yprotocol.AwarenessEntry{{ClientID: first, Clock: 1, State: []byte("null")}}))
+	if err := c.send(gone); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	held := func() bool {
+		s.hub.mu.Lock()
+		defer s.hub.mu.Unlock()
+		for _, rm := range s.hub.rooms {
+			_, ok := rm.awareness[first]
+			return ok
+		}
+		return false
+	}
+	// Held once the first message is processed, gone once the last is.
+	waitFor(t, "the first message processed", held)
+	waitFor(t, "every message processed", func() bool { return !held() })
 	s.hub.mu.Lock()
 	n := -1
 	for k := range s.hub.conns {
