@@ -97,7 +97,6 @@ func TestQueryAwarenessOfANonReaderIsBounded(t *testing.T) {
 func TestAwarenessClientsOfAConnectionAreBounded(t *testing.T) {
 	s := newTestServer(t, Limits{})
 	c := dial(t, s.wsURL("ids")+"?token="+token(t, "school-a", "mallory"), nil)
-	drain(c)
 	const perMsg, msgs = 10000, 5
 	next := uint64(1 << 14)
 	for range msgs {
@@ -110,25 +109,32 @@ func TestAwarenessClientsOfAConnectionAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A message after them is processed once they are: it removes the
-	// first client's state from the room.
+	// A message after them is processed once they are. The hub relays
+	// awareness to the sender too, in order, so once its copy of this
+	// removal comes back every earlier message has been processed.
 	first := uint64(1 << 14)
 	gone := yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate([]yprotocol.AwarenessEntry{{ClientID: first, Clock: 1, State: []byte("null")}}))
 	if err := c.send(gone); err != nil {
 		t.Fatal(err)
 	}
-	held := func() bool {
-		s.hub.mu.Lock()
-		defer s.hub.mu.Unlock()
-		for _, rm := range s.hub.rooms {
-			_, ok := rm.awareness[first]
-			return ok
+	deadline := time.Now().Add(30 * time.Second)
+	for seen := false; !seen; {
+		if time.Now().After(deadline) {
+			t.Fatal("the removal sent after the flood never came back")
 		}
-		return false
+		m, err := c.next()
+		if err != nil {
+			t.Fatalf("reading the relayed awareness: %v", err)
+		}
+		if m.Type != yprotocol.MessageAwareness {
+			continue
+		}
+		for _, e := range m.Awareness {
+			if e.ClientID == first && e.Removed() {
+				seen = true
+			}
+		}
 	}
-	// Held once the first message is processed, gone once the last is.
-	waitFor(t, "the first message processed", held)
-	waitFor(t, "every message processed", func() bool { return !held() })
 	s.hub.mu.Lock()
 	n := -1
 	for k := range s.hub.conns {
