@@ -87,6 +87,7 @@ func run() error {
 	flag.StringVar(&cfg.InternalToken, "internal-token", token, "internal API token (env "+contract.EnvInternalToken+", default derived from "+contract.EnvTokenKey+")")
 	flag.DurationVar(&cfg.Heartbeat, "heartbeat", 2*time.Second, "shard report interval")
 	flag.IntVar(&cfg.CacheDocs, "cache-docs", 1024, "documents kept in memory")
+	flag.Int64Var(&cfg.CacheBytes, "cache-bytes", 0, "estimated bytes of the documents kept in memory (0: a third of the memory limit, else 512 MiB)")
 	flag.IntVar(&cfg.Lanes, "lanes", 0, "group-commit lanes, each committing on its own connection (0: the store's default, 2)")
 	flag.Float64Var(&cfg.Integrity.BackfillRate, "backfill-rate", backfillRate, "backfill rate limit in documents per second (negative: unlimited; env "+contract.EnvBackfillRate+")")
 	flag.IntVar(&cfg.Integrity.BackfillBatch, "backfill-batch", 100, "documents per backfill transaction")

@@ -292,6 +292,7 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	}
 	inTx = false
 	e.noteWritten(bc.dirty)
+	e.cache.reweigh(bc.dirty)
 	e.rememberStages(bc.stages)
 	e.tenantsMu.Lock()
 	if len(e.tenants) > 100_000 {

@@ -98,6 +98,26 @@ type rawSnapshot struct {
 	text      string
 }
 
+// approxBytes estimates the memory the document holds in the cache: its
+// texts (the row's, the last revision's, the materialised Yjs text) and
+// its Yjs document, which grows with its structs far more than with its
+// text. Only the group holding the document's lane, or the loader that
+// made it, calls it.
+func (st *docState) approxBytes() int64 {
+	n := int64(512 + len(st.id) + len(st.tenant) + len(st.owner) + len(st.title) + len(st.content) + len(st.revText) + len(st.ledgerHash))
+	n += int64(len(st.ytextCache)) + 48*int64(len(st.gaps))
+	for _, c := range st.captured {
+		n += int64(len(c))
+	}
+	if st.snapRaw != nil {
+		n += int64(len(st.snapRaw.state) + len(st.snapRaw.sv) + len(st.snapRaw.text))
+	}
+	if st.ydoc != nil {
+		n += st.ydoc.ApproxBytes()
+	}
+	return n
+}
+
 // serverClient is the Yjs client ID under which the syncer writes a
 // document's legacy saves: stable per document, above the 32-bit range
 // browsers draw from, below 2^53.

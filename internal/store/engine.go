@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"math"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,8 +34,11 @@ type Config struct {
 	Rollout string
 	// Holder names this process in shard_leases (the pod name).
 	Holder string
-	// CacheDocs bounds the documents kept in memory (default 1024).
-	CacheDocs int
+	// CacheDocs bounds the documents kept in memory (default 1024), and
+	// CacheBytes their estimated memory (default: a third of the
+	// process's Go memory limit when one is set, else 512 MiB).
+	CacheDocs  int
+	CacheBytes int64
 	// MaxBatch bounds a group commit (default 256).
 	MaxBatch int
 	// Lanes is the number of group-commit lanes (default 2). Documents
@@ -119,6 +124,16 @@ type Engine struct {
 	GatherNanos, BuildNanos, CommitNanos atomic.Int64
 }
 
+// defaultCacheBytes is the cache's byte bound under a Go memory limit
+// (math.MaxInt64: none): a third of it, leaving the rest for groups in
+// flight, the garbage collector's headroom and what is not heap.
+func defaultCacheBytes(memoryLimit int64) int64 {
+	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
+		return 512 << 20
+	}
+	return max(memoryLimit/3, 16<<20)
+}
+
 // gatherBackoff is how many groups form without waiting after a wait
 // that no request joined.
 const gatherBackoff = 8
@@ -186,6 +201,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.CacheDocs <= 0 {
 		cfg.CacheDocs = 1024
 	}
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = defaultCacheBytes(debug.SetMemoryLimit(-1))
+	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
 	}
@@ -245,7 +263,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg: cfg, pool: cfg.Pool, log: cfg.Logger, epoch: epoch, lockConn: conn,
 		fenceCtx: fenceCtx, fenceCancel: fenceCancel,
 		stop:  make(chan struct{}),
-		cache: newLRU(cfg.CacheDocs), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
+		cache: newLRU(cfg.CacheDocs, cfg.CacheBytes), tenants: map[string]struct{}{}, stageCache: map[string]dataplane.SaveStage{},
 	}
 	if e.lanePool, err = newLanePool(ctx, cfg, noteWarning); err != nil {
 		conn.Close(context.Background())
@@ -566,48 +584,97 @@ func lockedErr(err error) error {
 		Message: "the document's row is locked by a transaction outside the gateway; nothing was saved, retry it"}
 }
 
-// lru is a bounded map of documents in memory.
+// lru is the documents in memory, bounded by count and by their
+// estimated bytes (docState.approxBytes): a document's memory grows with
+// its Yjs structs, not its text, and a few documents near the struct
+// budget (MaxDocStructs, 150-250 MiB each) would exhaust a syncer that
+// bounded only the count. The most recently used document is kept even
+// when it alone is over the byte bound: its group is working on it.
 type lru struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List
-	items map[string]*list.Element
+	mu       sync.Mutex
+	max      int
+	maxBytes int64
+	bytes    int64
+	ll       *list.List
+	items    map[string]*list.Element
 }
 
-func newLRU(max int) *lru { return &lru{max: max, ll: list.New(), items: map[string]*list.Element{}} }
+type lruEntry struct {
+	st     *docState
+	weight int64
+}
+
+func newLRU(max int, maxBytes int64) *lru {
+	return &lru{max: max, maxBytes: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
+}
 
 func (c *lru) get(id string) *docState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[id]; ok {
 		c.ll.MoveToFront(el)
-		return el.Value.(*docState)
+		return el.Value.(*lruEntry).st
 	}
 	return nil
 }
 
 func (c *lru) put(st *docState) {
+	w := st.approxBytes()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[st.id]; ok {
-		el.Value = st
+		en := el.Value.(*lruEntry)
+		c.bytes += w - en.weight
+		en.st, en.weight = st, w
 		c.ll.MoveToFront(el)
-		return
+	} else {
+		c.items[st.id] = c.ll.PushFront(&lruEntry{st: st, weight: w})
+		c.bytes += w
 	}
-	c.items[st.id] = c.ll.PushFront(st)
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.items, last.Value.(*docState).id)
+	c.shrink()
+}
+
+// reweigh updates the weights of documents a committed group changed
+// (those still cached as these very states) and evicts past the bounds.
+func (c *lru) reweigh(docs map[string]*docState) {
+	ws := make(map[string]int64, len(docs))
+	for id, st := range docs {
+		ws[id] = st.approxBytes()
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, st := range docs {
+		el, ok := c.items[id]
+		if !ok || el.Value.(*lruEntry).st != st {
+			continue
+		}
+		en := el.Value.(*lruEntry)
+		c.bytes += ws[id] - en.weight
+		en.weight = ws[id]
+	}
+	c.shrink()
+}
+
+// shrink evicts the least recently used documents past either bound,
+// keeping the most recent one.
+func (c *lru) shrink() {
+	for c.ll.Len() > 1 && (c.ll.Len() > c.max || c.bytes > c.maxBytes) {
+		c.remove(c.ll.Back())
+	}
+}
+
+func (c *lru) remove(el *list.Element) {
+	en := el.Value.(*lruEntry)
+	c.ll.Remove(el)
+	delete(c.items, en.st.id)
+	c.bytes -= en.weight
 }
 
 func (c *lru) evict(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[id]; ok {
-		c.ll.Remove(el)
-		delete(c.items, id)
+		c.remove(el)
 	}
 }
 
@@ -616,4 +683,11 @@ func (e *Engine) CachedDocuments() int {
 	e.cache.mu.Lock()
 	defer e.cache.mu.Unlock()
 	return e.cache.ll.Len()
+}
+
+// CachedBytes is the estimated memory of the documents in memory.
+func (e *Engine) CachedBytes() int64 {
+	e.cache.mu.Lock()
+	defer e.cache.mu.Unlock()
+	return e.cache.bytes
 }

@@ -35,8 +35,9 @@ func setup(t *testing.T) *env {
 	return setupOn(t, pgharness.ForTest(t))
 }
 
-// setupOn is setup on the database at dsn.
-func setupOn(t *testing.T, dsn string) *env {
+// setupOn is setup on the database at dsn, the engine's configuration
+// changed by opts.
+func setupOn(t *testing.T, dsn string, opts ...func(*Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	dp, pool, err := dataplane.Open(ctx, dsn)
@@ -47,7 +48,11 @@ func setupOn(t *testing.T, dsn string) *env {
 	if err := dp.RegisterRollout(ctx, rollout, 1); err != nil {
 		t.Fatal(err)
 	}
-	eng, err := Open(ctx, Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "test", Logger: slog.New(slog.DiscardHandler)})
+	cfg := Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "test", Logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	eng, err := Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,13 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/pgharness"
 	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
@@ -61,5 +63,59 @@ func TestUpdateThatCouldSplitADocumentPastItsBudgetIsRefused(t *testing.T) {
 	}
 	if want := strings.Repeat("b", 100) + strings.Repeat("ab", chars/2-100); d.Content != want {
 		t.Errorf("after a hundred deletions the text starts %.20q and is %d bytes, want %d", d.Content, len(d.Content), len(want))
+	}
+}
+
+// TestCacheIsBoundedByTheMemoryOfItsDocuments: a syncer keeps documents in
+// memory bounded by their estimated bytes, not only by their number. A
+// document's memory grows with its Yjs structs: with every other
+// character deleted, 100,000 characters hold about 22 MiB. Bounded by
+// count alone (1,024), a few such documents could exhaust a syncer; here
+// a 24 MiB budget holds one of them, and every document still reads back
+// whole, loaded again from the database.
+func TestCacheIsBoundedByTheMemoryOfItsDocuments(t *testing.T) {
+	const budget = 24 << 20
+	e := setupOn(t, pgharness.ForTest(t), func(c *Config) { c.CacheBytes = budget })
+	e.cohort("c", dataplane.StageLegacyRetired, "t")
+	const pairs, docs = 50_000, 4
+	for i := range docs {
+		doc := fmt.Sprint("split", i)
+		client := uint64(4242 + i)
+		e.submit(Request{Kind: KindCreate, Doc: doc, Tenant: "t", User: "u", Content: ""})
+		c := yjs.NewDoc(yjs.Options{ClientID: client})
+		var paste []byte
+		c.OnUpdate(func(b []byte) { paste = b })
+		if err := c.GetText(contract.YjsTextName).Insert(0, strings.Repeat("ab", pairs), nil); err != nil {
+			t.Fatal(err)
+		}
+		e.submit(Request{Kind: KindYjs, Doc: doc, Tenant: "t", User: "u", Update: paste})
+		if r := e.submit(Request{Kind: KindYjs, Doc: doc, Tenant: "t", User: "u", Update: deletions(client, 0, pairs)}); r.Outcome != OutcomeSaved {
+			t.Fatalf("%s: deleting every other character: %s", doc, r.Outcome)
+		}
+		if b := e.eng.CachedBytes(); b > budget {
+			t.Errorf("after %s the cache holds an estimated %d MiB, over its %d MiB", doc, b>>20, budget>>20)
+		}
+	}
+	if n := e.eng.CachedDocuments(); n != 1 {
+		t.Errorf("%d split documents in memory, want 1 under a %d MiB budget (%d MiB estimated)", n, budget>>20, e.eng.CachedBytes()>>20)
+	}
+	for i := range docs {
+		d, err := e.eng.Read(t.Context(), "t", fmt.Sprint("split", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Content != strings.Repeat("b", pairs) {
+			t.Errorf("split%d reads back %d bytes starting %.10q", i, len(d.Content), d.Content)
+		}
+	}
+	// Small documents share the budget: many fit beside a split one.
+	for i := range 50 {
+		e.submit(Request{Kind: KindCreate, Doc: fmt.Sprint("small", i), Tenant: "t", User: "u", Content: "a short note"})
+	}
+	if n := e.eng.CachedDocuments(); n < 50 {
+		t.Errorf("%d documents in memory after 50 small ones were created, want all of them", n)
+	}
+	if b := e.eng.CachedBytes(); b > budget {
+		t.Errorf("the cache holds an estimated %d MiB, over its %d MiB", b>>20, budget>>20)
 	}
 }

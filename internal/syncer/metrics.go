@@ -50,6 +50,7 @@ func newMetrics(eng *store.Engine) *metrics {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_group_commits_total", Help: "Group commits run."}, func() float64 { return float64(eng.Batches.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "yawp_syncer_requests_applied_total", Help: "Requests applied."}, func() float64 { return float64(eng.Applied.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "yawp_syncer_cached_documents", Help: "Documents in memory."}, func() float64 { return float64(eng.CachedDocuments()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "yawp_syncer_cached_bytes", Help: "Estimated memory of the documents in memory (bounded by --cache-bytes)."}, func() float64 { return float64(eng.CachedBytes()) }),
 	}
 	// Where group commits spend their time: a rising commit share with a
 	// flat build share points at PostgreSQL (or its disk), a rising build

@@ -42,6 +42,9 @@ type Config struct {
 	InternalToken string
 	Heartbeat     time.Duration
 	CacheDocs     int
+	// CacheBytes bounds the estimated memory of the documents in memory
+	// (0: the store's default, a third of the Go memory limit).
+	CacheBytes int64
 	// Lanes is the number of group-commit lanes (0: the store's default).
 	Lanes int
 	// Integrity tunes the backfill and verification (integrity.go).
@@ -142,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cfg.Logger.Info("taking shard", "shard", cfg.Shard, "shards", cfg.Shards, "rollout", cfg.Rollout)
 	eng, err := store.Open(ctx, store.Config{Pool: pool, DSN: cfg.DatabaseURL, Shard: cfg.Shard, Shards: cfg.Shards,
-		Rollout: cfg.Rollout, Holder: holder, CacheDocs: cfg.CacheDocs, Lanes: cfg.Lanes, Logger: cfg.Logger})
+		Rollout: cfg.Rollout, Holder: holder, CacheDocs: cfg.CacheDocs, CacheBytes: cfg.CacheBytes, Lanes: cfg.Lanes, Logger: cfg.Logger})
 	if err != nil {
 		return err
 	}

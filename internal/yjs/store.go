@@ -235,6 +235,30 @@ func (d *Doc) StructCount() int {
 	return n
 }
 
+// Measured heap per struct and per UTF-16 unit of live text (make sure
+// with TestApproxBytesTracksTheHeap): an item with its links, index leaf
+// and chunk slot is about 200-222 bytes; text is held as UTF-16 with
+// room to grow and the renderings the text keeps.
+const (
+	approxBytesPerStruct = 224
+	approxBytesPerUnit   = 4
+	approxBytesPerDoc    = 1024
+)
+
+// ApproxBytes estimates the memory the document holds: what a cache of
+// documents should weigh it by. It is O(clients + chunks) and must not
+// run concurrently with changes to the document.
+func (d *Doc) ApproxBytes() int64 {
+	n := int64(approxBytesPerDoc) + int64(approxBytesPerStruct)*int64(d.StructCount())
+	for _, t := range d.share {
+		n += int64(approxBytesPerUnit) * int64(t.length)
+	}
+	if d.pending != nil {
+		n += int64(len(d.pending.update))
+	}
+	return n + int64(len(d.pendingDs))
+}
+
 // MaxNewStructs bounds how many structs applying u can add to a document:
 // each of its structs, and two splits per deleted range (at its ends).
 func (u *DecodedUpdate) MaxNewStructs() int {
