@@ -17,18 +17,28 @@ type Observation struct {
 	Cohorts    []CohortStage
 }
 
-// CohortStage is one cohort's stage under its epoch.
+// CohortStage is one cohort's stage under its epoch, with its attempt
+// and how the attempt ended ("" while it runs).
 type CohortStage struct {
-	Cohort string
-	Stage  string
-	Epoch  int64
+	Cohort  string
+	Stage   string
+	Epoch   int64
+	Attempt int
+	Outcome string
+}
+
+// RolledBack reports whether the cohort is at Legacy after an attempt
+// that ended (rolled back, by a gate or a person). Its documents keep
+// the Yjs side the attempt gave them, which the next attempt builds on.
+func (c CohortStage) RolledBack() bool {
+	return c.Stage == StageLegacy && (c.Outcome != "" || c.Attempt > 1)
 }
 
 // Observe reads a rollout's epoch and its cohorts' stages in one statement.
 func (p *Postgres) Observe(ctx context.Context, rollout string) (Observation, error) {
 	obs := Observation{Rollout: rollout}
 	rows, err := p.pool.Query(ctx, `
-		SELECT r.epoch, r.shards, c.cohort, c.stage, c.epoch
+		SELECT r.epoch, r.shards, c.cohort, c.stage, c.epoch, c.attempt, c.outcome
 		FROM rollouts r LEFT JOIN rollout_cohorts c ON c.rollout = r.rollout
 		WHERE r.rollout = $1
 		ORDER BY c.position, c.cohort`, rollout)
@@ -37,14 +47,15 @@ func (p *Postgres) Observe(ctx context.Context, rollout string) (Observation, er
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var cohort, stage *string
+		var cohort, stage, outcome *string
 		var epoch *int64
-		if err := rows.Scan(&obs.Epoch, &obs.Shards, &cohort, &stage, &epoch); err != nil {
+		var attempt *int
+		if err := rows.Scan(&obs.Epoch, &obs.Shards, &cohort, &stage, &epoch, &attempt, &outcome); err != nil {
 			return obs, fmt.Errorf("observe %s: %w", rollout, err)
 		}
 		obs.Registered = true
 		if cohort != nil {
-			obs.Cohorts = append(obs.Cohorts, CohortStage{Cohort: *cohort, Stage: *stage, Epoch: *epoch})
+			obs.Cohorts = append(obs.Cohorts, CohortStage{Cohort: *cohort, Stage: *stage, Epoch: *epoch, Attempt: *attempt, Outcome: *outcome})
 		}
 	}
 	if err := rows.Err(); err != nil {

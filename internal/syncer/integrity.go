@@ -247,7 +247,8 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 	return 0, nil
 }
 
-// verifyPass verifies the documents of every cohort at DualWrite or later.
+// verifyPass verifies the documents of every cohort at DualWrite or later,
+// and of every cohort rolled back to Legacy.
 // A full pass lists and verifies them all; an incremental one verifies
 // only the documents written since the last pass, by the syncer (the
 // engine remembers them) or outside it (outside_changes, logged by a
@@ -267,7 +268,13 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	epochs := map[string]int64{}
 	var cohorts []string
 	for _, c := range obs.Cohorts {
-		if dataplane.Verifies(c.Stage) {
+		// A cohort rolled back to Legacy is verified too: there the
+		// legacy application may write its rows directly, and the Yjs
+		// side its attempt built must follow them (repaired from the
+		// legacy side, under the Legacy epoch, where no gate counts).
+		// Left for the next attempt, every such document was a mismatch
+		// of that attempt, and rolled it back again.
+		if dataplane.Verifies(c.Stage) || c.RolledBack() {
 			cohorts = append(cohorts, c.Cohort)
 			epochs[c.Cohort] = c.Epoch
 		}
