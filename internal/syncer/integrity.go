@@ -247,6 +247,25 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 	return 0, nil
 }
 
+// verifiedCohorts names the cohorts a pass verifies, with their epochs:
+// those at DualWrite or later, and those rolled back to Legacy. There the
+// legacy application may write its rows directly, and the Yjs side the
+// attempt built must follow them (repaired from the legacy side, under
+// the Legacy epoch, where no gate counts). Left for the next attempt,
+// every such document was a mismatch of that attempt, and rolled it back
+// again.
+func verifiedCohorts(obs dataplane.Observation) ([]string, map[string]int64) {
+	epochs := map[string]int64{}
+	var cohorts []string
+	for _, c := range obs.Cohorts {
+		if dataplane.Verifies(c.Stage) || c.RolledBack() {
+			cohorts = append(cohorts, c.Cohort)
+			epochs[c.Cohort] = c.Epoch
+		}
+	}
+	return cohorts, epochs
+}
+
 // verifyPass verifies the documents of every cohort at DualWrite or later,
 // and of every cohort rolled back to Legacy.
 // A full pass lists and verifies them all; an incremental one verifies
@@ -265,20 +284,7 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 			in.lastFull = time.Time{}
 		}
 	}()
-	epochs := map[string]int64{}
-	var cohorts []string
-	for _, c := range obs.Cohorts {
-		// A cohort rolled back to Legacy is verified too: there the
-		// legacy application may write its rows directly, and the Yjs
-		// side its attempt built must follow them (repaired from the
-		// legacy side, under the Legacy epoch, where no gate counts).
-		// Left for the next attempt, every such document was a mismatch
-		// of that attempt, and rolled it back again.
-		if dataplane.Verifies(c.Stage) || c.RolledBack() {
-			cohorts = append(cohorts, c.Cohort)
-			epochs[c.Cohort] = c.Epoch
-		}
-	}
+	cohorts, epochs := verifiedCohorts(obs)
 	// A new epoch of any cohort (every stage change, a rollback, a new
 	// attempt) starts with a full pass: verdicts found under the old epoch
 	// do not count for the new one.
