@@ -540,8 +540,23 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 		AND (content = $2 OR content_sha256 = encode(sha256(convert_to($2, 'UTF8')), 'hex'))`, victim, before).Scan(&kept)).To(Succeed())
 	g.Expect(kept).To(BeNumerically(">=", 1), "the text before the outside edit stays in the save history")
 
+	// While the cohort is back at Legacy the legacy application edits
+	// another of its documents directly, as it may there: the syncer
+	// brings the Yjs side up to it while still at Legacy (a repair in the
+	// document's ledger), so the retry does not count it as a mismatch
+	// of its own and roll back again.
+	var atLegacy string
+	g.Expect(pool.QueryRow(ctx, `SELECT doc_id FROM documents WHERE tenant = 'school-3' AND doc_id LIKE 'seed-%' AND doc_id <> $1 ORDER BY doc_id LIMIT 1`, victim).
+		Scan(&atLegacy)).To(Succeed())
+	_, err = pool.Exec(ctx, `UPDATE documents SET content = content || ' (edited in the legacy app while rolled back)' WHERE doc_id = $1`, atLegacy)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() (n int) {
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM save_ledger WHERE doc_id = $1 AND kind = 'repaired'`, atLegacy).Scan(&n)
+		return n
+	}).Should(Equal(1), "the edit made at Legacy is reconciled there")
+
 	// The platform team retries; with no more outside edits, everything
-	// completes.
+	// completes, at the first retry.
 	updateSpec(g, ro, func(r *persistencev1alpha1.PersistenceRollout) { r.Spec.Cohorts[1].Attempt = 2 })
 	g.Eventually(func() string {
 		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(ro), &cur)
@@ -551,6 +566,14 @@ func TestThreeCohortsUnderLoad(t *testing.T) {
 		}
 		return strings.Join(stages, ",")
 	}, 180*time.Second).Should(Equal("pilot=Complete,grade=Complete,rest=Complete"))
+	g.Expect(cohort("grade").Attempt).To(BeEquivalentTo(2), "the retry completed without another rollback")
+	for _, h := range cur.Status.History {
+		g.Expect(h.Cohort == "grade" && h.Attempt == 2 && (h.Outcome == persistencev1alpha1.OutcomeRolledBack || h.Outcome == persistencev1alpha1.OutcomeHalted)).To(BeFalse(),
+			"attempt 2 of grade ended: %s %s", h.Reason, h.Message)
+	}
+	var edited string
+	g.Expect(pool.QueryRow(ctx, `SELECT content FROM documents WHERE doc_id = $1`, atLegacy).Scan(&edited)).To(Succeed())
+	g.Expect(edited).To(ContainSubstring("(edited in the legacy app while rolled back)"))
 	// Verification goes on at Complete; counts are per epoch, so the last
 	// flip's first pass may still be running.
 	g.Eventually(func() []string {
