@@ -41,6 +41,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/debugserver"
 	"github.com/yawp/persistence-operator/internal/gotune"
+	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
 )
 
@@ -106,6 +107,13 @@ func run() error {
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	gc := gotune.Decide(os.Getenv, gotune.SyncerGCPercent)
 	gotune.Apply(gc)
+	if cfg.CacheBytes == 0 && gc.MemoryLimit == 0 {
+		// GOGC set by hand leaves the Go memory limit alone; the cache
+		// is still sized to the container.
+		if n := gotune.ContainerLimit(os.Getenv); n > 0 {
+			cfg.CacheBytes = store.DefaultCacheBytes(n)
+		}
+	}
 	cfg.Logger.Info("garbage collector", "gc_percent", gc.GCPercent, "memory_limit", gc.MemoryLimit, "why", gc.Reason)
 	stopProfiles, err := debugserver.Start(*pprofListen, cfg.Logger)
 	if err != nil {

@@ -44,11 +44,21 @@ func Decide(getenv func(string) string, percent int) Plan {
 	if v == "" {
 		return Plan{Reason: "no memory limit known: the default collector"}
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 || n == math.MaxInt64 {
+	n := ContainerLimit(getenv)
+	if n == 0 {
 		return Plan{Reason: contract.EnvMemoryLimit + " is not a byte count: the default collector"}
 	}
 	return Plan{GCPercent: percent, MemoryLimit: n / 10 * 9, Reason: "the container's memory limit bounds the heap"}
+}
+
+// ContainerLimit is the container's memory limit in bytes as the
+// controller passes it (contract.EnvMemoryLimit), 0 if unknown.
+func ContainerLimit(getenv func(string) string) int64 {
+	n, err := strconv.ParseInt(getenv(contract.EnvMemoryLimit), 10, 64)
+	if err != nil || n <= 0 || n == math.MaxInt64 {
+		return 0
+	}
+	return n
 }
 
 // Apply carries out a plan.

@@ -104,7 +104,10 @@ type rawSnapshot struct {
 // text. Only the group holding the document's lane, or the loader that
 // made it, calls it.
 func (st *docState) approxBytes() int64 {
-	n := int64(512 + len(st.id) + len(st.tenant) + len(st.owner) + len(st.title) + len(st.content) + len(st.revText) + len(st.ledgerHash))
+	n := int64(512 + len(st.id) + len(st.tenant) + len(st.owner) + len(st.title) + len(st.content) + len(st.ledgerHash))
+	if st.revText != st.content { // usually the same string, held once
+		n += int64(len(st.revText))
+	}
 	n += int64(len(st.ytextCache)) + 48*int64(len(st.gaps))
 	for _, c := range st.captured {
 		n += int64(len(c))

@@ -124,10 +124,10 @@ type Engine struct {
 	GatherNanos, BuildNanos, CommitNanos atomic.Int64
 }
 
-// defaultCacheBytes is the cache's byte bound under a Go memory limit
-// (math.MaxInt64: none): a third of it, leaving the rest for groups in
-// flight, the garbage collector's headroom and what is not heap.
-func defaultCacheBytes(memoryLimit int64) int64 {
+// DefaultCacheBytes is the cache's byte bound under a memory limit
+// (math.MaxInt64 or 0: none): a third of it, leaving the rest for groups
+// in flight, the garbage collector's headroom and what is not heap.
+func DefaultCacheBytes(memoryLimit int64) int64 {
 	if memoryLimit <= 0 || memoryLimit == math.MaxInt64 {
 		return 512 << 20
 	}
@@ -202,7 +202,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 		cfg.CacheDocs = 1024
 	}
 	if cfg.CacheBytes <= 0 {
-		cfg.CacheBytes = defaultCacheBytes(debug.SetMemoryLimit(-1))
+		cfg.CacheBytes = DefaultCacheBytes(debug.SetMemoryLimit(-1))
 	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 256
@@ -588,24 +588,33 @@ func lockedErr(err error) error {
 // estimated bytes (docState.approxBytes): a document's memory grows with
 // its Yjs structs, not its text, and a few documents near the struct
 // budget (MaxDocStructs, 150-250 MiB each) would exhaust a syncer that
-// bounded only the count. The most recently used document is kept even
-// when it alone is over the byte bound: its group is working on it.
+// bounded only the count. Past the byte bound, documents used in the last
+// keepRecent stay, up to twice the bound: a large document evicted by
+// every read of a small one was decoded again for each of its saves
+// (1.2 s at the struct budget, holding its lane). The most recently used
+// document always stays.
 type lru struct {
-	mu       sync.Mutex
-	max      int
-	maxBytes int64
-	bytes    int64
-	ll       *list.List
-	items    map[string]*list.Element
+	mu         sync.Mutex
+	max        int
+	maxBytes   int64
+	bytes      int64
+	keepRecent time.Duration
+	ll         *list.List
+	items      map[string]*list.Element
 }
 
 type lruEntry struct {
 	st     *docState
 	weight int64
+	used   time.Time
 }
 
+// lruKeepRecent: documents used this recently are evicted for bytes only
+// past twice the bound.
+const lruKeepRecent = 2 * time.Second
+
 func newLRU(max int, maxBytes int64) *lru {
-	return &lru{max: max, maxBytes: maxBytes, ll: list.New(), items: map[string]*list.Element{}}
+	return &lru{max: max, maxBytes: maxBytes, keepRecent: lruKeepRecent, ll: list.New(), items: map[string]*list.Element{}}
 }
 
 func (c *lru) get(id string) *docState {
@@ -613,25 +622,28 @@ func (c *lru) get(id string) *docState {
 	defer c.mu.Unlock()
 	if el, ok := c.items[id]; ok {
 		c.ll.MoveToFront(el)
-		return el.Value.(*lruEntry).st
+		en := el.Value.(*lruEntry)
+		en.used = time.Now()
+		return en.st
 	}
 	return nil
 }
 
 func (c *lru) put(st *docState) {
 	w := st.approxBytes()
+	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.items[st.id]; ok {
 		en := el.Value.(*lruEntry)
 		c.bytes += w - en.weight
-		en.st, en.weight = st, w
+		en.st, en.weight, en.used = st, w, now
 		c.ll.MoveToFront(el)
 	} else {
-		c.items[st.id] = c.ll.PushFront(&lruEntry{st: st, weight: w})
+		c.items[st.id] = c.ll.PushFront(&lruEntry{st: st, weight: w, used: now})
 		c.bytes += w
 	}
-	c.shrink()
+	c.shrink(now)
 }
 
 // reweigh updates the weights of documents a committed group changed
@@ -652,14 +664,23 @@ func (c *lru) reweigh(docs map[string]*docState) {
 		c.bytes += ws[id] - en.weight
 		en.weight = ws[id]
 	}
-	c.shrink()
+	c.shrink(time.Now())
 }
 
-// shrink evicts the least recently used documents past either bound,
-// keeping the most recent one.
-func (c *lru) shrink() {
-	for c.ll.Len() > 1 && (c.ll.Len() > c.max || c.bytes > c.maxBytes) {
-		c.remove(c.ll.Back())
+// shrink evicts the least recently used documents past the count bound,
+// past the byte bound those not used within keepRecent of now, and past
+// twice the byte bound any; the most recent one stays.
+func (c *lru) shrink(now time.Time) {
+	for c.ll.Len() > 1 {
+		back := c.ll.Back()
+		switch {
+		case c.ll.Len() > c.max:
+		case c.bytes > 2*c.maxBytes:
+		case c.bytes > c.maxBytes && now.Sub(back.Value.(*lruEntry).used) >= c.keepRecent:
+		default:
+			return
+		}
+		c.remove(back)
 	}
 }
 

@@ -235,13 +235,17 @@ func (d *Doc) StructCount() int {
 	return n
 }
 
-// Measured heap per struct and per UTF-16 unit of live text (make sure
-// with TestApproxBytesTracksTheHeap): an item with its links, index leaf
-// and chunk slot is about 200-222 bytes; text is held as UTF-16 with
-// room to grow and the renderings the text keeps.
+// What a document holds, measured (TestApproxBytesTracksTheHeap): an item
+// with its links and index leaf is about 216 bytes; each client's store
+// has its chunks of slots (a 512-slot chunk, 4 KiB, even for a client
+// that wrote one struct: every browser session is a client); content is
+// held as UTF-16, deleted content too where garbage collection is off
+// (the syncer's documents), which a client's clock counts; and the text
+// keeps renderings of what is visible.
 const (
-	approxBytesPerStruct = 224
-	approxBytesPerUnit   = 4
+	approxBytesPerStruct = 216
+	approxBytesPerClient = 128
+	approxBytesPerUnit   = 2
 	approxBytesPerDoc    = 1024
 )
 
@@ -250,8 +254,14 @@ const (
 // run concurrently with changes to the document.
 func (d *Doc) ApproxBytes() int64 {
 	n := int64(approxBytesPerDoc) + int64(approxBytesPerStruct)*int64(d.StructCount())
+	for client, cs := range d.clients {
+		n += approxBytesPerClient + approxBytesPerUnit*int64(d.state(client))
+		for _, c := range cs.chunks {
+			n += 8 * int64(cap(c))
+		}
+	}
 	for _, t := range d.share {
-		n += int64(approxBytesPerUnit) * int64(t.length)
+		n += approxBytesPerUnit * int64(t.length)
 	}
 	if d.pending != nil {
 		n += int64(len(d.pending.update))
