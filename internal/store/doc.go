@@ -305,6 +305,7 @@ func (e *Engine) docForRead(ctx context.Context, id string) (*docState, error) {
 
 func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	st := &docState{id: id}
+	gone := false
 	var lastRev *int64
 	var lastRevSame *bool
 	err := e.pool.QueryRow(ctx, `
@@ -329,23 +330,29 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		// it was seeded into the legacy store and backfilled). Its
 		// revision numbers go on from the history's last, so nothing
 		// already in it is written again.
-		var tenant, owner, title *string
+		var tenant, owner, title, lastOutcome *string
 		var lastRev *int64
 		err := e.pool.QueryRow(ctx, `
-			SELECT (SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind NOT IN ('rejected', 'state-vector', 'disconnected')
-			        ORDER BY seq DESC LIMIT 1),
+			WITH last AS (SELECT tenant, kind, body FROM save_ledger WHERE doc_id = $1 AND kind NOT IN ('rejected', 'state-vector', 'disconnected')
+			              ORDER BY seq DESC LIMIT 1)
+			SELECT (SELECT tenant FROM last),
+			       (SELECT body::jsonb->>'outcome' FROM last WHERE kind = 'repaired'),
 			       (SELECT saved_by FROM document_revisions WHERE doc_id = $1 ORDER BY revision LIMIT 1),
 			       (SELECT title FROM document_revisions WHERE doc_id = $1 ORDER BY revision DESC LIMIT 1),
 			       greatest((SELECT max(revision) FROM document_revisions WHERE doc_id = $1),
 			                (SELECT max((body::jsonb->>'revision')::bigint) FROM save_ledger WHERE doc_id = $1))`, id).
-			Scan(&tenant, &owner, &title, &lastRev)
+			Scan(&tenant, &lastOutcome, &owner, &title, &lastRev)
 		if err != nil {
 			return nil, fmt.Errorf("load history of %s: %w", id, err)
 		}
 		if lastRev != nil {
 			st.revision, st.lastRev = *lastRev, *lastRev
 		}
-		if tenant != nil {
+		if tenant != nil && lastOutcome != nil && *lastOutcome == OutcomeDeletionStands {
+			// Its deletion was let stand (recreate): gone for good, its
+			// Yjs side included, until its school creates it again.
+			st.historyTenant, gone = *tenant, true
+		} else if tenant != nil {
 			d := deletedRow{tenant: *tenant}
 			if owner != nil {
 				d.owner = *owner
@@ -423,6 +430,9 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	gapRows.Close()
 	if err := gapRows.Err(); err != nil {
 		return nil, fmt.Errorf("load gaps of %s: %w", id, err)
+	}
+	if gone {
+		st.ydoc = nil
 	}
 	st.diverged = st.outsideChange() || (st.exists && st.ydoc != nil && st.ytext() != st.content)
 	return st, nil

@@ -73,6 +73,9 @@ const (
 	OutcomeConsistent        = "consistent"
 	OutcomeForeignMerged     = "foreign-merged"
 	OutcomeForeignPreserved  = "foreign-preserved"
+	// OutcomeDeletionStands: a row deleted outside the gateway where the
+	// legacy side was authoritative stays deleted (a repaired entry).
+	OutcomeDeletionStands = "deletion-stands"
 )
 
 // userOutside names writes made outside the gateway in the save history.
@@ -199,13 +202,18 @@ func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.S
 }
 
 // RecordDivergence records an open divergence of a document found by
-// verification, under the cohort and epoch it was found in (no-op if one
-// of the kind is already open).
+// verification, under its cohort's epoch as it is when recorded (no-op if
+// one of the kind is already open); epoch, the one the verification began
+// under, stands in only for a cohort no longer there. A pass that began
+// while the cohort was rolled back to Legacy may find, after a new attempt
+// started, a row written during that attempt: it counts for the attempt.
 func (e *Engine) RecordDivergence(ctx context.Context, doc, kind, cohort string, epoch int64, detail string) error {
 	_, err := e.pool.Exec(ctx, `
 		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail)
-		SELECT doc_id, $2, tenant, $3, $4, $5, now(), $6 FROM documents WHERE doc_id = $1
-		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail)
+		SELECT d.doc_id, $2, d.tenant, $3, $4, coalesce(c.epoch, $5), now(), $6
+		FROM documents d LEFT JOIN rollout_cohorts c ON c.rollout = $7 AND c.cohort = $4
+		WHERE d.doc_id = $1
+		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail, e.cfg.Rollout)
 	if err != nil {
 		return fmt.Errorf("record divergence of %s: %w", doc, err)
 	}
@@ -581,6 +589,16 @@ func (e *Engine) recreate(bc *batchCtx, st *docState) {
 	st.deleted = nil
 	stage, ok := bc.stages[d.tenant]
 	if !ok || legacyAuthoritative(stage.Stage) || st.ydoc == nil {
+		if st.ydoc != nil {
+			// On record, so that the document stays gone once reloaded:
+			// at a later stage, where the Yjs side is authoritative, its
+			// Yjs side would otherwise make the row again.
+			reason := "the legacy row was deleted outside the gateway while the legacy side was authoritative; the deletion stands, and the document's Yjs side will not bring it back"
+			en := ledger.Entry{Kind: ledger.KindRepaired, At: bc.now, Tenant: d.tenant, User: "server:repair",
+				Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: protocolLegacy,
+				Revision: st.revision, Outcome: OutcomeDeletionStands, Reason: reason}
+			e.appendLedger(bc, st, en)
+		}
 		st.ydoc = nil
 		st.historyTenant = d.tenant
 		return
