@@ -56,14 +56,10 @@ func legacyFixture(t *testing.T, dsn string, n int) (*dataplane.Postgres, *pgxpo
 	return dp, pool, cs
 }
 
+// setStage moves cohort pilot to stage within its first attempt.
 func setStage(t *testing.T, dp *dataplane.Postgres, expect int64, stage string) dataplane.CohortState {
 	t.Helper()
-	st, err := dp.SetStage(t.Context(), dataplane.StageChange{Key: dataplane.CohortKey{Rollout: itRollout, Cohort: "pilot"},
-		ExpectEpoch: expect, Stage: stage, Attempt: 1, Reason: "Test", At: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return stageAttempt(t, dp, expect, stage, 1, "")
 }
 
 // waitReport polls the shard's report of cohort pilot until ok holds.

@@ -23,12 +23,7 @@ func TestOutsideWriteWhileRolledBackIsNotAMismatchOfTheNextAttempt(t *testing.T)
 	runIntegritySyncer(t, dsn, time.Hour)
 	ctx := t.Context()
 	cs, _ = toVerify(t, dp, cs, n)
-	key := dataplane.CohortKey{Rollout: itRollout, Cohort: "pilot"}
-	cs, err := dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageLegacy, Attempt: 1,
-		Outcome: dataplane.OutcomeRolledBack, Reason: "GateFailed", At: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs = stageAttempt(t, dp, cs.Epoch, dataplane.StageLegacy, 1, dataplane.OutcomeRolledBack)
 	const edited = "rewritten in the legacy application while the cohort was rolled back"
 	if _, err := pool.Exec(ctx, `UPDATE documents SET content = $1, revision = revision + 1, updated_at = now() WHERE doc_id = 'doc-000004'`, edited); err != nil {
 		t.Fatal(err)
@@ -41,11 +36,7 @@ func TestOutsideWriteWhileRolledBackIsNotAMismatchOfTheNextAttempt(t *testing.T)
 	if len(rep.SampleMismatches) != 1 || rep.SampleMismatches[0] != "doc-000004" {
 		t.Errorf("at Legacy the report names %v, want doc-000004", rep.SampleMismatches)
 	}
-	cs, err = dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageDualWrite, Attempt: 2,
-		Reason: "NewAttempt", At: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cs = stageAttempt(t, dp, cs.Epoch, dataplane.StageDualWrite, 2, "")
 	// Every report of the new attempt, until every document is verified
 	// and for a while after, says no mismatch.
 	deadline := time.Now().Add(30 * time.Second)

@@ -31,17 +31,7 @@ func runSyncerWithAPI(t *testing.T, dsn string, fullEvery time.Duration) (c *Cli
 			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: fullEvery}})
 	}()
 	c = &Client{BaseURL: "http://" + addr, Token: "tok", HTTP: &http.Client{Timeout: 10 * time.Second}}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if res, err := http.Get(c.BaseURL + "/readyz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("syncer did not become ready")
-		}
-	}
+	waitReady(t, c, cancel)
 	stopped := false
 	stop = func() {
 		if stopped {

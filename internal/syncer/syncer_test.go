@@ -206,19 +206,26 @@ func startSyncerProc(t *testing.T, bin, dsn string) (*exec.Cmd, *Client) {
 		t.Fatal(err)
 	}
 	c := &Client{BaseURL: "http://" + addr, Token: "tok", HTTP: &http.Client{Timeout: 10 * time.Second}}
+	waitReady(t, c, func() { _ = cmd.Process.Kill() })
+	return cmd, c
+}
+
+// waitReady waits up to 30 s for the syncer behind c to answer /readyz;
+// failing, it runs giveUp and fails the test.
+func waitReady(t *testing.T, c *Client, giveUp func()) {
+	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if res, err := http.Get(c.BaseURL + "/readyz"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				break
+			_ = res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
+			giveUp()
 			t.Fatal("syncer did not become ready")
 		}
 	}
-	return cmd, c
 }
 
 // saveStream is writers saving to their own documents through a syncer,

@@ -1,19 +1,13 @@
-package yjs
+package yjs_test
 
 import (
 	"math/rand"
 	"runtime"
 	"strings"
 	"testing"
-)
 
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
-}
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
 
 // TestApproxBytesTracksTheHeap: a syncer's cache of documents is bounded
 // by ApproxBytes, so the estimate must follow what documents really hold:
@@ -24,11 +18,11 @@ func liveHeap() uint64 {
 // syncer keeps deleted content: its documents do not collect garbage).
 // The last three were far under: 21x, 0.8x and 685x (review).
 func TestApproxBytesTracksTheHeap(t *testing.T) {
-	check := func(what string, build func() *Doc) {
+	check := func(what string, build func() *yjs.Doc) {
 		t.Helper()
-		before := liveHeap()
+		before := heapAlloc()
 		d := build()
-		held := int64(liveHeap()) - int64(before)
+		held := int64(heapAlloc()) - int64(before)
 		est := d.ApproxBytes()
 		t.Logf("%s: %d structs, text %d: heap +%d B, estimate %d B (%.2f)", what, d.StructCount(), d.GetText("content").Len(), held, est, float64(est)/float64(held))
 		if float64(est) < 0.6*float64(held) || float64(est) > 1.6*float64(held) {
@@ -37,8 +31,8 @@ func TestApproxBytesTracksTheHeap(t *testing.T) {
 		runtime.KeepAlive(d)
 	}
 	const n = 50_000
-	split := func() *Doc {
-		d := NewDoc(Options{ClientID: 7})
+	split := func() *yjs.Doc {
+		d := yjs.NewDoc(yjs.Options{ClientID: 7})
 		x := d.GetText("content")
 		if err := x.Insert(0, strings.Repeat("ab", n), nil); err != nil {
 			t.Fatal(err)
@@ -53,18 +47,18 @@ func TestApproxBytesTracksTheHeap(t *testing.T) {
 	}
 	check("split locally", split)
 	up := split().EncodeStateAsUpdate(nil)
-	check("split, decoded", func() *Doc {
-		d := NewDoc(Options{ClientID: 8})
+	check("split, decoded", func() *yjs.Doc {
+		d := yjs.NewDoc(yjs.Options{ClientID: 8})
 		if err := d.ApplyUpdate(up); err != nil {
 			t.Fatal(err)
 		}
 		_ = d.GetText("content").String()
 		return d
 	})
-	check("1000 sessions, a word each", func() *Doc {
-		d := NewDoc(Options{ClientID: 1})
+	check("1000 sessions, a word each", func() *yjs.Doc {
+		d := yjs.NewDoc(yjs.Options{ClientID: 1})
 		for i := range 1000 {
-			c := NewDoc(Options{ClientID: uint64(1000 + i)})
+			c := yjs.NewDoc(yjs.Options{ClientID: uint64(1000 + i)})
 			var u []byte
 			c.OnUpdate(func(b []byte) { u = b })
 			if err := c.ApplyUpdate(d.EncodeStateAsUpdate(nil)); err != nil {
@@ -80,11 +74,11 @@ func TestApproxBytesTracksTheHeap(t *testing.T) {
 		}
 		return d
 	})
-	check("essay by four typists", func() *Doc {
+	check("essay by four typists", func() *yjs.Doc {
 		r := rand.New(rand.NewSource(1))
-		docs := make([]*Doc, 4)
+		docs := make([]*yjs.Doc, 4)
 		for i := range docs {
-			docs[i] = NewDoc(Options{ClientID: uint64(10 + i)})
+			docs[i] = yjs.NewDoc(yjs.Options{ClientID: uint64(10 + i)})
 		}
 		words := strings.Fields("a student writes about the water cycle and her friends add a sentence here and there")
 		for n := 0; n < 9000; {
@@ -114,8 +108,8 @@ func TestApproxBytesTracksTheHeap(t *testing.T) {
 		}
 		return docs[0]
 	})
-	check("a megabyte pasted, then deleted", func() *Doc {
-		d := NewDoc(Options{ClientID: 7})
+	check("a megabyte pasted, then deleted", func() *yjs.Doc {
+		d := yjs.NewDoc(yjs.Options{ClientID: 7})
 		x := d.GetText("content")
 		if err := x.Insert(0, "a short note. ", nil); err != nil {
 			t.Fatal(err)
@@ -129,8 +123,8 @@ func TestApproxBytesTracksTheHeap(t *testing.T) {
 		_ = x.String()
 		return d
 	})
-	check("typed", func() *Doc {
-		d := NewDoc(Options{ClientID: 7})
+	check("typed", func() *yjs.Doc {
+		d := yjs.NewDoc(yjs.Options{ClientID: 7})
 		x := d.GetText("content")
 		for i := range 4 * n {
 			if err := x.Insert(i, "x", nil); err != nil {
