@@ -89,6 +89,7 @@ type options struct {
 	keep             bool
 	memLimit         int64
 	pprof            string
+	lanes            int
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -108,12 +109,13 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.bin, "bin", "", "run the gateway and syncer binaries in this directory instead of building ./cmd/gateway and ./cmd/syncer")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
 	fs.StringVar(&o.pprof, "pprof", "", "serve the syncer's and the gateway's Go runtime profiles at /debug/pprof/ on this host and the two ports after it (say 127.0.0.1:6070: the syncer's on 6071 and its metrics on 6073, the gateway's on 6072), to profile them while the load runs")
+	fs.IntVar(&o.lanes, "lanes", 0, "the syncer's group-commit lanes (0: its default)")
 	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the syncer is told it runs under, as a pod's limit reaches it (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof)", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof -lanes)", fs.Args())
 	}
 	var bad []string
 	if o.docs < 1 || o.docs > 10000 {
@@ -136,6 +138,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	}
 	if o.warmup < 0 {
 		bad = append(bad, fmt.Sprintf("-warmup must not be negative, got %v", o.warmup))
+	}
+	if o.lanes < 0 || o.lanes > 64 {
+		bad = append(bad, fmt.Sprintf("-lanes must be in [0, 64], got %d", o.lanes))
 	}
 	if o.settle < 0 {
 		bad = append(bad, fmt.Sprintf("-settle must not be negative, got %v", o.settle))
@@ -254,7 +259,7 @@ func run(ctx context.Context, o options) error {
 		env = append(env, contract.EnvMemoryLimit+"="+strconv.FormatInt(o.memLimit, 10))
 	}
 	startOurs := func(round int) (*ours, error) {
-		return startOursProcs(ctx, binDir, tmp, env, round, o.pprof)
+		return startOursProcs(ctx, binDir, tmp, env, round, o.pprof, o.lanes)
 	}
 
 	// Create the documents, then restart both processes: the baseline
@@ -359,7 +364,7 @@ func (o *ours) stop() {
 	o.syncer.stop()
 }
 
-func startOursProcs(ctx context.Context, binDir, dir string, env []string, round int, pprofAt string) (*ours, error) {
+func startOursProcs(ctx context.Context, binDir, dir string, env []string, round int, pprofAt string, lanes int) (*ours, error) {
 	syncerProf, gatewayProf := []string{"--metrics-listen="}, []string(nil)
 	if pprofAt != "" {
 		host, port, err := net.SplitHostPort(pprofAt)
@@ -386,7 +391,7 @@ func startOursProcs(ctx context.Context, binDir, dir string, env []string, round
 	}
 	syncerURL := fmt.Sprintf("http://127.0.0.1:%d", sp)
 	s, err := startProc("syncer", filepath.Join(dir, fmt.Sprintf("syncer-%d.log", round)), env, filepath.Join(binDir, "syncer"),
-		append([]string{"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", sp)}, syncerProf...)...)
+		append([]string{"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", sp), fmt.Sprintf("--lanes=%d", lanes)}, syncerProf...)...)
 	if err != nil {
 		return nil, err
 	}
