@@ -108,7 +108,7 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.yjsDir, "yjs-dir", "test/yjs", "the pinned npm project (bench-gateway.mjs, hocuspocus-server.mjs, node_modules)")
 	fs.StringVar(&o.bin, "bin", "", "run the gateway and syncer binaries in this directory instead of building ./cmd/gateway and ./cmd/syncer")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
-	fs.StringVar(&o.pprof, "pprof", "", "serve the syncer's and the gateway's Go runtime profiles at /debug/pprof/ on this host and the two ports after it (say 127.0.0.1:6070: the syncer's on 6071 and its metrics on 6073, the gateway's on 6072), to profile them while the load runs")
+	fs.StringVar(&o.pprof, "pprof", "", "serve the syncer's and the gateway's Go runtime profiles at /debug/pprof/ on this host and the two ports after it (say 127.0.0.1:6070: the syncer's on 6071 and its metrics on 6073, the gateway's on 6072 and its metrics on 6074), to profile them while the load runs")
 	fs.IntVar(&o.lanes, "lanes", 0, "the syncer's group-commit lanes (0: its default)")
 	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the syncer is told it runs under, as a pod's limit reaches it (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
@@ -365,21 +365,21 @@ func (o *ours) stop() {
 }
 
 func startOursProcs(ctx context.Context, binDir, dir string, env []string, round int, pprofAt string, lanes int) (*ours, error) {
-	syncerProf, gatewayProf := []string{"--metrics-listen="}, []string(nil)
+	syncerProf, gatewayProf := []string{"--metrics-listen="}, []string{"--metrics-listen="}
 	if pprofAt != "" {
 		host, port, err := net.SplitHostPort(pprofAt)
 		if err != nil {
 			return nil, fmt.Errorf("-pprof: %w", err)
 		}
 		p, err := strconv.Atoi(port)
-		if err != nil || p < 1 || p > 65533 {
-			return nil, fmt.Errorf("-pprof: port %q is not in [1, 65533]", port)
+		if err != nil || p < 1 || p > 65531 {
+			return nil, fmt.Errorf("-pprof: port %q is not in [1, 65531]", port)
 		}
 		at := func(n int) string { return net.JoinHostPort(host, strconv.Itoa(p+n)) }
 		syncerProf = []string{"--pprof-listen=" + at(1), "--metrics-listen=" + at(3)}
-		gatewayProf = []string{"--pprof-listen=" + at(2)}
-		fmt.Fprintf(os.Stderr, "benchgateway: profiles: syncer at http://%s/debug/pprof/ (metrics at http://%s/metrics), gateway at http://%s/debug/pprof/\n",
-			at(1), at(3), at(2))
+		gatewayProf = []string{"--pprof-listen=" + at(2), "--metrics-listen=" + at(4)}
+		fmt.Fprintf(os.Stderr, "benchgateway: profiles: syncer at http://%s/debug/pprof/ (metrics at http://%s/metrics), gateway at http://%s/debug/pprof/ (metrics at http://%s/metrics)\n",
+			at(1), at(3), at(2), at(4))
 	}
 	sp, err := freePort()
 	if err != nil {
@@ -400,7 +400,7 @@ func startOursProcs(ctx context.Context, binDir, dir string, env []string, round
 		return nil, err
 	}
 	g, err := startProc("gateway", filepath.Join(dir, fmt.Sprintf("gateway-%d.log", round)), env, filepath.Join(binDir, "gateway"),
-		append([]string{"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", gp), "--metrics-listen=", "--syncer=" + syncerURL}, gatewayProf...)...)
+		append([]string{"--shard=0", fmt.Sprintf("--listen=127.0.0.1:%d", gp), "--syncer=" + syncerURL}, gatewayProf...)...)
 	if err != nil {
 		s.stop()
 		return nil, err
