@@ -79,7 +79,10 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 					q.Set(k, v)
 				}
 			}
-			if revision > 0 {
+			if cmd.Flags().Changed("revision") {
+				if revision < 1 {
+					return fmt.Errorf("--revision %d: revisions count from 1", revision)
+				}
 				q.Set("revision", strconv.FormatInt(revision, 10))
 			}
 			var ev store.Evidence

@@ -380,18 +380,37 @@ func readError(err error, tooLarge string) *apiError {
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
+	raw, e := readBody(w, r)
+	if e != nil {
+		return e
+	}
+	return decodeRaw(raw, v)
+}
+
+// readBody reads a request body of at most contract.MaxBodyBytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("request body over %d bytes", contract.MaxBodyBytes))
+			return nil, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("request body over %d bytes", contract.MaxBodyBytes))
 		}
-		return bad(http.StatusBadRequest, "invalid_json", "reading body: "+err.Error())
+		return nil, bad(http.StatusBadRequest, "invalid_json", "reading body: "+err.Error())
 	}
+	return raw, nil
+}
+
+// decodeRaw decodes a JSON body into v (see decodeBody).
+func decodeRaw(raw []byte, v any) *apiError {
 	// encoding/json would read bytes that are not UTF-8 as U+FFFD, and
 	// the text saved would not be the text sent.
 	if !utf8.Valid(raw) {
 		return bad(http.StatusBadRequest, "invalid_json", "the body is not UTF-8")
+	}
+	// Nor a \uXXXX escape of half a surrogate pair (an editor cutting
+	// text at a UTF-16 index sends one): it too would be saved as U+FFFD.
+	if at := loneSurrogate(raw); at >= 0 {
+		return bad(http.StatusBadRequest, "invalid_json", fmt.Sprintf("a string escape at byte %d is half of a UTF-16 surrogate pair, not a character", at))
 	}
 	if e := exactFields(raw, v); e != nil {
 		return e
@@ -417,6 +436,42 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
 		return bad(http.StatusBadRequest, "invalid_json", "trailing data after the JSON object")
 	}
 	return nil
+}
+
+// loneSurrogate returns the offset of the first \uXXXX escape in raw that
+// is half of a UTF-16 surrogate pair without its other half, or -1.
+// Backslashes occur only inside strings in JSON; a body that is not JSON
+// is refused by the decoder anyway.
+func loneSurrogate(raw []byte) int {
+	hex4 := func(i int) (rune, bool) {
+		if i+6 > len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+		return rune(n), err == nil
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		r, ok := hex4(i)
+		if !ok {
+			i++ // another escape: skip the escaped byte
+			continue
+		}
+		switch {
+		case r >= 0xD800 && r < 0xDC00:
+			if lo, ok := hex4(i + 6); ok && lo >= 0xDC00 && lo < 0xE000 {
+				i += 11
+				continue
+			}
+			return i
+		case r >= 0xDC00 && r < 0xE000:
+			return i
+		}
+		i += 5
+	}
+	return -1
 }
 
 // exactFields refuses a body whose top-level object names a field twice or
@@ -523,7 +578,23 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var b createBody
-	if e := decodeBody(w, r, &b); e != nil {
+	raw, e := readBody(w, r)
+	if e == nil {
+		e = decodeRaw(raw, &b)
+	}
+	if e != nil {
+		// Refused for its shape: on the record of the document the body
+		// names, if it names a valid one (as a refused save is).
+		var named struct {
+			ID string `json:"id"`
+		}
+		// A type error elsewhere still fills id; a syntax error fills
+		// nothing.
+		_ = json.Unmarshal(raw, &named)
+		if contract.ValidDocID(named.ID) {
+			g.refuse(w, r, named.ID, c, e)
+			return
+		}
 		syncer.WriteError(w, e)
 		return
 	}
@@ -667,12 +738,27 @@ func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
 	g.apply(w, r, http.StatusOK, store.Request{Kind: store.KindSync1, Doc: doc, Tenant: c.Tenant, User: c.User, RequestID: requestID(r), StateVector: raw})
 }
 
+// query parses the request's query string strictly: url.Values drops
+// the pairs it cannot parse (a bad percent escape, a ';'), and the
+// request would be answered as if it had not asked what it asked.
+func query(r *http.Request) (url.Values, *apiError) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, bad(http.StatusBadRequest, store.CodeInvalidRequest, "the query string cannot be parsed: "+err.Error())
+	}
+	return q, nil
+}
+
 func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
 	c, _, ok := g.begin(w, r, readOnly)
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
+	q, qerr := query(r)
+	if qerr != nil {
+		syncer.WriteError(w, qerr)
+		return
+	}
 	limit := 0 // the default, 1000
 	if vs, ok := q["limit"]; ok {
 		n, err := strconv.Atoi(vs[0])
@@ -726,6 +812,9 @@ func (g *Gateway) revision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rev, err := strconv.ParseInt(r.PathValue("rev"), 10, 64)
+	if errors.Is(err, strconv.ErrRange) && rev > 0 {
+		err = nil // past any revision: not found
+	}
 	if err != nil || rev < 1 {
 		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "revision must be a positive integer"))
 		return
@@ -749,6 +838,9 @@ func (g *Gateway) preserved(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, err := strconv.ParseInt(r.PathValue("pid"), 10, 64)
+	if errors.Is(err, strconv.ErrRange) && id > 0 {
+		err = nil // past any preserved text: not found
+	}
 	if err != nil || id < 1 {
 		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "preserved ID must be a positive integer"))
 		return
@@ -771,11 +863,22 @@ func (g *Gateway) evidence(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	given, qerr := query(r)
+	if qerr != nil {
+		syncer.WriteError(w, qerr)
+		return
+	}
 	q := url.Values{}
 	for _, k := range []string{"request", "revision", "client", "user", "since"} {
-		if v := r.URL.Query().Get(k); v != "" {
-			q.Set(k, v)
+		vs, ok := given[k]
+		if !ok {
+			continue
 		}
+		if len(vs) != 1 || vs[0] == "" {
+			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, k+" must be given once, not empty"))
+			return
+		}
+		q.Set(k, vs[0])
 	}
 	if _, err := syncer.EvidenceQueryFrom(q); err != nil {
 		syncer.WriteError(w, err)

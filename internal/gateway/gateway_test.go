@@ -265,7 +265,6 @@ func TestBadInput(t *testing.T) {
 		{"wrong tenant read", "GET", "/v1/documents/doc1", mallory, nil, nil, 404, "not_found"},
 		{"wrong tenant write", "PUT", "/v1/documents/doc1", mallory, `{"content": "pwned"}`, nil, 404, "not_found"},
 		{"wrong tenant revision", "GET", "/v1/documents/doc1/revisions/1", mallory, nil, nil, 404, "not_found"},
-		{"wrong tenant evidence", "GET", "/v1/documents/doc1/evidence", mallory, nil, nil, 404, "not_found"},
 		{"wrong tenant yjs", "POST", "/v1/documents/doc1/updates", mallory, []byte{0, 0}, nil, 404, "not_found"},
 		{"expired token", "PUT", "/v1/documents/doc1", expired, `{"content": "x"}`, nil, 401, "token_expired"},
 		{"garbage token", "GET", "/v1/documents/doc1", "yawp1.garbage.sig", nil, nil, 401, "unauthenticated"},

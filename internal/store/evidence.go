@@ -128,15 +128,30 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	if err != nil {
 		return Evidence{}, err
 	}
-	if st.exists && st.tenant != q.Tenant {
-		return Evidence{}, notFound(q.Doc)
-	}
+	// Another school's document answers as an ID without a trace would
+	// (exists false, never persisted), showing only the asker's own
+	// entries on it: a 404 here, against 200 for an unused ID, told any
+	// school for free which IDs others use. Its chain is not reported.
+	foreign := st.exists && st.tenant != q.Tenant
 	rows, err := LedgerRows(ctx, e.pool, q.Doc)
 	if err != nil {
 		return Evidence{}, err
 	}
-	ev := Evidence{Doc: q.Doc, Exists: st.exists, Subject: q.subject(), Findings: []Finding{}, Timeline: []TimelineEntry{}}
-	ev.Chain = chainReport(q.Doc, rows, nil)
+	ev := Evidence{Doc: q.Doc, Exists: st.exists && !foreign, Subject: q.subject(), Findings: []Finding{}, Timeline: []TimelineEntry{}}
+	if foreign {
+		ev.Chain = chainReport(q.Doc, nil, nil)
+		own := rows[:0:0]
+		for _, r := range rows {
+			var en ledger.Entry
+			if json.Unmarshal(r.Body, &en) == nil && en.Tenant == q.Tenant {
+				own = append(own, r)
+			}
+		}
+		rows = own
+		st = &docState{id: q.Doc}
+	} else {
+		ev.Chain = chainReport(q.Doc, rows, nil)
+	}
 	var all []TimelineEntry
 	for _, r := range rows {
 		var en ledger.Entry
