@@ -149,10 +149,24 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// rest: the gates and rollbacks below judge the shards' reports, which
 	// the pods of the last applied template keep sending. It is recorded in
 	// status and the apply is tried again at every poll.
-	gw, gwErr := r.applyGateway(ctx, &ro, true)
-	if gwErr != nil {
-		log.Error(gwErr, "gateway not applied")
+	//
+	// Not while the data plane records another shard count (a rollout
+	// deleted with Retain and created again with another spec.gateway.
+	// shards): documents are placed by a hash modulo the count, so the
+	// live gateway would route them by a count they were not placed with,
+	// and a rolling scale-up could let two shards write one document.
+	// observe reports the refusal (Degraded, DataPlaneError).
+	var gw gatewayPods
+	var gwErr error
+	if err := r.checkShards(ctx, &ro); errors.Is(err, dataplane.ErrShardsChanged) {
+		log.Error(err, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
+	} else {
+		gw, gwErr = r.applyGateway(ctx, &ro, true)
+		if gwErr != nil {
+			log.Error(gwErr, "gateway not applied")
+			gw = r.cachedGatewayPods(ctx, &ro)
+		}
 	}
 
 	// 4. Read the data plane.
@@ -260,6 +274,21 @@ func (o observation) removedNames() []string {
 
 // observe opens the data plane, registers the rollout and reads every
 // cohort's row and the shards' reports.
+// checkShards registers the rollout with its shard count in the data
+// plane (a no-op once registered): dataplane.ErrShardsChanged if another
+// count is recorded. Other errors are observe's to report.
+func (r *PersistenceRolloutReconciler) checkShards(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
+	dsn, err := r.databaseURL(ctx, ro)
+	if err != nil {
+		return err
+	}
+	store, err := r.Stores.Get(ctx, dsn)
+	if err != nil {
+		return err
+	}
+	return store.RegisterRollout(ctx, rolloutKey(ro), int(ro.Spec.Gateway.Shards))
+}
+
 func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (observation, error) {
 	dsn, err := r.databaseURL(ctx, ro)
 	if err != nil {
