@@ -230,11 +230,18 @@ func plan(in planInput) planOutput {
 		other := ""
 		switch in.spec.Strategy {
 		case persistencev1alpha1.StrategyDualWriteFirst:
-			mayStart, mayFlip = true, earlierDone
+			// A removed cohort on its way holds back new starts too: a
+			// rename would otherwise freeze the "new" name at once, with
+			// none of the schools the old one holds.
+			mayStart, mayFlip = len(in.removed) == 0, earlierDone
 		default:
 			other = otherOnWay(i)
 			mayStart = earlierDone && other == ""
-			mayFlip = len(in.removed) == 0 && other == ""
+			// Several on their way (the strategy was DualWriteFirst
+			// until now): the first in the spec's order goes on, the
+			// others wait for it. Each waiting for the others, none
+			// ever flipped.
+			mayFlip = len(in.removed) == 0 && (other == "" || i == onWay[0])
 		}
 		cp := planCohort(in, c, mayStart, mayFlip)
 		if school, other := listedElsewhere(in.cohorts, i); c.state == nil && school != "" {

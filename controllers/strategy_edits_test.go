@@ -1,0 +1,67 @@
+package controllers
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+)
+
+// walkBothToVerify takes the cohorts of a DualWriteFirst rollout to
+// Verify together.
+func (f *fixture) walkBothToVerify(name string, cohorts ...string) {
+	f.t.Helper()
+	for _, stage := range []persistencev1alpha1.Stage{persistencev1alpha1.StageDualWrite, persistencev1alpha1.StageBackfill, persistencev1alpha1.StageVerify} {
+		for _, c := range cohorts {
+			f.waitStage(name, c, stage)
+		}
+		f.healthyShards(name)
+	}
+}
+
+// TestStrategySwitchToPerCohortKeepsFlipping: two cohorts soak together
+// under DualWriteFirst and the team switches to PerCohort before the
+// first flip. PerCohort lets a cohort flip only when no other is on its
+// way, and both were: a waited for b and b for a, and nothing flipped,
+// with status saying Progressing. The first in the spec's order flips.
+func TestStrategySwitchToPerCohortKeepsFlipping(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("switch", "a", "b")
+	ro.Spec.Strategy = persistencev1alpha1.StrategyDualWriteFirst
+	ro.Spec.Cohorts[0].Soak.Duration = 10 * time.Minute
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkBothToVerify("switch", "a", "b")
+
+	f.update("switch", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Strategy = persistencev1alpha1.StrategyPerCohort
+	})
+	f.g.Eventually(func() int64 { return f.get("switch").Status.ObservedGeneration }).Should(Equal(f.get("switch").Generation))
+	f.soak("switch", 10*time.Minute)
+	f.g.Eventually(func() string {
+		f.healthyShards("switch")
+		return f.stagePG("switch", "a")
+	}, "10s", "200ms").Should(Equal("LocalFirst"), "a, first in the spec, flips; b: %s", f.cohortStatus("switch", "b").Message)
+	f.g.Expect(f.stagePG("switch", "b")).To(Equal("Verify"), "b waits for a")
+}
+
+// TestRenameUnderDualWriteFirstStartsNothing: a cohort on its way that is
+// renamed keeps its stage, and no other cohort starts until it is back
+// under its name (the CRD says so; PerCohort did it). DualWriteFirst
+// started the new name at once, frozen with none of the old one's
+// schools, and renaming it back left a second cohort on its way.
+func TestRenameUnderDualWriteFirstStartsNothing(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("dwfren", "a", "b")
+	ro.Spec.Strategy = persistencev1alpha1.StrategyDualWriteFirst
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkBothToVerify("dwfren", "a", "b")
+
+	f.update("dwfren", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Name = "a-2" })
+	f.seesSpec("dwfren", "a-2", "b")
+	f.g.Consistently(func() string { return f.stagePG("dwfren", "a-2") }, "2s", "100ms").Should(BeEmpty(),
+		"a-2 started while a (renamed away at Verify) is on its way; events: %v", f.events("dwfren"))
+	f.g.Expect(f.cohortStatus("dwfren", "a-2").Message).To(ContainSubstring("cohort a, removed from the spec while on its way"))
+}
