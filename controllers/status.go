@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/dataplane"
 )
 
 // This file derives status from what was observed and decided. It is pure:
@@ -155,7 +157,44 @@ func cohortStatus(in cohortInput, cp cohortPlan) persistencev1alpha1.CohortStatu
 	default:
 		cs.Message = "moving"
 	}
+	if d := frozenDiffers(in.spec, st.Selector); d != "" {
+		cs.Message += "; " + d
+	}
 	return cs
+}
+
+// frozenDiffers says how a started cohort's spec selects other schools
+// than it was frozen with, "" when it does not. Memberships never move:
+// a school listed after the cohort started never joins it, one no longer
+// listed stays in it, and edited buckets are not used.
+func frozenDiffers(spec persistencev1alpha1.CohortSpec, frozen dataplane.Selector) string {
+	var parts []string
+	if frozen.Tenants != nil {
+		var added, dropped []string
+		for _, t := range spec.Tenants {
+			if !slices.Contains(frozen.Tenants, t) {
+				added = append(added, t)
+			}
+		}
+		for _, t := range frozen.Tenants {
+			if !slices.Contains(spec.Tenants, t) {
+				dropped = append(dropped, t)
+			}
+		}
+		if len(added) > 0 {
+			parts = append(parts, fmt.Sprintf("listed since it started, never joining it: %s", strings.Join(added, ", ")))
+		}
+		if len(dropped) > 0 {
+			parts = append(parts, fmt.Sprintf("no longer listed, still members: %s", strings.Join(dropped, ", ")))
+		}
+	}
+	if fb := frozen.Buckets; fb != nil && (spec.Buckets == nil || int(spec.Buckets.From) != fb.From || int(spec.Buckets.To) != fb.To) {
+		parts = append(parts, fmt.Sprintf("buckets frozen as [%d, %d) when it started; the spec's are not used", fb.From, fb.To))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "its schools were frozen when it started (memberships never move): " + strings.Join(parts, "; ")
 }
 
 // applyStatus writes the observed and decided state into ro.Status.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -64,4 +65,41 @@ func TestRenameUnderDualWriteFirstStartsNothing(t *testing.T) {
 	f.g.Consistently(func() string { return f.stagePG("dwfren", "a-2") }, "2s", "100ms").Should(BeEmpty(),
 		"a-2 started while a (renamed away at Verify) is on its way; events: %v", f.events("dwfren"))
 	f.g.Expect(f.cohortStatus("dwfren", "a-2").Message).To(ContainSubstring("cohort a, removed from the spec while on its way"))
+}
+
+// TestSchoolMovedBetweenCohortsIsSaidInStatus: pilot-school is frozen
+// into pilot, which is at Verify, and the team moves it to rest's list,
+// giving pilot another school. Memberships never move (as designed), so
+// pilot-school goes local-first with pilot and pilot-school-2 never joins
+// it. Nothing said so: no condition, cohort message or Warning named
+// either school. Pilot's status says both now.
+func TestSchoolMovedBetweenCohortsIsSaidInStatus(t *testing.T) {
+	f := newFixture(t)
+	f.g.Expect(k8s.Create(context.Background(), f.rollout("move", "pilot", "rest"))).To(Succeed())
+	f.walkToVerify("move", "pilot")
+
+	f.update("move", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Cohorts[0].Tenants = []string{"pilot-school-2"}
+		ro.Spec.Cohorts[1].Tenants = []string{"rest-school", "pilot-school"}
+	})
+	f.seesSpec("move", "pilot", "rest")
+	f.g.Eventually(func() string { return f.cohortStatus("move", "pilot").Message }).Should(And(
+		ContainSubstring("memberships never move"),
+		ContainSubstring("listed since it started, never joining it: pilot-school-2"),
+		ContainSubstring("no longer listed, still members: pilot-school")))
+	f.g.Expect(f.cohortOf("pilot-school")).To(Equal("pilot"), "membership is frozen")
+}
+
+// TestEditedBucketsOfAStartedCohortAreSaidInStatus: a started bucket
+// cohort places schools first seen later by the buckets it was frozen
+// with; an edit of its buckets is not used, and its status says so.
+func TestEditedBucketsOfAStartedCohortAreSaidInStatus(t *testing.T) {
+	f := newFixture(t)
+	ro := f.bucketRollout("bmove")
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	first := ro.Spec.Cohorts[0]
+	f.walkToVerify("bmove", first.Name)
+	f.update("bmove", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Cohorts[0].Buckets.To-- })
+	f.g.Eventually(func() string { return f.cohortStatus("bmove", first.Name).Message }).Should(
+		ContainSubstring(fmt.Sprintf("buckets frozen as [%d, %d) when it started", first.Buckets.From, first.Buckets.To)))
 }

@@ -107,6 +107,9 @@ type CohortState struct {
 	// school seen for the first time.
 	RemovedAt time.Time
 	Members   int64
+	// Selector is the rule the membership was frozen with when the cohort
+	// started (the spec may list other schools since: they never move).
+	Selector Selector
 	// HeldElsewhere, set by FreezeCohort only, counts the schools its
 	// selector named that already belonged to another cohort: memberships
 	// are never moved, so they stay there. HeldOutsideSpec counts those of

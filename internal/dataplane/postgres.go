@@ -171,16 +171,22 @@ func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, 
 
 const selectCohorts = `
 	SELECT c.cohort, c.position, c.stage, c.epoch, c.attempt, c.outcome, c.stage_since, c.soak_started_at, c.frozen_at, c.removed_at,
-	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort)
+	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort), c.selector
 	FROM rollout_cohorts c WHERE c.rollout = $1`
 
 func scanCohort(row pgx.Row) (CohortState, error) {
 	var st CohortState
 	var removed *time.Time
+	var selector []byte
 	err := row.Scan(&st.Cohort, &st.Position, &st.Stage, &st.Epoch, &st.Attempt, &st.Outcome,
-		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members)
+		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members, &selector)
 	if removed != nil {
 		st.RemovedAt = *removed
+	}
+	if err == nil && len(selector) > 0 {
+		if jerr := json.Unmarshal(selector, &st.Selector); jerr != nil {
+			return st, fmt.Errorf("cohort %s: selector: %w", st.Cohort, jerr)
+		}
 	}
 	return st, err
 }
