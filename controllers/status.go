@@ -160,6 +160,15 @@ func cohortStatus(in cohortInput, cp cohortPlan) persistencev1alpha1.CohortStatu
 	if d := frozenDiffers(in.spec, st.Selector); d != "" {
 		cs.Message += "; " + d
 	}
+	if want := max(in.spec.Attempt, 1); want > st.Attempt && st.Outcome == "" && onItsWay(st) {
+		// Raised while the attempt runs: a standing retry, which a
+		// manifest re-applied by mistake also makes.
+		cs.Message += fmt.Sprintf("; attempt %d is asked for while attempt %d runs: it starts as soon as attempt %d fails, without waiting for a person",
+			want, st.Attempt, st.Attempt)
+		if in.spec.RequireApproval && in.spec.ApprovedAttempt >= want {
+			cs.Message += fmt.Sprintf(", and is already approved for its flip (approvedAttempt: %d)", in.spec.ApprovedAttempt)
+		}
+	}
 	return cs
 }
 

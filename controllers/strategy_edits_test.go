@@ -103,3 +103,25 @@ func TestEditedBucketsOfAStartedCohortAreSaidInStatus(t *testing.T) {
 	f.g.Eventually(func() string { return f.cohortStatus("bmove", first.Name).Message }).Should(
 		ContainSubstring(fmt.Sprintf("buckets frozen as [%d, %d) when it started", first.Buckets.From, first.Buckets.To)))
 }
+
+// TestAttemptRaisedWhileRunningIsSaidInStatus: raising attempt (and
+// approving it) while attempt 1 still runs, say by re-applying a manifest
+// meant for a retry, makes a standing retry: when attempt 1 fails its
+// gate, attempt 2 starts at once, already approved. That was accepted
+// without a word (status said attempt 1 and nothing more); the cohort's
+// status now says it while attempt 1 runs.
+func TestAttemptRaisedWhileRunningIsSaidInStatus(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("retry", "pilot")
+	ro.Spec.Cohorts[0].RequireApproval = true
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkToVerify("retry", "pilot")
+	f.update("retry", func(ro *persistencev1alpha1.PersistenceRollout) {
+		ro.Spec.Cohorts[0].Attempt, ro.Spec.Cohorts[0].ApprovedAttempt = 2, 2
+	})
+	f.seesSpec("retry", "pilot")
+	f.g.Eventually(func() string { return f.cohortStatus("retry", "pilot").Message }).Should(And(
+		ContainSubstring("attempt 2 is asked for while attempt 1 runs: it starts as soon as attempt 1 fails"),
+		ContainSubstring("already approved for its flip")))
+	f.g.Expect(f.cohortStatus("retry", "pilot").Attempt).To(BeEquivalentTo(1))
+}

@@ -285,7 +285,9 @@ type CohortSpec struct {
 
 	// attempt is the attempt the cohort should be on. After a failed
 	// attempt (rolled back or halted by a gate) the cohort waits; raise
-	// attempt to try again.
+	// attempt to try again. Raised while an attempt still runs, it is a
+	// standing retry: the next attempt starts as soon as this one fails,
+	// and the cohort's status message says so meanwhile.
 	// +optional
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
