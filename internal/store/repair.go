@@ -193,13 +193,34 @@ func authSide(stage string) string {
 // resolveDivergence marks the document's open divergence of kind resolved,
 // or records one found and resolved now.
 func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.SaveStage, kind, detail, resolution string, seq int64) {
-	bc.pre.Queue(`
-		WITH r AS (UPDATE divergences SET resolved_at = $7, resolution = $6, ledger_seq = $8
-		           WHERE doc_id = $1 AND kind = $4 AND resolved_at IS NULL RETURNING 1)
-		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, resolved_at, resolution, ledger_seq)
-		SELECT $1, $2, $3, $4, $9, $10, $7, $5, $7, $6, $8 WHERE NOT EXISTS (SELECT 1 FROM r)`,
-		st.id, e.cfg.Shard, st.tenant, kind, detail, resolution, bc.now, seq, stage.Cohort, stage.Epoch)
+	// Found now, it is counted as verification counts it (excusedCTE,
+	// its parameters renumbered: $1 the document, $9 the cohort, $11 the
+	// rollout).
+	cte := strings.NewReplacer("$4", "$9", "$7", "$11").Replace(excusedCTE)
+	bc.pre.Queue(cte+`,
+		r AS (UPDATE divergences SET resolved_at = $7, resolution = $6, ledger_seq = $8
+		      WHERE doc_id = $1 AND kind = $4 AND resolved_at IS NULL RETURNING 1)
+		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, resolved_at, resolution, ledger_seq, outside_change)
+		SELECT $1, $2, $3, $4, $9, coalesce((SELECT epoch FROM excused), $10), $7, $5, $7, $6, $8, (SELECT id FROM excused)
+		WHERE NOT EXISTS (SELECT 1 FROM r)`,
+		st.id, e.cfg.Shard, st.tenant, kind, detail, resolution, bc.now, seq, stage.Cohort, stage.Epoch, e.cfg.Rollout)
 }
+
+// excusedCTE names, for document $1 of cohort $4 of rollout $7, the
+// cohort's current epoch and attempt (cur), and the outside change to
+// count a divergence of the document under (excused: none, or one row):
+// the document's latest write behind the gateway, when it was made under
+// an epoch before the cohort's current attempt left Legacy (the legacy
+// application writing while the cohort was rolled back, or before it
+// started) and has not excused a divergence already. Such a divergence,
+// found only once the attempt runs, is not the attempt's mismatch.
+const excusedCTE = `
+		WITH cur AS (SELECT epoch, attempt FROM rollout_cohorts WHERE rollout = $7 AND cohort = $4),
+		     start AS (SELECT min(s.epoch) AS epoch FROM stage_changes s, cur
+		               WHERE s.rollout = $7 AND s.cohort = $4 AND s.attempt = cur.attempt AND s.to_stage <> 'Legacy'),
+		     cause AS (SELECT o.id, o.epoch FROM outside_changes o WHERE o.doc_id = $1 ORDER BY o.id DESC LIMIT 1),
+		     excused AS (SELECT cause.id, cause.epoch FROM cause, start
+		                 WHERE cause.epoch < start.epoch AND NOT EXISTS (SELECT 1 FROM divergences v WHERE v.outside_change = cause.id))`
 
 // RecordDivergence records an open divergence of a document found by
 // verification, under its cohort's epoch as it is when recorded (no-op if
@@ -208,10 +229,11 @@ func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.S
 // while the cohort was rolled back to Legacy may find, after a new attempt
 // started, a row written during that attempt: it counts for the attempt.
 func (e *Engine) RecordDivergence(ctx context.Context, doc, kind, cohort string, epoch int64, detail string) error {
-	_, err := e.pool.Exec(ctx, `
-		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail)
-		SELECT d.doc_id, $2, d.tenant, $3, $4, coalesce(c.epoch, $5), now(), $6
-		FROM documents d LEFT JOIN rollout_cohorts c ON c.rollout = $7 AND c.cohort = $4
+	_, err := e.pool.Exec(ctx, excusedCTE+`
+		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, outside_change)
+		SELECT d.doc_id, $2, d.tenant, $3, $4, coalesce((SELECT epoch FROM excused), (SELECT epoch FROM cur), $5), now(), $6,
+		       (SELECT id FROM excused)
+		FROM documents d
 		WHERE d.doc_id = $1
 		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail, e.cfg.Rollout)
 	if err != nil {

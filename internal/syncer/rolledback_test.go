@@ -200,7 +200,9 @@ func TestDeletionWhileRolledBackStaysAfterARestart(t *testing.T) {
 // is still running when the new attempt starts (E_2). A row written
 // outside the gateway after that, and verified later in the same pass,
 // was recorded under E_L, so attempt 2's gate never saw a write made
-// during it. A lock on divergences only stretches the pass so the window
+// during it. A row written before the attempt began, found by the same
+// pass after it began, counts under E_L (migration 00014): it was
+// counted against attempt 2. A lock on divergences only stretches the pass so the window
 // is hit every time; a long full pass over a big cohort opens it alone.
 func TestWriteDuringANewAttemptCountsForItWhenAPassBeganAtLegacy(t *testing.T) {
 	dsn := pgharness.ForTest(t)
@@ -240,13 +242,22 @@ func TestWriteDuringANewAttemptCountsForItWhenAPassBeganAtLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	maxMis := int64(0)
+	var samples []string
 	deadline := time.Now().Add(8 * time.Second)
 	for time.Now().Before(deadline) {
 		rep, _ := pollReport(t, dp, 0, func(dataplane.CohortReport) bool { return true })
 		if rep.Epoch == cs2.Epoch && rep.Mismatched > maxMis {
-			maxMis = rep.Mismatched
+			maxMis, samples = rep.Mismatched, rep.SampleMismatches
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The Legacy-period write, found by the same pass after the attempt
+	// began, is not the attempt's: counted under the epoch it was made in.
+	if maxMis != 1 || len(samples) != 1 || samples[0] != "doc-000300" {
+		t.Errorf("attempt 2 counted %d mismatched %v, want doc-000300 alone (doc-000001 was written at Legacy)", maxMis, samples)
+	}
+	if got := scalar(t, pool, `SELECT min(epoch) FROM divergences WHERE doc_id = 'doc-000001'`); got != csL.Epoch {
+		t.Errorf("doc-000001's divergence is counted under epoch %d, want the Legacy epoch %d it was written in", got, csL.Epoch)
 	}
 	var divEpoch, ledgerEpoch int64
 	_ = pool.QueryRow(ctx, `SELECT epoch FROM divergences WHERE doc_id = 'doc-000300' ORDER BY detected_at DESC LIMIT 1`).Scan(&divEpoch)

@@ -1,0 +1,59 @@
+package store
+
+import (
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+// TestSaveRepairingALegacyPeriodWriteIsNotTheAttemptsMismatch: after a
+// rollback the legacy application rewrites a row directly; the new
+// attempt starts before verification saw it, and a student's save gets
+// there first, repairing the document in its group. The divergence it
+// records is counted under the Legacy epoch the write was made in, not
+// the attempt's (it rolled the attempt back with maxMismatches 0); a
+// write during the attempt still counts under the attempt's epoch.
+func TestSaveRepairingALegacyPeriodWriteIsNotTheAttemptsMismatch(t *testing.T) {
+	e := setup(t)
+	st := e.cohort("c", dataplane.StageVerify, "t")
+	rev := e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first draft"}).Revision
+	key := dataplane.CohortKey{Rollout: rollout, Cohort: "c"}
+	change := func(stage string, attempt int32, outcome string) {
+		t.Helper()
+		var err error
+		st, err = e.dp.SetStage(t.Context(), dataplane.StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: stage, Attempt: attempt,
+			Outcome: outcome, Reason: "test", At: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	change(dataplane.StageLegacy, 1, dataplane.OutcomeRolledBack)
+	legacyEpoch := st.Epoch
+	if _, err := e.pool.Exec(t.Context(), `UPDATE documents SET content = 'first draft, edited in the legacy app', revision = revision + 1 WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	change(dataplane.StageDualWrite, 2, "")
+	r := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", BaseRevision: rev + 1, Content: "first draft, edited in the legacy app, and by the student"})
+	if r.Outcome != OutcomeSaved {
+		t.Fatalf("save: %s", r.Outcome)
+	}
+	if got := e.count(`SELECT count(*) FROM divergences WHERE doc_id = 'd' AND epoch = $1`, st.Epoch); got != 0 {
+		t.Errorf("%d divergences of d counted under attempt 2's epoch %d, for a write made at Legacy", got, st.Epoch)
+	}
+	if got := e.count(`SELECT count(*) FROM divergences WHERE doc_id = 'd' AND epoch = $1 AND resolved_at IS NOT NULL`, legacyEpoch); got != 1 {
+		t.Errorf("%d resolved divergences of d under the Legacy epoch %d, want 1", got, legacyEpoch)
+	}
+	// A write during the attempt counts for it.
+	if _, err := e.pool.Exec(t.Context(), `UPDATE documents SET content = 'written behind the gateway during attempt 2', revision = revision + 1 WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	cur, err := e.eng.Read(t.Context(), "t", "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", BaseRevision: cur.Revision, Content: "written behind the gateway during attempt 2, and saved"})
+	if got := e.count(`SELECT count(*) FROM divergences WHERE doc_id = 'd' AND epoch = $1`, st.Epoch); got != 1 {
+		t.Errorf("%d divergences of d under attempt 2's epoch %d after a write during it, want 1", got, st.Epoch)
+	}
+}
