@@ -33,6 +33,9 @@ func newEvidenceCommand() *cobra.Command {
 		if gw == "" {
 			return fmt.Errorf("no gateway: pass --gateway or set %s", envGatewayURL)
 		}
+		if !strings.HasPrefix(gw, "http://") && !strings.HasPrefix(gw, "https://") {
+			return fmt.Errorf("--gateway %q: a URL such as http://%s (http:// or https://)", gw, strings.TrimPrefix(gw, "//"))
+		}
 		if token == "" {
 			return fmt.Errorf("no token: pass --token or set %s (yawpctl token mints one)", envToken)
 		}
@@ -175,6 +178,11 @@ the ledger from its first entry up to the receipt's still hashes to it.`,
 			}
 			if !rep.OK {
 				return fmt.Errorf("ledger of %s failed verification", rep.Doc)
+			}
+			if rep.Entries == 0 {
+				// An intact chain of nothing: a mistyped ID read as
+				// verified.
+				return fmt.Errorf("no ledger entries for %s: nothing was verified (is the document ID right?)", rep.Doc)
 			}
 			return nil
 		},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -30,5 +31,39 @@ func TestEvidenceNonPositiveRevisionIsRefused(t *testing.T) {
 		if err == nil {
 			t.Errorf("--revision %s: exit 0, asked %q (the whole document), printed:\n%s", rev, gotQuery, out.String())
 		}
+	}
+}
+
+// TestEvidenceVerifyOfNoEntriesIsNotVerified: `yawpctl evidence verify`
+// on an ID with no ledger entries (a mistyped one) printed "chain intact,
+// 0 entries" and exited 0: support read it as verified.
+func TestEvidenceVerifyOfNoEntriesIsNotVerified(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"doc":"essay-l","ok":true,"entries":0,"problems":[]}`))
+	}))
+	defer srv.Close()
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"evidence", "verify", "essay-l", "--gateway", srv.URL, "--token", "t"})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "no ledger entries for essay-l") {
+		t.Errorf("verify of an ID without entries: %v, printed:\n%s", err, out.String())
+	}
+}
+
+// TestGatewayWithoutSchemeIsExplained: --gateway host:port (no http://)
+// gave Go's URL parse error; it now says what a gateway URL looks like.
+func TestGatewayWithoutSchemeIsExplained(t *testing.T) {
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"evidence", "essay-1", "--gateway", "localhost:8080", "--token", "t"})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "a URL such as http://localhost:8080") {
+		t.Errorf("--gateway localhost:8080: %v", err)
 	}
 }
