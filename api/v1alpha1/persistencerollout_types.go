@@ -294,7 +294,9 @@ type CohortSpec struct {
 	Attempt int32 `json:"attempt,omitempty"`
 
 	// intent holds the cohort where it is (Hold), or returns it to Legacy
-	// and keeps it there (Rollback). Proceed is the default.
+	// and keeps it there (Rollback). Proceed is the default. Hold stops
+	// promotions only: a gate that fails still rolls a held cohort back
+	// under the Automatic rollback policy (spec.paused stops that too).
 	// +optional
 	// +kubebuilder:default=Proceed
 	Intent CohortIntent `json:"intent,omitempty"`
