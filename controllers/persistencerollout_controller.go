@@ -155,11 +155,12 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// shards): documents are placed by a hash modulo the count, so the
 	// live gateway would route them by a count they were not placed with,
 	// and a rolling scale-up could let two shards write one document.
-	// observe reports the refusal (Degraded, DataPlaneError).
+	// The refusal is reported below (Degraded, DataPlaneError).
 	var gw gatewayPods
 	var gwErr error
-	if err := r.checkShards(ctx, &ro); errors.Is(err, dataplane.ErrShardsChanged) {
-		log.Error(err, "gateway left as it is")
+	regErr := r.register(ctx, &ro)
+	if errors.Is(regErr, dataplane.ErrShardsChanged) {
+		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {
 		gw, gwErr = r.applyGateway(ctx, &ro, true)
@@ -171,7 +172,10 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 
 	// 4. Read the data plane.
 	now := r.Clock.Now()
-	obs, err := r.observe(ctx, &ro)
+	obs, err := observation{}, regErr
+	if err == nil {
+		obs, err = r.observe(ctx, &ro)
+	}
 	if err != nil {
 		log.Error(err, "data plane unreachable")
 		setDataPlaneError(&ro, err, now)
@@ -272,12 +276,10 @@ func (o observation) removedNames() []string {
 	return names
 }
 
-// observe opens the data plane, registers the rollout and reads every
-// cohort's row and the shards' reports.
-// checkShards registers the rollout with its shard count in the data
-// plane (a no-op once registered): dataplane.ErrShardsChanged if another
-// count is recorded. Other errors are observe's to report.
-func (r *PersistenceRolloutReconciler) checkShards(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
+// register opens the data plane and registers the rollout with its shard
+// count (a no-op once registered): dataplane.ErrShardsChanged if another
+// count is recorded.
+func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
 	dsn, err := r.databaseURL(ctx, ro)
 	if err != nil {
 		return err
@@ -289,6 +291,8 @@ func (r *PersistenceRolloutReconciler) checkShards(ctx context.Context, ro *pers
 	return store.RegisterRollout(ctx, rolloutKey(ro), int(ro.Spec.Gateway.Shards))
 }
 
+// observe reads every cohort's row and the shards' reports of a rollout
+// register registered.
 func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (observation, error) {
 	dsn, err := r.databaseURL(ctx, ro)
 	if err != nil {
@@ -299,9 +303,6 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 		return observation{}, err
 	}
 	key := rolloutKey(ro)
-	if err := store.RegisterRollout(ctx, key, int(ro.Spec.Gateway.Shards)); err != nil {
-		return observation{}, err
-	}
 	if err := r.markCohortsInSpec(ctx, ro, store); err != nil {
 		return observation{}, err
 	}

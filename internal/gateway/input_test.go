@@ -231,16 +231,9 @@ func TestCutOffBodyIsNotTooLarge(t *testing.T) {
 	if r := f.do("POST", "/v1/documents", alice, map[string]any{"id": "doc1", "content": "x"}); r.status != http.StatusCreated {
 		t.Fatal(r.raw)
 	}
-	u, err := url.Parse(f.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, host := f.rawConn(t)
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/documents/doc1/updates HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n0123456789", u.Host, alice)
+	fmt.Fprintf(conn, "POST /v1/documents/doc1/updates HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n0123456789", host, alice)
 	_ = conn.(*net.TCPConn).CloseWrite()
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -295,16 +288,9 @@ func TestBodyOfAnotherJSONTypeNamesNoGoType(t *testing.T) {
 // security review.
 func TestSlowBodyWithoutCredentialsIsCutShort(t *testing.T) {
 	f := setup(t)
-	u, err := url.Parse(f.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.Dial("tcp", u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, host := f.rawConn(t)
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /v1/documents HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"id\":\"slow\",\"content\":\"", u.Host)
+	fmt.Fprintf(conn, "POST /v1/documents HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"id\":\"slow\",\"content\":\"", host)
 	start := time.Now()
 	_ = conn.SetReadDeadline(start.Add(unauthBodyWait + 10*time.Second))
 	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
@@ -315,4 +301,19 @@ func TestSlowBodyWithoutCredentialsIsCutShort(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized || time.Since(start) > unauthBodyWait+3*time.Second {
 		t.Errorf("a stalled body without credentials: %d after %s", res.StatusCode, time.Since(start).Round(100*time.Millisecond))
 	}
+}
+
+// rawConn opens a TCP connection to the gateway, for requests net/http
+// would not send (bodies cut off or stalled), and returns its host.
+func (f *fixture) rawConn(t *testing.T) (net.Conn, string) {
+	t.Helper()
+	u, err := url.Parse(f.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, u.Host
 }

@@ -193,11 +193,8 @@ func authSide(stage string) string {
 // resolveDivergence marks the document's open divergence of kind resolved,
 // or records one found and resolved now.
 func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.SaveStage, kind, detail, resolution string, seq int64) {
-	// Found now, it is counted as verification counts it (excusedCTE,
-	// its parameters renumbered: $1 the document, $9 the cohort, $11 the
-	// rollout).
-	cte := strings.NewReplacer("$4", "$9", "$7", "$11").Replace(excusedCTE)
-	bc.pre.Queue(cte+`,
+	// Found now, it is counted as verification counts it.
+	bc.pre.Queue(excusedCTE("$1", "$9", "$11")+`,
 		r AS (UPDATE divergences SET resolved_at = $7, resolution = $6, ledger_seq = $8
 		      WHERE doc_id = $1 AND kind = $4 AND resolved_at IS NULL RETURNING 1)
 		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, resolved_at, resolution, ledger_seq, outside_change)
@@ -206,21 +203,25 @@ func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.S
 		st.id, e.cfg.Shard, st.tenant, kind, detail, resolution, bc.now, seq, stage.Cohort, stage.Epoch, e.cfg.Rollout)
 }
 
-// excusedCTE names, for document $1 of cohort $4 of rollout $7, the
-// cohort's current epoch and attempt (cur), and the outside change to
-// count a divergence of the document under (excused: none, or one row):
-// the document's latest write behind the gateway, when it was made under
-// an epoch before the cohort's current attempt left Legacy (the legacy
-// application writing while the cohort was rolled back, or before it
-// started) and has not excused a divergence already. Such a divergence,
-// found only once the attempt runs, is not the attempt's mismatch.
-const excusedCTE = `
-		WITH cur AS (SELECT epoch, attempt FROM rollout_cohorts WHERE rollout = $7 AND cohort = $4),
+// excusedCTE names, for the document, cohort and rollout given as
+// placeholders, the cohort's current epoch and attempt (cur), and the
+// outside change to count a divergence of the document under (excused:
+// none, or one row): the document's latest write behind the gateway, when
+// it was made under an epoch before the cohort's current attempt left
+// Legacy (the legacy application writing while the cohort was rolled
+// back, or before it started) and has not excused a divergence already.
+// Such a divergence, found only once the attempt runs, is not the
+// attempt's mismatch.
+func excusedCTE(doc, cohort, rollout string) string {
+	return fmt.Sprintf(`
+		WITH cur AS (SELECT epoch, attempt FROM rollout_cohorts WHERE rollout = %[3]s AND cohort = %[2]s),
 		     start AS (SELECT min(s.epoch) AS epoch FROM stage_changes s, cur
-		               WHERE s.rollout = $7 AND s.cohort = $4 AND s.attempt = cur.attempt AND s.to_stage <> 'Legacy'),
-		     cause AS (SELECT o.id, o.epoch FROM outside_changes o WHERE o.doc_id = $1 ORDER BY o.id DESC LIMIT 1),
+		               WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.attempt = cur.attempt AND s.to_stage <> 'Legacy'),
+		     cause AS (SELECT o.id, o.epoch FROM outside_changes o WHERE o.doc_id = %[1]s ORDER BY o.id DESC LIMIT 1),
 		     excused AS (SELECT cause.id, cause.epoch FROM cause, start
-		                 WHERE cause.epoch < start.epoch AND NOT EXISTS (SELECT 1 FROM divergences v WHERE v.outside_change = cause.id))`
+		                 WHERE cause.epoch < start.epoch AND NOT EXISTS (SELECT 1 FROM divergences v WHERE v.outside_change = cause.id))`,
+		doc, cohort, rollout)
+}
 
 // RecordDivergence records an open divergence of a document found by
 // verification, under its cohort's epoch as it is when recorded (no-op if
@@ -229,7 +230,7 @@ const excusedCTE = `
 // while the cohort was rolled back to Legacy may find, after a new attempt
 // started, a row written during that attempt: it counts for the attempt.
 func (e *Engine) RecordDivergence(ctx context.Context, doc, kind, cohort string, epoch int64, detail string) error {
-	_, err := e.pool.Exec(ctx, excusedCTE+`
+	_, err := e.pool.Exec(ctx, excusedCTE("$1", "$4", "$7")+`
 		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, outside_change)
 		SELECT d.doc_id, $2, d.tenant, $3, $4, coalesce((SELECT epoch FROM excused), (SELECT epoch FROM cur), $5), now(), $6,
 		       (SELECT id FROM excused)

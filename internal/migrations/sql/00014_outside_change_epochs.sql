@@ -15,14 +15,22 @@ ALTER TABLE outside_changes ADD COLUMN epoch bigint;
 ALTER TABLE divergences ADD COLUMN outside_change bigint;
 
 -- +goose StatementBegin
+-- The epoch of the cohort a school belongs to (NULL: in none). Called by
+-- the triggers below as their owner (they are SECURITY DEFINER).
+CREATE FUNCTION school_cohort_epoch(school text) RETURNS bigint LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+    SELECT c.epoch FROM cohort_members m JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort
+    WHERE m.tenant = school
+$$;
+-- +goose StatementEnd
+
+-- +goose StatementBegin
 CREATE OR REPLACE FUNCTION documents_bump_change_seq() RETURNS trigger LANGUAGE plpgsql
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     NEW.change_seq := nextval('documents_change_seq');
     INSERT INTO outside_changes (doc_id, shard, change_seq, op, epoch)
-    VALUES (NEW.doc_id, NEW.shard, NEW.change_seq, TG_OP,
-            (SELECT c.epoch FROM cohort_members m JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort
-             WHERE m.tenant = NEW.tenant));
+    VALUES (NEW.doc_id, NEW.shard, NEW.change_seq, TG_OP, school_cohort_epoch(NEW.tenant));
     RETURN NEW;
 END;
 $$;
@@ -33,9 +41,7 @@ CREATE OR REPLACE FUNCTION documents_log_delete() RETURNS trigger LANGUAGE plpgs
 SECURITY DEFINER SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO outside_changes (doc_id, shard, change_seq, op, tenant, epoch)
-    VALUES (OLD.doc_id, OLD.shard, nextval('documents_change_seq'), TG_OP, OLD.tenant,
-            (SELECT c.epoch FROM cohort_members m JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort
-             WHERE m.tenant = OLD.tenant));
+    VALUES (OLD.doc_id, OLD.shard, nextval('documents_change_seq'), TG_OP, OLD.tenant, school_cohort_epoch(OLD.tenant));
     RETURN OLD;
 END;
 $$;
@@ -62,5 +68,6 @@ BEGIN
 END;
 $$;
 -- +goose StatementEnd
+DROP FUNCTION school_cohort_epoch(text);
 ALTER TABLE divergences DROP COLUMN outside_change;
 ALTER TABLE outside_changes DROP COLUMN epoch;
