@@ -57,3 +57,59 @@ func TestSaveRepairingALegacyPeriodWriteIsNotTheAttemptsMismatch(t *testing.T) {
 		t.Errorf("%d divergences of d under attempt 2's epoch %d after a write during it, want 1", got, st.Epoch)
 	}
 }
+
+// TestAnOutsideWriteExcusesOneDivergenceOnly: a write the legacy
+// application made while the cohort was rolled back, once reconciled
+// (claimed by the divergence its repair recorded), excuses nothing more:
+// a later divergence in the next attempt that no outside write explains
+// counts for the attempt. Nor does a write made before the cohort ever
+// started. A rule that looked only at the document's latest outside
+// write let either one hide the attempt's mismatches.
+func TestAnOutsideWriteExcusesOneDivergenceOnly(t *testing.T) {
+	e := setup(t)
+	st := e.cohort("c", dataplane.StageVerify, "t")
+	key := dataplane.CohortKey{Rollout: rollout, Cohort: "c"}
+	change := func(stage string, attempt int32, outcome string) {
+		t.Helper()
+		var err error
+		st, err = e.dp.SetStage(t.Context(), dataplane.StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: stage, Attempt: attempt,
+			Outcome: outcome, Reason: "test", At: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	save := func(content string) {
+		t.Helper()
+		cur, err := e.eng.Read(t.Context(), "t", "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "u", BaseRevision: cur.Revision, Content: content})
+	}
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first draft"})
+	change(dataplane.StageLegacy, 1, dataplane.OutcomeRolledBack)
+	if _, err := e.pool.Exec(t.Context(), `UPDATE documents SET content = 'edited in the legacy app', revision = revision + 1 WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	save("edited in the legacy app, then by the student") // repaired at Legacy first: the write is claimed
+	change(dataplane.StageDualWrite, 2, "")
+	// A change no trigger logs (a session claiming to be the syncer),
+	// seen once the document is loaded again.
+	tx, err := e.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`SET LOCAL yawp.syncer = 'on'`, `UPDATE documents SET content = 'changed unlogged' WHERE doc_id = 'd'`} {
+		if _, err := tx.Exec(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.eng.cache.evict("d")
+	save("changed unlogged, and saved")
+	if got := e.count(`SELECT count(*) FROM divergences WHERE doc_id = 'd' AND epoch = $1`, st.Epoch); got != 1 {
+		t.Errorf("%d divergences of d under attempt 2's epoch %d, want 1: the Legacy-period write, already reconciled, excused it", got, st.Epoch)
+	}
+}

@@ -198,28 +198,32 @@ func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.S
 		r AS (UPDATE divergences SET resolved_at = $7, resolution = $6, ledger_seq = $8
 		      WHERE doc_id = $1 AND kind = $4 AND resolved_at IS NULL RETURNING 1)
 		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, resolved_at, resolution, ledger_seq, outside_change)
-		SELECT $1, $2, $3, $4, $9, coalesce((SELECT epoch FROM excused), $10), $7, $5, $7, $6, $8, (SELECT id FROM excused)
+		SELECT $1, $2, $3, $4, $9, coalesce((SELECT epoch FROM excused), $10), $7, $5, $7, $6, $8, (SELECT id FROM unclaimed)
 		WHERE NOT EXISTS (SELECT 1 FROM r)`,
 		st.id, e.cfg.Shard, st.tenant, kind, detail, resolution, bc.now, seq, stage.Cohort, stage.Epoch, e.cfg.Rollout)
 }
 
 // excusedCTE names, for the document, cohort and rollout given as
-// placeholders, the cohort's current epoch and attempt (cur), and the
-// outside change to count a divergence of the document under (excused:
-// none, or one row): the document's latest write behind the gateway, when
-// it was made under an epoch before the cohort's current attempt left
-// Legacy (the legacy application writing while the cohort was rolled
-// back, or before it started) and has not excused a divergence already.
-// Such a divergence, found only once the attempt runs, is not the
-// attempt's mismatch.
+// placeholders: the cohort's current epoch and attempt (cur); the
+// document's latest write behind the gateway if no divergence has claimed
+// it yet (unclaimed: the divergence recorded now claims it); and, of that
+// write, the epoch to count the divergence under instead of the current
+// one (excused) when it was made while the cohort was rolled back to
+// Legacy, before its current attempt left Legacy. The legacy application
+// may write there, and a divergence such a write causes, found only once
+// the next attempt runs, is not that attempt's mismatch. A write made
+// before the cohort ever started (its documents had no Yjs side then) or
+// already claimed excuses nothing: whatever diverges now is the attempt's.
 func excusedCTE(doc, cohort, rollout string) string {
 	return fmt.Sprintf(`
 		WITH cur AS (SELECT epoch, attempt FROM rollout_cohorts WHERE rollout = %[3]s AND cohort = %[2]s),
 		     start AS (SELECT min(s.epoch) AS epoch FROM stage_changes s, cur
 		               WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.attempt = cur.attempt AND s.to_stage <> 'Legacy'),
-		     cause AS (SELECT o.id, o.epoch FROM outside_changes o WHERE o.doc_id = %[1]s ORDER BY o.id DESC LIMIT 1),
-		     excused AS (SELECT cause.id, cause.epoch FROM cause, start
-		                 WHERE cause.epoch < start.epoch AND NOT EXISTS (SELECT 1 FROM divergences v WHERE v.outside_change = cause.id))`,
+		     unclaimed AS (SELECT o.id, o.epoch FROM (SELECT id, epoch FROM outside_changes WHERE doc_id = %[1]s ORDER BY id DESC LIMIT 1) o
+		                   WHERE NOT EXISTS (SELECT 1 FROM divergences v WHERE v.outside_change = o.id)),
+		     excused AS (SELECT u.epoch FROM unclaimed u, start WHERE u.epoch < start.epoch
+		                 AND EXISTS (SELECT 1 FROM stage_changes s WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.epoch = u.epoch
+		                             AND s.to_stage = 'Legacy' AND s.from_stage NOT IN ('', 'Legacy')))`,
 		doc, cohort, rollout)
 }
 
@@ -233,7 +237,7 @@ func (e *Engine) RecordDivergence(ctx context.Context, doc, kind, cohort string,
 	_, err := e.pool.Exec(ctx, excusedCTE("$1", "$4", "$7")+`
 		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, outside_change)
 		SELECT d.doc_id, $2, d.tenant, $3, $4, coalesce((SELECT epoch FROM excused), (SELECT epoch FROM cur), $5), now(), $6,
-		       (SELECT id FROM excused)
+		       (SELECT id FROM unclaimed)
 		FROM documents d
 		WHERE d.doc_id = $1
 		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail, e.cfg.Rollout)
