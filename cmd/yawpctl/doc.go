@@ -185,7 +185,7 @@ func newDocInspectCommand() *cobra.Command {
 			case "table", "":
 				return printInspectTable(w, out)
 			default:
-				return fmt.Errorf("unknown output format %q (table or json)", output)
+				return usageError(fmt.Errorf("unknown output format %q (table or json)", output))
 			}
 		},
 	}

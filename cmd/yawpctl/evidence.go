@@ -31,13 +31,13 @@ func newEvidenceCommand() *cobra.Command {
 	var asJSON bool
 	get := func(path string, q url.Values, out any) error {
 		if gw == "" {
-			return fmt.Errorf("no gateway: pass --gateway or set %s", envGatewayURL)
+			return usageError(fmt.Errorf("no gateway: pass --gateway or set %s", envGatewayURL))
 		}
 		if !strings.HasPrefix(gw, "http://") && !strings.HasPrefix(gw, "https://") {
-			return fmt.Errorf("--gateway %q: a URL such as http://%s (http:// or https://)", gw, strings.TrimPrefix(gw, "//"))
+			return usageError(fmt.Errorf("--gateway %q: a URL such as http://%s (http:// or https://)", gw, strings.TrimPrefix(gw, "//")))
 		}
 		if token == "" {
-			return fmt.Errorf("no token: pass --token or set %s (yawpctl token mints one)", envToken)
+			return usageError(fmt.Errorf("no token: pass --token or set %s (yawpctl token mints one)", envToken))
 		}
 		u := strings.TrimRight(gw, "/") + path
 		if len(q) > 0 {
@@ -84,7 +84,7 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 			}
 			if cmd.Flags().Changed("revision") {
 				if revision < 1 {
-					return fmt.Errorf("--revision %d: revisions count from 1", revision)
+					return usageError(fmt.Errorf("--revision %d: revisions count from 1", revision))
 				}
 				q.Set("revision", strconv.FormatInt(revision, 10))
 			}
@@ -152,7 +152,11 @@ with each other; it cannot show that entries were removed from its end, or
 that its end was rewritten with fresh hashes. Receipts can: every save's
 answer carries one ("receipt": "<ledger_seq>:<ledger_hash>"), and so does
 the evidence of a document (its head). Each --receipt is confirmed only if
-the ledger from its first entry up to the receipt's still hashes to it.`,
+the ledger from its first entry up to the receipt's still hashes to it.
+
+Exit status: 0 verified; 3 the chain is broken, a receipt is not confirmed,
+or the document has no ledger entries; 1 the gateway could not be asked;
+2 wrong usage (a malformed receipt, no gateway or token).`,
 		Example: `  yawpctl evidence verify essay-1
   yawpctl evidence verify essay-1 --receipt 12:3f5c...e0 --receipt 40:9a1b...77`,
 		Args: cobra.ExactArgs(1),
@@ -160,7 +164,7 @@ the ledger from its first entry up to the receipt's still hashes to it.`,
 			q := url.Values{}
 			for _, r := range receipts {
 				if _, err := ledger.ParseReceipt(r); err != nil {
-					return err
+					return usageError(err)
 				}
 				q.Add("receipt", r)
 			}
@@ -177,12 +181,12 @@ the ledger from its first entry up to the receipt's still hashes to it.`,
 				printVerify(out, rep)
 			}
 			if !rep.OK {
-				return fmt.Errorf("ledger of %s failed verification", rep.Doc)
+				return checkFailed(fmt.Errorf("ledger of %s failed verification", rep.Doc))
 			}
 			if rep.Entries == 0 {
 				// An intact chain of nothing: a mistyped ID read as
 				// verified.
-				return fmt.Errorf("no ledger entries for %s: nothing was verified (is the document ID right?)", rep.Doc)
+				return checkFailed(fmt.Errorf("no ledger entries for %s: nothing was verified (is the document ID right?)", rep.Doc))
 			}
 			return nil
 		},

@@ -38,7 +38,7 @@ every acknowledged save in its evidence timeline, and that no request was
 refused for a reason no correct run meets (a reused idempotency key, a
 malformed request, a refused token). Runs may be repeated with the same
 seed: each run's idempotency keys are its own. It exits non-zero when the
-audit fails.
+audit fails (status 3; 1 when the workload or the audit could not run).
 
 Under make dev:
   yawpctl loadgen --gateway "$(cat bin/dev/gateway-url)" --token-key-file bin/dev/token-key \
@@ -49,29 +49,29 @@ Under make dev:
 				if gw := os.Getenv(envGatewayURL); gw != "" {
 					gateways = []string{gw}
 				} else {
-					return fmt.Errorf("no gateway: pass --gateway or set %s", envGatewayURL)
+					return usageError(fmt.Errorf("no gateway: pass --gateway or set %s", envGatewayURL))
 				}
 			}
 			if keyFile == "" && os.Getenv(contract.EnvTokenKey) == "" {
-				return errors.New("no token key: pass --token-key-file or set " + contract.EnvTokenKey)
+				return usageError(errors.New("no token key: pass --token-key-file or set " + contract.EnvTokenKey))
 			}
 			key, err := tokenKey(keyFile)
 			if err != nil {
 				return fmt.Errorf("--token-key-file: %w", err)
 			}
 			if seed < 0 {
-				return errors.New("--seed must not be negative")
+				return usageError(errors.New("--seed must not be negative"))
 			}
 			cfg.Gateways, cfg.TokenKey, cfg.Seed = gateways, key, uint64(seed)
 			cfg.Progress = cmd.ErrOrStderr()
 			if cfg.DatabaseURL == "" && cmd.Flags().Changed("out-of-band") && cfg.Mix.OutOfBand > 0 {
-				return errors.New("--out-of-band needs --database-url (or " + contract.EnvDatabaseURL + ")")
+				return usageError(errors.New("--out-of-band needs --database-url (or " + contract.EnvDatabaseURL + ")"))
 			}
 			if cfg.DatabaseURL == "" {
 				cfg.Mix.OutOfBand = 0 // the default mix's out-of-band share needs a database
 			}
 			if err := cfg.Validate(); err != nil {
-				return err
+				return usageError(err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -111,7 +111,7 @@ Under make dev:
 				rep.Print(out)
 			}
 			if !rep.OK() {
-				return fmt.Errorf("audit failed: %d findings", rep.FailureCount)
+				return checkFailed(fmt.Errorf("audit failed: %d findings", rep.FailureCount))
 			}
 			if runErr != nil {
 				return fmt.Errorf("audit passed, but the workload failed: %w", runErr)

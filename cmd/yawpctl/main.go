@@ -9,8 +9,22 @@ import (
 )
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "yawpctl:", err)
-		os.Exit(1)
+	os.Exit(run(os.Args[1:]))
+}
+
+// run executes yawpctl with args and returns its exit status (exitcode.go),
+// having printed any error to standard error.
+func run(args []string) int {
+	root := newRootCommand()
+	root.SetArgs(args)
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
 	}
+	code := exitCode(err)
+	fmt.Fprintln(os.Stderr, "yawpctl:", err)
+	if code == exitUsage && cmd != nil {
+		fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
 }

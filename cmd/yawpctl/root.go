@@ -14,5 +14,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newTraceCommand(), newDocCommand(), newTokenCommand(), newEvidenceCommand(), newRolloutCommand(), newLoadgenCommand())
+	markUsageErrors(root)
 	return root
 }

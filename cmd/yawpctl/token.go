@@ -43,7 +43,7 @@ mints a token that also opens operator-only endpoints such as evidence verify.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if ttl <= 0 {
-				return fmt.Errorf("--ttl must be positive (a token valid for %s would be expired when minted)", ttl)
+				return usageError(fmt.Errorf("--ttl must be positive (a token valid for %s would be expired when minted)", ttl))
 			}
 			key, err := tokenKey(keyFile)
 			if err != nil {

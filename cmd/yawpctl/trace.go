@@ -21,8 +21,8 @@ func newTraceCommand() *cobra.Command {
 traces run as local edits on one document; concurrent traces give every agent
 a replica, make each transaction at its parents' version and exchange the
 transactions as Yjs updates. Prints transactions, milliseconds, final length,
-the sha256 of the final text and whether it equals endContent; exits non-zero
-when it does not.`,
+the sha256 of the final text and whether it equals endContent; exits 3 when
+it does not.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tr, err := trace.Load(args[0])
@@ -40,7 +40,7 @@ when it does not.`,
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), string(b))
 			if !res.MatchesEnd {
-				return fmt.Errorf("final text differs from endContent: %s", trace.Diff(doc.GetText("text").String(), tr.EndContent))
+				return checkFailed(fmt.Errorf("final text differs from endContent: %s", trace.Diff(doc.GetText("text").String(), tr.EndContent)))
 			}
 			return nil
 		},

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net/url"
 	"os/exec"
@@ -97,8 +98,8 @@ func TestReceiptsCatchARewrittenOrTruncatedLedger(t *testing.T) {
 	if r := f.do("GET", "/v1/documents/rc-1/evidence/verify?receipt="+url.QueryEscape(receipts[0]), alice, nil); r.status != 403 {
 		t.Errorf("a student verified: %d", r.status)
 	}
-	if out, err := yawpctl("evidence", "verify", "rc-1", "--gateway", f.url, "--token", op, "--receipt", "3:nothex"); err == nil || !strings.Contains(out, "hash") {
-		t.Errorf("yawpctl took a malformed receipt: %v\n%s", err, out)
+	if out, err := yawpctl("evidence", "verify", "rc-1", "--gateway", f.url, "--token", op, "--receipt", "3:nothex"); exitStatus(err) != 2 || !strings.Contains(out, "hash") {
+		t.Errorf("yawpctl took a malformed receipt, or did not exit 2 (wrong usage): %v\n%s", err, out)
 	}
 
 	superuser := func(sqls ...string) {
@@ -129,8 +130,21 @@ func TestReceiptsCatchARewrittenOrTruncatedLedger(t *testing.T) {
 		t.Errorf("truncated: %s", got)
 	}
 	out, err = yawpctl("evidence", "verify", "rc-1", "--gateway", f.url, "--token", op, "--receipt", receipts[1], "--receipt", receipts[2])
-	if err == nil || !strings.Contains(out, "receipt "+receipts[1]+": confirmed") ||
+	if exitStatus(err) != 3 || !strings.Contains(out, "receipt "+receipts[1]+": confirmed") ||
 		!strings.Contains(out, "receipt "+receipts[2]+": MISSING: the ledger ends at entry 2, and entry 3 was acknowledged") {
-		t.Errorf("yawpctl on a truncated ledger: %v\n%s", err, out)
+		t.Errorf("yawpctl on a truncated ledger (want exit status 3, a failed check): %v\n%s", err, out)
 	}
+}
+
+// exitStatus is the exit status of a command run by exec, 0 for nil and
+// -1 when it did not exit.
+func exitStatus(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	return -1
 }
