@@ -90,6 +90,7 @@ type options struct {
 	memLimit         int64
 	pprof            string
 	lanes            int
+	stage            string
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -110,12 +111,13 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the servers' logs")
 	fs.StringVar(&o.pprof, "pprof", "", "serve the syncer's and the gateway's Go runtime profiles at /debug/pprof/ on this host and the two ports after it (say 127.0.0.1:6070: the syncer's on 6071 and its metrics on 6073, the gateway's on 6072 and its metrics on 6074), to profile them while the load runs")
 	fs.IntVar(&o.lanes, "lanes", 0, "the syncer's group-commit lanes (0: its default)")
+	fs.StringVar(&o.stage, "stage", dataplane.StageLocalFirst, "the bench cohort's stage: LocalFirst or Complete (every update also materialises the legacy row), or LegacyRetired (legacy writes stopped: the end state)")
 	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the syncer is told it runs under, as a pod's limit reaches it (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof -lanes)", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof -lanes -stage)", fs.Args())
 	}
 	var bad []string
 	if o.docs < 1 || o.docs > 10000 {
@@ -129,6 +131,11 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	}
 	if math.IsNaN(o.rate) || math.IsInf(o.rate, 0) || o.rate < 0 || o.rate > 1000 {
 		bad = append(bad, fmt.Sprintf("-rate must be in [0, 1000] edits/s per writer (0: no fixed-rate phase), got %v", o.rate))
+	}
+	switch o.stage {
+	case dataplane.StageLocalFirst, dataplane.StageComplete, dataplane.StageLegacyRetired:
+	default:
+		bad = append(bad, fmt.Sprintf("-stage must be LocalFirst, Complete or LegacyRetired (the stages where clients sync local-first), got %q", o.stage))
 	}
 	if o.rate == 0 && !o.max {
 		bad = append(bad, "-rate 0 and -max=false leave nothing to measure")
@@ -219,7 +226,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if err := setupDataPlane(ctx, dsn); err != nil {
+	if err := setupDataPlane(ctx, dsn, o.stage); err != nil {
 		return err
 	}
 
@@ -315,7 +322,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	oursRes, hpRes := res[0], res[1]
-	committed, err := committedBytes(ctx, o1.base, adminTok, docs)
+	committed, err := committedBytes(ctx, o1.base, adminTok, docs, o.stage)
 	if err != nil {
 		return fmt.Errorf("ours: read back the documents: %w", err)
 	}
@@ -333,8 +340,9 @@ func run(ctx context.Context, o options) error {
 }
 
 // setupDataPlane migrates, registers the one-shard rollout and puts the
-// bench tenant's cohort in LocalFirst (Yjs clients sync durably).
-func setupDataPlane(ctx context.Context, dsn string) error {
+// bench tenant's cohort in LocalFirst (Yjs clients sync durably), then,
+// as a rollout would, on to stage if it is a later one.
+func setupDataPlane(ctx context.Context, dsn, stage string) error {
 	dp, pool, err := dataplane.Open(ctx, dsn)
 	if err != nil {
 		return err
@@ -348,9 +356,14 @@ func setupDataPlane(ctx context.Context, dsn string) error {
 	if err != nil {
 		return err
 	}
-	_, err = dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: dataplane.StageLocalFirst, Attempt: 1,
-		Reason: "Benchmark", Message: "bench-gateway: Yjs clients sync durably", At: time.Now()})
-	return err
+	for _, to := range []string{dataplane.StageLocalFirst, dataplane.StageComplete, dataplane.StageLegacyRetired} {
+		cs, err = dp.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: cs.Epoch, Stage: to, Attempt: 1,
+			Reason: "Benchmark", Message: "bench-gateway: Yjs clients sync durably", At: time.Now()})
+		if err != nil || to == stage {
+			return err
+		}
+	}
+	return fmt.Errorf("stage %q is not one bench-gateway runs at", stage)
 }
 
 // ours is one syncer and one gateway process (shard 0 of 1).
@@ -436,9 +449,9 @@ func createDocs(ctx context.Context, base, tok string, docs []string) error {
 }
 
 // committedBytes reads every document back through the REST API (the
-// committed state), checks it is in LocalFirst with its Yjs
+// committed state), checks it is in the bench's stage with its Yjs
 // representation, and sums the content lengths.
-func committedBytes(ctx context.Context, base, tok string, docs []string) (int, error) {
+func committedBytes(ctx context.Context, base, tok string, docs []string, stage string) (int, error) {
 	total := 0
 	for _, id := range docs {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+contract.PathDocuments+"/"+id, nil)
@@ -460,8 +473,8 @@ func committedBytes(ctx context.Context, base, tok string, docs []string) (int, 
 		if res.StatusCode != http.StatusOK || err != nil {
 			return 0, fmt.Errorf("read %s: %s", id, res.Status)
 		}
-		if d.Stage.Stage != dataplane.StageLocalFirst || !d.HasYjs {
-			return 0, fmt.Errorf("document %s: stage %q, Yjs representation %v; the benchmark expects LocalFirst with Yjs", id, d.Stage.Stage, d.HasYjs)
+		if d.Stage.Stage != stage || !d.HasYjs {
+			return 0, fmt.Errorf("document %s: stage %q, Yjs representation %v; the benchmark expects %s with Yjs", id, d.Stage.Stage, d.HasYjs, stage)
 		}
 		total += len(d.Content)
 	}

@@ -14,7 +14,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.docs != 20 || o.writers != 3 || o.rate != 5 || !o.max || o.duration != 15*time.Second {
+	if o.docs != 20 || o.writers != 3 || o.rate != 5 || !o.max || o.duration != 15*time.Second || o.stage != "LocalFirst" {
 		t.Fatalf("defaults %+v", o)
 	}
 	if ph := o.phases(); len(ph) != 2 || ph[0] != 5 || ph[1] != 0 {
@@ -35,6 +35,7 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-docs", "2", "-procs", "3"}, "-procs must be"},
 		{[]string{"-docs", "x"}, "invalid value"},
 		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"-stage", "Verify"}, "-stage must be"},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

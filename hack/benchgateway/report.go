@@ -64,6 +64,11 @@ func (r report) print(w io.Writer) {
 		o.docs, o.writers, o.docs*(o.writers+1), r.yjsVersion, procsText(o.procs), o.warmup, o.duration)
 	fmt.Fprintf(w, "Node %s, %d CPUs, load %s; PostgreSQL 127.0.0.1:%d with fsync and synchronous_commit on; clients, servers and PostgreSQL share the machine.\n",
 		r.node, r.cpus, r.load, r.pgPort)
+	if o.stage == "LegacyRetired" {
+		fmt.Fprintln(w, "Our bench cohort is at LegacyRetired (legacy writes stopped, the end state): an update appends to the Yjs log and the ledger only.")
+	} else {
+		fmt.Fprintf(w, "Our bench cohort is at %s: every update also materialises the document's legacy row (its whole text) and a revision, in the same transaction.\n", o.stage)
+	}
 	tp, lat := phaseName(r.oursRes.throughput().Rate, writers), phaseName(r.oursRes.latency().Rate, writers)
 	fmt.Fprintf(w, "updates/s: %s; p50/p99 update-to-relay latency: %s.\n", tp, lat)
 	if o.memLimit > 0 {
