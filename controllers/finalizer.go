@@ -252,7 +252,7 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 	if behind > 0 {
 		return fmt.Sprintf("%d/%d live shards to observe epoch %d", behind, live, maxEpoch), nil
 	}
-	if err := store.ForgetRollout(ctx, key); err != nil {
+	if err := store.ForgetRollout(ctx, key, string(ro.UID)); err != nil {
 		return "", err
 	}
 	return "", nil

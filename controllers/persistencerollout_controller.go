@@ -49,6 +49,11 @@ type StoreSource interface {
 // PersistenceRolloutReconciler reconciles PersistenceRollouts.
 type PersistenceRolloutReconciler struct {
 	client.Client
+	// APIReader reads the rollout from the API server, not the informer
+	// cache: a decision (a promotion, the point of no return, a rollback)
+	// must be made on the spec as it is, not on one a person has since
+	// edited (intent Hold or Rollback, paused, gates). Nil: the cache.
+	APIReader client.Reader
 	// Recorder records Events on rollouts.
 	Recorder events.EventRecorder
 	// Clock is the time source of every decision.
@@ -118,7 +123,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 
 	// 1. Read the rollout.
 	var ro persistencev1alpha1.PersistenceRollout
-	if err := r.Get(ctx, req.NamespacedName, &ro); err != nil {
+	if err := r.rolloutReader().Get(ctx, req.NamespacedName, &ro); err != nil {
 		if apierrors.IsNotFound(err) {
 			// Gone, maybe without our finalizer's cleanup (a person removed
 			// the finalizer from a deletion that waited): its series must
@@ -187,13 +192,27 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 
 	// 5. Decide, 6. act, 7. report.
-	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames()})
+	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
+	if len(out.actions) > 0 && r.APIReader != nil {
+		// The spec may have been edited while the gateway was applied and
+		// the data plane read: decide again on the edit.
+		var live persistencev1alpha1.PersistenceRollout
+		if err := r.APIReader.Get(ctx, req.NamespacedName, &live); err != nil {
+			return ctrl.Result{}, client.IgnoreNotFound(err)
+		}
+		if live.Generation != ro.Generation || !live.DeletionTimestamp.IsZero() {
+			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+		}
+	}
 	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
+	if actErr == nil {
+		actErr = r.recordSoakSeen(ctx, &ro, obs, now)
+	}
 	if wrote {
 		// Re-read what was written so status shows the new stages.
 		if obs2, err := r.observe(ctx, &ro); err == nil {
 			obs = obs2
-			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames()})
+			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
 		}
 	}
 	applyStatus(&ro, obs, out, gw, now)
@@ -215,6 +234,28 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		return ctrl.Result{RequeueAfter: r.poll()}, nil
 	}
 	return r.next(out, wrote), nil
+}
+
+func (r *PersistenceRolloutReconciler) rolloutReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
+// recordSoakSeen records, for every soaking cohort whose every shard
+// reported fresh at its epoch, that the controller saw it now.
+func (r *PersistenceRolloutReconciler) recordSoakSeen(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, obs observation, now time.Time) error {
+	for _, c := range obs.cohorts {
+		st := stageOf(c.state)
+		if (st != persistencev1alpha1.StageVerify && st != persistencev1alpha1.StageLocalFirst) || !c.sum.allFresh() {
+			continue
+		}
+		if err := obs.store.SoakSeen(ctx, dataplane.CohortKey{Rollout: rolloutKey(ro), Cohort: c.spec.Name}, c.state.Epoch, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // cachedGatewayPods judges the gateway StatefulSet as last cached, when
@@ -288,7 +329,7 @@ func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persist
 	if err != nil {
 		return err
 	}
-	return store.RegisterRollout(ctx, rolloutKey(ro), int(ro.Spec.Gateway.Shards))
+	return store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
 }
 
 // observe reads every cohort's row and the shards' reports of a rollout

@@ -183,6 +183,10 @@ type planInput struct {
 	// removed names cohorts on their way (left Legacy, not done, with
 	// members) that are no longer in the spec.
 	removed []string
+	// poll is how often the controller looks while a cohort soaks: a gap
+	// of up to maxReportAge plus poll between two looks is not a silence
+	// it missed.
+	poll time.Duration
 }
 
 // planOutput is what plan decides.
@@ -468,6 +472,21 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 	if (stage == persistencev1alpha1.StageVerify || stage == persistencev1alpha1.StageLocalFirst) &&
 		(intent == persistencev1alpha1.IntentHold || in.spec.Paused) && !sum.allFresh() && st.SoakStartedAt.Before(now) {
 		cp.act = &action{kind: actRestartSoak, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage}
+	}
+	// Fresh reports now say nothing of a silence the controller did not
+	// watch (it was down, or could not reach the database): a soak whose
+	// reports were last seen fresh longer than maxReportAge (and a poll)
+	// ago starts again, as it would have had the controller seen the
+	// silence.
+	if (stage == persistencev1alpha1.StageVerify || stage == persistencev1alpha1.StageLocalFirst) && sum.allFresh() {
+		watched := st.SoakStartedAt
+		if st.SoakSeenAt.After(watched) {
+			watched = st.SoakSeenAt
+		}
+		if now.Sub(watched) > in.spec.Gates.MaxReportAge.Duration+in.poll {
+			cp.act = &action{kind: actRestartSoak, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage}
+			return wait(persistencev1alpha1.ReasonSoaking, "the soak to start again: reports were last seen fresh at %s", watched.UTC().Format(time.RFC3339))
+		}
 	}
 	if intent == persistencev1alpha1.IntentHold {
 		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s", spec.Name)

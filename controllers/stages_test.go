@@ -19,8 +19,12 @@ func cohortSpec(name string) persistencev1alpha1.CohortSpec {
 }
 
 func state(stage string, epoch int64) *dataplane.CohortState {
-	return &dataplane.CohortState{Stage: stage, Epoch: epoch, Attempt: 1, StageSince: t0, SoakStartedAt: t0}
+	return &dataplane.CohortState{Stage: stage, Epoch: epoch, Attempt: 1, StageSince: t0, SoakStartedAt: t0, SoakSeenAt: watchedThroughout}
 }
+
+// watchedThroughout stands for a controller that saw every report these
+// tests play (a seen time after all of them).
+var watchedThroughout = t0.Add(1000 * time.Hour)
 
 // healthy: both shards observed the epoch and reported fresh, clean counts.
 func healthy(_ int64) summary {

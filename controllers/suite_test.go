@@ -127,6 +127,7 @@ func runSuite(m *testing.M) int {
 	defer stores.Close()
 	if err := (&PersistenceRolloutReconciler{
 		Client:       laggingCache{mgr.GetClient()},
+		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("persistencerollout-controller"),
 		Clock:        fakeClock,
 		Stores:       stores,
@@ -156,6 +157,10 @@ func runSuite(m *testing.M) int {
 // timing; holding the copy makes a test of the lag deterministic.
 var heldStatefulSets sync.Map // client.ObjectKey -> *appsv1.StatefulSet
 
+// heldRollouts does the same for PersistenceRollouts: an informer that has
+// not yet delivered a spec edit (review of spec-edit races).
+var heldRollouts sync.Map // client.ObjectKey -> *persistencev1alpha1.PersistenceRollout
+
 // laggingCache is the manager's client, with StatefulSets a test holds
 // served from heldStatefulSets.
 type laggingCache struct{ client.Client }
@@ -164,6 +169,12 @@ func (c laggingCache) Get(ctx context.Context, key client.ObjectKey, obj client.
 	if sts, ok := obj.(*appsv1.StatefulSet); ok {
 		if held, ok := heldStatefulSets.Load(key); ok {
 			held.(*appsv1.StatefulSet).DeepCopyInto(sts)
+			return nil
+		}
+	}
+	if ro, ok := obj.(*persistencev1alpha1.PersistenceRollout); ok {
+		if held, ok := heldRollouts.Load(key); ok {
+			held.(*persistencev1alpha1.PersistenceRollout).DeepCopyInto(ro)
 			return nil
 		}
 	}

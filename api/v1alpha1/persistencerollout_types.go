@@ -339,7 +339,9 @@ type IntegrityGates struct {
 
 	// maxReportAge is how old a shard's report may be and still count.
 	// A promotion waits for fresh reports, and a soak window restarts when
-	// reports go stale.
+	// reports go stale, or when the controller could not watch them for
+	// longer than this (it was down or cut off from the database): a soak
+	// counts only time in which fresh reports were seen.
 	// +optional
 	// +kubebuilder:default="2m"
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxReportAge must be a positive duration"

@@ -68,6 +68,7 @@ func main() {
 	defer stores.Close()
 	if err := (&controllers.PersistenceRolloutReconciler{
 		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
 		Recorder:     mgr.GetEventRecorder("persistencerollout-controller"),
 		Clock:        clock.RealClock{},
 		Stores:       stores,

@@ -348,7 +348,7 @@ func setupDataPlane(ctx context.Context, dsn, stage string) error {
 		return err
 	}
 	defer pool.Close()
-	if err := dp.RegisterRollout(ctx, rollout, 1); err != nil {
+	if err := dp.RegisterRollout(ctx, rollout, "", 1); err != nil {
 		return err
 	}
 	key := dataplane.CohortKey{Rollout: rollout, Cohort: cohort}

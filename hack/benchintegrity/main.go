@@ -94,7 +94,7 @@ func measure(ctx context.Context, dsn string, n, size, batch, vbatch int) (scan,
 		return 0, 0, 0, err
 	}
 	dp := dataplane.NewPostgres(pool)
-	if err := dp.RegisterRollout(ctx, rollout, 1); err != nil {
+	if err := dp.RegisterRollout(ctx, rollout, "", 1); err != nil {
 		return 0, 0, 0, err
 	}
 	tenants := make([]string, 20)

@@ -70,6 +70,11 @@ var ErrShardsChanged = errors.New("dataplane: shard count differs from the one r
 // serves another rollout.
 var ErrDatabaseInUse = errors.New("dataplane: database serves another rollout")
 
+// ErrRolloutForgotten is returned by RegisterRollout for an object whose
+// rollout a deletion forgot (a manager acting on a copy read before the
+// deletion).
+var ErrRolloutForgotten = errors.New("dataplane: the rollout object was deleted and its rollout forgotten")
+
 // CohortKey names a cohort of a rollout. Rollout is "namespace/name".
 type CohortKey struct {
 	Rollout string
@@ -101,7 +106,10 @@ type CohortState struct {
 	Outcome       string
 	StageSince    time.Time
 	SoakStartedAt time.Time
-	FrozenAt      time.Time
+	// SoakSeenAt is when the controller last saw fresh reports of every
+	// shard for the cohort at its current epoch (zero: not yet).
+	SoakSeenAt time.Time
+	FrozenAt   time.Time
 	// RemovedAt is when the controller found the cohort gone from its
 	// rollout's spec (zero while the spec has it): from then on it takes no
 	// school seen for the first time.
@@ -182,8 +190,10 @@ type CohortReport struct {
 // Store is what the controller needs of the data plane.
 type Store interface {
 	// RegisterRollout records a rollout and its shard count; registering
-	// again is a no-op, with ErrShardsChanged if the count differs.
-	RegisterRollout(ctx context.Context, rollout string, shards int) error
+	// again is a no-op, with ErrShardsChanged if the count differs. uid is
+	// the Kubernetes object's (empty: none); an object whose rollout was
+	// forgotten is refused with ErrRolloutForgotten.
+	RegisterRollout(ctx context.Context, rollout, uid string, shards int) error
 	// FreezeCohort records a cohort at Legacy and freezes its membership:
 	// explicitly listed tenants, or every known tenant whose bucket is in
 	// range, that belongs to no cohort yet. Freezing an existing cohort
@@ -206,6 +216,9 @@ type Store interface {
 	// cohort is still at expectEpoch. It never moves the start back (a
 	// stale controller's restart must not count time a newer one dropped).
 	RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error
+	// SoakSeen records that the controller saw fresh reports of every
+	// shard for the cohort at epoch, at the given time (never moved back).
+	SoakSeen(ctx context.Context, key CohortKey, epoch int64, at time.Time) error
 	// Cohorts returns every recorded cohort of a rollout by name.
 	Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error)
 	// History returns the last limit stage records of a rollout, oldest
@@ -214,8 +227,9 @@ type Store interface {
 	// ShardReports returns the latest report of every shard of a rollout.
 	ShardReports(ctx context.Context, rollout string) ([]ShardReport, error)
 	// ForgetRollout removes a rollout's control rows (cohorts, membership,
-	// reports). Only for rollouts whose cohorts are all at Legacy.
-	ForgetRollout(ctx context.Context, rollout string) error
+	// reports). Only for rollouts whose cohorts are all at Legacy. The
+	// object's uid (if not empty) can never register the rollout again.
+	ForgetRollout(ctx context.Context, rollout, uid string) error
 	// SchoolsOutsideCohorts counts the schools seen (by a save, or by the
 	// seed of the legacy store) that belong to no cohort, and names the
 	// first sample of them: they stay on the legacy path unless a cohort

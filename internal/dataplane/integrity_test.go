@@ -9,7 +9,7 @@ import (
 func TestIntegrityQueries(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 2); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 2); err != nil {
 		t.Fatal(err)
 	}
 	key := CohortKey{"ns/r", "c"}

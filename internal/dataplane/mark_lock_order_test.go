@@ -27,7 +27,7 @@ func TestMarkCohortsKeepsTheSavesLockOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	must0(s.RegisterRollout(ctx, "ns/r", 1))
+	must0(s.RegisterRollout(ctx, "ns/r", "", 1))
 	lo := Selector{Buckets: &BucketRange{From: 0, To: 50}}
 	hi := Selector{Buckets: &BucketRange{From: 50, To: placement.Buckets}}
 	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "a"}, 0, lo, at))

@@ -33,22 +33,40 @@ var (
 func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
 
 // RegisterRollout implements Store.
-func (p *Postgres) RegisterRollout(ctx context.Context, rollout string, shards int) error {
-	// One database serves one rollout: documents are placed by hash mod
-	// that rollout's shards, and shard ownership is per database.
-	var other string
-	err := p.pool.QueryRow(ctx, `SELECT rollout FROM rollouts WHERE rollout <> $1 LIMIT 1`, rollout).Scan(&other)
-	if err == nil {
-		return fmt.Errorf("register rollout %s: the database already serves rollout %s: %w", rollout, other, ErrDatabaseInUse)
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("register rollout %s: %w", rollout, err)
-	}
+func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, shards int) error {
 	var recorded int
-	err = p.pool.QueryRow(ctx, `
-		INSERT INTO rollouts (rollout, shards) VALUES ($1, $2)
-		ON CONFLICT (rollout) DO UPDATE SET rollout = EXCLUDED.rollout
-		RETURNING shards`, rollout, shards).Scan(&recorded)
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Serialised with ForgetRollout of the same rollout, so that a
+		// registration cannot slip in between a forget's record and its
+		// delete.
+		if err := lockRolloutName(ctx, tx, rollout); err != nil {
+			return err
+		}
+		if uid != "" {
+			var at time.Time
+			err := tx.QueryRow(ctx, `SELECT forgotten_at FROM forgotten_rollouts WHERE uid = $1`, uid).Scan(&at)
+			if err == nil {
+				return fmt.Errorf("object %s was deleted and its rollout forgotten at %s: %w", uid, at.UTC().Format(time.RFC3339), ErrRolloutForgotten)
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		// One database serves one rollout: documents are placed by hash
+		// mod that rollout's shards, and shard ownership is per database.
+		var other string
+		err := tx.QueryRow(ctx, `SELECT rollout FROM rollouts WHERE rollout <> $1 LIMIT 1`, rollout).Scan(&other)
+		if err == nil {
+			return fmt.Errorf("the database already serves rollout %s: %w", other, ErrDatabaseInUse)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		return tx.QueryRow(ctx, `
+			INSERT INTO rollouts (rollout, shards) VALUES ($1, $2)
+			ON CONFLICT (rollout) DO UPDATE SET rollout = EXCLUDED.rollout
+			RETURNING shards`, rollout, shards).Scan(&recorded)
+	})
 	if err != nil {
 		return fmt.Errorf("register rollout %s: %w", rollout, err)
 	}
@@ -56,6 +74,13 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout string, shards i
 		return fmt.Errorf("register rollout %s with %d shards, %d recorded: %w", rollout, shards, recorded, ErrShardsChanged)
 	}
 	return nil
+}
+
+// lockRolloutName takes a transaction-scoped lock on a rollout's name
+// (whether or not its row exists).
+func lockRolloutName(ctx context.Context, tx pgx.Tx, rollout string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('yawp rollout ' || $1, 0))`, rollout)
+	return err
 }
 
 // FreezeCohort implements Store.
@@ -171,17 +196,22 @@ func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, 
 
 const selectCohorts = `
 	SELECT c.cohort, c.position, c.stage, c.epoch, c.attempt, c.outcome, c.stage_since, c.soak_started_at, c.frozen_at, c.removed_at,
-	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort), c.selector
+	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort), c.selector,
+	       (SELECT w.seen_at FROM cohort_soak_watch w WHERE w.rollout = c.rollout AND w.cohort = c.cohort AND w.epoch = c.epoch)
 	FROM rollout_cohorts c WHERE c.rollout = $1`
 
 func scanCohort(row pgx.Row) (CohortState, error) {
 	var st CohortState
 	var removed *time.Time
 	var selector []byte
+	var seen *time.Time
 	err := row.Scan(&st.Cohort, &st.Position, &st.Stage, &st.Epoch, &st.Attempt, &st.Outcome,
-		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members, &selector)
+		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members, &selector, &seen)
 	if removed != nil {
 		st.RemovedAt = *removed
+	}
+	if seen != nil {
+		st.SoakSeenAt = *seen
 	}
 	if err == nil && len(selector) > 0 {
 		if jerr := json.Unmarshal(selector, &st.Selector); jerr != nil {
@@ -413,6 +443,19 @@ func (p *Postgres) RestartSoak(ctx context.Context, key CohortKey, expectEpoch i
 	return nil
 }
 
+// SoakSeen implements Store.
+func (p *Postgres) SoakSeen(ctx context.Context, key CohortKey, epoch int64, at time.Time) error {
+	_, err := p.pool.Exec(ctx, `
+		INSERT INTO cohort_soak_watch (rollout, cohort, epoch, seen_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (rollout, cohort) DO UPDATE SET epoch = EXCLUDED.epoch,
+		  seen_at = CASE WHEN cohort_soak_watch.epoch = EXCLUDED.epoch THEN greatest(cohort_soak_watch.seen_at, EXCLUDED.seen_at) ELSE EXCLUDED.seen_at END
+		WHERE cohort_soak_watch.epoch <= EXCLUDED.epoch`, key.Rollout, key.Cohort, epoch, at)
+	if err != nil {
+		return fmt.Errorf("soak seen of %s/%s: %w", key.Rollout, key.Cohort, err)
+	}
+	return nil
+}
+
 // Cohorts implements Store.
 func (p *Postgres) Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error) {
 	rows, err := p.pool.Query(ctx, selectCohorts, rollout)
@@ -532,8 +575,11 @@ func (p *Postgres) ReportShard(ctx context.Context, r ShardReport) error {
 }
 
 // ForgetRollout implements Store.
-func (p *Postgres) ForgetRollout(ctx context.Context, rollout string) error {
+func (p *Postgres) ForgetRollout(ctx context.Context, rollout, uid string) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockRolloutName(ctx, tx, rollout); err != nil {
+			return err
+		}
 		var active int
 		if err := tx.QueryRow(ctx, `
 			SELECT count(*) FROM rollout_cohorts WHERE rollout = $1 AND stage <> $2`, rollout, StageLegacy).Scan(&active); err != nil {
@@ -541,6 +587,11 @@ func (p *Postgres) ForgetRollout(ctx context.Context, rollout string) error {
 		}
 		if active > 0 {
 			return fmt.Errorf("%d cohorts are not at Legacy", active)
+		}
+		if uid != "" {
+			if _, err := tx.Exec(ctx, `INSERT INTO forgotten_rollouts (uid, rollout) VALUES ($1, $2) ON CONFLICT (uid) DO NOTHING`, uid, rollout); err != nil {
+				return err
+			}
 		}
 		// Members go with their cohorts (ON DELETE CASCADE).
 		_, err := tx.Exec(ctx, `DELETE FROM rollouts WHERE rollout = $1`, rollout)

@@ -49,13 +49,13 @@ func must[T any](t *testing.T) func(T, error) T {
 func TestEpochsGrowAndStaleWritersAreFenced(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 2); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.RegisterRollout(ctx, "ns/r", 3); !errors.Is(err, ErrShardsChanged) {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 3); !errors.Is(err, ErrShardsChanged) {
 		t.Fatalf("re-registering with another shard count: %v, want ErrShardsChanged", err)
 	}
-	if err := s.RegisterRollout(ctx, "ns/other", 2); !errors.Is(err, ErrDatabaseInUse) {
+	if err := s.RegisterRollout(ctx, "ns/other", "", 2); !errors.Is(err, ErrDatabaseInUse) {
 		t.Fatalf("a second rollout on the same database: %v, want ErrDatabaseInUse", err)
 	}
 	a := CohortKey{Rollout: "ns/r", Cohort: "a"}
@@ -96,7 +96,7 @@ func TestEpochsGrowAndStaleWritersAreFenced(t *testing.T) {
 func TestMembershipIsFrozen(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	// Known schools, by bucket.
@@ -129,7 +129,7 @@ func TestMembershipIsFrozen(t *testing.T) {
 func TestStageChangeWaitsForSavesInFlight(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	key := CohortKey{"ns/r", "a"}
@@ -164,7 +164,7 @@ func TestStageChangeWaitsForSavesInFlight(t *testing.T) {
 func TestReportsAndForget(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 2); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 2); err != nil {
 		t.Fatal(err)
 	}
 	key := CohortKey{"ns/r", "a"}
@@ -185,8 +185,40 @@ func TestReportsAndForget(t *testing.T) {
 	}
 	// A rollout with a cohort past Legacy cannot be forgotten.
 	must[CohortState](t)(s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: StageDualWrite, Attempt: 1, Reason: "Test", At: at}))
-	if err := s.ForgetRollout(ctx, "ns/r"); err == nil {
+	if err := s.ForgetRollout(ctx, "ns/r", ""); err == nil {
 		t.Fatal("forgot a rollout whose cohort dual-writes")
+	}
+}
+
+// TestForgottenRolloutStaysForgotten: after a RollbackToLegacy deletion
+// forgot a rollout, a manager acting on a copy of the deleted object read
+// before the deletion (an old leader) cannot register it again, which
+// would bring back cohorts nobody manages and keep the database from the
+// next rollout; a new object of the same name can.
+func TestForgottenRolloutStaysForgotten(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newStore(t)
+	if err := s.RegisterRollout(ctx, "ns/r", "uid-1", 1); err != nil {
+		t.Fatal(err)
+	}
+	must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{"ns/r", "a"}, 0, Selector{Tenants: []string{"s1"}}, at))
+	if err := s.ForgetRollout(ctx, "ns/r", "uid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterRollout(ctx, "ns/r", "uid-1", 1); !errors.Is(err, ErrRolloutForgotten) {
+		t.Fatalf("the deleted object registered its rollout again: %v", err)
+	}
+	if got := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r")); len(got) != 0 {
+		t.Fatalf("cohorts of a forgotten rollout: %v", got)
+	}
+	if err := s.RegisterRollout(ctx, "ns/next", "uid-2", 1); err != nil {
+		t.Fatalf("the next rollout was refused the database: %v", err)
+	}
+	if err := s.ForgetRollout(ctx, "ns/next", "uid-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterRollout(ctx, "ns/r", "uid-3", 1); err != nil {
+		t.Fatalf("a new object named like the forgotten one: %v", err)
 	}
 }
 
@@ -197,7 +229,7 @@ func TestReportsAndForget(t *testing.T) {
 func TestHaltFencesStaleStageChanges(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	key := CohortKey{Rollout: "ns/r", Cohort: "pilot"}
@@ -234,7 +266,7 @@ func TestHaltFencesStaleStageChanges(t *testing.T) {
 func TestSoakRestartFencesStalePromotions(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	key := CohortKey{Rollout: "ns/r", Cohort: "pilot"}
@@ -272,7 +304,7 @@ func TestSoakRestartFencesStalePromotions(t *testing.T) {
 func TestFreezeCountsSchoolsHeldElsewhere(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	old := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot"}, 0, Selector{Tenants: []string{"s1", "s2"}}, at))

@@ -14,7 +14,7 @@ import (
 func TestLockSaveStages(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	// A tenant first seen after a bucket cohort froze joins it by the
@@ -84,7 +84,7 @@ func TestLockSaveStages(t *testing.T) {
 func TestCohortsOutOfTheSpecTakeNoNewSchools(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	school := func(prefix string) string { return schoolIn(prefix, 0, 50) }
@@ -148,7 +148,7 @@ func TestCohortsOutOfTheSpecTakeNoNewSchools(t *testing.T) {
 func TestSchoolsOutsideCohorts(t *testing.T) {
 	ctx := context.Background()
 	s, pool := newStore(t)
-	if err := s.RegisterRollout(ctx, "ns/r", 1); err != nil {
+	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
 	if n, names := must2(t)(s.SchoolsOutsideCohorts(ctx, 2)); n != 0 || len(names) != 0 {

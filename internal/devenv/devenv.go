@@ -188,7 +188,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	if err := (&controllers.PersistenceRolloutReconciler{
-		Client: e.mgr.GetClient(), Recorder: e.mgr.GetEventRecorder("persistencerollout-controller"),
+		Client: e.mgr.GetClient(), APIReader: e.mgr.GetAPIReader(), Recorder: e.mgr.GetEventRecorder("persistencerollout-controller"),
 		Clock: clock.RealClock{}, Stores: e.stores, PollInterval: opts.PollInterval,
 	}).SetupWithManager(e.mgr); err != nil {
 		return nil, err

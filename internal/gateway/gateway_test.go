@@ -49,7 +49,7 @@ func openDataPlane(t *testing.T) (string, *dataplane.Postgres, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := dp.RegisterRollout(t.Context(), "default/demo", shards); err != nil {
+	if err := dp.RegisterRollout(t.Context(), "default/demo", "", shards); err != nil {
 		t.Fatal(err)
 	}
 	return dsn, dp, pool

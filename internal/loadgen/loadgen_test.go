@@ -53,7 +53,7 @@ func startSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := dp.RegisterRollout(ctx, testRollout, testShards); err != nil {
+	if err := dp.RegisterRollout(ctx, testRollout, "", testShards); err != nil {
 		t.Fatal(err)
 	}
 	itok := auth.InternalToken(testKey)

@@ -45,7 +45,7 @@ func setupOn(t *testing.T, dsn string, opts ...func(*Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := dp.RegisterRollout(ctx, rollout, 1); err != nil {
+	if err := dp.RegisterRollout(ctx, rollout, "", 1); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Pool: pool, DSN: dsn, Shard: 0, Shards: 1, Rollout: rollout, Holder: "test", Logger: slog.New(slog.DiscardHandler)}

@@ -33,7 +33,7 @@ func legacyFixture(t *testing.T, dsn string, n int) (*dataplane.Postgres, *pgxpo
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := dp.RegisterRollout(ctx, itRollout, 1); err != nil {
+	if err := dp.RegisterRollout(ctx, itRollout, "", 1); err != nil {
 		t.Fatal(err)
 	}
 	cs, err := dp.FreezeCohort(ctx, dataplane.CohortKey{Rollout: itRollout, Cohort: "pilot"}, 0,

@@ -49,7 +49,7 @@ func TestHeartbeatObservesStageChanges(t *testing.T) {
 	}
 	defer pool.Close()
 	const rollout = "default/demo"
-	if err := dp.RegisterRollout(ctx, rollout, 2); err != nil {
+	if err := dp.RegisterRollout(ctx, rollout, "", 2); err != nil {
 		t.Fatal(err)
 	}
 	key := dataplane.CohortKey{Rollout: rollout, Cohort: "pilot"}
