@@ -146,7 +146,7 @@ func (g *Gateway) syncerFor(doc string) (*syncer.Client, error) {
 	default:
 		return nil, &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: fmt.Sprintf("no route to shard %d", shard)}
 	}
-	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP}, nil
+	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP, Log: g.log}, nil
 }
 
 func (g *Gateway) ownSyncer() *syncer.Client {
@@ -154,7 +154,7 @@ func (g *Gateway) ownSyncer() *syncer.Client {
 	if base == "" && len(g.cfg.Peers) > 0 {
 		base = g.cfg.Peers[0]
 	}
-	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP}
+	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP, Log: g.log}
 }
 
 type apiError = store.Error
@@ -187,8 +187,9 @@ func (g *Gateway) Handler() http.Handler {
 	if g.cfg.Syncer != "" {
 		if target, err := url.Parse(g.cfg.Syncer); err == nil {
 			proxy := httputil.NewSingleHostReverseProxy(target)
-			proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
-				syncer.WriteError(w, bad(http.StatusBadGateway, store.CodeUnavailable, "this pod's syncer is unreachable: "+err.Error()))
+			proxy.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+				g.log.Warn("relaying to this pod's syncer failed", "path", r.URL.Path, "err", err)
+				syncer.WriteError(w, bad(http.StatusBadGateway, store.CodeUnavailable, "this pod's syncer is unreachable"))
 			}
 			mux.Handle(contract.PathInternal, m.instrument(routeOther, proxy))
 		}

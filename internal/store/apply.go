@@ -1017,6 +1017,41 @@ func (e *Engine) refuseReuse(bc *batchCtx, st *docState, o *op) {
 		"idempotency key "+strconv.Quote(o.req.IdempotencyKey)+" was already used for a different request to this document; send a new key for a new save")
 }
 
+// maxRecordedSV bounds the state-vector entries a sync step 1 leaves in the
+// append-only ledger: a state vector may name 150,000 clients, and one
+// request must not become a megabyte row that can never be removed.
+const maxRecordedSV = contract.MaxMissingClients
+
+// announcedSV is what the ledger keeps of a client's state vector: the
+// clients it holds operations of (a clock of 0 says nothing), those the
+// server lacks first, then in client order, at most maxRecordedSV.
+func announcedSV(sv yjs.StateVector, missing map[string][2]uint64) map[string]uint64 {
+	out := make(map[string]uint64, min(len(sv), maxRecordedSV))
+	for c := range missing {
+		id, err := strconv.ParseUint(c, 10, 64)
+		if err == nil && sv[id] > 0 {
+			out[c] = sv[id]
+		}
+	}
+	if len(out) >= maxRecordedSV {
+		return out
+	}
+	ids := make([]uint64, 0, len(sv))
+	for c, k := range sv {
+		if k > 0 {
+			ids = append(ids, c)
+		}
+	}
+	slices.Sort(ids)
+	for _, c := range ids {
+		if len(out) >= maxRecordedSV {
+			break
+		}
+		out[strconv.FormatUint(c, 10)] = sv[c]
+	}
+	return out
+}
+
 func svMap(sv yjs.StateVector) map[string]uint64 {
 	out := make(map[string]uint64, len(sv))
 	for c, k := range sv {
@@ -1309,6 +1344,13 @@ func clientsOf(u *yjs.DecodedUpdate) []uint64 {
 
 func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op) error {
 	r := &o.req
+	if !st.exists && st.historyTenant != "" && st.historyTenant != r.Tenant {
+		// As applyCreate: the ID's history (a document deleted outside the
+		// gateway) is another tenant's; an update creating it would let
+		// this one read that history. (I8)
+		e.reject(bc, st, o, http.StatusNotFound, CodeNotFound, "no document "+strconv.Quote(r.Doc)+" for this tenant")
+		return nil
+	}
 	if len(r.Update) > contract.MaxUpdateBytes {
 		e.reject(bc, st, o, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("update is %d bytes, the limit is %d", len(r.Update), contract.MaxUpdateBytes))
 		return nil
@@ -1469,7 +1511,7 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 		e.noteGaps(bc, st, st.tenant, gaps)
 	}
 	en := e.entry(bc, st, o, ledger.KindStateVector)
-	en.StateVector = svMap(sv)
+	en.StateVector = announcedSV(sv, missing)
 	if len(missing) > 0 {
 		en.Missing = missing
 	}

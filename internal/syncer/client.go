@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -22,6 +23,20 @@ type Client struct {
 	BaseURL string
 	Token   string
 	HTTP    *http.Client
+	// Log receives what went wrong on the way to the syncer (its address
+	// included), which the error handed to clients leaves out; nil: none.
+	Log *slog.Logger
+}
+
+// unreachable is the error for a call that did not get an answer: the
+// client (a student's editor) is told to retry, not where the internal
+// API lives; the cause goes to the log.
+func (c *Client) unreachable(path, what string, err error) error {
+	if c.Log != nil {
+		c.Log.Warn("syncer call failed", "syncer", c.BaseURL, "path", path, "step", what, "err", err)
+	}
+	return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable,
+		Message: "the document's syncer could not be reached (" + what + "); retry"}
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
@@ -51,12 +66,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: "syncer unreachable: " + err.Error()}
+		return c.unreachable(path, "no answer", err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: "syncer response: " + err.Error()}
+		return c.unreachable(path, "answer cut short", err)
 	}
 	if len(raw) > maxAnswer {
 		// Not cut short silently: a truncated answer does not decode,
