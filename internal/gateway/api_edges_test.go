@@ -68,6 +68,24 @@ func TestEvidenceDoesNotRevealOtherSchoolsDocuments(t *testing.T) {
 		t.Errorf("another tenant's document answers %d %v, a missing one %d %v: existence is revealed",
 			theirs.status, theirs.body["code"], none.status, none.body["code"])
 	}
+	// bob's own refused attempt on it shows, but not its place in
+	// school-a's chain: a sequence number of 5 told him 4 entries of
+	// another school's document exist (the fresh-user walk found it).
+	for range 3 {
+		f.do("PUT", "/v1/documents/essay-1", alice, map[string]any{"content": "more"})
+	}
+	f.do("PUT", "/v1/documents/essay-1", bob, map[string]any{"content": "mine"})
+	theirs = f.do("GET", "/v1/documents/essay-1/evidence", bob, nil)
+	tl, _ := theirs.body["timeline"].([]any)
+	if len(tl) != 1 {
+		t.Fatalf("bob's own entries on school-a's document: %s", theirs.raw)
+	}
+	if en := tl[0].(map[string]any); en["seq"] != float64(0) || en["hash"] != nil && en["hash"] != "" {
+		t.Errorf("bob's entry carries its place in school-a's chain: seq %v hash %v", en["seq"], en["hash"])
+	}
+	if head := theirs.body["chain"].(map[string]any)["head"]; head != nil && head != "" {
+		t.Errorf("chain head of school-a's document shown to bob: %v", head)
+	}
 }
 
 // TestMalformedQueryParametersAreRefused: docs/api.md: list's after/limit "an empty, repeated or

@@ -369,9 +369,13 @@ func (e *Engine) CheckLock(ctx context.Context) error {
 	if e.isFenced.Load() {
 		return ErrFenced
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := e.lockConn.Ping(ctx); err != nil {
+	if err := e.lockConn.Ping(pctx); err != nil {
+		if ctx.Err() != nil {
+			// The caller stopped (a syncer shutting down), not the lock.
+			return ctx.Err()
+		}
 		e.fence("advisory lock connection lost: " + err.Error())
 		return ErrFenced
 	}

@@ -191,10 +191,32 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
 	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
-	if ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && len(all) > 0 {
+	switch {
+	case ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && len(all) > 0:
 		// There is a trace, only none since the time asked about.
 		ev.Proof.Summary = "nothing of it reached the ledger since " + q.Since.UTC().Format(time.RFC3339Nano) +
 			"; earlier entries exist (ask without since)"
+	case ev.Verdict == VerdictNeverPersisted && len(ev.Timeline) > 0:
+		// Entries that are not saves (a state vector announced with
+		// nothing the server lacked, a disconnection): a trace, no save.
+		kinds := make([]string, 0, len(ev.Timeline))
+		for _, t := range ev.Timeline {
+			kinds = append(kinds, t.Kind)
+		}
+		slices.Sort(kinds)
+		ev.Proof.Summary = fmt.Sprintf("nothing of it was saved: the ledger names it in %d entries (%s), none of them a save",
+			len(ev.Timeline), strings.Join(slices.Compact(kinds), ", "))
+	}
+	if foreign {
+		// Positions and hashes in another school's chain are its facts.
+		for i := range ev.Timeline {
+			ev.Timeline[i].Seq, ev.Timeline[i].Hash, ev.Timeline[i].PrevHash = 0, "", ""
+		}
+		ev.Chain.Head = ""
+		for i := range ev.Findings {
+			ev.Findings[i].Entries, ev.Findings[i].Hash = nil, ""
+		}
+		ev.Proof.Entries, ev.Proof.Hash = nil, ""
 	}
 	return ev, nil
 }
@@ -371,6 +393,19 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		}
 		out = append(out, f)
 		break
+	}
+	if q.subject() == "" && st.exists && !slices.ContainsFunc(out, func(f Finding) bool { return f.Verdict == VerdictSynced }) {
+		// A document saved before the ledger began (the write-through
+		// store's row, maybe backfilled since) is persisted all the same.
+		f := Finding{Verdict: VerdictSynced, Revision: st.revision,
+			Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row); no save through the gateway since", st.revision)}
+		for _, t := range sub {
+			if t.Kind == ledger.KindBackfill {
+				f.Entries, f.Hash = []int64{t.Seq}, t.Hash
+				f.Summary += fmt.Sprintf("; its Yjs representation was made from it at ledger entry %d (stage %s epoch %d)", t.Seq, t.Stage, t.Epoch)
+			}
+		}
+		out = append(out, f)
 	}
 	if st.ydoc != nil && q.Client != 0 {
 		// A client's operations are synced when we hold them, even if

@@ -220,6 +220,9 @@ func Run(ctx context.Context, cfg Config) error {
 			// cannot know a commit's outcome (its database went away):
 			// either way it must not write, and its restart takes the
 			// shard again if nobody else holds it.
+			if ctx.Err() != nil {
+				return nil // stopping anyway: not a fence to report
+			}
 			return fmt.Errorf("fenced, stopping: %s", eng.FenceReason())
 		case <-tick.C:
 		case <-s.kick:
