@@ -118,7 +118,7 @@ run: manifests ## Run the manager against the cluster of the current kubeconfig.
 
 .PHONY: dev
 dev: deps envtest build ## Run everything locally in the foreground; writes bin/dev/{kubeconfig,database-url,gateway-url,token-key}.
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/devenv --crds config/crd/bases --state bin/dev --bin bin
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" bin/devenv --crds config/crd/bases --state bin/dev --bin bin $(if $(KEEP_DATA),--keep-data)
 
 .PHONY: helm
 helm: $(HELM) ## Build the pinned helm into bin/.

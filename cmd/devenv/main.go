@@ -41,7 +41,12 @@ func main() {
 	flag.IntVar(&opts.SeedDocs, "seed-docs", 50, "legacy documents to write into the database at start, as existing documents before a rollout (0: none; existing ones are kept)")
 	flag.IntVar(&opts.SeedTenants, "seed-tenants", 6, "tenants (school-1..N) owning the seeded documents; the sample rollout's cohorts cover them all")
 	flag.IntVar(&opts.SeedShards, "seed-shards", 2, "shards the seeded documents are placed for: the rollout's spec.gateway.shards")
+	keep := flag.Bool("keep-data", false, "keep PostgreSQL's data from the last run (the API server starts empty either way, so a rollout applied again takes over the stages its cohorts reached)")
 	flag.Parse()
+	if err := freshState(opts.State, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "devenv:", err)
+		os.Exit(1)
+	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(true)))
 	opts.Log = ctrl.Log.WithName("devenv")
 	if err := run(opts); err != nil {
@@ -66,8 +71,26 @@ persistence-operator is running. In another terminal:
   kubectl get persistencerollouts -w
 
 PostgreSQL: %s
-Press Ctrl-C to stop (PostgreSQL's data stays in %s).
+Press Ctrl-C to stop (PostgreSQL's data stays in %s until the next
+make dev, which starts afresh unless run with KEEP_DATA=1).
 
 `, env.Kubeconfig, env.DatabaseURL, filepath.Join(opts.State, "pg"))
 	return env.Run(ctx)
+}
+
+// freshState removes what a previous run left for other terminals, so that
+// a script waiting for bin/dev/gateway-url waits for this run's gateway,
+// and, unless keep, the previous run's database: the API server is new
+// each time, and a kept database would hand the sample rollout the stages
+// its cohorts reached last time (and the documents the README creates).
+func freshState(state string, keep bool) error {
+	for _, f := range []string{"gateway-url", "database-url", "kubeconfig"} {
+		if err := os.Remove(filepath.Join(state, f)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	if keep {
+		return nil
+	}
+	return os.RemoveAll(filepath.Join(state, "pg"))
 }
