@@ -44,7 +44,9 @@ func heapInUse() uint64 {
 // held with 100 states); a query while a copy is still queued for the
 // client is not answered again. Found by the security review.
 func TestQueryAwarenessOfANonReaderIsBounded(t *testing.T) {
-	s := newTestServer(t, Limits{})
+	// Big states are no longer remembered by default (MaxAwarenessState);
+	// raised here, so that what is tested is the bound on queued copies.
+	s := newTestServer(t, Limits{MaxAwarenessState: 64 << 10, MaxConnAwareness: 8 << 20})
 	tok := token(t, "school-a", "mallory")
 	const states = 100 // of the 1024 a room keeps; 6.4 MiB
 	for i := range 2 {

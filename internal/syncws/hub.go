@@ -47,6 +47,14 @@ type Limits struct {
 	// states are still relayed, not remembered).
 	MaxAwarenessBytes   int
 	MaxAwarenessClients int
+	// MaxAwarenessState bounds one remembered awareness state (default
+	// 8 KiB: a real one, a name, a colour and a cursor, is well under 1
+	// KiB) and MaxConnAwareness the states one connection has remembered
+	// in all (default 64 KiB); past either a state is relayed, not
+	// remembered, so one student's connections cannot fill the gateway's
+	// memory with states kept as long as they stay open.
+	MaxAwarenessState int
+	MaxConnAwareness  int
 	// SendQueue bounds the messages waiting to be written to one client
 	// (default 512); when full the client is closed with 4508.
 	SendQueue int
@@ -85,6 +93,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxAwarenessClients <= 0 {
 		l.MaxAwarenessClients = 1024
+	}
+	if l.MaxAwarenessState <= 0 {
+		l.MaxAwarenessState = 8 << 10
+	}
+	if l.MaxConnAwareness <= 0 {
+		l.MaxConnAwareness = 64 << 10
 	}
 	if l.SendQueue <= 0 {
 		l.SendQueue = 512
@@ -164,6 +178,15 @@ type awState struct {
 	clock uint64
 	state []byte
 	owner *conn
+}
+
+// forgetAwareness drops the state a room remembers for an awareness
+// client, if any, and counts it off its connection (hub.mu held).
+func forgetAwareness(rm *room, id uint64) {
+	if st, ok := rm.awareness[id]; ok {
+		st.owner.awBytes -= len(st.state)
+		delete(rm.awareness, id)
+	}
 }
 
 // refusal is a decision to close a connection with a code and reason.
@@ -401,7 +424,7 @@ func (h *Hub) unregister(c *conn) {
 	var gone []yprotocol.AwarenessEntry
 	for id := range c.clients {
 		if st, ok := rm.awareness[id]; ok && st.owner == c {
-			delete(rm.awareness, id)
+			forgetAwareness(rm, id)
 			gone = append(gone, yprotocol.AwarenessEntry{ClientID: id, Clock: st.clock + 1, State: []byte("null")})
 		}
 	}
@@ -594,6 +617,7 @@ type conn struct {
 	stopped bool
 
 	clients map[uint64]struct{} // awareness client IDs seen on this connection (guarded by hub.mu)
+	awBytes int                 // bytes of the awareness states the room remembers for it (guarded by hub.mu)
 
 	claimedDoc bool // an update of this connection created its document (read and set by run's goroutine only)
 }
@@ -900,7 +924,7 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 		c.hub.mu.Lock()
 		for _, e := range m.Awareness {
 			if e.Removed() {
-				delete(c.room.awareness, e.ClientID)
+				forgetAwareness(c.room, e.ClientID)
 				continue
 			}
 			if _, seen := c.clients[e.ClientID]; !seen {
@@ -916,9 +940,17 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			if !ok && len(c.room.awareness) >= c.hub.lim.MaxAwarenessClients {
 				continue
 			}
-			if !ok || e.Clock >= st.clock {
-				c.room.awareness[e.ClientID] = awState{clock: e.Clock, state: append([]byte(nil), e.State...), owner: c}
+			if ok && e.Clock < st.clock {
+				continue
 			}
+			// The newer state replaces the remembered one; one too large
+			// to remember drops it (a newcomer must not get a stale one).
+			forgetAwareness(c.room, e.ClientID)
+			if len(e.State) > c.hub.lim.MaxAwarenessState || c.awBytes+len(e.State) > c.hub.lim.MaxConnAwareness {
+				continue
+			}
+			c.room.awareness[e.ClientID] = awState{clock: e.Clock, state: append([]byte(nil), e.State...), owner: c}
+			c.awBytes += len(e.State)
 		}
 		c.hub.mu.Unlock()
 		c.hub.broadcast(c.room, b, nil)
