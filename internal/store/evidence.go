@@ -394,9 +394,10 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		out = append(out, f)
 		break
 	}
-	if q.subject() == "" && st.exists && !slices.ContainsFunc(out, func(f Finding) bool { return f.Verdict == VerdictSynced }) {
+	if q.subject() == "" && q.Since.IsZero() && st.exists && !slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }) {
 		// A document saved before the ledger began (the write-through
-		// store's row, maybe backfilled since) is persisted all the same.
+		// store's row, maybe backfilled since) and not since is
+		// persisted all the same.
 		f := Finding{Verdict: VerdictSynced, Revision: st.revision,
 			Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row); no save through the gateway since", st.revision)}
 		for _, t := range sub {
