@@ -262,6 +262,36 @@ func TestChartRolloutWithExistingSecretAndDefaultCohorts(t *testing.T) {
 // TestChartRolloutGatewayPullSecrets: the gateway pods run the project
 // image, so they need the same pull secrets as the operator unless the
 // values name the gateway's own.
+// TestChartGivesSyncersTheServiceRole: with rollout.database.serviceDsn the
+// chart's Secret holds the syncers' DSN too, and the rollout points its
+// serviceSecretRef at it, so the syncers connect as a yawp_service member
+// that cannot disable the ledger's protection; with an existing Secret,
+// serviceSecretKey names the key.
+func TestChartGivesSyncersTheServiceRole(t *testing.T) {
+	objs := helmTemplate(t, "--set", "rollout.enabled=true", "--set", "rollout.database.dsn=postgres://owner@db/yawp",
+		"--set", "rollout.database.serviceDsn=postgres://yawp_syncer@db/yawp")
+	ro := objs.one(t, "PersistenceRollout", "", nil)
+	var secret corev1.Secret
+	objs.one(t, "Secret", "", &secret)
+	if ref, want := ro.path("spec", "database", "serviceSecretRef"), map[string]any{"name": secret.Name, "key": "service-dsn"}; !reflect.DeepEqual(ref, want) {
+		t.Errorf("rollout database.serviceSecretRef = %v, want %v", ref, want)
+	}
+	if got := secret.StringData["service-dsn"]; got != "postgres://yawp_syncer@db/yawp" {
+		t.Errorf("Secret service-dsn = %q", got)
+	}
+	validateAgainstCRD(t, ro)
+
+	objs = helmTemplate(t, "--set", "rollout.enabled=true", "--set", "rollout.database.existingSecret=pg", "--set", "rollout.database.serviceSecretKey=syncers")
+	ro = objs.one(t, "PersistenceRollout", "", nil)
+	if ref, want := ro.path("spec", "database", "serviceSecretRef"), map[string]any{"name": "pg", "key": "syncers"}; !reflect.DeepEqual(ref, want) {
+		t.Errorf("with an existing Secret: serviceSecretRef = %v, want %v", ref, want)
+	}
+	objs = helmTemplate(t, "--set", "rollout.enabled=true", "--set", "rollout.database.existingSecret=pg")
+	if ref := objs.one(t, "PersistenceRollout", "", nil).path("spec", "database", "serviceSecretRef"); ref != nil {
+		t.Errorf("serviceSecretRef without a service DSN: %v", ref)
+	}
+}
+
 func TestChartRolloutGatewayPullSecrets(t *testing.T) {
 	base := []string{"--set", "rollout.enabled=true", "--set", "rollout.database.existingSecret=pg-dsn"}
 	tests := []struct {
@@ -316,6 +346,10 @@ func TestChartRefusesBadValues(t *testing.T) {
     soak: 1h
 `,
 		want: []string{"rollout.cohorts[0] (pilot)", "exactly one of tenants or buckets"},
+	}, {
+		name:   "the syncers' DSN in values with an existing Secret",
+		values: "rollout:\n  enabled: true\n  database: {existingSecret: pg, serviceDsn: 'postgres://svc@db/yawp'}\n",
+		want:   []string{"serviceDsn goes with dsn"},
 	}, {
 		name: "cohort bucket range is empty",
 		values: `rollout:

@@ -137,7 +137,11 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvPeerPattern).
 		WithValue(fmt.Sprintf("http://%s-%%d.%s.%s.svc:%d", gatewayName(r), headlessName(r), r.Namespace, contract.GatewayPort)))
 	syncerEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
-	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, r.Spec.Database.SecretRef),
+	dsn := r.Spec.Database.SecretRef
+	if ref := r.Spec.Database.ServiceSecretRef; ref != nil {
+		dsn = *ref // a yawp_service member: cannot disable the ledger's protection
+	}
+	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, dsn),
 		// The syncer's own memory limit (the node's allocatable memory
 		// when none is set): it sizes its Go heap to it (gotune).
 		corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().

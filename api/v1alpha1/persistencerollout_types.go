@@ -199,9 +199,19 @@ type SecretKeyRef struct {
 // evidence ledger is.
 type DatabaseSpec struct {
 	// secretRef names the Secret key holding the PostgreSQL connection
-	// string (DSN). The controller and every syncer use it.
+	// string (DSN) of the role that owns the schema: the controller
+	// migrates with it, and syncers use it too unless serviceSecretRef is
+	// set.
 	// +required
 	SecretRef SecretKeyRef `json:"secretRef"`
+	// serviceSecretRef names the Secret key holding the DSN the syncers
+	// use: a login role in yawp_service that owns nothing. It may read and
+	// write documents but only read and append to the save-evidence
+	// ledger, and, owning no table, cannot disable the ledger's
+	// append-only trigger as the schema's owner can. Without it the
+	// syncers use secretRef (and warn).
+	// +optional
+	ServiceSecretRef *SecretKeyRef `json:"serviceSecretRef,omitempty"`
 }
 
 // BucketRange selects tenants whose hashed ID falls into [from, to) out of

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -136,10 +137,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := os.WriteFile(filepath.Join(state, "database-url"), []byte(dsn+"\n"), 0o600); err != nil {
 		return nil, err
 	}
-	if opts.SeedDocs > 0 {
-		if err := seed(ctx, dsn, opts); err != nil {
-			return nil, err
-		}
+	serviceDSN, err := prepare(ctx, dsn, opts)
+	if err != nil {
+		return nil, err
 	}
 
 	// 2. The control plane, with the CRDs installed.
@@ -172,7 +172,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	for name, data := range map[string]map[string][]byte{
-		"demo-database": {"dsn": []byte(dsn)},
+		// dsn: the schema's owner, for the operator; service-dsn: the
+		// syncers' role in yawp_service (spec.database.serviceSecretRef).
+		"demo-database": {"dsn": []byte(dsn), "service-dsn": []byte(serviceDSN)},
 		"demo-tokens":   {"key": []byte(e.TokenKey)},
 	} {
 		s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}, Data: data}
@@ -202,17 +204,49 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	return e, nil
 }
 
-// seed migrates the database and writes the legacy documents of
-// opts.Seed*.
-func seed(ctx context.Context, dsn string, opts Options) error {
+// SyncerRole is the login role in yawp_service the syncers of make dev
+// and the end-to-end tests connect as: it owns nothing, so it cannot
+// disable the ledger's append-only protection.
+const SyncerRole = "yawp_syncer"
+
+// prepare migrates the database as its owner, makes the syncers' login
+// role (returning its DSN) and writes the legacy documents of opts.Seed*.
+func prepare(ctx context.Context, dsn string, opts Options) (string, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
-		return fmt.Errorf("seed: %w", err)
+		return "", fmt.Errorf("prepare the database: %w", err)
 	}
 	defer pool.Close()
 	if err := migrations.Up(ctx, pool); err != nil {
-		return fmt.Errorf("seed: %w", err)
+		return "", fmt.Errorf("prepare the database: %w", err)
 	}
+	if _, err := pool.Exec(ctx, `DO $$ BEGIN
+		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+SyncerRole+`') THEN
+			CREATE ROLE `+SyncerRole+` LOGIN IN ROLE yawp_service;
+		END IF; END $$`); err != nil {
+		return "", fmt.Errorf("create the syncers' role: %w", err)
+	}
+	if opts.SeedDocs > 0 {
+		if err := seed(ctx, pool, opts); err != nil {
+			return "", err
+		}
+	}
+	return AsSyncerRole(dsn)
+}
+
+// AsSyncerRole is dsn (of this environment's PostgreSQL, which trusts
+// local connections) for SyncerRole.
+func AsSyncerRole(dsn string) (string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "", err
+	}
+	u.User = url.User(SyncerRole)
+	return u.String(), nil
+}
+
+// seed writes the legacy documents of opts.Seed*.
+func seed(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	tenants := make([]string, max(opts.SeedTenants, 1))
 	for i := range tenants {
 		tenants[i] = fmt.Sprintf("school-%d", i+1)

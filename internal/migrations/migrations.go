@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -78,4 +80,66 @@ func up(ctx context.Context, db *sql.DB) error {
 		case <-time.After(backoff):
 		}
 	}
+}
+
+// Latest is the highest version among the embedded migrations: the schema
+// this binary needs.
+func Latest() int64 {
+	entries, err := fs.ReadDir(FS(), ".")
+	if err != nil {
+		panic(err) // the embedded directory is fixed at build time
+	}
+	var v int64
+	for _, e := range entries {
+		prefix, _, _ := strings.Cut(e.Name(), "_")
+		if n, err := strconv.ParseInt(prefix, 10, 64); err == nil {
+			v = max(v, n)
+		}
+	}
+	return v
+}
+
+// UpOrWait applies the pending migrations when the connected role may (it
+// owns the schema's migrations, or there are none yet and it may create
+// tables); otherwise (a syncer connected as a member of yawp_service,
+// which owns nothing) it waits until the schema is at Latest, which the
+// operator's role migrates to, polling every interval.
+func UpOrWait(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interval time.Duration) error {
+	var may bool
+	err := pool.QueryRow(ctx, `
+		SELECT CASE WHEN to_regclass('schema_migrations') IS NULL
+		            THEN has_schema_privilege(current_schema(), 'CREATE')
+		            ELSE pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = to_regclass('schema_migrations')), 'USAGE')
+		       END`).Scan(&may)
+	if err != nil {
+		return fmt.Errorf("migrations: may this role migrate: %w", err)
+	}
+	if may {
+		return Up(ctx, pool)
+	}
+	want := Latest()
+	for {
+		var at int64
+		err := pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM schema_migrations WHERE is_applied`).Scan(&at)
+		if err == nil && at >= want {
+			return nil
+		}
+		if log != nil {
+			log.Info("waiting for the schema to be migrated by a role that owns it (the operator's)", "at", at, "need", want, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("migrations: the schema is at version %d, this binary needs %d, and its database role may not migrate it (the operator's role, which owns it, does): %w", at, want, ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+// OwnsLedger reports whether the connected role could turn off the
+// ledger's append-only protection: it owns save_ledger (or is a superuser),
+// so it may disable the table's triggers.
+func OwnsLedger(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	var owns bool
+	err := pool.QueryRow(ctx, `SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass('save_ledger')`).Scan(&owns)
+	return owns, err
 }

@@ -136,8 +136,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer pool.Close()
-	if err := migrations.Up(ctx, pool); err != nil {
+	// A syncer connected as a yawp_service member (it owns nothing) waits
+	// for the operator to migrate; one whose role owns the schema migrates.
+	if err := migrations.UpOrWait(ctx, pool, cfg.Logger, 5*time.Second); err != nil {
 		return err
+	}
+	if owns, err := migrations.OwnsLedger(ctx, pool); err == nil && owns {
+		cfg.Logger.Warn("this syncer's database role owns the save-evidence ledger, so it could disable the ledger's append-only trigger; " +
+			"give syncers a login role in yawp_service that owns nothing (spec.database.serviceSecretRef, docs/operations.md)")
 	}
 	holder := cfg.PodName
 	if holder == "" {

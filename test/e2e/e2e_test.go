@@ -180,8 +180,9 @@ func TestRolloutWithRealShards(t *testing.T) {
 		Spec: persistencev1alpha1.PersistenceRolloutSpec{
 			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
 				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "demo-tokens", Key: "key"}},
-			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "demo-database", Key: "dsn"}},
-			Paused:   true,
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "demo-database", Key: "dsn"},
+				ServiceSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "demo-database", Key: "service-dsn"}},
+			Paused: true,
 			Cohorts: []persistencev1alpha1.CohortSpec{
 				{Name: "pilot", Tenants: []string{"school-1", "school-2"}, Soak: metav1.Duration{Duration: 2 * time.Second}},
 				{Name: "rest", Buckets: &persistencev1alpha1.BucketRange{From: 0, To: 100}, Soak: metav1.Duration{Duration: 2 * time.Second}},
@@ -624,8 +625,12 @@ func rolloutNamespace(g *WithT, name, database string) (*corev1.Namespace, strin
 	g.Expect(env.Client.Create(ctx, ns)).To(Succeed())
 	dsn, err := env.CreateDatabase(ctx, database)
 	g.Expect(err).NotTo(HaveOccurred())
+	// The syncers connect as a yawp_service member, on a database the
+	// operator (the owner) migrates: they wait for it.
+	serviceDSN, err := devenv.AsSyncerRole(dsn)
+	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns.Name},
-		Data: map[string][]byte{"dsn": []byte(dsn), "tokens": []byte(env.TokenKey)}})).To(Succeed())
+		Data: map[string][]byte{"dsn": []byte(dsn), "service-dsn": []byte(serviceDSN), "tokens": []byte(env.TokenKey)}})).To(Succeed())
 	return ns, dsn
 }
 
@@ -638,9 +643,10 @@ func rolloutIn(ns, name string, cohorts ...persistencev1alpha1.CohortSpec) *pers
 		Spec: persistencev1alpha1.PersistenceRolloutSpec{
 			Gateway: persistencev1alpha1.GatewaySpec{Image: "persistence-operator:e2e", Shards: 2,
 				TokenSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "tokens"}},
-			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
-			Cohorts:  cohorts,
-			Gates:    persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
+			Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"},
+				ServiceSecretRef: &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "service-dsn"}},
+			Cohorts: cohorts,
+			Gates:   persistencev1alpha1.IntegrityGates{MaxReportAge: metav1.Duration{Duration: 30 * time.Second}},
 		},
 	}
 }

@@ -99,6 +99,14 @@ The namespace of the PersistenceRollout and its database Secret.
 The name of the Secret holding the rollout's PostgreSQL DSN: the existing one,
 or the one this chart creates from rollout.database.dsn.
 */}}
+{{/*
+The key of the syncers' DSN in the database Secret ("" when none).
+*/}}
+{{- define "persistence-operator.serviceSecretKey" -}}
+{{- $db := .Values.rollout.database -}}
+{{- if $db.serviceSecretKey }}{{ $db.serviceSecretKey }}{{ else if $db.serviceDsn }}service-dsn{{ end }}
+{{- end }}
+
 {{- define "persistence-operator.databaseSecretName" -}}
 {{- if .Values.rollout.database.existingSecret }}
 {{- .Values.rollout.database.existingSecret }}
