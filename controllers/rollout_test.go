@@ -290,6 +290,9 @@ func TestFailingGateRollsBackAndNothingElseMoves(t *testing.T) {
 	f.g.Expect(last.Reason).To(Equal(persistencev1alpha1.ReasonGateFailed))
 	f.g.Expect(last.Message).To(ContainSubstring("1 mismatched documents"))
 	f.g.Expect(ro.Status.WaitingFor).To(ContainSubstring("set attempt: 2 to try again"))
+	// Status says why, not only that (support read "attempt 1 was rolled
+	// back" and had to find the reason in the events).
+	f.g.Expect(ro.Status.WaitingFor).To(ContainSubstring("1 mismatched documents"))
 	f.g.Eventually(func() []string { return f.events("gate") }).Should(ContainElement(ContainSubstring("rolled cohort pilot back from Verify to Legacy")))
 	// The manager's /metrics tells an alert: one gate rollback, Degraded.
 	f.g.Expect(testutil.ToFloat64(gateRollbacks.WithLabelValues(f.ns, "gate", "pilot"))).To(Equal(1.0))

@@ -369,7 +369,8 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	// A person's rollback acts even while paused.
 	if intent == persistencev1alpha1.IntentRollback {
 		if stage == persistencev1alpha1.StageLegacy && st.Outcome == dataplane.OutcomeRolledBack {
-			return cohortPlan{failed: true, waitingFor: fmt.Sprintf("intent Rollback on cohort %s", spec.Name), reason: persistencev1alpha1.ReasonHeld}
+			return cohortPlan{failed: true, reason: persistencev1alpha1.ReasonHeld,
+				waitingFor: fmt.Sprintf("nothing: rolled back to Legacy as intent Rollback asks; to try again set intent Proceed and attempt %d (yawpctl rollout retry)", st.Attempt+1)}
 		}
 		return cohortPlan{failed: true, act: set(persistencev1alpha1.StageLegacy, st.Attempt, persistencev1alpha1.OutcomeRolledBack,
 			"RollbackRequested", fmt.Sprintf("rolled cohort %s back to Legacy as its intent asks", spec.Name))}
@@ -377,8 +378,12 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 
 	// A finished attempt waits for a new one.
 	if st.Outcome != "" {
+		why := ""
+		if st.OutcomeMessage != "" {
+			why = " (" + st.OutcomeMessage + ")"
+		}
 		cp := cohortPlan{failed: true, reason: persistencev1alpha1.ReasonAwaitingNewAttempt,
-			waitingFor: fmt.Sprintf("attempt %d %s: set attempt: %d to try again", st.Attempt, describeOutcome(st.Outcome), st.Attempt+1)}
+			waitingFor: fmt.Sprintf("attempt %d %s%s: set attempt: %d to try again (yawpctl rollout retry)", st.Attempt, describeOutcome(st.Outcome), why, st.Attempt+1)}
 		if wantAttempt <= st.Attempt {
 			return cp
 		}

@@ -347,7 +347,7 @@ func TestRetriedAttemptWaitsForTheRealBlocker(t *testing.T) {
 		spec := cohortSpec("pilot")
 		in := planInput{now: t0, spec: persistencev1alpha1.PersistenceRolloutSpec{Gates: gates, Paused: true, Cohorts: []persistencev1alpha1.CohortSpec{spec}}}
 		cp := planCohort(in, cohortInput{spec: spec, state: rolledBack, sum: healthy(7)}, true, true)
-		if want := "attempt 1 was rolled back: set attempt: 2 to try again"; cp.waitingFor != want || cp.reason != persistencev1alpha1.ReasonAwaitingNewAttempt {
+		if want := "attempt 1 was rolled back: set attempt: 2 to try again (yawpctl rollout retry)"; cp.waitingFor != want || cp.reason != persistencev1alpha1.ReasonAwaitingNewAttempt {
 			t.Errorf("waiting for %q (%s), want %q", cp.waitingFor, cp.reason, want)
 		}
 	})

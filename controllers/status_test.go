@@ -54,7 +54,7 @@ func TestConditions(t *testing.T) {
 			waiting: "unpause"},
 		{name: "rolled back", state: rolledBack, sum: summary{shards: 2}, alive: 2,
 			ready: want{"False", "RolledBack"}, prog: want{"False", "AwaitingNewAttempt"}, degr: want{"True", "RolledBack"}, verif: want{"Unknown", "NoReports"},
-			waiting: "attempt 1 was rolled back: set attempt: 2 to try again"},
+			waiting: "attempt 1 was rolled back: set attempt: 2 to try again (yawpctl rollout retry)"},
 		// Retried while paused: still rolled back, waiting to be resumed.
 		{name: "retried, paused", paused: true, attempt: 2, state: rolledBack, sum: summary{shards: 2}, alive: 2,
 			ready: want{"False", "RolledBack"}, prog: want{"False", "Paused"}, degr: want{"True", "RolledBack"}, verif: want{"Unknown", "NoReports"},

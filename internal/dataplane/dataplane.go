@@ -110,6 +110,9 @@ type CohortState struct {
 	// shard for the cohort at its current epoch (zero: not yet).
 	SoakSeenAt time.Time
 	FrozenAt   time.Time
+	// OutcomeMessage says why the attempt ended (the message of the
+	// stage change that recorded Outcome), while it is set.
+	OutcomeMessage string
 	// RemovedAt is when the controller found the cohort gone from its
 	// rollout's spec (zero while the spec has it): from then on it takes no
 	// school seen for the first time.

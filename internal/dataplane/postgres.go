@@ -197,7 +197,8 @@ func freezeMembers(ctx context.Context, tx pgx.Tx, key CohortKey, sel Selector, 
 const selectCohorts = `
 	SELECT c.cohort, c.position, c.stage, c.epoch, c.attempt, c.outcome, c.stage_since, c.soak_started_at, c.frozen_at, c.removed_at,
 	       (SELECT count(*) FROM cohort_members m WHERE m.rollout = c.rollout AND m.cohort = c.cohort), c.selector,
-	       (SELECT w.seen_at FROM cohort_soak_watch w WHERE w.rollout = c.rollout AND w.cohort = c.cohort AND w.epoch = c.epoch)
+	       (SELECT w.seen_at FROM cohort_soak_watch w WHERE w.rollout = c.rollout AND w.cohort = c.cohort AND w.epoch = c.epoch),
+	       (SELECT s.message FROM stage_changes s WHERE s.rollout = c.rollout AND s.cohort = c.cohort AND s.outcome <> '' ORDER BY s.id DESC LIMIT 1)
 	FROM rollout_cohorts c WHERE c.rollout = $1`
 
 func scanCohort(row pgx.Row) (CohortState, error) {
@@ -205,8 +206,12 @@ func scanCohort(row pgx.Row) (CohortState, error) {
 	var removed *time.Time
 	var selector []byte
 	var seen *time.Time
+	var outcomeMsg *string
 	err := row.Scan(&st.Cohort, &st.Position, &st.Stage, &st.Epoch, &st.Attempt, &st.Outcome,
-		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members, &selector, &seen)
+		&st.StageSince, &st.SoakStartedAt, &st.FrozenAt, &removed, &st.Members, &selector, &seen, &outcomeMsg)
+	if outcomeMsg != nil && st.Outcome != "" {
+		st.OutcomeMessage = *outcomeMsg
+	}
 	if removed != nil {
 		st.RemovedAt = *removed
 	}
