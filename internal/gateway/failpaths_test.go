@@ -36,6 +36,9 @@ type syncerFault struct {
 	cutAfter  atomic.Bool
 	kind      string   // only requests whose body holds this (empty: all)
 	down      sync.Map // doc ID -> true: every apply naming it is cut before the engine
+	// hold, when set, keeps matching applies from the engine until it is
+	// closed or their request ends (a slow syncer).
+	hold chan struct{}
 }
 
 func hijackClose(w http.ResponseWriter) {
@@ -64,6 +67,13 @@ func (sf *syncerFault) wrap(h http.Handler) http.Handler {
 			if match && sf.cutBefore.Load() {
 				hijackClose(w)
 				return
+			}
+			if match && sf.hold != nil {
+				select {
+				case <-sf.hold:
+				case <-r.Context().Done():
+					return
+				}
 			}
 			if match && sf.cutAfter.CompareAndSwap(true, false) {
 				rec := httptest.NewRecorder()
@@ -331,6 +341,48 @@ func TestFlushUnconfirmedAtShutdown(t *testing.T) {
 	rows, err := store.LedgerRows(t.Context(), f.pool, doc)
 	if err != nil || len(rows) != 1 || !strings.Contains(string(rows[0].Body), `"code":"unconfirmed"`) {
 		t.Fatalf("ledger of %s: %d rows, %v", doc, len(rows), err)
+	}
+}
+
+// TestClientThatHungUpIsNotBlamedOnTheSyncer: a student's editor that
+// gives up on a save while the syncer is slow left a ledger trace saying
+// the syncer was unreachable ("context canceled") and that the client was
+// told to retry; nobody was told anything, and the syncer was fine (the
+// fresh-user walk saw it at the end of every loadgen run).
+func TestClientThatHungUpIsNotBlamedOnTheSyncer(t *testing.T) {
+	sf := &syncerFault{kind: store.KindSave, hold: make(chan struct{})} // creates pass
+	defer close(sf.hold)
+	f := customFixture(t, sf.wrap, nil)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	f.create(alice, "slow-1", "v1")
+	body := strings.NewReader(`{"content":"v2"}`)
+	req, err := http.NewRequest(http.MethodPut, f.url+contract.PathDocuments+"/slow-1", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Request-ID", "gave-up-1")
+	if resp, err := (&http.Client{Timeout: 300 * time.Millisecond}).Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the held save answered %s", resp.Status)
+	}
+	var body2 string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		rows, err := store.LedgerRows(t.Context(), f.pool, "slow-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(rows); n > 1 && strings.Contains(string(rows[n-1].Body), `"code":"unconfirmed"`) {
+			body2 = string(rows[n-1].Body)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no unconfirmed trace of the abandoned save (%d rows)", len(rows))
+		}
+	}
+	if !strings.Contains(body2, "client disconnected") || strings.Contains(body2, "context canceled") || strings.Contains(body2, "told to retry") {
+		t.Errorf("the trace of a save its client abandoned: %s", body2)
 	}
 }
 

@@ -53,9 +53,15 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 	if req.Kind != store.KindCreate && req.Kind != store.KindSave && req.Kind != store.KindYjs {
 		return
 	}
+	reason := "the save reached the gateway but its commit could not be confirmed (" + cause.Error() + "); the client was told to retry"
+	if errors.Is(cause, context.Canceled) {
+		// Not the syncer: the client went away while its save was on
+		// the way, so nobody was told anything.
+		reason = "the save reached the gateway, and the client disconnected before its commit was confirmed; " +
+			"if it committed, its commit is in the ledger too"
+	}
 	rec := store.Request{Kind: store.KindReject, Doc: req.Doc, Tenant: req.Tenant, User: req.User, RequestID: req.RequestID,
-		IdempotencyKey: req.IdempotencyKey, Code: CodeUnconfirmed,
-		Reason: "the save reached the gateway but its commit could not be confirmed (" + cause.Error() + "); the client was told to retry"}
+		IdempotencyKey: req.IdempotencyKey, Code: CodeUnconfirmed, Reason: reason}
 	if req.Kind == store.KindYjs && len(req.Update) <= contract.MaxUpdateBytes {
 		// Recorded with its hash and clients, so evidence asked about a
 		// Yjs client finds it.

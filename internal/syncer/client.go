@@ -66,6 +66,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The caller gave up (its client disconnected, or a deadline):
+			// not the syncer's failure.
+			return fmt.Errorf("%w: %w", &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable,
+				Message: "the request ended before the syncer answered"}, ctx.Err())
+		}
 		return c.unreachable(path, "no answer", err)
 	}
 	defer resp.Body.Close()
