@@ -107,7 +107,7 @@ func (r *PersistenceRolloutReconciler) schoolsOutside(ctx context.Context, key s
 // +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -435,6 +435,15 @@ func (r *PersistenceRolloutReconciler) markCohortsInSpec(ctx context.Context, ro
 // errNoDSN marks a databaseURL error that says the connection string does
 // not exist (the Secret, or its key, is gone), as opposed to a failed read.
 var errNoDSN = errors.New("no database connection string")
+
+// ManagerClientOptions are the manager's client options: Secrets are read
+// from the API server, one by name, never cached. A cached Get would
+// start an informer over every Secret of the cluster (memory, and a list
+// and watch permission on all of them); only the rollouts' database
+// Secrets are read, once per reconcile.
+func ManagerClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}}
+}
 
 // databaseURL reads the DSN from the rollout's database Secret.
 func (r *PersistenceRolloutReconciler) databaseURL(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {

@@ -118,7 +118,7 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{Scheme: scheme, Client: ManagerClientOptions(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1

@@ -184,7 +184,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 
 	// 4. The manager, with the pods' stand-in.
-	e.mgr, err = ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Metrics: metricsserver.Options{BindAddress: orZero(opts.MetricsAddr)},
+	e.mgr, err = ctrl.NewManager(cfg, ctrl.Options{Scheme: scheme, Client: controllers.ManagerClientOptions(), Metrics: metricsserver.Options{BindAddress: orZero(opts.MetricsAddr)},
 		HealthProbeBindAddress: orZero(opts.ProbeAddr)})
 	if err != nil {
 		return nil, err
