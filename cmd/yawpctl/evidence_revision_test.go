@@ -52,6 +52,9 @@ func TestEvidenceVerifyOfNoEntriesIsNotVerified(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no ledger entries for essay-l") {
 		t.Errorf("verify of an ID without entries: %v, printed:\n%s", err, out.String())
 	}
+	if strings.Contains(out.String(), "intact") {
+		t.Errorf("verify of an ID without entries printed %q before its error", out.String())
+	}
 }
 
 // TestGatewayWithoutSchemeIsExplained: --gateway host:port (no http://)

@@ -223,7 +223,7 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 		// Authentic but too old: the refusal is recorded under the
 		// token's tenant and user, as the request's own (not as an
 		// unauthenticated one, whose records are rate-limited).
-		return c, bad(http.StatusUnauthorized, "token_expired", err.Error())
+		return c, bad(http.StatusUnauthorized, "token_expired", strings.TrimPrefix(err.Error(), "auth: "))
 	case errors.Is(err, auth.ErrNoKey):
 		return auth.Claims{}, bad(http.StatusServiceUnavailable, "no_token_key", "the gateway has no token key configured")
 	default:

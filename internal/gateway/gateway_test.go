@@ -399,6 +399,8 @@ func TestRefusedReadsLeaveNoTrace(t *testing.T) {
 	}
 	if r := f.do("PUT", "/v1/documents/doc1", expired, `{"content": "v2"}`); r.status != 401 || r.body["code"] != "token_expired" {
 		t.Fatalf("save with an expired token: %d %s", r.status, r.raw)
+	} else if msg, _ := r.body["message"].(string); !strings.HasPrefix(msg, "token expired at ") {
+		t.Errorf("expired token's message %q: a student reads it (no Go package prefix)", msg)
 	}
 	tl := timeline()
 	if len(tl) != before+1 || tl[len(tl)-1].(map[string]any)["kind"] != "rejected" {

@@ -110,7 +110,7 @@ func CheckReceipts(rows []Row, receipts []Receipt) []ReceiptCheck {
 			if last == 0 {
 				c.Detail = fmt.Sprintf("the ledger has no entries, and entry %d was acknowledged: the document's ledger was removed", rc.Seq)
 			} else {
-				c.Detail = fmt.Sprintf("the ledger ends at entry %d, and entry %d was acknowledged: entries were removed from its end", last, rc.Seq)
+				c.Detail = fmt.Sprintf("the ledger ends at entry %d, and entry %d was acknowledged: entries were removed from its end (unless the receipt was mistyped: compare it with the one kept)", last, rc.Seq)
 			}
 		case !stored[rc.Seq]:
 			c.Verdict = ReceiptMissing
@@ -120,7 +120,7 @@ func CheckReceipts(rows []Row, receipts []Receipt) []ReceiptCheck {
 			c.Detail = fmt.Sprintf("entry %d is stored, but entry %d before it is not, so it no longer chains to the first entry", rc.Seq, len(recomputed)+1)
 		case !bytes.Equal(recomputed[rc.Seq-1], rc.Hash):
 			c.Verdict = ReceiptMismatch
-			c.Detail = fmt.Sprintf("the ledger up to entry %d recomputes to %s, not to the acknowledged hash: it was changed after the receipt was handed out", rc.Seq, hex.EncodeToString(recomputed[rc.Seq-1]))
+			c.Detail = fmt.Sprintf("the ledger up to entry %d recomputes to %s, not to the acknowledged hash: it was changed after the receipt was handed out (unless the receipt was mistyped: compare it with the one kept)", rc.Seq, hex.EncodeToString(recomputed[rc.Seq-1]))
 		default:
 			c.Verdict = ReceiptConfirmed
 		}

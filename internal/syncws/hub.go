@@ -340,7 +340,7 @@ func (h *Hub) authorize(ctx context.Context, r *http.Request, s *Session) *refus
 	}
 	p, validFor, err := h.cfg.Auth.Authenticate(ctx, tok)
 	if err != nil {
-		return refuse(contract.CloseUnauthenticated, "invalid token: %v", err)
+		return refuse(contract.CloseUnauthenticated, "invalid token: %s", strings.TrimPrefix(err.Error(), "auth: "))
 	}
 	s.Principal, s.ValidFor = p, validFor
 	tenant, err := h.cfg.Auth.DocumentTenant(ctx, s.DocID)
