@@ -136,6 +136,26 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	f.g.Eventually(syncerEnv).Should(And(HaveKeyWithValue(contract.EnvBackfillRate, "50"),
 		HaveKeyWithValue(contract.EnvVerifyFullEvery, "30s"), HaveKeyWithValue(contract.EnvGapAfter, "5m0s")))
 
+	// With a service role's DSN the syncers connect as it (a yawp_service
+	// member that cannot disable the ledger's protection), the controller
+	// still as the schema's owner.
+	syncerDSN := func() string {
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
+		for _, e := range sts.Spec.Template.Spec.Containers[1].Env {
+			if e.Name == contract.EnvDatabaseURL && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				return e.ValueFrom.SecretKeyRef.Name + "/" + e.ValueFrom.SecretKeyRef.Key
+			}
+		}
+		return ""
+	}
+	f.g.Expect(syncerDSN()).To(Equal("db/dsn"))
+	f.g.Eventually(func() error {
+		cur := f.get("demo")
+		cur.Spec.Database.ServiceSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "service-dsn"}
+		return k8s.Update(ctx, cur)
+	}).Should(Succeed())
+	f.g.Eventually(syncerDSN).Should(Equal("db/service-dsn"))
+
 	// Someone scales the gateway by hand: the controller puts it back,
 	// since shards cannot change.
 	sts.Spec.Replicas = ptr.To[int32](5)
