@@ -550,6 +550,21 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 // reported for it so far. Each change of that status reaches us as an event
 // (Owns), and the next reconcile's apply answers with it.
 func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (gatewayPods, error) {
+	if ref := ro.Spec.Database.ServiceSecretRef; ref != nil {
+		// Pods rolled to a template whose Secret key is missing would not
+		// start (CreateContainerConfigError) while the old ones are gone:
+		// keep the last template until it is there.
+		var s corev1.Secret
+		err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s)
+		switch {
+		case apierrors.IsNotFound(err):
+			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s (spec.database.serviceSecretRef) does not exist", ref.Name)
+		case err != nil:
+			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s: %w", ref.Name, err)
+		case len(s.Data[ref.Key]) == 0:
+			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s has no key %q (spec.database.serviceSecretRef)", ref.Name, ref.Key)
+		}
+	}
 	applied := gatewayStatefulSet(ro, owned)
 	if err := r.Apply(ctx, applied, FieldOwner, client.ForceOwnership); err != nil {
 		return gatewayPods{}, fmt.Errorf("apply gateway statefulset: %w", err)

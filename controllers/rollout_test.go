@@ -154,6 +154,17 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		cur.Spec.Database.ServiceSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "service-dsn"}
 		return k8s.Update(ctx, cur)
 	}).Should(Succeed())
+	// Not before its Secret key exists: pods rolled to it would not start.
+	f.g.Eventually(func() string { return f.ready("demo") }).Should(ContainSubstring(`has no key "service-dsn"`))
+	f.g.Consistently(syncerDSN, "500ms").Should(Equal("db/dsn"))
+	f.g.Eventually(func() error {
+		var s corev1.Secret
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "db"}, &s); err != nil {
+			return err
+		}
+		s.Data["service-dsn"] = s.Data["dsn"]
+		return k8s.Update(ctx, &s)
+	}).Should(Succeed())
 	f.g.Eventually(syncerDSN).Should(Equal("db/service-dsn"))
 
 	// Someone scales the gateway by hand: the controller puts it back,

@@ -209,7 +209,8 @@ type DatabaseSpec struct {
 	// write documents but only read and append to the save-evidence
 	// ledger, and, owning no table, cannot disable the ledger's
 	// append-only trigger as the schema's owner can. Without it the
-	// syncers use secretRef (and warn).
+	// syncers use secretRef (and warn). The gateway keeps its last template
+	// until the Secret holds the key (status says so).
 	// +optional
 	ServiceSecretRef *SecretKeyRef `json:"serviceSecretRef,omitempty"`
 }
