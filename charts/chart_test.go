@@ -351,6 +351,10 @@ func TestChartRefusesBadValues(t *testing.T) {
 		values: "rollout:\n  enabled: true\n  database: {existingSecret: pg, serviceDsn: 'postgres://svc@db/yawp'}\n",
 		want:   []string{"serviceDsn goes with dsn"},
 	}, {
+		name:   "a key for the syncers' DSN in the chart's Secret without the DSN",
+		values: "rollout:\n  enabled: true\n  database: {dsn: 'postgres://owner@db/yawp', serviceSecretKey: syncers}\n",
+		want:   []string{"give its DSN in serviceDsn too"},
+	}, {
 		name: "cohort bucket range is empty",
 		values: `rollout:
   enabled: true
@@ -580,7 +584,6 @@ func assertManagerRules(t *testing.T, rules []rbacv1.PolicyRule) {
 		{"apps", "statefulsets", "watch"},
 		{"", "services", "create"},
 		{"", "secrets", "get"},
-		{"", "secrets", "watch"},
 	} {
 		if !allows(rules, want.group, want.resource, want.verb) {
 			t.Errorf("manager role does not allow %s on %s (group %q)", want.verb, want.resource, want.group)
@@ -591,6 +594,9 @@ func assertManagerRules(t *testing.T, rules []rbacv1.PolicyRule) {
 	}
 	if allows(rules, "", "secrets", "update") || allows(rules, "", "secrets", "create") {
 		t.Errorf("manager role can write Secrets; it only needs to read the database DSN")
+	}
+	if allows(rules, "", "secrets", "list") || allows(rules, "", "secrets", "watch") {
+		t.Errorf("manager role may list or watch every Secret; it reads the rollouts' database Secrets by name, uncached")
 	}
 }
 

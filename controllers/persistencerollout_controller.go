@@ -205,8 +205,10 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		}
 	}
 	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
-	if actErr == nil {
-		actErr = r.recordSoakSeen(ctx, &ro, obs, now)
+	// What was seen was seen, whatever another cohort's action did: a
+	// recurring error there must not restart every soak.
+	if seenErr := r.recordSoakSeen(ctx, &ro, obs, now); actErr == nil {
+		actErr = seenErr
 	}
 	if wrote {
 		// Re-read what was written so status shows the new stages.

@@ -52,8 +52,11 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &c):
 		return c.code
-	case strings.HasPrefix(err.Error(), "unknown command "):
-		// cobra's own, for a subcommand that does not exist.
+	case strings.HasPrefix(err.Error(), "unknown command "),
+		strings.HasPrefix(err.Error(), "required flag(s) "),
+		strings.HasPrefix(err.Error(), "if any flags in the group "):
+		// cobra's own: a subcommand that does not exist, a required flag
+		// (or flag group) left out.
 		return exitUsage
 	}
 	return exitFailed

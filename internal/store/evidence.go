@@ -211,6 +211,8 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		// Positions and hashes in another school's chain are its facts.
 		for i := range ev.Timeline {
 			ev.Timeline[i].Seq, ev.Timeline[i].Hash, ev.Timeline[i].PrevHash = 0, "", ""
+			// Its stage, cohort and epoch are the owner school's too.
+			ev.Timeline[i].Stage, ev.Timeline[i].Cohort, ev.Timeline[i].Epoch = "", "", 0
 		}
 		ev.Chain.Head = ""
 		for i := range ev.Findings {

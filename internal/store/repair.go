@@ -577,7 +577,7 @@ func (e *Engine) applyDisconnect(bc *batchCtx, st *docState, o *op) error {
 		return nil
 	}
 	en := e.entry(bc, st, o, ledger.KindDisconnected)
-	en.StateVector, en.Missing, en.Code, en.Reason = svMap(sv), missing, r.Code, r.Reason
+	en.StateVector, en.Missing, en.Code, en.Reason = announcedSV(sv, missing), missing, r.Code, r.Reason
 	sealed := e.appendLedger(bc, st, en)
 	bc.pre.Queue(`UPDATE client_gaps SET last_seen = $3 WHERE doc_id = $1 AND client = ANY($2::bigint[]) AND closed_at IS NULL`,
 		st.id, clients, bc.now)
