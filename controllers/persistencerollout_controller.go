@@ -453,7 +453,8 @@ func (r *PersistenceRolloutReconciler) databaseURL(ctx context.Context, ro *pers
 	var s corev1.Secret
 	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return "", noDSN{fmt.Errorf("database secret %s: %w", ref.Name, err)}
+			// In our words: the API server's differ from the cache's.
+			return "", noDSN{fmt.Errorf("database secret %s does not exist", ref.Name)}
 		}
 		return "", fmt.Errorf("database secret %s: %w", ref.Name, err)
 	}

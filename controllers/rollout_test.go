@@ -851,7 +851,7 @@ func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
 			c := condition(f.get("held"), persistencev1alpha1.ConditionReady)
 			return c.Reason + ": " + c.Message
 		}).Should(Equal("DatabaseSecretMissing: deletion waits to roll every cohort back to Legacy: " +
-			`database secret db: Secret "db" not found; restore it, or set deletionPolicy: Retain to delete the rollout without rolling back`))
+			`database secret db does not exist; restore it, or set deletionPolicy: Retain to delete the rollout without rolling back`))
 		f.g.Expect(f.get("held").Status.WaitingFor).To(Equal("the database Secret db to roll every cohort back to Legacy"))
 		f.g.Consistently(gone(f, "held"), "1s").Should(BeFalse(), "the rollback matters: pilot is at Verify")
 		f.g.Eventually(func() []string { return f.events("held") }).Should(ContainElement(HavePrefix("DatabaseSecretMissing: ")))
