@@ -190,6 +190,11 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		}
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
+	if f, ok, err := e.preLedgerRevision(ctx, st, q, all); err != nil {
+		return Evidence{}, err
+	} else if ok {
+		ev.Findings = append(ev.Findings, f)
+	}
 	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
 	switch {
 	case ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && len(all) > 0:
@@ -419,6 +424,36 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		}
 	}
 	return out
+}
+
+// preLedgerRevision answers a question about a revision saved before the
+// ledger began (the write-through store's, below the first revision a
+// ledger commit made): it was persisted if the document is at it, or its
+// history (document_revisions) holds it.
+func (e *Engine) preLedgerRevision(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+	if q.Revision == 0 || !q.Since.IsZero() || !st.exists || q.Revision > st.revision {
+		return Finding{}, false, nil
+	}
+	for _, t := range all {
+		if isCommit(t.Kind) && t.Revision <= q.Revision {
+			return Finding{}, false, nil // the ledger covers it: its entries answer
+		}
+	}
+	f := Finding{Verdict: VerdictSynced, Revision: q.Revision,
+		Summary: fmt.Sprintf("revision %d was saved before this ledger began (the write-through store's)", q.Revision)}
+	if q.Revision == st.revision {
+		f.Summary += "; the document is still at it"
+		return f, true, nil
+	}
+	var held bool
+	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM document_revisions WHERE doc_id = $1 AND revision = $2)`, st.id, q.Revision).Scan(&held); err != nil {
+		return Finding{}, false, fmt.Errorf("revision %d of %s: %w", q.Revision, st.id, err)
+	}
+	if !held {
+		return Finding{}, false, nil
+	}
+	f.Summary += fmt.Sprintf("; its history holds it (%s/%s/revisions/%d)", contract.PathDocuments, st.id, q.Revision)
+	return f, true, nil
 }
 
 // pendingFinding reports the subject's operations the server holds in

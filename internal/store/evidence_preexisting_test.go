@@ -33,6 +33,18 @@ func TestEvidenceOfADocumentSavedBeforeTheLedger(t *testing.T) {
 	if ev.Verdict != VerdictSynced || ev.Proof.Revision != 4 || !strings.Contains(ev.Proof.Summary, "saved before this ledger began") {
 		t.Fatalf("untouched pre-existing document: %s (%+v)", ev.Verdict, ev.Proof)
 	}
+	// Asked about its revision, or one its history holds: the same; about
+	// one it never had (or whose history is gone): no.
+	if _, err := e.pool.Exec(ctx, `INSERT INTO document_revisions (doc_id, revision, title, content, saved_by, saved_at, stage, epoch, shard_epoch)
+		VALUES ('old-essay', 3, 'Essay', 'draft of 2025', 'ada', now(), 'Legacy', 0, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	for rev, want := range map[int64]string{4: VerdictSynced, 3: VerdictSynced, 5: VerdictNeverPersisted, 2: VerdictNeverPersisted} {
+		ev, err := e.eng.Evidence(ctx, EvidenceQuery{Doc: "old-essay", Tenant: "s1", Revision: rev})
+		if err != nil || ev.Verdict != want {
+			t.Errorf("revision %d of the pre-existing document: %s %v, want %s", rev, ev.Verdict, err, want)
+		}
+	}
 
 	cs = e.setStage("pilot", cs.Epoch, dataplane.StageDualWrite)
 	cs = e.setStage("pilot", cs.Epoch, dataplane.StageBackfill)
