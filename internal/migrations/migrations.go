@@ -101,16 +101,22 @@ func Latest() int64 {
 
 // UpOrWait applies the pending migrations when the connected role may (it
 // owns the schema's migrations, or there are none yet and it may create
-// tables); otherwise (a syncer connected as a member of yawp_service,
+// tables and is no member of yawp_service); otherwise (a syncer connected as a member of yawp_service,
 // which owns nothing) it waits until the schema is at Latest, which the
 // operator's role migrates to, polling every interval.
 func UpOrWait(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interval time.Duration) error {
 	var may bool
 	err := pool.QueryRow(ctx, `
 		SELECT CASE WHEN to_regclass('schema_migrations') IS NULL
+		            -- A fresh database: whoever may create tables, but not a
+		            -- service role (which, on PostgreSQL 14 and older, may
+		            -- create in public too, and would own the ledger).
 		            THEN has_schema_privilege(current_schema(), 'CREATE')
+		                 AND (r.rolsuper OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'yawp_service')
+		                      OR NOT pg_has_role(current_user, 'yawp_service', 'MEMBER'))
 		            ELSE pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = to_regclass('schema_migrations')), 'USAGE')
-		       END`).Scan(&may)
+		       END
+		FROM pg_roles r WHERE r.rolname = current_user`).Scan(&may)
 	if err != nil {
 		return fmt.Errorf("migrations: may this role migrate: %w", err)
 	}

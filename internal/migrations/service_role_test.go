@@ -38,6 +38,49 @@ func serviceRole(t *testing.T, owner *pgxpool.Pool, dsn string) *pgxpool.Pool {
 	return pool
 }
 
+// TestServiceRoleDoesNotMigrateAFreshDatabase: on PostgreSQL 14 and older
+// anyone may create tables in public. A syncer connected as a yawp_service
+// member that reached a database before the operator did would migrate it
+// and own the ledger (and could then disable its append-only trigger); it
+// waits for the owner instead.
+func TestServiceRoleDoesNotMigrateAFreshDatabase(t *testing.T) {
+	ctx := t.Context()
+	dsn := pgharness.ForTest(t)
+	owner, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer owner.Close()
+	// yawp_service exists cluster-wide once any database was migrated;
+	// public is open to all, as before PostgreSQL 15.
+	if _, err := owner.Exec(ctx, `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'yawp_service') THEN CREATE ROLE yawp_service NOLOGIN; END IF; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Exec(ctx, `GRANT CREATE ON SCHEMA public TO PUBLIC`); err != nil {
+		t.Fatal(err)
+	}
+	svc := serviceRole(t, owner, dsn)
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := UpOrWait(wctx, svc, nil, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "may not migrate") {
+		t.Fatalf("a service role on a fresh database: %v", err)
+	}
+	var made bool
+	if err := owner.QueryRow(ctx, `SELECT to_regclass('save_ledger') IS NOT NULL`).Scan(&made); err != nil || made {
+		t.Fatalf("the service role created the ledger (%v, %v)", made, err)
+	}
+	// The owner migrates; the service role goes on.
+	if err := Up(ctx, owner); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpOrWait(ctx, svc, nil, 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if owns, err := OwnsLedger(ctx, svc); err != nil || owns {
+		t.Fatalf("service role owns the ledger: %v %v", owns, err)
+	}
+}
+
 // TestServiceRoleCannotTouchTheLedgerButCanWork: a yawp_service member
 // that owns nothing can read and write what the services use, append to
 // the ledger and read it, but neither change nor remove ledger rows, nor
