@@ -98,6 +98,10 @@ type Gateway struct {
 	unconfRunning bool
 	// unauth limits the unauthenticated refusals recorded (refusals.go).
 	unauth refusalLimiter
+	// users bounds one user's REST requests that write the ledger;
+	// limited coalesces the records of those it refuses.
+	users   userLimiter
+	limited refusalLimiter
 }
 
 // New returns a gateway.
@@ -253,11 +257,18 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 	if doc != "" && contract.ValidDocID(doc) {
 		tenant, user, reason := c.Tenant, c.User, e.Message
 		record := true
-		if tenant == "" {
+		switch {
+		case tenant == "":
 			tenant, user = unauthenticated, ""
 			var note string
 			record, note = g.unauth.admit(doc, g.cfg.Now())
 			reason += note
+		case e.Code == CodeRateLimited:
+			// Recorded, but not one row per refused request: that would
+			// write the ledger at the rate the limit is there to stop.
+			var note string
+			record, note = g.limited.admit(tenant+"\x00"+doc, g.cfg.Now())
+			reason += strings.Replace(note, "unauthenticated", "rate-limited", 1)
 		}
 		if s, err := g.syncerFor(doc); err == nil && record {
 			// On record even when the client has gone (a body cut short
@@ -634,6 +645,12 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req store.Request) {
+	if !g.users.allow(req.Tenant, req.User, g.cfg.Now()) {
+		w.Header().Set("Retry-After", "1")
+		g.refuse(w, r, req.Doc, auth.Claims{Tenant: req.Tenant, User: req.User}, bad(http.StatusTooManyRequests, CodeRateLimited,
+			fmt.Sprintf("over %d saves, updates and syncs a second for this user; retry in a second", userPerSecond)))
+		return
+	}
 	s, err := g.syncerFor(req.Doc)
 	if err != nil {
 		syncer.WriteError(w, err)

@@ -29,6 +29,60 @@ const (
 	unauthAllBurst     = 200
 )
 
+// A user's REST requests that write the ledger (creates, saves, Yjs
+// updates, sync step 1s) are limited to userPerSecond, with bursts of
+// userBurst: far more than an editor sends (the local-first one syncs over
+// the WebSocket, which has its own limit) or an import script needs, and
+// few enough that one token cannot write a school's ledgers as fast as the
+// network allows. Refusals are 429 rate_limited, recorded
+// like unauthenticated ones (a few per document, then counted). At most
+// userMaxTracked users are tracked at once.
+const (
+	userPerSecond  = 200
+	userBurst      = 1000
+	userMaxTracked = 100000
+	// CodeRateLimited is the code of a request over its user's limit.
+	CodeRateLimited = "rate_limited"
+)
+
+type userLimiter struct {
+	mu    sync.Mutex
+	users map[string]*userBucket
+}
+
+type userBucket struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+// allow reports whether one more request of tenant's user is within its
+// limit at now.
+func (l *userLimiter) allow(tenant, user string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.users == nil {
+		l.users = map[string]*userBucket{}
+	}
+	k := tenant + "\x00" + user
+	b := l.users[k]
+	if b == nil {
+		if len(l.users) >= userMaxTracked {
+			// A bucket idle long enough to be full again says nothing.
+			for id, o := range l.users {
+				if now.Sub(o.last) > time.Duration(userBurst/userPerSecond+1)*time.Second {
+					delete(l.users, id)
+				}
+			}
+		}
+		b = &userBucket{lim: rate.NewLimiter(userPerSecond, userBurst)}
+		if len(l.users) < userMaxTracked {
+			l.users[k] = b
+		}
+	}
+	b.last = now
+	return b.lim.AllowN(now, 1)
+}
+
 // unauthenticated is the tenant recorded for a refusal without a valid token.
 const unauthenticated = contract.UnauthenticatedTenant
 

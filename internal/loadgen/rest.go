@@ -60,10 +60,12 @@ func (e *apiError) Error() string {
 	return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message)
 }
 
-// retryable: the request may not have been applied and may be sent again
-// with the same idempotency key.
+// retryable: the request may not have been applied (or was refused for
+// its user's rate, 429) and may be sent again with the same idempotency
+// key.
 func (e *apiError) retryable() bool {
-	return e.Status == 0 || e.Status == http.StatusServiceUnavailable || e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout
+	return e.Status == 0 || e.Status == http.StatusServiceUnavailable || e.Status == http.StatusBadGateway || e.Status == http.StatusGatewayTimeout ||
+		e.Status == http.StatusTooManyRequests
 }
 
 // errCode is the error's code for the progress line.

@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// TestOneTokenCannotWriteLedgersWithoutBound: every REST save, Yjs update
+// and sync step 1 writes a ledger row, and REST had no per-user limit (the
+// WebSocket has one): one token could write a school's ledgers as fast as
+// the network allowed (security review). Past userBurst at once a user's
+// requests get 429 rate_limited with Retry-After, and their refusals are
+// recorded a few per document, then counted, not one row each; another
+// user is not held up.
+func TestOneTokenCannotWriteLedgersWithoutBound(t *testing.T) {
+	// The gateways' clock stands still: no token comes back during the run.
+	at := time.Now()
+	f := customFixture(t, nil, func() time.Time { return at })
+	mallory := token(t, "school-a", "mallory", time.Hour, false)
+	ada := token(t, "school-a", "ada", time.Hour, false)
+	doc := "flood-1"
+	sv := []byte{0} // an empty state vector
+	limited := 0
+	for i := 0; i < userBurst+50; i++ {
+		r := f.do(http.MethodPost, contract.PathDocuments+"/"+doc+"/sync", mallory, sv)
+		switch {
+		case r.status == http.StatusOK:
+		case r.status == http.StatusTooManyRequests && r.body["code"] == CodeRateLimited:
+			limited++
+		default:
+			t.Fatalf("request %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if limited < 40 {
+		t.Fatalf("%d of %d requests were limited, want about 50 past the burst of %d", limited, userBurst+50, userBurst)
+	}
+	rows, err := store.LedgerRows(t.Context(), f.pool, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := 0
+	for _, r := range rows {
+		if strings.Contains(string(r.Body), `"code":"rate_limited"`) {
+			refused++
+		}
+	}
+	if refused == 0 || refused > 10 {
+		t.Errorf("%d refusals left %d rate_limited ledger rows, want a few (at least one)", limited, refused)
+	}
+	if r := f.do(http.MethodPost, contract.PathDocuments+"/"+doc+"/sync", ada, sv); r.status != http.StatusOK {
+		t.Errorf("another user of the school was held up: %d %s", r.status, r.raw)
+	}
+}
