@@ -7,7 +7,6 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
@@ -42,7 +41,7 @@ func TestRollbackDoneBeforeTheSecretWentIsNotAbandoned(t *testing.T) {
 	db.Namespace, db.Name = f.ns, "db"
 	f.g.Expect(k8s.Delete(ctx, db)).To(Succeed())
 	f.g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "race"}, &persistencev1alpha1.PersistenceRollout{}))
+		return f.gone("race")
 	}).Should(BeTrue())
 
 	states, err := f.store.Cohorts(ctx, f.ns+"/race")

@@ -199,11 +199,7 @@ func (r *PersistenceRolloutReconciler) orphanGateway(ctx context.Context, ro *pe
 // rollbackAll rolls every cohort back to Legacy. It returns what it still
 // waits for ("" when done).
 func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, now time.Time) (string, error) {
-	dsn, err := r.databaseURL(ctx, ro)
-	if err != nil {
-		return "", err
-	}
-	store, err := r.Stores.Get(ctx, dsn)
+	store, err := r.dataPlane(ctx, ro)
 	if err != nil {
 		return "", err
 	}

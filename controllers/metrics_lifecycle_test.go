@@ -9,9 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 )
@@ -89,7 +87,7 @@ func TestMetricsForgottenWhenFinalizerRemovedByHand(t *testing.T) {
 	// ... and someone lets the rollout go by removing its finalizer.
 	f.update("byhand", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Finalizers = nil })
 	f.g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "byhand"}, &persistencev1alpha1.PersistenceRollout{}))
+		return f.gone("byhand")
 	}).Should(BeTrue())
 	f.g.Eventually(func() int { return seriesOf(conditionStatus, f.ns) }, "5s").Should(BeZero(),
 		"the deleted rollout's condition series stay on /metrics")

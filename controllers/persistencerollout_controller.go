@@ -163,7 +163,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// The refusal is reported below (Degraded, DataPlaneError).
 	var gw gatewayPods
 	var gwErr error
-	regErr := r.register(ctx, &ro)
+	store, regErr := r.register(ctx, &ro)
 	if errors.Is(regErr, dataplane.ErrShardsChanged) {
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
@@ -179,7 +179,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	now := r.Clock.Now()
 	obs, err := observation{}, regErr
 	if err == nil {
-		obs, err = r.observe(ctx, &ro)
+		obs, err = r.observe(ctx, &ro, store)
 	}
 	if err != nil {
 		log.Error(err, "data plane unreachable")
@@ -212,7 +212,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 	if wrote {
 		// Re-read what was written so status shows the new stages.
-		if obs2, err := r.observe(ctx, &ro); err == nil {
+		if obs2, err := r.observe(ctx, &ro, store); err == nil {
 			obs = obs2
 			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
 		}
@@ -319,32 +319,30 @@ func (o observation) removedNames() []string {
 	return names
 }
 
+// dataPlane opens the data plane named by the rollout's database Secret
+// (read from the API server: once per reconcile).
+func (r *PersistenceRolloutReconciler) dataPlane(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (dataplane.Store, error) {
+	dsn, err := r.databaseURL(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	return r.Stores.Get(ctx, dsn)
+}
+
 // register opens the data plane and registers the rollout with its shard
 // count (a no-op once registered): dataplane.ErrShardsChanged if another
 // count is recorded.
-func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
-	dsn, err := r.databaseURL(ctx, ro)
+func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (dataplane.Store, error) {
+	store, err := r.dataPlane(ctx, ro)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	store, err := r.Stores.Get(ctx, dsn)
-	if err != nil {
-		return err
-	}
-	return store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
+	return store, store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
 }
 
 // observe reads every cohort's row and the shards' reports of a rollout
 // register registered.
-func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (observation, error) {
-	dsn, err := r.databaseURL(ctx, ro)
-	if err != nil {
-		return observation{}, err
-	}
-	store, err := r.Stores.Get(ctx, dsn)
-	if err != nil {
-		return observation{}, err
-	}
+func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) (observation, error) {
 	key := rolloutKey(ro)
 	if err := r.markCohortsInSpec(ctx, ro, store); err != nil {
 		return observation{}, err

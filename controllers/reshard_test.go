@@ -6,7 +6,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
@@ -27,7 +26,7 @@ func TestRecreatedWithOtherShardCountDoesNotReshardTheGateway(t *testing.T) {
 	f.walkToVerify("reshard", "pilot")
 	f.g.Expect(k8s.Delete(ctx, f.get("reshard"))).To(Succeed())
 	f.g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "reshard"}, &persistencev1alpha1.PersistenceRollout{}))
+		return f.gone("reshard")
 	}).Should(BeTrue())
 
 	ro := f.rollout("reshard", "pilot")

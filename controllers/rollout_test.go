@@ -157,14 +157,7 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	// Not before its Secret key exists: pods rolled to it would not start.
 	f.g.Eventually(func() string { return f.ready("demo") }).Should(ContainSubstring(`has no key "service-dsn"`))
 	f.g.Consistently(syncerDSN, "500ms").Should(Equal("db/dsn"))
-	f.g.Eventually(func() error {
-		var s corev1.Secret
-		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "db"}, &s); err != nil {
-			return err
-		}
-		s.Data["service-dsn"] = s.Data["dsn"]
-		return k8s.Update(ctx, &s)
-	}).Should(Succeed())
+	f.editDatabaseSecret(func(d map[string][]byte) { d["service-dsn"] = d["dsn"] })
 	f.g.Eventually(syncerDSN).Should(Equal("db/service-dsn"))
 
 	// Someone scales the gateway by hand: the controller puts it back,
@@ -564,7 +557,7 @@ func TestDeletionRollbackToLegacy(t *testing.T) {
 	f.g.Eventually(func() string { return f.get("undo").Status.WaitingFor }).Should(ContainSubstring("live shards to observe epoch"))
 	f.healthyShards("undo")
 	f.g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "undo"}, &persistencev1alpha1.PersistenceRollout{}))
+		return f.gone("undo")
 	}).Should(BeTrue())
 	states, err := f.store.Cohorts(ctx, f.ns+"/undo")
 	f.g.Expect(err).NotTo(HaveOccurred())
@@ -837,11 +830,6 @@ func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
 		f.g.Expect(k8s.Delete(context.Background(), db)).To(Succeed())
 		f.g.Expect(k8s.Delete(context.Background(), f.get(name))).To(Succeed())
 	}
-	gone := func(f *fixture, name string) func() bool {
-		return func() bool {
-			return apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, &persistencev1alpha1.PersistenceRollout{}))
-		}
-	}
 
 	t.Run("waits for the Secret", func(t *testing.T) {
 		f := newFixture(t)
@@ -853,7 +841,7 @@ func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
 		}).Should(Equal("DatabaseSecretMissing: deletion waits to roll every cohort back to Legacy: " +
 			`database secret db does not exist; restore it, or set deletionPolicy: Retain to delete the rollout without rolling back`))
 		f.g.Expect(f.get("held").Status.WaitingFor).To(Equal("the database Secret db to roll every cohort back to Legacy"))
-		f.g.Consistently(gone(f, "held"), "1s").Should(BeFalse(), "the rollback matters: pilot is at Verify")
+		f.g.Consistently(func() bool { return f.gone("held") }, "1s").Should(BeFalse(), "the rollback matters: pilot is at Verify")
 		f.g.Eventually(func() []string { return f.events("held") }).Should(ContainElement(HavePrefix("DatabaseSecretMissing: ")))
 		states, err := f.store.Cohorts(ctx, f.ns+"/held")
 		f.g.Expect(err).NotTo(HaveOccurred())
@@ -867,7 +855,7 @@ func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
 		})).To(Succeed())
 		f.g.Eventually(func() string { return f.get("held").Status.WaitingFor }).Should(ContainSubstring("live shards to observe epoch"))
 		f.healthyShards("held")
-		f.g.Eventually(gone(f, "held")).Should(BeTrue())
+		f.g.Eventually(func() bool { return f.gone("held") }).Should(BeTrue())
 		states, err = f.store.Cohorts(ctx, f.ns+"/held")
 		f.g.Expect(err).NotTo(HaveOccurred())
 		f.g.Expect(states).To(BeEmpty(), "rolled back and forgotten")
@@ -882,7 +870,7 @@ func TestRollbackDeletionWithoutDatabaseSecret(t *testing.T) {
 		var ns corev1.Namespace
 		f.g.Expect(k8s.Get(ctx, client.ObjectKey{Name: f.ns}, &ns)).To(Succeed())
 		f.g.Expect(k8s.Delete(ctx, &ns)).To(Succeed())
-		f.g.Eventually(gone(f, "lost")).Should(BeTrue(), "the finalizer must not hang the namespace's deletion")
+		f.g.Eventually(func() bool { return f.gone("lost") }).Should(BeTrue(), "the finalizer must not hang the namespace's deletion")
 		// Nothing was rolled back or forgotten: the stage stays as it was.
 		states, err := f.store.Cohorts(ctx, f.ns+"/lost")
 		f.g.Expect(err).NotTo(HaveOccurred())

@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,16 +99,7 @@ func TestSoakDoesNotCountASilenceTheManagerDidNotSee(t *testing.T) {
 	f.g.Eventually(func() string { return f.get("gap").Status.WaitingFor }).Should(HavePrefix("soak until "))
 
 	// The manager loses the data plane.
-	setDSN := func(dsn string) {
-		f.g.Eventually(func() error {
-			var s corev1.Secret
-			if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "db"}, &s); err != nil {
-				return err
-			}
-			s.Data = map[string][]byte{"dsn": []byte(dsn)}
-			return k8s.Update(ctx, &s)
-		}).Should(Succeed())
-	}
+	setDSN := func(dsn string) { f.editDatabaseSecret(func(d map[string][]byte) { d["dsn"] = []byte(dsn) }) }
 	setDSN("")
 	f.g.Eventually(func() string { return f.ready("gap") }).Should(ContainSubstring("DataPlaneError"))
 
@@ -157,7 +146,7 @@ func TestOldLeaderDoesNotResurrectAForgottenRollout(t *testing.T) {
 	f.g.Expect(k8s.Delete(ctx, before)).To(Succeed())
 	// No shard reports yet, so none is waited for.
 	f.g.Eventually(func() bool {
-		return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "gone"}, &persistencev1alpha1.PersistenceRollout{}))
+		return f.gone("gone")
 	}).Should(BeTrue())
 	states, err := f.store.Cohorts(ctx, f.ns+"/gone")
 	f.g.Expect(err).NotTo(HaveOccurred())

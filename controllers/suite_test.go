@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -385,6 +386,28 @@ func (f *fixture) gatewayRolledOut(name string) {
 
 // ready is the rollout's Ready condition as "Status/Reason: Message" ("" if
 // none yet).
+// gone reports whether the rollout is deleted from the API server.
+func (f *fixture) gone(name string) bool {
+	return apierrors.IsNotFound(k8s.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: name}, &persistencev1alpha1.PersistenceRollout{}))
+}
+
+// editDatabaseSecret edits the data of the rollouts' database Secret "db",
+// as a person would.
+func (f *fixture) editDatabaseSecret(edit func(data map[string][]byte)) {
+	f.t.Helper()
+	f.g.Eventually(func() error {
+		var s corev1.Secret
+		if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: f.ns, Name: "db"}, &s); err != nil {
+			return err
+		}
+		if s.Data == nil {
+			s.Data = map[string][]byte{}
+		}
+		edit(s.Data)
+		return k8s.Update(context.Background(), &s)
+	}).Should(Succeed())
+}
+
 func (f *fixture) ready(name string) string {
 	c := condition(f.get(name), persistencev1alpha1.ConditionReady)
 	if c == nil {

@@ -132,7 +132,7 @@ func New(cfg Config) (*Gateway, error) {
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
-	return &Gateway{cfg: cfg, log: cfg.Logger}, nil
+	return &Gateway{cfg: cfg, log: cfg.Logger, unauth: refusalLimiter{what: "unauthenticated"}, limited: refusalLimiter{what: "rate-limited"}}, nil
 }
 
 func (g *Gateway) syncerFor(doc string) (*syncer.Client, error) {
@@ -268,7 +268,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 			// write the ledger at the rate the limit is there to stop.
 			var note string
 			record, note = g.limited.admit(tenant+"\x00"+doc, g.cfg.Now())
-			reason += strings.Replace(note, "unauthenticated", "rate-limited", 1)
+			reason += note
 		}
 		if s, err := g.syncerFor(doc); err == nil && record {
 			// On record even when the client has gone (a body cut short

@@ -48,6 +48,7 @@ const (
 type userLimiter struct {
 	mu    sync.Mutex
 	users map[string]*userBucket
+	swept time.Time // the last sweep of idle buckets, at most one a second
 }
 
 type userBucket struct {
@@ -66,8 +67,9 @@ func (l *userLimiter) allow(tenant, user string, now time.Time) bool {
 	k := tenant + "\x00" + user
 	b := l.users[k]
 	if b == nil {
-		if len(l.users) >= userMaxTracked {
+		if len(l.users) >= userMaxTracked && now.Sub(l.swept) >= time.Second {
 			// A bucket idle long enough to be full again says nothing.
+			l.swept = now
 			for id, o := range l.users {
 				if now.Sub(o.last) > time.Duration(userBurst/userPerSecond+1)*time.Second {
 					delete(l.users, id)
@@ -87,6 +89,9 @@ func (l *userLimiter) allow(tenant, user string, now time.Time) bool {
 const unauthenticated = contract.UnauthenticatedTenant
 
 type refusalLimiter struct {
+	// what names the refusals in the note of the next recorded one
+	// ("unauthenticated", "rate-limited").
+	what string
 	mu   sync.Mutex
 	docs map[string]*docRefusals
 	all  *rate.Limiter // over every document
@@ -98,7 +103,7 @@ type docRefusals struct {
 	last    time.Time
 }
 
-// admit reports whether an unauthenticated refusal of doc is recorded and,
+// admit reports whether a refusal of doc is recorded and,
 // if so, the note to add to its reason about refusals left out before it.
 func (l *refusalLimiter) admit(doc string, now time.Time) (bool, string) {
 	l.mu.Lock()
@@ -131,7 +136,7 @@ func (l *refusalLimiter) admit(doc string, now time.Time) (bool, string) {
 	}
 	note := ""
 	if d.skipped > 0 {
-		note = fmt.Sprintf(" (%d more unauthenticated refusals of this document were not recorded)", d.skipped)
+		note = fmt.Sprintf(" (%d more %s refusals of this document were not recorded)", d.skipped, l.what)
 		d.skipped = 0
 	}
 	return true, note

@@ -164,24 +164,12 @@ func TestDeletedDocumentsIDStaysItsTenants(t *testing.T) {
 	if r := f.do(http.MethodPut, contract.PathDocuments+"/"+doc, tokA, map[string]any{"content": "school-a: redacted"}, "If-Match", `"1"`); r.status != http.StatusOK {
 		t.Fatalf("stale save: %d %s", r.status, r.raw)
 	}
-	// The school deletes it in the legacy application.
-	if _, err := f.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = $1`, doc); err != nil {
-		t.Fatal(err)
-	}
-	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, tokA, nil); r.status != http.StatusNotFound {
-		t.Fatalf("school-a read after deletion: %d %s", r.status, r.raw)
-	}
+	deleteOutside(t, f, tokA, doc)
 	// school-b cannot take the ID.
 	if r := f.do(http.MethodPost, contract.PathDocuments, tokB, map[string]any{"id": doc, "content": "school-b's essay"}); r.status != http.StatusConflict || r.body["code"] != "already_exists" {
 		t.Errorf("school-b's create of school-a's deleted document's ID: %d %s, want 409 already_exists", r.status, r.raw)
 	}
-	var leaks []string
-	for rev := 1; rev <= 3; rev++ {
-		r := f.do(http.MethodGet, fmt.Sprintf("%s/%s/revisions/%d", contract.PathDocuments, doc, rev), tokB, nil)
-		if r.status == http.StatusOK && strings.Contains(r.raw, "school-a") {
-			leaks = append(leaks, fmt.Sprintf("revision %d: %v (saved_by %v)", rev, r.body["content"], r.body["saved_by"]))
-		}
-	}
+	leaks := revisionLeaks(f, tokB, doc)
 	ev := f.do(http.MethodGet, contract.PathDocuments+"/"+doc+"/evidence", tokB, nil)
 	if strings.Contains(ev.raw, `"ada"`) {
 		leaks = append(leaks, "evidence names school-a's user ada")
@@ -330,4 +318,28 @@ func TestExpiredTokensOfAClassAreAllRecorded(t *testing.T) {
 	if n != students {
 		t.Errorf("%d of %d students' refused saves are on their document's record", n, students)
 	}
+}
+
+// deleteOutside deletes a document in the legacy application (outside
+// the gateway) and checks its school no longer reads it.
+func deleteOutside(t *testing.T, f *fixture, tok, doc string) {
+	t.Helper()
+	if _, err := f.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = $1`, doc); err != nil {
+		t.Fatal(err)
+	}
+	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, tok, nil); r.status != http.StatusNotFound {
+		t.Fatalf("read after deletion: %d %s", r.status, r.raw)
+	}
+}
+
+// revisionLeaks lists school-a's revisions 1-3 of doc that tok reads.
+func revisionLeaks(f *fixture, tok, doc string) []string {
+	var leaks []string
+	for rev := 1; rev <= 3; rev++ {
+		r := f.do(http.MethodGet, fmt.Sprintf("%s/%s/revisions/%d", contract.PathDocuments, doc, rev), tok, nil)
+		if r.status == http.StatusOK && strings.Contains(r.raw, "school-a") {
+			leaks = append(leaks, fmt.Sprintf("revision %d: %v (saved_by %v)", rev, r.body["content"], r.body["saved_by"]))
+		}
+	}
+	return leaks
 }

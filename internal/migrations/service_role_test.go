@@ -14,6 +14,19 @@ import (
 	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
+// ownerPool returns a fresh database's DSN and a pool connected as its
+// owner (the superuser the harness runs as, as the operator's role).
+func ownerPool(t *testing.T) (string, *pgxpool.Pool) {
+	t.Helper()
+	dsn := pgharness.ForTest(t)
+	pool, err := pgxpool.New(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return dsn, pool
+}
+
 // serviceRole makes a login role in yawp_service (as a deployment gives
 // the syncers) and returns a pool connected as it.
 func serviceRole(t *testing.T, owner *pgxpool.Pool, dsn string) *pgxpool.Pool {
@@ -45,12 +58,7 @@ func serviceRole(t *testing.T, owner *pgxpool.Pool, dsn string) *pgxpool.Pool {
 // waits for the owner instead.
 func TestServiceRoleDoesNotMigrateAFreshDatabase(t *testing.T) {
 	ctx := t.Context()
-	dsn := pgharness.ForTest(t)
-	owner, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
+	dsn, owner := ownerPool(t)
 	// yawp_service exists cluster-wide once any database was migrated;
 	// public is open to all, as before PostgreSQL 15.
 	if _, err := owner.Exec(ctx, `DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'yawp_service') THEN CREATE ROLE yawp_service NOLOGIN; END IF; END $$`); err != nil {
@@ -88,12 +96,7 @@ func TestServiceRoleDoesNotMigrateAFreshDatabase(t *testing.T) {
 // change the schema. It waits for the schema instead of migrating it.
 func TestServiceRoleCannotTouchTheLedgerButCanWork(t *testing.T) {
 	ctx := t.Context()
-	dsn := pgharness.ForTest(t)
-	owner, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
+	dsn, owner := ownerPool(t)
 	if err := Up(ctx, owner); err != nil {
 		t.Fatal(err)
 	}

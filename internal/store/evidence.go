@@ -190,7 +190,7 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		}
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
-	if f, ok, err := e.preLedgerRevision(ctx, st, q, all); err != nil {
+	if f, ok, err := e.preLedgerFinding(ctx, st, q, all, ev.Timeline); err != nil {
 		return Evidence{}, err
 	} else if ok {
 		ev.Findings = append(ev.Findings, f)
@@ -401,20 +401,6 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		out = append(out, f)
 		break
 	}
-	if q.subject() == "" && q.Since.IsZero() && st.exists && !slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }) {
-		// A document saved before the ledger began (the write-through
-		// store's row, maybe backfilled since) and not since is
-		// persisted all the same.
-		f := Finding{Verdict: VerdictSynced, Revision: st.revision,
-			Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row); no save through the gateway since", st.revision)}
-		for _, t := range sub {
-			if t.Kind == ledger.KindBackfill {
-				f.Entries, f.Hash = []int64{t.Seq}, t.Hash
-				f.Summary += fmt.Sprintf("; its Yjs representation was made from it at ledger entry %d (stage %s epoch %d)", t.Seq, t.Stage, t.Epoch)
-			}
-		}
-		out = append(out, f)
-	}
 	if st.ydoc != nil && q.Client != 0 {
 		// A client's operations are synced when we hold them, even if
 		// they reached us through another client.
@@ -426,18 +412,32 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 	return out
 }
 
-// preLedgerRevision answers a question about a revision saved before the
-// ledger began (the write-through store's, below the first revision a
-// ledger commit made): it was persisted if the document is at it, or its
-// history (document_revisions) holds it.
-func (e *Engine) preLedgerRevision(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
-	if q.Revision == 0 || !q.Since.IsZero() || !st.exists || q.Revision > st.revision {
+// preLedgerFinding answers for what was saved before the ledger began
+// (the write-through store's row and history), which no ledger commit
+// proves: the whole document when the ledger holds no save of it (untouched
+// since, or only backfilled), and a revision below the first one a ledger
+// commit made, if the document is at it or its history (document_revisions)
+// holds it. Not with since: such saves have no time on record.
+func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQuery, all, sub []TimelineEntry) (Finding, bool, error) {
+	if !q.Since.IsZero() || !st.exists {
 		return Finding{}, false, nil
 	}
-	for _, t := range all {
-		if isCommit(t.Kind) && t.Revision <= q.Revision {
-			return Finding{}, false, nil // the ledger covers it: its entries answer
+	if q.subject() == "" {
+		if slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }) {
+			return Finding{}, false, nil
 		}
+		f := Finding{Verdict: VerdictSynced, Revision: st.revision,
+			Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row); no save through the gateway since", st.revision)}
+		for _, t := range sub {
+			if t.Kind == ledger.KindBackfill {
+				f.Entries, f.Hash = []int64{t.Seq}, t.Hash
+				f.Summary += fmt.Sprintf("; its Yjs representation was made from it at ledger entry %d (stage %s epoch %d)", t.Seq, t.Stage, t.Epoch)
+			}
+		}
+		return f, true, nil
+	}
+	if q.Revision == 0 || q.Revision > st.revision || slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) && t.Revision <= q.Revision }) {
+		return Finding{}, false, nil // not asked, or the ledger's entries answer
 	}
 	f := Finding{Verdict: VerdictSynced, Revision: q.Revision,
 		Summary: fmt.Sprintf("revision %d was saved before this ledger began (the write-through store's)", q.Revision)}

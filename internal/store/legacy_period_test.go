@@ -2,7 +2,6 @@ package store
 
 import (
 	"testing"
-	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 )
@@ -18,15 +17,8 @@ func TestSaveRepairingALegacyPeriodWriteIsNotTheAttemptsMismatch(t *testing.T) {
 	e := setup(t)
 	st := e.cohort("c", dataplane.StageVerify, "t")
 	rev := e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "first draft"}).Revision
-	key := dataplane.CohortKey{Rollout: rollout, Cohort: "c"}
 	change := func(stage string, attempt int32, outcome string) {
-		t.Helper()
-		var err error
-		st, err = e.dp.SetStage(t.Context(), dataplane.StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: stage, Attempt: attempt,
-			Outcome: outcome, Reason: "test", At: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st = e.stageAttempt("c", st.Epoch, stage, attempt, outcome)
 	}
 	change(dataplane.StageLegacy, 1, dataplane.OutcomeRolledBack)
 	legacyEpoch := st.Epoch
@@ -68,15 +60,8 @@ func TestSaveRepairingALegacyPeriodWriteIsNotTheAttemptsMismatch(t *testing.T) {
 func TestAnOutsideWriteExcusesOneDivergenceOnly(t *testing.T) {
 	e := setup(t)
 	st := e.cohort("c", dataplane.StageVerify, "t")
-	key := dataplane.CohortKey{Rollout: rollout, Cohort: "c"}
 	change := func(stage string, attempt int32, outcome string) {
-		t.Helper()
-		var err error
-		st, err = e.dp.SetStage(t.Context(), dataplane.StageChange{Key: key, ExpectEpoch: st.Epoch, Stage: stage, Attempt: attempt,
-			Outcome: outcome, Reason: "test", At: time.Now()})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st = e.stageAttempt("c", st.Epoch, stage, attempt, outcome)
 	}
 	save := func(content string) {
 		t.Helper()

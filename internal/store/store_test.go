@@ -77,8 +77,15 @@ func (e *env) cohort(name, stage string, tenants ...string) dataplane.CohortStat
 
 func (e *env) setStage(cohort string, expect int64, stage string) dataplane.CohortState {
 	e.t.Helper()
+	return e.stageAttempt(cohort, expect, stage, 1, "")
+}
+
+// stageAttempt changes a cohort's stage within an attempt, ending it with
+// outcome if not "".
+func (e *env) stageAttempt(cohort string, expect int64, stage string, attempt int32, outcome string) dataplane.CohortState {
+	e.t.Helper()
 	st, err := e.dp.SetStage(e.t.Context(), dataplane.StageChange{Key: dataplane.CohortKey{Rollout: rollout, Cohort: cohort},
-		ExpectEpoch: expect, Stage: stage, Attempt: 1, Reason: "test", At: time.Now()})
+		ExpectEpoch: expect, Stage: stage, Attempt: attempt, Outcome: outcome, Reason: "test", At: time.Now()})
 	if err != nil {
 		e.t.Fatal(err)
 	}
