@@ -5,7 +5,7 @@
 # same real yjs client load, on this machine in one run: updates/s, p50/p99
 # update-to-relay latency and memory per open document, with the ratio.
 #
-# Usage: hack/bench-gateway.sh [-docs 20] [-writers 3] [-procs 1] [-rate 5] [-max=true] [-duration 15s] [-warmup 2s] [-bin DIR] [-keep] [-pprof 127.0.0.1:6070] [-lanes N] [-stage LocalFirst|Complete|LegacyRetired]
+# Usage: hack/bench-gateway.sh [-docs 20] [-writers 3] [-procs 1] [-rate 5] [-max=true] [-duration 15s] [-warmup 2s] [-bin DIR] [-keep] [-pprof 127.0.0.1:6070] [-lanes N] [-stage LocalFirst|Complete|LegacyRetired] [-pgstats]
 #   Two load phases per server on the same clients: -rate edits/s per writer
 #   (p50/p99 latency), then a closed loop (updates/s: each writer edits again
 #   as soon as the observer saw its previous edit).

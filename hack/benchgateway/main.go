@@ -48,6 +48,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -91,6 +93,7 @@ type options struct {
 	pprof            string
 	lanes            int
 	stage            string
+	pgstats          bool
 }
 
 func parseFlags(args []string, errOut io.Writer) (options, error) {
@@ -112,12 +115,13 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.StringVar(&o.pprof, "pprof", "", "serve the syncer's and the gateway's Go runtime profiles at /debug/pprof/ on this host and the two ports after it (say 127.0.0.1:6070: the syncer's on 6071 and its metrics on 6073, the gateway's on 6072 and its metrics on 6074), to profile them while the load runs")
 	fs.IntVar(&o.lanes, "lanes", 0, "the syncer's group-commit lanes (0: its default)")
 	fs.StringVar(&o.stage, "stage", dataplane.StageLocalFirst, "the bench cohort's stage: LocalFirst or Complete (every update also materialises the legacy row), or LegacyRetired (legacy writes stopped: the end state)")
+	fs.BoolVar(&o.pgstats, "pgstats", false, "load pg_stat_statements and print our servers' statements by PostgreSQL's time after the report")
 	fs.Int64Var(&o.memLimit, "memory-limit", 2<<30, "memory limit in bytes the syncer is told it runs under, as a pod's limit reaches it (0: none, the default collector)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof -lanes -stage)", fs.Args())
+		return o, fmt.Errorf("unexpected arguments %q (flags: -docs -writers -procs -rate -max -duration -warmup -settle -node -yjs-dir -bin -keep -memory-limit -pprof -lanes -stage -pgstats)", fs.Args())
 	}
 	var bad []string
 	if o.docs < 1 || o.docs > 10000 {
@@ -217,7 +221,11 @@ func run(ctx context.Context, o options) error {
 	}
 
 	logf("starting PostgreSQL (fsync on)")
-	srv, err := pgharness.Start(ctx, pgharness.Options{Fsync: true})
+	pgOpts := pgharness.Options{Fsync: true}
+	if o.pgstats {
+		pgOpts.Settings = pgharness.StatementStatsSettings()
+	}
+	srv, err := pgharness.Start(ctx, pgOpts)
 	if err != nil {
 		return err
 	}
@@ -228,6 +236,16 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := setupDataPlane(ctx, dsn, o.stage); err != nil {
 		return err
+	}
+	var statsConn *pgx.Conn
+	if o.pgstats {
+		if statsConn, err = pgx.Connect(ctx, dsn); err != nil {
+			return err
+		}
+		defer statsConn.Close(context.Background())
+		if err := pgharness.EnableStatementStats(ctx, statsConn); err != nil {
+			return err
+		}
 	}
 
 	keyBytes := make([]byte, 32)
@@ -336,6 +354,9 @@ func run(ctx context.Context, o options) error {
 		load: loadStart + " at the start, " + loadAvg() + " at the end", pgPort: srv.Port(),
 	}
 	rep.print(os.Stdout)
+	if statsConn != nil {
+		return pgharness.PrintStatementStats(ctx, statsConn, os.Stdout)
+	}
 	return nil
 }
 

@@ -72,8 +72,7 @@ func run() (err error) {
 	// pgbench opens a connection per client.
 	opts := pgharness.Options{Fsync: true, Settings: map[string]string{"max_connections": "600"}}
 	if *pgstats {
-		maps.Copy(opts.Settings, map[string]string{"shared_preload_libraries": "pg_stat_statements",
-			"pg_stat_statements.track_utility": "on", "pg_stat_statements.track_planning": "on", "track_wal_io_timing": "on"})
+		maps.Copy(opts.Settings, pgharness.StatementStatsSettings())
 	}
 	srv, err := pgharness.Start(ctx, opts)
 	if err != nil {
@@ -98,12 +97,12 @@ func run() (err error) {
 		return err
 	}
 	if *pgstats {
-		if _, err := pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		if err := pgharness.EnableStatementStats(ctx, pool); err != nil {
 			return err
 		}
 		defer func() {
 			if err == nil {
-				err = printStatements(ctx, pool)
+				err = pgharness.PrintStatementStats(ctx, pool, os.Stdout)
 			}
 		}()
 	}
@@ -237,52 +236,6 @@ func run() (err error) {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// printStatements prints the statements that took the most server time,
-// with their calls, rows and mean time (pgbench's are included).
-func printStatements(ctx context.Context, pool *pgxpool.Pool) error {
-	rows, err := pool.Query(ctx, `
-		SELECT calls, rows, total_exec_time, total_plan_time, mean_exec_time, wal_records, wal_fpi, wal_bytes, shared_blks_hit + shared_blks_read + shared_blks_dirtied, regexp_replace(query, '\s+', ' ', 'g')
-		FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	fmt.Println()
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "calls\trows\texec ms\tplan ms\tmean µs\tWAL recs\tWAL FPIs\tWAL KiB\tblocks\tstatement")
-	for rows.Next() {
-		var calls, n, walRecs, walFPI, blocks int64
-		var execMS, plan, mean, walBytes float64
-		var q string
-		if err := rows.Scan(&calls, &n, &execMS, &plan, &mean, &walRecs, &walFPI, &walBytes, &blocks, &q); err != nil {
-			return err
-		}
-		fmt.Fprintf(tw, "%d\t%d\t%.0f\t%.0f\t%.1f\t%d\t%d\t%.0f\t%d\t%.90s\n", calls, n, execMS, plan, mean*1000, walRecs, walFPI, walBytes/1024, blocks, q)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	var upd, hot int64
-	if err := pool.QueryRow(ctx, `SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'documents'`).Scan(&upd, &hot); err != nil {
-		return err
-	}
-	fmt.Printf("\ndocuments: %d row updates, %d of them HOT\n", upd, hot)
-	// The whole run's WAL (pgbench's too): how often it was flushed and
-	// what a flush cost (track_wal_io_timing).
-	var recs, bytes, writes, syncs int64
-	var writeMs, syncMs float64
-	if err := pool.QueryRow(ctx, `SELECT wal_records, wal_bytes::bigint, wal_write, wal_sync, wal_write_time, wal_sync_time FROM pg_stat_wal`).
-		Scan(&recs, &bytes, &writes, &syncs, &writeMs, &syncMs); err != nil {
-		return err
-	}
-	fmt.Printf("WAL: %d records, %.1f MiB, %d writes (%.0f µs each), %d syncs (%.0f µs each)\n", recs, float64(bytes)/(1<<20),
-		writes, 1000*writeMs/float64(max(1, writes)), syncs, 1000*syncMs/float64(max(1, syncs)))
-	return nil
-}
 
 // perOp is d per operation in µs, or "-" when unknown.
 func perOp(d time.Duration, n int64) string {
