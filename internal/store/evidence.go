@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/yjs"
@@ -190,13 +192,18 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		}
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
-	if f, ok, err := e.preLedgerFinding(ctx, st, q, all, ev.Timeline); err != nil {
+	if f, ok, err := e.preLedgerFinding(ctx, st, q, all); err != nil {
 		return Evidence{}, err
 	} else if ok {
 		ev.Findings = append(ev.Findings, f)
 	}
 	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
 	switch {
+	case ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && ev.Subject == "" && st.exists &&
+		!slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }):
+		// Saved before the ledger began, not since the time asked about.
+		ev.Proof.Summary = fmt.Sprintf("no save since %s: the document was last saved on %s, before this ledger began (ask without since)",
+			q.Since.UTC().Format(time.RFC3339Nano), st.updatedAt.UTC().Format(time.RFC3339))
 	case ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && len(all) > 0:
 		// There is a trace, only none since the time asked about.
 		ev.Proof.Summary = "nothing of it reached the ledger since " + q.Since.UTC().Format(time.RFC3339Nano) +
@@ -414,30 +421,46 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 
 // preLedgerFinding answers for what was saved before the ledger began
 // (the write-through store's row and history), which no ledger commit
-// proves: the whole document when the ledger holds no save of it (untouched
-// since, or only backfilled), and a revision below the first one a ledger
-// commit made, if the document is at it or its history (document_revisions)
-// holds it. Not with since: such saves have no time on record.
-func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQuery, all, sub []TimelineEntry) (Finding, bool, error) {
-	if !q.Since.IsZero() || !st.exists {
+// proves:
+//   - the whole document when the ledger holds no save of it (untouched
+//     since, or only backfilled), with since if its last save (the row's
+//     updated_at) is not older;
+//   - a revision below the first one a ledger commit made, if the
+//     document is at it or its history (document_revisions) holds it;
+//   - a user's saves in that history (saved_by, saved_at, since honoured)
+//     from before the ledger's first entry, or the document's creation
+//     if the user owns it and the history does not go back that far.
+func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+	if !st.exists || q.Request != "" || q.Client != 0 {
 		return Finding{}, false, nil
 	}
-	if q.subject() == "" {
-		if slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }) {
-			return Finding{}, false, nil
-		}
-		f := Finding{Verdict: VerdictSynced, Revision: st.revision,
-			Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row); no save through the gateway since", st.revision)}
-		for _, t := range sub {
-			if t.Kind == ledger.KindBackfill {
-				f.Entries, f.Hash = []int64{t.Seq}, t.Hash
-				f.Summary += fmt.Sprintf("; its Yjs representation was made from it at ledger entry %d (stage %s epoch %d)", t.Seq, t.Stage, t.Epoch)
-			}
-		}
-		return f, true, nil
+	switch {
+	case q.Revision != 0:
+		return e.preLedgerRevision(ctx, st, q, all)
+	case q.User != "":
+		return e.preLedgerUser(ctx, st, q, all)
 	}
-	if q.Revision == 0 || q.Revision > st.revision || slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) && t.Revision <= q.Revision }) {
-		return Finding{}, false, nil // not asked, or the ledger's entries answer
+	if slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }) ||
+		(!q.Since.IsZero() && st.updatedAt.Before(q.Since)) {
+		return Finding{}, false, nil
+	}
+	f := Finding{Verdict: VerdictSynced, Revision: st.revision,
+		Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row, last saved %s); no save through the gateway since",
+			st.revision, st.updatedAt.UTC().Format(time.RFC3339))}
+	for _, t := range all {
+		if t.Kind == ledger.KindBackfill {
+			f.Entries, f.Hash = []int64{t.Seq}, t.Hash
+			f.Summary += fmt.Sprintf("; its Yjs representation was made from it at ledger entry %d (stage %s epoch %d)", t.Seq, t.Stage, t.Epoch)
+		}
+	}
+	return f, true, nil
+}
+
+// preLedgerRevision: a revision saved before the ledger began. Not with
+// since: asked about a revision, the time is its own.
+func (e *Engine) preLedgerRevision(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+	if !q.Since.IsZero() || q.Revision > st.revision || slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) && t.Revision <= q.Revision }) {
+		return Finding{}, false, nil // the ledger's entries answer
 	}
 	f := Finding{Verdict: VerdictSynced, Revision: q.Revision,
 		Summary: fmt.Sprintf("revision %d was saved before this ledger began (the write-through store's)", q.Revision)}
@@ -454,6 +477,68 @@ func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQ
 	}
 	f.Summary += fmt.Sprintf("; its history holds it (%s/%s/revisions/%d)", contract.PathDocuments, st.id, q.Revision)
 	return f, true, nil
+}
+
+// preLedgerUser: the user's saves the write-through store's history
+// records from before the ledger's first entry of the document (every
+// revision a ledger-era save made is saved at its group's time, which is
+// its ledger entry's, so none of them is older), since q.Since.
+func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+	var began *time.Time
+	for _, t := range all {
+		if began == nil || t.At.Before(*began) {
+			at := t.At
+			began = &at
+		}
+	}
+	var since *time.Time
+	if !q.Since.IsZero() {
+		since = &q.Since
+	}
+	rows, err := e.pool.Query(ctx, `SELECT revision, saved_at FROM document_revisions
+		WHERE doc_id = $1 AND saved_by = $2 AND ($3::timestamptz IS NULL OR saved_at < $3) AND ($4::timestamptz IS NULL OR saved_at >= $4)
+		ORDER BY revision`, st.id, q.User, began, since)
+	if err != nil {
+		return Finding{}, false, fmt.Errorf("%s's revisions of %s: %w", q.User, st.id, err)
+	}
+	revs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (savedRev, error) {
+		var s savedRev
+		return s, r.Scan(&s.rev, &s.at)
+	})
+	if err != nil {
+		return Finding{}, false, fmt.Errorf("%s's revisions of %s: %w", q.User, st.id, err)
+	}
+	created := st.owner == q.User && (began == nil || st.createdAt.Before(*began)) && (since == nil || !st.createdAt.Before(*since)) &&
+		!slices.ContainsFunc(revs, func(s savedRev) bool { return s.rev == 1 })
+	if len(revs) == 0 && !created {
+		return Finding{}, false, nil
+	}
+	var parts []string
+	if created {
+		parts = append(parts, fmt.Sprintf("created the document on %s", st.createdAt.UTC().Format(time.RFC3339)))
+	}
+	f := Finding{Verdict: VerdictSynced, Revision: 1}
+	if n := len(revs); n > 0 {
+		nums := make([]string, n)
+		for i, s := range revs {
+			nums[i] = strconv.FormatInt(s.rev, 10)
+		}
+		last := revs[n-1]
+		f.Revision = last.rev
+		what := "revision " + nums[0]
+		if n > 1 {
+			what = fmt.Sprintf("%d revisions (%s)", n, strings.Join(nums, ", "))
+		}
+		parts = append(parts, fmt.Sprintf("saved %s, the last on %s; the history holds each (%s/%s/revisions/%d)",
+			what, last.at.UTC().Format(time.RFC3339), contract.PathDocuments, st.id, last.rev))
+	}
+	f.Summary = fmt.Sprintf("before this ledger began, %s %s in the write-through store", q.User, strings.Join(parts, " and "))
+	return f, true, nil
+}
+
+type savedRev struct {
+	rev int64
+	at  time.Time
 }
 
 // pendingFinding reports the subject's operations the server holds in
