@@ -198,26 +198,8 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		ev.Findings = append(ev.Findings, f)
 	}
 	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
-	switch {
-	case ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && ev.Subject == "" && st.exists &&
-		!slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }):
-		// Saved before the ledger began, not since the time asked about.
-		ev.Proof.Summary = fmt.Sprintf("no save since %s: the document was last saved on %s, before this ledger began (ask without since)",
-			q.Since.UTC().Format(time.RFC3339Nano), st.updatedAt.UTC().Format(time.RFC3339))
-	case ev.Verdict == VerdictNeverPersisted && !q.Since.IsZero() && len(all) > 0:
-		// There is a trace, only none since the time asked about.
-		ev.Proof.Summary = "nothing of it reached the ledger since " + q.Since.UTC().Format(time.RFC3339Nano) +
-			"; earlier entries exist (ask without since)"
-	case ev.Verdict == VerdictNeverPersisted && len(ev.Timeline) > 0:
-		// Entries that are not saves (a state vector announced with
-		// nothing the server lacked, a disconnection): a trace, no save.
-		kinds := make([]string, 0, len(ev.Timeline))
-		for _, t := range ev.Timeline {
-			kinds = append(kinds, t.Kind)
-		}
-		slices.Sort(kinds)
-		ev.Proof.Summary = fmt.Sprintf("nothing of it was saved: the ledger names it in %d entries (%s), none of them a save",
-			len(ev.Timeline), strings.Join(slices.Compact(kinds), ", "))
+	if ev.Verdict == VerdictNeverPersisted {
+		ev.Proof.Summary = neverPersistedSummary(ev, st, q, all)
 	}
 	if foreign {
 		// Positions and hashes in another school's chain are its facts.
@@ -233,6 +215,33 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		ev.Proof.Entries, ev.Proof.Hash = nil, ""
 	}
 	return ev, nil
+}
+
+// neverPersistedSummary says why nothing was found where the default
+// ("no trace at any layer") would deny what the ledger or the document
+// shows.
+func neverPersistedSummary(ev Evidence, st *docState, q EvidenceQuery, all []TimelineEntry) string {
+	switch {
+	case !q.Since.IsZero() && ev.Subject == "" && st.exists && !slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }):
+		// Saved before the ledger began, not since the time asked about.
+		return fmt.Sprintf("no save since %s: the document was last saved on %s, before this ledger began (ask without since)",
+			q.Since.UTC().Format(time.RFC3339Nano), st.updatedAt.UTC().Format(time.RFC3339))
+	case !q.Since.IsZero() && len(all) > 0:
+		// There is a trace, only none since the time asked about.
+		return "nothing of it reached the ledger since " + q.Since.UTC().Format(time.RFC3339Nano) +
+			"; earlier entries exist (ask without since)"
+	case len(ev.Timeline) > 0:
+		// Entries that are not saves (a state vector announced with
+		// nothing the server lacked, a disconnection): a trace, no save.
+		kinds := make([]string, 0, len(ev.Timeline))
+		for _, t := range ev.Timeline {
+			kinds = append(kinds, t.Kind)
+		}
+		slices.Sort(kinds)
+		return fmt.Sprintf("nothing of it was saved: the ledger names it in %d entries (%s), none of them a save",
+			len(ev.Timeline), strings.Join(slices.Compact(kinds), ", "))
+	}
+	return ev.Proof.Summary
 }
 
 func isCommit(k string) bool {
