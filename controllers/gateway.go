@@ -166,7 +166,8 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	tmp := corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp")
 	gatewayArgs := []string{fmt.Sprintf("--listen=:%d", contract.GatewayPort),
 		fmt.Sprintf("--syncer=http://127.0.0.1:%d", contract.SyncerPort),
-		fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort)}
+		fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort),
+		"--spool-dir=" + contract.GatewaySpoolDir}
 	syncerArgs := []string{fmt.Sprintf("--listen=:%d", contract.SyncerPort),
 		fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)}
 	if profiling(r) {

@@ -92,6 +92,15 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		f.g.Expect(num).NotTo(BeZero(), "container %s declares port %s", c.container.Name, c.port)
 		f.g.Expect(c.container.Args).To(ContainElement(fmt.Sprintf("--metrics-listen=:%d", num)), c.container.Name)
 	}
+	// The gateway keeps traces of saves it could not confirm in a spool
+	// on a writable volume of the pod (the root filesystem is read-only),
+	// so they outlive a restart of the container.
+	f.g.Expect(pod.Containers[0].Args).To(ContainElement("--spool-dir=" + contract.GatewaySpoolDir))
+	var spoolMounted bool
+	for _, m := range pod.Containers[0].VolumeMounts {
+		spoolMounted = spoolMounted || strings.HasPrefix(contract.GatewaySpoolDir, m.MountPath+"/")
+	}
+	f.g.Expect(spoolMounted).To(BeTrue(), "a volume holds %s", contract.GatewaySpoolDir)
 	var dsnFrom *corev1.SecretKeySelector
 	for _, e := range pod.Containers[1].Env {
 		if e.Name == contract.EnvDatabaseURL {

@@ -26,6 +26,11 @@ const (
 	SyncerPprofPort  = 6061
 )
 
+// GatewaySpoolDir is where a gateway pod's gateway keeps the traces of
+// saves it could not confirm until they are in their ledgers: on the
+// pod's /tmp emptyDir, so they outlive a restart of the container.
+const GatewaySpoolDir = "/tmp/unconfirmed-saves"
+
 // Port names in the StatefulSet and Services.
 const (
 	GatewayPortName = "http"

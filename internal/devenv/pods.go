@@ -243,6 +243,8 @@ func (p *podRunner) ensure(ctx context.Context, key string, sts *appsv1.Stateful
 			fmt.Sprintf("--syncer=http://127.0.0.1:%d", p.port(s, shard, 1)),
 			fmt.Sprintf("--metrics-listen=127.0.0.1:%d", p.port(s, shard, 2)),
 			"--peers=" + strings.Join(peers, ","),
+			// The pod's emptyDir: kept across restarts of the process.
+			"--spool-dir=" + filepath.Join(p.state, "spool", sts.Namespace+"-"+pod),
 		}
 	case contract.ContainerSyncer:
 		args = append([]string{

@@ -81,6 +81,10 @@ type Config struct {
 	// Metrics receives the gateway's measurements (default: a set
 	// registered nowhere).
 	Metrics *Metrics
+	// SpoolDir, if set, keeps the traces of saves the gateway could not
+	// confirm as files until they are recorded in their ledgers, so a
+	// restarted gateway records those the last run could not (spool.go).
+	SpoolDir string
 }
 
 // Gateway serves the client API.
@@ -96,6 +100,7 @@ type Gateway struct {
 	unconf        []unconfirmed
 	unconfCur     *unconfirmed // the trace being recorded, out of the queue meanwhile
 	unconfRunning bool
+	unconfBytes   int // of the Yjs updates held by unconf and unconfCur
 	// unauth limits the unauthenticated refusals recorded (refusals.go).
 	unauth refusalLimiter
 	// users bounds one user's REST requests that write the ledger;
@@ -132,7 +137,13 @@ func New(cfg Config) (*Gateway, error) {
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
-	return &Gateway{cfg: cfg, log: cfg.Logger, unauth: refusalLimiter{what: "unauthenticated"}, limited: refusalLimiter{what: "rate-limited"}}, nil
+	g := &Gateway{cfg: cfg, log: cfg.Logger, unauth: refusalLimiter{what: "unauthenticated"}, limited: refusalLimiter{what: "rate-limited"}}
+	if cfg.SpoolDir != "" {
+		if err := g.loadSpool(); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
 }
 
 func (g *Gateway) syncerFor(doc string) (*syncer.Client, error) {

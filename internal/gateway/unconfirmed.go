@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -18,22 +19,35 @@ import (
 // background, retried for up to unconfirmedPatience. If the save did
 // commit after all (the answer was lost), the ledger holds both, and the
 // evidence verdict for the request is its commit.
+//
+// With Config.SpoolDir set (a pod's emptyDir), each trace is also a file
+// there until it is recorded, so a gateway container that crashes or is
+// restarted during a syncer outage records them when it starts again
+// (spool.go). A trace recorded just before a crash may be recorded twice;
+// none is lost. The queue is bounded by count and by the bytes of the Yjs
+// updates it keeps (a trace over that keeps no update: it is still
+// recorded, found by user and request, not by client).
 
 // CodeUnconfirmed names such a ledger entry.
 const CodeUnconfirmed = "unconfirmed"
 
 const (
-	unconfirmedQueue    = 4096
-	unconfirmedPatience = 2 * time.Minute
+	unconfirmedQueue = 4096
+	// unconfirmedUpdateBytes bounds the Yjs updates the queue keeps (a
+	// student may send 4 MiB updates while a syncer is down).
+	unconfirmedUpdateBytes = 64 << 20
+	unconfirmedPatience    = 30 * time.Minute
 )
 
 type unconfirmed struct {
-	req store.Request
-	// orig is the save itself (kind, document, tenant): once its trace is
+	Req store.Request `json:"req"`
+	// Orig is the save itself (kind, document, tenant): once its trace is
 	// recorded, the document's room is brought up to date, in case the
 	// save committed after all and only its answer was lost.
-	orig store.Request
-	at   time.Time
+	Orig store.Request `json:"orig"`
+	At   time.Time     `json:"at"`
+	// file is its spool file ("": none).
+	file string
 }
 
 // unavailable reports whether err left the save's fate unknown to the
@@ -62,23 +76,43 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 	}
 	rec := store.Request{Kind: store.KindReject, Doc: req.Doc, Tenant: req.Tenant, User: req.User, RequestID: req.RequestID,
 		IdempotencyKey: req.IdempotencyKey, Code: CodeUnconfirmed, Reason: reason}
-	if req.Kind == store.KindYjs && len(req.Update) <= contract.MaxUpdateBytes {
-		// Recorded with its hash and clients, so evidence asked about a
-		// Yjs client finds it.
-		rec.Update = req.Update
-	}
-	u := unconfirmed{req: rec, orig: store.Request{Kind: req.Kind, Doc: req.Doc, Tenant: req.Tenant}, at: g.cfg.Now()}
 	g.unconfMu.Lock()
 	defer g.unconfMu.Unlock()
-	if len(g.unconf) >= unconfirmedQueue {
-		g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", g.unconf[0].req.Doc, "request", g.unconf[0].req.RequestID)
-		g.unconf = g.unconf[1:]
+	if req.Kind == store.KindYjs && len(req.Update) <= contract.MaxUpdateBytes {
+		// Recorded with its hash and clients, so evidence asked about a
+		// Yjs client finds it; unless the queue holds too many bytes.
+		if g.unconfBytes+len(req.Update) <= unconfirmedUpdateBytes {
+			rec.Update = req.Update
+		} else {
+			rec.Reason += fmt.Sprintf("; its update (%d bytes) was not kept, the gateway held %d MiB of unconfirmed updates", len(req.Update), unconfirmedUpdateBytes>>20)
+		}
 	}
+	u := unconfirmed{Req: rec, Orig: store.Request{Kind: req.Kind, Doc: req.Doc, Tenant: req.Tenant}, At: g.cfg.Now()}
+	if len(g.unconf) >= unconfirmedQueue {
+		old := g.unconf[0]
+		g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", old.Req.Doc, "request", old.Req.RequestID)
+		g.unconf = g.unconf[1:]
+		g.forgetUnconfirmed(old)
+	}
+	g.spool(&u)
 	g.unconf = append(g.unconf, u)
-	if !g.unconfRunning {
+	g.unconfBytes += len(u.Req.Update)
+	g.startDrain()
+}
+
+// startDrain starts the drain unless it runs; unconfMu held.
+func (g *Gateway) startDrain() {
+	if !g.unconfRunning && len(g.unconf) > 0 {
 		g.unconfRunning = true
 		go g.drainUnconfirmed()
 	}
+}
+
+// forgetUnconfirmed drops a trace that left the queue for good (recorded,
+// refused or given up): its bytes and its spool file. unconfMu held.
+func (g *Gateway) forgetUnconfirmed(u unconfirmed) {
+	g.unconfBytes -= len(u.Req.Update)
+	g.unspool(u)
 }
 
 // drainUnconfirmed records the queued traces, retrying with backoff, and
@@ -103,21 +137,23 @@ func (g *Gateway) drainUnconfirmed() {
 		g.unconf = g.unconf[1:]
 		g.unconfCur = &u
 		g.unconfMu.Unlock()
-		err := g.recordOne(u.req)
+		err := g.recordOne(u.Req)
 		g.unconfMu.Lock()
 		g.unconfCur = nil
 		switch {
 		case err == nil || !unavailable(err):
 			if err != nil {
-				g.log.Warn("recording an unconfirmed save", "doc", u.req.Doc, "err", err)
+				g.log.Warn("recording an unconfirmed save", "doc", u.Req.Doc, "err", err)
 			} else {
 				// The syncer answers again: if the save committed after
 				// all, its room gets it now.
-				g.committedOutsideSync(u.orig, store.Result{Outcome: store.OutcomeSaved})
+				g.committedOutsideSync(u.Orig, store.Result{Outcome: store.OutcomeSaved})
 			}
+			g.forgetUnconfirmed(u)
 			failed, backoff = 0, 100*time.Millisecond
-		case g.cfg.Now().Sub(u.at) > unconfirmedPatience:
-			g.log.Error("gave up recording an unconfirmed save", "doc", u.req.Doc, "request", u.req.RequestID, "err", err)
+		case g.cfg.Now().Sub(u.At) > unconfirmedPatience:
+			g.log.Error("gave up recording an unconfirmed save", "doc", u.Req.Doc, "request", u.Req.RequestID, "since", u.At, "err", err)
+			g.forgetUnconfirmed(u)
 		default:
 			g.unconf = append(g.unconf, u)
 			failed++
@@ -144,8 +180,10 @@ func (g *Gateway) recordOne(req store.Request) error {
 }
 
 // FlushUnconfirmed waits until the queued traces are recorded or ctx ends;
-// it logs each one still queued then (the gateway is stopping, and they
-// live only in its memory).
+// it logs each one still queued then (the gateway is stopping: without a
+// spool they live only in its memory; with one, they are recorded if the
+// gateway starts again on the same spool, as a restarted container does,
+// and lost with the pod).
 func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -163,8 +201,12 @@ func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 		case <-t.C:
 		case <-ctx.Done():
 			for _, u := range left {
-				g.log.Error("stopping with an unconfirmed save not recorded in its ledger", "doc", u.req.Doc, "tenant", u.req.Tenant,
-					"user", u.req.User, "request", u.req.RequestID, "idempotency_key", u.req.IdempotencyKey, "since", u.at)
+				msg, attrs := "stopping with an unconfirmed save not recorded in its ledger", []any{}
+				if u.file != "" {
+					msg, attrs = "stopping with an unconfirmed save not yet recorded in its ledger; kept in the spool until the gateway starts again", []any{"spool", u.file}
+				}
+				g.log.Error(msg, append([]any{"doc", u.Req.Doc, "tenant", u.Req.Tenant, "user", u.Req.User, "request", u.Req.RequestID,
+					"idempotency_key", u.Req.IdempotencyKey, "since", u.At}, attrs...)...)
 			}
 			return
 		}

@@ -1,0 +1,126 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/yawp/persistence-operator/internal/store"
+)
+
+// The spool keeps each unconfirmed trace (unconfirmed.go) as a file in
+// Config.SpoolDir until it is recorded: <nanoseconds>-<random>.json, its
+// JSON written to a .tmp file and renamed, so a crash leaves whole files
+// or .tmp files (removed at the next start). No fsync: the files need to
+// survive the process, not the node (the directory is a pod's emptyDir,
+// gone with the pod anyway).
+
+const (
+	spoolExt        = ".json"
+	spoolUnreadable = ".unreadable"
+)
+
+// spool writes u's file; unconfMu held. A failure is logged and leaves
+// the trace in memory only.
+func (g *Gateway) spool(u *unconfirmed) {
+	if g.cfg.SpoolDir == "" {
+		return
+	}
+	b, err := json.Marshal(u)
+	if err == nil {
+		var r [6]byte
+		_, _ = rand.Read(r[:])
+		name := filepath.Join(g.cfg.SpoolDir, fmt.Sprintf("%020d-%s%s", u.At.UnixNano(), hex.EncodeToString(r[:]), spoolExt))
+		tmp := name + ".tmp"
+		if err = os.WriteFile(tmp, b, 0o600); err == nil {
+			if err = os.Rename(tmp, name); err == nil {
+				u.file = name
+				return
+			}
+			_ = os.Remove(tmp)
+		}
+	}
+	g.log.Warn("could not spool an unconfirmed save; it is kept in memory only", "doc", u.Req.Doc, "request", u.Req.RequestID, "err", err)
+}
+
+// unspool removes u's file, if it has one.
+func (g *Gateway) unspool(u unconfirmed) {
+	if u.file == "" {
+		return
+	}
+	if err := os.Remove(u.file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		g.log.Warn("could not remove a recorded unconfirmed save from the spool; it may be recorded again after a restart", "file", u.file, "err", err)
+	}
+}
+
+// loadSpool queues the traces a previous run of the gateway left in the
+// spool, oldest first, and starts recording them. A file that cannot be
+// read as a trace is renamed *.unreadable and logged, not retried.
+func (g *Gateway) loadSpool() error {
+	dir := g.cfg.SpoolDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("gateway: spool directory: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("gateway: spool directory: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		switch n := e.Name(); {
+		case e.IsDir():
+		case strings.HasSuffix(n, ".tmp"):
+			_ = os.Remove(filepath.Join(dir, n)) // a write cut short
+		case strings.HasSuffix(n, spoolExt):
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	g.unconfMu.Lock()
+	defer g.unconfMu.Unlock()
+	for _, n := range names {
+		path := filepath.Join(dir, n)
+		u, err := readSpooled(path)
+		if err != nil {
+			g.log.Error("unreadable unconfirmed save in the spool; set aside", "file", path+spoolUnreadable, "err", err)
+			_ = os.Rename(path, path+spoolUnreadable)
+			continue
+		}
+		if len(g.unconf) >= unconfirmedQueue {
+			old := g.unconf[0]
+			g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", old.Req.Doc, "request", old.Req.RequestID)
+			g.unconf = g.unconf[1:]
+			g.forgetUnconfirmed(old)
+		}
+		u.file = path
+		g.unconf = append(g.unconf, u)
+		g.unconfBytes += len(u.Req.Update)
+	}
+	if n := len(g.unconf); n > 0 {
+		g.log.Info("recording unconfirmed saves left in the spool by the last run", "traces", n, "spool", dir)
+	}
+	g.startDrain()
+	return nil
+}
+
+func readSpooled(path string) (unconfirmed, error) {
+	var u unconfirmed
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return u, err
+	}
+	if err := json.Unmarshal(b, &u); err != nil {
+		return u, err
+	}
+	if u.Req.Kind != store.KindReject || u.Req.Code != CodeUnconfirmed || u.Req.Doc == "" || u.At.IsZero() {
+		return u, errors.New("not an unconfirmed save's trace")
+	}
+	return u, nil
+}
