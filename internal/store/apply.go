@@ -666,6 +666,7 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		} else {
 			state, sv, text = st.ydoc.EncodeStateAsUpdate(nil), st.ydoc.EncodeStateVector(), st.ytext()
 		}
+		st.snapBytes, st.logBytes = int64(len(state)), 0
 		b.Queue(`
 			INSERT INTO yjs_snapshots (doc_id, generation, upto_seq, state, state_vector, text, at) VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (doc_id) DO UPDATE SET generation = EXCLUDED.generation, upto_seq = EXCLUDED.upto_seq, state = EXCLUDED.state,
@@ -880,11 +881,35 @@ func (e *Engine) initYjs(bc *batchCtx, st *docState, text string) error {
 
 func (e *Engine) appendYjs(bc *batchCtx, st *docState, u []byte, origin string) int64 {
 	st.logSeq++
+	st.logBytes += int64(len(u))
 	bc.yDoc, bc.ySeq, bc.yGen, bc.yUpd, bc.yOrigin = append(bc.yDoc, st.id), append(bc.ySeq, st.logSeq), append(bc.yGen, st.generation), append(bc.yUpd, u), append(bc.yOrigin, origin)
-	if st.logSeq-st.snapSeq >= int64(e.cfg.SnapshotEvery) {
+	if e.snapshotDue(st) {
 		e.writeSnapshot(bc, st)
 	}
 	return st.logSeq
+}
+
+// snapshotLogShare and snapshotMaxFactor pace compaction: a document's
+// log is compacted into a new snapshot once it holds SnapshotEvery
+// updates and 1/snapshotLogShare of the snapshot's bytes, or
+// snapshotMaxFactor*SnapshotEvery updates whatever their size. A
+// snapshot is the whole state, so compacting every SnapshotEvery updates
+// rewrote a long essay's state (hundreds of KiB) every 64 keystrokes: the
+// document's lifetime writes grew with the square of its length. Paced by
+// bytes, a document writes at most about snapshotLogShare times its
+// updates' bytes in snapshots, and a cold load (or a verification)
+// replays at most a quarter of its state's size, and 1024 updates, from
+// the log.
+const (
+	snapshotLogShare  = 4
+	snapshotMaxFactor = 16
+)
+
+// snapshotDue reports whether st's log should be compacted.
+func (e *Engine) snapshotDue(st *docState) bool {
+	n := st.logSeq - st.snapSeq
+	every := int64(e.cfg.SnapshotEvery)
+	return n >= every && (n >= snapshotMaxFactor*every || snapshotLogShare*st.logBytes >= st.snapBytes)
 }
 
 func (e *Engine) writeSnapshot(bc *batchCtx, st *docState) {

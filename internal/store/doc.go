@@ -37,6 +37,9 @@ type docState struct {
 	generation int64
 	logSeq     int64
 	snapSeq    int64
+	// snapBytes is the size of the snapshot's state, logBytes of the
+	// updates logged after it: together they pace compaction (appendYjs).
+	snapBytes, logBytes int64
 
 	ledgerSeq  int64
 	ledgerHash []byte
@@ -377,6 +380,7 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 			return nil, fmt.Errorf("load snapshot of %s: %w", id, err)
 		}
 		st.logSeq = st.snapSeq
+		st.snapBytes = int64(len(state))
 	}
 	rows, err := e.pool.Query(ctx, `SELECT seq, generation, update FROM yjs_updates WHERE doc_id = $1 AND seq > $2 ORDER BY seq`, id, st.snapSeq)
 	if err != nil {
@@ -398,6 +402,7 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 			return nil, fmt.Errorf("load log of %s at %d: %w", id, seq, err)
 		}
 		st.logSeq = seq
+		st.logBytes += int64(len(u))
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

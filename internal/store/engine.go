@@ -57,7 +57,9 @@ type Config struct {
 	// requests already queued (default 500µs; negative: never).
 	GatherDelay time.Duration
 	// SnapshotEvery compacts a document's Yjs log into a snapshot after
-	// this many updates (default 64).
+	// at least this many updates (default 64), and at most 16 times as
+	// many: in between, once the updates since the last snapshot hold a
+	// quarter of its bytes (snapshotDue).
 	SnapshotEvery int
 	// GroupTimeout bounds one group commit, its retries included
 	// (default 30 s).
