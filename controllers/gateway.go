@@ -30,6 +30,15 @@ const LabelRollout = "persistence.yawp.dev/rollout"
 // spec field: a debugging switch, not part of the rollout's contract.
 const AnnotationProfiling = "persistence.yawp.dev/profiling"
 
+// AnnotationSecretVersions, on the gateway's pod template, names the
+// resourceVersion of every Secret its containers read through their
+// environment (the syncers' database DSN, the token key): environment
+// variables are read when a container starts, so a rotated password or
+// token key reached no running pod. A Secret that changes changes the
+// template, and the StatefulSet rolls its pods onto the new values. The
+// versions name no secret material.
+const AnnotationSecretVersions = "persistence.yawp.dev/secret-versions"
+
 // profiling reports whether r asks for profiling endpoints.
 func profiling(r *persistencev1alpha1.PersistenceRollout) bool {
 	return r.Annotations[AnnotationProfiling] == "enabled"

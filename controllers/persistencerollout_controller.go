@@ -566,7 +566,12 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s has no key %q (spec.database.serviceSecretRef)", ref.Name, ref.Key)
 		}
 	}
+	versions, err := r.podSecretVersions(ctx, ro)
+	if err != nil {
+		return gatewayPods{}, err
+	}
 	applied := gatewayStatefulSet(ro, owned)
+	applied.Spec.Template.WithAnnotations(map[string]string{AnnotationSecretVersions: versions})
 	if err := r.Apply(ctx, applied, FieldOwner, client.ForceOwnership); err != nil {
 		return gatewayPods{}, fmt.Errorf("apply gateway statefulset: %w", err)
 	}
@@ -580,6 +585,35 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 		return gatewayPods{}, fmt.Errorf("read the applied gateway statefulset: %w", err)
 	}
 	return observeGatewayPods(sts, ro.Spec.Gateway.Shards), nil
+}
+
+// podSecretVersions lists the Secrets the gateway pods read through their
+// environment with their resourceVersions ("name@version", "name@absent"
+// for one not created yet), for AnnotationSecretVersions.
+func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+	dsn := ro.Spec.Database.SecretRef
+	if ref := ro.Spec.Database.ServiceSecretRef; ref != nil {
+		dsn = *ref
+	}
+	names := []string{dsn.Name}
+	if ref := ro.Spec.Gateway.TokenSecretRef; ref != nil {
+		names = append(names, ref.Name)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		var s corev1.Secret
+		switch err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: n}, &s); {
+		case apierrors.IsNotFound(err):
+			out = append(out, n+"@absent")
+		case err != nil:
+			return "", fmt.Errorf("secret %s of the gateway pods: %w", n, err)
+		default:
+			out = append(out, n+"@"+s.ResourceVersion)
+		}
+	}
+	return strings.Join(out, ","), nil
 }
 
 // statefulSetOf converts the apply configuration the API server's answer

@@ -1045,3 +1045,42 @@ func TestProfilingAnnotation(t *testing.T) {
 	})
 	f.g.Eventually(pprofArgs).Should(BeEmpty())
 }
+
+// TestRotatedSecretsRollTheGatewayPods: the platform team rotates the
+// client token key (a leaked key) or the syncers' database password. The
+// pods read both through environment variables, fixed when a container
+// starts, and nothing changed the pod template: the old key kept
+// verifying tokens until somebody restarted the pods by hand. A changed
+// Secret now changes the template (its resourceVersion, no secret
+// material), so the StatefulSet rolls the pods onto it.
+func TestRotatedSecretsRollTheGatewayPods(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tokens := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "tokens", Namespace: f.ns}, Data: map[string][]byte{"key": []byte("first-key-0123456789abcdef")}}
+	f.g.Expect(k8s.Create(ctx, tokens)).To(Succeed())
+	ro := f.rollout("rotate", "pilot")
+	ro.Spec.Gateway.TokenSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "tokens", Key: "key"}
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	versions := func() string {
+		var sts appsv1.StatefulSet
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "rotate-gateway"}, &sts); err != nil {
+			return ""
+		}
+		return sts.Spec.Template.Annotations[AnnotationSecretVersions]
+	}
+	f.g.Eventually(versions).Should(ContainSubstring("tokens@" + tokens.ResourceVersion))
+	first := versions()
+
+	tokens.Data["key"] = []byte("second-key-0123456789abcdef")
+	f.g.Expect(k8s.Update(ctx, tokens)).To(Succeed())
+	f.g.Eventually(versions).Should(ContainSubstring("tokens@"+tokens.ResourceVersion), "a rotated token key reaches the pod template")
+	second := versions()
+	f.g.Expect(second).NotTo(Equal(first))
+	f.g.Expect(second).NotTo(ContainSubstring("key-0123456789"), "the template names versions, not secret material")
+
+	f.editDatabaseSecret(func(data map[string][]byte) { data["dsn"] = append(data["dsn"], []byte("&application_name=rotated")...) })
+	f.g.Eventually(versions).ShouldNot(Equal(second), "a rotated database password reaches the pod template")
+	// An unchanged Secret changes nothing: the pods are not rolled again.
+	third := versions()
+	f.g.Consistently(versions, "500ms").Should(Equal(third))
+}
