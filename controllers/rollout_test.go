@@ -1078,7 +1078,9 @@ func TestRotatedSecretsRollTheGatewayPods(t *testing.T) {
 	f.g.Expect(second).NotTo(Equal(first))
 	f.g.Expect(second).NotTo(ContainSubstring("key-0123456789"), "the template names versions, not secret material")
 
-	f.editDatabaseSecret(func(data map[string][]byte) { data["dsn"] = append(data["dsn"], []byte("&application_name=rotated")...) })
+	f.editDatabaseSecret(func(data map[string][]byte) {
+		data["dsn"] = append(data["dsn"], []byte("&application_name=rotated")...)
+	})
 	f.g.Eventually(versions).ShouldNot(Equal(second), "a rotated database password reaches the pod template")
 	// An unchanged Secret changes nothing: the pods are not rolled again.
 	third := versions()
