@@ -93,15 +93,8 @@ func (g *Gateway) loadSpool() error {
 			_ = os.Rename(path, path+spoolUnreadable)
 			continue
 		}
-		if len(g.unconf) >= unconfirmedQueue {
-			old := g.unconf[0]
-			g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", old.Req.Doc, "request", old.Req.RequestID)
-			g.unconf = g.unconf[1:]
-			g.forgetUnconfirmed(old)
-		}
 		u.file = path
-		g.unconf = append(g.unconf, u)
-		g.unconfBytes += len(u.Req.Update)
+		g.queueUnconfirmed(u)
 	}
 	if n := len(g.unconf); n > 0 {
 		g.log.Info("recording unconfirmed saves left in the spool by the last run", "traces", n, "spool", dir)

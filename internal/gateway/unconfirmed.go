@@ -88,16 +88,22 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 		}
 	}
 	u := unconfirmed{Req: rec, Orig: store.Request{Kind: req.Kind, Doc: req.Doc, Tenant: req.Tenant}, At: g.cfg.Now()}
+	g.spool(&u)
+	g.queueUnconfirmed(u)
+	g.startDrain()
+}
+
+// queueUnconfirmed appends u to the queue, dropping (and logging) the
+// oldest trace when it is full; unconfMu held.
+func (g *Gateway) queueUnconfirmed(u unconfirmed) {
 	if len(g.unconf) >= unconfirmedQueue {
 		old := g.unconf[0]
 		g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", old.Req.Doc, "request", old.Req.RequestID)
 		g.unconf = g.unconf[1:]
 		g.forgetUnconfirmed(old)
 	}
-	g.spool(&u)
 	g.unconf = append(g.unconf, u)
 	g.unconfBytes += len(u.Req.Update)
-	g.startDrain()
 }
 
 // startDrain starts the drain unless it runs; unconfMu held.
