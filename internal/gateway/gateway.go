@@ -238,7 +238,7 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 		// Authentic but too old: the refusal is recorded under the
 		// token's tenant and user, as the request's own (not as an
 		// unauthenticated one, whose records are rate-limited).
-		return c, bad(http.StatusUnauthorized, "token_expired", strings.TrimPrefix(err.Error(), "auth: "))
+		return c, bad(http.StatusUnauthorized, codeTokenExpired, strings.TrimPrefix(err.Error(), "auth: "))
 	case errors.Is(err, auth.ErrNoKey):
 		return auth.Claims{}, bad(http.StatusServiceUnavailable, "no_token_key", "the gateway has no token key configured")
 	default:
@@ -265,6 +265,12 @@ func challenge(w http.ResponseWriter, r *http.Request, e *apiError) {
 // refuse answers with e and, when the request names a document, records
 // the refusal in its ledger.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError) {
+	g.refuseUpdate(w, r, doc, c, e, nil)
+}
+
+// refuseUpdate is refuse for a refused Yjs update: its record carries the
+// update's hash and clients, so evidence asked about a client finds it.
+func (g *Gateway) refuseUpdate(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError, update []byte) {
 	if doc != "" && contract.ValidDocID(doc) {
 		tenant, user, reason := c.Tenant, c.User, e.Message
 		record := true
@@ -274,9 +280,11 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 			var note string
 			record, note = g.unauth.admit(doc, g.cfg.Now())
 			reason += note
-		case e.Code == CodeRateLimited:
+		case e.Code == CodeRateLimited, e.Code == codeTokenExpired && !g.users.allow(tenant, user, g.cfg.Now()):
 			// Recorded, but not one row per refused request: that would
 			// write the ledger at the rate the limit is there to stop.
+			// An expired token is still its user's (authentic, only too
+			// old), and its refusals count against the user's limit.
 			var note string
 			record, note = g.limited.admit(tenant+"\x00"+doc, g.cfg.Now())
 			reason += note
@@ -287,7 +295,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c a
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 			defer cancel()
 			_, err := s.Apply(ctx, store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
-				RequestID: requestID(r), IdempotencyKey: headerForRecord(r, contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason})
+				RequestID: requestID(r), IdempotencyKey: headerForRecord(r, contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason, Update: update})
 			if err != nil {
 				g.log.Warn("recording a rejection", "doc", doc, "err", err)
 			}
@@ -742,6 +750,19 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
+	if c, aerr := g.authenticate(r); aerr != nil && aerr.Code == codeTokenExpired && c.Tenant != "" && contract.ValidDocID(r.PathValue("id")) {
+		// Authentic, only too old: a student's offline work sent after her
+		// token ran out. Its operations exist only on her device; the
+		// record names them (hash, clients), as any refused update's.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unauthBodyWait))
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxUpdateBytes))
+		if err != nil {
+			raw = nil
+		}
+		challenge(w, r, aerr)
+		g.refuseUpdate(w, r, r.PathValue("id"), c, aerr, raw)
+		return
+	}
 	c, doc, ok := g.begin(w, r, recordRefusal)
 	if !ok {
 		return

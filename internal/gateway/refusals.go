@@ -43,6 +43,8 @@ const (
 	userMaxTracked = 100000
 	// CodeRateLimited is the code of a request over its user's limit.
 	CodeRateLimited = "rate_limited"
+	// codeTokenExpired refuses an authentic token past its expiry.
+	codeTokenExpired = "token_expired"
 )
 
 type userLimiter struct {

@@ -56,3 +56,35 @@ func TestOneTokenCannotWriteLedgersWithoutBound(t *testing.T) {
 		t.Errorf("another user of the school was held up: %d %s", r.status, r.raw)
 	}
 }
+
+// TestAnExpiredTokenCannotWriteLedgersWithoutBound: an expired token is
+// authentic (only too old), and its refusals are recorded under its
+// school and user, a Yjs update's with its hash and clients; one row per
+// request let a leaked old token write a student's ledger as fast as the
+// network allowed. They count against the user's limit like any of the
+// user's requests; past it they are recorded a few per document.
+func TestAnExpiredTokenCannotWriteLedgersWithoutBound(t *testing.T) {
+	at := time.Now()
+	f := customFixture(t, nil, func() time.Time { return at })
+	ada := token(t, "school-a", "ada", time.Hour, false)
+	f.create(ada, "old-1", "Hello")
+	expired := token(t, "school-a", "ada", -time.Minute, false)
+	for i := 0; i < userBurst+50; i++ {
+		if r := f.do(http.MethodPost, contract.PathDocuments+"/old-1/updates", expired, []byte{0, 0}); r.status != http.StatusUnauthorized {
+			t.Fatalf("request %d with an expired token: %d %s", i, r.status, r.raw)
+		}
+	}
+	rows, err := store.LedgerRows(t.Context(), f.pool, "old-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredRows := 0
+	for _, r := range rows {
+		if strings.Contains(string(r.Body), `"code":"token_expired"`) {
+			expiredRows++
+		}
+	}
+	if expiredRows < userBurst || expiredRows > userBurst+10 {
+		t.Errorf("%d refused requests left %d token_expired ledger rows, want the user's burst (%d) and a few more", userBurst+50, expiredRows, userBurst)
+	}
+}

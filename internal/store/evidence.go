@@ -126,7 +126,9 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	if verr := e.validate(&Request{Kind: KindReject, Doc: q.Doc, Tenant: q.Tenant}); verr != nil {
 		return Evidence{}, verr
 	}
-	st, err := e.doc(ctx, q.Doc)
+	// As a read: a row changed, inserted or deleted outside the gateway
+	// since the copy in memory was made is loaded again.
+	st, err := e.docForRead(ctx, q.Doc)
 	if err != nil {
 		return Evidence{}, err
 	}
@@ -139,13 +141,17 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	if err != nil {
 		return Evidence{}, err
 	}
+	if !st.exists {
+		foreign = foreignID(st, q, rows)
+	}
+	existed := st.exists
 	ev := Evidence{Doc: q.Doc, Exists: st.exists && !foreign, Subject: q.subject(), Findings: []Finding{}, Timeline: []TimelineEntry{}}
 	if foreign {
 		ev.Chain = chainReport(q.Doc, nil, nil)
 		own := rows[:0:0]
 		for _, r := range rows {
 			var en ledger.Entry
-			if json.Unmarshal(r.Body, &en) == nil && en.Tenant == q.Tenant {
+			if json.Unmarshal(r.Body, &en) == nil && (en.Tenant == q.Tenant || (!existed && en.Tenant == contract.UnauthenticatedTenant)) {
 				own = append(own, r)
 			}
 		}
@@ -217,6 +223,27 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	return ev, nil
 }
 
+// foreignID reports whether an ID no document holds is another school's:
+// a deleted document's history is its school's; otherwise an ID another
+// school's students touched (a state vector announced before the first
+// save) has that school's chain.
+func foreignID(st *docState, q EvidenceQuery, rows []ledger.Row) bool {
+	if st.historyTenant != "" || st.deleted != nil {
+		owner := st.historyTenant
+		if st.deleted != nil {
+			owner = st.deleted.tenant
+		}
+		return owner != q.Tenant
+	}
+	for _, r := range rows {
+		var en ledger.Entry
+		if json.Unmarshal(r.Body, &en) == nil && en.Tenant != q.Tenant && en.Tenant != "" && en.Tenant != contract.UnauthenticatedTenant {
+			return true
+		}
+	}
+	return false
+}
+
 // neverPersistedSummary says why nothing was found where the default
 // ("no trace at any layer") would deny what the ledger or the document
 // shows.
@@ -242,6 +269,39 @@ func neverPersistedSummary(ev Evidence, st *docState, q EvidenceQuery, all []Tim
 			len(ev.Timeline), strings.Join(slices.Compact(kinds), ", "))
 	}
 	return ev.Proof.Summary
+}
+
+// isDeletion: a repaired entry recording that a row deleted outside the
+// gateway stays deleted; it commits no text.
+func isDeletion(en ledger.Entry) bool {
+	return en.Kind == ledger.KindRepaired && en.Outcome == OutcomeDeletionStands
+}
+
+// textRevision is the revision whose text first held a commit's
+// operations: its own, unless it was an update held pending, whose
+// operations enter the text with the first later commit that takes its
+// clients past the state vector it left (false: still held).
+func textRevision(all []TimelineEntry, t TimelineEntry) (int64, bool) {
+	if t.Outcome != OutcomePending || len(t.Clients) == 0 {
+		return t.Revision, true
+	}
+	for _, s := range all {
+		if s.Seq <= t.Seq || !isCommit(s.Kind) || s.StateVector == nil {
+			continue
+		}
+		in := true
+		for _, c := range t.Clients {
+			k := strconv.FormatUint(c, 10)
+			if s.StateVector[k] <= t.StateVector[k] {
+				in = false
+				break
+			}
+		}
+		if in {
+			return s.Revision, true
+		}
+	}
+	return t.Revision, false
 }
 
 func isCommit(k string) bool {
@@ -375,16 +435,24 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 			})
 		}
 		if t.SupersededRevision != 0 {
-			// Which revisions did it overwrite? Those after its base.
-			for _, s := range all {
-				if !isCommit(s.Kind) || s.Revision <= t.BaseRevision || s.Revision > t.SupersededRevision || !q.matches(s.Entry) {
+			// Which revisions did it overwrite? Those after its base; the
+			// newest first (it holds the most of the subject's text). An
+			// update held pending counts at the revision its operations
+			// entered the text, not the one it left.
+			for i := len(all) - 1; i >= 0; i-- {
+				s := all[i]
+				if !isCommit(s.Kind) || s.Seq > t.Seq || !q.matches(s.Entry) {
+					continue
+				}
+				rev, _ := textRevision(all, s)
+				if rev <= t.BaseRevision || rev > t.SupersededRevision {
 					continue
 				}
 				out = append(out, Finding{
 					Verdict: VerdictOverwrittenPreserved,
-					Summary: fmt.Sprintf("revision %d was overwritten by a save based on revision %d (now revision %d); its content is preserved", s.Revision, t.BaseRevision, t.Revision),
-					Entries: []int64{s.Seq, t.Seq}, Hash: t.Hash, Revision: s.Revision,
-					PreservedAt: fmt.Sprintf("/v1/documents/%s/revisions/%d", st.id, s.Revision),
+					Summary: fmt.Sprintf("revision %d was overwritten by a save based on revision %d (now revision %d); its content is preserved", rev, t.BaseRevision, t.Revision),
+					Entries: []int64{s.Seq, t.Seq}, Hash: t.Hash, Revision: rev,
+					PreservedAt: fmt.Sprintf("/v1/documents/%s/revisions/%d", st.id, rev),
 				})
 			}
 		}
@@ -407,12 +475,26 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 	// synced: the latest committed entry of the subject.
 	for i := len(sub) - 1; i >= 0; i-- {
 		t := sub[i]
-		if !isCommit(t.Kind) {
+		if !isCommit(t.Kind) || isDeletion(t.Entry) {
 			continue
 		}
 		f := Finding{
 			Verdict: VerdictSynced, Entries: []int64{t.Seq}, Hash: t.Hash, Revision: t.Revision, StateVector: t.StateVector,
 			Summary: fmt.Sprintf("committed as revision %d under stage %s epoch %d (content sha256 %s)", t.Revision, t.Stage, t.Epoch, t.ContentSHA256),
+		}
+		if t.Outcome == OutcomePending {
+			if rev, ok := textRevision(all, t); ok {
+				f.Revision = rev
+				f.Summary = fmt.Sprintf("committed under stage %s epoch %d while the document was at revision %d, held pending; its operations entered the text as revision %d",
+					t.Stage, t.Epoch, t.Revision, rev)
+			}
+		}
+		for _, d := range all {
+			if d.Seq > t.Seq && isDeletion(d.Entry) && (q.Since.IsZero() || !d.At.Before(q.Since)) {
+				f.Summary += fmt.Sprintf("; the document was deleted outside the gateway afterwards (%s, ledger entry %d): %s",
+					d.At.UTC().Format(time.RFC3339), d.Seq, d.Reason)
+				f.Entries = append(f.Entries, d.Seq)
+			}
 		}
 		out = append(out, f)
 		break
