@@ -48,6 +48,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -92,8 +93,10 @@ type Gateway struct {
 	cfg Config
 	log *slog.Logger
 	// syncBE is the sync WebSocket's backend (NewSyncBackend), told of
-	// REST saves so connected Yjs clients get them live.
-	syncBE *SyncBackend
+	// REST saves so connected Yjs clients get them live. Atomic: the
+	// drain of traces loaded from the spool starts in New and reads it
+	// while NewSyncBackend sets it.
+	syncBE atomic.Pointer[SyncBackend]
 
 	// Saves whose commit could not be confirmed, to record (unconfirmed.go).
 	unconfMu      sync.Mutex

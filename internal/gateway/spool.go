@@ -17,10 +17,12 @@ import (
 
 // The spool keeps each unconfirmed trace (unconfirmed.go) as a file in
 // Config.SpoolDir until it is recorded: <nanoseconds>-<random>.json, its
-// JSON written to a .tmp file and renamed, so a crash leaves whole files
-// or .tmp files (removed at the next start). No fsync: the files need to
-// survive the process, not the node (the directory is a pod's emptyDir,
-// gone with the pod anyway).
+// JSON written to a .tmp file and renamed, so a crashed process leaves
+// whole files or .tmp files (removed at the next start). A Yjs update is
+// kept as its trace (sha256, clients, operation ranges: store.TraceUpdate),
+// never its text. No fsync: the files are to outlive the gateway process;
+// after a power loss a renamed file may be empty, and is set aside as
+// unreadable (and logged) when the gateway starts again.
 
 const (
 	spoolExt        = ".json"
@@ -33,7 +35,13 @@ func (g *Gateway) spool(u *unconfirmed) {
 	if g.cfg.SpoolDir == "" {
 		return
 	}
-	b, err := json.Marshal(u)
+	disk := *u
+	if disk.Req.Update != nil {
+		// What the ledger entry needs of the update, not the student's
+		// text: the node's disk keeps none of it.
+		disk.Req.UpdateTrace, disk.Req.Update = store.TraceUpdate(disk.Req.Update), nil
+	}
+	b, err := json.Marshal(disk)
 	if err == nil {
 		var r [6]byte
 		_, _ = rand.Read(r[:])

@@ -105,7 +105,7 @@ func bootID() string {
 func (g *Gateway) NewSyncBackend() *SyncBackend {
 	b := &SyncBackend{g: g, boot: bootID(), step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
 		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{}}
-	g.syncBE = b
+	g.syncBE.Store(b)
 	return b
 }
 
@@ -537,8 +537,8 @@ func (g *Gateway) committedOutsideSync(req store.Request, res store.Result) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 {
-			if g.syncBE != nil {
-				g.syncBE.refresh(ctx, doc)
+			if be := g.syncBE.Load(); be != nil {
+				be.refresh(ctx, doc)
 			}
 			return
 		}
@@ -569,8 +569,8 @@ func (g *Gateway) syncNotify(w http.ResponseWriter, r *http.Request) {
 	}
 	// A tenant parameter (sent for gateways of the version before, which
 	// require it) is not used: the room is the owner's, as the syncer says.
-	if g.syncBE != nil {
-		g.syncBE.refresh(r.Context(), r.PathValue("id"))
+	if be := g.syncBE.Load(); be != nil {
+		be.refresh(r.Context(), r.PathValue("id"))
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -578,10 +578,10 @@ func (g *Gateway) syncNotify(w http.ResponseWriter, r *http.Request) {
 // HandlerWithSync is Handler with the sync WebSocket mounted at PathSync
 // (its backend, if made with NewSyncBackend, publishes REST saves to it).
 func (g *Gateway) HandlerWithSync(hub *syncws.Hub) http.Handler {
-	if g.syncBE != nil {
-		g.syncBE.mu.Lock()
-		g.syncBE.hub = hub
-		g.syncBE.mu.Unlock()
+	if be := g.syncBE.Load(); be != nil {
+		be.mu.Lock()
+		be.hub = hub
+		be.mu.Unlock()
 	}
 	mux := http.NewServeMux()
 	mux.Handle(contract.PathSync, g.SyncHandler(hub))

@@ -74,6 +74,10 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 		reason = "the save reached the gateway, and the client disconnected before its commit was confirmed; " +
 			"if it committed, its commit is in the ledger too"
 	}
+	at := g.cfg.Now()
+	// The entry is stamped when it is written, up to the patience (and a
+	// restart) later: it says when the save came.
+	reason += "; it reached the gateway at " + at.UTC().Format(time.RFC3339Nano)
 	rec := store.Request{Kind: store.KindReject, Doc: req.Doc, Tenant: req.Tenant, User: req.User, RequestID: req.RequestID,
 		IdempotencyKey: req.IdempotencyKey, Code: CodeUnconfirmed, Reason: reason}
 	g.unconfMu.Lock()
@@ -87,7 +91,7 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 			rec.Reason += fmt.Sprintf("; its update (%d bytes) was not kept, the gateway held %d MiB of unconfirmed updates", len(req.Update), unconfirmedUpdateBytes>>20)
 		}
 	}
-	u := unconfirmed{Req: rec, Orig: store.Request{Kind: req.Kind, Doc: req.Doc, Tenant: req.Tenant}, At: g.cfg.Now()}
+	u := unconfirmed{Req: rec, Orig: store.Request{Kind: req.Kind, Doc: req.Doc, Tenant: req.Tenant}, At: at}
 	g.spool(&u)
 	g.queueUnconfirmed(u)
 	g.startDrain()
@@ -209,7 +213,7 @@ func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 			for _, u := range left {
 				msg, attrs := "stopping with an unconfirmed save not recorded in its ledger", []any{}
 				if u.file != "" {
-					msg, attrs = "stopping with an unconfirmed save not yet recorded in its ledger; kept in the spool until the gateway starts again", []any{"spool", u.file}
+					msg, attrs = "stopping with an unconfirmed save not yet recorded in its ledger; kept in the spool, recorded if this container starts again in the same pod, lost with the pod", []any{"spool", u.file}
 				}
 				g.log.Error(msg, append([]any{"doc", u.Req.Doc, "tenant", u.Req.Tenant, "user", u.Req.User, "request", u.Req.RequestID,
 					"idempotency_key", u.Req.IdempotencyKey, "since", u.At}, attrs...)...)

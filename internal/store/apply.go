@@ -714,7 +714,7 @@ func (e *Engine) reject(bc *batchCtx, st *docState, o *op, status int, code, msg
 	if o.req.Content != "" {
 		en.ContentSHA256 = ledger.SHA256Hex([]byte(o.req.Content))
 	}
-	refusedUpdate(&en, o.req.Update)
+	refusedUpdate(&en, o.req.Update, o.req.UpdateTrace)
 	e.appendLedger(bc, st, en)
 	o.err = &Error{Status: status, Code: code, Message: msg}
 }
@@ -722,21 +722,64 @@ func (e *Engine) reject(bc *batchCtx, st *docState, o *op, status int, code, msg
 // refusedUpdate puts on a refusal's entry the hash of the Yjs update
 // refused and, when it decodes, the clients whose operations it carried,
 // so that evidence asked about a client shows its refused edits too.
-func refusedUpdate(en *ledger.Entry, u []byte) {
-	if u == nil {
+func refusedUpdate(en *ledger.Entry, u []byte, trace *UpdateTrace) {
+	if u != nil {
+		trace = TraceUpdate(u)
+	}
+	if trace == nil || !trace.valid() {
 		return
 	}
-	en.UpdateSHA256 = ledger.SHA256Hex(u)
-	if len(u) <= contract.MaxUpdateBytes {
-		if dec, err := yjs.DecodeUpdate(u); err == nil {
-			en.Clients = clientsOf(dec)
-			// Which operations it carried: evidence tells whether the
-			// server holds them since (saved-locally-not-synced if not).
-			if r := opRanges(dec); len(r) > 0 {
-				en.Missing = r
+	en.UpdateSHA256 = trace.SHA256
+	en.Clients = trace.Clients
+	// Which operations it carried: evidence tells whether the server
+	// holds them since (saved-locally-not-synced if not).
+	if len(trace.Ops) > 0 {
+		en.Missing = trace.Ops
+	}
+}
+
+// TraceUpdate is what a refused update's ledger entry records of u: its
+// sha256 and, if it decodes, its clients and operations (the first
+// MaxTraceClients clients).
+func TraceUpdate(u []byte) *UpdateTrace {
+	t := &UpdateTrace{SHA256: ledger.SHA256Hex(u)}
+	if len(u) > contract.MaxUpdateBytes {
+		return t
+	}
+	dec, err := yjs.DecodeUpdate(u)
+	if err != nil {
+		return t
+	}
+	t.Clients = clientsOf(dec)
+	if len(t.Clients) > MaxTraceClients {
+		t.Clients = t.Clients[:MaxTraceClients]
+	}
+	if r := opRanges(dec); len(r) > 0 {
+		t.Ops = map[string][2]uint64{}
+		for _, c := range t.Clients {
+			k := strconv.FormatUint(c, 10)
+			if v, ok := r[k]; ok {
+				t.Ops[k] = v
 			}
 		}
 	}
+	return t
+}
+
+// valid: a trace a caller of the internal API may hand in (it becomes a
+// ledger entry): a sha256, at most MaxTraceClients clients and ranges,
+// the ranges of positive client IDs, not empty.
+func (t *UpdateTrace) valid() bool {
+	if len(t.SHA256) != 64 || strings.Trim(t.SHA256, "0123456789abcdef") != "" ||
+		len(t.Clients) > MaxTraceClients || len(t.Ops) > MaxTraceClients {
+		return false
+	}
+	for k, r := range t.Ops {
+		if c, err := strconv.ParseUint(k, 10, 64); err != nil || c == 0 || r[1] <= r[0] {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *Engine) entry(bc *batchCtx, st *docState, o *op, kind string) ledger.Entry {
@@ -819,7 +862,7 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 	case KindReject:
 		en := e.entry(bc, st, o, ledger.KindRejected)
 		en.Code, en.Reason = r.Code, r.Reason
-		refusedUpdate(&en, r.Update)
+		refusedUpdate(&en, r.Update, r.UpdateTrace)
 		sealed := e.appendLedger(bc, st, en)
 		o.res = Result{Doc: st.id, Outcome: OutcomeRecorded}
 		e.stamp(&o.res, st, sealed)
@@ -896,10 +939,12 @@ func (e *Engine) appendYjs(bc *batchCtx, st *docState, u []byte, origin string) 
 // snapshot is the whole state, so compacting every SnapshotEvery updates
 // rewrote a long essay's state (hundreds of KiB) every 64 keystrokes: the
 // document's lifetime writes grew with the square of its length. Paced by
-// bytes, a document writes at most about snapshotLogShare times its
-// updates' bytes in snapshots, and a cold load (or a verification)
-// replays at most a quarter of its state's size, and 1024 updates, from
-// the log.
+// bytes, a document whose state is under about 4*1024 updates' worth
+// (some 120 KiB of keystrokes) writes at most about snapshotLogShare
+// times its updates' bytes in snapshots; a larger one is compacted every
+// 1024 updates, its writes still growing with the square of its length,
+// 16 times slower than before. A cold load (or a verification) replays at
+// most a quarter of the state's size, and 1024 updates, from the log.
 const (
 	snapshotLogShare  = 4
 	snapshotMaxFactor = 16

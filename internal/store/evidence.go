@@ -251,7 +251,7 @@ func neverPersistedSummary(ev Evidence, st *docState, q EvidenceQuery, all []Tim
 	switch {
 	case !q.Since.IsZero() && ev.Subject == "" && st.exists && !slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }):
 		// Saved before the ledger began, not since the time asked about.
-		return fmt.Sprintf("no save since %s: the document was last saved on %s, before this ledger began (ask without since)",
+		return fmt.Sprintf("no save since %s: the document's row was last saved on %s, not through the gateway (ask without since)",
 			q.Since.UTC().Format(time.RFC3339Nano), st.updatedAt.UTC().Format(time.RFC3339))
 	case !q.Since.IsZero() && len(all) > 0:
 		// There is a trace, only none since the time asked about.
@@ -586,21 +586,45 @@ func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuer
 	if !q.Since.IsZero() {
 		since = &q.Since
 	}
-	rows, err := e.pool.Query(ctx, `SELECT revision, saved_at FROM document_revisions
-		WHERE doc_id = $1 AND saved_by = $2 AND ($3::timestamptz IS NULL OR saved_at < $3) AND ($4::timestamptz IS NULL OR saved_at >= $4)
-		ORDER BY revision`, st.id, q.User, began, since)
+	// Every revision a save through the syncer made is saved at its
+	// group's time, which is its ledger entry's, and that entry names it:
+	// those are the ledger's to answer. The others are the write-through
+	// store's own: before the ledger began, or written behind the gateway
+	// since (the legacy application, after a rollback).
+	// Revision 1, whoever saved it, too: the owner's creation is theirs
+	// only when the history does not go back that far.
+	rows, err := e.pool.Query(ctx, `SELECT revision, saved_at, saved_by = $2 FROM document_revisions
+		WHERE doc_id = $1 AND (revision = 1 OR (saved_by = $2 AND ($3::timestamptz IS NULL OR saved_at >= $3)))
+		ORDER BY revision`, st.id, q.User, since)
 	if err != nil {
 		return Finding{}, false, fmt.Errorf("%s's revisions of %s: %w", q.User, st.id, err)
 	}
+	historyHasFirst := false
 	revs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (savedRev, error) {
 		var s savedRev
-		return s, r.Scan(&s.rev, &s.at)
+		var theirs bool
+		err := r.Scan(&s.rev, &s.at, &theirs)
+		if s.rev == 1 {
+			historyHasFirst = true
+			if !theirs || (since != nil && s.at.Before(*since)) {
+				s.rev = 0 // not one of theirs since the time asked
+			}
+		}
+		return s, err
 	})
 	if err != nil {
 		return Finding{}, false, fmt.Errorf("%s's revisions of %s: %w", q.User, st.id, err)
 	}
-	created := st.owner == q.User && (began == nil || st.createdAt.Before(*began)) && (since == nil || !st.createdAt.Before(*since)) &&
-		!slices.ContainsFunc(revs, func(s savedRev) bool { return s.rev == 1 })
+	revs = slices.DeleteFunc(revs, func(s savedRev) bool { return s.rev == 0 })
+	made := make(map[savedRev]bool, len(all))
+	for _, t := range all {
+		if t.Revision != 0 {
+			made[savedRev{t.Revision, t.At.UTC()}] = true
+		}
+	}
+	revs = slices.DeleteFunc(revs, func(s savedRev) bool { return made[savedRev{s.rev, s.at.UTC()}] })
+	behind := slices.ContainsFunc(revs, func(s savedRev) bool { return began != nil && !s.at.Before(*began) })
+	created := st.owner == q.User && !historyHasFirst && (began == nil || st.createdAt.Before(*began)) && (since == nil || !st.createdAt.Before(*since))
 	if len(revs) == 0 && !created {
 		return Finding{}, false, nil
 	}
@@ -624,6 +648,9 @@ func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuer
 			what, last.at.UTC().Format(time.RFC3339), contract.PathDocuments, st.id, last.rev))
 	}
 	f.Summary = fmt.Sprintf("before this ledger began, %s %s in the write-through store", q.User, strings.Join(parts, " and "))
+	if behind {
+		f.Summary = fmt.Sprintf("in the write-through store, not through the gateway (some after this ledger began), %s %s", q.User, strings.Join(parts, " and "))
+	}
 	return f, true, nil
 }
 

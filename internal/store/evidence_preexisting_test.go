@@ -120,7 +120,7 @@ func TestEvidenceOfAUsersSavesBeforeTheLedger(t *testing.T) {
 	expect("ada since the 10th", EvidenceQuery{User: "ada", Since: day(10)}, VerdictSynced, 4, "saved revision 4")
 	expect("bob since the 21st", EvidenceQuery{User: "bob", Since: day(21)}, VerdictNeverPersisted, 0)
 	expect("the document since the 15th", EvidenceQuery{Since: day(15)}, VerdictSynced, 4, "last saved 2025-09-25")
-	expect("the document since the 26th", EvidenceQuery{Since: day(26)}, VerdictNeverPersisted, 0, "last saved on 2025-09-25", "before this ledger began")
+	expect("the document since the 26th", EvidenceQuery{Since: day(26)}, VerdictNeverPersisted, 0, "last saved on 2025-09-25", "not through the gateway")
 
 	// Saves through the gateway: carol's is the ledger's; ada's earlier
 	// saves are still the history's, and a later revision of the ledger

@@ -75,3 +75,42 @@ func TestLongEssaysAreNotRewrittenEvery64Keystrokes(t *testing.T) {
 		}
 	}
 }
+
+// TestARecordedTraceStandsForItsUpdate: the gateway's spool keeps a
+// refused update's trace instead of its text; the trace it hands in
+// becomes the ledger entry's hash, clients and operations, and one that
+// is malformed or too large is left out (the refusal is still recorded).
+func TestARecordedTraceStandsForItsUpdate(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "x"})
+	c := yjs.NewDoc(yjs.Options{ClientID: 31})
+	var u []byte
+	c.OnUpdate(func(b []byte) { u = b })
+	if err := c.GetText(contract.YjsTextName).Insert(0, "offline words", nil); err != nil {
+		t.Fatal(err)
+	}
+	tr := TraceUpdate(u)
+	if len(tr.Clients) != 1 || tr.Clients[0] != 31 || tr.Ops["31"] != [2]uint64{0, 13} {
+		t.Fatalf("trace of the update: %+v", tr)
+	}
+	many := &UpdateTrace{SHA256: tr.SHA256}
+	for i := range MaxTraceClients + 1 {
+		many.Clients = append(many.Clients, uint64(i+1))
+	}
+	for i, trace := range []*UpdateTrace{tr, {SHA256: "not-a-hash", Clients: []uint64{31}}, many} {
+		e.submit(Request{Kind: KindReject, Doc: "d", Tenant: "t", User: "u", Code: "unconfirmed", Reason: "r", UpdateTrace: trace})
+		rows, err := LedgerRows(t.Context(), e.pool, "d")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(rows[len(rows)-1].Body)
+		kept := strings.Contains(body, tr.SHA256) && strings.Contains(body, `"clients":[31]`)
+		if want := i == 0; kept != want || !strings.Contains(body, `"code":"unconfirmed"`) {
+			t.Errorf("trace %d: recorded %s, want its hash and clients kept: %v", i, body, want)
+		}
+	}
+	if ev, err := e.eng.Evidence(t.Context(), EvidenceQuery{Doc: "d", Tenant: "t", Client: 31}); err != nil || ev.Verdict != VerdictSavedLocallyNotSynced {
+		t.Errorf("evidence of client 31: %s %v", ev.Verdict, err)
+	}
+}

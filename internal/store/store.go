@@ -90,11 +90,27 @@ type Request struct {
 	// 0 means none (an unconditional save).
 	BaseRevision int64  `json:"base_revision,omitempty"`
 	Update       []byte `json:"update,omitempty"`
-	StateVector  []byte `json:"state_vector,omitempty"`
+	// UpdateTrace stands for Update in a rejection to record when the
+	// update itself was not kept (the gateway's spool keeps no student
+	// text): what the ledger entry needs of it.
+	UpdateTrace *UpdateTrace `json:"update_trace,omitempty"`
+	StateVector []byte       `json:"state_vector,omitempty"`
 	// Code and Reason describe a rejection to record.
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
 }
+
+// UpdateTrace is what a refused update's ledger entry records of it: its
+// sha256, its clients and the operations it carried (client -> [from
+// clock, to clock)), at most MaxTraceClients of each.
+type UpdateTrace struct {
+	SHA256  string               `json:"sha256"`
+	Clients []uint64             `json:"clients,omitempty"`
+	Ops     map[string][2]uint64 `json:"ops,omitempty"`
+}
+
+// MaxTraceClients bounds the clients an UpdateTrace names.
+const MaxTraceClients = 1024
 
 // Result is what a request committed.
 type Result struct {
