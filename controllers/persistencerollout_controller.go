@@ -11,6 +11,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -587,33 +589,56 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 	return observeGatewayPods(sts, ro.Spec.Gateway.Shards), nil
 }
 
-// podSecretVersions lists the Secrets the gateway pods read through their
-// environment with their resourceVersions ("name@version", "name@absent"
-// for one not created yet), for AnnotationSecretVersions.
+// podSecretVersions names, for every Secret key the gateway pods read
+// through their environment, a digest of the value they would read
+// ("name/key@digest"), for AnnotationSecretVersions. Only the bytes the
+// pods read count: a label, an annotation or another key of the Secret
+// changes nothing. A Secret or key that is missing keeps the entry the
+// current template names ("absent" if none): a pod created from it could
+// not start, and the running pods still hold the value they read.
 func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {
 	dsn := ro.Spec.Database.SecretRef
 	if ref := ro.Spec.Database.ServiceSecretRef; ref != nil {
 		dsn = *ref
 	}
-	names := []string{dsn.Name}
+	refs := []persistencev1alpha1.SecretKeyRef{dsn}
 	if ref := ro.Spec.Gateway.TokenSecretRef; ref != nil {
-		names = append(names, ref.Name)
+		refs = append(refs, *ref)
 	}
-	slices.Sort(names)
-	names = slices.Compact(names)
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		var s corev1.Secret
-		switch err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: n}, &s); {
-		case apierrors.IsNotFound(err):
-			out = append(out, n+"@absent")
-		case err != nil:
-			return "", fmt.Errorf("secret %s of the gateway pods: %w", n, err)
-		default:
-			out = append(out, n+"@"+s.ResourceVersion)
+	prev := map[string]string{}
+	var cur appsv1.StatefulSet
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: gatewayName(ro)}, &cur); err == nil {
+		for _, e := range strings.Split(cur.Spec.Template.Annotations[AnnotationSecretVersions], ",") {
+			if k, v, ok := strings.Cut(e, "@"); ok {
+				prev[k] = v
+			}
 		}
 	}
-	return strings.Join(out, ","), nil
+	out := make([]string, 0, len(refs))
+	for _, ref := range refs {
+		name := ref.Name + "/" + ref.Key
+		var s corev1.Secret
+		err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s)
+		if err != nil && !apierrors.IsNotFound(err) {
+			return "", fmt.Errorf("secret %s of the gateway pods: %w", ref.Name, err)
+		}
+		v, ok := s.Data[ref.Key]
+		if err != nil || !ok {
+			was, seen := prev[name]
+			if !seen {
+				was = "absent"
+			}
+			out = append(out, name+"@"+was)
+			continue
+		}
+		h := sha256.New()
+		h.Write([]byte(s.UID))
+		h.Write([]byte{0})
+		h.Write(v)
+		out = append(out, name+"@"+hex.EncodeToString(h.Sum(nil))[:16])
+	}
+	slices.Sort(out)
+	return strings.Join(slices.Compact(out), ","), nil
 }
 
 // statefulSetOf converts the apply configuration the API server's answer

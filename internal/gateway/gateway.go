@@ -109,6 +109,7 @@ type Gateway struct {
 	// users bounds one user's REST requests that write the ledger;
 	// limited coalesces the records of those it refuses.
 	users   userLimiter
+	expired userLimiter // refusals of a user's expired tokens
 	limited refusalLimiter
 }
 
@@ -283,11 +284,13 @@ func (g *Gateway) refuseUpdate(w http.ResponseWriter, r *http.Request, doc strin
 			var note string
 			record, note = g.unauth.admit(doc, g.cfg.Now())
 			reason += note
-		case e.Code == CodeRateLimited, e.Code == codeTokenExpired && !g.users.allow(tenant, user, g.cfg.Now()):
+		case e.Code == CodeRateLimited, e.Code == codeTokenExpired && !g.expired.allow(tenant, user, g.cfg.Now()):
 			// Recorded, but not one row per refused request: that would
 			// write the ledger at the rate the limit is there to stop.
 			// An expired token is still its user's (authentic, only too
-			// old), and its refusals count against the user's limit.
+			// old): its refusals have a limit of their own per user, the
+			// same as the user's requests, but not theirs, so a leaked
+			// old token cannot spend the student's live budget.
 			var note string
 			record, note = g.limited.admit(tenant+"\x00"+doc, g.cfg.Now())
 			reason += note

@@ -186,6 +186,16 @@ func (g *Gateway) recordOne(req store.Request) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err = s.Apply(ctx, req)
+	var se *store.Error
+	if req.UpdateTrace != nil && errors.As(err, &se) && se.Code == store.CodeInvalidRequest {
+		// A syncer of the version before UpdateTrace (a rolling upgrade)
+		// refuses the unknown field: the trace goes on record in the
+		// reason instead of being dropped with the refusal.
+		tr := req.UpdateTrace
+		req.UpdateTrace = nil
+		req.Reason += fmt.Sprintf("; its update (sha256 %s, clients %v, operations %v) was not kept", tr.SHA256, tr.Clients, tr.Ops)
+		_, err = s.Apply(ctx, req)
+	}
 	return err
 }
 

@@ -88,3 +88,23 @@ func TestAnExpiredTokenCannotWriteLedgersWithoutBound(t *testing.T) {
 		t.Errorf("%d refused requests left %d token_expired ledger rows, want the user's burst (%d) and a few more", userBurst+50, expiredRows, userBurst)
 	}
 }
+
+// TestAnOldTokenDoesNotSpendItsStudentsLiveBudget: a leaked token that
+// expired long ago is replayed at the gateway; its refusals are limited,
+// but by a budget of their own: the student's valid requests still go
+// through.
+func TestAnOldTokenDoesNotSpendItsStudentsLiveBudget(t *testing.T) {
+	at := time.Now()
+	f := customFixture(t, nil, func() time.Time { return at })
+	ada := token(t, "school-a", "ada", time.Hour, false)
+	f.create(ada, "live-1", "Hello")
+	old := token(t, "school-a", "ada", -24*time.Hour, false)
+	for i := 0; i < userBurst+50; i++ {
+		if r := f.do(http.MethodPost, contract.PathDocuments+"/live-1/sync", old, []byte{0}); r.status != http.StatusUnauthorized {
+			t.Fatalf("request %d with the old token: %d %s", i, r.status, r.raw)
+		}
+	}
+	if r := f.do(http.MethodPost, contract.PathDocuments+"/live-1/sync", ada, []byte{0}); r.status != http.StatusOK {
+		t.Errorf("the student's valid token after an old one was replayed: %d %s", r.status, r.raw)
+	}
+}

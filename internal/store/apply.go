@@ -714,7 +714,11 @@ func (e *Engine) reject(bc *batchCtx, st *docState, o *op, status int, code, msg
 	if o.req.Content != "" {
 		en.ContentSHA256 = ledger.SHA256Hex([]byte(o.req.Content))
 	}
-	refusedUpdate(&en, o.req.Update, o.req.UpdateTrace)
+	var trace *UpdateTrace
+	if o.req.Kind == KindReject {
+		trace = o.req.UpdateTrace // only a rejection to record stands for its update so
+	}
+	refusedUpdate(&en, o.req.Update, trace)
 	e.appendLedger(bc, st, en)
 	o.err = &Error{Status: status, Code: code, Message: msg}
 }
@@ -774,8 +778,19 @@ func (t *UpdateTrace) valid() bool {
 		len(t.Clients) > MaxTraceClients || len(t.Ops) > MaxTraceClients {
 		return false
 	}
+	for i, c := range t.Clients {
+		if c == 0 || (i > 0 && c <= t.Clients[i-1]) { // as clientsOf makes them: sorted, distinct
+			return false
+		}
+	}
 	for k, r := range t.Ops {
-		if c, err := strconv.ParseUint(k, 10, 64); err != nil || c == 0 || r[1] <= r[0] {
+		c, err := strconv.ParseUint(k, 10, 64)
+		// Keys as evidence compares them (canonical), of the trace's
+		// own clients.
+		if err != nil || c == 0 || strconv.FormatUint(c, 10) != k || r[1] <= r[0] {
+			return false
+		}
+		if _, ok := slices.BinarySearch(t.Clients, c); !ok {
 			return false
 		}
 	}
@@ -1397,6 +1412,23 @@ func (e *Engine) revisionTitle(ctx context.Context, bc *batchCtx, doc string, re
 	return &t, nil
 }
 
+// holdsPending reports whether some of u's operations wait in d after it
+// was applied: a struct past its client's integrated clock, or deletions
+// the pending delete set took from it (pendDBefore: that set before).
+func holdsPending(d *yjs.Doc, u *yjs.DecodedUpdate, pendDBefore []byte) bool {
+	if !d.HasPending() {
+		return false
+	}
+	sv := d.StateVector()
+	for _, s := range u.Structs {
+		if !s.IsSkip() && sv[s.ID.Client] < s.ID.Clock+uint64(s.Len) {
+			return true
+		}
+	}
+	_, ds := d.PendingState()
+	return len(u.DeleteSet) > 0 && len(ds) > 0 && !bytes.Equal(ds, pendDBefore)
+}
+
 func clientsOf(u *yjs.DecodedUpdate) []uint64 {
 	var cs []uint64
 	for _, s := range u.Structs {
@@ -1524,7 +1556,9 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	en.Revision, en.ContentSHA256 = st.revision, sha
 	en.StateVector = svMap(st.ydoc.StateVector())
 	outcome := OutcomeSaved
-	if st.ydoc.HasPending() {
+	if holdsPending(st.ydoc, dec, pendD) {
+		// Only when this update's own operations wait: one that entered
+		// the text while another client's waits is saved.
 		outcome = OutcomePending
 		en.Reason = st.ydoc.PendingError().Error()
 	}

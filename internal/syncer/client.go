@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,6 +90,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		e := &store.Error{}
 		if json.Unmarshal(raw, e) != nil || e.Code == "" {
 			return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable, Message: fmt.Sprintf("syncer answered %s", resp.Status)}
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			// The internal API's only 401: this gateway's internal token
+			// is not the syncer's. Pods derive it from the token key, so
+			// while a rotated key rolls out, pods of either key refuse
+			// each other. Nothing was done, and the client is not at
+			// fault: unavailable, retry (and an unconfirmed save's trace
+			// waits instead of being dropped as refused).
+			return c.unreachable(path, "internal token refused; pods with different token keys, as while a rotated key rolls out", errors.New(e.Message))
 		}
 		e.Status = resp.StatusCode
 		return e

@@ -136,10 +136,18 @@ func TestHeartbeatObservesStageChanges(t *testing.T) {
 	if err != nil || r.Stage.Stage != dataplane.StageDualWrite || r.Stage.Cohort != "pilot" {
 		t.Errorf("save after the flip: %+v %v", r, err)
 	}
-	// The internal API refuses callers without the token.
+	// The internal API refuses callers without the token (401; its
+	// client reads that as the servers' mismatch: unavailable).
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+PathDocuments+doc+"?tenant=new-school", nil)
+	req.Header.Set("Authorization", "Bearer wrong")
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong internal token: %v %v", res, err)
+	} else {
+		_ = res.Body.Close()
+	}
 	bad := &Client{BaseURL: "http://" + addr, Token: "wrong"}
-	if _, err := bad.Read(ctx, "new-school", doc); store.AsError(err).Code != "unauthenticated" {
-		t.Errorf("wrong internal token: %v", err)
+	if _, err := bad.Read(ctx, "new-school", doc); store.AsError(err).Code != store.CodeUnavailable {
+		t.Errorf("wrong internal token through the client: %v", err)
 	}
 	cancel()
 	t0 = time.Now()
