@@ -72,6 +72,7 @@ var theAlerts = []string{
 	"YawpGatewayServerErrors",
 	"YawpGatewaySyncCommitSlow",
 	"YawpGatewaySyncFailures",
+	"YawpGatewayUnconfirmedSavesLost",
 }
 
 type scrapeEndpoint struct {

@@ -18,7 +18,18 @@ type Metrics struct {
 	syncCloses  *prometheus.CounterVec
 	syncUpdates *prometheus.CounterVec
 	syncCommit  prometheus.Histogram
+	unconfirmed prometheus.Gauge
+	unconfLost  *prometheus.CounterVec
 }
+
+// Reasons of yawp_gateway_unconfirmed_saves_lost_total: why the trace of
+// a save the gateway could not confirm never reached its ledger.
+const (
+	lostQueueFull  = "queue_full" // 4096 were waiting: the oldest went
+	lostPatience   = "patience"   // its syncer did not answer for 30 minutes
+	lostRefused    = "refused"    // its syncer refused to record it
+	lostUnreadable = "unreadable" // its spool file could not be read back
+)
 
 // Routes of yawp_gateway_http_requests_total; "other" is everything else
 // a client reached (unknown paths, the internal API relayed to the
@@ -78,12 +89,20 @@ func NewMetrics() *Metrics {
 			Help:    "Time from a sync update's arrival to its durable commit, for updates committed (relayed or duplicate).",
 			Buckets: requestBuckets,
 		}),
+		unconfirmed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "yawp_gateway_unconfirmed_saves",
+			Help: "Traces of saves whose commit the gateway could not confirm, waiting to be recorded in their documents' ledgers.",
+		}),
+		unconfLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "yawp_gateway_unconfirmed_saves_lost_total",
+			Help: "Traces of unconfirmed saves that never reached their ledgers (the gateway's log names each), by reason: queue_full, patience, refused, unreadable.",
+		}, []string{"reason"}),
 	}
 }
 
 // Collectors are the metrics to register, e.g. on the gateway's /metrics.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncCloses, m.syncUpdates, m.syncCommit}
+	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncCloses, m.syncUpdates, m.syncCommit, m.unconfirmed, m.unconfLost}
 }
 
 // statusWriter remembers the status a handler answered with.

@@ -99,6 +99,7 @@ func (g *Gateway) loadSpool() error {
 		if err != nil {
 			g.log.Error("unreadable unconfirmed save in the spool; set aside", "file", path+spoolUnreadable, "err", err)
 			_ = os.Rename(path, path+spoolUnreadable)
+			g.cfg.Metrics.unconfLost.WithLabelValues(lostUnreadable).Inc()
 			continue
 		}
 		u.file = path

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/placement"
@@ -221,6 +223,57 @@ func TestUnconfirmedUpdatesAreBoundedInBytes(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after recording: %d bytes held, %d files spooled", held, len(left))
+		}
+	}
+}
+
+// TestUnconfirmedSavesAreVisibleToOperators: traces waiting for their
+// syncer, and the ones that never reach a ledger (their log lines are
+// then the only record, I6 at risk), were visible only in the gateway's
+// log. yawp_gateway_unconfirmed_saves counts the waiting ones and
+// yawp_gateway_unconfirmed_saves_lost_total the lost ones, by reason,
+// for the YawpGatewayUnconfirmedSavesLost alert.
+func TestUnconfirmedSavesAreVisibleToOperators(t *testing.T) {
+	var up atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req store.Request
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		switch {
+		case !up.Load():
+			hijackClose(w)
+		case req.RequestID == "refused":
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(store.Error{Code: store.CodeInvalidRequest, Message: "no"})
+		default:
+			_ = json.NewEncoder(w).Encode(store.Result{Doc: req.Doc, Outcome: store.OutcomeRecorded})
+		}
+	}))
+	defer srv.Close()
+	spool := t.TempDir()
+	if err := os.WriteFile(filepath.Join(spool, "00000000000000000002-junk.json"), []byte(`{}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics()
+	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: srv.URL, TokenKey: key, InternalToken: auth.InternalToken(key),
+		Logger: slog.New(slog.DiscardHandler), SpoolDir: spool, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"kept", "refused"} {
+		g.recordUnconfirmed(store.Request{Kind: store.KindSave, Doc: "d", Tenant: "t", User: "u", RequestID: id}, errors.New("syncer unreachable"))
+	}
+	if n := testutil.ToFloat64(m.unconfirmed); n != 2 {
+		t.Errorf("waiting traces: %v, want 2", n)
+	}
+	up.Store(true)
+	for deadline := time.Now().Add(20 * time.Second); testutil.ToFloat64(m.unconfirmed) != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting traces after the syncer answered: %v", testutil.ToFloat64(m.unconfirmed))
+		}
+	}
+	for reason, want := range map[string]float64{lostRefused: 1, lostUnreadable: 1, lostQueueFull: 0, lostPatience: 0} {
+		if got := testutil.ToFloat64(m.unconfLost.WithLabelValues(reason)); got != want {
+			t.Errorf("lost traces, %s: %v, want %v", reason, got, want)
 		}
 	}
 }

@@ -102,12 +102,15 @@ func (g *Gateway) recordUnconfirmed(req store.Request, cause error) {
 func (g *Gateway) queueUnconfirmed(u unconfirmed) {
 	if len(g.unconf) >= unconfirmedQueue {
 		old := g.unconf[0]
-		g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", old.Req.Doc, "request", old.Req.RequestID)
+		g.log.Error("unconfirmed saves queue full; dropping the oldest trace", "doc", old.Req.Doc, "tenant", old.Req.Tenant,
+			"user", old.Req.User, "request", old.Req.RequestID, "since", old.At)
 		g.unconf = g.unconf[1:]
 		g.forgetUnconfirmed(old)
+		g.cfg.Metrics.unconfLost.WithLabelValues(lostQueueFull).Inc()
 	}
 	g.unconf = append(g.unconf, u)
 	g.unconfBytes += len(u.Req.Update)
+	g.cfg.Metrics.unconfirmed.Inc()
 }
 
 // startDrain starts the drain unless it runs; unconfMu held.
@@ -123,6 +126,7 @@ func (g *Gateway) startDrain() {
 func (g *Gateway) forgetUnconfirmed(u unconfirmed) {
 	g.unconfBytes -= len(u.Req.Update)
 	g.unspool(u)
+	g.cfg.Metrics.unconfirmed.Dec()
 }
 
 // drainUnconfirmed records the queued traces, retrying with backoff, and
@@ -153,7 +157,9 @@ func (g *Gateway) drainUnconfirmed() {
 		switch {
 		case err == nil || !unavailable(err):
 			if err != nil {
-				g.log.Warn("recording an unconfirmed save", "doc", u.Req.Doc, "err", err)
+				g.log.Error("the syncer refused to record an unconfirmed save; not in its ledger", "doc", u.Req.Doc, "tenant", u.Req.Tenant,
+					"user", u.Req.User, "request", u.Req.RequestID, "since", u.At, "err", err)
+				g.cfg.Metrics.unconfLost.WithLabelValues(lostRefused).Inc()
 			} else {
 				// The syncer answers again: if the save committed after
 				// all, its room gets it now.
@@ -162,8 +168,10 @@ func (g *Gateway) drainUnconfirmed() {
 			g.forgetUnconfirmed(u)
 			failed, backoff = 0, 100*time.Millisecond
 		case g.cfg.Now().Sub(u.At) > unconfirmedPatience:
-			g.log.Error("gave up recording an unconfirmed save", "doc", u.Req.Doc, "request", u.Req.RequestID, "since", u.At, "err", err)
+			g.log.Error("gave up recording an unconfirmed save", "doc", u.Req.Doc, "tenant", u.Req.Tenant, "user", u.Req.User,
+				"request", u.Req.RequestID, "since", u.At, "err", err)
 			g.forgetUnconfirmed(u)
+			g.cfg.Metrics.unconfLost.WithLabelValues(lostPatience).Inc()
 		default:
 			g.unconf = append(g.unconf, u)
 			failed++
