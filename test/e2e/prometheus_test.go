@@ -433,8 +433,8 @@ func TestPrometheusSeesAHealthyRollout(t *testing.T) {
 				bad = append(bad, fmt.Sprintf("%s: health %q %s", r.Name, r.Health, r.LastError))
 			}
 		}
-		if len(rs) != 13 {
-			bad = append(bad, fmt.Sprintf("%d rules loaded, want 13", len(rs)))
+		if len(rs) != 14 {
+			bad = append(bad, fmt.Sprintf("%d rules loaded, want 14", len(rs)))
 		}
 		return bad, err
 	}).Should(BeEmpty())
