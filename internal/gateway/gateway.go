@@ -111,6 +111,9 @@ type Gateway struct {
 	users   userLimiter
 	expired userLimiter // refusals of a user's expired tokens
 	limited refusalLimiter
+	// expiredRefusals coalesces the records of expired tokens' refusals
+	// past their user's limit.
+	expiredRefusals refusalLimiter
 }
 
 // New returns a gateway.
@@ -141,7 +144,8 @@ func New(cfg Config) (*Gateway, error) {
 		tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 1024, 256
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, unauth: refusalLimiter{what: "unauthenticated"}, limited: refusalLimiter{what: "rate-limited"}}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, unauth: refusalLimiter{what: "unauthenticated"}, limited: refusalLimiter{what: "rate-limited"},
+		expiredRefusals: refusalLimiter{what: "expired-token"}}
 	if cfg.SpoolDir != "" {
 		if err := g.loadSpool(); err != nil {
 			return nil, err
@@ -291,8 +295,12 @@ func (g *Gateway) refuseUpdate(w http.ResponseWriter, r *http.Request, doc strin
 			// old): its refusals have a limit of their own per user, the
 			// same as the user's requests, but not theirs, so a leaked
 			// old token cannot spend the student's live budget.
+			lim := &g.limited
+			if e.Code == codeTokenExpired {
+				lim = &g.expiredRefusals // its note counts expired-token refusals, not rate-limited ones
+			}
 			var note string
-			record, note = g.limited.admit(tenant+"\x00"+doc, g.cfg.Now())
+			record, note = lim.admit(tenant+"\x00"+doc, g.cfg.Now())
 			reason += note
 		}
 		if s, err := g.syncerFor(doc); err == nil && record {

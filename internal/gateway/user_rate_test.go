@@ -87,6 +87,21 @@ func TestAnExpiredTokenCannotWriteLedgersWithoutBound(t *testing.T) {
 	if expiredRows < userBurst || expiredRows > userBurst+10 {
 		t.Errorf("%d refused requests left %d token_expired ledger rows, want the user's burst (%d) and a few more", userBurst+50, expiredRows, userBurst)
 	}
+	// The refusals left out are counted by the next record, as what they
+	// were: expired-token refusals, not rate-limited requests.
+	at = at.Add(10 * time.Second) // the document's record budget has one more; the user's is full again
+	for i := 0; i <= userBurst; i++ {
+		if r := f.do(http.MethodPost, contract.PathDocuments+"/old-1/updates", expired, []byte{0, 0}); r.status != http.StatusUnauthorized {
+			t.Fatalf("a later request with the expired token: %d %s", r.status, r.raw)
+		}
+	}
+	rows, err = store.LedgerRows(t.Context(), f.pool, "old-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := string(rows[len(rows)-1].Body); !strings.Contains(last, "more expired-token refusals of this document were not recorded") {
+		t.Errorf("the next record of an expired-token refusal does not count those left out as such: %s", last)
+	}
 }
 
 // TestAnOldTokenDoesNotSpendItsStudentsLiveBudget: a leaked token that
