@@ -553,21 +553,6 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 // reported for it so far. Each change of that status reaches us as an event
 // (Owns), and the next reconcile's apply answers with it.
 func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (gatewayPods, error) {
-	if ref := ro.Spec.Database.ServiceSecretRef; ref != nil {
-		// Pods rolled to a template whose Secret key is missing would not
-		// start (CreateContainerConfigError) while the old ones are gone:
-		// keep the last template until it is there.
-		var s corev1.Secret
-		err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s)
-		switch {
-		case apierrors.IsNotFound(err):
-			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s (spec.database.serviceSecretRef) does not exist", ref.Name)
-		case err != nil:
-			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s: %w", ref.Name, err)
-		case len(s.Data[ref.Key]) == 0:
-			return gatewayPods{}, fmt.Errorf("the syncers' database Secret %s has no key %q (spec.database.serviceSecretRef)", ref.Name, ref.Key)
-		}
-	}
 	versions, err := r.podSecretVersions(ctx, ro)
 	if err != nil {
 		return gatewayPods{}, err
@@ -591,15 +576,18 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 
 // podSecretVersions names, for every Secret key the gateway pods read
 // through their environment, a digest of the value they would read
-// ("name/key@digest"), for AnnotationSecretVersions. Only the bytes the
-// pods read count: a label, an annotation or another key of the Secret
-// changes nothing. A Secret or key that is missing keeps the entry the
-// current template names ("absent" if none): a pod created from it could
-// not start, and the running pods still hold the value they read.
+// ("name/key@digest"), for AnnotationSecretVersions; each Secret is read
+// once. Only the bytes the pods read count: a label, an annotation or
+// another key of the Secret changes nothing. A Secret or key that is
+// missing keeps the entry the current template names ("absent" if none):
+// a pod created from it could not start, and the running pods still hold
+// the value they read. The syncers' service DSN (serviceSecretRef) is an
+// error then, reported as the gateway not applied: the last template
+// stays until it is there.
 func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {
-	dsn := ro.Spec.Database.SecretRef
-	if ref := ro.Spec.Database.ServiceSecretRef; ref != nil {
-		dsn = *ref
+	dsn, service := ro.Spec.Database.SecretRef, ro.Spec.Database.ServiceSecretRef != nil
+	if service {
+		dsn = *ro.Spec.Database.ServiceSecretRef
 	}
 	refs := []persistencev1alpha1.SecretKeyRef{dsn}
 	if ref := ro.Spec.Gateway.TokenSecretRef; ref != nil {
@@ -615,15 +603,19 @@ func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro
 		}
 	}
 	out := make([]string, 0, len(refs))
-	for _, ref := range refs {
+	for i, ref := range refs {
 		name := ref.Name + "/" + ref.Key
 		var s corev1.Secret
 		err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.Name}, &s)
-		if err != nil && !apierrors.IsNotFound(err) {
-			return "", fmt.Errorf("secret %s of the gateway pods: %w", ref.Name, err)
-		}
 		v, ok := s.Data[ref.Key]
-		if err != nil || !ok {
+		switch {
+		case err != nil && !apierrors.IsNotFound(err):
+			return "", fmt.Errorf("secret %s of the gateway pods: %w", ref.Name, err)
+		case i == 0 && service && err != nil:
+			return "", fmt.Errorf("the syncers' database Secret %s (spec.database.serviceSecretRef) does not exist", ref.Name)
+		case i == 0 && service && len(v) == 0:
+			return "", fmt.Errorf("the syncers' database Secret %s has no key %q (spec.database.serviceSecretRef)", ref.Name, ref.Key)
+		case err != nil || !ok:
 			was, seen := prev[name]
 			if !seen {
 				was = "absent"

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,21 +26,9 @@ import (
 // g.syncBE in another goroutine, while cmd/gateway is still wiring the
 // sync backend (NewSyncBackend writes g.syncBE). Run with -race.
 func TestARestartedGatewayRecordsItsSpoolWithoutRacingItsSyncBackend(t *testing.T) {
-	var up atomic.Bool
-	var recorded atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !up.Load() {
-			hijackClose(w)
-			return
-		}
-		var req store.Request
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		recorded.Add(1)
-		_ = json.NewEncoder(w).Encode(store.Result{Doc: req.Doc, Outcome: store.OutcomeRecorded})
-	}))
-	defer srv.Close()
+	sy := newRecordingSyncer(t)
 	spool := t.TempDir()
-	cfg := Config{Shards: 1, SelfShard: 0, Syncer: srv.URL, TokenKey: key, InternalToken: auth.InternalToken(key),
+	cfg := Config{Shards: 1, SelfShard: 0, Syncer: sy.URL, TokenKey: key, InternalToken: auth.InternalToken(key),
 		Logger: slog.New(slog.DiscardHandler), SpoolDir: spool}
 	first, err := New(cfg)
 	if err != nil {
@@ -50,14 +37,14 @@ func TestARestartedGatewayRecordsItsSpoolWithoutRacingItsSyncBackend(t *testing.
 	for _, id := range []string{"a", "b", "c", "d"} {
 		first.recordUnconfirmed(store.Request{Kind: store.KindSave, Doc: "doc-" + id, Tenant: "t", User: "u", RequestID: id}, errors.New("syncer unreachable"))
 	}
-	up.Store(true) // the syncer is back; the container restarts
+	sy.up.Store(true) // the syncer is back; the container restarts
 	// (first keeps draining too; its process would be gone: irrelevant here)
 	g, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = g.NewSyncBackend() // what cmd/gateway does right after New
-	for deadline := time.Now().Add(10 * time.Second); recorded.Load() < 8; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); sy.calls.Load() < 8; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			break
 		}
@@ -104,36 +91,24 @@ func TestTheSpoolKeepsNoStudentTextOnTheNodesDisk(t *testing.T) {
 // and nothing in it says when the save reached the gateway: support reads
 // an attempt at 10:20 for a save made at 10:00.
 func TestALateRecordedUnconfirmedSaveSaysWhenItWasAttempted(t *testing.T) {
-	var up atomic.Bool
-	got := make(chan store.Request, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !up.Load() {
-			hijackClose(w)
-			return
-		}
-		var req store.Request
-		_ = json.NewDecoder(r.Body).Decode(&req)
-		select {
-		case got <- req:
-		default:
-		}
-		_ = json.NewEncoder(w).Encode(store.Result{Doc: req.Doc, Outcome: store.OutcomeRecorded})
-	}))
-	defer srv.Close()
+	sy := newRecordingSyncer(t)
 	attempt := time.Date(2025, 9, 1, 10, 0, 0, 0, time.UTC)
-	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: srv.URL, TokenKey: key, InternalToken: auth.InternalToken(key),
+	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: sy.URL, TokenKey: key, InternalToken: auth.InternalToken(key),
 		Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return attempt }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.recordUnconfirmed(store.Request{Kind: store.KindSave, Doc: "essay", Tenant: "t", User: "ada", RequestID: "r"}, errors.New("syncer unreachable"))
-	up.Store(true)
-	select {
-	case req := <-got:
-		if !strings.Contains(req.Reason, attempt.Format(time.RFC3339)) {
-			t.Errorf("the trace's reason does not say when the save was attempted (%s): %q", attempt.Format(time.RFC3339), req.Reason)
+	sy.up.Store(true)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if req, ok := sy.recorded("r"); ok {
+			if !strings.Contains(req.Reason, attempt.Format(time.RFC3339)) {
+				t.Errorf("the trace's reason does not say when the save was attempted (%s): %q", attempt.Format(time.RFC3339), req.Reason)
+			}
+			break
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("not recorded")
+		if time.Now().After(deadline) {
+			t.Fatal("not recorded")
+		}
 	}
 }
