@@ -136,6 +136,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
+	if cfg.Metrics.batches == nil {
+		cfg.Metrics.batches = &syncer.Batches{}
+	}
 	if cfg.HTTP == nil {
 		// Every save is a request to a syncer: keep enough connections
 		// alive (the default 2 per host made most saves under load open
@@ -169,7 +172,7 @@ func (g *Gateway) syncerFor(doc string) (*syncer.Client, error) {
 	default:
 		return nil, &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable, Message: fmt.Sprintf("no route to shard %d", shard)}
 	}
-	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP, Log: g.log}, nil
+	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP, Log: g.log, Batch: g.cfg.Metrics.batches}, nil
 }
 
 func (g *Gateway) ownSyncer() *syncer.Client {
@@ -177,7 +180,7 @@ func (g *Gateway) ownSyncer() *syncer.Client {
 	if base == "" && len(g.cfg.Peers) > 0 {
 		base = g.cfg.Peers[0]
 	}
-	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP, Log: g.log}
+	return &syncer.Client{BaseURL: strings.TrimRight(base, "/"), Token: g.cfg.InternalToken, HTTP: g.cfg.HTTP, Log: g.log, Batch: g.cfg.Metrics.batches}
 }
 
 type apiError = store.Error

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/yawp/persistence-operator/internal/syncer"
 )
 
 // Metrics are the gateway's Prometheus metrics. Routes and outcomes are
@@ -20,6 +22,9 @@ type Metrics struct {
 	syncCommit  prometheus.Histogram
 	unconfirmed prometheus.Gauge
 	unconfLost  *prometheus.CounterVec
+	// batches groups the gateway's concurrent applies to each syncer
+	// (syncer.Batches); its counters are exported here.
+	batches *syncer.Batches
 }
 
 // Reasons of yawp_gateway_unconfirmed_saves_lost_total: why the trace of
@@ -97,12 +102,23 @@ func NewMetrics() *Metrics {
 			Name: "yawp_gateway_unconfirmed_saves_lost_total",
 			Help: "Traces of unconfirmed saves that never reached their ledgers (the gateway's log names each), by reason: queue_full, patience, refused, unreadable.",
 		}, []string{"reason"}),
+		batches: &syncer.Batches{},
 	}
 }
 
 // Collectors are the metrics to register, e.g. on the gateway's /metrics.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncCloses, m.syncUpdates, m.syncCommit, m.unconfirmed, m.unconfLost}
+	b := m.batches
+	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncCloses, m.syncUpdates, m.syncCommit, m.unconfirmed, m.unconfLost,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "yawp_gateway_syncer_apply_batches_total",
+			Help: "Calls to syncers that carried several saves and updates at once (applies waiting while 4 calls to their syncer were in flight).",
+		}, func() float64 { return float64(b.Calls.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "yawp_gateway_syncer_batched_applies_total",
+			Help: "Saves and updates sent to syncers in such batches.",
+		}, func() float64 { return float64(b.Batched.Load()) }),
+	}
 }
 
 // statusWriter remembers the status a handler answered with.

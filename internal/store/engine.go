@@ -422,6 +422,43 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 	}
 }
 
+// SubmitAll submits reqs together, as Submit would each of them at once
+// (the internal API's apply batches): every request is queued on its
+// lane, in order, before any is waited for, so they can share group
+// commits. results[i] and errs[i] answer reqs[i]. A cancelled ctx ends
+// the wait: what was queued may still commit, as with Submit.
+func (e *Engine) SubmitAll(ctx context.Context, reqs []Request) (results []Result, errs []error) {
+	results, errs = make([]Result, len(reqs)), make([]error, len(reqs))
+	ops := make([]*op, len(reqs))
+	for i, req := range reqs {
+		if e.isFenced.Load() {
+			errs[i] = ErrFenced
+			continue
+		}
+		o := &op{req: req, done: make(chan struct{})}
+		select {
+		case e.laneOf(req.Doc).reqs <- o:
+			ops[i] = o
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		case <-e.stop:
+			errs[i] = errors.New("store: engine closed")
+		}
+	}
+	for i, o := range ops {
+		if o == nil {
+			continue
+		}
+		select {
+		case <-o.done:
+			results[i], errs[i] = o.res, o.err
+		case <-ctx.Done():
+			errs[i] = ctx.Err()
+		}
+	}
+	return results, errs
+}
+
 func (e *Engine) loop(l *lane) {
 	defer e.done.Done()
 	batch := make([]*op, 0, e.cfg.MaxBatch)

@@ -3,7 +3,6 @@ package syncer
 import (
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,6 +73,7 @@ func Handler(eng *store.Engine, token string) http.Handler {
 		}
 		WriteJSON(w, http.StatusOK, res)
 	}))
+	mux.HandleFunc("POST "+PathApplyBatch, auth(serveApplyBatch(eng)))
 	mux.HandleFunc("GET "+PathList, auth(func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		limit, _ := strconv.Atoi(q.Get("limit"))
@@ -205,14 +205,6 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // WriteError writes err as {"code", "message"} with its status.
 func WriteError(w http.ResponseWriter, err error) {
-	e := store.AsError(err)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		e = &store.Error{Status: http.StatusRequestEntityTooLarge, Code: store.CodeTooLarge, Message: "request body too large"}
-	}
-	status := e.Status
-	if status == 0 {
-		status = http.StatusInternalServerError
-	}
-	WriteJSON(w, status, e)
+	e := errorOf(err)
+	WriteJSON(w, e.Status, e)
 }

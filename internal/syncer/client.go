@@ -27,6 +27,9 @@ type Client struct {
 	// Log receives what went wrong on the way to the syncer (its address
 	// included), which the error handed to clients leaves out; nil: none.
 	Log *slog.Logger
+	// Batch, when set, groups concurrent applies to one syncer under
+	// load (see Batches); nil: every apply is a call of its own.
+	Batch *Batches
 }
 
 // unreachable is the error for a call that did not get an answer: the
@@ -41,11 +44,21 @@ func (c *Client) unreachable(path, what string, err error) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	status, statusText, raw, err := c.exchange(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	return c.answer(path, status, statusText, raw, out)
+}
+
+// exchange sends one call and reads its answer: an error means no usable
+// answer (none, cut short, or over maxAnswer).
+func (c *Client) exchange(ctx context.Context, method, path string, q url.Values, body any) (status int, statusText string, raw []byte, err error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return err
+			return 0, "", nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -55,7 +68,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return err
+		return 0, "", nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	if body != nil {
@@ -70,28 +83,39 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		if ctx.Err() != nil {
 			// The caller gave up (its client disconnected, or a deadline):
 			// not the syncer's failure.
-			return fmt.Errorf("%w: %w", &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable,
-				Message: "the request ended before the syncer answered"}, ctx.Err())
+			return 0, "", nil, inDoubt(ctx.Err())
 		}
-		return c.unreachable(path, "no answer", err)
+		return 0, "", nil, c.unreachable(path, "no answer", err)
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 	if err != nil {
-		return c.unreachable(path, "answer cut short", err)
+		return 0, "", nil, c.unreachable(path, "answer cut short", err)
 	}
 	if len(raw) > maxAnswer {
 		// Not cut short silently: a truncated answer does not decode,
 		// and would read as if nothing had been done.
-		return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
+		return 0, "", nil, &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
 			Message: fmt.Sprintf("the syncer's answer is over %d MiB (the document's Yjs history is too large to send at once); the request may have been applied", maxAnswer>>20)}
 	}
-	if resp.StatusCode != http.StatusOK {
+	return resp.StatusCode, resp.Status, raw, nil
+}
+
+// inDoubt is the error for a call its caller stopped waiting for: it may
+// still be applied.
+func inDoubt(cause error) error {
+	return fmt.Errorf("%w: %w", &store.Error{Status: http.StatusServiceUnavailable, Code: store.CodeUnavailable,
+		Message: "the request ended before the syncer answered"}, cause)
+}
+
+// answer decodes a syncer's answer into out, or the error it stands for.
+func (c *Client) answer(path string, status int, statusText string, raw []byte, out any) error {
+	if status != http.StatusOK {
 		e := &store.Error{}
 		if json.Unmarshal(raw, e) != nil || e.Code == "" {
-			return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable, Message: fmt.Sprintf("syncer answered %s", resp.Status)}
+			return &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable, Message: fmt.Sprintf("syncer answered %s", statusText)}
 		}
-		if resp.StatusCode == http.StatusUnauthorized {
+		if status == http.StatusUnauthorized {
 			// The internal API's only 401: this gateway's internal token
 			// is not the syncer's. Pods derive it from the token key, so
 			// while a rotated key rolls out, pods of either key refuse
@@ -100,7 +124,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 			// waits instead of being dropped as refused).
 			return c.unreachable(path, "internal token refused; pods with different token keys, as while a rotated key rolls out", errors.New(e.Message))
 		}
-		e.Status = resp.StatusCode
+		e.Status = status
 		return e
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
@@ -116,8 +140,17 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 // answers with a document's whole Yjs history.
 const maxAnswer = 256 << 20
 
-// Apply submits a save request.
+// Apply submits a save request. With c.Batch set, applies to one syncer
+// beyond Batches.MaxInFlight at once wait and go together in one call.
 func (c *Client) Apply(ctx context.Context, r store.Request) (store.Result, error) {
+	if c.Batch != nil && r.Kind != store.KindSync1 {
+		return c.Batch.queue(c.BaseURL).apply(ctx, c, r)
+	}
+	return c.applyOne(ctx, r)
+}
+
+// applyOne submits one save request in a call of its own.
+func (c *Client) applyOne(ctx context.Context, r store.Request) (store.Result, error) {
 	var out store.Result
 	err := c.do(ctx, http.MethodPost, PathApply, nil, r, &out)
 	return out, err

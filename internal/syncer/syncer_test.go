@@ -345,6 +345,9 @@ func TestKill9(t *testing.T) {
 	bin := buildSyncer(t)
 	dsn := pgharness.ForTest(t)
 	cmd, c := startSyncerProc(t, bin, dsn)
+	// The writers' saves travel as the gateway sends them under load:
+	// in batches, two calls in flight.
+	c.Batch = &Batches{MaxInFlight: 2}
 	ss := startSaves(t, c, 8)
 	time.Sleep(400 * time.Millisecond)
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -352,6 +355,9 @@ func TestKill9(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	ss.halt()
+	if c.Batch.Calls.Load() == 0 {
+		t.Fatal("no saves were sent in batches")
+	}
 	cmd, c = startSyncerProc(t, bin, dsn)
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	ss.check(t, c, "kill -9")
