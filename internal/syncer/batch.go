@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -209,11 +210,10 @@ func (q *applyQueue) apply(ctx context.Context, c *Client, r store.Request) (sto
 	q.mu.Lock()
 	sent := p.sent
 	if !sent {
-		for i, w := range q.waiting {
-			if w == p {
-				q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
-				break
-			}
+		if i := slices.Index(q.waiting, p); i >= 0 {
+			// slices.Delete clears the vacated slot: the queue keeps no
+			// reference to a request given up.
+			q.waiting = slices.Delete(q.waiting, i, i+1)
 		}
 	}
 	q.mu.Unlock()
@@ -257,7 +257,11 @@ func (q *applyQueue) drain(c *Client) {
 		}
 		batch := make([]*pendingApply, n)
 		copy(batch, q.waiting)
-		q.waiting = append(q.waiting[:0], q.waiting[n:]...)
+		// The slots vacated are cleared: an answered apply (its update
+		// up to MaxUpdateBytes) must not stay reachable from the queue.
+		rest := copy(q.waiting, q.waiting[n:])
+		clear(q.waiting[rest:])
+		q.waiting = q.waiting[:rest]
 		for _, p := range batch {
 			p.sent = true
 		}
@@ -307,8 +311,23 @@ func (q *applyQueue) send(c *Client, batch []*pendingApply) {
 		return
 	}
 	// Not one waiter's context: the call carries the others too. The
-	// HTTP client's timeout bounds it.
-	status, statusText, raw, err := c.exchange(context.Background(), http.MethodPost, PathApplyBatch, nil, body)
+	// HTTP client's timeout bounds it, and so do its waiters: once every
+	// one of them has given up (each told its apply is in doubt), nobody
+	// waits for the answer, and the call no longer holds its slot (an
+	// HTTP client without a timeout would hold it forever).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var waiting atomic.Int64
+	waiting.Store(int64(len(batch)))
+	for _, p := range batch {
+		stop := context.AfterFunc(p.ctx, func() {
+			if waiting.Add(-1) == 0 {
+				cancel()
+			}
+		})
+		defer stop()
+	}
+	status, statusText, raw, err := c.exchange(ctx, http.MethodPost, PathApplyBatch, nil, body)
 	if err == nil && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed) && !isStoreError(raw) {
 		// A syncer that does not know the endpoint (the mux's own
 		// answer, not a refusal of ours): send singly, and keep doing
