@@ -487,7 +487,7 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 				return wrote, err
 			}
 			epoch = st.Epoch
-			a.message = fmt.Sprintf("%s: %d schools", a.message, st.Members)
+			a.message = fmt.Sprintf("%s: %d %s", a.message, st.Members, plural(int(st.Members), "school", "schools"))
 			if n := st.HeldElsewhere - st.HeldOutsideSpec; n > 0 {
 				// Overlapping selectors, as intended: a school stays in
 				// the first cohort that took it.

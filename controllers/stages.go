@@ -370,7 +370,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	if intent == persistencev1alpha1.IntentRollback {
 		if stage == persistencev1alpha1.StageLegacy && st.Outcome == dataplane.OutcomeRolledBack {
 			return cohortPlan{failed: true, reason: persistencev1alpha1.ReasonHeld,
-				waitingFor: fmt.Sprintf("nothing: rolled back to Legacy as intent Rollback asks; to try again set intent Proceed and attempt %d (yawpctl rollout retry)", st.Attempt+1)}
+				waitingFor: fmt.Sprintf("intent Proceed and attempt %d to try again (yawpctl rollout retry); it was rolled back to Legacy as intent Rollback asks", st.Attempt+1)}
 		}
 		return cohortPlan{failed: true, act: set(persistencev1alpha1.StageLegacy, st.Attempt, persistencev1alpha1.OutcomeRolledBack,
 			"RollbackRequested", fmt.Sprintf("rolled cohort %s back to Legacy as its intent asks", spec.Name))}

@@ -291,8 +291,8 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 				min(curIn.sum.verified+curIn.sum.mismatched, curIn.sum.documents), curIn.sum.documents, curIn.state.Epoch), now)
 	default:
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionTrue, persistencev1alpha1.ReasonGatesPassing,
-			fmt.Sprintf("%d documents verified, %d mismatched, %d open divergences, %d evidence gaps",
-				curIn.sum.verified, curIn.sum.mismatched, curIn.sum.divergences, curIn.sum.gaps), now)
+			fmt.Sprintf("cohort %s: %d documents verified, %d mismatched, %d open divergences, %d evidence gaps",
+				curIn.spec.Name, curIn.sum.verified, curIn.sum.mismatched, curIn.sum.divergences, curIn.sum.gaps), now)
 	}
 
 	// Progressing: the current cohort is moving or waiting on the system,

@@ -72,7 +72,7 @@ func newRolloutCommand() *cobra.Command {
 					return err
 				}
 				var ro persistencev1alpha1.PersistenceRollout
-				if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: args[0]}, &ro); err != nil {
+				if err := rolloutctl.Get(context.Background(), c, client.ObjectKey{Namespace: ns, Name: args[0]}, &ro); err != nil {
 					return err
 				}
 				return rolloutctl.PrintStatus(os.Stdout, &ro, time.Now())

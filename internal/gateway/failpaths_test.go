@@ -51,7 +51,10 @@ func hijackClose(w http.ResponseWriter) {
 
 func (sf *syncerFault) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == syncer.PathApply {
+		// Applies travel alone or, under load, in batches: a fault on
+		// any request of a batch cuts the whole call, as a syncer going
+		// down would.
+		if r.URL.Path == syncer.PathApply || r.URL.Path == syncer.PathApplyBatch {
 			body, _ := io.ReadAll(r.Body)
 			r.Body = io.NopCloser(bytes.NewReader(body))
 			match := sf.kind == "" || bytes.Contains(body, []byte(`"kind":"`+sf.kind+`"`))

@@ -207,6 +207,7 @@ func (g *Gateway) Handler() http.Handler {
 	route("GET "+p+"/{id}/evidence/verify", routeVerify, g.verify)
 	route("POST "+p+"/{id}/updates", routeYjsUpdate, g.yjsUpdate)
 	route("POST "+p+"/{id}/sync", routeSyncStep1, g.sync1)
+	mux.HandleFunc("POST "+PathUnconfirmedHandoff, g.acceptHandoff)
 	// Peers may name gateways (YAWP_PEER_PATTERN, `make dev`'s --peers) or
 	// syncers: a gateway relays the internal API to its own syncer, which
 	// checks the internal token. Never onwards: no loops.

@@ -35,13 +35,7 @@ func (g *Gateway) spool(u *unconfirmed) {
 	if g.cfg.SpoolDir == "" {
 		return
 	}
-	disk := *u
-	if disk.Req.Update != nil {
-		// What the ledger entry needs of the update, not the student's
-		// text: the node's disk keeps none of it.
-		disk.Req.UpdateTrace, disk.Req.Update = store.TraceUpdate(disk.Req.Update), nil
-	}
-	b, err := json.Marshal(disk)
+	b, err := json.Marshal(onDisk(*u))
 	if err == nil {
 		var r [6]byte
 		_, _ = rand.Read(r[:])
@@ -56,6 +50,16 @@ func (g *Gateway) spool(u *unconfirmed) {
 		}
 	}
 	g.log.Warn("could not spool an unconfirmed save; it is kept in memory only", "doc", u.Req.Doc, "request", u.Req.RequestID, "err", err)
+}
+
+// onDisk is u as the spool keeps it (and a handoff sends it): a Yjs
+// update is replaced by what the ledger entry needs of it, not the
+// student's text, so the node's disk keeps none of it.
+func onDisk(u unconfirmed) unconfirmed {
+	if u.Req.Update != nil {
+		u.Req.UpdateTrace, u.Req.Update = store.TraceUpdate(u.Req.Update), nil
+	}
+	return u
 }
 
 // unspool removes u's file, if it has one.
@@ -121,8 +125,13 @@ func readSpooled(path string) (unconfirmed, error) {
 	if err := json.Unmarshal(b, &u); err != nil {
 		return u, err
 	}
+	return u, checkTrace(u)
+}
+
+// checkTrace says whether u reads as an unconfirmed save's trace.
+func checkTrace(u unconfirmed) error {
 	if u.Req.Kind != store.KindReject || u.Req.Code != CodeUnconfirmed || u.Req.Doc == "" || u.At.IsZero() {
-		return u, errors.New("not an unconfirmed save's trace")
+		return errors.New("not an unconfirmed save's trace")
 	}
-	return u, nil
+	return nil
 }

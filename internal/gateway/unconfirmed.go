@@ -37,6 +37,8 @@ const (
 	// student may send 4 MiB updates while a syncer is down).
 	unconfirmedUpdateBytes = 64 << 20
 	unconfirmedPatience    = 30 * time.Minute
+	// handoffWait bounds a stopping gateway's handoff to its peers.
+	handoffWait = 3 * time.Second
 )
 
 type unconfirmed struct {
@@ -208,10 +210,11 @@ func (g *Gateway) recordOne(req store.Request) error {
 }
 
 // FlushUnconfirmed waits until the queued traces are recorded or ctx ends;
-// it logs each one still queued then (the gateway is stopping: without a
-// spool they live only in its memory; with one, they are recorded if the
-// gateway starts again on the same spool, as a restarted container does,
-// and lost with the pod).
+// then it hands those still queued to a peer gateway (handoff.go), for up
+// to handoffWait, and logs each one no peer took (the gateway is
+// stopping: without a spool they live only in its memory; with one, they
+// are recorded if the gateway starts again on the same spool, as a
+// restarted container does, and lost with the pod).
 func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -228,10 +231,15 @@ func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
+			// A peer gateway records them instead (a rolling upgrade
+			// deletes the pod, and its spool with it).
+			hctx, cancel := context.WithTimeout(context.Background(), handoffWait)
+			left = g.handOff(hctx, left)
+			cancel()
 			for _, u := range left {
-				msg, attrs := "stopping with an unconfirmed save not recorded in its ledger", []any{}
+				msg, attrs := "stopping with an unconfirmed save not recorded in its ledger; no peer gateway took it", []any{}
 				if u.file != "" {
-					msg, attrs = "stopping with an unconfirmed save not yet recorded in its ledger; kept in the spool, recorded if this container starts again in the same pod, lost with the pod", []any{"spool", u.file}
+					msg, attrs = "stopping with an unconfirmed save not yet recorded in its ledger, and no peer gateway took it; kept in the spool, recorded if this container starts again in the same pod, lost with the pod", []any{"spool", u.file}
 				}
 				g.log.Error(msg, append([]any{"doc", u.Req.Doc, "tenant", u.Req.Tenant, "user", u.Req.User, "request", u.Req.RequestID,
 					"idempotency_key", u.Req.IdempotencyKey, "since", u.At}, attrs...)...)

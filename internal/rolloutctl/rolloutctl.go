@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,12 +24,23 @@ import (
 // what it changed, or an error when the change makes no sense now.
 type Edit func(ro *persistencev1alpha1.PersistenceRollout) (string, error)
 
+// Get reads the rollout at key. A rollout that is not there is said so
+// with the namespace looked in: the default one is the kubeconfig's,
+// easily not the one meant.
+func Get(ctx context.Context, c client.Client, key client.ObjectKey, ro *persistencev1alpha1.PersistenceRollout) error {
+	err := c.Get(ctx, key, ro)
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("no PersistenceRollout %q in namespace %q (-n NAMESPACE looks in another)", key.Name, key.Namespace)
+	}
+	return err
+}
+
 // Apply re-reads the rollout and applies edit, retrying on conflicts.
 func Apply(ctx context.Context, c client.Client, key client.ObjectKey, edit Edit) (string, error) {
 	var msg string
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var ro persistencev1alpha1.PersistenceRollout
-		if err := c.Get(ctx, key, &ro); err != nil {
+		if err := Get(ctx, c, key, &ro); err != nil {
 			return err
 		}
 		m, err := edit(&ro)

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 )
@@ -136,5 +139,30 @@ func TestStatusSaysWhenSchoolsOutsideMayStillJoin(t *testing.T) {
 	}
 	if want := "Schools in no cohort (they stay on the write-through path): 4 (school-3, school-4 and 2 more)\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("status once every cohort started:\n%s\nwant the line %q", b.String(), want)
+	}
+}
+
+// TestARolloutNotFoundNamesTheNamespaceLookedIn: `yawpctl rollout status
+// demo` looks in the kubeconfig's namespace unless told; its error gave
+// the resource's name only, and a person with the wrong default namespace
+// could not tell why a rollout they could see in kubectl was "not found".
+func TestARolloutNotFoundNamesTheNamespaceLookedIn(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := persistencev1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c := fake.NewClientBuilder().WithScheme(scheme).WithObjects(rolloutWith(1, persistencev1alpha1.CohortStatus{})).Build()
+	key := client.ObjectKey{Namespace: "default", Name: "demo"}
+	var ro persistencev1alpha1.PersistenceRollout
+	err := Get(t.Context(), c, key, &ro)
+	want := `no PersistenceRollout "demo" in namespace "default" (-n NAMESPACE looks in another)`
+	if err == nil || err.Error() != want {
+		t.Fatalf("status of a rollout in another namespace: %v, want %s", err, want)
+	}
+	if _, err := Apply(t.Context(), c, key, Retry("pilot")); err == nil || err.Error() != want {
+		t.Fatalf("retry of a rollout in another namespace: %v, want %s", err, want)
+	}
+	if err := Get(t.Context(), c, client.ObjectKey{Namespace: "ns", Name: "demo"}, &ro); err != nil || ro.Name != "demo" {
+		t.Fatalf("the rollout in its own namespace: %v", err)
 	}
 }

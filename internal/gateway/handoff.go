@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/yawp/persistence-operator/internal/store"
+	"github.com/yawp/persistence-operator/internal/syncer"
+)
+
+// A gateway stopping with traces of unconfirmed saves still waiting
+// (their syncer has not answered) hands them to a peer gateway, which
+// records them as its own. The spool (spool.go) outlives a crashed
+// container, not the pod: a rolling upgrade deletes every pod, and a
+// syncer outage during one lost the traces of the saves it refused.
+
+// PathUnconfirmedHandoff (POST, internal token) takes a stopping peer's
+// traces: a JSON array of them as the spool keeps them.
+const PathUnconfirmedHandoff = "/v1/unconfirmed-handoff"
+
+const (
+	// handoffChunk bounds the traces of one handoff call.
+	handoffChunk = 128
+	// maxHandoffBody bounds a handoff call's body: 128 traces of at most
+	// 1024 clients and 1024 ranges each, with room.
+	maxHandoffBody = 32 << 20
+)
+
+// acceptHandoff serves PathUnconfirmedHandoff.
+func (g *Gateway) acceptHandoff(w http.ResponseWriter, r *http.Request) {
+	got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if g.cfg.InternalToken == "" || subtle.ConstantTimeCompare([]byte(got), []byte(g.cfg.InternalToken)) != 1 {
+		syncer.WriteError(w, bad(http.StatusUnauthorized, "unauthenticated", "internal token required"))
+		return
+	}
+	var in []unconfirmed
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxHandoffBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "bad handoff: "+err.Error()))
+		return
+	}
+	if len(in) == 0 || len(in) > handoffChunk {
+		syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("a handoff holds 1 to %d traces, not %d", handoffChunk, len(in))))
+		return
+	}
+	for i, u := range in {
+		if err := checkTrace(u); err != nil {
+			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("trace %d: %v", i, err)))
+			return
+		}
+	}
+	g.unconfMu.Lock()
+	for _, u := range in {
+		u.file = ""
+		g.spool(&u)
+		g.queueUnconfirmed(u)
+	}
+	g.startDrain()
+	g.unconfMu.Unlock()
+	g.log.Info("took over unconfirmed saves from a stopping gateway", "traces", len(in))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handOff gives the traces in left to a peer gateway, trying each other
+// shard's in turn, and forgets those one took. It returns those nobody
+// took.
+func (g *Gateway) handOff(ctx context.Context, left []unconfirmed) []unconfirmed {
+	if g.cfg.InternalToken == "" {
+		return left
+	}
+	var bases []string
+	for shard := range g.cfg.Shards {
+		if shard == g.cfg.SelfShard {
+			continue
+		}
+		if base, ok := g.peerBase(shard); ok {
+			bases = append(bases, base)
+		}
+	}
+	var kept []unconfirmed
+	for len(left) > 0 {
+		chunk := left[:min(len(left), handoffChunk)]
+		left = left[len(chunk):]
+		wire := make([]unconfirmed, len(chunk))
+		for i, u := range chunk {
+			wire[i] = onDisk(u)
+		}
+		body, err := json.Marshal(wire)
+		taken := false
+		for _, base := range bases {
+			if err != nil || ctx.Err() != nil {
+				break
+			}
+			if err = g.postHandoff(ctx, base, body); err == nil {
+				taken = true
+				g.log.Info("handed unconfirmed saves to a peer gateway, which records them", "peer", base, "traces", len(chunk))
+				break
+			}
+			g.log.Warn("a peer gateway did not take unconfirmed saves", "peer", base, "err", err)
+		}
+		if !taken {
+			kept = append(kept, chunk...)
+			continue
+		}
+		g.unconfMu.Lock()
+		for _, u := range chunk {
+			g.dropQueued(u)
+		}
+		g.unconfMu.Unlock()
+	}
+	return kept
+}
+
+func (g *Gateway) postHandoff(ctx context.Context, base string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+PathUnconfirmedHandoff, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+g.cfg.InternalToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := g.cfg.HTTP.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Errorf("answered %s", resp.Status)
+	}
+	return nil
+}
+
+// dropQueued forgets u, handed to a peer, if it still waits in the queue
+// (one being recorded meanwhile may be recorded by both gateways, as
+// after a crash: twice, never lost); unconfMu held.
+func (g *Gateway) dropQueued(u unconfirmed) {
+	for i, q := range g.unconf {
+		if q.At.Equal(u.At) && q.file == u.file && q.Req.Doc == u.Req.Doc && q.Req.RequestID == u.Req.RequestID {
+			g.unconf = append(g.unconf[:i], g.unconf[i+1:]...)
+			g.forgetUnconfirmed(q)
+			return
+		}
+	}
+	g.unspool(u)
+}

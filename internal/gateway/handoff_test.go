@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/auth"
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/placement"
+	"github.com/yawp/persistence-operator/internal/store"
+	"github.com/yawp/persistence-operator/internal/yjs"
+)
+
+// TestAStoppingGatewayHandsItsUnconfirmedSavesToAPeer: during a rolling
+// upgrade, shard 0's syncer is down while a student's Yjs update and a
+// REST save reach its gateway; both are answered "retry" and wait to be
+// recorded (I6). The upgrade then deletes the pod. The spool outlives a
+// crashed container, not the pod: the traces were lost, and evidence for
+// the student's client said never-persisted. The stopping gateway now
+// hands them to shard 1's gateway, which records them once shard 0's
+// syncer is back.
+func TestAStoppingGatewayHandsItsUnconfirmedSavesToAPeer(t *testing.T) {
+	sf := &syncerFault{}
+	f, syncers := startSyncers(t, sf.wrap)
+	onShard0 := func(prefix string) string {
+		d := prefix
+		for i := 0; placement.Shard(d, shards) != 0; i++ {
+			d = fmt.Sprintf("%s-%d", prefix, i)
+		}
+		return d
+	}
+	essay, notes := onShard0("essay"), onShard0("notes")
+	ctx := t.Context()
+	for _, d := range []string{essay, notes} {
+		if _, err := f.engs[0].Submit(ctx, store.Request{Kind: store.KindCreate, Doc: d, Tenant: "school-a", User: "ada", Content: "Hello"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := yjs.NewDoc(yjs.Options{ClientID: 4711})
+	var update []byte
+	c.OnUpdate(func(b []byte) { update = b })
+	if err := c.GetText(contract.YjsTextName).Insert(0, "draft of the essay", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Shard 1's gateway, which reaches shard 0's syncer directly.
+	peerSpool := t.TempDir()
+	peer, err := New(Config{Shards: shards, SelfShard: 1, Syncer: syncers[1], Peers: syncers, TokenKey: key, InternalToken: auth.InternalToken(key),
+		Logger: slog.New(slog.DiscardHandler), SpoolDir: peerSpool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peerSrv := httptest.NewServer(peer.Handler())
+	t.Cleanup(peerSrv.Close)
+
+	spool := t.TempDir()
+	var logs syncBuffer
+	stopping, err := New(Config{Shards: shards, SelfShard: 0, Syncer: syncers[0], Peers: []string{syncers[0], peerSrv.URL}, TokenKey: key,
+		InternalToken: auth.InternalToken(key), Logger: slog.New(slog.NewTextHandler(&logs, nil)), SpoolDir: spool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf.down.Store(essay, true)
+	sf.down.Store(notes, true)
+	down := errors.New("syncer unreachable")
+	stopping.recordUnconfirmed(store.Request{Kind: store.KindYjs, Doc: essay, Tenant: "school-a", User: "ada", RequestID: "yjs-while-down", Update: update}, down)
+	stopping.recordUnconfirmed(store.Request{Kind: store.KindSave, Doc: notes, Tenant: "school-a", User: "ada", RequestID: "rest-while-down", IdempotencyKey: "k-1"}, down)
+
+	// The pod is deleted: its gateway flushes for a moment, then hands
+	// over what is left.
+	fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	stopping.FlushUnconfirmed(fctx)
+	cancel()
+	if !strings.Contains(logs.String(), "handed unconfirmed saves to a peer gateway") || strings.Contains(logs.String(), "no peer gateway took it") {
+		t.Fatalf("the stopping gateway's log:\n%s", logs.String())
+	}
+	if left, _ := filepath.Glob(filepath.Join(spool, "*")); len(left) != 0 {
+		t.Errorf("the stopping gateway's spool still holds %v", left)
+	}
+	if got, _ := filepath.Glob(filepath.Join(peerSpool, "*.json")); len(got) != 2 {
+		t.Errorf("the peer spooled %d traces, want 2 (it may stop next)", len(got))
+	}
+
+	sf.down.Clear() // shard 0's syncer is back
+	for _, want := range []struct{ doc, request string }{{essay, "yjs-while-down"}, {notes, "rest-while-down"}} {
+		var body string
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			rows, err := store.LedgerRows(ctx, f.pool, want.doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(rows); n > 1 {
+				if n > 2 {
+					t.Fatalf("%s: %d ledger entries after its creation, want 1", want.request, n-1)
+				}
+				body = string(rows[n-1].Body)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the trace of %s was not recorded by the peer", want.request)
+			}
+		}
+		if !strings.Contains(body, `"code":"unconfirmed"`) || !strings.Contains(body, want.request) {
+			t.Errorf("ledger entry of %s: %s", want.request, body)
+		}
+	}
+	ev, err := f.engs[0].Evidence(ctx, store.EvidenceQuery{Doc: essay, Tenant: "school-a", Client: 4711})
+	if err != nil || ev.Verdict != store.VerdictSavedLocallyNotSynced {
+		t.Errorf("evidence of the student's Yjs client: %s %q %v, want %s", ev.Verdict, ev.Proof.Summary, err, store.VerdictSavedLocallyNotSynced)
+	}
+}
+
+// TestAHandoffTakesOnlyTracesFromAPeer: the handoff endpoint takes the
+// internal token only, and only unconfirmed saves' traces; anything else
+// is refused whole and queues nothing.
+func TestAHandoffTakesOnlyTracesFromAPeer(t *testing.T) {
+	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: "http://127.0.0.1:1", TokenKey: key, InternalToken: auth.InternalToken(key),
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(srv.Close)
+	trace := `{"req":{"kind":"reject","doc":"d","tenant":"t","user":"u","code":"unconfirmed","reason":"r"},"orig":{"kind":"save","doc":"d","tenant":"t","user":""},"at":"2026-11-27T10:00:00Z"}`
+	for _, tc := range []struct {
+		name, token, body string
+		status            int
+	}{
+		{"a student's token", "student", "[" + trace + "]", http.StatusUnauthorized},
+		{"no token", "", "[" + trace + "]", http.StatusUnauthorized},
+		{"a save, not a trace", auth.InternalToken(key), `[{"req":{"kind":"save","doc":"d","tenant":"t","user":"u","content":"x"},"at":"2026-11-27T10:00:00Z"}]`, http.StatusBadRequest},
+		{"a trace and junk", auth.InternalToken(key), "[" + trace + `,{"hello":1}]`, http.StatusBadRequest},
+		{"nothing", auth.InternalToken(key), `[]`, http.StatusBadRequest},
+		{"not JSON", auth.InternalToken(key), `[{`, http.StatusBadRequest},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+PathUnconfirmedHandoff, strings.NewReader(tc.body))
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+	}
+	g.unconfMu.Lock()
+	n := len(g.unconf)
+	g.unconfMu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d traces queued by refused handoffs", n)
+	}
+}
