@@ -472,6 +472,8 @@ func TestPauseAndResume(t *testing.T) {
 	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
 	f.g.Eventually(func() string { return f.get("pause").Status.WaitingFor }).Should(Equal("unpause"))
 	f.g.Expect(f.cohortStatus("pause", "pilot").Stage).To(BeEmpty(), "a paused rollout starts nothing")
+	f.g.Expect(f.get("pause").Status.Stage).To(Equal(persistencev1alpha1.StageLegacy),
+		"kubectl get's STAGE column says where the current cohort's schools are before it starts")
 
 	f.update("pause", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Paused = false })
 	f.walkToVerify("pause", "pilot")

@@ -231,6 +231,11 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	st.CurrentCohort = curIn.spec.Name
 	st.Progress = fmt.Sprintf("%d/%d", cur+1, len(obs.cohorts))
 	st.Stage = curStatus.Stage
+	if curIn.state == nil {
+		// Not started yet: its schools are still on the write-through
+		// path. An empty STAGE column read as something missing.
+		st.Stage = persistencev1alpha1.StageLegacy
+	}
 	st.Epoch = curStatus.Epoch
 	st.WaitingFor = curPlan.waitingFor
 

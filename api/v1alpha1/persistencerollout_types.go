@@ -596,7 +596,7 @@ type PersistenceRolloutStatus struct {
 	// +optional
 	Progress string `json:"progress,omitempty"`
 
-	// stage of the current cohort.
+	// stage of the current cohort (Legacy until it starts).
 	// +optional
 	Stage Stage `json:"stage,omitempty"`
 
