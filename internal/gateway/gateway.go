@@ -103,7 +103,9 @@ type Gateway struct {
 	unconf        []unconfirmed
 	unconfCur     *unconfirmed // the trace being recorded, out of the queue meanwhile
 	unconfRunning bool
-	unconfBytes   int // of the Yjs updates held by unconf and unconfCur
+	// unconfStopping: FlushUnconfirmed has begun; no handoff is taken.
+	unconfStopping bool
+	unconfBytes    int // of the Yjs updates held by unconf and unconfCur
 	// unauth limits the unauthenticated refusals recorded (refusals.go).
 	unauth refusalLimiter
 	// users bounds one user's REST requests that write the ledger;

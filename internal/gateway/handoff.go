@@ -5,9 +5,12 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
+	"time"
 
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
@@ -26,6 +29,9 @@ const PathUnconfirmedHandoff = "/v1/unconfirmed-handoff"
 const (
 	// handoffChunk bounds the traces of one handoff call.
 	handoffChunk = 128
+	// handoffPeerWait bounds one handoff call: a peer that does not
+	// answer leaves the rest of handoffWait to the others.
+	handoffPeerWait = time.Second
 	// maxHandoffBody bounds a handoff call's body: 128 traces of at most
 	// 1024 clients and 1024 ranges each, with room.
 	maxHandoffBody = 32 << 20
@@ -50,12 +56,31 @@ func (g *Gateway) acceptHandoff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, u := range in {
-		if err := checkTrace(u); err != nil {
+		if err := checkHandedTrace(u); err != nil {
 			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("trace %d: %v", i, err)))
 			return
 		}
 	}
 	g.unconfMu.Lock()
+	held := len(g.unconf)
+	if g.unconfCur != nil {
+		held++
+	}
+	switch {
+	case g.unconfStopping:
+		// This gateway has flushed and exits: what it queued now would be
+		// neither recorded, handed on nor logged.
+		g.unconfMu.Unlock()
+		syncer.WriteError(w, bad(http.StatusServiceUnavailable, store.CodeUnavailable, "this gateway is stopping"))
+		return
+	case held+len(in) > unconfirmedQueue:
+		// Taken, they would push this gateway's own oldest traces out of
+		// its queue: the sender tries another peer.
+		g.unconfMu.Unlock()
+		syncer.WriteError(w, bad(http.StatusServiceUnavailable, store.CodeUnavailable,
+			fmt.Sprintf("%d unconfirmed saves wait here already, room for %d", held, unconfirmedQueue-held)))
+		return
+	}
 	for _, u := range in {
 		u.file = ""
 		g.spool(&u)
@@ -84,6 +109,7 @@ func (g *Gateway) handOff(ctx context.Context, left []unconfirmed) []unconfirmed
 		}
 	}
 	var kept []unconfirmed
+	failed := map[string]bool{} // peers that did not take a chunk: not asked again
 	for len(left) > 0 {
 		chunk := left[:min(len(left), handoffChunk)]
 		left = left[len(chunk):]
@@ -97,12 +123,21 @@ func (g *Gateway) handOff(ctx context.Context, left []unconfirmed) []unconfirmed
 			if err != nil || ctx.Err() != nil {
 				break
 			}
-			if err = g.postHandoff(ctx, base, body); err == nil {
+			if failed[base] {
+				continue
+			}
+			// One peer that does not answer (its pod gone, its address
+			// black-holed) does not spend the others' time.
+			pctx, cancel := context.WithTimeout(ctx, handoffPeerWait)
+			err = g.postHandoff(pctx, base, body)
+			cancel()
+			if err == nil {
 				taken = true
 				g.log.Info("handed unconfirmed saves to a peer gateway, which records them", "peer", base, "traces", len(chunk))
 				break
 			}
 			g.log.Warn("a peer gateway did not take unconfirmed saves", "peer", base, "err", err)
+			failed[base], err = true, nil
 		}
 		if !taken {
 			kept = append(kept, chunk...)
@@ -147,4 +182,27 @@ func (g *Gateway) dropQueued(u unconfirmed) {
 		}
 	}
 	g.unspool(u)
+}
+
+// checkHandedTrace says whether u, from a peer, is an unconfirmed save's
+// trace as a gateway makes it and nothing more: no student text (a save's
+// content, a Yjs update: a handoff sends its trace), the save it stands
+// for named by kind, document and tenant only, and an update's trace
+// within the bounds a syncer records.
+func checkHandedTrace(u unconfirmed) error {
+	if err := checkTrace(u); err != nil {
+		return err
+	}
+	r, o := u.Req, u.Orig
+	switch {
+	case r.Update != nil || r.Content != "" || r.Title != nil || r.StateVector != nil || r.BaseRevision != 0:
+		return errors.New("a trace carries no content, update, title, state vector or base revision")
+	case r.UpdateTrace != nil && (len(r.UpdateTrace.Clients) > store.MaxTraceClients || len(r.UpdateTrace.Ops) > store.MaxTraceClients):
+		return fmt.Errorf("an update's trace names at most %d clients", store.MaxTraceClients)
+	case !reflect.DeepEqual(o, store.Request{Kind: o.Kind, Doc: r.Doc, Tenant: r.Tenant}):
+		return errors.New("the save a trace stands for is named by its kind, the trace's document and tenant only")
+	case o.Kind != store.KindCreate && o.Kind != store.KindSave && o.Kind != store.KindYjs:
+		return fmt.Errorf("not the trace of a save: %q", o.Kind)
+	}
+	return nil
 }

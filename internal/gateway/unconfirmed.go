@@ -220,6 +220,10 @@ func (g *Gateway) FlushUnconfirmed(ctx context.Context) {
 	defer t.Stop()
 	for {
 		g.unconfMu.Lock()
+		// A handoff from a peer is refused from now on: it would come
+		// after the last look at the queue (srv.Shutdown gives up on
+		// handlers still running when its time is up).
+		g.unconfStopping = true
 		left := slices.Clone(g.unconf)
 		if g.unconfCur != nil {
 			left = append(left, *g.unconfCur)
