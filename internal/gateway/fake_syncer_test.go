@@ -8,8 +8,23 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/store"
+	"github.com/yawp/persistence-operator/internal/yjs"
 )
+
+// typedUpdate is the Yjs update of a client typing text into an empty
+// document.
+func typedUpdate(t *testing.T, client uint64, text string) []byte {
+	t.Helper()
+	c := yjs.NewDoc(yjs.Options{ClientID: client})
+	var update []byte
+	c.OnUpdate(func(b []byte) { update = b })
+	if err := c.GetText(contract.YjsTextName).Insert(0, text, nil); err != nil {
+		t.Fatal(err)
+	}
+	return update
+}
 
 // recordingSyncer stands in for a syncer asked to record the traces of
 // unconfirmed saves: down (every connection cut) until up is set, then it

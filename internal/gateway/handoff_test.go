@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,10 +12,7 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/auth"
-	"github.com/yawp/persistence-operator/internal/contract"
-	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestAStoppingGatewayHandsItsUnconfirmedSavesToAPeer: during a rolling
@@ -30,26 +26,14 @@ import (
 func TestAStoppingGatewayHandsItsUnconfirmedSavesToAPeer(t *testing.T) {
 	sf := &syncerFault{}
 	f, syncers := startSyncers(t, sf.wrap)
-	onShard0 := func(prefix string) string {
-		d := prefix
-		for i := 0; placement.Shard(d, shards) != 0; i++ {
-			d = fmt.Sprintf("%s-%d", prefix, i)
-		}
-		return d
-	}
-	essay, notes := onShard0("essay"), onShard0("notes")
+	essay, notes := docOnShard("essay", 0), docOnShard("notes", 0)
 	ctx := t.Context()
 	for _, d := range []string{essay, notes} {
 		if _, err := f.engs[0].Submit(ctx, store.Request{Kind: store.KindCreate, Doc: d, Tenant: "school-a", User: "ada", Content: "Hello"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := yjs.NewDoc(yjs.Options{ClientID: 4711})
-	var update []byte
-	c.OnUpdate(func(b []byte) { update = b })
-	if err := c.GetText(contract.YjsTextName).Insert(0, "draft of the essay", nil); err != nil {
-		t.Fatal(err)
-	}
+	update := typedUpdate(t, 4711, "draft of the essay")
 
 	// Shard 1's gateway, which reaches shard 0's syncer directly.
 	peerSpool := t.TempDir()

@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/auth"
-	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/store"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestARestartedGatewayRecordsItsSpoolWithoutRacingItsSyncBackend: a
@@ -67,13 +65,8 @@ func TestTheSpoolKeepsNoStudentTextOnTheNodesDisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := yjs.NewDoc(yjs.Options{ClientID: 4711})
-	var update []byte
-	c.OnUpdate(func(b []byte) { update = b })
 	const secret = "My diary: I failed the maths test and told nobody."
-	if err := c.GetText(contract.YjsTextName).Insert(0, secret, nil); err != nil {
-		t.Fatal(err)
-	}
+	update := typedUpdate(t, 4711, secret)
 	g.recordUnconfirmed(store.Request{Kind: store.KindYjs, Doc: "diary", Tenant: "school-a", User: "ada", RequestID: "r", Update: update}, errors.New("syncer unreachable"))
 	files, _ := filepath.Glob(filepath.Join(spool, "*.json"))
 	for _, p := range files {

@@ -16,9 +16,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
-	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // deadTransport stands in for a gateway process that died: once dead,
@@ -44,14 +42,7 @@ func (d *deadTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestUnconfirmedSavesSurviveAGatewayRestart(t *testing.T) {
 	sf := &syncerFault{}
 	f, syncers := startSyncers(t, sf.wrap)
-	onShard0 := func(prefix string) string {
-		d := prefix
-		for i := 0; placement.Shard(d, shards) != 0; i++ {
-			d = fmt.Sprintf("%s-%d", prefix, i)
-		}
-		return d
-	}
-	essay, notes := onShard0("essay"), onShard0("notes")
+	essay, notes := docOnShard("essay", 0), docOnShard("notes", 0)
 	ctx := t.Context()
 	own := f.engs[0]
 	for _, d := range []string{essay, notes} {
@@ -59,12 +50,7 @@ func TestUnconfirmedSavesSurviveAGatewayRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := yjs.NewDoc(yjs.Options{ClientID: 4711})
-	var update []byte
-	c.OnUpdate(func(b []byte) { update = b })
-	if err := c.GetText(contract.YjsTextName).Insert(0, "draft of the essay", nil); err != nil {
-		t.Fatal(err)
-	}
+	update := typedUpdate(t, 4711, "draft of the essay")
 
 	spool := t.TempDir()
 	var logs syncBuffer

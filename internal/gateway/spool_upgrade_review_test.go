@@ -13,10 +13,8 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/auth"
-	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestASpooledUpdateIsRecordedByASyncerOfThePreviousVersion: during a
@@ -56,12 +54,7 @@ func TestASpooledUpdateIsRecordedByASyncerOfThePreviousVersion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := yjs.NewDoc(yjs.Options{ClientID: 4711})
-	var update []byte
-	c.OnUpdate(func(b []byte) { update = b })
-	if err := c.GetText(contract.YjsTextName).Insert(0, "offline paragraph", nil); err != nil {
-		t.Fatal(err)
-	}
+	update := typedUpdate(t, 4711, "offline paragraph")
 	first.recordUnconfirmed(store.Request{Kind: store.KindYjs, Doc: "essay", Tenant: "t", User: "ada", RequestID: "r", Update: update},
 		errors.New("syncer unreachable"))
 	// The container restarts; the old-version syncer answers.

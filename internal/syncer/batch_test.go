@@ -108,20 +108,7 @@ func (rig *batchRig) hold(t *testing.T, doc string) (releaseAndWait func()) {
 // waitQueued waits until n applies wait for a call to the rig.
 func (rig *batchRig) waitQueued(t *testing.T, n int) {
 	t.Helper()
-	q := rig.batching.Batch.queue(rig.batching.BaseURL)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		q.mu.Lock()
-		got := len(q.waiting)
-		q.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d applies waiting, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitWaiting(t, rig.batching.Batch.queue(rig.batching.BaseURL), n)
 }
 
 type applied struct {
