@@ -658,7 +658,11 @@ func statefulSetOf(ac *appsv1ac.StatefulSetApplyConfiguration) (*appsv1.Stateful
 // kubectl shows.
 func (r *PersistenceRolloutReconciler) patchStatus(ctx context.Context, original, ro *persistencev1alpha1.PersistenceRollout) error {
 	recordCohortMetrics(ro)
-	if statusEqual(original.Status, ro.Status) {
+	if statusEqual(original.Status, withSteadyReportTimes(ro.Status, original.Status)) {
+		// Nothing changed but the shards' report times: status is not
+		// rewritten at every poll for them (each write is an etcd
+		// revision and an event to every watcher, forever once the
+		// rollout is done).
 		return nil
 	}
 	patch := client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})

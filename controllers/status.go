@@ -356,6 +356,28 @@ func sampleList(sample []string, n int64) string {
 }
 
 // statusEqual reports whether two statuses are the same for writing.
+// reportTimeRefresh is how stale a cohort's reportedAt may get in status
+// when nothing else about the rollout changed.
+const reportTimeRefresh = 30 * time.Second
+
+// withSteadyReportTimes is st with each cohort's reportedAt as in was,
+// when st's is at most reportTimeRefresh later: compared with was, it
+// tells whether anything changed but report times that moved on.
+func withSteadyReportTimes(st, was persistencev1alpha1.PersistenceRolloutStatus) persistencev1alpha1.PersistenceRolloutStatus {
+	out := *st.DeepCopy()
+	for i := range out.Cohorts {
+		c := &out.Cohorts[i]
+		if i >= len(was.Cohorts) || was.Cohorts[i].Name != c.Name || c.ReportedAt == nil || was.Cohorts[i].ReportedAt == nil {
+			continue
+		}
+		old := was.Cohorts[i].ReportedAt
+		if d := c.ReportedAt.Sub(old.Time); d >= 0 && d < reportTimeRefresh {
+			c.ReportedAt = old.DeepCopy()
+		}
+	}
+	return out
+}
+
 func statusEqual(a, b persistencev1alpha1.PersistenceRolloutStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }

@@ -541,7 +541,9 @@ type CohortStatus struct {
 	// received for longer than the syncer's --gap-after.
 	// +optional
 	EvidenceGaps int64 `json:"evidenceGaps,omitempty"`
-	// reportedAt is the time of the oldest shard report counted.
+	// reportedAt is the time of the oldest shard report counted. When
+	// nothing else in status changed it is brought up to date every 30 s,
+	// not at every report.
 	// +optional
 	ReportedAt *metav1.Time `json:"reportedAt,omitempty"`
 	// message says, for people, what the cohort is doing or waiting for.
