@@ -103,8 +103,9 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		log.Info("retained stages and orphaned the gateway on deletion")
 	}
 	forgetCohortMetrics(ro)
+	patch := client.MergeFromWithOptions(ro.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(ro, Finalizer)
-	if err := r.Update(ctx, ro); client.IgnoreNotFound(err) != nil {
+	if err := r.Patch(ctx, ro, patch); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil

@@ -145,7 +145,11 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		return r.finalize(ctx, &ro, original)
 	}
 	if controllerutil.AddFinalizer(&ro, Finalizer) {
-		if err := r.Update(ctx, &ro); err != nil {
+		// A patch of the finalizers alone: an Update sends the whole
+		// object as Go writes it ("10m" becomes "10m0s", a false bool
+		// disappears), which made the next `kubectl apply` of the
+		// unchanged manifest a change.
+		if err := r.Patch(ctx, &ro, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
 		}
 		original = ro.DeepCopy()

@@ -235,7 +235,7 @@ type BucketRange struct {
 // CohortSpec is one group of schools that moves through the stages together.
 // +kubebuilder:validation:XValidation:rule="has(self.tenants) != has(self.buckets)",message="a cohort selects its schools with exactly one of tenants or buckets"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.stopLegacyWrites) || !oldSelf.stopLegacyWrites || (has(self.stopLegacyWrites) && self.stopLegacyWrites)",message="stopLegacyWrites is the point of no return and cannot be unset once set"
-// +kubebuilder:validation:XValidation:rule="!has(self.approvedAttempt) || !has(self.attempt) || self.approvedAttempt <= self.attempt",message="approvedAttempt cannot be ahead of attempt"
+// +kubebuilder:validation:XValidation:rule="!has(self.approvedAttempt) || self.approvedAttempt <= (has(self.attempt) ? self.attempt : 1)",message="approvedAttempt cannot be ahead of attempt"
 type CohortSpec struct {
 	// name identifies the cohort; it is a DNS label and unique in the
 	// rollout. Membership and stages in PostgreSQL are keyed by it, and a
@@ -298,18 +298,18 @@ type CohortSpec struct {
 	// attempt (rolled back or halted by a gate) the cohort waits; raise
 	// attempt to try again. Raised while an attempt still runs, it is a
 	// standing retry: the next attempt starts as soon as this one fails,
-	// and the cohort's status message says so meanwhile.
+	// and the cohort's status message says so meanwhile. Omitted: 1.
+	// (No server-side default, here or on intent: a default inside a list
+	// item made every `kubectl apply` of an unchanged manifest a change.)
 	// +optional
-	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=1
 	Attempt int32 `json:"attempt,omitempty"`
 
 	// intent holds the cohort where it is (Hold), or returns it to Legacy
-	// and keeps it there (Rollback). Proceed is the default. Hold stops
+	// and keeps it there (Rollback). Omitted: Proceed. Hold stops
 	// promotions only: a gate that fails still rolls a held cohort back
 	// under the Automatic rollback policy (spec.paused stops that too).
 	// +optional
-	// +kubebuilder:default=Proceed
 	Intent CohortIntent `json:"intent,omitempty"`
 
 	// stopLegacyWrites opts the cohort in to retiring legacy writes once it
