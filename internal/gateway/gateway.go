@@ -105,7 +105,10 @@ type Gateway struct {
 	unconfRunning bool
 	// unconfStopping: FlushUnconfirmed has begun; no handoff is taken.
 	unconfStopping bool
-	unconfBytes    int // of the Yjs updates held by unconf and unconfCur
+	// unconfHanded is unconfCur when it was handed to a peer while being
+	// recorded: not queued again if the attempt fails.
+	unconfHanded unconfirmed
+	unconfBytes  int // of the Yjs updates held by unconf and unconfCur
 	// unauth limits the unauthenticated refusals recorded (refusals.go).
 	unauth refusalLimiter
 	// users bounds one user's REST requests that write the ledger;

@@ -170,18 +170,26 @@ func (g *Gateway) postHandoff(ctx context.Context, base string, body []byte) err
 	return nil
 }
 
-// dropQueued forgets u, handed to a peer, if it still waits in the queue
-// (one being recorded meanwhile may be recorded by both gateways, as
-// after a crash: twice, never lost); unconfMu held.
+// dropQueued forgets u, handed to a peer: at once if it waits in the
+// queue; if it is being recorded meanwhile, once that attempt ends (a
+// failed one is not queued again; one that succeeds is recorded by both
+// gateways, as after a crash: twice, never lost). unconfMu held.
 func (g *Gateway) dropQueued(u unconfirmed) {
 	for i, q := range g.unconf {
-		if q.At.Equal(u.At) && q.file == u.file && q.Req.Doc == u.Req.Doc && q.Req.RequestID == u.Req.RequestID {
+		if sameTrace(q, u) {
 			g.unconf = append(g.unconf[:i], g.unconf[i+1:]...)
 			g.forgetUnconfirmed(q)
 			return
 		}
 	}
+	if g.unconfCur != nil && sameTrace(*g.unconfCur, u) {
+		g.unconfHanded = u
+	}
 	g.unspool(u)
+}
+
+func sameTrace(a, b unconfirmed) bool {
+	return a.At.Equal(b.At) && a.file == b.file && a.Req.Doc == b.Req.Doc && a.Req.RequestID == b.Req.RequestID
 }
 
 // checkHandedTrace says whether u, from a peer, is an unconfirmed save's

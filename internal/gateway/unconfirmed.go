@@ -156,7 +156,12 @@ func (g *Gateway) drainUnconfirmed() {
 		err := g.recordOne(u.Req)
 		g.unconfMu.Lock()
 		g.unconfCur = nil
+		handed := sameTrace(g.unconfHanded, u)
+		g.unconfHanded = unconfirmed{}
 		switch {
+		case handed && err != nil:
+			// A peer took it meanwhile (handoff.go): it records it.
+			g.forgetUnconfirmed(u)
 		case err == nil || !unavailable(err):
 			if err != nil {
 				g.log.Error("the syncer refused to record an unconfirmed save; not in its ledger", "doc", u.Req.Doc, "tenant", u.Req.Tenant,
