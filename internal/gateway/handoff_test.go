@@ -2,14 +2,18 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/store"
@@ -150,5 +154,60 @@ func TestAHandoffTakesOnlyTracesFromAPeer(t *testing.T) {
 	g.unconfMu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d traces queued by refused handoffs", n)
+	}
+}
+
+// TestATraceHandedOffMidAttemptIsNotRecordedAgain: the stopping gateway
+// hands a peer the trace it is recording at that moment; that attempt
+// then fails. It used to go back in the queue and, the gateway still
+// running, be recorded a second time once the syncer answered.
+func TestATraceHandedOffMidAttemptIsNotRecordedAgain(t *testing.T) {
+	release := make(chan struct{})
+	var calls, recorded atomic.Int32
+	syncer0 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			<-release // the attempt under way while the gateway stops
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(store.Error{Code: store.CodeUnavailable, Message: "restarting"})
+			return
+		}
+		recorded.Add(1)
+		_ = json.NewEncoder(w).Encode(store.Result{Outcome: store.OutcomeRecorded})
+	}))
+	t.Cleanup(syncer0.Close)
+	var taken atomic.Int32
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == PathUnconfirmedHandoff {
+			taken.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(peer.Close)
+	g, err := New(Config{Shards: shards, SelfShard: 0, Syncer: syncer0.URL, Peers: []string{syncer0.URL, peer.URL}, TokenKey: key,
+		InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler), SpoolDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.recordUnconfirmed(store.Request{Kind: store.KindSave, Doc: docOnShard("notes", 0), Tenant: "school-a", User: "ada", RequestID: "r"}, errors.New("syncer unreachable"))
+	for deadline := time.Now().Add(5 * time.Second); calls.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the trace was never attempted")
+		}
+	}
+	fctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	g.FlushUnconfirmed(fctx)
+	cancel()
+	if taken.Load() != 1 {
+		t.Fatalf("%d handoffs, want 1", taken.Load())
+	}
+	close(release)
+	time.Sleep(500 * time.Millisecond) // the drain's retries, had it queued the trace again
+	if n := recorded.Load(); n != 0 {
+		t.Fatalf("the handed-off trace was recorded %d times by the gateway that handed it off", n)
+	}
+	if n := testutil.ToFloat64(g.cfg.Metrics.unconfirmed); n != 0 {
+		t.Fatalf("yawp_gateway_unconfirmed_saves %v, want 0", n)
 	}
 }
