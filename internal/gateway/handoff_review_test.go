@@ -24,14 +24,57 @@ var reviewTrace = `{"req":{"kind":"reject","doc":"d","tenant":"t","user":"u","co
 
 func postHandoff(t *testing.T, url, body string) int {
 	t.Helper()
+	return postHandoffAs(t, url, auth.InternalToken(key), body)
+}
+
+// postHandoffAs posts body to the handoff endpoint at url with token ("":
+// none) and returns the status.
+func postHandoffAs(t *testing.T, url, token, body string) int {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url+PathUnconfirmedHandoff, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+auth.InternalToken(key))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
 	return resp.StatusCode
+}
+
+// newReceiver is a one-shard gateway (its syncer unreachable) serving its
+// handoff endpoint; spool "" keeps traces in memory, nil m: its own
+// metrics.
+func newReceiver(t *testing.T, spool string, m *Metrics) (*Gateway, *httptest.Server) {
+	t.Helper()
+	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: "http://127.0.0.1:1", TokenKey: key, InternalToken: auth.InternalToken(key),
+		Logger: slog.New(slog.DiscardHandler), SpoolDir: spool, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(srv.Close)
+	return g, srv
+}
+
+// handOffTo queues one trace on shard 0 of a three-shard gateway whose
+// other shards' gateways are peers, hands it off, and returns how many
+// traces no peer took.
+func handOffTo(t *testing.T, peers ...string) int {
+	t.Helper()
+	g, err := New(Config{Shards: 3, SelfShard: 0, Peers: append([]string{"http://127.0.0.1:1"}, peers...), TokenKey: key,
+		InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := unconfirmed{Req: store.Request{Kind: store.KindReject, Doc: "d", Tenant: "t", Code: CodeUnconfirmed}, At: time.Now()}
+	g.unconfMu.Lock()
+	g.queueUnconfirmed(u)
+	g.unconfMu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), handoffWait)
+	defer cancel()
+	return len(g.handOff(ctx, []unconfirmed{u}))
 }
 
 func queued(g *Gateway) int {
@@ -48,13 +91,7 @@ func queued(g *Gateway) int {
 // must not take a handoff: a trace it queued then is neither recorded,
 // handed on nor logged, and the sender has forgotten it.
 func TestReviewAStoppedGatewayRefusesAHandoff(t *testing.T) {
-	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: "http://127.0.0.1:1", TokenKey: key, InternalToken: auth.InternalToken(key),
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(srv.Close)
+	g, srv := newReceiver(t, "", nil)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	g.FlushUnconfirmed(ctx) // nothing waits: it returns, and main exits
@@ -70,13 +107,7 @@ func TestReviewAStoppedGatewayRefusesAHandoff(t *testing.T) {
 // it is refused, and the sender tries another peer.
 func TestReviewAHandoffDoesNotEvictTheReceiversTraces(t *testing.T) {
 	m := NewMetrics()
-	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: "http://127.0.0.1:1", TokenKey: key, InternalToken: auth.InternalToken(key),
-		Logger: slog.New(slog.DiscardHandler), Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(srv.Close)
+	g, srv := newReceiver(t, "", m)
 	g.unconfMu.Lock()
 	for i := range unconfirmedQueue - 1 {
 		g.queueUnconfirmed(unconfirmed{Req: store.Request{Kind: store.KindReject, Doc: "d", Tenant: "t", RequestID: fmt.Sprint(i), Code: CodeUnconfirmed},
@@ -95,13 +126,7 @@ func TestReviewAHandoffDoesNotEvictTheReceiversTraces(t *testing.T) {
 // refused, and nothing of it reaches the receiver's disk.
 func TestReviewAHandoffRefusesStudentText(t *testing.T) {
 	spool := t.TempDir()
-	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: "http://127.0.0.1:1", TokenKey: key, InternalToken: auth.InternalToken(key),
-		Logger: slog.New(slog.DiscardHandler), SpoolDir: spool})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(srv.Close)
+	g, srv := newReceiver(t, spool, nil)
 	for name, body := range map[string]string{
 		"content":   strings.Replace(reviewTrace, `"reason":"r"`, `"reason":"r","content":"my secret essay"`, 1),
 		"update":    strings.Replace(reviewTrace, `"reason":"r"`, `"reason":"r","update":"bXkgc2VjcmV0IGVzc2F5"`, 1),
@@ -132,28 +157,10 @@ func TestReviewAHangingPeerDoesNotKeepTheOthersFromTheHandoff(t *testing.T) {
 		<-r.Context().Done()
 	}))
 	t.Cleanup(hang.Close)
-	took := make(chan struct{}, 1)
-	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case took <- struct{}{}:
-		default:
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
+	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	t.Cleanup(ok.Close)
-	g, err := New(Config{Shards: 3, SelfShard: 0, Peers: []string{"http://127.0.0.1:1", hang.URL, ok.URL}, TokenKey: key,
-		InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unconfirmed{Req: store.Request{Kind: store.KindReject, Doc: "d", Tenant: "t", Code: CodeUnconfirmed}, At: time.Now()}
-	g.unconfMu.Lock()
-	g.queueUnconfirmed(u)
-	g.unconfMu.Unlock()
-	ctx, cancel := context.WithTimeout(t.Context(), handoffWait)
-	defer cancel()
-	if left := g.handOff(ctx, []unconfirmed{u}); len(left) != 0 {
-		t.Errorf("%d traces nobody took; the answering peer got none", len(left))
+	if left := handOffTo(t, hang.URL, ok.URL); left != 0 {
+		t.Errorf("%d traces nobody took; the answering peer got none", left)
 	}
 }
 
@@ -165,18 +172,7 @@ func TestReviewARefusingPeerDoesNotKeepTheNextFromBeingAsked(t *testing.T) {
 	t.Cleanup(refuse.Close)
 	ok := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	t.Cleanup(ok.Close)
-	g, err := New(Config{Shards: 3, SelfShard: 0, Peers: []string{"http://127.0.0.1:1", refuse.URL, ok.URL}, TokenKey: key,
-		InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := unconfirmed{Req: store.Request{Kind: store.KindReject, Doc: "d", Tenant: "t", Code: CodeUnconfirmed}, At: time.Now()}
-	g.unconfMu.Lock()
-	g.queueUnconfirmed(u)
-	g.unconfMu.Unlock()
-	ctx, cancel := context.WithTimeout(t.Context(), handoffWait)
-	defer cancel()
-	if left := g.handOff(ctx, []unconfirmed{u}); len(left) != 0 {
-		t.Errorf("%d traces nobody took; the second peer, which takes them, was not asked", len(left))
+	if left := handOffTo(t, refuse.URL, ok.URL); left != 0 {
+		t.Errorf("%d traces nobody took; the second peer, which takes them, was not asked", left)
 	}
 }

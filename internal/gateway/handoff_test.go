@@ -117,14 +117,8 @@ func TestAStoppingGatewayHandsItsUnconfirmedSavesToAPeer(t *testing.T) {
 // internal token only, and only unconfirmed saves' traces; anything else
 // is refused whole and queues nothing.
 func TestAHandoffTakesOnlyTracesFromAPeer(t *testing.T) {
-	g, err := New(Config{Shards: 1, SelfShard: 0, Syncer: "http://127.0.0.1:1", TokenKey: key, InternalToken: auth.InternalToken(key),
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g.Handler())
-	t.Cleanup(srv.Close)
-	trace := `{"req":{"kind":"reject","doc":"d","tenant":"t","user":"u","code":"unconfirmed","reason":"r"},"orig":{"kind":"save","doc":"d","tenant":"t","user":""},"at":"2026-11-27T10:00:00Z"}`
+	g, srv := newReceiver(t, "", nil)
+	trace := reviewTrace
 	for _, tc := range []struct {
 		name, token, body string
 		status            int
@@ -136,23 +130,11 @@ func TestAHandoffTakesOnlyTracesFromAPeer(t *testing.T) {
 		{"nothing", auth.InternalToken(key), `[]`, http.StatusBadRequest},
 		{"not JSON", auth.InternalToken(key), `[{`, http.StatusBadRequest},
 	} {
-		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL+PathUnconfirmedHandoff, strings.NewReader(tc.body))
-		if tc.token != "" {
-			req.Header.Set("Authorization", "Bearer "+tc.token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		if resp.StatusCode != tc.status {
-			t.Errorf("%s: %d, want %d", tc.name, resp.StatusCode, tc.status)
+		if got := postHandoffAs(t, srv.URL, tc.token, tc.body); got != tc.status {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.status)
 		}
 	}
-	g.unconfMu.Lock()
-	n := len(g.unconf)
-	g.unconfMu.Unlock()
-	if n != 0 {
+	if n := queued(g); n != 0 {
 		t.Fatalf("%d traces queued by refused handoffs", n)
 	}
 }

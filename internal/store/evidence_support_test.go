@@ -31,6 +31,28 @@ func insertAtEnd(t *testing.T, d *yjs.Doc, s string) []byte {
 	return got
 }
 
+// studentHeldBehindPeer: the teacher creates "d" (tenant t) with "Task.";
+// replicas of clients (the student's first, then the peer's, then any
+// more) open it. The student's client receives the peer's line, which the
+// server lacks, and adds a paragraph after it: its update (request
+// ws-stu) is held pending at revision 1. It returns the replicas and the
+// peer's update, not yet sent.
+func studentHeldBehindPeer(t *testing.T, e *env, clients ...uint64) ([]*yjs.Doc, []byte) {
+	t.Helper()
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "teacher", Content: "Task."})
+	reps := e.replicasOf("t", "d", clients...)
+	stu, peer := reps[0], reps[1]
+	pu := insertAtEnd(t, peer, " Peer line.")
+	if err := stu.ApplyUpdate(pu); err != nil {
+		t.Fatal(err)
+	}
+	su := insertAtEnd(t, stu, " Student paragraph.")
+	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-stu", Update: su}); r.Outcome != OutcomePending || r.Revision != 1 {
+		t.Fatalf("student's update: %+v", r)
+	}
+	return reps, pu
+}
+
 // TestEvidenceSaysSyncedForAStudentParagraphATeacherOverwrote: a
 // student's update arrives before a peer's operation it builds on, so it
 // is held pending and its ledger entry carries the revision it left (1).
@@ -43,17 +65,7 @@ func insertAtEnd(t *testing.T, d *yjs.Doc, s string) []byte {
 func TestEvidenceSaysSyncedForAStudentParagraphATeacherOverwrote(t *testing.T) {
 	e := setup(t)
 	cs := e.cohort("c", dataplane.StageLocalFirst, "t")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "teacher", Content: "Task."})
-	reps := e.replicasOf("t", "d", 100, 200)
-	stu, peer := reps[0], reps[1]
-	pu := insertAtEnd(t, peer, " Peer line.")
-	if err := stu.ApplyUpdate(pu); err != nil {
-		t.Fatal(err)
-	}
-	su := insertAtEnd(t, stu, " Student paragraph.")
-	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-stu", Update: su}); r.Outcome != OutcomePending || r.Revision != 1 {
-		t.Fatalf("student's update: %+v", r)
-	}
+	_, pu := studentHeldBehindPeer(t, e, 100, 200)
 	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "peer", Update: pu}); r.Revision != 2 {
 		t.Fatalf("peer's update: %+v", r)
 	}

@@ -21,17 +21,8 @@ import (
 func TestEvidenceOfAnUpdateThatEnteredAtOnceWhileAnotherWasHeldNamesItsOwnRevision(t *testing.T) {
 	e := setup(t)
 	cs := e.cohort("c", dataplane.StageLocalFirst, "t")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "teacher", Content: "Task."})
-	reps := e.replicasOf("t", "d", 100, 200, 300)
-	stu, peer, alice := reps[0], reps[1], reps[2]
-	pu := insertAtEnd(t, peer, " Peer line.")
-	if err := stu.ApplyUpdate(pu); err != nil {
-		t.Fatal(err)
-	}
-	su := insertAtEnd(t, stu, " Student paragraph.")
-	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu", RequestID: "ws-stu", Update: su}); r.Outcome != OutcomePending || r.Revision != 1 {
-		t.Fatalf("student's update: %+v", r)
-	}
+	reps, _ := studentHeldBehindPeer(t, e, 100, 200, 300)
+	alice := reps[2]
 	a1 := insertAtEnd(t, alice, " Alice first.")
 	if r := e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "alice", RequestID: "ws-alice-1", Update: a1}); r.Revision != 2 {
 		t.Fatalf("alice's first update: %+v", r)
