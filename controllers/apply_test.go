@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
@@ -55,4 +57,67 @@ func TestApplyingAnUnchangedManifestChangesNothing(t *testing.T) {
 		return "", nil
 	})
 	f.g.Expect(err).NotTo(HaveOccurred())
+}
+
+// TestAYawpctlEditChangesOnlyWhatItSays: `yawpctl rollout` edits sent the
+// whole rollout back with an Update, as Go writes it: the manifest's "1m"
+// and "10m" came back "1m0s" and "10m0s" and "requireApproval: false"
+// vanished, so after any approve, hold or pause the stored cohorts were no
+// longer the manifest's. Now an edit is a JSON patch of the fields it
+// changed, under yawpctl's own name in managedFields, so a server-side
+// apply of the manifest (kubectl apply --server-side, or a GitOps tool
+// using it) keeps it; and a rollout changed between the read and the write
+// is read again, not overwritten.
+func TestAYawpctlEditChangesOnlyWhatItSays(t *testing.T) {
+	f := newFixture(t)
+	sample, err := os.ReadFile(filepath.Join("..", "config", "samples", "persistence_v1alpha1_persistencerollout.yaml"))
+	f.g.Expect(err).NotTo(HaveOccurred())
+	manifest := filepath.Join(t.TempDir(), "rollout.yaml")
+	f.g.Expect(os.WriteFile(manifest, []byte(strings.ReplaceAll(string(sample), "namespace: default", "namespace: "+f.ns)), 0o600)).To(Succeed())
+	apply := func() string {
+		out, err := exec.Command(kubectlBinary(), "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", manifest).CombinedOutput()
+		f.g.Expect(err).NotTo(HaveOccurred(), string(out))
+		return strings.TrimSpace(string(out))
+	}
+	f.g.Expect(apply()).To(HaveSuffix(" serverside-applied"))
+	key := client.ObjectKey{Namespace: f.ns, Name: "demo"}
+	spec := func() map[string]any {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(persistencev1alpha1.GroupVersion.WithKind("PersistenceRollout"))
+		f.g.Expect(k8s.Get(t.Context(), key, u)).To(Succeed())
+		s, _, _ := unstructured.NestedMap(u.Object, "spec")
+		return s
+	}
+	want := spec()
+
+	// Another writer pauses the rollout after yawpctl read it and before
+	// yawpctl wrote: the write is refused and the edit decided again on
+	// what is there now.
+	calls := 0
+	msg, err := rolloutctl.Apply(t.Context(), k8s, key, func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+		calls++
+		if calls == 1 {
+			f.g.Expect(k8s.Patch(t.Context(), ro.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"paused":true}}`)))).To(Succeed())
+		}
+		return rolloutctl.SetIntent("pilot", persistencev1alpha1.IntentHold)(ro)
+	})
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(msg).To(Equal("set the intent of cohort pilot to Hold"))
+	f.g.Expect(calls).To(BeNumerically(">=", 2), "the write made on a stale read was not refused")
+
+	cohorts := want["cohorts"].([]any)
+	cohorts[0].(map[string]any)["intent"] = "Hold"
+	want["paused"] = true
+	f.g.Expect(spec()).To(Equal(want), "the spec differs from the manifest's in more than the intent yawpctl set and the pause")
+
+	// yawpctl's change is its own in managedFields, so the manifest's
+	// next server-side apply, which does not mention intent, keeps it.
+	ro := f.get("demo")
+	var owners []string
+	for _, m := range ro.ManagedFields {
+		owners = append(owners, m.Manager)
+	}
+	f.g.Expect(owners).To(ContainElement(rolloutctl.FieldOwner))
+	f.g.Expect(apply()).To(HaveSuffix(" serverside-applied"))
+	f.g.Expect(spec()).To(Equal(want))
 }

@@ -7,13 +7,18 @@ package rolloutctl
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,7 +40,19 @@ func Get(ctx context.Context, c client.Client, key client.ObjectKey, ro *persist
 	return err
 }
 
+// FieldOwner names yawpctl's edits in the rollout's managedFields.
+const FieldOwner = "yawpctl"
+
 // Apply re-reads the rollout and applies edit, retrying on conflicts.
+//
+// The edit is sent as a JSON patch of the spec fields it changed, not as
+// the whole object: an Update re-sends every field as Go writes it ("10m"
+// becomes "10m0s", a false bool vanishes), so the stored cohorts would no
+// longer be the manifest's and the next `kubectl apply` of an unchanged
+// manifest, or GitOps sync, would be a change. The patch also replaces
+// metadata.resourceVersion with the one the edit was decided on, which the
+// API server takes as a precondition: a rollout changed in between is a
+// conflict, re-read and decided again.
 func Apply(ctx context.Context, c client.Client, key client.ObjectKey, edit Edit) (string, error) {
 	var msg string
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -43,15 +60,107 @@ func Apply(ctx context.Context, c client.Client, key client.ObjectKey, edit Edit
 		if err := Get(ctx, c, key, &ro); err != nil {
 			return err
 		}
+		before := ro.DeepCopy()
 		m, err := edit(&ro)
 		if err != nil {
 			return err
 		}
 		msg = m
-		return c.Update(ctx, &ro)
+		patch, err := specPatch(before, &ro)
+		if err != nil || patch == nil {
+			return err // nil: the spec already says it, nothing to write
+		}
+		return c.Patch(ctx, &ro, client.RawPatch(types.JSONPatchType, patch), client.FieldOwner(FieldOwner))
 	})
 	return msg, err
 }
+
+// specPatch is the JSON patch (RFC 6902) that turns before's spec into
+// after's, with the resourceVersion precondition first, or nil when the
+// specs are equal. Both are compared as Go writes them, so only what the
+// edit changed differs. An edit changes values, never the length or order
+// of a list, so lists are compared element by element; a list whose length
+// changed is sent whole.
+func specPatch(before, after *persistencev1alpha1.PersistenceRollout) ([]byte, error) {
+	var b, a any
+	for _, x := range []struct {
+		spec persistencev1alpha1.PersistenceRolloutSpec
+		into *any
+	}{{before.Spec, &b}, {after.Spec, &a}} {
+		raw, err := json.Marshal(x.spec)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(raw, x.into); err != nil {
+			return nil, err
+		}
+	}
+	var ops []jsonPatchOp
+	diffJSON("/spec", b, a, &ops)
+	if len(ops) == 0 {
+		return nil, nil
+	}
+	ops = append([]jsonPatchOp{{Op: "replace", Path: "/metadata/resourceVersion", Value: before.ResourceVersion}}, ops...)
+	return json.Marshal(ops)
+}
+
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
+
+// diffJSON appends to ops what turns b into a at path. An object member
+// is set with "add", which RFC 6902 defines as replacing a member that is
+// there and adding one that is not: a field the stored object lacks (Go
+// writes it although the manifest omitted it) is no error. A member b has
+// and a lacks is one the stored object has too (Go omits only zero
+// values), so "remove" finds it.
+func diffJSON(path string, b, a any, ops *[]jsonPatchOp) {
+	switch bv := b.(type) {
+	case map[string]any:
+		if av, ok := a.(map[string]any); ok {
+			keys := make([]string, 0, len(bv)+len(av))
+			for k := range bv {
+				keys = append(keys, k)
+			}
+			for k := range av {
+				if _, ok := bv[k]; !ok {
+					keys = append(keys, k)
+				}
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				p := path + "/" + jsonPointerEscaper.Replace(k)
+				bk, inB := bv[k]
+				ak, inA := av[k]
+				switch {
+				case !inA:
+					*ops = append(*ops, jsonPatchOp{Op: "remove", Path: p})
+				case !inB:
+					*ops = append(*ops, jsonPatchOp{Op: "add", Path: p, Value: ak})
+				default:
+					diffJSON(p, bk, ak, ops)
+				}
+			}
+			return
+		}
+	case []any:
+		if av, ok := a.([]any); ok && len(av) == len(bv) {
+			for i := range bv {
+				diffJSON(path+"/"+strconv.Itoa(i), bv[i], av[i], ops)
+			}
+			return
+		}
+	}
+	if !reflect.DeepEqual(b, a) {
+		// The root is the spec, which is always there.
+		*ops = append(*ops, jsonPatchOp{Op: "replace", Path: path, Value: a})
+	}
+}
+
+// jsonPointerEscaper escapes a key for a JSON pointer (RFC 6901).
+var jsonPointerEscaper = strings.NewReplacer("~", "~0", "/", "~1")
 
 func cohort(ro *persistencev1alpha1.PersistenceRollout, name string) (*persistencev1alpha1.CohortSpec, *persistencev1alpha1.CohortStatus, error) {
 	var spec *persistencev1alpha1.CohortSpec

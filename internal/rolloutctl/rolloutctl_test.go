@@ -166,3 +166,32 @@ func TestARolloutNotFoundNamesTheNamespaceLookedIn(t *testing.T) {
 		t.Fatalf("the rollout in its own namespace: %v", err)
 	}
 }
+
+// TestAnEditIsAPatchOfWhatItChanged: the patch names the fields the edit
+// changed and nothing else, with the resourceVersion it was decided on
+// first, and an edit that changes nothing writes nothing.
+func TestAnEditIsAPatchOfWhatItChanged(t *testing.T) {
+	before := rolloutWith(1, persistencev1alpha1.CohortStatus{Stage: persistencev1alpha1.StageVerify, Attempt: 1})
+	before.ResourceVersion = "42"
+	before.Spec.Cohorts = append(before.Spec.Cohorts, persistencev1alpha1.CohortSpec{Name: "rest", Tenants: []string{"a"}, Intent: persistencev1alpha1.IntentHold})
+	after := before.DeepCopy()
+	if _, err := Approve("pilot")(after); err != nil {
+		t.Fatal(err)
+	}
+	after.Spec.Cohorts[1].Intent = ""
+	after.Spec.Cohorts[1].Tenants[0] = "x"
+	patch, err := specPatch(before, after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"replace","path":"/metadata/resourceVersion","value":"42"},` +
+		`{"op":"add","path":"/spec/cohorts/0/approvedAttempt","value":1},` +
+		`{"op":"remove","path":"/spec/cohorts/1/intent"},` +
+		`{"op":"replace","path":"/spec/cohorts/1/tenants/0","value":"x"}]`
+	if string(patch) != want {
+		t.Errorf("patch\n%s\nwant\n%s", patch, want)
+	}
+	if patch, err := specPatch(before, before.DeepCopy()); err != nil || patch != nil {
+		t.Errorf("an unchanged spec gave the patch %s, %v; want none", patch, err)
+	}
+}
