@@ -191,6 +191,18 @@ type op struct {
 	res  Result
 	err  error
 	done chan struct{}
+	// ready, if set, is told when the op is answered (SubmitEach, which
+	// knows it as its request idx).
+	ready chan<- *op
+	idx   int
+}
+
+// finish answers o: res and err are set.
+func (o *op) finish() {
+	close(o.done)
+	if o.ready != nil {
+		o.ready <- o
+	}
 }
 
 // lockKey is the advisory lock of a shard: "yawp" in the high bytes.
@@ -429,34 +441,65 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 // the wait: what was queued may still commit, as with Submit.
 func (e *Engine) SubmitAll(ctx context.Context, reqs []Request) (results []Result, errs []error) {
 	results, errs = make([]Result, len(reqs)), make([]error, len(reqs))
+	e.SubmitEach(ctx, reqs, func(i int, res Result, err error, _ bool) {
+		results[i], errs[i] = res, err
+	})
+	return results, errs
+}
+
+// SubmitEach is SubmitAll answering each request as soon as it is
+// answered, not once all are: answer(i, ...) answers reqs[i], from the
+// calling goroutine, once for every request, in the order they are
+// answered (a request whose group commits first is not held back by one
+// waiting for a row lock in another lane). more reports that further
+// answers are ready at once, so a caller writing them out can flush once
+// for all of them. A cancelled ctx answers every request still waiting
+// with ctx.Err(): it may still commit, as with Submit.
+func (e *Engine) SubmitEach(ctx context.Context, reqs []Request, answer func(i int, res Result, err error, more bool)) {
+	// Buffered for every request: a lane never waits to announce one.
+	ready := make(chan *op, len(reqs))
 	ops := make([]*op, len(reqs))
+	var failed []int
 	for i, req := range reqs {
 		if e.isFenced.Load() {
-			errs[i] = ErrFenced
+			failed = append(failed, i)
+			ops[i] = &op{err: ErrFenced}
 			continue
 		}
-		o := &op{req: req, done: make(chan struct{})}
+		o := &op{req: req, done: make(chan struct{}), ready: ready, idx: i}
 		select {
 		case e.laneOf(req.Doc).reqs <- o:
 			ops[i] = o
 		case <-ctx.Done():
-			errs[i] = ctx.Err()
+			failed, ops[i] = append(failed, i), &op{err: ctx.Err()}
 		case <-e.stop:
-			errs[i] = errors.New("store: engine closed")
+			failed, ops[i] = append(failed, i), &op{err: errors.New("store: engine closed")}
 		}
 	}
-	for i, o := range ops {
-		if o == nil {
-			continue
-		}
+	waiting := len(reqs) - len(failed)
+	for k, i := range failed {
+		answer(i, Result{}, ops[i].err, k < len(failed)-1 || len(ready) > 0)
+	}
+	answered := make([]bool, len(reqs))
+	for waiting > 0 {
 		select {
-		case <-o.done:
-			results[i], errs[i] = o.res, o.err
+		case o := <-ready:
+			answered[o.idx] = true
+			waiting--
+			answer(o.idx, o.res, o.err, len(ready) > 0)
 		case <-ctx.Done():
-			errs[i] = ctx.Err()
+			var left []int
+			for i, o := range ops {
+				if !answered[i] && o.ready != nil {
+					left = append(left, i)
+				}
+			}
+			for k, i := range left {
+				answer(i, Result{}, ctx.Err(), k < len(left)-1)
+			}
+			return
 		}
 	}
-	return results, errs
 }
 
 func (e *Engine) loop(l *lane) {
@@ -518,7 +561,7 @@ func (e *Engine) loop(l *lane) {
 			e.GatherNanos.Add(int64(time.Since(t0)))
 			e.runBatch(l, batch)
 			for _, o := range batch {
-				close(o.done)
+				o.finish()
 			}
 		}
 	}
@@ -541,7 +584,7 @@ func (e *Engine) drain(l *lane, err error) {
 		select {
 		case o := <-l.reqs:
 			o.err = err
-			close(o.done)
+			o.finish()
 		default:
 			return
 		}

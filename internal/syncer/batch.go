@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +60,22 @@ type BatchResult struct {
 	Error  *BatchError   `json:"error,omitempty"`
 }
 
+// BatchStreamType is the answer's content type when the gateway asks for
+// it (Accept): one BatchLine per request, each written as soon as that
+// request is answered, in the order they are answered. In one JSON
+// answer, a request waiting for a row lock (up to the lanes'
+// lock_timeout) held back the answers of the batch's others, committed
+// in other groups long before. A syncer of an earlier version answers
+// ApplyBatchAnswer whatever the Accept header says.
+const BatchStreamType = "application/x-ndjson"
+
+// BatchLine is one line of a streamed batch answer: the answer to
+// Requests[Index].
+type BatchLine struct {
+	Index int `json:"index"`
+	BatchResult
+}
+
 // BatchError is a refusal in a batch: what the apply endpoint would have
 // answered, its HTTP status included.
 type BatchError struct {
@@ -99,29 +117,68 @@ func serveApplyBatch(eng *store.Engine) http.HandlerFunc {
 		}
 		out := ApplyBatchAnswer{Results: make([]BatchResult, len(in.Requests))}
 		reqs, at := make([]store.Request, 0, len(in.Requests)), make([]int, 0, len(in.Requests))
+		var undecodable []int
 		for i, raw := range in.Requests {
 			var req store.Request
 			d := json.NewDecoder(bytes.NewReader(raw))
 			d.DisallowUnknownFields()
 			if err := d.Decode(&req); err != nil {
 				out.Results[i].Error = &BatchError{Status: http.StatusBadRequest, Code: store.CodeInvalidRequest, Message: "bad request body: " + err.Error()}
+				undecodable = append(undecodable, i)
 				continue
 			}
 			reqs, at = append(reqs, req), append(at, i)
 		}
-		res, errs := eng.SubmitAll(r.Context(), reqs)
-		took := time.Since(start).Seconds()
-		for j, i := range at {
-			requestDuration.WithLabelValues(requestKind(reqs[j].Kind)).Observe(took)
-			if errs[j] != nil {
-				e := errorOf(errs[j])
+		answer := func(j int, res store.Result, err error) {
+			requestDuration.WithLabelValues(requestKind(reqs[j].Kind)).Observe(time.Since(start).Seconds())
+			i := at[j]
+			if err != nil {
+				e := errorOf(err)
 				out.Results[i].Error = &BatchError{Status: e.Status, Code: e.Code, Message: e.Message}
-				continue
+				return
 			}
-			out.Results[i].Result = &res[j]
+			out.Results[i].Result = &res
 		}
-		WriteJSON(w, http.StatusOK, out)
+		if !acceptsStream(r) {
+			eng.SubmitEach(r.Context(), reqs, func(j int, res store.Result, err error, _ bool) { answer(j, res, err) })
+			WriteJSON(w, http.StatusOK, out)
+			return
+		}
+		w.Header().Set("Content-Type", BatchStreamType)
+		w.WriteHeader(http.StatusOK)
+		rc := http.NewResponseController(w)
+		enc := json.NewEncoder(w)
+		// A gateway gone mid-answer stops the writing, not the requests:
+		// SubmitEach answers each of them still, as it commits or fails.
+		var gone error
+		write := func(i int, more bool) {
+			if gone == nil {
+				gone = enc.Encode(BatchLine{Index: i, BatchResult: out.Results[i]})
+			}
+			if gone == nil && !more {
+				gone = rc.Flush()
+			}
+		}
+		for k, i := range undecodable {
+			write(i, k < len(undecodable)-1 || len(reqs) > 0)
+		}
+		eng.SubmitEach(r.Context(), reqs, func(j int, res store.Result, err error, more bool) {
+			answer(j, res, err)
+			write(at[j], more)
+		})
 	}
+}
+
+// acceptsStream reports whether r asks for a streamed batch answer.
+func acceptsStream(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(v, ",") {
+			if mt, _, _ := strings.Cut(strings.TrimSpace(part), ";"); strings.EqualFold(mt, BatchStreamType) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Batches groups a gateway's concurrent applies, per syncer. The zero
@@ -327,7 +384,23 @@ func (q *applyQueue) send(c *Client, batch []*pendingApply) {
 		})
 		defer stop()
 	}
-	status, statusText, raw, err := c.exchange(ctx, http.MethodPost, PathApplyBatch, nil, body)
+	resp, err := c.call(ctx, http.MethodPost, PathApplyBatch, nil, body, BatchStreamType+", application/json")
+	if err == nil {
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && isStream(resp) {
+			q.b.Calls.Add(1)
+			q.b.Batched.Add(int64(len(batch)))
+			q.readStream(c, resp.Body, batch)
+			return
+		}
+	}
+	var status int
+	var statusText string
+	var raw []byte
+	if err == nil {
+		status, statusText = resp.StatusCode, resp.Status
+		raw, err = c.readAnswer(PathApplyBatch, resp.Body)
+	}
 	if err == nil && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed) && !isStoreError(raw) {
 		// A syncer that does not know the endpoint (the mux's own
 		// answer, not a refusal of ours): send singly, and keep doing
@@ -355,16 +428,67 @@ func (q *applyQueue) send(c *Client, batch []*pendingApply) {
 		switch {
 		case err != nil:
 			p.err = err
-		case ans.Results[i].Error != nil:
-			e := ans.Results[i].Error
-			p.err = &store.Error{Status: e.Status, Code: e.Code, Message: e.Message}
-		case ans.Results[i].Result != nil:
-			p.res = *ans.Results[i].Result
 		default:
-			p.err = &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
-				Message: "the syncer's answer to a request is empty; it may have been applied"}
+			p.res, p.err = ans.Results[i].answer()
 		}
 		close(p.done)
+	}
+}
+
+// answer is what a batch result says: a result, or the refusal.
+func (r BatchResult) answer() (store.Result, error) {
+	switch {
+	case r.Error != nil:
+		return store.Result{}, &store.Error{Status: r.Error.Status, Code: r.Error.Code, Message: r.Error.Message}
+	case r.Result != nil:
+		return *r.Result, nil
+	}
+	return store.Result{}, &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
+		Message: "the syncer's answer to a request is empty; it may have been applied"}
+}
+
+func isStream(resp *http.Response) bool {
+	mt, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
+	return strings.EqualFold(strings.TrimSpace(mt), BatchStreamType)
+}
+
+// readStream hands each request its answer as its line arrives. A
+// request the stream ends without answering (the syncer stopped, the
+// connection broke, or a line does not read) may have been applied: it is
+// in doubt, as a call cut short is.
+func (q *applyQueue) readStream(c *Client, body io.Reader, batch []*pendingApply) {
+	answered := make([]bool, len(batch))
+	left := len(batch)
+	dec := json.NewDecoder(io.LimitReader(body, maxAnswer))
+	var cut error
+	for left > 0 {
+		var line BatchLine
+		if err := dec.Decode(&line); err != nil {
+			cut = err
+			break
+		}
+		if line.Index < 0 || line.Index >= len(batch) || answered[line.Index] {
+			cut = fmt.Errorf("answer for request %d of %d, or twice", line.Index, len(batch))
+			break
+		}
+		p := batch[line.Index]
+		p.res, p.err = line.answer()
+		answered[line.Index] = true
+		left--
+		close(p.done)
+	}
+	if left == 0 {
+		return
+	}
+	if errors.Is(cut, io.EOF) {
+		cut = io.ErrUnexpectedEOF
+	}
+	err := c.unreachable(PathApplyBatch, fmt.Sprintf("answer cut short after %d of %d requests; the others may have been applied", len(batch)-left, len(batch)), cut)
+	for i, p := range batch {
+		if !answered[i] {
+			p.err = err
+			close(p.done)
+		}
 	}
 }
 

@@ -26,10 +26,12 @@ import (
 // applies after it wait for a call and travel together.
 type batchRig struct {
 	srv      *httptest.Server
+	dsn      string
 	release  chan struct{}
 	held     atomic.Bool
 	batches  atomic.Int64 // calls reaching the batch endpoint
 	noBatch  bool         // answer the batch endpoint as a syncer without it does
+	noStream atomic.Bool  // answer batches in one JSON answer, as a syncer of the previous version does
 	direct   *Client      // no batching, nothing held
 	batching *Client      // one call in flight, then batches
 }
@@ -48,7 +50,7 @@ func newBatchRig(t *testing.T, noBatch bool) *batchRig {
 		t.Fatal(err)
 	}
 	t.Cleanup(eng.Close)
-	rig := &batchRig{release: make(chan struct{}), noBatch: noBatch}
+	rig := &batchRig{dsn: dsn, release: make(chan struct{}), noBatch: noBatch}
 	h := Handler(eng, "tok")
 	rig.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -57,6 +59,9 @@ func newBatchRig(t *testing.T, noBatch bool) *batchRig {
 			if rig.noBatch {
 				http.NotFound(w, r) // what a syncer's mux answers for a path it lacks
 				return
+			}
+			if rig.noStream.Load() {
+				r.Header.Del("Accept")
 			}
 		case PathApply:
 			if r.Header.Get("X-Direct") == "" && rig.held.CompareAndSwap(false, true) {

@@ -54,11 +54,26 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 // exchange sends one call and reads its answer: an error means no usable
 // answer (none, cut short, or over maxAnswer).
 func (c *Client) exchange(ctx context.Context, method, path string, q url.Values, body any) (status int, statusText string, raw []byte, err error) {
+	resp, err := c.call(ctx, method, path, q, body, "")
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	raw, err = c.readAnswer(path, resp.Body)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	return resp.StatusCode, resp.Status, raw, nil
+}
+
+// call sends one call (asking for accept, if not "") and returns the
+// response, whose body the caller closes.
+func (c *Client) call(ctx context.Context, method, path string, q url.Values, body any, accept string) (*http.Response, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			return 0, "", nil, err
+			return nil, err
 		}
 		rd = bytes.NewReader(b)
 	}
@@ -68,11 +83,14 @@ func (c *Client) exchange(ctx context.Context, method, path string, q url.Values
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return 0, "", nil, err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.Token)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	hc := c.HTTP
 	if hc == nil {
@@ -83,22 +101,26 @@ func (c *Client) exchange(ctx context.Context, method, path string, q url.Values
 		if ctx.Err() != nil {
 			// The caller gave up (its client disconnected, or a deadline):
 			// not the syncer's failure.
-			return 0, "", nil, inDoubt(ctx.Err())
+			return nil, inDoubt(ctx.Err())
 		}
-		return 0, "", nil, c.unreachable(path, "no answer", err)
+		return nil, c.unreachable(path, "no answer", err)
 	}
-	defer resp.Body.Close()
-	raw, err = io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
+	return resp, nil
+}
+
+// readAnswer reads an answer's body whole, up to maxAnswer.
+func (c *Client) readAnswer(path string, body io.Reader) ([]byte, error) {
+	raw, err := io.ReadAll(io.LimitReader(body, maxAnswer+1))
 	if err != nil {
-		return 0, "", nil, c.unreachable(path, "answer cut short", err)
+		return nil, c.unreachable(path, "answer cut short", err)
 	}
 	if len(raw) > maxAnswer {
 		// Not cut short silently: a truncated answer does not decode,
 		// and would read as if nothing had been done.
-		return 0, "", nil, &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
+		return nil, &store.Error{Status: http.StatusBadGateway, Code: store.CodeUnavailable,
 			Message: fmt.Sprintf("the syncer's answer is over %d MiB (the document's Yjs history is too large to send at once); the request may have been applied", maxAnswer>>20)}
 	}
-	return resp.StatusCode, resp.Status, raw, nil
+	return raw, nil
 }
 
 // inDoubt is the error for a call its caller stopped waiting for: it may
