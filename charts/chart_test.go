@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/yawp/persistence-operator/internal/contract"
 )
@@ -377,6 +379,13 @@ func TestChartRefusesBadValues(t *testing.T) {
 `,
 		want: []string{"schema", "/rollout/cohorts/0/soak"},
 	}, {
+		// The CRD allows 44 characters (the gateway's names derive from
+		// it); the schema allowed 52, and the API server refused the
+		// release.
+		name:   "rollout name too long for its gateway's names",
+		values: "rollout:\n  enabled: true\n  name: " + strings.Repeat("n", 45) + "\n  database: {existingSecret: pg}\n",
+		want:   []string{"schema", "/rollout/name"},
+	}, {
 		name:   "rollout without a database",
 		values: "rollout:\n  enabled: true\n",
 		want:   []string{"rollout.database.existingSecret", "rollout.database.dsn"},
@@ -415,6 +424,52 @@ func TestChartRefusesBadValues(t *testing.T) {
 				if !strings.Contains(out, w) {
 					t.Errorf("helm's error does not mention %q:\n%s", w, out)
 				}
+			}
+		})
+	}
+}
+
+// TestChartLogLevelIsOneTheManagerTakes: values.yaml documents logLevel as
+// debug, info, error or an integer. Every level the schema accepts must be
+// one the manager's --zap-log-level takes (a level it refuses stops the
+// manager at start, and the Deployment crash-loops), and an integer must be
+// accepted as one (helm --set and YAML give a number, not a string).
+func TestChartLogLevelIsOneTheManagerTakes(t *testing.T) {
+	helm := helmBinary(t)
+	managerTakes := func(level string) error {
+		fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var opts zap.Options
+		opts.BindFlags(fs)
+		return fs.Parse([]string{"--zap-log-level=" + level})
+	}
+	for _, set := range []string{"logLevel=info", "logLevel=debug", "logLevel=error", "logLevel=panic", "logLevel=5", "logLevel=127"} {
+		t.Run(set, func(t *testing.T) {
+			objs := helmTemplate(t, "--set", set)
+			var dep appsv1.Deployment
+			objs.one(t, "Deployment", "", &dep)
+			var level string
+			for _, arg := range dep.Spec.Template.Spec.Containers[0].Args {
+				if v, ok := strings.CutPrefix(arg, "--zap-log-level="); ok {
+					level = v
+				}
+			}
+			if err := managerTakes(level); err != nil {
+				t.Errorf("--set %s renders --zap-log-level=%s, which the manager refuses: %v", set, level, err)
+			}
+		})
+	}
+	for _, level := range []string{"dpanic", "0", "-1", "verbose"} {
+		t.Run("refused "+level, func(t *testing.T) {
+			if err := managerTakes(level); err == nil {
+				t.Fatalf("the manager takes --zap-log-level=%s; this case should not be refused", level)
+			}
+			out, err := run(t, helm, "template", releaseName, chart, "--namespace", releaseNS, "--kube-version", kubeVersion, "--set-string", "logLevel="+level)
+			if err == nil {
+				t.Fatalf("helm template accepted logLevel %q, which stops the manager at start", level)
+			}
+			if !strings.Contains(out, "/logLevel") {
+				t.Errorf("helm's error does not name logLevel:\n%s", out)
 			}
 		})
 	}

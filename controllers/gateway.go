@@ -150,11 +150,17 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	if ref := r.Spec.Database.ServiceSecretRef; ref != nil {
 		dsn = *ref // a yawp_service member: cannot disable the ledger's protection
 	}
-	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, dsn),
-		// The syncer's own memory limit (the node's allocatable memory
-		// when none is set): it sizes its Go heap to it (gotune).
-		corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
+	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, dsn))
+	if _, limited := r.Spec.Gateway.Resources.Limits[corev1.ResourceMemory]; limited {
+		// The syncer's own memory limit: it sizes its Go heap and its
+		// document cache to it (gotune). Only when there is one: without
+		// a limit the kubelet answers limits.memory with the node's
+		// allocatable memory, and a syncer told that would let its heap
+		// grow towards the whole node and cache a third of it (instead
+		// of the default collector and a 512 MiB cache).
+		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
 			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))))
+	}
 	if ref := r.Spec.Gateway.TokenSecretRef; ref != nil {
 		// The gateway verifies client tokens with the key; both containers
 		// derive the pod-internal API token from it.

@@ -8,11 +8,13 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
+	"github.com/yawp/persistence-operator/internal/contract"
 )
 
 // TestProbesTolerateStartup: the gateway and the syncer listen (and so
@@ -52,6 +54,48 @@ func TestProbesTolerateStartup(t *testing.T) {
 		if b := budget(c.LivenessProbe); b > time.Minute {
 			t.Errorf("%s: a hung process is found only after %s", *c.Name, b)
 		}
+	}
+}
+
+// TestSyncerLearnsOnlyARealMemoryLimit: the syncer sizes its collector and
+// its document cache to the memory limit it is told (gotune), and without
+// one keeps the default collector and a 512 MiB cache. A container without
+// a memory limit must not be told one: the kubelet answers a
+// resourceFieldRef to limits.memory with the node's allocatable memory,
+// and a syncer told that caches a third of the node.
+func TestSyncerLearnsOnlyARealMemoryLimit(t *testing.T) {
+	limitEnv := func(res corev1.ResourceRequirements) *corev1ac.EnvVarApplyConfiguration {
+		ro := &persistencev1alpha1.PersistenceRollout{
+			ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns"},
+			Spec: persistencev1alpha1.PersistenceRolloutSpec{
+				Gateway:  persistencev1alpha1.GatewaySpec{Image: "img", Shards: 2, Resources: res},
+				Database: persistencev1alpha1.DatabaseSpec{SecretRef: persistencev1alpha1.SecretKeyRef{Name: "db", Key: "dsn"}},
+			},
+		}
+		for _, c := range gatewayStatefulSet(ro, true).Spec.Template.Spec.Containers {
+			if *c.Name != contract.ContainerSyncer {
+				continue
+			}
+			for i := range c.Env {
+				if *c.Env[i].Name == contract.EnvMemoryLimit {
+					return &c.Env[i]
+				}
+			}
+		}
+		return nil
+	}
+	for name, res := range map[string]corev1.ResourceRequirements{
+		"no resources":     {},
+		"requests only":    {Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
+		"a cpu limit only": {Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}},
+	} {
+		if e := limitEnv(res); e != nil {
+			t.Errorf("%s: the syncer is told a memory limit (%s): the kubelet fills it in with the node's allocatable memory", name, *e.Name)
+		}
+	}
+	e := limitEnv(corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}})
+	if e == nil || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || *e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+		t.Fatalf("with a memory limit the syncer is not told it: %+v", e)
 	}
 }
 

@@ -57,6 +57,7 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	ctx := context.Background()
 	ro := f.rollout("demo", "pilot")
 	ro.Spec.Gateway.TokenSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "tokens", Key: "key"}
+	ro.Spec.Gateway.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}
 	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
 
 	var sts appsv1.StatefulSet
@@ -636,6 +637,26 @@ func TestBadManifestsAreRefused(t *testing.T) {
 				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m"), corev1.ResourceMemory: resource.MustParse("2Gi")},
 			}
 		}, "spec.gateway.resources: Invalid value: every resource request must be at most its limit"},
+		// The next four were accepted, and the gateway StatefulSet that
+		// reads them from its pods' environment was then refused at every
+		// apply (GatewayApplyFailed): no Secret can have such a name or key.
+		{"token key no Secret can hold", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.TokenSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "tokens", Key: "signing key"}
+		}, `spec.gateway.tokenSecretRef.key: Invalid value: "signing key": must be a key a Secret can hold`},
+		{"token Secret name in capitals", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.TokenSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "Tokens", Key: "key"}
+		}, `spec.gateway.tokenSecretRef.name: Invalid value: "Tokens": must be the name of a Secret`},
+		{"database Secret name with a slash", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Database.SecretRef.Name = "db/owner"
+		}, `spec.database.secretRef.name: Invalid value: "db/owner": must be the name of a Secret`},
+		{"service DSN key starting with two dots", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Database.ServiceSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "db", Key: "..service-dsn"}
+		}, `spec.database.serviceSecretRef.key: Invalid value: "..service-dsn": must be a key a Secret can hold`},
+		{"report age below the syncers' heartbeat", func(ro *persistencev1alpha1.PersistenceRollout) {
+			// Accepted, a healthy shard's report was stale between two
+			// heartbeats and every soak kept starting again.
+			ro.Spec.Gates.MaxReportAge = metav1.Duration{Duration: time.Second}
+		}, "maxReportAge must be at least 10s"},
 		{"name too long for the gateway's names", func(ro *persistencev1alpha1.PersistenceRollout) {
 			ro.Name = strings.Repeat("n", 45)
 		}, "metadata.name may have at most 44 characters: the gateway StatefulSet <name>-gateway labels its pods with <name>-gateway-<10-character revision hash>"},
@@ -656,6 +677,14 @@ func TestBadManifestsAreRefused(t *testing.T) {
 		g := NewWithT(t)
 		ro := f.rollout(strings.Repeat("n", 44), "a")
 		ro.Spec.Gateway.ImagePullPolicy = corev1.PullAlways
+		// Names and keys at the edges of what a Secret may have.
+		g.Expect(k8s.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "yawp.tokens-1"},
+			StringData: map[string]string{".Signing_key-1.v2": "k", "service..dsn": f.dsn},
+		})).To(Succeed())
+		ro.Spec.Gateway.TokenSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "yawp.tokens-1", Key: ".Signing_key-1.v2"}
+		ro.Spec.Database.ServiceSecretRef = &persistencev1alpha1.SecretKeyRef{Name: "yawp.tokens-1", Key: "service..dsn"}
+		ro.Spec.Gates.MaxReportAge = metav1.Duration{Duration: 10 * time.Second}
 		ro.Spec.Gateway.Resources = corev1.ResourceRequirements{
 			// Equal, a request without a limit, a limit without a request.
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1"), corev1.ResourceMemory: resource.MustParse("512Mi")},

@@ -181,17 +181,24 @@ type SyncerSpec struct {
 }
 
 // SecretKeyRef points at one key of a Secret in the rollout's namespace.
+// Both are checked as the API server checks them in the gateway pods'
+// environment: a name or key no Secret can have would be accepted here and
+// then refused with the gateway StatefulSet, at every apply.
 type SecretKeyRef struct {
-	// name of the Secret.
+	// name of the Secret: a DNS subdomain (lower case letters, digits,
+	// '-' and '.').
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')",message="must be the name of a Secret: lower case letters, digits, '-' and '.', starting and ending with a letter or digit"
 	Name string `json:"name"`
 
-	// key within the Secret.
+	// key within the Secret: letters, digits, '-', '_' and '.', not '.'
+	// and not starting with '..'.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && !self.startsWith('..')",message="must be a key a Secret can hold: letters, digits, '-', '_' and '.' (not '.' alone, not starting with '..')"
 	Key string `json:"key"`
 }
 
@@ -352,10 +359,13 @@ type IntegrityGates struct {
 	// A promotion waits for fresh reports, and a soak window restarts when
 	// reports go stale, or when the controller could not watch them for
 	// longer than this (it was down or cut off from the database): a soak
-	// counts only time in which fresh reports were seen.
+	// counts only time in which fresh reports were seen. At least 10s:
+	// each syncer reports every 2s, and a shorter limit would find a
+	// healthy shard's last report stale between two of them, restarting
+	// the soak again and again.
 	// +optional
 	// +kubebuilder:default="2m"
-	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxReportAge must be a positive duration"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="maxReportAge must be at least 10s: syncers report every 2s, and a shorter limit finds healthy shards' reports stale and restarts soaks without end"
 	MaxReportAge metav1.Duration `json:"maxReportAge,omitempty"`
 }
 
