@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -1116,4 +1117,49 @@ func TestRotatedSecretsRollTheGatewayPods(t *testing.T) {
 	// An unchanged Secret changes nothing: the pods are not rolled again.
 	third := versions()
 	f.g.Consistently(versions, "500ms").Should(Equal(third))
+}
+
+// TestRolloutDeleteWaitsForTheDeletionPolicy: `yawpctl rollout delete`
+// (what the chart's pre-delete hook runs, so that `helm uninstall` deletes
+// a rollout while the operator still runs) deletes the rollout, says what
+// the deletion waits for, and returns once the operator has carried out
+// the deletionPolicy; given up on before that, it names what is still
+// awaited. A rollout that is not there is deleted already.
+func TestRolloutDeleteWaitsForTheDeletionPolicy(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ro := f.rollout("undo", "pilot")
+	ro.Spec.DeletionPolicy = persistencev1alpha1.DeletionRollbackToLegacy
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	f.walkToVerify("undo", "pilot")
+	key := client.ObjectKey{Namespace: f.ns, Name: "undo"}
+
+	var said []string
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := rolloutctl.Delete(short, k8s, key, 50*time.Millisecond, func(s string) { said = append(said, s) })
+	f.g.Expect(err).To(MatchError(ContainSubstring("rollout " + f.ns + "/undo is not deleted yet")))
+	f.g.Expect(err).To(MatchError(ContainSubstring("live shards to observe epoch")))
+	f.g.Expect(said).To(ContainElement(ContainSubstring("deleting rollout " + f.ns + "/undo (deletionPolicy RollbackToLegacy)")))
+
+	// Asked again, it waits on the deletion under way; the shards observe
+	// the rollback and the rollout goes.
+	done := make(chan error, 1)
+	said = nil
+	var mu sync.Mutex
+	go func() {
+		done <- rolloutctl.Delete(ctx, k8s, key, 50*time.Millisecond, func(s string) { mu.Lock(); said = append(said, s); mu.Unlock() })
+	}()
+	f.healthyShards("undo")
+	f.g.Eventually(done).Should(Receive(BeNil()))
+	mu.Lock()
+	f.g.Expect(said).To(HaveExactElements(ContainSubstring("live shards to observe epoch"), "rollout "+f.ns+"/undo deleted"))
+	mu.Unlock()
+	states, err := f.store.Cohorts(ctx, f.ns+"/undo")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(states).To(BeEmpty(), "every cohort is back at Legacy and the rollout is forgotten")
+
+	said = nil
+	f.g.Expect(rolloutctl.Delete(ctx, k8s, key, 50*time.Millisecond, func(s string) { said = append(said, s) })).To(Succeed())
+	f.g.Expect(said).To(Equal([]string{`no PersistenceRollout "undo" in namespace "` + f.ns + `": nothing to delete`}))
 }

@@ -77,6 +77,7 @@ func newRolloutCommand() *cobra.Command {
 				}
 				return rolloutctl.PrintStatus(os.Stdout, &ro, time.Now())
 			}},
+		newRolloutDeleteCommand(connect),
 		edit("approve NAME COHORT", "Approve the flip of the cohort's current attempt, or of the retried one about to start", cobra.ExactArgs(2),
 			func(a []string) rolloutctl.Edit { return rolloutctl.Approve(a[1]) }),
 		edit("retry NAME COHORT", "Start a new attempt of a rolled-back or halted cohort", cobra.ExactArgs(2),
@@ -94,5 +95,38 @@ func newRolloutCommand() *cobra.Command {
 		edit("resume NAME", "Let the rollout move again", cobra.ExactArgs(1),
 			func([]string) rolloutctl.Edit { return rolloutctl.SetPaused(false) }),
 	)
+	return cmd
+}
+
+// newRolloutDeleteCommand is `yawpctl rollout delete`: delete a rollout and
+// wait until the operator has carried out its deletionPolicy (the chart's
+// pre-delete hook runs it, so that `helm uninstall` deletes the rollout
+// while the operator still runs).
+func newRolloutDeleteCommand(connect func() (client.Client, string, error)) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a rollout and wait until the operator has carried out its deletionPolicy",
+		Long: `Deletes the PersistenceRollout and waits until it is gone: the operator
+carries out its deletionPolicy (Retain keeps every cohort's stage and the
+gateway; RollbackToLegacy returns every cohort to Legacy first), then
+removes its finalizer. Prints what the deletion waits for as it changes.
+A rollout that is not there is not an error. Exit status 1 if it is still
+there after --timeout (the operator is not running, or the deletion is
+held: the message says why).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := connect()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			return rolloutctl.Delete(ctx, c, client.ObjectKey{Namespace: ns, Name: args[0]}, 2*time.Second, func(s string) {
+				fmt.Fprintln(cmd.OutOrStdout(), s)
+			})
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the rollout to be gone")
 	return cmd
 }

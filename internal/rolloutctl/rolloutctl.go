@@ -347,3 +347,75 @@ func orDash(s string) string {
 	}
 	return s
 }
+
+// Delete deletes the rollout at key and waits until it is gone: until the
+// operator has carried out its deletionPolicy and removed its finalizer.
+// While it waits, say is told what the rollout waits for whenever that
+// changes (status.waitingFor, or the Ready condition's message). A rollout
+// that is not there is no error: deleting is done. Waiting ends with
+// ctx, with an error naming what the rollout still waited for.
+func Delete(ctx context.Context, c client.Client, key client.ObjectKey, poll time.Duration, say func(string)) error {
+	var ro persistencev1alpha1.PersistenceRollout
+	if err := c.Get(ctx, key, &ro); apierrors.IsNotFound(err) {
+		say(fmt.Sprintf("no PersistenceRollout %q in namespace %q: nothing to delete", key.Name, key.Namespace))
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if ro.DeletionTimestamp == nil {
+		if err := c.Delete(ctx, &ro); apierrors.IsNotFound(err) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		say(fmt.Sprintf("deleting rollout %s/%s (deletionPolicy %s); waiting for the operator to carry it out", key.Namespace, key.Name, orDefault(string(ro.Spec.DeletionPolicy), string(persistencev1alpha1.DeletionRetain))))
+	}
+	last := ""
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		ro = persistencev1alpha1.PersistenceRollout{}
+		err := c.Get(ctx, key, &ro)
+		switch {
+		case apierrors.IsNotFound(err):
+			say(fmt.Sprintf("rollout %s/%s deleted", key.Namespace, key.Name))
+			return nil
+		case err == nil:
+			if w := deletionWaitsFor(&ro); w != "" && w != last {
+				say(w)
+				last = w
+			}
+		case ctx.Err() == nil:
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			why := last
+			if why == "" {
+				why = "the operator has not acted on the deletion: is it running?"
+			}
+			return fmt.Errorf("rollout %s/%s is not deleted yet (%w); it waits for: %s", key.Namespace, key.Name, ctx.Err(), why)
+		case <-t.C:
+		}
+	}
+}
+
+// deletionWaitsFor is what a rollout being deleted says it waits for.
+func deletionWaitsFor(ro *persistencev1alpha1.PersistenceRollout) string {
+	if ro.Status.WaitingFor != "" {
+		return ro.Status.WaitingFor
+	}
+	for _, c := range ro.Status.Conditions {
+		if c.Type == persistencev1alpha1.ConditionReady && c.Status != "True" && c.Message != "" {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
