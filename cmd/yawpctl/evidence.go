@@ -25,6 +25,13 @@ const (
 	envToken      = "YAWP_TOKEN"
 )
 
+// maxAnswer bounds the gateway's answer read into memory. A whole
+// document's evidence lists every ledger entry (about 1 KiB each, one per
+// Yjs update a student's editor sent), and the gateway relays a syncer's
+// answer of up to 256 MiB: a smaller bound here left a long-edited
+// document's evidence unreadable.
+const maxAnswer = 256 << 20
+
 func newEvidenceCommand() *cobra.Command {
 	var gw, token, request, client, user, since string
 	var revision int64
@@ -53,9 +60,14 @@ func newEvidenceCommand() *cobra.Command {
 			return err
 		}
 		defer resp.Body.Close()
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer+1))
 		if err != nil {
 			return err
+		}
+		if len(raw) > maxAnswer {
+			// Cut short, it would not decode ("unexpected end of JSON
+			// input"), which says nothing of why.
+			return fmt.Errorf("the gateway's answer is over %d MiB: narrow it with --since or a subject (--request, --revision, --client, --user)", maxAnswer>>20)
 		}
 		if resp.StatusCode != http.StatusOK {
 			var e store.Error
@@ -82,6 +94,18 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 					q.Set(k, v)
 				}
 			}
+			// Checked here as --revision is: a malformed value is wrong
+			// usage (exit 2), not a gateway's refusal (exit 1).
+			if client != "" {
+				if n, err := strconv.ParseUint(client, 10, 64); err != nil || n == 0 {
+					return usageError(fmt.Errorf("--client %q: a Yjs client ID, a whole number from 1", client))
+				}
+			}
+			if since != "" {
+				if _, err := time.Parse(time.RFC3339, since); err != nil {
+					return usageError(fmt.Errorf("--since %q: an RFC 3339 time such as 2026-11-27T09:00:00Z", since))
+				}
+			}
 			if cmd.Flags().Changed("revision") {
 				if revision < 1 {
 					return usageError(fmt.Errorf("--revision %d: revisions count from 1", revision))
@@ -96,51 +120,7 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 			if asJSON {
 				return printJSON(out, ev)
 			}
-			subject := ev.Subject
-			if subject == "" {
-				subject = "whole document"
-			}
-			fmt.Fprintf(out, "document %s (%s)\nverdict: %s\n  %s\n", ev.Doc, subject, ev.Verdict, ev.Proof.Summary)
-			if ev.Proof.Hash != "" {
-				fmt.Fprintf(out, "  proof: ledger entries %v, hash %s\n", ev.Proof.Entries, ev.Proof.Hash)
-			}
-			if ev.Proof.PreservedAt != "" {
-				fmt.Fprintf(out, "  preserved content: %s\n", ev.Proof.PreservedAt)
-			}
-			if ev.Proof.LastSeen != nil {
-				fmt.Fprintf(out, "  last seen: %s\n", ev.Proof.LastSeen.Format(time.RFC3339))
-			}
-			if ev.Proof.Reason != "" {
-				fmt.Fprintf(out, "  reason: %s\n", ev.Proof.Reason)
-			}
-			chain := "intact"
-			if !ev.Chain.OK {
-				chain = fmt.Sprintf("BROKEN (%d problems)", len(ev.Chain.Problems))
-			}
-			fmt.Fprintf(out, "ledger chain: %s, %d entries\n", chain, ev.Chain.Entries)
-			if ev.Chain.Receipt != "" {
-				fmt.Fprintf(out, "ledger head receipt: %s (keep it to check later that nothing up to here was removed or rewritten: yawpctl evidence verify %s --receipt ...)\n", ev.Chain.Receipt, ev.Doc)
-			}
-			if len(ev.Findings) > 1 {
-				fmt.Fprintln(out, "findings:")
-				for _, f := range ev.Findings {
-					fmt.Fprintf(out, "  %-26s %s\n", f.Verdict, f.Summary)
-				}
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tAT\tKIND\tOUTCOME\tSTAGE/EPOCH\tUSER\tREV\tREQUEST\tHASH")
-			for _, t := range ev.Timeline {
-				req := t.IdempotencyKey
-				if req == "" {
-					req = t.RequestID
-				}
-				outcome := t.Outcome
-				if t.Code != "" {
-					outcome = t.Code
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%d\t%s\t%d\t%s\t%.12s\n", t.Seq, t.At.Format(time.RFC3339), t.Kind, outcome, t.Stage, t.Epoch, t.User, t.Revision, req, t.Hash)
-			}
-			return tw.Flush()
+			return printEvidence(out, ev)
 		},
 	}
 	var receipts []string
@@ -209,6 +189,65 @@ or the document has no ledger entries; 1 the gateway could not be asked;
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full JSON answer")
 	cmd.AddCommand(verify)
 	return cmd
+}
+
+// printEvidence writes an evidence answer for people: verdict and
+// proof, the chain, the findings and the timeline.
+func printEvidence(out io.Writer, ev store.Evidence) error {
+	subject := ev.Subject
+	if subject == "" {
+		subject = "whole document"
+	}
+	fmt.Fprintf(out, "document %s (%s)\n", ev.Doc, subject)
+	if !ev.Exists {
+		// Only the JSON said so: a document deleted outside the
+		// gateway read as "synced" and nothing more.
+		fmt.Fprintln(out, "no such document for this token's school now (never created, deleted, or another school's); what follows is the ledger's record of the ID")
+	}
+	fmt.Fprintf(out, "verdict: %s\n  %s\n", ev.Verdict, ev.Proof.Summary)
+	if ev.Proof.Hash != "" {
+		fmt.Fprintf(out, "  proof: ledger entries %v, hash %s\n", ev.Proof.Entries, ev.Proof.Hash)
+	}
+	if ev.Proof.PreservedAt != "" {
+		fmt.Fprintf(out, "  preserved content: %s\n", ev.Proof.PreservedAt)
+	}
+	if ev.Proof.LastSeen != nil {
+		fmt.Fprintf(out, "  last seen: %s\n", ev.Proof.LastSeen.Format(time.RFC3339))
+	}
+	if ev.Proof.Reason != "" {
+		fmt.Fprintf(out, "  reason: %s\n", ev.Proof.Reason)
+	}
+	chain := "intact"
+	if !ev.Chain.OK {
+		chain = fmt.Sprintf("BROKEN (%d problems)", len(ev.Chain.Problems))
+	}
+	fmt.Fprintf(out, "ledger chain: %s, %d entries\n", chain, ev.Chain.Entries)
+	if ev.Chain.Receipt != "" && ev.Chain.OK {
+		// Not of a broken chain: the receipt would vouch for a ledger
+		// already altered, and one recomputed from altered entries is
+		// a mismatch from the start (evidence verify prints none either).
+		fmt.Fprintf(out, "ledger head receipt: %s (keep it to check later that nothing up to here was removed or rewritten: yawpctl evidence verify %s --receipt ...)\n", ev.Chain.Receipt, ev.Doc)
+	}
+	if len(ev.Findings) > 1 {
+		fmt.Fprintln(out, "findings:")
+		for _, f := range ev.Findings {
+			fmt.Fprintf(out, "  %-26s %s\n", f.Verdict, f.Summary)
+		}
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tAT\tKIND\tOUTCOME\tSTAGE/EPOCH\tUSER\tREV\tREQUEST\tHASH")
+	for _, t := range ev.Timeline {
+		req := t.IdempotencyKey
+		if req == "" {
+			req = t.RequestID
+		}
+		outcome := t.Outcome
+		if t.Code != "" {
+			outcome = t.Code
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%d\t%s\t%d\t%s\t%.12s\n", t.Seq, t.At.Format(time.RFC3339), t.Kind, outcome, t.Stage, t.Epoch, t.User, t.Revision, req, t.Hash)
+	}
+	return tw.Flush()
 }
 
 func printVerify(out io.Writer, rep store.VerifyReport) {

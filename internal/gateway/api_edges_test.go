@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -121,6 +122,27 @@ func TestRevisionPastInt64IsNotFound(t *testing.T) {
 	for _, p := range []string{"/v1/documents/doc/revisions/99999999999999999999", "/v1/documents/doc/preserved/99999999999999999999"} {
 		if r := f.do("GET", p, alice, nil); r.status != http.StatusNotFound {
 			t.Errorf("GET %s: %d %.120s, want 404 not_found", p, r.status, r.raw)
+		}
+	}
+}
+
+// TestVerifyRefusesAReceiptItCannotParse: evidence/verify read its query
+// leniently, so a receipt in a pair url.Values cannot parse (a stray
+// '%', a ';' between receipts) was dropped without a word and the answer
+// was "ok": true for a chain whose receipt was never checked, here one
+// for an entry the ledger does not have (missing, when it is read).
+func TestVerifyRefusesAReceiptItCannotParse(t *testing.T) {
+	f := setup(t)
+	alice := token(t, "school-a", "alice", time.Hour, false)
+	op := token(t, "school-a", "support", time.Hour, true)
+	f.create(alice, "doc", "v1")
+	missing := "9:" + strings.Repeat("ab", 32)
+	if r := f.do("GET", "/v1/documents/doc/evidence/verify?receipt="+missing, op, nil); r.status != http.StatusOK || r.body["ok"] != false {
+		t.Fatalf("a receipt for entry 9 of a 1-entry ledger: %d %.200s, want ok false", r.status, r.raw)
+	}
+	for _, q := range []string{"receipt=" + missing + "%zz", "receipt=1:" + strings.Repeat("ab", 32) + ";receipt=" + missing} {
+		if r := f.do("GET", "/v1/documents/doc/evidence/verify?"+q, op, nil); r.status != http.StatusBadRequest || r.body["code"] != "invalid_request" {
+			t.Errorf("GET evidence/verify?%s: %d %.200s, want 400 invalid_request", q, r.status, r.raw)
 		}
 	}
 }

@@ -93,6 +93,12 @@ func Load(path string) (*Trace, error) {
 	if err := json.NewDecoder(r).Decode(&t); err != nil {
 		return nil, fmt.Errorf("trace %s: %w", path, err)
 	}
+	if t.Txns == nil {
+		// Any JSON object decodes (an evidence answer, a config file),
+		// and a trace of nothing matches its empty endContent: the
+		// replay's check would pass a file that is no trace at all.
+		return nil, fmt.Errorf("trace %s: not an editing trace (no \"txns\")", path)
+	}
 	if t.Concurrent() && t.NumAgents < 1 {
 		return nil, fmt.Errorf("trace %s: concurrent trace without numAgents", path)
 	}

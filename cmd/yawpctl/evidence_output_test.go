@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// evidenceCLI runs yawpctl with args against a gateway answering every
+// request with status and body, and returns what it printed and its error.
+func evidenceCLI(t *testing.T, status int, body string, args ...string) (string, error) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	cmd := newRootCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(append(args, "--gateway", srv.URL, "--token", "t"))
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestEvidenceOfALongEditedDocumentIsRead: a whole document's evidence
+// lists every ledger entry, one per Yjs update a student's editor sent
+// (about 1 KiB each). yawpctl read at most 64 MiB of the answer, so the
+// evidence of a document edited in some 70,000 updates, which the
+// gateway serves, failed with "unexpected end of JSON input".
+func TestEvidenceOfALongEditedDocumentIsRead(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"doc":"essay-1","exists":true,"verdict":"synced","proof":{"verdict":"synced","summary":"committed as revision 70000"},` +
+		`"findings":[],"chain":{"doc":"essay-1","ok":true,"entries":70000,"problems":[]},"timeline":[`)
+	pad := strings.Repeat("0", 900)
+	for i := 1; i <= 70000; i++ {
+		if i > 1 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"doc":"essay-1","seq":%d,"kind":"committed","at":"2026-11-27T10:00:00Z","tenant":"s","epoch":1,"shard":0,"shard_epoch":1,"revision":%d,"update_sha256":"%s","hash":"h","prev_hash":"p"}`, i, i, pad)
+	}
+	b.WriteString(`]}`)
+	if b.Len() <= 64<<20 {
+		t.Fatalf("the answer is only %d bytes", b.Len())
+	}
+	out, err := evidenceCLI(t, http.StatusOK, b.String(), "evidence", "essay-1")
+	if err != nil {
+		t.Fatalf("evidence of a %d MiB answer: %v", b.Len()>>20, err)
+	}
+	if !strings.Contains(out, "verdict: synced") || !strings.Contains(out, "\n70000 ") {
+		t.Errorf("evidence of a %d MiB answer printed:\n%.400s", b.Len()>>20, out)
+	}
+}
+
+// TestEvidenceSaysTheDocumentIsGone: a document deleted outside the
+// gateway (the legacy application, during a rollback) answers exists
+// false with the ledger's verdict, "synced", until the syncer notices the
+// deletion. Only the JSON said exists false: the text support reads said
+// "verdict: synced" and nothing else, while a read of the document
+// answers not_found.
+func TestEvidenceSaysTheDocumentIsGone(t *testing.T) {
+	out, err := evidenceCLI(t, http.StatusOK, `{"doc":"essay-1","exists":false,"verdict":"synced",`+
+		`"proof":{"verdict":"synced","summary":"committed as revision 3 under stage DualWrite epoch 1"},"findings":[],`+
+		`"chain":{"doc":"essay-1","ok":true,"entries":3,"problems":[]},"timeline":[]}`, "evidence", "essay-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "no such document") {
+		t.Errorf("evidence of a document that does not exist printed:\n%s", out)
+	}
+	out, err = evidenceCLI(t, http.StatusOK, `{"doc":"essay-1","exists":true,"verdict":"synced",`+
+		`"proof":{"verdict":"synced","summary":"committed"},"findings":[],"chain":{"doc":"essay-1","ok":true,"entries":1,"problems":[]},"timeline":[]}`,
+		"evidence", "essay-1")
+	if err != nil || strings.Contains(out, "no such document") {
+		t.Errorf("evidence of an existing document: %v\n%s", err, out)
+	}
+}
+
+// TestEvidenceOfABrokenChainOffersNoReceiptToKeep: with the chain
+// BROKEN, yawpctl evidence still told support to keep the head's receipt
+// "to check later that nothing up to here was removed or rewritten": its
+// stored hash is not what the entries recompute to, so evidence verify
+// --receipt reports it a mismatch forever after (evidence verify itself
+// prints no receipt for a chain that failed).
+func TestEvidenceOfABrokenChainOffersNoReceiptToKeep(t *testing.T) {
+	out, err := evidenceCLI(t, http.StatusOK, `{"doc":"essay-1","exists":true,"verdict":"synced",`+
+		`"proof":{"verdict":"synced","summary":"committed"},"findings":[],`+
+		`"chain":{"doc":"essay-1","ok":false,"entries":3,"receipt":"3:`+hash64+`","problems":[{"seq":2,"problem":"hash mismatch"}]},"timeline":[]}`,
+		"evidence", "essay-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "BROKEN") || strings.Contains(out, hash64) {
+		t.Errorf("evidence of a broken chain printed:\n%s", out)
+	}
+}
+
+// TestMalformedClientOrSinceIsWrongUsage: --revision 0 is wrong usage
+// (exit 2), but a malformed --client or --since was sent to the gateway,
+// whose 400 made it exit 1, "could not do its work", as if the gateway
+// were at fault.
+func TestMalformedClientOrSinceIsWrongUsage(t *testing.T) {
+	asked := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = true
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"code":"invalid_request","message":"malformed"}`))
+	}))
+	defer srv.Close()
+	for _, flag := range [][]string{{"--client", "0"}, {"--client", "abc"}, {"--client", "-5"}, {"--since", "yesterday"}, {"--since", "2026-11-27"}} {
+		asked = false
+		args := append([]string{"evidence", "essay-1", "--gateway", srv.URL, "--token", "t"}, flag...)
+		if got := run(args); got != exitUsage || asked {
+			t.Errorf("yawpctl %q exited %d (gateway asked: %v), want %d without asking", args, got, asked, exitUsage)
+		}
+	}
+}
