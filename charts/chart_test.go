@@ -631,17 +631,29 @@ func assertManagerRules(t *testing.T, rules []rbacv1.PolicyRule) {
 	t.Helper()
 	for _, want := range []struct{ group, resource, verb string }{
 		{"persistence.yawp.dev", "persistencerollouts", "watch"},
-		{"persistence.yawp.dev", "persistencerollouts", "update"},
-		{"persistence.yawp.dev", "persistencerollouts/status", "update"},
+		{"persistence.yawp.dev", "persistencerollouts", "patch"},
+		{"persistence.yawp.dev", "persistencerollouts/status", "patch"},
 		{"persistence.yawp.dev", "persistencerollouts/finalizers", "update"},
 		{"apps", "statefulsets", "create"},
-		{"apps", "statefulsets", "update"},
+		{"apps", "statefulsets", "patch"},
 		{"apps", "statefulsets", "watch"},
 		{"", "services", "create"},
 		{"", "secrets", "get"},
 	} {
 		if !allows(rules, want.group, want.resource, want.verb) {
 			t.Errorf("manager role does not allow %s on %s (group %q)", want.verb, want.resource, want.group)
+		}
+	}
+	// The controller writes by patch and server-side apply only, and lets
+	// garbage collection remove a gateway (the controllers suite runs it
+	// under this role).
+	for _, res := range []struct{ group, resource string }{
+		{"persistence.yawp.dev", "persistencerollouts"}, {"persistence.yawp.dev", "persistencerollouts/status"}, {"apps", "statefulsets"}, {"", "services"},
+	} {
+		for _, verb := range []string{"update", "delete"} {
+			if allows(rules, res.group, res.resource, verb) {
+				t.Errorf("manager role allows %s on %s (group %q), which the controller never does", verb, res.resource, res.group)
+			}
 		}
 	}
 	if !allows(rules, "events.k8s.io", "events", "create") && !allows(rules, "", "events", "create") {

@@ -125,6 +125,10 @@ func TestChartDeletesTheRolloutBeforeUninstallWhenNotKept(t *testing.T) {
 	if out, err := runWith(t, adminConfig, kubectl, "get", "persistencerollout", "demo", "-n", releaseNS); err == nil || !strings.Contains(out, "NotFound") {
 		t.Errorf("after the hook the rollout is still there: %v\n%s", err, out)
 	}
+	// The hook may delete that one rollout and nothing else.
+	if out, err := runWith(t, hookConfig, kubectl, "delete", "persistencerollout", "another", "-n", releaseNS); err == nil || !strings.Contains(out, "Forbidden") {
+		t.Errorf("the hook's service account may delete another rollout: %v\n%s", err, out)
+	}
 	// Run again (a hook retried), it has nothing left to do.
 	if out, err := runWith(t, hookConfig, yawpctl, command[1:]...); err != nil || !strings.Contains(out, "nothing to delete") {
 		t.Errorf("the hook run again: %v\n%s", err, out)

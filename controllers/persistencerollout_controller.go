@@ -104,11 +104,15 @@ func (r *PersistenceRolloutReconciler) schoolsOutside(ctx context.Context, key s
 	return n, sample, nil
 }
 
-// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/status,verbs=get;update;patch
+// The controller writes with patches and server-side apply only (never an
+// Update or a Delete: a rollout's gateway goes by garbage collection), so
+// its role grants no update or delete; the controllers suite runs the
+// manager under the generated role.
+// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/status,verbs=patch
 // +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch

@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -119,7 +121,15 @@ func runSuite(m *testing.M) int {
 		return 1
 	}
 
-	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{Scheme: scheme, Client: ManagerClientOptions(), Metrics: metricsserver.Options{BindAddress: "0"}})
+	// The manager runs with no more rights than the role the chart and
+	// config/rbac give it (generated from the controller's RBAC markers):
+	// a verb the controller needs and the role lacks fails the suite.
+	managerConfig, err := asManagerServiceAccount(context.Background(), k8s, restConfig)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "manager role:", err)
+		return 1
+	}
+	mgr, err := ctrl.NewManager(managerConfig, ctrl.Options{Scheme: scheme, Client: ManagerClientOptions(), Metrics: metricsserver.Options{BindAddress: "0"}})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
@@ -180,6 +190,34 @@ func (c laggingCache) Get(ctx context.Context, key client.ObjectKey, obj client.
 		}
 	}
 	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// asManagerServiceAccount binds the generated manager role
+// (config/rbac/role.yaml) to the manager's service account and returns cfg
+// impersonating it.
+func asManagerServiceAccount(ctx context.Context, c client.Client, cfg *rest.Config) (*rest.Config, error) {
+	raw, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict(raw, &role); err != nil {
+		return nil, fmt.Errorf("role.yaml: %w", err)
+	}
+	const ns, sa = "persistence-operator-system", "persistence-operator-controller-manager"
+	if err := c.Create(ctx, &role); err != nil {
+		return nil, err
+	}
+	if err := c.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "manager-rolebinding"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: ns}},
+	}); err != nil {
+		return nil, err
+	}
+	out := rest.CopyConfig(cfg)
+	out.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + sa}
+	return out, nil
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
