@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -171,8 +172,8 @@ func (r *PersistenceRolloutReconciler) abandonRollback(ctx context.Context, ro *
 // deletion of its namespace, where nothing new may be created) stays gone,
 // and the rollout's deletion goes on.
 func (r *PersistenceRolloutReconciler) orphanGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
-	objs := []client.Object{&appsv1.StatefulSet{}}
-	names := []string{gatewayName(ro)}
+	objs := []client.Object{&appsv1.StatefulSet{}, &policyv1.PodDisruptionBudget{}}
+	names := []string{gatewayName(ro), gatewayName(ro)}
 	for _, svc := range gatewayServices(ro, false) {
 		objs, names = append(objs, &corev1.Service{}), append(names, *svc.Name)
 	}

@@ -6,10 +6,12 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -284,4 +286,23 @@ func gatewayServices(r *persistencev1alpha1.PersistenceRollout, owned bool) []*c
 		client.WithOwnerReferences(ownerRef(r))
 	}
 	return []*corev1ac.ServiceApplyConfiguration{headless, client}
+}
+
+// gatewayDisruptionBudget lets a voluntary disruption (a node drain, a
+// cluster upgrade) take at most one gateway pod at a time. Without it a
+// drain of the node holding them evicted every shard at once: no student's
+// save was accepted anywhere until the pods came back. A pod that is not
+// ready may always be evicted (it serves nobody), so a crash-looping shard
+// never blocks a drain.
+func gatewayDisruptionBudget(r *persistencev1alpha1.PersistenceRollout, owned bool) *policyv1ac.PodDisruptionBudgetApplyConfiguration {
+	pdb := policyv1ac.PodDisruptionBudget(gatewayName(r), r.Namespace).
+		WithLabels(gatewayLabels(r)).
+		WithSpec(policyv1ac.PodDisruptionBudgetSpec().
+			WithMaxUnavailable(intstr.FromInt32(1)).
+			WithUnhealthyPodEvictionPolicy(policyv1.AlwaysAllow).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(r))))
+	if owned {
+		pdb.WithOwnerReferences(ownerRef(r))
+	}
+	return pdb
 }

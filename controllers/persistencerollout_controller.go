@@ -23,6 +23,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -113,6 +114,7 @@ func (r *PersistenceRolloutReconciler) schoolsOutside(ctx context.Context, key s
 // +kubebuilder:rbac:groups=persistence.yawp.dev,resources=persistencerollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -575,6 +577,9 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 			return gatewayPods{}, fmt.Errorf("apply service %s: %w", *svc.Name, err)
 		}
 	}
+	if err := r.Apply(ctx, gatewayDisruptionBudget(ro, owned), FieldOwner, client.ForceOwnership); err != nil {
+		return gatewayPods{}, fmt.Errorf("apply gateway pod disruption budget: %w", err)
+	}
 	sts, err := statefulSetOf(applied)
 	if err != nil {
 		return gatewayPods{}, fmt.Errorf("read the applied gateway statefulset: %w", err)
@@ -690,6 +695,7 @@ func (r *PersistenceRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error 
 		For(&persistencev1alpha1.PersistenceRollout{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Named("persistencerollout").
 		Complete(r)
 }

@@ -15,10 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -125,6 +127,24 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		var svc corev1.Service
 		f.g.Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: name}, &svc) }).Should(Succeed())
 	}
+	// A node drain takes one gateway pod at a time, never every shard.
+	var pdb policyv1.PodDisruptionBudget
+	f.g.Eventually(func() error { return k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &pdb) }).Should(Succeed())
+	f.g.Expect(pdb.Spec.MaxUnavailable).To(Equal(ptr.To(intstr.FromInt32(1))))
+	f.g.Expect(pdb.Spec.Selector.MatchLabels).To(Equal(sts.Spec.Selector.MatchLabels))
+	f.g.Expect(metav1.IsControlledBy(&pdb, f.get("demo"))).To(BeTrue())
+	// Removed by hand, it is back.
+	f.g.Expect(k8s.Delete(ctx, &pdb)).To(Succeed())
+	f.g.Eventually(func() error {
+		var again policyv1.PodDisruptionBudget
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &again); err != nil {
+			return err
+		}
+		if again.UID == pdb.UID {
+			return fmt.Errorf("not deleted yet")
+		}
+		return nil
+	}).Should(Succeed())
 
 	// The platform team tunes the syncers: the pod template carries it.
 	syncerEnv := func() map[string]string {
@@ -551,6 +571,9 @@ func TestDeletionRetainKeepsStagesAndGateway(t *testing.T) {
 	var svc corev1.Service
 	f.g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "keep-gateway"}, &svc)).To(Succeed())
 	f.g.Expect(svc.OwnerReferences).To(BeEmpty())
+	var pdb policyv1.PodDisruptionBudget
+	f.g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "keep-gateway"}, &pdb)).To(Succeed())
+	f.g.Expect(pdb.OwnerReferences).To(BeEmpty())
 
 	// Re-created with the same name, the rollout adopts the recorded stage.
 	f.g.Expect(k8s.Create(ctx, f.rollout("keep", "pilot"))).To(Succeed())
