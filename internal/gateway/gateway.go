@@ -119,6 +119,9 @@ type Gateway struct {
 	// expiredRefusals coalesces the records of expired tokens' refusals
 	// past their user's limit.
 	expiredRefusals refusalLimiter
+	// syncRefusals coalesces the records of a user's sync connections
+	// and messages refused past their user's limit.
+	syncRefusals refusalLimiter
 }
 
 // New returns a gateway.
@@ -153,7 +156,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: tr}
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, unauth: refusalLimiter{what: "unauthenticated"}, limited: refusalLimiter{what: "rate-limited"},
-		expiredRefusals: refusalLimiter{what: "expired-token"}}
+		expiredRefusals: refusalLimiter{what: "expired-token"}, syncRefusals: refusalLimiter{what: "sync"}}
 	if cfg.SpoolDir != "" {
 		if err := g.loadSpool(); err != nil {
 			return nil, err

@@ -180,6 +180,12 @@ func (b *SyncBackend) mapErr(s syncws.Session, err error) error {
 // AnnounceStateVector implements syncws.Backend: the syncer's sync step 1
 // records sv in the ledger and answers from committed state.
 func (b *SyncBackend) AnnounceStateVector(ctx context.Context, s syncws.Session, sv []byte) error {
+	if len(sv) > contract.MaxStateVectorBytes {
+		// The syncer's limit; refused here (and recorded by the Hub's
+		// Reject), as ApplyUpdate does: the syncer's request check
+		// records nothing, and its refusal left no trace in the ledger.
+		return fmt.Errorf("%w: state vector is %d bytes, the limit is %d", syncws.ErrTooLarge, len(sv), contract.MaxStateVectorBytes)
+	}
 	c, err := b.g.syncerFor(s.DocID)
 	if err != nil {
 		return err
@@ -299,9 +305,23 @@ func (b *SyncBackend) Reject(ctx context.Context, s syncws.Session, code int, re
 		return
 	}
 	tenant, user := s.Tenant, s.User
-	if tenant == "" {
+	now := b.g.cfg.Now()
+	switch {
+	case tenant == "":
 		tenant, user = unauthenticated, ""
-		ok, note := b.g.unauth.admit(s.DocID, b.g.cfg.Now())
+		ok, note := b.g.unauth.admit(s.DocID, now)
+		if !ok {
+			return
+		}
+		reason += note
+	case !b.g.users.allow(tenant, user, now):
+		// Each refusal ends its connection, and connections are not
+		// rate-limited: one token (another school's, whose refusals go
+		// on the owner's document) wrote a ledger row per connection as
+		// fast as it could connect. They count against the user's
+		// budget, as the REST API's refusals do; past it they are
+		// recorded a few per document, then counted.
+		ok, note := b.g.syncRefusals.admit(tenant+"\x00"+s.DocID, now)
 		if !ok {
 			return
 		}

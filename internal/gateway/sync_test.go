@@ -45,6 +45,13 @@ func setupSync(t *testing.T) *syncFixture { t.Helper(); return setupSyncWrapped(
 // setupSyncWrapped is setupSync with each syncer's handler wrapped by wrap.
 func setupSyncWrapped(t *testing.T, wrap func(http.Handler) http.Handler) *syncFixture {
 	t.Helper()
+	return setupSyncClock(t, wrap, nil)
+}
+
+// setupSyncClock is setupSyncWrapped with the gateways' clock now (nil:
+// the real one).
+func setupSyncClock(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time) *syncFixture {
+	t.Helper()
 	itok := auth.InternalToken(key)
 	base, syncers := startSyncers(t, wrap)
 	f := &syncFixture{fixture: base}
@@ -64,7 +71,7 @@ func setupSyncWrapped(t *testing.T, wrap func(http.Handler) http.Handler) *syncF
 	// gateway i.
 	f.start = func(i int) {
 		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: f.gws, TokenKey: key, InternalToken: itok,
-			Logger: slog.New(slog.DiscardHandler), Metrics: f.metrics[i]})
+			Logger: slog.New(slog.DiscardHandler), Metrics: f.metrics[i], Now: now})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
 
@@ -145,5 +147,88 @@ func TestAwarenessClientsOfAConnectionAreBounded(t *testing.T) {
 	s.hub.mu.Unlock()
 	if n < 0 || n > 1024 {
 		t.Fatalf("one connection remembers %d awareness clients after naming %d", n, perMsg*msgs)
+	}
+}
+
+// bigDocument makes doc a document of tenant's holding about size bytes
+// of text, written by a client of tok that reads what it is sent.
+func bigDocument(t *testing.T, s *testServer, tok, doc string, size int) {
+	t.Helper()
+	src := yjs.NewDoc(yjs.Options{ClientID: 7})
+	if err := src.GetText(contract.YjsTextName).Insert(0, strings.Repeat("essay ", size/6), nil); err != nil {
+		t.Fatal(err)
+	}
+	w := dial(t, s.wsURL(doc)+"?token="+tok, nil)
+	drain(w)
+	if err := w.send(yprotocol.EncodeUpdate(src.EncodeStateAsUpdate(nil))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the document", func() bool { return len(s.be.Text(doc)) >= size/6*6 })
+}
+
+// TestSyncStep1OfANonReaderIsBounded: every sync step 1 (a few bytes) is
+// answered with everything the server holds beyond the client's state
+// vector: for an empty one, the whole document. A client that sent step
+// 1s and did not read made the hub hold one copy per message until the
+// write timeout (200 messages of 4 bytes: +400 MiB for a 2 MiB document;
+// a user may hold 32 connections). A step 1 whose answer is held in an
+// answer still queued for the client is not answered again.
+func TestSyncStep1OfANonReaderIsBounded(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	tok := token(t, "school-a", "mallory")
+	const size = 2 << 20
+	bigDocument(t, s, tok, "big", size)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, s.wsURL("big")+"?token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ws.CloseNow() }()
+	before := heapInUse()
+	const step1s = 200 // of the user's burst of 400
+	for range step1s {
+		if err := ws.Write(ctx, websocket.MessageBinary, yprotocol.EncodeSyncStep1([]byte{0})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The hub answers in order: once the announcements are all in, the
+	// answers are queued.
+	waitFor(t, "the step 1s processed", func() bool { return len(s.be.Announcements()) >= step1s })
+	grown := int64(heapInUse()) - int64(before)
+	t.Logf("%d sync step 1s (%d bytes sent) -> hub heap %+d MiB", step1s, step1s*4, grown>>20)
+	if grown > 16*size {
+		t.Fatalf("AMPLIFICATION: %d sync step 1s of 4 bytes made the hub hold %d MiB (a document of %d MiB)", step1s, grown>>20, size>>20)
+	}
+}
+
+// TestSyncStep1NotHeldInAQueuedAnswerIsAnswered: a step 1 whose state
+// vector lacks what an answer still queued for the client left out (the
+// client holds less than it said before) is answered, whether or not the
+// earlier answer has been read.
+func TestSyncStep1NotHeldInAQueuedAnswerIsAnswered(t *testing.T) {
+	s := newTestServer(t, Limits{})
+	tok := token(t, "school-a", "ada")
+	bigDocument(t, s, tok, "essay", 1<<20)
+	c := dial(t, s.wsURL("essay")+"?token="+tok, nil)
+	full := yjs.EncodeStateVector(s.be.StateVector("essay"))
+	for _, sv := range [][]byte{full, full, {0}} {
+		if err := c.send(yprotocol.EncodeSyncStep1(sv)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The answers to the first two hold nothing (the second may go
+	// unanswered: the first's holds all it lacks); the third's must hold
+	// the document.
+	want := s.be.Text("essay")
+	for {
+		m := c.nextOf(yprotocol.MessageSync, yprotocol.SyncStep2)
+		d := yjs.NewDoc(yjs.Options{ClientID: 9})
+		if err := d.ApplyUpdate(m.Payload); err != nil {
+			t.Fatal(err)
+		}
+		if d.GetText(contract.YjsTextName).String() == want {
+			return
+		}
 	}
 }

@@ -601,6 +601,8 @@ type conn struct {
 
 	send      chan outMsg
 	snapshots atomic.Int32  // awareness snapshots in send (see answerQuery)
+	answers   atomic.Int32  // sync step 2 answers in send (see answerStep1)
+	answered  step1Answer   // the last step 1 answered (read and set by run's goroutine only)
 	closing   chan struct{} // closed once: stop writing after the queue (or at once when aborted)
 	writerOut chan struct{}
 	closeOnce sync.Once
@@ -622,11 +624,35 @@ type conn struct {
 	claimedDoc bool // an update of this connection created its document (read and set by run's goroutine only)
 }
 
-// outMsg is a message waiting to be written; snapshot marks a copy of
-// the room's awareness states.
+// outMsg is a message waiting to be written; queued, if set, counts the
+// messages of its kind in send (a copy of the room's awareness states, a
+// sync step 2 answer).
 type outMsg struct {
-	b        []byte
-	snapshot bool
+	b      []byte
+	queued *atomic.Int32
+}
+
+// step1Answer is what a sync step 1 was answered from: the client's state
+// vector and the server's (ok: both known), with the update of
+// everything the server held beyond the client's.
+type step1Answer struct {
+	client, server yjs.StateVector
+	ok             bool
+}
+
+// covers reports whether the answer a holds everything the server held
+// then beyond state vector sv: for every client of the server, sv reaches
+// at least as far as the client's did.
+func (a step1Answer) covers(sv yjs.StateVector) bool {
+	if !a.ok {
+		return false
+	}
+	for client, clock := range a.server {
+		if min(sv[client], clock) < min(a.client[client], clock) {
+			return false
+		}
+	}
+	return true
 }
 
 // enqueue queues msg without blocking; a full queue closes the client.
@@ -638,14 +664,14 @@ func (c *conn) enqueueMsg(m outMsg) {
 		return
 	default:
 	}
-	if m.snapshot {
-		c.snapshots.Add(1)
+	if m.queued != nil {
+		m.queued.Add(1)
 	}
 	select {
 	case c.send <- m:
 	default:
-		if m.snapshot {
-			c.snapshots.Add(-1)
+		if m.queued != nil {
+			m.queued.Add(-1)
 		}
 		c.finish(contract.CloseTooSlow, "client too slow: send queue full", true)
 	}
@@ -660,7 +686,24 @@ func (c *conn) answerQuery() {
 	if c.snapshots.Load() > 0 {
 		return
 	}
-	c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(c.roomAwareness())), snapshot: true})
+	c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(c.roomAwareness())), queued: &c.snapshots})
+}
+
+// answerStep1 queues the answer to a sync step 1 from state vector sv
+// (update: what the client lacks; serverSV: the server's state vector),
+// unless one the client has not read yet is queued already and holds all
+// of it: what was committed since reaches the client as relayed updates
+// anyway. An answer is the whole document for a new client (megabytes);
+// a client sending step 1s (a few bytes each) and not reading made the
+// hub hold one copy per message until the write timeout.
+func (c *conn) answerStep1(sv yjs.StateVector, update, serverSV []byte) {
+	if c.answers.Load() > 0 && c.answered.covers(sv) {
+		return
+	}
+	server, err := yjs.DecodeStateVector(serverSV)
+	c.answered = step1Answer{client: sv, server: server, ok: err == nil}
+	c.enqueueMsg(outMsg{b: yprotocol.EncodeSyncStep2(update), queued: &c.answers})
+	c.enqueue(yprotocol.EncodeSyncStep1(serverSV))
 }
 
 // roomAwareness is a copy of the awareness states the room remembers.
@@ -702,8 +745,8 @@ func (c *conn) stop(code int, reason string) {
 func (c *conn) writer(ctx context.Context) {
 	defer close(c.writerOut)
 	write := func(m outMsg) bool {
-		if m.snapshot {
-			defer c.snapshots.Add(-1)
+		if m.queued != nil {
+			defer m.queued.Add(-1)
 		}
 		wctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
 		defer cancel()
@@ -805,7 +848,7 @@ func (c *conn) run(ctx context.Context, protocol string) {
 	// Greet with the room's current awareness states, as y-websocket's
 	// server does.
 	if states := c.roomAwareness(); len(states) > 0 {
-		c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)), snapshot: true})
+		c.enqueueMsg(outMsg{b: yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(states)), queued: &c.snapshots})
 	}
 	for {
 		msg, ref := c.read(ctx)
@@ -884,18 +927,18 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			if !c.updates.wait(ctx, c.hub.lim.RateWait) {
 				return refuse(contract.CloseRateLimited, "sync rate over %g/s for this user", c.hub.lim.UpdatesPerSecond)
 			}
-			if _, err := yjs.DecodeStateVector(m.Payload); err != nil {
+			sv, err := yjs.DecodeStateVector(m.Payload)
+			if err != nil {
 				return refuse(contract.CloseMalformed, "sync step 1: bad state vector: %v", err)
 			}
 			if err := be.AnnounceStateVector(ctx, c.s, m.Payload); err != nil {
 				return c.backendRefusal("announce state vector", err)
 			}
-			update, sv, err := be.SyncStep1(ctx, c.s, m.Payload)
+			update, serverSV, err := be.SyncStep1(ctx, c.s, m.Payload)
 			if err != nil {
 				return c.backendRefusal("sync step 1", err)
 			}
-			c.enqueue(yprotocol.EncodeSyncStep2(update))
-			c.enqueue(yprotocol.EncodeSyncStep1(sv))
+			c.answerStep1(sv, update, serverSV)
 		case yprotocol.SyncStep2, yprotocol.SyncUpdate:
 			if !c.updates.wait(ctx, c.hub.lim.RateWait) {
 				return refuse(contract.CloseRateLimited, "update rate over %g/s for this user", c.hub.lim.UpdatesPerSecond)
