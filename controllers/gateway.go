@@ -237,7 +237,15 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 			WithFSGroup(65532).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
 		WithContainers(gateway, syncer).
-		WithVolumes(corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource()))
+		WithVolumes(corev1ac.Volume().WithName("tmp").WithEmptyDir(corev1ac.EmptyDirVolumeSource())).
+		// Shards spread over nodes where the scheduler can: one node lost
+		// takes as few shards as it may. Preferred, never required: a
+		// cluster with fewer nodes than shards still runs them all.
+		WithTopologySpreadConstraints(corev1ac.TopologySpreadConstraint().
+			WithMaxSkew(1).
+			WithTopologyKey(corev1.LabelHostname).
+			WithWhenUnsatisfiable(corev1.ScheduleAnyway).
+			WithLabelSelector(metav1ac.LabelSelector().WithMatchLabels(selectorLabels(r))))
 	// Left out when unset: applied without them, the field is dropped
 	// from the pod template once a person removes them from the spec.
 	for _, s := range r.Spec.Gateway.ImagePullSecrets {

@@ -79,6 +79,12 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		f.g.Expect(c.ReadinessProbe).NotTo(BeNil(), c.Name)
 		f.g.Expect(c.LivenessProbe).NotTo(BeNil(), c.Name)
 	}
+	// Shards spread over nodes where they can, never held unscheduled.
+	f.g.Expect(pod.TopologySpreadConstraints).To(HaveLen(1))
+	spread := pod.TopologySpreadConstraints[0]
+	f.g.Expect(spread.TopologyKey).To(Equal(corev1.LabelHostname))
+	f.g.Expect(spread.WhenUnsatisfiable).To(Equal(corev1.ScheduleAnyway))
+	f.g.Expect(spread.LabelSelector.MatchLabels).To(Equal(sts.Spec.Selector.MatchLabels))
 	f.g.Expect(pod.Containers[0].Name).To(Equal(contract.ContainerGateway))
 	f.g.Expect(pod.Containers[1].Name).To(Equal(contract.ContainerSyncer))
 	// Each container's /metrics is a named port (what the chart's
