@@ -667,6 +667,10 @@ func TestBadManifestsAreRefused(t *testing.T) {
 				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m"), corev1.ResourceMemory: resource.MustParse("2Gi")},
 			}
 		}, "spec.gateway.resources: Invalid value: every resource request must be at most its limit"},
+		// Accepted, the claims were silently left out of the pods.
+		{"resource claims", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Gateway.Resources = corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}}
+		}, "resources.claims is not supported"},
 		// The next four were accepted, and the gateway StatefulSet that
 		// reads them from its pods' environment was then refused at every
 		// apply (GatewayApplyFailed): no Secret can have such a name or key.

@@ -139,8 +139,11 @@ type GatewaySpec struct {
 	// would refuse the gateway StatefulSet. (The rule names those three
 	// rather than iterate over the maps, whose size is unbounded: the API
 	// server refuses a rule over them as too costly. Values are strings or
-	// integers, hence string() before quantity().)
+	// integers, hence string() before quantity().) claims (dynamic
+	// resource allocation) are refused: the gateway pods declare no
+	// resource claims for them to name.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="!has(self.claims) || size(self.claims) == 0",message="resources.claims is not supported: the gateway pods declare no resource claims"
 	// +kubebuilder:validation:XValidation:rule="!has(self.limits) || !has(self.requests) || ['cpu', 'memory', 'ephemeral-storage'].all(k, !(k in self.requests) || !(k in self.limits) || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k])) || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",message="every resource request must be at most its limit"
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
 
