@@ -600,8 +600,13 @@ type conn struct {
 	aw      *bucket
 
 	send      chan outMsg
-	snapshots atomic.Int32  // awareness snapshots in send (see answerQuery)
-	answers   atomic.Int32  // sync step 2 answers in send (see answerStep1)
+	snapshots atomic.Int32 // awareness snapshots in send (see answerQuery)
+	answers   atomic.Int32 // sync step 2 answers in send (see answerStep1)
+	// handling: run's goroutine is handling a message (not reading, so no
+	// pong is read); handled counts the messages it started to handle.
+	// The pinger waits them out (see pinger).
+	handling  atomic.Bool
+	handled   atomic.Uint64
 	answered  step1Answer   // the last step 1 answered (read and set by run's goroutine only)
 	closing   chan struct{} // closed once: stop writing after the queue (or at once when aborted)
 	writerOut chan struct{}
@@ -799,10 +804,22 @@ func (c *conn) pinger(ctx context.Context) {
 		case <-c.closing:
 			return
 		case <-t.C:
+			// A pong is read only while run reads. While it handles a
+			// message (an update waiting for its commit: a row lock, a
+			// syncer in doubt, up to tens of seconds) a ping would go
+			// unanswered and drop a live client without a close frame;
+			// the peer has just shown it is alive by sending.
+			if c.handling.Load() {
+				continue
+			}
+			n := c.handled.Load()
 			pctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
 			err := c.ws.Ping(pctx)
 			cancel()
 			if err != nil && ctx.Err() == nil {
+				if c.handling.Load() || c.handled.Load() != n {
+					continue // its pong waited behind a message
+				}
 				c.killOnce("no pong")
 				return
 			}
@@ -864,7 +881,10 @@ func (c *conn) run(ctx context.Context, protocol string) {
 			c.procMu.Unlock()
 			return
 		}
+		c.handled.Add(1)
+		c.handling.Store(true)
 		ref = c.handle(ctx, msg)
+		c.handling.Store(false)
 		c.procMu.Unlock()
 		if ref != nil {
 			ref.msg = msg
