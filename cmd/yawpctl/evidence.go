@@ -112,13 +112,21 @@ subject with --request (an Idempotency-Key or request ID), --revision,
 				}
 				q.Set("revision", strconv.FormatInt(revision, 10))
 			}
-			var ev store.Evidence
-			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence", q, &ev); err != nil {
-				return err
-			}
+			path := contract.PathDocuments + "/" + url.PathEscape(args[0]) + "/evidence"
 			out := cmd.OutOrStdout()
 			if asJSON {
-				return printJSON(out, ev)
+				// The gateway's answer as it is, indented: decoded
+				// into this CLI's types first, an older yawpctl than
+				// the gateway dropped the fields it did not know.
+				var raw json.RawMessage
+				if err := get(path, q, &raw); err != nil {
+					return err
+				}
+				return printJSON(out, raw)
+			}
+			var ev store.Evidence
+			if err := get(path, q, &ev); err != nil {
+				return err
 			}
 			return printEvidence(out, ev)
 		},

@@ -121,3 +121,18 @@ func TestMalformedClientOrSinceIsWrongUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestEvidenceJSONIsTheGatewaysAnswer: `yawpctl evidence --json` decoded
+// the answer into its own types and encoded them again, so a yawpctl
+// older than the gateway dropped whatever the gateway had added since.
+// It prints the answer as the gateway gave it, indented.
+func TestEvidenceJSONIsTheGatewaysAnswer(t *testing.T) {
+	out, err := evidenceCLI(t, http.StatusOK, `{"doc":"essay-1","verdict":"synced","addedLater":{"n":1}}`, "evidence", "essay-1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "{\n  \"doc\": \"essay-1\",\n  \"verdict\": \"synced\",\n  \"addedLater\": {\n    \"n\": 1\n  }\n}\n"
+	if out != want {
+		t.Errorf("printed\n%s\nwant\n%s", out, want)
+	}
+}
