@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/yawp/persistence-operator/internal/contract"
 )
 
 const prefix = "yawp1."
@@ -35,6 +37,23 @@ var (
 	ErrNoKey     = errors.New("auth: no token key configured")
 )
 
+// MaxTenantBytes bounds a tenant ID, as the document store does.
+const MaxTenantBytes = 128
+
+// checkTenant refuses a tenant no document can belong to: longer than
+// the store takes, or the name the ledger records refusals of
+// unauthenticated requests under (a token for it would read them as its
+// own school's).
+func checkTenant(t string) error {
+	switch {
+	case len(t) > MaxTenantBytes:
+		return fmt.Errorf("auth: tenant is %d bytes, the limit is %d", len(t), MaxTenantBytes)
+	case t == contract.UnauthenticatedTenant:
+		return fmt.Errorf("auth: tenant %q is reserved", t)
+	}
+	return nil
+}
+
 // Mint signs claims with key.
 func Mint(key []byte, c Claims) (string, error) {
 	if len(key) == 0 {
@@ -42,6 +61,9 @@ func Mint(key []byte, c Claims) (string, error) {
 	}
 	if c.Tenant == "" || c.User == "" {
 		return "", errors.New("auth: tenant and user are required")
+	}
+	if err := checkTenant(c.Tenant); err != nil {
+		return "", err
 	}
 	b, err := json.Marshal(c)
 	if err != nil {
@@ -89,7 +111,7 @@ func Verify(key []byte, token string, now time.Time) (Claims, error) {
 		return Claims{}, ErrMalformed
 	}
 	var c Claims
-	if err := json.Unmarshal(raw, &c); err != nil || c.Tenant == "" || c.User == "" {
+	if err := json.Unmarshal(raw, &c); err != nil || c.Tenant == "" || c.User == "" || checkTenant(c.Tenant) != nil {
 		return Claims{}, ErrMalformed
 	}
 	if now.Unix() >= c.Expiry {

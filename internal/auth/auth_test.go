@@ -1,10 +1,14 @@
 package auth
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/yawp/persistence-operator/internal/contract"
 )
 
 func TestMintVerify(t *testing.T) {
@@ -41,5 +45,30 @@ func TestMintVerify(t *testing.T) {
 		if _, err := Verify(tc.key, tc.token, tc.at); !errors.Is(err, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestNoTokenForATenantNoDocumentCanHave: yawpctl token minted tokens for
+// tenants the gateway then refused at every request (longer than the
+// store's 128 bytes), or for the name refusals of unauthenticated requests
+// are recorded under. Neither is minted, and a token claiming one does not
+// verify.
+func TestNoTokenForATenantNoDocumentCanHave(t *testing.T) {
+	key := []byte("k")
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, tenant := range []string{strings.Repeat("s", MaxTenantBytes+1), contract.UnauthenticatedTenant} {
+		if _, err := Mint(key, Claims{Tenant: tenant, User: "u", Expiry: exp}); err == nil {
+			t.Errorf("minted a token for tenant %.20q...", tenant)
+		}
+		// Signed by hand, as an older yawpctl did.
+		b, _ := json.Marshal(Claims{Tenant: tenant, User: "u", Expiry: exp})
+		payload := prefix + base64.RawURLEncoding.EncodeToString(b)
+		tok := payload + "." + base64.RawURLEncoding.EncodeToString(sign(key, payload))
+		if _, err := Verify(key, tok, time.Now()); !errors.Is(err, ErrMalformed) {
+			t.Errorf("a token for tenant %.20q... verified: %v", tenant, err)
+		}
+	}
+	if _, err := Mint(key, Claims{Tenant: strings.Repeat("s", MaxTenantBytes), User: "u", Expiry: exp}); err != nil {
+		t.Errorf("a tenant of %d bytes: %v", MaxTenantBytes, err)
 	}
 }
