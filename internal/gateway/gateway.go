@@ -44,6 +44,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -232,7 +233,25 @@ func (g *Gateway) Handler() http.Handler {
 	route("/", routeOther, func(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, bad(http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
-	return mux
+	return canonicalPaths(mux)
+}
+
+// canonicalPaths refuses a path with an empty, "." or ".." segment as no
+// route. The mux answered it with a redirect to the cleaned path, a
+// different resource: GET /v1/documents//evidence went to the document
+// named "evidence", and a client following redirects (with its token,
+// same host) read or wrote there.
+func canonicalPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Escaped, as the mux cleans it: "..%2f" is a (refused) document
+		// ID, not a segment.
+		p := r.URL.EscapedPath()
+		if c := path.Clean(p); p != "" && p != c && p != c+"/" {
+			syncer.WriteError(w, bad(http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+p+" (a path has no empty, . or .. segment)"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // unauthBodyWait bounds reading the body of a create that came without

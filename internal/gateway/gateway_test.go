@@ -275,6 +275,11 @@ func TestBadInput(t *testing.T) {
 		{"bad revision", "GET", "/v1/documents/doc1/revisions/x", alice, nil, nil, 400, "invalid_request"},
 		{"operator only", "GET", "/v1/documents/doc1/evidence/verify", alice, nil, nil, 403, "forbidden"},
 		{"no route", "DELETE", "/v1/documents/doc1", alice, nil, nil, 404, "no_route"},
+		// Redirected to the cleaned path, these read another document
+		// (one named "evidence"; doc1 itself).
+		{"empty segment", "GET", "/v1/documents//evidence", alice, nil, nil, 404, "no_route"},
+		{"dot-dot segment", "PUT", "/v1/documents/x/../doc1", alice, `{"content": "x"}`, nil, 404, "no_route"},
+		{"dot segment", "GET", "/v1/documents/./doc1", alice, nil, nil, 404, "no_route"},
 	} {
 		r := f.do(tc.method, tc.path, tc.tok, tc.body, tc.hdr...)
 		if r.status != tc.status || r.body["code"] != tc.code || r.body["message"] == "" {

@@ -607,7 +607,7 @@ func (g *Gateway) HandlerWithSync(hub *syncws.Hub) http.Handler {
 	mux.Handle(contract.PathSync, g.SyncHandler(hub))
 	mux.HandleFunc("POST "+PathSyncNotify+"{id}", g.syncNotify)
 	mux.Handle("/", g.Handler())
-	return mux
+	return canonicalPaths(mux)
 }
 
 // Refused implements syncws.RefusalObserver: a connection refused before
