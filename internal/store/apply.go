@@ -486,6 +486,11 @@ func (e *Engine) applyLive(ctx context.Context, bc *batchCtx, live []*op, states
 			id := [2]string{o.req.Doc, k}
 			if raw, ok := stored[id]; ok {
 				if st.exists && st.tenant != o.req.Tenant {
+					// Refused as applyOne refuses another tenant's
+					// request, on record (I6): the key it carries is no
+					// reason to leave its attempt out of the ledger.
+					bc.dirty[st.id] = st // its ledger chain moves
+					e.reject(bc, st, o, http.StatusNotFound, CodeNotFound, "no document "+strconv.Quote(o.req.Doc)+" for this tenant")
 					o.err = notFound(o.req.Doc)
 					continue
 				}
@@ -1167,7 +1172,12 @@ func (e *Engine) applyCreate(bc *batchCtx, st *docState, o *op) error {
 	}
 	text := r.Content
 	sha := e.writeRevision(bc, st, stage, r.User, text, true, 0)
-	if writesYjs(stage.Stage) {
+	// An ID whose deleted document had a Yjs side (generation > 0, its
+	// rows kept) gets a generation of its own even where the stage writes
+	// none for new documents: otherwise the deleted document's generation
+	// stays the ID's latest, is loaded as this document's Yjs side, and
+	// the repair that follows merges the deleted text into this one.
+	if writesYjs(stage.Stage) || st.generation > 0 {
 		if err := e.initYjs(bc, st, text); err != nil {
 			return err
 		}

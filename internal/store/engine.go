@@ -88,6 +88,13 @@ type Engine struct {
 	lockMu   sync.Mutex
 	lanes    []*lane
 	stop     chan struct{}
+	// closeMu orders queueing a request with Close: a request is queued
+	// under the read lock only while stop is open, and Close closes stop
+	// under the write lock. Every request queued is then queued before
+	// stop closes and answered by its lane (it drains its queue when it
+	// stops); queued after the lane's last drain, a request was never
+	// answered, and its caller waited until its context ended.
+	closeMu  sync.RWMutex
 	done     sync.WaitGroup
 	fenceOne sync.Once
 	// isFenced is fenceCtx ended, read lock-free on every Submit.
@@ -399,11 +406,13 @@ func (e *Engine) CheckLock(ctx context.Context) error {
 // Close stops the loop and releases the shard (closing the lock
 // connection releases the advisory lock).
 func (e *Engine) Close() {
+	e.closeMu.Lock()
 	select {
 	case <-e.stop:
 	default:
 		close(e.stop)
 	}
+	e.closeMu.Unlock()
 	e.done.Wait()
 	e.lanePool.Close()
 	e.lockMu.Lock()
@@ -418,12 +427,8 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 		return Result{}, ErrFenced
 	}
 	o := &op{req: req, done: make(chan struct{})}
-	select {
-	case e.laneOf(req.Doc).reqs <- o:
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	case <-e.stop:
-		return Result{}, errors.New("store: engine closed")
+	if err := e.enqueue(ctx, o); err != nil {
+		return Result{}, err
 	}
 	select {
 	case <-o.done:
@@ -467,13 +472,10 @@ func (e *Engine) SubmitEach(ctx context.Context, reqs []Request, answer func(i i
 			continue
 		}
 		o := &op{req: req, done: make(chan struct{}), ready: ready, idx: i}
-		select {
-		case e.laneOf(req.Doc).reqs <- o:
+		if err := e.enqueue(ctx, o); err != nil {
+			failed, ops[i] = append(failed, i), &op{err: err}
+		} else {
 			ops[i] = o
-		case <-ctx.Done():
-			failed, ops[i] = append(failed, i), &op{err: ctx.Err()}
-		case <-e.stop:
-			failed, ops[i] = append(failed, i), &op{err: errors.New("store: engine closed")}
 		}
 	}
 	waiting := len(reqs) - len(failed)
@@ -502,6 +504,27 @@ func (e *Engine) SubmitEach(ctx context.Context, reqs []Request, answer func(i i
 	}
 }
 
+// errClosed refuses a request made after Close.
+var errClosed = errors.New("store: engine closed")
+
+// enqueue queues o on its document's lane, unless the engine is closed
+// (see closeMu) or ctx ends first.
+func (e *Engine) enqueue(ctx context.Context, o *op) error {
+	e.closeMu.RLock()
+	defer e.closeMu.RUnlock()
+	select {
+	case <-e.stop:
+		return errClosed
+	default:
+	}
+	select {
+	case e.laneOf(o.req.Doc).reqs <- o:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (e *Engine) loop(l *lane) {
 	defer e.done.Done()
 	batch := make([]*op, 0, e.cfg.MaxBatch)
@@ -512,7 +535,7 @@ func (e *Engine) loop(l *lane) {
 	for {
 		select {
 		case <-e.stop:
-			e.drain(l, errors.New("store: engine closed"))
+			e.drain(l, errClosed)
 			return
 		case o := <-l.reqs:
 			t0 := time.Now()

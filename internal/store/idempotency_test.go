@@ -128,3 +128,30 @@ func TestReplayOfADamagedRevision(t *testing.T) {
 		t.Fatalf("retry of a save whose revision is damaged: %+v, %v", r, err)
 	}
 }
+
+// TestAnotherTenantsSaveWithAUsedKeyIsOnRecord: another school's save of a
+// document is refused and recorded in the document's ledger (I6), whatever
+// key it carries. With the key of one of the owner's saves it was refused
+// where the stored answers are looked up, before anything was recorded:
+// the attempt left no trace, and the evidence of the document could not
+// show who tried to reach it.
+func TestAnotherTenantsSaveWithAUsedKeyIsOnRecord(t *testing.T) {
+	e := setup(t)
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "owner", User: "alice", Content: "private essay"})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "owner", User: "alice", Content: "private essay, longer", BaseRevision: 1, IdempotencyKey: "K"})
+	for _, key := range []string{"new-key", "K"} {
+		_, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "mallory-school", User: "mallory", Content: "x", IdempotencyKey: key})
+		if AsError(err).Code != CodeNotFound {
+			t.Fatalf("another tenant's save with key %q: %v", key, err)
+		}
+	}
+	if n := e.count(`SELECT count(*) FROM save_ledger WHERE doc_id = 'd' AND kind = 'rejected' AND tenant = 'mallory-school'`); n != 2 {
+		t.Errorf("%d of another tenant's 2 refused saves are on record", n)
+	}
+	if d, err := e.eng.Read(t.Context(), "owner", "d"); err != nil || d.Content != "private essay, longer" || d.Revision != 2 {
+		t.Errorf("document: %+v, %v", d, err)
+	}
+	if rep, err := e.eng.VerifyLedger(t.Context(), "d"); err != nil || !rep.OK {
+		t.Errorf("ledger: %+v %v", rep, err)
+	}
+}
