@@ -86,3 +86,30 @@ func TestSilentShardWithAFastClockIsNotFresh(t *testing.T) {
 		"flipped although shard 1 has not reported for 5m (maxReportAge 2m)")
 	f.g.Expect(f.get("demo").Status.Cohorts[0].Message).To(ContainSubstring("1 stamped more than 2m0s in the future: check the clocks of their nodes"))
 }
+
+// TestLegacyWritesStopOnlyAfterEveryDocumentIsVerified: stopping legacy
+// writes is the point of no return, after which nothing verifies the
+// cohort again. It was taken as soon as every shard observed Complete,
+// on reports of the new epoch that had checked no document yet (and so
+// counted no mismatch): a legacy row changed behind the gateway since the
+// last pass was never found and merged.
+func TestLegacyWritesStopOnlyAfterEveryDocumentIsVerified(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("retireverify", "pilot")
+	ro.Spec.Cohorts[0].StopLegacyWrites = true
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkToVerify("retireverify", "pilot")
+	f.soak("retireverify", time.Minute)
+	f.waitStage("retireverify", "pilot", persistencev1alpha1.StageLocalFirst)
+	f.soak("retireverify", 30*time.Second)
+	f.waitStage("retireverify", "pilot", persistencev1alpha1.StageComplete)
+
+	// Every shard observed Complete; no pass has checked its documents.
+	f.unverified("retireverify")
+	f.g.Consistently(f.stageOf("retireverify", "pilot"), "1500ms").Should(Equal(string(persistencev1alpha1.StageComplete)),
+		"legacy writes stopped before verification checked the cohort's documents")
+	f.g.Expect(f.get("retireverify").Status.WaitingFor).To(Equal("verification to check every document before legacy writes stop (0/10 so far)"))
+
+	f.healthyShards("retireverify")
+	f.waitStage("retireverify", "pilot", persistencev1alpha1.StageLegacyRetired)
+}

@@ -229,15 +229,28 @@ func plan(in planInput) planOutput {
 		}
 		return ""
 	}
+	// DualWriteFirst flips one cohort at a time: a cohort moved ahead of
+	// one that flipped already waits for it to complete, as the one behind
+	// it would have (it used to flip at once, two cohorts soaking
+	// local-first together).
+	flippedOther := func(i int) string {
+		for j, c := range in.cohorts {
+			if j != i && stageOf(c.state) == persistencev1alpha1.StageLocalFirst {
+				return c.spec.Name
+			}
+		}
+		return ""
+	}
 	for i, c := range in.cohorts {
 		var mayStart, mayFlip bool
-		other := ""
+		other, flipped := "", ""
 		switch in.spec.Strategy {
 		case persistencev1alpha1.StrategyDualWriteFirst:
 			// A removed cohort on its way holds back new starts too: a
 			// rename would otherwise freeze the "new" name at once, with
 			// none of the schools the old one holds.
-			mayStart, mayFlip = len(in.removed) == 0, earlierDone
+			flipped = flippedOther(i)
+			mayStart, mayFlip = len(in.removed) == 0, earlierDone && flipped == ""
 		default:
 			other = otherOnWay(i)
 			mayStart = earlierDone && other == ""
@@ -263,6 +276,8 @@ func plan(in planInput) planOutput {
 		case other != "" && earlierDone:
 			// Not an earlier cohort: one further down the list.
 			cp.waitingFor = fmt.Sprintf("cohort %s, on its way, to complete (PerCohort moves one cohort at a time)", other)
+		case flipped != "" && earlierDone:
+			cp.waitingFor = fmt.Sprintf("cohort %s, flipped to local-first, to complete before the flip (DualWriteFirst flips one cohort at a time)", flipped)
 		}
 		out.cohorts[i] = cp
 		if cp.act != nil {
@@ -427,6 +442,16 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 				return cohortPlan{done: true, failing: f, reason: persistencev1alpha1.ReasonGateFailed,
 					waitingFor: "gates to hold before legacy writes stop: " + f}
 			}
+			if !sum.allVerified() {
+				// The last pass that can find a legacy row changed
+				// behind the gateway and merge it: once legacy writes
+				// stop, nothing verifies the cohort again. A report at
+				// the new epoch that has checked nothing yet shows no
+				// mismatch only because it has not looked.
+				return cohortPlan{done: true, reason: persistencev1alpha1.ReasonVerifying,
+					waitingFor: fmt.Sprintf("verification to check every document before legacy writes stop (%d/%d so far)",
+						min(sum.verified+sum.mismatched, sum.documents), sum.documents)}
+			}
 			return cohortPlan{done: true, act: set(persistencev1alpha1.StageLegacyRetired, st.Attempt, "", "LegacyWritesStopped",
 				fmt.Sprintf("stopped legacy writes for cohort %s as stopLegacyWrites asks (point of no return)", spec.Name))}
 		}
@@ -471,11 +496,13 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 		cp.reason, cp.waitingFor = reason, fmt.Sprintf(format, args...)
 		return cp
 	}
-	// A soak counts only time with fresh reports, held or paused too: when
-	// reports go stale meanwhile, the window starts again (the stage does
-	// not change; restarting the soak is bookkeeping).
+	// A soak counts only time with fresh reports and every gate holding,
+	// held or paused too: when reports go stale meanwhile, or a gate fails
+	// while paused (which keeps it from rolling the cohort back), the
+	// window starts again (the stage does not change; restarting the soak
+	// is bookkeeping).
 	if (stage == persistencev1alpha1.StageVerify || stage == persistencev1alpha1.StageLocalFirst) &&
-		(intent == persistencev1alpha1.IntentHold || in.spec.Paused) && !sum.allFresh() && st.SoakStartedAt.Before(now) {
+		(intent == persistencev1alpha1.IntentHold || in.spec.Paused) && (!sum.allFresh() || cp.failing != "") && st.SoakStartedAt.Before(now) {
 		cp.act = &action{kind: actRestartSoak, cohort: spec.Name, expectEpoch: st.Epoch, from: stage, stage: stage}
 	}
 	// Fresh reports now say nothing of a silence the controller did not

@@ -89,8 +89,8 @@ func TestPlanCohortTransitions(t *testing.T) {
 				s.RollbackPolicy = persistencev1alpha1.RollbackManual
 			},
 			kind: actHalt, stage: persistencev1alpha1.StageBackfill, outcome: persistencev1alpha1.OutcomeHalted},
-		{name: "gate fails while paused: reported, not acted on", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.divergences = 1; return s }(),
-			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.Paused = true }, wait: "unpause"},
+		{name: "gate fails while paused: reported, not acted on but the soak starts again", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.divergences = 1; return s }(),
+			rollout: func(s *persistencev1alpha1.PersistenceRolloutSpec) { s.Paused = true }, kind: actRestartSoak, stage: persistencev1alpha1.StageVerify},
 		{name: "rolled back: waits for a new attempt", state: func() *dataplane.CohortState { s := state("Legacy", 7); s.Outcome = "RolledBack"; return s }(),
 			mayStart: true, wait: "set attempt: 2 to try again"},
 		{name: "rolled back, attempt raised: dual-write again", state: func() *dataplane.CohortState { s := state("Legacy", 7); s.Outcome = "RolledBack"; return s }(),

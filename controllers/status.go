@@ -287,7 +287,8 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	case !curIn.sum.allFresh():
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionUnknown, persistencev1alpha1.ReasonNoReports,
 			fmt.Sprintf("fresh reports from %d/%d shards at epoch %d", curIn.sum.fresh, curIn.sum.shards, curIn.state.Epoch), now)
-	case curPlan.failing != "" || gateFailure(curIn.sum, ro.Spec.Gates) != "":
+	case gateFailure(curIn.sum, ro.Spec.Gates) != "":
+		// The gates alone: a refused rollback fails the plan, not a gate.
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionFalse, persistencev1alpha1.ReasonGateFailed,
 			gateFailure(curIn.sum, ro.Spec.Gates), now)
 	case !curIn.sum.allVerified():

@@ -125,3 +125,34 @@ func TestAttemptRaisedWhileRunningIsSaidInStatus(t *testing.T) {
 		ContainSubstring("already approved for its flip")))
 	f.g.Expect(f.cohortStatus("retry", "pilot").Attempt).To(BeEquivalentTo(1))
 }
+
+// TestReorderUnderDualWriteFirstFlipsOneAtATime: DualWriteFirst flips the
+// cohorts one by one, each after the one before completes its post-flip
+// soak. Moving a cohort still at Verify ahead of one that flipped made it
+// flip at once: two cohorts soaked local-first together.
+func TestReorderUnderDualWriteFirstFlipsOneAtATime(t *testing.T) {
+	f := newFixture(t)
+	ro := f.rollout("dwfreorder", "a", "b")
+	ro.Spec.Strategy = persistencev1alpha1.StrategyDualWriteFirst
+	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
+	f.walkBothToVerify("dwfreorder", "a", "b")
+	f.soak("dwfreorder", time.Minute)
+	f.waitStage("dwfreorder", "a", persistencev1alpha1.StageLocalFirst)
+	f.healthyShards("dwfreorder")
+
+	f.update("dwfreorder", func(ro *persistencev1alpha1.PersistenceRollout) {
+		c := ro.Spec.Cohorts
+		c[0], c[1] = c[1], c[0]
+	})
+	f.seesSpec("dwfreorder", "b", "a")
+	f.g.Consistently(func() string { return f.stagePG("dwfreorder", "b") }, "1500ms").
+		Should(Equal(string(persistencev1alpha1.StageVerify)), "b flipped while a soaks local-first")
+	f.g.Expect(f.cohortStatus("dwfreorder", "b").Message).To(Equal(
+		"waiting for cohort a, flipped to local-first, to complete before the flip (DualWriteFirst flips one cohort at a time)"))
+
+	// a completes; then b flips.
+	f.soak("dwfreorder", 30*time.Second)
+	f.waitStage("dwfreorder", "a", persistencev1alpha1.StageComplete)
+	f.healthyShards("dwfreorder")
+	f.waitStage("dwfreorder", "b", persistencev1alpha1.StageLocalFirst)
+}

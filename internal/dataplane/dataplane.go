@@ -212,8 +212,9 @@ type Store interface {
 	// still at ExpectEpoch; ErrEpochConflict otherwise.
 	SetStage(ctx context.Context, change StageChange) (CohortState, error)
 	// HaltAttempt ends the cohort's attempt as Halted without changing
-	// its stage or epoch, if the cohort is still at expectEpoch.
-	// The change's Stage is ignored.
+	// its stage or epoch, if the cohort is still at expectEpoch and its
+	// attempt has not ended; ErrEpochConflict otherwise. The change's Stage
+	// is ignored.
 	HaltAttempt(ctx context.Context, change StageChange) error
 	// RestartSoak restarts a cohort's soak window at the given time, if the
 	// cohort is still at expectEpoch. It never moves the start back (a

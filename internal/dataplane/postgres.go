@@ -387,9 +387,13 @@ func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var stage string
 		var attempt int32
+		// Only an attempt that runs: a halt keeps the epoch, so a second
+		// controller that decided on the same epoch (an old leader) would
+		// otherwise halt it again, with a second entry in the audit trail
+		// and a second Warning Event.
 		err := tx.QueryRow(ctx, `
 			UPDATE rollout_cohorts SET outcome = $4
-			WHERE rollout = $1 AND cohort = $2 AND epoch = $3
+			WHERE rollout = $1 AND cohort = $2 AND epoch = $3 AND outcome = ''
 			RETURNING stage, attempt`, ch.Key.Rollout, ch.Key.Cohort, ch.ExpectEpoch, OutcomeHalted).Scan(&stage, &attempt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrEpochConflict

@@ -239,6 +239,20 @@ func TestHaltFencesStaleStageChanges(t *testing.T) {
 	if err := s.HaltAttempt(ctx, StageChange{Key: key, ExpectEpoch: seen, Reason: "GateFailed", At: at}); err != nil {
 		t.Fatal(err)
 	}
+	// A second controller that decided the same halt on the same epoch (an
+	// old leader) does not halt it twice.
+	if err := s.HaltAttempt(ctx, StageChange{Key: key, ExpectEpoch: seen, Reason: "GateFailed", At: at}); !errors.Is(err, ErrEpochConflict) {
+		t.Fatalf("second halt of the same attempt: %v, want ErrEpochConflict", err)
+	}
+	halts := 0
+	for _, h := range must[[]StageRecord](t)(s.History(ctx, "ns/r", 10)) {
+		if h.Outcome == OutcomeHalted {
+			halts++
+		}
+	}
+	if halts != 1 {
+		t.Fatalf("the audit trail records %d halts of one attempt, want 1", halts)
+	}
 	_, err := s.SetStage(ctx, StageChange{Key: key, ExpectEpoch: seen, Stage: StageLocalFirst, Attempt: 1, Reason: "Flipped", At: at})
 	if !errors.Is(err, ErrEpochConflict) {
 		got := must[map[string]CohortState](t)(s.Cohorts(ctx, "ns/r"))["pilot"]
