@@ -667,6 +667,11 @@ func TestBadManifestsAreRefused(t *testing.T) {
 				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1500m"), corev1.ResourceMemory: resource.MustParse("2Gi")},
 			}
 		}, "spec.gateway.resources: Invalid value: every resource request must be at most its limit"},
+		// Accepted, PostgreSQL refused it at every attempt to freeze the
+		// cohort, and the reconcile's error backoff stalled every cohort.
+		{"tenant with a NUL", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Tenants = []string{"school\x00-1"}
+		}, "spec.cohorts[0].tenants[0]: Invalid value"},
 		// Accepted, the claims were silently left out of the pods.
 		{"resource claims", func(ro *persistencev1alpha1.PersistenceRollout) {
 			ro.Spec.Gateway.Resources = corev1.ResourceRequirements{Claims: []corev1.ResourceClaim{{Name: "gpu"}}}

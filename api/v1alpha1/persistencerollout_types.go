@@ -266,15 +266,17 @@ type CohortSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	Name string `json:"name"`
 
-	// tenants lists the schools of the cohort by tenant ID. A school
-	// listed by two cohorts keeps both from starting (Degraded,
-	// InvalidSpec) until one list drops it.
+	// tenants lists the schools of the cohort by tenant ID (no NUL
+	// character: PostgreSQL refuses it, and freezing the cohort would
+	// fail at every attempt). A school listed by two cohorts keeps both
+	// from starting (Degraded, InvalidSpec) until one list drops it.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=500
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=128
+	// +kubebuilder:validation:items:Pattern=`^[^\x00]+$`
 	Tenants []string `json:"tenants,omitempty"`
 
 	// buckets selects schools by hashed tenant ID instead of by name.

@@ -50,6 +50,8 @@ func checkTenant(t string) error {
 		return fmt.Errorf("auth: tenant is %d bytes, the limit is %d", len(t), MaxTenantBytes)
 	case t == contract.UnauthenticatedTenant:
 		return fmt.Errorf("auth: tenant %q is reserved", t)
+	case strings.IndexByte(t, 0) >= 0:
+		return errors.New("auth: a tenant has no NUL character (PostgreSQL refuses it)")
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func TestMintVerify(t *testing.T) {
 func TestNoTokenForATenantNoDocumentCanHave(t *testing.T) {
 	key := []byte("k")
 	exp := time.Now().Add(time.Hour).Unix()
-	for _, tenant := range []string{strings.Repeat("s", MaxTenantBytes+1), contract.UnauthenticatedTenant} {
+	for _, tenant := range []string{strings.Repeat("s", MaxTenantBytes+1), contract.UnauthenticatedTenant, "school\x00-1"} {
 		if _, err := Mint(key, Claims{Tenant: tenant, User: "u", Expiry: exp}); err == nil {
 			t.Errorf("minted a token for tenant %.20q...", tenant)
 		}
