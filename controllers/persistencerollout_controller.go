@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -28,11 +29,14 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -689,9 +693,25 @@ func (r *PersistenceRolloutReconciler) patchStatus(ctx context.Context, original
 	return nil
 }
 
+// failureBackoff is the controller's retry delay after a failed
+// reconcile: doubling from 50 ms, as controller-runtime's default does,
+// but never past the poll interval (the default grows to 16 minutes). A
+// recurring error (one cohort's action the data plane keeps refusing, a
+// database down for a while) otherwise left every rollout unlooked-at for
+// minutes: gates not judged, and soaks restarted for a silence that was
+// the controller's own. The bucket bounds the overall rate, as the
+// default's does.
+func failureBackoff(poll time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedMaxOfRateLimiter(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, poll),
+		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
+	)
+}
+
 // SetupWithManager registers the controller.
 func (r *PersistenceRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
+		WithOptions(controller.TypedOptions[reconcile.Request]{RateLimiter: failureBackoff(r.poll())}).
 		For(&persistencev1alpha1.PersistenceRollout{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
