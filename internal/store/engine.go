@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -684,13 +685,26 @@ func isLockTimeout(err error) bool {
 	return errors.As(err, &pg) && pg.Code == "55P03"
 }
 
-// lockedErr says what a lock timeout means to the caller.
+// lockedErr says what a lock timeout means to the caller, by the
+// relation PostgreSQL names in the error's context ("while locking tuple
+// (0,1) in relation ..."): a document's row held outside the gateway, or
+// the stage rows every save reads FOR SHARE, held by a stage change (a
+// freeze or SetStage waiting for its own locks) that took longer than the
+// lanes' lock_timeout. The latter was reported as the former, sending
+// whoever read it after a legacy writer that was not there.
 func lockedErr(err error) error {
 	if !isLockTimeout(err) {
 		return err
 	}
-	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
-		Message: "the document's row is locked by a transaction outside the gateway; nothing was saved, retry it"}
+	var pg *pgconn.PgError
+	errors.As(err, &pg)
+	msg := "the document's row is locked by a transaction outside the gateway; nothing was saved, retry it"
+	for _, rel := range []string{`"rollout_cohorts"`, `"tenants"`, `"rollouts"`, `"cohort_members"`, `"shard_leases"`} {
+		if strings.Contains(pg.Where, "relation "+rel) {
+			msg = "a stage change of the document's school (or of its shard's lease) holds the rows every save reads; nothing was saved, retry it"
+		}
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: msg}
 }
 
 // lru is the documents in memory, bounded by count and by their

@@ -273,3 +273,36 @@ func TestRowLockedOutsideHoldsUpOnlyItsDocument(t *testing.T) {
 		t.Fatalf("the retry: %+v %v", r, err)
 	}
 }
+
+// TestAStageChangeHoldingTheStageRowsIsNamedAsSuch: a save that waited
+// past the lanes' lock_timeout for its school's stage rows (held by a
+// stage change that took its time) was refused as if a transaction
+// outside the gateway held the document's row: whoever read it went
+// looking for a legacy writer that was not there. Still retryable, it now
+// says what held it.
+func TestAStageChangeHoldingTheStageRowsIsNamedAsSuch(t *testing.T) {
+	e := setup(t)
+	e.restartWith(Config{Lanes: 1, LockTimeout: 300 * time.Millisecond})
+	e.cohort("c", dataplane.StageDualWrite, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "essay", Tenant: "t1", User: "u", Content: "a"})
+
+	tx, err := e.pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	// What a stage change holds while it waits for its own locks.
+	if _, err := tx.Exec(t.Context(), `SELECT 1 FROM rollout_cohorts WHERE rollout = $1 AND cohort = 'c' FOR UPDATE`, rollout); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "essay", Tenant: "t1", User: "u", Content: "a1", BaseRevision: 1})
+	if se := AsError(err); se.Code != CodeUnavailable || !strings.Contains(se.Message, "a stage change") {
+		t.Fatalf("the save held by a stage change: %v", err)
+	}
+	if err := tx.Rollback(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.submit(Request{Kind: KindSave, Doc: "essay", Tenant: "t1", User: "u", Content: "a1", BaseRevision: 1}); r.Revision != 2 {
+		t.Fatalf("the retry: revision %d", r.Revision)
+	}
+}
