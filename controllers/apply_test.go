@@ -26,15 +26,7 @@ import (
 // nothing: the controller keeps the attempt it is on).
 func TestApplyingAnUnchangedManifestChangesNothing(t *testing.T) {
 	f := newFixture(t)
-	sample, err := os.ReadFile(filepath.Join("..", "config", "samples", "persistence_v1alpha1_persistencerollout.yaml"))
-	f.g.Expect(err).NotTo(HaveOccurred())
-	manifest := filepath.Join(t.TempDir(), "rollout.yaml")
-	f.g.Expect(os.WriteFile(manifest, []byte(strings.ReplaceAll(string(sample), "namespace: default", "namespace: "+f.ns)), 0o600)).To(Succeed())
-	apply := func() string {
-		out, err := exec.Command(kubectlBinary(), "--kubeconfig", kubeconfig, "apply", "-f", manifest).CombinedOutput()
-		f.g.Expect(err).NotTo(HaveOccurred(), string(out))
-		return strings.TrimSpace(string(out))
-	}
+	apply := f.sampleApplier()
 	f.g.Expect(apply()).To(HaveSuffix(" created"))
 	// The controller has added its finalizer meanwhile.
 	f.g.Eventually(func() []string { return f.get("demo").Finalizers }).Should(ContainElement(Finalizer))
@@ -47,7 +39,7 @@ func TestApplyingAnUnchangedManifestChangesNothing(t *testing.T) {
 
 	// An approval of a later attempt than the one asked for is still
 	// refused when attempt is omitted (it means 1).
-	_, err = rolloutctl.Apply(t.Context(), k8s, client.ObjectKeyFromObject(ro), func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+	_, err := rolloutctl.Apply(t.Context(), k8s, client.ObjectKeyFromObject(ro), func(ro *persistencev1alpha1.PersistenceRollout) (string, error) {
 		ro.Spec.Cohorts[0].ApprovedAttempt = 2
 		return "", nil
 	})
@@ -70,15 +62,7 @@ func TestApplyingAnUnchangedManifestChangesNothing(t *testing.T) {
 // is read again, not overwritten.
 func TestAYawpctlEditChangesOnlyWhatItSays(t *testing.T) {
 	f := newFixture(t)
-	sample, err := os.ReadFile(filepath.Join("..", "config", "samples", "persistence_v1alpha1_persistencerollout.yaml"))
-	f.g.Expect(err).NotTo(HaveOccurred())
-	manifest := filepath.Join(t.TempDir(), "rollout.yaml")
-	f.g.Expect(os.WriteFile(manifest, []byte(strings.ReplaceAll(string(sample), "namespace: default", "namespace: "+f.ns)), 0o600)).To(Succeed())
-	apply := func() string {
-		out, err := exec.Command(kubectlBinary(), "--kubeconfig", kubeconfig, "apply", "--server-side", "-f", manifest).CombinedOutput()
-		f.g.Expect(err).NotTo(HaveOccurred(), string(out))
-		return strings.TrimSpace(string(out))
-	}
+	apply := f.sampleApplier("--server-side")
 	f.g.Expect(apply()).To(HaveSuffix(" serverside-applied"))
 	key := client.ObjectKey{Namespace: f.ns, Name: "demo"}
 	spec := func() map[string]any {
@@ -120,4 +104,20 @@ func TestAYawpctlEditChangesOnlyWhatItSays(t *testing.T) {
 	f.g.Expect(owners).To(ContainElement(rolloutctl.FieldOwner))
 	f.g.Expect(apply()).To(HaveSuffix(" serverside-applied"))
 	f.g.Expect(spec()).To(Equal(want))
+}
+
+// sampleApplier writes the sample rollout, in the fixture's namespace, to
+// a file and returns what applies it with the real kubectl (with flags)
+// and answers kubectl's output.
+func (f *fixture) sampleApplier(flags ...string) func() string {
+	sample, err := os.ReadFile(filepath.Join("..", "config", "samples", "persistence_v1alpha1_persistencerollout.yaml"))
+	f.g.Expect(err).NotTo(HaveOccurred())
+	manifest := filepath.Join(f.t.TempDir(), "rollout.yaml")
+	f.g.Expect(os.WriteFile(manifest, []byte(strings.ReplaceAll(string(sample), "namespace: default", "namespace: "+f.ns)), 0o600)).To(Succeed())
+	return func() string {
+		args := append(append([]string{"--kubeconfig", kubeconfig, "apply"}, flags...), "-f", manifest)
+		out, err := exec.Command(kubectlBinary(), args...).CombinedOutput()
+		f.g.Expect(err).NotTo(HaveOccurred(), string(out))
+		return strings.TrimSpace(string(out))
+	}
 }
