@@ -233,16 +233,32 @@ func excusedCTE(doc, cohort, rollout string) string {
 // under, stands in only for a cohort no longer there. A pass that began
 // while the cohort was rolled back to Legacy may find, after a new attempt
 // started, a row written during that attempt: it counts for the attempt.
+//
+// Only while this engine holds the shard (its lease epoch is the
+// shard's): a syncer replaced by its successor, whose pass was still
+// running, recorded divergences for a shard it no longer wrote, which the
+// successor's reports then counted against the cohort's gates.
 func (e *Engine) RecordDivergence(ctx context.Context, doc, kind, cohort string, epoch int64, detail string) error {
-	_, err := e.pool.Exec(ctx, excusedCTE("$1", "$4", "$7")+`
+	if e.isFenced.Load() {
+		return ErrFenced
+	}
+	tag, err := e.pool.Exec(ctx, excusedCTE("$1", "$4", "$7")+`
 		INSERT INTO divergences (doc_id, shard, tenant, kind, cohort, epoch, detected_at, detail, outside_change)
 		SELECT d.doc_id, $2, d.tenant, $3, $4, coalesce((SELECT epoch FROM excused), (SELECT epoch FROM cur), $5), now(), $6,
 		       (SELECT id FROM unclaimed)
 		FROM documents d
-		WHERE d.doc_id = $1
-		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail, e.cfg.Rollout)
+		WHERE d.doc_id = $1 AND EXISTS (SELECT 1 FROM shard_leases l WHERE l.shard = $2 AND l.epoch = $8)
+		ON CONFLICT (doc_id, kind) WHERE resolved_at IS NULL DO NOTHING`, doc, e.cfg.Shard, kind, cohort, epoch, detail, e.cfg.Rollout, e.epoch)
 	if err != nil {
 		return fmt.Errorf("record divergence of %s: %w", doc, err)
+	}
+	if tag.RowsAffected() == 0 {
+		// Nothing recorded: one is open already, the document is gone,
+		// or the shard is no longer this engine's.
+		var held bool
+		if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM shard_leases WHERE shard = $1 AND epoch = $2)`, e.cfg.Shard, e.epoch).Scan(&held); err == nil && !held {
+			return ErrFenced
+		}
 	}
 	return nil
 }

@@ -432,3 +432,26 @@ func TestShortForeignCopyIsNotDuplicated(t *testing.T) {
 		})
 	}
 }
+
+// TestAReplacedSyncerRecordsNoDivergence: a verification pass still
+// running in a syncer its successor had replaced recorded divergences for
+// the shard it no longer wrote, and the successor's reports counted them
+// against the cohort's gates. It records nothing once the shard's lease
+// is another's.
+func TestAReplacedSyncerRecordsNoDivergence(t *testing.T) {
+	e := setup(t)
+	ctx := t.Context()
+	e.cohort("c", dataplane.StageVerify, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "u", Content: "a"})
+	// A successor takes the shard (as Open does after the advisory lock).
+	if _, err := e.pool.Exec(ctx, `UPDATE shard_leases SET epoch = epoch + 1 WHERE shard = 0`); err != nil {
+		t.Fatal(err)
+	}
+	err := e.eng.RecordDivergence(ctx, "d", DivergenceOutOfBand, "c", 1, "verification: texts differ")
+	if AsError(err).Code != CodeFenced {
+		t.Fatalf("recording after the takeover: %v; want fenced", err)
+	}
+	if n := e.count(`SELECT count(*) FROM divergences`); n != 0 {
+		t.Fatalf("%d divergences recorded by a replaced syncer", n)
+	}
+}
