@@ -142,6 +142,14 @@ type docVerdict struct {
 	cohort, verdict string
 }
 
+// verdictRepaired: the document mismatched and was repaired; its
+// divergence is on record under the epoch it counts for (the cohort's,
+// or the Legacy epoch of a rollback when the legacy application wrote
+// the row then), and the report counts it from there. The pass does not
+// count it again: it would count a write excused as the rollback's
+// against the new attempt. The next pass verifies it again.
+const verdictRepaired = "repaired"
+
 // verification returns a cohort's last verification.
 func (in *integrity) verification(cohort string) (CohortVerification, bool) {
 	in.mu.Lock()
@@ -238,9 +246,12 @@ func (in *integrity) backfillStep(ctx context.Context, obs dataplane.Observation
 		s.log.Debug("backfilled", "cohort", c.Cohort, "documents", res.Backfilled, "skipped", res.Skipped)
 		s.mBackfilled.Add(float64(res.Backfilled))
 		if res.Backfilled == 0 {
-			// Every candidate was skipped (its stage changed meanwhile):
-			// no progress to hurry; the next round looks again.
-			return 0, nil
+			// Every candidate was skipped (its stage changed meanwhile, or
+			// the legacy application holds its row): no progress to hurry;
+			// the next round looks again. The other cohorts go on: stopping
+			// here left every cohort after this one unbackfilled for as
+			// long as another transaction held one of this one's rows.
+			continue
 		}
 		return len(ids), nil
 	}
@@ -358,7 +369,7 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		todo[d.Doc] = struct{}{}
 	}
 	for id, dv := range in.docs {
-		if dv.verdict == store.VerifyMismatch || dv.verdict == "" {
+		if dv.verdict == store.VerifyMismatch || dv.verdict == verdictRepaired || dv.verdict == "" {
 			todo[id] = struct{}{}
 		}
 	}
@@ -411,6 +422,8 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		case store.VerifyMismatch:
 			cv.Mismatched++
 			cv.Samples = append(cv.Samples, id)
+		case verdictRepaired:
+			// Counted by its divergence record (cohortReport).
 		default:
 			cv.NoYjs++
 		}
@@ -463,7 +476,8 @@ func (in *integrity) gone(ctx context.Context, batch []string, res []store.Verif
 }
 
 // repair records a mismatched document as an open divergence and has the
-// engine repair it; a failed repair stays open (and counted).
+// engine repair it; a failed repair stays open (and counted). A repaired
+// one is counted by its divergence record, under the epoch it counts for.
 func (in *integrity) repair(ctx context.Context, r store.VerifyResult, cohort string, epoch int64) {
 	s := in.s
 	if err := s.eng.RecordDivergence(ctx, r.Doc, store.DivergenceOutOfBand, cohort, epoch, "verification: "+r.Detail); err != nil {
@@ -476,12 +490,10 @@ func (in *integrity) repair(ctx context.Context, r store.VerifyResult, cohort st
 		return
 	}
 	s.log.Info("repaired", "doc", r.Doc, "outcome", res.Outcome, "revision", res.Revision, "ledger_seq", res.LedgerSeq)
-	if res.Outcome != store.OutcomeConsistent {
-		// The next pass must look at it again, whatever its change_seq.
-		dv := in.docs[r.Doc]
-		dv.verdict = store.VerifyMismatch
-		in.docs[r.Doc] = dv
-	}
+	// The next pass must look at it again, whatever its change_seq.
+	dv := in.docs[r.Doc]
+	dv.verdict = verdictRepaired
+	in.docs[r.Doc] = dv
 }
 
 // cohortReport fills a cohort's report: documents and backfill counts
