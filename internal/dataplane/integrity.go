@@ -180,7 +180,11 @@ type DivergenceCounts struct {
 }
 
 // CohortDivergences counts, per cohort of rollout, the divergences and
-// evidence gaps of shard's documents, in one statement.
+// evidence gaps of shard's documents, in one statement. A gap of a
+// document whose row is gone (deleted outside the gateway, the deletion
+// standing) is not counted: no editor can sync into it any more, so it
+// would never close and would hold the cohort at its gate for good. The
+// gap stays on record, and evidence still shows it.
 func (p *Postgres) CohortDivergences(ctx context.Context, rollout string, shard int, gapAfter time.Duration, samples int) (map[string]DivergenceCounts, error) {
 	rows, err := p.pool.Query(ctx, `
 		SELECT c.cohort,
@@ -192,7 +196,8 @@ func (p *Postgres) CohortDivergences(ctx context.Context, rollout string, shard 
 		       (SELECT count(*) FROM divergences v WHERE v.shard = $2 AND v.cohort = c.cohort AND v.resolved_at IS NULL),
 		       (SELECT count(*) FROM client_gaps g JOIN cohort_members m ON m.tenant = g.tenant AND m.rollout = $1
 		        WHERE g.shard = $2 AND m.cohort = c.cohort AND g.closed_at IS NULL
-		          AND g.first_seen < now() - make_interval(secs => $3))
+		          AND g.first_seen < now() - make_interval(secs => $3)
+		          AND EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = g.doc_id))
 		FROM rollout_cohorts c WHERE c.rollout = $1`, rollout, shard, gapAfter.Seconds(), samples)
 	if err != nil {
 		return nil, fmt.Errorf("divergences of shard %d: %w", shard, err)

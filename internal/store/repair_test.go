@@ -455,3 +455,35 @@ func TestAReplacedSyncerRecordsNoDivergence(t *testing.T) {
 		t.Fatalf("%d divergences recorded by a replaced syncer", n)
 	}
 }
+
+// TestAGapOfADeletedDocumentDoesNotHoldTheCohort: a client's gap on a
+// document the legacy application then deleted (the deletion standing)
+// can never close, since no editor can sync into it any more, and it held
+// the cohort at its evidence-gap gate for good. It no longer counts; it
+// stays on record.
+func TestAGapOfADeletedDocumentDoesNotHoldTheCohort(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageLocalFirst, "t1")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "x"})
+	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	c := yjs.NewDoc(yjs.Options{ClientID: 42})
+	if err := c.ApplyUpdate(res.Update); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.GetText(contract.YjsTextName).Insert(1, "yz", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: c.EncodeStateVector()})
+	if counts, _ := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5); counts["c"].Gaps != 1 {
+		t.Fatalf("gaps %+v, want the open one", counts["c"])
+	}
+	if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	if counts, _ := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5); counts["c"].Gaps != 0 {
+		t.Fatalf("gaps %+v after the document was deleted, want none counted", counts["c"])
+	}
+	if n := e.count(`SELECT count(*) FROM client_gaps WHERE closed_at IS NULL AND client = 42`); n != 1 {
+		t.Fatalf("%d open gaps on record, want the one", n)
+	}
+}
