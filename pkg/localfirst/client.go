@@ -49,6 +49,8 @@ type Client struct {
 	denied   string
 	changed  chan struct{}
 	closed   bool
+	// done is closed by Close: it ends Run's dials and backoff waits.
+	done chan struct{}
 	// unsaved holds updates the document took whose write to the local
 	// store failed: the next write carries them (merged) before anything
 	// that comes after them, so no record on disk builds on operations
@@ -71,7 +73,7 @@ type Client struct {
 // A fresh random Yjs client ID is used for this process's edits, as yjs
 // does per session, so a torn record can never make an ID be reused.
 func Open(path string) (*Client, error) {
-	c := &Client{doc: yjs.NewDoc(yjs.Options{}), changed: make(chan struct{})}
+	c := &Client{doc: yjs.NewDoc(yjs.Options{}), changed: make(chan struct{}), done: make(chan struct{})}
 	st, ld, err := openStore(path, c.doc)
 	if err != nil {
 		return nil, err
@@ -95,6 +97,7 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	close(c.done)
 	if c.dropConn != nil {
 		c.dropConn()
 	}
@@ -274,16 +277,33 @@ func (e *RefusedError) Error() string {
 // Run syncs until ctx ends or the server refuses permanently,
 // reconnecting with jittered exponential backoff after transient failures.
 func (c *Client) Run(ctx context.Context, r Remote) error {
+	// Close ends Run also while it dials or waits to redial an
+	// unreachable gateway, not only while connected.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.done:
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
 	backoff := 50 * time.Millisecond
 	for {
+		if c.isClosed() {
+			return ErrClosed
+		}
 		start := time.Now()
-		err := c.session(ctx, r)
+		err := c.session(rctx, r)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		var ref *RefusedError
 		if errors.As(err, &ref) || errors.Is(err, ErrClosed) {
 			return err
+		}
+		if c.isClosed() {
+			return ErrClosed
 		}
 		if time.Since(start) > 10*time.Second {
 			backoff = 50 * time.Millisecond
@@ -295,6 +315,8 @@ func (c *Client) Run(ctx context.Context, r Remote) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-c.done:
+			return ErrClosed
 		case <-time.After(d):
 		}
 	}
@@ -570,22 +592,29 @@ func (c *Client) Reset() (archived string, err error) {
 	if c.closed {
 		return "", ErrClosed
 	}
+	// The store's lock is held throughout: no other client may open the
+	// path between the old copy and the new one. Until the new one is
+	// open the old one stays in use (moved back on failure).
 	path := c.st.path
-	if err := c.st.close(); err != nil {
-		return "", err
-	}
 	archived = fmt.Sprintf("%s.foreign-%d", path, time.Now().UnixNano())
 	if err := os.Rename(path, archived); err != nil {
 		return "", err
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		return "", err
-	}
 	doc := yjs.NewDoc(yjs.Options{})
-	st, _, err := openStore(path, doc)
+	st, _, err := openLocked(path, c.st.lock, doc)
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
 	if err != nil {
+		if st != nil {
+			_ = st.f.Close()
+		}
+		if rerr := os.Rename(archived, path); rerr != nil {
+			return "", fmt.Errorf("%w (and the old copy stays at %s: %v)", err, archived, rerr)
+		}
 		return "", err
 	}
+	_ = c.st.f.Close()
 	doc.OnUpdate(func(u []byte) {
 		if c.capture {
 			c.captured = append(c.captured, append([]byte(nil), u...))

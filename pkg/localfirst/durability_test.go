@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -261,4 +262,132 @@ func TestClientIDDuringReset(t *testing.T) {
 		t.Fatal(err)
 	}
 	wg.Wait()
+}
+
+// TestCloseWhileOfflineEndsRun: the editor window closes while the
+// gateway is unreachable (Run dialling and backing off). Run must return
+// ErrClosed, not redial an unreachable gateway for as long as its context
+// lives; and Run on a closed client returns ErrClosed at once.
+func TestCloseWhileOfflineEndsRun(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "ws://" + ln.Addr().String() + "/v1/sync/"
+	ln.Close() // nothing listens there now: every dial fails
+	c := open(t, filepath.Join(t.TempDir(), "d"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, Remote{URL: base, DocID: "essay"}) }()
+	time.Sleep(500 * time.Millisecond) // a few failed dials: Run is backing off
+	if err := c.Edit(appendText("offline ")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Run returned %v, want ErrClosed", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run still redialling 3s after Close")
+	}
+	rctx, rcancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer rcancel()
+	if err := c.Run(rctx, Remote{URL: base, DocID: "essay"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Run on a closed client returned %v, want ErrClosed", err)
+	}
+}
+
+// TestResetKeepsTheStoreLocked: while Reset sets the local copy aside
+// and starts a new one, another client trying to open the same store
+// must keep getting ErrInUse: had it got in between, it would load a
+// store that Reset then moves from under it (its edits going to the
+// archived file) or make Reset fail half-way.
+func TestResetKeepsTheStoreLocked(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "d")
+	c := open(t, path)
+	defer c.Close()
+	if err := c.Edit(appendText("mine ")); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var intruded error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			o, err := Open(path)
+			if err == nil {
+				o.Close()
+				intruded = errors.New("a second client opened the store during Reset")
+				return
+			}
+			if !errors.Is(err, ErrInUse) {
+				intruded = err
+				return
+			}
+		}
+	}()
+	for i := range 200 {
+		if _, err := c.Reset(); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("Reset %d: %v (concurrent open: %v)", i, err, intruded)
+		}
+		if err := c.Edit(appendText("x")); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("Edit after Reset %d: %v", i, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if intruded != nil {
+		t.Fatal(intruded)
+	}
+}
+
+// TestShortForeignFileIsNotOverwritten: a path naming some other small
+// file (a few bytes, not the start of a store) is not a local store torn
+// while being created: Open must refuse it, not compact an empty store
+// over it.
+func TestShortForeignFileIsNotOverwritten(t *testing.T) {
+	dir := t.TempDir()
+	for _, content := range []string{"hi\n", "{}", "YAWPLF2"} {
+		path := filepath.Join(dir, "notes")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Open(path)
+		if err == nil {
+			c.Close()
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("Open of a file holding %q: %v, want ErrCorrupt", content, err)
+		}
+		if b, _ := os.ReadFile(path); string(b) != content {
+			t.Errorf("the file holding %q now holds %q", content, b)
+		}
+	}
+	// A store torn while being created (a prefix of the magic) is still
+	// a new, empty store.
+	path := filepath.Join(dir, "new")
+	if err := os.WriteFile(path, []byte(magic[:3]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := open(t, path)
+	defer c.Close()
+	if c.Text() != "" || c.Loaded.Torn != 3 {
+		t.Fatalf("torn creation: text %q, %+v", c.Text(), c.Loaded)
+	}
 }

@@ -70,11 +70,15 @@ func openStore(path string, doc *yjs.Doc) (s *store, ld loaded, err error) {
 	if err != nil {
 		return nil, ld, err
 	}
-	defer func() {
-		if err != nil {
-			lock.Close()
-		}
-	}()
+	s, ld, err = openLocked(path, lock, doc)
+	if err != nil {
+		lock.Close()
+	}
+	return s, ld, err
+}
+
+// openLocked is openStore for a caller that holds the lock already.
+func openLocked(path string, lock *os.File, doc *yjs.Doc) (s *store, ld loaded, err error) {
 	f, err := os.Open(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -156,9 +160,13 @@ func replayRecords(f *os.File, doc *yjs.Doc) (records int, torn int64, err error
 	size := st.Size()
 	r := bufio.NewReader(f)
 	head := make([]byte, len(magic))
-	if _, err := io.ReadFull(r, head); err != nil {
-		if size < int64(len(magic)) {
+	if n, err := io.ReadFull(r, head); err != nil {
+		if size < int64(len(magic)) && string(head[:n]) == magic[:n] {
 			return 0, size, nil // torn while creating
+		}
+		if size < int64(len(magic)) {
+			// Some other (short) file: compacting would overwrite it.
+			return 0, 0, fmt.Errorf("%w: not a local store (bad magic)", ErrCorrupt)
 		}
 		return 0, 0, err
 	}
