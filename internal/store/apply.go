@@ -930,7 +930,7 @@ func (e *Engine) initYjs(bc *batchCtx, st *docState, text string) error {
 	// The generation starts with the genesis of text (backfill.go), the
 	// same bytes the backfill writes: an empty text still gets an (empty)
 	// first update, so the document is known to have a Yjs representation.
-	u, err := GenesisUpdate(text)
+	u, err := genesisUpdate(st.generation, text)
 	if err != nil {
 		return err
 	}
@@ -1500,6 +1500,14 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		}
 		initialized = !create
 	}
+	if c := staleStructs(st, dec); !create && c != 0 {
+		// Operations of an earlier generation's genesis: the client's copy
+		// is of the document deleted before this ID was taken again.
+		// Integrated, the deleted text would join this document's.
+		e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
+			"this update comes from a copy of an earlier document with this ID (genesis client %d, which the document's history does not have): reload the document", c))
+		return nil
+	}
 	if !create && foreignItem(st, dec) {
 		if handled, err := e.applyForeign(ctx, bc, st, o, dec, stage); handled || err != nil {
 			return err
@@ -1602,6 +1610,13 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 	}
 	gaps := map[uint64][2]uint64{}
 	if st.ydoc != nil {
+		if c := staleGenesis(sv, st.ydoc.StateVector()); c != 0 {
+			// A copy of the document as it was before it was deleted and
+			// its ID taken again: answered, it would be garbled.
+			e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
+				"this copy is of an earlier document with this ID (its state vector names genesis client %d, which the document's history does not have): reload the document", c))
+			return nil
+		}
 		update = st.ydoc.EncodeStateAsUpdate(sv)
 		for c, rg := range st.ydoc.Missing(sv) {
 			missing[strconv.FormatUint(c, 10)] = [2]uint64{rg.Clock, rg.End()}

@@ -22,13 +22,85 @@ import (
 // 32-bit range browsers draw from and below the range of serverClient.
 const GenesisClientID uint64 = 1<<52 - 1
 
+// genesisRange bounds the generations whose geneses have client IDs of
+// their own (genesisClient); a document re-created that often is not
+// expected.
+const genesisRange = 1 << 20
+
+// genesisClient is the client ID of generation gen's genesis:
+// GenesisClientID for the first (every backfill and every document's
+// first Yjs representation, as before generations had IDs of their own),
+// one below for each later one. A generation after the first starts when
+// a document's ID is taken again after the document was deleted outside
+// the gateway; with the one fixed ID its genesis looked, to a client
+// still holding the deleted document's copy, like a continuation of the
+// old one whenever its text was as long, and the client's copy was
+// answered against a different text and garbled. With an ID of its own,
+// such a state vector names a genesis the document does not have
+// (staleGenesis) and is refused.
+func genesisClient(gen int64) uint64 {
+	if gen <= 1 {
+		return GenesisClientID
+	}
+	return GenesisClientID - uint64(min(gen-1, genesisRange-1))
+}
+
+// isGenesisClient reports whether c is the client ID of some generation's
+// genesis.
+func isGenesisClient(c uint64) bool {
+	return c <= GenesisClientID && c > GenesisClientID-genesisRange
+}
+
+// staleGenesis returns a genesis client ID sv holds operations of that
+// the document's Yjs representation (whose state vector is have) does not
+// have: sv is of a copy of another generation of the document (0: none).
+func staleGenesis(sv, have yjs.StateVector) uint64 {
+	for c, k := range sv {
+		if k > 0 && isGenesisClient(c) && have[c] == 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// staleStructs returns a genesis client ID whose operations dec carries
+// or builds on (as an item's origin) that st's Yjs representation does
+// not have: dec comes from a copy of another generation (0: none).
+func staleStructs(st *docState, dec *yjs.DecodedUpdate) uint64 {
+	if st.ydoc == nil {
+		return 0
+	}
+	have := st.ydoc.StateVector()
+	for _, it := range dec.Structs {
+		if it.IsSkip() {
+			continue
+		}
+		cs := []uint64{it.ID.Client}
+		if it.HasOrigin() {
+			cs = append(cs, it.Origin.Client)
+		}
+		if it.HasRightOrigin() {
+			cs = append(cs, it.RightOrigin.Client)
+		}
+		for _, c := range cs {
+			if isGenesisClient(c) && have[c] == 0 {
+				return c
+			}
+		}
+	}
+	return 0
+}
+
 // OriginBackfill is the origin of a backfill genesis in yjs_updates.
 const OriginBackfill = "server:backfill"
 
 // GenesisUpdate returns the genesis update of text (GenesisClientID
 // inserting it into the text named contract.YjsTextName).
-func GenesisUpdate(text string) ([]byte, error) {
-	g := yjs.NewDoc(yjs.Options{ClientID: GenesisClientID})
+func GenesisUpdate(text string) ([]byte, error) { return genesisUpdate(1, text) }
+
+// genesisUpdate is generation gen's genesis of text.
+func genesisUpdate(gen int64, text string) ([]byte, error) {
+	g := yjs.NewDoc(yjs.Options{ClientID: genesisClient(gen)})
 	if text != "" {
 		t := g.GetText(contract.YjsTextName)
 		if err := g.Transact(func(*yjs.Transaction) error { return t.Insert(0, text, nil) }); err != nil {
@@ -248,7 +320,8 @@ func (e *Engine) backfill(ctx context.Context, bc *batchCtx, cp BackfillCheckpoi
 // genesis gives st its Yjs representation from its legacy text and
 // records it in the ledger under stage.
 func (e *Engine) genesis(bc *batchCtx, st *docState, stage dataplane.SaveStage) error {
-	u, err := GenesisUpdate(st.content)
+	gen := st.generation + 1
+	u, err := genesisUpdate(gen, st.content)
 	if err != nil {
 		return err
 	}
@@ -257,9 +330,9 @@ func (e *Engine) genesis(bc *batchCtx, st *docState, stage dataplane.SaveStage) 
 	// so no Yjs document is built here; verification checks the text).
 	sv := yjs.StateVector{}
 	if n := yjs.UTF16Len(st.content); n > 0 {
-		sv[GenesisClientID] = uint64(n)
+		sv[genesisClient(gen)] = uint64(n)
 	}
-	st.generation++
+	st.generation = gen
 	seq := e.appendYjs(bc, st, u, OriginBackfill)
 	st.snapRaw = &rawSnapshot{state: u, sv: yjs.EncodeStateVector(sv), text: st.content}
 	e.writeSnapshot(bc, st)
@@ -267,7 +340,7 @@ func (e *Engine) genesis(bc *batchCtx, st *docState, stage dataplane.SaveStage) 
 		Kind: ledger.KindBackfill, At: bc.now, Tenant: st.tenant, User: "server:backfill",
 		Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: "yjs",
 		Revision: st.revision, ContentSHA256: ledger.SHA256Hex([]byte(st.content)), UpdateSHA256: ledger.SHA256Hex(u),
-		Clients: []uint64{GenesisClientID}, YjsSeq: seq, StateVector: svMap(sv), Outcome: "backfilled",
+		Clients: []uint64{genesisClient(gen)}, YjsSeq: seq, StateVector: svMap(sv), Outcome: "backfilled",
 	}
 	e.appendLedger(bc, st, en)
 	return nil

@@ -276,7 +276,13 @@ func foreignItem(st *docState, dec *yjs.DecodedUpdate) bool {
 		return false
 	}
 	sv := st.ydoc.StateVector()
-	if sv[GenesisClientID] == 0 {
+	genesis := uint64(0)
+	for c := range sv {
+		if isGenesisClient(c) && sv[c] > 0 {
+			genesis = c
+		}
+	}
+	if genesis == 0 {
 		return false // an empty genesis: concurrent first edits are ordinary
 	}
 	server := serverClient(st.id)
@@ -285,7 +291,9 @@ func foreignItem(st *docState, dec *yjs.DecodedUpdate) bool {
 			continue
 		}
 		c := it.ID.Client
-		if c == GenesisClientID || c == server || it.ID.Clock < sv[c] {
+		// An earlier generation's genesis is not this one's: a stale
+		// copy's whole state, sent back, is foreign.
+		if c == genesis || c == server || it.ID.Clock < sv[c] {
 			continue // the server's own, or already held
 		}
 		if k, ok := it.ParentKey(); ok && k == contract.YjsTextName {
