@@ -199,7 +199,10 @@ func bad(status int, code, msg string) *apiError {
 }
 
 // Handler returns the gateway's HTTP handler.
-func (g *Gateway) Handler() http.Handler {
+func (g *Gateway) Handler() http.Handler { return canonicalPaths(g.routes()) }
+
+// routes is the gateway's HTTP API, without the check of its paths.
+func (g *Gateway) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+contract.PathHealthz, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET "+contract.PathReadyz, func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -233,7 +236,7 @@ func (g *Gateway) Handler() http.Handler {
 	route("/", routeOther, func(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, bad(http.StatusNotFound, "no_route", "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
-	return canonicalPaths(mux)
+	return mux
 }
 
 // canonicalPaths refuses a path with an empty, "." or ".." segment as no

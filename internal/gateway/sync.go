@@ -606,7 +606,7 @@ func (g *Gateway) HandlerWithSync(hub *syncws.Hub) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(contract.PathSync, g.SyncHandler(hub))
 	mux.HandleFunc("POST "+PathSyncNotify+"{id}", g.syncNotify)
-	mux.Handle("/", g.Handler())
+	mux.Handle("/", g.routes())
 	return canonicalPaths(mux)
 }
 

@@ -6,6 +6,7 @@
 package rolloutctl
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -368,7 +369,7 @@ func Delete(ctx context.Context, c client.Client, key client.ObjectKey, poll tim
 		} else if err != nil {
 			return err
 		}
-		say(fmt.Sprintf("deleting rollout %s/%s (deletionPolicy %s); waiting for the operator to carry it out", key.Namespace, key.Name, orDefault(string(ro.Spec.DeletionPolicy), string(persistencev1alpha1.DeletionRetain))))
+		say(fmt.Sprintf("deleting rollout %s/%s (deletionPolicy %s); waiting for the operator to carry it out", key.Namespace, key.Name, cmp.Or(ro.Spec.DeletionPolicy, persistencev1alpha1.DeletionRetain)))
 	}
 	last := ""
 	t := time.NewTicker(poll)
@@ -411,11 +412,4 @@ func deletionWaitsFor(ro *persistencev1alpha1.PersistenceRollout) string {
 		}
 	}
 	return ""
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -63,34 +63,6 @@ func staleGenesis(sv, have yjs.StateVector) uint64 {
 	return 0
 }
 
-// staleStructs returns a genesis client ID whose operations dec carries
-// or builds on (as an item's origin) that st's Yjs representation does
-// not have: dec comes from a copy of another generation (0: none).
-func staleStructs(st *docState, dec *yjs.DecodedUpdate) uint64 {
-	if st.ydoc == nil {
-		return 0
-	}
-	have := st.ydoc.StateVector()
-	for _, it := range dec.Structs {
-		if it.IsSkip() {
-			continue
-		}
-		cs := []uint64{it.ID.Client}
-		if it.HasOrigin() {
-			cs = append(cs, it.Origin.Client)
-		}
-		if it.HasRightOrigin() {
-			cs = append(cs, it.RightOrigin.Client)
-		}
-		for _, c := range cs {
-			if isGenesisClient(c) && have[c] == 0 {
-				return c
-			}
-		}
-	}
-	return 0
-}
-
 // OriginBackfill is the origin of a backfill genesis in yjs_updates.
 const OriginBackfill = "server:backfill"
 

@@ -187,11 +187,14 @@ type lane struct {
 	reqs chan *op
 }
 
-func (e *Engine) laneOf(doc string) *lane {
+func (e *Engine) laneOf(doc string) *lane { return e.lanes[LaneIndex(doc, len(e.lanes))] }
+
+// LaneIndex is the group-commit lane, of lanes, that commits doc's saves.
+func LaneIndex(doc string, lanes int) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte("lane\x00"))
 	_, _ = h.Write([]byte(doc))
-	return e.lanes[h.Sum32()%uint32(len(e.lanes))]
+	return int(h.Sum32() % uint32(lanes))
 }
 
 type op struct {
@@ -440,21 +443,11 @@ func (e *Engine) Submit(ctx context.Context, req Request) (Result, error) {
 	}
 }
 
-// SubmitAll submits reqs together, as Submit would each of them at once
+// SubmitEach submits reqs together, as Submit would each of them at once
 // (the internal API's apply batches): every request is queued on its
 // lane, in order, before any is waited for, so they can share group
-// commits. results[i] and errs[i] answer reqs[i]. A cancelled ctx ends
-// the wait: what was queued may still commit, as with Submit.
-func (e *Engine) SubmitAll(ctx context.Context, reqs []Request) (results []Result, errs []error) {
-	results, errs = make([]Result, len(reqs)), make([]error, len(reqs))
-	e.SubmitEach(ctx, reqs, func(i int, res Result, err error, _ bool) {
-		results[i], errs[i] = res, err
-	})
-	return results, errs
-}
-
-// SubmitEach is SubmitAll answering each request as soon as it is
-// answered, not once all are: answer(i, ...) answers reqs[i], from the
+// commits. Each is answered as soon as it is answered, not once all are:
+// answer(i, ...) answers reqs[i], from the
 // calling goroutine, once for every request, in the order they are
 // answered (a request whose group commits first is not held back by one
 // waiting for a row lock in another lane). more reports that further

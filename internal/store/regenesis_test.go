@@ -5,7 +5,6 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestAStaleCopyOfARecreatedDocumentIsRefused: every generation's genesis
@@ -23,11 +22,7 @@ func TestAStaleCopyOfARecreatedDocumentIsRefused(t *testing.T) {
 	e := setup(t)
 	e.cohort("c", dataplane.StageDualWrite, "t1")
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "abc"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	stale := yjs.NewDoc(yjs.Options{ClientID: 42})
-	if err := stale.ApplyUpdate(res.Update); err != nil {
-		t.Fatal(err)
-	}
+	stale := e.replicasOf("t1", "d", 42)[0]
 	if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
 		t.Fatal(err)
 	}
@@ -60,12 +55,7 @@ func TestAStaleCopyOfARecreatedDocumentIsRefused(t *testing.T) {
 		t.Fatalf("the document after the stale copy: %q, want %q", got, "wxyz12")
 	}
 	// A fresh client of the new document syncs as ever.
-	fresh := yjs.NewDoc(yjs.Options{ClientID: 43})
-	res = e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	if err := fresh.ApplyUpdate(res.Update); err != nil {
-		t.Fatal(err)
-	}
-	if got := fresh.GetText(contract.YjsTextName).String(); got != "wxyz12" {
+	if got := e.replicasOf("t1", "d", 43)[0].GetText(contract.YjsTextName).String(); got != "wxyz12" {
 		t.Fatalf("a fresh client reads %q", got)
 	}
 	// And a client of the first document that was never deleted is not

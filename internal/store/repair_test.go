@@ -248,16 +248,7 @@ func TestClientGapsOpenAndClose(t *testing.T) {
 	e := setup(t)
 	e.cohort("c", dataplane.StageLocalFirst, "t1")
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	c := yjs.NewDoc(yjs.Options{ClientID: 42})
-	if err := c.ApplyUpdate(res.Update); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.GetText(contract.YjsTextName).Insert(1, "yz", nil); err != nil {
-		t.Fatal(err)
-	}
-	// It announces its state vector and is cut off before sending.
-	e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: c.EncodeStateVector()})
+	c := e.announceUnsent("t1", "d", 42)
 	counts, err := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5)
 	if err != nil {
 		t.Fatal(err)
@@ -465,15 +456,7 @@ func TestAGapOfADeletedDocumentDoesNotHoldTheCohort(t *testing.T) {
 	e := setup(t)
 	e.cohort("c", dataplane.StageLocalFirst, "t1")
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t1", User: "u", Content: "x"})
-	res := e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	c := yjs.NewDoc(yjs.Options{ClientID: 42})
-	if err := c.ApplyUpdate(res.Update); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.GetText(contract.YjsTextName).Insert(1, "yz", nil); err != nil {
-		t.Fatal(err)
-	}
-	e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t1", User: "u", StateVector: c.EncodeStateVector()})
+	e.announceUnsent("t1", "d", 42)
 	if counts, _ := e.dp.CohortDivergences(t.Context(), rollout, 0, 0, 5); counts["c"].Gaps != 1 {
 		t.Fatalf("gaps %+v, want the open one", counts["c"])
 	}
@@ -486,4 +469,16 @@ func TestAGapOfADeletedDocumentDoesNotHoldTheCohort(t *testing.T) {
 	if n := e.count(`SELECT count(*) FROM client_gaps WHERE closed_at IS NULL AND client = 42`); n != 1 {
 		t.Fatalf("%d open gaps on record, want the one", n)
 	}
+}
+
+// announceUnsent makes a client that synced tenant's doc, typed "yz" and
+// announced its state vector, cut off before sending them: an open gap.
+func (e *env) announceUnsent(tenant, doc string, client uint64) *yjs.Doc {
+	e.t.Helper()
+	c := e.replicasOf(tenant, doc, client)[0]
+	if err := c.GetText(contract.YjsTextName).Insert(1, "yz", nil); err != nil {
+		e.t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindSync1, Doc: doc, Tenant: tenant, User: "u", StateVector: c.EncodeStateVector()})
+	return c
 }

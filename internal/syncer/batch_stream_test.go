@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"net/http"
 	"strings"
@@ -17,19 +16,11 @@ import (
 )
 
 // docsInOtherLanes returns two document IDs the engine's two group-commit
-// lanes (the default) take in different lanes, as store's laneOf places
-// them.
+// lanes (the default) take in different lanes.
 func docsInOtherLanes(prefix string) (string, string) {
-	lane := func(doc string) uint32 {
-		h := fnv.New32a()
-		_, _ = h.Write([]byte("lane\x00"))
-		_, _ = h.Write([]byte(doc))
-		return h.Sum32() % 2
-	}
 	a := prefix + "-a"
 	for i := 0; ; i++ {
-		b := fmt.Sprintf("%s-b%d", prefix, i)
-		if lane(b) != lane(a) {
+		if b := fmt.Sprintf("%s-b%d", prefix, i); store.LaneIndex(b, 2) != store.LaneIndex(a, 2) {
 			return a, b
 		}
 	}

@@ -1,40 +1,12 @@
 package syncer
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/pgharness"
 )
-
-// startIntegritySyncer runs the syncer of shard 0 of 1 on dsn with the
-// given verification interval (full passes an hour apart) until stop.
-func startIntegritySyncer(t *testing.T, dsn string, verifyEvery time.Duration) (stop func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: itRollout, Shard: 0, Shards: 1, PodName: "demo-gateway-0",
-			InternalToken: "tok", Heartbeat: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: verifyEvery, VerifyFullEvery: time.Hour}})
-	}()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("syncer: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return stop
-}
 
 // TestAnExcusedMismatchIsNotReportedForTheNewAttempt: the legacy
 // application rewrote a row while the cohort was rolled back, and no
@@ -48,7 +20,7 @@ func TestAnExcusedMismatchIsNotReportedForTheNewAttempt(t *testing.T) {
 	const n = 20
 	dp, pool, cs := legacyFixture(t, dsn, n)
 	ctx := t.Context()
-	stop := startIntegritySyncer(t, dsn, 100*time.Millisecond)
+	_, stop := runSyncerEvery(t, dsn, 100*time.Millisecond, time.Hour)
 	cs, _ = toVerify(t, dp, cs, n)
 	stop()
 	cs = stageAttempt(t, dp, cs.Epoch, dataplane.StageLegacy, 1, dataplane.OutcomeRolledBack)
@@ -58,7 +30,7 @@ func TestAnExcusedMismatchIsNotReportedForTheNewAttempt(t *testing.T) {
 	cs = stageAttempt(t, dp, cs.Epoch, dataplane.StageDualWrite, 2, "")
 	// Passes 4 s apart: the reports between the first two carry what the
 	// first one found.
-	startIntegritySyncer(t, dsn, 4*time.Second)
+	runSyncerEvery(t, dsn, 4*time.Second, time.Hour)
 	rep := waitReport(t, dp, "the first pass of attempt 2", 10*time.Second, func(c dataplane.CohortReport) bool {
 		return c.Epoch == cs.Epoch && c.Verified > 0
 	})

@@ -22,13 +22,20 @@ import (
 // the test can call; stop ends it (a pod restart).
 func runSyncerWithAPI(t *testing.T, dsn string, fullEvery time.Duration) (c *Client, stop func()) {
 	t.Helper()
+	return runSyncerEvery(t, dsn, 100*time.Millisecond, fullEvery)
+}
+
+// runSyncerEvery is runSyncerWithAPI with incremental verification passes
+// verifyEvery apart.
+func runSyncerEvery(t *testing.T, dsn string, verifyEvery, fullEvery time.Duration) (c *Client, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := freeAddr(t)
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{Listen: addr, DatabaseURL: dsn, Rollout: itRollout, Shard: 0, Shards: 1, PodName: "demo-gateway-0",
 			InternalToken: "tok", Heartbeat: 200 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: 100 * time.Millisecond, VerifyFullEvery: fullEvery}})
+			Integrity: IntegrityConfig{BackfillRate: -1, BackfillBatch: 50, VerifyEvery: verifyEvery, VerifyFullEvery: fullEvery}})
 	}()
 	c = &Client{BaseURL: "http://" + addr, Token: "tok", HTTP: &http.Client{Timeout: 10 * time.Second}}
 	waitReady(t, c, cancel)

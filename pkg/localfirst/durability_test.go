@@ -235,13 +235,20 @@ func TestCloseDuringRunEndsRun(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
+	runEnded(t, done, 5*time.Second)
+}
+
+// runEnded waits for Run's answer on done and fails unless it is
+// ErrClosed within d of Close.
+func runEnded(t *testing.T, done <-chan error, d time.Duration) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if !errors.Is(err, ErrClosed) {
 			t.Fatalf("Run returned %v, want ErrClosed", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run still running (reconnecting) 5s after Close")
+	case <-time.After(d):
+		t.Fatalf("Run still running (redialling) %v after Close", d)
 	}
 }
 
@@ -287,14 +294,7 @@ func TestCloseWhileOfflineEndsRun(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("Run returned %v, want ErrClosed", err)
-		}
-	case <-time.After(3 * time.Second):
-		t.Fatal("Run still redialling 3s after Close")
-	}
+	runEnded(t, done, 3*time.Second)
 	rctx, rcancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer rcancel()
 	if err := c.Run(rctx, Remote{URL: base, DocID: "essay"}); !errors.Is(err, ErrClosed) {
