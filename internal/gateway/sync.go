@@ -80,7 +80,19 @@ type SyncBackend struct {
 	proto     map[string]string // last protocol told per tenant
 	docs      map[string]int    // open sessions per document
 	roomSV    map[string][]byte // per open document: the server state vector its room caught up to
-	hub       *syncws.Hub
+	// firstSV: by ConnID, the document and the server's state vector of
+	// the first sync step 1 answered to the connection: a connection
+	// answered from a history since replaced holds text the document no
+	// longer has (see historyReplaced).
+	firstSV map[string]connAnswer
+	hub     *syncws.Hub
+}
+
+// connAnswer is the document a connection opened and the server's state
+// vector it was first answered from.
+type connAnswer struct {
+	doc      string
+	serverSV []byte
 }
 
 // PathSyncNotify+docID?tenant=T (POST, internal token) tells a document's
@@ -104,7 +116,8 @@ func bootID() string {
 // NewSyncBackend returns the gateway's sync backend.
 func (g *Gateway) NewSyncBackend() *SyncBackend {
 	b := &SyncBackend{g: g, boot: bootID(), step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
-		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{}}
+		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{},
+		firstSV: map[string]connAnswer{}}
 	g.syncBE.Store(b)
 	return b
 }
@@ -204,6 +217,9 @@ func (b *SyncBackend) AnnounceStateVector(ctx context.Context, s syncws.Session,
 		b.announced[s.ConnID] = ans.sv
 	}
 	b.step1[s.ConnID] = ans
+	if _, ok := b.firstSV[s.ConnID]; !ok && b.docs[s.DocID] > 0 {
+		b.firstSV[s.ConnID] = connAnswer{doc: s.DocID, serverSV: ans.serverSV}
+	}
 	if _, ok := b.roomSV[s.DocID]; !ok && b.docs[s.DocID] > 0 {
 		b.roomSV[s.DocID] = ans.serverSV
 	}
@@ -274,6 +290,16 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 	if res.Outcome == store.OutcomeDuplicate {
 		m.syncUpdates.WithLabelValues(updateDuplicate).Inc()
 		return nil, nil
+	}
+	b.mu.Lock()
+	hub := b.hub
+	roomSV, open := b.roomSV[s.DocID]
+	b.mu.Unlock()
+	if open && hub != nil && len(res.StateVector) > 0 && store.HistoryReplaced(roomSV, res.StateVector) {
+		// The update created the document again (it was deleted outside
+		// the gateway) while clients of the deleted one are in the room:
+		// relayed to them, it would run the new text into the old.
+		b.historyReplaced(ctx, c, hub, s.DocID, false)
 	}
 	m.syncUpdates.WithLabelValues(updateRelayed).Inc()
 	return update, nil
@@ -364,6 +390,7 @@ func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, code int, reas
 	}
 	delete(b.step1, s.ConnID)
 	delete(b.recorded, s.ConnID)
+	delete(b.firstSV, s.ConnID)
 	if b.tenants[t]--; b.tenants[t] <= 0 {
 		delete(b.tenants, t)
 		delete(b.proto, t)
@@ -512,6 +539,10 @@ func (b *SyncBackend) refresh(ctx context.Context, doc string) {
 		return
 	}
 	out, err := c.YjsSince(ctx, doc, sv)
+	if foreignHandled(err) {
+		b.historyReplaced(ctx, c, hub, doc, true)
+		return
+	}
 	if err != nil {
 		b.g.log.Warn("relaying a REST save to sync clients", "doc", doc, "err", err)
 		return
@@ -528,6 +559,45 @@ func (b *SyncBackend) refresh(ctx context.Context, doc string) {
 		b.roomSV[doc] = out.StateVector
 	}
 	b.mu.Unlock()
+}
+
+// historyReplaced handles a room that may hold clients of a history of
+// doc that is gone (the document was deleted outside the gateway and its
+// ID taken again): a relay's state vector reaching beyond the
+// document's, or a document created while its room was open. Relaying
+// the new history to them would make them show the deleted text and the
+// new one together, and their edits would land in the wrong text. Each
+// connection first answered from a history since replaced is closed with
+// 4409 (foreign history: a local-first client sets its copy aside and
+// starts again from the server's); nothing more is sent to it. With
+// publish, the room's other connections, opened since, get the
+// document's whole state (what they hold already is a no-op to them).
+func (b *SyncBackend) historyReplaced(ctx context.Context, c *syncer.Client, hub *syncws.Hub, doc string, publish bool) {
+	cur, err := c.YjsSince(ctx, doc, nil)
+	if err != nil || cur.Tenant == "" {
+		if err != nil {
+			b.g.log.Warn("reading a re-created document for its sync clients", "doc", doc, "err", err)
+		}
+		return
+	}
+	stale := map[string]bool{}
+	b.mu.Lock()
+	for id, a := range b.firstSV {
+		if a.doc == doc && store.HistoryReplaced(a.serverSV, cur.StateVector) {
+			stale[id] = true
+		}
+	}
+	if sv, still := b.roomSV[doc]; still && len(cur.StateVector) > 0 && store.HistoryReplaced(sv, cur.StateVector) {
+		b.roomSV[doc] = cur.StateVector
+	}
+	b.mu.Unlock()
+	if n := hub.CloseConnections(doc, stale, contract.CloseForeignHistory,
+		"this document was deleted and created again: your copy is of the deleted one"); n > 0 {
+		b.g.log.Info("closed the sync connections holding a replaced history of a document", "doc", doc, "connections", n)
+	}
+	if publish {
+		hub.Publish(cur.Tenant, doc, cur.Update)
+	}
 }
 
 // foreignHandled reports whether err is the syncer's answer to an update

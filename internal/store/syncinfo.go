@@ -42,6 +42,14 @@ func (e *Engine) TenantStage(ctx context.Context, tenant string) (dataplane.Save
 // the document has no Yjs representation. tenant is the document's owner
 // ("" when it does not exist): the room to relay to is that tenant's,
 // whoever asked.
+//
+// sv is a state vector this engine answered earlier (a room's). When it
+// reaches beyond the document's (HistoryReplaced), the Yjs history it
+// came from is gone: the document was deleted outside the gateway and
+// its ID taken again, or its representation built anew. The answer is
+// then 409 foreign_history, with tenant set: what the document holds
+// beyond sv would be merged by the room's clients into the text of the
+// deleted document (they would show both).
 func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, serverSV []byte, tenant string, err error) {
 	l := e.laneOf(doc)
 	l.mu.RLock()
@@ -65,5 +73,46 @@ func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, s
 	if st.ydoc == nil {
 		return nil, nil, st.tenant, nil
 	}
+	if c, ok := beyond(v, st.ydoc.StateVector()); ok {
+		return nil, nil, st.tenant, errf(http.StatusConflict, CodeForeignHistory,
+			"the state vector names operations of client %d the document's history does not have: it is of an earlier history of this document ID", c)
+	}
 	return st.ydoc.EncodeStateAsUpdate(v), st.ydoc.EncodeStateVector(), st.tenant, nil
+}
+
+// HistoryReplaced reports whether earlier, a state vector the store
+// answered for a document (a sync step 1's, or YjsSince's), reaches
+// beyond now, the document's state vector today. A document's Yjs history
+// only grows, so a state vector of the store's that it does not cover is
+// of a history that is gone: the document was deleted outside the gateway
+// and its ID taken again, or rolled back and backfilled anew. A client
+// answered from it holds text the document no longer has. An empty or
+// undecodable state vector reports false.
+func HistoryReplaced(earlier, now []byte) bool {
+	if len(earlier) == 0 {
+		return false
+	}
+	e, err := yjs.DecodeStateVector(earlier)
+	if err != nil {
+		return false
+	}
+	var n yjs.StateVector
+	if len(now) > 0 {
+		if n, err = yjs.DecodeStateVector(now); err != nil {
+			return false
+		}
+	}
+	_, ok := beyond(e, n)
+	return ok
+}
+
+// beyond returns a client whose operations earlier counts more of than
+// now does.
+func beyond(earlier, now yjs.StateVector) (uint64, bool) {
+	for c, k := range earlier {
+		if k > now[c] {
+			return c, true
+		}
+	}
+	return 0, false
 }

@@ -537,6 +537,32 @@ func (h *Hub) CloseDocument(docID string, code int, reason string) {
 	}
 }
 
+// CloseConnections closes, with code and reason, the connections to docID
+// whose Session.ConnID ids holds, after the message each is processing
+// and a flush of what was queued for it before the call; nothing queued
+// after the call returns (a Publish, a relayed update) reaches them. It
+// returns how many it closes.
+func (h *Hub) CloseConnections(docID string, ids map[string]bool, code int, reason string) int {
+	if len(ids) == 0 {
+		return 0
+	}
+	h.mu.Lock()
+	var targets []*conn
+	for _, rm := range h.byDoc[docID] {
+		for c := range rm.conns {
+			if ids[c.s.ConnID] {
+				targets = append(targets, c)
+			}
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range targets {
+		c.finish(code, reason, false) // from here on enqueue drops
+		go c.stop(code, reason)
+	}
+	return len(targets)
+}
+
 // claimed closes, with 4403, the connections of tenants other than owner
 // to docID: they opened it before it existed, and owner's commit made it
 // owner's. They saw nothing of it (their room is their own), and their

@@ -1,0 +1,124 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/yjs"
+	"github.com/yawp/persistence-operator/pkg/localfirst"
+)
+
+// heldCopy opens a local-first client on doc through gateway 0 and waits
+// until it holds want; done gets Run's error.
+func heldCopy(t *testing.T, f *syncFixture, ctx context.Context, doc, user, want string) (*localfirst.Client, localfirst.Remote, <-chan error) {
+	t.Helper()
+	c, err := localfirst.Open(filepath.Join(t.TempDir(), user+".ylf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	remote := localfirst.Remote{URL: f.wsBase(0) + "/", DocID: doc, Token: token(t, "school-a", user, time.Hour, false)}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, remote) }()
+	if err := c.WaitFor(ctx, func(s string) bool { return s == want }); err != nil {
+		t.Fatalf("%s's client has %q, want %q", user, c.Text(), want)
+	}
+	return c, remote, done
+}
+
+// closedAsForeign waits for a client's Run to end with the 4409 close and
+// checks it still shows only text.
+func closedAsForeign(t *testing.T, ctx context.Context, c *localfirst.Client, done <-chan error, text string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if !localfirst.IsForeignHistory(err) {
+			t.Fatalf("the client's run ended with %v, want the foreign-history close (%d)", err, contract.CloseForeignHistory)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the client of the deleted document stayed connected to the new one; it shows %q", c.Text())
+	}
+	if got := c.Text(); got != text {
+		t.Fatalf("the client of the deleted document shows %q, want %q: it was sent the new document's text over the deleted one's", got, text)
+	}
+}
+
+// TestSyncClientsOfADocumentCreatedAgainOverREST: a local-first client
+// holds a document; the legacy application deletes it and the school
+// creates a document with the same ID over REST. The client, answered
+// from the deleted document's history, is closed with 4409 (its copy is
+// foreign now) and sent nothing of the new text. Before, the create was
+// relayed to it from its room's old state vector and it showed "abc"
+// and "wxyz12" run together, with nothing telling it so until its next
+// edit. Reset, it reads the new document.
+func TestSyncClientsOfADocumentCreatedAgainOverREST(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("essay-again", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, remote, done := heldCopy(t, f, ctx, doc, "stu", "abc")
+
+	deleteOutside(t, f.fixture, teacher, doc)
+	f.create(teacher, doc, "wxyz12")
+	closedAsForeign(t, ctx, old, done, "abc")
+	if _, err := old.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	stop := f.runClient(old, remote)
+	defer stop()
+	if err := old.WaitFor(ctx, func(s string) bool { return s == "wxyz12" }); err != nil {
+		t.Fatalf("after its reset the client has %q, want wxyz12", old.Text())
+	}
+	f.checkBothRepresentations(teacher, doc, "wxyz12")
+}
+
+// TestSyncClientsOfADocumentCreatedAgainBySync: as above, but the ID is
+// taken again by another client typing into it over sync (its update
+// creates the document) while the first client's connection is still
+// open. The first client is closed with 4409 and sees nothing of the new
+// document; the new one's client stays connected, gets a teacher's REST
+// save live and reads its own typing back.
+func TestSyncClientsOfADocumentCreatedAgainBySync(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("essay-again", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, _, oldDone := heldCopy(t, f, ctx, doc, "stu", "abc")
+
+	deleteOutside(t, f.fixture, teacher, doc)
+	fresh, _, freshDone := heldCopy(t, f, ctx, doc, "ana", "")
+	if err := fresh.Edit(func(x *yjs.Text) error { return x.Insert(0, "new start", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closedAsForeign(t, ctx, old, oldDone, "abc")
+	d := f.readDoc(0, teacher, doc)
+	r := f.do(http.MethodPut, contract.PathDocuments+"/"+doc, teacher, map[string]any{"content": d.Content + "!"},
+		"If-Match", strconv.Quote(strconv.FormatInt(d.Revision, 10)))
+	if r.status != http.StatusOK {
+		t.Fatalf("teacher's save: %d %s", r.status, r.raw)
+	}
+	if err := fresh.WaitFor(ctx, func(s string) bool { return s == "new start!" }); err != nil {
+		t.Fatalf("the new document's client has %q, want %q", fresh.Text(), "new start!")
+	}
+	select {
+	case err := <-freshDone:
+		t.Fatalf("the new document's client was disconnected: %v", err)
+	default:
+	}
+	if got := old.Text(); got != "abc" {
+		t.Fatalf("the deleted document's client shows %q", got)
+	}
+	f.checkBothRepresentations(teacher, doc, "new start!")
+}
