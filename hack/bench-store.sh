@@ -8,7 +8,8 @@
 # documents starting with 8 KiB of text (a student's essay), where every
 # save rewrites the legacy row's whole text; there pgbench also rewrites a
 # document-sized row per transaction, the write-through store's own write
-# alone, as the second peer.
+# alone, as the second peer. Both runs end with the disk each kind of save
+# took per table (docs/operations.md, "Sizing PostgreSQL's disk").
 #
 # Beside each kind of save, pgbench also writes that kind's own rows (the
 # document row, the revision, the ledger entry; for Yjs the update too) in

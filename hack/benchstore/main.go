@@ -144,6 +144,7 @@ func run() (err error) {
 		writers int
 	}
 	peaks := map[string]best{}
+	grown, saved := map[string]map[string]int64{}, map[string]int64{} // per workload: bytes per table, saves
 	note := func(kind string, w int, rate float64) {
 		if rate > peaks[kind].rate {
 			peaks[kind] = best{rate, w}
@@ -190,12 +191,27 @@ func run() (err error) {
 			note(kind+" rows", w, sr.TPS)
 		}
 		for _, kind := range strings.Split(*kinds, ",") {
+			sz0, err := tableBytes(ctx, pool)
+			if err != nil {
+				return err
+			}
 			g0, b0, c0 := eng.GatherNanos.Load(), eng.BuildNanos.Load(), eng.CommitNanos.Load()
 			pg0, self0 := serverCPU(srv.PID()), selfCPU()
 			st, err := storebench.Run(ctx, eng, storebench.Workload{Kind: kind, Prefix: fmt.Sprintf("%s-%d", kind, w), Writers: w, Duration: *dur, DocBytes: *docBytes})
 			if err != nil {
 				return err
 			}
+			sz1, err := tableBytes(ctx, pool)
+			if err != nil {
+				return err
+			}
+			if grown[kind] == nil {
+				grown[kind] = map[string]int64{}
+			}
+			for t, n := range sz1 {
+				grown[kind][t] += n - sz0[t]
+			}
+			saved[kind] += int64(st.Saves)
 			per := float64(st.Saves) / float64(max(1, st.Batches))
 			groups := float64(max(1, st.Batches)) * 1000
 			pgCPU, selfUsed := serverCPU(srv.PID())-pg0, selfCPU()-self0
@@ -232,7 +248,43 @@ func run() (err error) {
 		fmt.Print(")")
 	}
 	fmt.Println()
-	return nil
+	fmt.Println()
+	fmt.Println("disk per save: what the store's tables (with their indexes and TOAST) grew by over the runs, divided by the saves")
+	tw = tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tsaves\t"+strings.Join(storeTables, " B\t")+" B\ttotal B\t")
+	for _, kind := range strings.Split(*kinds, ",") {
+		fmt.Fprintf(tw, "%s\t%d\t", kind, saved[kind])
+		var total int64
+		for _, t := range storeTables {
+			total += grown[kind][t]
+			fmt.Fprintf(tw, "%.0f\t", float64(grown[kind][t])/float64(max(1, saved[kind])))
+		}
+		fmt.Fprintf(tw, "%.0f\t\n", float64(total)/float64(max(1, saved[kind])))
+	}
+	return tw.Flush()
+}
+
+// storeTables are the tables a save writes to.
+var storeTables = []string{"documents", "document_revisions", "save_ledger", "yjs_updates", "yjs_snapshots"}
+
+// tableBytes is the size on disk of each of storeTables, with its
+// indexes and TOAST.
+func tableBytes(ctx context.Context, pool *pgxpool.Pool) (map[string]int64, error) {
+	out := map[string]int64{}
+	rows, err := pool.Query(ctx, `SELECT t, pg_total_relation_size(t::regclass) FROM unnest($1::text[]) AS t`, storeTables)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t string
+		var n int64
+		if err := rows.Scan(&t, &n); err != nil {
+			return nil, err
+		}
+		out[t] = n
+	}
+	return out, rows.Err()
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
