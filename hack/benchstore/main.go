@@ -249,10 +249,15 @@ func run() (err error) {
 	}
 	fmt.Println()
 	fmt.Println()
+	return printDisk(strings.Split(*kinds, ","), grown, saved)
+}
+
+// printDisk prints what each workload's saves took on disk per table.
+func printDisk(kinds []string, grown map[string]map[string]int64, saved map[string]int64) error {
 	fmt.Println("disk per save: what the store's tables (with their indexes and TOAST) grew by over the runs, divided by the saves")
-	tw = tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
+	tw := tabwriter.NewWriter(os.Stdout, 2, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "workload\tsaves\t"+strings.Join(storeTables, " B\t")+" B\ttotal B\t")
-	for _, kind := range strings.Split(*kinds, ",") {
+	for _, kind := range kinds {
 		fmt.Fprintf(tw, "%s\t%d\t", kind, saved[kind])
 		var total int64
 		for _, t := range storeTables {
