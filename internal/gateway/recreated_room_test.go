@@ -122,3 +122,30 @@ func TestSyncClientsOfADocumentCreatedAgainBySync(t *testing.T) {
 	}
 	f.checkBothRepresentations(teacher, doc, "new start!")
 }
+
+// TestAnEditOfADeletedDocumentDoesNotBringItBack: the legacy application
+// deletes a document while a local-first client holds it; the client's
+// next edit is refused with 4409 (its copy is of a document that is gone)
+// and creates nothing. Before, the edit made the ID a new, empty document
+// owned by the student, the edit waiting in it for ever for the deleted
+// text it was typed into, and evidence called it synced.
+func TestAnEditOfADeletedDocumentDoesNotBringItBack(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("essay-gone", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, _, done := heldCopy(t, f, ctx, doc, "stu", "abc")
+	deleteOutside(t, f.fixture, teacher, doc)
+	if err := old.Edit(func(x *yjs.Text) error { return x.Insert(3, "X", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	closedAsForeign(t, ctx, old, done, "abcX")
+	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil); r.status != http.StatusNotFound {
+		t.Fatalf("the deleted document reads %d %s after the stale edit, want 404", r.status, r.raw)
+	}
+	// The school can still take the ID again.
+	f.create(teacher, doc, "new")
+	f.checkBothRepresentations(teacher, doc, "new")
+}

@@ -1490,6 +1490,15 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 	}
 	create := !st.exists
 	if create {
+		if c := staleStructs(nil, dec); c != 0 {
+			// A copy of a document deleted outside the gateway (its
+			// operations build on that document's genesis): created from
+			// it, the ID would come back empty, owned by this user, with
+			// the edit waiting for ever for text that is gone.
+			e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
+				"this update comes from a copy of a document with this ID that was deleted (it builds on genesis client %d): nothing was created; keep the copy aside and reload", c))
+			return nil
+		}
 		st.tenant, st.owner = r.Tenant, r.User
 	}
 	stage := bc.stages[st.tenant]
@@ -1500,7 +1509,7 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		}
 		initialized = !create
 	}
-	if c := staleStructs(st, dec); !create && c != 0 {
+	if c := staleStructs(st.ydoc.StateVector(), dec); !create && c != 0 {
 		// Operations of an earlier generation's genesis: the client's copy
 		// is of the document deleted before this ID was taken again.
 		// Integrated, the deleted text would join this document's.

@@ -268,29 +268,29 @@ func (e *Engine) Repair(ctx context.Context, doc, requestID string) (Result, err
 	return e.Submit(ctx, Request{Kind: KindRepair, Doc: doc, RequestID: requestID})
 }
 
-// staleStructs returns a genesis client ID whose operations dec carries
-// or builds on (as an item's origin) that st's Yjs representation does
-// not have: dec comes from a copy of another generation (0: none).
-func staleStructs(st *docState, dec *yjs.DecodedUpdate) uint64 {
-	if st.ydoc == nil {
-		return 0
-	}
-	have := st.ydoc.StateVector()
+// staleStructs returns a genesis client ID whose operations dec carries,
+// builds on (as an item's origin) or deletes that have, the state vector
+// of the document's Yjs representation (nil: it has none yet), does not
+// have: dec comes from a copy of another generation (0: none).
+func staleStructs(have yjs.StateVector, dec *yjs.DecodedUpdate) uint64 {
+	stale := func(c uint64) bool { return isGenesisClient(c) && have[c] == 0 }
 	for _, it := range dec.Structs {
 		if it.IsSkip() {
 			continue
 		}
-		cs := []uint64{it.ID.Client}
-		if it.HasOrigin() {
-			cs = append(cs, it.Origin.Client)
+		if stale(it.ID.Client) {
+			return it.ID.Client
 		}
-		if it.HasRightOrigin() {
-			cs = append(cs, it.RightOrigin.Client)
+		if it.HasOrigin() && stale(it.Origin.Client) {
+			return it.Origin.Client
 		}
-		for _, c := range cs {
-			if isGenesisClient(c) && have[c] == 0 {
-				return c
-			}
+		if it.HasRightOrigin() && stale(it.RightOrigin.Client) {
+			return it.RightOrigin.Client
+		}
+	}
+	for c := range dec.DeleteSet {
+		if stale(c) {
+			return c
 		}
 	}
 	return 0
