@@ -197,6 +197,12 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if err == nil {
 		obs, err = r.observe(ctx, &ro, store)
 	}
+	if errors.Is(err, dataplane.ErrStaleSpec) {
+		// Our read of the spec is older than one acted on already: read
+		// it again, and report nothing from the old one.
+		log.Info("the spec read is older than one acted on; reading it again", "generation", ro.Generation)
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
 	if err != nil {
 		log.Error(err, "data plane unreachable")
 		setDataPlaneError(&ro, err, now)
@@ -217,7 +223,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
 		if live.Generation != ro.Generation || !live.DeletionTimestamp.IsZero() {
-			return ctrl.Result{RequeueAfter: time.Millisecond}, nil
+			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 		}
 	}
 	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
@@ -252,6 +258,11 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		return ctrl.Result{RequeueAfter: r.poll()}, nil
 	}
 	return r.next(out, wrote), nil
+}
+
+// specRef names the generation of the rollout's spec a decision is made on.
+func specRef(ro *persistencev1alpha1.PersistenceRollout) dataplane.SpecRef {
+	return dataplane.SpecRef{UID: string(ro.UID), Generation: ro.Generation}
 }
 
 func (r *PersistenceRolloutReconciler) rolloutReader() client.Reader {
@@ -360,6 +371,14 @@ func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persist
 // register registered.
 func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) (observation, error) {
 	key := rolloutKey(ro)
+	// A manager that read an older spec than one acted on already (an old
+	// leader, held up while a person edited the rollout and the new leader
+	// acted on the edit) writes nothing: a Hold or a pause writes nothing
+	// that moves a cohort's epoch, so the epoch compare-and-set alone let
+	// its promotion through. Every write below carries the generation too.
+	if err := store.SpecSeen(ctx, key, string(ro.UID), ro.Generation); err != nil {
+		return observation{}, err
+	}
 	if err := r.markCohortsInSpec(ctx, ro, store); err != nil {
 		return observation{}, err
 	}
@@ -426,7 +445,7 @@ func (r *PersistenceRolloutReconciler) markCohortsInSpec(ctx context.Context, ro
 	for i, c := range ro.Spec.Cohorts {
 		names[i] = c.Name
 	}
-	removed, restored, err := store.MarkCohortsInSpec(ctx, rolloutKey(ro), names, r.Clock.Now())
+	removed, restored, err := store.MarkCohortsInSpec(ctx, rolloutKey(ro), specRef(ro), names, r.Clock.Now())
 	if err != nil {
 		return err
 	}
@@ -496,7 +515,10 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 		var epoch int64
 		switch a.kind {
 		case actFreeze:
-			st, err := store.FreezeCohort(ctx, key, a.position, a.selector, now)
+			st, err := store.FreezeCohortAs(ctx, key, specRef(ro), a.position, a.selector, now)
+			if errors.Is(err, dataplane.ErrStaleSpec) {
+				return wrote, errRequeue
+			}
 			if err != nil {
 				return wrote, err
 			}
@@ -513,9 +535,11 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 					a.cohort, st.HeldOutsideSpec)
 			}
 		case actSetStage:
+			spec := specRef(ro)
 			st, err := store.SetStage(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch, ExpectSoakStartedAt: a.expectSoak, Stage: string(a.stage),
-				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, Message: a.message, At: now})
-			if errors.Is(err, dataplane.ErrEpochConflict) {
+				Attempt: a.attempt, Outcome: string(a.outcome), Reason: a.reason, Message: a.message, At: now,
+				SpecUID: spec.UID, SpecGeneration: spec.Generation})
+			if errors.Is(err, dataplane.ErrEpochConflict) || errors.Is(err, dataplane.ErrStaleSpec) {
 				// Someone else moved the cohort: decide again on fresh data.
 				log.Info("cohort epoch moved under us; re-reading", "cohort", a.cohort)
 				return wrote, errRequeue
@@ -525,9 +549,10 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 			}
 			epoch = st.Epoch
 		case actHalt:
+			spec := specRef(ro)
 			if err := store.HaltAttempt(ctx, dataplane.StageChange{Key: key, ExpectEpoch: a.expectEpoch,
-				Reason: a.reason, Message: a.message, At: now}); err != nil {
-				if errors.Is(err, dataplane.ErrEpochConflict) {
+				Reason: a.reason, Message: a.message, At: now, SpecUID: spec.UID, SpecGeneration: spec.Generation}); err != nil {
+				if errors.Is(err, dataplane.ErrEpochConflict) || errors.Is(err, dataplane.ErrStaleSpec) {
 					return wrote, errRequeue
 				}
 				return wrote, err

@@ -75,6 +75,17 @@ var ErrDatabaseInUse = errors.New("dataplane: database serves another rollout")
 // deletion).
 var ErrRolloutForgotten = errors.New("dataplane: the rollout object was deleted and its rollout forgotten")
 
+// ErrStaleSpec is returned when a manager acts on an older generation of
+// the rollout object than one a manager has already acted on (SpecSeen).
+var ErrStaleSpec = errors.New("dataplane: a newer generation of the rollout's spec has been acted on")
+
+// SpecRef names a generation of a rollout object's spec: the one a
+// decision was made on.
+type SpecRef struct {
+	UID        string
+	Generation int64
+}
+
 // CohortKey names a cohort of a rollout. Rollout is "namespace/name".
 type CohortKey struct {
 	Rollout string
@@ -147,6 +158,12 @@ type StageChange struct {
 	Reason  string
 	Message string
 	At      time.Time
+	// SpecUID and SpecGeneration, unless SpecGeneration is zero, name the
+	// rollout object's spec the decision was made on: a newer generation
+	// of the same object recorded by SpecSeen refuses the change with
+	// ErrStaleSpec.
+	SpecUID        string
+	SpecGeneration int64
 }
 
 // StageRecord is one row of a rollout's audit trail of stage changes,
@@ -202,12 +219,24 @@ type Store interface {
 	// range, that belongs to no cohort yet. Freezing an existing cohort
 	// changes nothing and returns its state.
 	FreezeCohort(ctx context.Context, key CohortKey, position int, sel Selector, at time.Time) (CohortState, error)
+	// FreezeCohortAs is FreezeCohort decided on spec: ErrStaleSpec if
+	// SpecSeen recorded a newer generation of the object.
+	FreezeCohortAs(ctx context.Context, key CohortKey, spec SpecRef, position int, sel Selector, at time.Time) (CohortState, error)
+	// SpecSeen records that a manager acts on generation of the rollout
+	// object uid. It refuses with ErrStaleSpec when a newer generation of
+	// the same object was recorded: the caller's read of the spec is out
+	// of date. Another uid (the object deleted and created again) replaces
+	// the record.
+	SpecSeen(ctx context.Context, rollout, uid string, generation int64) error
 	// MarkCohortsInSpec records which of a rollout's recorded cohorts its
 	// spec has (by name). A cohort not named is marked removed: it keeps
 	// its schools, but a school seen for the first time no longer joins
 	// it. A marked cohort named again is unmarked. It returns the cohorts
 	// whose mark changed, by name.
-	MarkCohortsInSpec(ctx context.Context, rollout string, inSpec []string, at time.Time) (removed, restored []string, err error)
+	// A change decided on an older generation of the object than one
+	// SpecSeen recorded is refused with ErrStaleSpec (spec zero: not
+	// checked).
+	MarkCohortsInSpec(ctx context.Context, rollout string, spec SpecRef, inSpec []string, at time.Time) (removed, restored []string, err error)
 	// SetStage moves a cohort to a stage under a new epoch if the cohort is
 	// still at ExpectEpoch; ErrEpochConflict otherwise.
 	SetStage(ctx context.Context, change StageChange) (CohortState, error)

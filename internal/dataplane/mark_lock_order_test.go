@@ -67,7 +67,7 @@ func TestMarkCohortsKeepsTheSavesLockOrder(t *testing.T) {
 	// renamed (or removed) ...
 	markErr := make(chan error, 1)
 	go func() {
-		_, _, err := s.MarkCohortsInSpec(ctx, "ns/r", []string{"c"}, at)
+		_, _, err := s.MarkCohortsInSpec(ctx, "ns/r", SpecRef{}, []string{"c"}, at)
 		markErr <- err
 	}()
 	deadline := time.Now().Add(10 * time.Second)

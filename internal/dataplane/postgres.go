@@ -85,15 +85,25 @@ func lockRolloutName(ctx context.Context, tx pgx.Tx, rollout string) error {
 
 // FreezeCohort implements Store.
 func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int, sel Selector, at time.Time) (CohortState, error) {
+	return p.FreezeCohortAs(ctx, key, SpecRef{}, position, sel, at)
+}
+
+// FreezeCohortAs implements Store.
+func (p *Postgres) FreezeCohortAs(ctx context.Context, key CohortKey, spec SpecRef, position int, sel Selector, at time.Time) (CohortState, error) {
 	var st CohortState
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		// Lock the rollout row: freezing and stage changes of one rollout
 		// are serialised.
-		var epoch int64
-		if err := tx.QueryRow(ctx, `SELECT epoch FROM rollouts WHERE rollout = $1 FOR UPDATE`, key.Rollout).Scan(&epoch); err != nil {
+		var epoch, specGen int64
+		var specUID string
+		if err := tx.QueryRow(ctx, `SELECT epoch, spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
+			key.Rollout).Scan(&epoch, &specUID, &specGen); err != nil {
 			if errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("rollout %s is not registered", key.Rollout)
 			}
+			return err
+		}
+		if err := staleSpec(key.Rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
 			return err
 		}
 		existing, err := cohortState(ctx, tx, key)
@@ -247,7 +257,7 @@ func cohortState(ctx context.Context, q queryer, key CohortKey) (CohortState, er
 // with it. A save that read the cohorts just before the mark committed may
 // still place its new school in the cohort, as it would have a moment
 // earlier; no save that reads them after does.
-func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, inSpec []string, at time.Time) (removed, restored []string, err error) {
+func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, spec SpecRef, inSpec []string, at time.Time) (removed, restored []string, err error) {
 	if inSpec == nil {
 		inSpec = []string{}
 	}
@@ -261,7 +271,13 @@ func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, inSpec
 	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		removed, restored = nil, nil
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM rollouts WHERE rollout = $1 FOR UPDATE`, rollout); err != nil {
+		var specUID string
+		var specGen int64
+		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
+			rollout).Scan(&specUID, &specGen); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if err := staleSpec(rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `
@@ -321,12 +337,45 @@ func (p *Postgres) SchoolsOutsideCohorts(ctx context.Context, sample int) (int64
 	return n, names[:min(len(names), sample)], nil
 }
 
+// SpecSeen implements Store. It writes only when the record changes.
+func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation int64) error {
+	var prevUID string
+	var prevGen int64
+	err := p.pool.QueryRow(ctx, `
+		WITH prev AS (SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1),
+		upd AS (
+			UPDATE rollouts SET spec_uid = $2, spec_generation = $3
+			WHERE rollout = $1 AND (spec_uid <> $2 OR spec_generation < $3))
+		SELECT spec_uid, spec_generation FROM prev`, rollout, uid, generation).Scan(&prevUID, &prevGen)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("spec seen of %s: %w", rollout, err)
+	}
+	return staleSpec(rollout, uid, generation, prevUID, prevGen)
+}
+
+// staleSpec is ErrStaleSpec when generation of object uid is older than
+// the recorded one of the same object, nil otherwise.
+func staleSpec(rollout, uid string, generation int64, recordedUID string, recorded int64) error {
+	if generation > 0 && uid == recordedUID && recorded > generation {
+		return fmt.Errorf("rollout %s: acting on generation %d, generation %d was acted on already: %w", rollout, generation, recorded, ErrStaleSpec)
+	}
+	return nil
+}
+
 // SetStage implements Store.
 func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, error) {
 	var st CohortState
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		var epoch int64
-		if err := tx.QueryRow(ctx, `SELECT epoch FROM rollouts WHERE rollout = $1 FOR UPDATE`, ch.Key.Rollout).Scan(&epoch); err != nil {
+		var epoch, specGen int64
+		var specUID string
+		if err := tx.QueryRow(ctx, `SELECT epoch, spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
+			ch.Key.Rollout).Scan(&epoch, &specUID, &specGen); err != nil {
+			return err
+		}
+		if err := staleSpec(ch.Key.Rollout, ch.SpecUID, ch.SpecGeneration, specUID, specGen); err != nil {
 			return err
 		}
 		// FOR UPDATE on the cohort row waits for every save transaction
@@ -385,6 +434,15 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 // HaltAttempt implements Store.
 func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var specUID string
+		var specGen int64
+		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR SHARE`,
+			ch.Key.Rollout).Scan(&specUID, &specGen); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if err := staleSpec(ch.Key.Rollout, ch.SpecUID, ch.SpecGeneration, specUID, specGen); err != nil {
+			return err
+		}
 		var stage string
 		var attempt int32
 		// Only an attempt that runs: a halt keeps the epoch, so a second

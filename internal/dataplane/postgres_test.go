@@ -331,7 +331,7 @@ func TestFreezeCountsSchoolsHeldElsewhere(t *testing.T) {
 		t.Fatalf("overlap: %d members, %d held elsewhere, %d outside the spec; want 1 (s4), 1 and 0", overlap.Members, overlap.HeldElsewhere, overlap.HeldOutsideSpec)
 	}
 	// pilot is renamed pilot-2: the spec no longer has pilot.
-	if _, _, err := s.MarkCohortsInSpec(ctx, "ns/r", []string{"overlap", "pilot-2"}, at); err != nil {
+	if _, _, err := s.MarkCohortsInSpec(ctx, "ns/r", SpecRef{}, []string{"overlap", "pilot-2"}, at); err != nil {
 		t.Fatal(err)
 	}
 	renamed := must[CohortState](t)(s.FreezeCohort(ctx, CohortKey{Rollout: "ns/r", Cohort: "pilot-2"}, 0, Selector{Tenants: []string{"s1", "s2", "s3", "s4"}}, at))

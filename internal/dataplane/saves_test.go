@@ -91,7 +91,7 @@ func TestCohortsOutOfTheSpecTakeNoNewSchools(t *testing.T) {
 	firstSave := func(tenant string) SaveStage { return firstSave(t, pool, "ns/r", tenant)[tenant] }
 	mark := func(inSpec []string, wantRemoved, wantRestored []string) {
 		t.Helper()
-		removed, restored, err := s.MarkCohortsInSpec(ctx, "ns/r", inSpec, at)
+		removed, restored, err := s.MarkCohortsInSpec(ctx, "ns/r", SpecRef{}, inSpec, at)
 		if err != nil {
 			t.Fatal(err)
 		}
