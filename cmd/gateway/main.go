@@ -156,6 +156,11 @@ func run() error {
 		if err := hub.Shutdown(sctx); err != nil {
 			cfg.Logger.Warn("sync connections not drained in time", "err", err)
 		}
+		// Then those forwarded to other shards' gateways: each ends with
+		// 1001 after the frame it is passing, not cut at exit (1006).
+		if err := g.ShutdownForwarded(sctx); err != nil {
+			cfg.Logger.Warn("forwarded sync connections not closed in time", "err", err)
+		}
 		err := srv.Shutdown(sctx)
 		// Traces of saves the gateway could not confirm live in its
 		// memory: they get a few seconds more to reach their ledgers, and

@@ -98,6 +98,9 @@ type Gateway struct {
 	// drain of traces loaded from the spool starts in New and reads it
 	// while NewSyncBackend sets it.
 	syncBE atomic.Pointer[SyncBackend]
+	// fwd: the sync connections forwarded to other shards' gateways
+	// (forward.go).
+	fwd forwarded
 
 	// Saves whose commit could not be confirmed, to record (unconfirmed.go).
 	unconfMu      sync.Mutex

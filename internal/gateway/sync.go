@@ -45,6 +45,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/placement"
@@ -80,19 +82,14 @@ type SyncBackend struct {
 	proto     map[string]string // last protocol told per tenant
 	docs      map[string]int    // open sessions per document
 	roomSV    map[string][]byte // per open document: the server state vector its room caught up to
-	// firstSV: by ConnID, the document and the server's state vector of
-	// the first sync step 1 answered to the connection: a connection
-	// answered from a history since replaced holds text the document no
-	// longer has (see historyReplaced).
-	firstSV map[string]connAnswer
+	// firstSV: by document, then ConnID, the first history the
+	// connection was given: the server's state vector of its first sync
+	// step 1 answer, or, when that was empty (the document did not exist
+	// yet), of the first update it was relayed or published after. A
+	// connection given a history since replaced holds text the document
+	// no longer has (see historyReplaced).
+	firstSV map[string]map[string][]byte
 	hub     *syncws.Hub
-}
-
-// connAnswer is the document a connection opened and the server's state
-// vector it was first answered from.
-type connAnswer struct {
-	doc      string
-	serverSV []byte
 }
 
 // PathSyncNotify+docID?tenant=T (POST, internal token) tells a document's
@@ -117,7 +114,7 @@ func bootID() string {
 func (g *Gateway) NewSyncBackend() *SyncBackend {
 	b := &SyncBackend{g: g, boot: bootID(), step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
 		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{},
-		firstSV: map[string]connAnswer{}}
+		firstSV: map[string]map[string][]byte{}}
 	g.syncBE.Store(b)
 	return b
 }
@@ -193,6 +190,10 @@ func (b *SyncBackend) mapErr(s syncws.Session, err error) error {
 // AnnounceStateVector implements syncws.Backend: the syncer's sync step 1
 // records sv in the ledger and answers from committed state.
 func (b *SyncBackend) AnnounceStateVector(ctx context.Context, s syncws.Session, sv []byte) error {
+	return b.announce(ctx, s, sv, false)
+}
+
+func (b *SyncBackend) announce(ctx context.Context, s syncws.Session, sv []byte, again bool) error {
 	if len(sv) > contract.MaxStateVectorBytes {
 		// The syncer's limit; refused here (and recorded by the Hub's
 		// Reject), as ApplyUpdate does: the syncer's request check
@@ -213,12 +214,29 @@ func (b *SyncBackend) AnnounceStateVector(ctx context.Context, s syncws.Session,
 		ans.serverSV = []byte{0} // no Yjs state yet: the empty state vector
 	}
 	b.mu.Lock()
+	if rs, ok := b.roomSV[s.DocID]; ok && !again && store.HistoryReplaced(ans.serverSV, rs) && store.HistoryReplaced(rs, ans.serverSV) {
+		// The answer and the room's state are of two histories: the
+		// document was deleted outside the gateway and created again
+		// while the answer was on its way, and historyReplaced, which
+		// did not know this connection yet, has sent it the new text.
+		// Given the old text too, it would show both run together: ask
+		// again.
+		b.mu.Unlock()
+		return b.announce(ctx, s, sv, true)
+	}
 	if len(res.Missing) > 0 {
 		b.announced[s.ConnID] = ans.sv
 	}
 	b.step1[s.ConnID] = ans
-	if _, ok := b.firstSV[s.ConnID]; !ok && b.docs[s.DocID] > 0 {
-		b.firstSV[s.ConnID] = connAnswer{doc: s.DocID, serverSV: ans.serverSV}
+	if b.docs[s.DocID] > 0 {
+		conns := b.firstSV[s.DocID]
+		if conns == nil {
+			conns = map[string][]byte{}
+			b.firstSV[s.DocID] = conns
+		}
+		if _, ok := conns[s.ConnID]; !ok {
+			conns[s.ConnID] = ans.serverSV
+		}
 	}
 	if _, ok := b.roomSV[s.DocID]; !ok && b.docs[s.DocID] > 0 {
 		b.roomSV[s.DocID] = ans.serverSV
@@ -300,6 +318,19 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 		// the gateway) while clients of the deleted one are in the room:
 		// relayed to them, it would run the new text into the old.
 		b.historyReplaced(ctx, c, hub, s.DocID, false)
+	}
+	if open && len(res.StateVector) > 0 {
+		// The room is relayed this update: a room or connection that
+		// opened before the document existed holds its history from now
+		// on. Without this, a student who typed a new document into
+		// existence was, when it was deleted and created again, sent the
+		// new text over the old ("abcwxyz12").
+		b.mu.Lock()
+		if sv, still := b.roomSV[s.DocID]; still && emptySV(sv) {
+			b.roomSV[s.DocID] = res.StateVector
+		}
+		b.givenHistory(s.DocID, res.StateVector)
+		b.mu.Unlock()
 	}
 	m.syncUpdates.WithLabelValues(updateRelayed).Inc()
 	return update, nil
@@ -390,7 +421,12 @@ func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, code int, reas
 	}
 	delete(b.step1, s.ConnID)
 	delete(b.recorded, s.ConnID)
-	delete(b.firstSV, s.ConnID)
+	if conns := b.firstSV[s.DocID]; conns != nil {
+		delete(conns, s.ConnID)
+		if len(conns) == 0 {
+			delete(b.firstSV, s.DocID)
+		}
+	}
 	if b.tenants[t]--; b.tenants[t] <= 0 {
 		delete(b.tenants, t)
 		delete(b.proto, t)
@@ -491,10 +527,17 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 			continue
 		}
 		p := httputil.NewSingleHostReverseProxy(target)
-		p.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, err error) {
+		p.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
 			g.log.Warn("forwarding a sync connection", "shard", shard, "err", err)
-			http.Error(w, fmt.Sprintf("the gateway of shard %d is unreachable", shard), http.StatusBadGateway)
+			msg := fmt.Sprintf("the gateway of shard %d is unreachable", shard)
+			if refuseUpgrade(w, r, contract.CloseInternalError, msg+"; retry") {
+				return
+			}
+			http.Error(w, msg, http.StatusBadGateway)
 		}
+		// At this gateway's shutdown each forwarded connection ends with
+		// a close frame, not cut (forward.go).
+		p.Transport = forwardTransport{base: http.DefaultTransport, stop: g.fwd.stopping()}
 		proxies[shard] = p
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -502,10 +545,9 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 		shard := placement.Shard(doc, g.cfg.Shards)
 		// A gateway shutting down forwards nothing more: the hub refuses
 		// the connection with 4503, and the client reconnects through
-		// another gateway. (Connections it forwarded before end when it
-		// exits, without a close frame: the proxy passes bytes, not
-		// messages. Nothing is lost; every update was committed before it
-		// was acknowledged.)
+		// another gateway. (Connections it forwarded before are closed
+		// with 1001 by ShutdownForwarded. Nothing is lost; every update
+		// was committed before it was acknowledged.)
 		if shard == g.cfg.SelfShard || g.cfg.Shards == 1 || !syncws.ValidDocID(doc) || hub.Closing() {
 			hub.ServeHTTP(w, r)
 			return
@@ -515,8 +557,28 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 			http.Error(w, fmt.Sprintf("no route to shard %d", shard), http.StatusServiceUnavailable)
 			return
 		}
+		g.fwd.begin()
+		defer g.fwd.end()
 		p.ServeHTTP(w, r)
 	})
+}
+
+// refuseUpgrade answers a WebSocket upgrade with a connection closed
+// with code and reason, as the Hub refuses: a browser sees nothing of a
+// failed upgrade's HTTP status, only a close without a code (1006). It
+// reports false when r is no upgrade or it could not accept it.
+func refuseUpgrade(w http.ResponseWriter, r *http.Request, code int, reason string) bool {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	// Nothing is read from the connection and nothing of the document
+	// is sent: the origin check is the document's gateway's.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{contract.SyncSubprotocol}, InsecureSkipVerify: true})
+	if err != nil {
+		return true // Accept answered with an HTTP error
+	}
+	_ = ws.Close(websocket.StatusCode(code), reason)
+	return true
 }
 
 // refresh publishes to doc's room of its owner what it lacks of the
@@ -557,8 +619,25 @@ func (b *SyncBackend) refresh(ctx context.Context, doc string) {
 	b.mu.Lock()
 	if _, still := b.roomSV[doc]; still && len(out.StateVector) > 0 {
 		b.roomSV[doc] = out.StateVector
+		b.givenHistory(doc, out.StateVector)
 	}
 	b.mu.Unlock()
+}
+
+// emptySV reports a state vector naming no operations ("no document").
+func emptySV(sv []byte) bool { return len(sv) == 0 || (len(sv) == 1 && sv[0] == 0) }
+
+// givenHistory records, for doc's connections first answered from no
+// document, that they were sent sv's history. b.mu is held.
+func (b *SyncBackend) givenHistory(doc string, sv []byte) {
+	if emptySV(sv) {
+		return
+	}
+	for id, first := range b.firstSV[doc] {
+		if emptySV(first) {
+			b.firstSV[doc][id] = sv
+		}
+	}
 }
 
 // historyReplaced handles a room that may hold clients of a history of
@@ -582,8 +661,8 @@ func (b *SyncBackend) historyReplaced(ctx context.Context, c *syncer.Client, hub
 	}
 	stale := map[string]bool{}
 	b.mu.Lock()
-	for id, a := range b.firstSV {
-		if a.doc == doc && store.HistoryReplaced(a.serverSV, cur.StateVector) {
+	for id, first := range b.firstSV[doc] {
+		if store.HistoryReplaced(first, cur.StateVector) {
 			stale[id] = true
 		}
 	}
@@ -597,6 +676,9 @@ func (b *SyncBackend) historyReplaced(ctx context.Context, c *syncer.Client, hub
 	}
 	if publish {
 		hub.Publish(cur.Tenant, doc, cur.Update)
+		b.mu.Lock()
+		b.givenHistory(doc, cur.StateVector)
+		b.mu.Unlock()
 	}
 }
 

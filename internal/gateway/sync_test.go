@@ -37,6 +37,7 @@ type syncFixture struct {
 	gws     []string // gateway base URLs (http://...)
 	hubs    []*syncws.Hub
 	metrics []*Metrics // each gateway's, kept across restarts
+	gateway []*Gateway // the running gateway of each shard
 	start   func(i int)
 }
 
@@ -64,6 +65,7 @@ func setupSyncClock(t *testing.T, wrap func(http.Handler) http.Handler, now func
 		f.gws = append(f.gws, srv.URL)
 	}
 	f.hubs = make([]*syncws.Hub, shards)
+	f.gateway = make([]*Gateway, shards)
 	for range shards {
 		f.metrics = append(f.metrics, NewMetrics())
 	}
@@ -86,6 +88,7 @@ func setupSyncClock(t *testing.T, wrap func(http.Handler) http.Handler, now func
 			_ = hub.Shutdown(sctx)
 		})
 		f.hubs[i] = hub
+		f.gateway[i] = g
 		h := g.HandlerWithSync(hub)
 		handlers[i].Store(&h)
 	}

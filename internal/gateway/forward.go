@@ -1,0 +1,274 @@
+package gateway
+
+// Ending forwarded sync connections with a close frame. A connection for
+// a document of another shard is forwarded byte for byte to that shard's
+// gateway (SyncHandler); when this gateway exited, the client saw its
+// connection cut without a close frame (1006, "abnormal closure"), like a
+// crash, though nothing was wrong. ShutdownForwarded now ends each one
+// with 1001 (going away: reconnect) at the end of the frame the document's
+// gateway is sending, so the client gets every message it was sent up to
+// there, whole, and then a clean close.
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/yawp/persistence-operator/internal/contract"
+)
+
+// forwarded counts the forwarded sync connections and tells them when
+// this gateway shuts down.
+type forwarded struct {
+	mu   sync.Mutex
+	stop chan struct{} // closed by ShutdownForwarded
+	open int
+	idle chan struct{} // closed when open drops to 0 while stopping
+}
+
+func (f *forwarded) stopping() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stop == nil {
+		f.stop = make(chan struct{})
+	}
+	return f.stop
+}
+
+func (f *forwarded) begin() {
+	f.mu.Lock()
+	f.open++
+	f.mu.Unlock()
+}
+
+func (f *forwarded) end() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.open--; f.open == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+// ShutdownForwarded ends the sync connections this gateway forwards to
+// other shards' gateways with 1001, each after the frame it is passing,
+// and returns when they are gone or ctx ends (then those left end
+// without a close frame when the process exits). Call it after
+// Hub.Shutdown, which stops new ones.
+func (g *Gateway) ShutdownForwarded(ctx context.Context) error {
+	stop := g.fwd.stopping()
+	g.fwd.mu.Lock()
+	select {
+	case <-stop:
+	default:
+		close(stop)
+	}
+	if g.fwd.open == 0 {
+		g.fwd.mu.Unlock()
+		return nil
+	}
+	if g.fwd.idle == nil {
+		g.fwd.idle = make(chan struct{})
+	}
+	idle := g.fwd.idle
+	g.fwd.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// forwardTransport is the forwarding proxies' transport: the upgraded
+// connection's stream from the peer gateway goes through a frameTap.
+type forwardTransport struct {
+	base http.RoundTripper
+	stop <-chan struct{}
+}
+
+func (t forwardTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(r)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		return resp, err
+	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+		resp.Body = newFrameTap(rwc, t.stop)
+	}
+	return resp, nil
+}
+
+// frameTap passes the peer gateway's WebSocket frames to the client and
+// knows where each ends. Once stop is closed it ends the stream at the
+// next frame boundary with a close frame (1001) of its own.
+type frameTap struct {
+	rwc    io.ReadWriteCloser
+	stop   <-chan struct{}
+	chunks chan []byte
+	done   chan struct{} // closed by Close: the pump stops
+	once   sync.Once
+	err    error // the peer's stream ended (set by Read)
+	pumpEr error // set by the pump before it closes chunks
+
+	buf  []byte // read from the peer, not yet passed on
+	tail []byte // the close frame being passed on; then io.EOF
+	hdr  []byte // the current frame's header, while incomplete
+	left uint64 // payload bytes of the current frame still to pass
+	over bool   // the close frame was passed on
+	// peerClosed: the peer's own close frame was passed on; none is
+	// added after it.
+	peerClosed bool
+}
+
+func newFrameTap(rwc io.ReadWriteCloser, stop <-chan struct{}) *frameTap {
+	t := &frameTap{rwc: rwc, stop: stop, chunks: make(chan []byte), done: make(chan struct{})}
+	go t.pump()
+	return t
+}
+
+func (t *frameTap) pump() {
+	defer close(t.chunks)
+	for {
+		b := make([]byte, 32<<10)
+		n, err := t.rwc.Read(b)
+		if n > 0 {
+			select {
+			case t.chunks <- b[:n]:
+			case <-t.done:
+				return
+			}
+		}
+		if err != nil {
+			t.pumpEr = err
+			return
+		}
+	}
+}
+
+// boundary reports whether the bytes passed on so far end with a whole
+// frame.
+func (t *frameTap) boundary() bool { return len(t.hdr) == 0 && t.left == 0 }
+
+func (t *frameTap) Read(p []byte) (int, error) {
+	for {
+		if t.over {
+			return 0, io.EOF
+		}
+		if t.tail == nil && !t.peerClosed && t.boundary() {
+			select {
+			case <-t.stop:
+				t.tail = closeFrame(contract.CloseGoingAway, "server shutting down; reconnect")
+			default:
+			}
+		}
+		if t.tail != nil {
+			n := copy(p, t.tail)
+			if t.tail = t.tail[n:]; len(t.tail) == 0 {
+				t.tail, t.over = nil, true
+			}
+			return n, nil
+		}
+		if len(t.buf) > 0 {
+			return t.pass(p), nil
+		}
+		if t.err != nil {
+			return 0, t.err
+		}
+		stop := t.stop
+		if !t.boundary() || t.peerClosed {
+			stop = nil // a frame is half passed (wait for its end), or the peer closed
+		}
+		select {
+		case <-stop:
+		case c, ok := <-t.chunks:
+			if !ok {
+				t.err = t.pumpEr
+				if t.err == nil {
+					t.err = io.EOF
+				}
+				continue
+			}
+			t.buf = c
+		}
+	}
+}
+
+// pass copies into p what buf holds, up to the end of the current frame
+// (so that a close frame can follow it), and advances over the frames.
+func (t *frameTap) pass(p []byte) int {
+	n := 0
+	for n < len(p) && len(t.buf) > 0 {
+		if t.left > 0 {
+			k := min(uint64(len(p)-n), uint64(len(t.buf)), t.left)
+			copy(p[n:], t.buf[:k])
+			n += int(k)
+			t.buf, t.left = t.buf[k:], t.left-k
+			if t.left == 0 {
+				return n // a frame ends here
+			}
+			continue
+		}
+		// A header byte.
+		t.hdr = append(t.hdr, t.buf[0])
+		p[n] = t.buf[0]
+		n++
+		t.buf = t.buf[1:]
+		if size, ok := headerSize(t.hdr); ok && len(t.hdr) == size {
+			t.left = payloadLen(t.hdr)
+			if t.hdr[0]&0x0f == 0x8 {
+				t.peerClosed = true
+			}
+			t.hdr = t.hdr[:0]
+			if t.left == 0 {
+				return n // an empty frame ends here
+			}
+		}
+	}
+	return n
+}
+
+// headerSize is a WebSocket frame header's length, known from its first
+// two bytes.
+func headerSize(h []byte) (int, bool) {
+	if len(h) < 2 {
+		return 0, false
+	}
+	size := 2
+	switch h[1] & 0x7f {
+	case 126:
+		size += 2
+	case 127:
+		size += 8
+	}
+	if h[1]&0x80 != 0 {
+		size += 4 // masking key
+	}
+	return size, true
+}
+
+func payloadLen(h []byte) uint64 {
+	switch l := h[1] & 0x7f; l {
+	case 126:
+		return uint64(binary.BigEndian.Uint16(h[2:4]))
+	case 127:
+		return binary.BigEndian.Uint64(h[2:10])
+	default:
+		return uint64(l)
+	}
+}
+
+// closeFrame is an unmasked close frame (the server's) with code and
+// reason (under 124 bytes).
+func closeFrame(code int, reason string) []byte {
+	b := []byte{0x88, byte(2 + len(reason)), byte(code >> 8), byte(code)}
+	return append(b, reason...)
+}
+
+func (t *frameTap) Write(p []byte) (int, error) { return t.rwc.Write(p) }
+
+func (t *frameTap) Close() error {
+	t.once.Do(func() { close(t.done) })
+	return t.rwc.Close()
+}
