@@ -149,3 +149,44 @@ func TestAnEditOfADeletedDocumentDoesNotBringItBack(t *testing.T) {
 	f.create(teacher, doc, "new")
 	f.checkBothRepresentations(teacher, doc, "new")
 }
+
+// TestAnEditOfADeletedDocumentTypedIntoExistenceDoesNotBringItBack: as
+// above, for a document a student made by typing into a new ID (it has no
+// server genesis to recognise the copy by): the student's next edit,
+// after the legacy application deleted the document, is refused with
+// 4409 and creates nothing. Before, it made the ID a new document holding
+// nothing, the edit waiting in it for ever for the text it continues.
+func TestAnEditOfADeletedDocumentTypedIntoExistenceDoesNotBringItBack(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("typed-gone", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, done := heldCopy(t, f, ctx, doc, "stu", "")
+	if err := c.Edit(func(x *yjs.Text) error { return x.Insert(0, "my essay", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.readDoc(0, teacher, doc); d.Content != "my essay" {
+		t.Fatalf("the typed document reads %q", d.Content)
+	}
+	deleteOutside(t, f.fixture, teacher, doc)
+	if err := c.Edit(func(x *yjs.Text) error { return x.Insert(8, "!", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	closedAsForeign(t, ctx, c, done, "my essay!")
+	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil); r.status != http.StatusNotFound {
+		t.Fatalf("the deleted document reads %d %s after the stale edit, want 404", r.status, r.raw)
+	}
+	// A new client may still make a document of the ID by typing.
+	fresh, _, _ := heldCopy(t, f, ctx, doc, "ana", "")
+	if err := fresh.Edit(func(x *yjs.Text) error { return x.Insert(0, "fresh start", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.checkBothRepresentations(teacher, doc, "fresh start")
+}

@@ -1499,6 +1499,14 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 				"this update comes from a copy of a document with this ID that was deleted (it builds on genesis client %d): nothing was created; keep the copy aside and reload", c))
 			return nil
 		}
+		if id, missing := missingDependency(dec); missing && st.generation > 0 {
+			// The ID had a document with a Yjs side, deleted outside the
+			// gateway, and this update continues a history it does not
+			// carry: a later edit of a copy of that document.
+			e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
+				"this update builds on operations it does not carry (client %d from clock %d): it comes from a copy of the document with this ID that was deleted; nothing was created; keep the copy aside and reload", id.Client, id.Clock))
+			return nil
+		}
 		st.tenant, st.owner = r.Tenant, r.User
 	}
 	stage := bc.stages[st.tenant]

@@ -296,6 +296,49 @@ func staleStructs(have yjs.StateVector, dec *yjs.DecodedUpdate) uint64 {
 	return 0
 }
 
+// missingDependency returns an operation dec builds on, deletes or
+// continues without carrying it (ok: one is missing): a client's
+// operations that do not start at clock 0 or have a gap, or an origin,
+// parent or deletion outside what dec carries. The first update of a
+// document from the client that made it carries all it needs; a later
+// edit of a copy does not.
+func missingDependency(dec *yjs.DecodedUpdate) (yjs.ID, bool) {
+	next := map[uint64]uint64{} // per client: the clock after its operations dec carries
+	for _, it := range dec.Structs {
+		if it.IsSkip() {
+			continue
+		}
+		c := it.ID.Client
+		if it.ID.Clock != next[c] {
+			return yjs.ID{Client: c, Clock: next[c]}, true
+		}
+		next[c] = it.ID.Clock + uint64(it.Len)
+	}
+	carried := func(id yjs.ID) bool { return id.Clock < next[id.Client] }
+	for _, it := range dec.Structs {
+		if it.IsSkip() {
+			continue
+		}
+		if it.HasOrigin() && !carried(it.Origin) {
+			return it.Origin, true
+		}
+		if it.HasRightOrigin() && !carried(it.RightOrigin) {
+			return it.RightOrigin, true
+		}
+		if p, ok := it.ParentID(); ok && !carried(p) {
+			return p, true
+		}
+	}
+	for c, rs := range dec.DeleteSet {
+		for _, r := range rs {
+			if r.Clock+r.Len > next[c] {
+				return yjs.ID{Client: c, Clock: r.Clock}, true
+			}
+		}
+	}
+	return yjs.ID{}, false
+}
+
 // foreignItem reports whether dec inserts, from a client other than the
 // server's, at the start of an empty text while the server's text has
 // its genesis content: an insertion made without the server's document.
