@@ -146,7 +146,11 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	}
 	gatewayEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
 	gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvPeerPattern).
-		WithValue(fmt.Sprintf("http://%s-%%d.%s.%s.svc:%d", gatewayName(r), headlessName(r), r.Namespace, contract.GatewayPort)))
+		WithValue(fmt.Sprintf("http://%s-%%d.%s.%s.svc:%d", gatewayName(r), headlessName(r), r.Namespace, contract.GatewayPort)),
+		// In the environment, not a flag: spec.gateway.image may still be
+		// an earlier release's, whose gateway would exit on a flag it does
+		// not define (contract.EnvSpoolDir).
+		corev1ac.EnvVar().WithName(contract.EnvSpoolDir).WithValue(contract.GatewaySpoolDir))
 	syncerEnv := append([]*corev1ac.EnvVarApplyConfiguration{}, common...)
 	dsn := r.Spec.Database.SecretRef
 	if ref := r.Spec.Database.ServiceSecretRef; ref != nil {
@@ -183,8 +187,7 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	tmp := corev1ac.VolumeMount().WithName("tmp").WithMountPath("/tmp")
 	gatewayArgs := []string{fmt.Sprintf("--listen=:%d", contract.GatewayPort),
 		fmt.Sprintf("--syncer=http://127.0.0.1:%d", contract.SyncerPort),
-		fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort),
-		"--spool-dir=" + contract.GatewaySpoolDir}
+		fmt.Sprintf("--metrics-listen=:%d", contract.GatewayMetricsPort)}
 	syncerArgs := []string{fmt.Sprintf("--listen=:%d", contract.SyncerPort),
 		fmt.Sprintf("--metrics-listen=:%d", contract.SyncerMetricsPort)}
 	if profiling(r) {

@@ -40,6 +40,7 @@ import (
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/migrations"
 )
 
 // Finalizer keeps a rollout until its deletion policy has been carried out.
@@ -177,10 +178,16 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// live gateway would route them by a count they were not placed with,
 	// and a rolling scale-up could let two shards write one document.
 	// The refusal is reported below (Degraded, DataPlaneError).
+	//
+	// Nor while the schema cannot be brought to this version (an upgrade
+	// whose migration failed): pods of this version could not run on it,
+	// and the StatefulSet would replace a serving pod of the earlier
+	// version with one that waits for the schema, taking its shard down.
+	// Reported the same way.
 	var gw gatewayPods
 	var gwErr error
 	store, regErr := r.register(ctx, &ro)
-	if errors.Is(regErr, dataplane.ErrShardsChanged) {
+	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, migrations.ErrNotMigrated) {
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {

@@ -105,7 +105,7 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	// The gateway keeps traces of saves it could not confirm in a spool
 	// on a writable volume of the pod (the root filesystem is read-only),
 	// so they outlive a restart of the container.
-	f.g.Expect(pod.Containers[0].Args).To(ContainElement("--spool-dir=" + contract.GatewaySpoolDir))
+	f.g.Expect(pod.Containers[0].Env).To(ContainElement(corev1.EnvVar{Name: contract.EnvSpoolDir, Value: contract.GatewaySpoolDir}))
 	var spoolMounted bool
 	for _, m := range pod.Containers[0].VolumeMounts {
 		spoolMounted = spoolMounted || strings.HasPrefix(contract.GatewaySpoolDir, m.MountPath+"/")

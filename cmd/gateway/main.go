@@ -22,7 +22,7 @@
 //	--protocol-poll   2s                      how often open sync connections' cohort stages are polled
 //	--sync-max-conns-per-user 32              sync WebSocket connections per user
 //	--pprof-listen    ""                      Go runtime profiles at /debug/pprof/ (keep it on loopback)
-//	--spool-dir       ""                      keep traces of saves not confirmed here until recorded (the pod: /tmp/unconfirmed-saves)
+//	--spool-dir       YAWP_SPOOL_DIR          keep traces of saves not confirmed here until recorded (the pod: /tmp/unconfirmed-saves)
 //
 // Local run (what `make dev` does per shard i of N):
 //
@@ -90,7 +90,7 @@ func run() error {
 	flag.StringVar(&internalToken, "internal-token", os.Getenv(contract.EnvInternalToken), "syncer internal API token (env "+contract.EnvInternalToken+")")
 	flag.DurationVar(&protocolPoll, "protocol-poll", 2*time.Second, "how often the cohort stage of open sync connections is polled (protocol flips)")
 	flag.IntVar(&maxConns, "sync-max-conns-per-user", 32, "sync WebSocket connections per user")
-	flag.StringVar(&cfg.SpoolDir, "spool-dir", "", "directory keeping the traces of saves whose commit could not be confirmed until they are in their ledgers, so a restarted gateway records them (empty: memory only)")
+	flag.StringVar(&cfg.SpoolDir, "spool-dir", os.Getenv(contract.EnvSpoolDir), "directory keeping the traces of saves whose commit could not be confirmed until they are in their ledgers, so a restarted gateway records them (empty: memory only; env "+contract.EnvSpoolDir+")")
 	flag.StringVar(&pprofListen, "pprof-listen", "", "address serving Go runtime profiles at /debug/pprof/ (empty: off; keep it on loopback and reach it with kubectl port-forward)")
 	flag.Parse()
 	if tokenKeyFile != "" {

@@ -111,6 +111,12 @@ const (
 	// syncer's internal API (Authorization: Bearer). When unset, both sides
 	// derive it from YAWP_TOKEN_KEY.
 	EnvInternalToken = "YAWP_INTERNAL_TOKEN"
+	// EnvSpoolDir is the gateway's --spool-dir. The operator sets it in the
+	// environment, not as a flag: a gateway image of an earlier release
+	// (spec.gateway.image not yet changed after an operator upgrade)
+	// ignores a variable it does not know, and would stop at start on a
+	// flag it does not define.
+	EnvSpoolDir = "YAWP_SPOOL_DIR"
 	// PathInternal prefixes every internal API path of the syncer.
 	PathInternal = "/internal/v1/"
 	// YjsTextName is the root Y.Text whose string is a document's content.

@@ -36,6 +36,12 @@ func FS() fs.FS {
 	return sub
 }
 
+// ErrNotMigrated is returned when the database was reached but its schema
+// could not be brought to this binary's version: a migration failed, or
+// another process held the migrations' lock for longer than a waiting
+// process waits. Binaries of this version cannot run on it.
+var ErrNotMigrated = errors.New("the schema could not be brought to this binary's version")
+
 // Up applies every pending migration to the database behind pool, holding a
 // session-level advisory lock so concurrent callers apply each file once.
 func Up(ctx context.Context, pool *pgxpool.Pool) error {
@@ -67,11 +73,18 @@ func up(ctx context.Context, db *sql.DB) error {
 	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
 		_, err := provider.Up(ctx)
 		if err == nil {
+			if at, err := provider.GetDBVersion(ctx); err == nil {
+				warnIfNewer(slog.Default(), at)
+			}
 			return nil
 		}
 		var pg *pgconn.PgError
 		if !errors.As(err, &pg) || pg.Code != "55P03" || time.Now().After(deadline) {
-			return fmt.Errorf("migrations: apply: %w", err)
+			var conn *pgconn.ConnectError
+			if errors.As(err, &conn) || ctx.Err() != nil {
+				return fmt.Errorf("migrations: apply: %w", err)
+			}
+			return fmt.Errorf("migrations: apply: %w: %w", ErrNotMigrated, err)
 		}
 		slog.Warn("migrations: a table is locked by another transaction; trying again", "in", backoff, "err", err)
 		select {
@@ -97,6 +110,19 @@ func Latest() int64 {
 		}
 	}
 	return v
+}
+
+// warnIfNewer logs that the schema, at version at, is newer than this
+// binary: a later version migrated it, and this one was started after all
+// (helm rollback after a failed upgrade). goose applies nothing then and
+// says nothing, and the binary runs; whether that is safe is for the later
+// version's upgrade notes to say (README: syncers are never rolled back
+// past migrations 9 and 10), so the person reading the logs is told.
+func warnIfNewer(log *slog.Logger, at int64) {
+	if at > Latest() {
+		log.Warn("the database schema is newer than this binary: a later version migrated it (a rollback?); running against it. See the upgrade notes of that version before keeping this one",
+			"at", at, "binary", Latest())
+	}
 }
 
 // UpOrWait applies the pending migrations when the connected role may (it
@@ -128,6 +154,10 @@ func UpOrWait(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interva
 		var at int64
 		err := pool.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM schema_migrations WHERE is_applied`).Scan(&at)
 		if err == nil && at >= want {
+			if log == nil {
+				log = slog.Default()
+			}
+			warnIfNewer(log, at)
 			return nil
 		}
 		if log != nil {

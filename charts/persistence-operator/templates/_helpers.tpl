@@ -136,3 +136,24 @@ in lower case).
     description: {{ .description | quote }}
     runbook_url: {{ printf "%s#%s" .root.Values.monitoring.runbookBaseURL (lower .name) | quote }}
 {{- end }}
+
+{{/*
+Refuse to upgrade over an older PersistenceRollout CRD. Helm installs crds/
+at the first install only and never upgrades them, and the API server drops
+the fields an older CRD lacks from every rollout without an error (helm
+prints only a warning): a rollout upgraded with rollout.database.serviceDsn
+kept its syncers on the owner's DSN, and this version's validations were
+not applied. spec.database.serviceSecretRef is the newest field: update
+this check when the CRD gains another. Skipped where helm cannot look
+(helm template, --dry-run) and before the CRD exists.
+*/}}
+{{- define "persistence-operator.checkInstalledCRD" -}}
+{{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "persistencerollouts.persistence.yawp.dev" -}}
+{{- if $crd -}}
+{{- range $crd.spec.versions -}}
+{{- if not (dig "schema" "openAPIV3Schema" "properties" "spec" "properties" "database" "properties" "serviceSecretRef" "" .) -}}
+{{- fail (printf "the PersistenceRollout CRD in the cluster (version %s) is older than this chart: helm never upgrades crds/, and the API server would drop this chart's new rollout fields (spec.database.serviceSecretRef) without an error. Apply the chart's CRD first, then upgrade again: helm show crds CHART | kubectl apply --server-side -f -" .name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,116 @@
+package charts
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+)
+
+// TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned: helm installs crds/ at
+// the first install only and never upgrades them. A platform team that
+// runs `helm upgrade` with rollout.database.serviceDsn (the syncers'
+// restricted role, new in this version) over a release whose CRD predates
+// spec.database.serviceSecretRef got a rollout from which the API server
+// had dropped the field without a word: the syncers kept the owner's DSN,
+// which may disable the ledger's append-only trigger, while the values said
+// otherwise. The upgrade is refused instead, saying to apply the CRD.
+func TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned(t *testing.T) {
+	helm, kubectl := helmBinary(t), kubectlBinary(t)
+	env := &envtest.Environment{BinaryAssetsDirectory: envtestAssets(t)}
+	if _, err := env.Start(); err != nil {
+		t.Fatalf("start the API server: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	user, err := env.AddUser(envtest.User{Name: "platform-team", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	do := func(bin string, args ...string) (string, error) {
+		t.Helper()
+		return runWith(t, kubeconfig, bin, args...)
+	}
+	must := func(bin string, args ...string) string {
+		t.Helper()
+		out, err := do(bin, args...)
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+
+	// The release installed, its CRD then as the earlier release left it:
+	// without serviceSecretRef.
+	b, err := os.ReadFile(chartCRDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crd map[string]any
+	if err := yaml.Unmarshal(b, &crd); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range crd["spec"].(map[string]any)["versions"].([]any) {
+		db := dig(t, v, "schema", "openAPIV3Schema", "properties", "spec", "properties", "database", "properties")
+		delete(db, "serviceSecretRef")
+	}
+	old, err := yaml.Marshal(crd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCRD := filepath.Join(dir, "old-crd.yaml")
+	if err := os.WriteFile(oldCRD, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ns := []string{"--namespace", releaseNS}
+	values := []string{"-f", "testdata/rollout-values.yaml"}
+	must(helm, append(append([]string{"install", releaseName, chart, "--create-namespace"}, ns...), values...)...)
+	must(kubectl, "replace", "-f", oldCRD)
+	must(kubectl, "wait", "--for=condition=Established", "--timeout=60s", "crd/persistencerollouts.persistence.yawp.dev")
+
+	out, err := do(helm, append(append(append([]string{"upgrade", releaseName, chart}, ns...), values...),
+		"--set", "rollout.database.serviceDsn=postgres://yawp_syncer@db/yawp")...)
+	ref := must(kubectl, "get", "persistencerollout", "demo", "-n", releaseNS, "-o", "jsonpath={.spec.database.serviceSecretRef}")
+	switch {
+	case err == nil && ref == "":
+		t.Fatalf("helm upgrade with serviceDsn over the earlier CRD succeeded and the rollout has no serviceSecretRef: the syncers keep the owner's DSN\n%s", out)
+	case err != nil && !strings.Contains(out, "kubectl apply"):
+		t.Errorf("the refused upgrade does not say how to bring the CRD up to date:\n%s", out)
+	}
+
+	// With the chart's CRD applied, the same upgrade goes through.
+	must(kubectl, "apply", "--server-side", "--force-conflicts", "-f", chartCRDFile)
+	must(kubectl, "wait", "--for=condition=Established", "--timeout=60s", "crd/persistencerollouts.persistence.yawp.dev")
+	must(helm, append(append(append([]string{"upgrade", releaseName, chart}, ns...), values...),
+		"--set", "rollout.database.serviceDsn=postgres://yawp_syncer@db/yawp")...)
+	if ref := must(kubectl, "get", "persistencerollout", "demo", "-n", releaseNS, "-o", "jsonpath={.spec.database.serviceSecretRef.key}"); ref != "service-dsn" {
+		t.Errorf("after the CRD is applied: serviceSecretRef.key = %q, want service-dsn", ref)
+	}
+}
+
+func dig(t *testing.T, v any, path ...string) map[string]any {
+	t.Helper()
+	for _, p := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("CRD: no %s", p)
+		}
+		v = m[p]
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("CRD: %v is no object", path)
+	}
+	return m
+}
