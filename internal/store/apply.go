@@ -1499,12 +1499,13 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 				"this update comes from a copy of a document with this ID that was deleted (it builds on genesis client %d): nothing was created; keep the copy aside and reload", c))
 			return nil
 		}
-		if id, missing := missingDependency(dec); missing && st.generation > 0 {
+		if c := pastStructs(st.pastSV, dec); c != 0 {
 			// The ID had a document with a Yjs side, deleted outside the
-			// gateway, and this update continues a history it does not
-			// carry: a later edit of a copy of that document.
+			// gateway, and this update is from a copy of it (an edit, or
+			// the whole copy sent again by a reconnecting client): it
+			// would bring the deleted document back.
 			e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
-				"this update builds on operations it does not carry (client %d from clock %d): it comes from a copy of the document with this ID that was deleted; nothing was created; keep the copy aside and reload", id.Client, id.Clock))
+				"this update comes from a copy of the document with this ID that was deleted (client %d wrote in it): nothing was created; keep the copy aside and reload", c))
 			return nil
 		}
 		st.tenant, st.owner = r.Tenant, r.User
@@ -1523,6 +1524,14 @@ func (e *Engine) applyYjs(ctx context.Context, bc *batchCtx, st *docState, o *op
 		// Integrated, the deleted text would join this document's.
 		e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
 			"this update comes from a copy of an earlier document with this ID (genesis client %d, which the document's history does not have): reload the document", c))
+		return nil
+	}
+	if c := pastStructs(st.pastSV, dec); !create && c != 0 {
+		// The ID was taken again, and this update is from a copy of the
+		// document deleted before: merged, the deleted text would join
+		// the new document's.
+		e.reject(bc, st, o, http.StatusConflict, CodeForeignHistory, fmt.Sprintf(
+			"this update comes from a copy of an earlier document with this ID (client %d wrote in it): reload the document", c))
 		return nil
 	}
 	if !create && foreignItem(st, dec) {

@@ -78,6 +78,14 @@ type docState struct {
 	// Only this tenant may create the ID again: another would continue
 	// that history and could read it.
 	historyTenant string
+	// pastSV: the state vector of the Yjs side of the document this ID
+	// had before it was deleted outside the gateway (nil: none known).
+	// Every Y.Doc draws a client ID of its own, so an update naming one
+	// of these clients comes from a copy of the deleted document: a
+	// student's tab still open on it, or reconnecting after its 4409.
+	// Kept in memory only: once the ID holds a new document and is
+	// reloaded, the earlier generation's clients are no longer checked.
+	pastSV yjs.StateVector
 	// gaps: open client_gaps rows, client -> clock the client holds.
 	gaps map[uint64]uint64
 
@@ -437,6 +445,9 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		return nil, fmt.Errorf("load gaps of %s: %w", id, err)
 	}
 	if gone {
+		if st.ydoc != nil {
+			st.pastSV = st.ydoc.StateVector()
+		}
 		st.ydoc = nil
 	}
 	st.diverged = st.outsideChange() || (st.exists && st.ydoc != nil && st.ytext() != st.content)

@@ -296,47 +296,41 @@ func staleStructs(have yjs.StateVector, dec *yjs.DecodedUpdate) uint64 {
 	return 0
 }
 
-// missingDependency returns an operation dec builds on, deletes or
-// continues without carrying it (ok: one is missing): a client's
-// operations that do not start at clock 0 or have a gap, or an origin,
-// parent or deletion outside what dec carries. The first update of a
-// document from the client that made it carries all it needs; a later
-// edit of a copy does not.
-func missingDependency(dec *yjs.DecodedUpdate) (yjs.ID, bool) {
-	next := map[uint64]uint64{} // per client: the clock after its operations dec carries
+// pastStructs returns a client of past, the state vector of the deleted
+// document this ID had, whose operations dec carries, builds on (as an
+// item's origin or parent) or deletes (0: none). A new Y.Doc draws a
+// client ID of its own; only a copy of the deleted document names one of
+// its clients. An update that continues a history it does not carry is
+// not refused for that alone: a new student who typed offline sends her
+// edits as she types, ahead of the sync step 2 that carries their start.
+func pastStructs(past yjs.StateVector, dec *yjs.DecodedUpdate) uint64 {
+	if len(past) == 0 {
+		return 0
+	}
+	stale := func(c uint64) bool { return past[c] > 0 }
 	for _, it := range dec.Structs {
 		if it.IsSkip() {
 			continue
 		}
-		c := it.ID.Client
-		if it.ID.Clock != next[c] {
-			return yjs.ID{Client: c, Clock: next[c]}, true
+		if stale(it.ID.Client) {
+			return it.ID.Client
 		}
-		next[c] = it.ID.Clock + uint64(it.Len)
-	}
-	carried := func(id yjs.ID) bool { return id.Clock < next[id.Client] }
-	for _, it := range dec.Structs {
-		if it.IsSkip() {
-			continue
+		if it.HasOrigin() && stale(it.Origin.Client) {
+			return it.Origin.Client
 		}
-		if it.HasOrigin() && !carried(it.Origin) {
-			return it.Origin, true
+		if it.HasRightOrigin() && stale(it.RightOrigin.Client) {
+			return it.RightOrigin.Client
 		}
-		if it.HasRightOrigin() && !carried(it.RightOrigin) {
-			return it.RightOrigin, true
-		}
-		if p, ok := it.ParentID(); ok && !carried(p) {
-			return p, true
+		if p, ok := it.ParentID(); ok && stale(p.Client) {
+			return p.Client
 		}
 	}
-	for c, rs := range dec.DeleteSet {
-		for _, r := range rs {
-			if r.Clock+r.Len > next[c] {
-				return yjs.ID{Client: c, Clock: r.Clock}, true
-			}
+	for c := range dec.DeleteSet {
+		if stale(c) {
+			return c
 		}
 	}
-	return yjs.ID{}, false
+	return 0
 }
 
 // foreignItem reports whether dec inserts, from a client other than the
@@ -720,6 +714,7 @@ func (e *Engine) recreate(bc *batchCtx, st *docState) {
 				Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: protocolLegacy,
 				Revision: st.revision, Outcome: OutcomeDeletionStands, Reason: reason}
 			e.appendLedger(bc, st, en)
+			st.pastSV = st.ydoc.StateVector()
 		}
 		st.ydoc = nil
 		st.historyTenant = d.tenant
