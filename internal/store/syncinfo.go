@@ -46,10 +46,10 @@ func (e *Engine) TenantStage(ctx context.Context, tenant string) (dataplane.Save
 // sv is a state vector this engine answered earlier (a room's). When it
 // reaches beyond the document's (HistoryReplaced), the Yjs history it
 // came from is gone: the document was deleted outside the gateway and
-// its ID taken again. The answer is
-// then 409 foreign_history, with tenant set: what the document holds
-// beyond sv would be merged by the room's clients into the text of the
-// deleted document (they would show both).
+// its ID taken again. The answer is then 409 foreign_history, with
+// tenant set: what the document holds beyond sv would be merged by the
+// room's clients into the text of the deleted document (they would show
+// both).
 func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, serverSV []byte, tenant string, err error) {
 	l := e.laneOf(doc)
 	l.mu.RLock()
@@ -85,9 +85,10 @@ func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, s
 // beyond now, the document's state vector today. A document's Yjs history
 // only grows, so a state vector of the store's that it does not cover is
 // of a history that is gone: the document was deleted outside the gateway
-// and its ID taken again (a rollback keeps the Yjs rows; backfill skips documents that have them). A client
-// answered from it holds text the document no longer has. An empty or
-// undecodable state vector reports false.
+// and its ID taken again (a rollback keeps the Yjs rows, and backfill
+// skips documents that have them). A client answered from it holds text
+// the document no longer has. An empty or undecodable state vector
+// reports false.
 func HistoryReplaced(earlier, now []byte) bool {
 	if len(earlier) == 0 {
 		return false
