@@ -18,9 +18,10 @@ BENCH_GATEWAY_ARGS ?=
 # How long each fuzz target runs in `make test` (fuzz-smoke).
 FUZZTIME ?= 3s
 # package:target for every fuzz target (the decoders, and the ledger's
-# canonical encoding against encoding/json).
+# canonical encoding against encoding/json, and the forwarding proxy's
+# frame tap).
 FUZZ_TARGETS := $(addprefix ./internal/yjs/:,FuzzDecodeUpdate FuzzApplyUpdate FuzzMergeUpdates FuzzDecodeStateVector FuzzDecodeDeleteSet FuzzDecodeAny FuzzDecodeSnapshot) \
-	./internal/yprotocol/:FuzzDecode ./pkg/localfirst/:FuzzOpen ./internal/ledger/:FuzzCanonical
+	./internal/yprotocol/:FuzzDecode ./pkg/localfirst/:FuzzOpen ./internal/ledger/:FuzzCanonical ./internal/gateway/:FuzzFrameTap
 CHART_CRDS := charts/persistence-operator/crds
 
 ##@ General

@@ -10,6 +10,7 @@ package gateway
 // there, whole, and then a clean close.
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -130,12 +131,15 @@ func newFrameTap(rwc io.ReadWriteCloser, stop <-chan struct{}) *frameTap {
 
 func (t *frameTap) pump() {
 	defer close(t.chunks)
+	// Read into one buffer and pass on copies of what was read: a sync
+	// message is tens of bytes, and a buffer of its own per read made
+	// 32 KiB of garbage per message forwarded.
+	b := make([]byte, 32<<10)
 	for {
-		b := make([]byte, 32<<10)
 		n, err := t.rwc.Read(b)
 		if n > 0 {
 			select {
-			case t.chunks <- b[:n]:
+			case t.chunks <- bytes.Clone(b[:n]):
 			case <-t.done:
 				return
 			}
