@@ -53,6 +53,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
+	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
 
@@ -89,6 +90,8 @@ type SyncBackend struct {
 	// connection given a history since replaced holds text the document
 	// no longer has (see historyReplaced).
 	firstSV map[string]map[string][]byte
+	// roomDec: roomSV decoded, per document (roomState).
+	roomDec map[string]decodedSV
 	hub     *syncws.Hub
 }
 
@@ -114,7 +117,7 @@ func bootID() string {
 func (g *Gateway) NewSyncBackend() *SyncBackend {
 	b := &SyncBackend{g: g, boot: bootID(), step1: map[string]step1Answer{}, recorded: map[string]bool{}, announced: map[string][]byte{},
 		tenants: map[string]int{}, proto: map[string]string{}, docs: map[string]int{}, roomSV: map[string][]byte{},
-		firstSV: map[string]map[string][]byte{}}
+		firstSV: map[string]map[string][]byte{}, roomDec: map[string]decodedSV{}}
 	g.syncBE.Store(b)
 	return b
 }
@@ -311,26 +314,24 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 	}
 	b.mu.Lock()
 	hub := b.hub
-	roomSV, open := b.roomSV[s.DocID]
-	b.mu.Unlock()
-	if open && hub != nil && len(res.StateVector) > 0 && store.HistoryReplaced(roomSV, res.StateVector) {
-		// The update created the document again (it was deleted outside
-		// the gateway) while clients of the deleted one are in the room:
-		// relayed to them, it would run the new text into the old.
-		b.historyReplaced(ctx, c, hub, s.DocID, false)
-	}
+	room, open := b.roomState(s.DocID)
 	if open && len(res.StateVector) > 0 {
 		// The room is relayed this update: a room or connection that
 		// opened before the document existed holds its history from now
 		// on. Without this, a student who typed a new document into
 		// existence was, when it was deleted and created again, sent the
 		// new text over the old ("abcwxyz12").
-		b.mu.Lock()
-		if sv, still := b.roomSV[s.DocID]; still && emptySV(sv) {
+		if emptySV(b.roomSV[s.DocID]) {
 			b.roomSV[s.DocID] = res.StateVector
 		}
 		b.givenHistory(s.DocID, res.StateVector)
-		b.mu.Unlock()
+	}
+	b.mu.Unlock()
+	if open && hub != nil && len(res.StateVector) > 0 && store.ReachesBeyond(room, res.StateVector) {
+		// The update created the document again (it was deleted outside
+		// the gateway) while clients of the deleted one are in the room:
+		// relayed to them, it would run the new text into the old.
+		b.historyReplaced(ctx, c, hub, s.DocID, false)
 	}
 	m.syncUpdates.WithLabelValues(updateRelayed).Inc()
 	return update, nil
@@ -434,6 +435,7 @@ func (b *SyncBackend) Closed(_ context.Context, s syncws.Session, code int, reas
 	if b.docs[s.DocID]--; b.docs[s.DocID] <= 0 {
 		delete(b.docs, s.DocID)
 		delete(b.roomSV, s.DocID)
+		delete(b.roomDec, s.DocID)
 	}
 }
 
@@ -622,6 +624,33 @@ func (b *SyncBackend) refresh(ctx context.Context, doc string) {
 		b.givenHistory(doc, out.StateVector)
 	}
 	b.mu.Unlock()
+}
+
+// roomState is the room's state vector (roomSV) decoded, decoded again
+// only when it changed: every update is checked against it, and decoding
+// it for each made garbage enough to show in the gateway's memory. The
+// map returned is never changed. b.mu is held.
+func (b *SyncBackend) roomState(doc string) (yjs.StateVector, bool) {
+	raw, ok := b.roomSV[doc]
+	if !ok {
+		delete(b.roomDec, doc)
+		return nil, false
+	}
+	if c, ok := b.roomDec[doc]; ok && bytes.Equal(c.raw, raw) {
+		return c.sv, true
+	}
+	sv, err := yjs.DecodeStateVector(raw)
+	if err != nil {
+		sv = nil
+	}
+	b.roomDec[doc] = decodedSV{raw: raw, sv: sv}
+	return sv, true
+}
+
+// decodedSV is a state vector and its encoding.
+type decodedSV struct {
+	raw []byte
+	sv  yjs.StateVector
 }
 
 // emptySV reports a state vector naming no operations ("no document").

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"net/http"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
@@ -105,6 +106,45 @@ func HistoryReplaced(earlier, now []byte) bool {
 	}
 	_, ok := beyond(e, n)
 	return ok
+}
+
+// ReachesBeyond is HistoryReplaced with earlier decoded, reading now
+// without allocating (the sync gateway checks every update it relays
+// against its room's state vector). A malformed now reports false.
+func ReachesBeyond(earlier yjs.StateVector, now []byte) bool {
+	want := 0 // clients of earlier with operations: each must be in now
+	for _, k := range earlier {
+		if k > 0 {
+			want++
+		}
+	}
+	if want == 0 {
+		return false
+	}
+	n, i := binary.Uvarint(now)
+	if i <= 0 {
+		return false
+	}
+	found := 0
+	for j := uint64(0); j < n; j++ {
+		c, w := binary.Uvarint(now[i:])
+		if w <= 0 {
+			return false
+		}
+		i += w
+		k, w := binary.Uvarint(now[i:])
+		if w <= 0 {
+			return false
+		}
+		i += w
+		if e := earlier[c]; e > 0 {
+			if e > k {
+				return true
+			}
+			found++
+		}
+	}
+	return found < want
 }
 
 // beyond returns a client whose operations earlier counts more of than
