@@ -83,8 +83,8 @@ type docState struct {
 	// Every Y.Doc draws a client ID of its own, so an update naming one
 	// of these clients comes from a copy of the deleted document: a
 	// student's tab still open on it, or reconnecting after its 4409.
-	// Kept in memory only: once the ID holds a new document and is
-	// reloaded, the earlier generation's clients are no longer checked.
+	// Set where the deletion is found to stand, and at load from the
+	// update log of the generations before the current one.
 	pastSV yjs.StateVector
 	// gaps: open client_gaps rows, client -> clock the client holds.
 	gaps map[uint64]uint64
@@ -314,6 +314,35 @@ func (e *Engine) docForRead(ctx context.Context, id string) (*docState, error) {
 	return e.doc(ctx, id)
 }
 
+// pastClients returns the clients whose operations the document's Yjs
+// generations before gen hold (a clock of 1 each: only who wrote
+// matters), read from the update log.
+func (e *Engine) pastClients(ctx context.Context, id string, gen int64) (yjs.StateVector, error) {
+	rows, err := e.pool.Query(ctx, `SELECT update FROM yjs_updates WHERE doc_id = $1 AND generation < $2`, id, gen)
+	if err != nil {
+		return nil, fmt.Errorf("load earlier generations of %s: %w", id, err)
+	}
+	defer rows.Close()
+	past := yjs.StateVector{}
+	for rows.Next() {
+		var u []byte
+		if err := rows.Scan(&u); err != nil {
+			return nil, fmt.Errorf("load earlier generations of %s: %w", id, err)
+		}
+		dec, err := yjs.DecodeUpdate(u)
+		if err != nil {
+			continue // it was applied once; one that does not decode names nobody
+		}
+		for _, c := range clientsOf(dec) {
+			past[c] = 1
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load earlier generations of %s: %w", id, err)
+	}
+	return past, nil
+}
+
 func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	st := &docState{id: id}
 	gone := false
@@ -444,9 +473,29 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	if err := gapRows.Err(); err != nil {
 		return nil, fmt.Errorf("load gaps of %s: %w", id, err)
 	}
+	if st.generation > 1 {
+		// The ID had documents before this generation's, deleted outside
+		// the gateway: copies of them are refused by their clients
+		// (pastStructs), after a reload too.
+		if st.pastSV, err = e.pastClients(ctx, id, st.generation); err != nil {
+			return nil, err
+		}
+		if !gone && st.ydoc != nil {
+			for c, k := range st.ydoc.StateVector() {
+				if k > 0 {
+					delete(st.pastSV, c) // this generation's own
+				}
+			}
+		}
+	}
 	if gone {
 		if st.ydoc != nil {
-			st.pastSV = st.ydoc.StateVector()
+			if st.pastSV == nil {
+				st.pastSV = yjs.StateVector{}
+			}
+			for c, k := range st.ydoc.StateVector() {
+				st.pastSV[c] = max(st.pastSV[c], k)
+			}
 		}
 		st.ydoc = nil
 	}
