@@ -324,11 +324,21 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 	if q.Client != 0 {
 		subjectClient = strconv.FormatUint(q.Client, 10)
 	}
+	// The school whose refused updates count: the document's, or, while
+	// no document holds the ID (never made, or deleted outside the
+	// gateway), the asker's. Comparing with the empty tenant of an ID
+	// without a document left out every refusal there: a student's edit
+	// of a deleted document, refused, read as "rejected", and the whole
+	// ID as "synced" from the deleted document's last save.
+	school := st.tenant
+	if !st.exists {
+		school = q.Tenant
+	}
 	for _, t := range sub {
 		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected && t.Kind != ledger.KindRejected {
 			continue
 		}
-		if t.Kind == ledger.KindRejected && t.Tenant != st.tenant {
+		if t.Kind == ledger.KindRejected && t.Tenant != school {
 			// Another school's refused update (not_found) carries no
 			// operation of this document's clients.
 			continue
@@ -383,14 +393,68 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 			summary = fmt.Sprintf("client %s sent operations up to clock %d in an update that was not taken (%s); the server holds %d of them, "+
 				"the rest exist only where that client kept them", c, claimed, top.Code, have)
 		}
+		reason := ""
+		if ref, del, ok := deletedCopyRefusal(all, announced[c]); ok {
+			// Support must hear that the document was deleted, that the
+			// copy was refused for it, and where the text is: the proof
+			// otherwise read as an ordinary unsynced client, or, after a
+			// reconnection, as an announcement the server had "0" of.
+			summary = deletedCopySummary(st, c, claimed, have, ref, del)
+			reason = ref.Reason
+			seqs = append(seqs, del.Seq)
+			slices.Sort(seqs)
+		}
 		out = append(out, Finding{
 			Verdict: VerdictSavedLocallyNotSynced,
-			Summary: summary,
+			Summary: summary, Reason: reason,
 			Entries: seqs, Hash: top.Hash, LastSeen: &at,
 			Missing: map[string][2]uint64{c: {have, claimed}},
 		})
 	}
 	return out
+}
+
+// deletedCopyRefusal finds, among a client's entries ts, the latest
+// refusal of its copy as foreign history that came after the document
+// with this ID was deleted outside the gateway, and that deletion (ok
+// false: none). Such a refusal is of a copy of the deleted document: its
+// edit, or its whole copy sent again on reconnecting, whether the ID was
+// free or held a new document.
+func deletedCopyRefusal(all, ts []TimelineEntry) (ref, del TimelineEntry, ok bool) {
+	for i := len(ts) - 1; i >= 0 && !ok; i-- {
+		if ts[i].Kind == ledger.KindRejected && ts[i].Code == CodeForeignHistory {
+			ref, ok = ts[i], true
+		}
+	}
+	if !ok {
+		return ref, del, false
+	}
+	ok = false
+	for _, t := range all {
+		if t.Seq < ref.Seq && isDeletion(t.Entry) {
+			del, ok = t, true
+		}
+	}
+	return ref, del, ok
+}
+
+// deletedCopySummary says what happened to a client's work refused as a
+// copy of a deleted document: deleted when, refused where, and that the
+// text is on the student's device, not in any document on the server
+// (nor in a new document now at the ID).
+func deletedCopySummary(st *docState, c string, claimed, have uint64, ref, del TimelineEntry) string {
+	s := fmt.Sprintf("client %s's copy is of the document deleted outside the gateway on %s (ledger entry %d); "+
+		"it was refused (%s, ledger entry %d) and nothing of it was merged", c, del.At.UTC().Format(time.RFC3339), del.Seq, ref.Code, ref.Seq)
+	if st.exists {
+		s += " into the new document now at this ID"
+	}
+	if have == 0 {
+		s += fmt.Sprintf("; none of its operations up to clock %d is on the server", claimed)
+	} else {
+		s += fmt.Sprintf("; the server holds %d of its operations up to clock %d", have, claimed)
+	}
+	return s + ": the text is on the student's device, in that client's local copy " +
+		"(a local-first client keeps a refused copy, set aside as <store file>.foreign-<time> when it reloads)"
 }
 
 func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {

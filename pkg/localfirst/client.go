@@ -575,8 +575,11 @@ func (c *Client) WaitFor(ctx context.Context, cond func(text string) bool) error
 
 // IsForeignHistory reports the refusal (close code contract.CloseForeignHistory)
 // of a local copy the server does not share a history with: the server
-// merged its text and preserved it, and the copy must not be sent again.
-// Call Reset, then Run again.
+// merged its text and preserved it, or, for a copy of a document deleted
+// outside the gateway, took nothing of it (the copy then holds the only
+// text of its refused edits; evidence reports them saved-locally-not-synced).
+// The copy must not be sent again. Call Reset, which keeps it aside, then
+// Run again.
 func IsForeignHistory(err error) bool {
 	var ref *RefusedError
 	return errors.As(err, &ref) && ref.Code == contract.CloseForeignHistory
