@@ -10,12 +10,15 @@ package gateway
 // there, whole, and then a clean close.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
+	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/yawp/persistence-operator/internal/contract"
 )
@@ -96,9 +99,52 @@ func (t forwardTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
-		resp.Body = newFrameTap(rwc, t.stop)
+		tap := newFrameTap(rwc, t.stop)
+		tap.client, _ = r.Context().Value(clientSideKey{}).(*clientSide)
+		resp.Body = tap
 	}
 	return resp, nil
+}
+
+// closeReplyTimeout is how long a forwarded client has to answer the
+// shutdown's close frame and hang up, as long as the Hub gives its own
+// connections (coder/websocket's close handshake). After it the
+// connection is cut: a frozen tab that answers nothing (its TCP still
+// up) would otherwise hold the gateway's shutdown until its deadline.
+const closeReplyTimeout = 5 * time.Second
+
+type clientSideKey struct{}
+
+// clientSide is the forwarded connection's ResponseWriter, which keeps
+// the client's connection when the proxy takes it over, so that the
+// frame tap can bound the wait for the client's close reply.
+type clientSide struct {
+	http.ResponseWriter
+	mu   sync.Mutex
+	conn net.Conn
+}
+
+func (c *clientSide) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(c.ResponseWriter).Hijack()
+	c.mu.Lock()
+	c.conn = conn
+	c.mu.Unlock()
+	return conn, brw, err
+}
+
+func (c *clientSide) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// streamEnded: the client was sent all it will be (the shutdown's close
+// frame, or the peer's stream to its end). The proxy keeps passing the
+// client's bytes on (its close reply reaches the document's gateway,
+// which sees the client leave cleanly) until the client hangs up, or
+// closeReplyTimeout.
+func (c *clientSide) streamEnded() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.conn != nil {
+		_ = c.conn.SetReadDeadline(time.Now().Add(closeReplyTimeout))
+	}
 }
 
 // frameTap passes the peer gateway's WebSocket frames to the client and
@@ -107,6 +153,7 @@ func (t forwardTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 type frameTap struct {
 	rwc    io.ReadWriteCloser
 	stop   <-chan struct{}
+	client *clientSide // nil: no bound on the wait for the close reply
 	chunks chan []byte
 	done   chan struct{} // closed by Close: the pump stops
 	once   sync.Once
@@ -171,6 +218,7 @@ func (t *frameTap) Read(p []byte) (int, error) {
 			n := copy(p, t.tail)
 			if t.tail = t.tail[n:]; len(t.tail) == 0 {
 				t.tail, t.over = nil, true
+				t.ended()
 			}
 			return n, nil
 		}
@@ -178,6 +226,7 @@ func (t *frameTap) Read(p []byte) (int, error) {
 			return t.pass(p), nil
 		}
 		if t.err != nil {
+			t.ended()
 			return 0, t.err
 		}
 		stop := t.stop
@@ -196,6 +245,13 @@ func (t *frameTap) Read(p []byte) (int, error) {
 			}
 			t.buf = c
 		}
+	}
+}
+
+// ended: the client has been sent all it will be (see streamEnded).
+func (t *frameTap) ended() {
+	if t.client != nil {
+		t.client.streamEnded()
 	}
 }
 

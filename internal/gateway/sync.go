@@ -561,7 +561,8 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 		}
 		g.fwd.begin()
 		defer g.fwd.end()
-		p.ServeHTTP(w, r)
+		cs := &clientSide{ResponseWriter: w}
+		p.ServeHTTP(cs, r.WithContext(context.WithValue(r.Context(), clientSideKey{}, cs)))
 	})
 }
 

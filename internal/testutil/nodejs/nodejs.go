@@ -49,6 +49,8 @@ type WSClientResult struct {
 	OfflineText string   `json:"offlineText"`
 	Closes      []Close  `json:"closes"`
 	Terminal    *Close   `json:"terminal"`
+	// ClientCloses: the closes each client saw, in the order of tokens.
+	ClientCloses [][]Close `json:"clientCloses"`
 }
 
 // Close is a WebSocket close a client saw.
