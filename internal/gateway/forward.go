@@ -210,7 +210,7 @@ func (t *frameTap) Read(p []byte) (int, error) {
 		if t.tail == nil && !t.peerClosed && t.boundary() {
 			select {
 			case <-t.stop:
-				t.tail = closeFrame(contract.CloseGoingAway, "server shutting down; reconnect")
+				t.tail = goingAwayFrame(shutdownReason)
 			default:
 			}
 		}
@@ -319,10 +319,15 @@ func payloadLen(h []byte) uint64 {
 	}
 }
 
-// closeFrame is an unmasked close frame (the server's) with code and
-// reason (under 124 bytes).
-func closeFrame(code int, reason string) []byte {
-	b := []byte{0x88, byte(2 + len(reason)), byte(code >> 8), byte(code)}
+// shutdownReason is the reason of the close frame ending a forwarded
+// connection at shutdown.
+const shutdownReason = "server shutting down; reconnect"
+
+// goingAwayFrame is an unmasked close frame (the server's) with code 1001
+// and reason (under 124 bytes).
+func goingAwayFrame(reason string) []byte {
+	const code = contract.CloseGoingAway
+	b := []byte{0x88, byte(2 + len(reason)), byte(code >> 8), byte(code & 0xff)}
 	return append(b, reason...)
 }
 

@@ -5,8 +5,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
-	"github.com/yawp/persistence-operator/internal/contract"
 )
 
 // fuzzFrames builds a stream of whole, unmasked WebSocket frames from
@@ -113,7 +111,7 @@ func FuzzFrameTap(f *testing.F) {
 		if bytes.Equal(got.b, whole) {
 			return
 		}
-		cf := closeFrame(contract.CloseGoingAway, "server shutting down; reconnect")
+		cf := goingAwayFrame(shutdownReason)
 		prefix, ok := bytes.CutSuffix(got.b, cf)
 		if !ok || !bytes.HasPrefix(whole, prefix) {
 			t.Fatalf("passed on %d bytes that are neither the peer's %d nor a prefix of them and the close frame", len(got.b), len(whole))

@@ -135,7 +135,7 @@ func TestFrameTapClosesAtAFrameBoundary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := append(append([]byte(nil), whole...), closeFrame(contract.CloseGoingAway, "server shutting down; reconnect")...)
+	want := append(append([]byte(nil), whole...), goingAwayFrame(shutdownReason)...)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("passed on %d bytes, want the three frames and the close frame (%d bytes)", len(got), len(want))
 	}
@@ -243,7 +243,7 @@ func TestFrameTapAddsNoCloseAfterThePeers(t *testing.T) {
 		io.Closer
 	}{pr, io.Discard, pr}, stop)
 	defer tap.Close()
-	peers := closeFrame(contract.CloseGoingAway, "peer")
+	peers := goingAwayFrame("peer")
 	go func() {
 		_, _ = pw.Write(peers)
 		time.Sleep(50 * time.Millisecond)

@@ -343,6 +343,37 @@ func (e *Engine) pastClients(ctx context.Context, id string, gen int64) (yjs.Sta
 	return past, nil
 }
 
+// notePast sets st.pastSV, the clients of the Yjs documents this ID had
+// before (deleted outside the gateway): of the generations before the
+// current one, read from the update log, and, when the current one's
+// deletion stands (gone), of it too. Copies of those documents are
+// refused by their clients (pastStructs), after a reload too.
+func (e *Engine) notePast(ctx context.Context, st *docState, gone bool) error {
+	if st.generation > 1 {
+		past, err := e.pastClients(ctx, st.id, st.generation)
+		if err != nil {
+			return err
+		}
+		st.pastSV = past
+		if !gone && st.ydoc != nil {
+			for c, k := range st.ydoc.StateVector() {
+				if k > 0 {
+					delete(st.pastSV, c) // this generation's own
+				}
+			}
+		}
+	}
+	if gone && st.ydoc != nil {
+		if st.pastSV == nil {
+			st.pastSV = yjs.StateVector{}
+		}
+		for c, k := range st.ydoc.StateVector() {
+			st.pastSV[c] = max(st.pastSV[c], k)
+		}
+	}
+	return nil
+}
+
 func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	st := &docState{id: id}
 	gone := false
@@ -473,30 +504,10 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	if err := gapRows.Err(); err != nil {
 		return nil, fmt.Errorf("load gaps of %s: %w", id, err)
 	}
-	if st.generation > 1 {
-		// The ID had documents before this generation's, deleted outside
-		// the gateway: copies of them are refused by their clients
-		// (pastStructs), after a reload too.
-		if st.pastSV, err = e.pastClients(ctx, id, st.generation); err != nil {
-			return nil, err
-		}
-		if !gone && st.ydoc != nil {
-			for c, k := range st.ydoc.StateVector() {
-				if k > 0 {
-					delete(st.pastSV, c) // this generation's own
-				}
-			}
-		}
+	if err := e.notePast(ctx, st, gone); err != nil {
+		return nil, err
 	}
 	if gone {
-		if st.ydoc != nil {
-			if st.pastSV == nil {
-				st.pastSV = yjs.StateVector{}
-			}
-			for c, k := range st.ydoc.StateVector() {
-				st.pastSV[c] = max(st.pastSV[c], k)
-			}
-		}
 		st.ydoc = nil
 	}
 	st.diverged = st.outsideChange() || (st.exists && st.ydoc != nil && st.ytext() != st.content)
