@@ -94,6 +94,14 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 			return ctrl.Result{RequeueAfter: r.poll()}, nil
 		}
 	} else {
+		// A manager held up with a decision made before the deletion (an
+		// old leader) must not move a cohort once the rollout is gone:
+		// nobody would be left to judge its gates or roll it back. Best
+		// effort, and briefly: Retain needs no database (its Secret may be
+		// gone, the server down), and must not wait for one.
+		if err := r.recordDeletion(ctx, ro); err != nil {
+			log.Info("deletion not recorded in the data plane; Retain goes on", "err", err.Error())
+		}
 		if err := r.orphanGateway(ctx, ro); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -110,6 +118,18 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// recordDeletion records the deleted object's generation (the deletion
+// made it a new one) as acted on, within a few seconds.
+func (r *PersistenceRolloutReconciler) recordDeletion(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	store, err := r.dataPlane(ctx, ro)
+	if err != nil {
+		return err
+	}
+	return store.SpecSeen(ctx, rolloutKey(ro), string(ro.UID), ro.Generation)
 }
 
 // namespaceTerminating reports whether the namespace is being deleted (or
@@ -206,6 +226,12 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 		return "", err
 	}
 	key := rolloutKey(ro)
+	// Recorded first, so that a manager held up with a decision made
+	// before the deletion (an old leader) cannot move a cohort after the
+	// rollback below has passed it.
+	if err := store.SpecSeen(ctx, key, string(ro.UID), ro.Generation); err != nil && !errors.Is(err, dataplane.ErrStaleSpec) {
+		return "", err
+	}
 	states, err := store.Cohorts(ctx, key)
 	if err != nil {
 		return "", err

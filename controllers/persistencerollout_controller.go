@@ -229,7 +229,8 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		if err := r.APIReader.Get(ctx, req.NamespacedName, &live); err != nil {
 			return ctrl.Result{}, client.IgnoreNotFound(err)
 		}
-		if live.Generation != ro.Generation || !live.DeletionTimestamp.IsZero() {
+		// Another UID: deleted and created again under the same name.
+		if live.UID != ro.UID || live.Generation != ro.Generation || !live.DeletionTimestamp.IsZero() {
 			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 		}
 	}

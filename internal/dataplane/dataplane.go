@@ -160,7 +160,8 @@ type StageChange struct {
 	At      time.Time
 	// SpecUID and SpecGeneration, unless SpecGeneration is zero, name the
 	// rollout object's spec the decision was made on: a newer generation
-	// of the same object recorded by SpecSeen refuses the change with
+	// of the same object recorded by SpecSeen, or another object of the
+	// same name (deleted and created again), refuses the change with
 	// ErrStaleSpec.
 	SpecUID        string
 	SpecGeneration int64
@@ -220,7 +221,8 @@ type Store interface {
 	// changes nothing and returns its state.
 	FreezeCohort(ctx context.Context, key CohortKey, position int, sel Selector, at time.Time) (CohortState, error)
 	// FreezeCohortAs is FreezeCohort decided on spec: ErrStaleSpec if
-	// SpecSeen recorded a newer generation of the object.
+	// SpecSeen recorded a newer generation of the object, or another
+	// object of the same name.
 	FreezeCohortAs(ctx context.Context, key CohortKey, spec SpecRef, position int, sel Selector, at time.Time) (CohortState, error)
 	// SpecSeen records that a manager acts on generation of the rollout
 	// object uid. It refuses with ErrStaleSpec when a newer generation of

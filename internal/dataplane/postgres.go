@@ -103,7 +103,7 @@ func (p *Postgres) FreezeCohortAs(ctx context.Context, key CohortKey, spec SpecR
 			}
 			return err
 		}
-		if err := staleSpec(key.Rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
+		if err := staleDecision(key.Rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
 			return err
 		}
 		existing, err := cohortState(ctx, tx, key)
@@ -277,7 +277,7 @@ func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, spec S
 			rollout).Scan(&specUID, &specGen); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		if err := staleSpec(rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
+		if err := staleDecision(rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `
@@ -365,6 +365,19 @@ func staleSpec(rollout, uid string, generation int64, recordedUID string, record
 	return nil
 }
 
+// staleDecision is staleSpec for a write decided on spec, which its
+// manager's SpecSeen recorded first: a record of another object means the
+// rollout was deleted and created again since (a manager held up with a
+// decision on the deleted one would otherwise move a cohort its successor
+// holds), or that a manager of the deleted object is still about, in which
+// case the next reconcile records this object again.
+func staleDecision(rollout, uid string, generation int64, recordedUID string, recorded int64) error {
+	if generation > 0 && recordedUID != "" && uid != recordedUID {
+		return fmt.Errorf("rollout %s: decided on object %s, object %s was acted on since: %w", rollout, uid, recordedUID, ErrStaleSpec)
+	}
+	return staleSpec(rollout, uid, generation, recordedUID, recorded)
+}
+
 // SetStage implements Store.
 func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, error) {
 	var st CohortState
@@ -375,7 +388,7 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 			ch.Key.Rollout).Scan(&epoch, &specUID, &specGen); err != nil {
 			return err
 		}
-		if err := staleSpec(ch.Key.Rollout, ch.SpecUID, ch.SpecGeneration, specUID, specGen); err != nil {
+		if err := staleDecision(ch.Key.Rollout, ch.SpecUID, ch.SpecGeneration, specUID, specGen); err != nil {
 			return err
 		}
 		// FOR UPDATE on the cohort row waits for every save transaction
@@ -440,7 +453,7 @@ func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 			ch.Key.Rollout).Scan(&specUID, &specGen); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		if err := staleSpec(ch.Key.Rollout, ch.SpecUID, ch.SpecGeneration, specUID, specGen); err != nil {
+		if err := staleDecision(ch.Key.Rollout, ch.SpecUID, ch.SpecGeneration, specUID, specGen); err != nil {
 			return err
 		}
 		var stage string
