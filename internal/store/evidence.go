@@ -399,7 +399,7 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 			// copy was refused for it, and where the text is: the proof
 			// otherwise read as an ordinary unsynced client, or, after a
 			// reconnection, as an announcement the server had "0" of.
-			summary = deletedCopySummary(st, c, claimed, have, ref, del)
+			summary = deletedCopySummary(st, all, c, claimed, have, ref, del)
 			reason = ref.Reason
 			seqs = append(seqs, del.Seq)
 			slices.Sort(seqs)
@@ -442,19 +442,37 @@ func deletedCopyRefusal(all, ts []TimelineEntry) (ref, del TimelineEntry, ok boo
 // copy of a deleted document: deleted when, refused where, and that the
 // text is on the student's device, not in any document on the server
 // (nor in a new document now at the ID).
-func deletedCopySummary(st *docState, c string, claimed, have uint64, ref, del TimelineEntry) string {
+func deletedCopySummary(st *docState, all []TimelineEntry, c string, claimed, have uint64, ref, del TimelineEntry) string {
 	s := fmt.Sprintf("client %s's copy is of the document deleted outside the gateway on %s (ledger entry %d); "+
 		"it was refused (%s, ledger entry %d) and nothing of it was merged", c, del.At.UTC().Format(time.RFC3339), del.Seq, ref.Code, ref.Seq)
 	if st.exists {
 		s += " into the new document now at this ID"
 	}
 	if have == 0 {
-		s += fmt.Sprintf("; none of its operations up to clock %d is on the server", claimed)
+		s += fmt.Sprintf("; none of its operations up to clock %d is in a document on the server", claimed)
+		if held := deletedHeld(all, c, del); held > 0 {
+			// Its earlier work was committed to the deleted document,
+			// whose saves the same answer reports as synced: "none on
+			// the server" alone read as a contradiction.
+			s += fmt.Sprintf(" (the deleted document's history keeps the first %d of them)", held)
+		}
 	} else {
 		s += fmt.Sprintf("; the server holds %d of its operations up to clock %d", have, claimed)
 	}
 	return s + ": the text is on the student's device, in that client's local copy " +
 		"(a local-first client keeps a refused copy, set aside as <store file>.foreign-<time> when it reloads)"
+}
+
+// deletedHeld is how many of client c's operations the document deleted
+// at del had committed: its last commit's state vector before del.
+func deletedHeld(all []TimelineEntry, c string, del TimelineEntry) uint64 {
+	var held uint64
+	for _, t := range all {
+		if t.Seq < del.Seq && isCommit(t.Kind) && t.StateVector != nil {
+			held = t.StateVector[c]
+		}
+	}
+	return held
 }
 
 func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) []Finding {

@@ -714,7 +714,17 @@ func (e *Engine) recreate(bc *batchCtx, st *docState) {
 				Stage: stage.Stage, Cohort: stage.Cohort, Epoch: stage.Epoch, Protocol: protocolLegacy,
 				Revision: st.revision, Outcome: OutcomeDeletionStands, Reason: reason}
 			e.appendLedger(bc, st, en)
-			st.pastSV = st.ydoc.StateVector()
+			// Added to, not replaced: a student's copy of a document
+			// this ID held before this one stays refused. Replaced, her
+			// next edit brought the ID back as a document holding only
+			// that edit, waiting for text that is gone (a reload, which
+			// reads every earlier generation, refused it).
+			if st.pastSV == nil {
+				st.pastSV = yjs.StateVector{}
+			}
+			for c, k := range st.ydoc.StateVector() {
+				st.pastSV[c] = max(st.pastSV[c], k)
+			}
 		}
 		st.ydoc = nil
 		st.historyTenant = d.tenant

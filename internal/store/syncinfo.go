@@ -88,8 +88,9 @@ func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, s
 // of a history that is gone: the document was deleted outside the gateway
 // and its ID taken again (a rollback keeps the Yjs rows, and backfill
 // skips documents that have them). A client answered from it holds text
-// the document no longer has. An empty or undecodable state vector
-// reports false.
+// the document no longer has. An empty or undecodable earlier, or an
+// undecodable now, reports false; an empty now (no Yjs history) is
+// reached beyond by any earlier naming operations.
 func HistoryReplaced(earlier, now []byte) bool {
 	if len(earlier) == 0 {
 		return false
@@ -110,7 +111,9 @@ func HistoryReplaced(earlier, now []byte) bool {
 
 // ReachesBeyond is HistoryReplaced with earlier decoded, reading now
 // without allocating (the sync gateway checks every update it relays
-// against its room's state vector). A malformed now reports false.
+// against its room's state vector). Unlike HistoryReplaced, an empty now
+// reports false, as a malformed one does: the gateway passes a
+// committed update's state vector, never empty.
 func ReachesBeyond(earlier yjs.StateVector, now []byte) bool {
 	want := 0 // clients of earlier with operations: each must be in now
 	for _, k := range earlier {
