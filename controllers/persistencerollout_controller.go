@@ -206,9 +206,13 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	}
 	if errors.Is(err, dataplane.ErrStaleSpec) {
 		// Our read of the spec is older than one acted on already: read
-		// it again, and report nothing from the old one.
-		log.Info("the spec read is older than one acted on; reading it again", "generation", ro.Generation)
-		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+		// it again, and report nothing from the old one. Returned as an
+		// error, so the retries back off (from 50 ms up to the poll
+		// interval) and the log says why: with the live reads the manager
+		// makes it passes at once, unless the API server went back in
+		// time (etcd restored from a backup), when the spec must be
+		// edited past the generation the data plane recorded.
+		return ctrl.Result{}, fmt.Errorf("spec generation %d of %s: %w", ro.Generation, req.NamespacedName, err)
 	}
 	if err != nil {
 		log.Error(err, "data plane unreachable")
