@@ -156,34 +156,42 @@ func (s beforeSetStageSource) Get(ctx context.Context, dsn string) (dataplane.St
 // older one.
 func TestOldLeaderDoesNotFlipAfterHoldSeenByNewLeader(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
-	f.g.Expect(k8s.Create(ctx, f.rollout("oldflip", "pilot"))).To(Succeed())
-	f.walkToVerify("oldflip", "pilot")
-	f.g.Eventually(func() string { return f.get("oldflip").Status.WaitingFor }).Should(HavePrefix("soak until "))
+	stage := f.oldLeaderFlipsAfter("oldflip", func() {
+		f.update("oldflip", func(ro *persistencev1alpha1.PersistenceRollout) {
+			ro.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentHold
+		})
+		f.g.Eventually(func() string { return f.get("oldflip").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot"))
+	})
+	f.g.Expect(stage).To(Equal(string(persistencev1alpha1.StageVerify)),
+		"flipped to local-first although intent Hold was set and acted on before the write")
+}
 
-	// The old leader's clock is past the soak; the new leader's is not
-	// yet, so only the old one decides to flip.
-	oldClock := clocktesting.NewFakeClock(fakeClock.Now().Add(time.Minute + time.Second))
+// oldLeaderFlipsAfter walks rollout name's cohort pilot to Verify and its
+// soak, then runs one reconcile of an old leader whose clock is past the
+// soak (the new leader's is not yet, so only the old one decides to
+// flip). Once the old leader has decided and before it writes, meanwhile
+// runs: what a person and the new leader do while it is held up. It
+// returns the cohort's stage after the old leader's reconcile.
+func (f *fixture) oldLeaderFlipsAfter(name string, meanwhile func()) string {
+	ctx := context.Background()
+	f.g.Expect(k8s.Create(ctx, f.rollout(name, "pilot"))).To(Succeed())
+	f.walkToVerify(name, "pilot")
+	f.g.Eventually(func() string { return f.get(name).Status.WaitingFor }).Should(HavePrefix("soak until "))
 	stores := &dataplane.Cache{}
 	defer stores.Close()
 	held := false
 	old := &PersistenceRolloutReconciler{
 		Client:    k8s,
 		APIReader: k8s,
-		Clock:     oldClock,
+		Clock:     clocktesting.NewFakeClock(fakeClock.Now().Add(time.Minute + time.Second)),
 		Stores: beforeSetStageSource{stores: stores, then: func() {
-			if held {
-				return
+			if !held {
+				held = true
+				meanwhile()
 			}
-			held = true
-			f.update("oldflip", func(ro *persistencev1alpha1.PersistenceRollout) {
-				ro.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentHold
-			})
-			f.g.Eventually(func() string { return f.get("oldflip").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot"))
 		}},
 	}
-	_, _ = old.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: "oldflip"}})
+	_, _ = old.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: name}})
 	f.g.Expect(held).To(BeTrue(), "the old leader did not decide to flip")
-	f.g.Expect(f.stageNow("oldflip", "pilot")).To(Equal(string(persistencev1alpha1.StageVerify)),
-		"flipped to local-first although intent Hold was set and acted on before the write")
+	return f.stageNow(name, "pilot")
 }

@@ -3,15 +3,10 @@ package controllers
 import (
 	"context"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
-	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
-	"github.com/yawp/persistence-operator/internal/dataplane"
 )
 
 // An old leader decides to flip a soaked cohort to local-first, re-reads
@@ -23,33 +18,11 @@ import (
 // gates or roll it back.
 func TestOldLeaderDoesNotFlipAfterRetainDeletion(t *testing.T) {
 	f := newFixture(t)
-	ctx := context.Background()
-	f.g.Expect(k8s.Create(ctx, f.rollout("olddel", "pilot"))).To(Succeed())
-	f.walkToVerify("olddel", "pilot")
-	f.g.Eventually(func() string { return f.get("olddel").Status.WaitingFor }).Should(HavePrefix("soak until "))
-
-	oldClock := clocktesting.NewFakeClock(fakeClock.Now().Add(time.Minute + time.Second))
-	stores := &dataplane.Cache{}
-	defer stores.Close()
-	held := false
-	old := &PersistenceRolloutReconciler{
-		Client:    k8s,
-		APIReader: k8s,
-		Clock:     oldClock,
-		Stores: beforeSetStageSource{stores: stores, then: func() {
-			if held {
-				return
-			}
-			held = true
-			ro := f.get("olddel")
-			t.Logf("generation before the deletion: %d", ro.Generation)
-			f.g.Expect(k8s.Delete(ctx, ro)).To(Succeed())
-			f.g.Eventually(func() bool { return f.gone("olddel") }).Should(BeTrue())
-		}},
-	}
-	_, _ = old.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: "olddel"}})
-	f.g.Expect(held).To(BeTrue(), "the old leader did not decide to flip")
-	f.g.Expect(f.stageNow("olddel", "pilot")).To(Equal(string(persistencev1alpha1.StageVerify)),
+	stage := f.oldLeaderFlipsAfter("olddel", func() {
+		f.g.Expect(k8s.Delete(context.Background(), f.get("olddel"))).To(Succeed())
+		f.g.Eventually(func() bool { return f.gone("olddel") }).Should(BeTrue())
+	})
+	f.g.Expect(stage).To(Equal(string(persistencev1alpha1.StageVerify)),
 		"flipped to local-first after the rollout was deleted with Retain")
 }
 
@@ -60,33 +33,14 @@ func TestOldLeaderDoesNotFlipAfterRetainDeletion(t *testing.T) {
 func TestOldLeaderDoesNotFlipAfterTheRolloutIsCreatedAgain(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	f.g.Expect(k8s.Create(ctx, f.rollout("oldre", "pilot"))).To(Succeed())
-	f.walkToVerify("oldre", "pilot")
-	f.g.Eventually(func() string { return f.get("oldre").Status.WaitingFor }).Should(HavePrefix("soak until "))
-
-	oldClock := clocktesting.NewFakeClock(fakeClock.Now().Add(time.Minute + time.Second))
-	stores := &dataplane.Cache{}
-	defer stores.Close()
-	held := false
-	old := &PersistenceRolloutReconciler{
-		Client:    k8s,
-		APIReader: k8s,
-		Clock:     oldClock,
-		Stores: beforeSetStageSource{stores: stores, then: func() {
-			if held {
-				return
-			}
-			held = true
-			f.g.Expect(k8s.Delete(ctx, f.get("oldre"))).To(Succeed())
-			f.g.Eventually(func() bool { return f.gone("oldre") }).Should(BeTrue())
-			again := f.rollout("oldre", "pilot")
-			again.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentHold
-			f.g.Expect(k8s.Create(ctx, again)).To(Succeed())
-			f.g.Eventually(func() string { return f.get("oldre").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot"))
-		}},
-	}
-	_, _ = old.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: "oldre"}})
-	f.g.Expect(held).To(BeTrue(), "the old leader did not decide to flip")
-	f.g.Expect(f.stageNow("oldre", "pilot")).To(Equal(string(persistencev1alpha1.StageVerify)),
+	stage := f.oldLeaderFlipsAfter("oldre", func() {
+		f.g.Expect(k8s.Delete(ctx, f.get("oldre"))).To(Succeed())
+		f.g.Eventually(func() bool { return f.gone("oldre") }).Should(BeTrue())
+		again := f.rollout("oldre", "pilot")
+		again.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentHold
+		f.g.Expect(k8s.Create(ctx, again)).To(Succeed())
+		f.g.Eventually(func() string { return f.get("oldre").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot"))
+	})
+	f.g.Expect(stage).To(Equal(string(persistencev1alpha1.StageVerify)),
 		"flipped to local-first on the deleted rollout after its successor held the cohort")
 }

@@ -114,11 +114,7 @@ func TestFrameTapClosesAtAFrameBoundary(t *testing.T) {
 	whole := append(append(frame(5), frame(300)...), frame(70000)...)
 	pr, pw := io.Pipe()
 	stop := make(chan struct{})
-	tap := newFrameTap(struct {
-		io.Reader
-		io.Writer
-		io.Closer
-	}{pr, io.Discard, pr}, stop)
+	tap := newFrameTap(peerPipe{pr}, stop)
 	defer tap.Close()
 	go func() {
 		// The first two frames and part of the third; stop; the rest.
@@ -237,11 +233,7 @@ func TestSyncUnreachableShardGatewayClosesWithACode(t *testing.T) {
 func TestFrameTapAddsNoCloseAfterThePeers(t *testing.T) {
 	pr, pw := io.Pipe()
 	stop := make(chan struct{})
-	tap := newFrameTap(struct {
-		io.Reader
-		io.Writer
-		io.Closer
-	}{pr, io.Discard, pr}, stop)
+	tap := newFrameTap(peerPipe{pr}, stop)
 	defer tap.Close()
 	peers := goingAwayFrame("peer")
 	go func() {

@@ -269,64 +269,50 @@ func (e *Engine) Repair(ctx context.Context, doc, requestID string) (Result, err
 }
 
 // staleStructs returns a genesis client ID whose operations dec carries,
-// builds on (as an item's origin) or deletes that have, the state vector
-// of the document's Yjs representation (nil: it has none yet), does not
-// have: dec comes from a copy of another generation (0: none).
+// builds on or deletes that have, the state vector of the document's Yjs
+// representation (nil: it has none yet), does not have: dec comes from a
+// copy of another generation (0: none).
 func staleStructs(have yjs.StateVector, dec *yjs.DecodedUpdate) uint64 {
-	stale := func(c uint64) bool { return isGenesisClient(c) && have[c] == 0 }
-	for _, it := range dec.Structs {
-		if it.IsSkip() {
-			continue
-		}
-		if stale(it.ID.Client) {
-			return it.ID.Client
-		}
-		if it.HasOrigin() && stale(it.Origin.Client) {
-			return it.Origin.Client
-		}
-		if it.HasRightOrigin() && stale(it.RightOrigin.Client) {
-			return it.RightOrigin.Client
-		}
-	}
-	for c := range dec.DeleteSet {
-		if stale(c) {
-			return c
-		}
-	}
-	return 0
+	return namedClient(dec, func(c uint64) bool { return isGenesisClient(c) && have[c] == 0 })
 }
 
 // pastStructs returns a client of past, the state vector of the deleted
-// document this ID had, whose operations dec carries, builds on (as an
-// item's origin or parent) or deletes (0: none). A new Y.Doc draws a
-// client ID of its own; only a copy of the deleted document names one of
-// its clients. An update that continues a history it does not carry is
-// not refused for that alone: a new student who typed offline sends her
-// edits as she types, ahead of the sync step 2 that carries their start.
+// document this ID had, whose operations dec carries, builds on or
+// deletes (0: none). A new Y.Doc draws a client ID of its own; only a copy
+// of the deleted document names one of its clients. An update that
+// continues a history it does not carry is not refused for that alone: a
+// new student who typed offline sends her edits as she types, ahead of
+// the sync step 2 that carries their start.
 func pastStructs(past yjs.StateVector, dec *yjs.DecodedUpdate) uint64 {
 	if len(past) == 0 {
 		return 0
 	}
-	stale := func(c uint64) bool { return past[c] > 0 }
+	return namedClient(dec, func(c uint64) bool { return past[c] > 0 })
+}
+
+// namedClient returns the first client for which match holds among those
+// dec names: its items' own, their origins' and parents', and its
+// deletions' (0: none).
+func namedClient(dec *yjs.DecodedUpdate, match func(uint64) bool) uint64 {
 	for _, it := range dec.Structs {
 		if it.IsSkip() {
 			continue
 		}
-		if stale(it.ID.Client) {
+		if match(it.ID.Client) {
 			return it.ID.Client
 		}
-		if it.HasOrigin() && stale(it.Origin.Client) {
+		if it.HasOrigin() && match(it.Origin.Client) {
 			return it.Origin.Client
 		}
-		if it.HasRightOrigin() && stale(it.RightOrigin.Client) {
+		if it.HasRightOrigin() && match(it.RightOrigin.Client) {
 			return it.RightOrigin.Client
 		}
-		if p, ok := it.ParentID(); ok && stale(p.Client) {
+		if p, ok := it.ParentID(); ok && match(p.Client) {
 			return p.Client
 		}
 	}
 	for c := range dec.DeleteSet {
-		if stale(c) {
+		if match(c) {
 			return c
 		}
 	}

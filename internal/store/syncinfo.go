@@ -99,14 +99,11 @@ func HistoryReplaced(earlier, now []byte) bool {
 	if err != nil {
 		return false
 	}
-	var n yjs.StateVector
-	if len(now) > 0 {
-		if n, err = yjs.DecodeStateVector(now); err != nil {
-			return false
-		}
+	if len(now) == 0 {
+		_, ok := beyond(e, nil) // the document has no operations now
+		return ok
 	}
-	_, ok := beyond(e, n)
-	return ok
+	return ReachesBeyond(e, now)
 }
 
 // ReachesBeyond is HistoryReplaced with earlier decoded, reading now
