@@ -91,14 +91,21 @@ func observeGatewayPods(sts *appsv1.StatefulSet, shards int32) gatewayPods {
 	if ru := sts.Spec.UpdateStrategy.RollingUpdate; rolling && ru != nil && ru.Partition != nil && *ru.Partition > 0 {
 		partitioned, mustUpdate = true, max(shards-*ru.Partition, 0)
 	}
+	update := rolling && (st.UpdatedReplicas < mustUpdate || !partitioned && st.CurrentRevision != st.UpdateRevision)
+	roll := fmt.Sprintf("the rolling update to revision %s (%d/%d gateway pods updated)", st.UpdateRevision, st.UpdatedReplicas, mustUpdate)
 	switch {
 	case st.ObservedGeneration < generation:
 		g.waiting = fmt.Sprintf("the StatefulSet controller to observe generation %d of %s", generation, sts.Name)
 	case st.ReadyReplicas < shards:
 		n := shards - st.ReadyReplicas
 		g.waiting = fmt.Sprintf("%d gateway %s to become ready", n, plural(int(n), "pod", "pods"))
-	case rolling && (st.UpdatedReplicas < mustUpdate || !partitioned && st.CurrentRevision != st.UpdateRevision):
-		g.waiting = fmt.Sprintf("the rolling update to revision %s (%d/%d gateway pods updated)", st.UpdateRevision, st.UpdatedReplicas, mustUpdate)
+		if update {
+			// A pod the roll has just replaced is not ready for a while:
+			// say it is the roll, not a pod gone wrong on its own.
+			g.waiting += " during " + roll
+		}
+	case update:
+		g.waiting = roll
 	}
 	return g
 }

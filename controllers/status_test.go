@@ -124,6 +124,11 @@ func TestObserveGatewayPods(t *testing.T) {
 		{"no pod ready", sts(2, func() appsv1.StatefulSetStatus { s := done; s.ReadyReplicas = 0; return s }()), 0, "2 gateway pods to become ready"},
 		{"rolling update", sts(2, func() appsv1.StatefulSetStatus { s := done; s.UpdatedReplicas, s.UpdateRevision = 1, "r-2"; return s }()), 2,
 			"the rolling update to revision r-2 (1/2 gateway pods updated)"},
+		{"a pod the rolling update replaced not ready yet", sts(2, func() appsv1.StatefulSetStatus {
+			s := done
+			s.ReadyReplicas, s.UpdatedReplicas, s.UpdateRevision = 1, 1, "r-2"
+			return s
+		}()), 1, "1 gateway pod to become ready during the rolling update to revision r-2 (1/2 gateway pods updated)"},
 		{"updated, revision not yet current", sts(2, func() appsv1.StatefulSetStatus { s := done; s.UpdateRevision = "r-2"; return s }()), 2,
 			"the rolling update to revision r-2 (2/2 gateway pods updated)"},
 		// A partition someone set: done once the pods at or above it are

@@ -274,6 +274,13 @@ func (e *Env) KillContainer(namespace, pod, container string) (int, error) {
 	return e.pods.kill(namespace + "/" + pod + "/" + container)
 }
 
+// ContainerPID is the PID of the process running container of pod
+// (namespace/pod) now; an error while it is between restarts or not
+// started.
+func (e *Env) ContainerPID(namespace, pod, container string) (int, error) {
+	return e.pods.pid(namespace + "/" + pod + "/" + container)
+}
+
 // CreateDatabase creates another database on the environment's PostgreSQL
 // (each rollout needs its own) and returns its DSN.
 func (e *Env) CreateDatabase(ctx context.Context, name string) (string, error) {

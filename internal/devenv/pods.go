@@ -2,7 +2,9 @@ package devenv
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,8 +31,10 @@ import (
 // with the environment of the pod template (field and Secret references
 // resolved) and local ports in place of the pod's, restarting a process that
 // exits, and stopping pods that scale away. Standing in for the StatefulSet
-// controller too, it writes each StatefulSet's status: how many of its pods
-// are ready.
+// controller too, it rolls pods onto a changed template as a RollingUpdate
+// does (one pod at a time, the highest ordinal first, each once every pod is
+// ready; none below a partition; none under OnDelete) and writes each
+// StatefulSet's status: how many of its pods are ready and updated.
 type podRunner struct {
 	client   client.Client
 	bin      string
@@ -42,7 +46,10 @@ type podRunner struct {
 
 	mu      sync.Mutex
 	running map[string]*proc // by pod/container
-	warned  map[string]bool
+	// podRev: the template revision each pod's containers were started
+	// from (by namespace/pod).
+	podRev map[string]string
+	warned map[string]bool
 	// slots: each StatefulSet's port slot (namespace/name -> s), kept for
 	// its lifetime, so StatefulSets created later never shift the ports
 	// of running ones.
@@ -81,6 +88,15 @@ type proc struct {
 
 // kill SIGKILLs the process of key (namespace/pod/container).
 func (p *podRunner) kill(key string) (int, error) {
+	pid, err := p.pid(key)
+	if err != nil {
+		return 0, err
+	}
+	return pid, syscall.Kill(pid, syscall.SIGKILL)
+}
+
+// pid is the PID of the process of key (namespace/pod/container) now.
+func (p *podRunner) pid(key string) (int, error) {
 	p.mu.Lock()
 	pr := p.running[key]
 	p.mu.Unlock()
@@ -91,13 +107,13 @@ func (p *podRunner) kill(key string) (int, error) {
 	if pid == 0 {
 		return 0, fmt.Errorf("devenv: container %s is between restarts", key)
 	}
-	return pid, syscall.Kill(pid, syscall.SIGKILL)
+	return pid, nil
 }
 
 // Start implements manager.Runnable.
 func (p *podRunner) Start(ctx context.Context) error {
 	p.mu.Lock()
-	p.running, p.warned = map[string]*proc{}, map[string]bool{}
+	p.running, p.warned, p.podRev = map[string]*proc{}, map[string]bool{}, map[string]string{}
 	p.mu.Unlock()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -128,6 +144,7 @@ func (p *podRunner) sync(ctx context.Context) error {
 		return err
 	}
 	want := map[string]bool{}
+	wantPod := map[string]bool{}
 	wantSlot := map[string]bool{}
 	for _, sts := range list.Items {
 		stsKey := sts.Namespace + "/" + sts.Name
@@ -146,17 +163,23 @@ func (p *podRunner) sync(ctx context.Context) error {
 			// terminals find the system (bin/dev/gateway-url).
 			_ = os.WriteFile(filepath.Join(p.state, "gateway-url"), []byte(peers[0]+"\n"), 0o644)
 		}
+		rev := templateRevision(&sts)
 		for i := range replicas {
-			pod := fmt.Sprintf("%s-%d", sts.Name, i)
+			wantPod[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)] = true
 			for _, c := range sts.Spec.Template.Spec.Containers {
-				key := sts.Namespace + "/" + pod + "/" + c.Name
-				want[key] = true
-				if err := p.ensure(ctx, key, &sts, pod, c, s, i, peers); err != nil {
-					p.log.Error(err, "start container", "pod", pod, "container", c.Name)
-				}
+				want[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)+"/"+c.Name] = true
 			}
+			p.startPod(ctx, &sts, i, rev, s, peers)
 		}
-		if err := p.reportStatus(ctx, &sts, s, replicas); err != nil && !apierrors.IsConflict(err) {
+		ready := make([]bool, replicas)
+		for i := range replicas {
+			ready[i] = p.ready(ctx, p.port(s, i, 0)) && p.ready(ctx, p.port(s, i, 1))
+		}
+		if i, ok := p.nextToRoll(&sts, replicas, rev, ready); ok {
+			p.rollPod(ctx, &sts, i, rev, s, peers)
+			ready[i] = false
+		}
+		if err := p.reportStatus(ctx, &sts, replicas, rev, ready); err != nil && !apierrors.IsConflict(err) {
 			p.log.Error(err, "report status", "statefulset", stsKey)
 		}
 	}
@@ -169,6 +192,11 @@ func (p *podRunner) sync(ctx context.Context) error {
 			delete(p.running, key)
 		}
 	}
+	for key := range p.podRev {
+		if !wantPod[key] {
+			delete(p.podRev, key) // scaled away: a pod of that name starts afresh
+		}
+	}
 	for key := range p.slots {
 		if !wantSlot[key] {
 			delete(p.slots, key) // the StatefulSet is gone: its slot is free
@@ -177,22 +205,114 @@ func (p *podRunner) sync(ctx context.Context) error {
 	return nil
 }
 
-// reportStatus writes the StatefulSet's status as its controller would,
-// judging a pod ready as the kubelet would: both its processes answer their
-// readiness probe. The stand-in starts each process once and never rolls a
-// pod when the template changes, so every pod counts as running the
-// template's current revision.
-func (p *podRunner) reportStatus(ctx context.Context, sts *appsv1.StatefulSet, s, replicas int) error {
-	var ready int32
-	for i := range replicas {
-		if p.ready(ctx, p.port(s, i, 0)) && p.ready(ctx, p.port(s, i, 1)) {
-			ready++
+// templateRevision names the StatefulSet's pod template as its controller
+// names a ControllerRevision: the StatefulSet's name and a hash of the
+// template, so a change of replicas (which moves the generation) is no new
+// revision, and any change of the template is one.
+func templateRevision(sts *appsv1.StatefulSet) string {
+	raw, err := json.Marshal(sts.Spec.Template)
+	if err != nil {
+		return fmt.Sprintf("%s-%d", sts.Name, sts.Generation)
+	}
+	h := fnv.New32a()
+	_, _ = h.Write(raw)
+	return fmt.Sprintf("%s-%08x", sts.Name, h.Sum32())
+}
+
+// startPod starts the containers of pod i that are not running; a pod
+// started afresh runs the template as it is now (rev).
+func (p *podRunner) startPod(ctx context.Context, sts *appsv1.StatefulSet, i int, rev string, s int, peers []string) {
+	pod := fmt.Sprintf("%s-%d", sts.Name, i)
+	p.mu.Lock()
+	if _, ok := p.podRev[sts.Namespace+"/"+pod]; !ok {
+		p.podRev[sts.Namespace+"/"+pod] = rev
+	}
+	p.mu.Unlock()
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		key := sts.Namespace + "/" + pod + "/" + c.Name
+		if err := p.ensure(ctx, key, sts, pod, c, s, i, peers); err != nil {
+			p.log.Error(err, "start container", "pod", pod, "container", c.Name)
 		}
 	}
-	rev := fmt.Sprintf("%s-%d", sts.Name, sts.Generation)
+}
+
+// nextToRoll is the pod a RollingUpdate replaces next, if any: none under
+// OnDelete or while any pod is not ready (the StatefulSet controller
+// takes one pod down at a time), else the highest ordinal at or above the
+// partition still running another revision.
+func (p *podRunner) nextToRoll(sts *appsv1.StatefulSet, replicas int, rev string, ready []bool) (int, bool) {
+	if sts.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+		return 0, false
+	}
+	partition := 0
+	if ru := sts.Spec.UpdateStrategy.RollingUpdate; ru != nil && ru.Partition != nil {
+		partition = int(*ru.Partition)
+	}
+	for _, r := range ready {
+		if !r {
+			return 0, false
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := replicas - 1; i >= partition; i-- {
+		if p.podRev[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)] != rev {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
+// rollPod replaces pod i: its processes stop (SIGTERM, as a pod deletion
+// sends) and start again from the template as it is now.
+func (p *podRunner) rollPod(ctx context.Context, sts *appsv1.StatefulSet, i int, rev string, s int, peers []string) {
+	pod := fmt.Sprintf("%s-%d", sts.Name, i)
+	p.mu.Lock()
+	from := p.podRev[sts.Namespace+"/"+pod]
+	var stopping []*proc
+	for _, c := range sts.Spec.Template.Spec.Containers {
+		key := sts.Namespace + "/" + pod + "/" + c.Name
+		if pr := p.running[key]; pr != nil {
+			pr.cancel()
+			stopping = append(stopping, pr)
+			delete(p.running, key)
+		}
+	}
+	delete(p.podRev, sts.Namespace+"/"+pod)
+	p.mu.Unlock()
+	p.log.Info("rolling pod onto the new template", "pod", pod, "from", from, "to", rev)
+	for _, pr := range stopping {
+		<-pr.done
+	}
+	p.startPod(ctx, sts, i, rev, s, peers)
+}
+
+// reportStatus writes the StatefulSet's status as its controller would,
+// judging a pod ready as the kubelet would: both its processes answer their
+// readiness probe (ready[i]).
+func (p *podRunner) reportStatus(ctx context.Context, sts *appsv1.StatefulSet, replicas int, rev string, ready []bool) error {
+	var nready, updated int32
+	current := rev
+	p.mu.Lock()
+	for i := range replicas {
+		if ready[i] {
+			nready++
+		}
+		switch r := p.podRev[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)]; {
+		case r == rev:
+			updated++
+		case r != "" && current == rev:
+			current = r // the revision the update moves pods from
+		}
+	}
+	p.mu.Unlock()
 	n := int32(replicas)
-	want := appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: ready, AvailableReplicas: ready,
-		CurrentReplicas: n, UpdatedReplicas: n, CurrentRevision: rev, UpdateRevision: rev}
+	currentReplicas := n - updated
+	if current == rev {
+		currentReplicas = n
+	}
+	want := appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: nready, AvailableReplicas: nready,
+		CurrentReplicas: currentReplicas, UpdatedReplicas: updated, CurrentRevision: current, UpdateRevision: rev}
 	if equality.Semantic.DeepEqual(sts.Status, want) {
 		return nil
 	}
