@@ -40,7 +40,6 @@ import (
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/migrations"
 )
 
 // Finalizer keeps a rollout until its deletion policy has been carried out.
@@ -179,15 +178,23 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// and a rolling scale-up could let two shards write one document.
 	// The refusal is reported below (Degraded, DataPlaneError).
 	//
-	// Nor while the schema cannot be brought to this version (an upgrade
-	// whose migration failed): pods of this version could not run on it,
-	// and the StatefulSet would replace a serving pod of the earlier
-	// version with one that waits for the schema, taking its shard down.
-	// Reported the same way.
+	// Nor while the schema is not known to be at this version: the data
+	// plane could not be opened, which migrates it (an upgrade whose
+	// migration failed, migrations.ErrNotMigrated, or a database that
+	// could not be reached to migrate it or to read its version). Pods of
+	// this version could not run on a schema that is not at it, and the
+	// StatefulSet would replace a serving pod of the earlier version with
+	// one that waits for the schema, taking its shard down. Reported the
+	// same way, saying the gateway waits; tried again at every poll. A
+	// data plane opened before (its schema migrated by this process) that
+	// fails later is no question of the schema: the gateway is applied.
 	var gw gatewayPods
 	var gwErr error
 	store, regErr := r.register(ctx, &ro)
-	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, migrations.ErrNotMigrated) {
+	if errors.Is(regErr, errSchemaUnconfirmed) {
+		regErr = fmt.Errorf("%w; the gateway keeps its last template until the schema is confirmed at this version", regErr)
+	}
+	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, errSchemaUnconfirmed) {
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {
@@ -365,8 +372,27 @@ func (r *PersistenceRolloutReconciler) dataPlane(ctx context.Context, ro *persis
 	if err != nil {
 		return nil, err
 	}
-	return r.Stores.Get(ctx, dsn)
+	store, err := r.Stores.Get(ctx, dsn)
+	if err != nil {
+		return nil, schemaUnconfirmed{err}
+	}
+	return store, nil
 }
+
+// errSchemaUnconfirmed marks a dataPlane error of opening the data plane,
+// which migrates its schema (dataplane.Open): whether the migration failed
+// (migrations.ErrNotMigrated) or the database could not be reached at all
+// (connection refused, a timeout, a password refused), nothing confirmed
+// that the schema is at this version. A Secret that could not be read is
+// not one: nothing was asked of the database.
+var errSchemaUnconfirmed = errors.New("the schema is not confirmed at this version")
+
+// schemaUnconfirmed is an error that is errSchemaUnconfirmed, with the
+// message of its cause.
+type schemaUnconfirmed struct{ error }
+
+func (e schemaUnconfirmed) Is(target error) bool { return target == errSchemaUnconfirmed }
+func (e schemaUnconfirmed) Unwrap() error        { return e.error }
 
 // register opens the data plane and registers the rollout with its shard
 // count (a no-op once registered): dataplane.ErrShardsChanged if another

@@ -2,6 +2,9 @@ package controllers
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -112,5 +115,86 @@ func TestGatewayPodsStartWithTheImageOfAnEarlierRelease(t *testing.T) {
 				t.Errorf("container %s: %s, a flag the earlier release's %s does not define: its pods would not start on that image", *c.Name, a, *c.Name)
 			}
 		}
+	}
+}
+
+// TestGatewayNotRolledWhileTheDatabaseCannotBeReached: an upgraded
+// operator that cannot reach the database (connection refused: PostgreSQL
+// restarting, a network policy, a failover not yet done) cannot migrate
+// it, nor learn whether it is migrated; migrations.Up said so with an error
+// that was not migrations.ErrNotMigrated, and the gateway was rolled onto
+// the new image anyway. Its pods' syncers then wait for a schema nobody
+// has confirmed, and may never have (the migration may fail once the
+// database is back): the same shard taken down that a failed migration
+// would take down. The gateway keeps its last template until the schema
+// is confirmed at this version (Degraded, DataPlaneError, saying why),
+// then rolls.
+func TestGatewayNotRolledWhileTheDatabaseCannotBeReached(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u, err := url.Parse(f.dsn)
+	if err != nil || u.Host == "" {
+		t.Skipf("the test moves the database's host and port in a postgres:// URL; DATABASE_URL is not one")
+	}
+	f.g.Expect(k8s.Create(ctx, f.rollout("down", "pilot"))).To(Succeed())
+	image := func() string {
+		var sts appsv1.StatefulSet
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "down-gateway"}, &sts); err != nil {
+			return err.Error()
+		}
+		return sts.Spec.Template.Spec.Containers[0].Image
+	}
+	f.g.Eventually(image).Should(Equal("persistence-operator:test"))
+
+	// The database, as the upgraded operator sees it, behind an address
+	// that refuses connections until the test opens it.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	addr := l.Addr().String()
+	f.g.Expect(l.Close()).To(Succeed())
+	db := u.Host
+	u.Host = addr
+	f.editDatabaseSecret(func(d map[string][]byte) { d["dsn"] = []byte(u.String()) })
+	f.update("down", func(ro *persistencev1alpha1.PersistenceRollout) { ro.Spec.Gateway.Image = "persistence-operator:next" })
+	degraded := func() string {
+		c := condition(f.get("down"), persistencev1alpha1.ConditionDegraded)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			return ""
+		}
+		return c.Reason + ": " + c.Message
+	}
+	f.g.Eventually(degraded).Should(And(HavePrefix(persistencev1alpha1.ReasonDataPlaneError+": "), ContainSubstring("connection refused")))
+	f.g.Consistently(image, "2s").Should(Equal("persistence-operator:test"),
+		"the gateway was rolled while the operator could not reach the database to migrate it")
+	f.g.Expect(degraded()).To(ContainSubstring("the gateway keeps its last template"))
+
+	// The database is back: the operator migrates it (nothing is pending)
+	// and the gateway rolls.
+	l, err = net.Listen("tcp", addr)
+	f.g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = l.Close() })
+	go forward(l, db)
+	f.g.Eventually(image, "60s").Should(Equal("persistence-operator:next"))
+	f.g.Eventually(func() string { return f.ready("down") }).ShouldNot(ContainSubstring("connection refused"))
+}
+
+// forward copies every connection l accepts to and from addr, until l is
+// closed.
+func forward(l net.Listener, addr string) {
+	for {
+		in, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer func() { _ = in.Close() }()
+			out, err := net.Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer func() { _ = out.Close() }()
+			go func() { _, _ = io.Copy(out, in); _ = out.Close() }()
+			_, _ = io.Copy(in, out)
+		}()
 	}
 }

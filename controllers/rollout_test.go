@@ -370,7 +370,7 @@ func TestFailingGateRollsBackAndNothingElseMoves(t *testing.T) {
 
 	// A new attempt starts over from DualWrite.
 	_, err := rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "gate"}, rolloutctl.Retry("rest"))
-	f.g.Expect(err).To(MatchError(ContainSubstring("cohort rest is not started (attempt 0")))
+	f.g.Expect(err).To(MatchError(ContainSubstring("cohort rest is not started (no attempt yet)")))
 	msg, err := rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "gate"}, rolloutctl.Retry("pilot"))
 	f.g.Expect(err).NotTo(HaveOccurred())
 	f.g.Expect(msg).To(Equal("asked for attempt 2 of cohort pilot"))

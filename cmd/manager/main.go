@@ -4,9 +4,11 @@ package main
 import (
 	"crypto/tls"
 	"flag"
+	"log/slog"
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -39,6 +41,10 @@ func main() {
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	// What the data plane's packages log through slog (the migrations:
+	// a schema newer than this binary, a table locked) reads like every
+	// other line of the manager.
+	slog.SetDefault(slog.New(logr.ToSlogHandler(ctrl.Log.WithName("dataplane"))))
 	log := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()

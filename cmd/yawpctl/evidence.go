@@ -253,7 +253,20 @@ func printEvidence(out io.Writer, ev store.Evidence) error {
 		if t.Code != "" {
 			outcome = t.Code
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s/%d\t%s\t%d\t%s\t%.12s\n", t.Seq, t.At.Format(time.RFC3339), t.Kind, outcome, t.Stage, t.Epoch, t.User, t.Revision, req, t.Hash)
+		// An entry outside the document's chain (seq 0: another school's
+		// ID, or an ID no document holds), or refused before any stage or
+		// revision applied, shows "-" there, not "0" and "/0".
+		seq, stage, rev := "-", "-", "-"
+		if t.Seq > 0 {
+			seq = strconv.FormatInt(t.Seq, 10)
+		}
+		if t.Stage != "" {
+			stage = fmt.Sprintf("%s/%d", t.Stage, t.Epoch)
+		}
+		if t.Revision > 0 {
+			rev = strconv.FormatInt(t.Revision, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.12s\n", seq, t.At.Format(time.RFC3339), t.Kind, outcome, stage, t.User, rev, req, t.Hash)
 	}
 	return tw.Flush()
 }

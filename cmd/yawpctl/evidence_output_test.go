@@ -136,3 +136,34 @@ func TestEvidenceJSONIsTheGatewaysAnswer(t *testing.T) {
 		t.Errorf("printed\n%s\nwant\n%s", out, want)
 	}
 }
+
+// TestEvidenceTimelineShowsNoStageAsADash: a refusal on another school's
+// ID (or one no document holds) is shown outside the chain, with no seq,
+// stage or revision. The text timeline printed "0 ... /0 ... 0", as if it
+// were entry 0 at stage "" epoch 0 and revision 0.
+func TestEvidenceTimelineShowsNoStageAsADash(t *testing.T) {
+	out, err := evidenceCLI(t, http.StatusOK, `{"doc":"essay-1","exists":false,"verdict":"rejected",`+
+		`"proof":{"verdict":"rejected","summary":"refused: not_found"},"findings":[],`+
+		`"chain":{"doc":"essay-1","ok":true,"entries":0,"problems":[]},"timeline":[`+
+		`{"doc":"essay-1","seq":0,"kind":"rejected","at":"2026-11-27T23:36:51Z","tenant":"school-2","user":"bob","epoch":0,"code":"not_found"},`+
+		`{"doc":"essay-1","seq":4,"kind":"committed","at":"2026-11-27T23:37:00Z","tenant":"school-2","user":"bob","stage":"Complete","epoch":5,"revision":2,"outcome":"saved","hash":"`+hash64+`"}]}`,
+		"evidence", "essay-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused, committed string
+	for _, line := range strings.Split(out, "\n") {
+		switch {
+		case strings.Contains(line, "not_found") && strings.Contains(line, "rejected"):
+			refused = line
+		case strings.Contains(line, "committed"):
+			committed = line
+		}
+	}
+	if f := strings.Fields(refused); len(f) < 7 || f[0] != "-" || f[4] != "-" || f[6] != "-" || strings.Contains(refused, "/0") {
+		t.Errorf("the refused entry's row is %q, want seq, stage and revision shown as -", refused)
+	}
+	if f := strings.Fields(committed); len(f) < 7 || f[0] != "4" || f[4] != "Complete/5" || f[6] != "2" {
+		t.Errorf("the committed entry's row is %q, want seq 4, Complete/5, revision 2", committed)
+	}
+}

@@ -45,6 +45,12 @@ mints a token that also opens operator-only endpoints such as evidence verify.`,
 			if ttl <= 0 {
 				return usageError(fmt.Errorf("--ttl must be positive (a token valid for %s would be expired when minted)", ttl))
 			}
+			if keyFile == "" && len(auth.NormalizeKey(os.Getenv(contract.EnvTokenKey))) == 0 {
+				// Like loadgen's and evidence's "no gateway": nothing was
+				// given to sign with, which is wrong usage (exit 2), not a
+				// key that could not be read (exit 1).
+				return usageError(errors.New("no token key: pass --key-file or set " + contract.EnvTokenKey))
+			}
 			key, err := tokenKey(keyFile)
 			if err != nil {
 				return err

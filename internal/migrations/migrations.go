@@ -44,13 +44,22 @@ var ErrNotMigrated = errors.New("the schema could not be brought to this binary'
 
 // Up applies every pending migration to the database behind pool, holding a
 // session-level advisory lock so concurrent callers apply each file once.
+// What it has to say (a schema newer than this binary, a table locked) goes
+// to slog.Default.
 func Up(ctx context.Context, pool *pgxpool.Pool) error {
-	db := stdlib.OpenDBFromPool(pool)
-	defer func() { _ = db.Close() }()
-	return up(ctx, db)
+	return upLogging(ctx, pool, slog.Default())
 }
 
-func up(ctx context.Context, db *sql.DB) error {
+// upLogging is Up, saying what it has to say in log: a process that logs
+// through a logger of its own (a syncer) is read there, and the default
+// logger's lines may go elsewhere or look like another process's.
+func upLogging(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	db := stdlib.OpenDBFromPool(pool)
+	defer func() { _ = db.Close() }()
+	return up(ctx, db, log)
+}
+
+func up(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	// Waiting processes poll the lock every 5 s for up to 30 minutes: a
 	// migration may build an index over a large history (00010).
 	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(5, 360))
@@ -74,7 +83,7 @@ func up(ctx context.Context, db *sql.DB) error {
 		_, err := provider.Up(ctx)
 		if err == nil {
 			if at, err := provider.GetDBVersion(ctx); err == nil {
-				warnIfNewer(slog.Default(), at)
+				warnIfNewer(log, at)
 			}
 			return nil
 		}
@@ -86,7 +95,7 @@ func up(ctx context.Context, db *sql.DB) error {
 			}
 			return fmt.Errorf("migrations: apply: %w: %w", ErrNotMigrated, err)
 		}
-		slog.Warn("migrations: a table is locked by another transaction; trying again", "in", backoff, "err", err)
+		log.Warn("migrations: a table is locked by another transaction; trying again", "in", backoff, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -129,7 +138,9 @@ func warnIfNewer(log *slog.Logger, at int64) {
 // owns the schema's migrations, or there are none yet and it may create
 // tables and is no member of yawp_service); otherwise (a syncer connected as a member of yawp_service,
 // which owns nothing) it waits until the schema is at Latest, which the
-// operator's role migrates to, polling every interval.
+// operator's role migrates to, polling every interval. It logs through log,
+// also what Up would log to slog.Default; a nil log logs no waiting, and
+// the rest to slog.Default.
 func UpOrWait(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interval time.Duration) error {
 	var may bool
 	err := pool.QueryRow(ctx, `
@@ -147,7 +158,10 @@ func UpOrWait(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interva
 		return fmt.Errorf("migrations: may this role migrate: %w", err)
 	}
 	if may {
-		return Up(ctx, pool)
+		if log == nil {
+			log = slog.Default()
+		}
+		return upLogging(ctx, pool, log)
 	}
 	want := Latest()
 	for {

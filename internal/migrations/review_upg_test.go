@@ -59,6 +59,10 @@ func TestAnOlderBinarySaysTheSchemaIsNewer(t *testing.T) {
 	}
 
 	// A syncer's role (yawp_service: it waits for the schema, never migrates).
+	// A syncer logs through the logger it was given (cmd/syncer's, which is
+	// not the default): the warning must be there, and not in the default
+	// logger's output, which the process may not show as its own.
+	operator := buf.String()
 	var slog2 syncBuffer
 	svc := serviceRole(t, owner, dsn)
 	if err := UpOrWait(ctx, svc, slog.New(slog.NewTextHandler(&slog2, nil)), 10*time.Millisecond); err != nil {
@@ -66,5 +70,18 @@ func TestAnOlderBinarySaysTheSchemaIsNewer(t *testing.T) {
 	}
 	if got := slog2.String(); !strings.Contains(got, "newer than this binary") {
 		t.Errorf("a yawp_service syncer, schema at %d, binary at %d: log says\n%s", newer, Latest(), got)
+	}
+
+	// A syncer connected as the schema's owner (a chart without a service
+	// DSN): it migrates, through Up, which logged to slog.Default.
+	var slog3 syncBuffer
+	if err := UpOrWait(ctx, owner, slog.New(slog.NewTextHandler(&slog3, nil)), 10*time.Millisecond); err != nil {
+		t.Fatalf("the previous syncer, as the owner, against a newer schema: %v", err)
+	}
+	if got := slog3.String(); !strings.Contains(got, "newer than this binary") || !strings.Contains(got, fmt.Sprintf("at=%d", newer)) {
+		t.Errorf("a syncer as the schema's owner, schema at %d, binary at %d: its logger says\n%s", newer, Latest(), got)
+	}
+	if got := strings.TrimPrefix(buf.String(), operator); got != "" {
+		t.Errorf("syncers given a logger wrote to the default logger instead:\n%s", got)
 	}
 }

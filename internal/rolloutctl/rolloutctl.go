@@ -235,8 +235,8 @@ func Retry(name string) Edit {
 			return "", err
 		}
 		if st.Outcome != persistencev1alpha1.OutcomeRolledBack && st.Outcome != persistencev1alpha1.OutcomeHalted {
-			return "", fmt.Errorf("cohort %s is %s (attempt %d, outcome %q): only a rolled-back or halted attempt can be retried",
-				name, orNotStarted(st.Stage), st.Attempt, st.Outcome)
+			return "", fmt.Errorf("cohort %s is %s (%s): only a rolled-back or halted attempt can be retried",
+				name, orNotStarted(st.Stage), attemptState(st))
 		}
 		spec.Attempt = st.Attempt + 1
 		if spec.Intent == persistencev1alpha1.IntentRollback {
@@ -281,6 +281,19 @@ func SetPaused(paused bool) Edit {
 	}
 }
 
+// attemptState says how a cohort's current attempt stands: its outcome,
+// or that it is still under way (an attempt's outcome is empty until it
+// ends), or that none has started.
+func attemptState(st *persistencev1alpha1.CohortStatus) string {
+	switch {
+	case st.Attempt == 0 && st.Stage == "":
+		return "no attempt yet"
+	case st.Outcome == "":
+		return fmt.Sprintf("attempt %d still under way", st.Attempt)
+	}
+	return fmt.Sprintf("attempt %d %s", st.Attempt, st.Outcome)
+}
+
 func orNotStarted(s persistencev1alpha1.Stage) string {
 	if s == "" {
 		return "not started"
@@ -317,7 +330,11 @@ func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now ti
 		}
 		if waiting := notStarted(ro); waiting > 0 {
 			// Mid-rollout most of them are the schools of cohorts to come.
-			fmt.Fprintf(w, "Schools in no cohort yet: %d (%s); %d cohorts not yet started may take them, the others stay on the write-through path\n", n, names, waiting)
+			cohorts := "cohorts"
+			if waiting == 1 {
+				cohorts = "cohort"
+			}
+			fmt.Fprintf(w, "Schools in no cohort yet: %d (%s); %d %s not yet started may take them, the others stay on the write-through path\n", n, names, waiting, cohorts)
 		} else {
 			fmt.Fprintf(w, "Schools in no cohort (they stay on the write-through path): %d (%s)\n", n, names)
 		}

@@ -116,6 +116,32 @@ func TestRetrySaysWhatTheNewAttemptWaitsFor(t *testing.T) {
 	}
 }
 
+// TestRetryOfAnAttemptUnderWaySaysSo: `yawpctl rollout retry` of a cohort
+// whose attempt is still moving answered "cohort rest is at DualWrite
+// (attempt 2, outcome \"\")": an attempt has no outcome until it ends,
+// and the empty quotes told the person nothing.
+func TestRetryOfAnAttemptUnderWaySaysSo(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   persistencev1alpha1.CohortStatus
+		want string
+	}{
+		{"under way", persistencev1alpha1.CohortStatus{Stage: persistencev1alpha1.StageDualWrite, Attempt: 2},
+			"cohort pilot is at DualWrite (attempt 2 still under way): only a rolled-back or halted attempt can be retried"},
+		{"completed", persistencev1alpha1.CohortStatus{Stage: persistencev1alpha1.StageComplete, Attempt: 1, Outcome: persistencev1alpha1.OutcomeCompleted},
+			"cohort pilot is at Complete (attempt 1 Completed): only a rolled-back or halted attempt can be retried"},
+		{"not started", persistencev1alpha1.CohortStatus{},
+			"cohort pilot is not started (no attempt yet): only a rolled-back or halted attempt can be retried"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := rolloutWith(tc.st.Attempt, tc.st)
+			if _, err := Retry("pilot")(ro); err == nil || err.Error() != tc.want {
+				t.Fatalf("retry: %v; want the error %q", err, tc.want)
+			}
+		})
+	}
+}
+
 // TestStatusSaysWhenSchoolsOutsideMayStillJoin: mid-rollout, the schools
 // in no cohort are mostly those of cohorts still to start, and status must
 // not tell the platform team they stay on the write-through path; once
@@ -129,7 +155,7 @@ func TestStatusSaysWhenSchoolsOutsideMayStillJoin(t *testing.T) {
 	if err := PrintStatus(&b, ro, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if want := "Schools in no cohort yet: 4 (school-3, school-4 and 2 more); 1 cohorts not yet started may take them, the others stay on the write-through path\n"; !strings.Contains(b.String(), want) {
+	if want := "Schools in no cohort yet: 4 (school-3, school-4 and 2 more); 1 cohort not yet started may take them, the others stay on the write-through path\n"; !strings.Contains(b.String(), want) {
 		t.Errorf("mid-rollout status:\n%s\nwant the line %q", b.String(), want)
 	}
 	ro.Status.Cohorts[1].Stage = persistencev1alpha1.StageLegacy
