@@ -408,7 +408,12 @@ func (p *podRunner) runOnce(ctx context.Context, pr *proc, binary string, args, 
 	cmd := exec.Command(binary, args...)
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	// A process group of its own: a Ctrl-C at make dev's terminal reaches
+	// devenv alone, which stops the pods as the kubelet would (SIGTERM,
+	// then a grace period), instead of every process at once, each logged
+	// as a crash and started again. If devenv dies, the kernel sends
+	// SIGTERM.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		p.log.Error(err, "start", "pod", pod, "container", container)
 		return
