@@ -1,6 +1,7 @@
 package charts
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +66,7 @@ func TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned(t *testing.T) {
 		db := dig(t, v, "schema", "openAPIV3Schema", "properties", "spec", "properties", "database", "properties")
 		delete(db, "serviceSecretRef")
 	}
+	delete(dig(t, crd, "metadata", "annotations"), crdRevisionKey) // CRDs then had none
 	old, err := yaml.Marshal(crd)
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +89,33 @@ func TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned(t *testing.T) {
 		t.Fatalf("helm upgrade with serviceDsn over the earlier CRD succeeded and the rollout has no serviceSecretRef: the syncers keep the owner's DSN\n%s", out)
 	case err != nil && !strings.Contains(out, "kubectl apply"):
 		t.Errorf("the refused upgrade does not say how to bring the CRD up to date:\n%s", out)
+	}
+
+	// A CRD whose revision annotation is below the chart's is refused on
+	// that alone (here the chart's own schema, annotated 1): the check
+	// follows every change of the schema, not one field.
+	var lower map[string]any
+	if err := yaml.Unmarshal(b, &lower); err != nil {
+		t.Fatal(err)
+	}
+	dig(t, lower, "metadata", "annotations")[crdRevisionKey] = "1"
+	raw, err := yaml.Marshal(lower)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lowerCRD := filepath.Join(dir, "lower-crd.yaml")
+	if err := os.WriteFile(lowerCRD, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	must(kubectl, "replace", "-f", lowerCRD)
+	out, err = do(helm, append(append([]string{"upgrade", releaseName, chart}, ns...), values...)...)
+	var ours map[string]any
+	if err := yaml.Unmarshal(b, &ours); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("(revision 1) is older than this chart's (revision %s)", dig(t, ours, "metadata", "annotations")[crdRevisionKey])
+	if err == nil || !strings.Contains(out, want) {
+		t.Errorf("helm upgrade over a CRD of a lower revision: err %v\n%s", err, out)
 	}
 
 	// With the chart's CRD applied, the same upgrade goes through.

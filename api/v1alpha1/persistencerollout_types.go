@@ -683,6 +683,7 @@ type PersistenceRolloutStatus struct {
 // +kubebuilder:printcolumn:name="Shards",type=string,JSONPath=`.status.shards`,priority=1
 // +kubebuilder:printcolumn:name="Paused",type=boolean,JSONPath=`.spec.paused`,priority=1
 // +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`,priority=1
+// +kubebuilder:metadata:annotations="persistence.yawp.dev/crd-revision=2"
 type PersistenceRollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

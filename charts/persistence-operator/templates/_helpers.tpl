@@ -143,17 +143,34 @@ at the first install only and never upgrades them, and the API server drops
 the fields an older CRD lacks from every rollout without an error (helm
 prints only a warning): a rollout upgraded with rollout.database.serviceDsn
 kept its syncers on the owner's DSN, and this version's validations were
-not applied. spec.database.serviceSecretRef is the newest field: update
-this check when the CRD gains another. Skipped where helm cannot look
-(helm template, --dry-run) and before the CRD exists.
+not applied. The CRD carries its revision in the annotation
+persistence.yawp.dev/crd-revision, raised with every change of its schema
+(charts' TestCRDRevisionFollowsTheSchema fails until it is); the installed
+one must be at least the chart's. CRDs from before the annotation are
+revision 2 if they have spec.database.serviceSecretRef, else 1. Skipped
+where helm cannot look (helm template, --dry-run) and before the CRD
+exists.
 */}}
 {{- define "persistence-operator.checkInstalledCRD" -}}
+{{- $key := "persistence.yawp.dev/crd-revision" -}}
+{{- $ours := (.Files.Get "crds/persistence.yawp.dev_persistencerollouts.yaml" | fromYaml) -}}
+{{- $want := index $ours.metadata.annotations $key | int -}}
 {{- $crd := lookup "apiextensions.k8s.io/v1" "CustomResourceDefinition" "" "persistencerollouts.persistence.yawp.dev" -}}
 {{- if $crd -}}
+{{- $have := 0 -}}
+{{- $annotated := dig "metadata" "annotations" $key "" $crd -}}
+{{- if $annotated -}}
+{{- $have = $annotated | int -}}
+{{- else -}}
+{{- $have = 2 -}}
 {{- range $crd.spec.versions -}}
 {{- if not (dig "schema" "openAPIV3Schema" "properties" "spec" "properties" "database" "properties" "serviceSecretRef" "" .) -}}
-{{- fail (printf "the PersistenceRollout CRD in the cluster (version %s) is older than this chart: helm never upgrades crds/, and the API server would drop this chart's new rollout fields (spec.database.serviceSecretRef) without an error. Apply the chart's CRD first, then upgrade again: helm show crds CHART | kubectl apply --server-side -f -" .name) -}}
+{{- $have = 1 -}}
 {{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if lt $have $want -}}
+{{- fail (printf "the PersistenceRollout CRD in the cluster (revision %d) is older than this chart's (revision %d): helm never upgrades crds/, and the API server would drop this chart's new rollout fields without an error. Apply the chart's CRD first, then upgrade again: helm show crds CHART | kubectl apply --server-side -f -" $have $want) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
