@@ -414,6 +414,159 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 	return out
 }
 
+// announcedFindings answer for operations the subject announced (a
+// state vector naming operations the server lacked, a disconnection
+// holding them) that reached the server since through other entries: an
+// HTTP sync step 1 whose operations came over the WebSocket or a later
+// POST of updates, a connection cut before it sent them. The subject's
+// own entries hold no save, so without these the answer was
+// never-persisted for work the server holds. Clients the subject's own
+// commits carried, or that unsyncedFindings reports, are left out.
+func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, found []Finding) []Finding {
+	subjectClient := ""
+	if q.Client != 0 {
+		subjectClient = strconv.FormatUint(q.Client, 10)
+	}
+	announced := map[string][]TimelineEntry{}
+	carried := false // the subject's own entries carry operations
+	for _, t := range sub {
+		if isCommit(t.Kind) || (t.Kind == ledger.KindRejected && len(t.Clients) > 0) {
+			carried = true
+			for _, c := range t.Clients {
+				announced[strconv.FormatUint(c, 10)] = nil // carried: answered by its own entries
+			}
+		}
+	}
+	for _, t := range sub {
+		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected {
+			continue
+		}
+		for c := range t.Missing {
+			if prev, seen := announced[c]; (subjectClient == "" || c == subjectClient) && (!seen || prev != nil) {
+				announced[c] = append(prev, t)
+			}
+		}
+	}
+	for _, f := range found {
+		if f.Verdict == VerdictSavedLocallyNotSynced {
+			for c := range f.Missing {
+				delete(announced, c)
+			}
+		}
+	}
+	clients := make([]string, 0, len(announced))
+	for c, ts := range announced {
+		if len(ts) > 0 {
+			clients = append(clients, c)
+		}
+	}
+	slices.Sort(clients)
+	var out []Finding
+	for _, c := range clients {
+		ts := announced[c]
+		first, claimed := ts[0], uint64(0)
+		seqs := make([]int64, 0, len(ts)+1)
+		for _, t := range ts {
+			claimed = max(claimed, t.Missing[c][1])
+			seqs = append(seqs, t.Seq)
+		}
+		from := first.Missing[c][0]
+		what := fmt.Sprintf("client %s announced operations up to clock %d that the server did not hold then (from clock %d; ledger entry %d)",
+			c, claimed, from, first.Seq)
+		if q.Request != "" && !carried {
+			what = fmt.Sprintf("request %s carried no operations: %s", q.Request, what)
+		}
+		// The entries that brought them: commits after the announcement
+		// carrying the client, up to the one that holds its claim. A
+		// history the server does not know is kept aside instead.
+		var by []TimelineEntry
+		var kept *TimelineEntry
+		for i := range all {
+			t := all[i]
+			if t.Seq <= first.Seq {
+				continue
+			}
+			if t.Kind == ledger.KindForeign && t.PreservedOps[c][1] > from {
+				kept = &all[i]
+				break
+			}
+			id, _ := strconv.ParseUint(c, 10, 64)
+			if isCommit(t.Kind) && slices.Contains(t.Clients, id) {
+				by = append(by, t)
+				if t.StateVector[c] >= claimed {
+					break
+				}
+			}
+		}
+		if kept != nil && len(by) == 0 {
+			if q.matches(kept.Entry) {
+				continue // the subject's own: among the overwritten-preserved findings
+			}
+			out = append(out, Finding{
+				Verdict: VerdictOverwrittenPreserved, Reason: kept.Reason,
+				Summary: fmt.Sprintf("%s; they came since by request %s (ledger entry %d) as a copy from a history the server does not know, "+
+					"which was not CRDT-merged (%s): its text is preserved", what, requestOf(*kept), kept.Seq, kept.Outcome),
+				Entries: append(seqs, kept.Seq), Hash: kept.Hash, Revision: kept.Revision,
+				PreservedAt: fmt.Sprintf("/v1/documents/%s/preserved/%d", st.id, kept.PreservedID),
+			})
+			continue
+		}
+		f := Finding{Verdict: VerdictSynced, Entries: seqs}
+		if len(by) == 0 {
+			// Held, with no later entry naming the client (an entry
+			// from before updates recorded their clients): the server
+			// holds them all the same.
+			f.Revision = st.revision
+			f.Summary = fmt.Sprintf("%s; the server holds them now (revision %d), and no later ledger entry names the update that brought them", what, st.revision)
+			out = append(out, f)
+			continue
+		}
+		last := by[len(by)-1]
+		names := make([]string, 0, len(by))
+		for _, t := range by {
+			f.Entries = append(f.Entries, t.Seq)
+			names = append(names, requestOf(t))
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+		rev, in := textRevision(all, last)
+		f.Hash, f.Revision, f.StateVector = last.Hash, rev, map[string]uint64{c: last.StateVector[c]}
+		where := fmt.Sprintf("in the text as of revision %d (stage %s epoch %d)", rev, last.Stage, last.Epoch)
+		if !in {
+			where = fmt.Sprintf("held pending in the update log since revision %d: they build on operations the server never received", last.Revision)
+		}
+		f.Summary = fmt.Sprintf("%s; they were committed since by request %s (%s), %s",
+			what, strings.Join(names, ", "), ledgerEntries(by), where)
+		out = append(out, f)
+	}
+	return out
+}
+
+// requestOf names the request of an entry for a summary: its
+// idempotency key or request ID.
+func requestOf(t TimelineEntry) string {
+	switch {
+	case t.IdempotencyKey != "":
+		return t.IdempotencyKey
+	case t.RequestID != "":
+		return t.RequestID
+	}
+	return "(none recorded)"
+}
+
+// ledgerEntries names the positions of ts: "ledger entry 5", "ledger
+// entries 5, 7".
+func ledgerEntries(ts []TimelineEntry) string {
+	s := make([]string, len(ts))
+	for i, t := range ts {
+		s[i] = strconv.FormatInt(t.Seq, 10)
+	}
+	if len(s) == 1 {
+		return "ledger entry " + s[0]
+	}
+	return "ledger entries " + strings.Join(s, ", ")
+}
+
 // deletedCopyRefusal finds, among a client's entries ts, the latest
 // refusal of its copy as foreign history that came after the document
 // with this ID was deleted outside the gateway, and that deletion (ok
@@ -581,6 +734,7 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		out = append(out, f)
 		break
 	}
+	out = append(out, announcedFindings(st, q, all, sub, out)...)
 	if st.ydoc != nil && q.Client != 0 {
 		// A client's operations are synced when we hold them, even if
 		// they reached us through another client.
