@@ -48,7 +48,9 @@ const Finalizer = "persistence.yawp.dev/deletion-policy"
 // FieldOwner is the server-side apply field manager of the controller.
 const FieldOwner = client.FieldOwner("persistence-operator")
 
-// StoreSource opens the data plane behind a DSN.
+// StoreSource opens the data plane behind a DSN. Get must give up on a
+// database that does not answer within a bound (dataplane.Cache waits
+// OpenWait), so that a reconcile reports it rather than wait for good.
 type StoreSource interface {
 	Get(ctx context.Context, dsn string) (dataplane.Store, error)
 }
@@ -74,6 +76,12 @@ type PersistenceRolloutReconciler struct {
 	// again (an anti-join over every school: 60 ms at 100,000 of them);
 	// between counts status keeps the last one. Zero: every reconcile.
 	OutsideEvery time.Duration
+	// MaxConcurrentReconciles is how many rollouts are reconciled at once
+	// (one reconcile per rollout at a time, always). More than one, so that
+	// a rollout whose database is slow to answer (a reconcile waits up to
+	// the Stores' bound for it) does not hold up the others. Defaults to
+	// DefaultMaxConcurrentReconciles.
+	MaxConcurrentReconciles int
 
 	outsideMu sync.Mutex
 	outside   map[string]outsideCount
@@ -771,10 +779,25 @@ func failureBackoff(poll time.Duration) workqueue.TypedRateLimiter[reconcile.Req
 	)
 }
 
+// DefaultMaxConcurrentReconciles is the default of
+// PersistenceRolloutReconciler.MaxConcurrentReconciles.
+const DefaultMaxConcurrentReconciles = 4
+
 // SetupWithManager registers the controller.
+//
+// Reconciles of different rollouts run concurrently: what they share is
+// safe for it (the Stores, which open each database once and lock none
+// while they do; the counts of schools outside cohorts, under outsideMu;
+// the metrics, whose series are per rollout). A database serves one
+// rollout, which the data plane decides under a lock of its own
+// (RegisterRollout), not by reconciles taking turns.
 func (r *PersistenceRolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = DefaultMaxConcurrentReconciles
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		WithOptions(controller.TypedOptions[reconcile.Request]{RateLimiter: failureBackoff(r.poll())}).
+		WithOptions(controller.TypedOptions[reconcile.Request]{RateLimiter: failureBackoff(r.poll()), MaxConcurrentReconciles: workers}).
 		For(&persistencev1alpha1.PersistenceRollout{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).

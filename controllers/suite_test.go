@@ -134,7 +134,10 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "manager:", err)
 		return 1
 	}
-	stores := &dataplane.Cache{}
+	// A shorter wait than a manager's, for the tests of a database that
+	// does not answer: a reconcile waits 4 s for a data plane, while its
+	// connect goes on for 10 s.
+	stores := &dataplane.Cache{OpenWait: 4 * time.Second, ConnectTimeout: 10 * time.Second}
 	defer stores.Close()
 	if err := (&PersistenceRolloutReconciler{
 		Client:       laggingCache{mgr.GetClient()},

@@ -31,12 +31,15 @@ func main() {
 		leaderElect   bool
 		pollInterval  time.Duration
 		secureMetrics bool
+		workers       int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the /metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so only one manager acts at a time")
 	flag.BoolVar(&secureMetrics, "metrics-secure", false, "serve metrics over HTTPS with authentication and authorisation")
 	flag.DurationVar(&pollInterval, "poll-interval", 5*time.Second, "how often shard reports are re-read while a rollout moves")
+	flag.IntVar(&workers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles,
+		"how many rollouts are reconciled at once (one whose database is slow to answer holds up only its own)")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -74,13 +77,14 @@ func main() {
 	stores := &dataplane.Cache{}
 	defer stores.Close()
 	if err := (&controllers.PersistenceRolloutReconciler{
-		Client:       mgr.GetClient(),
-		APIReader:    mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("persistencerollout-controller"),
-		Clock:        clock.RealClock{},
-		Stores:       stores,
-		PollInterval: pollInterval,
-		OutsideEvery: 30 * time.Second,
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("persistencerollout-controller"),
+		Clock:                   clock.RealClock{},
+		Stores:                  stores,
+		PollInterval:            pollInterval,
+		OutsideEvery:            30 * time.Second,
+		MaxConcurrentReconciles: workers,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the controller")
 		os.Exit(1)

@@ -54,6 +54,12 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, sha
 		}
 		// One database serves one rollout: documents are placed by hash
 		// mod that rollout's shards, and shard ownership is per database.
+		// Checked and recorded under a lock of the database's, not only of
+		// the name: two rollouts registered at once (reconciled
+		// concurrently) each saw no other and were both recorded.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('yawp rollouts', 0))`); err != nil {
+			return err
+		}
 		var other string
 		err := tx.QueryRow(ctx, `SELECT rollout FROM rollouts WHERE rollout <> $1 LIMIT 1`, rollout).Scan(&other)
 		if err == nil {
