@@ -261,11 +261,16 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 	if err != nil {
 		return "", err
 	}
+	// Reports are aged by the clock that stamped them.
+	dbNow, err := store.Now(ctx)
+	if err != nil {
+		return "", err
+	}
 	// Live shards must observe the rollback before their gateway goes; a
 	// shard that no longer reports reads the stage in its next save anyway.
 	live, behind := 0, 0
 	for _, rep := range reports {
-		if rep.Shard >= int(ro.Spec.Gateway.Shards) || now.Sub(rep.ReportedAt) > ro.Spec.Gates.MaxReportAge.Duration {
+		if rep.Shard >= int(ro.Spec.Gateway.Shards) || dbNow.Sub(rep.ReportedAt) > ro.Spec.Gates.MaxReportAge.Duration {
 			continue
 		}
 		live++

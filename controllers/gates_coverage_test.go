@@ -61,7 +61,9 @@ func TestNoFlipBeforeEveryDocumentIsVerified(t *testing.T) {
 }
 
 // TestSilentShardWithAFastClockIsNotFresh: shard 1's node clock runs 10
-// minutes ahead of the manager's. It reports healthy once at Verify and
+// minutes ahead of the manager's, and its syncer is of a release that
+// stamped reports by that clock (an upgrade is under way). It reports
+// healthy once at Verify and
 // then goes silent (its syncer is wedged). Five minutes later, well past
 // maxReportAge (2m), the cohort must wait for fresh reports, and say why.
 // It flipped on the silent shard's last counts before (report age is the
@@ -75,7 +77,7 @@ func TestSilentShardWithAFastClockIsNotFresh(t *testing.T) {
 	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
 	f.walkToVerify("demo", "pilot")
 	// Shard 1's last report, stamped by its fast clock.
-	f.report("demo", 1, shardReport{backfill: true, skew: 10 * time.Minute})
+	f.report("demo", 1, shardReport{backfill: true, skew: 10 * time.Minute, ownClock: true})
 	// Five minutes pass; only shard 0 keeps reporting.
 	for range 5 {
 		fakeClock.Step(time.Minute)

@@ -65,7 +65,12 @@ type PersistenceRolloutReconciler struct {
 	APIReader client.Reader
 	// Recorder records Events on rollouts.
 	Recorder events.EventRecorder
-	// Clock is the time source of every decision.
+	// Clock is the manager's time source: of conditions' transition times
+	// and of records never compared with the data plane's times (when a
+	// cohort left the spec, the audit trail of a deletion). Soaks and
+	// report ages are timed by the data plane's clock (dataplane.Store
+	// Now), which stamps them: the manager's node clock may be off from
+	// the syncers' nodes' by seconds or more.
 	Clock clock.PassiveClock
 	// Stores opens the data plane named by a rollout's database Secret.
 	Stores StoreSource
@@ -239,8 +244,10 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		return ctrl.Result{RequeueAfter: r.poll()}, r.patchStatus(ctx, original, &ro)
 	}
 
-	// 5. Decide, 6. act, 7. report.
-	out := plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
+	// 5. Decide, 6. act, 7. report. Decisions go by the data plane's
+	// clock (dbNow), which stamps reports and soaks; conditions by ours.
+	dbNow := obs.now
+	out := plan(planInput{now: dbNow, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
 	if len(out.actions) > 0 && r.APIReader != nil {
 		// The spec may have been edited while the gateway was applied and
 		// the data plane read: decide again on the edit.
@@ -253,17 +260,17 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 		}
 	}
-	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, now)
+	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, dbNow)
 	// What was seen was seen, whatever another cohort's action did: a
 	// recurring error there must not restart every soak.
-	if seenErr := r.recordSoakSeen(ctx, &ro, obs, now); actErr == nil {
+	if seenErr := r.recordSoakSeen(ctx, &ro, obs, dbNow); actErr == nil {
 		actErr = seenErr
 	}
 	if wrote {
 		// Re-read what was written so status shows the new stages.
 		if obs2, err := r.observe(ctx, &ro, store); err == nil {
-			obs = obs2
-			out = plan(planInput{now: now, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
+			obs, dbNow = obs2, obs2.now
+			out = plan(planInput{now: dbNow, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
 		}
 	}
 	applyStatus(&ro, obs, out, gw, now)
@@ -348,7 +355,10 @@ func (r *PersistenceRolloutReconciler) next(out planOutput, wrote bool) ctrl.Res
 
 // observation is what the controller read from the data plane.
 type observation struct {
-	store   dataplane.Store
+	store dataplane.Store
+	// now is the data plane's time, read after the cohorts and reports:
+	// soaks and report ages are timed by it.
+	now     time.Time
 	cohorts []cohortInput
 	history []dataplane.StageRecord
 	// alive counts shards whose own report (their heartbeat) is fresh.
@@ -444,8 +454,11 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	if err != nil {
 		return observation{}, err
 	}
-	now := r.Clock.Now()
-	obs := observation{store: store, cohorts: make([]cohortInput, len(ro.Spec.Cohorts)), history: history,
+	now, err := store.Now(ctx)
+	if err != nil {
+		return observation{}, err
+	}
+	obs := observation{store: store, now: now, cohorts: make([]cohortInput, len(ro.Spec.Cohorts)), history: history,
 		outside: outside, outsideSample: sample}
 	for _, rep := range reports {
 		if rep.Shard < int(ro.Spec.Gateway.Shards) && reportFresh(rep.ReportedAt, now, ro.Spec.Gates.MaxReportAge.Duration) {

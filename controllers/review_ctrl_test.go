@@ -94,7 +94,7 @@ func TestOldLeaderDoesNotPutARemovedCohortBackInSpec(t *testing.T) {
 	fresh := schoolInBuckets("fresh", 0, 50)
 	var placed dataplane.SaveStage
 	saved := false
-	stores := &dataplane.Cache{}
+	stores := &dataplane.Cache{Now: fakeClock.Now}
 	defer stores.Close()
 	old := &PersistenceRolloutReconciler{
 		Client:    k8s,
@@ -177,13 +177,16 @@ func (f *fixture) oldLeaderFlipsAfter(name string, meanwhile func()) string {
 	f.g.Expect(k8s.Create(ctx, f.rollout(name, "pilot"))).To(Succeed())
 	f.walkToVerify(name, "pilot")
 	f.g.Eventually(func() string { return f.get(name).Status.WaitingFor }).Should(HavePrefix("soak until "))
-	stores := &dataplane.Cache{}
+	// The soak is timed by the data plane's clock: the old leader reads
+	// one past the soak (a manager's own clock does not end it).
+	past := clocktesting.NewFakeClock(fakeClock.Now().Add(time.Minute + time.Second))
+	stores := &dataplane.Cache{Now: past.Now}
 	defer stores.Close()
 	held := false
 	old := &PersistenceRolloutReconciler{
 		Client:    k8s,
 		APIReader: k8s,
-		Clock:     clocktesting.NewFakeClock(fakeClock.Now().Add(time.Minute + time.Second)),
+		Clock:     past,
 		Stores: beforeSetStageSource{stores: stores, then: func() {
 			if !held {
 				held = true

@@ -152,7 +152,7 @@ func TestOldLeaderDoesNotResurrectAForgottenRollout(t *testing.T) {
 	f.g.Expect(err).NotTo(HaveOccurred())
 	f.g.Expect(states).To(BeEmpty())
 
-	stores := &dataplane.Cache{}
+	stores := &dataplane.Cache{Now: fakeClock.Now}
 	defer stores.Close()
 	old := &PersistenceRolloutReconciler{Client: staleRollouts{Client: k8s, held: before}, Clock: fakeClock, Stores: stores}
 	_, _ = old.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(before)})

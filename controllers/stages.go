@@ -53,8 +53,9 @@ type summary struct {
 	oldest                                                         time.Time
 	samples                                                        []string
 	// future counts reports of the cohort stamped further in the future
-	// than maxAge: their shard's clock runs ahead, and they are not
-	// fresh (their age cannot be told).
+	// than maxAge: by a syncer of an earlier release, whose node's clock
+	// runs ahead (reportFresh); they are not fresh (their age cannot be
+	// told).
 	future int
 }
 
@@ -68,10 +69,12 @@ func (s summary) allFresh() bool    { return s.fresh >= s.shards }
 // epoch), and nothing has shown the representations agree (I3).
 func (s summary) allVerified() bool { return s.verified+s.mismatched >= s.documents }
 
-// reportFresh says whether a report stamped at (by its shard's clock) is
-// fresh at now (the manager's): at most maxAge old, and not stamped more
-// than maxAge in the future. A shard whose clock runs ahead by more than
-// that would otherwise count as fresh long after it went silent.
+// reportFresh says whether a report stamped at is fresh at now, both by
+// the data plane's clock: at most maxAge old, and not stamped more than
+// maxAge in the future. The data plane stamps reports itself, but a
+// syncer of a release before it did stamped its own node's clock, and
+// still does during an upgrade: one whose clock runs ahead by more than
+// maxAge would otherwise count as fresh long after it went silent.
 func reportFresh(at, now time.Time, maxAge time.Duration) bool {
 	age := now.Sub(at)
 	return age <= maxAge && age >= -maxAge

@@ -136,8 +136,10 @@ func runSuite(m *testing.M) int {
 	}
 	// A shorter wait than a manager's, for the tests of a database that
 	// does not answer: a reconcile waits 4 s for a data plane, while its
-	// connect goes on for 10 s.
-	stores := &dataplane.Cache{OpenWait: 4 * time.Second, ConnectTimeout: 10 * time.Second}
+	// connect goes on for 10 s. The fake clock is the data plane's too
+	// (PostgreSQL's now() does not step): soaks and report ages are timed
+	// by it.
+	stores := &dataplane.Cache{OpenWait: 4 * time.Second, ConnectTimeout: 10 * time.Second, Now: fakeClock.Now}
 	defer stores.Close()
 	if err := (&PersistenceRolloutReconciler{
 		Client:       laggingCache{mgr.GetClient()},
@@ -238,6 +240,7 @@ type fixture struct {
 	g     Gomega
 	ns    string
 	dsn   string
+	pool  *pgxpool.Pool
 	store *dataplane.Postgres
 }
 
@@ -252,7 +255,8 @@ func newFixture(t *testing.T) *fixture {
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(pool.Close)
 	g.Expect(migrations.Up(ctx, pool)).To(Succeed())
-	f.store = dataplane.NewPostgres(pool)
+	f.pool = pool
+	f.store = dataplane.NewPostgres(pool).WithClock(fakeClock.Now)
 
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "rollout-test-"}}
 	g.Expect(k8s.Create(ctx, ns)).To(Succeed())
@@ -351,13 +355,21 @@ type shardReport struct {
 	// unverified: documents no verification pass has checked yet at the
 	// epoch (of the 5 reported).
 	unverified int64
-	// skew: how far the shard's clock is ahead of the manager's.
+	// skew: how far the shard's clock is ahead of the manager's (and the
+	// data plane's).
 	skew time.Duration
+	// countsAge: the counts were taken that long before the report (by a
+	// verification pass).
+	countsAge time.Duration
+	// ownClock: the shard's syncer is of a release that stamped reports
+	// by its node's clock, not the data plane's (during an upgrade).
+	ownClock bool
 }
 
 // report plays shard i: it has observed the rollout's current epoch (unless
 // r.observed says otherwise) and reports the given counts for every frozen
-// cohort at that cohort's current epoch, stamped with the fake clock's time.
+// cohort at that cohort's current epoch, stamped with the fake clock's time
+// (the data plane's; the shard's own if r.ownClock).
 func (f *fixture) report(name string, shard int, r shardReport) {
 	f.t.Helper()
 	ctx := context.Background()
@@ -369,12 +381,19 @@ func (f *fixture) report(name string, shard int, r shardReport) {
 	for _, st := range states {
 		maxEpoch = max(maxEpoch, st.Epoch)
 		rep.Cohorts = append(rep.Cohorts, dataplane.CohortReport{Cohort: st.Cohort, Epoch: st.Epoch, Documents: 5, Backfilled: 5,
-			BackfillComplete: r.backfill, Verified: 5 - r.mismatched - r.unverified, Mismatched: r.mismatched, EvidenceGaps: r.gaps, ReportedAt: at})
+			BackfillComplete: r.backfill, Verified: 5 - r.mismatched - r.unverified, Mismatched: r.mismatched, EvidenceGaps: r.gaps, ReportedAt: at.Add(-r.countsAge)})
 	}
 	if r.observed == 0 {
 		rep.ObservedEpoch = maxEpoch
 	}
 	f.g.Expect(f.store.ReportShard(ctx, rep)).To(Succeed())
+	if r.ownClock {
+		// What ReportShard wrote before the data plane stamped reports.
+		_, err := f.pool.Exec(ctx, `UPDATE shard_reports SET reported_at = $3 WHERE rollout = $1 AND shard = $2`, rep.Rollout, shard, at)
+		f.g.Expect(err).NotTo(HaveOccurred())
+		_, err = f.pool.Exec(ctx, `UPDATE shard_cohort_reports SET reported_at = $3 WHERE rollout = $1 AND shard = $2`, rep.Rollout, shard, at)
+		f.g.Expect(err).NotTo(HaveOccurred())
+	}
 }
 
 // healthyShards plays both shards reporting healthy counts.

@@ -188,8 +188,13 @@ type ShardReport struct {
 	Shard         int
 	ObservedEpoch int64
 	Holder        string
-	ReportedAt    time.Time
-	Cohorts       []CohortReport
+	// ReportedAt, read back (ShardReports), is when the report was
+	// written by the data plane's clock (Store.Now). Given to
+	// ReportShard, it is when the reporter made the report by its own
+	// clock, which is not stored: it only measures how old each cohort's
+	// counts were then (CohortReport.ReportedAt, by the same clock).
+	ReportedAt time.Time
+	Cohorts    []CohortReport
 }
 
 // CohortReport is one shard's counts for one cohort, computed under Epoch
@@ -205,7 +210,10 @@ type CohortReport struct {
 	OpenDivergences  int64
 	EvidenceGaps     int64
 	SampleMismatches []string
-	ReportedAt       time.Time
+	// ReportedAt is when the counts were taken: by the data plane's clock
+	// read back, by the reporter's given to ReportShard (zero: when the
+	// report was made).
+	ReportedAt time.Time
 }
 
 // Store is what the controller needs of the data plane.
@@ -240,20 +248,29 @@ type Store interface {
 	// checked).
 	MarkCohortsInSpec(ctx context.Context, rollout string, spec SpecRef, inSpec []string, at time.Time) (removed, restored []string, err error)
 	// SetStage moves a cohort to a stage under a new epoch if the cohort is
-	// still at ExpectEpoch; ErrEpochConflict otherwise.
+	// still at ExpectEpoch; ErrEpochConflict otherwise. The stage and its
+	// soak start by the data plane's clock (Now); the change's At is for
+	// the audit trail.
 	SetStage(ctx context.Context, change StageChange) (CohortState, error)
 	// HaltAttempt ends the cohort's attempt as Halted without changing
 	// its stage or epoch, if the cohort is still at expectEpoch and its
 	// attempt has not ended; ErrEpochConflict otherwise. The change's Stage
 	// is ignored.
 	HaltAttempt(ctx context.Context, change StageChange) error
-	// RestartSoak restarts a cohort's soak window at the given time, if the
-	// cohort is still at expectEpoch. It never moves the start back (a
-	// stale controller's restart must not count time a newer one dropped).
+	// RestartSoak restarts a cohort's soak window at the given time (by
+	// the data plane's clock: Now), if the cohort is still at expectEpoch.
+	// It never moves the start back (a stale controller's restart must not
+	// count time a newer one dropped).
 	RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error
 	// SoakSeen records that the controller saw fresh reports of every
-	// shard for the cohort at epoch, at the given time (never moved back).
+	// shard for the cohort at epoch, at the given time (by the data
+	// plane's clock: Now; never moved back).
 	SoakSeen(ctx context.Context, key CohortKey, epoch int64, at time.Time) error
+	// Now is the data plane's clock, PostgreSQL's now(). Reports, soak
+	// starts and the soak watch are stamped by it, so the controller ages
+	// and times them by it too: the clocks of the manager's and the
+	// syncers' nodes may be off from each other by seconds or more.
+	Now(ctx context.Context) (time.Time, error)
 	// Cohorts returns every recorded cohort of a rollout by name.
 	Cohorts(ctx context.Context, rollout string) (map[string]CohortState, error)
 	// History returns the last limit stage records of a rollout, oldest

@@ -99,6 +99,9 @@ type Cache struct {
 	// most once. The open carries on; a Get after it finished has it.
 	// Zero: DefaultOpenWait.
 	OpenWait time.Duration
+	// Now, if set, stands in for PostgreSQL's clock in every data plane
+	// the cache opens (Postgres.WithClock): for tests.
+	Now func() time.Time
 
 	mu      sync.Mutex
 	opens   map[string]*opening
@@ -198,6 +201,9 @@ func (c *Cache) opening(dsn string) (*opening, error) {
 			pool.Close()
 			o.err = errCacheClosed
 		default:
+			if c.Now != nil {
+				s = s.WithClock(c.Now)
+			}
 			o.store = s
 			c.pools = append(c.pools, pool)
 		}

@@ -21,6 +21,9 @@ const NotifyChannel = "yawp_stage"
 // Postgres implements Store and ShardReporter with pgx.
 type Postgres struct {
 	pool *pgxpool.Pool
+	// clock stands in for PostgreSQL's now() where the data plane stamps
+	// or reads the time (WithClock); nil: now().
+	clock func() time.Time
 }
 
 var (
@@ -31,6 +34,32 @@ var (
 // NewPostgres returns a data plane on pool. The schema must be migrated
 // (internal/migrations.Up).
 func NewPostgres(pool *pgxpool.Pool) *Postgres { return &Postgres{pool: pool} }
+
+// WithClock returns the data plane on the same pool with now standing in
+// for PostgreSQL's clock (Now, the stamps of reports and stage changes):
+// tests step a fake clock to pass soaks and age reports.
+func (p *Postgres) WithClock(now func() time.Time) *Postgres {
+	return &Postgres{pool: p.pool, clock: now}
+}
+
+// dbNow is the argument of `coalesce($n::timestamptz, now())`, the data
+// plane's clock in SQL: nil (now()) unless WithClock set one.
+func (p *Postgres) dbNow() *time.Time {
+	if p.clock == nil {
+		return nil
+	}
+	t := p.clock()
+	return &t
+}
+
+// Now implements Store.
+func (p *Postgres) Now(ctx context.Context) (time.Time, error) {
+	var now time.Time
+	if err := p.pool.QueryRow(ctx, `SELECT coalesce($1::timestamptz, now())`, p.dbNow()).Scan(&now); err != nil {
+		return time.Time{}, fmt.Errorf("data plane time: %w", err)
+	}
+	return now, nil
+}
 
 // RegisterRollout implements Store.
 func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, shards int) error {
@@ -126,8 +155,8 @@ func (p *Postgres) FreezeCohortAs(ctx context.Context, key CohortKey, spec SpecR
 		}
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO rollout_cohorts (rollout, cohort, position, selector, stage, epoch, attempt, stage_since, soak_started_at, frozen_at)
-			VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $7, $7)`,
-			key.Rollout, key.Cohort, position, selJSON, StageLegacy, epoch, at); err != nil {
+			VALUES ($1, $2, $3, $4, $5, $6, 1, coalesce($8::timestamptz, now()), coalesce($8::timestamptz, now()), $7)`,
+			key.Rollout, key.Cohort, position, selJSON, StageLegacy, epoch, at, p.dbNow()); err != nil {
 			return err
 		}
 		if err := freezeMembers(ctx, tx, key, sel, at); err != nil {
@@ -429,10 +458,13 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 		if _, err := tx.Exec(ctx, `UPDATE rollouts SET epoch = $2 WHERE rollout = $1`, ch.Key.Rollout, epoch); err != nil {
 			return err
 		}
+		// The soak starts by the data plane's clock, which the manager
+		// times it by (Now), whatever the clock of the manager's node.
 		if _, err := tx.Exec(ctx, `
-			UPDATE rollout_cohorts SET stage = $3, epoch = $4, attempt = $5, stage_since = $6, soak_started_at = $6, outcome = $7
+			UPDATE rollout_cohorts SET stage = $3, epoch = $4, attempt = $5,
+			  stage_since = coalesce($6::timestamptz, now()), soak_started_at = coalesce($6::timestamptz, now()), outcome = $7
 			WHERE rollout = $1 AND cohort = $2`,
-			ch.Key.Rollout, ch.Key.Cohort, ch.Stage, epoch, ch.Attempt, ch.At, ch.Outcome); err != nil {
+			ch.Key.Rollout, ch.Key.Cohort, ch.Stage, epoch, ch.Attempt, p.dbNow(), ch.Outcome); err != nil {
 			return err
 		}
 		if err := recordChange(ctx, tx, ch.Key, from, ch, epoch); err != nil {
@@ -618,20 +650,27 @@ func (p *Postgres) ShardReports(ctx context.Context, rollout string) ([]ShardRep
 
 // ReportShard implements ShardReporter. Counts for cohorts the rollout does
 // not know are refused, so a report cannot invent a cohort.
+//
+// The report is stamped with the data plane's clock, not the reporter's:
+// the manager ages reports by that clock (Now), and a syncer's node clock
+// may be off from it by seconds or more. Only the age of each cohort's
+// counts when reported (r.ReportedAt less c.ReportedAt, both by the
+// reporter's clock, so its offset cancels) comes from the reporter.
 func (p *Postgres) ReportShard(ctx context.Context, r ShardReport) error {
+	now := p.dbNow()
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			INSERT INTO shard_reports (rollout, shard, observed_epoch, holder, reported_at)
-			VALUES ($1, $2, $3, $4, $5)
+			VALUES ($1, $2, $3, $4, coalesce($5::timestamptz, now()))
 			ON CONFLICT (rollout, shard) DO UPDATE SET
 			  observed_epoch = EXCLUDED.observed_epoch, holder = EXCLUDED.holder, reported_at = EXCLUDED.reported_at`,
-			r.Rollout, r.Shard, r.ObservedEpoch, r.Holder, r.ReportedAt); err != nil {
+			r.Rollout, r.Shard, r.ObservedEpoch, r.Holder, now); err != nil {
 			return err
 		}
 		for _, c := range r.Cohorts {
-			at := c.ReportedAt
-			if at.IsZero() {
-				at = r.ReportedAt
+			var age time.Duration
+			if !c.ReportedAt.IsZero() && !r.ReportedAt.IsZero() {
+				age = max(r.ReportedAt.Sub(c.ReportedAt), 0)
 			}
 			samples := c.SampleMismatches
 			if samples == nil {
@@ -640,7 +679,7 @@ func (p *Postgres) ReportShard(ctx context.Context, r ShardReport) error {
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO shard_cohort_reports (rollout, shard, cohort, epoch, documents, backfilled, backfill_complete,
 				  verified, mismatched, open_divergences, evidence_gaps, sample_mismatches, reported_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, coalesce($13::timestamptz, now()) - $14 * interval '1 microsecond')
 				ON CONFLICT (rollout, shard, cohort) DO UPDATE SET
 				  epoch = EXCLUDED.epoch, documents = EXCLUDED.documents, backfilled = EXCLUDED.backfilled,
 				  backfill_complete = EXCLUDED.backfill_complete, verified = EXCLUDED.verified,
@@ -648,7 +687,7 @@ func (p *Postgres) ReportShard(ctx context.Context, r ShardReport) error {
 				  evidence_gaps = EXCLUDED.evidence_gaps, sample_mismatches = EXCLUDED.sample_mismatches,
 				  reported_at = EXCLUDED.reported_at`,
 				r.Rollout, r.Shard, c.Cohort, c.Epoch, c.Documents, c.Backfilled, c.BackfillComplete,
-				c.Verified, c.Mismatched, c.OpenDivergences, c.EvidenceGaps, samples, at); err != nil {
+				c.Verified, c.Mismatched, c.OpenDivergences, c.EvidenceGaps, samples, now, age.Microseconds()); err != nil {
 				return fmt.Errorf("cohort %s: %w", c.Cohort, err)
 			}
 		}

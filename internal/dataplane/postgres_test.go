@@ -180,7 +180,7 @@ func TestReportsAndForget(t *testing.T) {
 	}
 	got := must[[]ShardReport](t)(s.ShardReports(ctx, "ns/r"))
 	if len(got) != 1 || got[0].Shard != 1 || len(got[0].Cohorts) != 1 || got[0].Cohorts[0].Documents != 4 ||
-		got[0].Cohorts[0].SampleMismatches[0] != "doc-9" || !got[0].Cohorts[0].ReportedAt.Equal(at) {
+		got[0].Cohorts[0].SampleMismatches[0] != "doc-9" || !got[0].Cohorts[0].ReportedAt.Equal(got[0].ReportedAt) {
 		t.Fatalf("reports = %+v", got)
 	}
 	// A rollout with a cohort past Legacy cannot be forgotten.
@@ -280,6 +280,10 @@ func TestHaltFencesStaleStageChanges(t *testing.T) {
 func TestSoakRestartFencesStalePromotions(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newStore(t)
+	s = s.WithClock(func() time.Time { return at }) // the soak starts at at
+	if now := must[time.Time](t)(s.Now(ctx)); !now.Equal(at) {
+		t.Fatalf("Now = %s with a clock standing in for PostgreSQL's at %s", now, at)
+	}
 	if err := s.RegisterRollout(ctx, "ns/r", "", 1); err != nil {
 		t.Fatal(err)
 	}
