@@ -404,7 +404,7 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		}
 	}
 	s.mVerified.Add(float64(len(ids)))
-	now := time.Now().UTC()
+	now := time.Now() // monotonic: the age of these counts survives a step of the wall clock
 	out := map[string]CohortVerification{}
 	for _, c := range cohorts {
 		out[c] = CohortVerification{Epoch: epochs[c], Full: full, At: now}

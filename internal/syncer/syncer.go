@@ -280,7 +280,7 @@ func (s *Syncer) report(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := time.Now() // with its monotonic reading: ReportShard takes the counts' age from it
 	rep := dataplane.ShardReport{Rollout: s.cfg.Rollout, Shard: s.cfg.Shard, ObservedEpoch: obs.Epoch,
 		Holder: fmt.Sprintf("%s#%d", s.holder(), s.eng.ShardEpoch()), ReportedAt: now}
 	for _, c := range obs.Cohorts {
