@@ -118,6 +118,35 @@ func TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned(t *testing.T) {
 		t.Errorf("helm upgrade over a CRD of a lower revision: err %v\n%s", err, out)
 	}
 
+	// A CRD from before the annotation that has serviceSecretRef counts as
+	// revision 2, and one annotated above the chart's (a newer CRD
+	// applied by hand, then this chart: a downgrade) is taken as it is.
+	for _, c := range []struct {
+		name string
+		edit func(map[string]any)
+	}{
+		{"unannotated", func(m map[string]any) { delete(dig(t, m, "metadata", "annotations"), crdRevisionKey) }},
+		{"newer", func(m map[string]any) { dig(t, m, "metadata", "annotations")[crdRevisionKey] = "99" }},
+	} {
+		var m map[string]any
+		if err := yaml.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		c.edit(m)
+		raw, err := yaml.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, c.name+"-crd.yaml")
+		if err := os.WriteFile(f, raw, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		must(kubectl, "replace", "-f", f)
+		if out, err := do(helm, append(append([]string{"upgrade", releaseName, chart}, ns...), values...)...); err != nil {
+			t.Errorf("helm upgrade over the %s CRD: %v\n%s", c.name, err, out)
+		}
+	}
+
 	// With the chart's CRD applied, the same upgrade goes through.
 	must(kubectl, "apply", "--server-side", "--force-conflicts", "-f", chartCRDFile)
 	must(kubectl, "wait", "--for=condition=Established", "--timeout=60s", "crd/persistencerollouts.persistence.yawp.dev")

@@ -89,6 +89,8 @@ func open(ctx context.Context, cfg *pgxpool.Config, connected func()) (*Postgres
 // first; callers wait for it at most OpenWait, and no lock is held while
 // it is opened: a database that is slow to answer, or a migration waiting
 // for another process's lock, holds up only the rollouts that use it.
+// Once an open of a DSN failed, Get answers its error at once and opens
+// the DSN again in the background, until an open succeeds.
 type Cache struct {
 	// ConnectTimeout bounds every connection to a database whose DSN sets
 	// no connect_timeout. Zero: DefaultConnectTimeout.
@@ -103,8 +105,13 @@ type Cache struct {
 	// the cache opens (Postgres.WithClock): for tests.
 	Now func() time.Time
 
-	mu      sync.Mutex
-	opens   map[string]*opening
+	mu    sync.Mutex
+	opens map[string]*opening
+	// failed: each DSN's last open's error while none has succeeded
+	// since. Get does not wait for a DSN's open again once one failed: a
+	// database that does not answer would cost every reconcile of its
+	// rollouts a connect timeout, at every poll.
+	failed  map[string]error
 	pools   []*pgxpool.Pool
 	closed  bool
 	ctx     context.Context // of the opens in the background; Close cancels it
@@ -116,8 +123,11 @@ type Cache struct {
 // opened (store) or failed (err). A failed one leaves the Cache, so the
 // next Get opens the DSN again.
 type opening struct {
-	host      string
-	started   time.Time
+	host    string
+	started time.Time
+	// prev is the error of the DSN's open before this one, which failed:
+	// Get answers it at once instead of waiting for this one.
+	prev      error
 	connected atomic.Bool
 	done      chan struct{}
 	store     *Postgres
@@ -137,6 +147,13 @@ func (c *Cache) Get(ctx context.Context, dsn string) (Store, error) {
 	case <-o.done:
 		return o.result()
 	default:
+	}
+	if o.prev != nil {
+		// Tried again in the background: a later Get has its result.
+		if o.connected.Load() {
+			return nil, fmt.Errorf("migrate the database at %s: not done yet (another process may hold the migrations' lock); still trying", o.host)
+		}
+		return nil, fmt.Errorf("%w; trying again", o.prev)
 	}
 	wait := time.NewTimer(max(time.Until(o.started.Add(c.openWait())), 0))
 	defer wait.Stop()
@@ -178,7 +195,7 @@ func (c *Cache) opening(dsn string) (*opening, error) {
 		c.opens = map[string]*opening{}
 		c.ctx, c.cancel = context.WithCancel(context.Background())
 	}
-	o = &opening{host: cfg.ConnConfig.Host, started: time.Now(), done: make(chan struct{})}
+	o = &opening{host: cfg.ConnConfig.Host, started: time.Now(), prev: c.failed[dsn], done: make(chan struct{})}
 	c.opens[dsn] = o
 	c.running.Add(1)
 	// Not on the caller's context: the caller stops waiting after
@@ -195,6 +212,12 @@ func (c *Cache) opening(dsn string) (*opening, error) {
 		case err != nil:
 			if c.opens[dsn] == o {
 				delete(c.opens, dsn)
+				if !c.closed {
+					if c.failed == nil {
+						c.failed = map[string]error{}
+					}
+					c.failed[dsn] = err
+				}
 			}
 			o.err = err
 		case c.closed:
@@ -206,6 +229,7 @@ func (c *Cache) opening(dsn string) (*opening, error) {
 			}
 			o.store = s
 			c.pools = append(c.pools, pool)
+			delete(c.failed, dsn)
 		}
 		close(o.done)
 	}()
@@ -241,7 +265,7 @@ func (c *Cache) Close() {
 		c.cancel()
 	}
 	pools := c.pools
-	c.opens, c.pools = nil, nil
+	c.opens, c.pools, c.failed = nil, nil, nil
 	c.mu.Unlock()
 	for _, p := range pools {
 		p.Close()

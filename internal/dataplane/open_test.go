@@ -181,7 +181,58 @@ func TestCacheConnectTimesOut(t *testing.T) {
 	if _, err := c.Get(ctx, stalled); err == nil {
 		t.Fatal("second Get succeeded")
 	}
+	// The second Get answers the first's error at once and connects
+	// again in the background.
+	deadline := time.Now().Add(5 * time.Second)
+	for accepted() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if n := accepted(); n < 2 {
 		t.Errorf("%d connections, want another for the second Get (a failed open is not kept)", n)
+	}
+}
+
+// TestCacheADatabaseThatDoesNotAnswerCostsAGetOnce: an open that failed
+// (its connect timed out) left the Cache, so every later Get started
+// another and waited for it, up to the connect timeout: a database that
+// does not answer cost every reconcile of its rollouts 10 s of a worker,
+// at every poll, for as long as it was down, and a few such rollouts (one
+// PostgreSQL server hung, holding their databases) kept all four workers
+// waiting, holding up every other rollout again. Once an open of a DSN
+// failed, Get answers its error at once while the Cache tries again in the
+// background, and has the data plane once the database answers.
+func TestCacheADatabaseThatDoesNotAnswerCostsAGetOnce(t *testing.T) {
+	slow, accepted, release := heldServer(t, migratedDSN(t))
+	c := &Cache{OpenWait: 10 * time.Second, ConnectTimeout: 300 * time.Millisecond}
+	t.Cleanup(c.Close)
+	ctx := context.Background()
+	if _, err := c.Get(ctx, slow); err == nil || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Fatalf("first Get: %v", err)
+	}
+	for i := range 3 {
+		start := time.Now()
+		_, err := c.Get(ctx, slow)
+		if err == nil || !strings.Contains(err.Error(), "did not answer") {
+			t.Fatalf("Get %d after the failed open: %v", i+2, err)
+		}
+		if d := time.Since(start); d > 150*time.Millisecond {
+			t.Errorf("Get %d after the failed open waited %s (%v), want an answer at once", i+2, d, err)
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	if n := accepted(); n < 2 {
+		t.Errorf("%d connections, want the Cache to have tried again", n)
+	}
+	release()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c.Get(ctx, slow)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Get after the database answered: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

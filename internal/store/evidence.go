@@ -376,6 +376,12 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 		if preservedUpTo(all, c) >= claimed {
 			continue // a foreign history, kept aside: overwritten-preserved
 		}
+		if heldByADeletedDocument(all, c, top, claimed) {
+			// Committed to the document at this ID after the
+			// announcement, then deleted outside the gateway: synced,
+			// saying so (not "the server holds 0 of them").
+			continue
+		}
 		// The proof is every announcement of operations the server still
 		// lacks; last seen is the latest of them.
 		var seqs []int64
@@ -392,6 +398,12 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 		if top.Kind == ledger.KindRejected {
 			summary = fmt.Sprintf("client %s sent operations up to clock %d in an update that was not taken (%s); the server holds %d of them, "+
 				"the rest exist only where that client kept them", c, claimed, top.Code, have)
+		}
+		for _, d := range all {
+			if held := deletedHeld(all, c, d); d.Seq > top.Seq && isDeletion(d.Entry) && held > have {
+				summary += fmt.Sprintf(" (the document deleted outside the gateway at ledger entry %d had %d of them: its saves answer synced)", d.Seq, held)
+				break
+			}
 		}
 		reason := ""
 		if ref, del, ok := deletedCopyRefusal(all, announced[c]); ok {
@@ -537,9 +549,25 @@ func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, 
 		}
 		f.Summary = fmt.Sprintf("%s; they were committed since by request %s (%s), %s",
 			what, strings.Join(names, ", "), ledgerEntries(by), where)
+		if d, ok := deletedAfter(all, last, q.Since); ok {
+			f.Summary += fmt.Sprintf("; the document was deleted outside the gateway afterwards (%s, ledger entry %d): %s",
+				d.At.UTC().Format(time.RFC3339), d.Seq, d.Reason)
+			f.Entries = append(f.Entries, d.Seq)
+		}
 		out = append(out, f)
 	}
 	return out
+}
+
+// deletedAfter is the first deletion outside the gateway after t (at or
+// after since, if set).
+func deletedAfter(all []TimelineEntry, t TimelineEntry, since time.Time) (TimelineEntry, bool) {
+	for _, d := range all {
+		if d.Seq > t.Seq && isDeletion(d.Entry) && (since.IsZero() || !d.At.Before(since)) {
+			return d, true
+		}
+	}
+	return TimelineEntry{}, false
 }
 
 // requestOf names the request of an entry for a summary: its
@@ -614,6 +642,18 @@ func deletedCopySummary(st *docState, all []TimelineEntry, c string, claimed, ha
 	}
 	return s + ": the text is on the student's device, in that client's local copy " +
 		"(a local-first client keeps a refused copy, set aside as <store file>.foreign-<time> when it reloads)"
+}
+
+// heldByADeletedDocument: client c's operations up to claimed, announced
+// at ann, were committed since to a document with this ID that was then
+// deleted outside the gateway (the ID may hold a new document now).
+func heldByADeletedDocument(all []TimelineEntry, c string, ann TimelineEntry, claimed uint64) bool {
+	for _, d := range all {
+		if d.Seq > ann.Seq && isDeletion(d.Entry) && deletedHeld(all, c, d) >= claimed {
+			return true
+		}
+	}
+	return false
 }
 
 // deletedHeld is how many of client c's operations the document deleted

@@ -66,3 +66,63 @@ func TestEvidenceOfAnAnnouncementWhoseOperationsCameAsAForeignHistory(t *testing
 		t.Errorf("%s: %s, preserved at %q (%s); the announced copy is preserved", ev.Subject, ev.Verdict, ev.Proof.PreservedAt, ev.Proof.Summary)
 	}
 }
+
+// TestEvidenceOfAnAnnouncementWhoseOperationsCameBeforeTheDocumentWasDeleted:
+// a student's tab announces her client's operations (request "hello"), a
+// classmate's tab sends them, and the legacy application then deletes the
+// document (and a teacher creates a new one at the ID). Her work reached
+// the server: asked about the announcement or about her, the answer was
+// saved-locally-not-synced, "the server holds 0 of them", sending support
+// to look for text on her device that the deleted document's history
+// holds. A deleted document's saves answer synced, saying it was deleted;
+// so do operations announced before and committed to it.
+func TestEvidenceOfAnAnnouncementWhoseOperationsCameBeforeTheDocumentWasDeleted(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageDualWrite, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "teacher", Content: "Start. "})
+	d := yjs.NewDoc(yjs.Options{ClientID: 77})
+	var u []byte
+	d.OnUpdate(func(b []byte) { u = b })
+	if err := d.GetText(contract.YjsTextName).Insert(0, "hers", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "stu", RequestID: "hello", StateVector: d.EncodeStateVector()})
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "classmate", RequestID: "relay", Update: u})
+	// Another student announces and then sends her own.
+	o := yjs.NewDoc(yjs.Options{ClientID: 88})
+	if err := o.ApplyUpdate(e.replicasOf("t", "d", 89)[0].EncodeStateAsUpdate(nil)); err != nil {
+		t.Fatal(err)
+	}
+	sv := o.StateVector()
+	if err := o.GetText(contract.YjsTextName).Insert(0, "mine ", nil); err != nil {
+		t.Fatal(err)
+	}
+	e.submit(Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "stu2", RequestID: "hello-2", StateVector: o.EncodeStateVector()})
+	e.submit(Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "stu2", RequestID: "own", Update: o.EncodeStateAsUpdate(sv)})
+
+	if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "teacher", Content: "x", BaseRevision: 1}); AsError(err).Code != CodeNotFound {
+		t.Fatalf("save of the deleted document: %v", err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for _, q := range []EvidenceQuery{{Request: "hello"}, {User: "stu"}, {User: "stu2"}, {Client: 77}, {Client: 88}} {
+			q.Doc, q.Tenant = "d", "t"
+			ev := e.evidence(q)
+			if ev.Verdict != VerdictSynced || !strings.Contains(ev.Proof.Summary, "deleted outside the gateway") {
+				t.Errorf("%s, %s: %s (%s); the operations were committed to the document before it was deleted", when, ev.Subject, ev.Verdict, ev.Proof.Summary)
+			}
+		}
+		if ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t"}); ev.Verdict != VerdictSynced {
+			t.Errorf("%s, the whole document: %s (%s); every announced operation was committed", when, ev.Verdict, ev.Proof.Summary)
+		}
+		if ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t", Request: "hello"}); !strings.Contains(ev.Proof.Summary, "committed since by request relay") {
+			t.Errorf("%s, %s: the proof does not name request relay: %s", when, ev.Subject, ev.Proof.Summary)
+		}
+	}
+	check("deleted")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "teacher", Content: "Again. "})
+	check("created again")
+}
