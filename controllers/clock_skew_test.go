@@ -70,3 +70,53 @@ func TestAManagerClockAheadDoesNotShortenTheSoak(t *testing.T) {
 	f.soak("fastmanager", time.Minute)
 	f.waitStage("fastmanager", "pilot", persistencev1alpha1.StageLocalFirst)
 }
+
+// TestAManagerClockBehindWatchesTheSoakByTheDataPlaneClock: the manager's
+// node clock runs 3 minutes behind PostgreSQL's (maxReportAge 2m). What it
+// records of a soak, when it saw fresh reports (SoakSeen) and when the
+// soak starts again after a silence (RestartSoak), is compared with the
+// data plane's times (soak starts, report stamps) and must be by the data
+// plane's clock too. Stamped by the manager's, both writes would be lost
+// to greatest(): a restart 3 minutes in the data plane's past would leave
+// the soak counting a silence, and a watch 3 minutes behind would read as
+// a silence past maxReportAge at every later look, whose restart
+// greatest() drops again: the cohort held at Verify for good. No other test tells
+// these clocks apart: the suite's manager and data plane share one.
+func TestAManagerClockBehindWatchesTheSoakByTheDataPlaneClock(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	ro := f.rollout("slowmanager", "pilot")
+	ro.Spec.Gates.MaxReportAge.Duration = 2 * time.Minute
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	f.walkToVerify("slowmanager", "pilot")
+	f.g.Eventually(func() string { return f.get("slowmanager").Status.WaitingFor }).Should(HavePrefix("soak until "))
+	cohort := func() dataplane.CohortState {
+		states, err := f.store.Cohorts(ctx, f.ns+"/slowmanager")
+		f.g.Expect(err).NotTo(HaveOccurred())
+		return states["pilot"]
+	}
+	reconcileBehind := func(dataPlane time.Time) {
+		stores := &dataplane.Cache{Now: func() time.Time { return dataPlane }}
+		defer stores.Close()
+		behind := &PersistenceRolloutReconciler{
+			Client:    k8s,
+			APIReader: k8s,
+			Clock:     clocktesting.NewFakeClock(dataPlane.Add(-3 * time.Minute)),
+			Stores:    stores,
+		}
+		_, _ = behind.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKey{Namespace: f.ns, Name: "slowmanager"}})
+	}
+
+	// 30 s on, the reports (stamped at the fake clock's time) are fresh:
+	// the manager saw them at the data plane's time.
+	seen := fakeClock.Now().Add(30 * time.Second)
+	reconcileBehind(seen)
+	f.g.Expect(cohort().SoakSeenAt).To(BeTemporally("~", seen, time.Millisecond),
+		"the soak watch was stamped by the manager's clock, not the data plane's")
+
+	// 3 minutes on, they are stale: the soak starts again then.
+	silent := fakeClock.Now().Add(3 * time.Minute)
+	reconcileBehind(silent)
+	f.g.Expect(cohort().SoakStartedAt).To(BeTemporally("~", silent, time.Millisecond),
+		"the soak restarted by the manager's clock, not the data plane's")
+}
