@@ -310,12 +310,21 @@ func challenge(w http.ResponseWriter, r *http.Request, e *apiError) {
 // refuse answers with e and, when the request names a document, records
 // the refusal in its ledger.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError) {
-	g.refuseUpdate(w, r, doc, c, e, nil)
+	g.refuseWork(w, r, doc, c, e, nil, nil)
 }
 
 // refuseUpdate is refuse for a refused Yjs update: its record carries the
 // update's hash and clients, so evidence asked about a client finds it.
 func (g *Gateway) refuseUpdate(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError, update []byte) {
+	g.refuseWork(w, r, doc, c, e, update, nil)
+}
+
+// refuseWork is refuse for a request whose work is known: a Yjs update
+// (its record carries the update's hash, clients and operations) or a
+// legacy save's text (its record carries the text's hash, never the
+// text). Evidence then tells a refused request whose work a later one
+// committed from work that is only on the student's device.
+func (g *Gateway) refuseWork(w http.ResponseWriter, r *http.Request, doc string, c auth.Claims, e *apiError, update []byte, content *string) {
 	if doc != "" && contract.ValidDocID(doc) {
 		tenant, user, reason := c.Tenant, c.User, e.Message
 		record := true
@@ -345,8 +354,14 @@ func (g *Gateway) refuseUpdate(w http.ResponseWriter, r *http.Request, doc strin
 			// ends the request's context with the connection).
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 			defer cancel()
-			_, err := s.Apply(ctx, store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
-				RequestID: requestID(r), IdempotencyKey: headerForRecord(r, contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason, Update: update})
+			rec := store.Request{Kind: store.KindReject, Doc: doc, Tenant: tenant, User: user,
+				RequestID: requestID(r), IdempotencyKey: headerForRecord(r, contract.HeaderIdempotencyKey), Code: e.Code, Reason: reason, Update: update}
+			if content != nil && c.Tenant != "" {
+				// Hashed by the syncer into the record; text sent without
+				// a valid token is nobody's to vouch for.
+				rec.Content = *content
+			}
+			_, err := s.Apply(ctx, rec)
 			if err != nil {
 				g.log.Warn("recording a rejection", "doc", doc, "err", err)
 			}
@@ -656,7 +671,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		if decodeBody(w, r, &b) == nil && contract.ValidDocID(b.ID) {
 			doc = b.ID
 		}
-		g.refuse(w, r, doc, c, aerr)
+		g.refuseWork(w, r, doc, c, aerr, nil, b.Content)
 		return
 	}
 	var b createBody
@@ -717,8 +732,15 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req store.Request) {
 	if !g.users.allow(req.Tenant, req.User, g.cfg.Now()) {
 		w.Header().Set("Retry-After", "1")
-		g.refuse(w, r, req.Doc, auth.Claims{Tenant: req.Tenant, User: req.User}, bad(http.StatusTooManyRequests, CodeRateLimited,
-			fmt.Sprintf("over %d saves, updates and syncs a second for this user; retry in a second", userPerSecond)))
+		// With its work (the update's operations, the text's hash): a
+		// client told to retry in a second usually does, and evidence
+		// then says the refused work was committed by the retry.
+		var content *string
+		if req.Kind == store.KindCreate || req.Kind == store.KindSave {
+			content = &req.Content
+		}
+		g.refuseWork(w, r, req.Doc, auth.Claims{Tenant: req.Tenant, User: req.User}, bad(http.StatusTooManyRequests, CodeRateLimited,
+			fmt.Sprintf("over %d saves, updates and syncs a second for this user; retry in a second", userPerSecond)), req.Update, content)
 		return
 	}
 	s, err := g.syncerFor(req.Doc)
@@ -755,6 +777,18 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 }
 
 func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
+	if c, aerr := g.authenticate(r); aerr != nil && aerr.Code == codeTokenExpired && c.Tenant != "" && contract.ValidDocID(r.PathValue("id")) {
+		// Authentic, only too old (as for a Yjs update): the editor saves
+		// again once it has a new token, under a new request ID. The
+		// record keeps the text's hash, so evidence of this refusal can
+		// say the same text was saved by that later request.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unauthBodyWait))
+		var b saveBody
+		_ = decodeBody(w, r, &b)
+		challenge(w, r, aerr)
+		g.refuseWork(w, r, r.PathValue("id"), c, aerr, nil, b.Content)
+		return
+	}
 	c, doc, ok := g.begin(w, r, recordRefusal)
 	if !ok {
 		return

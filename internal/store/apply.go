@@ -882,6 +882,11 @@ func (e *Engine) applyOne(ctx context.Context, bc *batchCtx, st *docState, o *op
 	case KindReject:
 		en := e.entry(bc, st, o, ledger.KindRejected)
 		en.Code, en.Reason = r.Code, r.Reason
+		if r.Content != "" {
+			// A save the gateway refused (an expired token, the rate
+			// limit) with its text: the hash, as reject records it.
+			en.ContentSHA256 = ledger.SHA256Hex([]byte(r.Content))
+		}
 		refusedUpdate(&en, r.Update, r.UpdateTrace)
 		sealed := e.appendLedger(bc, st, en)
 		o.res = Result{Doc: st.id, Outcome: OutcomeRecorded}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -559,6 +560,100 @@ func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, 
 	return out
 }
 
+// savedLater says whether the work refusal t carried was committed by
+// later requests, and what proves it: for a refused Yjs update, commits
+// after it whose state vectors hold every operation it carried (its
+// clients' clock ranges, as its entry records them), which the server did
+// not hold before it; for a refused legacy save or create, a later save
+// by the same user whose text has the refused text's content hash. Only
+// what the ledger proves is said: a refusal recorded without its
+// operations or content hash (an expired token on a legacy save, a
+// create refused before its body was read) says nothing more, nor does
+// one whose operations are held pending (not in any commit's state
+// vector yet) or whose text was saved only merged with other text.
+func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note string, seqs []int64, rev int64, ok bool) {
+	var by []TimelineEntry
+	switch {
+	case len(t.Missing) > 0 && len(t.Clients) < MaxTraceClients:
+		// A trace cut at MaxTraceClients does not name every operation.
+		clients := make([]string, 0, len(t.Missing))
+		for c := range t.Missing {
+			clients = append(clients, c)
+		}
+		slices.Sort(clients)
+		var ops []string
+		var last TimelineEntry
+		for _, c := range clients {
+			from, to := t.Missing[c][0], t.Missing[c][1]
+			id, _ := strconv.ParseUint(c, 10, 64)
+			var before uint64 // what the server held of c before the refusal
+			reached := false
+			for _, s := range all {
+				if !isCommit(s.Kind) || isDeletion(s.Entry) || s.StateVector == nil {
+					continue
+				}
+				if s.Seq < t.Seq {
+					before = s.StateVector[c]
+					continue
+				}
+				if !slices.Contains(s.Clients, id) {
+					continue
+				}
+				by = append(by, s)
+				if s.StateVector[c] >= to {
+					reached = true
+					if s.Seq > last.Seq {
+						last = s
+					}
+					break
+				}
+			}
+			if before >= to || !reached {
+				// Held already (a resend of what the server had: not
+				// "later"), or not all of it committed since.
+				return "", nil, 0, false
+			}
+			ops = append(ops, fmt.Sprintf("client %s clocks %d-%d", c, from, to-1))
+		}
+		slices.SortFunc(by, func(a, b TimelineEntry) int { return cmp.Compare(a.Seq, b.Seq) })
+		by = slices.CompactFunc(by, func(a, b TimelineEntry) bool { return a.Seq == b.Seq })
+		names := make([]string, 0, len(by))
+		for _, s := range by {
+			names = append(names, requestOf(s))
+			seqs = append(seqs, s.Seq)
+		}
+		slices.Sort(names)
+		r, in := textRevision(all, last)
+		where := fmt.Sprintf("in the text as of revision %d", r)
+		if !in {
+			where = fmt.Sprintf("held pending in the update log since revision %d: they build on operations the server never received", last.Revision)
+		}
+		note = fmt.Sprintf("every operation it carried (%s) was committed later by request %s (%s), %s",
+			strings.Join(ops, ", "), strings.Join(slices.Compact(names), ", "), ledgerEntries(by), where)
+		rev, by = r, []TimelineEntry{last}
+	case t.ContentSHA256 != "" && t.User != "":
+		for _, s := range all {
+			if s.Seq > t.Seq && isCommit(s.Kind) && !isDeletion(s.Entry) && s.Tenant == t.Tenant && s.User == t.User && s.ContentSHA256 == t.ContentSHA256 {
+				note = fmt.Sprintf("the same text (content sha256 %s) was committed later by request %s of the same user (ledger entry %d), as revision %d",
+					t.ContentSHA256, requestOf(s), s.Seq, s.Revision)
+				seqs, rev, by = []int64{s.Seq}, s.Revision, []TimelineEntry{s}
+				break
+			}
+		}
+		if note == "" {
+			return "", nil, 0, false
+		}
+	default:
+		return "", nil, 0, false
+	}
+	if d, ok := deletedAfter(all, by[0], since); ok {
+		note += fmt.Sprintf("; the document was deleted outside the gateway afterwards (%s, ledger entry %d): %s",
+			d.At.UTC().Format(time.RFC3339), d.Seq, d.Reason)
+		seqs = append(seqs, d.Seq)
+	}
+	return note, seqs, rev, true
+}
+
 // deletedAfter is the first deletion outside the gateway after t (at or
 // after since, if set).
 func deletedAfter(all []TimelineEntry, t TimelineEntry, since time.Time) (TimelineEntry, bool) {
@@ -735,10 +830,20 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 	// rejected.
 	for _, t := range sub {
 		if t.Kind == ledger.KindRejected {
-			out = append(out, Finding{
+			f := Finding{
 				Verdict: VerdictRejected, Summary: "refused: " + t.Code, Reason: t.Reason,
 				Entries: []int64{t.Seq}, Hash: t.Hash,
-			})
+			}
+			// Refused is true of the request, but the work it carried may
+			// have reached the server since (a retry under a new request
+			// ID after a token refresh, a Yjs client resending on
+			// reconnect): "refused" alone read as lost work.
+			if note, seqs, rev, ok := savedLater(all, t, q.Since); ok {
+				f.Summary += "; " + note
+				f.Entries = append(f.Entries, seqs...)
+				f.Revision = rev
+			}
+			out = append(out, f)
 		}
 	}
 	// synced, but not in the text yet: operations held pending. Before
