@@ -150,17 +150,7 @@ func TestCacheFinishesAnOpenItStoppedWaitingFor(t *testing.T) {
 		t.Fatalf("Get before the database answers: %v", err)
 	}
 	release()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err := c.Get(ctx, slow)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Get after the database answered: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	getOnceAnswered(t, c, slow)
 }
 
 // TestCacheConnectTimesOut: a connect to a database that does not answer
@@ -224,15 +214,22 @@ func TestCacheADatabaseThatDoesNotAnswerCostsAGetOnce(t *testing.T) {
 		t.Errorf("%d connections, want the Cache to have tried again", n)
 	}
 	release()
+	getOnceAnswered(t, c, slow)
+}
+
+// getOnceAnswered waits until c has the data plane of dsn, whose database
+// has just begun to answer.
+func getOnceAnswered(t *testing.T, c *Cache, dsn string) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := c.Get(ctx, slow)
+		_, err := c.Get(context.Background(), dsn)
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("Get after the database answered: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
