@@ -401,7 +401,12 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 				"the rest exist only where that client kept them", c, claimed, top.Code, have)
 		}
 		for _, d := range all {
-			if held := deletedHeld(all, c, d); d.Seq > top.Seq && isDeletion(d.Entry) && held > have {
+			// Deletions only: deletedHeld reads the whole ledger, and
+			// measured for every entry it made this loop quadratic.
+			if d.Seq <= top.Seq || !isDeletion(d.Entry) {
+				continue
+			}
+			if held := deletedHeld(all, c, d); held > have {
 				summary += fmt.Sprintf(" (the document deleted outside the gateway at ledger entry %d had %d of them: its saves answer synced)", d.Seq, held)
 				break
 			}
@@ -489,36 +494,15 @@ func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, 
 		if q.Request != "" && !carried {
 			what = fmt.Sprintf("request %s carried no operations: %s", q.Request, what)
 		}
-		// The entries that brought them: commits after the announcement
-		// carrying the client, up to the one that holds its claim. A
-		// history the server does not know is kept aside instead.
-		var by []TimelineEntry
-		var kept *TimelineEntry
-		for i := range all {
-			t := all[i]
-			if t.Seq <= first.Seq {
-				continue
-			}
-			if t.Kind == ledger.KindForeign && t.PreservedOps[c][1] > from {
-				kept = &all[i]
-				break
-			}
-			id, _ := strconv.ParseUint(c, 10, 64)
-			if isCommit(t.Kind) && slices.Contains(t.Clients, id) {
-				by = append(by, t)
-				if t.StateVector[c] >= claimed {
-					break
-				}
-			}
-		}
+		by, kept, came := broughtBy(all, c, first, from, claimed)
 		if kept != nil && len(by) == 0 {
 			if q.matches(kept.Entry) {
 				continue // the subject's own: among the overwritten-preserved findings
 			}
 			out = append(out, Finding{
 				Verdict: VerdictOverwrittenPreserved, Reason: kept.Reason,
-				Summary: fmt.Sprintf("%s; they came since by request %s (ledger entry %d) as a copy from a history the server does not know, "+
-					"which was not CRDT-merged (%s): its text is preserved", what, requestOf(*kept), kept.Seq, kept.Outcome),
+				Summary: fmt.Sprintf("%s; they %s by request %s (ledger entry %d) as a copy from a history the server does not know, "+
+					"which was not CRDT-merged (%s): its text is preserved", what, came, requestOf(*kept), kept.Seq, kept.Outcome),
 				Entries: append(seqs, kept.Seq), Hash: kept.Hash, Revision: kept.Revision,
 				PreservedAt: fmt.Sprintf("/v1/documents/%s/preserved/%d", st.id, kept.PreservedID),
 			})
@@ -583,12 +567,17 @@ func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note str
 		slices.Sort(clients)
 		var ops []string
 		var last TimelineEntry
+		carriers := map[int64]bool{} // the commits that carried its clients since
 		for _, c := range clients {
 			from, to := t.Missing[c][0], t.Missing[c][1]
 			id, _ := strconv.ParseUint(c, 10, 64)
 			var before uint64 // what the server held of c before the refusal
-			reached := false
+			reached, carried := false, false
 			for _, s := range all {
+				if isDeletion(s.Entry) && s.Seq > t.Seq {
+					carried = false // what came before is not in the document at the ID since
+					continue
+				}
 				if !isCommit(s.Kind) || isDeletion(s.Entry) || s.StateVector == nil {
 					continue
 				}
@@ -596,12 +585,19 @@ func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note str
 					before = s.StateVector[c]
 					continue
 				}
-				if !slices.Contains(s.Clients, id) {
-					continue
+				carries := slices.Contains(s.Clients, id)
+				if carries {
+					by, carried, carriers[s.Seq] = append(by, s), true, true
 				}
-				by = append(by, s)
-				if s.StateVector[c] >= to {
+				// Its clock past the refused operations: in the text. The
+				// commit that carried them may have been held pending, and
+				// the one that took them in (operations they built on
+				// arriving) carries other clients.
+				if carried && s.StateVector[c] >= to {
 					reached = true
+					if !carries {
+						by = append(by, s)
+					}
 					if s.Seq > last.Seq {
 						last = s
 					}
@@ -619,18 +615,18 @@ func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note str
 		by = slices.CompactFunc(by, func(a, b TimelineEntry) bool { return a.Seq == b.Seq })
 		names := make([]string, 0, len(by))
 		for _, s := range by {
-			names = append(names, requestOf(s))
+			if carriers[s.Seq] {
+				names = append(names, requestOf(s))
+			}
 			seqs = append(seqs, s.Seq)
 		}
 		slices.Sort(names)
-		r, in := textRevision(all, last)
-		where := fmt.Sprintf("in the text as of revision %d", r)
-		if !in {
-			where = fmt.Sprintf("held pending in the update log since revision %d: they build on operations the server never received", last.Revision)
-		}
-		note = fmt.Sprintf("every operation it carried (%s) was committed later by request %s (%s), %s",
-			strings.Join(ops, ", "), strings.Join(slices.Compact(names), ", "), ledgerEntries(by), where)
-		rev, by = r, []TimelineEntry{last}
+		// Every client's clock is past what it carried as of last: its
+		// operations are in that revision's text (a state vector counts
+		// only integrated operations).
+		note = fmt.Sprintf("every operation it carried (%s) was committed later by request %s (%s), in the text as of revision %d",
+			strings.Join(ops, ", "), strings.Join(slices.Compact(names), ", "), ledgerEntries(by), last.Revision)
+		rev, by = last.Revision, []TimelineEntry{last}
 	case t.ContentSHA256 != "" && t.User != "":
 		for _, s := range all {
 			if s.Seq > t.Seq && isCommit(s.Kind) && !isDeletion(s.Entry) && s.Tenant == t.Tenant && s.User == t.User && s.ContentSHA256 == t.ContentSHA256 {
@@ -663,6 +659,40 @@ func deletedAfter(all []TimelineEntry, t TimelineEntry, since time.Time) (Timeli
 		}
 	}
 	return TimelineEntry{}, false
+}
+
+// broughtBy are the entries that brought client c's operations [from,
+// claimed) a subject announced at first: commits after the announcement
+// carrying the client, up to the one that holds its claim. A history the
+// server does not know is kept aside instead (kept, and how it came:
+// since the announcement, or before it, when a client not reset after
+// its refusal announced the same copy again).
+func broughtBy(all []TimelineEntry, c string, first TimelineEntry, from, claimed uint64) (by []TimelineEntry, kept *TimelineEntry, came string) {
+	var keptBefore *TimelineEntry
+	id, _ := strconv.ParseUint(c, 10, 64)
+	for i := range all {
+		t := all[i]
+		if t.Seq <= first.Seq {
+			// Its operations are no more on the server than they were.
+			if t.Kind == ledger.KindForeign && t.PreservedOps[c][1] >= claimed {
+				keptBefore = &all[i]
+			}
+			continue
+		}
+		if t.Kind == ledger.KindForeign && t.PreservedOps[c][1] > from {
+			return by, &all[i], "came since"
+		}
+		if isCommit(t.Kind) && slices.Contains(t.Clients, id) {
+			by = append(by, t)
+			if t.StateVector[c] >= claimed {
+				break
+			}
+		}
+	}
+	if len(by) == 0 && keptBefore != nil {
+		return by, keptBefore, "had come before"
+	}
+	return by, nil, ""
 }
 
 // requestOf names the request of an entry for a summary: its

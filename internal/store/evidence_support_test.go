@@ -20,7 +20,7 @@ func (e *env) evidence(q EvidenceQuery) Evidence {
 }
 
 // insertAtEnd types s at the end of d's content and returns the update.
-func insertAtEnd(t *testing.T, d *yjs.Doc, s string) []byte {
+func insertAtEnd(t testing.TB, d *yjs.Doc, s string) []byte {
 	t.Helper()
 	var got []byte
 	d.OnUpdate(func(u []byte) { got = u })

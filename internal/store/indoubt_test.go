@@ -38,7 +38,7 @@ type answerLoser struct {
 	down atomic.Int64
 }
 
-func newAnswerLoser(t *testing.T, target string) *answerLoser {
+func newAnswerLoser(t testing.TB, target string) *answerLoser {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -23,21 +23,21 @@ func TestMain(m *testing.M) { pgharness.Main(m) }
 const rollout = "default/demo"
 
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	dsn  string
 	pool *pgxpool.Pool
 	dp   *dataplane.Postgres
 	eng  *Engine
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	return setupOn(t, pgharness.ForTest(t))
 }
 
 // setupOn is setup on the database at dsn, the engine's configuration
 // changed by opts.
-func setupOn(t *testing.T, dsn string, opts ...func(*Config)) *env {
+func setupOn(t testing.TB, dsn string, opts ...func(*Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	dp, pool, err := dataplane.Open(ctx, dsn)
