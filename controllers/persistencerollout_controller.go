@@ -87,6 +87,11 @@ type PersistenceRolloutReconciler struct {
 	// the Stores' bound for it) does not hold up the others. Defaults to
 	// DefaultMaxConcurrentReconciles.
 	MaxConcurrentReconciles int
+	// DataPlaneTimeout bounds the data-plane work of one reconcile
+	// (registering, reading the reports, acting on them); past it the
+	// rollout reports DataPlaneError and the reconcile is tried again.
+	// Defaults to DefaultDataPlaneTimeout.
+	DataPlaneTimeout time.Duration
 
 	outsideMu sync.Mutex
 	outside   map[string]outsideCount
@@ -203,7 +208,16 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// fails later is no question of the schema: the gateway is applied.
 	var gw gatewayPods
 	var gwErr error
-	store, regErr := r.register(ctx, &ro)
+	// The data plane's part of the reconcile (register, read, act) is
+	// bounded: a database that opened fine and then stopped answering (the
+	// server hung, its TCP connection up) would otherwise hold this
+	// rollout's reconcile, and a worker, for good, and its status would go
+	// on saying all is well. Status is written on ctx, so the rollout says
+	// so (Degraded, DataPlaneError).
+	dctx, cancelDP := context.WithTimeout(ctx, r.dataPlaneTimeout())
+	defer cancelDP()
+	store, regErr := r.register(dctx, &ro)
+	regErr = r.dataPlaneTimedOut(ctx, dctx, regErr)
 	if errors.Is(regErr, errSchemaUnconfirmed) {
 		regErr = fmt.Errorf("%w; the gateway keeps its last template until the schema is confirmed at this version", regErr)
 	}
@@ -222,7 +236,8 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	now := r.Clock.Now()
 	obs, err := observation{}, regErr
 	if err == nil {
-		obs, err = r.observe(ctx, &ro, store)
+		obs, err = r.observe(dctx, &ro, store)
+		err = r.dataPlaneTimedOut(ctx, dctx, err)
 	}
 	if errors.Is(err, dataplane.ErrStaleSpec) {
 		// Our read of the spec is older than one acted on already: read
@@ -260,15 +275,16 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 			return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 		}
 	}
-	wrote, actErr := r.execute(ctx, &ro, obs.store, out.actions, dbNow)
+	wrote, actErr := r.execute(dctx, &ro, obs.store, out.actions, dbNow)
 	// What was seen was seen, whatever another cohort's action did: a
 	// recurring error there must not restart every soak.
-	if seenErr := r.recordSoakSeen(ctx, &ro, obs, dbNow); actErr == nil {
+	if seenErr := r.recordSoakSeen(dctx, &ro, obs, dbNow); actErr == nil {
 		actErr = seenErr
 	}
+	actErr = r.dataPlaneTimedOut(ctx, dctx, actErr)
 	if wrote {
 		// Re-read what was written so status shows the new stages.
-		if obs2, err := r.observe(ctx, &ro, store); err == nil {
+		if obs2, err := r.observe(dctx, &ro, store); err == nil {
 			obs, dbNow = obs2, obs2.now
 			out = plan(planInput{now: dbNow, spec: ro.Spec, cohorts: obs.cohorts, removed: obs.removedNames(), poll: r.poll()})
 		}
@@ -790,6 +806,27 @@ func failureBackoff(poll time.Duration) workqueue.TypedRateLimiter[reconcile.Req
 		workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](50*time.Millisecond, poll),
 		&workqueue.TypedBucketRateLimiter[reconcile.Request]{Limiter: rate.NewLimiter(rate.Limit(10), 100)},
 	)
+}
+
+// DefaultDataPlaneTimeout is the default of
+// PersistenceRolloutReconciler.DataPlaneTimeout.
+const DefaultDataPlaneTimeout = time.Minute
+
+func (r *PersistenceRolloutReconciler) dataPlaneTimeout() time.Duration {
+	if r.DataPlaneTimeout > 0 {
+		return r.DataPlaneTimeout
+	}
+	return DefaultDataPlaneTimeout
+}
+
+// dataPlaneTimedOut says so when err came of dctx's deadline (the
+// reconcile's data-plane work took longer than DataPlaneTimeout) rather
+// than of the reconcile's own end.
+func (r *PersistenceRolloutReconciler) dataPlaneTimedOut(ctx, dctx context.Context, err error) error {
+	if err != nil && errors.Is(dctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("the database did not answer within %s (a reconcile's data-plane work is bounded so): %w", r.dataPlaneTimeout(), err)
+	}
+	return err
 }
 
 // DefaultMaxConcurrentReconciles is the default of

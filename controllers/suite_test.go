@@ -148,6 +148,10 @@ func runSuite(m *testing.M) int {
 		Clock:        fakeClock,
 		Stores:       stores,
 		PollInterval: 100 * time.Millisecond,
+		// Shorter than a manager's minute, for the test of a database
+		// that stops answering; far above what a reconcile's queries
+		// take here.
+		DataPlaneTimeout: 8 * time.Second,
 	}).SetupWithManager(mgr); err != nil {
 		fmt.Fprintln(os.Stderr, "setup:", err)
 		return 1

@@ -32,6 +32,7 @@ func main() {
 		pollInterval  time.Duration
 		secureMetrics bool
 		workers       int
+		dpTimeout     time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the /metrics endpoint; 0 disables it")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -40,6 +41,8 @@ func main() {
 	flag.DurationVar(&pollInterval, "poll-interval", 5*time.Second, "how often shard reports are re-read while a rollout moves")
 	flag.IntVar(&workers, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles,
 		"how many rollouts are reconciled at once (one whose database is slow to answer holds up only its own)")
+	flag.DurationVar(&dpTimeout, "data-plane-timeout", controllers.DefaultDataPlaneTimeout,
+		"bound on one reconcile's work with its rollout's database; past it the rollout reports DataPlaneError (a database that stopped answering) and is reconciled again")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -85,6 +88,7 @@ func main() {
 		PollInterval:            pollInterval,
 		OutsideEvery:            30 * time.Second,
 		MaxConcurrentReconciles: workers,
+		DataPlaneTimeout:        dpTimeout,
 	}).SetupWithManager(mgr); err != nil {
 		log.Error(err, "unable to set up the controller")
 		os.Exit(1)
