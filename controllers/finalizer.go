@@ -60,7 +60,12 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 	}
 	now := r.Clock.Now()
 	if ro.Spec.DeletionPolicy == persistencev1alpha1.DeletionRollbackToLegacy {
-		waiting, err := r.rollbackAll(ctx, ro, now)
+		// Bounded as a reconcile's data-plane work is: a database that
+		// stopped answering holds the deletion, saying so, not the worker.
+		dctx, cancel := context.WithTimeout(ctx, r.dataPlaneTimeout())
+		waiting, err := r.rollbackAll(dctx, ro, now)
+		err = r.dataPlaneTimedOut(ctx, dctx, err)
+		cancel()
 		if errors.Is(err, errNoDSN) {
 			terminating, nsErr := r.namespaceTerminating(ctx, ro.Namespace)
 			if nsErr != nil {

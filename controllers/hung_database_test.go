@@ -50,6 +50,38 @@ func TestADatabaseThatStopsAnsweringIsReported(t *testing.T) {
 	f.g.Eventually(degraded, "40s").Should(BeEmpty())
 }
 
+// TestADeletionWhileTheDatabaseHangsSaysSo: a RollbackToLegacy deletion
+// while the rollout's database hangs is held (the rollback cannot be
+// done), saying the database did not answer, instead of a finalizer that
+// waits for good with nothing in status; once the database answers, the
+// rollback is carried out and the rollout goes.
+func TestADeletionWhileTheDatabaseHangsSaysSo(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	u, err := url.Parse(f.dsn)
+	if err != nil || u.Host == "" {
+		t.Skipf("the test moves the database's host and port in a postgres:// URL; DATABASE_URL is not one")
+	}
+	p := freezableProxy(t, u.Host)
+	u.Host = p.addr
+	f.editDatabaseSecret(func(d map[string][]byte) { d["dsn"] = []byte(u.String()) })
+	ro := f.rollout("hung-delete", "pilot")
+	ro.Spec.DeletionPolicy = persistencev1alpha1.DeletionRollbackToLegacy
+	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
+	f.waitStage("hung-delete", "pilot", persistencev1alpha1.StageDualWrite)
+
+	p.freeze()
+	f.g.Expect(k8s.Delete(ctx, f.get("hung-delete"))).To(Succeed())
+	f.g.Eventually(func() string { return f.get("hung-delete").Status.WaitingFor }, "40s").Should(And(
+		HavePrefix("deletion blocked: "), ContainSubstring("the database did not answer within 8s")))
+
+	p.thaw()
+	f.g.Eventually(func() bool { return f.gone("hung-delete") }, "60s").Should(BeTrue())
+	states, err := f.store.Cohorts(ctx, f.ns+"/hung-delete")
+	f.g.Expect(err).NotTo(HaveOccurred())
+	f.g.Expect(states).To(BeEmpty(), "rolled back and forgotten")
+}
+
 // proxy forwards connections to a database; freeze stops passing bytes
 // either way (the connections stay open, as a hung server's do), thaw
 // passes them again.
