@@ -22,15 +22,8 @@ import (
 // in this suite): the rollout reports DataPlaneError, saying the database
 // did not answer, and recovers once it answers again.
 func TestADatabaseThatStopsAnsweringIsReported(t *testing.T) {
-	f := newFixture(t)
+	f, p := behindProxy(t)
 	ctx := context.Background()
-	u, err := url.Parse(f.dsn)
-	if err != nil || u.Host == "" {
-		t.Skipf("the test moves the database's host and port in a postgres:// URL; DATABASE_URL is not one")
-	}
-	p := freezableProxy(t, u.Host)
-	u.Host = p.addr
-	f.editDatabaseSecret(func(d map[string][]byte) { d["dsn"] = []byte(u.String()) })
 	f.g.Expect(k8s.Create(ctx, f.rollout("hung", "pilot"))).To(Succeed())
 	f.waitStage("hung", "pilot", persistencev1alpha1.StageDualWrite)
 
@@ -56,15 +49,8 @@ func TestADatabaseThatStopsAnsweringIsReported(t *testing.T) {
 // waits for good with nothing in status; once the database answers, the
 // rollback is carried out and the rollout goes.
 func TestADeletionWhileTheDatabaseHangsSaysSo(t *testing.T) {
-	f := newFixture(t)
+	f, p := behindProxy(t)
 	ctx := context.Background()
-	u, err := url.Parse(f.dsn)
-	if err != nil || u.Host == "" {
-		t.Skipf("the test moves the database's host and port in a postgres:// URL; DATABASE_URL is not one")
-	}
-	p := freezableProxy(t, u.Host)
-	u.Host = p.addr
-	f.editDatabaseSecret(func(d map[string][]byte) { d["dsn"] = []byte(u.String()) })
 	ro := f.rollout("hung-delete", "pilot")
 	ro.Spec.DeletionPolicy = persistencev1alpha1.DeletionRollbackToLegacy
 	f.g.Expect(k8s.Create(ctx, ro)).To(Succeed())
@@ -80,6 +66,20 @@ func TestADeletionWhileTheDatabaseHangsSaysSo(t *testing.T) {
 	states, err := f.store.Cohorts(ctx, f.ns+"/hung-delete")
 	f.g.Expect(err).NotTo(HaveOccurred())
 	f.g.Expect(states).To(BeEmpty(), "rolled back and forgotten")
+}
+
+// behindProxy is a fixture whose database Secret names a freezableProxy
+// in front of its database.
+func behindProxy(t *testing.T) (*fixture, *proxy) {
+	f := newFixture(t)
+	u, err := url.Parse(f.dsn)
+	if err != nil || u.Host == "" {
+		t.Skipf("the test moves the database's host and port in a postgres:// URL; DATABASE_URL is not one")
+	}
+	p := freezableProxy(t, u.Host)
+	u.Host = p.addr
+	f.editDatabaseSecret(func(d map[string][]byte) { d["dsn"] = []byte(u.String()) })
+	return f, p
 }
 
 // proxy forwards connections to a database; freeze stops passing bytes

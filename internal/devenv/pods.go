@@ -165,9 +165,9 @@ func (p *podRunner) sync(ctx context.Context) error {
 		}
 		rev := templateRevision(&sts)
 		for i := range replicas {
-			wantPod[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)] = true
+			wantPod[podKey(&sts, i)] = true
 			for _, c := range sts.Spec.Template.Spec.Containers {
-				want[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)+"/"+c.Name] = true
+				want[podKey(&sts, i)+"/"+c.Name] = true
 			}
 			p.startPod(ctx, &sts, i, rev, s, peers)
 		}
@@ -203,6 +203,11 @@ func (p *podRunner) sync(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// podKey is namespace/name of the StatefulSet's pod i.
+func podKey(sts *appsv1.StatefulSet, i int) string {
+	return fmt.Sprintf("%s/%s-%d", sts.Namespace, sts.Name, i)
 }
 
 // templateRevision names the StatefulSet's pod template as its controller
@@ -256,7 +261,7 @@ func (p *podRunner) nextToRoll(sts *appsv1.StatefulSet, replicas int, rev string
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i := replicas - 1; i >= partition; i-- {
-		if p.podRev[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)] != rev {
+		if p.podRev[podKey(sts, i)] != rev {
 			return i, true
 		}
 	}
@@ -298,7 +303,7 @@ func (p *podRunner) reportStatus(ctx context.Context, sts *appsv1.StatefulSet, r
 		if ready[i] {
 			nready++
 		}
-		switch r := p.podRev[sts.Namespace+"/"+fmt.Sprintf("%s-%d", sts.Name, i)]; {
+		switch r := p.podRev[podKey(sts, i)]; {
 		case r == rev:
 			updated++
 		case r != "" && current == rev:

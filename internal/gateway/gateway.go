@@ -447,8 +447,14 @@ const (
 // (support asking for the evidence itself) must not write into the
 // history it looks at.
 func (g *Gateway) begin(w http.ResponseWriter, r *http.Request, record bool) (auth.Claims, string, bool) {
-	doc := r.PathValue("id")
 	c, aerr := g.authenticate(r)
+	return g.admit(w, r, record, c, aerr)
+}
+
+// admit is begin on the outcome of authenticating r, for a handler that
+// looked at it first.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, record bool, c auth.Claims, aerr *apiError) (auth.Claims, string, bool) {
+	doc := r.PathValue("id")
 	if aerr != nil {
 		challenge(w, r, aerr)
 		if record {
@@ -777,7 +783,8 @@ func (g *Gateway) apply(w http.ResponseWriter, r *http.Request, status int, req 
 }
 
 func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
-	if c, aerr := g.authenticate(r); aerr != nil && aerr.Code == codeTokenExpired && c.Tenant != "" && contract.ValidDocID(r.PathValue("id")) {
+	c, aerr := g.authenticate(r)
+	if aerr != nil && aerr.Code == codeTokenExpired && c.Tenant != "" && contract.ValidDocID(r.PathValue("id")) {
 		// Authentic, only too old (as for a Yjs update): the editor saves
 		// again once it has a new token, under a new request ID. The
 		// record keeps the text's hash, so evidence of this refusal can
@@ -789,7 +796,7 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 		g.refuseWork(w, r, r.PathValue("id"), c, aerr, nil, b.Content)
 		return
 	}
-	c, doc, ok := g.begin(w, r, recordRefusal)
+	c, doc, ok := g.admit(w, r, recordRefusal, c, aerr)
 	if !ok {
 		return
 	}
@@ -835,7 +842,8 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
-	if c, aerr := g.authenticate(r); aerr != nil && aerr.Code == codeTokenExpired && c.Tenant != "" && contract.ValidDocID(r.PathValue("id")) {
+	c, aerr := g.authenticate(r)
+	if aerr != nil && aerr.Code == codeTokenExpired && c.Tenant != "" && contract.ValidDocID(r.PathValue("id")) {
 		// Authentic, only too old: a student's offline work sent after her
 		// token ran out. Its operations exist only on her device; the
 		// record names them (hash, clients), as any refused update's.

@@ -132,16 +132,7 @@ func TestSyncClientsOfADocumentCreatedAgainBySync(t *testing.T) {
 func TestAnEditOfADeletedDocumentDoesNotBringItBack(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("essay-gone", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	f.create(teacher, doc, "abc")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	old, _, done := heldCopy(t, f, ctx, doc, "stu", "abc")
-	deleteOutside(t, f.fixture, teacher, doc)
-	if err := old.Edit(func(x *yjs.Text) error { return x.Insert(3, "X", nil) }); err != nil {
-		t.Fatal(err)
-	}
-	closedAsForeign(t, ctx, old, done, "abcX")
+	teacher, _ := staleEditRefused(t, f, doc)
 	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil); r.status != http.StatusNotFound {
 		t.Fatalf("the deleted document reads %d %s after the stale edit, want 404", r.status, r.raw)
 	}
@@ -189,4 +180,23 @@ func TestAnEditOfADeletedDocumentTypedIntoExistenceDoesNotBringItBack(t *testing
 		t.Fatal(err)
 	}
 	f.checkBothRepresentations(teacher, doc, "fresh start")
+}
+
+// staleEditRefused: a teacher creates doc with "abc", student "stu" holds
+// a copy, the legacy application deletes the document, and her next edit
+// ("abcX") is refused with 4409. It returns the teacher's token and her
+// client.
+func staleEditRefused(t *testing.T, f *syncFixture, doc string) (string, *localfirst.Client) {
+	t.Helper()
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	old, _, done := heldCopy(t, f, ctx, doc, "stu", "abc")
+	deleteOutside(t, f.fixture, teacher, doc)
+	if err := old.Edit(func(x *yjs.Text) error { return x.Insert(3, "X", nil) }); err != nil {
+		t.Fatal(err)
+	}
+	closedAsForeign(t, ctx, old, done, "abcX")
+	return teacher, old
 }

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/store"
-	"github.com/yawp/persistence-operator/internal/yjs"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
 
@@ -54,16 +52,7 @@ func refusedCopyEvidence(t *testing.T, f *syncFixture, tok, doc string, client u
 func TestReviewEvidRefusedEditOfADeletedDocument(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("evid-gone", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	f.create(teacher, doc, "abc")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	old, _, done := heldCopy(t, f, ctx, doc, "stu", "abc")
-	deleteOutside(t, f.fixture, teacher, doc)
-	if err := old.Edit(func(x *yjs.Text) error { return x.Insert(3, "X", nil) }); err != nil {
-		t.Fatal(err)
-	}
-	closedAsForeign(t, ctx, old, done, "abcX")
+	teacher, old := staleEditRefused(t, f, doc)
 	refusedCopyEvidence(t, f, teacher, doc, old.ClientID(), "stu", "ID free")
 
 	f.create(teacher, doc, "new")
@@ -85,15 +74,7 @@ func TestReviewEvidRefusedEditOfADeletedDocument(t *testing.T) {
 func TestReviewEvidRefusedCopyReconnecting(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("evid-typed", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	stu := token(t, "school-a", "stu", time.Hour, false)
-	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+stu, 6161)
-	p.handshake()
-	p.send(yprotocol.EncodeUpdate(p.insert("my essay")))
-	eventually(t, "the typed document committed", func() bool {
-		r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil)
-		return r.status == http.StatusOK && r.body["content"] == "my essay"
-	})
+	teacher, stu, p := typedEssay(t, f, doc, 6161)
 	deleteOutside(t, f.fixture, teacher, doc)
 	p.send(yprotocol.EncodeUpdate(p.insert("!")))
 	_, _ = p.drain(3 * time.Second)

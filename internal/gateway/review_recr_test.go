@@ -90,15 +90,7 @@ func TestReviewRecrNewStudentTypingOnConnectIsNotRefused(t *testing.T) {
 func TestReviewRecrStaleCopyReconnectingDoesNotBringBackTheDeletedDocument(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("typed-back", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	stu := token(t, "school-a", "stu", time.Hour, false)
-	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+stu, 5151)
-	p.handshake()
-	p.send(yprotocol.EncodeUpdate(p.insert("my essay")))
-	eventually(t, "the typed document committed", func() bool {
-		r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil)
-		return r.status == http.StatusOK && r.body["content"] == "my essay"
-	})
+	teacher, stu, p := typedEssay(t, f, doc, 5151)
 	deleteOutside(t, f.fixture, teacher, doc)
 	p.send(yprotocol.EncodeUpdate(p.insert("!")))
 	if _, err := p.drain(3 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
@@ -121,15 +113,7 @@ func TestReviewRecrStaleCopyReconnectingDoesNotBringBackTheDeletedDocument(t *te
 func TestReviewRecrStaleCopyDoesNotJoinTheNewDocument(t *testing.T) {
 	f := setupSync(t)
 	doc := docOnShard("typed-joined", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	stu := token(t, "school-a", "stu", time.Hour, false)
-	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+stu, 6161)
-	p.handshake()
-	p.send(yprotocol.EncodeUpdate(p.insert("my essay")))
-	eventually(t, "the typed document committed", func() bool {
-		r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil)
-		return r.status == http.StatusOK && r.body["content"] == "my essay"
-	})
+	teacher, stu, p := typedEssay(t, f, doc, 6161)
 	_ = p.ws.CloseNow() // the tab is closed; its copy stays in IndexedDB
 	deleteOutside(t, f.fixture, teacher, doc)
 	ana := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "ana", time.Hour, false), 7171)
@@ -149,4 +133,21 @@ func TestReviewRecrStaleCopyDoesNotJoinTheNewDocument(t *testing.T) {
 	if code := websocket.CloseStatus(closeErr); code != contract.CloseForeignHistory {
 		t.Errorf("the deleted document's copy ended with %v, want 4409", closeErr)
 	}
+}
+
+// typedEssay: student "stu" of school-a types "my essay" into doc over a
+// peer with Yjs client id, which the server commits; it returns a
+// teacher's token, the student's and her peer, still connected.
+func typedEssay(t *testing.T, f *syncFixture, doc string, id uint64) (teacher, stu string, p *rawPeer) {
+	t.Helper()
+	teacher = token(t, "school-a", "teacher", time.Hour, false)
+	stu = token(t, "school-a", "stu", time.Hour, false)
+	p = dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+stu, id)
+	p.handshake()
+	p.send(yprotocol.EncodeUpdate(p.insert("my essay")))
+	eventually(t, "the typed document committed", func() bool {
+		r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil)
+		return r.status == http.StatusOK && r.body["content"] == "my essay"
+	})
+	return teacher, stu, p
 }
