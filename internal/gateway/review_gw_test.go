@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncws"
 	"github.com/yawp/persistence-operator/internal/yjs"
@@ -146,8 +147,108 @@ func TestFrameTapClosesAtAFrameBoundary(t *testing.T) {
 // was then sent both texts and showed them run together. Now the answer
 // is asked again when the room's history was replaced meanwhile.
 func TestSyncStepOneAnsweredAcrossARecreation(t *testing.T) {
+	f, arm, computed, release := holdLateStepOne(t)
+	doc := docOnShard("essay-late", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	early := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
+	early.handshake()
+
+	arm()
+	late := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "late", time.Hour, false), 702)
+	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
+	<-computed // answered from "abc", not yet back at the gateway
+	deleteOutside(t, f.fixture, teacher, doc)
+	f.create(teacher, doc, "wxyz12")
+	if _, err := early.drain(5 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
+		t.Fatalf("the connection answered from the deleted document: %v, want close %d", err, contract.CloseForeignHistory)
+	}
+	close(release)
+	_, err := late.drain(2 * time.Second)
+	// Either answered from the new document, or refused as a copy of the
+	// old one (and shown nothing of the new text).
+	got := late.text()
+	refused := got == "abc" && websocket.CloseStatus(err) == contract.CloseForeignHistory
+	if got != "wxyz12" && !refused {
+		t.Fatalf("the late connection shows %q (closed: %v): the deleted text and the new one together", got, err)
+	}
+}
+
+// TestSyncStepOneAnsweredAcrossARecreationIsRecordedOnce: as above, the
+// late student's client holding "hi", typed offline, which the server
+// lacks. The gateway asked the syncer for the answer to its one sync step
+// 1 a second time, and each time the syncer recorded the announcement:
+// the ledger had two state-vector entries for the one message under the
+// connection's request ID. It has one, and asked about the request,
+// evidence says what it said of the two: the client announced operations
+// the server does not hold.
+func TestSyncStepOneAnsweredAcrossARecreationIsRecordedOnce(t *testing.T) {
+	f, arm, computed, release := holdLateStepOne(t)
+	doc := docOnShard("essay-late-once", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	early := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
+	early.handshake()
+
+	arm()
+	late := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "late", time.Hour, false), 702)
+	late.insert("hi") // typed offline: client 702's clocks 0-1
+	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
+	<-computed
+	deleteOutside(t, f.fixture, teacher, doc)
+	f.create(teacher, doc, "wxyz12")
+	if _, err := early.drain(5 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
+		t.Fatalf("the connection answered from the deleted document: %v, want close %d", err, contract.CloseForeignHistory)
+	}
+	close(release)
+	// Its answer, asked again, is of the new document.
+	for {
+		m, ok, err := late.next(10 * time.Second)
+		if err != nil || !ok {
+			t.Fatalf("the late connection's answer: %v (timeout %v)", err, !ok)
+		}
+		if m.Type == yprotocol.MessageSync && m.Sync != yprotocol.SyncStep1 {
+			late.apply(m.Payload)
+		}
+		if m.Type == yprotocol.MessageSync && m.Sync == yprotocol.SyncStep2 {
+			break
+		}
+	}
+	if got := late.text(); !strings.Contains(got, "wxyz12") || strings.Contains(got, "abc") {
+		t.Fatalf("the late connection shows %q, want its own text and the new document's", got)
+	}
+
+	rows, err := store.LedgerRows(t.Context(), f.pool, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, r := range rows {
+		var en ledger.Entry
+		if err := json.Unmarshal(r.Body, &en); err != nil {
+			t.Fatal(err)
+		}
+		if en.Kind == ledger.KindStateVector && en.User == "late" {
+			ids = append(ids, en.RequestID)
+		}
+	}
+	if len(ids) != 1 {
+		t.Fatalf("the late client's one sync step 1 has %d state-vector entries in the ledger (request IDs %v), want 1", len(ids), ids)
+	}
+	proof := requestEvidence(t, f, teacher, doc, ids[0], store.VerdictSavedLocallyNotSynced,
+		"client 702 announced operations up to clock 2", "the server holds 0 of them")
+	if es, _ := proof["entries"].([]any); len(es) != 1 {
+		t.Errorf("proof entries %v, want the one announcement", es)
+	}
+}
+
+// holdLateStepOne is a sync fixture whose syncers, once arm is called,
+// hold the answer to user "late"'s next sync step 1 after computing (and
+// recording) it, closing computed, until release is closed.
+func holdLateStepOne(t *testing.T) (f *syncFixture, arm func(), computed, release chan struct{}) {
+	t.Helper()
 	var armed atomic.Bool
-	computed, release := make(chan struct{}), make(chan struct{})
+	computed, release = make(chan struct{}), make(chan struct{})
 	hold := func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			body, _ := io.ReadAll(r.Body)
@@ -168,31 +269,7 @@ func TestSyncStepOneAnsweredAcrossARecreation(t *testing.T) {
 			_, _ = w.Write(rec.Body.Bytes())
 		})
 	}
-	f := setupSyncWrapped(t, hold)
-	doc := docOnShard("essay-late", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	f.create(teacher, doc, "abc")
-	early := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
-	early.handshake()
-
-	armed.Store(true)
-	late := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "late", time.Hour, false), 702)
-	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
-	<-computed // answered from "abc", not yet back at the gateway
-	deleteOutside(t, f.fixture, teacher, doc)
-	f.create(teacher, doc, "wxyz12")
-	if _, err := early.drain(5 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
-		t.Fatalf("the connection answered from the deleted document: %v, want close %d", err, contract.CloseForeignHistory)
-	}
-	close(release)
-	_, err := late.drain(2 * time.Second)
-	// Either answered from the new document, or refused as a copy of the
-	// old one (and shown nothing of the new text).
-	got := late.text()
-	refused := got == "abc" && websocket.CloseStatus(err) == contract.CloseForeignHistory
-	if got != "wxyz12" && !refused {
-		t.Fatalf("the late connection shows %q (closed: %v): the deleted text and the new one together", got, err)
-	}
+	return setupSyncWrapped(t, hold), func() { armed.Store(true) }, computed, release
 }
 
 // TestSyncUnreachableShardGatewayClosesWithACode: a student connects

@@ -208,7 +208,7 @@ func (b *SyncBackend) announce(ctx context.Context, s syncws.Session, sv []byte,
 		return err
 	}
 	res, err := c.Apply(ctx, store.Request{Kind: store.KindSync1, Doc: s.DocID, Tenant: s.Tenant, User: s.User,
-		RequestID: b.requestID(s), StateVector: sv})
+		RequestID: b.requestID(s), StateVector: sv, Again: again})
 	if err != nil {
 		return b.mapErr(s, err)
 	}
@@ -223,7 +223,7 @@ func (b *SyncBackend) announce(ctx context.Context, s syncws.Session, sv []byte,
 		// while the answer was on its way, and historyReplaced, which
 		// did not know this connection yet, has sent it the new text.
 		// Given the old text too, it would show both run together: ask
-		// again.
+		// again (the first request recorded the announcement).
 		b.mu.Unlock()
 		return b.announce(ctx, s, sv, true)
 	}

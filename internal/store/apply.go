@@ -1670,13 +1670,6 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 	if st.exists && st.tenant == r.Tenant {
 		e.noteGaps(bc, st, st.tenant, gaps)
 	}
-	en := e.entry(bc, st, o, ledger.KindStateVector)
-	en.StateVector = announcedSV(sv, missing)
-	if len(missing) > 0 {
-		en.Missing = missing
-	}
-	en.Revision = st.revision
-	sealed := e.appendLedger(bc, st, en)
 	o.res = Result{Doc: st.id, Outcome: OutcomeRecorded, Revision: st.revision, Stage: stage, Update: update}
 	if len(missing) > 0 {
 		o.res.Missing = missing
@@ -1684,7 +1677,17 @@ func (e *Engine) applySync1(bc *batchCtx, st *docState, o *op) error {
 	if st.ydoc != nil {
 		o.res.StateVector = st.ydoc.EncodeStateVector()
 	}
-	e.stamp(&o.res, st, sealed)
+	if r.Again {
+		o.res.Outcome, o.res.ShardEpoch = OutcomeDuplicate, e.epoch
+		return nil
+	}
+	en := e.entry(bc, st, o, ledger.KindStateVector)
+	en.StateVector = announcedSV(sv, missing)
+	if len(missing) > 0 {
+		en.Missing = missing
+	}
+	en.Revision = st.revision
+	e.stamp(&o.res, st, e.appendLedger(bc, st, en))
 	return nil
 }
 

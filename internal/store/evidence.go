@@ -544,19 +544,29 @@ func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, 
 	return out
 }
 
-// savedLater says whether the work refusal t carried was committed by
-// later requests, and what proves it: for a refused Yjs update, commits
-// after it whose state vectors hold every operation it carried (its
-// clients' clock ranges, as its entry records them), which the server did
-// not hold before it; for a refused legacy save or create, a later save
-// by the same user whose text has the refused text's content hash. Only
-// what the ledger proves is said: a refusal recorded without its
-// operations or content hash (an expired token on a legacy save, a
-// create refused before its body was read) says nothing more, nor does
-// one whose operations are held pending (not in any commit's state
-// vector yet) or whose text was saved only merged with other text.
-func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note string, seqs []int64, rev int64, ok bool) {
+// savedElsewhere says whether the work refusal t carried was committed by
+// other requests, and what proves it. Later ones: for a refused Yjs
+// update, commits after it whose state vectors hold every operation it
+// carried (its clients' clock ranges, as its entry records them), which
+// the server did not hold before it; for a refused legacy save or create,
+// a later save by the same user whose text has the refused text's content
+// hash. Or ones before it: a Yjs update every operation of which the
+// document's text already held (a client sending again what it had
+// delivered, the answer lost), or a save of the text the same user's
+// save had just left the document with. Only what the ledger proves is
+// said: a refusal recorded without its operations or content hash (an
+// expired token on a legacy save, a create refused before its body was
+// read) says nothing more, nor does one whose operations are held pending
+// (not in any commit's state vector yet), some held before it and the
+// rest committed after it, or whose text was saved only merged with
+// other text.
+func savedElsewhere(all []TimelineEntry, t TimelineEntry, since time.Time) (note string, seqs []int64, rev int64, ok bool) {
 	var by []TimelineEntry
+	// all[:after] came before the refusal, all[after:] since.
+	after := slices.IndexFunc(all, func(s TimelineEntry) bool { return s.Seq > t.Seq })
+	if after < 0 {
+		after = len(all)
+	}
 	switch {
 	case len(t.Missing) > 0 && len(t.Clients) < MaxTraceClients:
 		// A trace cut at MaxTraceClients does not name every operation.
@@ -567,49 +577,43 @@ func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note str
 		slices.Sort(clients)
 		var ops []string
 		var last TimelineEntry
-		carriers := map[int64]bool{} // the commits that carried its clients since
+		carriers := map[int64]bool{} // the commits that carried its clients
+		held := 0                    // clients whose operations the text held before the refusal
 		for _, c := range clients {
 			from, to := t.Missing[c][0], t.Missing[c][1]
 			id, _ := strconv.ParseUint(c, 10, 64)
 			var before uint64 // what the server held of c before the refusal
-			reached, carried := false, false
-			for _, s := range all {
-				if isDeletion(s.Entry) && s.Seq > t.Seq {
-					carried = false // what came before is not in the document at the ID since
-					continue
-				}
-				if !isCommit(s.Kind) || isDeletion(s.Entry) || s.StateVector == nil {
-					continue
-				}
-				if s.Seq < t.Seq {
+			for _, s := range all[:after] {
+				if isCommit(s.Kind) && !isDeletion(s.Entry) && s.StateVector != nil {
 					before = s.StateVector[c]
-					continue
-				}
-				carries := slices.Contains(s.Clients, id)
-				if carries {
-					by, carried, carriers[s.Seq] = append(by, s), true, true
-				}
-				// Its clock past the refused operations: in the text. The
-				// commit that carried them may have been held pending, and
-				// the one that took them in (operations they built on
-				// arriving) carries other clients.
-				if carried && s.StateVector[c] >= to {
-					reached = true
-					if !carries {
-						by = append(by, s)
-					}
-					if s.Seq > last.Seq {
-						last = s
-					}
-					break
 				}
 			}
-			if before >= to || !reached {
-				// Held already (a resend of what the server had: not
-				// "later"), or not all of it committed since.
-				return "", nil, 0, false
+			window := all[after:]
+			if before >= to {
+				// A resend of what the server had: the commits that
+				// brought it are before the refusal.
+				window, held = all[:after], held+1
+			}
+			cb, in, reached := intoText(window, c, to)
+			if !reached {
+				return "", nil, 0, false // not all of it committed since
+			}
+			for _, s := range cb {
+				if slices.Contains(s.Clients, id) {
+					carriers[s.Seq] = true
+				}
+			}
+			by = append(by, cb...)
+			if in.Seq > last.Seq {
+				last = in
 			}
 			ops = append(ops, fmt.Sprintf("client %s clocks %d-%d", c, from, to-1))
+		}
+		if held > 0 && held < len(clients) {
+			// Some of it held already, the rest committed since: the
+			// note says one or the other of every operation, so none is
+			// given.
+			return "", nil, 0, false
 		}
 		slices.SortFunc(by, func(a, b TimelineEntry) int { return cmp.Compare(a.Seq, b.Seq) })
 		by = slices.CompactFunc(by, func(a, b TimelineEntry) bool { return a.Seq == b.Seq })
@@ -621,15 +625,39 @@ func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note str
 			seqs = append(seqs, s.Seq)
 		}
 		slices.Sort(names)
+		when := "committed later"
+		if held > 0 {
+			when = "already committed"
+		}
 		// Every client's clock is past what it carried as of last: its
 		// operations are in that revision's text (a state vector counts
 		// only integrated operations).
-		note = fmt.Sprintf("every operation it carried (%s) was committed later by request %s (%s), in the text as of revision %d",
-			strings.Join(ops, ", "), strings.Join(slices.Compact(names), ", "), ledgerEntries(by), last.Revision)
+		note = fmt.Sprintf("every operation it carried (%s) was %s by request %s (%s), in the text as of revision %d",
+			strings.Join(ops, ", "), when, strings.Join(slices.Compact(names), ", "), ledgerEntries(by), last.Revision)
 		rev, by = last.Revision, []TimelineEntry{last}
 	case t.ContentSHA256 != "" && t.User != "":
-		for _, s := range all {
-			if s.Seq > t.Seq && isCommit(s.Kind) && !isDeletion(s.Entry) && s.Tenant == t.Tenant && s.User == t.User && s.ContentSHA256 == t.ContentSHA256 {
+		same := func(s TimelineEntry) bool {
+			return isCommit(s.Kind) && !isDeletion(s.Entry) && s.Tenant == t.Tenant && s.User == t.User && s.ContentSHA256 == t.ContentSHA256
+		}
+		// The text the document had when the save was refused: its last
+		// commit's, unless it was deleted outside the gateway since.
+		var cur TimelineEntry
+		for _, s := range all[:after] {
+			switch {
+			case isDeletion(s.Entry):
+				cur = TimelineEntry{}
+			case isCommit(s.Kind):
+				cur = s
+			}
+		}
+		if same(cur) {
+			note = fmt.Sprintf("the same text (content sha256 %s) was already committed by request %s of the same user (ledger entry %d), as revision %d",
+				t.ContentSHA256, requestOf(cur), cur.Seq, cur.Revision)
+			seqs, rev, by = []int64{cur.Seq}, cur.Revision, []TimelineEntry{cur}
+			break
+		}
+		for _, s := range all[after:] {
+			if same(s) {
 				note = fmt.Sprintf("the same text (content sha256 %s) was committed later by request %s of the same user (ledger entry %d), as revision %d",
 					t.ContentSHA256, requestOf(s), s.Seq, s.Revision)
 				seqs, rev, by = []int64{s.Seq}, s.Revision, []TimelineEntry{s}
@@ -648,6 +676,39 @@ func savedLater(all []TimelineEntry, t TimelineEntry, since time.Time) (note str
 		seqs = append(seqs, d.Seq)
 	}
 	return note, seqs, rev, true
+}
+
+// intoText finds, among ts in ledger order, the commits that brought
+// client c's operations below clock to into the text: those carrying c,
+// up to the first whose state vector holds them (in, ok false: none
+// does). That one may carry other clients: the commit that carried them
+// may have been held pending, and the one that took them in (operations
+// they built on arriving) carries those. After a deletion outside the
+// gateway only a commit carrying c again counts: what came before it is
+// not in the document at the ID since.
+func intoText(ts []TimelineEntry, c string, to uint64) (by []TimelineEntry, in TimelineEntry, ok bool) {
+	id, _ := strconv.ParseUint(c, 10, 64)
+	carried := false
+	for _, s := range ts {
+		if isDeletion(s.Entry) {
+			carried = false
+			continue
+		}
+		if !isCommit(s.Kind) || s.StateVector == nil {
+			continue
+		}
+		carries := slices.Contains(s.Clients, id)
+		if carries {
+			by, carried = append(by, s), true
+		}
+		if carried && s.StateVector[c] >= to {
+			if !carries {
+				by = append(by, s)
+			}
+			return by, s, true
+		}
+	}
+	return nil, TimelineEntry{}, false
 }
 
 // deletedAfter is the first deletion outside the gateway after t (at or
@@ -867,10 +928,12 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 			// Refused is true of the request, but the work it carried may
 			// have reached the server since (a retry under a new request
 			// ID after a token refresh, a Yjs client resending on
-			// reconnect): "refused" alone read as lost work.
-			if note, seqs, rev, ok := savedLater(all, t, q.Since); ok {
+			// reconnect), or before (a resend of work whose answer the
+			// client missed): "refused" alone read as lost work.
+			if note, seqs, rev, ok := savedElsewhere(all, t, q.Since); ok {
 				f.Summary += "; " + note
 				f.Entries = append(f.Entries, seqs...)
+				slices.Sort(f.Entries) // work held already comes before its refusal
 				f.Revision = rev
 			}
 			out = append(out, f)

@@ -95,6 +95,12 @@ type Request struct {
 	// text): what the ledger entry needs of it.
 	UpdateTrace *UpdateTrace `json:"update_trace,omitempty"`
 	StateVector []byte       `json:"state_vector,omitempty"`
+	// Again marks a sync step 1 asked again for the same message: the
+	// gateway's first answer crossed a re-creation of the document, and
+	// it needs the new document's. The first request recorded the
+	// announcement; one message is one ledger entry, so this one is
+	// answered without another (a refusal is still recorded).
+	Again bool `json:"again,omitempty"`
 	// Code and Reason describe a rejection to record.
 	Code   string `json:"code,omitempty"`
 	Reason string `json:"reason,omitempty"`
