@@ -2,6 +2,7 @@ package syncws
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -50,4 +51,43 @@ func BenchmarkRelay(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
 		})
 	}
+}
+
+// BenchmarkIdleConnections: what an open, idle connection costs the
+// process: heap in use and goroutine stacks after a collection, per
+// connection, each to a document of its own (a student's open tab). The
+// clients run in the same process, so the figure holds both ends: the
+// test client's own share (its read buffer, its reader) is in it too.
+func BenchmarkIdleConnections(b *testing.B) {
+	const conns = 200
+	s := newTestServer(b, Limits{MaxConnsPerUser: 1 << 20})
+	tok := token(b, "school-a", "bench")
+	var perConn, goroutines float64
+	for i := 0; i < b.N; i++ {
+		before := settledMemory()
+		g0 := runtime.NumGoroutine()
+		cs := make([]*client, conns)
+		for j := range cs {
+			cs[j] = dial(b, s.wsURL(fmt.Sprintf("idle-%d-%d", i, j))+"?token="+tok, nil)
+		}
+		waitFor(b, "connections registered", func() bool { return s.hub.Stats().Conns == conns })
+		after := settledMemory()
+		perConn = float64(after-before) / conns
+		goroutines = float64(runtime.NumGoroutine()-g0) / conns
+		for _, c := range cs {
+			_ = c.ws.CloseNow()
+		}
+		waitFor(b, "connections gone", func() bool { return s.hub.Stats().Conns == 0 })
+	}
+	b.ReportMetric(perConn, "B/conn")
+	b.ReportMetric(goroutines, "goroutines/conn")
+}
+
+// settledMemory is the heap in use plus the goroutine stacks, after a
+// collection.
+func settledMemory() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse + m.StackInuse
 }

@@ -308,9 +308,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuseConn(ctx, ws, s, ref)
 		return
 	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	c := &conn{
 		hub: h, ws: ws, s: s, yawp: wantsYawpMessages(r),
-		send:      make(chan outMsg, h.lim.SendQueue),
+		ctx:       cctx,
 		closing:   make(chan struct{}),
 		writerOut: make(chan struct{}),
 		aw:        newBucket(h.lim.AwarenessPerSecond, h.lim.AwarenessBurst),
@@ -330,7 +332,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			obs.Closed(ctx, s, c.closedCode, c.closedReason)
 		}
 	}()
-	c.run(ctx, protocol)
+	c.run(protocol)
 }
 
 func (h *Hub) authorize(ctx context.Context, r *http.Request, s *Session) *refusal {
@@ -625,9 +627,19 @@ type conn struct {
 	updates *bucket
 	aw      *bucket
 
-	send      chan outMsg
-	snapshots atomic.Int32 // awareness snapshots in send (see answerQuery)
-	answers   atomic.Int32 // sync step 2 answers in send (see answerStep1)
+	// ctx ends when the connection's handler returns.
+	ctx context.Context
+	// out holds the messages waiting to be written (at most SendQueue);
+	// writing: a writer goroutine is running (see kickLocked). A queue
+	// grows only while a client has messages waiting: a preallocated
+	// channel of SendQueue messages was 16 KiB of every open connection,
+	// idle ones too (most of a gateway's connections are students' open
+	// tabs, idle).
+	outMu     sync.Mutex
+	out       outQueue
+	writing   bool
+	snapshots atomic.Int32 // awareness snapshots in out (see answerQuery)
+	answers   atomic.Int32 // sync step 2 answers in out (see answerStep1)
 	// handling: run's goroutine is handling a message (not reading, so no
 	// pong is read); handled counts the messages it started to handle.
 	// The pinger waits them out (see pinger).
@@ -653,6 +665,46 @@ type conn struct {
 	awBytes int                 // bytes of the awareness states the room remembers for it (guarded by hub.mu)
 
 	claimedDoc bool // an update of this connection created its document (read and set by run's goroutine only)
+}
+
+// outQueue is a connection's messages waiting to be written, oldest
+// first, in a slice that grows as they do and is let go once they are
+// written (a burst's queue is not kept for the connection's life).
+type outQueue struct {
+	buf  []outMsg
+	head int
+}
+
+func (q *outQueue) len() int { return len(q.buf) - q.head }
+
+func (q *outQueue) push(m outMsg) {
+	if q.head > 0 && len(q.buf) == cap(q.buf) {
+		// Full up to its capacity with written ones at the front: moved
+		// down instead of grown, so a queue never emptied stays as large
+		// as what waits in it.
+		n := copy(q.buf, q.buf[q.head:])
+		clear(q.buf[n:])
+		q.buf, q.head = q.buf[:n], 0
+	}
+	q.buf = append(q.buf, m)
+}
+
+func (q *outQueue) pop() (outMsg, bool) {
+	if q.head == len(q.buf) {
+		return outMsg{}, false
+	}
+	m := q.buf[q.head]
+	q.buf[q.head] = outMsg{} // its bytes are the writer's now
+	q.head++
+	if q.head == len(q.buf) {
+		if cap(q.buf) > 16 {
+			q.buf = nil
+		} else {
+			q.buf = q.buf[:0]
+		}
+		q.head = 0
+	}
+	return m, true
 }
 
 // outMsg is a message waiting to be written; queued, if set, counts the
@@ -698,14 +750,26 @@ func (c *conn) enqueueMsg(m outMsg) {
 	if m.queued != nil {
 		m.queued.Add(1)
 	}
-	select {
-	case c.send <- m:
-	default:
+	c.outMu.Lock()
+	full := c.out.len() >= c.hub.lim.SendQueue
+	if !full {
+		c.out.push(m)
+		c.kickLocked()
+	}
+	c.outMu.Unlock()
+	if full {
 		if m.queued != nil {
 			m.queued.Add(-1)
 		}
 		c.finish(contract.CloseTooSlow, "client too slow: send queue full", true)
 	}
+}
+
+// next takes the oldest message waiting to be written.
+func (c *conn) next() (outMsg, bool) {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	return c.out.pop()
 }
 
 // answerQuery queues a copy of the room's awareness states for the
@@ -755,6 +819,9 @@ func (c *conn) finish(code int, reason string, abort bool) {
 		c.code, c.reason, c.abort = code, reason, abort
 		close(c.closing)
 	})
+	c.outMu.Lock()
+	c.kickLocked()
+	c.outMu.Unlock()
 }
 
 // killOnce closes the connection at once, without a close handshake.
@@ -763,6 +830,9 @@ func (c *conn) killOnce(reason string) {
 		c.code, c.reason, c.abort, c.kill = contract.CloseTooSlow, reason, true, true
 		close(c.closing)
 	})
+	c.outMu.Lock()
+	c.kickLocked()
+	c.outMu.Unlock()
 }
 
 // stop ends processing after the current message, then finishes.
@@ -773,84 +843,134 @@ func (c *conn) stop(code int, reason string) {
 	c.finish(code, reason, false)
 }
 
-func (c *conn) writer(ctx context.Context) {
-	defer close(c.writerOut)
-	write := func(m outMsg) bool {
-		if m.queued != nil {
-			defer m.queued.Add(-1)
-		}
-		wctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
-		defer cancel()
-		if err := c.ws.Write(wctx, websocket.MessageBinary, m.b); err != nil {
-			if wctx.Err() != nil && ctx.Err() == nil {
-				c.killOnce("client too slow: write timed out")
-			}
-			return false
-		}
-		return true
+// kickLocked starts a writer unless one is running (with outMu held). A
+// connection has a writer goroutine only while it has something to
+// write, or to close: one waiting for every open connection was a stack
+// of each, idle ones too. The writer that closes the connection stays
+// "running" for good, so no other starts after it.
+func (c *conn) kickLocked() {
+	if !c.writing {
+		c.writing = true
+		go c.writeOut()
 	}
+}
+
+// writeOut writes the queued messages, oldest first, until none is left
+// (and returns) or the connection is finishing (and closes it: after
+// flushing the queue, or at once when aborted).
+func (c *conn) writeOut() {
 	for {
+		c.outMu.Lock()
 		select {
-		case msg := <-c.send:
-			if !write(msg) {
-				c.finish(contract.CloseInternalError, "write failed", true)
-				<-c.closing
-				c.closeWS()
-				return
-			}
 		case <-c.closing:
+			// Closing wins over the queue: aborted, nothing more is
+			// written.
+			c.outMu.Unlock()
 			if !c.abort {
-			flush:
-				for {
-					select {
-					case msg := <-c.send:
-						if !write(msg) {
-							break flush
-						}
-					default:
-						break flush
+				for msg, ok := c.next(); ok; msg, ok = c.next() {
+					if !c.write(msg) {
+						break
 					}
 				}
 			}
 			c.closeWS()
+			close(c.writerOut)
+			return
+		default:
+		}
+		msg, ok := c.out.pop()
+		if !ok {
+			// Checked for closing under the same lock finish kicks
+			// under: either this writer sees it, or finish starts the
+			// next.
+			c.writing = false
+			c.outMu.Unlock()
+			return
+		}
+		c.outMu.Unlock()
+		if !c.write(msg) {
+			c.finish(contract.CloseInternalError, "write failed", true)
+			c.closeWS()
+			close(c.writerOut)
 			return
 		}
 	}
 }
 
-// pinger drops a peer that stops answering pings (a vanished client whose
-// TCP connection never closed).
-func (c *conn) pinger(ctx context.Context) {
-	t := time.NewTicker(c.hub.lim.PingInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.closing:
-			return
-		case <-t.C:
-			// A pong is read only while run reads. While it handles a
-			// message (an update waiting for its commit: a row lock, a
-			// syncer in doubt, up to tens of seconds) a ping would go
-			// unanswered and drop a live client without a close frame;
-			// the peer has just shown it is alive by sending.
-			if c.handling.Load() {
-				continue
-			}
-			n := c.handled.Load()
-			pctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
-			err := c.ws.Ping(pctx)
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				if c.handling.Load() || c.handled.Load() != n {
-					continue // its pong waited behind a message
-				}
-				c.killOnce("no pong")
-				return
-			}
-		}
+// write writes one message within WriteTimeout; false: it failed.
+func (c *conn) write(m outMsg) bool {
+	if m.queued != nil {
+		defer m.queued.Add(-1)
 	}
+	wctx, cancel := context.WithTimeout(c.ctx, c.hub.lim.WriteTimeout)
+	defer cancel()
+	if err := c.ws.Write(wctx, websocket.MessageBinary, m.b); err != nil {
+		if wctx.Err() != nil && c.ctx.Err() == nil {
+			c.killOnce("client too slow: write timed out")
+		}
+		return false
+	}
+	return true
+}
+
+// startPinger drops a peer that stops answering pings (a vanished
+// client whose TCP connection never closed). The pings run on a timer,
+// not a goroutine of their own: a goroutine per connection waiting out
+// PingInterval was a stack of every open connection, idle ones too. The
+// returned func stops it.
+func (c *conn) startPinger(ctx context.Context) func() {
+	var mu sync.Mutex // guards t and stopped
+	stopped := false
+	var t *time.Timer
+	mu.Lock()
+	t = time.AfterFunc(c.hub.lim.PingInterval, func() {
+		if !c.ping(ctx) {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(c.hub.lim.PingInterval)
+		}
+	})
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
+}
+
+// ping sends one ping and waits for its pong; false: stop pinging.
+func (c *conn) ping(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-c.closing:
+		return false
+	default:
+	}
+	// A pong is read only while run reads. While it handles a message (an
+	// update waiting for its commit: a row lock, a syncer in doubt, up to
+	// tens of seconds) a ping would go unanswered and drop a live client
+	// without a close frame; the peer has just shown it is alive by
+	// sending.
+	if c.handling.Load() {
+		return true
+	}
+	n := c.handled.Load()
+	pctx, cancel := context.WithTimeout(ctx, c.hub.lim.WriteTimeout)
+	err := c.ws.Ping(pctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		if c.handling.Load() || c.handled.Load() != n {
+			return true // its pong waited behind a message
+		}
+		c.killOnce("no pong")
+		return false
+	}
+	return ctx.Err() == nil
 }
 
 func (c *conn) closeWS() {
@@ -862,12 +982,10 @@ func (c *conn) closeWS() {
 	_ = c.ws.Close(websocket.StatusCode(c.code), closeReason(c.reason))
 }
 
-func (c *conn) run(ctx context.Context, protocol string) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+func (c *conn) run(protocol string) {
+	ctx := c.ctx
 	c.ws.SetReadLimit(-1) // enforced in read, to close with 4413 and a reason
-	go c.writer(ctx)
-	go c.pinger(ctx)
+	defer c.startPinger(ctx)()
 	defer func() {
 		c.finish(int(websocket.StatusNormalClosure), "", true)
 		<-c.writerOut
