@@ -32,7 +32,11 @@ func (b *slowCommit) ApplyUpdate(ctx context.Context, s Session, u []byte) ([]by
 // if it had vanished. Pings now wait while a message is being handled.
 func TestALiveClientOutlastsASlowCommit(t *testing.T) {
 	be := &slowCommit{MemoryBackend: NewMemoryBackend(), held: make(chan struct{}), release: make(chan struct{})}
-	lim := Limits{PingInterval: 20 * time.Millisecond, WriteTimeout: 50 * time.Millisecond}
+	// Pings often, and a pong's wait long enough that a client that
+	// reads is never taken for a vanished one on a loaded machine (at 50
+	// ms, a test run beside others was dropped before its first update
+	// reached the backend, and waited for it for good).
+	lim := Limits{PingInterval: 50 * time.Millisecond, WriteTimeout: 250 * time.Millisecond}
 	hub := NewHub(Config{Backend: be, Auth: TokenAuth{Key: testKey, Tenants: be}, Limits: lim})
 	s := newTestServer(t, lim)
 	s.Config.Handler = hub
@@ -53,8 +57,14 @@ func TestALiveClientOutlastsASlowCommit(t *testing.T) {
 	if err := c.send(yprotocol.EncodeUpdate(e.insert(t, "a"))); err != nil {
 		t.Fatal(err)
 	}
-	<-be.held
-	time.Sleep(20 * (lim.PingInterval + lim.WriteTimeout)) // the commit takes its time
+	select {
+	case <-be.held:
+	case err := <-closed:
+		t.Fatalf("the client was dropped before its update reached the backend: %v", err)
+	}
+	// The commit takes its time: several pings' worth, each of which
+	// would have gone unanswered.
+	time.Sleep(4 * (lim.PingInterval + lim.WriteTimeout))
 	close(be.release)
 	if err := c.send(yprotocol.EncodeUpdate(e.insert(t, "b"))); err != nil {
 		t.Fatal(err)
