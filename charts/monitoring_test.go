@@ -73,6 +73,7 @@ var theAlerts = []string{
 	"YawpGatewaySyncCommitSlow",
 	"YawpGatewaySyncFailures",
 	"YawpGatewayUnconfirmedSavesLost",
+	"YawpGatewayNearConnectionLimit",
 }
 
 type scrapeEndpoint struct {

@@ -119,14 +119,17 @@ func TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned(t *testing.T) {
 	}
 
 	// A CRD from before the annotation that has serviceSecretRef counts as
-	// revision 2, and one annotated above the chart's (a newer CRD
-	// applied by hand, then this chart: a downgrade) is taken as it is.
+	// revision 2 (older than the chart's since spec.gateway.maxConnections),
+	// and one annotated above the chart's (a newer CRD applied by hand,
+	// then this chart: a downgrade) is taken as it is.
 	for _, c := range []struct {
-		name string
-		edit func(map[string]any)
+		name    string
+		edit    func(map[string]any)
+		refused string // what the refusal says; "": the upgrade goes through
 	}{
-		{"unannotated", func(m map[string]any) { delete(dig(t, m, "metadata", "annotations"), crdRevisionKey) }},
-		{"newer", func(m map[string]any) { dig(t, m, "metadata", "annotations")[crdRevisionKey] = "99" }},
+		{"unannotated", func(m map[string]any) { delete(dig(t, m, "metadata", "annotations"), crdRevisionKey) },
+			fmt.Sprintf("(revision 2) is older than this chart's (revision %s)", dig(t, ours, "metadata", "annotations")[crdRevisionKey])},
+		{"newer", func(m map[string]any) { dig(t, m, "metadata", "annotations")[crdRevisionKey] = "99" }, ""},
 	} {
 		var m map[string]any
 		if err := yaml.Unmarshal(b, &m); err != nil {
@@ -142,8 +145,12 @@ func TestHelmUpgradeOverAnOlderCRDIsRefusedNotPruned(t *testing.T) {
 			t.Fatal(err)
 		}
 		must(kubectl, "replace", "-f", f)
-		if out, err := do(helm, append(append([]string{"upgrade", releaseName, chart}, ns...), values...)...); err != nil {
+		out, err := do(helm, append(append([]string{"upgrade", releaseName, chart}, ns...), values...)...)
+		switch {
+		case c.refused == "" && err != nil:
 			t.Errorf("helm upgrade over the %s CRD: %v\n%s", c.name, err, out)
+		case c.refused != "" && (err == nil || !strings.Contains(out, c.refused)):
+			t.Errorf("helm upgrade over the %s CRD: err %v, want a refusal saying %q\n%s", c.name, err, c.refused, out)
 		}
 	}
 

@@ -167,6 +167,11 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
 			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))))
 	}
+	if n := r.Spec.Gateway.MaxConnections; n != nil {
+		// In the environment, not a flag (contract.EnvSyncMaxConns): an
+		// earlier release's gateway goes on without the bound.
+		gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvSyncMaxConns).WithValue(strconv.Itoa(int(*n))))
+	}
 	if ref := r.Spec.Gateway.TokenSecretRef; ref != nil {
 		// The gateway verifies client tokens with the key; both containers
 		// derive the pod-internal API token from it.

@@ -173,6 +173,25 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	f.g.Eventually(syncerEnv).Should(And(HaveKeyWithValue(contract.EnvBackfillRate, "50"),
 		HaveKeyWithValue(contract.EnvVerifyFullEvery, "30s"), HaveKeyWithValue(contract.EnvGapAfter, "5m0s")))
 
+	// And bounds the connections each gateway pod holds.
+	gatewayEnv := func() map[string]string {
+		out := map[string]string{}
+		_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
+		for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
+			if e.ValueFrom == nil {
+				out[e.Name] = e.Value
+			}
+		}
+		return out
+	}
+	f.g.Expect(gatewayEnv()).NotTo(HaveKey(contract.EnvSyncMaxConns), "no bound unless the rollout sets one")
+	f.g.Eventually(func() error {
+		cur := f.get("demo")
+		cur.Spec.Gateway.MaxConnections = ptr.To[int32](2000)
+		return k8s.Update(ctx, cur)
+	}).Should(Succeed())
+	f.g.Eventually(gatewayEnv).Should(HaveKeyWithValue(contract.EnvSyncMaxConns, "2000"))
+
 	// With a service role's DSN the syncers connect as it (a yawp_service
 	// member that cannot disable the ledger's protection), the controller
 	// still as the schema's owner.

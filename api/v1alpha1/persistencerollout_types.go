@@ -152,6 +152,18 @@ type GatewaySpec struct {
 	// +optional
 	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
 
+	// maxConnections bounds the sync WebSocket connections each gateway
+	// pod holds open (unset: no bound). Past it a pod refuses new ones
+	// with close code 1013 and clients retry, their edits kept in the
+	// browser. Sized to the pod's memory limit (an open connection costs
+	// a gateway about 100 KiB; docs/operations.md), a reconnection storm
+	// is refused in part instead of the pod being killed for memory with
+	// every connection it held. Changing it restarts the gateway pods one
+	// by one, like any change of the pod template.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
+
 	// syncer tunes each shard's integrity work. Changing it restarts the
 	// gateway pods one by one, like any change of the pod template.
 	// +optional
@@ -683,7 +695,7 @@ type PersistenceRolloutStatus struct {
 // +kubebuilder:printcolumn:name="Shards",type=string,JSONPath=`.status.shards`,priority=1
 // +kubebuilder:printcolumn:name="Paused",type=boolean,JSONPath=`.spec.paused`,priority=1
 // +kubebuilder:printcolumn:name="Degraded",type=string,JSONPath=`.status.conditions[?(@.type=="Degraded")].status`,priority=1
-// +kubebuilder:metadata:annotations="persistence.yawp.dev/crd-revision=2"
+// +kubebuilder:metadata:annotations="persistence.yawp.dev/crd-revision=3"
 type PersistenceRollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

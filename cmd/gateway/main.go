@@ -76,7 +76,7 @@ func run() error {
 		pprofListen                                                                                 string
 		cfg                                                                                         gateway.Config
 		protocolPoll                                                                                time.Duration
-		maxConns                                                                                    int
+		maxConns, maxAllConns                                                                       int
 	)
 	flag.StringVar(&listen, "listen", fmt.Sprintf(":%d", contract.GatewayPort), "client API listen address")
 	flag.StringVar(&metricsListen, "metrics-listen", fmt.Sprintf(":%d", contract.GatewayMetricsPort), "metrics listen address (empty disables)")
@@ -90,9 +90,17 @@ func run() error {
 	flag.StringVar(&internalToken, "internal-token", os.Getenv(contract.EnvInternalToken), "syncer internal API token (env "+contract.EnvInternalToken+")")
 	flag.DurationVar(&protocolPoll, "protocol-poll", 2*time.Second, "how often the cohort stage of open sync connections is polled (protocol flips)")
 	flag.IntVar(&maxConns, "sync-max-conns-per-user", 32, "sync WebSocket connections per user")
+	envMaxConns, err := envInt(contract.EnvSyncMaxConns)
+	if err != nil {
+		return err
+	}
+	flag.IntVar(&maxAllConns, "sync-max-conns", envMaxConns, "sync WebSocket connections this gateway holds open; past it new ones are refused with 1013 (0: no bound; env "+contract.EnvSyncMaxConns+", the rollout's spec.gateway.maxConnections)")
 	flag.StringVar(&cfg.SpoolDir, "spool-dir", os.Getenv(contract.EnvSpoolDir), "directory keeping the traces of saves whose commit could not be confirmed until they are in their ledgers, so a restarted gateway records them (empty: memory only; env "+contract.EnvSpoolDir+")")
 	flag.StringVar(&pprofListen, "pprof-listen", "", "address serving Go runtime profiles at /debug/pprof/ (empty: off; keep it on loopback and reach it with kubectl port-forward)")
 	flag.Parse()
+	if maxAllConns < 0 {
+		return fmt.Errorf("--sync-max-conns=%d: want 0 (no bound) or more", maxAllConns)
+	}
 	if tokenKeyFile != "" {
 		b, err := os.ReadFile(tokenKeyFile)
 		if err != nil {
@@ -110,6 +118,7 @@ func run() error {
 	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg.Metrics = gateway.NewMetrics()
+	cfg.Metrics.SetSyncConnLimit(maxAllConns)
 	if tokenKey == "" {
 		// The rollout names no token Secret: the gateway runs (its probes
 		// answer, the pod does not crash-loop) and accepts no client.
@@ -129,7 +138,7 @@ func run() error {
 	defer stop()
 	backend := g.NewSyncBackend()
 	hub := syncws.NewHub(syncws.Config{Backend: backend, Auth: backend.Auth(),
-		Limits: syncws.Limits{MaxConnsPerUser: maxConns}, Logger: cfg.Logger})
+		Limits: syncws.Limits{MaxConnsPerUser: maxConns, MaxConns: maxAllConns}, Logger: cfg.Logger})
 	go backend.WatchProtocols(ctx, hub, protocolPoll)
 	srv := &http.Server{Addr: listen, Handler: g.HandlerWithSync(hub), ReadHeaderTimeout: 10 * time.Second}
 	if metricsListen != "" {
@@ -170,4 +179,18 @@ func run() error {
 		g.FlushUnconfirmed(fctx)
 		return err
 	}
+}
+
+// envInt reads a non-negative integer from the environment variable name
+// (unset or empty: 0).
+func envInt(name string) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%s=%q: want a whole number of 0 or more", name, v)
+	}
+	return n, nil
 }

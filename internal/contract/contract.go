@@ -117,6 +117,10 @@ const (
 	// ignores a variable it does not know, and would stop at start on a
 	// flag it does not define.
 	EnvSpoolDir = "YAWP_SPOOL_DIR"
+	// EnvSyncMaxConns is the gateway's --sync-max-conns (the rollout's
+	// spec.gateway.maxConnections), in the environment for the same
+	// reason as EnvSpoolDir: an earlier release's gateway ignores it.
+	EnvSyncMaxConns = "YAWP_SYNC_MAX_CONNS"
 	// PathInternal prefixes every internal API path of the syncer.
 	PathInternal = "/internal/v1/"
 	// YjsTextName is the root Y.Text whose string is a document's content.

@@ -29,6 +29,14 @@ type Limits struct {
 	MaxMessageBytes int
 	// MaxConnsPerUser bounds a user's open connections (default 32).
 	MaxConnsPerUser int
+	// MaxConns bounds the connections open on the hub (0: no bound).
+	// Past it a connection is refused with 1013 before its token is
+	// checked or its document looked up: a gateway whose memory limit
+	// would otherwise be passed refuses the connections it cannot hold,
+	// and the clients retry (their edits stay in the browser), instead of
+	// being killed for memory with every connection it held, all of which
+	// reconnect at once.
+	MaxConns int
 	// UpdatesPerSecond and UpdateBurst are a user's token bucket for
 	// sync messages (step 1, step 2, update), shared by its connections
 	// (defaults 100 and 400).
@@ -194,6 +202,10 @@ type refusal struct {
 	code   int
 	reason string
 	msg    []byte // the refused message, if any
+	// unrecorded: a refusal that carries no work and is not put on any
+	// document's record (the hub at its connection limit: recording each
+	// would load the syncer just when the gateway is overloaded).
+	unrecorded bool
 }
 
 func (r *refusal) Error() string { return fmt.Sprintf("%d %s", r.code, r.reason) }
@@ -272,11 +284,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var ref *refusal
 	var protocol string
 	h.mu.Lock()
-	closing := h.closing
+	closing, full := h.closing, h.fullLocked()
 	h.mu.Unlock()
 	switch {
 	case closing:
 		ref = refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
+	case full:
+		// Before the token and the document are looked at: a gateway at
+		// its limit spends nothing more on the connection.
+		ref = h.fullRefusal()
 	case !ValidDocID(docID) || r.URL.Path == docID:
 		s.DocID = ""
 		ref = refuse(contract.CloseMalformed, "invalid document id in path")
@@ -358,7 +374,7 @@ func (h *Hub) authorize(ctx context.Context, r *http.Request, s *Session) *refus
 }
 
 func (h *Hub) refuseConn(ctx context.Context, ws *websocket.Conn, s Session, ref *refusal) {
-	if ref.code != contract.CloseInternalError && ref.code != contract.CloseShuttingDown {
+	if ref.code != contract.CloseInternalError && ref.code != contract.CloseShuttingDown && !ref.unrecorded {
 		h.cfg.Backend.Reject(ctx, s, ref.code, ref.reason, nil)
 	}
 	if obs, ok := h.cfg.Backend.(RefusalObserver); ok {
@@ -391,6 +407,10 @@ func (h *Hub) register(c *conn) *refusal {
 	if h.closing {
 		return refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
 	}
+	if h.fullLocked() {
+		// Others registered since ServeHTTP looked.
+		return h.fullRefusal()
+	}
 	if h.perUser[c.s.Principal] >= h.lim.MaxConnsPerUser {
 		return refuse(contract.CloseRateLimited, "too many connections for this user (max %d)", h.lim.MaxConnsPerUser)
 	}
@@ -416,6 +436,18 @@ func (h *Hub) register(c *conn) *refusal {
 	h.conns[c] = struct{}{}
 	h.wg.Add(1)
 	return nil
+}
+
+// fullLocked reports whether the hub holds MaxConns connections (with
+// h.mu held).
+func (h *Hub) fullLocked() bool {
+	return h.lim.MaxConns > 0 && len(h.conns) >= h.lim.MaxConns
+}
+
+func (h *Hub) fullRefusal() *refusal {
+	ref := refuse(contract.CloseRateLimited, "gateway at its connection limit (%d); retry later", h.lim.MaxConns)
+	ref.unrecorded = true
+	return ref
 }
 
 func (h *Hub) unregister(c *conn) {
@@ -680,8 +712,10 @@ func (q *outQueue) len() int { return len(q.buf) - q.head }
 func (q *outQueue) push(m outMsg) {
 	if q.head > 0 && len(q.buf) == cap(q.buf) {
 		// Full up to its capacity with written ones at the front: moved
-		// down instead of grown, so a queue never emptied stays as large
-		// as what waits in it.
+		// down instead of grown, so a queue never emptied grows no larger
+		// than about twice the most that waited in it at once (it keeps
+		// that buffer until it empties: at most about 2*SendQueue slots,
+		// what the preallocated channel always held).
 		n := copy(q.buf, q.buf[q.head:])
 		clear(q.buf[n:])
 		q.buf, q.head = q.buf[:n], 0

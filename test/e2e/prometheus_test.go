@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -360,6 +361,7 @@ func TestPrometheusSeesAHealthyRollout(t *testing.T) {
 	ctx := context.Background()
 	ns, _ := rolloutNamespace(g, "e2e-prom", "prom")
 	ro := rolloutIn(ns.Name, "watched", persistencev1alpha1.CohortSpec{Name: "all", Tenants: []string{"school-p"}, Soak: metav1.Duration{Duration: time.Second}})
+	ro.Spec.Gateway.MaxConnections = ptr.To[int32](500) // reaches the gateways' env, and their metrics
 	g.Expect(env.Client.Create(ctx, ro)).To(Succeed())
 	var gw string
 	g.Eventually(func() (err error) { gw, err = env.GatewayURL(ctx, ns.Name, "watched-gateway", 0); return err }).Should(Succeed())
@@ -418,6 +420,7 @@ func TestPrometheusSeesAHealthyRollout(t *testing.T) {
 		`up{job="yawp-gateway", ` + sel + `} == 1`:                                             4,
 		`up{job="persistence-operator-metrics", namespace="persistence-operator-system"} == 1`: 1,
 		`count by (pod) (yawp_gateway_sync_connections{` + sel + `})`:                          2,
+		`yawp_gateway_sync_connections_limit{` + sel + `} == 500`:                              2,
 		`count by (pod) (yawp_syncer_group_commit_seconds_total{` + sel + `, phase="commit"})`: 2,
 	} {
 		g.Eventually(func() ([]sample, error) { return prom.query(q) }).Should(HaveLen(want), q)
@@ -433,8 +436,8 @@ func TestPrometheusSeesAHealthyRollout(t *testing.T) {
 				bad = append(bad, fmt.Sprintf("%s: health %q %s", r.Name, r.Health, r.LastError))
 			}
 		}
-		if len(rs) != 14 {
-			bad = append(bad, fmt.Sprintf("%d rules loaded, want 14", len(rs)))
+		if len(rs) != 15 {
+			bad = append(bad, fmt.Sprintf("%d rules loaded, want 15", len(rs)))
 		}
 		return bad, err
 	}).Should(BeEmpty())
