@@ -153,16 +153,20 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	}).Should(Succeed())
 
 	// The platform team tunes the syncers: the pod template carries it.
-	syncerEnv := func() map[string]string {
-		out := map[string]string{}
-		_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
-		for _, e := range sts.Spec.Template.Spec.Containers[1].Env {
-			if e.ValueFrom == nil {
-				out[e.Name] = e.Value
+	// envOf: a container's plain (not referenced) environment.
+	envOf := func(container int) func() map[string]string {
+		return func() map[string]string {
+			out := map[string]string{}
+			_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
+			for _, e := range sts.Spec.Template.Spec.Containers[container].Env {
+				if e.ValueFrom == nil {
+					out[e.Name] = e.Value
+				}
 			}
+			return out
 		}
-		return out
 	}
+	gatewayEnv, syncerEnv := envOf(0), envOf(1)
 	f.g.Expect(syncerEnv()).NotTo(HaveKey(contract.EnvBackfillRate), "unset knobs keep the syncer's defaults")
 	f.g.Eventually(func() error {
 		cur := f.get("demo")
@@ -174,16 +178,6 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 		HaveKeyWithValue(contract.EnvVerifyFullEvery, "30s"), HaveKeyWithValue(contract.EnvGapAfter, "5m0s")))
 
 	// And bounds the connections each gateway pod holds.
-	gatewayEnv := func() map[string]string {
-		out := map[string]string{}
-		_ = k8s.Get(ctx, client.ObjectKey{Namespace: f.ns, Name: "demo-gateway"}, &sts)
-		for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
-			if e.ValueFrom == nil {
-				out[e.Name] = e.Value
-			}
-		}
-		return out
-	}
 	f.g.Expect(gatewayEnv()).NotTo(HaveKey(contract.EnvSyncMaxConns), "no bound unless the rollout sets one")
 	f.g.Eventually(func() error {
 		cur := f.get("demo")

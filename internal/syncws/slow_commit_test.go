@@ -2,25 +2,30 @@ package syncws
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
 
-// slowCommit holds ApplyUpdate until released, as a commit waiting for a
-// row lock or a syncer in doubt does.
+// slowCommit holds the first ApplyUpdate after it is armed until
+// released, as a commit waiting for a row lock or a syncer in doubt does;
+// held (buffered) says it is held. (It held an update only if the test
+// was already waiting on held when the update arrived: on a loaded
+// machine the update could come first, go through, and leave the test
+// waiting for good.)
 type slowCommit struct {
 	*MemoryBackend
+	armed   atomic.Bool
 	held    chan struct{}
 	release chan struct{}
 }
 
 func (b *slowCommit) ApplyUpdate(ctx context.Context, s Session, u []byte) ([]byte, error) {
-	select {
-	case b.held <- struct{}{}:
+	if b.armed.CompareAndSwap(true, false) {
+		b.held <- struct{}{}
 		<-b.release
-	default:
 	}
 	return b.MemoryBackend.ApplyUpdate(ctx, s, u)
 }
@@ -31,11 +36,9 @@ func (b *slowCommit) ApplyUpdate(ctx context.Context, s Session, u []byte) ([]by
 // write timeout dropped a live client without a close frame (1006), as
 // if it had vanished. Pings now wait while a message is being handled.
 func TestALiveClientOutlastsASlowCommit(t *testing.T) {
-	be := &slowCommit{MemoryBackend: NewMemoryBackend(), held: make(chan struct{}), release: make(chan struct{})}
+	be := &slowCommit{MemoryBackend: NewMemoryBackend(), held: make(chan struct{}, 1), release: make(chan struct{})}
 	// Pings often, and a pong's wait long enough that a client that
-	// reads is never taken for a vanished one on a loaded machine (at 50
-	// ms, a test run beside others was dropped before its first update
-	// reached the backend, and waited for it for good).
+	// reads is not taken for a vanished one on a loaded machine.
 	lim := Limits{PingInterval: 50 * time.Millisecond, WriteTimeout: 250 * time.Millisecond}
 	hub := NewHub(Config{Backend: be, Auth: TokenAuth{Key: testKey, Tenants: be}, Limits: lim})
 	s := newTestServer(t, lim)
@@ -54,6 +57,7 @@ func TestALiveClientOutlastsASlowCommit(t *testing.T) {
 			}
 		}
 	}()
+	be.armed.Store(true)
 	if err := c.send(yprotocol.EncodeUpdate(e.insert(t, "a"))); err != nil {
 		t.Fatal(err)
 	}
