@@ -166,6 +166,11 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 		// of the default collector and a 512 MiB cache).
 		syncerEnv = append(syncerEnv, corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
 			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))))
+		// The gateway's too: its Go heap gets a soft limit under it, so a
+		// burst (a classroom opening one large document at once) makes
+		// its collector work harder instead of the pod being killed.
+		gatewayEnv = append(gatewayEnv, corev1ac.EnvVar().WithName(contract.EnvMemoryLimit).WithValueFrom(corev1ac.EnvVarSource().
+			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithResource("limits.memory"))))
 	}
 	if n := r.Spec.Gateway.MaxConnections; n != nil {
 		// In the environment, not a flag (contract.EnvSyncMaxConns): an

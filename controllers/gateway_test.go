@@ -57,14 +57,15 @@ func TestProbesTolerateStartup(t *testing.T) {
 	}
 }
 
-// TestSyncerLearnsOnlyARealMemoryLimit: the syncer sizes its collector and
-// its document cache to the memory limit it is told (gotune), and without
-// one keeps the default collector and a 512 MiB cache. A container without
-// a memory limit must not be told one: the kubelet answers a
+// TestContainersLearnOnlyARealMemoryLimit: the syncer sizes its
+// collector and its document cache to the memory limit it is told
+// (gotune), and the gateway its Go heap's soft limit; without one they
+// keep the default collector (the syncer a 512 MiB cache). A container
+// without a memory limit must not be told one: the kubelet answers a
 // resourceFieldRef to limits.memory with the node's allocatable memory,
 // and a syncer told that caches a third of the node.
-func TestSyncerLearnsOnlyARealMemoryLimit(t *testing.T) {
-	limitEnv := func(res corev1.ResourceRequirements) *corev1ac.EnvVarApplyConfiguration {
+func TestContainersLearnOnlyARealMemoryLimit(t *testing.T) {
+	limitEnv := func(res corev1.ResourceRequirements, container string) *corev1ac.EnvVarApplyConfiguration {
 		ro := &persistencev1alpha1.PersistenceRollout{
 			ObjectMeta: metav1.ObjectMeta{Name: "demo", Namespace: "ns"},
 			Spec: persistencev1alpha1.PersistenceRolloutSpec{
@@ -73,7 +74,7 @@ func TestSyncerLearnsOnlyARealMemoryLimit(t *testing.T) {
 			},
 		}
 		for _, c := range gatewayStatefulSet(ro, true).Spec.Template.Spec.Containers {
-			if *c.Name != contract.ContainerSyncer {
+			if *c.Name != container {
 				continue
 			}
 			for i := range c.Env {
@@ -84,18 +85,21 @@ func TestSyncerLearnsOnlyARealMemoryLimit(t *testing.T) {
 		}
 		return nil
 	}
-	for name, res := range map[string]corev1.ResourceRequirements{
-		"no resources":     {},
-		"requests only":    {Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
-		"a cpu limit only": {Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}},
-	} {
-		if e := limitEnv(res); e != nil {
-			t.Errorf("%s: the syncer is told a memory limit (%s): the kubelet fills it in with the node's allocatable memory", name, *e.Name)
+	for _, container := range []string{contract.ContainerSyncer, contract.ContainerGateway} {
+		for name, res := range map[string]corev1.ResourceRequirements{
+			"no resources":     {},
+			"requests only":    {Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
+			"a cpu limit only": {Limits: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")}},
+		} {
+			if e := limitEnv(res, container); e != nil {
+				t.Errorf("%s: the %s is told a memory limit (%s): the kubelet fills it in with the node's allocatable memory", name, container, *e.Name)
+			}
 		}
-	}
-	e := limitEnv(corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}})
-	if e == nil || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || *e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
-		t.Fatalf("with a memory limit the syncer is not told it: %+v", e)
+		e := limitEnv(corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}}, container)
+		if e == nil || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil || *e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" ||
+			e.ValueFrom.ResourceFieldRef.ContainerName != nil {
+			t.Errorf("with a memory limit the %s is not told its own: %+v", container, e)
+		}
 	}
 }
 

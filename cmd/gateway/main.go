@@ -52,6 +52,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/debugserver"
 	"github.com/yawp/persistence-operator/internal/gateway"
+	"github.com/yawp/persistence-operator/internal/gotune"
 	"github.com/yawp/persistence-operator/internal/syncer"
 	"github.com/yawp/persistence-operator/internal/syncws"
 )
@@ -117,6 +118,12 @@ func run() error {
 	}
 	cfg.Syncer, cfg.PeerPattern, cfg.TokenKey, cfg.InternalToken = syncerURL, peerPattern, []byte(tokenKey), internalToken
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// A soft limit on the Go heap under the container's memory limit; the
+	// collector's target stays the default (gotune.SyncerGCPercent is the
+	// syncer's alone).
+	gc := gotune.Decide(os.Getenv, 0)
+	gotune.Apply(gc)
+	cfg.Logger.Info("garbage collector", "memory_limit", gc.MemoryLimit, "why", gc.Reason)
 	cfg.Metrics = gateway.NewMetrics()
 	cfg.Metrics.SetSyncConnLimit(maxAllConns)
 	if tokenKey == "" {

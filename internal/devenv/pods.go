@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -463,6 +464,14 @@ func (p *podRunner) env(ctx context.Context, sts *appsv1.StatefulSet, pod string
 					return nil, fmt.Errorf("env %s: secret %s: %w", e.Name, ref.Name, err)
 				}
 				v = string(s.Data[ref.Key])
+			case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+				// The container's own limit in bytes (the operator asks
+				// only when there is one; the kubelet would answer the
+				// node's memory otherwise, which a process here is not
+				// bound by either).
+				if q, ok := c.Resources.Limits[corev1.ResourceMemory]; ok {
+					v = strconv.FormatInt(q.Value(), 10)
+				}
 			}
 		}
 		out = append(out, e.Name+"="+v)

@@ -1,4 +1,6 @@
-// Package gotune sizes the syncer's Go garbage collector to its container. With the default GOGC=100 the syncer spent about a
+// Package gotune sizes the syncer's and the gateway's Go garbage
+// collectors to their containers: a soft memory limit under the
+// container's, and for the syncer a larger collector target. With the default GOGC=100 the syncer spent about a
 // third of its CPU in the collector under load (make bench-store); letting
 // the heap grow to five times what is live cut the store's CPU per save by
 // 20-50% at 16-256 writers (three times: most of that). It is only done
@@ -29,7 +31,7 @@ type Plan struct {
 }
 
 // Decide returns the plan for an environment and a binary's target
-// percent. An explicit GOGC is the operator's choice and wins. Otherwise
+// percent (0: the default, only the soft limit set). An explicit GOGC is the operator's choice and wins. Otherwise
 // the collector runs less often only if a limit bounds the heap: GOMEMLIMIT (applied by the runtime itself), or
 // the container's limit, of which 90% becomes the soft limit, leaving room
 // for what is not Go heap.

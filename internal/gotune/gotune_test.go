@@ -25,3 +25,14 @@ func TestDecide(t *testing.T) {
 		}
 	}
 }
+
+// TestDecideForTheGateway: the gateway keeps the default collector target
+// and gets the soft limit under its container's.
+func TestDecideForTheGateway(t *testing.T) {
+	got := Decide(func(k string) string {
+		return map[string]string{contract.EnvMemoryLimit: "536870912"}[k]
+	}, 0)
+	if got.GCPercent != 0 || got.MemoryLimit != 483183819 {
+		t.Errorf("%+v, want the default GC percent (0) and a limit of 483183819 (90%% of 512 MiB)", got)
+	}
+}

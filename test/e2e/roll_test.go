@@ -12,7 +12,9 @@ import (
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -67,6 +69,8 @@ func TestATemplateChangeRollsTheGatewayPods(t *testing.T) {
 
 	updateSpec(g, ro, func(r *persistencev1alpha1.PersistenceRollout) {
 		r.Spec.Gateway.Syncer.BackfillRate = ptrTo(int32(123))
+		r.Spec.Gateway.MaxConnections = ptrTo(int32(700))
+		r.Spec.Gateway.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
 	})
 
 	// Watch the processes and the rollout until both pods run new syncers.
@@ -105,10 +109,20 @@ func TestATemplateChangeRollsTheGatewayPods(t *testing.T) {
 	}).Should(Equal("updated=2 current=true moved=true"))
 	g.Eventually(ready).Should(HavePrefix("2/2 gateway pods ready, 2/2 shards report"))
 	g.Expect(ready()).NotTo(ContainSubstring("waiting"))
-	for i, pid := range pids() {
-		environ, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	environ := func(pid int) [][]byte {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(bytes.Split(environ, []byte{0})).To(ContainElement([]byte(contract.EnvBackfillRate+"=123")), "syncer of pod %d", i)
+		return bytes.Split(b, []byte{0})
+	}
+	for i, pid := range pids() {
+		g.Expect(environ(pid)).To(ContainElements([]byte(contract.EnvBackfillRate+"=123"), []byte(contract.EnvMemoryLimit+"=268435456")),
+			"syncer of pod %d", i)
+		gw, _ := env.ContainerPID(ns.Name, fmt.Sprintf("roll-gateway-%d", i), contract.ContainerGateway)
+		g.Expect(gw).NotTo(BeZero())
+		// Its own memory limit (a soft limit for its heap) and the bound
+		// on its connections.
+		g.Expect(environ(gw)).To(ContainElements([]byte(contract.EnvMemoryLimit+"=268435456"), []byte(contract.EnvSyncMaxConns+"=700")),
+			"gateway of pod %d", i)
 	}
 
 	// Its pods stop with it.
