@@ -199,6 +199,9 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		}
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
+	if st.deleted != nil {
+		goneSince(ev.Findings, all)
+	}
 	if f, ok, err := e.preLedgerFinding(ctx, st, q, all); err != nil {
 		return Evidence{}, err
 	} else if ok {
@@ -222,6 +225,29 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		ev.Proof.Entries, ev.Proof.Hash = nil, ""
 	}
 	return ev, nil
+}
+
+// goneSince notes on the synced findings that the document's row is gone:
+// deleted outside the gateway (the legacy application, or by hand) after
+// the last commit on record, and not on record itself yet (the next
+// request for the document records it where its Yjs side needs that;
+// at Legacy, nothing does). "Synced" alone read as if the text were
+// still there for a student who cannot find it.
+func goneSince(fs []Finding, all []TimelineEntry) {
+	var last int64
+	for _, t := range all {
+		if isCommit(t.Kind) {
+			last = t.Seq
+		}
+	}
+	if last == 0 {
+		return
+	}
+	for i := range fs {
+		if fs[i].Verdict == VerdictSynced {
+			fs[i].Summary += fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway after ledger entry %d (the deletion is not on record yet)", last)
+		}
+	}
 }
 
 // foreignID reports whether an ID no document holds is another school's:

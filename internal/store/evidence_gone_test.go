@@ -1,0 +1,48 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/yawp/persistence-operator/internal/dataplane"
+)
+
+// TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway: a student
+// cannot find her essay; it was saved (synced), then its row deleted by
+// the legacy application. Until a request for the document put the
+// deletion on record (at Legacy, never), support read only "synced:
+// committed as revision 2", as if the text were still there. The
+// finding now says the document no longer exists and after which entry
+// its row went.
+func TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway(t *testing.T) {
+	for _, stage := range []string{dataplane.StageLegacy, dataplane.StageDualWrite} {
+		t.Run(stage, func(t *testing.T) {
+			e := setup(t)
+			e.cohort("c", stage, "t")
+			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Hello"})
+			saved := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", Content: "Hello, my essay"})
+			before := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t"})
+			if strings.Contains(before.Proof.Summary, "no longer exists") {
+				t.Fatalf("before the deletion: %q", before.Proof.Summary)
+			}
+			if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+				t.Fatal(err)
+			}
+			ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t"})
+			t.Logf("%s: %s", ev.Verdict, ev.Proof.Summary)
+			want := fmt.Sprintf("the document no longer exists: its row was deleted outside the gateway after ledger entry %d", saved.LedgerSeq)
+			if ev.Exists || ev.Verdict != VerdictSynced || !strings.Contains(ev.Proof.Summary, want) {
+				t.Errorf("exists %v, %s %q; want synced saying %q", ev.Exists, ev.Verdict, ev.Proof.Summary, want)
+			}
+			// Asked about alice's save itself, the same.
+			if ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t", User: "alice"}); !strings.Contains(ev.Proof.Summary, "no longer exists") {
+				t.Errorf("asked about alice: %s %q", ev.Verdict, ev.Proof.Summary)
+			}
+			// Another school asking learns nothing of it.
+			if ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "other"}); strings.Contains(ev.Proof.Summary, "no longer exists") {
+				t.Errorf("another school is told: %q", ev.Proof.Summary)
+			}
+		})
+	}
+}
