@@ -153,10 +153,12 @@ type GatewaySpec struct {
 	TokenSecretRef *SecretKeyRef `json:"tokenSecretRef,omitempty"`
 
 	// maxConnections bounds the sync WebSocket connections each gateway
-	// pod holds open (unset: no bound). Past it a pod refuses new ones
-	// with close code 1013 and clients retry, their edits kept in the
-	// browser. Sized to the pod's memory limit (an open connection costs
-	// a gateway about 100 KiB; docs/operations.md), a reconnection storm
+	// pod serves, open or being opened (unset: no bound); a connection
+	// another pod forwards to the document's pod counts there only. Past
+	// it a pod refuses new ones with close code 1013 and clients retry,
+	// their edits kept in the browser. Sized to the pod's memory limit (a
+	// connection costs the pod serving it about 100 KiB, and the pod
+	// forwarding it as much again; docs/operations.md), a reconnection storm
 	// is refused in part instead of the pod being killed for memory with
 	// every connection it held. Changing it restarts the gateway pods one
 	// by one, like any change of the pod template.

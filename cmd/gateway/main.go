@@ -21,6 +21,7 @@
 //	--internal-token  YAWP_INTERNAL_TOKEN     syncer internal API token (default: derived from the token key)
 //	--protocol-poll   2s                      how often open sync connections' cohort stages are polled
 //	--sync-max-conns-per-user 32              sync WebSocket connections per user
+//	--sync-max-conns  YAWP_SYNC_MAX_CONNS     sync WebSocket connections this gateway serves (0: no bound)
 //	--pprof-listen    ""                      Go runtime profiles at /debug/pprof/ (keep it on loopback)
 //	--spool-dir       YAWP_SPOOL_DIR          keep traces of saves not confirmed here until recorded (the pod: /tmp/unconfirmed-saves)
 //
@@ -91,14 +92,19 @@ func run() error {
 	flag.StringVar(&internalToken, "internal-token", os.Getenv(contract.EnvInternalToken), "syncer internal API token (env "+contract.EnvInternalToken+")")
 	flag.DurationVar(&protocolPoll, "protocol-poll", 2*time.Second, "how often the cohort stage of open sync connections is polled (protocol flips)")
 	flag.IntVar(&maxConns, "sync-max-conns-per-user", 32, "sync WebSocket connections per user")
-	envMaxConns, err := envInt(contract.EnvSyncMaxConns)
-	if err != nil {
-		return err
-	}
-	flag.IntVar(&maxAllConns, "sync-max-conns", envMaxConns, "sync WebSocket connections this gateway holds open; past it new ones are refused with 1013 (0: no bound; env "+contract.EnvSyncMaxConns+", the rollout's spec.gateway.maxConnections)")
+	flag.IntVar(&maxAllConns, "sync-max-conns", 0, "sync WebSocket connections this gateway holds open; past it new ones are refused with 1013 (0: no bound; env "+contract.EnvSyncMaxConns+", the rollout's spec.gateway.maxConnections)")
 	flag.StringVar(&cfg.SpoolDir, "spool-dir", os.Getenv(contract.EnvSpoolDir), "directory keeping the traces of saves whose commit could not be confirmed until they are in their ledgers, so a restarted gateway records them (empty: memory only; env "+contract.EnvSpoolDir+")")
 	flag.StringVar(&pprofListen, "pprof-listen", "", "address serving Go runtime profiles at /debug/pprof/ (empty: off; keep it on loopback and reach it with kubectl port-forward)")
 	flag.Parse()
+	// The environment gives the limit unless the flag does (read after
+	// the flags, so an explicit flag overrides a bad value too).
+	if !flagSet("sync-max-conns") {
+		n, err := envInt(contract.EnvSyncMaxConns)
+		if err != nil {
+			return err
+		}
+		maxAllConns = n
+	}
 	if maxAllConns < 0 {
 		return fmt.Errorf("--sync-max-conns=%d: want 0 (no bound) or more", maxAllConns)
 	}
@@ -186,6 +192,13 @@ func run() error {
 		g.FlushUnconfirmed(fctx)
 		return err
 	}
+}
+
+// flagSet reports whether the command line gave the flag name.
+func flagSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // envInt reads a non-negative integer from the environment variable name

@@ -53,6 +53,12 @@ func setupSyncWrapped(t *testing.T, wrap func(http.Handler) http.Handler) *syncF
 // the real one).
 func setupSyncClock(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time) *syncFixture {
 	t.Helper()
+	return setupSyncHubs(t, wrap, now, syncws.Limits{})
+}
+
+// setupSyncHubs is setupSyncClock with each gateway's hub limited by lim.
+func setupSyncHubs(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time, lim syncws.Limits) *syncFixture {
+	t.Helper()
 	itok := auth.InternalToken(key)
 	base, syncers := startSyncers(t, wrap)
 	f := &syncFixture{fixture: base}
@@ -78,7 +84,7 @@ func setupSyncClock(t *testing.T, wrap func(http.Handler) http.Handler, now func
 			t.Fatal(err)
 		}
 		be := g.NewSyncBackend()
-		hub := syncws.NewHub(syncws.Config{Backend: be, Auth: be.Auth()})
+		hub := syncws.NewHub(syncws.Config{Backend: be, Auth: be.Auth(), Limits: lim})
 		wctx, cancel := context.WithCancel(context.Background())
 		go be.WatchProtocols(wctx, hub, 100*time.Millisecond)
 		t.Cleanup(func() {

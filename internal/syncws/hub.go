@@ -29,9 +29,10 @@ type Limits struct {
 	MaxMessageBytes int
 	// MaxConnsPerUser bounds a user's open connections (default 32).
 	MaxConnsPerUser int
-	// MaxConns bounds the connections open on the hub (0: no bound).
-	// Past it a connection is refused with 1013 before its token is
-	// checked or its document looked up: a gateway whose memory limit
+	// MaxConns bounds the connections open on the hub (0: no bound),
+	// counting those being opened (their tokens checked, their documents
+	// looked up). Past it a connection is refused with 1013 before its
+	// token is checked or its document looked up: a gateway whose memory limit
 	// would otherwise be passed refuses the connections it cannot hold,
 	// and the clients retry (their edits stay in the browser), instead of
 	// being killed for memory with every connection it held, all of which
@@ -150,6 +151,12 @@ type Hub struct {
 	perUser map[Principal]int
 	buckets map[Principal]*bucket
 	conns   map[*conn]struct{}
+	// opening counts the connections past the limit's pre-check in
+	// ServeHTTP and not yet registered or refused: each holds its place
+	// under MaxConns while its token is checked and its document looked
+	// up, so a burst of connections to a hub with little room spends
+	// nothing on the ones it cannot take.
+	opening int
 	wg      sync.WaitGroup
 
 	unregisters int // counts unregisters, to sweep refilled buckets now and then
@@ -285,7 +292,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var protocol string
 	h.mu.Lock()
 	closing, full := h.closing, h.fullLocked()
+	placed := !closing && !full && h.lim.MaxConns > 0
+	if placed {
+		h.opening++
+	}
 	h.mu.Unlock()
+	// The place taken under MaxConns is given back when the connection is
+	// refused, or turned into its registration (register).
+	defer func() {
+		if placed {
+			h.mu.Lock()
+			h.opening--
+			h.mu.Unlock()
+		}
+	}()
 	switch {
 	case closing:
 		ref = refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
@@ -334,7 +354,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		aw:        newBucket(h.lim.AwarenessPerSecond, h.lim.AwarenessBurst),
 		clients:   map[uint64]struct{}{},
 	}
-	if ref := h.register(c); ref != nil {
+	ref = h.register(c, placed)
+	placed = false // register gave the place back
+	if ref != nil {
 		h.refuseConn(ctx, ws, s, ref)
 		return
 	}
@@ -401,14 +423,21 @@ func closeReason(s string) string {
 	return s
 }
 
-func (h *Hub) register(c *conn) *refusal {
+// register adds c to the hub; placed: c holds a place under MaxConns
+// (ServeHTTP's opening), which register gives back.
+func (h *Hub) register(c *conn, placed bool) *refusal {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if placed {
+		h.opening--
+	}
 	if h.closing {
 		return refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
 	}
-	if h.fullLocked() {
-		// Others registered since ServeHTTP looked.
+	if h.lim.MaxConns > 0 && len(h.conns) >= h.lim.MaxConns {
+		// Not reached while every connection takes its place first (a
+		// connection is placed only with room for it and those placed
+		// before it); kept as the authoritative bound.
 		return h.fullRefusal()
 	}
 	if h.perUser[c.s.Principal] >= h.lim.MaxConnsPerUser {
@@ -438,10 +467,10 @@ func (h *Hub) register(c *conn) *refusal {
 	return nil
 }
 
-// fullLocked reports whether the hub holds MaxConns connections (with
-// h.mu held).
+// fullLocked reports whether the hub holds MaxConns connections, open or
+// being opened (with h.mu held).
 func (h *Hub) fullLocked() bool {
-	return h.lim.MaxConns > 0 && len(h.conns) >= h.lim.MaxConns
+	return h.lim.MaxConns > 0 && len(h.conns)+h.opening >= h.lim.MaxConns
 }
 
 func (h *Hub) fullRefusal() *refusal {
