@@ -147,23 +147,7 @@ func TestFrameTapClosesAtAFrameBoundary(t *testing.T) {
 // was then sent both texts and showed them run together. Now the answer
 // is asked again when the room's history was replaced meanwhile.
 func TestSyncStepOneAnsweredAcrossARecreation(t *testing.T) {
-	f, arm, computed, release := holdLateStepOne(t)
-	doc := docOnShard("essay-late", 0)
-	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	f.create(teacher, doc, "abc")
-	early := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
-	early.handshake()
-
-	arm()
-	late := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "late", time.Hour, false), 702)
-	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
-	<-computed // answered from "abc", not yet back at the gateway
-	deleteOutside(t, f.fixture, teacher, doc)
-	f.create(teacher, doc, "wxyz12")
-	if _, err := early.drain(5 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
-		t.Fatalf("the connection answered from the deleted document: %v, want close %d", err, contract.CloseForeignHistory)
-	}
-	close(release)
+	_, late, _ := lateStepOneAcrossARecreation(t, "essay-late", "")
 	_, err := late.drain(2 * time.Second)
 	// Either answered from the new document, or refused as a copy of the
 	// old one (and shown nothing of the new text).
@@ -183,24 +167,8 @@ func TestSyncStepOneAnsweredAcrossARecreation(t *testing.T) {
 // evidence says what it said of the two: the client announced operations
 // the server does not hold.
 func TestSyncStepOneAnsweredAcrossARecreationIsRecordedOnce(t *testing.T) {
-	f, arm, computed, release := holdLateStepOne(t)
-	doc := docOnShard("essay-late-once", 0)
+	f, late, doc := lateStepOneAcrossARecreation(t, "essay-late-once", "hi") // typed offline: client 702's clocks 0-1
 	teacher := token(t, "school-a", "teacher", time.Hour, false)
-	f.create(teacher, doc, "abc")
-	early := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
-	early.handshake()
-
-	arm()
-	late := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "late", time.Hour, false), 702)
-	late.insert("hi") // typed offline: client 702's clocks 0-1
-	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
-	<-computed
-	deleteOutside(t, f.fixture, teacher, doc)
-	f.create(teacher, doc, "wxyz12")
-	if _, err := early.drain(5 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
-		t.Fatalf("the connection answered from the deleted document: %v, want close %d", err, contract.CloseForeignHistory)
-	}
-	close(release)
 	// Its answer, asked again, is of the new document.
 	for {
 		m, ok, err := late.next(10 * time.Second)
@@ -240,6 +208,37 @@ func TestSyncStepOneAnsweredAcrossARecreationIsRecordedOnce(t *testing.T) {
 	if es, _ := proof["entries"].([]any); len(es) != 1 {
 		t.Errorf("proof entries %v, want the one announcement", es)
 	}
+}
+
+// lateStepOneAcrossARecreation: a teacher creates a document ("abc")
+// on shard 0; a student's connection has read it; a late student's
+// connection (client 702, holding offline if not empty) sends its sync
+// step 1, which the syncer answers from "abc" just before the document is
+// deleted outside the gateway and created again ("wxyz12"). The first
+// connection is closed 4409; the late one's answer is then let go.
+func lateStepOneAcrossARecreation(t *testing.T, name, offline string) (f *syncFixture, late *rawPeer, doc string) {
+	t.Helper()
+	f, arm, computed, release := holdLateStepOne(t)
+	doc = docOnShard(name, 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	early := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
+	early.handshake()
+
+	arm()
+	late = dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "late", time.Hour, false), 702)
+	if offline != "" {
+		late.insert(offline)
+	}
+	late.send(yprotocol.EncodeSyncStep1(late.doc.EncodeStateVector()))
+	<-computed // answered from "abc", not yet back at the gateway
+	deleteOutside(t, f.fixture, teacher, doc)
+	f.create(teacher, doc, "wxyz12")
+	if _, err := early.drain(5 * time.Second); websocket.CloseStatus(err) != contract.CloseForeignHistory {
+		t.Fatalf("the connection answered from the deleted document: %v, want close %d", err, contract.CloseForeignHistory)
+	}
+	close(release)
+	return f, late, doc
 }
 
 // holdLateStepOne is a sync fixture whose syncers, once arm is called,
