@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/syncws"
@@ -20,7 +21,8 @@ import (
 // client gets gateway 1's 1013 and its reason (not a 1006 or a 4500 from
 // the gateway it passed through), and gateway 0 keeps nothing of it. The
 // connections gateway 0 forwards are not in its hub and do not count
-// against its limit: they count where they are served.
+// against its limit: they count where they are served, and the pod they
+// pass shows them in yawp_gateway_sync_forwarded_connections.
 func TestAClientForwardedToAFullGatewayIsToldItIsFullAndForwardedOnesDoNotCountWhereTheyPass(t *testing.T) {
 	f := setupSyncHubs(t, nil, nil, syncws.Limits{MaxConns: 1})
 	tok := func(user string) string { return token(t, "school-a", user, time.Hour, false) }
@@ -62,4 +64,13 @@ func TestAClientForwardedToAFullGatewayIsToldItIsFullAndForwardedOnesDoNotCountW
 	if a, b := f.hubs[0].Stats().Conns, f.hubs[1].Stats().Conns; a != 1 || b != 1 {
 		t.Fatalf("hubs hold %d and %d connections, want 1 (bob) and 1 (dan)", a, b)
 	}
+	forwarded := func(i int) float64 { return testutil.ToFloat64(f.metrics[i].syncFwd) }
+	if a, b := forwarded(0), forwarded(1); a != 1 || b != 0 {
+		t.Fatalf("yawp_gateway_sync_forwarded_connections: gateway 0 %v, gateway 1 %v; want 1 (dan's) and 0", a, b)
+	}
+	if a, b := testutil.ToFloat64(f.metrics[0].syncConns), testutil.ToFloat64(f.metrics[1].syncConns); a != 1 || b != 1 {
+		t.Fatalf("yawp_gateway_sync_connections: gateway 0 %v, gateway 1 %v; want 1 (bob) and 1 (dan)", a, b)
+	}
+	_ = dan.ws.CloseNow()
+	eventually(t, "gateway 0 shows no forwarded connection once dan leaves", func() bool { return forwarded(0) == 0 })
 }

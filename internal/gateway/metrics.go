@@ -18,6 +18,7 @@ type Metrics struct {
 	duration    *prometheus.HistogramVec
 	syncConns   prometheus.Gauge
 	syncLimit   prometheus.Gauge
+	syncFwd     prometheus.Gauge
 	syncCloses  *prometheus.CounterVec
 	syncUpdates *prometheus.CounterVec
 	syncCommit  prometheus.Histogram
@@ -86,6 +87,10 @@ func NewMetrics() *Metrics {
 			Name: "yawp_gateway_sync_connections_limit",
 			Help: "Sync WebSocket connections this gateway holds open at most (spec.gateway.maxConnections; 0: no bound); past it new ones are refused with 1013.",
 		}),
+		syncFwd: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "yawp_gateway_sync_forwarded_connections",
+			Help: "Sync WebSocket connections this gateway passes through to other shards' gateways (documents it does not serve). They cost this pod memory but count against the limit of the gateway serving their document, not this one's.",
+		}),
 		syncCloses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "yawp_gateway_sync_closes_total",
 			Help: "Sync WebSocket connections closed or refused, by the close code the gateway sent (1000 normal, 1001 going away, 1013 and 4xxx refusals, 4500 server failure), or client when the client closed first.",
@@ -114,7 +119,7 @@ func NewMetrics() *Metrics {
 // Collectors are the metrics to register, e.g. on the gateway's /metrics.
 func (m *Metrics) Collectors() []prometheus.Collector {
 	b := m.batches
-	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncLimit, m.syncCloses, m.syncUpdates, m.syncCommit, m.unconfirmed, m.unconfLost,
+	return []prometheus.Collector{m.requests, m.duration, m.syncConns, m.syncLimit, m.syncFwd, m.syncCloses, m.syncUpdates, m.syncCommit, m.unconfirmed, m.unconfLost,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "yawp_gateway_syncer_apply_batches_total",
 			Help: "Calls to syncers that carried several saves and updates at once (applies waiting while 4 calls to their syncer were in flight).",

@@ -561,6 +561,8 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 		}
 		g.fwd.begin()
 		defer g.fwd.end()
+		g.cfg.Metrics.syncFwd.Inc()
+		defer g.cfg.Metrics.syncFwd.Dec()
 		cs := &clientSide{ResponseWriter: w}
 		p.ServeHTTP(cs, r.WithContext(context.WithValue(r.Context(), clientSideKey{}, cs)))
 	})

@@ -421,6 +421,7 @@ func TestPrometheusSeesAHealthyRollout(t *testing.T) {
 		`up{job="persistence-operator-metrics", namespace="persistence-operator-system"} == 1`: 1,
 		`count by (pod) (yawp_gateway_sync_connections{` + sel + `})`:                          2,
 		`yawp_gateway_sync_connections_limit{` + sel + `} == 500`:                              2,
+		`yawp_gateway_sync_forwarded_connections{` + sel + `} == 0`:                            2,
 		`count by (pod) (yawp_syncer_group_commit_seconds_total{` + sel + `, phase="commit"})`: 2,
 	} {
 		g.Eventually(func() ([]sample, error) { return prom.query(q) }).Should(HaveLen(want), q)
