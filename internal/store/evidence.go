@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -200,7 +201,15 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
 	if st.deleted != nil {
-		goneSince(ev.Findings, all)
+		// The documents table's trigger logged the deletion with
+		// PostgreSQL's clock (migration 00013), whatever the stage. Newest
+		// first: the scan stops at the document's latest deletion.
+		var at *time.Time
+		err := e.pool.QueryRow(ctx, `SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1`, st.id).Scan(&at)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return Evidence{}, fmt.Errorf("read when %s was deleted: %w", st.id, err)
+		}
+		goneSince(ev.Findings, all, at)
 	}
 	if f, ok, err := e.preLedgerFinding(ctx, st, q, all); err != nil {
 		return Evidence{}, err
@@ -232,20 +241,26 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 // the last commit on record, and not on record itself yet (the next
 // request for the document records it where its Yjs side needs that;
 // at Legacy, nothing does). "Synced" alone read as if the text were
-// still there for a student who cannot find it.
-func goneSince(fs []Finding, all []TimelineEntry) {
-	var last int64
-	for _, t := range all {
-		if isCommit(t.Kind) {
-			last = t.Seq
+// still there for a student who cannot find it. deletedAt is when the
+// database logged the row's deletion, if it did after that commit.
+func goneSince(fs []Finding, all []TimelineEntry, deletedAt *time.Time) {
+	var last *TimelineEntry
+	for i := range all {
+		if isCommit(all[i].Kind) {
+			last = &all[i]
 		}
 	}
-	if last == 0 {
+	if last == nil {
 		return
+	}
+	gone := fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway after ledger entry %d (the deletion is not on record yet)", last.Seq)
+	if deletedAt != nil && !deletedAt.Before(last.At) {
+		gone = fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway on %s, after ledger entry %d (the database logged the deletion; it is not on the ledger yet)",
+			deletedAt.UTC().Format(time.RFC3339), last.Seq)
 	}
 	for i := range fs {
 		if fs[i].Verdict == VerdictSynced {
-			fs[i].Summary += fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway after ledger entry %d (the deletion is not on record yet)", last)
+			fs[i].Summary += gone
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 )
@@ -13,8 +14,8 @@ import (
 // the legacy application. Until a request for the document put the
 // deletion on record (at Legacy, never), support read only "synced:
 // committed as revision 2", as if the text were still there. The
-// finding now says the document no longer exists and after which entry
-// its row went.
+// finding now says the document no longer exists, when its row went (as
+// the database logged it) and after which ledger entry.
 func TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway(t *testing.T) {
 	for _, stage := range []string{dataplane.StageLegacy, dataplane.StageDualWrite} {
 		t.Run(stage, func(t *testing.T) {
@@ -26,12 +27,16 @@ func TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway(t *testing.T) {
 			if strings.Contains(before.Proof.Summary, "no longer exists") {
 				t.Fatalf("before the deletion: %q", before.Proof.Summary)
 			}
-			if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+			// The deletion as the legacy application makes it: its own
+			// transaction, stamped by PostgreSQL's clock.
+			var deletedAt time.Time
+			if err := e.pool.QueryRow(t.Context(), `WITH d AS (DELETE FROM documents WHERE doc_id = 'd' RETURNING 1) SELECT now() FROM d`).Scan(&deletedAt); err != nil {
 				t.Fatal(err)
 			}
 			ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t"})
 			t.Logf("%s: %s", ev.Verdict, ev.Proof.Summary)
-			want := fmt.Sprintf("the document no longer exists: its row was deleted outside the gateway after ledger entry %d", saved.LedgerSeq)
+			want := fmt.Sprintf("the document no longer exists: its row was deleted outside the gateway on %s, after ledger entry %d (the database logged the deletion",
+				deletedAt.UTC().Format(time.RFC3339), saved.LedgerSeq)
 			if ev.Exists || ev.Verdict != VerdictSynced || !strings.Contains(ev.Proof.Summary, want) {
 				t.Errorf("exists %v, %s %q; want synced saying %q", ev.Exists, ev.Verdict, ev.Proof.Summary, want)
 			}
