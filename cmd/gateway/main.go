@@ -94,6 +94,8 @@ func run() error {
 	flag.IntVar(&maxConns, "sync-max-conns-per-user", 32, "sync WebSocket connections per user")
 	flag.IntVar(&maxAllConns, "sync-max-conns", 0, "sync WebSocket connections this gateway holds open; past it new ones are refused with 1013 (0: no bound; env "+contract.EnvSyncMaxConns+", the rollout's spec.gateway.maxConnections)")
 	flag.StringVar(&cfg.SpoolDir, "spool-dir", os.Getenv(contract.EnvSpoolDir), "directory keeping the traces of saves whose commit could not be confirmed until they are in their ledgers, so a restarted gateway records them (empty: memory only; env "+contract.EnvSpoolDir+")")
+	flag.DurationVar(&cfg.BodyIdleTimeout, "body-idle-timeout", gateway.DefaultBodyIdleTimeout, "how long a request body may send nothing before the request is refused with 408 request_timeout")
+	flag.DurationVar(&cfg.BodyTimeout, "body-timeout", gateway.DefaultBodyTimeout, "how long a request body may take in all before the request is refused with 408 request_timeout")
 	flag.StringVar(&pprofListen, "pprof-listen", "", "address serving Go runtime profiles at /debug/pprof/ (empty: off; keep it on loopback and reach it with kubectl port-forward)")
 	flag.Parse()
 	// The environment gives the limit unless the flag does (read after

@@ -32,6 +32,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -44,6 +45,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path"
 	"reflect"
 	"strconv"
@@ -58,6 +60,7 @@ import (
 	"github.com/yawp/persistence-operator/internal/placement"
 	"github.com/yawp/persistence-operator/internal/store"
 	"github.com/yawp/persistence-operator/internal/syncer"
+	"github.com/yawp/persistence-operator/internal/syncws"
 )
 
 // Config configures a gateway.
@@ -87,7 +90,21 @@ type Config struct {
 	// confirm as files until they are recorded in their ledgers, so a
 	// restarted gateway records those the last run could not (spool.go).
 	SpoolDir string
+	// BodyIdleTimeout bounds the wait for the next bytes of a request
+	// body (default 30 s), BodyTimeout the wait for the whole body
+	// (default 5 min). A client holding a body open, sending nothing or
+	// a trickle, is answered 408 request_timeout, nothing applied,
+	// instead of holding a handler (and its connection) for as long as it
+	// likes.
+	BodyIdleTimeout time.Duration
+	BodyTimeout     time.Duration
 }
+
+// The body timeouts a Config leaves zero.
+const (
+	DefaultBodyIdleTimeout = 30 * time.Second
+	DefaultBodyTimeout     = 5 * time.Minute
+)
 
 // Gateway serves the client API.
 type Gateway struct {
@@ -147,6 +164,15 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
+	}
+	if cfg.BodyIdleTimeout < 0 || cfg.BodyTimeout < 0 {
+		return nil, errors.New("gateway: body timeouts must not be negative")
+	}
+	if cfg.BodyIdleTimeout == 0 {
+		cfg.BodyIdleTimeout = DefaultBodyIdleTimeout
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.Metrics.batches == nil {
 		cfg.Metrics.batches = &syncer.Batches{}
@@ -264,6 +290,15 @@ func canonicalPaths(h http.Handler) http.Handler {
 // valid credentials (read only to name the document its refusal is
 // recorded on).
 const unauthBodyWait = 5 * time.Second
+
+const (
+	// codeRequestTimeout refuses a request whose body did not arrive in
+	// time (Config.BodyIdleTimeout, Config.BodyTimeout).
+	codeRequestTimeout = "request_timeout"
+	// codeUnsupportedEncoding refuses a body with a Content-Encoding
+	// other than identity.
+	codeUnsupportedEncoding = "unsupported_encoding"
+)
 
 // authenticate verifies the bearer token.
 func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
@@ -434,6 +469,31 @@ func checkKey(key string) *apiError {
 	return nil
 }
 
+// idempotencyKey is the request's Idempotency-Key (the first, if given
+// more than once) and its refusal, if any: given more than once, or not
+// one checkKey takes.
+func idempotencyKey(r *http.Request) (string, *apiError) {
+	vs := r.Header.Values(contract.HeaderIdempotencyKey)
+	if len(vs) == 0 {
+		return "", nil
+	}
+	if e := onceOnly(contract.HeaderIdempotencyKey, vs); e != nil {
+		return vs[0], e
+	}
+	return vs[0], checkKey(vs[0])
+}
+
+// onceOnly refuses a header given on more than one line (vs, its
+// values). Which one the client meant cannot be told: the gateway took
+// the first, and a save went through on one base revision or key when the
+// client may have meant the other.
+func onceOnly(name string, vs []string) *apiError {
+	if len(vs) < 2 {
+		return nil
+	}
+	return bad(http.StatusBadRequest, store.CodeInvalidRequest, fmt.Sprintf("%s is given %d times; send it once", name, len(vs)))
+}
+
 // Whether begin records a failed authentication in the document's ledger.
 const (
 	recordRefusal = true  // the request would have written or synced: the refusal is evidence of the attempt
@@ -471,40 +531,149 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, record bool, c a
 	return c, doc, true
 }
 
-// body reads a JSON body into v with the body limit, unknown fields refused.
+// bodyTimeout is the error of a body read past its time (timedBody);
+// its message says which time.
+type bodyTimeout struct{ msg string }
+
+func (e *bodyTimeout) Error() string { return e.msg }
+
+// timedBody is a request body read with deadlines on its connection:
+// bytes at least every idle, the whole body by end. Without them a client
+// holding a body open (sending nothing, or a byte now and then) held its
+// handler and connection for as long as it liked.
+type timedBody struct {
+	io.ReadCloser
+	rc          *http.ResponseController
+	idle, total time.Duration
+	end         time.Time
+}
+
+func (b *timedBody) Read(p []byte) (int, error) {
+	d, idle := time.Now().Add(b.idle), true
+	if !d.Before(b.end) {
+		d, idle = b.end, false
+	}
+	// A ResponseWriter that reaches no connection (a test's recorder)
+	// cannot take a deadline: its body is read without one.
+	_ = b.rc.SetReadDeadline(d)
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		if idle {
+			return n, &bodyTimeout{msg: fmt.Sprintf("no bytes of the request body arrived for %s", b.idle)}
+		}
+		return n, &bodyTimeout{msg: fmt.Sprintf("the request body did not arrive within %s", b.total)}
+	}
+	return n, err
+}
+
+// readAll reads r's body, at most limit bytes, within the body timeouts
+// (Config.BodyIdleTimeout, Config.BodyTimeout; wait, if shorter, bounds
+// the whole body instead).
+func (g *Gateway) readAll(w http.ResponseWriter, r *http.Request, limit int64, wait time.Duration) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		// Nothing to wait for. A deadline set now would bound what
+		// net/http already reads behind the request (it does for one
+		// without a body), and its passing end the request's context.
+		return []byte{}, nil
+	}
+	total := g.cfg.BodyTimeout
+	if wait > 0 && wait < total {
+		total = wait
+	}
+	b := &timedBody{ReadCloser: r.Body, rc: http.NewResponseController(w), idle: g.cfg.BodyIdleTimeout, total: total, end: time.Now().Add(total)}
+	// Once the whole body is read, net/http clears the deadline itself
+	// (HTTP/1 reads on behind the body with none; HTTP/2's bounds the
+	// body alone): the work the body asks for, a commit that may take its
+	// time, is not bounded by it.
+	raw, err := io.ReadAll(http.MaxBytesReader(w, b, limit))
+	var te *bodyTimeout
+	if errors.As(err, &te) {
+		// The rest of the body is still on its way: the connection can
+		// carry no other request.
+		w.Header().Set("Connection", "close")
+	}
+	return raw, err
+}
+
 // readError is the refusal of a body that could not be read: too large,
-// or cut off (the client went away or stalled).
+// too slow (a 408: the client stalled), or cut off (the client went away).
 func readError(err error, tooLarge string) *apiError {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, tooLarge)
 	}
+	if e := timeoutError(err); e != nil {
+		return e
+	}
 	return bad(http.StatusBadRequest, store.CodeInvalidRequest, "reading the body: "+err.Error())
 }
 
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) *apiError {
-	raw, e := readBody(w, r)
+// timeoutError is the refusal of a body read past its time, or nil.
+func timeoutError(err error) *apiError {
+	var te *bodyTimeout
+	if !errors.As(err, &te) {
+		return nil
+	}
+	return bad(http.StatusRequestTimeout, codeRequestTimeout, te.msg+"; nothing was applied: send the request again")
+}
+
+// decodeBody reads a JSON body into v (readBody, decodeRaw); wait, if
+// not zero, bounds the whole body (see readAll).
+func (g *Gateway) decodeBody(w http.ResponseWriter, r *http.Request, v any, wait time.Duration) *apiError {
+	raw, e := g.readBody(w, r, wait)
 	if e != nil {
 		return e
 	}
 	return decodeRaw(raw, v)
 }
 
-// readBody reads a request body of at most contract.MaxBodyBytes.
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxBodyBytes))
+// readBody reads a request body of at most contract.MaxBodyBytes (see
+// readAll).
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, wait time.Duration) ([]byte, *apiError) {
+	raw, err := g.readAll(w, r, contract.MaxBodyBytes, wait)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, bad(http.StatusRequestEntityTooLarge, store.CodeTooLarge, fmt.Sprintf("request body over %d bytes", contract.MaxBodyBytes))
+		}
+		if e := timeoutError(err); e != nil {
+			return nil, e
 		}
 		return nil, bad(http.StatusBadRequest, "invalid_json", "reading body: "+err.Error())
 	}
 	return raw, nil
 }
 
+// encodingError refuses a body with a Content-Encoding other than
+// identity: the gateway decodes none, and read as if not encoded, a
+// gzipped save was refused as "not UTF-8" and a plain one labelled gzip
+// was saved. The answer names what is accepted (RFC 9110 15.5.16).
+func encodingError(w http.ResponseWriter, r *http.Request) *apiError {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			c = strings.TrimSpace(c)
+			if c == "" || strings.EqualFold(c, "identity") {
+				continue
+			}
+			w.Header().Set("Accept-Encoding", "identity")
+			return bad(http.StatusUnsupportedMediaType, codeUnsupportedEncoding,
+				fmt.Sprintf("the body has Content-Encoding %q, which the gateway does not decode: send it unencoded (identity)", c))
+		}
+	}
+	return nil
+}
+
 // decodeRaw decodes a JSON body into v (see decodeBody).
 func decodeRaw(raw []byte, v any) *apiError {
+	// Said plainly: the decoder's words for these were "EOF" and
+	// "invalid character 'ï' looking for beginning of value".
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return bad(http.StatusBadRequest, "invalid_json", "the body is empty; it must be a JSON object")
+	}
+	if bytes.HasPrefix(raw, []byte("\xEF\xBB\xBF")) {
+		return bad(http.StatusBadRequest, "invalid_json",
+			"the body starts with a UTF-8 byte order mark (bytes EF BB BF), which JSON does not allow (RFC 8259 8.1); send the JSON without it")
+	}
 	// encoding/json would read bytes that are not UTF-8 as U+FFFD, and
 	// the text saved would not be the text sent.
 	if !utf8.Valid(raw) {
@@ -671,17 +840,20 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		// without valid credentials gets a few seconds to arrive: read
 		// without a deadline, slow ones held their connections and up
 		// to 1 MiB each for as long as the sender liked.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unauthBodyWait))
 		var b createBody
 		doc := ""
-		if decodeBody(w, r, &b) == nil && contract.ValidDocID(b.ID) {
+		if g.decodeBody(w, r, &b, unauthBodyWait) == nil && contract.ValidDocID(b.ID) {
 			doc = b.ID
 		}
 		g.refuseWork(w, r, doc, c, aerr, nil, b.Content)
 		return
 	}
+	if e := encodingError(w, r); e != nil {
+		syncer.WriteError(w, e) // the body, not read, names no document to record it on
+		return
+	}
 	var b createBody
-	raw, e := readBody(w, r)
+	raw, e := g.readBody(w, r, 0)
 	if e == nil {
 		e = decodeRaw(raw, &b)
 	}
@@ -701,8 +873,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, e)
 		return
 	}
-	key := r.Header.Get(contract.HeaderIdempotencyKey)
-	keyErr := checkKey(key)
+	key, keyErr := idempotencyKey(r)
 	doc := b.ID
 	switch {
 	case doc != "":
@@ -710,7 +881,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 			syncer.WriteError(w, bad(http.StatusBadRequest, "invalid_id", "document IDs are 1..128 of [A-Za-z0-9._-], starting alphanumeric"))
 			return
 		}
-	case key != "":
+	case key != "" || keyErr != nil:
 		if keyErr != nil {
 			syncer.WriteError(w, keyErr) // no document to record it on
 			return
@@ -789,9 +960,8 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 		// again once it has a new token, under a new request ID. The
 		// record keeps the text's hash, so evidence of this refusal can
 		// say the same text was saved by that later request.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unauthBodyWait))
 		var b saveBody
-		_ = decodeBody(w, r, &b)
+		_ = g.decodeBody(w, r, &b, unauthBodyWait)
 		challenge(w, r, aerr)
 		g.refuseWork(w, r, r.PathValue("id"), c, aerr, nil, b.Content)
 		return
@@ -800,8 +970,24 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if e := encodingError(w, r); e != nil {
+		g.refuse(w, r, doc, c, e)
+		return
+	}
 	var base int64
-	if im := r.Header.Get("If-Match"); im != "" && im != "*" {
+	ims := r.Header.Values("If-Match")
+	if e := onceOnly("If-Match", ims); e != nil {
+		g.refuse(w, r, doc, c, e)
+		return
+	}
+	if len(ims) == 1 && ims[0] != "" && ims[0] != "*" {
+		im := ims[0]
+		if strings.Contains(im, ",") {
+			// A list of entity tags (RFC 9110 13.1.1): a save has one base.
+			g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest,
+				"If-Match names more than one revision; send the one revision the text is based on"))
+			return
+		}
 		v := strings.TrimPrefix(im, "W/")
 		if q, ok := strings.CutPrefix(v, `"`); ok {
 			// A quoted entity tag: exactly one pair of quotes.
@@ -824,7 +1010,7 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 		base = n
 	}
 	var b saveBody
-	if e := decodeBody(w, r, &b); e != nil {
+	if e := g.decodeBody(w, r, &b, 0); e != nil {
 		g.refuse(w, r, doc, c, e)
 		return
 	}
@@ -832,8 +1018,8 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, doc, c, bad(http.StatusBadRequest, store.CodeInvalidRequest, `field "content" is required`))
 		return
 	}
-	key := r.Header.Get(contract.HeaderIdempotencyKey)
-	if e := checkKey(key); e != nil {
+	key, e := idempotencyKey(r)
+	if e != nil {
 		g.refuse(w, r, doc, c, e)
 		return
 	}
@@ -847,8 +1033,7 @@ func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
 		// Authentic, only too old: a student's offline work sent after her
 		// token ran out. Its operations exist only on her device; the
 		// record names them (hash, clients), as any refused update's.
-		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(unauthBodyWait))
-		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxUpdateBytes))
+		raw, err := g.readAll(w, r, contract.MaxUpdateBytes, unauthBodyWait)
 		if err != nil {
 			raw = nil
 		}
@@ -860,7 +1045,11 @@ func (g *Gateway) yjsUpdate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxUpdateBytes))
+	if e := encodingError(w, r); e != nil {
+		g.refuse(w, r, doc, c, e)
+		return
+	}
+	raw, err := g.readAll(w, r, contract.MaxUpdateBytes, 0)
 	if err != nil {
 		g.refuse(w, r, doc, c, readError(err, fmt.Sprintf("update over %d bytes", contract.MaxUpdateBytes)))
 		return
@@ -873,7 +1062,11 @@ func (g *Gateway) sync1(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, contract.MaxStateVectorBytes))
+	if e := encodingError(w, r); e != nil {
+		g.refuse(w, r, doc, c, e)
+		return
+	}
+	raw, err := g.readAll(w, r, contract.MaxStateVectorBytes, 0)
 	if err != nil {
 		g.refuse(w, r, doc, c, readError(err, "state vector too large"))
 		return
@@ -913,8 +1106,11 @@ func (g *Gateway) list(w http.ResponseWriter, r *http.Request) {
 	}
 	after := ""
 	if vs, ok := q["after"]; ok {
-		// A cursor is the last ID of the page before: a document ID.
-		if len(vs) != 1 || !contract.ValidDocID(vs[0]) {
+		// A cursor is the last ID of the page before: a document ID, of
+		// any document the list returns, so sync's rule, not REST's
+		// (documents made over sync under wider IDs are listed too, and a
+		// page ending on one could not be followed).
+		if len(vs) != 1 || !syncws.ValidDocID(vs[0]) {
 			syncer.WriteError(w, bad(http.StatusBadRequest, store.CodeInvalidRequest, "after must be given once, a document ID (the last ID of the page before)"))
 			return
 		}

@@ -90,6 +90,13 @@ func setup(t *testing.T) *fixture { return customFixture(t, nil, nil) }
 // `make dev` give them.
 func customFixture(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time) *fixture {
 	t.Helper()
+	return configuredFixture(t, wrap, now, nil)
+}
+
+// configuredFixture is customFixture with each gateway's Config changed
+// by configure (if not nil) before the gateway is made.
+func configuredFixture(t *testing.T, wrap func(http.Handler) http.Handler, now func() time.Time, configure func(*Config)) *fixture {
+	t.Helper()
 	f, syncers := startSyncers(t, wrap)
 	handlers := make([]http.Handler, shards)
 	var gwURLs []string
@@ -99,8 +106,12 @@ func customFixture(t *testing.T, wrap func(http.Handler) http.Handler, now func(
 		gwURLs = append(gwURLs, srv.URL)
 	}
 	for i := range shards {
-		g, err := New(Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: gwURLs, TokenKey: key,
-			InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler), Now: now})
+		cfg := Config{Shards: shards, SelfShard: i, Syncer: syncers[i], Peers: gwURLs, TokenKey: key,
+			InternalToken: auth.InternalToken(key), Logger: slog.New(slog.DiscardHandler), Now: now}
+		if configure != nil {
+			configure(&cfg)
+		}
+		g, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"net/http"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/yjs"
+	"github.com/yawp/persistence-operator/internal/yprotocol"
 	"github.com/yawp/persistence-operator/pkg/localfirst"
 )
 
@@ -199,4 +201,66 @@ func staleEditRefused(t *testing.T, f *syncFixture, doc string) (string, *localf
 	}
 	closedAsForeign(t, ctx, old, done, "abcX")
 	return teacher, old
+}
+
+// TestAnEmptySyncStep2DoesNotBringADeletedDocumentBack: a student's
+// connection reads a document; the legacy application deletes it before
+// her client answers the server's sync step 1, and her answer (she has
+// nothing new: an update of no operations) arrives after the deletion. It
+// must not create the document again: before, it did (empty, the
+// student's), the deleted document read 200 and the school's create of the
+// ID got 409 already_exists. That is how
+// TestSyncClientsOfADocumentCreatedAgainOverREST failed about 1 run in 25.
+func TestAnEmptySyncStep2DoesNotBringADeletedDocumentBack(t *testing.T) {
+	f := setupSync(t)
+	doc := docOnShard("essay-late-step2", 0)
+	teacher := token(t, "school-a", "teacher", time.Hour, false)
+	f.create(teacher, doc, "abc")
+	p := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+token(t, "school-a", "stu", time.Hour, false), 701)
+	p.send(yprotocol.EncodeSyncStep1(p.doc.EncodeStateVector()))
+	var serverSV []byte
+	for serverSV == nil || p.text() != "abc" {
+		m, ok, err := p.next(10 * time.Second)
+		if err != nil || !ok {
+			t.Fatalf("handshake: %v (timeout %v)", err, !ok)
+		}
+		switch {
+		case m.Type != yprotocol.MessageSync:
+		case m.Sync == yprotocol.SyncStep1:
+			serverSV = m.Payload
+		default:
+			p.apply(m.Payload)
+		}
+	}
+
+	deleteOutside(t, f.fixture, teacher, doc)
+	sv, err := yjs.DecodeStateVector(serverSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step2 := p.doc.EncodeStateAsUpdate(sv)
+	if !bytes.Equal(step2, []byte{0, 0}) {
+		t.Fatalf("the client's sync step 2 is % x, want the empty update", step2)
+	}
+	p.send(yprotocol.EncodeSyncStep2(step2))
+	// Awareness is relayed to its sender too, after the step 2 before it
+	// was handled.
+	p.send(yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate([]yprotocol.AwarenessEntry{{ClientID: 701, Clock: 1, State: []byte(`{"user":"stu"}`)}})))
+	var closed error
+	for seen := false; !seen && closed == nil; {
+		m, ok, err := p.next(10 * time.Second)
+		if err == nil && !ok {
+			t.Fatal("no awareness echo within 10 s")
+		}
+		closed, seen = err, m.Type == yprotocol.MessageAwareness
+	}
+
+	if r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, teacher, nil); r.status != http.StatusNotFound {
+		t.Errorf("the deleted document reads %d %s after the student's empty sync step 2, want 404", r.status, r.raw)
+	}
+	if closed != nil {
+		t.Fatalf("the student's connection closed (%v) though nobody took the ID again", closed)
+	}
+	f.create(teacher, doc, "wxyz12")
+	f.checkBothRepresentations(teacher, doc, "wxyz12")
 }

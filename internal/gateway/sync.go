@@ -278,6 +278,19 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 		return nil, fmt.Errorf("%w: update is %d bytes, the limit is %d", syncws.ErrTooLarge, len(update), contract.MaxUpdateBytes)
 	}
 	m := b.g.cfg.Metrics
+	if s.DocTenant != "" && carriesNothing(update) {
+		// A client with nothing new answers the server's sync step 1 with
+		// an update of no operations and no deletions. To the document the
+		// connection opened it changes nothing (the syncer would answer it
+		// as a duplicate). But when that document was deleted outside the
+		// gateway just before the answer arrived, committed it created the
+		// ID again, empty and this student's: the deleted document read as
+		// hers, and the school's create of the ID got 409 already_exists.
+		// (A connection opened on an ID without a document still creates
+		// it with its first sync step 2, as docs/api.md says.)
+		m.syncUpdates.WithLabelValues(updateDuplicate).Inc()
+		return nil, nil
+	}
 	c, err := b.g.syncerFor(s.DocID)
 	if err != nil {
 		m.syncUpdates.WithLabelValues(updateFailed).Inc()
@@ -335,6 +348,33 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 	}
 	m.syncUpdates.WithLabelValues(updateRelayed).Inc()
 	return update, nil
+}
+
+// carriesNothing reports a Yjs update that holds no operations and no
+// deletions (skips aside). A client's is two bytes; only short ones are
+// decoded, not every keystroke's. One that does not decode is the
+// syncer's to refuse.
+func carriesNothing(update []byte) bool {
+	if len(update) == 0 || len(update) > 64 {
+		return false
+	}
+	dec, err := yjs.DecodeUpdate(update)
+	if err != nil {
+		return false
+	}
+	for _, it := range dec.Structs {
+		if !it.IsSkip() {
+			return false
+		}
+	}
+	for _, rs := range dec.DeleteSet {
+		for _, r := range rs {
+			if r.Len > 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // refusedUpdate reports an error the Hub answers as the client's fault
@@ -543,6 +583,15 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 		proxies[shard] = p
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isUpgrade(r) {
+			// No WebSocket to route: the hub answers it here, for any
+			// shard's document (426, Upgrade: websocket). Forwarded, the
+			// 426 came back without its Upgrade header (hop-by-hop: the
+			// forwarding drops it), or as 502 when that shard's gateway
+			// was down, and a plain request cost a forward.
+			hub.ServeHTTP(w, r)
+			return
+		}
 		doc := strings.TrimPrefix(r.URL.Path, contract.PathSync)
 		shard := placement.Shard(doc, g.cfg.Shards)
 		// A gateway shutting down forwards nothing more: the hub refuses
@@ -573,7 +622,7 @@ func (g *Gateway) SyncHandler(hub *syncws.Hub) http.Handler {
 // failed upgrade's HTTP status, only a close without a code (1006). It
 // reports false when r is no upgrade or it could not accept it.
 func refuseUpgrade(w http.ResponseWriter, r *http.Request, code int, reason string) bool {
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+	if !isUpgrade(r) {
 		return false
 	}
 	// Nothing is read from the connection and nothing of the document
@@ -585,6 +634,10 @@ func refuseUpgrade(w http.ResponseWriter, r *http.Request, code int, reason stri
 	_ = ws.Close(websocket.StatusCode(code), reason)
 	return true
 }
+
+// isUpgrade reports a request for a WebSocket upgrade, as the hub tells
+// one.
+func isUpgrade(r *http.Request) bool { return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") }
 
 // refresh publishes to doc's room of its owner what it lacks of the
 // committed state. The owner is the syncer's answer, not the tenant of
