@@ -146,6 +146,10 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	if !st.exists {
 		foreign = foreignID(st, q, rows)
 	}
+	replaced, err := e.replacement(ctx, st, rows)
+	if err != nil {
+		return Evidence{}, err
+	}
 	existed := st.exists
 	ev := Evidence{Doc: q.Doc, Exists: st.exists && !foreign, Subject: q.subject(), Findings: []Finding{}, Timeline: []TimelineEntry{}}
 	if foreign {
@@ -162,25 +166,7 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	} else {
 		ev.Chain = chainReport(q.Doc, rows, nil)
 	}
-	var all []TimelineEntry
-	for _, r := range rows {
-		var en ledger.Entry
-		if err := json.Unmarshal(r.Body, &en); err != nil {
-			continue // reported by the chain check
-		}
-		shown := en.Kind == ledger.KindRejected && (st.exists || en.Tenant == contract.UnauthenticatedTenant)
-		if en.Tenant != q.Tenant && en.Tenant != "" && !shown {
-			// Another tenant's entries on the ID: on a document of this
-			// tenant only its refused attempts show (who tried to reach
-			// the document); what it announced before the document
-			// existed says nothing of this tenant's saves. Refusals
-			// without a valid token show either way: a create refused
-			// for an expired token was likely the asker's own. The
-			// system's entries (repairs) stay.
-			continue
-		}
-		all = append(all, TimelineEntry{Entry: en, Hash: hex.EncodeToString(r.Hash), PrevHash: hex.EncodeToString(r.PrevHash)})
-	}
+	all := timelineOf(rows, st, q, replaced, foreign)
 	if n := len(rows); n > 0 {
 		ev.Chain.Head = hex.EncodeToString(rows[n-1].Hash)
 	}
@@ -200,25 +186,22 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 		}
 	}
 	ev.Findings = e.findings(st, q, all, ev.Timeline)
-	if st.deleted != nil {
-		// The documents table's trigger logged the deletion with
-		// PostgreSQL's clock (migration 00013), whatever the stage. Newest
-		// first: the scan stops at the document's latest deletion.
-		var at *time.Time
-		err := e.pool.QueryRow(ctx, `SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1`, st.id).Scan(&at)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return Evidence{}, fmt.Errorf("read when %s was deleted: %w", st.id, err)
-		}
-		goneSince(ev.Findings, all, at)
-	}
-	if f, ok, err := e.preLedgerFinding(ctx, st, q, all); err != nil {
+	if err := e.noteOutside(ctx, ev.Findings, st, q, all, replaced, foreign); err != nil {
 		return Evidence{}, err
+	}
+	if f, ok, err := e.preLedgerFinding(ctx, st, q, all, replaced); err != nil {
+		return Evidence{}, err
+	} else if ok && replaced != nil {
+		// The row there now heads the answer, before the deleted
+		// document's last save.
+		ev.Findings = append([]Finding{f}, ev.Findings...)
 	} else if ok {
 		ev.Findings = append(ev.Findings, f)
 	}
+	broken := noteBrokenChain(ev.Findings, ev.Chain.Problems)
 	ev.Verdict, ev.Proof = verdict(ev.Findings, ev.Subject != "")
 	if ev.Verdict == VerdictNeverPersisted {
-		ev.Proof.Summary = neverPersistedSummary(ev, st, q, all)
+		ev.Proof.Summary = neverPersistedSummary(ev, st, q, all) + broken
 	}
 	if foreign {
 		// Positions and hashes in another school's chain are its facts.
@@ -236,13 +219,77 @@ func (e *Engine) Evidence(ctx context.Context, q EvidenceQuery) (Evidence, error
 	return ev, nil
 }
 
-// goneSince notes on the synced findings that the document's row is gone:
-// deleted outside the gateway (the legacy application, or by hand) after
-// the last commit on record, and not on record itself yet (the next
-// request for the document records it where its Yjs side needs that;
-// at Legacy, nothing does). "Synced" alone read as if the text were
-// still there for a student who cannot find it. deletedAt is when the
-// database logged the row's deletion, if it did after that commit.
+// timelineOf is the ledger's entries as the asker may see them, with
+// their chain hashes.
+func timelineOf(rows []ledger.Row, st *docState, q EvidenceQuery, replaced *rowReplacement, foreign bool) []TimelineEntry {
+	var all []TimelineEntry
+	for _, r := range rows {
+		var en ledger.Entry
+		if err := json.Unmarshal(r.Body, &en); err != nil {
+			continue // reported by the chain check
+		}
+		if replaced != nil && !foreign && r.Seq <= replaced.lastOld && en.Tenant != q.Tenant && en.Tenant != contract.UnauthenticatedTenant {
+			// Another school's entries from before the row was created
+			// again outside the gateway: its document's (the legacy
+			// application gave the ID to this school), or its attempts
+			// to reach that document, not this one. Its request IDs,
+			// users and text hashes are its own.
+			continue
+		}
+		shown := en.Kind == ledger.KindRejected && (st.exists || en.Tenant == contract.UnauthenticatedTenant)
+		if en.Tenant != q.Tenant && en.Tenant != "" && !shown {
+			// Another tenant's entries on the ID: on a document of this
+			// tenant only its refused attempts show (who tried to reach
+			// the document); what it announced before the document
+			// existed says nothing of this tenant's saves. Refusals
+			// without a valid token show either way: a create refused
+			// for an expired token was likely the asker's own. The
+			// system's entries (repairs) stay.
+			continue
+		}
+		all = append(all, TimelineEntry{Entry: en, Hash: hex.EncodeToString(r.Hash), PrevHash: hex.EncodeToString(r.PrevHash)})
+	}
+	return all
+}
+
+// noteOutside tells, on the findings, what was done to the document's
+// row outside the gateway and is not on the ledger: deleted (the row is
+// gone, or, for the asker's document whose ID another school holds now,
+// gone for the asker), or deleted and created again (replaced).
+func (e *Engine) noteOutside(ctx context.Context, fs []Finding, st *docState, q EvidenceQuery, all []TimelineEntry, replaced *rowReplacement, foreign bool) error {
+	if st.deleted != nil {
+		// The documents table's trigger logged the deletion with
+		// PostgreSQL's clock (migration 00013), whatever the stage. Newest
+		// first: the scan stops at the document's latest deletion.
+		var at *time.Time
+		err := e.pool.QueryRow(ctx, `SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1`, st.id).Scan(&at)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("read when %s was deleted: %w", st.id, err)
+		}
+		goneSince(fs, all, at)
+	}
+	switch {
+	case replaced == nil:
+	case foreign && replaced.tenant == q.Tenant:
+		// The asker's document was deleted outside the gateway, and its
+		// ID given to another school since: gone, as for a row only
+		// deleted (nothing is said of the row there now).
+		goneSince(fs, all, &replaced.deletedAt)
+	case !foreign:
+		noteReplaced(fs, replaced, replaced.tenant == q.Tenant)
+	}
+	return nil
+}
+
+// goneSince notes on the synced and rejected findings that the
+// document's row is gone: deleted outside the gateway (the legacy
+// application, or by hand) after the last commit on record, and not on
+// record itself yet (the next request for the document records it where
+// its Yjs side needs that; at Legacy, nothing does). "Synced" alone read
+// as if the text were still there for a student who cannot find it, and
+// a refusal whose work was "already committed" as if it were safe.
+// deletedAt is when the database logged the row's deletion, if it did
+// after that commit.
 func goneSince(fs []Finding, all []TimelineEntry, deletedAt *time.Time) {
 	var last *TimelineEntry
 	for i := range all {
@@ -253,16 +300,139 @@ func goneSince(fs []Finding, all []TimelineEntry, deletedAt *time.Time) {
 	if last == nil {
 		return
 	}
+	if _, ok := deletedAfter(all, *last, time.Time{}); ok {
+		return // on record: the findings say so themselves
+	}
 	gone := fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway after ledger entry %d (the deletion is not on record yet)", last.Seq)
 	if deletedAt != nil && !deletedAt.Before(last.At) {
 		gone = fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway on %s, after ledger entry %d (the database logged the deletion; it is not on the ledger yet)",
 			deletedAt.UTC().Format(time.RFC3339), last.Seq)
 	}
 	for i := range fs {
-		if fs[i].Verdict == VerdictSynced {
+		if fs[i].Verdict == VerdictSynced || fs[i].Verdict == VerdictRejected {
 			fs[i].Summary += gone
 		}
 	}
+}
+
+// rowReplacement: the document's row was deleted outside the gateway and
+// a row with its ID created there again (the legacy application reusing
+// the ID, for the same school or another), after ledger entries of the
+// deleted document.
+type rowReplacement struct {
+	deletedAt, createdAt time.Time
+	// tenant is the deleted row's school.
+	tenant string
+	// lastOld is the last ledger entry written before the row was
+	// created again: it and those before it are not the current
+	// document's.
+	lastOld int64
+}
+
+// replacement finds whether st's row replaced, outside the gateway, a
+// document the ledger has entries of (nil: it did not). Nothing else
+// tells them apart: the ID is the same, the syncer takes the new row for
+// the old one changed (a repair captures its text as the next revision),
+// and the ledger's earlier entries read as the current document's
+// history. The documents table's triggers log both writes with
+// PostgreSQL's clock (migrations 00007 and 00013); the syncer's own
+// creates are not logged, so a row it made again is no replacement.
+// Only a row written outside the gateway (change_seq set) is looked up.
+func (e *Engine) replacement(ctx context.Context, st *docState, rows []ledger.Row) (*rowReplacement, error) {
+	if !st.exists || st.changeSeq == 0 || len(rows) == 0 {
+		return nil, nil
+	}
+	var r rowReplacement
+	err := e.pool.QueryRow(ctx, `
+		SELECT d.at, coalesce(d.tenant, ''), i.at
+		FROM (SELECT id, at, tenant FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1) d,
+		     LATERAL (SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'INSERT' AND id > d.id ORDER BY id LIMIT 1) i`, st.id).
+		Scan(&r.deletedAt, &r.tenant, &r.createdAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read whether the row of %s was replaced: %w", st.id, err)
+	}
+	for _, row := range rows {
+		var en ledger.Entry
+		if json.Unmarshal(row.Body, &en) == nil && en.At.Before(r.createdAt) {
+			r.lastOld = row.Seq
+		}
+	}
+	if r.lastOld == 0 {
+		return nil, nil // the ledger began with the row there now
+	}
+	return &r, nil
+}
+
+// current: t is an entry of the document whose row is there now.
+func (r *rowReplacement) current(t TimelineEntry) bool {
+	return r == nil || t.Seq > r.lastOld
+}
+
+// noteReplaced tells, on the findings, which document they are of once
+// its row was replaced outside the gateway: those resting only on
+// entries from before then are of the deleted document, and the current
+// document's saves say that its row was replaced. sameSchool: the deleted
+// row was the asker's school's; otherwise nothing is said of it (its
+// entries are not shown).
+func noteReplaced(fs []Finding, r *rowReplacement, sameSchool bool) {
+	del, ins := r.deletedAt.UTC().Format(time.RFC3339), r.createdAt.UTC().Format(time.RFC3339)
+	old := fmt.Sprintf("; that was before the row at this ID now was created outside the gateway on %s", ins)
+	now := fmt.Sprintf("; the document's row was created outside the gateway on %s: the ledger's entries from before then are not this document's", ins)
+	if sameSchool {
+		old = fmt.Sprintf("; that was the document deleted outside the gateway on %s, not the one at this ID now: its row was created again outside the gateway on %s", del, ins)
+		now = fmt.Sprintf("; the document's row was replaced outside the gateway: deleted on %s and created again with this ID on %s, so ledger entries up to %d are of the document deleted then",
+			del, ins, r.lastOld)
+	}
+	for i := range fs {
+		switch f := &fs[i]; {
+		case len(f.Entries) == 0:
+		case slices.Max(f.Entries) <= r.lastOld:
+			f.Summary += old
+		case f.Verdict == VerdictSynced:
+			f.Summary += now
+		}
+	}
+}
+
+// noteBrokenChain tells, on every finding, that the ledger's hash chain
+// fails its check, with the problems evidence verify reports: a finding
+// resting on an entry that fails it says which and why, and any other
+// problem is named, so that no finding reads as proof from a sound
+// chain (an entry rewritten by a superuser can turn a save into another
+// request's, or make one vanish). It returns the note for an answer that
+// found nothing ("" when the chain is intact).
+func noteBrokenChain(fs []Finding, problems []ledger.Problem) string {
+	if len(problems) == 0 {
+		return ""
+	}
+	why := map[int64][]string{}
+	var seqs []int64
+	for _, p := range problems {
+		if _, ok := why[p.Seq]; !ok {
+			seqs = append(seqs, p.Seq)
+		}
+		why[p.Seq] = append(why[p.Seq], p.Problem)
+	}
+	broken := fmt.Sprintf("; the ledger's hash chain fails its check at %s (evidence verify shows why): entries may have been changed after they were written, "+
+		"so this answer cannot be relied on until an operator has checked the ledger", positions(seqs))
+	for i := range fs {
+		f := &fs[i]
+		rests := 0
+		for _, s := range f.Entries {
+			if w, ok := why[s]; ok {
+				f.Summary += fmt.Sprintf("; ledger entry %d, which this rests on, fails the hash-chain check (%s): it was changed after it was written, so this cannot be relied on",
+					s, strings.Join(w, "; "))
+				rests++
+			}
+		}
+		if rests < len(seqs) {
+			f.Summary += broken
+		}
+	}
+	return broken
 }
 
 // foreignID reports whether an ID no document holds is another school's:
@@ -291,6 +461,10 @@ func foreignID(st *docState, q EvidenceQuery, rows []ledger.Row) bool {
 // shows.
 func neverPersistedSummary(ev Evidence, st *docState, q EvidenceQuery, all []TimelineEntry) string {
 	switch {
+	case q.Request != "" && !slices.ContainsFunc(all, func(t TimelineEntry) bool { return q.matches(t.Entry) }):
+		// Say what was looked for, and where: a mistyped key or the
+		// wrong document is the usual cause.
+		return fmt.Sprintf("no entry in the ledger of document %s names request %s (as its Idempotency-Key or X-Request-Id)", q.Doc, q.Request)
 	case !q.Since.IsZero() && ev.Subject == "" && st.exists && !slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }):
 		// Saved before the ledger began, not since the time asked about.
 		return fmt.Sprintf("no save since %s: the document's row was last saved on %s, not through the gateway (ask without since)",
@@ -351,6 +525,23 @@ func isCommit(k string) bool {
 		k == ledger.KindRepaired
 }
 
+// schoolOf is the school whose work a document's entries are: the
+// document's, or, while no document holds the ID (never made, or deleted
+// outside the gateway), the asker's.
+func schoolOf(st *docState, q EvidenceQuery) string {
+	if !st.exists {
+		return q.Tenant
+	}
+	return st.tenant
+}
+
+// otherSchool: en is another school's (a refusal of its request to reach
+// this school's document), not one refused without a valid token, whose
+// school is not known, nor the system's.
+func otherSchool(en ledger.Entry, school string) bool {
+	return en.Tenant != school && en.Tenant != "" && en.Tenant != contract.UnauthenticatedTenant
+}
+
 // unsyncedFindings are the saved-locally-not-synced findings: clients
 // that announced operations the server still does not hold, or sent them
 // in an update that was refused or could not be confirmed (the gateway
@@ -372,10 +563,7 @@ func unsyncedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry) [
 	// without a document left out every refusal there: a student's edit
 	// of a deleted document, refused, read as "rejected", and the whole
 	// ID as "synced" from the deleted document's last save.
-	school := st.tenant
-	if !st.exists {
-		school = q.Tenant
-	}
+	school := schoolOf(st, q)
 	for _, t := range sub {
 		if t.Kind != ledger.KindStateVector && t.Kind != ledger.KindDisconnected && t.Kind != ledger.KindRejected {
 			continue
@@ -488,8 +676,9 @@ func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, 
 	}
 	announced := map[string][]TimelineEntry{}
 	carried := false // the subject's own entries carry operations
+	school := schoolOf(st, q)
 	for _, t := range sub {
-		if isCommit(t.Kind) || (t.Kind == ledger.KindRejected && len(t.Clients) > 0) {
+		if isCommit(t.Kind) || (t.Kind == ledger.KindRejected && len(t.Clients) > 0 && !otherSchool(t.Entry, school)) {
 			carried = true
 			for _, c := range t.Clients {
 				announced[strconv.FormatUint(c, 10)] = nil // carried: answered by its own entries
@@ -603,6 +792,7 @@ func announcedFindings(st *docState, q EvidenceQuery, all, sub []TimelineEntry, 
 // other text.
 func savedElsewhere(all []TimelineEntry, t TimelineEntry, since time.Time) (note string, seqs []int64, rev int64, ok bool) {
 	var by []TimelineEntry
+	textOnly := false // a refused save's or create's text, by its hash
 	// all[:after] came before the refusal, all[after:] since.
 	after := slices.IndexFunc(all, func(s TimelineEntry) bool { return s.Seq > t.Seq })
 	if after < 0 {
@@ -677,6 +867,7 @@ func savedElsewhere(all []TimelineEntry, t TimelineEntry, since time.Time) (note
 			strings.Join(ops, ", "), when, strings.Join(slices.Compact(names), ", "), ledgerEntries(by), last.Revision)
 		rev, by = last.Revision, []TimelineEntry{last}
 	case t.ContentSHA256 != "" && t.User != "":
+		textOnly = true
 		same := func(s TimelineEntry) bool {
 			return isCommit(s.Kind) && !isDeletion(s.Entry) && s.Tenant == t.Tenant && s.User == t.User && s.ContentSHA256 == t.ContentSHA256
 		}
@@ -710,6 +901,11 @@ func savedElsewhere(all []TimelineEntry, t TimelineEntry, since time.Time) (note
 		}
 	default:
 		return "", nil, 0, false
+	}
+	if textOnly {
+		// Only its text's hash is on record: a renamed document's save,
+		// refused, read as kept when its text was.
+		note += "; the refusal records the text only (a refusal records no title), so this says nothing of a title it sent"
 	}
 	if d, ok := deletedAfter(all, by[0], since); ok {
 		note += fmt.Sprintf("; the document was deleted outside the gateway afterwards (%s, ledger entry %d): %s",
@@ -812,9 +1008,18 @@ func requestOf(t TimelineEntry) string {
 // ledgerEntries names the positions of ts: "ledger entry 5", "ledger
 // entries 5, 7".
 func ledgerEntries(ts []TimelineEntry) string {
-	s := make([]string, len(ts))
+	seqs := make([]int64, len(ts))
 	for i, t := range ts {
-		s[i] = strconv.FormatInt(t.Seq, 10)
+		seqs[i] = t.Seq
+	}
+	return positions(seqs)
+}
+
+// positions names ledger positions: "ledger entry 5", "ledger entries 5, 7".
+func positions(seqs []int64) string {
+	s := make([]string, len(seqs))
+	for i, n := range seqs {
+		s[i] = strconv.FormatInt(n, 10)
 	}
 	if len(s) == 1 {
 		return "ledger entry " + s[0]
@@ -960,11 +1165,20 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 		}
 	}
 	// rejected.
+	school := schoolOf(st, q)
 	for _, t := range sub {
 		if t.Kind == ledger.KindRejected {
 			f := Finding{
 				Verdict: VerdictRejected, Summary: "refused: " + t.Code, Reason: t.Reason,
 				Entries: []int64{t.Seq}, Hash: t.Hash,
+			}
+			if otherSchool(t.Entry, school) {
+				// Shown as who tried to reach the document; the work it
+				// carried is nothing of this document's, whatever this
+				// document's commits hold (a copy of one of its updates).
+				f.Summary += "; a request of another school, refused without reaching this document: it says nothing of this document's saves"
+				out = append(out, f)
+				continue
 			}
 			// Refused is true of the request, but the work it carried may
 			// have reached the server since (a retry under a new request
@@ -1036,15 +1250,22 @@ func (e *Engine) findings(st *docState, q EvidenceQuery, all, sub []TimelineEntr
 //   - a user's saves in that history (saved_by, saved_at, since honoured)
 //     from before the ledger's first entry, or the document's creation
 //     if the user owns it and the history does not go back that far.
-func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+//
+// A row that replaced a deleted document outside the gateway (replaced)
+// is such a document too, whose history begins when it was created:
+// the deleted document's commits and revisions are not its saves.
+func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry, replaced *rowReplacement) (Finding, bool, error) {
 	if !st.exists || q.Request != "" || q.Client != 0 {
 		return Finding{}, false, nil
 	}
+	if replaced != nil {
+		all = slices.DeleteFunc(slices.Clone(all), func(t TimelineEntry) bool { return !replaced.current(t) })
+	}
 	switch {
 	case q.Revision != 0:
-		return e.preLedgerRevision(ctx, st, q, all)
+		return e.preLedgerRevision(ctx, st, q, all, replaced)
 	case q.User != "":
-		return e.preLedgerUser(ctx, st, q, all)
+		return e.preLedgerUser(ctx, st, q, all, replaced)
 	}
 	if slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) }) ||
 		(!q.Since.IsZero() && st.updatedAt.Before(q.Since)) {
@@ -1053,6 +1274,15 @@ func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQ
 	f := Finding{Verdict: VerdictSynced, Revision: st.revision,
 		Summary: fmt.Sprintf("the document exists at revision %d, saved before this ledger began (the write-through store's row, last saved %s); no save through the gateway since",
 			st.revision, st.updatedAt.UTC().Format(time.RFC3339))}
+	if replaced != nil {
+		f.Summary = fmt.Sprintf("the document at this ID is a row created outside the gateway on %s (revision %d, last saved %s)",
+			replaced.createdAt.UTC().Format(time.RFC3339), st.revision, st.updatedAt.UTC().Format(time.RFC3339))
+		if replaced.tenant == q.Tenant {
+			f.Summary += fmt.Sprintf(", which replaced one deleted outside the gateway on %s (ledger entries up to %d are that document's)",
+				replaced.deletedAt.UTC().Format(time.RFC3339), replaced.lastOld)
+		}
+		f.Summary += "; no save through the gateway since"
+	}
 	for _, t := range all {
 		if t.Kind == ledger.KindBackfill {
 			f.Entries, f.Hash = []int64{t.Seq}, t.Hash
@@ -1062,20 +1292,30 @@ func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQ
 	return f, true, nil
 }
 
-// preLedgerRevision: a revision saved before the ledger began. Not with
-// since: asked about a revision, the time is its own.
-func (e *Engine) preLedgerRevision(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+// preLedgerRevision: a revision saved before the ledger began (or, in a
+// row that replaced a deleted document outside the gateway, outside the
+// gateway since it was created). Not with since: asked about a revision,
+// the time is its own.
+func (e *Engine) preLedgerRevision(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry, replaced *rowReplacement) (Finding, bool, error) {
 	if !q.Since.IsZero() || q.Revision > st.revision || slices.ContainsFunc(all, func(t TimelineEntry) bool { return isCommit(t.Kind) && t.Revision <= q.Revision }) {
 		return Finding{}, false, nil // the ledger's entries answer
 	}
 	f := Finding{Verdict: VerdictSynced, Revision: q.Revision,
 		Summary: fmt.Sprintf("revision %d was saved before this ledger began (the write-through store's)", q.Revision)}
+	var from *time.Time
+	if replaced != nil {
+		from = &replaced.createdAt
+		f.Summary = fmt.Sprintf("revision %d was saved outside the gateway, in the row created there on %s (the write-through store's)",
+			q.Revision, replaced.createdAt.UTC().Format(time.RFC3339))
+	}
 	if q.Revision == st.revision {
 		f.Summary += "; the document is still at it"
 		return f, true, nil
 	}
 	var held bool
-	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM document_revisions WHERE doc_id = $1 AND revision = $2)`, st.id, q.Revision).Scan(&held); err != nil {
+	// The deleted document's revisions are not this one's history.
+	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM document_revisions WHERE doc_id = $1 AND revision = $2
+		AND ($3::timestamptz IS NULL OR saved_at >= $3))`, st.id, q.Revision, from).Scan(&held); err != nil {
 		return Finding{}, false, fmt.Errorf("revision %d of %s: %w", q.Revision, st.id, err)
 	}
 	if !held {
@@ -1088,8 +1328,11 @@ func (e *Engine) preLedgerRevision(ctx context.Context, st *docState, q Evidence
 // preLedgerUser: the user's saves the write-through store's history
 // records from before the ledger's first entry of the document (every
 // revision a ledger-era save made is saved at its group's time, which is
-// its ledger entry's, so none of them is older), since q.Since.
-func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry) (Finding, bool, error) {
+// its ledger entry's, so none of them is older), since q.Since. In a row
+// that replaced a deleted document outside the gateway, only revisions
+// saved since it was created: the others are the deleted document's
+// (another school's, perhaps).
+func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuery, all []TimelineEntry, replaced *rowReplacement) (Finding, bool, error) {
 	var began *time.Time
 	for _, t := range all {
 		if began == nil || t.At.Before(*began) {
@@ -1097,9 +1340,12 @@ func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuer
 			began = &at
 		}
 	}
-	var since *time.Time
+	var since, from *time.Time
 	if !q.Since.IsZero() {
 		since = &q.Since
+	}
+	if replaced != nil {
+		from = &replaced.createdAt
 	}
 	// Every revision a save through the syncer made is saved at its
 	// group's time, which is its ledger entry's, and that entry names it:
@@ -1109,8 +1355,9 @@ func (e *Engine) preLedgerUser(ctx context.Context, st *docState, q EvidenceQuer
 	// Revision 1, whoever saved it, too: the owner's creation is theirs
 	// only when the history does not go back that far.
 	rows, err := e.pool.Query(ctx, `SELECT revision, saved_at, saved_by = $2 FROM document_revisions
-		WHERE doc_id = $1 AND (revision = 1 OR (saved_by = $2 AND ($3::timestamptz IS NULL OR saved_at >= $3)))
-		ORDER BY revision`, st.id, q.User, since)
+		WHERE doc_id = $1 AND ($4::timestamptz IS NULL OR saved_at >= $4)
+		  AND (revision = 1 OR (saved_by = $2 AND ($3::timestamptz IS NULL OR saved_at >= $3)))
+		ORDER BY revision`, st.id, q.User, since, from)
 	if err != nil {
 		return Finding{}, false, fmt.Errorf("%s's revisions of %s: %w", q.User, st.id, err)
 	}

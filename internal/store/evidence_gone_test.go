@@ -51,3 +51,47 @@ func TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway(t *testing.T) {
 		})
 	}
 }
+
+// TestEvidenceOfARefusalOfADocumentWhoseRowWasDeletedOutsideTheGateway:
+// a student's save of the text she had just saved is refused (her token
+// had expired); then the legacy application deletes the row. Asked about
+// the refused request, support read "the same text ... was already
+// committed by request k1", and told her the essay was safe: nothing said
+// the document was gone, as the synced finding of the same answer did.
+// A refusal's finding says so too (when the database logged the deletion,
+// after which ledger entry), with or without a note on its work.
+func TestEvidenceOfARefusalOfADocumentWhoseRowWasDeletedOutsideTheGateway(t *testing.T) {
+	for _, stage := range []string{dataplane.StageLegacy, dataplane.StageDualWrite} {
+		t.Run(stage, func(t *testing.T) {
+			e := setup(t)
+			e.cohort("c", stage, "t")
+			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Hello"})
+			saved := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", IdempotencyKey: "k1", Content: "Hello, my essay"})
+			// As the gateway records a save refused for an expired token
+			// (with its text's hash) and one refused before its body was
+			// read (without).
+			e.submit(Request{Kind: KindReject, Doc: "d", Tenant: "t", User: "alice", RequestID: "night-1", Code: "token_expired", Reason: "token expired", Content: "Hello, my essay"})
+			e.submit(Request{Kind: KindReject, Doc: "d", Tenant: "t", User: "alice", RequestID: "night-2", Code: "rate_limited", Reason: "too many requests"})
+			var deletedAt time.Time
+			if err := e.pool.QueryRow(t.Context(), `WITH d AS (DELETE FROM documents WHERE doc_id = 'd' RETURNING 1) SELECT now() FROM d`).Scan(&deletedAt); err != nil {
+				t.Fatal(err)
+			}
+			gone := fmt.Sprintf("the document no longer exists: its row was deleted outside the gateway on %s, after ledger entry %d",
+				deletedAt.UTC().Format(time.RFC3339), saved.LedgerSeq)
+			ev := e.evidence(EvidenceQuery{Doc: "d", Tenant: "t", Request: "night-1"})
+			t.Logf("%s: %s", ev.Verdict, ev.Proof.Summary)
+			if ev.Verdict != VerdictRejected || !strings.Contains(ev.Proof.Summary, "was already committed by request k1") || !strings.Contains(ev.Proof.Summary, gone) {
+				t.Errorf("night-1: %s %q; want rejected, already committed by k1, saying %q", ev.Verdict, ev.Proof.Summary, gone)
+			}
+			ev = e.evidence(EvidenceQuery{Doc: "d", Tenant: "t", Request: "night-2"})
+			if ev.Verdict != VerdictRejected || !strings.HasPrefix(ev.Proof.Summary, "refused: rate_limited") || !strings.Contains(ev.Proof.Summary, gone) {
+				t.Errorf("night-2: %s %q; want rejected saying %q", ev.Verdict, ev.Proof.Summary, gone)
+			}
+			// The whole document: the synced finding says it as before.
+			ev = e.evidence(EvidenceQuery{Doc: "d", Tenant: "t"})
+			if ev.Verdict != VerdictSynced || !strings.Contains(ev.Proof.Summary, gone) {
+				t.Errorf("whole document: %s %q", ev.Verdict, ev.Proof.Summary)
+			}
+		})
+	}
+}

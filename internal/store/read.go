@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -142,19 +143,16 @@ type Revision struct {
 	Stage    dataplane.SaveStage `json:"stage"`
 }
 
-// ReadRevision returns a preserved revision of a tenant's document.
+// ReadRevision returns a preserved revision of a tenant's document: only
+// to the school it was written under (historyOwner), whoever holds the
+// document's row now.
 func (e *Engine) ReadRevision(ctx context.Context, tenant, doc string, rev int64) (Revision, error) {
 	r := Revision{Doc: doc, Revision: rev}
-	scan := func(owner string) error {
-		return e.pool.QueryRow(ctx, `
-			SELECT r.title, r.saved_by, r.saved_at, r.stage, r.epoch
-			FROM document_revisions r LEFT JOIN documents d ON d.doc_id = r.doc_id
-			WHERE r.doc_id = $1 AND r.revision = $2 AND (d.tenant = $3 OR (d.doc_id IS NULL AND $4))`, doc, rev, tenant, owner == tenant).
-			Scan(&r.Title, &r.SavedBy, &r.SavedAt, &r.Stage.Stage, &r.Stage.Epoch)
-	}
-	err := scan("")
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = e.readDeleted(ctx, tenant, doc, scan)
+	err := e.pool.QueryRow(ctx, `
+		SELECT title, saved_by, saved_at, stage, epoch FROM document_revisions WHERE doc_id = $1 AND revision = $2`, doc, rev).
+		Scan(&r.Title, &r.SavedBy, &r.SavedAt, &r.Stage.Stage, &r.Stage.Epoch)
+	if err == nil {
+		err = e.ownHistory(ctx, tenant, doc, "revision", rev, r.SavedAt)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Revision{}, errf(http.StatusNotFound, CodeNotFound, "no revision %d of document %q for this tenant", rev, doc)
@@ -186,54 +184,109 @@ type Preserved struct {
 	SavedAt      time.Time `json:"saved_at"`
 }
 
-// ReadPreserved returns preserved content of a tenant's document.
+// ReadPreserved returns preserved content of a tenant's document: only
+// to the school it was kept for (historyOwner).
 func (e *Engine) ReadPreserved(ctx context.Context, tenant, doc string, id int64) (Preserved, error) {
 	p := Preserved{Doc: doc, ID: id}
-	scan := func(owner string) error {
-		return e.pool.QueryRow(ctx, `
-			SELECT p.base_revision, p.content, p.title, p.reason, p.saved_by, p.saved_at
-			FROM preserved_content p LEFT JOIN documents d ON d.doc_id = p.doc_id
-			WHERE p.doc_id = $1 AND p.preserved_id = $2 AND (d.tenant = $3 OR (d.doc_id IS NULL AND $4))`, doc, id, tenant, owner == tenant).
-			Scan(&p.BaseRevision, &p.Content, &p.Title, &p.Reason, &p.SavedBy, &p.SavedAt)
-	}
-	err := scan("")
-	if errors.Is(err, pgx.ErrNoRows) {
-		err = e.readDeleted(ctx, tenant, doc, scan)
+	err := e.pool.QueryRow(ctx, `
+		SELECT base_revision, content, title, reason, saved_by, saved_at FROM preserved_content WHERE doc_id = $1 AND preserved_id = $2`, doc, id).
+		Scan(&p.BaseRevision, &p.Content, &p.Title, &p.Reason, &p.SavedBy, &p.SavedAt)
+	if err == nil {
+		err = e.ownHistory(ctx, tenant, doc, "preserved_id", id, p.SavedAt)
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Preserved{}, errf(http.StatusNotFound, CodeNotFound, "no preserved content %d of document %q for this tenant", id, doc)
 	}
-	return p, err
+	if err != nil {
+		return Preserved{}, err
+	}
+	return p, nil
 }
 
-// readDeleted runs scan, a read of a revision or preserved text whose
-// document row is gone, for the school whose history the document is: a
-// row deleted outside the gateway leaves its history (revisions,
-// preserved text, ledger), and evidence points its school to what the
-// history keeps ("preserved at /v1/documents/{id}/revisions/2"), which a
-// read joined on the row answered not_found. The owner is the school the
-// ledger last saved the document for, as evidence takes it. scan gets the
-// owner ("" for none) and answers pgx.ErrNoRows when there is nothing
-// for this tenant.
-func (e *Engine) readDeleted(ctx context.Context, tenant, doc string, scan func(owner string) error) error {
+// historyKinds are the ledger entries that name a revision or preserved
+// text the document they were written for holds: its commits, repairs,
+// backfills and foreign histories kept aside.
+var historyKinds = []string{ledger.KindCreated, ledger.KindCommitted, ledger.KindMerged, ledger.KindPreserved,
+	ledger.KindRepaired, ledger.KindBackfill, ledger.KindForeign}
+
+// ownHistory answers pgx.ErrNoRows unless the revision or preserved text
+// n (field names it in a ledger entry: "revision", "preserved_id"),
+// saved at savedAt, is tenant's: historyOwner's.
+func (e *Engine) ownHistory(ctx context.Context, tenant, doc, field string, n int64, savedAt time.Time) error {
+	owner, err := e.historyOwner(ctx, tenant, doc, field, n, savedAt)
+	if err != nil {
+		return err
+	}
+	if owner == "" || owner != tenant {
+		return pgx.ErrNoRows
+	}
+	return nil
+}
+
+// historyOwner is the school a revision or preserved text of doc was
+// written under. The history (revisions, preserved text) outlives the
+// document's row and has no tenant of its own; the row's tenant is not
+// its owner once the legacy application (outside the gateway) deleted
+// the row and created a row with the same ID for another school: checked
+// against the row, that school read the first school's essays. So:
+//   - the first ledger entry naming it says whose document wrote it
+//     (every commit, repair and kept-aside text through the syncer has
+//     one, under its document's tenant);
+//   - one no entry names (saved before the ledger began, by the legacy
+//     application behind the gateway, or a row's text a repair took into
+//     the history) belongs to the row its save reached: the first row of
+//     the ID deleted outside the gateway at or after savedAt, as the
+//     database logged it with the row's tenant (migration 00013); if none
+//     was, the row there now, or for an ID without one, the school its
+//     history is (the deleted document's: the ledger's last save of it).
+//
+// A deletion's time is PostgreSQL's clock and savedAt the syncer's; a
+// save reaching a row in the same instant it was deleted is the only one
+// this can place on the wrong side, and only a row without a ledger
+// entry.
+func (e *Engine) historyOwner(ctx context.Context, tenant, doc, field string, n int64, savedAt time.Time) (string, error) {
+	var owner string
+	err := e.pool.QueryRow(ctx, `SELECT tenant FROM save_ledger WHERE doc_id = $1 AND kind = ANY($2) AND body::jsonb->>$3 = $4
+		ORDER BY seq LIMIT 1`, doc, historyKinds, field, strconv.FormatInt(n, 10)).Scan(&owner)
+	if err == nil || !errors.Is(err, pgx.ErrNoRows) {
+		if err != nil {
+			return "", fmt.Errorf("whose %s %d of %s is: %w", field, n, doc, err)
+		}
+		return owner, nil
+	}
+	var deleted *string
+	err = e.pool.QueryRow(ctx, `SELECT tenant FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' AND at >= $2
+		ORDER BY id LIMIT 1`, doc, savedAt).Scan(&deleted)
+	switch {
+	case err == nil && deleted != nil:
+		return *deleted, nil
+	case err != nil && !errors.Is(err, pgx.ErrNoRows):
+		return "", fmt.Errorf("whose %s %d of %s is: %w", field, n, doc, err)
+	}
+	return e.currentOwner(ctx, tenant, doc)
+}
+
+// currentOwner is the school the document's row is (""): for an ID whose
+// row is gone, the school whose history the document is, the one the
+// ledger last saved it for, as evidence takes it.
+func (e *Engine) currentOwner(ctx context.Context, tenant, doc string) (string, error) {
 	l := e.laneOf(doc)
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if verr := e.validate(&Request{Kind: KindReject, Doc: doc, Tenant: tenant}); verr != nil {
-		return verr
+		return "", verr
 	}
 	st, err := e.docForRead(ctx, doc)
 	if err != nil {
-		return err
+		return "", err
 	}
-	owner := st.historyTenant
-	if st.deleted != nil {
-		owner = st.deleted.tenant
+	switch {
+	case st.exists:
+		return st.tenant, nil
+	case st.deleted != nil:
+		return st.deleted.tenant, nil
 	}
-	if st.exists || owner == "" {
-		return pgx.ErrNoRows
-	}
-	return scan(owner)
+	return st.historyTenant, nil
 }
 
 // LedgerRows returns a document's ledger rows in order.
