@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -37,7 +38,9 @@ import (
 //     controller waits until every live shard has observed it, forgets the
 //     rollout's control rows, and lets the gateway be garbage-collected.
 //     Refused, and the deletion held, while a cohort has retired legacy
-//     writes: switch the policy to Retain to delete anyway.
+//     writes, before any cohort is rolled back: switch the policy to
+//     Retain to delete anyway, every cohort where it was. While the
+//     deletion waits, status shows it (applyRollbackStatus).
 //
 // RollbackToLegacy needs the database Secret. Without it (deleted first,
 // or its key gone) the deletion is held, with a Warning Event and the Ready
@@ -63,9 +66,10 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		// Bounded as a reconcile's data-plane work is: a database that
 		// stopped answering holds the deletion, saying so, not the worker.
 		dctx, cancel := context.WithTimeout(ctx, r.dataPlaneTimeout())
-		waiting, err := r.rollbackAll(dctx, ro, now)
+		rb, err := r.rollbackAll(dctx, ro, now)
 		err = r.dataPlaneTimedOut(ctx, dctx, err)
 		cancel()
+		waiting := rb.waiting
 		if errors.Is(err, errNoDSN) {
 			terminating, nsErr := r.namespaceTerminating(ctx, ro.Namespace)
 			if nsErr != nil {
@@ -91,6 +95,10 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 			if err != nil {
 				msg, reason = "deletion blocked: "+err.Error(), persistencev1alpha1.ReasonDeleting
 			}
+			// What the deletion did is what people watch for: every
+			// cohort at Legacy as it gets there, in the columns and
+			// conditions, not the rollout as it was before.
+			applyRollbackStatus(ro, rb, err == nil, now)
 			setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, reason, msg, now)
 			ro.Status.WaitingFor = msg
 			if perr := r.patchStatus(ctx, original, ro); perr != nil {
@@ -161,6 +169,8 @@ func (r *PersistenceRolloutReconciler) holdForDatabaseSecret(ctx context.Context
 	}
 	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonDatabaseSecretMissing, msg, now)
 	ro.Status.WaitingFor = fmt.Sprintf("the database Secret %s to roll every cohort back to Legacy", ref.Name)
+	// The deletion is the generation acted on: it is held, and says so.
+	ro.Status.ObservedGeneration = ro.Generation
 	if err := r.patchStatus(ctx, original, ro); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -223,71 +233,110 @@ func (r *PersistenceRolloutReconciler) orphanGateway(ctx context.Context, ro *pe
 	return nil
 }
 
+// reasonRolloutDeleted is the reason, in the audit trail and Events, of a
+// cohort's rollback by a RollbackToLegacy deletion.
+const reasonRolloutDeleted = "RolloutDeleted"
+
+// rollback is how far a RollbackToLegacy deletion got: what it waits for
+// ("" when done) and what it saw on the way, for status.
+type rollback struct {
+	waiting string
+	// states are the rollout's cohorts as PostgreSQL has them, each rolled
+	// back cohort at Legacy as soon as it is (nil: none read yet).
+	states  map[string]dataplane.CohortState
+	history []dataplane.StageRecord
+	// live shards report fresh; observed[e] counts those of them that
+	// observed epoch e or later, for each cohort's epoch e.
+	live, shards int
+	observed     map[int64]int
+	maxEpoch     int64
+}
+
 // rollbackAll rolls every cohort back to Legacy. It returns what it still
-// waits for ("" when done).
-func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, now time.Time) (string, error) {
+// waits for ("" when done) and what it saw, also when it fails part way:
+// the cohorts it rolled back are at Legacy, and status says so.
+func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, now time.Time) (rollback, error) {
+	rb := rollback{shards: int(ro.Spec.Gateway.Shards)}
 	store, err := r.dataPlane(ctx, ro)
 	if err != nil {
-		return "", err
+		return rb, err
 	}
 	key := rolloutKey(ro)
 	// Recorded first, so that a manager held up with a decision made
 	// before the deletion (an old leader) cannot move a cohort after the
 	// rollback below has passed it.
 	if err := store.SpecSeen(ctx, key, string(ro.UID), ro.Generation); err != nil && !errors.Is(err, dataplane.ErrStaleSpec) {
-		return "", err
+		return rb, err
 	}
 	states, err := store.Cohorts(ctx, key)
 	if err != nil {
-		return "", err
+		return rb, err
 	}
-	var maxEpoch int64
-	for name, st := range states {
-		if st.Stage == dataplane.StageLegacyRetired {
-			return "", fmt.Errorf("cohort %s retired legacy writes, so rolling it back would lose work; set deletionPolicy: Retain to delete the rollout", name)
+	rb.states = states
+	// Refused before any cohort is rolled back, not at the retired one
+	// (in the map's random order): a refused deletion changes nothing, so
+	// the Retain it asks for keeps every cohort where it was.
+	names := slices.Sorted(maps.Keys(states))
+	for _, name := range names {
+		if states[name].Stage == dataplane.StageLegacyRetired {
+			return rb, fmt.Errorf("cohort %s retired legacy writes, so rolling it back would lose work; set deletionPolicy: Retain to delete the rollout", name)
 		}
+	}
+	for _, name := range names {
+		st := states[name]
 		if st.Stage != dataplane.StageLegacy {
 			st2, err := store.SetStage(ctx, dataplane.StageChange{Key: dataplane.CohortKey{Rollout: key, Cohort: name},
 				ExpectEpoch: st.Epoch, Stage: dataplane.StageLegacy, Attempt: st.Attempt,
-				Outcome: dataplane.OutcomeRolledBack, Reason: "RolloutDeleted",
+				Outcome: dataplane.OutcomeRolledBack, Reason: reasonRolloutDeleted,
 				Message: fmt.Sprintf("rolled cohort %s back from %s to Legacy because the rollout is deleted", name, st.Stage), At: now})
 			if err != nil {
-				return "", err
+				return rb, err
 			}
 			if r.Recorder != nil {
-				r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "RolloutDeleted", "StageChange",
+				r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, reasonRolloutDeleted, "StageChange",
 					"rolled cohort %s back from %s to Legacy because the rollout is deleted (epoch %d)", name, st.Stage, st2.Epoch)
 			}
 			st = st2
+			states[name] = st
 		}
-		maxEpoch = max(maxEpoch, st.Epoch)
+		rb.maxEpoch = max(rb.maxEpoch, st.Epoch)
+	}
+	// Best effort, for status only: the audit trail names the rollbacks.
+	if history, err := store.History(ctx, key, persistencev1alpha1.MaxHistory); err == nil {
+		rb.history = history
 	}
 	reports, err := store.ShardReports(ctx, key)
 	if err != nil {
-		return "", err
+		return rb, err
 	}
 	// Reports are aged by the clock that stamped them.
 	dbNow, err := store.Now(ctx)
 	if err != nil {
-		return "", err
+		return rb, err
 	}
 	// Live shards must observe the rollback before their gateway goes; a
 	// shard that no longer reports reads the stage in its next save anyway.
-	live, behind := 0, 0
+	rb.observed = map[int64]int{}
+	for _, st := range states {
+		rb.observed[st.Epoch] = 0
+	}
 	for _, rep := range reports {
-		if rep.Shard >= int(ro.Spec.Gateway.Shards) || dbNow.Sub(rep.ReportedAt) > ro.Spec.Gates.MaxReportAge.Duration {
+		if rep.Shard >= rb.shards || dbNow.Sub(rep.ReportedAt) > ro.Spec.Gates.MaxReportAge.Duration {
 			continue
 		}
-		live++
-		if rep.ObservedEpoch < maxEpoch {
-			behind++
+		rb.live++
+		for epoch := range rb.observed {
+			if rep.ObservedEpoch >= epoch {
+				rb.observed[epoch]++
+			}
 		}
 	}
-	if behind > 0 {
-		return fmt.Sprintf("%d/%d live shards to observe epoch %d", behind, live, maxEpoch), nil
+	if behind := rb.live - rb.observed[rb.maxEpoch]; behind > 0 && len(states) > 0 {
+		rb.waiting = fmt.Sprintf("%d/%d live shards to observe epoch %d", behind, rb.live, rb.maxEpoch)
+		return rb, nil
 	}
 	if err := store.ForgetRollout(ctx, key, string(ro.UID)); err != nil {
-		return "", err
+		return rb, err
 	}
-	return "", nil
+	return rb, nil
 }

@@ -206,6 +206,19 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// same way, saying the gateway waits; tried again at every poll. A
 	// data plane opened before (its schema migrated by this process) that
 	// fails later is no question of the schema: the gateway is applied.
+	//
+	// Nor, above all, while the database refuses the rollout: it serves
+	// another rollout (one database serves one rollout), or this object's
+	// rollout was forgotten there by its deletion. Its syncers, given the
+	// same DSN, would write the other rollout's documents under a shard
+	// count and epochs that are not theirs: two gateways writing one
+	// database. A refused rollout gets no gateway (none is created, and
+	// one it has keeps its last template, not rolled onto the DSN that
+	// names the other's database); reported the same way, and tried again
+	// at every poll, so it takes the database once it is free. So with a
+	// database that has no record of the cohorts status shows started
+	// (sameDatabase): the Secret names another database than the
+	// rollout's, and the pods are not rolled onto it.
 	var gw gatewayPods
 	var gwErr error
 	// The data plane's part of the reconcile (register, read, act) is
@@ -221,7 +234,15 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	if errors.Is(regErr, errSchemaUnconfirmed) {
 		regErr = fmt.Errorf("%w; the gateway keeps its last template until the schema is confirmed at this version", regErr)
 	}
-	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, errSchemaUnconfirmed) {
+	if errors.Is(regErr, dataplane.ErrDatabaseInUse) {
+		regErr = fmt.Errorf("%w; this rollout gets no gateway while the database serves another (two gateways would write the same documents): "+
+			"point spec.database at a database of its own", regErr)
+	}
+	if errors.Is(regErr, errDatabaseForgot) {
+		regErr = fmt.Errorf("%w (the gateway keeps its last template meanwhile)", regErr)
+	}
+	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, errSchemaUnconfirmed) ||
+		errors.Is(regErr, dataplane.ErrDatabaseInUse) || errors.Is(regErr, dataplane.ErrRolloutForgotten) || errors.Is(regErr, errDatabaseForgot) {
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {
@@ -436,7 +457,56 @@ func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persist
 	if err != nil {
 		return nil, err
 	}
+	if err := sameDatabase(ctx, ro, store); err != nil {
+		return nil, err
+	}
 	return store, store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
+}
+
+// errDatabaseForgot marks a database that has no record of the rollout
+// although its status shows cohorts started: the database Secret names
+// another database than the one the rollout ran on.
+var errDatabaseForgot = errors.New("the database has no record of the rollout")
+
+// databaseForgot is an error that is errDatabaseForgot, with the message
+// of its cause.
+type databaseForgot struct{ error }
+
+func (e databaseForgot) Is(target error) bool { return target == errDatabaseForgot }
+func (e databaseForgot) Unwrap() error        { return e.error }
+
+// sameDatabase refuses a database that has no cohort of the rollout while
+// its status shows one started. A cohort's row is never deleted while its
+// rollout exists (ForgetRollout runs at the deletion only), and status
+// shows only what was read from it; so the Secret now names another
+// database (an empty one, or another environment's), and the rollout would
+// start over there from Legacy, with its gateway rolled onto a database
+// that does not hold its students' documents. Checked before registering,
+// so that the other database is left as it was. A database that has the
+// cohorts at other epochs (a restored backup) is not refused: its stages
+// are the ones its shards read.
+func sameDatabase(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) error {
+	var started *persistencev1alpha1.CohortStatus
+	for i, c := range ro.Status.Cohorts {
+		if c.Stage != "" && c.Epoch > 0 {
+			started = &ro.Status.Cohorts[i]
+			break
+		}
+	}
+	if started == nil {
+		return nil
+	}
+	states, err := store.Cohorts(ctx, rolloutKey(ro))
+	if err != nil {
+		return err
+	}
+	if len(states) > 0 {
+		return nil
+	}
+	return databaseForgot{fmt.Errorf("the database has no record of cohort %s, which status shows at %s (epoch %d): "+
+		"the database Secret %s may name another database than the one this rollout ran on. Point it at that database again; "+
+		"to start the rollout over on this one, delete the rollout with deletionPolicy: Retain and create it again",
+		started.Name, started.Stage, started.Epoch, ro.Spec.Database.SecretRef.Name)}
 }
 
 // observe reads every cohort's row and the shards' reports of a rollout

@@ -450,7 +450,7 @@ func TestApprovalGatesTheFlip(t *testing.T) {
 	f.g.Expect(k8s.Create(context.Background(), ro)).To(Succeed())
 	f.walkToVerify("approve", "pilot")
 	f.soak("approve", time.Minute)
-	f.g.Eventually(func() string { return f.get("approve").Status.WaitingFor }).Should(Equal("approval: set approvedAttempt: 1 on cohort pilot"))
+	f.g.Eventually(func() string { return f.get("approve").Status.WaitingFor }).Should(Equal("approval of the flip of cohort pilot to local-first: set approvedAttempt: 1 on it (yawpctl rollout approve)"))
 	f.g.Consistently(func() persistencev1alpha1.Stage { return f.cohortStatus("approve", "pilot").Stage }, "500ms").Should(Equal(persistencev1alpha1.StageVerify))
 	// A person approves with yawpctl, which edits the spec.
 	msg, err := rolloutctl.Apply(context.Background(), k8s, client.ObjectKey{Namespace: f.ns, Name: "approve"}, rolloutctl.Approve("pilot"))

@@ -297,7 +297,15 @@ func plan(in planInput) planOutput {
 		}
 	}
 	if out.current < 0 {
+		// Every cohort is done: the one to look at is one that still
+		// waits to stop legacy writes, else the last.
 		out.current = len(in.cohorts) - 1
+		for i, cp := range out.cohorts {
+			if cp.waitingFor != "" {
+				out.current = i
+				break
+			}
+		}
 	}
 	// The cohort on its way is the one to look at, even when a cohort not
 	// started was moved ahead of it.
@@ -430,7 +438,18 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	}
 
 	if isDone(stage) {
-		if stage == persistencev1alpha1.StageComplete && spec.StopLegacyWrites && !in.spec.Paused && intent == persistencev1alpha1.IntentProceed {
+		if stage == persistencev1alpha1.StageComplete && spec.StopLegacyWrites && (in.spec.Paused || intent != persistencev1alpha1.IntentProceed) {
+			// The one step left is the point of no return, and a person
+			// holds it back: say so, or status reads as if nothing were
+			// left (Complete), and nobody knows what resuming will do.
+			if in.spec.Paused {
+				return cohortPlan{done: true, failing: watchDone(sum, gates), reason: persistencev1alpha1.ReasonPaused,
+					waitingFor: fmt.Sprintf("unpause to stop legacy writes for cohort %s, the point of no return (yawpctl rollout resume)", spec.Name)}
+			}
+			return cohortPlan{done: true, failing: watchDone(sum, gates), reason: persistencev1alpha1.ReasonHeld,
+				waitingFor: fmt.Sprintf("intent %s on cohort %s to become Proceed to stop legacy writes, the point of no return (yawpctl rollout proceed)", intent, spec.Name)}
+		}
+		if stage == persistencev1alpha1.StageComplete && spec.StopLegacyWrites {
 			// The point of no return is gated like every promotion: every
 			// shard observed Complete and reports fresh, and no gate fails.
 			switch {
@@ -523,11 +542,19 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 			return wait(persistencev1alpha1.ReasonSoaking, "the soak to start again: reports were last seen fresh at %s", watched.UTC().Format(time.RFC3339))
 		}
 	}
+	// The flip's approval is asked for as soon as the flip is next: a
+	// person who resumes a paused rollout (or releases a hold) learns
+	// there is one more thing to do, not only after the soak.
+	approval := ""
+	if stage == persistencev1alpha1.StageVerify && spec.RequireApproval && spec.ApprovedAttempt != st.Attempt {
+		approval = fmt.Sprintf("; the flip of cohort %s to local-first then waits for approval: set approvedAttempt: %d on it (yawpctl rollout approve)",
+			spec.Name, st.Attempt)
+	}
 	if intent == persistencev1alpha1.IntentHold {
-		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s", spec.Name)
+		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s%s", spec.Name, approval)
 	}
 	if in.spec.Paused {
-		return wait(persistencev1alpha1.ReasonPaused, "unpause")
+		return wait(persistencev1alpha1.ReasonPaused, "unpause%s", approval)
 	}
 	// Every stage after Legacy waits for its barrier first.
 	if stage != persistencev1alpha1.StageLegacy && !sum.allObserved() {
@@ -586,7 +613,8 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 			return wait(persistencev1alpha1.ReasonWaitingForCohort, "earlier cohorts to complete before the flip")
 		}
 		if spec.RequireApproval && spec.ApprovedAttempt != st.Attempt {
-			return wait(persistencev1alpha1.ReasonAwaitingApproval, "approval: set approvedAttempt: %d on cohort %s", st.Attempt, spec.Name)
+			return wait(persistencev1alpha1.ReasonAwaitingApproval, "approval of the flip of cohort %s to local-first: set approvedAttempt: %d on it (yawpctl rollout approve)",
+				spec.Name, st.Attempt)
 		}
 		cp.act = set(persistencev1alpha1.StageLocalFirst, "Flipped",
 			fmt.Sprintf("cohort %s verified for %s; clients switch to local-first", spec.Name, soak))

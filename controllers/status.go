@@ -319,6 +319,10 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 			plural(int(obs.outside), "school", "schools"), plural(int(obs.outside), "stays", "stay"), sampleList(obs.outsideSample, obs.outside))
 	}
 	switch {
+	case allDone && (curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld):
+		// Complete, but the point of no return a person asked for is held
+		// back by a person: that is what the rollout waits for.
+		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, curPlan.reason, "waiting for "+curPlan.waitingFor, now)
 	case allDone:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete, complete, now)
 	case curPlan.failed && !curPlan.retryWaits:
@@ -352,6 +356,103 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	default:
 		setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionTrue, persistencev1alpha1.ReasonGatewayReady, pods, now)
 	}
+}
+
+// applyRollbackStatus shows a RollbackToLegacy deletion in ro.Status:
+// the deletion's generation observed, and every cohort as the deletion
+// left it in PostgreSQL, at Legacy as soon as it is there, with how many
+// live shards observed its epoch. done says every cohort is at Legacy
+// (the deletion only waits for the shards); then Progressing says so,
+// Verified is Unknown (nothing is verified at Legacy) and nothing is
+// Degraded. Without cohorts read (the data plane could not be reached)
+// only the generation is stamped: nothing else is known.
+func applyRollbackStatus(ro *persistencev1alpha1.PersistenceRollout, rb rollback, done bool, now time.Time) {
+	st := &ro.Status
+	st.ObservedGeneration = ro.Generation
+	if rb.states == nil {
+		return
+	}
+	// A rollback by this deletion is in the audit trail under its epoch.
+	deletedAt := map[string]int64{}
+	for _, h := range rb.history {
+		if h.Reason == reasonRolloutDeleted {
+			deletedAt[h.Cohort] = h.Epoch
+		}
+	}
+	cohorts := make([]persistencev1alpha1.CohortStatus, 0, len(ro.Spec.Cohorts))
+	for _, c := range ro.Spec.Cohorts {
+		cs := persistencev1alpha1.CohortStatus{Name: c.Name, ShardsTotal: int32(rb.shards)}
+		s, ok := rb.states[c.Name]
+		if !ok {
+			cs.Message = "not started: the rollout is being deleted"
+			cohorts = append(cohorts, cs)
+			continue
+		}
+		cs.Stage, cs.Epoch, cs.Attempt = persistencev1alpha1.Stage(s.Stage), s.Epoch, s.Attempt
+		cs.Outcome = persistencev1alpha1.Outcome(s.Outcome)
+		cs.Since, cs.Members = timePtr(s.StageSince), s.Members
+		// No documents or gate counts: the shards counted them at the
+		// stage the cohort left, and they say nothing of it at Legacy.
+		cs.ShardsObserved = int32(rb.observed[s.Epoch])
+		switch {
+		case s.Stage == dataplane.StageLegacyRetired:
+			cs.Outcome = persistencev1alpha1.OutcomeLegacyRetired
+			cs.Message = "retired legacy writes, so the deletion cannot roll it back: set deletionPolicy: Retain to delete the rollout"
+		case s.Stage != dataplane.StageLegacy:
+			cs.Message = fmt.Sprintf("at %s: not rolled back to Legacy while the deletion is blocked", s.Stage)
+		default:
+			cs.Message = "at Legacy"
+			if e, ok := deletedAt[c.Name]; ok && e == s.Epoch {
+				cs.Message = "rolled back to Legacy for the rollout's deletion (deletionPolicy RollbackToLegacy)"
+			}
+			if behind := rb.live - rb.observed[s.Epoch]; behind > 0 {
+				cs.Message += fmt.Sprintf("; waiting for %d/%d live shards to observe epoch %d", behind, rb.live, s.Epoch)
+			}
+		}
+		cohorts = append(cohorts, cs)
+	}
+	st.Cohorts = cohorts
+	if rb.history != nil {
+		st.History = make([]persistencev1alpha1.AttemptRecord, 0, len(rb.history))
+		for _, h := range rb.history {
+			st.History = append(st.History, persistencev1alpha1.AttemptRecord{
+				Cohort: h.Cohort, Attempt: h.Attempt, Stage: persistencev1alpha1.Stage(h.ToStage), Epoch: h.Epoch,
+				Outcome: persistencev1alpha1.Outcome(h.Outcome), Reason: h.Reason, Message: h.Message, Time: metav1.NewTime(h.At),
+			})
+		}
+	}
+	// The current cohort stays the one people were looking at.
+	cur := 0
+	for i, cs := range cohorts {
+		if cs.Name == st.CurrentCohort {
+			cur = i
+		}
+	}
+	if len(cohorts) > 0 {
+		st.CurrentCohort, st.Progress = cohorts[cur].Name, fmt.Sprintf("%d/%d", cur+1, len(cohorts))
+		st.Stage, st.Epoch = cohorts[cur].Stage, cohorts[cur].Epoch
+		if st.Stage == "" {
+			st.Stage = persistencev1alpha1.StageLegacy
+		}
+	}
+	st.Shards = fmt.Sprintf("%d/%d", rb.live, rb.shards)
+	if !done {
+		return
+	}
+	behind := rb.live - rb.observed[rb.maxEpoch]
+	goes := "the rollout goes now"
+	if behind > 0 {
+		goes = fmt.Sprintf("the rollout goes once %d/%d live shards observe epoch %d", behind, rb.live, rb.maxEpoch)
+	}
+	setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionTrue, persistencev1alpha1.ReasonRolledBackForDeletion,
+		"every cohort is back at Legacy, as deletionPolicy RollbackToLegacy asks; "+goes, now)
+	setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionUnknown, persistencev1alpha1.ReasonRolledBackForDeletion,
+		"every cohort is back at Legacy for the rollout's deletion: nothing is verified at Legacy", now)
+	// Whatever was degraded was of stages the cohorts have left: a gate
+	// of an epoch rolled back, a cohort no longer in the spec (rolled
+	// back too), the gateway's template (going with the rollout).
+	setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionFalse, persistencev1alpha1.ReasonAsExpected,
+		"every cohort is back at Legacy for the rollout's deletion", now)
 }
 
 // sampleList names a sample of n things: "a, b" or "a, b and 3 more".
