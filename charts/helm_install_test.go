@@ -111,6 +111,19 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		t.Errorf("shards after the refused upgrade: %s, want 3", got)
 	}
 
+	// Each shard's syncer work, from values, is what the API server stores;
+	// an interval the CRD's rule refuses fails the upgrade with its message.
+	must(helm, append(append(append([]string{"upgrade", releaseName, chart}, ns...), values...),
+		"--set", "rollout.gateway.syncer.backfillRate=50", "--set", "rollout.gateway.syncer.fullVerificationInterval=5m",
+		"--set", "rollout.gateway.syncer.evidenceGapAfter=30m")...)
+	if got := must(kubectl, "get", "persistencerollout", "demo", "-n", releaseNS, "-o", "jsonpath={.spec.gateway.syncer}"); got != `{"backfillRate":50,"evidenceGapAfter":"30m","fullVerificationInterval":"5m"}` {
+		t.Errorf("the rollout's spec.gateway.syncer after an upgrade setting it: %s", got)
+	}
+	out, err = do(helm, append(append(append([]string{"upgrade", releaseName, chart}, ns...), values...), "--set", "rollout.gateway.syncer.fullVerificationInterval=500ms")...)
+	if err == nil || !strings.Contains(out, "fullVerificationInterval must be at least 1s") {
+		t.Errorf("upgrade to a full verification every 500ms: err %v, output:\n%s\nwant it refused by the CRD's rule", err, out)
+	}
+
 	// A second release whose cohorts overlap is refused at install, with
 	// the CRD's message.
 	out, err = do(helm, "install", "second", chart, "--namespace", "second", "--create-namespace", "--skip-crds",

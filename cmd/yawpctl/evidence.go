@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/yawp/persistence-operator/internal/auth"
 	"github.com/yawp/persistence-operator/internal/contract"
 	"github.com/yawp/persistence-operator/internal/ledger"
 	"github.com/yawp/persistence-operator/internal/store"
@@ -70,11 +72,12 @@ func newEvidenceCommand() *cobra.Command {
 			return fmt.Errorf("the gateway's answer is over %d MiB: narrow it with --since or a subject (--request, --revision, --client, --user)", maxAnswer>>20)
 		}
 		if resp.StatusCode != http.StatusOK {
+			refusal := &gatewayRefusal{status: resp.StatusCode, statusText: resp.Status}
 			var e store.Error
 			if json.Unmarshal(raw, &e) == nil && e.Code != "" {
-				return fmt.Errorf("%s: %s", e.Code, e.Message)
+				refusal.code, refusal.message = e.Code, e.Message
 			}
-			return fmt.Errorf("gateway answered %s", resp.Status)
+			return refusal
 		}
 		return json.Unmarshal(raw, out)
 	}
@@ -158,7 +161,7 @@ or the document has no ledger entries; 1 the gateway could not be asked;
 			}
 			var rep store.VerifyReport
 			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence/verify", q, &rep); err != nil {
-				return err
+				return withOperatorTokenToMint(err, token)
 			}
 			out := cmd.OutOrStdout()
 			switch {
@@ -197,6 +200,42 @@ or the document has no ledger entries; 1 the gateway could not be asked;
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the full JSON answer")
 	cmd.AddCommand(verify)
 	return cmd
+}
+
+// gatewayRefusal is the gateway's answer other than 200: its error code
+// and message when it gave them.
+type gatewayRefusal struct {
+	status        int
+	statusText    string
+	code, message string
+}
+
+func (e *gatewayRefusal) Error() string {
+	if e.code == "" {
+		return "gateway answered " + e.statusText
+	}
+	return e.code + ": " + e.message
+}
+
+// withOperatorTokenToMint adds to the gateway's refusal of a token
+// without the operator flag ("forbidden: operator token required") which
+// token to mint, and how: `yawpctl token` for the same tenant and user
+// with --operator, signed with the gateway's token key. Other errors are
+// returned as they are.
+func withOperatorTokenToMint(err error, token string) error {
+	var r *gatewayRefusal
+	if !errors.As(err, &r) || r.status != http.StatusForbidden || r.code != "forbidden" {
+		return err
+	}
+	tenant, user, whose := "ops", "NAME", "is not an operator token"
+	if c, cerr := auth.Unverified(token); cerr == nil {
+		tenant, user = c.Tenant, c.User
+		whose = fmt.Sprintf("is %s's, of %s, without the operator flag", c.User, c.Tenant)
+	}
+	return fmt.Errorf("%w. The token given (--token or %s) %s, which evidence verify needs. "+
+		"Mint an operator token with the gateway's token key (the key in the Secret the rollout's spec.gateway.tokenSecretRef names; under make dev, bin/dev/token-key): "+
+		"yawpctl token --tenant %s --user %s --operator --key-file FILE (or set %s instead of --key-file)",
+		err, envToken, whose, tenant, user, contract.EnvTokenKey)
 }
 
 // printEvidence writes an evidence answer for people: verdict and

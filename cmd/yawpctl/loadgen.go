@@ -83,7 +83,7 @@ Under make dev:
 			errw := cmd.ErrOrStderr()
 			fmt.Fprintf(errw, "loadgen: seeding %d documents (%d tenants x %d)\n", cfg.Tenants*cfg.Docs, cfg.Tenants, cfg.Docs)
 			if err := g.Seed(ctx); err != nil {
-				return err
+				return withTokenKeyToUse(err, keyFile)
 			}
 			runErr := g.Run(ctx)
 			if runErr != nil && ctx.Err() != nil {
@@ -139,4 +139,21 @@ Under make dev:
 	f.BoolVar(&noAudit, "no-audit", false, "skip the audit")
 	f.BoolVar(&asJSON, "json", false, "print the audit report as JSON")
 	return cmd
+}
+
+// withTokenKeyToUse names, on the gateway's refusal of the workload's
+// tokens (loadgen.ErrTokenKeyRefused), the key they were signed with and
+// the one to give instead: a bare "401 unauthenticated: invalid token"
+// left the user to guess which of the quickstart's files was wrong.
+func withTokenKeyToUse(err error, keyFile string) error {
+	if !errors.Is(err, loadgen.ErrTokenKeyRefused) {
+		return err
+	}
+	signedWith := "the key in $" + contract.EnvTokenKey + " (no --token-key-file was given)"
+	if keyFile != "" {
+		signedWith = "the key in " + keyFile + " (--token-key-file)"
+	}
+	return fmt.Errorf("%w. They were signed with %s. Give loadgen the gateway's token key: "+
+		"--token-key-file FILE holding the key of the Secret the rollout's spec.gateway.tokenSecretRef names "+
+		"(under make dev: bin/dev/token-key)", err, signedWith)
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,13 +32,16 @@ func newRolloutCommand() *cobra.Command {
 
 	connect := func() (client.Client, string, error) {
 		rules := clientcmd.NewDefaultClientConfigLoadingRules()
+		// kubeconfigError says what client-go's warning about missing
+		// files would.
+		rules.WarnIfAllMissing = false
 		if kubeconfig != "" {
 			rules.ExplicitPath = kubeconfig
 		}
 		cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
 		cfg, err := cc.ClientConfig()
 		if err != nil {
-			return nil, "", fmt.Errorf("kubeconfig: %w", err)
+			return nil, "", kubeconfigError(kubeconfig, err)
 		}
 		ns := namespace
 		if ns == "" {
@@ -129,4 +135,44 @@ held: the message says why).`,
 	}
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait for the rollout to be gone")
 	return cmd
+}
+
+// kubeconfigError explains a kubeconfig that could not be loaded. Finding
+// no cluster at all (no --kubeconfig, $KUBECONFIG naming no file there is
+// or unset with no ~/.kube/config, and not running in a pod) is wrong
+// usage, exit 2: client-go's own message ("no configuration has been
+// provided, try setting KUBERNETES_MASTER environment variable") points
+// at a variable nothing here reads, and exited 1 as if the cluster had
+// failed.
+func kubeconfigError(flag string, err error) error {
+	const point = "Point yawpctl at the cluster's kubeconfig with --kubeconfig FILE or KUBECONFIG=FILE " +
+		"(under make dev: export KUBECONFIG=$PWD/bin/dev/kubeconfig, which make dev writes once it is up)"
+	switch {
+	case flag != "" && errors.Is(err, fs.ErrNotExist):
+		return usageError(fmt.Errorf("--kubeconfig %s: no such file. %s", flag, point))
+	case clientcmd.IsEmptyConfig(err):
+		env := os.Getenv(clientcmd.RecommendedConfigPathEnvVar)
+		var looked string
+		switch {
+		case env == "" && anyExists(clientcmd.RecommendedHomeFile):
+			looked = "$KUBECONFIG is not set and " + clientcmd.RecommendedHomeFile + " names no cluster"
+		case env == "":
+			looked = "$KUBECONFIG is not set and there is no " + clientcmd.RecommendedHomeFile
+		case anyExists(filepath.SplitList(env)...):
+			looked = "$KUBECONFIG (" + env + ") names no cluster"
+		default:
+			looked = "$KUBECONFIG is " + env + ", which does not exist"
+		}
+		return usageError(fmt.Errorf("no cluster to talk to: %s, and yawpctl is not running in a pod. %s", looked, point))
+	}
+	return fmt.Errorf("kubeconfig: %w", err)
+}
+
+func anyExists(paths ...string) bool {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
 }

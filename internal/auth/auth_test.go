@@ -72,3 +72,23 @@ func TestNoTokenForATenantNoDocumentCanHave(t *testing.T) {
 		t.Errorf("a tenant of %d bytes: %v", MaxTenantBytes, err)
 	}
 }
+
+// TestUnverifiedSaysWhoseATokenIs: Unverified reads the claims of any
+// well-formed token, whatever key signed it and however old it is (it
+// names them in messages; Verify decides), and refuses what is not a
+// token.
+func TestUnverifiedSaysWhoseATokenIs(t *testing.T) {
+	past := time.Unix(1_000_000, 0).Unix()
+	tok, err := Mint([]byte("another key"), Claims{Tenant: "school-1", User: "alice", Expiry: past})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := Unverified(tok); err != nil || c != (Claims{Tenant: "school-1", User: "alice", Expiry: past}) {
+		t.Errorf("Unverified(a token of another key, expired) = %+v, %v", c, err)
+	}
+	for _, bad := range []string{"", "t", "yawp1.", "yawp1.garbage.sig", "yawp1." + base64.RawURLEncoding.EncodeToString([]byte(`{"tenant":""}`)) + ".sig"} {
+		if c, err := Unverified(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("Unverified(%q) = %+v, %v; want ErrMalformed", bad, c, err)
+		}
+	}
+}

@@ -308,7 +308,7 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 	ok = ok && strings.EqualFold(scheme, "Bearer")
 	tok = strings.TrimLeft(tok, " ")
 	if !ok || tok == "" {
-		return auth.Claims{}, bad(http.StatusUnauthorized, "unauthenticated", "missing bearer token")
+		return auth.Claims{}, bad(http.StatusUnauthorized, CodeUnauthenticated, "missing bearer token")
 	}
 	c, err := auth.Verify(g.cfg.TokenKey, tok, g.cfg.Now())
 	switch {
@@ -322,7 +322,7 @@ func (g *Gateway) authenticate(r *http.Request) (auth.Claims, *apiError) {
 	case errors.Is(err, auth.ErrNoKey):
 		return auth.Claims{}, bad(http.StatusServiceUnavailable, "no_token_key", "the gateway has no token key configured")
 	default:
-		return auth.Claims{}, bad(http.StatusUnauthorized, "unauthenticated", "invalid token")
+		return auth.Claims{}, bad(http.StatusUnauthorized, CodeUnauthenticated, "invalid token")
 	}
 }
 

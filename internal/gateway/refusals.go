@@ -45,6 +45,9 @@ const (
 	CodeRateLimited = "rate_limited"
 	// codeTokenExpired refuses an authentic token past its expiry.
 	codeTokenExpired = "token_expired"
+	// CodeUnauthenticated refuses a request without a token, or with one
+	// the gateway's token key did not sign (401).
+	CodeUnauthenticated = "unauthenticated"
 )
 
 type userLimiter struct {

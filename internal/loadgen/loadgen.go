@@ -311,17 +311,28 @@ func (g *Generator) Acks() ([]LegacyAck, []YjsAck) {
 	return slices.Clone(g.legacy), ys
 }
 
+// ErrTokenKeyRefused: the gateway refused the generator's tokens as
+// invalid, so they were signed with another key than the gateway's
+// (Config.TokenKey is not the key the gateway checks tokens with).
+var ErrTokenKeyRefused = errors.New("the gateway refused the workload's tokens as invalid: the token key they were signed with is not the gateway's")
+
 // Seed creates the workload's documents through the REST API (a document
 // that already exists, from an earlier run with the same seed, is adopted).
+// Tokens the gateway refuses as invalid fail it with ErrTokenKeyRefused.
 func (g *Generator) Seed(ctx context.Context) error {
 	var eg errgroup.Group
 	eg.SetLimit(g.cfg.Concurrency)
 	for i, d := range g.docs {
 		eg.Go(func() error {
-			if err := g.seedOne(ctx, g.gateway(i), d); err != nil {
-				return fmt.Errorf("seed %s: %w", d.id, err)
+			err := g.seedOne(ctx, g.gateway(i), d)
+			var ae *apiError
+			switch {
+			case err == nil:
+				return nil
+			case errors.As(err, &ae) && ae.Status == http.StatusUnauthorized && ae.Code == gateway.CodeUnauthenticated:
+				return fmt.Errorf("seed %s: %w (%s answered %v)", d.id, ErrTokenKeyRefused, g.gateway(i), err)
 			}
-			return nil
+			return fmt.Errorf("seed %s: %w", d.id, err)
 		})
 	}
 	return eg.Wait()
