@@ -165,6 +165,12 @@ func (f *fixture) do(method, path, tok string, body any, hdr ...string) resp {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	return f.send(req)
+}
+
+// send sends req and reads its answer whole.
+func (f *fixture) send(req *http.Request) resp {
+	f.t.Helper()
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)

@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -18,7 +15,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/contract"
-	"github.com/yawp/persistence-operator/internal/syncws"
 	"github.com/yawp/persistence-operator/internal/yprotocol"
 )
 
@@ -36,15 +32,7 @@ func (f *fixture) doWith(method, path, tok string, body []byte, h http.Header) r
 	if tok != "" {
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	out := resp{status: res.StatusCode, raw: string(raw), header: res.Header}
-	_ = json.Unmarshal(raw, &out.body)
-	return out
+	return f.send(req)
 }
 
 // wantError checks that r is the JSON error status/code whose message
@@ -300,21 +288,8 @@ func TestAPlainGETOfASyncURLIsAnswered426(t *testing.T) {
 	check("a document of this gateway's shard", f.gws[0], docOnShard("essay-plain", 0))
 	check("a document of another shard", f.gws[0], docOnShard("essay-plain", 1))
 
-	dead := httptest.NewServer(http.NotFoundHandler())
-	dead.Close()
-	g, err := New(Config{Shards: 2, SelfShard: 0, Syncer: dead.URL, Peers: []string{"http://self.invalid", dead.URL}, TokenKey: key,
-		Logger: slog.New(slog.DiscardHandler), Metrics: NewMetrics()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	be := g.NewSyncBackend()
-	hub := syncws.NewHub(syncws.Config{Backend: be, Auth: be.Auth()})
-	srv := httptest.NewServer(g.HandlerWithSync(hub))
-	defer srv.Close()
+	srv := gatewayWithShardsDown(t)
 	check("a document of another shard whose gateway is down", srv.URL, docOnShard("essay-plain", 1))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_ = hub.Shutdown(ctx)
 }
 
 // TestEmptyAndBOMBodiesSayWhatIsWrong: an empty body was refused as

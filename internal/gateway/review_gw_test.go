@@ -271,13 +271,10 @@ func holdLateStepOne(t *testing.T) (f *syncFixture, arm func(), computed, releas
 	return setupSyncWrapped(t, hold), func() { armed.Store(true) }, computed, release
 }
 
-// TestSyncUnreachableShardGatewayClosesWithACode: a student connects
-// through gateway 0 to a document of shard 1 while shard 1's gateway is
-// down (restarting). The forwarding answered the upgrade with HTTP 502,
-// which a browser cannot see: its client got a close without a code
-// (1006) and no reason. It now gets 4500 (backend failure: reconnect and
-// re-sync) with the reason, as when the gateway's own syncer is down.
-func TestSyncUnreachableShardGatewayClosesWithACode(t *testing.T) {
+// gatewayWithShardsDown serves a gateway of shard 0 of 2 whose syncer and
+// shard 1's gateway are both down (their addresses answer nothing).
+func gatewayWithShardsDown(t *testing.T) *httptest.Server {
+	t.Helper()
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
 	g, err := New(Config{Shards: 2, SelfShard: 0, Syncer: dead.URL, Peers: []string{"http://self.invalid", dead.URL}, TokenKey: key,
@@ -288,7 +285,23 @@ func TestSyncUnreachableShardGatewayClosesWithACode(t *testing.T) {
 	be := g.NewSyncBackend()
 	hub := syncws.NewHub(syncws.Config{Backend: be, Auth: be.Auth()})
 	srv := httptest.NewServer(g.HandlerWithSync(hub))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_ = hub.Shutdown(ctx)
+	})
+	return srv
+}
+
+// TestSyncUnreachableShardGatewayClosesWithACode: a student connects
+// through gateway 0 to a document of shard 1 while shard 1's gateway is
+// down (restarting). The forwarding answered the upgrade with HTTP 502,
+// which a browser cannot see: its client got a close without a code
+// (1006) and no reason. It now gets 4500 (backend failure: reconnect and
+// re-sync) with the reason, as when the gateway's own syncer is down.
+func TestSyncUnreachableShardGatewayClosesWithACode(t *testing.T) {
+	srv := gatewayWithShardsDown(t)
 	doc := docOnShard("essay-far", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
