@@ -299,13 +299,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Unlock()
 	// The place taken under MaxConns is given back when the connection is
 	// refused, or turned into its registration (register).
-	defer func() {
+	giveBack := func() {
 		if placed {
+			placed = false
 			h.mu.Lock()
 			h.opening--
 			h.mu.Unlock()
 		}
-	}()
+	}
+	defer giveBack()
 	switch {
 	case closing:
 		ref = refuse(contract.CloseShuttingDown, "server shutting down; reconnect")
@@ -341,6 +343,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if ref != nil {
+		// Before the close is sent: a client told its token was bad that
+		// reconnects at once with a good one finds the place free, not
+		// held until the close handshake ends.
+		giveBack()
 		h.refuseConn(ctx, ws, s, ref)
 		return
 	}
