@@ -44,9 +44,11 @@ func TestGatewayNotRolledOntoASchemaThatCannotBeMigrated(t *testing.T) {
 	f.g.Expect(err).NotTo(HaveOccurred())
 	defer pool.Close()
 
-	// The schema as a failed upgrade leaves it: the newest migration not
-	// recorded, and refused when tried again (its column exists).
-	_, err = pool.Exec(ctx, `DELETE FROM schema_migrations WHERE version_id = $1`, migrations.Latest())
+	// The schema as a failed upgrade leaves it: migration 17 and those
+	// after it not recorded, and 17 refused when tried again (it adds a
+	// column, spec_uid, without IF NOT EXISTS, and the column exists).
+	const failing = 17
+	_, err = pool.Exec(ctx, `DELETE FROM schema_migrations WHERE version_id >= $1`, failing)
 	f.g.Expect(err).NotTo(HaveOccurred())
 	// The operator opens the database anew (another DSN for it) and the
 	// rollout asks for a new image, as an upgrade does.
@@ -74,7 +76,8 @@ func TestGatewayNotRolledOntoASchemaThatCannotBeMigrated(t *testing.T) {
 		"the gateway was rolled onto a schema the operator could not migrate")
 
 	// Repaired, the schema is at this version and the gateway rolls.
-	_, err = pool.Exec(ctx, `INSERT INTO schema_migrations (version_id, is_applied) VALUES ($1, true)`, migrations.Latest())
+	_, err = pool.Exec(ctx, `INSERT INTO schema_migrations (version_id, is_applied) SELECT v, true FROM generate_series($1::bigint, $2::bigint) v`,
+		failing, migrations.Latest())
 	f.g.Expect(err).NotTo(HaveOccurred())
 	f.g.Eventually(image, "60s").Should(Equal("persistence-operator:next"))
 }
