@@ -39,8 +39,13 @@ import (
 //     rollout's control rows, and lets the gateway be garbage-collected.
 //     Refused, and the deletion held, while a cohort has retired legacy
 //     writes, before any cohort is rolled back: switch the policy to
-//     Retain to delete anyway, every cohort where it was. While the
-//     deletion waits, status shows it (applyRollbackStatus).
+//     Retain to delete anyway, every cohort where it was. Refused the same
+//     way (reason DatabaseRefused, a Warning Event) while the database
+//     Secret names a database that is not the rollout's, or one restored
+//     from an older backup (checkDatabase): nothing is written there, and
+//     the rollout is not let go with its cohorts where they were in its
+//     own database. While the deletion waits, status shows it
+//     (applyRollbackStatus).
 //
 // RollbackToLegacy needs the database Secret. Without it (deleted first,
 // or its key gone) the deletion is held, with a Warning Event and the Ready
@@ -92,8 +97,21 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		if err != nil || waiting != "" {
 			msg := "deletion waits for " + waiting
 			reason := persistencev1alpha1.ReasonRolledBackForDeletion // rollbackAll waits only once every cohort is at Legacy
-			if err != nil {
+			var forgot databaseForgot
+			switch {
+			case errors.As(err, &forgot):
+				msg, reason = "deletion blocked: "+forgot.forDeletion(), persistencev1alpha1.ReasonDatabaseRefused
+			case errors.Is(err, errDatabaseRestored):
+				msg, reason = "deletion blocked: "+err.Error(), persistencev1alpha1.ReasonDatabaseRefused
+			case err != nil:
 				msg, reason = "deletion blocked: "+err.Error(), persistencev1alpha1.ReasonDeleting
+			}
+			if reason == persistencev1alpha1.ReasonDatabaseRefused && r.Recorder != nil {
+				// Once, as the deletion starts waiting on it: the
+				// condition says it for as long as it lasts.
+				if c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady); c == nil || c.Reason != reason {
+					r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, reason, "Delete", "%s", msg)
+				}
 			}
 			// What the deletion did is what people watch for: every
 			// cohort at Legacy as it gets there, in the columns and
@@ -140,6 +158,10 @@ func (r *PersistenceRolloutReconciler) recordDeletion(ctx context.Context, ro *p
 	defer cancel()
 	store, err := r.dataPlane(ctx, ro)
 	if err != nil {
+		return err
+	}
+	// Not in another database than the rollout's (its Secret swapped).
+	if err := sameDatabase(ctx, ro, store); err != nil {
 		return err
 	}
 	return store.SpecSeen(ctx, rolloutKey(ro), string(ro.UID), ro.Generation)
@@ -261,6 +283,15 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 	if err != nil {
 		return rb, err
 	}
+	// Not in a database that is not the one the rollout ran on (its
+	// Secret swapped: another environment's, an empty server), nor one
+	// that went back in time: rolling back there, and forgetting the
+	// rollout, would change a database that is not this rollout's and let
+	// the rollout go with its cohorts where they were in its own. Nothing
+	// is written before this.
+	if err := r.checkDatabase(ctx, ro, store); err != nil {
+		return rb, err
+	}
 	key := rolloutKey(ro)
 	// Recorded first, so that a manager held up with a decision made
 	// before the deletion (an old leader) cannot move a cohort after the
@@ -271,6 +302,12 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 	states, err := store.Cohorts(ctx, key)
 	if err != nil {
 		return rb, err
+	}
+	// Again on what is rolled back (restored since checkDatabase read it).
+	if err := restoredDatabase(ro, states); err != nil {
+		if _, ok := restoreAcknowledged(ro, err); !ok {
+			return rb, err
+		}
 	}
 	rb.states = states
 	// Refused before any cohort is rolled back, not at the retired one

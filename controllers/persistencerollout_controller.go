@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -218,7 +219,9 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// at every poll, so it takes the database once it is free. So with a
 	// database that has no record of the cohorts status shows started
 	// (sameDatabase): the Secret names another database than the
-	// rollout's, and the pods are not rolled onto it.
+	// rollout's, and the pods are not rolled onto it; and with one whose
+	// cohorts are at lower epochs than status shows (restoredDatabase: a
+	// restored backup), until the platform team acknowledges it.
 	var gw gatewayPods
 	var gwErr error
 	// The data plane's part of the reconcile (register, read, act) is
@@ -238,11 +241,12 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		regErr = fmt.Errorf("%w; this rollout gets no gateway while the database serves another (two gateways would write the same documents): "+
 			"point spec.database at a database of its own", regErr)
 	}
-	if errors.Is(regErr, errDatabaseForgot) {
+	if errors.Is(regErr, errDatabaseForgot) || errors.Is(regErr, errDatabaseRestored) {
 		regErr = fmt.Errorf("%w (the gateway keeps its last template meanwhile)", regErr)
 	}
 	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, errSchemaUnconfirmed) ||
-		errors.Is(regErr, dataplane.ErrDatabaseInUse) || errors.Is(regErr, dataplane.ErrRolloutForgotten) || errors.Is(regErr, errDatabaseForgot) {
+		errors.Is(regErr, dataplane.ErrDatabaseInUse) || errors.Is(regErr, dataplane.ErrRolloutForgotten) ||
+		errors.Is(regErr, errDatabaseForgot) || errors.Is(regErr, errDatabaseRestored) {
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {
@@ -451,13 +455,14 @@ func (e schemaUnconfirmed) Unwrap() error        { return e.error }
 
 // register opens the data plane and registers the rollout with its shard
 // count (a no-op once registered): dataplane.ErrShardsChanged if another
-// count is recorded.
+// count is recorded. A database that is not the one the rollout ran on
+// (checkDatabase) is refused before anything is written there.
 func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (dataplane.Store, error) {
 	store, err := r.dataPlane(ctx, ro)
 	if err != nil {
 		return nil, err
 	}
-	if err := sameDatabase(ctx, ro, store); err != nil {
+	if err := r.checkDatabase(ctx, ro, store); err != nil {
 		return nil, err
 	}
 	return store, store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
@@ -468,12 +473,26 @@ func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persist
 // another database than the one the rollout ran on.
 var errDatabaseForgot = errors.New("the database has no record of the rollout")
 
-// databaseForgot is an error that is errDatabaseForgot, with the message
-// of its cause.
-type databaseForgot struct{ error }
+// databaseForgot is an error that is errDatabaseForgot. Its finding is
+// what the database lacks; what a person does about it depends on whether
+// the rollout is running (Error) or being deleted (forDeletion).
+type databaseForgot struct{ finding string }
 
 func (e databaseForgot) Is(target error) bool { return target == errDatabaseForgot }
-func (e databaseForgot) Unwrap() error        { return e.error }
+
+func (e databaseForgot) Error() string {
+	return e.finding + ". Point it at that database again; to start the rollout over on this one, " +
+		"delete the rollout with deletionPolicy: Retain and create it again"
+}
+
+// forDeletion is the refusal of a RollbackToLegacy deletion: nothing is
+// rolled back in a database that is not the rollout's, and the rollout is
+// not let go either, since its own database still has its cohorts where
+// they were.
+func (e databaseForgot) forDeletion() string {
+	return e.finding + ", so nothing is rolled back there. Point the Secret at that database again and the deletion " +
+		"rolls every cohort back to Legacy; or set deletionPolicy: Retain to delete the rollout, every cohort keeping its stage"
+}
 
 // sameDatabase refuses a database that has no cohort of the rollout while
 // its status shows one started. A cohort's row is never deleted while its
@@ -483,9 +502,16 @@ func (e databaseForgot) Unwrap() error        { return e.error }
 // start over there from Legacy, with its gateway rolled onto a database
 // that does not hold its students' documents. Checked before registering,
 // so that the other database is left as it was. A database that has the
-// cohorts at other epochs (a restored backup) is not refused: its stages
-// are the ones its shards read.
+// cohorts at lower epochs (a restored backup) is restoredDatabase's.
 func sameDatabase(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) error {
+	_, err := databaseStates(ctx, ro, store)
+	return err
+}
+
+// databaseStates reads the rollout's cohorts from store, refusing a
+// database with none of them while status shows one started (see
+// sameDatabase). nil states: status shows none started, nothing was read.
+func databaseStates(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) (map[string]dataplane.CohortState, error) {
 	var started *persistencev1alpha1.CohortStatus
 	for i, c := range ro.Status.Cohorts {
 		if c.Stage != "" && c.Epoch > 0 {
@@ -494,19 +520,145 @@ func sameDatabase(ctx context.Context, ro *persistencev1alpha1.PersistenceRollou
 		}
 	}
 	if started == nil {
-		return nil
+		return nil, nil
 	}
 	states, err := store.Cohorts(ctx, rolloutKey(ro))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if len(states) > 0 {
+		return states, nil
+	}
+	return nil, databaseForgot{fmt.Sprintf("the database has no record of cohort %s, which status shows at %s (epoch %d): "+
+		"the database Secret %s may name another database than the one this rollout ran on",
+		started.Name, started.Stage, started.Epoch, ro.Spec.Database.SecretRef.Name)}
+}
+
+// AnnotationAcceptRestoredDatabase, set on a rollout to the epoch a
+// refusal of a restored database names, says that the platform team knows
+// the database was restored from a backup taken before the rollout's last
+// decisions, and wants the rollout to go on from the stages the database
+// has. The controller first stamps every cohort under a new epoch above
+// the one named (dataplane.Store.RestampPast), so that no epoch a shard
+// may have observed is used again; it is then inert, and can be removed.
+const AnnotationAcceptRestoredDatabase = "persistence.yawp.dev/accept-restored-database"
+
+// reasonDatabaseRestored is the reason, in the audit trail and Events, of
+// the new epochs a restored database's cohorts are stamped under.
+const reasonDatabaseRestored = "DatabaseRestored"
+
+// errDatabaseRestored marks a database whose cohorts are at lower epochs
+// than status shows: it was restored from an older backup.
+var errDatabaseRestored = errors.New("the database is older than the rollout's status")
+
+// databaseRestored is an error that is errDatabaseRestored.
+type databaseRestored struct {
+	finding string
+	// past is the highest epoch status shows: the one to acknowledge.
+	past int64
+	name string
+}
+
+func (e databaseRestored) Is(target error) bool { return target == errDatabaseRestored }
+
+func (e databaseRestored) Error() string {
+	return fmt.Sprintf("%s. Nothing is decided on it: its next epochs would be ones the shards may have observed with other stages, "+
+		"and fencing takes epochs to only grow. If the Secret names the wrong database, point it at the right one; to go on from "+
+		"the stages this database has (work written after its backup is not in it), run `kubectl annotate persistencerollout %s %s=%d`: "+
+		"every cohort is stamped under a new epoch above %d, soaks start again, and the rollout goes on", e.finding, e.name, AnnotationAcceptRestoredDatabase, e.past, e.past)
+}
+
+// restoredDatabase refuses a database that has a cohort of the rollout at
+// a lower epoch than status shows (or none of a cohort status shows
+// started, while it has others): epochs only grow, so the database went
+// back in time, restored from a backup taken before the rollout's last
+// decisions. Going on there would hand out again epochs that the shards
+// may have observed, under other stages: a syncer's verification verdicts
+// and the barrier are keyed by epoch. states are the database's cohorts
+// (nil: none started in status, nothing to compare).
+func restoredDatabase(ro *persistencev1alpha1.PersistenceRollout, states map[string]dataplane.CohortState) error {
+	if states == nil {
 		return nil
 	}
-	return databaseForgot{fmt.Errorf("the database has no record of cohort %s, which status shows at %s (epoch %d): "+
-		"the database Secret %s may name another database than the one this rollout ran on. Point it at that database again; "+
-		"to start the rollout over on this one, delete the rollout with deletionPolicy: Retain and create it again",
-		started.Name, started.Stage, started.Epoch, ro.Spec.Database.SecretRef.Name)}
+	var past int64
+	finding := ""
+	for _, c := range ro.Status.Cohorts {
+		if c.Stage == "" || c.Epoch <= 0 {
+			continue
+		}
+		past = max(past, c.Epoch)
+		if finding != "" {
+			continue
+		}
+		st, ok := states[c.Name]
+		switch {
+		case !ok:
+			finding = fmt.Sprintf("the database has no record of cohort %s, which status shows at %s (epoch %d), while it has others of the rollout", c.Name, c.Stage, c.Epoch)
+		case st.Epoch < c.Epoch:
+			finding = fmt.Sprintf("the database has cohort %s at %s (epoch %d), which status shows at %s (epoch %d)", c.Name, st.Stage, st.Epoch, c.Stage, c.Epoch)
+		}
+	}
+	if finding == "" {
+		return nil
+	}
+	return databaseRestored{finding: finding + ": it was restored from an older backup, or the Secret names another copy of it", past: past, name: ro.Name}
+}
+
+// restoreAcknowledged reports whether err is nil, or a restoredDatabase
+// refusal the rollout's AnnotationAcceptRestoredDatabase acknowledges,
+// and then the epoch it names.
+func restoreAcknowledged(ro *persistencev1alpha1.PersistenceRollout, err error) (int64, bool) {
+	if err == nil {
+		return 0, true
+	}
+	var restored databaseRestored
+	if !errors.As(err, &restored) {
+		return 0, false
+	}
+	acked, perr := strconv.ParseInt(ro.Annotations[AnnotationAcceptRestoredDatabase], 10, 64)
+	if perr != nil || acked < restored.past {
+		return 0, false
+	}
+	return acked, true
+}
+
+// checkDatabase refuses a database that is not the one the rollout ran on,
+// or that went back in time, before anything is written there; with the
+// restored database acknowledged (AnnotationAcceptRestoredDatabase at the
+// highest epoch status shows, or above), it stamps every cohort under a
+// new epoch above it first, and lets the rollout go on.
+func (r *PersistenceRolloutReconciler) checkDatabase(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) error {
+	states, err := databaseStates(ctx, ro, store)
+	if err != nil {
+		return err
+	}
+	err = restoredDatabase(ro, states)
+	if err == nil {
+		return nil
+	}
+	acked, ok := restoreAcknowledged(ro, err)
+	if !ok {
+		return err
+	}
+	// The spec check of every decision: a manager that read an older
+	// generation than one acted on writes nothing.
+	if err := store.SpecSeen(ctx, rolloutKey(ro), string(ro.UID), ro.Generation); err != nil {
+		return err
+	}
+	restamped, err := store.RestampPast(ctx, rolloutKey(ro), specRef(ro), acked, reasonDatabaseRestored,
+		fmt.Sprintf("the database was restored from a backup older than epoch %d (acknowledged by %s): stamped under a new epoch, so that no epoch shards may have observed is used again", acked, AnnotationAcceptRestoredDatabase),
+		r.Clock.Now())
+	if err != nil {
+		return err
+	}
+	logf.FromContext(ctx).Info("restored database acknowledged: every cohort stamped under a new epoch", "past", acked, "cohorts", len(restamped))
+	if r.Recorder != nil {
+		for _, st := range restamped {
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, reasonDatabaseRestored, "StageChange",
+				"cohort %s stays at %s under epoch %d, above epoch %d that status showed before the database was restored; its soak starts again", st.Cohort, st.Stage, st.Epoch, acked)
+		}
+	}
+	return nil
 }
 
 // observe reads every cohort's row and the shards' reports of a rollout
@@ -527,6 +679,15 @@ func (r *PersistenceRolloutReconciler) observe(ctx context.Context, ro *persiste
 	states, err := store.Cohorts(ctx, key)
 	if err != nil {
 		return observation{}, err
+	}
+	// Checked again on what is decided on: a database restored after
+	// register checked it (a reconcile in flight meanwhile) would
+	// otherwise be acted on, and status overwritten with its older
+	// epochs, which would leave nothing to tell it went back in time.
+	if err := restoredDatabase(ro, states); err != nil {
+		if _, ok := restoreAcknowledged(ro, err); !ok {
+			return observation{}, fmt.Errorf("%w (the gateway keeps its last template meanwhile)", err)
+		}
 	}
 	reports, err := store.ShardReports(ctx, key)
 	if err != nil {

@@ -489,6 +489,11 @@ const (
 	// ReasonDatabaseSecretMissing: the database Secret, or its key, is
 	// gone, so the deletion policy RollbackToLegacy cannot be carried out.
 	ReasonDatabaseSecretMissing = "DatabaseSecretMissing"
+	// ReasonDatabaseRefused: the database Secret names a database that is
+	// not the rollout's (no record of the cohorts status shows started),
+	// or one restored from an older backup, so the deletion policy
+	// RollbackToLegacy is not carried out there.
+	ReasonDatabaseRefused = "DatabaseRefused"
 	// ReasonCohortRemoved: a cohort that left Legacy and is not done is
 	// no longer in the spec, so nothing gates, completes or rolls it back.
 	ReasonCohortRemoved = "CohortRemoved"

@@ -278,6 +278,14 @@ type Store interface {
 	History(ctx context.Context, rollout string, limit int) ([]StageRecord, error)
 	// ShardReports returns the latest report of every shard of a rollout.
 	ShardReports(ctx context.Context, rollout string) ([]ShardReport, error)
+	// RestampPast stamps every cohort of a rollout under a new epoch above
+	// past, each keeping its stage, attempt and outcome, with its soak
+	// started again, and records each in the audit trail (reason,
+	// message): for a database restored from a backup older than epoch
+	// past, so that no epoch shards may have observed is handed out again.
+	// A no-op (nil) once the rollout's epoch is above past. ErrStaleSpec as
+	// for SetStage.
+	RestampPast(ctx context.Context, rollout string, spec SpecRef, past int64, reason, message string, at time.Time) ([]CohortState, error)
 	// ForgetRollout removes a rollout's control rows (cohorts, membership,
 	// reports). Only for rollouts whose cohorts are all at Legacy. The
 	// object's uid (if not empty) can never register the rollout again.

@@ -482,6 +482,78 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 	return st, nil
 }
 
+// RestampPast implements Store. It takes the rollout's row and then the
+// cohorts' rows, in the lock order of saves and SetStage, and notifies
+// the syncers as a stage change does: they observe the new epochs at once.
+func (p *Postgres) RestampPast(ctx context.Context, rollout string, spec SpecRef, past int64, reason, message string, at time.Time) ([]CohortState, error) {
+	var out []CohortState
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var epoch, specGen int64
+		var specUID string
+		if err := tx.QueryRow(ctx, `SELECT epoch, spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
+			rollout).Scan(&epoch, &specUID, &specGen); err != nil {
+			return err
+		}
+		if err := staleDecision(rollout, spec.UID, spec.Generation, specUID, specGen); err != nil {
+			return err
+		}
+		if epoch > past {
+			return nil // stamped already (or never went back in time)
+		}
+		rows, err := tx.Query(ctx, `SELECT cohort, stage, attempt, outcome FROM rollout_cohorts WHERE rollout = $1
+			ORDER BY position, cohort FOR UPDATE`, rollout)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			cohort, stage, outcome string
+			attempt                int32
+		}
+		cohorts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var c row
+			return c, r.Scan(&c.cohort, &c.stage, &c.attempt, &c.outcome)
+		})
+		if err != nil {
+			return err
+		}
+		epoch = past
+		for _, c := range cohorts {
+			epoch++
+			key := CohortKey{Rollout: rollout, Cohort: c.cohort}
+			// The stage stays, and so does the time it was entered; the
+			// soak starts again, since what was verified under the old
+			// epoch was of documents the restore took back.
+			if _, err := tx.Exec(ctx, `
+				UPDATE rollout_cohorts SET epoch = $3, soak_started_at = coalesce($4::timestamptz, now())
+				WHERE rollout = $1 AND cohort = $2`, rollout, c.cohort, epoch, p.dbNow()); err != nil {
+				return err
+			}
+			if err := recordChange(ctx, tx, key, c.stage, StageChange{Key: key, Stage: c.stage, Attempt: c.attempt, Outcome: c.outcome,
+				Reason: reason, Message: message, At: at}, epoch); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE rollouts SET epoch = $2 WHERE rollout = $1`, rollout, epoch); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, rollout); err != nil {
+			return err
+		}
+		for _, c := range cohorts {
+			st, err := cohortState(ctx, tx, CohortKey{Rollout: rollout, Cohort: c.cohort})
+			if err != nil {
+				return err
+			}
+			out = append(out, st)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stamp the cohorts of %s past epoch %d: %w", rollout, past, err)
+	}
+	return out, nil
+}
+
 // HaltAttempt implements Store.
 func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {

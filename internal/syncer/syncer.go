@@ -136,6 +136,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("connect: %w", err)
 	}
 	defer pool.Close()
+	// Nothing is written (not the schema, not the shard's lease) in a
+	// database that does not have the rollout.
+	if !waitRegistered(ctx, pool, cfg.Rollout, cfg.Logger, 5*time.Second) {
+		return nil // stopped while waiting
+	}
 	// A syncer connected as a yawp_service member (it owns nothing) waits
 	// for the operator to migrate; one whose role owns the schema migrates.
 	if err := migrations.UpOrWait(ctx, pool, cfg.Logger, 5*time.Second); err != nil {
@@ -234,6 +239,53 @@ func Run(ctx context.Context, cfg Config) error {
 		case <-s.kick:
 		}
 		s.heartbeat(ctx)
+	}
+}
+
+// waitRegistered waits until the database has the rollout registered,
+// polling every interval, and reports whether it has (false: ctx ended).
+//
+// The operator registers a rollout in its database before it creates the
+// rollout's gateway, and refuses a database Secret that comes to name
+// another database (one with no record of the cohorts it started) without
+// rolling the pods onto it. But a pod that restarts, or is rescheduled,
+// reads the Secret afresh: without this, its syncer would take its shard
+// in whatever database the Secret names now (an empty server, another
+// environment's), migrate it, and write students' saves there. A database
+// without the rollout is not the rollout's; the syncer takes no shard and
+// serves nothing (its gateway is not ready) until the Secret names the
+// rollout's database again or the rollout is registered there.
+func waitRegistered(ctx context.Context, pool *pgxpool.Pool, rollout string, log *slog.Logger, interval time.Duration) bool {
+	var told time.Time
+	for {
+		var registered bool
+		err := pool.QueryRow(ctx, `SELECT to_regclass('rollouts') IS NOT NULL`).Scan(&registered)
+		if err == nil && registered {
+			err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rollouts WHERE rollout = $1)`, rollout).Scan(&registered)
+		}
+		switch {
+		case err == nil && registered:
+			if !told.IsZero() {
+				log.Info("the rollout is registered in the database: taking the shard", "rollout", rollout)
+			}
+			return true
+		case ctx.Err() != nil:
+			return false
+		case err != nil:
+			// Not a verdict on the database: tried again.
+			log.Warn("cannot read whether the rollout is registered in the database", "rollout", rollout, "err", err)
+		case time.Since(told) >= time.Minute:
+			told = time.Now()
+			log.Error("the database has no record of this syncer's rollout: the operator registers a rollout in its database "+
+				"before it creates the gateway, so the database Secret names another database now (edited or swapped since). "+
+				"This syncer takes no shard and writes nothing there; point the Secret back at the rollout's database "+
+				"(docs/operations.md, \"A database Secret that names another database\")", "rollout", rollout)
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(interval):
+		}
 	}
 }
 

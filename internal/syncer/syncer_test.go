@@ -203,6 +203,17 @@ func appliesTimed(t *testing.T, kind string) uint64 {
 // until it is ready.
 func startSyncerProc(t *testing.T, bin, dsn string) (*exec.Cmd, *Client) {
 	t.Helper()
+	// The rollout is registered first, as the operator does before it
+	// creates a gateway: a syncer takes no shard in a database without it.
+	dp, pool, err := dataplane.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = dp.RegisterRollout(t.Context(), "default/demo", "", 1)
+	pool.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	cmd := exec.Command(bin, "--listen", addr, "--metrics-listen", "", "--heartbeat", "200ms")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dsn, "POD_NAME=demo-gateway-0", "YAWP_SHARDS=1",
