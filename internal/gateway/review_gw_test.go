@@ -83,7 +83,13 @@ func TestSyncForwardedConnectionClosedCleanlyAtShutdown(t *testing.T) {
 	if err := <-shut; err != nil {
 		t.Fatalf("forwarded connections still open: %v", err)
 	}
-	eventually(t, "the updates committed", func() bool { return len(f.readDoc(0, tok, doc).Content) == len(local.text()) })
+	// The document exists once the first update commits (the empty
+	// handshakes created nothing): until then it reads 404.
+	eventually(t, "the updates committed", func() bool {
+		r := f.do(http.MethodGet, contract.PathDocuments+"/"+doc, tok, nil)
+		c, _ := r.body["content"].(string)
+		return r.status == http.StatusOK && len(c) == len(local.text())
+	})
 	// Whatever it missed it gets at its next sync, through gateway 0.
 	again := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tok, 601)
 	if err := again.doc.ApplyUpdate(fwd.doc.EncodeStateAsUpdate(nil)); err != nil {

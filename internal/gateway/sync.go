@@ -278,16 +278,21 @@ func (b *SyncBackend) ApplyUpdate(ctx context.Context, s syncws.Session, update 
 		return nil, fmt.Errorf("%w: update is %d bytes, the limit is %d", syncws.ErrTooLarge, len(update), contract.MaxUpdateBytes)
 	}
 	m := b.g.cfg.Metrics
-	if s.DocTenant != "" && carriesNothing(update) {
+	if carriesNothing(update) {
 		// A client with nothing new answers the server's sync step 1 with
-		// an update of no operations and no deletions. To the document the
-		// connection opened it changes nothing (the syncer would answer it
-		// as a duplicate). But when that document was deleted outside the
-		// gateway just before the answer arrived, committed it created the
-		// ID again, empty and this student's: the deleted document read as
-		// hers, and the school's create of the ID got 409 already_exists.
-		// (A connection opened on an ID without a document still creates
-		// it with its first sync step 2, as docs/api.md says.)
+		// an update of no operations and no deletions. To a document that
+		// exists it changes nothing (the syncer would answer it as a
+		// duplicate). To an ID without one, committed, it created the
+		// document, empty and this student's, and the gateway cannot tell
+		// whose answer that is: a tab opening a new ID sends the same two
+		// bytes as a tab with an empty copy reconnecting after the legacy
+		// application deleted the document, or answering just after it
+		// did. The deleted document read as hers, and the school's create
+		// of the ID got 409 already_exists. So only text creates a
+		// document over sync: the first update that carries some (a
+		// client's first keystroke, or an offline copy's step 2), as
+		// docs/api.md says. Nothing is lost by waiting: the client holds
+		// nothing the server lacks.
 		m.syncUpdates.WithLabelValues(updateDuplicate).Inc()
 		return nil, nil
 	}

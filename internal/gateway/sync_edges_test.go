@@ -164,9 +164,9 @@ func TestSyncTenantsNeverShareADocumentBeforeItExists(t *testing.T) {
 	tokA := token(t, "school-a", "ada", time.Hour, false)
 	tokB := token(t, "school-b", "eve", time.Hour, false)
 
-	// Both open the ID while it does not exist. (A stock client's first
-	// empty step 2 already creates the document in its tenant, so whoever
-	// answers first owns it; school-b here just waits: it was admitted.)
+	// Both open the ID while it does not exist. (Their empty step 2s
+	// create nothing; school-a's first update of text makes the document
+	// school-a's. school-b here just waits: it was admitted.)
 	a := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tokA, 101)
 	b := dialPeer(t, f.wsBase(0)+"/"+doc+"?token="+tokB, 202)
 	b.send(yprotocol.EncodeSyncStep1(b.doc.EncodeStateVector()))

@@ -101,11 +101,14 @@ type Backend interface {
 	SyncStep1(ctx context.Context, s Session, clientSV []byte) (update, serverSV []byte, err error)
 	// ApplyUpdate commits a v1 update durably and returns what is to be
 	// relayed to the document's other clients (usually the update
-	// itself; empty when it changed nothing). Errors wrapping
-	// ErrMalformedUpdate close the connection with 4400, ErrTooLarge with
-	// 4413, ErrForbidden with 4403; any other error with 4500 (the client
-	// reconnects and re-sends: it still holds the update). The backend
-	// records its own refusals; ApplyUpdate replayed changes nothing.
+	// itself; empty when it changed nothing, which also tells the Hub it
+	// created no document: a connection opened on an ID without one
+	// claims the ID for its tenant only with a non-empty answer). Errors
+	// wrapping ErrMalformedUpdate close the connection with 4400,
+	// ErrTooLarge with 4413, ErrForbidden with 4403; any other error with
+	// 4500 (the client reconnects and re-sends: it still holds the
+	// update). The backend records its own refusals; ApplyUpdate replayed
+	// changes nothing.
 	ApplyUpdate(ctx context.Context, s Session, update []byte) (applied []byte, err error)
 	// Reject records a refusal decided by the Hub (authentication,
 	// tenant, malformed frame, size, rate): the ledger's "rejected".

@@ -1180,9 +1180,13 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			if err != nil {
 				return c.backendRefusal("update", err)
 			}
-			if c.s.DocTenant == "" && !c.claimedDoc {
+			if c.s.DocTenant == "" && !c.claimedDoc && len(applied) > 0 {
 				// The document did not exist when this connection opened;
-				// it does now, and is this tenant's.
+				// it does now, and is this tenant's. Only an update the
+				// backend committed says so: one it answered with nothing
+				// (a duplicate, or an empty step 2 it did not commit) may
+				// have created nothing, and claiming the ID then closed
+				// other tenants' connections to an ID still free.
 				c.claimedDoc = true
 				c.hub.claimed(c.s.Tenant, c.s.DocID)
 			}
