@@ -89,6 +89,9 @@ type batchCtx struct {
 	// on yet); repaired: documents repaired by it, with the outcome.
 	created  map[string]bool
 	repaired map[string]string
+	// group: every document the group touches, as it was loaded or
+	// cached; those whose rows it does not write are guarded too (flush).
+	group map[string]*docState
 }
 
 func newBatchCtx() *batchCtx {
@@ -142,18 +145,26 @@ var errFastPath = errors.New("store: fast path refused")
 func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	start := time.Now()
 	bc := newBatchCtx()
+	// The group's documents, pinned: the shared LRU may drop them
+	// meanwhile, the group keeps working on these.
+	states := map[string]*docState{}
+	bc.group = states
 	defer func() {
 		if err != nil {
 			for id := range bc.dirty {
 				e.cache.evict(id)
 			}
+			if errors.Is(err, ErrStaleRow) {
+				// A row changed outside the gateway under a copy the
+				// group only read: every copy is loaded again.
+				for id := range states {
+					e.cache.evict(id)
+				}
+			}
 		}
 	}()
 	var live []*op
 	var tenants, keyDocs, keys []string
-	// The group's documents, pinned: the shared LRU may drop them
-	// meanwhile, the group keeps working on these.
-	states := map[string]*docState{}
 	for _, o := range ops {
 		if verr := e.validate(&o.req); verr != nil {
 			o.err = verr
@@ -610,22 +621,49 @@ func (e *Engine) forgetStages() {
 	clear(e.stageCache)
 }
 
-// updateDocumentsSQL writes a group's document rows: $1 IDs, $2 titles,
-// $3 contents, $4 revisions, $5 the time, $6 each row's expected
-// change_seq (negative: inserted by this group), $7 the number of rows.
+// updateDocumentsSQL writes a group's document rows and checks the rows
+// of the other documents it touched: $1 IDs, $2 titles, $3 contents, $4
+// revisions, $5 the time, $6 each row's expected change_seq (negative:
+// inserted by this group), $7 the number of rows; $8 the IDs of the
+// documents the group touched without writing their rows, $9 the
+// change_seq each was read with (negative: no row then).
 const updateDocumentsSQL = `
 	WITH upd AS (
 		UPDATE documents d SET title = u.title, content = u.content, revision = u.revision, updated_at = $5
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $6::bigint[]) AS u(doc_id, title, content, revision, expect)
 		WHERE d.doc_id = u.doc_id AND (u.expect < 0 OR coalesce(d.change_seq, 0) = u.expect)
-		RETURNING 1)
-	SELECT 1 / ((SELECT count(*) FROM upd) = $7)::int`
+		RETURNING 1),
+	moved AS (
+		SELECT 1 FROM unnest($8::text[], $9::bigint[]) AS g(doc_id, expect)
+		LEFT JOIN documents d ON d.doc_id = g.doc_id
+		WHERE CASE WHEN g.expect < 0 THEN d.doc_id IS NOT NULL
+		           ELSE d.doc_id IS NULL OR coalesce(d.change_seq, 0) <> g.expect END)
+	SELECT 1 / ((SELECT count(*) FROM upd) = $7 AND NOT EXISTS (SELECT 1 FROM moved))::int`
 
 // flush queues the group's multi-row writes.
 func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
-	if len(bc.docRows) > 0 {
-		var ids, titles, contents []string
-		var revs, expect []int64
+	// The documents the group touched without writing their rows (a
+	// refusal, a sync step 1, an update that changed no text): a copy
+	// kept while the legacy application gave the ID to another school,
+	// deleted or re-created the row would refuse the new owner's saves
+	// for as long as it stays cached, and put the old owner's Yjs updates
+	// in the new document's log.
+	var gIDs []string
+	var gExpect []int64
+	for id, st := range bc.group {
+		if _, ok := bc.docRows[id]; ok || bc.created[id] {
+			continue
+		}
+		gIDs = append(gIDs, id)
+		if st.exists {
+			gExpect = append(gExpect, st.changeSeq)
+		} else {
+			gExpect = append(gExpect, -1)
+		}
+	}
+	if len(bc.docRows) > 0 || len(gIDs) > 0 {
+		ids, titles, contents := []string{}, []string{}, []string{}
+		revs, expect := []int64{}, []int64{}
 		for _, st := range bc.docRows {
 			ids, titles, contents, revs = append(ids, st.id), append(titles, st.title), append(contents, st.content), append(revs, st.revision)
 			if bc.created[st.id] {
@@ -639,7 +677,7 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 		// move); otherwise the division fails the transaction, and the
 		// group runs again from reloaded documents, repairing the changed
 		// ones first (repair.go).
-		b.Queue(updateDocumentsSQL, ids, titles, contents, revs, bc.now, expect, len(ids)).QueryRow(func(row pgx.Row) error {
+		b.Queue(updateDocumentsSQL, ids, titles, contents, revs, bc.now, expect, len(ids), gIDs, gExpect).QueryRow(func(row pgx.Row) error {
 			var one int
 			return errStaleRow(row.Scan(&one))
 		})
