@@ -78,6 +78,13 @@ type docState struct {
 	// Only this tenant may create the ID again: another would continue
 	// that history and could read it.
 	historyTenant string
+	// regiven: the row is another school's than the document the Yjs
+	// side holds (the ledger's last save is of another tenant): the
+	// legacy application gave the ID to this school, in place or by
+	// deleting and inserting the row. The repair starts a new Yjs
+	// generation from the row's text, so that nothing of the other
+	// school's history, deleted text included, reaches this one.
+	regiven bool
 	// pastSV: the state vector of the Yjs side of the document this ID
 	// had before it was deleted outside the gateway (nil: none known).
 	// Every Y.Doc draws a client ID of its own, so an update naming one
@@ -379,19 +386,23 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	gone := false
 	var lastRev *int64
 	var lastRevSame *bool
+	var ledgerTenant *string
 	err := e.pool.QueryRow(ctx, `
 		SELECT d.tenant, d.owner, d.title, d.content, d.revision, d.created_at, d.updated_at, coalesce(d.change_seq, 0),
 		       r.revision, coalesce(r.content_sha256 = encode(sha256(convert_to(d.content, 'UTF8')), 'hex'), r.content = d.content),
-		       EXISTS (SELECT 1 FROM save_requests s WHERE s.doc_id = d.doc_id)
+		       EXISTS (SELECT 1 FROM save_requests s WHERE s.doc_id = d.doc_id),
+		       (SELECT l.tenant FROM save_ledger l WHERE l.doc_id = d.doc_id AND l.kind NOT IN ('rejected', 'state-vector', 'disconnected')
+		        ORDER BY l.seq DESC LIMIT 1)
 		FROM documents d
 		LEFT JOIN LATERAL (SELECT revision, content, content_sha256 FROM document_revisions r
 		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true
 		WHERE d.doc_id = $1`, id).
 		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt, &st.changeSeq,
-			&lastRev, &lastRevSame, &st.oldKeys)
+			&lastRev, &lastRevSame, &st.oldKeys, &ledgerTenant)
 	switch {
 	case err == nil:
 		st.exists = true
+		st.regiven = ledgerTenant != nil && *ledgerTenant != st.tenant
 		if lastRev != nil {
 			st.lastRev, st.lastRevSame = *lastRev, *lastRevSame
 		}
@@ -510,6 +521,7 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	if gone {
 		st.ydoc = nil
 	}
-	st.diverged = st.outsideChange() || (st.exists && st.ydoc != nil && st.ytext() != st.content)
+	st.regiven = st.regiven && st.ydoc != nil
+	st.diverged = st.outsideChange() || st.regiven || (st.exists && st.ydoc != nil && st.ytext() != st.content)
 	return st, nil
 }

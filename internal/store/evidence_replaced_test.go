@@ -84,12 +84,35 @@ func TestEvidenceOfADocumentReplacedOutsideTheGateway(t *testing.T) {
 // about alice, "alice saved 2 revisions ... (/v1/documents/d/revisions/2)"
 // from school t's history. No answer to t2 names anything of school t's;
 // school t hears that its document was deleted, and nothing of t2's.
+//
+// Given in place (the row's tenant updated, as a transfer between schools
+// may be done), it is the same: the database logs a change of tenant as
+// the row deleted for the first school and created for the second.
 func TestEvidenceOfAnIDTheLegacyApplicationGaveToAnotherSchool(t *testing.T) {
+	t.Run("deleted and inserted", func(t *testing.T) {
+		testEvidenceOfAnIDGivenToAnotherSchool(t, func(e *env) time.Time {
+			deletedAt, _ := e.replaceRow("d", "t2", "bob", "Bob's notes", "Bob's text.")
+			return deletedAt
+		})
+	})
+	t.Run("tenant updated in place", func(t *testing.T) {
+		testEvidenceOfAnIDGivenToAnotherSchool(t, func(e *env) time.Time {
+			var at time.Time
+			if err := e.pool.QueryRow(t.Context(), `WITH u AS (UPDATE documents SET tenant = 't2', owner = 'bob', title = 'Bob''s notes', content = 'Bob''s text.'
+				WHERE doc_id = 'd' RETURNING 1) SELECT now() FROM u`).Scan(&at); err != nil {
+				t.Fatal(err)
+			}
+			return at
+		})
+	})
+}
+
+func testEvidenceOfAnIDGivenToAnotherSchool(t *testing.T, give func(*env) time.Time) {
 	e := setup(t)
 	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", IdempotencyKey: "t-create", Title: ptr("Alice's secret essay"), Content: "Alice's draft."})
 	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", IdempotencyKey: "t-save", Content: "Alice's essay."})
 	e.submit(Request{Kind: KindReject, Doc: "d", Tenant: "t", User: "alice", RequestID: "t-refused", Code: "token_expired", Reason: "token expired", Content: "Alice's essay."})
-	deletedAt, _ := e.replaceRow("d", "t2", "bob", "Bob's notes", "Bob's text.")
+	deletedAt := give(e)
 	secrets := []string{"t-create", "t-save", "t-refused", "alice", "Alice", ledger.SHA256Hex([]byte("Alice's essay.")), ledger.SHA256Hex([]byte("Alice's draft."))}
 	check := func(when string) {
 		t.Helper()

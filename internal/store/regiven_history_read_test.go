@@ -14,7 +14,17 @@ import (
 // read school t's essay, title and all, at /revisions/1. What was
 // written under t stays t's to read (evidence points t there); t2 reads
 // only what its own document wrote.
+//
+// The same when the legacy application changes the row's tenant in place.
 func TestHistoryOfAnIDTheLegacyApplicationGaveToAnotherSchoolStaysItsOwn(t *testing.T) {
+	for _, inPlace := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deleted and inserted", true: "tenant updated in place"}[inPlace], func(t *testing.T) {
+			testHistoryOfAnIDGivenToAnotherSchool(t, inPlace)
+		})
+	}
+}
+
+func testHistoryOfAnIDGivenToAnotherSchool(t *testing.T, inPlace bool) {
 	e := setup(t)
 	ctx := t.Context()
 	e.cohort("c", dataplane.StageLocalFirst, "t")
@@ -23,13 +33,7 @@ func TestHistoryOfAnIDTheLegacyApplicationGaveToAnotherSchoolStaysItsOwn(t *test
 	if r := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", BaseRevision: 1, Content: "Alice's private notes."}); r.Outcome != OutcomeConflictPreserved {
 		t.Fatalf("alice's conflicting save: %+v", r)
 	}
-	if _, err := e.pool.Exec(ctx, `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.pool.Exec(ctx, `INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
-		VALUES ('d', 't2', 'bob', 'Bob''s notes', 'Bob''s text.', 1, 0, now(), now())`); err != nil {
-		t.Fatal(err)
-	}
+	e.regive(inPlace)
 	refusedToT2 := func(when string) {
 		t.Helper()
 		for rev := int64(1); rev <= 2; rev++ {

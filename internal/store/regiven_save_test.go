@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"testing"
 
 	"github.com/yawp/persistence-operator/internal/contract"
@@ -76,6 +77,11 @@ func TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsThatSchools(t *test
 			}
 			if got := c.GetText(contract.YjsTextName).String(); got != "Bob's text." {
 				t.Errorf("school t2's editor opens %q, want %q", got, "Bob's text.")
+			}
+			// Not even as deleted text: t2's document starts a Yjs
+			// history of its own, as a replaced row does.
+			if bytes.Contains(res.Update, []byte("Alice")) {
+				t.Errorf("school t2's editor is sent school t's text: %q", res.Update)
 			}
 			// A legacy save of t2's, without a read before it.
 			r, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited."})

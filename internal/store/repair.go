@@ -107,7 +107,7 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 	// commits, which write the row too; so unless the row provably still
 	// holds the last revision written here, it is the row that moved.
 	rowAsWritten := st.lastRev > 0 && st.lastRevSame && st.lastRev == st.revision
-	legacyChanged := st.outsideChange() || (apart && !rowAsWritten)
+	legacyChanged := st.outsideChange() || (apart && !rowAsWritten) || st.regiven
 	if !legacyChanged && !apart {
 		return nil
 	}
@@ -128,6 +128,29 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 		e.writeRevision(bc, st, stage, userOutside, legacyText, false, 0)
 		st.lastRev, st.lastRevSame = st.revision, true
 		reason = fmt.Sprintf("the legacy row was changed outside the gateway; its content was captured as revision %d", st.revision)
+	}
+	if st.regiven {
+		// Another school's document is on the Yjs side: this school's
+		// starts a Yjs history of its own from the row, and the other's
+		// clients are refused as copies of a document gone from the ID.
+		st.regiven = false
+		if st.pastSV == nil {
+			st.pastSV = yjs.StateVector{}
+		}
+		for c, k := range st.ydoc.StateVector() {
+			st.pastSV[c] = max(st.pastSV[c], k)
+		}
+		if err := e.initYjs(bc, st, legacyText); err != nil {
+			return err
+		}
+		reason += "; the row is another document than the Yjs side's (the legacy application gave the ID to this school): the Yjs side starts anew from the row's text"
+		en.YjsSHA256, en.ContentSHA256 = en.LegacySHA256, en.LegacySHA256
+		en.YjsSeq, en.StateVector = st.logSeq, svMap(st.ydoc.StateVector())
+		en.Revision, en.Reason = st.revision, reason
+		sealed := e.appendLedger(bc, st, en)
+		e.resolveDivergence(bc, st, stage, DivergenceOutOfBand, reason, en.Outcome, sealed.Seq)
+		bc.repaired[st.id] = en.Outcome
+		return nil
 	}
 	if st.ydoc != nil {
 		en.YjsSHA256 = ledger.SHA256Hex([]byte(yText))
