@@ -717,11 +717,46 @@ func (e *Engine) flush(bc *batchCtx, b *pgx.Batch) {
 			st.id, st.generation, st.logSeq, state, sv, text, bc.now)
 	}
 	if len(bc.ledDoc) > 0 {
-		b.Queue(`INSERT INTO save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash)
-			SELECT d, s, k, t, $8, b, p, h FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) AS x(d, s, k, t, b, p, h)`,
-			bc.ledDoc, bc.ledSeq, bc.ledKind, bc.ledTenant, bc.ledBody, bc.ledPrev, bc.ledHash, bc.now)
+		// Each document's first entry of the group must follow the
+		// entry the database holds (seq-1, with the hash it chains to);
+		// otherwise the division fails the group, which is run again from
+		// reloaded documents (as a moved row does).
+		var heldDocs []string
+		var heldSeqs []int64
+		var heldHashes [][]byte
+		first := make(map[string]bool, len(bc.ledDoc))
+		for i, d := range bc.ledDoc {
+			if first[d] {
+				continue
+			}
+			first[d] = true
+			if bc.ledSeq[i] > 1 {
+				heldDocs, heldSeqs, heldHashes = append(heldDocs, d), append(heldSeqs, bc.ledSeq[i]-1), append(heldHashes, bc.ledPrev[i])
+			}
+		}
+		b.Queue(insertLedgerSQL, bc.ledDoc, bc.ledSeq, bc.ledKind, bc.ledTenant, bc.ledBody, bc.ledPrev, bc.ledHash, bc.now,
+			heldDocs, heldSeqs, heldHashes, len(heldDocs)).QueryRow(func(row pgx.Row) error {
+			var one int
+			return errStaleRow(row.Scan(&one))
+		})
 	}
 }
+
+// insertLedgerSQL appends a group's ledger entries ($1 documents, $2
+// positions, $3 kinds, $4 tenants, $5 bodies, $6 previous hashes, $7
+// hashes, $8 the time) and checks that each chain goes on from the
+// entry the database holds: $9..$11 name, for each document whose first
+// entry of the group is not its first ever, the entry before it and its
+// hash, $12 how many. A syncer's copy of a document is ahead of the
+// database when the database was restored from a backup under it (the
+// shard's lease and the legacy rows' change_seq as they were then,
+// nothing else tells): its entries would leave a gap in the chain, and
+// evidence verify would report every such document's ledger broken.
+const insertLedgerSQL = `
+	WITH ins AS (INSERT INTO save_ledger (doc_id, seq, kind, tenant, at, body, prev_hash, hash)
+		SELECT d, s, k, t, $8, b, p, h FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) AS x(d, s, k, t, b, p, h))
+	SELECT 1 / ((SELECT count(*) FROM unnest($9::text[], $10::bigint[], $11::bytea[]) AS c(d, s, h)
+	             JOIN save_ledger l ON l.doc_id = c.d AND l.seq = c.s AND l.hash = c.h) = $12)::int`
 
 func notFound(doc string) *Error {
 	return errf(http.StatusNotFound, CodeNotFound, "no document %q for this tenant", doc)
