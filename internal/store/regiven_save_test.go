@@ -49,6 +49,24 @@ func (e *env) noTextUpdate(tenant string) []byte {
 	return u
 }
 
+// opensAs: tenant's editor opens d (sync step 1 from an empty state
+// vector) and gets want as its text; it returns the update it was sent.
+func (e *env) opensAs(tenant, want string) []byte {
+	e.t.Helper()
+	res, err := e.eng.Submit(e.t.Context(), Request{Kind: KindSync1, Doc: "d", Tenant: tenant, User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
+	if err != nil {
+		e.t.Fatalf("school %s's sync step 1 of its document: %v", tenant, err)
+	}
+	c := yjs.NewDoc(yjs.Options{ClientID: 5})
+	if err := c.ApplyUpdate(res.Update); err != nil {
+		e.t.Fatal(err)
+	}
+	if got := c.GetText(contract.YjsTextName).String(); got != want {
+		e.t.Errorf("school %s's editor opens %q, want %q", tenant, got, want)
+	}
+	return res.Update
+}
+
 // TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsThatSchools:
 // school t's document d is in the syncer's memory; the legacy application
 // gives the ID to school t2. The syncer's copy said d was t's, and only
@@ -67,21 +85,11 @@ func TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsThatSchools(t *test
 
 			// t2's editor opens the document: sync step 1 answers with
 			// Bob's text, not a refusal.
-			res, err := e.eng.Submit(t.Context(), Request{Kind: KindSync1, Doc: "d", Tenant: "t2", User: "bob", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-			if err != nil {
-				t.Fatalf("school t2's sync step 1 of its document: %v", err)
-			}
-			c := yjs.NewDoc(yjs.Options{ClientID: 5})
-			if err := c.ApplyUpdate(res.Update); err != nil {
-				t.Fatal(err)
-			}
-			if got := c.GetText(contract.YjsTextName).String(); got != "Bob's text." {
-				t.Errorf("school t2's editor opens %q, want %q", got, "Bob's text.")
-			}
+			sent := e.opensAs("t2", "Bob's text.")
 			// Not even as deleted text: t2's document starts a Yjs
 			// history of its own, as a replaced row does.
-			if bytes.Contains(res.Update, []byte("Alice")) {
-				t.Errorf("school t2's editor is sent school t's text: %q", res.Update)
+			if bytes.Contains(sent, []byte("Alice")) {
+				t.Errorf("school t2's editor is sent school t's text: %q", sent)
 			}
 			// A legacy save of t2's, without a read before it.
 			r, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited."})
@@ -160,17 +168,7 @@ func TestADocumentTheLegacyApplicationCreatesAfterARefusalIsFound(t *testing.T) 
 		VALUES ('d', 't2', 'bob', 'Bob''s notes', 'Bob''s text.', 1, 0, now(), now())`); err != nil {
 		t.Fatal(err)
 	}
-	res, err := e.eng.Submit(t.Context(), Request{Kind: KindSync1, Doc: "d", Tenant: "t2", User: "bob", StateVector: yjs.EncodeStateVector(yjs.StateVector{})})
-	if err != nil {
-		t.Fatalf("sync step 1 of the document the legacy application created: %v", err)
-	}
-	c := yjs.NewDoc(yjs.Options{ClientID: 5})
-	if err := c.ApplyUpdate(res.Update); err != nil {
-		t.Fatal(err)
-	}
-	if got := c.GetText(contract.YjsTextName).String(); got != "Bob's text." {
-		t.Errorf("the editor opens %q, want %q", got, "Bob's text.")
-	}
+	e.opensAs("t2", "Bob's text.")
 	if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited.", BaseRevision: 1}); err != nil {
 		t.Fatalf("save of the document the legacy application created: %v", err)
 	}
