@@ -296,6 +296,7 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	err = e.commitGroup(ctx, conn, b2, bc, len(live))
 	e.CommitNanos.Add(int64(time.Since(tSend)))
 	if err != nil {
+		err = rowTaken(err)
 		if fast && !errors.Is(err, ErrFenced) {
 			return fmt.Errorf("%w: %w", errFastPath, err)
 		}
@@ -1353,7 +1354,21 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	}
 	stage := bc.stages[st.tenant]
 	cur := st.text(stage.Stage)
-	stale := r.BaseRevision != 0 && r.BaseRevision != st.revision
+	// baseRev: the revision the save is merged against. A revision from
+	// before the document the row is now (the ID given to this school
+	// outside the gateway, its history numbered on from the other
+	// school's) is the revision the row was taken in as: a legacy client
+	// of the row holds the legacy application's number for it, which is
+	// the other school's revision of that number here.
+	baseRev := r.BaseRevision
+	if baseRev > 0 && baseRev < st.revision {
+		era, err := e.eraOf(ctx, bc, st)
+		if err != nil {
+			return err
+		}
+		baseRev = max(baseRev, era)
+	}
+	stale := baseRev != 0 && baseRev != st.revision
 	kind, outcome := ledger.KindCommitted, OutcomeSaved
 	text := r.Content
 	title := st.title
@@ -1372,27 +1387,27 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 				kind, outcome, superseded = ledger.KindPreserved, OutcomeOverwrittenPreserved, st.revision
 			}
 		} else {
-			base, ok := bc.revPending[st.id][r.BaseRevision]
+			base, ok := bc.revPending[st.id][baseRev]
 			if !ok {
 				// A revision the history does not hold (the document
 				// predates it) gives no base to merge against, so the
 				// save's text is kept aside as a conflict; so does one
 				// that cannot be rebuilt (logged: the history is damaged).
-				texts, err := revisionTexts(ctx, bc.conn, st.id, r.BaseRevision, r.BaseRevision)
+				texts, err := revisionTexts(ctx, bc.conn, st.id, baseRev, baseRev)
 				if err != nil {
 					if ctx.Err() != nil {
 						return err
 					}
 					e.log.Error("base revision of a stale save cannot be read; the save's text is preserved as a conflict",
-						"doc", st.id, "revision", r.BaseRevision, "err", err)
+						"doc", st.id, "revision", baseRev, "err", err)
 				}
-				base, ok = texts[r.BaseRevision]
+				base, ok = texts[baseRev]
 			}
 			m := merge.Result{Text: cur}
 			switch {
 			case ok:
 				var err error
-				if base, err = e.rebase(ctx, bc, st, r.BaseRevision, base, r.Content); err != nil {
+				if base, err = e.rebase(ctx, bc, st, baseRev, base, r.Content); err != nil {
 					return err
 				}
 				m = merge.Three(base, cur, r.Content)
@@ -1401,7 +1416,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 			}
 			var titleConflict bool
 			if r.Title != nil && *r.Title != st.title {
-				baseTitle, err := e.revisionTitle(ctx, bc, st.id, r.BaseRevision)
+				baseTitle, err := e.revisionTitle(ctx, bc, st.id, baseRev)
 				if err != nil {
 					return err
 				}
@@ -1429,7 +1444,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 				preservedID = st.preserved
 				kind, outcome = ledger.KindPreserved, OutcomeConflictPreserved
 				bc.pre.Queue(`INSERT INTO preserved_content (doc_id, preserved_id, base_revision, content, title, reason, saved_by, saved_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, st.id, preservedID, r.BaseRevision, r.Content, r.Title,
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, st.id, preservedID, baseRev, r.Content, r.Title,
 					reason, r.User, bc.now)
 			}
 		}
@@ -1449,7 +1464,7 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 	}
 	sha := e.writeRevision(bc, st, stage, r.User, text, false, 0)
 	en := e.entry(bc, st, o, kind)
-	en.BaseRevision, en.Revision, en.Outcome = r.BaseRevision, st.revision, outcome
+	en.BaseRevision, en.Revision, en.Outcome = baseRev, st.revision, outcome
 	en.SupersededRevision, en.PreservedID, en.Reason = superseded, preservedID, conflict
 	en.ContentSHA256 = sha
 	if st.ydoc != nil {

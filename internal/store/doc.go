@@ -85,6 +85,11 @@ type docState struct {
 	// generation from the row's text, so that nothing of the other
 	// school's history, deleted text included, reaches this one.
 	regiven bool
+	// era: the first revision of the document the row is now, when the
+	// ID was given to its school outside the gateway (0: the whole
+	// history); eraKnown: read since loaded (eraOf).
+	era      int64
+	eraKnown bool
 	// pastSV: the state vector of the Yjs side of the document this ID
 	// had before it was deleted outside the gateway (nil: none known).
 	// Every Y.Doc draws a client ID of its own, so an update naming one

@@ -43,7 +43,8 @@ func (e *Engine) Read(ctx context.Context, tenant, doc string) (Document, error)
 	if recreate {
 		// Its row was deleted outside the gateway, and the Yjs side,
 		// authoritative at its stage, still holds it: the row is made
-		// again first (recreate, repair.go), then read.
+		// again first (recreate, repair.go), then read. Or the row was
+		// given to this school and the Yjs side is still the other's.
 		if _, err := e.Submit(ctx, Request{Kind: KindRepair, Doc: doc}); err != nil {
 			return Document{}, err
 		}
@@ -78,6 +79,12 @@ func (e *Engine) read(ctx context.Context, tenant, doc string) (Document, bool, 
 	stage, err := dataplane.ReadTenantStage(ctx, e.pool, st.tenant)
 	if err != nil {
 		return Document{}, false, err
+	}
+	if st.regiven && stage.Stage != dataplane.StageLegacyRetired {
+		// The legacy application gave the ID to this school: the Yjs side
+		// is the other school's document until the repair starts this
+		// one's own (repair.go); repaired first, then read.
+		return Document{}, true, nil
 	}
 	text := st.text(stage.Stage)
 	d := Document{ID: st.id, Tenant: st.tenant, Owner: st.owner, Title: st.title, Content: text, Revision: st.revision,

@@ -76,6 +76,11 @@ const (
 	// OutcomeDeletionStands: a row deleted outside the gateway where the
 	// legacy side was authoritative stays deleted (a repaired entry).
 	OutcomeDeletionStands = "deletion-stands"
+	// OutcomeRepairedAnew: the row is another school's document than the
+	// Yjs side's (the legacy application gave the ID to this school): it
+	// was taken into the history and the Yjs side started anew from it
+	// (a repaired entry, whose revision begins the document's era).
+	OutcomeRepairedAnew = "repaired-anew"
 )
 
 // userOutside names writes made outside the gateway in the save history.
@@ -144,6 +149,8 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 			return err
 		}
 		reason += "; the row is another document than the Yjs side's (the legacy application gave the ID to this school): the Yjs side starts anew from the row's text"
+		en.Outcome = OutcomeRepairedAnew
+		st.era, st.eraKnown = st.revision, true
 		en.YjsSHA256, en.ContentSHA256 = en.LegacySHA256, en.LegacySHA256
 		en.YjsSeq, en.StateVector = st.logSeq, svMap(st.ydoc.StateVector())
 		en.Revision, en.Reason = st.revision, reason
@@ -591,6 +598,25 @@ func commonEnds(a, b string) int {
 	return p + s
 }
 
+// eraOf returns the first revision of the document st's row is now when
+// the ID was given to its school outside the gateway (the revision a
+// repair took the row in as, OutcomeRepairedAnew), or 0: every revision
+// of the history is the document's. Read once per load, on the first
+// stale save that needs it.
+func (e *Engine) eraOf(ctx context.Context, bc *batchCtx, st *docState) (int64, error) {
+	if st.eraKnown {
+		return st.era, nil
+	}
+	err := bc.conn.QueryRow(ctx, `SELECT coalesce((SELECT (body::jsonb->>'revision')::bigint FROM save_ledger
+		WHERE doc_id = $1 AND kind = $2 AND body::jsonb->>'outcome' = $3 ORDER BY seq DESC LIMIT 1), 0)`,
+		st.id, ledger.KindRepaired, OutcomeRepairedAnew).Scan(&st.era)
+	if err != nil {
+		return 0, fmt.Errorf("where the document %s begins in its history: %w", st.id, err)
+	}
+	st.eraKnown = true
+	return st.era, nil
+}
+
 // ErrStaleRow fails a group whose cached copy of a legacy row is older
 // than the row: something outside the gateway changed it. The group runs
 // again from reloaded documents.
@@ -599,6 +625,18 @@ var ErrStaleRow = errors.New("store: a legacy row changed outside the gateway si
 func errStaleRow(err error) error {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) && pg.Code == "22012" { // division_by_zero: the guard
+		return fmt.Errorf("%w: %w", ErrStaleRow, err)
+	}
+	return err
+}
+
+// rowTaken makes a documents row this group meant to insert (a create,
+// or a row made again from the Yjs side) that is already there a stale
+// row: the legacy application inserted it since the copy was read (with
+// no row), and the group is run again from reloaded documents.
+func rowTaken(err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "23505" && pg.ConstraintName == "documents_pkey" && !errors.Is(err, ErrStaleRow) {
 		return fmt.Errorf("%w: %w", ErrStaleRow, err)
 	}
 	return err
