@@ -632,10 +632,20 @@ func (h *Hub) CloseConnections(docID string, ids map[string]bool, code int, reas
 	return len(targets)
 }
 
+// claimGrace is how long a connection of another tenant to a document
+// just claimed stays open if it sends nothing (see claimed).
+const claimGrace = time.Second
+
 // claimed closes, with 4403, the connections of tenants other than owner
 // to docID: they opened it before it existed, and owner's commit made it
 // owner's. They saw nothing of it (their room is their own), and their
-// updates would be refused from now on.
+// updates are refused from now on. Not at once: a tab typing into the ID
+// while it was claimed has keystrokes on their way, and a connection
+// closing drops the messages that arrive meanwhile (the close handshake
+// reads past them), so that text was refused without a trace in the
+// ledger. Its next message is refused (its update on record, with its
+// text) and closes it with 4403; one that sends nothing is closed after
+// claimGrace.
 func (h *Hub) claimed(owner, docID string) {
 	h.mu.Lock()
 	var others []*conn
@@ -648,7 +658,8 @@ func (h *Hub) claimed(owner, docID string) {
 	}
 	h.mu.Unlock()
 	for _, c := range others {
-		go c.stop(contract.CloseForbidden, "document belongs to another tenant")
+		c.lostDoc.Store(true)
+		time.AfterFunc(claimGrace, func() { c.stop(contract.CloseForbidden, "document belongs to another tenant") })
 	}
 }
 
@@ -732,6 +743,9 @@ type conn struct {
 	awBytes int                 // bytes of the awareness states the room remembers for it (guarded by hub.mu)
 
 	claimedDoc bool // an update of this connection created its document (read and set by run's goroutine only)
+	// lostDoc: another tenant's commit made the document, free when this
+	// connection opened, that tenant's (see claimed).
+	lostDoc atomic.Bool
 }
 
 // outQueue is a connection's messages waiting to be written, oldest
@@ -1147,6 +1161,9 @@ func (c *conn) read(ctx context.Context) ([]byte, *refusal) {
 }
 
 func (c *conn) handle(ctx context.Context, b []byte) *refusal {
+	if c.lostDoc.Load() {
+		return refuse(contract.CloseForbidden, "document belongs to another tenant")
+	}
 	m, err := yprotocol.Decode(b)
 	if err != nil {
 		return refuse(contract.CloseMalformed, "%v", err)
