@@ -407,7 +407,6 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	switch {
 	case err == nil:
 		st.exists = true
-		st.regiven = ledgerTenant != nil && *ledgerTenant != st.tenant
 		if lastRev != nil {
 			st.lastRev, st.lastRevSame = *lastRev, *lastRevSame
 		}
@@ -526,7 +525,7 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	if gone {
 		st.ydoc = nil
 	}
-	st.regiven = st.regiven && st.ydoc != nil
+	st.regiven = st.exists && st.ydoc != nil && ledgerTenant != nil && *ledgerTenant != st.tenant
 	st.diverged = st.outsideChange() || st.regiven || (st.exists && st.ydoc != nil && st.ytext() != st.content)
 	return st, nil
 }

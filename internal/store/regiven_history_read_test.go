@@ -17,11 +17,9 @@ import (
 //
 // The same when the legacy application changes the row's tenant in place.
 func TestHistoryOfAnIDTheLegacyApplicationGaveToAnotherSchoolStaysItsOwn(t *testing.T) {
-	for _, inPlace := range []bool{false, true} {
-		t.Run(map[bool]string{false: "deleted and inserted", true: "tenant updated in place"}[inPlace], func(t *testing.T) {
-			testHistoryOfAnIDGivenToAnotherSchool(t, inPlace)
-		})
-	}
+	bothWaysOfGiving(t, func(t *testing.T, inPlace bool) {
+		testHistoryOfAnIDGivenToAnotherSchool(t, inPlace)
+	})
 }
 
 func testHistoryOfAnIDGivenToAnotherSchool(t *testing.T, inPlace bool) {

@@ -2,8 +2,6 @@ package store
 
 import (
 	"testing"
-
-	"github.com/yawp/persistence-operator/internal/dataplane"
 )
 
 // TestARowInsertedUnderACachedDeletionIsFound: school t's
@@ -16,8 +14,7 @@ import (
 // row, an error no rerun from reloaded documents takes care of.
 func TestARowInsertedUnderACachedDeletionIsFound(t *testing.T) {
 	e := setup(t)
-	e.cohort("c", dataplane.StageLocalFirst, "t", "t2")
-	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
+	e.aliceEssay()
 	if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
 		t.Fatal(err)
 	}
@@ -51,30 +48,27 @@ func TestARowInsertedUnderACachedDeletionIsFound(t *testing.T) {
 // Its revision 1 is now the revision the row was taken in as, for a save
 // as for one after a restart (read from the ledger's repaired-anew entry).
 func TestASaveOnTheRevisionTheGivenRowShowsIsApplied(t *testing.T) {
-	for _, inPlace := range []bool{false, true} {
-		t.Run(map[bool]string{false: "deleted and inserted", true: "tenant updated in place"}[inPlace], func(t *testing.T) {
-			e := setup(t)
-			e.cohort("c", dataplane.StageLocalFirst, "t", "t2")
-			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
-			e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay, longer."})
-			e.regive(inPlace)
-			r, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited.", BaseRevision: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Outcome != OutcomeSaved || deref(r.Content) != "Bob's text, edited." {
-				t.Errorf("school t2's save on its row's revision 1: %s, %q (preserved %d)", r.Outcome, deref(r.Content), r.PreservedID)
-			}
-			// A second editor of t2's, also on the row's revision 1, after
-			// a restart: merged with the first (not with school t's text).
-			e.restart()
-			r, err = e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "carol", Content: "Carol's start. Bob's text.", BaseRevision: 1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := "Carol's start. Bob's text, edited."; r.Outcome != OutcomeMerged || deref(r.Content) != want {
-				t.Errorf("the second save on the row's revision 1: %s, %q (preserved %d); want merged %q", r.Outcome, deref(r.Content), r.PreservedID, want)
-			}
-		})
-	}
+	bothWaysOfGiving(t, func(t *testing.T, inPlace bool) {
+		e := setup(t)
+		e.aliceEssay()
+		e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay, longer."})
+		e.regive(inPlace)
+		r, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited.", BaseRevision: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Outcome != OutcomeSaved || deref(r.Content) != "Bob's text, edited." {
+			t.Errorf("school t2's save on its row's revision 1: %s, %q (preserved %d)", r.Outcome, deref(r.Content), r.PreservedID)
+		}
+		// A second editor of t2's, also on the row's revision 1, after
+		// a restart: merged with the first (not with school t's text).
+		e.restart()
+		r, err = e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "carol", Content: "Carol's start. Bob's text.", BaseRevision: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "Carol's start. Bob's text, edited."; r.Outcome != OutcomeMerged || deref(r.Content) != want {
+			t.Errorf("the second save on the row's revision 1: %s, %q (preserved %d); want merged %q", r.Outcome, deref(r.Content), r.PreservedID, want)
+		}
+	})
 }

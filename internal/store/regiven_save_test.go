@@ -27,6 +27,22 @@ func (e *env) regive(inPlace bool) {
 	}
 }
 
+// bothWaysOfGiving runs f once for each way the legacy application gives
+// an ID to another school (regive).
+func bothWaysOfGiving(t *testing.T, f func(t *testing.T, inPlace bool)) {
+	for _, inPlace := range []bool{false, true} {
+		t.Run(map[bool]string{false: "deleted and inserted", true: "tenant updated in place"}[inPlace], func(t *testing.T) { f(t, inPlace) })
+	}
+}
+
+// aliceEssay puts schools t and t2 at LocalFirst and has alice of t
+// create d.
+func (e *env) aliceEssay() {
+	e.t.Helper()
+	e.cohort("c", dataplane.StageLocalFirst, "t", "t2")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
+}
+
 // noTextUpdate is an update from a replica of tenant's d that changes no
 // text: a character inserted and deleted again, in one update. It writes
 // to the Yjs log and the ledger, not to the legacy row.
@@ -75,36 +91,32 @@ func (e *env) opensAs(tenant, want string) []byte {
 // as the copy stayed in memory (a busy shard: for ever). Every group now
 // checks the rows of the documents it only reads, and reloads.
 func TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsThatSchools(t *testing.T) {
-	for _, inPlace := range []bool{false, true} {
-		name := map[bool]string{false: "deleted and inserted", true: "tenant updated in place"}[inPlace]
-		t.Run(name, func(t *testing.T) {
-			e := setup(t)
-			e.cohort("c", dataplane.StageLocalFirst, "t", "t2")
-			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
-			e.regive(inPlace)
+	bothWaysOfGiving(t, func(t *testing.T, inPlace bool) {
+		e := setup(t)
+		e.aliceEssay()
+		e.regive(inPlace)
 
-			// t2's editor opens the document: sync step 1 answers with
-			// Bob's text, not a refusal.
-			sent := e.opensAs("t2", "Bob's text.")
-			// Not even as deleted text: t2's document starts a Yjs
-			// history of its own, as a replaced row does.
-			if bytes.Contains(sent, []byte("Alice")) {
-				t.Errorf("school t2's editor is sent school t's text: %q", sent)
-			}
-			// A legacy save of t2's, without a read before it.
-			r, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited."})
-			if err != nil {
-				t.Fatalf("school t2's save: %v", err)
-			}
-			d, err := e.eng.Read(t.Context(), "t2", "d")
-			if err != nil || d.Content != "Bob's text, edited." || d.Revision != r.Revision {
-				t.Errorf("school t2 reads %q revision %d, %v; want its save, revision %d", d.Content, d.Revision, err, r.Revision)
-			}
-			if _, err := e.eng.Read(t.Context(), "t", "d"); !isNotFound(err) {
-				t.Errorf("school t still reads the document: %v", err)
-			}
-		})
-	}
+		// t2's editor opens the document: sync step 1 answers with
+		// Bob's text, not a refusal.
+		sent := e.opensAs("t2", "Bob's text.")
+		// Not even as deleted text: t2's document starts a Yjs
+		// history of its own, as a replaced row does.
+		if bytes.Contains(sent, []byte("Alice")) {
+			t.Errorf("school t2's editor is sent school t's text: %q", sent)
+		}
+		// A legacy save of t2's, without a read before it.
+		r, err := e.eng.Submit(t.Context(), Request{Kind: KindSave, Doc: "d", Tenant: "t2", User: "bob", Content: "Bob's text, edited."})
+		if err != nil {
+			t.Fatalf("school t2's save: %v", err)
+		}
+		d, err := e.eng.Read(t.Context(), "t2", "d")
+		if err != nil || d.Content != "Bob's text, edited." || d.Revision != r.Revision {
+			t.Errorf("school t2 reads %q revision %d, %v; want its save, revision %d", d.Content, d.Revision, err, r.Revision)
+		}
+		if _, err := e.eng.Read(t.Context(), "t", "d"); !isNotFound(err) {
+			t.Errorf("school t still reads the document: %v", err)
+		}
+	})
 }
 
 // TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsRefusedToTheFirst:
@@ -114,42 +126,38 @@ func TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsThatSchools(t *test
 // history), and the sync step 1 answered with t's old text. Both are
 // refused not_found, on record, and t2's document is untouched.
 func TestASaveOfAnIDTheLegacyApplicationGaveToAnotherSchoolIsRefusedToTheFirst(t *testing.T) {
-	for _, inPlace := range []bool{false, true} {
-		name := map[bool]string{false: "deleted and inserted", true: "tenant updated in place"}[inPlace]
-		t.Run(name, func(t *testing.T) {
-			e := setup(t)
-			e.cohort("c", dataplane.StageLocalFirst, "t", "t2")
-			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
-			u := e.noTextUpdate("t")
-			logged := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = 'd'`)
-			e.regive(inPlace)
+	bothWaysOfGiving(t, func(t *testing.T, inPlace bool) {
+		e := setup(t)
+		e.aliceEssay()
+		u := e.noTextUpdate("t")
+		logged := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = 'd'`)
+		e.regive(inPlace)
 
-			if _, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "alice", Update: u}); !isNotFound(err) {
-				t.Errorf("school t's update to the document now t2's: %v, want not_found", err)
+		if _, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "alice", Update: u}); !isNotFound(err) {
+			t.Errorf("school t's update to the document now t2's: %v, want not_found", err)
+		}
+		if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "alice", StateVector: yjs.EncodeStateVector(yjs.StateVector{})}); !isNotFound(err) {
+			t.Errorf("school t's sync step 1 of the document now t2's: %v, want not_found", err)
+		}
+		// Nothing of t's went into the log (a repair may have written
+		// the server's own edit, taking Bob's text in).
+		if n := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = 'd' AND origin = 'client:alice' AND seq > $1`, logged); n != 0 {
+			t.Errorf("school t's update was logged in t2's document (%d rows)", n)
+		}
+		d, err := e.eng.Read(t.Context(), "t2", "d")
+		if err != nil || d.Content != "Bob's text." {
+			t.Errorf("school t2 reads %q, %v; want %q", d.Content, err, "Bob's text.")
+		}
+		refused := 0
+		for _, en := range e.entries("d") {
+			if en.Kind == "rejected" && en.Tenant == "t" && en.Code == CodeNotFound {
+				refused++
 			}
-			if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "alice", StateVector: yjs.EncodeStateVector(yjs.StateVector{})}); !isNotFound(err) {
-				t.Errorf("school t's sync step 1 of the document now t2's: %v, want not_found", err)
-			}
-			// Nothing of t's went into the log (a repair may have written
-			// the server's own edit, taking Bob's text in).
-			if n := e.count(`SELECT count(*) FROM yjs_updates WHERE doc_id = 'd' AND origin = 'client:alice' AND seq > $1`, logged); n != 0 {
-				t.Errorf("school t's update was logged in t2's document (%d rows)", n)
-			}
-			d, err := e.eng.Read(t.Context(), "t2", "d")
-			if err != nil || d.Content != "Bob's text." {
-				t.Errorf("school t2 reads %q, %v; want %q", d.Content, err, "Bob's text.")
-			}
-			refused := 0
-			for _, en := range e.entries("d") {
-				if en.Kind == "rejected" && en.Tenant == "t" && en.Code == CodeNotFound {
-					refused++
-				}
-			}
-			if refused != 2 {
-				t.Errorf("%d refusals of school t on record, want 2", refused)
-			}
-		})
-	}
+		}
+		if refused != 2 {
+			t.Errorf("%d refusals of school t on record, want 2", refused)
+		}
+	})
 }
 
 // TestADocumentTheLegacyApplicationCreatesAfterARefusalIsFound: a save
