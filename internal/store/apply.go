@@ -94,8 +94,8 @@ type batchCtx struct {
 	group map[string]*docState
 }
 
-func newBatchCtx() *batchCtx {
-	return &batchCtx{pre: &pgx.Batch{}, now: now(), dirty: map[string]*docState{}, idem: map[[2]string]*op{},
+func (e *Engine) newBatchCtx() *batchCtx {
+	return &batchCtx{pre: &pgx.Batch{}, now: e.now(), dirty: map[string]*docState{}, idem: map[[2]string]*op{},
 		revPending: map[string]map[int64]string{}, revTitles: map[string]map[int64]string{}, docRows: map[string]*docState{}, snaps: map[string]*docState{},
 		created: map[string]bool{}, repaired: map[string]string{}}
 }
@@ -144,7 +144,7 @@ var errFastPath = errors.New("store: fast path refused")
 // errFastPath, and the caller runs the group again the two-round-trip way.
 func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 	start := time.Now()
-	bc := newBatchCtx()
+	bc := e.newBatchCtx()
 	// The group's documents, pinned: the shared LRU may drop them
 	// meanwhile, the group keeps working on these.
 	states := map[string]*docState{}

@@ -140,7 +140,7 @@ func (e *Engine) Backfill(ctx context.Context, cp BackfillCheckpoint, docs []str
 	if e.isFenced.Load() {
 		return res, ErrFenced
 	}
-	bc := newBatchCtx()
+	bc := e.newBatchCtx()
 	var err error
 	defer func() {
 		if err != nil {

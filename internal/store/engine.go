@@ -72,7 +72,11 @@ type Config struct {
 	// requests run one by one, each waiting briefly, and the one whose
 	// row stays locked is refused (503, retry).
 	LockTimeout time.Duration
-	Logger      *slog.Logger
+	// Clock is the syncer's clock, which stamps ledger entries and
+	// revisions (default time.Now). Nothing orders entries by it against
+	// the database's clock: the two may disagree.
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
 // Engine applies the saves of one shard. Safe for concurrent use.
@@ -246,6 +250,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if cfg.SnapshotEvery <= 0 {
 		cfg.SnapshotEvery = 64
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

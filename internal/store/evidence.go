@@ -259,14 +259,19 @@ func timelineOf(rows []ledger.Row, st *docState, q EvidenceQuery, replaced *rowR
 func (e *Engine) noteOutside(ctx context.Context, fs []Finding, st *docState, q EvidenceQuery, all []TimelineEntry, replaced *rowReplacement, foreign bool) error {
 	if st.deleted != nil {
 		// The documents table's trigger logged the deletion with
-		// PostgreSQL's clock (migration 00013), whatever the stage. Newest
-		// first: the scan stops at the document's latest deletion.
-		var at *time.Time
-		err := e.pool.QueryRow(ctx, `SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1`, st.id).Scan(&at)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		// PostgreSQL's clock (migration 00013), whatever the stage, and
+		// with the ledger's position then (00020). Newest first: the scan
+		// stops at the document's latest deletion.
+		var d outsideDeletion
+		err := e.pool.QueryRow(ctx, `SELECT at, ledger_seq FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1`, st.id).Scan(&d.at, &d.ledgerSeq)
+		switch {
+		case err == nil:
+			goneSince(fs, all, &d)
+		case errors.Is(err, pgx.ErrNoRows):
+			goneSince(fs, all, nil)
+		default:
 			return fmt.Errorf("read when %s was deleted: %w", st.id, err)
 		}
-		goneSince(fs, all, at)
 	}
 	switch {
 	case replaced == nil:
@@ -274,7 +279,7 @@ func (e *Engine) noteOutside(ctx context.Context, fs []Finding, st *docState, q 
 		// The asker's document was deleted outside the gateway, and its
 		// ID given to another school since: gone, as for a row only
 		// deleted (nothing is said of the row there now).
-		goneSince(fs, all, &replaced.deletedAt)
+		goneSince(fs, all, &outsideDeletion{at: replaced.deletedAt, ledgerSeq: replaced.deletedLedgerSeq})
 	case !foreign:
 		noteReplaced(fs, replaced, replaced.tenant == q.Tenant)
 	}
@@ -288,9 +293,9 @@ func (e *Engine) noteOutside(ctx context.Context, fs []Finding, st *docState, q 
 // its Yjs side needs that; at Legacy, nothing does). "Synced" alone read
 // as if the text were still there for a student who cannot find it, and
 // a refusal whose work was "already committed" as if it were safe.
-// deletedAt is when the database logged the row's deletion, if it did
+// deleted is the row's deletion as the database logged it, if it did
 // after that commit.
-func goneSince(fs []Finding, all []TimelineEntry, deletedAt *time.Time) {
+func goneSince(fs []Finding, all []TimelineEntry, deleted *outsideDeletion) {
 	var last *TimelineEntry
 	for i := range all {
 		if isCommit(all[i].Kind) {
@@ -304,9 +309,9 @@ func goneSince(fs []Finding, all []TimelineEntry, deletedAt *time.Time) {
 		return // on record: the findings say so themselves
 	}
 	gone := fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway after ledger entry %d (the deletion is not on record yet)", last.Seq)
-	if deletedAt != nil && !deletedAt.Before(last.At) {
+	if deleted != nil && deleted.after(*last) {
 		gone = fmt.Sprintf("; the document no longer exists: its row was deleted outside the gateway on %s, after ledger entry %d (the database logged the deletion; it is not on the ledger yet)",
-			deletedAt.UTC().Format(time.RFC3339), last.Seq)
+			deleted.at.UTC().Format(time.RFC3339), last.Seq)
 	}
 	for i := range fs {
 		if fs[i].Verdict == VerdictSynced || fs[i].Verdict == VerdictRejected {
@@ -321,6 +326,9 @@ func goneSince(fs []Finding, all []TimelineEntry, deletedAt *time.Time) {
 // deleted document.
 type rowReplacement struct {
 	deletedAt, createdAt time.Time
+	// deletedLedgerSeq is the ledger's last entry when the row was
+	// deleted (nil: logged before migration 00020).
+	deletedLedgerSeq *int64
 	// tenant is the deleted row's school.
 	tenant string
 	// lastOld is the last ledger entry written before the row was
@@ -334,36 +342,65 @@ type rowReplacement struct {
 // tells them apart: the ID is the same, the syncer takes the new row for
 // the old one changed (a repair captures its text as the next revision),
 // and the ledger's earlier entries read as the current document's
-// history. The documents table's triggers log both writes with
-// PostgreSQL's clock (migrations 00007 and 00013); the syncer's own
-// creates are not logged, so a row it made again is no replacement.
-// Only a row written outside the gateway (change_seq set) is looked up.
+// history. The documents table's triggers log both writes (migrations
+// 00007 and 00013) with the ledger's last entry for the ID then
+// (migration 00020), which is where the old document's entries end; the
+// syncer's own creates are not logged, so a row it made again is no
+// replacement. Only a row written outside the gateway (change_seq set)
+// is looked up. A creation logged before migration 00020 has no ledger
+// position: its entries are placed by their times, the syncer's clock
+// against PostgreSQL's.
 func (e *Engine) replacement(ctx context.Context, st *docState, rows []ledger.Row) (*rowReplacement, error) {
 	if !st.exists || st.changeSeq == 0 || len(rows) == 0 {
 		return nil, nil
 	}
 	var r rowReplacement
+	var pos *int64
 	err := e.pool.QueryRow(ctx, `
-		SELECT d.at, coalesce(d.tenant, ''), i.at
-		FROM (SELECT id, at, tenant FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1) d,
-		     LATERAL (SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'INSERT' AND id > d.id ORDER BY id LIMIT 1) i`, st.id).
-		Scan(&r.deletedAt, &r.tenant, &r.createdAt)
+		SELECT d.at, d.ledger_seq, coalesce(d.tenant, ''), i.at, i.ledger_seq
+		FROM (SELECT id, at, tenant, ledger_seq FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1) d,
+		     LATERAL (SELECT at, ledger_seq FROM outside_changes WHERE doc_id = $1 AND op = 'INSERT' AND id > d.id ORDER BY id LIMIT 1) i`, st.id).
+		Scan(&r.deletedAt, &r.deletedLedgerSeq, &r.tenant, &r.createdAt, &pos)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read whether the row of %s was replaced: %w", st.id, err)
 	}
-	for _, row := range rows {
-		var en ledger.Entry
-		if json.Unmarshal(row.Body, &en) == nil && en.At.Before(r.createdAt) {
-			r.lastOld = row.Seq
+	if pos != nil {
+		r.lastOld = *pos
+	} else {
+		for _, row := range rows {
+			var en ledger.Entry
+			if json.Unmarshal(row.Body, &en) == nil && en.At.Before(r.createdAt) {
+				r.lastOld = row.Seq
+			}
 		}
 	}
 	if r.lastOld == 0 {
 		return nil, nil // the ledger began with the row there now
 	}
 	return &r, nil
+}
+
+// outsideDeletion: a documents row deleted outside the gateway, as the
+// database logged it.
+type outsideDeletion struct {
+	at time.Time
+	// ledgerSeq is the ledger's last entry for the ID then (nil: logged
+	// before migration 00020).
+	ledgerSeq *int64
+}
+
+// after: the row was deleted after ledger entry t was written. By the
+// ledger's position when the database logged it; a deletion logged
+// before that was recorded is placed by its time, PostgreSQL's clock
+// against the syncer's.
+func (d *outsideDeletion) after(t TimelineEntry) bool {
+	if d.ledgerSeq != nil {
+		return *d.ledgerSeq >= t.Seq
+	}
+	return !d.at.Before(t.At)
 }
 
 // current: t is an entry of the document whose row is there now.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway: a student
@@ -15,11 +16,18 @@ import (
 // deletion on record (at Legacy, never), support read only "synced:
 // committed as revision 2", as if the text were still there. The
 // finding now says the document no longer exists, when its row went (as
-// the database logged it) and after which ledger entry.
+// the database logged it) and after which ledger entry, also from a
+// syncer whose clock runs ahead of the database's (it said only "the
+// deletion is not on record yet", the deletion's time being before the
+// save's).
 func TestEvidenceOfADocumentWhoseRowWasDeletedOutsideTheGateway(t *testing.T) {
-	for _, stage := range []string{dataplane.StageLegacy, dataplane.StageDualWrite} {
-		t.Run(stage, func(t *testing.T) {
-			e := setup(t)
+	for _, c := range []struct {
+		stage string
+		skew  time.Duration
+	}{{dataplane.StageLegacy, 0}, {dataplane.StageDualWrite, 0}, {dataplane.StageLegacy, 10 * time.Minute}} {
+		stage := c.stage
+		t.Run(fmt.Sprintf("%s/syncer clock %+v", stage, c.skew), func(t *testing.T) {
+			e := setupOn(t, pgharness.ForTest(t), func(cfg *Config) { cfg.Clock = func() time.Time { return time.Now().Add(c.skew) } })
 			e.cohort("c", stage, "t")
 			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Hello"})
 			saved := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", Content: "Hello, my essay"})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/ledger"
+	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // replaceRow deletes document d's row and creates a row with the same ID
@@ -36,10 +37,20 @@ func (e *env) replaceRow(doc, tenant, owner, title, content string) (deletedAt, 
 // document deleted then, and the answer says when the row was replaced;
 // once carol saves through the gateway, her save heads the answer, which
 // still says the row was replaced and which ledger entries are older.
+//
+// The syncer's clock need not agree with the database's: with it ten
+// minutes behind, carol's save was said to be of the deleted document
+// (its entry stamped before the row's creation), and ten minutes ahead
+// the replacement was not seen at all. The ledger's position at each
+// change is what places the entries now.
 func TestEvidenceOfADocumentReplacedOutsideTheGateway(t *testing.T) {
-	for _, stage := range []string{dataplane.StageLegacy, dataplane.StageDualWrite} {
-		t.Run(stage, func(t *testing.T) {
-			e := setup(t)
+	for _, c := range []struct {
+		stage string
+		skew  time.Duration
+	}{{dataplane.StageLegacy, 0}, {dataplane.StageDualWrite, 0}, {dataplane.StageLegacy, -10 * time.Minute}, {dataplane.StageDualWrite, 10 * time.Minute}} {
+		stage := c.stage
+		t.Run(fmt.Sprintf("%s/syncer clock %+v", stage, c.skew), func(t *testing.T) {
+			e := setupOn(t, pgharness.ForTest(t), func(cfg *Config) { cfg.Clock = func() time.Time { return time.Now().Add(c.skew) } })
 			e.cohort("c", stage, "t")
 			e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Hello"})
 			saved := e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", IdempotencyKey: "k1", Content: "Hello, my essay"})

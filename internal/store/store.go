@@ -188,7 +188,7 @@ func AsError(err error) *Error {
 	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the request failed on the server and changed nothing; retry it: " + err.Error()}
 }
 
-// now returns the time truncated to PostgreSQL's precision.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+// now returns the syncer's clock truncated to PostgreSQL's precision.
+func (e *Engine) now() time.Time { return e.cfg.Clock().UTC().Truncate(time.Microsecond) }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
