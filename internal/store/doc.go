@@ -78,13 +78,15 @@ type docState struct {
 	// Only this tenant may create the ID again: another would continue
 	// that history and could read it.
 	historyTenant string
-	// regiven: the row is another school's than the document the Yjs
-	// side holds (the ledger's last save is of another tenant): the
-	// legacy application gave the ID to this school, in place or by
-	// deleting and inserting the row. The repair starts a new Yjs
+	// regiven: the row is another document than the one the Yjs side
+	// holds. Either the legacy application gave the ID to this school, in
+	// place or by deleting and inserting the row (the ledger's last save
+	// is of another tenant), or it deleted the row and created it again
+	// for the same school after everything on the ledger (the database
+	// logged where the ledger stood then). The repair starts a new Yjs
 	// generation from the row's text, so that nothing of the other
-	// school's history, deleted text included, reaches this one.
-	regiven bool
+	// document's history, deleted text included, reaches this one.
+	regiven regiving
 	// era: the first revision of the document the row is now, when the
 	// ID was given to its school outside the gateway (0: the whole
 	// history); eraKnown: read since loaded (eraOf).
@@ -391,19 +393,27 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	gone := false
 	var lastRev *int64
 	var lastRevSame *bool
+	// The ledger's last entry of the document's own (not a refusal or a
+	// client's announcement), and, for a row written outside the gateway,
+	// where the ledger stood when the legacy application last created the
+	// row (migration 00020; NULL before it, or never created outside).
 	var ledgerTenant *string
+	var ledgerLast, createdAfter *int64
 	err := e.pool.QueryRow(ctx, `
 		SELECT d.tenant, d.owner, d.title, d.content, d.revision, d.created_at, d.updated_at, coalesce(d.change_seq, 0),
 		       r.revision, coalesce(r.content_sha256 = encode(sha256(convert_to(d.content, 'UTF8')), 'hex'), r.content = d.content),
 		       EXISTS (SELECT 1 FROM save_requests s WHERE s.doc_id = d.doc_id),
-		       (SELECT l.tenant FROM save_ledger l WHERE l.doc_id = d.doc_id AND l.kind NOT IN ('rejected', 'state-vector', 'disconnected')
-		        ORDER BY l.seq DESC LIMIT 1)
+		       l.tenant, l.seq,
+		       CASE WHEN d.change_seq IS NOT NULL THEN
+		           (SELECT o.ledger_seq FROM outside_changes o WHERE o.doc_id = d.doc_id AND o.op = 'INSERT' ORDER BY o.id DESC LIMIT 1) END
 		FROM documents d
 		LEFT JOIN LATERAL (SELECT revision, content, content_sha256 FROM document_revisions r
 		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true
+		LEFT JOIN LATERAL (SELECT l.tenant, l.seq FROM save_ledger l WHERE l.doc_id = d.doc_id AND l.kind NOT IN ('rejected', 'state-vector', 'disconnected')
+		                   ORDER BY l.seq DESC LIMIT 1) l ON true
 		WHERE d.doc_id = $1`, id).
 		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt, &st.changeSeq,
-			&lastRev, &lastRevSame, &st.oldKeys, &ledgerTenant)
+			&lastRev, &lastRevSame, &st.oldKeys, &ledgerTenant, &ledgerLast, &createdAfter)
 	switch {
 	case err == nil:
 		st.exists = true
@@ -525,7 +535,28 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	if gone {
 		st.ydoc = nil
 	}
-	st.regiven = st.exists && st.ydoc != nil && ledgerTenant != nil && *ledgerTenant != st.tenant
-	st.diverged = st.outsideChange() || st.regiven || (st.exists && st.ydoc != nil && st.ytext() != st.content)
+	if st.exists && st.ydoc != nil && ledgerTenant != nil {
+		switch {
+		case *ledgerTenant != st.tenant:
+			st.regiven = regivenToSchool
+		case createdAfter != nil && *createdAfter >= *ledgerLast:
+			st.regiven = regivenRecreated
+		}
+	}
+	st.diverged = st.outsideChange() || st.regiven != notRegiven || (st.exists && st.ydoc != nil && st.ytext() != st.content)
 	return st, nil
 }
+
+// regiving: why a document's row is another document than its Yjs
+// side's (docState.regiven).
+type regiving uint8
+
+const (
+	notRegiven regiving = iota
+	// regivenToSchool: the legacy application gave the ID to another
+	// school.
+	regivenToSchool
+	// regivenRecreated: the legacy application deleted the row and
+	// created it again for the same school.
+	regivenRecreated
+)

@@ -80,10 +80,11 @@ func (e *Engine) read(ctx context.Context, tenant, doc string) (Document, bool, 
 	if err != nil {
 		return Document{}, false, err
 	}
-	if st.regiven && stage.Stage != dataplane.StageLegacyRetired {
-		// The legacy application gave the ID to this school: the Yjs side
-		// is the other school's document until the repair starts this
-		// one's own (repair.go); repaired first, then read.
+	if st.regiven != notRegiven && stage.Stage != dataplane.StageLegacyRetired {
+		// The legacy application gave the ID to this school, or created
+		// its row again: the Yjs side is another document until the
+		// repair starts this one's own (repair.go); repaired first, then
+		// read.
 		return Document{}, true, nil
 	}
 	text := st.text(stage.Stage)

@@ -112,7 +112,7 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 	// commits, which write the row too; so unless the row provably still
 	// holds the last revision written here, it is the row that moved.
 	rowAsWritten := st.lastRev > 0 && st.lastRevSame && st.lastRev == st.revision
-	legacyChanged := st.outsideChange() || (apart && !rowAsWritten) || st.regiven
+	legacyChanged := st.outsideChange() || (apart && !rowAsWritten) || st.regiven != notRegiven
 	if !legacyChanged && !apart {
 		return nil
 	}
@@ -134,11 +134,16 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 		st.lastRev, st.lastRevSame = st.revision, true
 		reason = fmt.Sprintf("the legacy row was changed outside the gateway; its content was captured as revision %d", st.revision)
 	}
-	if st.regiven {
-		// Another school's document is on the Yjs side: this school's
-		// starts a Yjs history of its own from the row, and the other's
-		// clients are refused as copies of a document gone from the ID.
-		st.regiven = false
+	if st.regiven != notRegiven {
+		// Another document is on the Yjs side (another school's, or the
+		// one deleted before the row was created again): this one starts
+		// a Yjs history of its own from the row, and the other's clients
+		// are refused as copies of a document gone from the ID.
+		why := "the legacy application gave the ID to this school"
+		if st.regiven == regivenRecreated {
+			why = "the legacy application deleted the row and created it again"
+		}
+		st.regiven = notRegiven
 		if st.pastSV == nil {
 			st.pastSV = yjs.StateVector{}
 		}
@@ -148,7 +153,7 @@ func (e *Engine) repair(bc *batchCtx, st *docState) error {
 		if err := e.initYjs(bc, st, legacyText); err != nil {
 			return err
 		}
-		reason += "; the row is another document than the Yjs side's (the legacy application gave the ID to this school): the Yjs side starts anew from the row's text"
+		reason += "; the row is another document than the Yjs side's (" + why + "): the Yjs side starts anew from the row's text"
 		en.Outcome = OutcomeRepairedAnew
 		st.era, st.eraKnown = st.revision, true
 		en.YjsSHA256, en.ContentSHA256 = en.LegacySHA256, en.LegacySHA256

@@ -71,8 +71,8 @@ func (e *Engine) YjsSince(ctx context.Context, doc string, sv []byte) (update, s
 	if !st.exists {
 		return nil, nil, "", nil
 	}
-	if st.ydoc == nil || st.regiven {
-		// regiven: the Yjs side is another school's document until the
+	if st.ydoc == nil || st.regiven != notRegiven {
+		// regiven: the Yjs side is another document until the
 		// repair starts this one's (repair.go); none of it is relayed.
 		return nil, nil, st.tenant, nil
 	}
