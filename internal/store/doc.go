@@ -535,14 +535,7 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	if gone {
 		st.ydoc = nil
 	}
-	if st.exists && st.ydoc != nil && ledgerTenant != nil {
-		switch {
-		case *ledgerTenant != st.tenant:
-			st.regiven = regivenToSchool
-		case createdAfter != nil && *createdAfter >= *ledgerLast:
-			st.regiven = regivenRecreated
-		}
-	}
+	st.regiven = st.regivenBy(ledgerTenant, ledgerLast, createdAfter)
 	st.diverged = st.outsideChange() || st.regiven != notRegiven || (st.exists && st.ydoc != nil && st.ytext() != st.content)
 	return st, nil
 }
@@ -560,3 +553,19 @@ const (
 	// created it again for the same school.
 	regivenRecreated
 )
+
+// regivenBy is whether st's row is another document than its Yjs side's:
+// the school of the ledger's last entry of the document's own
+// (ledgerTenant, at ledgerLast) and where the ledger stood when the row
+// was last created outside the gateway (createdAfter; nil: unknown).
+func (st *docState) regivenBy(ledgerTenant *string, ledgerLast, createdAfter *int64) regiving {
+	switch {
+	case !st.exists || st.ydoc == nil || ledgerTenant == nil:
+		return notRegiven
+	case *ledgerTenant != st.tenant:
+		return regivenToSchool
+	case createdAfter != nil && *createdAfter >= *ledgerLast:
+		return regivenRecreated
+	}
+	return notRegiven
+}
