@@ -395,8 +395,11 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	var lastRevSame *bool
 	// The ledger's last entry of the document's own (not a refusal or a
 	// client's announcement), and, for a row written outside the gateway,
-	// where the ledger stood when the legacy application last created the
-	// row (migration 00020; NULL before it, or never created outside).
+	// where the ledger stood when the legacy application created the row
+	// after last deleting it (migration 00020; NULL before it, or never
+	// deleted outside). The first INSERT logged after the deletion: an
+	// upsert of the legacy application's (INSERT ... ON CONFLICT DO
+	// UPDATE) logs an INSERT too, with the row there, and creates nothing.
 	var ledgerTenant *string
 	var ledgerLast, createdAfter *int64
 	err := e.pool.QueryRow(ctx, `
@@ -405,7 +408,9 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		       EXISTS (SELECT 1 FROM save_requests s WHERE s.doc_id = d.doc_id),
 		       l.tenant, l.seq,
 		       CASE WHEN d.change_seq IS NOT NULL THEN
-		           (SELECT o.ledger_seq FROM outside_changes o WHERE o.doc_id = d.doc_id AND o.op = 'INSERT' ORDER BY o.id DESC LIMIT 1) END
+		           (SELECT i.ledger_seq FROM outside_changes i WHERE i.doc_id = d.doc_id AND i.op = 'INSERT'
+		              AND i.id > (SELECT x.id FROM outside_changes x WHERE x.doc_id = d.doc_id AND x.op = 'DELETE' ORDER BY x.id DESC LIMIT 1)
+		            ORDER BY i.id LIMIT 1) END
 		FROM documents d
 		LEFT JOIN LATERAL (SELECT revision, content, content_sha256 FROM document_revisions r
 		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true

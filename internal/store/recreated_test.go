@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
+	"github.com/yawp/persistence-operator/internal/yjs"
 )
 
 // TestADocumentTheLegacyApplicationCreatesAgainStartsAnew: alice's essay
@@ -41,13 +43,10 @@ func TestADocumentTheLegacyApplicationCreatesAgainStartsAnew(t *testing.T) {
 			if !cached {
 				e.restart()
 			}
-			for _, s := range []string{`DELETE FROM documents WHERE doc_id = 'd'`,
-				`INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
-				 VALUES ('d', 't', 'carol', 'Carol''s notes', 'Carol''s text.', 1, 0, now(), now())`} {
-				if _, err := e.pool.Exec(t.Context(), s); err != nil {
-					t.Fatal(err)
-				}
+			if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+				t.Fatal(err)
 			}
+			e.recreate()
 
 			first := e.opensAs("t", "Carol's text.")
 			for _, s := range []string{"Alice", "private"} {
@@ -89,5 +88,109 @@ func TestADocumentTheLegacyApplicationCreatesAgainStartsAnew(t *testing.T) {
 				t.Errorf("the ledger's chain after the new start: %+v %v", rep, err)
 			}
 		})
+	}
+}
+
+// recreate has the legacy application create d again for school t
+// (carol's), its row deleted before.
+func (e *env) recreate() {
+	e.t.Helper()
+	if _, err := e.pool.Exec(e.t.Context(), `INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
+		VALUES ('d', 't', 'carol', 'Carol''s notes', 'Carol''s text.', 1, 0, now(), now())`); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestADocumentCreatedAgainAfterItsDeletionWasSeenStartsAnew: at
+// DualWrite the legacy application deletes alice's essay and the syncer
+// records that the deletion stands (a request reached the document);
+// then the legacy application creates the ID again for carol. The
+// deleted document's Yjs history was taken up again with carol's text
+// merged in, its deleted sentence included in carol's editor's first sync.
+func TestADocumentCreatedAgainAfterItsDeletionWasSeenStartsAnew(t *testing.T) {
+	e := setup(t)
+	e.cohort("c", dataplane.StageDualWrite, "t")
+	e.submit(Request{Kind: KindCreate, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay. A private thought."})
+	e.submit(Request{Kind: KindSave, Doc: "d", Tenant: "t", User: "alice", Content: "Alice's essay."})
+	if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.eng.Read(t.Context(), "t", "d"); !isNotFound(err) {
+		t.Fatalf("read of the deleted document: %v", err)
+	}
+	if _, err := e.eng.Submit(t.Context(), Request{Kind: KindSync1, Doc: "d", Tenant: "t", User: "u", StateVector: yjs.EncodeStateVector(yjs.StateVector{})}); err != nil {
+		t.Fatal(err)
+	}
+	stands := false
+	for _, en := range e.entries("d") {
+		stands = stands || en.Outcome == OutcomeDeletionStands
+	}
+	if !stands {
+		t.Fatalf("the deletion is not on the ledger: %+v", e.entries("d"))
+	}
+	e.recreate()
+	if u := e.opensAs("t", "Carol's text."); bytes.Contains(u, []byte("private")) {
+		t.Errorf("carol's editor's first sync carries the deleted document's text")
+	}
+}
+
+// TestAnUpsertOfTheLegacyApplicationIsAnEditNotANewDocument: a legacy
+// application that saves with INSERT ... ON CONFLICT DO UPDATE has the
+// database log an INSERT for every save, the row there all along. Such a
+// save is an edit: the document does not start anew, its open editor
+// goes on, and this holds after a real replacement was taken in too.
+func TestAnUpsertOfTheLegacyApplicationIsAnEditNotANewDocument(t *testing.T) {
+	e := setup(t)
+	e.aliceEssay()
+	upsert := func(text string) {
+		t.Helper()
+		if _, err := e.pool.Exec(t.Context(), `INSERT INTO documents AS d (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
+			VALUES ('d', 't', 'alice', '', $1, 1, 0, now(), now())
+			ON CONFLICT (doc_id) DO UPDATE SET content = EXCLUDED.content, revision = d.revision + 1, updated_at = now()`, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	editor := e.replicasOf("t", "d", 41)[0]
+	typeAt := func(s string) error {
+		var ups [][]byte
+		editor.OnUpdate(func(u []byte) { ups = append(ups, u) })
+		defer editor.OnUpdate(nil)
+		if err := editor.GetText(contract.YjsTextName).Insert(0, s, nil); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "alice", Update: ups[0]})
+		return err
+	}
+	anew := func() int {
+		n := 0
+		for _, en := range e.entries("d") {
+			if en.Outcome == OutcomeRepairedAnew {
+				n++
+			}
+		}
+		return n
+	}
+	upsert("Alice's essay, from the old editor.")
+	if err := typeAt("Title. "); err != nil {
+		t.Errorf("the open editor after an upsert: %v", err)
+	}
+	if n := anew(); n != 0 {
+		t.Errorf("an upsert started the document anew (%d)", n)
+	}
+	// A real replacement, taken in; then upserts again.
+	if _, err := e.pool.Exec(t.Context(), `DELETE FROM documents WHERE doc_id = 'd'`); err != nil {
+		t.Fatal(err)
+	}
+	e.recreate()
+	e.opensAs("t", "Carol's text.")
+	editor = e.replicasOf("t", "d", 42)[0]
+	upsert("Carol's text, from the old editor.")
+	e.restart()
+	if err := typeAt("Heading. "); err != nil {
+		t.Errorf("carol's open editor after an upsert: %v", err)
+	}
+	if n := anew(); n != 1 {
+		t.Errorf("%d new starts, want 1 (the replacement's)", n)
 	}
 }
