@@ -156,7 +156,10 @@ func gatewayStatefulSet(r *persistencev1alpha1.PersistenceRollout, owned bool) *
 	if ref := r.Spec.Database.ServiceSecretRef; ref != nil {
 		dsn = *ref // a yawp_service member: cannot disable the ledger's protection
 	}
-	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, dsn))
+	syncerEnv = append(syncerEnv, secretEnv(contract.EnvDatabaseURL, dsn),
+		// The syncer takes no shard in a database whose rollout of this
+		// name another object registered (another cluster's).
+		corev1ac.EnvVar().WithName(contract.EnvRolloutUID).WithValue(string(r.UID)))
 	if _, limited := r.Spec.Gateway.Resources.Limits[corev1.ResourceMemory]; limited {
 		// The syncer's own memory limit: it sizes its Go heap and its
 		// document cache to it (gotune). Only when there is one: without

@@ -26,6 +26,7 @@ import (
 
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 	"github.com/yawp/persistence-operator/internal/contract"
+	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/rolloutctl"
 )
 
@@ -128,6 +129,14 @@ func TestGatewayIsReconciledAndDriftRepaired(t *testing.T) {
 	f.g.Expect(limitFrom.Resource).To(Equal("limits.memory"))
 	f.g.Expect(dsnFrom.Name).To(Equal("db"))
 	f.g.Expect(metav1.IsControlledBy(&sts, f.get("demo"))).To(BeTrue())
+	// The syncer knows its rollout object: it takes no shard in a
+	// database whose rollout of this name another object registered, and
+	// the database records this one as the registering object.
+	uid := string(f.get("demo").UID)
+	f.g.Expect(pod.Containers[1].Env).To(ContainElement(corev1.EnvVar{Name: contract.EnvRolloutUID, Value: uid}))
+	if ok, by, err := dataplane.RegisteredAs(ctx, f.pool, f.ns+"/demo"); !ok || by != uid || err != nil {
+		t.Errorf("the database's rollout: registered %v by %q, %v; want by %q", ok, by, err, uid)
+	}
 
 	for _, name := range []string{"demo-gateway", "demo-gateway-headless"} {
 		var svc corev1.Service

@@ -83,6 +83,8 @@ func run() error {
 	flag.StringVar(&cfg.MetricsListen, "metrics-listen", fmt.Sprintf(":%d", contract.SyncerMetricsPort), "metrics listen address (empty disables)")
 	flag.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv(contract.EnvDatabaseURL), "PostgreSQL URL (env "+contract.EnvDatabaseURL+")")
 	flag.StringVar(&cfg.Rollout, "rollout", os.Getenv(contract.EnvRollout), "rollout namespace/name (env "+contract.EnvRollout+")")
+	flag.StringVar(&cfg.RolloutUID, "rollout-uid", os.Getenv(contract.EnvRolloutUID),
+		"the PersistenceRollout object's UID: no shard is taken in a database whose rollout another object registered (env "+contract.EnvRolloutUID+"; empty: not checked)")
 	flag.IntVar(&cfg.Shards, "shards", shards, "number of shards (env "+contract.EnvShards+")")
 	flag.IntVar(&cfg.Shard, "shard", shard, "this shard (default: the ordinal of "+contract.EnvPodName+")")
 	flag.StringVar(&cfg.InternalToken, "internal-token", token, "internal API token (env "+contract.EnvInternalToken+", default derived from "+contract.EnvTokenKey+")")

@@ -75,6 +75,10 @@ const (
 	EnvPodName     = "POD_NAME"
 	EnvNamespace   = "POD_NAMESPACE"
 	EnvRollout     = "YAWP_ROLLOUT"
+	// EnvRolloutUID is the PersistenceRollout object's UID (the syncer's
+	// only): a syncer takes no shard in a database whose rollout of the
+	// same name another object registered.
+	EnvRolloutUID  = "YAWP_ROLLOUT_UID"
 	EnvShards      = "YAWP_SHARDS"
 	EnvPeerPattern = "YAWP_PEER_PATTERN"
 	EnvTokenKey    = "YAWP_TOKEN_KEY"

@@ -220,8 +220,10 @@ type CohortReport struct {
 type Store interface {
 	// RegisterRollout records a rollout and its shard count; registering
 	// again is a no-op, with ErrShardsChanged if the count differs. uid is
-	// the Kubernetes object's (empty: none); an object whose rollout was
-	// forgotten is refused with ErrRolloutForgotten.
+	// the Kubernetes object's (empty: none): recorded, replacing another
+	// object's (one of the same name deleted with Retain), so that syncers
+	// told another UID take no shard (RegisteredAs); an object whose
+	// rollout was forgotten is refused with ErrRolloutForgotten.
 	RegisterRollout(ctx context.Context, rollout, uid string, shards int) error
 	// FreezeCohort records a cohort at Legacy and freezes its membership:
 	// explicitly listed tenants, or every known tenant whose bucket is in

@@ -19,7 +19,9 @@ import (
 // afresh: its syncer migrated the empty server, took its shard there and
 // served saves, students' work going to a database that is not the
 // rollout's. It takes no shard, writes nothing and serves nothing (so its
-// gateway is not ready) until its rollout is registered in the database.
+// gateway is not ready) until its rollout is registered in the database,
+// by its own object: a database whose rollout of the same name another
+// object registered (another cluster's copy) is not its rollout's.
 func TestASyncerWritesNothingInADatabaseWithoutItsRollout(t *testing.T) {
 	dsn := pgharness.ForTest(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -34,7 +36,7 @@ func TestASyncerWritesNothingInADatabaseWithoutItsRollout(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, Config{Listen: "127.0.0.1:0", DatabaseURL: dsn, Rollout: rollout, Shard: 0, Shards: 2, PodName: "demo-gateway-0",
-			InternalToken: "tok", Heartbeat: time.Second, Logger: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }})
+			RolloutUID: "uid-production", InternalToken: "tok", Heartbeat: time.Second, Logger: slog.New(slog.DiscardHandler), Ready: func(a string) { ready <- a }})
 	}()
 	notServing := func(within time.Duration, db string) {
 		t.Helper()
@@ -79,12 +81,20 @@ func TestASyncerWritesNothingInADatabaseWithoutItsRollout(t *testing.T) {
 		t.Fatalf("the syncer took a shard in another rollout's database (%d leases)", leases)
 	}
 
-	// Its rollout registered there (the database is its own after all):
-	// it takes its shard.
+	// A copy of this rollout's database that another cluster's operator
+	// took over (staging's rollout of the same namespace and name).
 	if _, err := pool.Exec(ctx, `DELETE FROM rollouts`); err != nil {
 		t.Fatal(err)
 	}
-	if err := dp.RegisterRollout(ctx, rollout, "", 2); err != nil {
+	if err := dp.RegisterRollout(ctx, rollout, "uid-staging", 2); err != nil {
+		t.Fatal(err)
+	}
+	notServing(6*time.Second, "a database whose rollout of this name another object registered")
+
+	// Its rollout registered there by its own object (the database is
+	// its own after all; an object deleted with Retain and created
+	// again registers it the same way): it takes its shard.
+	if err := dp.RegisterRollout(ctx, rollout, "uid-production", 2); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -35,7 +35,11 @@ type Config struct {
 	MetricsListen string
 	DatabaseURL   string
 	// Rollout is "namespace/name".
-	Rollout       string
+	Rollout string
+	// RolloutUID is the PersistenceRollout object's UID (empty: not
+	// checked). The syncer takes no shard in a database whose rollout of
+	// that name another object registered.
+	RolloutUID    string
 	Shard         int
 	Shards        int
 	PodName       string
@@ -138,7 +142,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer pool.Close()
 	// Nothing is written (not the schema, not the shard's lease) in a
 	// database that does not have the rollout.
-	if !waitRegistered(ctx, pool, cfg.Rollout, cfg.Logger, 5*time.Second) {
+	if !waitRegistered(ctx, pool, cfg.Rollout, cfg.RolloutUID, cfg.Logger, 5*time.Second) {
 		return nil // stopped while waiting
 	}
 	// A syncer connected as a yawp_service member (it owns nothing) waits
@@ -243,7 +247,8 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 // waitRegistered waits until the database has the rollout registered,
-// polling every interval, and reports whether it has (false: ctx ended).
+// by the object of uid if that is known on both sides, polling every
+// interval, and reports whether it has (false: ctx ended).
 //
 // The operator registers a rollout in its database before it creates the
 // rollout's gateway, and refuses a database Secret that comes to name
@@ -252,19 +257,20 @@ func Run(ctx context.Context, cfg Config) error {
 // reads the Secret afresh: without this, its syncer would take its shard
 // in whatever database the Secret names now (an empty server, another
 // environment's), migrate it, and write students' saves there. A database
-// without the rollout is not the rollout's; the syncer takes no shard and
-// serves nothing (its gateway is not ready) until the Secret names the
-// rollout's database again or the rollout is registered there.
-func waitRegistered(ctx context.Context, pool *pgxpool.Pool, rollout string, log *slog.Logger, interval time.Duration) bool {
+// without the rollout is not the rollout's; nor is one whose rollout of
+// the same namespace and name another object registered (another
+// cluster's, such as a staging copy of production that staging's operator
+// took over). The syncer takes no shard and serves nothing (its gateway is
+// not ready) until the Secret names the rollout's database again or the
+// rollout is registered there.
+func waitRegistered(ctx context.Context, pool *pgxpool.Pool, rollout, uid string, log *slog.Logger, interval time.Duration) bool {
 	var told time.Time
+	var toldOther string
 	for {
-		var registered bool
-		err := pool.QueryRow(ctx, `SELECT to_regclass('rollouts') IS NOT NULL`).Scan(&registered)
-		if err == nil && registered {
-			err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rollouts WHERE rollout = $1)`, rollout).Scan(&registered)
-		}
+		registered, by, err := dataplane.RegisteredAs(ctx, pool, rollout)
+		other := registered && uid != "" && by != "" && by != uid
 		switch {
-		case err == nil && registered:
+		case err == nil && registered && !other:
 			if !told.IsZero() {
 				log.Info("the rollout is registered in the database: taking the shard", "rollout", rollout)
 			}
@@ -274,7 +280,13 @@ func waitRegistered(ctx context.Context, pool *pgxpool.Pool, rollout string, log
 		case err != nil:
 			// Not a verdict on the database: tried again.
 			log.Warn("cannot read whether the rollout is registered in the database", "rollout", rollout, "err", err)
-		case time.Since(told) >= time.Minute:
+		case other && (time.Since(told) >= time.Minute || toldOther != by):
+			told, toldOther = time.Now(), by
+			log.Error("the database's rollout of this name was registered by another PersistenceRollout object than this syncer's: "+
+				"another cluster's or environment's database (a copy of this one's?), so the database Secret names another database now. "+
+				"This syncer takes no shard and writes nothing there; point the Secret back at the rollout's database "+
+				"(docs/operations.md, \"A database Secret that names another database\")", "rollout", rollout, "uid", uid, "registered_by", by)
+		case !other && time.Since(told) >= time.Minute:
 			told = time.Now()
 			log.Error("the database has no record of this syncer's rollout: the operator registers a rollout in its database "+
 				"before it creates the gateway, so the database Secret names another database now (edited or swapped since). "+
