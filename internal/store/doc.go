@@ -81,9 +81,11 @@ type docState struct {
 	// regiven: the row is another document than the one the Yjs side
 	// holds. Either the legacy application gave the ID to this school, in
 	// place or by deleting and inserting the row (the ledger's last save
-	// is of another tenant), or it deleted the row and created it again
-	// for the same school after everything on the ledger (the database
-	// logged where the ledger stood then). The repair starts a new Yjs
+	// is of another tenant), or it deleted the row and created another
+	// document at the ID for the same school after everything on the
+	// ledger (the database logged where the ledger stood then; a row put
+	// back as it was, with its school and created_at, is the same
+	// document). The repair starts a new Yjs
 	// generation from the row's text, so that nothing of the other
 	// document's history, deleted text included, reaches this one.
 	regiven regiving
@@ -393,13 +395,12 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 	gone := false
 	var lastRev *int64
 	var lastRevSame *bool
-	// The ledger's last entry of the document's own (not a refusal or a
-	// client's announcement), and, for a row written outside the gateway,
-	// where the ledger stood when the legacy application created the row
-	// after last deleting it (migration 00020; NULL before it, or never
-	// deleted outside). The first INSERT logged after the deletion: an
-	// upsert of the legacy application's (INSERT ... ON CONFLICT DO
-	// UPDATE) logs an INSERT too, with the row there, and creates nothing.
+	// The ledger's last entry of the document's own (not a refusal, a
+	// client's announcement, or the record that the row's deletion stands,
+	// which a creation may follow before its commit shows the row), and,
+	// for a row written outside the gateway, where the ledger stood when
+	// the legacy application last created a new document at the ID
+	// (migration 00020; NULL: never since).
 	var ledgerTenant *string
 	var ledgerLast, createdAfter *int64
 	err := e.pool.QueryRow(ctx, `
@@ -407,16 +408,14 @@ func (e *Engine) load(ctx context.Context, id string) (*docState, error) {
 		       r.revision, coalesce(r.content_sha256 = encode(sha256(convert_to(d.content, 'UTF8')), 'hex'), r.content = d.content),
 		       EXISTS (SELECT 1 FROM save_requests s WHERE s.doc_id = d.doc_id),
 		       l.tenant, l.seq,
-		       CASE WHEN d.change_seq IS NOT NULL THEN
-		           (SELECT i.ledger_seq FROM outside_changes i WHERE i.doc_id = d.doc_id AND i.op = 'INSERT'
-		              AND i.id > (SELECT x.id FROM outside_changes x WHERE x.doc_id = d.doc_id AND x.op = 'DELETE' ORDER BY x.id DESC LIMIT 1)
-		            ORDER BY i.id LIMIT 1) END
+		       CASE WHEN d.change_seq IS NOT NULL THEN (SELECT c.ledger_seq FROM outside_creations c WHERE c.doc_id = d.doc_id) END
 		FROM documents d
 		LEFT JOIN LATERAL (SELECT revision, content, content_sha256 FROM document_revisions r
 		                   WHERE r.doc_id = d.doc_id ORDER BY revision DESC LIMIT 1) r ON true
 		LEFT JOIN LATERAL (SELECT l.tenant, l.seq FROM save_ledger l WHERE l.doc_id = d.doc_id AND l.kind NOT IN ('rejected', 'state-vector', 'disconnected')
+		                     AND NOT (l.kind = 'repaired' AND l.body::jsonb->>'outcome' = $2)
 		                   ORDER BY l.seq DESC LIMIT 1) l ON true
-		WHERE d.doc_id = $1`, id).
+		WHERE d.doc_id = $1`, id, OutcomeDeletionStands).
 		Scan(&st.tenant, &st.owner, &st.title, &st.content, &st.revision, &st.createdAt, &st.updatedAt, &st.changeSeq,
 			&lastRev, &lastRevSame, &st.oldKeys, &ledgerTenant, &ledgerLast, &createdAfter)
 	switch {
@@ -561,8 +560,9 @@ const (
 
 // regivenBy is whether st's row is another document than its Yjs side's:
 // the school of the ledger's last entry of the document's own
-// (ledgerTenant, at ledgerLast) and where the ledger stood when the row
-// was last created outside the gateway (createdAfter; nil: unknown).
+// (ledgerTenant, at ledgerLast) and where the ledger stood when the
+// legacy application last created a new document at the ID
+// (createdAfter; nil: never, as far as the database logged).
 func (st *docState) regivenBy(ledgerTenant *string, ledgerLast, createdAfter *int64) regiving {
 	switch {
 	case !st.exists || st.ydoc == nil || ledgerTenant == nil:

@@ -342,43 +342,68 @@ type rowReplacement struct {
 // tells them apart: the ID is the same, the syncer takes the new row for
 // the old one changed (a repair captures its text as the next revision),
 // and the ledger's earlier entries read as the current document's
-// history. The documents table's triggers log both writes (migrations
-// 00007 and 00013) with the ledger's last entry for the ID then
-// (migration 00020), which is where the old document's entries end; the
-// syncer's own creates are not logged, so a row it made again is no
-// replacement. Only a row written outside the gateway (change_seq set)
-// is looked up. A creation logged before migration 00020 has no ledger
-// position: its entries are placed by their times, the syncer's clock
-// against PostgreSQL's.
+// history. The documents table's triggers log the deletion (migration
+// 00013) and the new document's creation with where the ledger stood
+// then (00020), which is where the old document's entries end; the
+// syncer's own creates are not logged, nor is a row put back as it was
+// (its school and created_at), so neither is a replacement. Only a row
+// written outside the gateway (change_seq set) is looked up. A
+// replacement logged before migration 00020 has no ledger position: its
+// entries are placed by their times, the syncer's clock against
+// PostgreSQL's.
 func (e *Engine) replacement(ctx context.Context, st *docState, rows []ledger.Row) (*rowReplacement, error) {
 	if !st.exists || st.changeSeq == 0 || len(rows) == 0 {
 		return nil, nil
 	}
 	var r rowReplacement
-	var pos *int64
+	// The deletion before the creation: the latest logged at or before
+	// it (one transaction stamps both with the same time).
 	err := e.pool.QueryRow(ctx, `
-		SELECT d.at, d.ledger_seq, coalesce(d.tenant, ''), i.at, i.ledger_seq
+		SELECT d.at, d.ledger_seq, coalesce(d.tenant, ''), c.at, c.ledger_seq
+		FROM outside_creations c,
+		     LATERAL (SELECT at, ledger_seq, tenant FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' AND at <= c.at
+		              ORDER BY id DESC LIMIT 1) d
+		WHERE c.doc_id = $1`, st.id).
+		Scan(&r.deletedAt, &r.deletedLedgerSeq, &r.tenant, &r.createdAt, &r.lastOld)
+	switch {
+	case err == nil:
+	case errors.Is(err, pgx.ErrNoRows):
+		return e.replacementByClock(ctx, st, rows)
+	default:
+		return nil, fmt.Errorf("read whether the row of %s was replaced: %w", st.id, err)
+	}
+	if r.lastOld == 0 {
+		return nil, nil // the ledger began with the row there now
+	}
+	return &r, nil
+}
+
+// replacementByClock is replacement for a row deleted and created again
+// before migration 00020 (its deletion logged with no ledger position):
+// the first creation logged after that deletion, and the ledger's entries
+// placed by their times.
+func (e *Engine) replacementByClock(ctx context.Context, st *docState, rows []ledger.Row) (*rowReplacement, error) {
+	var r rowReplacement
+	err := e.pool.QueryRow(ctx, `
+		SELECT d.at, coalesce(d.tenant, ''), i.at
 		FROM (SELECT id, at, tenant, ledger_seq FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1) d,
-		     LATERAL (SELECT at, ledger_seq FROM outside_changes WHERE doc_id = $1 AND op = 'INSERT' AND id > d.id ORDER BY id LIMIT 1) i`, st.id).
-		Scan(&r.deletedAt, &r.deletedLedgerSeq, &r.tenant, &r.createdAt, &pos)
+		     LATERAL (SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'INSERT' AND id > d.id ORDER BY id LIMIT 1) i
+		WHERE d.ledger_seq IS NULL`, st.id).
+		Scan(&r.deletedAt, &r.tenant, &r.createdAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read whether the row of %s was replaced: %w", st.id, err)
 	}
-	if pos != nil {
-		r.lastOld = *pos
-	} else {
-		for _, row := range rows {
-			var en ledger.Entry
-			if json.Unmarshal(row.Body, &en) == nil && en.At.Before(r.createdAt) {
-				r.lastOld = row.Seq
-			}
+	for _, row := range rows {
+		var en ledger.Entry
+		if json.Unmarshal(row.Body, &en) == nil && en.At.Before(r.createdAt) {
+			r.lastOld = row.Seq
 		}
 	}
 	if r.lastOld == 0 {
-		return nil, nil // the ledger began with the row there now
+		return nil, nil
 	}
 	return &r, nil
 }
