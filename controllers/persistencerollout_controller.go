@@ -232,7 +232,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	// so (Degraded, DataPlaneError).
 	dctx, cancelDP := context.WithTimeout(ctx, r.dataPlaneTimeout())
 	defer cancelDP()
-	store, regErr := r.register(dctx, &ro)
+	store, checkedDSN, regErr := r.register(dctx, &ro)
 	regErr = r.dataPlaneTimedOut(ctx, dctx, regErr)
 	if errors.Is(regErr, errSchemaUnconfirmed) {
 		regErr = fmt.Errorf("%w; the gateway keeps its last template until the schema is confirmed at this version", regErr)
@@ -250,7 +250,7 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {
-		gw, gwErr = r.applyGateway(ctx, &ro, true)
+		gw, gwErr = r.applyGateway(ctx, &ro, true, checkedDSN)
 		if gwErr != nil {
 			log.Error(gwErr, "gateway not applied")
 			gw = r.cachedGatewayPods(ctx, &ro)
@@ -427,15 +427,21 @@ func (o observation) removedNames() []string {
 // dataPlane opens the data plane named by the rollout's database Secret
 // (read from the API server: once per reconcile).
 func (r *PersistenceRolloutReconciler) dataPlane(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (dataplane.Store, error) {
+	store, _, err := r.dataPlaneAt(ctx, ro)
+	return store, err
+}
+
+// dataPlaneAt is dataPlane, with the DSN it read.
+func (r *PersistenceRolloutReconciler) dataPlaneAt(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (dataplane.Store, string, error) {
 	dsn, err := r.databaseURL(ctx, ro)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	store, err := r.Stores.Get(ctx, dsn)
 	if err != nil {
-		return nil, schemaUnconfirmed{err}
+		return nil, "", schemaUnconfirmed{err}
 	}
-	return store, nil
+	return store, dsn, nil
 }
 
 // errSchemaUnconfirmed marks a dataPlane error of opening the data plane,
@@ -456,16 +462,17 @@ func (e schemaUnconfirmed) Unwrap() error        { return e.error }
 // register opens the data plane and registers the rollout with its shard
 // count (a no-op once registered): dataplane.ErrShardsChanged if another
 // count is recorded. A database that is not the one the rollout ran on
-// (checkDatabase) is refused before anything is written there.
-func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (dataplane.Store, error) {
-	store, err := r.dataPlane(ctx, ro)
+// (checkDatabase) is refused before anything is written there. dsn is
+// the database Secret's value it checked.
+func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (store dataplane.Store, dsn string, err error) {
+	store, dsn, err = r.dataPlaneAt(ctx, ro)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := r.checkDatabase(ctx, ro, store); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return store, store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
+	return store, dsn, store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
 }
 
 // errDatabaseForgot marks a database that has no record of the rollout
@@ -897,8 +904,13 @@ func (r *PersistenceRolloutReconciler) execute(ctx context.Context, ro *persiste
 // one we wrote, and its status is what the StatefulSet controller has
 // reported for it so far. Each change of that status reaches us as an event
 // (Owns), and the next reconcile's apply answers with it.
-func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool) (gatewayPods, error) {
-	versions, err := r.podSecretVersions(ctx, ro)
+//
+// checkedDSN is the database Secret's value this reconcile checked the
+// database of ("": none checked). A Secret edited since (between that read
+// and this one) is not put on the pods: the gateway is applied by the
+// next reconcile, which checks the database the Secret names now.
+func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, owned bool, checkedDSN string) (gatewayPods, error) {
+	versions, err := r.podSecretVersions(ctx, ro, checkedDSN)
 	if err != nil {
 		return gatewayPods{}, err
 	}
@@ -932,7 +944,7 @@ func (r *PersistenceRolloutReconciler) applyGateway(ctx context.Context, ro *per
 // the value they read. The syncers' service DSN (serviceSecretRef) is an
 // error then, reported as the gateway not applied: the last template
 // stays until it is there.
-func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout) (string, error) {
+func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, checkedDSN string) (string, error) {
 	dsn, service := ro.Spec.Database.SecretRef, ro.Spec.Database.ServiceSecretRef != nil
 	if service {
 		dsn = *ro.Spec.Database.ServiceSecretRef
@@ -963,6 +975,9 @@ func (r *PersistenceRolloutReconciler) podSecretVersions(ctx context.Context, ro
 			return "", fmt.Errorf("the syncers' database Secret %s (spec.database.serviceSecretRef) does not exist", ref.Name)
 		case i == 0 && service && len(v) == 0:
 			return "", fmt.Errorf("the syncers' database Secret %s has no key %q (spec.database.serviceSecretRef)", ref.Name, ref.Key)
+		case i == 0 && !service && checkedDSN != "" && ok && string(v) != checkedDSN:
+			return "", fmt.Errorf("the database Secret %s changed while this reconcile checked the database it named before: "+
+				"the gateway is applied once the next reconcile has checked the one it names now", ref.Name)
 		case err != nil || !ok:
 			was, seen := prev[name]
 			if !seen {
