@@ -255,6 +255,12 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 			log.Error(gwErr, "gateway not applied")
 			gw = r.cachedGatewayPods(ctx, &ro)
 		}
+		if gwErr == nil && regErr == nil {
+			// Its pods' template names this object: syncers told another
+			// (an object of this name deleted with Retain) take no shard
+			// from now on, until they are rolled onto it.
+			regErr = r.dataPlaneTimedOut(ctx, dctx, store.RecordRolloutObject(dctx, rolloutKey(&ro), string(ro.UID)))
+		}
 	}
 
 	// 4. Read the data plane.

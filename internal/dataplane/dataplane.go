@@ -219,12 +219,16 @@ type CohortReport struct {
 // Store is what the controller needs of the data plane.
 type Store interface {
 	// RegisterRollout records a rollout and its shard count; registering
-	// again is a no-op, with ErrShardsChanged if the count differs. uid is
-	// the Kubernetes object's (empty: none): recorded, replacing another
-	// object's (one of the same name deleted with Retain), so that syncers
-	// told another UID take no shard (RegisteredAs); an object whose
-	// rollout was forgotten is refused with ErrRolloutForgotten.
+	// again is a no-op (nothing written), with ErrShardsChanged if the
+	// count differs. uid is the Kubernetes object's (empty: none); an
+	// object whose rollout was forgotten is refused with
+	// ErrRolloutForgotten.
 	RegisterRollout(ctx context.Context, rollout, uid string, shards int) error
+	// RecordRolloutObject records uid as the object whose gateway template
+	// serves the registered rollout (replacing another's: one of the same
+	// name deleted with Retain), once that template is applied: syncers
+	// told another UID take no shard (RegisteredAs). Empty uid: nothing.
+	RecordRolloutObject(ctx context.Context, rollout, uid string) error
 	// FreezeCohort records a cohort at Legacy and freezes its membership:
 	// explicitly listed tenants, or every known tenant whose bucket is in
 	// range, that belongs to no cohort yet. Freezing an existing cohort

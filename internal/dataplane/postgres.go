@@ -97,23 +97,14 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, sha
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		// The object that registered it is recorded (the last to: one
-		// deleted with Retain and created again takes its rollout over),
-		// and a registered rollout's row is not written again: every save
+		// A registered rollout's row is not written again: every save
 		// holds it FOR SHARE, which an update would wait for.
-		var was string
-		err = tx.QueryRow(ctx, `SELECT shards, uid FROM rollouts WHERE rollout = $1`, rollout).Scan(&recorded, &was)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			return tx.QueryRow(ctx, `INSERT INTO rollouts (rollout, shards, uid) VALUES ($1, $2, $3) RETURNING shards`,
-				rollout, shards, uid).Scan(&recorded)
-		case err != nil:
-			return err
-		case uid != "" && uid != was:
-			_, err = tx.Exec(ctx, `UPDATE rollouts SET uid = $2 WHERE rollout = $1`, rollout, uid)
-			return err
+		err = tx.QueryRow(ctx, `SELECT shards FROM rollouts WHERE rollout = $1`, rollout).Scan(&recorded)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return tx.QueryRow(ctx, `INSERT INTO rollouts (rollout, shards) VALUES ($1, $2) RETURNING shards`,
+				rollout, shards).Scan(&recorded)
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("register rollout %s: %w", rollout, err)
@@ -813,22 +804,33 @@ func (p *Postgres) ForgetRollout(ctx context.Context, rollout, uid string) error
 	return nil
 }
 
+// RecordRolloutObject implements Store.
+func (p *Postgres) RecordRolloutObject(ctx context.Context, rollout, uid string) error {
+	if uid == "" {
+		return nil
+	}
+	_, err := p.pool.Exec(ctx, `INSERT INTO rollout_objects (rollout, uid) VALUES ($1, $2)
+		ON CONFLICT (rollout) DO UPDATE SET uid = EXCLUDED.uid, recorded_at = now() WHERE rollout_objects.uid <> EXCLUDED.uid`, rollout, uid)
+	if err != nil {
+		return fmt.Errorf("record the object of rollout %s: %w", rollout, err)
+	}
+	return nil
+}
+
 // RegisteredAs reads whether rollout is registered in the database q
-// reaches, and by which object (uid: "" when the registration named none,
-// or came before the database recorded it). It reads a database at any
-// schema version, an empty one too (not registered), and writes nothing:
-// a syncer asks it before it migrates or takes a shard.
+// reaches, and which object serves it (uid: "" when none is recorded:
+// not yet, or by an operator built before migration 00021). It reads a
+// database at any schema version, an empty one too (not registered), and
+// writes nothing: a syncer asks it before it migrates or takes a shard.
 func RegisteredAs(ctx context.Context, q Querier, rollout string) (registered bool, uid string, err error) {
-	var table, column bool
-	err = q.QueryRow(ctx, `SELECT to_regclass('rollouts') IS NOT NULL,
-		EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'rollouts' AND column_name = 'uid')`).
-		Scan(&table, &column)
+	var table, objects bool
+	err = q.QueryRow(ctx, `SELECT to_regclass('rollouts') IS NOT NULL, to_regclass('rollout_objects') IS NOT NULL`).Scan(&table, &objects)
 	if err != nil || !table {
 		return false, "", err
 	}
 	sql := `SELECT '' FROM rollouts WHERE rollout = $1`
-	if column {
-		sql = `SELECT uid FROM rollouts WHERE rollout = $1`
+	if objects {
+		sql = `SELECT coalesce(o.uid, '') FROM rollouts r LEFT JOIN rollout_objects o ON o.rollout = r.rollout WHERE r.rollout = $1`
 	}
 	err = q.QueryRow(ctx, sql, rollout).Scan(&uid)
 	if errors.Is(err, pgx.ErrNoRows) {

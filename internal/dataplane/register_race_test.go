@@ -51,14 +51,14 @@ func TestOneDatabaseServesOneRolloutRegisteredAtOnce(t *testing.T) {
 	}
 }
 
-// TestARolloutIsRegisteredByItsObject: the database records which
-// PersistenceRollout object registered its rollout, the last one to (an
-// object deleted with Retain and created again takes the rollout over),
-// and a registration naming no object leaves the record; RegisteredAs
-// reads it, and reads an empty database as not registered without
-// writing to it. Registering again does not write the row, which every
-// save holds FOR SHARE.
-func TestARolloutIsRegisteredByItsObject(t *testing.T) {
+// TestARolloutIsServedByTheObjectRecorded: the database records which
+// PersistenceRollout object serves its rollout (the last recorded: an
+// object deleted with Retain and created again takes it over), and
+// RegisteredAs reads it; it reads an empty database as not registered
+// without writing to it. Neither registering again nor recording the
+// object waits for saves holding the rollout's row FOR SHARE, however
+// they overlap.
+func TestARolloutIsServedByTheObjectRecorded(t *testing.T) {
 	ctx := t.Context()
 	empty, err := pgxpool.New(ctx, pgharness.ForTest(t))
 	if err != nil {
@@ -86,28 +86,62 @@ func TestARolloutIsRegisteredByItsObject(t *testing.T) {
 	if err := s.RegisterRollout(ctx, "ns/a", "uid-1", 2); err != nil {
 		t.Fatal(err)
 	}
-	check("uid-1")
-	if err := s.RegisterRollout(ctx, "ns/a", "", 2); err != nil {
+	check("") // registered; no template applied yet
+	if err := s.RecordRolloutObject(ctx, "ns/a", "uid-1"); err != nil {
 		t.Fatal(err)
 	}
 	check("uid-1")
-	// Registering again while a save holds the row: not held up.
-	tx, err := pool.Begin(ctx)
-	if err != nil {
+	if err := s.RecordRolloutObject(ctx, "ns/a", ""); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM rollouts WHERE rollout = 'ns/a' FOR SHARE`); err != nil {
-		t.Fatal(err)
+	check("uid-1")
+	// A re-registration refused (another shard count) records nothing.
+	if err := s.RegisterRollout(ctx, "ns/a", "uid-2", 1); !errors.Is(err, ErrShardsChanged) {
+		t.Fatalf("another shard count: %v", err)
 	}
+	check("uid-1")
+
+	// Saves overlapping without a pause, each holding the rollout's row
+	// FOR SHARE for 100 ms.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			time.Sleep(time.Duration(i) * 13 * time.Millisecond)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				tx, err := pool.Begin(ctx)
+				if err != nil {
+					return
+				}
+				_, _ = tx.Exec(ctx, `SELECT 1 FROM rollouts WHERE rollout = 'ns/a' FOR SHARE`)
+				time.Sleep(100 * time.Millisecond)
+				_ = tx.Commit(ctx)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
 	quick, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if err := s.RegisterRollout(quick, "ns/a", "uid-1", 2); err != nil {
-		t.Errorf("registering again while a save holds the rollout's row: %v", err)
+	if err := s.RegisterRollout(quick, "ns/a", "uid-2", 2); err != nil {
+		t.Errorf("registering again under saves: %v", err)
 	}
-	_ = tx.Rollback(ctx)
-	if err := s.RegisterRollout(ctx, "ns/a", "uid-2", 2); err != nil {
+	if err := s.RecordRolloutObject(quick, "ns/a", "uid-2"); err != nil {
+		t.Errorf("recording another object under saves: %v", err)
+	}
+	close(stop)
+	wg.Wait()
+	check("uid-2")
+	// Forgotten with its rollout.
+	if _, err := pool.Exec(ctx, `DELETE FROM rollouts WHERE rollout = 'ns/a'`); err != nil {
 		t.Fatal(err)
 	}
-	check("uid-2")
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM rollout_objects`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d objects recorded after the rollout's row was deleted (%v)", n, err)
+	}
 }

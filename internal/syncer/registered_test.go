@@ -89,12 +89,15 @@ func TestASyncerWritesNothingInADatabaseWithoutItsRollout(t *testing.T) {
 	if err := dp.RegisterRollout(ctx, rollout, "uid-staging", 2); err != nil {
 		t.Fatal(err)
 	}
+	if err := dp.RecordRolloutObject(ctx, rollout, "uid-staging"); err != nil {
+		t.Fatal(err)
+	}
 	notServing(6*time.Second, "a database whose rollout of this name another object registered")
 
-	// Its rollout registered there by its own object (the database is
-	// its own after all; an object deleted with Retain and created
-	// again registers it the same way): it takes its shard.
-	if err := dp.RegisterRollout(ctx, rollout, "uid-production", 2); err != nil {
+	// Its own object recorded there (the database is its own after all;
+	// an object deleted with Retain and created again is recorded the
+	// same way once its template is applied): it takes its shard.
+	if err := dp.RecordRolloutObject(ctx, rollout, "uid-production"); err != nil {
 		t.Fatal(err)
 	}
 	select {

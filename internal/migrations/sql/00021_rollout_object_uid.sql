@@ -1,18 +1,25 @@
 -- +goose Up
--- A table lock waited for at most 2 s (internal/migrations retries the
--- migration): every save locks its rollout's row FOR SHARE, and a lock
--- request queued behind a long reader would hold them all behind it.
+-- A lock on rollouts waited for at most 2 s (internal/migrations retries
+-- the migration): the foreign key below takes one that the operator's
+-- writes of the table wait for (not the saves' FOR SHARE).
 SET LOCAL lock_timeout = '2s';
--- The UID of the PersistenceRollout object that registered the rollout
--- (last: an object deleted with Retain and created again registers
--- anew). '' : registered before this column, or by a caller that named
--- no object. A syncer is told its rollout's UID by its pod's template and
--- takes no shard in a database whose rollout of the same namespace and
--- name another object registered: another cluster's, or another
--- environment's copy of this one's. Adding a column with a constant
--- default rewrites nothing.
-ALTER TABLE rollouts ADD COLUMN uid text NOT NULL DEFAULT '';
+-- The PersistenceRollout object whose gateway template serves the rollout
+-- (its UID), recorded by the operator once it has applied that template:
+-- an object deleted with Retain and created again takes the rollout over
+-- then, and one refused (another shard count) or whose template could not
+-- be applied does not. A syncer is told its object's UID by the template
+-- and takes no shard in a database whose rollout of the same namespace
+-- and name another object serves: another cluster's, or another
+-- environment's copy of this one's that its operator took over. No row:
+-- not recorded yet (or by an operator built before this table), nothing
+-- checked. A table of its own: every save holds the rollout's row FOR
+-- SHARE, which an update of that row would wait for, for as long as saves
+-- overlap.
+CREATE TABLE rollout_objects (
+    rollout     text        PRIMARY KEY REFERENCES rollouts ON DELETE CASCADE,
+    uid         text        NOT NULL CHECK (uid <> ''),
+    recorded_at timestamptz NOT NULL DEFAULT now()
+);
 
 -- +goose Down
-SET LOCAL lock_timeout = '2s';
-ALTER TABLE rollouts DROP COLUMN uid;
+DROP TABLE rollout_objects;
