@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/yawp/persistence-operator/internal/placement"
@@ -115,6 +116,20 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, sha
 	return nil
 }
 
+// lockStageChanges takes, first in a transaction that writes a rollout's
+// or its cohorts' rows (or the tenants saves lock), the rollout's stage
+// lock exclusively; every save transaction takes it shared before its row
+// locks (QueueSaveStages, QueueGuardSaveStages). A heavyweight lock is
+// granted in turn: saves that come after a waiting stage change wait
+// behind it. The row locks alone were not: PostgreSQL lets a new FOR
+// SHARE locker in past a waiting FOR UPDATE, so saves of many shards that
+// overlapped without a pause held a stage change off for as long as they
+// went on (TestAStageChangeIsNotHeldOffBySavesThatNeverPause).
+func lockStageChanges(ctx context.Context, tx pgx.Tx, rollout string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('yawp stages ' || $1, 0))`, rollout)
+	return err
+}
+
 // lockRolloutName takes a transaction-scoped lock on a rollout's name
 // (whether or not its row exists).
 func lockRolloutName(ctx context.Context, tx pgx.Tx, rollout string) error {
@@ -131,6 +146,9 @@ func (p *Postgres) FreezeCohort(ctx context.Context, key CohortKey, position int
 func (p *Postgres) FreezeCohortAs(ctx context.Context, key CohortKey, spec SpecRef, position int, sel Selector, at time.Time) (CohortState, error) {
 	var st CohortState
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockStageChanges(ctx, tx, key.Rollout); err != nil {
+			return err
+		}
 		// Lock the rollout row: freezing and stage changes of one rollout
 		// are serialised.
 		var epoch, specGen int64
@@ -310,6 +328,9 @@ func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, spec S
 	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		removed, restored = nil, nil
+		if err := lockStageChanges(ctx, tx, rollout); err != nil {
+			return err
+		}
 		var specUID string
 		var specGen int64
 		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
@@ -376,23 +397,44 @@ func (p *Postgres) SchoolsOutsideCohorts(ctx context.Context, sample int) (int64
 	return n, names[:min(len(names), sample)], nil
 }
 
-// SpecSeen implements Store. It writes only when the record changes.
+// SpecSeen implements Store. It writes only when the record changes, then
+// under the stage lock (lockStageChanges): the rollout's row is one every
+// save holds FOR SHARE.
 func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation int64) error {
 	var prevUID string
 	var prevGen int64
-	err := p.pool.QueryRow(ctx, `
-		WITH prev AS (SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1),
-		upd AS (
-			UPDATE rollouts SET spec_uid = $2, spec_generation = $3
-			WHERE rollout = $1 AND (spec_uid <> $2 OR spec_generation < $3))
-		SELECT spec_uid, spec_generation FROM prev`, rollout, uid, generation).Scan(&prevUID, &prevGen)
+	err := p.pool.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1`, rollout).Scan(&prevUID, &prevGen)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("spec seen of %s: %w", rollout, err)
 	}
-	return staleSpec(rollout, uid, generation, prevUID, prevGen)
+	if err := staleSpec(rollout, uid, generation, prevUID, prevGen); err != nil || (prevUID == uid && prevGen >= generation) {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockStageChanges(ctx, tx, rollout); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`, rollout).Scan(&prevUID, &prevGen)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := staleSpec(rollout, uid, generation, prevUID, prevGen); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE rollouts SET spec_uid = $2, spec_generation = $3
+			WHERE rollout = $1 AND (spec_uid <> $2 OR spec_generation < $3)`, rollout, uid, generation)
+		return err
+	})
+	if err != nil && !errors.Is(err, ErrStaleSpec) {
+		return fmt.Errorf("spec seen of %s: %w", rollout, err)
+	}
+	return err
 }
 
 // staleSpec is ErrStaleSpec when generation of object uid is older than
@@ -421,6 +463,9 @@ func staleDecision(rollout, uid string, generation int64, recordedUID string, re
 func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, error) {
 	var st CohortState
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockStageChanges(ctx, tx, ch.Key.Rollout); err != nil {
+			return err
+		}
 		var epoch, specGen int64
 		var specUID string
 		if err := tx.QueryRow(ctx, `SELECT epoch, spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
@@ -492,6 +537,9 @@ func (p *Postgres) SetStage(ctx context.Context, ch StageChange) (CohortState, e
 func (p *Postgres) RestampPast(ctx context.Context, rollout string, spec SpecRef, past int64, reason, message string, at time.Time) ([]CohortState, error) {
 	var out []CohortState
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockStageChanges(ctx, tx, rollout); err != nil {
+			return err
+		}
 		var epoch, specGen int64
 		var specUID string
 		if err := tx.QueryRow(ctx, `SELECT epoch, spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
@@ -561,6 +609,9 @@ func (p *Postgres) RestampPast(ctx context.Context, rollout string, spec SpecRef
 // HaltAttempt implements Store.
 func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockStageChanges(ctx, tx, ch.Key.Rollout); err != nil {
+			return err
+		}
 		var specUID string
 		var specGen int64
 		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR SHARE`,
@@ -625,9 +676,17 @@ func (p *Postgres) History(ctx context.Context, rollout string, limit int) ([]St
 
 // RestartSoak implements Store.
 func (p *Postgres) RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error {
-	tag, err := p.pool.Exec(ctx, `
-		UPDATE rollout_cohorts SET soak_started_at = greatest(soak_started_at, $4)
-		WHERE rollout = $1 AND cohort = $2 AND epoch = $3`, key.Rollout, key.Cohort, expectEpoch, at)
+	var tag pgconn.CommandTag
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if err := lockStageChanges(ctx, tx, key.Rollout); err != nil {
+			return err
+		}
+		var err error
+		tag, err = tx.Exec(ctx, `
+			UPDATE rollout_cohorts SET soak_started_at = greatest(soak_started_at, $4)
+			WHERE rollout = $1 AND cohort = $2 AND epoch = $3`, key.Rollout, key.Cohort, expectEpoch, at)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("restart soak of %s/%s: %w", key.Rollout, key.Cohort, err)
 	}
@@ -779,6 +838,9 @@ func (p *Postgres) ReportShard(ctx context.Context, r ShardReport) error {
 func (p *Postgres) ForgetRollout(ctx context.Context, rollout, uid string) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if err := lockRolloutName(ctx, tx, rollout); err != nil {
+			return err
+		}
+		if err := lockStageChanges(ctx, tx, rollout); err != nil {
 			return err
 		}
 		var active int

@@ -59,6 +59,14 @@ type SaveStages struct {
 	stages  map[string]SaveStage
 }
 
+// lockRolloutForSave takes the rollout's stage lock shared, then its row
+// FOR SHARE: a stage change takes the lock exclusively first
+// (lockStageChanges), and a save that comes after it waits its turn. The
+// function scan in FROM runs before the row lock, which is taken on the
+// rows the join yields.
+const lockRolloutForSave = `SELECT 1 FROM pg_advisory_xact_lock_shared(hashtextextended('yawp stages ' || $1, 0)) l, rollouts r
+		WHERE r.rollout = $1 FOR SHARE OF r`
+
 const selectSaveStages = `
 		SELECT m.tenant, c.rollout, c.cohort, c.stage, c.epoch
 		FROM cohort_members m
@@ -94,7 +102,7 @@ func QueueSaveStages(b *pgx.Batch, rollout string, tenants []string, known func(
 		return s
 	}
 	if rollout != "" {
-		b.Queue(`SELECT 1 FROM rollouts WHERE rollout = $1 FOR SHARE`, rollout)
+		b.Queue(lockRolloutForSave, rollout)
 	}
 	if known == nil || slices.ContainsFunc(ts, func(t string) bool { return !known(t) }) {
 		s.queueRegister(b)
@@ -249,7 +257,7 @@ func QueueGuardSaveStages(b *pgx.Batch, rollout string, expect map[string]SaveSt
 		return
 	}
 	if rollout != "" {
-		b.Queue(`SELECT 1 FROM rollouts WHERE rollout = $1 FOR SHARE`, rollout)
+		b.Queue(lockRolloutForSave, rollout)
 	}
 	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR SHARE`, ts)
 	b.Queue(selectSaveStages, ts)
