@@ -11,9 +11,11 @@
 // Fencing: every stage change increments the rollout's epoch in the same
 // transaction as the cohort row it changes, and only if the cohort is still at
 // the epoch the caller expects (compare-and-set), so a stale controller can
-// never overwrite a newer decision. Save transactions read their cohort's row
-// FOR SHARE; a stage change therefore waits for the saves in flight, and each
-// save commits under exactly one (stage, epoch).
+// never overwrite a newer decision. Save transactions take the rollout's
+// stage lock shared and read their cohort's row FOR KEY SHARE; a stage change
+// takes the stage lock exclusively and the row FOR UPDATE, so it waits for
+// the saves in flight, saves arriving meanwhile wait behind it, and each save
+// commits under exactly one (stage, epoch).
 package dataplane
 
 import (

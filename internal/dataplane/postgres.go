@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/yawp/persistence-operator/internal/placement"
@@ -116,10 +115,10 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, sha
 	return nil
 }
 
-// lockStageChanges takes, first in a transaction that writes a rollout's
-// or its cohorts' rows (or the tenants saves lock), the rollout's stage
-// lock exclusively; every save transaction takes it shared before its row
-// locks (QueueSaveStages, QueueGuardSaveStages). A heavyweight lock is
+// lockStageChanges takes, first in a transaction that changes what saves
+// read (a stage, an epoch, a membership, the rollout itself), the
+// rollout's stage lock exclusively; every save transaction takes it
+// shared before its row locks (QueueSaveStages, QueueGuardSaveStages). A heavyweight lock is
 // granted in turn: saves that come after a waiting stage change wait
 // behind it. The row locks alone were not: PostgreSQL lets a new FOR
 // SHARE locker in past a waiting FOR UPDATE, so saves of many shards that
@@ -328,12 +327,12 @@ func (p *Postgres) MarkCohortsInSpec(ctx context.Context, rollout string, spec S
 	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		removed, restored = nil, nil
-		if err := lockStageChanges(ctx, tx, rollout); err != nil {
-			return err
-		}
+		// FOR NO KEY UPDATE: serialised with the stage changes (FOR
+		// UPDATE), not with the saves (FOR KEY SHARE), which do not read
+		// the marks.
 		var specUID string
 		var specGen int64
-		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`,
+		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR NO KEY UPDATE`,
 			rollout).Scan(&specUID, &specGen); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
@@ -397,9 +396,9 @@ func (p *Postgres) SchoolsOutsideCohorts(ctx context.Context, sample int) (int64
 	return n, names[:min(len(names), sample)], nil
 }
 
-// SpecSeen implements Store. It writes only when the record changes, then
-// under the stage lock (lockStageChanges): the rollout's row is one every
-// save holds FOR SHARE.
+// SpecSeen implements Store. It writes only when the record changes;
+// saves do not read it, so it does not wait for them (they lock the row
+// FOR KEY SHARE).
 func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation int64) error {
 	var prevUID string
 	var prevGen int64
@@ -414,10 +413,7 @@ func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation
 		return err
 	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if err := lockStageChanges(ctx, tx, rollout); err != nil {
-			return err
-		}
-		err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR UPDATE`, rollout).Scan(&prevUID, &prevGen)
+		err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR NO KEY UPDATE`, rollout).Scan(&prevUID, &prevGen)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -609,9 +605,6 @@ func (p *Postgres) RestampPast(ctx context.Context, rollout string, spec SpecRef
 // HaltAttempt implements Store.
 func (p *Postgres) HaltAttempt(ctx context.Context, ch StageChange) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if err := lockStageChanges(ctx, tx, ch.Key.Rollout); err != nil {
-			return err
-		}
 		var specUID string
 		var specGen int64
 		if err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR SHARE`,
@@ -676,17 +669,11 @@ func (p *Postgres) History(ctx context.Context, rollout string, limit int) ([]St
 
 // RestartSoak implements Store.
 func (p *Postgres) RestartSoak(ctx context.Context, key CohortKey, expectEpoch int64, at time.Time) error {
-	var tag pgconn.CommandTag
-	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if err := lockStageChanges(ctx, tx, key.Rollout); err != nil {
-			return err
-		}
-		var err error
-		tag, err = tx.Exec(ctx, `
-			UPDATE rollout_cohorts SET soak_started_at = greatest(soak_started_at, $4)
-			WHERE rollout = $1 AND cohort = $2 AND epoch = $3`, key.Rollout, key.Cohort, expectEpoch, at)
-		return err
-	})
+	// Not fenced: saves do not read the soak, and lock the cohort's row
+	// FOR KEY SHARE, which this update does not wait for.
+	tag, err := p.pool.Exec(ctx, `
+		UPDATE rollout_cohorts SET soak_started_at = greatest(soak_started_at, $4)
+		WHERE rollout = $1 AND cohort = $2 AND epoch = $3`, key.Rollout, key.Cohort, expectEpoch, at)
 	if err != nil {
 		return fmt.Errorf("restart soak of %s/%s: %w", key.Rollout, key.Cohort, err)
 	}

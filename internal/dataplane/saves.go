@@ -13,7 +13,7 @@ import (
 )
 
 // SaveStage is the (stage, epoch) a save commits under: its tenant's
-// cohort's row, read FOR SHARE. A tenant in no cohort is Legacy at epoch 0
+// cohort's row, read FOR KEY SHARE. A tenant in no cohort is Legacy at epoch 0
 // with an empty Cohort.
 type SaveStage struct {
 	Rollout string `json:"rollout,omitempty"`
@@ -34,12 +34,13 @@ type Querier interface {
 // tenant it registers the tenant if unseen (a tenant first seen after a
 // bucket cohort was frozen joins that cohort by its stored selector, unless
 // the cohort has left its rollout's spec), locks
-// the tenants row FOR SHARE (serialising with FreezeCohort, which locks it
-// FOR UPDATE) and its cohort's row FOR SHARE (so a SetStage waits for the
-// transaction), and returns the stage each tenant's saves commit under.
+// the tenants row FOR KEY SHARE (serialising with FreezeCohort, which locks
+// it FOR UPDATE) and its cohort's row FOR KEY SHARE (so a SetStage waits for
+// the transaction), and returns the stage each tenant's saves commit under.
 //
-// rollout is the rollout the caller serves; its row is locked FOR SHARE
-// first, the lock order FreezeCohort and SetStage use (rollouts, tenants,
+// rollout is the rollout the caller serves; its stage lock is taken shared
+// and its row locked FOR KEY SHARE first (lockRolloutForSave), the lock
+// order FreezeCohort and SetStage use (stage lock, rollouts, tenants,
 // cohorts), so a tenant registered here cannot miss a concurrent freeze.
 // Locks are held until tx ends.
 func LockSaveStages(ctx context.Context, tx pgx.Tx, rollout string, tenants []string) (map[string]SaveStage, error) {
@@ -60,12 +61,20 @@ type SaveStages struct {
 }
 
 // lockRolloutForSave takes the rollout's stage lock shared, then its row
-// FOR SHARE: a stage change takes the lock exclusively first
+// FOR KEY SHARE: a stage change takes the lock exclusively first
 // (lockStageChanges), and a save that comes after it waits its turn. The
 // function scan in FROM runs before the row lock, which is taken on the
 // rows the join yields.
+//
+// Saves lock the rollout's, its tenants' and cohorts' rows FOR KEY SHARE,
+// the weakest lock: the stage changes that fence saves (SetStage,
+// FreezeCohort, RestampPast, ForgetRollout) lock them FOR UPDATE, which
+// waits for it; bookkeeping that saves do not read (a soak restarted, an
+// attempt halted, a cohort marked out of the spec, the spec generation
+// seen) updates them without waiting for any save, and without holding
+// any up.
 const lockRolloutForSave = `SELECT 1 FROM pg_advisory_xact_lock_shared(hashtextextended('yawp stages ' || $1, 0)) l, rollouts r
-		WHERE r.rollout = $1 FOR SHARE OF r`
+		WHERE r.rollout = $1 FOR KEY SHARE OF r`
 
 const selectSaveStages = `
 		SELECT m.tenant, c.rollout, c.cohort, c.stage, c.epoch
@@ -73,7 +82,7 @@ const selectSaveStages = `
 		JOIN rollout_cohorts c ON c.rollout = m.rollout AND c.cohort = m.cohort
 		WHERE m.tenant = ANY($1::text[])
 		ORDER BY c.rollout, c.cohort
-		FOR SHARE OF c`
+		FOR KEY SHARE OF c`
 
 func (s *SaveStages) scanStages(rows pgx.Rows) error {
 	for rows.Next() {
@@ -107,7 +116,7 @@ func QueueSaveStages(b *pgx.Batch, rollout string, tenants []string, known func(
 	if known == nil || slices.ContainsFunc(ts, func(t string) bool { return !known(t) }) {
 		s.queueRegister(b)
 	}
-	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR SHARE`, ts)
+	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR KEY SHARE`, ts)
 	b.Queue(selectSaveStages, ts).Query(s.scanStages)
 	return s
 }
@@ -242,7 +251,7 @@ func ReadTenantStage(ctx context.Context, q interface {
 
 // QueueGuardSaveStages is the one-round-trip form of LockSaveStages for a
 // caller that already knows its tenants are registered and expects their
-// stages: it queues on b, inside the save transaction, the same FOR SHARE
+// stages: it queues on b, inside the save transaction, the same stage and row
 // locks (rollout, tenants, cohorts, in that order) and then a statement
 // that fails (division by zero, SQLSTATE 22012) unless every tenant's
 // cohort, stage and epoch are still the expected ones. The caller's
@@ -259,7 +268,7 @@ func QueueGuardSaveStages(b *pgx.Batch, rollout string, expect map[string]SaveSt
 	if rollout != "" {
 		b.Queue(lockRolloutForSave, rollout)
 	}
-	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR SHARE`, ts)
+	b.Queue(`SELECT 1 FROM tenants WHERE tenant = ANY($1::text[]) ORDER BY tenant FOR KEY SHARE`, ts)
 	b.Queue(selectSaveStages, ts)
 	rollouts, cohorts, stages := make([]string, len(ts)), make([]string, len(ts)), make([]string, len(ts))
 	epochs := make([]int64, len(ts))

@@ -138,7 +138,7 @@ var errFastPath = errors.New("store: fast path refused")
 //
 // With fast set and every tenant's stage known from an earlier group, the
 // whole group is one round trip: BEGIN, the fence and stage guards (which
-// take the same FOR SHARE locks and abort the transaction if anything
+// take the same stage and row locks and abort the transaction if anything
 // changed), the writes and COMMIT. A guard failure, a repeated
 // idempotency key (its INSERT conflicts) or any other error returns
 // errFastPath, and the caller runs the group again the two-round-trip way.
@@ -235,7 +235,7 @@ func (e *Engine) apply(ctx context.Context, ops []*op, fast bool) (err error) {
 		if shortLockWait(ctx) {
 			b1.Queue(`SET LOCAL lock_timeout = '200ms'`)
 		}
-		// Round trip 1: begin, fence, stages FOR SHARE, idempotency keys.
+		// Round trip 1: begin, fence, stages locked, idempotency keys.
 		leaseEpoch := int64(-1)
 		b1.Queue(`SELECT epoch FROM shard_leases WHERE shard = $1 FOR SHARE`, e.cfg.Shard).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&leaseEpoch)

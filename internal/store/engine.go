@@ -688,9 +688,9 @@ func isLockTimeout(err error) bool {
 // lockedErr says what a lock timeout means to the caller, by the
 // relation PostgreSQL names in the error's context ("while locking tuple
 // (0,1) in relation ..."): a document's row held outside the gateway, or
-// the stage rows every save reads FOR SHARE, held by a stage change (a
-// freeze or SetStage waiting for its own locks) that took longer than the
-// lanes' lock_timeout. The latter was reported as the former, sending
+// the stage rows every save reads FOR KEY SHARE (or the stage lock), held
+// by a stage change (a freeze or SetStage waiting for its own locks) that
+// took longer than the lanes' lock_timeout. The latter was reported as the former, sending
 // whoever read it after a legacy writer that was not there.
 func lockedErr(err error) error {
 	if !isLockTimeout(err) {
@@ -698,10 +698,12 @@ func lockedErr(err error) error {
 	}
 	var pg *pgconn.PgError
 	errors.As(err, &pg)
-	msg := "the document's row is locked by a transaction outside the gateway; nothing was saved, retry it"
-	for _, rel := range []string{`"rollout_cohorts"`, `"tenants"`, `"rollouts"`, `"cohort_members"`, `"shard_leases"`} {
+	// A document's tables are named; the stage lock, an advisory lock a
+	// stage change holds (dataplane.lockStageChanges), has no relation.
+	msg := "a stage change of the document's school (or of its shard's lease) holds the rows every save reads; nothing was saved, retry it"
+	for _, rel := range []string{`"documents"`, `"document_revisions"`, `"yjs_updates"`, `"yjs_snapshots"`, `"save_ledger"`, `"preserved_content"`, `"save_requests"`} {
 		if strings.Contains(pg.Where, "relation "+rel) {
-			msg = "a stage change of the document's school (or of its shard's lease) holds the rows every save reads; nothing was saved, retry it"
+			msg = "the document's row is locked by a transaction outside the gateway; nothing was saved, retry it"
 		}
 	}
 	return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: msg}

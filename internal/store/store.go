@@ -14,7 +14,8 @@
 //  1. check the shard lease FOR SHARE: the transaction aborts unless the
 //     shard epoch is still this engine's (a replaced syncer is fenced);
 //  2. dataplane.LockSaveStages: register unseen tenants and read each
-//     tenant's cohort (stage, epoch) FOR SHARE, so a stage flip waits for the
+//     tenant's cohort (stage, epoch) FOR KEY SHARE under the rollout's stage
+//     lock (shared), so a stage flip waits for the
 //     group and each save commits under exactly one (stage, epoch);
 //  3. apply every request to every representation its document has, as the
 //     stage table of the design brief says, and append hash-chained ledger
@@ -25,7 +26,7 @@
 // Steps 1-2 are read in a first round trip and the writes and COMMIT sent
 // in a second. When every tenant of the group was seen by an earlier group,
 // the group is one round trip instead: the fence and the tenants' expected
-// (stage, epoch) are checked by statements that take the same FOR SHARE
+// (stage, epoch) are checked by statements that take the same stage and row
 // locks and abort the transaction if anything changed, ahead of the writes
 // in the same pipeline; on any refusal the group runs again the
 // two-round-trip way.

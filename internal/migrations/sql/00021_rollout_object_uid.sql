@@ -1,7 +1,7 @@
 -- +goose Up
 -- A lock on rollouts waited for at most 2 s (internal/migrations retries
 -- the migration): the foreign key below takes one that the operator's
--- writes of the table wait for (not the saves' FOR SHARE).
+-- writes of the table wait for (not the saves' row locks).
 SET LOCAL lock_timeout = '2s';
 -- The PersistenceRollout object whose gateway template serves the rollout
 -- (its UID), recorded by the operator once it has applied that template:
@@ -12,9 +12,8 @@ SET LOCAL lock_timeout = '2s';
 -- and name another object serves: another cluster's, or another
 -- environment's copy of this one's that its operator took over. No row:
 -- not recorded yet (or by an operator built before this table), nothing
--- checked. A table of its own: every save holds the rollout's row FOR
--- SHARE, which an update of that row would wait for, for as long as saves
--- overlap.
+-- checked. A table of its own, apart from the rollout's row that every
+-- save locks.
 CREATE TABLE rollout_objects (
     rollout     text        PRIMARY KEY REFERENCES rollouts ON DELETE CASCADE,
     uid         text        NOT NULL CHECK (uid <> ''),
