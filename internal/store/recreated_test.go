@@ -143,39 +143,12 @@ func TestADocumentCreatedAgainAfterItsDeletionWasSeenStartsAnew(t *testing.T) {
 func TestAnUpsertOfTheLegacyApplicationIsAnEditNotANewDocument(t *testing.T) {
 	e := setup(t)
 	e.aliceEssay()
-	upsert := func(text string) {
-		t.Helper()
-		if _, err := e.pool.Exec(t.Context(), `INSERT INTO documents AS d (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
-			VALUES ('d', 't', 'alice', '', $1, 1, 0, now(), now())
-			ON CONFLICT (doc_id) DO UPDATE SET content = EXCLUDED.content, revision = d.revision + 1, updated_at = now()`, text); err != nil {
-			t.Fatal(err)
-		}
-	}
 	editor := e.replicasOf("t", "d", 41)[0]
-	typeAt := func(s string) error {
-		var ups [][]byte
-		editor.OnUpdate(func(u []byte) { ups = append(ups, u) })
-		defer editor.OnUpdate(nil)
-		if err := editor.GetText(contract.YjsTextName).Insert(0, s, nil); err != nil {
-			t.Fatal(err)
-		}
-		_, err := e.eng.Submit(t.Context(), Request{Kind: KindYjs, Doc: "d", Tenant: "t", User: "alice", Update: ups[0]})
-		return err
-	}
-	anew := func() int {
-		n := 0
-		for _, en := range e.entries("d") {
-			if en.Outcome == OutcomeRepairedAnew {
-				n++
-			}
-		}
-		return n
-	}
-	upsert("Alice's essay, from the old editor.")
-	if err := typeAt("Title. "); err != nil {
+	e.legacyUpsert("Alice's essay, from the old editor.")
+	if err := e.typeAtStart(editor, "Title. "); err != nil {
 		t.Errorf("the open editor after an upsert: %v", err)
 	}
-	if n := anew(); n != 0 {
+	if n := e.anewCount(); n != 0 {
 		t.Errorf("an upsert started the document anew (%d)", n)
 	}
 	// A real replacement, taken in; then upserts again.
@@ -185,12 +158,12 @@ func TestAnUpsertOfTheLegacyApplicationIsAnEditNotANewDocument(t *testing.T) {
 	e.recreate()
 	e.opensAs("t", "Carol's text.")
 	editor = e.replicasOf("t", "d", 42)[0]
-	upsert("Carol's text, from the old editor.")
+	e.legacyUpsert("Carol's text, from the old editor.")
 	e.restart()
-	if err := typeAt("Heading. "); err != nil {
+	if err := e.typeAtStart(editor, "Heading. "); err != nil {
 		t.Errorf("carol's open editor after an upsert: %v", err)
 	}
-	if n := anew(); n != 1 {
+	if n := e.anewCount(); n != 1 {
 		t.Errorf("%d new starts, want 1 (the replacement's)", n)
 	}
 }
