@@ -279,7 +279,7 @@ func (e *Engine) noteOutside(ctx context.Context, fs []Finding, st *docState, q 
 		// The asker's document was deleted outside the gateway, and its
 		// ID given to another school since: gone, as for a row only
 		// deleted (nothing is said of the row there now).
-		goneSince(fs, all, &outsideDeletion{at: replaced.deletedAt, ledgerSeq: replaced.deletedLedgerSeq})
+		goneSince(fs, all, &replaced.deleted)
 	case !foreign:
 		noteReplaced(fs, replaced, replaced.tenant == q.Tenant)
 	}
@@ -325,10 +325,9 @@ func goneSince(fs []Finding, all []TimelineEntry, deleted *outsideDeletion) {
 // the ID, for the same school or another), after ledger entries of the
 // deleted document.
 type rowReplacement struct {
-	deletedAt, createdAt time.Time
-	// deletedLedgerSeq is the ledger's last entry when the row was
-	// deleted (nil: logged before migration 00020).
-	deletedLedgerSeq *int64
+	// deleted is the row's deletion as the database logged it.
+	deleted   outsideDeletion
+	createdAt time.Time
 	// tenant is the deleted row's school.
 	tenant string
 	// lastOld is the last ledger entry written before the row was
@@ -364,7 +363,7 @@ func (e *Engine) replacement(ctx context.Context, st *docState, rows []ledger.Ro
 		     LATERAL (SELECT at, ledger_seq, tenant FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' AND at <= c.at
 		              ORDER BY id DESC LIMIT 1) d
 		WHERE c.doc_id = $1`, st.id).
-		Scan(&r.deletedAt, &r.deletedLedgerSeq, &r.tenant, &r.createdAt, &r.lastOld)
+		Scan(&r.deleted.at, &r.deleted.ledgerSeq, &r.tenant, &r.createdAt, &r.lastOld)
 	switch {
 	case err == nil:
 	case errors.Is(err, pgx.ErrNoRows):
@@ -389,7 +388,7 @@ func (e *Engine) replacementByClock(ctx context.Context, st *docState, rows []le
 		FROM (SELECT id, at, tenant, ledger_seq FROM outside_changes WHERE doc_id = $1 AND op = 'DELETE' ORDER BY id DESC LIMIT 1) d,
 		     LATERAL (SELECT at FROM outside_changes WHERE doc_id = $1 AND op = 'INSERT' AND id > d.id ORDER BY id LIMIT 1) i
 		WHERE d.ledger_seq IS NULL`, st.id).
-		Scan(&r.deletedAt, &r.tenant, &r.createdAt)
+		Scan(&r.deleted.at, &r.tenant, &r.createdAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -440,7 +439,7 @@ func (r *rowReplacement) current(t TimelineEntry) bool {
 // row was the asker's school's; otherwise nothing is said of it (its
 // entries are not shown).
 func noteReplaced(fs []Finding, r *rowReplacement, sameSchool bool) {
-	del, ins := r.deletedAt.UTC().Format(time.RFC3339), r.createdAt.UTC().Format(time.RFC3339)
+	del, ins := r.deleted.at.UTC().Format(time.RFC3339), r.createdAt.UTC().Format(time.RFC3339)
 	old := fmt.Sprintf("; that was before the row at this ID now was created outside the gateway on %s", ins)
 	now := fmt.Sprintf("; the document's row was created outside the gateway on %s: the ledger's entries from before then are not this document's", ins)
 	if sameSchool {
@@ -1341,7 +1340,7 @@ func (e *Engine) preLedgerFinding(ctx context.Context, st *docState, q EvidenceQ
 			replaced.createdAt.UTC().Format(time.RFC3339), st.revision, st.updatedAt.UTC().Format(time.RFC3339))
 		if replaced.tenant == q.Tenant {
 			f.Summary += fmt.Sprintf(", which replaced one deleted outside the gateway on %s (ledger entries up to %d are that document's)",
-				replaced.deletedAt.UTC().Format(time.RFC3339), replaced.lastOld)
+				replaced.deleted.at.UTC().Format(time.RFC3339), replaced.lastOld)
 		}
 		f.Summary += "; no save through the gateway since"
 	}
