@@ -64,6 +64,10 @@ type Limits struct {
 	// memory with states kept as long as they stay open.
 	MaxAwarenessState int
 	MaxConnAwareness  int
+	// MaxStateVectorBytes bounds the state vector of a sync step 1
+	// (default contract.MaxStateVectorBytes); a larger one closes with
+	// 4413 before it is decoded (its count would size the decoder's map).
+	MaxStateVectorBytes int
 	// SendQueue bounds the messages waiting to be written to one client
 	// (default 512); when full the client is closed with 4508.
 	SendQueue int
@@ -108,6 +112,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxConnAwareness <= 0 {
 		l.MaxConnAwareness = 64 << 10
+	}
+	if l.MaxStateVectorBytes <= 0 {
+		l.MaxStateVectorBytes = contract.MaxStateVectorBytes
 	}
 	if l.SendQueue <= 0 {
 		l.SendQueue = 512
@@ -193,6 +200,12 @@ type awState struct {
 	clock uint64
 	state []byte
 	owner *conn
+}
+
+// sameUser reports whether o and c speak for the same user of the same
+// tenant.
+func (o *conn) sameUser(c *conn) bool {
+	return o.s.Tenant == c.s.Tenant && o.s.User == c.s.User
 }
 
 // forgetAwareness drops the state a room remembers for an awareness
@@ -632,6 +645,10 @@ func (h *Hub) CloseConnections(docID string, ids map[string]bool, code int, reas
 	return len(targets)
 }
 
+// tokenExpired is the reason a connection whose token ran out is closed
+// with.
+const tokenExpired = "token expired; reconnect with a new token"
+
 // claimGrace is how long a connection of another tenant to a document
 // just claimed stays open if it sends nothing (see claimed).
 const claimGrace = time.Second
@@ -746,6 +763,8 @@ type conn struct {
 	// lostDoc: another tenant's commit made the document, free when this
 	// connection opened, that tenant's (see claimed).
 	lostDoc atomic.Bool
+	// expired: the token ran out (see run).
+	expired atomic.Bool
 }
 
 // outQueue is a connection's messages waiting to be written, oldest
@@ -900,6 +919,13 @@ func (c *conn) roomAwareness() []yprotocol.AwarenessEntry {
 func (c *conn) finish(code int, reason string, abort bool) {
 	c.closeOnce.Do(func() {
 		c.code, c.reason, c.abort = code, reason, abort
+		if !abort && (code == contract.CloseUnauthenticated || code == contract.CloseForbidden) {
+			// As at a refused connect: the y-protocols auth message
+			// first, then the close (the writer flushes the queue).
+			c.outMu.Lock()
+			c.out.push(outMsg{b: yprotocol.EncodePermissionDenied(reason)})
+			c.outMu.Unlock()
+		}
 		close(c.closing)
 	})
 	c.outMu.Lock()
@@ -1079,10 +1105,16 @@ func (c *conn) run(protocol string) {
 	}()
 	if c.s.ValidFor > 0 {
 		// When the token runs out, the connection ends as one opened with
-		// it then would be refused: after the message being processed
-		// (an update being committed is committed), with 4401.
+		// it then would be refused, with 4401: the message being
+		// processed is done (an update being committed is committed),
+		// the next one is refused, on record with the work it carried
+		// (typed before the editor saw the close: closing at once
+		// dropped it unrecorded, as the close handshake reads past what
+		// arrives), and one that sends nothing is closed after
+		// claimGrace.
 		expiry := time.AfterFunc(c.s.ValidFor, func() {
-			c.stop(contract.CloseUnauthenticated, "token expired; reconnect with a new token")
+			c.expired.Store(true)
+			time.AfterFunc(claimGrace, func() { c.stop(contract.CloseUnauthenticated, tokenExpired) })
 		})
 		defer expiry.Stop()
 	}
@@ -1161,8 +1193,16 @@ func (c *conn) read(ctx context.Context) ([]byte, *refusal) {
 }
 
 func (c *conn) handle(ctx context.Context, b []byte) *refusal {
+	if c.expired.Load() {
+		return refuse(contract.CloseUnauthenticated, tokenExpired)
+	}
 	if c.lostDoc.Load() {
 		return refuse(contract.CloseForbidden, "document belongs to another tenant")
+	}
+	// Bounded before it is parsed: parsing a message sizes its entries
+	// by the counts it claims.
+	if len(b) > c.hub.lim.MaxAwarenessBytes && b[0] == byte(yprotocol.MessageAwareness) {
+		return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
 	}
 	m, err := yprotocol.Decode(b)
 	if err != nil {
@@ -1176,6 +1216,9 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			// Each step 1 costs an evidence write and a snapshot.
 			if !c.updates.wait(ctx, c.hub.lim.RateWait) {
 				return refuse(contract.CloseRateLimited, "sync rate over %g/s for this user", c.hub.lim.UpdatesPerSecond)
+			}
+			if len(m.Payload) > c.hub.lim.MaxStateVectorBytes {
+				return refuse(contract.CloseTooLarge, "state vector is %d bytes, the limit is %d", len(m.Payload), c.hub.lim.MaxStateVectorBytes)
 			}
 			sv, err := yjs.DecodeStateVector(m.Payload)
 			if err != nil {
@@ -1212,14 +1255,22 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			}
 		}
 	case yprotocol.MessageAwareness:
-		if len(b) > c.hub.lim.MaxAwarenessBytes {
-			return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
-		}
 		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
 			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
 		}
 		c.hub.mu.Lock()
+		var kept []yprotocol.AwarenessEntry
+		foreign := false
 		for _, e := range m.Awareness {
+			if st, ok := c.room.awareness[e.ClientID]; ok && !st.owner.sameUser(c) {
+				// Another student's client (a name and a cursor shown
+				// as theirs): neither replaced, removed nor relayed.
+				// The same user may take it over (a reloaded tab
+				// while its old connection is still closing).
+				foreign = true
+				continue
+			}
+			kept = append(kept, e)
 			if e.Removed() {
 				forgetAwareness(c.room, e.ClientID)
 				continue
@@ -1250,6 +1301,12 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			c.awBytes += len(e.State)
 		}
 		c.hub.mu.Unlock()
+		if foreign {
+			if len(kept) == 0 {
+				return nil
+			}
+			b = yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(kept))
+		}
 		c.hub.broadcast(c.room, b, nil)
 	case yprotocol.MessageQueryAwareness:
 		if !c.aw.wait(ctx, c.hub.lim.RateWait) {

@@ -52,7 +52,8 @@ func cmpDesc(a, b uint64) int {
 func DecodeStateVector(b []byte) (StateVector, error) {
 	d := newDecoder(b)
 	n := d.readCount(2)
-	sv := make(StateVector, n)
+	// Grown as entries are read: the count alone is no proof of them.
+	sv := make(StateVector, min(n, 64))
 	for i := 0; i < n && d.err == nil; i++ {
 		c := d.readVarUint()
 		k := d.readVarUint()

@@ -297,7 +297,8 @@ func ParseAwareness(b []byte) ([]AwarenessEntry, error) {
 		r.fail("awareness count", ErrTruncated, fmt.Sprintf("%d entries in %d bytes", n, len(b)-r.pos))
 		return nil, r.err
 	}
-	out := make([]AwarenessEntry, 0, n)
+	// Grown as entries are read: the count alone is no proof of them.
+	out := make([]AwarenessEntry, 0, min(n, 16))
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		var e AwarenessEntry
 		e.ClientID = r.varUint("awareness client id")
