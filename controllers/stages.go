@@ -52,6 +52,13 @@ type summary struct {
 	backfillDone                                                   int // fresh reports saying backfill is complete
 	oldest                                                         time.Time
 	samples                                                        []string
+	// checked counts, over the fresh reports, the documents each shard's
+	// verification has checked (at most its documents: a shard whose
+	// students deleted documents since its last pass reports more checked
+	// than it has, which covers none of another shard's); covered counts
+	// the shards it has checked every document of.
+	checked int64
+	covered int
 	// future counts reports of the cohort stamped further in the future
 	// than maxAge: by a syncer of an earlier release, whose node's clock
 	// runs ahead (reportFresh); they are not fresh (their age cannot be
@@ -66,8 +73,9 @@ func (s summary) allFresh() bool    { return s.fresh >= s.shards }
 // the cohort: each was checked under the cohort's epoch (found matching,
 // or found mismatched, which the mismatch gate judges). Before a pass has
 // checked them, a shard reports fewer (none before its first pass at the
-// epoch), and nothing has shown the representations agree (I3).
-func (s summary) allVerified() bool { return s.verified+s.mismatched >= s.documents }
+// epoch), and nothing has shown the representations agree (I3). Shard
+// by shard: one shard's surplus says nothing of another's documents.
+func (s summary) allVerified() bool { return s.covered >= s.shards }
 
 // reportFresh says whether a report stamped at is fresh at now, both by
 // the data plane's clock: at most maxAge old, and not stamped more than
@@ -106,6 +114,10 @@ func summarize(reports []dataplane.ShardReport, shards int, cohort string, epoch
 			s.backfilled += c.Backfilled
 			s.verified += c.Verified
 			s.mismatched += c.Mismatched
+			s.checked += min(c.Verified+c.Mismatched, c.Documents)
+			if c.Verified+c.Mismatched >= c.Documents {
+				s.covered++
+			}
 			s.divergences += c.OpenDivergences
 			s.gaps += c.EvidenceGaps
 			if c.BackfillComplete {
@@ -395,11 +407,17 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	// A person's rollback acts even while paused.
 	if intent == persistencev1alpha1.IntentRollback {
 		if stage == persistencev1alpha1.StageLegacy && st.Outcome == dataplane.OutcomeRolledBack {
+			// Why it was rolled back stays in sight: a gate's failure,
+			// not the intent set after it.
+			how := "as intent Rollback asks"
+			if m := st.OutcomeMessage; m != "" && m != intentRollbackMessage(spec.Name) {
+				how = "(" + m + "); intent Rollback keeps it there"
+			}
 			return cohortPlan{failed: true, reason: persistencev1alpha1.ReasonHeld,
-				waitingFor: fmt.Sprintf("intent Proceed and attempt %d to try again (yawpctl rollout retry); it was rolled back to Legacy as intent Rollback asks", st.Attempt+1)}
+				waitingFor: fmt.Sprintf("intent Proceed and attempt %d to try again (yawpctl rollout retry); it was rolled back to Legacy %s", st.Attempt+1, how)}
 		}
 		return cohortPlan{failed: true, act: set(persistencev1alpha1.StageLegacy, st.Attempt, persistencev1alpha1.OutcomeRolledBack,
-			"RollbackRequested", fmt.Sprintf("rolled cohort %s back to Legacy as its intent asks", spec.Name))}
+			"RollbackRequested", intentRollbackMessage(spec.Name))}
 	}
 
 	// A finished attempt waits for a new one.
@@ -472,7 +490,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 				// mismatch only because it has not looked.
 				return cohortPlan{done: true, reason: persistencev1alpha1.ReasonVerifying,
 					waitingFor: fmt.Sprintf("verification to check every document before legacy writes stop (%d/%d so far)",
-						min(sum.verified+sum.mismatched, sum.documents), sum.documents)}
+						sum.checked, sum.documents)}
 			}
 			return cohortPlan{done: true, act: set(persistencev1alpha1.StageLegacyRetired, st.Attempt, "", "LegacyWritesStopped",
 				fmt.Sprintf("stopped legacy writes for cohort %s as stopLegacyWrites asks (point of no return)", spec.Name))}
@@ -602,7 +620,7 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 			// The soak is over, but no pass has checked every document
 			// yet: the stage moves on once one has.
 			return wait(persistencev1alpha1.ReasonVerifying, "verification to check every document (%d/%d so far)",
-				min(sum.verified+sum.mismatched, sum.documents), sum.documents)
+				sum.checked, sum.documents)
 		}
 		if stage == persistencev1alpha1.StageLocalFirst {
 			cp.act = set(persistencev1alpha1.StageComplete, "PostFlipSoakPassed",
@@ -637,4 +655,10 @@ func describeOutcome(outcome string) string {
 		return "was halted"
 	}
 	return outcome
+}
+
+// intentRollbackMessage is the outcome message of a rollback that a
+// cohort's intent asked for.
+func intentRollbackMessage(cohort string) string {
+	return fmt.Sprintf("rolled cohort %s back to Legacy as its intent asks", cohort)
 }

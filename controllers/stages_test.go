@@ -28,7 +28,7 @@ var watchedThroughout = t0.Add(1000 * time.Hour)
 
 // healthy: both shards observed the epoch and reported fresh, clean counts.
 func healthy(_ int64) summary {
-	return summary{shards: 2, observed: 2, fresh: 2, backfillDone: 2, documents: 10, backfilled: 10, verified: 10}
+	return summary{shards: 2, observed: 2, fresh: 2, backfillDone: 2, documents: 10, backfilled: 10, verified: 10, checked: 10, covered: 2}
 }
 
 func TestPlanCohortTransitions(t *testing.T) {
@@ -91,7 +91,7 @@ func TestPlanCohortTransitions(t *testing.T) {
 		{name: "gate fails: automatic rollback", state: state("Verify", 4), sum: func() summary { s := healthy(4); s.mismatched = 1; return s }(),
 			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack},
 		{name: "gate fails on the fresh shards while another is silent: rollback", state: state("Verify", 4),
-			sum:  summary{shards: 2, observed: 2, fresh: 1, documents: 5, verified: 5, mismatched: 2},
+			sum:  summary{shards: 2, observed: 2, fresh: 1, documents: 5, verified: 5, mismatched: 2, checked: 5, covered: 1},
 			kind: actSetStage, stage: persistencev1alpha1.StageLegacy, outcome: persistencev1alpha1.OutcomeRolledBack, failing: "2 mismatched documents"},
 		{name: "Complete: open divergences are reported, not acted on", state: state("Complete", 6), sum: func() summary { s := healthy(6); s.divergences = 2; return s }(),
 			failing: "after completion: 2 open divergences"},

@@ -301,7 +301,7 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 	case !curIn.sum.allVerified():
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionUnknown, persistencev1alpha1.ReasonVerifying,
 			fmt.Sprintf("verification has checked %d/%d documents at epoch %d; no gate has failed",
-				min(curIn.sum.verified+curIn.sum.mismatched, curIn.sum.documents), curIn.sum.documents, curIn.state.Epoch), now)
+				curIn.sum.checked, curIn.sum.documents, curIn.state.Epoch), now)
 	default:
 		setCondition(ro, persistencev1alpha1.ConditionVerified, metav1.ConditionTrue, persistencev1alpha1.ReasonGatesPassing,
 			fmt.Sprintf("cohort %s: %d documents verified, %d mismatched, %d open divergences, %d evidence gaps",
@@ -327,7 +327,9 @@ func applyStatus(ro *persistencev1alpha1.PersistenceRollout, obs observation, ou
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonComplete, complete, now)
 	case curPlan.failed && !curPlan.retryWaits:
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, persistencev1alpha1.ReasonAwaitingNewAttempt, curPlan.waitingFor, now)
-	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld || curPlan.reason == persistencev1alpha1.ReasonInvalidSpec:
+	case curPlan.reason == persistencev1alpha1.ReasonPaused || curPlan.reason == persistencev1alpha1.ReasonHeld || curPlan.reason == persistencev1alpha1.ReasonInvalidSpec ||
+		curPlan.reason == persistencev1alpha1.ReasonAwaitingApproval:
+		// Waiting on a person, not on the system.
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionFalse, curPlan.reason, "waiting for "+curPlan.waitingFor, now)
 	case curPlan.reason != "":
 		setCondition(ro, persistencev1alpha1.ConditionProgressing, metav1.ConditionTrue, curPlan.reason, "waiting for "+curPlan.waitingFor, now)

@@ -199,14 +199,17 @@ func Approve(name string) Edit {
 		if st.Stage == "" {
 			return "", fmt.Errorf("cohort %s has not started: there is no attempt to approve yet", name)
 		}
-		if spec.Attempt > st.Attempt {
+		ended := st.Outcome == persistencev1alpha1.OutcomeRolledBack || st.Outcome == persistencev1alpha1.OutcomeHalted
+		if spec.Attempt > st.Attempt && ended {
 			// Retried: the new attempt has not started, and it is the one
-			// that will flip.
+			// that will flip. (A retry raised while an attempt still
+			// runs waits for it to end: the running one is the one
+			// waiting for approval.)
 			spec.ApprovedAttempt = spec.Attempt
 			return fmt.Sprintf("approved the flip of attempt %d of cohort %s (it has not started yet)", spec.Attempt, name), nil
 		}
 		switch {
-		case st.Outcome == persistencev1alpha1.OutcomeRolledBack || st.Outcome == persistencev1alpha1.OutcomeHalted:
+		case ended:
 			return "", fmt.Errorf("attempt %d of cohort %s ended (%s): there is no flip to approve; retry it first (yawpctl rollout retry %s %s), then approve the new attempt",
 				st.Attempt, name, st.Outcome, ro.Name, name)
 		case flipped(st.Stage):
@@ -344,7 +347,7 @@ func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now ti
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "COHORT\tSTAGE\tEPOCH\tATTEMPT\tSHARDS\tDOCS\tBACKFILLED\tVERIFIED\tMISMATCHED\tDIVERGENCES\tGAPS\tSOAK ENDS\tMESSAGE")
+	fmt.Fprintln(tw, "COHORT\tSTAGE\tEPOCH\tATTEMPT\tSHARDS\tDOCS\tBACKFILLED\tVERIFIED\tMISMATCHED\tDIVERGENCES\tGAPS\tREPORTED\tSOAK ENDS\tMESSAGE")
 	for _, c := range ro.Status.Cohorts {
 		soak := "-"
 		if c.SoakEndsAt != nil {
@@ -353,8 +356,13 @@ func PrintStatus(w io.Writer, ro *persistencev1alpha1.PersistenceRollout, now ti
 				soak = "passed"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", c.Name, orDash(string(c.Stage)), c.Epoch, c.Attempt,
-			c.ShardsObserved, c.ShardsTotal, c.Documents, c.Backfilled, c.Verified, c.Mismatched, c.OpenDivergences, c.EvidenceGaps, soak, c.Message)
+		// The oldest shard report counted: how stale the counts are.
+		reported := "-"
+		if c.ReportedAt != nil {
+			reported = now.Sub(c.ReportedAt.Time).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d/%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\n", c.Name, orDash(string(c.Stage)), c.Epoch, c.Attempt,
+			c.ShardsObserved, c.ShardsTotal, c.Documents, c.Backfilled, c.Verified, c.Mismatched, c.OpenDivergences, c.EvidenceGaps, reported, soak, c.Message)
 	}
 	return tw.Flush()
 }
@@ -374,17 +382,23 @@ func orDash(s string) string {
 // ctx, with an error naming what the rollout still waited for.
 func Delete(ctx context.Context, c client.Client, key client.ObjectKey, poll time.Duration, say func(string)) error {
 	var ro persistencev1alpha1.PersistenceRollout
+	notAsked := func(err error) error {
+		if ctx.Err() != nil {
+			return fmt.Errorf("rollout %s/%s: its deletion was not requested before the timeout (%w); nothing was changed", key.Namespace, key.Name, err)
+		}
+		return err
+	}
 	if err := c.Get(ctx, key, &ro); apierrors.IsNotFound(err) {
 		say(fmt.Sprintf("no PersistenceRollout %q in namespace %q: nothing to delete", key.Name, key.Namespace))
 		return nil
 	} else if err != nil {
-		return err
+		return notAsked(err)
 	}
 	if ro.DeletionTimestamp == nil {
 		if err := c.Delete(ctx, &ro); apierrors.IsNotFound(err) {
 			return nil
 		} else if err != nil {
-			return err
+			return notAsked(err)
 		}
 		say(fmt.Sprintf("deleting rollout %s/%s (deletionPolicy %s); waiting for the operator to carry it out", key.Namespace, key.Name, cmp.Or(ro.Spec.DeletionPolicy, persistencev1alpha1.DeletionRetain)))
 	}

@@ -167,7 +167,7 @@ func EvidenceQueryFrom(v map[string][]string) (store.EvidenceQuery, error) {
 }
 
 // MaxReceipts is how many receipts one verification takes.
-const MaxReceipts = 100
+const MaxReceipts = contract.MaxReceipts
 
 // ReceiptsFrom parses the receipt parameters of a verification: each
 // "<ledger_seq>:<ledger_hash>" as a save's answer gave them.

@@ -101,6 +101,9 @@ type CohortVerification struct {
 	Documents  int64
 	Verified   int64
 	Mismatched int64
+	// Repaired counts documents found mismatched and repaired, not
+	// checked again since.
+	Repaired int64
 	// NoYjs counts documents without a Yjs representation (not yet
 	// backfilled): neither verified nor mismatched.
 	NoYjs   int64
@@ -424,6 +427,7 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 			cv.Samples = append(cv.Samples, id)
 		case verdictRepaired:
 			// Counted by its divergence record (cohortReport).
+			cv.Repaired++
 		default:
 			cv.NoYjs++
 		}
@@ -510,10 +514,17 @@ func (in *integrity) cohortReport(c dataplane.CohortStage, counts dataplane.Coho
 		return rep
 	}
 	if v, ok := in.verification(c.Cohort); ok && v.Epoch == c.Epoch && dataplane.Verifies(c.Stage) {
-		rep.Verified = v.Verified
 		if v.Mismatched > rep.Mismatched {
 			rep.Mismatched, rep.SampleMismatches = v.Mismatched, slices.Clone(v.Samples)
 		}
+		// Verified and Mismatched add up to the documents the pass has
+		// checked, each counted once: a document found mismatched under
+		// the epoch (in Mismatched, repaired or not) that matches since
+		// its repair is not verified too, or the two counted it twice
+		// and a document never checked went unnoticed by the
+		// controller's coverage check (verified + mismatched >=
+		// documents).
+		rep.Verified = max(0, v.Verified+v.Mismatched+v.Repaired-rep.Mismatched)
 		// Freshness: the counts are as old as the pass that made them.
 		rep.ReportedAt = v.At
 	}

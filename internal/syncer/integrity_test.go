@@ -190,12 +190,15 @@ func TestIntegrityBackfillAndVerify(t *testing.T) {
 	// shows it open, with the last pass's verified count: wait for the
 	// repair.)
 	rep = waitReport(t, dp, "mismatch found and repaired", 30*time.Second, func(c dataplane.CohortReport) bool {
-		return c.Mismatched == 1 && c.Verified == n && c.OpenDivergences == 0
+		return c.Mismatched == 1 && c.Verified == n-1 && c.OpenDivergences == 0
 	})
 	if rep.Epoch != cs.Epoch || rep.OpenDivergences != 0 || !slices.Equal(rep.SampleMismatches, []string{tampered}) {
 		t.Fatalf("after the out-of-band write: %+v", rep)
 	}
-	// (Verified == n: its Yjs text now equals the row again.)
+	// (Verified == n-1: its Yjs text equals the row again, but it is
+	// counted once, as the mismatch found: verified + mismatched is what
+	// the pass has checked, which the controller compares with the
+	// documents.)
 	var legacy, by string
 	if err := pool.QueryRow(ctx, `SELECT d.content, r.saved_by FROM documents d
 		JOIN document_revisions r ON r.doc_id = d.doc_id AND r.revision = d.revision WHERE d.doc_id = $1`, tampered).Scan(&legacy, &by); err != nil {
