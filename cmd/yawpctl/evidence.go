@@ -152,6 +152,9 @@ or the document has no ledger entries; 1 the gateway could not be asked;
   yawpctl evidence verify essay-1 --receipt 12:3f5c...e0 --receipt 40:9a1b...77`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(receipts) > contract.MaxReceipts {
+				return usageError(fmt.Errorf("%d receipts: at most %d per verification (run it again for the rest)", len(receipts), contract.MaxReceipts))
+			}
 			q := url.Values{}
 			for _, r := range receipts {
 				if _, err := ledger.ParseReceipt(r); err != nil {
@@ -159,14 +162,22 @@ or the document has no ledger entries; 1 the gateway could not be asked;
 				}
 				q.Add("receipt", r)
 			}
-			var rep store.VerifyReport
-			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence/verify", q, &rep); err != nil {
+			// The answer as the gateway gave it (--json prints it as it
+			// is: decoded into this CLI's types first, an older yawpctl
+			// than the gateway dropped the fields it did not know), and
+			// decoded for the exit status.
+			var raw json.RawMessage
+			if err := get(contract.PathDocuments+"/"+url.PathEscape(args[0])+"/evidence/verify", q, &raw); err != nil {
 				return withOperatorTokenToMint(err, token)
+			}
+			var rep store.VerifyReport
+			if err := json.Unmarshal(raw, &rep); err != nil {
+				return fmt.Errorf("the gateway's verification answer: %w", err)
 			}
 			out := cmd.OutOrStdout()
 			switch {
 			case asJSON:
-				if err := printJSON(out, rep); err != nil {
+				if err := printJSON(out, raw); err != nil {
 					return err
 				}
 			case rep.OK && rep.Entries == 0:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -68,6 +69,25 @@ func markUsageErrors(c *cobra.Command) {
 	c.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
 	if check := c.Args; check != nil {
 		c.Args = func(cmd *cobra.Command, args []string) error { return usageError(check(cmd, args)) }
+	}
+	if c.HasParent() && c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		// A group (rollout, doc, trace): cobra checks a subcommand's
+		// name only at the top level, and below it printed the group's
+		// help and exited 0 for a mistyped one (`rollout aprove`), which
+		// a script takes for done.
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if cmd.SuggestionsMinimumDistance <= 0 {
+				cmd.SuggestionsMinimumDistance = 2 // cobra's own default
+			}
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return usageError(errors.New(msg))
+		}
 	}
 	for _, sub := range c.Commands() {
 		markUsageErrors(sub)

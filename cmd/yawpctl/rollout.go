@@ -122,6 +122,9 @@ there after --timeout (the operator is not running, or the deletion is
 held: the message says why).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return usageError(fmt.Errorf("--timeout must be positive (got %s): it is how long to wait for the operator to carry out the deletion", timeout))
+			}
 			c, ns, err := connect()
 			if err != nil {
 				return err

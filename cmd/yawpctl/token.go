@@ -42,6 +42,9 @@ when it runs with the same key (` + contract.EnvTokenKey + ` or --key-file). --o
 mints a token that also opens operator-only endpoints such as evidence verify.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := auth.CheckIdentity(tenant, user); err != nil {
+				return usageError(fmt.Errorf("--tenant %q --user %q: %w", tenant, user, err))
+			}
 			if ttl <= 0 {
 				return usageError(fmt.Errorf("--ttl must be positive (a token valid for %s would be expired when minted)", ttl))
 			}

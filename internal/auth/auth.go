@@ -56,15 +56,21 @@ func checkTenant(t string) error {
 	return nil
 }
 
+// CheckIdentity says whether a token may be minted for tenant and user:
+// both given, and the tenant one a token may carry.
+func CheckIdentity(tenant, user string) error {
+	if tenant == "" || user == "" {
+		return errors.New("auth: tenant and user are required")
+	}
+	return checkTenant(tenant)
+}
+
 // Mint signs claims with key.
 func Mint(key []byte, c Claims) (string, error) {
 	if len(key) == 0 {
 		return "", ErrNoKey
 	}
-	if c.Tenant == "" || c.User == "" {
-		return "", errors.New("auth: tenant and user are required")
-	}
-	if err := checkTenant(c.Tenant); err != nil {
+	if err := CheckIdentity(c.Tenant, c.User); err != nil {
 		return "", err
 	}
 	b, err := json.Marshal(c)

@@ -152,6 +152,8 @@ const (
 	// the server, so a real client lacks the server's copy of few.
 	MaxStateVectorBytes = 1 << 20
 	MaxMissingClients   = 1024
+	// MaxReceipts is how many receipts one ledger verification takes.
+	MaxReceipts = 100
 	// MaxDocStructs bounds the Yjs structs of one document (each 150-250
 	// bytes of a syncer's memory): a paper written in 260,000 edits (the
 	// B4 trace) holds about 1% of it (10,971), while deleting every other
