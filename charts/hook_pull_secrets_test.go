@@ -7,16 +7,13 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 )
 
-// TestUninstallHookPullsWithSecretsOfItsNamespace: with rollout.namespace
-// set to another namespace than the release's, values.yaml says the
-// operator's imagePullSecrets are Secrets of the release namespace, and
-// rollout.gateway.imagePullSecrets are "Secrets in the rollout's namespace
-// for pulling the gateway image" (the operator's "must then exist in the
-// rollout's namespace too" only when the gateway's are left empty). The
-// pre-delete hook Job (rollout.keepOnUninstall false) runs in the
-// rollout's namespace but names the operator's pull secrets, which are not
-// there: from a private registry its pod cannot pull the image, and
-// `helm uninstall` waits for a Job that never starts, then fails.
+// TestUninstallHookPullsWithSecretsOfItsNamespace: the pre-delete hook
+// Job (rollout.keepOnUninstall false) runs in the rollout's namespace, so
+// it pulls with the Secrets there, as the gateway does
+// (rollout.gateway.imagePullSecrets, defaulting to the operator's). Before,
+// it named the operator's, which values.yaml places in the release's
+// namespace: from a private registry its pod could not pull the image,
+// and `helm uninstall` waited for a Job that never started.
 func TestUninstallHookPullsWithSecretsOfItsNamespace(t *testing.T) {
 	objs := helmTemplate(t, "-f", "testdata/rollout-values.yaml",
 		"--set", "rollout.keepOnUninstall=false",

@@ -7,15 +7,11 @@ import (
 	"testing"
 )
 
-// TestSeveralReplicasWithoutLeaderElectionAreRefused: values.yaml says
-// of replicaCount "Only the leader acts; more replicas only shorten a
-// fail-over. Keep leaderElection.enabled when above 1", and
-// docs/operations.md ("Two leaders") that leader election is what keeps
-// one manager acting. With replicaCount 2 and leaderElection.enabled
-// false the chart renders, lints and installs two managers that both act
-// on every rollout (no --leader-elect), without a word. The chart refuses
-// other combinations that cannot work (a ServiceMonitor without metrics)
-// with a message; this one should be refused the same way.
+// TestSeveralReplicasWithoutLeaderElectionAreRefused: leader election is
+// what keeps one manager acting (docs/operations.md, "Two leaders").
+// replicaCount 2 with leaderElection.enabled false is refused with a
+// message, as other combinations that cannot work are; before, the chart
+// rendered two managers that both acted on every rollout.
 func TestSeveralReplicasWithoutLeaderElectionAreRefused(t *testing.T) {
 	helm := helmBinary(t)
 	file := filepath.Join(t.TempDir(), "values.yaml")

@@ -7,14 +7,10 @@ import (
 	"testing"
 )
 
-// TestTooManyReceiptsIsWrongUsage: docs/api.md says the gateway checks
-// up to 100 receipts a verification, and that `yawpctl evidence verify`
-// exits 2 for wrong usage such as a malformed receipt, 1 only when the
-// gateway "could not be asked or refused". 101 well-formed receipts (a
-// support case's saved receipts pasted in with a loop) are sent anyway,
-// the gateway's 400 makes yawpctl exit 1, as if the gateway were at fault
-// (the same mistake TestMalformedClientOrSinceIsWrongUsage fixed for
-// --client and --since).
+// TestTooManyReceiptsIsWrongUsage: the gateway checks up to 100 receipts
+// a verification (docs/api.md); 101 are wrong usage (exit 2), refused
+// before the gateway is asked. Before, they were sent, and the gateway's
+// 400 made yawpctl exit 1, as if the gateway were at fault.
 func TestTooManyReceiptsIsWrongUsage(t *testing.T) {
 	asked := false
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -17,16 +17,11 @@ import (
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 )
 
-// TestRolloutDeleteWithASmallTimeoutSaysWhatItWaitsFor: `yawpctl
-// rollout delete --help` and docs/operations.md say it "exits 1, saying
-// what is still awaited, after --timeout". The timeout also bounds the
-// first read and the delete request themselves, so --timeout=0s (which
-// the chart's rollout.deleteTimeout schema accepts, and which the hook Job
-// passes on), a negative one, or one a slow API server outlasts, exits 1
-// with nothing but "yawpctl: context deadline exceeded": the rollout was
-// never deleted, and nothing says so or what to do. A timeout out of range
-// should be refused as wrong usage (2); otherwise the deletion should be
-// made and the error should say what the rollout waits for.
+// TestRolloutDeleteWithASmallTimeoutSaysWhatItWaitsFor: --timeout=0s or
+// a negative one is wrong usage (exit 2), and nothing is deleted. Before,
+// the timeout also bounded the first read and the delete request, and
+// yawpctl exited 1 with nothing but "context deadline exceeded" (the
+// chart's hook would pass such a value on; it now refuses it too).
 func TestRolloutDeleteWithASmallTimeoutSaysWhatItWaitsFor(t *testing.T) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {

@@ -2,13 +2,11 @@ package main
 
 import "testing"
 
-// TestTokenWithAnInvalidTenantOrUserIsWrongUsage: exitcode.go says a
-// flag value out of range is wrong usage (exit 2, with a pointer to
-// --help), and `yawpctl token --ttl 0s` is treated so. But an empty
-// --tenant or --user (an unset shell variable: --tenant "$SCHOOL"), or the
-// reserved tenant "(unauthenticated)", is passed on to auth.Mint and its
-// refusal exits 1, "the command could not do its work", as if the key
-// could not be read.
+// TestTokenWithAnInvalidTenantOrUserIsWrongUsage: an empty --tenant or
+// --user (an unset shell variable: --tenant "$SCHOOL"), or the reserved
+// tenant "(unauthenticated)", is a flag value out of range: exit 2 with a
+// pointer to --help, as `--ttl 0s` is. Before, auth.Mint's refusal exited
+// 1, as if the key could not be read.
 func TestTokenWithAnInvalidTenantOrUserIsWrongUsage(t *testing.T) {
 	t.Setenv("YAWP_TOKEN_KEY", "k")
 	for _, args := range [][]string{

@@ -7,14 +7,11 @@ import (
 	"testing"
 )
 
-// TestEvidenceVerifyJSONIsTheGatewaysAnswer: `--json` on `evidence
-// verify` is documented as "print the full JSON answer", like `evidence
-// --json`, which was fixed to print the gateway's answer as it is (see
-// TestEvidenceJSONIsTheGatewaysAnswer). `evidence verify --json` still
-// decodes the answer into this yawpctl's store.VerifyReport and encodes it
-// again, so a yawpctl older than the gateway (support staff's copy lags
-// the cluster's) silently drops whatever the gateway's verification has
-// added since: the "full" answer is not the answer.
+// TestEvidenceVerifyJSONIsTheGatewaysAnswer: `evidence verify --json`
+// prints the gateway's answer as it is, like `evidence --json`
+// (TestEvidenceJSONIsTheGatewaysAnswer). Before, it decoded the answer into
+// this yawpctl's store.VerifyReport and encoded it again, so a yawpctl
+// older than the gateway dropped what the verification had added since.
 func TestEvidenceVerifyJSONIsTheGatewaysAnswer(t *testing.T) {
 	body := `{"doc":"essay-1","ok":true,"entries":3,"head":"` + hash64 + `","receipt":"3:` + hash64 + `","problems":[],"checkedAgainst":{"replica":"standby-1"}}`
 	out, err := evidenceCLI(t, http.StatusOK, body, "evidence", "verify", "essay-1", "--json")

@@ -11,12 +11,11 @@ import (
 	persistencev1alpha1 "github.com/yawp/persistence-operator/api/v1alpha1"
 )
 
-// TestStatusShowsWhenShardsLastReported: docs/operations.md's runbook
-// for YawpSyncerShardReportStalled says "Look. ... `yawpctl rollout
-// status` shows which shards reported (SHARDS column) and when". The
-// status holds when (status.cohorts[].reportedAt, the oldest shard report
-// counted), but `yawpctl rollout status` prints no time of any report:
-// a cohort whose shards last reported 7 minutes ago reads exactly like
+// TestStatusShowsWhenShardsLastReported: the runbook for
+// YawpSyncerShardReportStalled looks at `yawpctl rollout status` for when
+// shards reported. The REPORTED column shows the age of the oldest shard
+// report counted (status.cohorts[].reportedAt); before, nothing said it,
+// and a cohort whose shards last reported 7 minutes ago read exactly like
 // one that reported a second ago.
 func TestStatusShowsWhenShardsLastReported(t *testing.T) {
 	now := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
