@@ -552,7 +552,9 @@ func (h *Hub) broadcast(rm *room, msg []byte, skip *conn) {
 	h.mu.Lock()
 	targets := make([]*conn, 0, len(rm.conns))
 	for c := range rm.conns {
-		if c != skip {
+		// A connection whose token ran out is told nothing more of
+		// the document in the second before it closes.
+		if c != skip && !c.expired.Load() {
 			targets = append(targets, c)
 		}
 	}
