@@ -14,6 +14,9 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newTraceCommand(), newDocCommand(), newTokenCommand(), newEvidenceCommand(), newRolloutCommand(), newLoadgenCommand())
+	// cobra adds its completion group when the command runs: added now,
+	// so that a mistyped shell (`completion bahs`) is wrong usage too.
+	root.InitDefaultCompletionCmd()
 	markUsageErrors(root)
 	return root
 }

@@ -2,6 +2,7 @@ package syncws
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -194,18 +195,52 @@ type room struct {
 	key       roomKey
 	conns     map[*conn]struct{}
 	awareness map[uint64]awState
+	// owners is the user whose connection first announced each
+	// awareness client, kept for the room's life: a reconnecting tab
+	// keeps its client ID (peers learnt it, with its removal, when the
+	// old connection closed), and no one else may take it meanwhile.
+	// ownedBy counts each user's (at most maxOwnedClients).
+	owners  map[uint64]Principal
+	ownedBy map[Principal]int
+}
+
+// maxOwnedClients bounds the awareness clients one user owns in a room (a
+// tab is one client, and a page load draws a new one); past it the IDs no
+// connection of the user's still speaks for are released, and a client
+// that still finds no room is relayed but not owned.
+const maxOwnedClients = 64
+
+// own records c's user as the owner of awareness client id, if the user
+// has room for it (hub.mu held).
+func (rm *room) own(id uint64, c *conn) {
+	p := c.s.Principal
+	if rm.ownedBy[p] >= maxOwnedClients {
+		inUse := map[uint64]bool{}
+		for o := range rm.conns {
+			if o.s.Principal == p {
+				for cid := range o.clients {
+					inUse[cid] = true
+				}
+			}
+		}
+		for cid, q := range rm.owners {
+			if q == p && !inUse[cid] {
+				delete(rm.owners, cid)
+				rm.ownedBy[p]--
+			}
+		}
+		if rm.ownedBy[p] >= maxOwnedClients {
+			return
+		}
+	}
+	rm.owners[id] = p
+	rm.ownedBy[p]++
 }
 
 type awState struct {
 	clock uint64
 	state []byte
 	owner *conn
-}
-
-// sameUser reports whether o and c speak for the same user of the same
-// tenant.
-func (o *conn) sameUser(c *conn) bool {
-	return o.s.Tenant == c.s.Tenant && o.s.User == c.s.User
 }
 
 // forgetAwareness drops the state a room remembers for an awareness
@@ -472,7 +507,8 @@ func (h *Hub) register(c *conn, placed bool) *refusal {
 	key := roomKey{c.s.Tenant, c.s.DocID}
 	rm := h.rooms[key]
 	if rm == nil {
-		rm = &room{key: key, conns: map[*conn]struct{}{}, awareness: map[uint64]awState{}}
+		rm = &room{key: key, conns: map[*conn]struct{}{}, awareness: map[uint64]awState{},
+			owners: map[uint64]Principal{}, ownedBy: map[Principal]int{}}
 		h.rooms[key] = rm
 		if h.byDoc[key.doc] == nil {
 			h.byDoc[key.doc] = map[string]*room{}
@@ -534,7 +570,9 @@ func (h *Hub) unregister(c *conn) {
 	var others []*conn
 	if len(gone) > 0 {
 		for o := range rm.conns {
-			others = append(others, o)
+			if !o.expired.Load() {
+				others = append(others, o)
+			}
 		}
 	}
 	h.mu.Unlock()
@@ -589,7 +627,7 @@ func (h *Hub) SetProtocol(tenant, protocol string) {
 	h.mu.Lock()
 	var targets []*conn
 	for c := range h.conns {
-		if c.yawp && (c.s.DocTenant == tenant || c.s.DocTenant == "" && c.s.Tenant == tenant) {
+		if c.yawp && !c.expired.Load() && (c.s.DocTenant == tenant || c.s.DocTenant == "" && c.s.Tenant == tenant) {
 			targets = append(targets, c)
 		}
 	}
@@ -1203,7 +1241,7 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 	}
 	// Bounded before it is parsed: parsing a message sizes its entries
 	// by the counts it claims.
-	if len(b) > c.hub.lim.MaxAwarenessBytes && b[0] == byte(yprotocol.MessageAwareness) {
+	if typ, n := binary.Uvarint(b); n > 0 && typ == uint64(yprotocol.MessageAwareness) && len(b) > c.hub.lim.MaxAwarenessBytes {
 		return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
 	}
 	m, err := yprotocol.Decode(b)
@@ -1257,6 +1295,9 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			}
 		}
 	case yprotocol.MessageAwareness:
+		if len(b) > c.hub.lim.MaxAwarenessBytes { // checked above; kept as the bound of record
+			return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
+		}
 		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
 			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
 		}
@@ -1264,13 +1305,17 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 		var kept []yprotocol.AwarenessEntry
 		foreign := false
 		for _, e := range m.Awareness {
-			if st, ok := c.room.awareness[e.ClientID]; ok && !st.owner.sameUser(c) {
+			if p, ok := c.room.owners[e.ClientID]; ok && p != c.s.Principal {
 				// Another student's client (a name and a cursor shown
-				// as theirs): neither replaced, removed nor relayed.
-				// The same user may take it over (a reloaded tab
-				// while its old connection is still closing).
+				// as theirs), remembered or not: neither replaced,
+				// removed nor relayed. The same user may take it
+				// over (a reloaded tab). Stock clients also send
+				// again what they were relayed of others, and time
+				// out others' states: dropped here too.
 				foreign = true
 				continue
+			} else if !ok && !e.Removed() {
+				c.room.own(e.ClientID, c)
 			}
 			kept = append(kept, e)
 			if e.Removed() {
