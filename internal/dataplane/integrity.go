@@ -109,8 +109,10 @@ func scanCohortDoc(r pgx.CollectableRow) (CohortDoc, error) {
 }
 
 // OutsideChanges lists, after the outside_changes row after, the
-// documents on shard of the given cohorts whose legacy row was written
-// outside the syncer, and the last row id read (after, if none).
+// documents on shard whose legacy row was written outside the syncer, with
+// their cohort among the given ones ("" when the row is now in none of
+// them: given to a school outside them), and the last row id read (after,
+// if none).
 func (p *Postgres) OutsideChanges(ctx context.Context, rollout string, shard int, cohorts []string, after int64) ([]CohortDoc, int64, error) {
 	rows, err := p.pool.Query(ctx, `
 		SELECT o.id, o.doc_id, coalesce(m.cohort, ''), o.change_seq
@@ -131,11 +133,26 @@ func (p *Postgres) OutsideChanges(ctx context.Context, rollout string, shard int
 			return nil, after, err
 		}
 		last = max(last, d.OutsideID)
-		if d.Cohort != "" {
-			out = append(out, d)
-		}
+		out = append(out, d)
 	}
 	return out, last, rows.Err()
+}
+
+// OpenDivergencesOfGoneDocuments lists (up to limit) the documents of
+// shard with an open divergence whose legacy row no longer exists: deleted
+// outside the gateway where no pass saw the deletion happen (while the
+// syncer was down, or before a full pass moved past it). Left open, each
+// counts against its cohort's open-divergence gate at every attempt.
+func (p *Postgres) OpenDivergencesOfGoneDocuments(ctx context.Context, shard, limit int) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `
+		SELECT DISTINCT v.doc_id FROM divergences v
+		WHERE v.shard = $1 AND v.resolved_at IS NULL
+		  AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.doc_id = v.doc_id)
+		ORDER BY v.doc_id LIMIT $2`, shard, limit)
+	if err != nil {
+		return nil, fmt.Errorf("open divergences of shard %d: %w", shard, err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // OutsideChangesHead is the id of shard's latest outside_changes row (0:

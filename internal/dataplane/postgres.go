@@ -101,7 +101,13 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, sha
 		// holds it FOR SHARE, which an update would wait for.
 		err = tx.QueryRow(ctx, `SELECT shards FROM rollouts WHERE rollout = $1`, rollout).Scan(&recorded)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return tx.QueryRow(ctx, `INSERT INTO rollouts (rollout, shards) VALUES ($1, $2) RETURNING shards`,
+			// Epochs go on from the highest this database ever handed
+			// out: a rollout forgotten by a RollbackToLegacy deletion
+			// and created again (or another after it) never hands out
+			// an epoch twice, and what was recorded under the old ones
+			// (divergences found, reports) counts for none of its own.
+			return tx.QueryRow(ctx, `INSERT INTO rollouts (rollout, shards, epoch)
+				VALUES ($1, $2, (SELECT coalesce(max(epoch) + 1, 0) FROM stage_changes)) RETURNING shards`,
 				rollout, shards).Scan(&recorded)
 		}
 		return err

@@ -319,6 +319,14 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		if docs, err = s.dp.ShardCohortDocs(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts); err != nil {
 			return err
 		}
+		// Deletions the outside log has moved past unseen (while this
+		// syncer was down, say) leave their documents' divergences open:
+		// closed here as an incremental pass closes them (gone).
+		gone, err := s.dp.OpenDivergencesOfGoneDocuments(ctx, s.cfg.Shard, 1000)
+		if err != nil {
+			return err
+		}
+		in.gone(ctx, gone, nil)
 		in.outsideAfter = head
 		clear(in.outsideSeen)
 	} else {
@@ -334,6 +342,17 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		for _, d := range all {
 			if !in.outsideSeen[d.OutsideID] {
 				in.outsideSeen[d.OutsideID] = true
+				if d.Cohort == "" {
+					// Given to a school in none of the verified
+					// cohorts: its verdict no longer counts for the
+					// one it left (it covered for a document never
+					// checked).
+					if _, ok := in.docs[d.Doc]; ok {
+						delete(in.docs, d.Doc)
+						in.progressed.Store(true) // the next report counts the cohort's documents again
+					}
+					continue
+				}
 				outside = append(outside, d)
 			}
 		}
@@ -353,6 +372,15 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		fresh, err := s.dp.ShardCohortDocsOf(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, unknown)
 		if err != nil {
 			return err
+		}
+		for _, ds := range [][]dataplane.CohortDoc{outside, fresh} {
+			for _, d := range ds {
+				if _, ok := in.docs[d.Doc]; !ok {
+					// New to the cohort: the next report counts its
+					// documents again (they are cached).
+					in.progressed.Store(true)
+				}
+			}
 		}
 		docs = append(append(docs, outside...), fresh...)
 		in.outsideAfter = last
@@ -527,6 +555,10 @@ func (in *integrity) cohortReport(c dataplane.CohortStage, counts dataplane.Coho
 		rep.Verified = max(0, v.Verified+v.Mismatched+v.Repaired-rep.Mismatched)
 		// Freshness: the counts are as old as the pass that made them.
 		rep.ReportedAt = v.At
+		// The document counts are cached (a few seconds): a pass that
+		// has seen more documents (new to the cohort since) is not
+		// reported as covering them all.
+		rep.Documents = max(rep.Documents, v.Documents)
 	}
 	return rep
 }
