@@ -160,7 +160,7 @@ func TestOldLeaderDoesNotFlipAfterHoldSeenByNewLeader(t *testing.T) {
 		f.update("oldflip", func(ro *persistencev1alpha1.PersistenceRollout) {
 			ro.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentHold
 		})
-		f.g.Eventually(func() string { return f.get("oldflip").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot"))
+		f.g.Eventually(func() string { return f.get("oldflip").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot to become Proceed (yawpctl rollout proceed)"))
 	})
 	f.g.Expect(stage).To(Equal(string(persistencev1alpha1.StageVerify)),
 		"flipped to local-first although intent Hold was set and acted on before the write")

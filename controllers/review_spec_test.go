@@ -39,7 +39,7 @@ func TestOldLeaderDoesNotFlipAfterTheRolloutIsCreatedAgain(t *testing.T) {
 		again := f.rollout("oldre", "pilot")
 		again.Spec.Cohorts[0].Intent = persistencev1alpha1.IntentHold
 		f.g.Expect(k8s.Create(ctx, again)).To(Succeed())
-		f.g.Eventually(func() string { return f.get("oldre").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot"))
+		f.g.Eventually(func() string { return f.get("oldre").Status.WaitingFor }).Should(Equal("intent Hold on cohort pilot to become Proceed (yawpctl rollout proceed)"))
 	})
 	f.g.Expect(stage).To(Equal(string(persistencev1alpha1.StageVerify)),
 		"flipped to local-first on the deleted rollout after its successor held the cohort")

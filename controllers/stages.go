@@ -383,7 +383,7 @@ func planCohort(in planInput, c cohortInput, mayStart, mayFlip bool) cohortPlan 
 	if st == nil {
 		switch {
 		case intent != persistencev1alpha1.IntentProceed:
-			return cohortPlan{waitingFor: fmt.Sprintf("intent %s on cohort %s", intent, spec.Name), reason: persistencev1alpha1.ReasonHeld}
+			return cohortPlan{waitingFor: fmt.Sprintf("intent %s on cohort %s to become Proceed (yawpctl rollout proceed)", intent, spec.Name), reason: persistencev1alpha1.ReasonHeld}
 		case !mayStart:
 			return cohortPlan{waitingFor: "earlier cohorts to complete", reason: persistencev1alpha1.ReasonWaitingForCohort}
 		case in.spec.Paused:
@@ -569,7 +569,7 @@ func advance(in planInput, c cohortInput, cp cohortPlan, mayFlip bool) cohortPla
 			spec.Name, st.Attempt)
 	}
 	if intent == persistencev1alpha1.IntentHold {
-		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s%s", spec.Name, approval)
+		return wait(persistencev1alpha1.ReasonHeld, "intent Hold on cohort %s to become Proceed (yawpctl rollout proceed)%s", spec.Name, approval)
 	}
 	if in.spec.Paused {
 		return wait(persistencev1alpha1.ReasonPaused, "unpause%s", approval)

@@ -1,6 +1,8 @@
 package controllers
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -466,7 +468,6 @@ func sampleList(sample []string, n int64) string {
 	return s
 }
 
-// statusEqual reports whether two statuses are the same for writing.
 // reportTimeRefresh is how stale a cohort's reportedAt may get in status
 // when nothing else about the rollout changed.
 const reportTimeRefresh = 30 * time.Second
@@ -489,6 +490,17 @@ func withSteadyReportTimes(st, was persistencev1alpha1.PersistenceRolloutStatus)
 	return out
 }
 
+// statusEqual reports whether two statuses are the same for writing, as
+// the API server stores them: its times have whole seconds, and the
+// data plane's (a stage's start, a soak's end, a report's, the history's)
+// have microseconds, so comparing the derived status with the stored one
+// field by field found them different at every poll, and status was
+// written every second or two for good.
 func statusEqual(a, b persistencev1alpha1.PersistenceRolloutStatus) bool {
-	return equality.Semantic.DeepEqual(a, b)
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	if errA != nil || errB != nil {
+		return equality.Semantic.DeepEqual(a, b)
+	}
+	return bytes.Equal(ja, jb)
 }

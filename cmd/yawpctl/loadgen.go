@@ -81,7 +81,9 @@ Under make dev:
 			}
 			defer g.Close()
 			errw := cmd.ErrOrStderr()
-			fmt.Fprintf(errw, "loadgen: seeding %d documents (%d tenants x %d)\n", cfg.Tenants*cfg.Docs, cfg.Tenants, cfg.Docs)
+			fmt.Fprintf(errw, "loadgen: seeding %d documents (%d tenants x %d): %s .. %s (for yawpctl evidence)\n", cfg.Tenants*cfg.Docs, cfg.Tenants, cfg.Docs,
+				loadgen.DocumentID(cfg.Seed, fmt.Sprintf("%s%d", cfg.TenantPrefix, 1), 0),
+				loadgen.DocumentID(cfg.Seed, fmt.Sprintf("%s%d", cfg.TenantPrefix, cfg.Tenants), cfg.Docs-1))
 			if err := g.Seed(ctx); err != nil {
 				return withTokenKeyToUse(err, keyFile)
 			}
