@@ -187,25 +187,7 @@ or the document has no ledger entries; 1 the gateway could not be asked;
 				printVerify(out, rep)
 			}
 			if !rep.OK {
-				// Say what failed: an intact chain with a receipt it
-				// does not confirm is not a broken ledger.
-				var why []string
-				if len(rep.Problems) > 0 {
-					why = append(why, fmt.Sprintf("the hash chain is broken (%d problems)", len(rep.Problems)))
-				}
-				unconfirmed := 0
-				for _, c := range rep.Receipts {
-					if c.Verdict != ledger.ReceiptConfirmed {
-						unconfirmed++
-					}
-				}
-				if unconfirmed > 0 {
-					why = append(why, fmt.Sprintf("%d of %d receipts not confirmed", unconfirmed, len(rep.Receipts)))
-				}
-				if len(why) == 0 {
-					why = append(why, "failed verification")
-				}
-				return checkFailed(fmt.Errorf("ledger of %s: %s", rep.Doc, strings.Join(why, "; ")))
+				return checkFailed(verifyFailure(rep))
 			}
 			if rep.Entries == 0 {
 				// An intact chain of nothing: a mistyped ID read as
@@ -365,4 +347,26 @@ func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// verifyFailure says what failed in a verification that is not OK: an
+// intact chain with a receipt it does not confirm is not a broken ledger.
+func verifyFailure(rep store.VerifyReport) error {
+	var why []string
+	if len(rep.Problems) > 0 {
+		why = append(why, fmt.Sprintf("the hash chain is broken (%d problems)", len(rep.Problems)))
+	}
+	unconfirmed := 0
+	for _, c := range rep.Receipts {
+		if c.Verdict != ledger.ReceiptConfirmed {
+			unconfirmed++
+		}
+	}
+	if unconfirmed > 0 {
+		why = append(why, fmt.Sprintf("%d of %d receipts not confirmed", unconfirmed, len(rep.Receipts)))
+	}
+	if len(why) == 0 {
+		why = append(why, "failed verification")
+	}
+	return fmt.Errorf("ledger of %s: %s", rep.Doc, strings.Join(why, "; "))
 }

@@ -43,7 +43,10 @@ func (p *Postgres) Observe(ctx context.Context, rollout string) (Observation, er
 	rows, err := p.pool.Query(ctx, `
 		SELECT r.epoch, r.shards, c.cohort, c.stage, c.epoch, c.attempt, c.outcome,
 		       EXISTS (SELECT 1 FROM stage_changes s WHERE s.rollout = c.rollout AND s.cohort = c.cohort
-		               AND s.to_stage <> 'Legacy')
+		               AND s.to_stage <> 'Legacy'
+		               -- since it was frozen: not a forgotten rollout's of the same name
+		               AND s.id >= (SELECT coalesce(max(f.id), 0) FROM stage_changes f
+		                            WHERE f.rollout = c.rollout AND f.cohort = c.cohort AND f.from_stage = ''))
 		FROM rollouts r LEFT JOIN rollout_cohorts c ON c.rollout = r.rollout
 		WHERE r.rollout = $1
 		ORDER BY c.position, c.cohort`, rollout)

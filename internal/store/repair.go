@@ -249,15 +249,19 @@ func (e *Engine) resolveDivergence(bc *batchCtx, st *docState, stage dataplane.S
 // the next attempt runs, is not that attempt's mismatch. A write made
 // before the cohort ever started (its documents had no Yjs side then) or
 // already claimed excuses nothing: whatever diverges now is the attempt's.
+// Only the stage changes since the cohort was frozen count (frozen): a
+// rollout forgotten by a RollbackToLegacy deletion and created again keeps
+// the old one's in the audit trail, at lower epochs.
 func excusedCTE(doc, cohort, rollout string) string {
 	return fmt.Sprintf(`
 		WITH cur AS (SELECT epoch, attempt FROM rollout_cohorts WHERE rollout = %[3]s AND cohort = %[2]s),
-		     start AS (SELECT min(s.epoch) AS epoch FROM stage_changes s, cur
-		               WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.attempt = cur.attempt AND s.to_stage <> 'Legacy'),
+		     frozen AS (SELECT coalesce(max(f.id), 0) AS id FROM stage_changes f WHERE f.rollout = %[3]s AND f.cohort = %[2]s AND f.from_stage = ''),
+		     start AS (SELECT min(s.epoch) AS epoch FROM stage_changes s, cur, frozen
+		               WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.id >= frozen.id AND s.attempt = cur.attempt AND s.to_stage <> 'Legacy'),
 		     unclaimed AS (SELECT o.id, o.epoch FROM (SELECT id, epoch FROM outside_changes WHERE doc_id = %[1]s ORDER BY id DESC LIMIT 1) o
 		                   WHERE NOT EXISTS (SELECT 1 FROM divergences v WHERE v.outside_change = o.id)),
 		     excused AS (SELECT u.epoch FROM unclaimed u, start WHERE u.epoch < start.epoch
-		                 AND EXISTS (SELECT 1 FROM stage_changes s WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.epoch = u.epoch
+		                 AND EXISTS (SELECT 1 FROM stage_changes s, frozen WHERE s.rollout = %[3]s AND s.cohort = %[2]s AND s.id >= frozen.id AND s.epoch = u.epoch
 		                             AND s.to_stage = 'Legacy' AND s.from_stage NOT IN ('', 'Legacy')))`,
 		doc, cohort, rollout)
 }

@@ -329,61 +329,8 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 		in.gone(ctx, gone, nil)
 		in.outsideAfter = head
 		clear(in.outsideSeen)
-	} else {
-		// Rows are numbered when inserted and visible when committed, so
-		// a window before the last one read is read again; rows already
-		// handled in it are skipped.
-		from := max(0, in.outsideAfter-changeOverlap)
-		all, last, err := s.dp.OutsideChanges(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, from)
-		if err != nil {
-			return err
-		}
-		var outside []dataplane.CohortDoc
-		for _, d := range all {
-			if !in.outsideSeen[d.OutsideID] {
-				in.outsideSeen[d.OutsideID] = true
-				if d.Cohort == "" {
-					// Given to a school in none of the verified
-					// cohorts: its verdict no longer counts for the
-					// one it left (it covered for a document never
-					// checked).
-					if _, ok := in.docs[d.Doc]; ok {
-						delete(in.docs, d.Doc)
-						in.progressed.Store(true) // the next report counts the cohort's documents again
-					}
-					continue
-				}
-				outside = append(outside, d)
-			}
-		}
-		for id := range in.outsideSeen {
-			if id <= last-changeOverlap {
-				delete(in.outsideSeen, id)
-			}
-		}
-		var unknown []string
-		for _, id := range written {
-			if _, ok := in.docs[id]; ok {
-				docs = append(docs, dataplane.CohortDoc{Doc: id, Cohort: in.docs[id].cohort})
-			} else {
-				unknown = append(unknown, id) // new since the last full pass
-			}
-		}
-		fresh, err := s.dp.ShardCohortDocsOf(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, unknown)
-		if err != nil {
-			return err
-		}
-		for _, ds := range [][]dataplane.CohortDoc{outside, fresh} {
-			for _, d := range ds {
-				if _, ok := in.docs[d.Doc]; !ok {
-					// New to the cohort: the next report counts its
-					// documents again (they are cached).
-					in.progressed.Store(true)
-				}
-			}
-		}
-		docs = append(append(docs, outside...), fresh...)
-		in.outsideAfter = last
+	} else if docs, err = in.changedDocs(ctx, cohorts, written); err != nil {
+		return err
 	}
 	if full {
 		next := make(map[string]docVerdict, len(docs))
@@ -475,6 +422,70 @@ func (in *integrity) verifyPass(ctx context.Context, obs dataplane.Observation) 
 	in.cohort = out
 	in.mu.Unlock()
 	return nil
+}
+
+// changedDocs lists, for an incremental pass, the documents of the
+// verified cohorts to check: those written outside the syncer since the
+// last pass read the outside log, and those written by it (written); it
+// drops from the pass's list the documents that left the verified cohorts.
+func (in *integrity) changedDocs(ctx context.Context, cohorts, written []string) ([]dataplane.CohortDoc, error) {
+	s := in.s
+	var docs []dataplane.CohortDoc
+	// Rows are numbered when inserted and visible when committed, so
+	// a window before the last one read is read again; rows already
+	// handled in it are skipped.
+	from := max(0, in.outsideAfter-changeOverlap)
+	all, last, err := s.dp.OutsideChanges(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, from)
+	if err != nil {
+		return nil, err
+	}
+	var outside []dataplane.CohortDoc
+	for _, d := range all {
+		if !in.outsideSeen[d.OutsideID] {
+			in.outsideSeen[d.OutsideID] = true
+			if d.Cohort == "" {
+				// Given to a school in none of the verified
+				// cohorts: its verdict no longer counts for the
+				// one it left (it covered for a document never
+				// checked).
+				if _, ok := in.docs[d.Doc]; ok {
+					delete(in.docs, d.Doc)
+					in.progressed.Store(true) // the next report counts the cohort's documents again
+				}
+				continue
+			}
+			outside = append(outside, d)
+		}
+	}
+	for id := range in.outsideSeen {
+		if id <= last-changeOverlap {
+			delete(in.outsideSeen, id)
+		}
+	}
+	var unknown []string
+	for _, id := range written {
+		if _, ok := in.docs[id]; ok {
+			docs = append(docs, dataplane.CohortDoc{Doc: id, Cohort: in.docs[id].cohort})
+		} else {
+			unknown = append(unknown, id) // new since the last full pass
+		}
+	}
+	fresh, err := s.dp.ShardCohortDocsOf(ctx, s.cfg.Rollout, s.cfg.Shard, cohorts, unknown)
+	if err != nil {
+		return nil, err
+	}
+	for _, ds := range [][]dataplane.CohortDoc{outside, fresh} {
+		for _, d := range ds {
+			if _, ok := in.docs[d.Doc]; !ok {
+				// New to the cohort: the next report counts its
+				// documents again (they are cached).
+				in.progressed.Store(true)
+			}
+		}
+	}
+	docs = append(append(docs, outside...), fresh...)
+	in.outsideAfter = last
+	return docs, nil
 }
 
 // gone handles the documents of a verified batch whose legacy row no

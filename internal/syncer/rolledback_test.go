@@ -234,7 +234,9 @@ func TestWriteDuringANewAttemptCountsForItWhenAPassBeganAtLegacy(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); scalar(t, pool,
-		`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO divergences%'`) == 0; time.Sleep(20 * time.Millisecond) {
+		// (The statement starts with its CTE: pg_stat_activity shows the
+		// first 1024 bytes, which may end before its INSERT.)
+		`SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%WITH cur AS (SELECT epoch, attempt FROM rollout_cohorts%'`) == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the Legacy pass never reached the mismatch")
 		}

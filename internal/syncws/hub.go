@@ -1295,66 +1295,7 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 			}
 		}
 	case yprotocol.MessageAwareness:
-		if len(b) > c.hub.lim.MaxAwarenessBytes { // checked above; kept as the bound of record
-			return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
-		}
-		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
-			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
-		}
-		c.hub.mu.Lock()
-		var kept []yprotocol.AwarenessEntry
-		foreign := false
-		for _, e := range m.Awareness {
-			if p, ok := c.room.owners[e.ClientID]; ok && p != c.s.Principal {
-				// Another student's client (a name and a cursor shown
-				// as theirs), remembered or not: neither replaced,
-				// removed nor relayed. The same user may take it
-				// over (a reloaded tab). Stock clients also send
-				// again what they were relayed of others, and time
-				// out others' states: dropped here too.
-				foreign = true
-				continue
-			} else if !ok && !e.Removed() {
-				c.room.own(e.ClientID, c)
-			}
-			kept = append(kept, e)
-			if e.Removed() {
-				forgetAwareness(c.room, e.ClientID)
-				continue
-			}
-			if _, seen := c.clients[e.ClientID]; !seen {
-				// A browser tab speaks for one client; past the room's
-				// bound a connection's further clients are relayed, not
-				// remembered (each message may name thousands).
-				if len(c.clients) >= c.hub.lim.MaxAwarenessClients {
-					continue
-				}
-				c.clients[e.ClientID] = struct{}{}
-			}
-			st, ok := c.room.awareness[e.ClientID]
-			if !ok && len(c.room.awareness) >= c.hub.lim.MaxAwarenessClients {
-				continue
-			}
-			if ok && e.Clock < st.clock {
-				continue
-			}
-			// The newer state replaces the remembered one; one too large
-			// to remember drops it (a newcomer must not get a stale one).
-			forgetAwareness(c.room, e.ClientID)
-			if len(e.State) > c.hub.lim.MaxAwarenessState || c.awBytes+len(e.State) > c.hub.lim.MaxConnAwareness {
-				continue
-			}
-			c.room.awareness[e.ClientID] = awState{clock: e.Clock, state: append([]byte(nil), e.State...), owner: c}
-			c.awBytes += len(e.State)
-		}
-		c.hub.mu.Unlock()
-		if foreign {
-			if len(kept) == 0 {
-				return nil
-			}
-			b = yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(kept))
-		}
-		c.hub.broadcast(c.room, b, nil)
+		return c.handleAwareness(ctx, b, m.Awareness)
 	case yprotocol.MessageQueryAwareness:
 		if !c.aw.wait(ctx, c.hub.lim.RateWait) {
 			return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
@@ -1363,6 +1304,91 @@ func (c *conn) handle(ctx context.Context, b []byte) *refusal {
 	case yprotocol.MessageAuth:
 		// Clients have nothing to say with it; ignore like y-websocket's server.
 	}
+	return nil
+}
+
+// mayTell reports whether c's user may change the awareness state of
+// client id (hub.mu held): its owner's, or, for a client no one owns (its
+// user at maxOwnedClients), the user whose connection holds its state.
+func (c *conn) mayTell(id uint64) bool {
+	if p, ok := c.room.owners[id]; ok {
+		return p == c.s.Principal
+	}
+	if st, ok := c.room.awareness[id]; ok {
+		return st.owner.s.Principal == c.s.Principal
+	}
+	return true
+}
+
+// handleAwareness takes an awareness message b with its entries: it
+// remembers the states of the clients the sender's user owns and relays
+// them; entries for another user's clients are dropped.
+func (c *conn) handleAwareness(ctx context.Context, b []byte, entries []yprotocol.AwarenessEntry) *refusal {
+	if len(b) > c.hub.lim.MaxAwarenessBytes { // checked above; kept as the bound of record
+		return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
+	}
+	if !c.aw.wait(ctx, c.hub.lim.RateWait) {
+		return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
+	}
+	c.hub.mu.Lock()
+	var kept []yprotocol.AwarenessEntry
+	foreign := false
+	for _, e := range entries {
+		if !c.mayTell(e.ClientID) {
+			// Another student's client (a name and a cursor shown
+			// as theirs), remembered or not: neither replaced,
+			// removed nor relayed. The same user may take it
+			// over (a reloaded tab). Stock clients also send
+			// again what they were relayed of others, and time
+			// out others' states: dropped here too.
+			foreign = true
+			continue
+		}
+		if _, owned := c.room.owners[e.ClientID]; !owned && !e.Removed() {
+			c.room.own(e.ClientID, c)
+		}
+		kept = append(kept, e)
+		if e.Removed() {
+			forgetAwareness(c.room, e.ClientID)
+			continue
+		}
+		if st, ok := c.room.awareness[e.ClientID]; ok && e.Clock <= st.clock {
+			// Stale, or the state sent back (stock clients send again
+			// what they were relayed: a user's other tab echoes each
+			// client a reload draws). Relayed as before; it neither
+			// moves the state to this connection nor counts as a
+			// client this connection speaks for.
+			continue
+		}
+		if _, seen := c.clients[e.ClientID]; !seen {
+			// A browser tab speaks for one client; past the room's
+			// bound a connection's further clients are relayed, not
+			// remembered (each message may name thousands).
+			if len(c.clients) >= c.hub.lim.MaxAwarenessClients {
+				continue
+			}
+			c.clients[e.ClientID] = struct{}{}
+		}
+		if _, ok := c.room.awareness[e.ClientID]; !ok && len(c.room.awareness) >= c.hub.lim.MaxAwarenessClients {
+			continue
+		}
+		// The newer state replaces the remembered one; one too large
+		// to remember drops it (a newcomer must not get a stale one).
+		forgetAwareness(c.room, e.ClientID)
+		if len(e.State) > c.hub.lim.MaxAwarenessState || c.awBytes+len(e.State) > c.hub.lim.MaxConnAwareness {
+			continue
+		}
+		c.room.awareness[e.ClientID] = awState{clock: e.Clock, state: append([]byte(nil), e.State...), owner: c}
+		c.awBytes += len(e.State)
+	}
+	c.hub.mu.Unlock()
+	if foreign {
+		if len(kept) == 0 {
+			return nil
+		}
+		b = yprotocol.EncodeAwareness(yprotocol.EncodeAwarenessUpdate(kept))
+	}
+	c.hub.broadcast(c.room, b, nil)
 	return nil
 }
 
