@@ -105,19 +105,12 @@ func TestEvidenceOfABrokenChainOffersNoReceiptToKeep(t *testing.T) {
 // whose 400 made it exit 1, "could not do its work", as if the gateway
 // were at fault.
 func TestMalformedClientOrSinceIsWrongUsage(t *testing.T) {
-	asked := false
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		asked = true
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = w.Write([]byte(`{"code":"invalid_request","message":"malformed"}`))
-	}))
-	defer srv.Close()
+	url, asked := badRequestGateway(t)
 	for _, flag := range [][]string{{"--client", "0"}, {"--client", "abc"}, {"--client", "-5"}, {"--since", "yesterday"}, {"--since", "2026-11-27"}} {
-		asked = false
-		args := append([]string{"evidence", "essay-1", "--gateway", srv.URL, "--token", "t"}, flag...)
-		if got := run(args); got != exitUsage || asked {
-			t.Errorf("yawpctl %q exited %d (gateway asked: %v), want %d without asking", args, got, asked, exitUsage)
+		*asked = false
+		args := append([]string{"evidence", "essay-1", "--gateway", url, "--token", "t"}, flag...)
+		if got := run(args); got != exitUsage || *asked {
+			t.Errorf("yawpctl %q exited %d (gateway asked: %v), want %d without asking", args, got, *asked, exitUsage)
 		}
 	}
 }

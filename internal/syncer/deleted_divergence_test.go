@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/pgharness"
@@ -30,26 +31,7 @@ func TestDivergenceOfADeletedDocumentIsClosed(t *testing.T) {
 	const doc = "doc-000007"
 	// The legacy application: changes the row, then (in a transaction
 	// holding it) deletes the document.
-	if _, err := pool.Exec(ctx, `UPDATE documents SET content = 'changed outside' WHERE doc_id = $1`, doc); err != nil {
-		t.Fatal(err)
-	}
-	app, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(context.Background())
-	tx, err := app.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM documents WHERE doc_id = $1 FOR UPDATE`, doc); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(10 * time.Second); scalar(t, pool, `SELECT count(*) FROM divergences WHERE doc_id = $1 AND resolved_at IS NULL`, doc) == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("verification recorded no divergence")
-		}
-	}
+	tx := changeAndHold(t, dsn, pool, doc)
 	time.Sleep(300 * time.Millisecond)
 	if _, err := tx.Exec(ctx, `DELETE FROM documents WHERE doc_id = $1`, doc); err != nil {
 		t.Fatal(err)
@@ -70,4 +52,35 @@ func TestDivergenceOfADeletedDocumentIsClosed(t *testing.T) {
 		t.Fatalf("new attempt (epoch %d), every remaining document verified, yet the report counts %d open divergences (Verified %d/%d, Mismatched %d): the gate fails on every attempt",
 			cs.Epoch, rep.OpenDivergences, rep.Verified, rep.Documents, rep.Mismatched)
 	}
+}
+
+// changeAndHold has the legacy application change doc's row and then hold
+// it (FOR UPDATE) in a transaction it returns, once verification has
+// recorded the divergence the change makes (its repair waits for the row).
+// The transaction is rolled back when the test ends unless committed.
+func changeAndHold(t *testing.T, dsn string, pool *pgxpool.Pool, doc string) pgx.Tx {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, `UPDATE documents SET content = 'changed outside' WHERE doc_id = $1`, doc); err != nil {
+		t.Fatal(err)
+	}
+	app, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = app.Close(context.Background()) })
+	tx, err := app.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM documents WHERE doc_id = $1 FOR UPDATE`, doc); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); scalar(t, pool, `SELECT count(*) FROM divergences WHERE doc_id = $1 AND resolved_at IS NULL`, doc) == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("verification recorded no divergence")
+		}
+	}
+	return tx
 }

@@ -1,11 +1,8 @@
 package syncer
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/pgharness"
@@ -31,34 +28,10 @@ func TestDocumentGivenToASchoolOutsideTheCohortIsNotCountedVerified(t *testing.T
 	ctx := t.Context()
 	cs, _ = toVerify(t, dp, cs, n)
 
-	app, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(context.Background())
-	if _, err := app.Exec(ctx, `INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
-		VALUES ('doc-new', 'other', 'u', '', 'a new document', 1, 0, now(), now())`); err != nil {
-		t.Fatal(err)
-	}
-	holder, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer holder.Close(context.Background())
-	tx, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM documents WHERE doc_id = 'doc-new' FOR KEY SHARE`); err != nil {
-		t.Fatal(err)
-	}
 	// The new document is given to school s1 (cohort pilot); a verified one
 	// of s1 is given to school "other" (no cohort).
-	if _, err := app.Exec(ctx, `UPDATE documents SET tenant = 's1' WHERE doc_id = 'doc-new'`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := app.Exec(ctx, `UPDATE documents SET tenant = 'other' WHERE doc_id = 'doc-000002'`); err != nil {
+	heldNewDocument(t, dsn)
+	if _, err := pool.Exec(ctx, `UPDATE documents SET tenant = 'other' WHERE doc_id = 'doc-000002'`); err != nil {
 		t.Fatal(err)
 	}
 	var bad dataplane.CohortReport

@@ -1,11 +1,8 @@
 package syncer
 
 import (
-	"context"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
 	"github.com/yawp/persistence-operator/internal/pgharness"
@@ -35,26 +32,7 @@ func TestOpenDivergenceOfDocumentDeletedWhileSyncerDownIsClosed(t *testing.T) {
 	cs, _ = toVerify(t, dp, cs, n)
 
 	const doc = "doc-000007"
-	app, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close(context.Background())
-	if _, err := app.Exec(ctx, `UPDATE documents SET content = 'changed outside' WHERE doc_id = $1`, doc); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := app.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM documents WHERE doc_id = $1 FOR UPDATE`, doc); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(15 * time.Second); scalar(t, pool, `SELECT count(*) FROM divergences WHERE doc_id = $1 AND resolved_at IS NULL`, doc) == 0; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("verification recorded no divergence")
-		}
-	}
+	tx := changeAndHold(t, dsn, pool, doc)
 	// The syncer is restarted while its repair waits for the row.
 	stop()
 	if _, err := tx.Exec(ctx, `DELETE FROM documents WHERE doc_id = $1`, doc); err != nil {
@@ -66,7 +44,7 @@ func TestOpenDivergenceOfDocumentDeletedWhileSyncerDownIsClosed(t *testing.T) {
 	// Meanwhile the legacy application goes on writing the rows of a school
 	// in no cohort (1100 writes logged on the shard after the deletion).
 	for range 110 {
-		if _, err := app.Exec(ctx, `UPDATE documents SET content = content || '.' WHERE tenant = 'other'`); err != nil {
+		if _, err := pool.Exec(ctx, `UPDATE documents SET content = content || '.' WHERE tenant = 'other'`); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -570,9 +570,7 @@ func (h *Hub) unregister(c *conn) {
 	var others []*conn
 	if len(gone) > 0 {
 		for o := range rm.conns {
-			if !o.expired.Load() {
-				others = append(others, o)
-			}
+			others = append(others, o)
 		}
 	}
 	h.mu.Unlock()
@@ -590,9 +588,7 @@ func (h *Hub) broadcast(rm *room, msg []byte, skip *conn) {
 	h.mu.Lock()
 	targets := make([]*conn, 0, len(rm.conns))
 	for c := range rm.conns {
-		// A connection whose token ran out is told nothing more of
-		// the document in the second before it closes.
-		if c != skip && !c.expired.Load() {
+		if c != skip {
 			targets = append(targets, c)
 		}
 	}
@@ -627,7 +623,7 @@ func (h *Hub) SetProtocol(tenant, protocol string) {
 	h.mu.Lock()
 	var targets []*conn
 	for c := range h.conns {
-		if c.yawp && !c.expired.Load() && (c.s.DocTenant == tenant || c.s.DocTenant == "" && c.s.Tenant == tenant) {
+		if c.yawp && (c.s.DocTenant == tenant || c.s.DocTenant == "" && c.s.Tenant == tenant) {
 			targets = append(targets, c)
 		}
 	}
@@ -888,6 +884,11 @@ func (c *conn) enqueueMsg(m outMsg) {
 	case <-c.closing:
 		return
 	default:
+	}
+	if c.expired.Load() {
+		// The token ran out: nothing more of the document (updates,
+		// awareness, a protocol change) in the second before it closes.
+		return
 	}
 	if m.queued != nil {
 		m.queued.Add(1)
@@ -1324,9 +1325,6 @@ func (c *conn) mayTell(id uint64) bool {
 // remembers the states of the clients the sender's user owns and relays
 // them; entries for another user's clients are dropped.
 func (c *conn) handleAwareness(ctx context.Context, b []byte, entries []yprotocol.AwarenessEntry) *refusal {
-	if len(b) > c.hub.lim.MaxAwarenessBytes { // checked above; kept as the bound of record
-		return refuse(contract.CloseTooLarge, "awareness message larger than %d bytes", c.hub.lim.MaxAwarenessBytes)
-	}
 	if !c.aw.wait(ctx, c.hub.lim.RateWait) {
 		return refuse(contract.CloseRateLimited, "awareness rate over %g/s", c.hub.lim.AwarenessPerSecond)
 	}
