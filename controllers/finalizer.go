@@ -75,6 +75,16 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		err = r.dataPlaneTimedOut(ctx, dctx, err)
 		cancel()
 		waiting := rb.waiting
+		var nm notManaging
+		if errors.As(err, &nm) {
+			// Another object manages the rollout in its database: this
+			// one's deletion is not its to roll back.
+			log.Info("deleted without rolling back: another object manages the rollout in its database", "manager", nm.UID)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, reasonNotManaging, "Delete", "%s", nm.Error())
+			}
+			waiting, err = "", nil
+		}
 		if errors.Is(err, errNoDSN) {
 			terminating, nsErr := r.namespaceTerminating(ctx, ro.Namespace)
 			if nsErr != nil {
@@ -164,7 +174,44 @@ func (r *PersistenceRolloutReconciler) recordDeletion(ctx context.Context, ro *p
 	if err := sameDatabase(ctx, ro, store); err != nil {
 		return err
 	}
-	return store.SpecSeen(ctx, rolloutKey(ro), string(ro.UID), ro.Generation)
+	if err := managing(ctx, ro, store); err != nil {
+		return err
+	}
+	if err := store.SpecSeen(ctx, rolloutKey(ro), string(ro.UID), ro.Generation); err != nil && !errors.Is(err, dataplane.ErrStaleSpec) {
+		return err
+	}
+	// The next object of this name takes the rollout over at once.
+	return store.ReleaseRollout(ctx, rolloutKey(ro), string(ro.UID))
+}
+
+// reasonNotManaging is the Event of a RollbackToLegacy deletion of an
+// object that did not manage its rollout in the database.
+const reasonNotManaging = "NotManaging"
+
+// notManaging is the finding that another object manages the rollout in
+// its database (its claim, dataplane.Store.RolloutClaim).
+type notManaging struct {
+	rollout string
+	dataplane.Claim
+}
+
+func (e notManaging) Error() string {
+	return fmt.Sprintf("nothing rolled back or recorded: rollout %s in its database is managed by another object (uid %s, since %s)",
+		e.rollout, e.UID, e.Since.UTC().Format(time.RFC3339))
+}
+
+// managing is notManaging when another object's claim on the rollout is
+// recorded (one released counts too: this object never took it over), nil
+// when the claim is this object's or none is recorded.
+func managing(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) error {
+	c, found, err := store.RolloutClaim(ctx, rolloutKey(ro))
+	if err != nil {
+		return err
+	}
+	if found && ro.UID != "" && c.UID != string(ro.UID) {
+		return notManaging{rollout: rolloutKey(ro), Claim: c}
+	}
+	return nil
 }
 
 // namespaceTerminating reports whether the namespace is being deleted (or
@@ -293,6 +340,9 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 		return rb, err
 	}
 	key := rolloutKey(ro)
+	if err := managing(ctx, ro, store); err != nil {
+		return rb, err
+	}
 	// Recorded first, so that a manager held up with a decision made
 	// before the deletion (an old leader) cannot move a cohort after the
 	// rollback below has passed it.

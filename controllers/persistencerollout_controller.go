@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	"k8s.io/client-go/tools/events"
@@ -233,20 +234,8 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 	dctx, cancelDP := context.WithTimeout(ctx, r.dataPlaneTimeout())
 	defer cancelDP()
 	store, checkedDSN, regErr := r.register(dctx, &ro)
-	regErr = r.dataPlaneTimedOut(ctx, dctx, regErr)
-	if errors.Is(regErr, errSchemaUnconfirmed) {
-		regErr = fmt.Errorf("%w; the gateway keeps its last template until the schema is confirmed at this version", regErr)
-	}
-	if errors.Is(regErr, dataplane.ErrDatabaseInUse) {
-		regErr = fmt.Errorf("%w; this rollout gets no gateway while the database serves another (two gateways would write the same documents): "+
-			"point spec.database at a database of its own", regErr)
-	}
-	if errors.Is(regErr, errDatabaseForgot) || errors.Is(regErr, errDatabaseRestored) {
-		regErr = fmt.Errorf("%w (the gateway keeps its last template meanwhile)", regErr)
-	}
-	if errors.Is(regErr, dataplane.ErrShardsChanged) || errors.Is(regErr, errSchemaUnconfirmed) ||
-		errors.Is(regErr, dataplane.ErrDatabaseInUse) || errors.Is(regErr, dataplane.ErrRolloutForgotten) ||
-		errors.Is(regErr, errDatabaseForgot) || errors.Is(regErr, errDatabaseRestored) {
+	regErr = explainRefusal(r.dataPlaneTimedOut(ctx, dctx, regErr))
+	if gatewayHeld(regErr) {
 		log.Error(regErr, "gateway left as it is")
 		gw = r.cachedGatewayPods(ctx, &ro)
 	} else {
@@ -279,6 +268,15 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		// time (etcd restored from a backup), when the spec must be
 		// edited past the generation the data plane recorded.
 		return ctrl.Result{}, fmt.Errorf("spec generation %d of %s: %w", ro.Generation, req.NamespacedName, err)
+	}
+	if errors.Is(err, dataplane.ErrRolloutClaimed) {
+		log.Error(err, "the rollout is another object's in its database")
+		if c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady); (c == nil || c.Reason != persistencev1alpha1.ReasonRolloutClaimed) && r.Recorder != nil {
+			r.Recorder.Eventf(&ro, nil, corev1.EventTypeWarning, persistencev1alpha1.ReasonRolloutClaimed, "Register", "%s", err.Error())
+		}
+		setRolloutClaimed(&ro, err, now)
+		ro.Status.ReadyShards = gw.ready
+		return ctrl.Result{RequeueAfter: r.poll()}, r.patchStatus(ctx, original, &ro)
 	}
 	if err != nil {
 		log.Error(err, "data plane unreachable")
@@ -478,7 +476,75 @@ func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persist
 	if err := r.checkDatabase(ctx, ro, store); err != nil {
 		return nil, "", err
 	}
-	return store, dsn, store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
+	key, uid := rolloutKey(ro), string(ro.UID)
+	err = store.RegisterRollout(ctx, key, uid, int(ro.Spec.Gateway.Shards))
+	var claimed *dataplane.ClaimedError
+	if errors.As(err, &claimed) && claimed.UID != "" && ro.Annotations[AnnotationTakeOverFrom] == claimed.UID {
+		if err := store.TakeOverRollout(ctx, key, claimed.UID, uid); err != nil {
+			return nil, "", err
+		}
+		logf.FromContext(ctx).Info("took the rollout over from another object, as the take-over annotation says", "from", claimed.UID)
+		if r.Recorder != nil {
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, reasonTookOver, "Register",
+				"took rollout %s over from object %s, as annotation %s says: that object manages it no more", key, claimed.UID, AnnotationTakeOverFrom)
+		}
+		err = store.RegisterRollout(ctx, key, uid, int(ro.Spec.Gateway.Shards))
+	}
+	if errors.As(err, &claimed) {
+		err = rolloutClaimed{claimed}
+	}
+	return store, dsn, err
+}
+
+// explainRefusal adds to a registration's refusal what it means for the
+// gateway and what to do.
+func explainRefusal(regErr error) error {
+	switch {
+	case errors.Is(regErr, errSchemaUnconfirmed):
+		return fmt.Errorf("%w; the gateway keeps its last template until the schema is confirmed at this version", regErr)
+	case errors.Is(regErr, dataplane.ErrDatabaseInUse):
+		return fmt.Errorf("%w; this rollout gets no gateway while the database serves another (two gateways would write the same documents): "+
+			"point spec.database at a database of its own", regErr)
+	case errors.Is(regErr, errDatabaseForgot) || errors.Is(regErr, errDatabaseRestored):
+		return fmt.Errorf("%w (the gateway keeps its last template meanwhile)", regErr)
+	}
+	return regErr
+}
+
+// gatewayHeld reports whether a registration's refusal keeps the gateway
+// as it is (none created, one there not rolled; see Reconcile, step 3).
+func gatewayHeld(regErr error) bool {
+	for _, target := range []error{dataplane.ErrShardsChanged, errSchemaUnconfirmed, dataplane.ErrDatabaseInUse,
+		dataplane.ErrRolloutForgotten, errDatabaseForgot, errDatabaseRestored, dataplane.ErrRolloutClaimed} {
+		if errors.Is(regErr, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// AnnotationTakeOverFrom, set on a rollout to the UID a RolloutClaimed
+// refusal names, says that the object of that UID is gone for good (a
+// cluster that was lost, an object deleted while its database could not
+// record it): the rollout in the database is taken over by this object,
+// as it stands, and the other may change nothing there any more. Inert
+// once taken over.
+const AnnotationTakeOverFrom = "persistence.yawp.dev/take-over-from"
+
+// reasonTookOver is the Event of a take-over.
+const reasonTookOver = "TookOver"
+
+// rolloutClaimed is the refusal of a rollout that another object manages
+// in the database, saying what to do.
+type rolloutClaimed struct{ *dataplane.ClaimedError }
+
+func (e rolloutClaimed) Unwrap() error { return e.ClaimedError }
+
+func (e rolloutClaimed) Error() string {
+	return e.ClaimedError.Error() + ": another cluster's operator has this database, or an object of this name was deleted " +
+		"without its deletion reaching the database. This object changes nothing there and gets no gateway. " +
+		"If that object is gone for good, take the rollout over: kubectl annotate persistencerollout " +
+		e.Rollout[strings.LastIndex(e.Rollout, "/")+1:] + " " + AnnotationTakeOverFrom + "=" + e.UID
 }
 
 // errDatabaseForgot marks a database that has no record of the rollout

@@ -39,6 +39,15 @@ func setDataPlaneError(ro *persistencev1alpha1.PersistenceRollout, err error, no
 	ro.Status.ObservedGeneration = ro.Generation
 }
 
+// setRolloutClaimed marks the rollout Degraded and not Ready because
+// another object manages its rollout in the database.
+func setRolloutClaimed(ro *persistencev1alpha1.PersistenceRollout, err error, now time.Time) {
+	setCondition(ro, persistencev1alpha1.ConditionDegraded, metav1.ConditionTrue, persistencev1alpha1.ReasonRolloutClaimed, err.Error(), now)
+	setCondition(ro, persistencev1alpha1.ConditionReady, metav1.ConditionFalse, persistencev1alpha1.ReasonRolloutClaimed, err.Error(), now)
+	ro.Status.WaitingFor = "the object that manages this rollout in its database to let it go (or the take-over annotation): " + err.Error()
+	ro.Status.ObservedGeneration = ro.Generation
+}
+
 // setGatewayApplyError marks the rollout Degraded and not Ready because
 // the API server refused the gateway StatefulSet or a Service, with its
 // message: it names the field, which the spec must change. A reason found

@@ -494,6 +494,13 @@ const (
 	// or one restored from an older backup, so the deletion policy
 	// RollbackToLegacy is not carried out there.
 	ReasonDatabaseRefused = "DatabaseRefused"
+	// ReasonRolloutClaimed: another object of the same namespace and name
+	// manages the rollout in the database (another cluster's operator
+	// given this database, or an object deleted without its deletion
+	// reaching the database). This one changes nothing there and gets no
+	// gateway until that object lets it go or it takes the rollout over
+	// (the persistence.yawp.dev/take-over-from annotation).
+	ReasonRolloutClaimed = "RolloutClaimed"
 	// ReasonCohortRemoved: a cohort that left Legacy and is not done is
 	// no longer in the spec, so nothing gates, completes or rolls it back.
 	ReasonCohortRemoved = "CohortRemoved"

@@ -231,6 +231,21 @@ type Store interface {
 	// name deleted with Retain), once that template is applied: syncers
 	// told another UID take no shard (RegisteredAs). Empty uid: nothing.
 	RecordRolloutObject(ctx context.Context, rollout, uid string) error
+	// RolloutClaim reads which object manages the rollout (found false:
+	// none recorded). RegisterRollout records the first object to register
+	// it and refuses any other with a *ClaimedError (ErrRolloutClaimed),
+	// as RecordRolloutObject does, until it is released or taken over.
+	RolloutClaim(ctx context.Context, rollout string) (c Claim, found bool, err error)
+	// TakeOverRollout moves the claim from object from to object to, on a
+	// person's word that from is gone (its deletion never recorded). A
+	// claim held by neither is refused with a *ClaimedError; none, or one
+	// to holds already, is left as it is.
+	TakeOverRollout(ctx context.Context, rollout, from, to string) error
+	// ReleaseRollout records that object uid, which manages the rollout,
+	// was deleted leaving the rollout in place (deletionPolicy Retain): the
+	// next object of the name takes it over when it registers. Nothing if
+	// uid does not hold the claim.
+	ReleaseRollout(ctx context.Context, rollout, uid string) error
 	// FreezeCohort records a cohort at Legacy and freezes its membership:
 	// explicitly listed tenants, or every known tenant whose bucket is in
 	// range, that belongs to no cohort yet. Freezing an existing cohort

@@ -106,11 +106,17 @@ func (p *Postgres) RegisterRollout(ctx context.Context, rollout, uid string, sha
 			// and created again (or another after it) never hands out
 			// an epoch twice, and what was recorded under the old ones
 			// (divergences found, reports) counts for none of its own.
-			return tx.QueryRow(ctx, `INSERT INTO rollouts (rollout, shards, epoch)
+			err = tx.QueryRow(ctx, `INSERT INTO rollouts (rollout, shards, epoch)
 				VALUES ($1, $2, (SELECT coalesce(max(epoch) + 1, 0) FROM stage_changes)) RETURNING shards`,
 				rollout, shards).Scan(&recorded)
 		}
-		return err
+		if err != nil || uid == "" {
+			return err
+		}
+		// Another object that manages the rollout is named before a
+		// shard count this object would change; one refused for its
+		// shard count takes nothing over.
+		return p.claim(ctx, tx, rollout, uid, recorded == shards)
 	})
 	if err != nil {
 		return fmt.Errorf("register rollout %s: %w", rollout, err)
@@ -864,8 +870,22 @@ func (p *Postgres) RecordRolloutObject(ctx context.Context, rollout, uid string)
 	if uid == "" {
 		return nil
 	}
-	_, err := p.pool.Exec(ctx, `INSERT INTO rollout_objects (rollout, uid) VALUES ($1, $2)
-		ON CONFLICT (rollout) DO UPDATE SET uid = EXCLUDED.uid, recorded_at = now() WHERE rollout_objects.uid <> EXCLUDED.uid`, rollout, uid)
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Only by the object that manages the rollout: one that lost it
+		// since it registered (taken over) must not point the syncers at
+		// itself.
+		if err := lockRolloutName(ctx, tx, rollout); err != nil {
+			return err
+		}
+		if c, found, err := readClaim(ctx, tx, rollout); err != nil {
+			return err
+		} else if found && c.UID != uid {
+			return &ClaimedError{Rollout: rollout, UID: c.UID, Since: c.Since}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO rollout_objects (rollout, uid) VALUES ($1, $2)
+			ON CONFLICT (rollout) DO UPDATE SET uid = EXCLUDED.uid, recorded_at = now() WHERE rollout_objects.uid <> EXCLUDED.uid`, rollout, uid)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("record the object of rollout %s: %w", rollout, err)
 	}

@@ -53,7 +53,8 @@ func TestOneDatabaseServesOneRolloutRegisteredAtOnce(t *testing.T) {
 
 // TestARolloutIsServedByTheObjectRecorded: the database records which
 // PersistenceRollout object serves its rollout (the last recorded: an
-// object deleted with Retain and created again takes it over), and
+// object deleted with Retain, its deletion recorded, and created again
+// takes it over), and
 // RegisteredAs reads it; it reads an empty database as not registered
 // without writing to it. Neither registering again nor recording the
 // object waits for saves holding the rollout's row FOR SHARE, however
@@ -95,11 +96,19 @@ func TestARolloutIsServedByTheObjectRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("uid-1")
-	// A re-registration refused (another shard count) records nothing.
+	// uid-1 deleted with Retain (its deletion recorded): another object
+	// of the name may take the rollout over, but one refused (another
+	// shard count) records nothing.
+	if err := s.ReleaseRollout(ctx, "ns/a", "uid-1"); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.RegisterRollout(ctx, "ns/a", "uid-2", 1); !errors.Is(err, ErrShardsChanged) {
 		t.Fatalf("another shard count: %v", err)
 	}
 	check("uid-1")
+	if c, _, _ := s.RolloutClaim(ctx, "ns/a"); c.UID != "uid-1" {
+		t.Fatalf("a registration refused for its shard count claimed the rollout: %+v", c)
+	}
 
 	// Saves overlapping without a pause, each holding the rollout's row
 	// FOR SHARE for 100 ms.

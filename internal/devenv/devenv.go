@@ -220,6 +220,13 @@ func prepare(ctx context.Context, dsn string, opts Options) (string, error) {
 	if err := migrations.Up(ctx, pool); err != nil {
 		return "", fmt.Errorf("prepare the database: %w", err)
 	}
+	// The API server starts empty at every run: the objects that managed
+	// rollouts in a database kept from the last run (KEEP_DATA) are gone
+	// for good, so a rollout applied again takes over where its cohorts
+	// are (docs/operations.md, "One object manages a rollout").
+	if _, err := pool.Exec(ctx, `UPDATE rollout_claims SET released_at = now() WHERE released_at IS NULL`); err != nil {
+		return "", fmt.Errorf("prepare the database: let the last run's rollouts go: %w", err)
+	}
 	if _, err := pool.Exec(ctx, `DO $$ BEGIN
 		IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '`+SyncerRole+`') THEN
 			CREATE ROLE `+SyncerRole+` LOGIN IN ROLE yawp_service;

@@ -96,7 +96,14 @@ func TestASyncerWritesNothingInADatabaseWithoutItsRollout(t *testing.T) {
 
 	// Its own object recorded there (the database is its own after all;
 	// an object deleted with Retain and created again is recorded the
-	// same way once its template is applied): it takes its shard.
+	// same way once its template is applied, the Retain deletion having
+	// let the rollout go): it takes its shard.
+	if err := dp.ReleaseRollout(ctx, rollout, "uid-staging"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp.RegisterRollout(ctx, rollout, "uid-production", 2); err != nil {
+		t.Fatal(err)
+	}
 	if err := dp.RecordRolloutObject(ctx, rollout, "uid-production"); err != nil {
 		t.Fatal(err)
 	}
