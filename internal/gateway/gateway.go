@@ -458,6 +458,11 @@ func headerForRecord(r *http.Request, name string) string {
 // UTF-8 would reach the syncer changed, so two different keys could
 // become one and the second save be answered as the first's replay).
 func checkKey(key string) *apiError {
+	if key == "" {
+		// An unset variable in a client's script ("Idempotency-Key:
+		// $KEY"): taken for no key, every retry made another document.
+		return bad(http.StatusBadRequest, store.CodeInvalidRequest, "Idempotency-Key is empty; leave the header out or give a key")
+	}
 	if len(key) > contract.MaxIDBytes {
 		return bad(http.StatusBadRequest, store.CodeInvalidRequest, "Idempotency-Key longer than 128 bytes")
 	}
@@ -787,8 +792,21 @@ func exactFields(raw []byte, v any) *apiError {
 	return nil
 }
 
+// keyedDocID is the ID of the document a create that names none reaches
+// with its Idempotency-Key, derived from the tenant and the key so that a
+// retry reaches the same document; "" without a tenant or a valid key.
+func keyedDocID(r *http.Request, tenant string) string {
+	key, e := idempotencyKey(r)
+	if tenant == "" || e != nil || key == "" {
+		return ""
+	}
+	s := sha256.Sum256([]byte(tenant + "\x00" + key))
+	return "d" + hex.EncodeToString(s[:12])
+}
+
 type createBody struct {
-	ID      string  `json:"id,omitempty"`
+	// ID is nil when the body leaves it out; "" is an invalid ID.
+	ID      *string `json:"id,omitempty"`
 	Title   *string `json:"title,omitempty"`
 	Content *string `json:"content"`
 }
@@ -842,8 +860,10 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		// to 1 MiB each for as long as the sender liked.
 		var b createBody
 		doc := ""
-		if g.decodeBody(w, r, &b, unauthBodyWait) == nil && contract.ValidDocID(b.ID) {
-			doc = b.ID
+		if g.decodeBody(w, r, &b, unauthBodyWait) == nil && b.ID != nil && contract.ValidDocID(*b.ID) {
+			doc = *b.ID
+		} else if b.ID == nil {
+			doc = keyedDocID(r, c.Tenant) // an expired token still names its tenant
 		}
 		g.refuseWork(w, r, doc, c, aerr, nil, b.Content)
 		return
@@ -861,22 +881,28 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		// Refused for its shape: on the record of the document the body
 		// names, if it names a valid one (as a refused save is).
 		var named struct {
-			ID string `json:"id"`
+			ID *string `json:"id"`
 		}
 		// A type error elsewhere still fills id; a syntax error fills
 		// nothing.
 		_ = json.Unmarshal(raw, &named)
-		if contract.ValidDocID(named.ID) {
-			g.refuse(w, r, named.ID, c, e)
+		if named.ID != nil && contract.ValidDocID(*named.ID) {
+			g.refuse(w, r, *named.ID, c, e)
+			return
+		}
+		if doc := keyedDocID(r, c.Tenant); named.ID == nil && doc != "" {
+			// No id, and a key: the document its retry reaches.
+			g.refuse(w, r, doc, c, e)
 			return
 		}
 		syncer.WriteError(w, e)
 		return
 	}
 	key, keyErr := idempotencyKey(r)
-	doc := b.ID
+	doc := ""
 	switch {
-	case doc != "":
+	case b.ID != nil:
+		doc = *b.ID
 		if !contract.ValidDocID(doc) {
 			syncer.WriteError(w, bad(http.StatusBadRequest, "invalid_id", "document IDs are 1..128 of [A-Za-z0-9._-], starting alphanumeric"))
 			return
@@ -887,8 +913,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// A retried create lands on the same document.
-		s := sha256.Sum256([]byte(c.Tenant + "\x00" + key))
-		doc = "d" + hex.EncodeToString(s[:12])
+		doc = keyedDocID(r, c.Tenant)
 	default:
 		var rb [12]byte
 		_, _ = rand.Read(rb[:])
@@ -980,7 +1005,9 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, doc, c, e)
 		return
 	}
-	if len(ims) == 1 && ims[0] != "" && ims[0] != "*" {
+	// An empty value is not "no condition": a client whose revision
+	// variable was unset ("If-Match: $REV") would overwrite unawares.
+	if len(ims) == 1 && ims[0] != "*" {
 		im := ims[0]
 		if strings.Contains(im, ",") {
 			// A list of entity tags (RFC 9110 13.1.1): a save has one base.
@@ -997,6 +1024,9 @@ func (g *Gateway) save(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
+		if strings.HasPrefix(v, "+") {
+			err = strconv.ErrSyntax // digits only, as the other numbers of the API
+		}
 		if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
 			// A positive revision beyond any document's: higher than the
 			// latest, as docs/api.md answers it.

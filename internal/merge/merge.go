@@ -42,6 +42,38 @@ func Three(base, ours, theirs string) Result {
 	if !okA || !okB {
 		return spans(base, ours, theirs)
 	}
+	r := merge3(sb, so, st, tb, to, tt, ma, mb)
+	if !r.Conflict {
+		return r
+	}
+	// A diff is one alignment of many: an insertion or deletion next to
+	// a token equal to its own first (or last) can be placed on either
+	// side of it. The diff's choice can put one side's insertion against
+	// the other side's change ("ten." to "ten. Well done." aligned as
+	// ". Well done" before the base's full stop, beside "ten" changed to
+	// "TEN"), a conflict of edits to different places. Each side's edits
+	// slid as far right, or left, as they go are tried too; the first
+	// alignment that merges without a conflict is taken.
+	alts := [][]int{ma, slideRight(ma, tb, to), slideLeft(ma, tb, to)}
+	blts := [][]int{mb, slideRight(mb, tb, tt), slideLeft(mb, tb, tt)}
+	for x, a := range alts {
+		for y, b := range blts {
+			if x == 0 && y == 0 {
+				continue
+			}
+			if r2 := merge3(sb, so, st, tb, to, tt, a, b); !r2.Conflict {
+				return r2
+			}
+		}
+	}
+	return r
+}
+
+// merge3 is diff3 of the token lists tb (base), to (ours) and tt (theirs),
+// their strings sb, so, st, with ma and mb matching base's tokens to
+// ours' and theirs'.
+func merge3(sb, so, st []string, tb, to, tt []int, ma, mb []int) Result {
+	ours := join(so)
 	var out strings.Builder
 	conflict := false
 	i, j, k := 0, 0, 0
@@ -84,6 +116,89 @@ func Three(base, ours, theirs string) Result {
 		return Result{Text: ours, Conflict: true}
 	}
 	return Result{Text: out.String()}
+}
+
+// slideRight is the matching m of base tokens a to b with every pure
+// insertion (tokens of b between two base tokens matched next to each
+// other) and every pure deletion (base tokens between two matched to b
+// tokens next to each other) moved as far right as equal tokens allow:
+// insertion X before a matched token e, X's first token e, is the same
+// as e followed by X's rest and e. m is not changed.
+func slideRight(m, a, b []int) []int {
+	out := append([]int(nil), m...)
+	// Insertions: a[i] matched to j1, a[i-1] to j0 (or i = 0, j0 = -1).
+	for i := range out {
+		j1 := out[i]
+		if j1 < 0 {
+			continue
+		}
+		j0 := -1
+		if i > 0 {
+			if out[i-1] < 0 {
+				continue
+			}
+			j0 = out[i-1]
+		}
+		if j1-j0 > 1 && b[j0+1] == a[i] {
+			out[i] = j0 + 1
+		}
+	}
+	// Deletions: a[i0+1 .. i1-1] unmatched, a[i0] matched to j, a[i1] to
+	// j+1.
+	for i0 := 0; i0 < len(out); i0++ {
+		if out[i0] < 0 {
+			continue
+		}
+		i1 := i0 + 1
+		for i1 < len(out) && out[i1] < 0 {
+			i1++
+		}
+		if i1 == len(out) || i1 == i0+1 || out[i1] != out[i0]+1 {
+			continue
+		}
+		if a[i0+1] == a[i1] {
+			out[i0+1], out[i1] = out[i1], -1
+		}
+	}
+	return out
+}
+
+// slideLeft is slideRight's mirror: every pure insertion and deletion
+// moved as far left as equal tokens allow.
+func slideLeft(m, a, b []int) []int {
+	out := append([]int(nil), m...)
+	for i := len(out) - 1; i >= 0; i-- {
+		j0 := out[i]
+		if j0 < 0 {
+			continue
+		}
+		j1 := len(b)
+		if i < len(out)-1 {
+			if out[i+1] < 0 {
+				continue
+			}
+			j1 = out[i+1]
+		}
+		if j1-j0 > 1 && b[j1-1] == a[i] {
+			out[i] = j1 - 1
+		}
+	}
+	for i1 := len(out) - 1; i1 >= 0; i1-- {
+		if out[i1] < 0 {
+			continue
+		}
+		i0 := i1 - 1
+		for i0 >= 0 && out[i0] < 0 {
+			i0--
+		}
+		if i0 < 0 || i0 == i1-1 || out[i1] != out[i0]+1 {
+			continue
+		}
+		if a[i1-1] == a[i0] {
+			out[i1-1], out[i0] = out[i0], -1
+		}
+	}
+	return out
 }
 
 func join(s []string) string { return strings.Join(s, "") }

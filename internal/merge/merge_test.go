@@ -78,3 +78,41 @@ func TestCommonWords(t *testing.T) {
 		}
 	}
 }
+
+// TestThreeEditsBesideAnEqualTokenAreNotAConflict: an insertion or a
+// deletion next to a token equal to its own first or last can be aligned
+// on either side of it. The diff put the teacher's " Well done." as ". Well
+// done" before the base's full stop, beside the student's "ten" made
+// "TEN": a conflict, and her fix was only preserved, though the two edited
+// different places (found by review through the REST API, where the same
+// save merged cleanly without the teacher's unrelated "Counting. " at the
+// top). The cases "insertion after the last word's full stop", "the same,
+// sides swapped" and "insertion ending with the token before the other's
+// change" were conflicts before; the others merged before and must still.
+func TestThreeEditsBesideAnEqualTokenAreNotAConflict(t *testing.T) {
+	for _, tc := range []struct{ name, base, ours, theirs, want string }{
+		{"insertion after the last word's full stop",
+			"One two nine ten.", "Counting. One two nine ten. Well done.", "One two nine TEN.",
+			"Counting. One two nine TEN. Well done."},
+		{"the same, sides swapped",
+			"One two nine ten.", "One two nine TEN.", "Counting. One two nine ten. Well done.",
+			"Counting. One two nine TEN. Well done."},
+		{"insertion ending with the token before the other's change",
+			"A. B c", "A. New. B c", "A. b c",
+			"A. New. b c"},
+		{"insertion before the first word",
+			"Alpha beta gamma.", "Alpha beta gamma. Alpha and omega.", "ALPHA beta gamma.",
+			"ALPHA beta gamma. Alpha and omega."},
+		{"insertion at the front repeating the first word",
+			"Alpha beta.", "Intro. Alpha beta.", "Alpha BETA.",
+			"Intro. Alpha BETA."},
+		{"deletion beside an equal token",
+			"a b. c. d", "X a b. d", "a b. c. D",
+			"X a b. D"},
+	} {
+		got := Three(tc.base, tc.ours, tc.theirs)
+		if got.Conflict || got.Text != tc.want {
+			t.Errorf("%s: Three(%q, %q, %q) = %+v, want %q", tc.name, tc.base, tc.ours, tc.theirs, got, tc.want)
+		}
+	}
+}
