@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,10 @@ type Cache struct {
 	// most once. The open carries on; a Get after it finished has it.
 	// Zero: DefaultOpenWait.
 	OpenWait time.Duration
+	// SchemaCheck is how often Get reads the schema's version of a data
+	// plane it opened, to migrate again one that went back (a restored
+	// backup). Zero: DefaultSchemaCheck.
+	SchemaCheck time.Duration
 	// Now, if set, stands in for PostgreSQL's clock in every data plane
 	// the cache opens (Postgres.WithClock): for tests.
 	Now func() time.Time
@@ -129,9 +134,11 @@ type opening struct {
 	// Get answers it at once instead of waiting for this one.
 	prev      error
 	connected atomic.Bool
-	done      chan struct{}
-	store     *Postgres
-	err       error
+	// checked is when current last read the schema's version (UnixNano).
+	checked atomic.Int64
+	done    chan struct{}
+	store   *Postgres
+	err     error
 }
 
 // errCacheClosed is returned by Get after Close.
@@ -145,7 +152,7 @@ func (c *Cache) Get(ctx context.Context, dsn string) (Store, error) {
 	}
 	select {
 	case <-o.done:
-		return o.result()
+		return c.current(ctx, dsn, o)
 	default:
 	}
 	if o.prev != nil {
@@ -159,7 +166,7 @@ func (c *Cache) Get(ctx context.Context, dsn string) (Store, error) {
 	defer wait.Stop()
 	select {
 	case <-o.done:
-		return o.result()
+		return c.current(ctx, dsn, o)
 	case <-wait.C:
 		if o.connected.Load() {
 			return nil, fmt.Errorf("migrate the database at %s: not done within %s (another process may hold the migrations' lock); still trying", o.host, c.openWait())
@@ -236,11 +243,44 @@ func (c *Cache) opening(dsn string) (*opening, error) {
 	return o, nil
 }
 
-func (o *opening) result() (Store, error) {
+// DefaultSchemaCheck is how often Cache.Get reads the schema's version of
+// a data plane it opened.
+const DefaultSchemaCheck = 10 * time.Second
+
+// current is o's result, once done; a data plane whose schema went back
+// below this binary's version (the database restored from a backup taken
+// before an upgrade) is opened, so migrated, again. Without this it was
+// never migrated again: every reconcile failed on what the older schema
+// lacks, and syncers of a role that may not migrate waited at start for
+// good. Read at most every SchemaCheck; a read that fails says
+// nothing of the schema and leaves the data plane as it is.
+func (c *Cache) current(ctx context.Context, dsn string, o *opening) (Store, error) {
 	if o.err != nil {
 		return nil, o.err
 	}
-	return o.store, nil
+	now := time.Now()
+	if last := o.checked.Load(); last != 0 && now.Sub(time.Unix(0, last)) < c.schemaCheck() {
+		return o.store, nil
+	}
+	o.checked.Store(now.UnixNano())
+	at, err := migrations.Version(ctx, o.store.pool)
+	if err != nil || at >= migrations.Latest() {
+		return o.store, nil
+	}
+	slog.Warn("the database's schema went back below this version's (restored from a backup?): migrating it again", "host", o.host, "at", at, "need", migrations.Latest())
+	c.mu.Lock()
+	if c.opens[dsn] == o {
+		delete(c.opens, dsn)
+	}
+	c.mu.Unlock()
+	return c.Get(ctx, dsn)
+}
+
+func (c *Cache) schemaCheck() time.Duration {
+	if c.SchemaCheck > 0 {
+		return c.SchemaCheck
+	}
+	return DefaultSchemaCheck
 }
 
 func (c *Cache) connectTimeout() time.Duration {

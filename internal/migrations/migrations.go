@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -85,6 +86,7 @@ func up(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 			if at, err := provider.GetDBVersion(ctx); err == nil {
 				warnIfNewer(log, at)
 			}
+			grantService(ctx, db, log)
 			return nil
 		}
 		var pg *pgconn.PgError
@@ -104,6 +106,36 @@ func up(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	}
 }
 
+// serviceGrants is what migration 00016 grants yawp_service, as it stands
+// for every table and sequence there is now. 00016's default privileges
+// hold only for objects the role that ran it creates: the operator's DSN
+// moved to another login role of the owning role (a password rotated
+// with a second role), the tables later migrations create were not
+// granted, and syncers of the new version failed on them.
+const serviceGrants = `DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'yawp_service') THEN
+        EXECUTE format('GRANT USAGE ON SCHEMA %I TO yawp_service', current_schema());
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO yawp_service', current_schema());
+        EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA %I TO yawp_service', current_schema());
+        REVOKE UPDATE, DELETE, TRUNCATE ON save_ledger FROM yawp_service;
+        REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM yawp_service;
+    END IF;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'cannot grant to yawp_service';
+END;
+$$`
+
+// grantService grants yawp_service what 00016 does on every table there is
+// now, after every migration run: a role that owns none of them grants
+// nothing (PostgreSQL warns), and a failure is logged, not returned, since
+// the schema is migrated all the same.
+func grantService(ctx context.Context, db *sql.DB, log *slog.Logger) {
+	if _, err := db.ExecContext(ctx, serviceGrants); err != nil {
+		log.Warn("migrations: could not grant yawp_service the tables of the schema", "err", err)
+	}
+}
+
 // Latest is the highest version among the embedded migrations: the schema
 // this binary needs.
 func Latest() int64 {
@@ -119,6 +151,20 @@ func Latest() int64 {
 		}
 	}
 	return v
+}
+
+// Version is the schema's version in the database q reaches: the highest
+// migration applied, 0 when none is (or the database is empty).
+func Version(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}) (int64, error) {
+	var exists bool
+	if err := q.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var at int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM schema_migrations WHERE is_applied`).Scan(&at)
+	return at, err
 }
 
 // warnIfNewer logs that the schema, at version at, is newer than this
@@ -186,10 +232,14 @@ func UpOrWait(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger, interva
 }
 
 // OwnsLedger reports whether the connected role could turn off the
-// ledger's append-only protection: it owns save_ledger (or is a superuser),
-// so it may disable the table's triggers.
+// ledger's append-only protection or drop the ledger: it owns save_ledger
+// (or is a superuser), so it may disable the table's triggers, or it owns
+// the ledger's schema, so it may drop the table. The owner of a database
+// owns its schema public (pg_database_owner, PostgreSQL 15 and later), so
+// a role in yawp_service that owns the database counts.
 func OwnsLedger(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	var owns bool
-	err := pool.QueryRow(ctx, `SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class WHERE oid = to_regclass('save_ledger')`).Scan(&owns)
+	err := pool.QueryRow(ctx, `SELECT pg_has_role(current_user, c.relowner, 'USAGE') OR pg_has_role(current_user, n.nspowner, 'USAGE')
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass('save_ledger')`).Scan(&owns)
 	return owns, err
 }

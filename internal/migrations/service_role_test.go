@@ -68,7 +68,9 @@ func TestServiceRoleDoesNotMigrateAFreshDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := serviceRole(t, owner, dsn)
-	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	// Long enough for the first queries on a busy machine (300 ms ran out
+	// before the role's check had an answer under CI's load).
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := UpOrWait(wctx, svc, nil, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "may not migrate") {
 		t.Fatalf("a service role on a fresh database: %v", err)
@@ -170,7 +172,9 @@ func TestServiceRoleCannotTouchTheLedgerButCanWork(t *testing.T) {
 	if _, err := owner.Exec(ctx, `DELETE FROM schema_migrations WHERE version_id = $1`, Latest()); err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	// Long enough for the first queries on a busy machine (300 ms ran out
+	// before the role's check had an answer under CI's load).
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := UpOrWait(wctx, svc, nil, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "may not migrate") {
 		t.Fatalf("behind the schema, the service role: %v", err)

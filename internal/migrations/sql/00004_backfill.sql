@@ -1,4 +1,9 @@
 -- +goose Up
+-- Waits at most 2 s for a table's lock (internal/migrations tries again),
+-- so saves do not queue behind it while a long reader holds the table
+-- (added after release: an upgrade from before this migration held up
+-- every save for as long as a backup read documents).
+SET LOCAL lock_timeout = '2s';
 -- Shard integrity (issue 6): the backfill's checkpoints and a change
 -- sequence on the legacy rows for incremental verification.
 

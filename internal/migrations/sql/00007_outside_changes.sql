@@ -1,4 +1,9 @@
 -- +goose Up
+-- Waits at most 2 s for a table's lock (internal/migrations tries again),
+-- so saves do not queue behind it while a long reader holds the table
+-- (added after release: an upgrade from before this migration held up
+-- every save for as long as a backup read documents).
+SET LOCAL lock_timeout = '2s';
 -- Writes of the legacy row that bypass the syncer. The syncer marks its own
 -- transactions (SET LOCAL yawp.syncer = 'on'); any other insert or update
 -- of a documents row takes the next change_seq (which every syncer write

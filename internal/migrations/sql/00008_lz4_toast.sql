@@ -1,4 +1,9 @@
 -- +goose Up
+-- Waits at most 2 s for a table's lock (internal/migrations tries again),
+-- so saves do not queue behind it while a long reader holds the table
+-- (added after release: an upgrade from before this migration held up
+-- every save for as long as a backup read documents).
+SET LOCAL lock_timeout = '2s';
 -- Document text over about 2 KiB is compressed by TOAST on every save (the
 -- legacy row and, for legacy saves, the revision). With the default pglz
 -- that compression was the largest single cost of a save in PostgreSQL

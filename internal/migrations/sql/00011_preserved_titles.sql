@@ -11,4 +11,16 @@ SET LOCAL lock_timeout = '2s';
 ALTER TABLE preserved_content ADD COLUMN title text;
 
 -- +goose Down
+-- A preserved title is a student's (the title of a save kept aside); a
+-- schema without the column cannot hold it, so going down is refused
+-- while any exist.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM preserved_content WHERE title IS NOT NULL) THEN
+        RAISE EXCEPTION 'preserved_content holds titles of saves kept aside; they cannot be represented before migration 11';
+    END IF;
+END;
+$$;
+-- +goose StatementEnd
 ALTER TABLE preserved_content DROP COLUMN title;
