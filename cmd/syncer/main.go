@@ -124,7 +124,7 @@ func run() error {
 	defer stopProfiles()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return syncer.Run(ctx, cfg)
+	return syncer.Serve(ctx, cfg)
 }
 
 // envFloat reads a number from the environment (def when unset).

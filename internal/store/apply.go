@@ -1395,10 +1395,14 @@ func (e *Engine) applySave(ctx context.Context, bc *batchCtx, st *docState, o *o
 				// that cannot be rebuilt (logged: the history is damaged).
 				texts, err := revisionTexts(ctx, bc.conn, st.id, baseRev, baseRev)
 				if err != nil {
-					if ctx.Err() != nil {
+					// Only a history that cannot be rebuilt; a read that
+					// failed (the connection lost, PostgreSQL restarting)
+					// fails the save, which is retried, rather than set
+					// the student's text aside unmerged.
+					if !errors.Is(err, errDamagedHistory) {
 						return err
 					}
-					e.log.Error("base revision of a stale save cannot be read; the save's text is preserved as a conflict",
+					e.log.Error("base revision of a stale save cannot be rebuilt; the save's text is preserved as a conflict",
 						"doc", st.id, "revision", baseRev, "err", err)
 				}
 				base, ok = texts[baseRev]

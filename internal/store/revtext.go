@@ -25,6 +25,12 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
+// errDamagedHistory marks a revision's text that the stored history cannot
+// rebuild (a splice or a Yjs update that does not apply, a sha256 that
+// does not match): not a failure to read it, which says nothing of the
+// history.
+var errDamagedHistory = errors.New("damaged history")
+
 // textsAt returns the document's text after each of the given log
 // positions, in one replay.
 func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int64]string, error) {
@@ -44,7 +50,7 @@ func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int6
 	case err == nil && upto <= seqs[0]:
 		d = yjs.NewDoc(yjs.Options{ClientID: serverClient(doc)})
 		if err := d.ApplyUpdate(state); err != nil {
-			return nil, fmt.Errorf("snapshot of %s: %w", doc, err)
+			return nil, fmt.Errorf("snapshot of %s: %w: %w", doc, errDamagedHistory, err)
 		}
 		gen, from = snapGen, upto
 		if upto == seqs[0] {
@@ -73,7 +79,7 @@ func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int6
 			d, gen = yjs.NewDoc(yjs.Options{ClientID: serverClient(doc)}), g // a generation starts over
 		}
 		if err := d.ApplyUpdate(u); err != nil {
-			return nil, fmt.Errorf("log of %s at %d: %w", doc, seq, err)
+			return nil, fmt.Errorf("log of %s at %d: %w: %w", doc, seq, errDamagedHistory, err)
 		}
 		for next < len(seqs) && seqs[next] == seq {
 			out[seq] = storedText(d)
@@ -85,7 +91,7 @@ func textsAt(ctx context.Context, q querier, doc string, seqs []int64) (map[int6
 	}
 	for _, s := range seqs {
 		if _, ok := out[s]; !ok {
-			return nil, fmt.Errorf("log of %s has no position %d", doc, s)
+			return nil, fmt.Errorf("log of %s has no position %d: %w", doc, s, errDamagedHistory)
 		}
 	}
 	return out, nil
@@ -175,18 +181,18 @@ func revisionTexts(ctx context.Context, q querier, doc string, from, to int64) (
 		case r.splice != nil:
 			if prevRev != r.rev-1 || r.head == nil || r.tail == nil || r.sha == nil ||
 				int(*r.head) < 0 || int(*r.tail) < 0 || int(*r.head)+int(*r.tail) > len(prev) {
-				return nil, fmt.Errorf("revision %d of %s is a splice of revision %d, which cannot be read", r.rev, doc, r.rev-1)
+				return nil, fmt.Errorf("revision %d of %s is a splice of revision %d, which cannot be read: %w", r.rev, doc, r.rev-1, errDamagedHistory)
 			}
 			text = prev[:*r.head] + *r.splice + prev[len(prev)-int(*r.tail):]
 			if r.rev >= from && ledger.SHA256Hex([]byte(text)) != *r.sha {
-				return nil, fmt.Errorf("revision %d of %s does not rebuild to its recorded sha256", r.rev, doc)
+				return nil, fmt.Errorf("revision %d of %s does not rebuild to its recorded sha256: %w", r.rev, doc, errDamagedHistory)
 			}
 		case r.content != nil:
 			text = *r.content
 		case r.yseq != nil:
 			text = logTexts[*r.yseq]
 		default:
-			return nil, fmt.Errorf("revision %d of %s has neither text nor a log position", r.rev, doc)
+			return nil, fmt.Errorf("revision %d of %s has neither text nor a log position: %w", r.rev, doc, errDamagedHistory)
 		}
 		prev, prevRev = text, r.rev
 		if r.rev >= from {

@@ -85,6 +85,13 @@ func TestRevisionsKeptAsSplices(t *testing.T) {
 	if got, err := e.eng.ReadRevision(ctx, "tf", "lf", base); err == nil {
 		t.Fatalf("a damaged splice read as %d bytes without an error", len(got.Content))
 	}
+	// A stale save on the damaged base has nothing to merge against: its
+	// text is kept aside (conflict-preserved), the document keeps its own.
+	// Only such damage does that; a failed read fails the save instead.
+	res = e.submit(Request{Kind: KindSave, Doc: "lf", Tenant: "tf", User: "v", Content: "MINE. " + saved[base], BaseRevision: base})
+	if res.Outcome != OutcomeConflictPreserved || *res.Content == "MINE. "+saved[base] {
+		t.Fatalf("stale save on a damaged base: outcome %s", res.Outcome)
+	}
 }
 
 // saveHistory creates doc with about 5 KiB of text and makes 80 legacy

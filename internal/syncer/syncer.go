@@ -151,8 +151,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if owns, err := migrations.OwnsLedger(ctx, pool); err == nil && owns {
-		cfg.Logger.Warn("this syncer's database role owns the save-evidence ledger, so it could disable the ledger's append-only trigger; " +
-			"give syncers a login role in yawp_service that owns nothing (spec.database.serviceSecretRef, docs/operations.md)")
+		cfg.Logger.Warn("this syncer's database role owns the save-evidence ledger or its schema (the owner of the database owns schema public), " +
+			"so it could disable the ledger's append-only trigger or drop the ledger; " +
+			"give syncers a login role in yawp_service that owns nothing, not even the database (spec.database.serviceSecretRef, docs/operations.md)")
 	}
 	holder := cfg.PodName
 	if holder == "" {
@@ -238,11 +239,63 @@ func Run(ctx context.Context, cfg Config) error {
 			if ctx.Err() != nil {
 				return nil // stopping anyway: not a fence to report
 			}
-			return fmt.Errorf("fenced, stopping: %s", eng.FenceReason())
+			return fmt.Errorf("%w, stopping: %s", ErrFenced, eng.FenceReason())
 		case <-tick.C:
 		case <-s.kick:
 		}
 		s.heartbeat(ctx)
+	}
+}
+
+// ErrFenced is Run's error when its engine was fenced: another syncer took
+// the shard, or this one lost its lock or cannot know a commit's outcome
+// (its database went away or restarted).
+var ErrFenced = errors.New("fenced")
+
+// serveRetryWindow is how long after a fence Serve runs the syncer again
+// through errors of its start (the database still restarting); past it an
+// error ends Serve as Run's would.
+const serveRetryWindow = 2 * time.Minute
+
+// Serve is Run, run again in the same process when it is fenced, backing
+// off from 1 s to 30 s (reset once a run served a minute), instead of
+// returning: the pod's restart would do the same, but every PostgreSQL
+// restart or failover fences every syncer, and the kubelet's back-off for
+// a container that keeps exiting grows to five minutes, a shard down for
+// that long after a few failovers in a row. A run that starts after a
+// fence and fails (the database not back yet) is tried again for up to
+// serveRetryWindow after the fence. Errors of the first start (a bad
+// configuration) and any error long after a fence end Serve. Each run
+// takes the shard anew: a new shard epoch, the lock waited for, nothing
+// kept in memory from the run before.
+func Serve(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	backoff := time.Second
+	var fenced time.Time
+	for {
+		start := time.Now()
+		err := Run(ctx, cfg)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		switch {
+		case errors.Is(err, ErrFenced):
+			fenced = time.Now()
+			if fenced.Sub(start) >= time.Minute {
+				backoff = time.Second
+			}
+		case fenced.IsZero() || time.Since(fenced) > serveRetryWindow:
+			return err
+		}
+		cfg.Logger.Warn("the syncer stopped; running it again in this process", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }
 
