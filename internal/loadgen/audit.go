@@ -296,6 +296,11 @@ func checkEvidence(a *auditor, doc string, ev store.Evidence, da *docAcks) {
 		if !found {
 			a.fail(CheckEvidence, doc, "no committed ledger entry for request %s as revision %d", l.Key, l.Revision)
 		}
+		// Exactly once: a retry of a save is answered from its key's
+		// stored result, never committed again.
+		if n := len(byKey[l.Key]); n > 1 {
+			a.fail(CheckEvidence, doc, "request %s was committed %d times (revisions %v)", l.Key, n, revisionsOf(byKey[l.Key]))
+		}
 	}
 	for _, y := range da.yjs {
 		if clientClock[y.Client] < y.Clock {
@@ -307,6 +312,14 @@ func checkEvidence(a *auditor, doc string, ev store.Evidence, da *docAcks) {
 			a.fail(CheckEvidence, doc, "after every client flushed, the evidence still says %s: %s", f.Verdict, f.Summary)
 		}
 	}
+}
+
+func revisionsOf(ts []store.TimelineEntry) []int64 {
+	out := make([]int64, len(ts))
+	for i, t := range ts {
+		out[i] = t.Revision
+	}
+	return out
 }
 
 // compare checks that the legacy row equals the Yjs text.
