@@ -140,13 +140,21 @@ func (r *PersistenceRolloutReconciler) finalize(ctx context.Context, ro, origina
 		// nobody would be left to judge its gates or roll it back. Best
 		// effort, and briefly: Retain needs no database (its Secret may be
 		// gone, the server down), and must not wait for one.
-		if err := r.recordDeletion(ctx, ro); err != nil {
+		err := r.recordDeletion(ctx, ro)
+		var nm notManaging
+		switch {
+		case errors.As(err, &nm):
+			log.Info("deleted without recording anything: another object manages the rollout in its database", "manager", nm.UID)
+			if r.Recorder != nil {
+				r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, reasonNotManaging, "Delete", "%s", nm.Error())
+			}
+		case err != nil:
 			log.Info("deletion not recorded in the data plane; Retain goes on", "err", err.Error())
 		}
 		if err := r.orphanGateway(ctx, ro); err != nil {
 			return ctrl.Result{}, err
 		}
-		if r.Recorder != nil {
+		if r.Recorder != nil && nm.UID == "" {
 			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Retained", "Delete",
 				"rollout deleted with deletionPolicy Retain: every cohort keeps its stage in PostgreSQL and the gateway keeps serving")
 		}
@@ -171,10 +179,10 @@ func (r *PersistenceRolloutReconciler) recordDeletion(ctx context.Context, ro *p
 		return err
 	}
 	// Not in another database than the rollout's (its Secret swapped).
-	if err := sameDatabase(ctx, ro, store); err != nil {
+	if err := managing(ctx, ro, store); err != nil {
 		return err
 	}
-	if err := managing(ctx, ro, store); err != nil {
+	if err := sameDatabase(ctx, ro, store); err != nil {
 		return err
 	}
 	if err := store.SpecSeen(ctx, rolloutKey(ro), string(ro.UID), ro.Generation); err != nil && !errors.Is(err, dataplane.ErrStaleSpec) {
@@ -330,6 +338,11 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 	if err != nil {
 		return rb, err
 	}
+	// Nothing of a rollout another object manages (checked first:
+	// checkDatabase may write).
+	if err := managing(ctx, ro, store); err != nil {
+		return rb, err
+	}
 	// Not in a database that is not the one the rollout ran on (its
 	// Secret swapped: another environment's, an empty server), nor one
 	// that went back in time: rolling back there, and forgetting the
@@ -340,9 +353,6 @@ func (r *PersistenceRolloutReconciler) rollbackAll(ctx context.Context, ro *pers
 		return rb, err
 	}
 	key := rolloutKey(ro)
-	if err := managing(ctx, ro, store); err != nil {
-		return rb, err
-	}
 	// Recorded first, so that a manager held up with a decision made
 	// before the deletion (an old leader) cannot move a cohort after the
 	// rollback below has passed it.

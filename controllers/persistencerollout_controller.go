@@ -270,6 +270,10 @@ func (r *PersistenceRolloutReconciler) Reconcile(ctx context.Context, req ctrl.R
 		return ctrl.Result{}, fmt.Errorf("spec generation %d of %s: %w", ro.Generation, req.NamespacedName, err)
 	}
 	if errors.Is(err, dataplane.ErrRolloutClaimed) {
+		var claimed *dataplane.ClaimedError
+		if rc := (rolloutClaimed{}); !errors.As(err, &rc) && errors.As(err, &claimed) {
+			err = rolloutClaimed{claimed} // taken over while this reconcile was under way
+		}
 		log.Error(err, "the rollout is another object's in its database")
 		if c := meta.FindStatusCondition(ro.Status.Conditions, persistencev1alpha1.ConditionReady); (c == nil || c.Reason != persistencev1alpha1.ReasonRolloutClaimed) && r.Recorder != nil {
 			r.Recorder.Eventf(&ro, nil, corev1.EventTypeWarning, persistencev1alpha1.ReasonRolloutClaimed, "Register", "%s", err.Error())
@@ -473,27 +477,50 @@ func (r *PersistenceRolloutReconciler) register(ctx context.Context, ro *persist
 	if err != nil {
 		return nil, "", err
 	}
+	// Whose the rollout is comes first: checkDatabase may write (a
+	// restored database acknowledged), and only the object that manages
+	// the rollout may.
+	if err := r.claimOrTakeOver(ctx, ro, store); err != nil {
+		return nil, "", err
+	}
 	if err := r.checkDatabase(ctx, ro, store); err != nil {
 		return nil, "", err
 	}
-	key, uid := rolloutKey(ro), string(ro.UID)
-	err = store.RegisterRollout(ctx, key, uid, int(ro.Spec.Gateway.Shards))
+	err = store.RegisterRollout(ctx, rolloutKey(ro), string(ro.UID), int(ro.Spec.Gateway.Shards))
 	var claimed *dataplane.ClaimedError
-	if errors.As(err, &claimed) && claimed.UID != "" && ro.Annotations[AnnotationTakeOverFrom] == claimed.UID {
-		if err := store.TakeOverRollout(ctx, key, claimed.UID, uid); err != nil {
-			return nil, "", err
-		}
-		logf.FromContext(ctx).Info("took the rollout over from another object, as the take-over annotation says", "from", claimed.UID)
-		if r.Recorder != nil {
-			r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, reasonTookOver, "Register",
-				"took rollout %s over from object %s, as annotation %s says: that object manages it no more", key, claimed.UID, AnnotationTakeOverFrom)
-		}
-		err = store.RegisterRollout(ctx, key, uid, int(ro.Spec.Gateway.Shards))
-	}
 	if errors.As(err, &claimed) {
 		err = rolloutClaimed{claimed}
 	}
 	return store, dsn, err
+}
+
+// claimOrTakeOver refuses (rolloutClaimed) an object whose rollout another
+// object manages in the database and has not let go, unless this one
+// carries the take-over annotation naming that object, when it takes the
+// rollout over. It writes nothing otherwise; RegisterRollout claims a
+// rollout nobody manages.
+func (r *PersistenceRolloutReconciler) claimOrTakeOver(ctx context.Context, ro *persistencev1alpha1.PersistenceRollout, store dataplane.Store) error {
+	key, uid := rolloutKey(ro), string(ro.UID)
+	c, found, err := store.RolloutClaim(ctx, key)
+	if err != nil || !found || uid == "" || c.UID == uid || c.Released {
+		return err
+	}
+	if ro.Annotations[AnnotationTakeOverFrom] != c.UID {
+		return rolloutClaimed{&dataplane.ClaimedError{Rollout: key, UID: c.UID, Since: c.Since}}
+	}
+	if err := store.TakeOverRollout(ctx, key, c.UID, uid); err != nil {
+		var claimed *dataplane.ClaimedError
+		if errors.As(err, &claimed) {
+			return rolloutClaimed{claimed}
+		}
+		return err
+	}
+	logf.FromContext(ctx).Info("took the rollout over from another object, as the take-over annotation says", "from", c.UID)
+	if r.Recorder != nil {
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, reasonTookOver, "Register",
+			"took rollout %s over from object %s, as annotation %s says: that object manages it no more", key, c.UID, AnnotationTakeOverFrom)
+	}
+	return nil
 }
 
 // explainRefusal adds to a registration's refusal what it means for the

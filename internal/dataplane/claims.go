@@ -100,8 +100,13 @@ func (p *Postgres) TakeOverRollout(ctx context.Context, rollout, from, to string
 		case c.UID != from:
 			return &ClaimedError{Rollout: rollout, UID: c.UID, Since: c.Since}
 		}
-		_, err = tx.Exec(ctx, `UPDATE rollout_claims SET uid = $2, claimed_at = coalesce($3::timestamptz, now()), released_at = NULL
-			WHERE rollout = $1`, rollout, to, p.dbNow())
+		if _, err := tx.Exec(ctx, `UPDATE rollout_claims SET uid = $2, claimed_at = coalesce($3::timestamptz, now()), released_at = NULL
+			WHERE rollout = $1`, rollout, to, p.dbNow()); err != nil {
+			return err
+		}
+		// The decisions of from still under way are stale from now on
+		// (staleDecision): the spec acted on is to's.
+		_, err = tx.Exec(ctx, `UPDATE rollouts SET spec_uid = $2, spec_generation = 0 WHERE rollout = $1`, rollout, to)
 		return err
 	})
 	if err != nil {

@@ -414,22 +414,35 @@ func (p *Postgres) SchoolsOutsideCohorts(ctx context.Context, sample int) (int64
 func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation int64) error {
 	var prevUID string
 	var prevGen int64
-	err := p.pool.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1`, rollout).Scan(&prevUID, &prevGen)
+	var claim Claim
+	// The claim too: an object that does not manage the rollout (taken
+	// over while its reconcile was under way, another cluster's) records
+	// nothing, or its decisions would pass staleDecision and the
+	// manager's would not.
+	const read = `SELECT r.spec_uid, r.spec_generation, coalesce(c.uid, ''), coalesce(c.claimed_at, now()), c.released_at IS NOT NULL
+		FROM rollouts r LEFT JOIN rollout_claims c ON c.rollout = r.rollout WHERE r.rollout = $1`
+	err := p.pool.QueryRow(ctx, read, rollout).Scan(&prevUID, &prevGen, &claim.UID, &claim.Since, &claim.Released)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("spec seen of %s: %w", rollout, err)
 	}
+	if err := claimedBy(rollout, uid, claim); err != nil {
+		return err
+	}
 	if err := staleSpec(rollout, uid, generation, prevUID, prevGen); err != nil || (prevUID == uid && prevGen >= generation) {
 		return err
 	}
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT spec_uid, spec_generation FROM rollouts WHERE rollout = $1 FOR NO KEY UPDATE`, rollout).Scan(&prevUID, &prevGen)
+		err := tx.QueryRow(ctx, read+` FOR NO KEY UPDATE OF r`, rollout).Scan(&prevUID, &prevGen, &claim.UID, &claim.Since, &claim.Released)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
+			return err
+		}
+		if err := claimedBy(rollout, uid, claim); err != nil {
 			return err
 		}
 		if err := staleSpec(rollout, uid, generation, prevUID, prevGen); err != nil {
@@ -439,10 +452,19 @@ func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation
 			WHERE rollout = $1 AND (spec_uid <> $2 OR spec_generation < $3)`, rollout, uid, generation)
 		return err
 	})
-	if err != nil && !errors.Is(err, ErrStaleSpec) {
+	if err != nil && !errors.Is(err, ErrStaleSpec) && !errors.Is(err, ErrRolloutClaimed) {
 		return fmt.Errorf("spec seen of %s: %w", rollout, err)
 	}
 	return err
+}
+
+// claimedBy is a *ClaimedError when claim is held by another object than
+// uid and not released; nil for uid "" (no object) or no claim.
+func claimedBy(rollout, uid string, claim Claim) error {
+	if uid != "" && claim.UID != "" && claim.UID != uid && !claim.Released {
+		return &ClaimedError{Rollout: rollout, UID: claim.UID, Since: claim.Since}
+	}
+	return nil
 }
 
 // staleSpec is ErrStaleSpec when generation of object uid is older than

@@ -24,6 +24,13 @@ func TestDecisionOnADeletedObjectIsRefused(t *testing.T) {
 	if err := s.SpecSeen(ctx, "ns/r", "uid-1", 5); err != nil {
 		t.Fatal(err)
 	}
+	// uid-1 deleted with Retain (its release recorded), uid-2 created.
+	if err := s.ReleaseRollout(ctx, "ns/r", "uid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterRollout(ctx, "ns/r", "uid-2", 2); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SpecSeen(ctx, "ns/r", "uid-2", 1); err != nil {
 		t.Fatalf("SpecSeen of the new object: %v", err)
 	}

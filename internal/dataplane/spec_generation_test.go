@@ -46,7 +46,17 @@ func TestStaleSpecGenerationIsRefused(t *testing.T) {
 	if _, err := s.SetStage(ctx, ch); err != nil {
 		t.Fatalf("SetStage on the newest generation: %v", err)
 	}
-	// The object deleted (Retain) and created again: generations restart.
+	// The object deleted (Retain, its release recorded) and created
+	// again: generations restart. Another object is refused until then.
+	if err := s.SpecSeen(ctx, "ns/r", "uid-2", 1); !errors.Is(err, ErrRolloutClaimed) {
+		t.Fatalf("SpecSeen of another object while uid-1 manages the rollout: %v, want ErrRolloutClaimed", err)
+	}
+	if err := s.ReleaseRollout(ctx, "ns/r", "uid-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterRollout(ctx, "ns/r", "uid-2", 2); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.SpecSeen(ctx, "ns/r", "uid-2", 1); err != nil {
 		t.Fatalf("SpecSeen of a new object: %v", err)
 	}

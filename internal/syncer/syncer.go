@@ -207,7 +207,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cfg.Logger.Info("serving", "listen", ln.Addr().String(), "shard", cfg.Shard, "shard_epoch", eng.ShardEpoch())
 	listening := make(chan struct{})
-	go s.listen(ctx, listening)
+	// The listener's connection is its own, not the pool's: stopped and
+	// waited for when this run ends, or every run Serve starts again
+	// after a fence left one more connection behind.
+	lctx, lcancel := context.WithCancel(ctx)
+	ldone := make(chan struct{})
+	go func() { defer close(ldone); s.listen(lctx, listening) }()
+	defer func() { lcancel(); <-ldone }()
 	select {
 	case <-listening:
 	case <-time.After(5 * time.Second):
