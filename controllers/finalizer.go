@@ -178,7 +178,8 @@ func (r *PersistenceRolloutReconciler) recordDeletion(ctx context.Context, ro *p
 	if err != nil {
 		return err
 	}
-	// Not in another database than the rollout's (its Secret swapped).
+	// Nothing of a rollout another object manages, nor in another
+	// database than the rollout's (its Secret swapped).
 	if err := managing(ctx, ro, store); err != nil {
 		return err
 	}
@@ -192,7 +193,7 @@ func (r *PersistenceRolloutReconciler) recordDeletion(ctx context.Context, ro *p
 	return store.ReleaseRollout(ctx, rolloutKey(ro), string(ro.UID))
 }
 
-// reasonNotManaging is the Event of a RollbackToLegacy deletion of an
+// reasonNotManaging is the Event of the deletion (either policy) of an
 // object that did not manage its rollout in the database.
 const reasonNotManaging = "NotManaging"
 
