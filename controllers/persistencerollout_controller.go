@@ -568,10 +568,11 @@ type rolloutClaimed struct{ *dataplane.ClaimedError }
 func (e rolloutClaimed) Unwrap() error { return e.ClaimedError }
 
 func (e rolloutClaimed) Error() string {
+	ns, name, _ := strings.Cut(e.Rollout, "/")
 	return e.ClaimedError.Error() + ": another cluster's operator has this database, or an object of this name was deleted " +
 		"without its deletion reaching the database. This object changes nothing there and gets no gateway. " +
-		"If that object is gone for good, take the rollout over: kubectl annotate persistencerollout " +
-		e.Rollout[strings.LastIndex(e.Rollout, "/")+1:] + " " + AnnotationTakeOverFrom + "=" + e.UID
+		"If that object is gone for good, take the rollout over: kubectl annotate -n " + ns + " persistencerollout " +
+		name + " " + AnnotationTakeOverFrom + "=" + e.UID
 }
 
 // errDatabaseForgot marks a database that has no record of the rollout

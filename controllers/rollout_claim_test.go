@@ -61,7 +61,7 @@ func TestARolloutAnotherClusterManagesIsLeftAlone(t *testing.T) {
 	f.g.Eventually(func() string { return f.ready("shared") }).Should(HavePrefix(
 		"False/RolloutClaimed: rollout " + f.ns + "/shared in this database is managed by another PersistenceRollout object (uid production-uid, since "))
 	msg := f.ready("shared")
-	f.g.Expect(msg).To(HaveSuffix("take the rollout over: kubectl annotate persistencerollout shared persistence.yawp.dev/take-over-from=production-uid"))
+	f.g.Expect(msg).To(HaveSuffix("take the rollout over: kubectl annotate -n " + f.ns + " persistencerollout shared persistence.yawp.dev/take-over-from=production-uid"))
 	f.g.Consistently(func() string { return controlRows(ctx, f.pool) }, "2s").Should(Equal(before), "the refused object wrote to the database")
 	f.g.Expect(f.hasGateway("shared")).To(BeFalse(), "the refused object got a gateway")
 	_, served, err := dataplane.RegisteredAs(ctx, f.pool, f.ns+"/shared")
