@@ -57,15 +57,11 @@ func readClaim(ctx context.Context, q Querier, rollout string) (c Claim, found b
 // holds the rollout's name lock.
 func (p *Postgres) claim(ctx context.Context, tx pgx.Tx, rollout, uid string, take bool) error {
 	c, found, err := readClaim(ctx, tx, rollout)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case found && c.UID == uid:
-		return nil
-	case found && !c.Released:
-		return &ClaimedError{Rollout: rollout, UID: c.UID, Since: c.Since}
-	case !take:
-		return nil
+	}
+	if err := claimedBy(rollout, uid, c); err != nil || (found && c.UID == uid) || !take {
+		return err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO rollout_claims (rollout, uid, claimed_at) VALUES ($1, $2, coalesce($3::timestamptz, now()))
 		ON CONFLICT (rollout) DO UPDATE SET uid = EXCLUDED.uid, claimed_at = EXCLUDED.claimed_at, released_at = NULL`,
@@ -124,6 +120,15 @@ func (p *Postgres) ReleaseRollout(ctx context.Context, rollout, uid string) erro
 		WHERE rollout = $1 AND uid = $2 AND released_at IS NULL`, rollout, uid, p.dbNow())
 	if err != nil {
 		return fmt.Errorf("release rollout %s: %w", rollout, err)
+	}
+	return nil
+}
+
+// claimedBy is a *ClaimedError when claim is held by another object than
+// uid and not released; nil for uid "" (no object) or no claim.
+func claimedBy(rollout, uid string, claim Claim) error {
+	if uid != "" && claim.UID != "" && claim.UID != uid && !claim.Released {
+		return &ClaimedError{Rollout: rollout, UID: claim.UID, Since: claim.Since}
 	}
 	return nil
 }

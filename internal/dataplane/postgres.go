@@ -458,14 +458,6 @@ func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation
 	return err
 }
 
-// claimedBy is a *ClaimedError when claim is held by another object than
-// uid and not released; nil for uid "" (no object) or no claim.
-func claimedBy(rollout, uid string, claim Claim) error {
-	if uid != "" && claim.UID != "" && claim.UID != uid && !claim.Released {
-		return &ClaimedError{Rollout: rollout, UID: claim.UID, Since: claim.Since}
-	}
-	return nil
-}
 
 // staleSpec is ErrStaleSpec when generation of object uid is older than
 // the recorded one of the same object, nil otherwise.
@@ -899,10 +891,10 @@ func (p *Postgres) RecordRolloutObject(ctx context.Context, rollout, uid string)
 		if err := lockRolloutName(ctx, tx, rollout); err != nil {
 			return err
 		}
-		if c, found, err := readClaim(ctx, tx, rollout); err != nil {
+		if c, _, err := readClaim(ctx, tx, rollout); err != nil {
 			return err
-		} else if found && c.UID != uid {
-			return &ClaimedError{Rollout: rollout, UID: c.UID, Since: c.Since}
+		} else if err := claimedBy(rollout, uid, c); err != nil {
+			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO rollout_objects (rollout, uid) VALUES ($1, $2)
 			ON CONFLICT (rollout) DO UPDATE SET uid = EXCLUDED.uid, recorded_at = now() WHERE rollout_objects.uid <> EXCLUDED.uid`, rollout, uid)

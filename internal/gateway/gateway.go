@@ -794,10 +794,10 @@ func exactFields(raw []byte, v any) *apiError {
 
 // keyedDocID is the ID of the document a create that names none reaches
 // with its Idempotency-Key, derived from the tenant and the key so that a
-// retry reaches the same document; "" without a tenant or a valid key.
-func keyedDocID(r *http.Request, tenant string) string {
-	key, e := idempotencyKey(r)
-	if tenant == "" || e != nil || key == "" {
+// retry reaches the same document; "" without a tenant or a valid key
+// (keyErr, idempotencyKey's refusal of it).
+func keyedDocID(tenant, key string, keyErr *apiError) string {
+	if tenant == "" || keyErr != nil || key == "" {
 		return ""
 	}
 	s := sha256.Sum256([]byte(tenant + "\x00" + key))
@@ -863,7 +863,8 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		if g.decodeBody(w, r, &b, unauthBodyWait) == nil && b.ID != nil && contract.ValidDocID(*b.ID) {
 			doc = *b.ID
 		} else if b.ID == nil {
-			doc = keyedDocID(r, c.Tenant) // an expired token still names its tenant
+			key, keyErr := idempotencyKey(r)
+			doc = keyedDocID(c.Tenant, key, keyErr) // an expired token still names its tenant
 		}
 		g.refuseWork(w, r, doc, c, aerr, nil, b.Content)
 		return
@@ -877,6 +878,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 	if e == nil {
 		e = decodeRaw(raw, &b)
 	}
+	key, keyErr := idempotencyKey(r)
 	if e != nil {
 		// Refused for its shape: on the record of the document the body
 		// names, if it names a valid one (as a refused save is).
@@ -890,7 +892,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 			g.refuse(w, r, *named.ID, c, e)
 			return
 		}
-		if doc := keyedDocID(r, c.Tenant); named.ID == nil && doc != "" {
+		if doc := keyedDocID(c.Tenant, key, keyErr); named.ID == nil && doc != "" {
 			// No id, and a key: the document its retry reaches.
 			g.refuse(w, r, doc, c, e)
 			return
@@ -898,7 +900,6 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 		syncer.WriteError(w, e)
 		return
 	}
-	key, keyErr := idempotencyKey(r)
 	doc := ""
 	switch {
 	case b.ID != nil:
@@ -913,7 +914,7 @@ func (g *Gateway) create(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// A retried create lands on the same document.
-		doc = keyedDocID(r, c.Tenant)
+		doc = keyedDocID(c.Tenant, key, keyErr)
 	default:
 		var rb [12]byte
 		_, _ = rand.Read(rb[:])

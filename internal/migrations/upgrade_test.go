@@ -56,13 +56,18 @@ func oldSave(ctx context.Context, pool *pgxpool.Pool, doc string, rev int64) err
 // a legacy batch job) must not make every save of every shard wait
 // behind the migration's ALTER TABLE for as long as that reader runs.
 func TestUpgradeDoesNotQueueSavesBehindAReader(t *testing.T) {
+	// The release before splices (00009) and keys in revisions (00010).
+	upgradeUnderAReader(t, 8, "document_revisions")
+}
+
+// upgradeUnderAReader migrates a database at version from to Latest while
+// a transaction reads table and an earlier release's syncer saves: the
+// save must not wait for the reader behind a migration's lock request, and
+// the migration, tried again, goes through once the reader ends.
+func upgradeUnderAReader(t *testing.T, from int64, table string) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgharness.ForTest(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	upTo(t, pool, 8) // the release before splices (00009) and keys in revisions (00010)
+	_, pool := ownerPool(t)
+	upTo(t, pool, from)
 	if _, err := pool.Exec(ctx, `INSERT INTO documents (doc_id, tenant, owner, title, content, revision, shard, created_at, updated_at)
 		VALUES ('essay-1', 'school-1', 'alice', '', 'text 1', 1, 0, now(), now())`); err != nil {
 		t.Fatal(err)
@@ -71,35 +76,40 @@ func TestUpgradeDoesNotQueueSavesBehindAReader(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A reader of the history, open until the old syncer's save is done.
+	// A reader of the table, open until the old syncer's save is done.
 	reader, err := pool.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reader.Release()
-	if _, err := reader.Exec(ctx, `BEGIN; SELECT count(*) FROM document_revisions`); err != nil {
+	if _, err := reader.Exec(ctx, `BEGIN; SELECT count(*) FROM `+table); err != nil {
 		t.Fatal(err)
 	}
 
-	// The new version starts and migrates: its ALTER TABLE waits for the
-	// reader.
+	// The new version starts and migrates: a migration's lock request
+	// waits for the reader.
 	migDone := make(chan error, 1)
 	go func() { migDone <- Up(ctx, pool) }()
 	time.Sleep(500 * time.Millisecond)
 
 	// An old syncer saves meanwhile, and must not wait for the reader.
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	start := time.Now()
 	err = oldSave(sctx, pool, "essay-1", 2)
 	cancel()
-	if err != nil {
-		t.Fatalf("an old syncer's save while a migration waits for a reader of document_revisions: %v", err)
-	}
+	var blocker string
+	_ = pool.QueryRow(ctx, `SELECT coalesce(string_agg(regexp_replace(left(query, 60), '\s+', ' ', 'g'), ' | '), '') FROM pg_stat_activity
+		WHERE wait_event_type = 'Lock' AND query NOT LIKE 'UPDATE documents%'`).Scan(&blocker)
 	// The reader ends; the migration, tried again, goes through.
-	if _, err := reader.Exec(ctx, `COMMIT`); err != nil {
-		t.Fatal(err)
+	if _, cerr := reader.Exec(ctx, `COMMIT`); cerr != nil {
+		t.Fatal(cerr)
 	}
-	if err := <-migDone; err != nil {
-		t.Fatalf("migrations: %v", err)
+	if merr := <-migDone; merr != nil {
+		t.Errorf("migrations: %v", merr)
+	}
+	if err != nil {
+		t.Fatalf("a save of the release at migration %d waited %s for a reader of %s while the upgrade ran (%v); waiting on a lock: %s",
+			from, time.Since(start).Round(time.Millisecond), table, err, blocker)
 	}
 }
 

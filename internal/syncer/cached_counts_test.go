@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestNewDocumentIsNotCoveredByCachedCounts: at Verify the legacy
@@ -21,11 +20,8 @@ import (
 // check, I3) while the cohort has n+1: it took the document count from a
 // cache up to 10 s old, and a soak ending then flipped the cohort.
 func TestNewDocumentIsNotCoveredByCachedCounts(t *testing.T) {
-	dsn := pgharness.ForTest(t)
 	const n = 20
-	dp, pool, cs := legacyFixture(t, dsn, n)
-	runIntegritySyncer(t, dsn, time.Hour)
-	cs, _ = toVerify(t, dp, cs, n)
+	dsn, dp, pool, cs, _ := atVerify(t, n)
 
 	heldNewDocument(t, dsn)
 	changed := time.Now()

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestNewEpochStartsWithAFullPass: verdicts found under one epoch must not
@@ -17,12 +16,8 @@ import (
 // change (Verify -> LocalFirst, or a rollback and a quick new attempt)
 // kept its old verdicts until the hourly pass.
 func TestNewEpochStartsWithAFullPass(t *testing.T) {
-	dsn := pgharness.ForTest(t)
-	const n = 20
-	dp, pool, cs := legacyFixture(t, dsn, n)
-	runIntegritySyncer(t, dsn, time.Hour)
+	_, dp, pool, cs, first := atVerify(t, 20)
 	ctx := t.Context()
-	cs, first := toVerify(t, dp, cs, n)
 	// A pass after that one: the epoch's first (full) pass is over
 	// before the row changes, so only the next epoch can find it.
 	waitReport(t, dp, "a later pass at Verify", 30*time.Second, func(c dataplane.CohortReport) bool {

@@ -405,6 +405,19 @@ func runIntegritySyncer(t *testing.T, dsn string, fullEvery time.Duration) {
 	})
 }
 
+// atVerify starts a syncer (a full pass hourly) on a new database of n
+// legacy documents in cohort pilot (legacyFixture) and walks the cohort to
+// Verify (toVerify): its DSN, data plane, pool, state and first report
+// there with every document verified.
+func atVerify(t *testing.T, n int) (string, *dataplane.Postgres, *pgxpool.Pool, dataplane.CohortState, dataplane.CohortReport) {
+	t.Helper()
+	dsn := pgharness.ForTest(t)
+	dp, pool, cs := legacyFixture(t, dsn, n)
+	runIntegritySyncer(t, dsn, time.Hour)
+	cs, rep := toVerify(t, dp, cs, int64(n))
+	return dsn, dp, pool, cs, rep
+}
+
 // toVerify walks legacyFixture's cohort of n documents through DualWrite
 // and Backfill to Verify, and returns its state and the first report
 // there with every document verified.

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestOutsideWriteWhileRolledBackIsNotAMismatchOfTheNextAttempt: after a
@@ -17,12 +16,9 @@ import (
 // back at once, and again after every Legacy period with such writes. A
 // write behind the gateway during the attempt still counts.
 func TestOutsideWriteWhileRolledBackIsNotAMismatchOfTheNextAttempt(t *testing.T) {
-	dsn := pgharness.ForTest(t)
 	const n = 20
-	dp, pool, cs := legacyFixture(t, dsn, n)
-	runIntegritySyncer(t, dsn, time.Hour)
+	_, dp, pool, cs, _ := atVerify(t, n)
 	ctx := t.Context()
-	cs, _ = toVerify(t, dp, cs, n)
 	cs = stageAttempt(t, dp, cs.Epoch, dataplane.StageLegacy, 1, dataplane.OutcomeRolledBack)
 	const edited = "rewritten in the legacy application while the cohort was rolled back"
 	if _, err := pool.Exec(ctx, `UPDATE documents SET content = $1, revision = revision + 1, updated_at = now() WHERE doc_id = 'doc-000004'`, edited); err != nil {

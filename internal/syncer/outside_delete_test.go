@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestRowDeletedOutsideIsFoundByVerification: a documents row deleted
@@ -14,12 +13,9 @@ import (
 // the syncer makes the row again from it, without anyone touching the
 // document; at Verify the deletion stands and nothing stays open.
 func TestRowDeletedOutsideIsFoundByVerification(t *testing.T) {
-	dsn := pgharness.ForTest(t)
 	const n = 20
-	dp, pool, cs := legacyFixture(t, dsn, n)
-	runIntegritySyncer(t, dsn, time.Hour)
+	_, dp, pool, cs, _ := atVerify(t, n)
 	ctx := t.Context()
-	cs, _ = toVerify(t, dp, cs, n)
 	exists := func(doc string) bool {
 		return scalar(t, pool, `SELECT count(*) FROM documents WHERE doc_id = $1`, doc) == 1
 	}

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestDocumentGivenToASchoolOutsideTheCohortIsNotCountedVerified: at
@@ -21,12 +20,9 @@ import (
 // incremental pass drops it) until the next full pass, and stands in for
 // the unchecked one.
 func TestDocumentGivenToASchoolOutsideTheCohortIsNotCountedVerified(t *testing.T) {
-	dsn := pgharness.ForTest(t)
 	const n = 20
-	dp, pool, cs := legacyFixture(t, dsn, n)
-	runIntegritySyncer(t, dsn, time.Hour)
+	dsn, dp, pool, cs, _ := atVerify(t, n)
 	ctx := t.Context()
-	cs, _ = toVerify(t, dp, cs, n)
 
 	// The new document is given to school s1 (cohort pilot); a verified one
 	// of s1 is given to school "other" (no cohort).

@@ -8,7 +8,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/yawp/persistence-operator/internal/dataplane"
-	"github.com/yawp/persistence-operator/internal/pgharness"
 )
 
 // TestOutsideChangeVerifiedAfterAFailedPass: an incremental verification
@@ -20,12 +19,8 @@ import (
 // every document verified and no mismatch until the next full pass (an
 // hour here); a failed pass now makes the next one full. Found by review.
 func TestOutsideChangeVerifiedAfterAFailedPass(t *testing.T) {
-	dsn := pgharness.ForTest(t)
-	const n = 40
-	dp, pool, cs := legacyFixture(t, dsn, n)
-	runIntegritySyncer(t, dsn, time.Hour)
+	dsn, dp, pool, cs, _ := atVerify(t, 40)
 	ctx := t.Context()
-	cs, _ = toVerify(t, dp, cs, n)
 
 	// Hold the Yjs tables so the integrity loop's statements wait; kill
 	// them as a lost connection would.
