@@ -458,7 +458,6 @@ func (p *Postgres) SpecSeen(ctx context.Context, rollout, uid string, generation
 	return err
 }
 
-
 // staleSpec is ErrStaleSpec when generation of object uid is older than
 // the recorded one of the same object, nil otherwise.
 func staleSpec(rollout, uid string, generation int64, recordedUID string, recorded int64) error {
